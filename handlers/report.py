@@ -1,0 +1,95 @@
+"""The plain result every handler returns; `bot/` renders it for Slack, the terminal and JSON."""
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class Outcome(str, enum.Enum):
+    OK = "ok"
+    FAILED = "failed"  # a check failed: exit 1
+    APPROVAL_REQUIRED = "approval_required"  # exit 3
+
+    @property
+    def exit_code(self) -> int:
+        return {Outcome.OK: 0, Outcome.FAILED: 1, Outcome.APPROVAL_REQUIRED: 3}[self]
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    table: Table | None = None
+
+
+@dataclass
+class Report:
+    title: str
+    summary: str
+    outcome: Outcome = Outcome.OK
+    sections: list[Section] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)  # machine-readable, for --format json
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "outcome": self.outcome.value, "summary": self.summary, **self.data}
+
+
+@dataclass
+class Progress:
+    """One progress tick: the phase, and how far along (0..1) where that is known."""
+
+    phase: str
+    fraction: float | None = None
+    detail: str = ""
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def no_progress(_: Progress) -> None:
+    pass
+
+
+class Stopwatch:
+    """Times named steps; `steps` keeps (name, started_at epoch, seconds, outcome)."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.steps: list[dict[str, Any]] = []
+
+    def step(self, name: str) -> "_Step":
+        return _Step(self, name)
+
+    @property
+    def elapsed(self) -> float:
+        return time.time() - self.started
+
+
+class _Step:
+    def __init__(self, watch: Stopwatch, name: str) -> None:
+        self.watch, self.name = watch, name
+
+    def __enter__(self) -> "_Step":
+        self.t0 = time.time()
+        self.mono = time.monotonic()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.watch.steps.append({
+            "step": self.name,
+            "started_at": self.t0,
+            "seconds": round(time.monotonic() - self.mono, 3),
+            "outcome": "ok" if exc_type is None else "failed",
+        })

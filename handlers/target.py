@@ -1,0 +1,86 @@
+"""A database the bot looks after, and safe ways to connect to it and to name it."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from .errors import TargetUnreachable
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    dsn: str  # a secret: never shown; use `label`
+
+    @property
+    def label(self) -> str:
+        return describe_dsn(self.dsn)
+
+    def connect(self, **kwargs) -> psycopg.Connection:
+        return connect(self.dsn, name=self.name, **kwargs)
+
+    def __repr__(self) -> str:  # keeps the DSN out of tracebacks and logs
+        return f"Target(name={self.name!r}, at={self.label!r})"
+
+
+def describe_dsn(dsn: str) -> str:
+    """host/database only: what may be shown of a connection string."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(unparseable connection string)"
+    host = parts.get("host") or "localhost"
+    if host.startswith("/"):
+        host = "local socket"
+    port = f":{parts['port']}" if parts.get("port") and not str(host).startswith("local") else ""
+    return f"{host}{port}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+def dsn_secrets(dsn: str) -> list[str]:
+    """The parts of a connection string that must never be shown."""
+    secrets = [dsn]
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except psycopg.ProgrammingError:
+        password = None
+    if password:
+        secrets.append(str(password))
+    try:
+        netloc_password = urlsplit(dsn).password
+        if netloc_password:
+            secrets.append(netloc_password)
+    except ValueError:
+        pass
+    return secrets
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+_AFTER_FAILED = re.compile(r"^.*failed:\s*", re.S)
+
+
+def connect(dsn: str, name: str = "database", connect_timeout: int = 10, **kwargs) -> psycopg.Connection:
+    """Connect, turning failures into `TargetUnreachable` with a short, secret-free reason."""
+    try:
+        return psycopg.connect(dsn, connect_timeout=connect_timeout, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise TargetUnreachable(f"target `{name}` is unreachable: {connection_reason(exc, dsn)}") from None
+    except psycopg.ProgrammingError as exc:
+        raise TargetUnreachable(f"target `{name}` has a malformed connection string: "
+                                f"{scrub(str(exc), dsn_secrets(dsn))}") from None
+
+
+def connection_reason(exc: Exception, dsn: str) -> str:
+    # libpq says "connection to server at "h" (ip), port p failed: Connection refused\n\tIs the
+    # server running...": the reason is what follows the last "failed:" on the first line.
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = _AFTER_FAILED.sub("", lines[0]) if lines else type(exc).__name__
+    return scrub(text.lower() if text[:1].isupper() and text[1:2].islower() else text, dsn_secrets(dsn))
