@@ -1,3 +1,8 @@
 """dbops: the Slack bot, its command registry, jobs, approvals, scheduler, state store and CLI."""
 
 __version__ = "0.1.0"
+
+
+def load_commands() -> None:
+    """Imports the modules that declare commands (they register themselves)."""
+    from . import commands  # noqa: F401

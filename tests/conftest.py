@@ -56,3 +56,32 @@ def demo_db(pg_server, demo_template):
     name = _new_db(pg_server, template=demo_template)
     yield pg_server.dsn(name)
     demo_data.drop_database(pg_server.dsn(), name)
+
+
+@pytest.fixture
+def fake_slack():
+    from tests.fakes.slack_api import FakeSlack
+
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def bot_factory(tmp_path, fake_slack):
+    """Starts real bot processes (python -m bot) wired to the fake Slack; stops them after the test."""
+    from tests.fakes.bot_process import BotProcess
+
+    started: list[BotProcess] = []
+
+    def start(database_url: str, **env: str) -> BotProcess:
+        base = {"DATABASE_URL": database_url, "SLACK_API_URL": fake_slack.url, "DBOPS_CHANNEL": "C0OPS",
+                "DBOPS_ALLOWED_CHANNELS": "C0OPS", "DBOPS_APPROVERS": "U0BOSS",
+                "DBOPS_BACKUP_DIR": str(tmp_path / "backups")}
+        bot = BotProcess({**base, **env}, tmp_path).start()
+        started.append(bot)
+        return bot
+
+    yield start
+    for bot in started:
+        bot.stop()

@@ -1,0 +1,81 @@
+"""`python -m bot`: serve Slack. HTTP (gunicorn, the default) or Socket Mode when SLACK_APP_TOKEN is set."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from handlers.errors import DbopsError
+
+
+def preflight():
+    """Fail before serving: a missing setting or an unreachable state database ends the process here."""
+    from .config import load_settings
+    from .state.store import StateStore
+
+    settings = load_settings(require_slack=True)
+    StateStore(settings.state_url, min_size=0, max_size=1).close()  # applies the state migrations
+    return settings
+
+
+def serve_http(settings) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class DbopsServer(BaseApplication):
+        def load_config(self) -> None:
+            # One worker process: the job pool and scheduler live in it; scale with replicas.
+            self.cfg.set("bind", f"0.0.0.0:{settings.port}")
+            self.cfg.set("workers", 1)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 8)
+            self.cfg.set("timeout", 120)
+            self.cfg.set("graceful_timeout", 20)
+            self.cfg.set("accesslog", None)
+
+        def load(self):
+            from .server import create_wsgi_app
+
+            return create_wsgi_app(settings)
+
+    DbopsServer().run()
+
+
+def serve_socket_mode(settings) -> None:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from . import load_commands
+    from .logs import setup_logging
+    from .service import BotService
+    from .slack_app import build_app
+
+    load_commands()
+    setup_logging(settings.secrets())
+    SocketModeHandler(build_app(BotService(settings)), settings.slack_app_token).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Serve the dbops Slack bot.")
+    parser.add_argument("--mode", choices=("auto", "http", "socket"), default="auto",
+                        help="http (gunicorn on $PORT), socket (Socket Mode), auto: socket when SLACK_APP_TOKEN is set")
+    args = parser.parse_args(argv)
+    try:
+        settings = preflight()
+        mode = args.mode
+        if mode == "auto":
+            mode = "socket" if settings.slack_app_token else "http"
+        if mode == "socket" and not settings.slack_app_token:
+            from handlers.errors import ConfigError
+
+            raise ConfigError("SLACK_APP_TOKEN is not set: Socket Mode needs an app-level token with the "
+                              "connections:write scope (starts with xapp-)")
+    except DbopsError as exc:
+        print(f"dbops: {exc}", file=sys.stderr)
+        return 2
+    if mode == "socket":
+        serve_socket_mode(settings)
+    else:
+        serve_http(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

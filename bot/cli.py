@@ -1,0 +1,108 @@
+"""`dbops`: the same subcommands as `/db`, from a terminal or CI.
+
+Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 approval required.
+"""
+from __future__ import annotations
+
+import getpass
+import sys
+import time
+
+from handlers.errors import ConfigError, DbopsError, UsageError
+from handlers.report import Progress
+
+from . import __version__, render
+from .registry import Invocation, help_rows, parse
+
+
+class TerminalProgress:
+    """A progress line on stderr: redrawn in place on a terminal, one line per phase otherwise."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self.last_phase: str | None = None
+        self.last_draw = 0.0
+
+    def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        line = render.progress_line(progress, now - self.started)
+        if self.tty:
+            if now - self.last_draw >= 0.2 or progress.phase != self.last_phase:
+                self.stream.write("\r\033[K" + line[:200])
+                self.stream.flush()
+                self.last_draw = now
+        elif progress.phase != self.last_phase:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        self.last_phase = progress.phase
+
+    def done(self) -> None:
+        if self.tty and self.last_phase is not None:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def print_help() -> None:
+    from tabulate import tabulate
+
+    print("usage: dbops <subcommand> [args] [--target NAME] [--format text|json]\n")
+    print(tabulate([[f"dbops {u}", s] for u, s in help_rows("cli")], tablefmt="plain"))
+    print("\nExit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 approval required.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import load_commands
+
+    load_commands()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help") and len(argv) == 1:
+        print_help()
+        return 0
+    if argv[0] == "--version":
+        print(f"dbops {__version__}")
+        return 0
+    settings = store = None
+    try:
+        cmd, args = parse(argv, "cli")
+        if "--help" in argv or "-h" in argv:
+            raise UsageError(f"usage: dbops {cmd.usage}\n{cmd.summary}")
+        from .config import load_settings
+        from .logs import setup_logging
+
+        settings = load_settings()
+        setup_logging(settings.secrets(), level="WARNING")
+        if cmd.needs_state and settings.state_url:
+            from .state.store import StateStore
+
+            store = StateStore(settings.state_url, max_size=4)
+        from . import jobs
+
+        progress = TerminalProgress()
+        inv = Invocation(command=cmd, args=args, settings=settings, actor=f"cli:{getpass.getuser()}",
+                         state=store, progress=progress, front_end="cli")
+        try:
+            report = jobs.run(inv, store)
+        finally:
+            progress.done()
+        print(render.to_json(report) if args.format == "json" else render.to_text(report), end="")
+        return report.outcome.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except DbopsError as exc:
+        text = str(exc)
+        if settings is not None:
+            from handlers.target import scrub
+
+            text = scrub(text, settings.secrets())
+        print(text if text.startswith("usage:") else f"error: {text}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        if store is not None:
+            store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Settings: environment variables (a `.env` file is read too) plus an optional `dbops.toml`.
+
+Every problem is reported as one `ConfigError` that names the setting and what
+to put there. Connection strings and tokens are never echoed back.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from handlers.errors import ConfigError, UsageError
+from handlers.target import Target, dsn_secrets
+
+DEFAULT_TARGET = "prod"
+SLACK_API_DEFAULT = "https://slack.com/api/"
+
+_HINTS = {
+    "DATABASE_URL": "the production database's connection string, e.g. postgresql://user:password@host:5432/asidenote "
+                    "(on Render: the database's External or Internal Database URL)",
+    "SLACK_BOT_TOKEN": "the Bot User OAuth Token from your Slack app's OAuth & Permissions page (starts with xoxb-)",
+    "SLACK_SIGNING_SECRET": "the Signing Secret from your Slack app's Basic Information page",
+    "SLACK_APP_TOKEN": "an app-level token with the connections:write scope (starts with xapp-), only for Socket Mode",
+    "DBOPS_CHANNEL": "the Slack channel ID for digests and approval requests, e.g. C0123456789",
+}
+
+
+@dataclass
+class Settings:
+    targets: dict[str, Target]
+    state_url: str | None
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_api_url: str = SLACK_API_DEFAULT
+    channel: str | None = None
+    approvers: frozenset[str] = frozenset()
+    approver_groups: frozenset[str] = frozenset()
+    allowed_channels: frozenset[str] = frozenset()
+    allowed_users: frozenset[str] = frozenset()
+    backup_dir: Path = Path("backups")
+    port: int = 3000
+    sections: dict[str, Any] = field(default_factory=dict)  # dbops.toml sections for the handlers
+    config_path: Path | None = None
+
+    def target(self, name: str | None = None) -> Target:
+        name = name or DEFAULT_TARGET
+        if name in self.targets:
+            return self.targets[name]
+        if not self.targets:
+            raise ConfigError(f"DATABASE_URL is not set: put {_HINTS['DATABASE_URL']} in the environment or .env")
+        close = difflib.get_close_matches(name, list(self.targets), n=1)
+        hint = f"; did you mean `{close[0]}`?" if close else f"; known targets: {', '.join(sorted(self.targets))}"
+        raise UsageError(f"unknown target `{name}`{hint}")
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.sections.get(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{name}] in {self.config_path} must be a table of settings")
+        return value
+
+    def secrets(self) -> list[str]:
+        """Every configured value that must never be shown."""
+        found: list[str] = []
+        for target in self.targets.values():
+            found += dsn_secrets(target.dsn)
+        if self.state_url:
+            found += dsn_secrets(self.state_url)
+        found += [s for s in (self.slack_bot_token, self.slack_signing_secret, self.slack_app_token) if s]
+        for key in ("DBOPS_BACKUP_KEY", "AWS_SECRET_ACCESS_KEY", "RENDER_API_KEY", "DBOPS_S3_SECRET_ACCESS_KEY"):
+            if os.environ.get(key):
+                found.append(os.environ[key])
+        return found
+
+
+def _ids(raw: str | None, setting: str, prefixes: tuple[str, ...]) -> frozenset[str]:
+    if not raw:
+        return frozenset()
+    ids = [part.strip() for part in raw.split(",") if part.strip()]
+    for value in ids:
+        if not value.isalnum() or not value.startswith(prefixes):
+            raise ConfigError(
+                f"{setting} has {value!r}, which is not a Slack ID: give comma-separated IDs "
+                f"starting with {' or '.join(prefixes)} (e.g. {prefixes[0]}0123456789)"
+            )
+    return frozenset(ids)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} (DBOPS_CONFIG): {exc.strerror}") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool = False,
+                  read_dotenv: bool = True) -> Settings:
+    if read_dotenv and env is None:
+        from dotenv import load_dotenv
+
+        load_dotenv(os.environ.get("DBOPS_DOTENV", ".env"), override=False)
+    env = os.environ if env is None else env
+
+    config_path = Path(env.get("DBOPS_CONFIG", "dbops.toml"))
+    if "DBOPS_CONFIG" in env and not config_path.exists():
+        raise ConfigError(f"DBOPS_CONFIG points at {config_path}, which does not exist: "
+                          "give the path of your dbops.toml, or unset it")
+    doc = _read_toml(config_path) if config_path.exists() else {}
+
+    targets: dict[str, Target] = {}
+    if env.get("DATABASE_URL"):
+        targets[DEFAULT_TARGET] = Target(DEFAULT_TARGET, env["DATABASE_URL"])
+    for name, spec in (doc.get("targets") or {}).items():
+        if not isinstance(spec, dict) or not ("url_env" in spec or "url" in spec):
+            raise ConfigError(f"[targets.{name}] in {config_path} needs url_env = \"NAME_OF_ENV_VAR\" "
+                              "(the variable holding its connection string)")
+        if "url_env" in spec:
+            url = env.get(spec["url_env"])
+            if not url:
+                raise ConfigError(f"{spec['url_env']} is not set: put the connection string of target "
+                                  f"`{name}` there ([targets.{name}].url_env in {config_path})")
+        else:
+            url = spec["url"]
+        targets[name] = Target(name, url)
+
+    if require_slack:
+        for key in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+            if not env.get(key):
+                raise ConfigError(f"{key} is not set: put {_HINTS[key]} in the environment or .env")
+        if not env["SLACK_BOT_TOKEN"].startswith("xoxb-"):
+            raise ConfigError(f"SLACK_BOT_TOKEN does not look like a bot token: use {_HINTS['SLACK_BOT_TOKEN']}")
+        if env.get("SLACK_APP_TOKEN") and not env["SLACK_APP_TOKEN"].startswith("xapp-"):
+            raise ConfigError(f"SLACK_APP_TOKEN does not look like an app-level token: use {_HINTS['SLACK_APP_TOKEN']}")
+        if not targets:
+            raise ConfigError(f"DATABASE_URL is not set: put {_HINTS['DATABASE_URL']} in the environment or .env")
+
+    port_raw = env.get("PORT", "3000")
+    if not port_raw.isdigit() or not 0 < int(port_raw) < 65536:
+        raise ConfigError(f"PORT is {port_raw!r}: give a TCP port number between 1 and 65535")
+
+    slack = doc.get("slack") or {}
+    groups = slack.get("approver_groups", [])
+    if not isinstance(groups, list) or not all(isinstance(g, str) and g.startswith("S") for g in groups):
+        raise ConfigError(f"[slack].approver_groups in {config_path} must be a list of user group IDs (S...)")
+
+    state_url = env.get("DBOPS_STATE_URL") or env.get("DATABASE_URL")
+    api_url = env.get("SLACK_API_URL") or SLACK_API_DEFAULT
+    if not api_url.startswith(("http://", "https://")):
+        raise ConfigError(f"SLACK_API_URL must be an http(s) URL (default {SLACK_API_DEFAULT})")
+
+    return Settings(
+        targets=targets,
+        state_url=state_url,
+        slack_bot_token=env.get("SLACK_BOT_TOKEN"),
+        slack_signing_secret=env.get("SLACK_SIGNING_SECRET"),
+        slack_app_token=env.get("SLACK_APP_TOKEN"),
+        slack_api_url=api_url if api_url.endswith("/") else api_url + "/",
+        channel=env.get("DBOPS_CHANNEL") or None,
+        approvers=_ids(env.get("DBOPS_APPROVERS"), "DBOPS_APPROVERS", ("U", "W")),
+        approver_groups=frozenset(groups),
+        allowed_channels=_ids(env.get("DBOPS_ALLOWED_CHANNELS"), "DBOPS_ALLOWED_CHANNELS", ("C", "G", "D")),
+        allowed_users=_ids(env.get("DBOPS_ALLOWED_USERS"), "DBOPS_ALLOWED_USERS", ("U", "W")),
+        backup_dir=Path(env.get("DBOPS_BACKUP_DIR", "backups")),
+        port=int(port_raw),
+        sections={k: v for k, v in doc.items() if k not in ("targets",)},
+        config_path=config_path,
+    )

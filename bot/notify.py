@@ -1,0 +1,134 @@
+"""Posting to Slack. Everything that leaves the bot passes `scrub` here, so a
+secret cannot reach a channel; a message that finally cannot be posted is
+logged and the caller carries on (a job is never failed by Slack being down)."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+
+from handlers.report import Outcome, Progress, Report
+from handlers.target import scrub
+
+from . import render
+
+log = logging.getLogger("dbops.slack")
+
+
+def make_client(token: str, base_url: str) -> WebClient:
+    backoff = BackoffRetryIntervalCalculator(backoff_factor=0.5)
+    return WebClient(token=token, base_url=base_url, timeout=15, retry_handlers=[
+        RateLimitErrorRetryHandler(max_retry_count=5),  # honours Retry-After
+        ServerErrorRetryHandler(max_retry_count=4, interval_calculator=backoff),
+        ConnectionErrorRetryHandler(max_retry_count=4, interval_calculator=backoff),
+    ])
+
+
+class Notifier:
+    def __init__(self, client: WebClient | None, secrets: list[str]) -> None:
+        self.client = client
+        self.secrets = secrets
+
+    def _clean(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return json.loads(scrub(json.dumps(payload), self.secrets))
+
+    def _call(self, method: str, **payload: Any) -> dict | None:
+        if self.client is None:
+            return None
+        payload = self._clean(payload)
+        try:
+            return self.client.api_call(method, json=payload).data
+        except SlackApiError as exc:
+            log.error("Slack %s failed: %s", method, exc.response.get("error"))
+        except Exception as exc:  # network gone after retries: log, carry on
+            log.error("Slack %s failed: %s", method, type(exc).__name__)
+        return None
+
+    def post(self, channel: str, text: str, blocks: list | None = None, thread_ts: str | None = None) -> str | None:
+        payload: dict[str, Any] = {"channel": channel, "text": text}
+        if blocks:
+            payload["blocks"] = blocks
+        if thread_ts:
+            payload["thread_ts"] = thread_ts
+        answer = self._call("chat.postMessage", **payload)
+        return answer.get("ts") if answer else None
+
+    def update(self, channel: str, ts: str, text: str, blocks: list | None = None) -> bool:
+        payload: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}
+        if blocks is not None:
+            payload["blocks"] = blocks
+        return self._call("chat.update", **payload) is not None
+
+    def ephemeral(self, channel: str, user: str, text: str) -> None:
+        self._call("chat.postEphemeral", channel=channel, user=user, text=text)
+
+    def react(self, channel: str, ts: str, name: str) -> None:
+        self._call("reactions.add", channel=channel, timestamp=ts, name=name)
+
+    def post_report(self, channel: str, report: Report, thread_ts: str | None = None) -> str | None:
+        """Posts a report, continuing in the first message's thread when it needs several."""
+        messages = render.slack_messages(report)
+        first = self.post(channel, messages[0]["text"], messages[0]["blocks"], thread_ts=thread_ts)
+        for extra in messages[1:]:
+            self.post(channel, extra["text"], extra["blocks"], thread_ts=thread_ts or first)
+        return first
+
+    def replace_with_report(self, channel: str, ts: str, report: Report) -> None:
+        """Turns a progress message into the final report (rest in its thread if long)."""
+        messages = render.slack_messages(report)
+        if not self.update(channel, ts, messages[0]["text"], messages[0]["blocks"]):
+            self.post_report(channel, report)
+            return
+        for extra in messages[1:]:
+            self.post(channel, extra["text"], extra["blocks"], thread_ts=ts)
+
+
+class ProgressMessage:
+    """One channel message per job, updated in place at most every `interval` seconds."""
+
+    def __init__(self, notifier: Notifier, channel: str | None, title: str, interval: float = 5.0) -> None:
+        self.notifier, self.channel, self.title, self.interval = notifier, channel, title, interval
+        self.ts: str | None = None
+        self.started = time.monotonic()
+        self._last_sent = 0.0
+        self._latest: Progress | None = None
+        self._lock = threading.Lock()
+
+    def start(self, text: str) -> str | None:
+        if self.channel:
+            self.ts = self.notifier.post(self.channel, f":hourglass_flowing_sand: {self.title}: {text}")
+            self._last_sent = time.monotonic()
+        return self.ts
+
+    def tick(self, progress: Progress) -> None:
+        with self._lock:
+            self._latest = progress
+            now = time.monotonic()
+            if self.ts is None or now - self._last_sent < self.interval:
+                return
+            self._last_sent = now
+        line = render.progress_line(progress, now - self.started)
+        self.notifier.update(self.channel, self.ts, f":hourglass_flowing_sand: {self.title}: {line}")
+
+    def finish(self, report: Report) -> None:
+        if not self.channel:
+            return
+        if self.ts:
+            self.notifier.replace_with_report(self.channel, self.ts, report)
+        else:
+            self.notifier.post_report(self.channel, report)
+
+
+def outcome_word(outcome: Outcome) -> str:
+    return {"ok": "succeeded", "failed": "failed", "approval_required": "needs approval"}[outcome.value]

@@ -1,0 +1,165 @@
+"""The one list of subcommands. `/db help`, `dbops --help`, argument parsing in
+Slack and in the terminal are all generated from these declarations."""
+from __future__ import annotations
+
+import argparse
+import difflib
+import shlex
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from handlers.errors import UsageError
+from handlers.report import ProgressFn, Report, no_progress
+
+if TYPE_CHECKING:
+    from handlers.target import Target
+
+    from .config import Settings
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str  # "id" (positional), "--dry-run" (flag/option)
+    help: str
+    flag: bool = False  # an option without a value
+    required: bool = False
+    default: Any = None
+    choices: tuple[str, ...] | None = None
+    type: Callable[[str], Any] = str
+
+    @property
+    def positional(self) -> bool:
+        return not self.name.startswith("-")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # words, e.g. "backup verify"
+    summary: str
+    run: Callable[["Invocation"], Report]
+    args: tuple[Arg, ...] = ()
+    long_running: bool = False  # runs as a job: queued, progress message, one per (target, lock)
+    lock: str | None = None  # the job family sharing the one-at-a-time rule; default: first word
+    who: str = "anyone"  # "anyone" (allowed users) or "approvers"
+    where: str = "both"  # "both", "cli" or "slack"
+    takes_target: bool = True
+    needs_state: bool = True  # opens the state store when one is configured
+
+    @property
+    def lock_kind(self) -> str:
+        return self.lock or self.name.split()[0]
+
+    @property
+    def usage(self) -> str:
+        parts = [self.name]
+        for arg in self.args:
+            if arg.positional:
+                parts.append(f"<{arg.name}>" if arg.required else f"[{arg.name}]")
+            elif arg.flag:
+                parts.append(f"[{arg.name}]")
+            else:
+                parts.append(f"[{arg.name} {arg.name.lstrip('-').upper()}]")
+        return " ".join(parts)
+
+
+@dataclass
+class Invocation:
+    """Everything a command's run function gets."""
+
+    command: Command
+    args: argparse.Namespace
+    settings: "Settings"
+    actor: str  # Slack user id, "cli:<user>" or "scheduler"
+    channel: str | None = None
+    state: Any = None  # StateStore or None (no state database configured)
+    progress: ProgressFn = no_progress
+    cancel: threading.Event = field(default_factory=threading.Event)
+    front_end: str = "cli"  # "cli" or "slack"
+
+    @property
+    def target(self) -> "Target":
+        return self.settings.target(getattr(self.args, "target", None))
+
+    @property
+    def target_name(self) -> str:
+        return getattr(self.args, "target", None) or "prod"
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, summary: str, *args: Arg, **options: Any) -> Callable:
+    """Declare a subcommand; the decorated function is its run function."""
+
+    def register(fn: Callable[[Invocation], Report]) -> Callable[[Invocation], Report]:
+        if name in COMMANDS:
+            raise RuntimeError(f"command {name!r} declared twice")
+        COMMANDS[name] = Command(name=name, summary=summary, run=fn, args=tuple(args), **options)
+        return fn
+
+    return register
+
+
+def available(front_end: str) -> list[Command]:
+    return [c for c in COMMANDS.values() if c.where in ("both", front_end)]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would print and exit
+        raise UsageError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:
+        raise UsageError(message or self.format_usage())
+
+
+def parser_for(cmd: Command, prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=f"{prog} {cmd.name}", description=cmd.summary, add_help=False,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for arg in cmd.args:
+        if arg.positional:
+            parser.add_argument(arg.name, help=arg.help, nargs=None if arg.required else "?",
+                                default=arg.default, choices=arg.choices, type=arg.type)
+        elif arg.flag:
+            parser.add_argument(arg.name, help=arg.help, action="store_true")
+        else:
+            parser.add_argument(arg.name, help=arg.help, required=arg.required, default=arg.default,
+                                choices=arg.choices, type=arg.type)
+    if cmd.takes_target:
+        parser.add_argument("--target", help="which database (default: prod)", default=None)
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    return parser
+
+
+def resolve(words: list[str], front_end: str, prog: str = "dbops") -> tuple[Command, list[str]]:
+    """Find the longest declared command the words start with; the rest are its arguments."""
+    commands = {c.name: c for c in available(front_end)}
+    for length in range(min(3, len(words)), 0, -1):
+        name = " ".join(words[:length])
+        if name in commands:
+            return commands[name], words[length:]
+    typed = " ".join(w for w in words[:2] if not w.startswith("-")) or "(nothing)"
+    candidates = list(commands) + sorted({n.split()[0] for n in commands})
+    close = difflib.get_close_matches(typed, candidates, n=1, cutoff=0.5) or \
+        difflib.get_close_matches(words[0] if words else "", candidates, n=1, cutoff=0.5)
+    hint = f" Did you mean `{close[0]}`?" if close else ""
+    raise UsageError(f"unknown subcommand `{typed}`.{hint} Try `{prog} help`.")
+
+
+def parse(text_or_words: str | list[str], front_end: str, prog: str = "dbops") -> tuple[Command, argparse.Namespace]:
+    if isinstance(text_or_words, str):
+        try:
+            words = shlex.split(text_or_words)
+        except ValueError as exc:
+            raise UsageError(f"cannot read the command: {exc}") from None
+    else:
+        words = list(text_or_words)
+    if not words:
+        words = ["help"]
+    cmd, rest = resolve(words, front_end, prog)
+    return cmd, parser_for(cmd, prog).parse_args(rest)
+
+
+def help_rows(front_end: str) -> list[tuple[str, str]]:
+    return [(c.usage, c.summary + (" (approvers only)" if c.who == "approvers" else ""))
+            for c in available(front_end)]

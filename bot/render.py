@@ -1,0 +1,146 @@
+"""Reports rendered for the terminal (tabulate), JSON, and Slack (Block Kit).
+
+Slack limits a section's text to 3,000 characters and a message to 50 blocks:
+long tables are split across blocks, and what does not fit one message goes
+into follow-up messages (`slack_messages` returns them all), never cut off.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from tabulate import tabulate
+
+from handlers.report import Outcome, Progress, Report, Section, Table
+
+ICON = {Outcome.OK: ":white_check_mark:", Outcome.FAILED: ":x:", Outcome.APPROVAL_REQUIRED: ":raised_hand:"}
+TEXT_MARK = {Outcome.OK: "OK", Outcome.FAILED: "FAILED", Outcome.APPROVAL_REQUIRED: "APPROVAL REQUIRED"}
+SECTION_LIMIT = 2900  # under Slack's 3,000, leaving room for the code fence
+BLOCKS_PER_MESSAGE = 45
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, (Decimal, date)):
+        return str(value)
+    if value is None:
+        return ""
+    return value
+
+
+def table_text(table: Table) -> str:
+    return tabulate([[_cell(v) for v in row] for row in table.rows], headers=table.headers,
+                    tablefmt="simple", disable_numparse=True)
+
+
+# -- terminal ---------------------------------------------------------------
+def to_text(report: Report) -> str:
+    lines = [f"{report.title}: {TEXT_MARK[report.outcome]}", report.summary]
+    for section in report.sections:
+        lines += ["", f"== {section.title}"]
+        if section.text:
+            lines.append(section.text)
+        if section.table is not None:
+            lines.append(table_text(section.table) if section.table.rows else "(none)")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "__dict__"):
+        return vars(value)
+    return str(value)
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.to_json(), indent=2, default=_json_default)
+
+
+def progress_line(progress: Progress, elapsed: float) -> str:
+    bar = ""
+    if progress.fraction is not None:
+        filled = int(max(0.0, min(1.0, progress.fraction)) * 20)
+        bar = f" [{'#' * filled}{'.' * (20 - filled)}] {progress.fraction:4.0%}"
+    detail = f" {progress.detail}" if progress.detail else ""
+    return f"{progress.phase}{bar}{detail} ({elapsed:.0f}s)"
+
+
+# -- Slack ------------------------------------------------------------------
+def _chunks(text: str, limit: int) -> list[str]:
+    """Split on line boundaries into pieces of at most `limit` characters."""
+    pieces, current = [], ""
+    for line in text.splitlines():
+        while len(line) > limit:  # a single overlong line: hard split
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(line[:limit])
+            line = line[limit:]
+        if len(current) + len(line) + 1 > limit:
+            pieces.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    if current:
+        pieces.append(current)
+    return pieces or [""]
+
+
+def _mrkdwn(text: str) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def section_blocks(section: Section) -> list[dict]:
+    blocks = []
+    head = f"*{section.title}*"
+    if section.text:
+        for i, piece in enumerate(_chunks(section.text, SECTION_LIMIT - len(head) - 1)):
+            blocks.append(_mrkdwn(f"{head}\n{piece}" if i == 0 else piece))
+    elif section.table is None:
+        blocks.append(_mrkdwn(head))
+    if section.table is not None:
+        body = table_text(section.table) if section.table.rows else "(none)"
+        pieces = _chunks(body, SECTION_LIMIT)
+        header_line = body.splitlines()[:2] if section.table.rows else []
+        for i, piece in enumerate(pieces):
+            if i > 0 and header_line:  # repeat the header so each part reads on its own
+                piece = "\n".join(header_line) + "\n" + piece
+            label = head if not section.text and i == 0 else (f"_{section.title} (part {i + 1} of {len(pieces)})_"
+                                                             if len(pieces) > 1 else "")
+            blocks.append(_mrkdwn((label + "\n" if label else "") + f"```{piece}```"))
+    return blocks
+
+
+def report_blocks(report: Report) -> list[dict]:
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": report.title[:150]}},
+        _mrkdwn(f"{ICON[report.outcome]} {report.summary}"[:SECTION_LIMIT]),
+    ]
+    for section in report.sections:
+        blocks += section_blocks(section)
+    return blocks
+
+
+def slack_messages(report: Report) -> list[dict]:
+    """One or more chat.postMessage payloads (text + blocks); the first is the report's head."""
+    blocks = report_blocks(report)
+    messages = []
+    for start in range(0, len(blocks), BLOCKS_PER_MESSAGE):
+        part = blocks[start:start + BLOCKS_PER_MESSAGE]
+        text = f"{report.title}: {report.summary}" if start == 0 else f"{report.title} (continued)"
+        messages.append({"text": text[:3000], "blocks": part})
+    if len(messages) > 1:
+        for i, message in enumerate(messages):
+            message["text"] += f" [{i + 1}/{len(messages)}]"
+    return messages
+
+
+def help_blocks(rows: list[tuple[str, str]], prefix: str = "/db") -> list[dict]:
+    lines = [f"`{prefix} {usage}`  {summary}" for usage, summary in rows]
+    text = "*dbops commands* (add `--target NAME` for another database)\n" + "\n".join(lines)
+    return [_mrkdwn(piece) for piece in _chunks(text, SECTION_LIMIT)]

@@ -1,0 +1,140 @@
+"""The running bot: state store, Slack notifier, worker pool, scheduler, and
+what happens at start-up (interrupted jobs reported, leftovers removed)."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from handlers.errors import DbopsError
+from handlers.report import Outcome, Report
+
+from . import __version__, jobs
+from .config import Settings
+from .notify import Notifier, ProgressMessage, make_client
+from .registry import Command, Invocation
+from .state.store import StateStore
+
+log = logging.getLogger("dbops.service")
+
+# Start-up hooks added by the job areas: each takes the service and returns lines to tell the channel.
+STARTUP_HOOKS: list[Callable[["BotService"], list[str]]] = []
+
+
+class BotService:
+    def __init__(self, settings: Settings, *, start_background: bool = True) -> None:
+        self.settings = settings
+        self.secrets = settings.secrets()
+        self.store = StateStore(settings.state_url)
+        client = make_client(settings.slack_bot_token, settings.slack_api_url) if settings.slack_bot_token else None
+        self.notifier = Notifier(client, self.secrets)
+        self.runner = jobs.JobRunner(self.store)
+        self.scheduler = None
+        self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        if start_background:
+            self.startup()
+
+    # -- start-up ----------------------------------------------------------------
+    def startup(self) -> None:
+        self.runner.submit(self._recover)
+        from .scheduler import Scheduler
+
+        self.scheduler = Scheduler(self)
+        self.scheduler.start()
+
+    def _recover(self) -> None:
+        for job in self.store.orphaned_jobs():
+            text = (f":warning: Job #{job.id} `{job.command}` on `{job.target}` (started by "
+                    f"{jobs._who(job.requested_by)}) was interrupted: the bot process running it stopped. "
+                    "It is marked failed; run it again.")
+            self.store.audit("bot", "recover", "failed", subcommand=job.command, target=job.target,
+                             detail=f"job #{job.id} marked failed at start-up")
+            channel = job.channel or self.settings.channel
+            if channel and job.message_ts:
+                self.notifier.update(channel, job.message_ts, text)
+            elif channel:
+                self.notifier.post(channel, text)
+        for hook in STARTUP_HOOKS:
+            try:
+                lines = hook(self)
+            except Exception:
+                log.exception("start-up hook %s failed", getattr(hook, "__name__", hook))
+                continue
+            if lines and self.settings.channel:
+                self.notifier.post(self.settings.channel, "\n".join(lines))
+
+    def close(self) -> None:
+        if self.scheduler:
+            self.scheduler.stop()
+        self.runner.shutdown()
+        self.store.close()
+
+    # -- running commands ----------------------------------------------------------
+    def run_command(self, cmd: Command, args, actor: str, channel: str | None, user_for_errors: str | None) -> None:
+        """Runs in the worker pool: a job message updated in place for long work, the report posted at the end."""
+        inv = Invocation(command=cmd, args=args, settings=self.settings, actor=actor, channel=channel,
+                         state=self.store, front_end="slack")
+        progress = None
+        try:
+            handle = jobs.acquire(inv, self.store)
+            if cmd.long_running:
+                title = f"`{cmd.name}` on `{inv.target_name}`" + (f" (job #{handle.job.id})" if handle.job else "")
+                progress = ProgressMessage(self.notifier, channel, title)
+                ts = progress.start(f"started by {jobs._who(actor)}")
+                if ts and handle.job:
+                    self.store.update_job(handle.job.id, message_ts=ts)
+                inv.progress = progress.tick
+            report = jobs.run(inv, self.store, handle)
+        except DbopsError as exc:
+            self._tell_error(channel, user_for_errors, str(exc), progress)
+            return
+        if progress is not None:
+            progress.finish(report)
+        elif channel:
+            self.notifier.post_report(channel, report)
+
+    def _tell_error(self, channel: str | None, user: str | None, text: str, progress: ProgressMessage | None) -> None:
+        if progress is not None and progress.ts:
+            self.notifier.update(progress.channel, progress.ts, f":x: {progress.title}: {text}")
+        if channel and user:
+            self.notifier.ephemeral(channel, user, f":warning: {text}")
+        elif channel:
+            self.notifier.post(channel, f":warning: {text}")
+
+    def post_report(self, report: Report, channel: str | None = None) -> None:
+        channel = channel or self.settings.channel
+        if channel:
+            self.notifier.post_report(channel, report)
+
+    # -- who may approve ------------------------------------------------------------
+    def is_approver(self, user: str) -> bool:
+        if user in self.settings.approvers:
+            return True
+        for group in self.settings.approver_groups:
+            if user in self._group_members(group):
+                return True
+        return False
+
+    def _group_members(self, group: str) -> frozenset[str]:
+        cached = self._groups.get(group)
+        if cached and time.monotonic() - cached[0] < 300:
+            return cached[1]
+        answer = self.notifier._call("usergroups.users.list", usergroup=group)
+        members = frozenset(answer.get("users", [])) if answer else frozenset()
+        self._groups[group] = (time.monotonic(), members)
+        return members
+
+    # -- health --------------------------------------------------------------------
+    def health(self) -> tuple[bool, dict]:
+        from .commands import target_reachability
+
+        state_ok = self.store.reachable()
+        targets = {name: ok for name, ok, _ in target_reachability(self.settings)}
+        healthy = state_ok and all(targets.values())
+        return healthy, {"version": __version__, "status": "ok" if healthy else "degraded",
+                         "state_database": state_ok, "targets": targets}
+
+
+def outcome_text(report: Report) -> str:
+    return {Outcome.OK: "succeeded", Outcome.FAILED: "failed",
+            Outcome.APPROVAL_REQUIRED: "needs approval"}[report.outcome]

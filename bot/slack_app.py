@@ -1,0 +1,81 @@
+"""The Bolt app: every listener registered here, each a short function that delegates.
+
+Slash commands are acknowledged at once; the work runs in the service's worker pool.
+"""
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import Ack, App
+
+from handlers.errors import UsageError
+
+from . import render
+from .registry import parse
+from .service import BotService
+
+log = logging.getLogger("dbops.slack")
+
+
+def build_app(svc: BotService) -> App:
+    app = App(client=svc.notifier.client, signing_secret=svc.settings.slack_signing_secret,
+              process_before_response=False)
+
+    @app.command("/db")
+    def on_db(ack: Ack, command: dict) -> None:
+        handle_db_command(svc, ack, command)
+
+    for listener in EVENT_LISTENERS:
+        listener(app, svc)
+
+    @app.event("message")
+    def ignore_messages() -> None:  # channel chatter is not for us
+        pass
+
+    return app
+
+
+# Later areas (approvals) register their events here: functions (app, svc) -> None.
+EVENT_LISTENERS: list = []
+
+
+def refusal(svc: BotService, user: str, channel: str) -> str | None:
+    settings = svc.settings
+    if settings.allowed_channels and channel not in settings.allowed_channels:
+        return "dbops does not take commands in this channel. Ask an admin to add it to DBOPS_ALLOWED_CHANNELS."
+    if settings.allowed_users and user not in settings.allowed_users:
+        return "you are not on the list of people who may run dbops commands (DBOPS_ALLOWED_USERS)."
+    return None
+
+
+def handle_db_command(svc: BotService, ack: Ack, command: dict) -> None:
+    user, channel, text = command.get("user_id", ""), command.get("channel_id", ""), command.get("text", "")
+    refused = refusal(svc, user, channel)
+    if refused:
+        ack(f":no_entry: {refused}")
+        svc.runner.submit(lambda: svc.store.audit(user, "refused", "refused", channel=channel,
+                                                  subcommand=text[:200], detail=refused))
+        return
+    try:
+        cmd, args = parse(text, "slack", prog="/db")
+    except UsageError as exc:
+        ack(f":warning: {exc}")
+        svc.runner.submit(lambda: svc.store.audit(user, "command", "usage-error", channel=channel,
+                                                  subcommand=text[:200], detail=str(exc)[:500]))
+        return
+    if cmd.name == "help":
+        from .registry import help_rows
+
+        ack(text="dbops commands", blocks=render.help_blocks(help_rows("slack")))
+        svc.runner.submit(lambda: svc.store.audit(user, "command", "ok", channel=channel, subcommand="help"))
+        return
+    if cmd.who == "approvers" and not svc.is_approver(user):
+        ack(f":no_entry: `{cmd.name}` is for approvers only.")
+        svc.runner.submit(lambda: svc.store.audit(user, "refused", "refused", channel=channel,
+                                                  subcommand=cmd.name, detail="not an approver"))
+        return
+    if cmd.long_running:
+        ack(f":hourglass_flowing_sand: queued `{cmd.name}`; progress will show in this channel.")
+    else:
+        ack()
+    svc.runner.submit(lambda: svc.run_command(cmd, args, actor=user, channel=channel, user_for_errors=user))

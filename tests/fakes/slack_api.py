@@ -1,0 +1,136 @@
+"""A fake Slack Web API: a real HTTP server on 127.0.0.1 that records every call.
+
+Point slack_sdk at it with `WebClient(base_url=fake.url)` (the bot: SLACK_API_URL).
+`fail_next(method, status, times, retry_after)` makes it answer errors first.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    status: int
+    at: float = field(default_factory=time.time)
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.failures: dict[str, list[tuple[int, int | None]]] = {}
+        self.usergroups: dict[str, list[str]] = {}
+        self.users: dict[str, dict] = {}
+        self._ts = itertools.count(1)
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/api/"
+
+    def start(self) -> "FakeSlack":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- test controls -------------------------------------------------------
+    def fail_next(self, method: str, status: int, times: int = 1, retry_after: int | None = None) -> None:
+        with self._lock:
+            self.failures.setdefault(method, []).extend([(status, retry_after)] * times)
+
+    def calls_to(self, method: str, ok_only: bool = True) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method and (c.status == 200 or not ok_only)]
+
+    def texts(self, method: str | None = None) -> list[str]:
+        """Every text the bot sent (message text plus its blocks' texts)."""
+        methods = (method,) if method else ("chat.postMessage", "chat.update", "chat.postEphemeral")
+        out = []
+        for call in self.calls:
+            if call.method in methods and call.status == 200:
+                out.append(json.dumps(call.params))
+        return out
+
+    def wait_for(self, predicate, timeout: float = 20.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; calls: {[(c.method, c.status) for c in self.calls]}")
+
+    # -- the API -------------------------------------------------------------
+    def answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        ts = f"{1700000000 + next(self._ts)}.000100"
+        channel = params.get("channel", "C000")
+        if method == "auth.test":
+            return {"ok": True, "url": "https://fake.slack.com/", "team": "Fake", "user": "dbops",
+                    "team_id": "T0001", "user_id": "U0BOT", "bot_id": "B0BOT"}
+        if method == "chat.postMessage":
+            return {"ok": True, "channel": channel, "ts": ts,
+                    "message": {"text": params.get("text"), "ts": ts, "thread_ts": params.get("thread_ts")}}
+        if method == "chat.update":
+            return {"ok": True, "channel": channel, "ts": params.get("ts"), "text": params.get("text")}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": ts}
+        if method == "reactions.add":
+            return {"ok": True}
+        if method == "users.info":
+            user = params.get("user")
+            return {"ok": True, "user": self.users.get(user, {"id": user, "name": user, "is_bot": False})}
+        if method == "usergroups.users.list":
+            return {"ok": True, "users": self.usergroups.get(params.get("usergroup"), [])}
+        if method == "views.open":
+            return {"ok": True, "view": {"id": f"V{next(self._ts)}", "callback_id": params.get("view", {})}}
+        return {"ok": False, "error": "unknown_method"}
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:
+                method = self.path.split("/api/", 1)[-1].split("?")[0]
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                if "json" in (self.headers.get("Content-Type") or ""):
+                    params = json.loads(raw or "{}")
+                else:
+                    params = {k: v[0] for k, v in parse_qs(raw).items()}
+                    for key in ("blocks", "view"):
+                        if isinstance(params.get(key), str):
+                            params[key] = json.loads(params[key])
+                with fake._lock:
+                    queue = fake.failures.get(method) or []
+                    failure = queue.pop(0) if queue else None
+                status = failure[0] if failure else 200
+                body = fake.answer(method, params) if status == 200 else {"ok": False, "error": "ratelimited"
+                                                                         if status == 429 else "fatal_error"}
+                with fake._lock:
+                    fake.calls.append(Call(method, params, status))
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                if failure and failure[1] is not None:
+                    self.send_header("Retry-After", str(failure[1]))
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        return Handler
