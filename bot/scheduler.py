@@ -76,6 +76,10 @@ class Scheduler:
 
     def tick(self, now: datetime) -> list[str]:
         started = []
+        try:
+            self.svc.approvals.expire(now)
+        except Exception:
+            log.exception("expiring approval requests failed")
         for schedule in SCHEDULES:
             try:
                 at = schedule.at(self.svc)

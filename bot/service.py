@@ -29,6 +29,9 @@ class BotService:
         client = make_client(settings.slack_bot_token, settings.slack_api_url) if settings.slack_bot_token else None
         self.notifier = Notifier(client, self.secrets)
         self.runner = jobs.JobRunner(self.store)
+        from .approvals import Approvals
+
+        self.approvals = Approvals(self)
         self.scheduler = None
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
         if start_background:

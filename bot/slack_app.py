@@ -10,7 +10,7 @@ from slack_bolt import Ack, App
 
 from handlers.errors import UsageError
 
-from . import render
+from . import approvals, render
 from .registry import parse
 from .service import BotService
 
@@ -25,18 +25,13 @@ def build_app(svc: BotService) -> App:
     def on_db(ack: Ack, command: dict) -> None:
         handle_db_command(svc, ack, command)
 
-    for listener in EVENT_LISTENERS:
-        listener(app, svc)
+    approvals.register_listeners(app, svc)
 
     @app.event("message")
     def ignore_messages() -> None:  # channel chatter is not for us
         pass
 
     return app
-
-
-# Later areas (approvals) register their events here: functions (app, svc) -> None.
-EVENT_LISTENERS: list = []
 
 
 def refusal(svc: BotService, user: str, channel: str) -> str | None:

@@ -1,0 +1,112 @@
+"""Approval by reaction: who counts, what changes, what is told; on a real state store and fake Slack."""
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bot.approvals import APPLIERS, expires_at
+from bot.config import Settings
+from bot.service import BotService
+from handlers.target import Target
+
+REQUESTER, BOSS, BOSS2, STRANGER, BOT = "U0ALICE", "U0BOSS", "U0BOSS2", "U0EVE", "U0OTHERBOT"
+
+
+@pytest.fixture
+def svc(fresh_db, fake_slack):
+    fake_slack.users[BOT] = {"id": BOT, "is_bot": True}
+    settings = Settings(targets={"prod": Target("prod", fresh_db)}, state_url=fresh_db,
+                        slack_bot_token="xoxb-test", slack_api_url=fake_slack.url, channel="C0OPS",
+                        approvers=frozenset({BOSS, BOSS2, REQUESTER}),  # the requester approves others' requests
+                        sections={"approvals": {"required": 1}})
+    service = BotService(settings, start_background=False)
+    applied: list[int] = []
+    done = threading.Event()
+
+    def applier(svc, req):
+        applied.append(req.id)
+        done.set()
+
+    APPLIERS["test"] = applier
+    service.applied, service.applied_event = applied, done
+    yield service
+    APPLIERS.pop("test", None)
+    service.close()
+
+
+def new_request(svc, required=1, now=None):
+    approvals = svc.approvals
+    req = approvals.book.create(kind="test", name="drop old column", target="prod", sha256="ab" * 32,
+                                payload={}, analysis={}, requires_approval=True, required=required,
+                                requested_by=REQUESTER, attested_by=REQUESTER, channel="C0OPS",
+                                expires_at=expires_at(approvals.settings, now))
+    approvals.book.set_message(req.id, "C0OPS", f"1700000000.{req.id:06d}")
+    return approvals.book.get(req.id)
+
+
+def react(svc, req, user, reaction="white_check_mark", added=True, event_id=None, ts=None, now=None):
+    event = {"type": "reaction_added" if added else "reaction_removed", "user": user, "reaction": reaction,
+             "item": {"type": "message", "channel": req.channel, "ts": ts or req.message_ts}}
+    return svc.approvals.on_reaction(event, event_id or f"Ev{user}{reaction}{added}{req.id}{ts}", added, now=now)
+
+
+def status(svc, req):
+    return svc.approvals.book.get(req.id).status
+
+
+def test_only_an_approvers_reaction_on_that_message_approves_and_starts_the_apply(svc, fake_slack):
+    req = new_request(svc)
+    assert react(svc, req, STRANGER) == "not an approver"
+    assert react(svc, req, REQUESTER) == "own request"
+    assert react(svc, req, BOT) == "bot"
+    assert react(svc, req, BOSS, ts="1699999999.000001") == "not a request"
+    assert react(svc, req, BOSS, reaction="thumbsup") == "other reaction"
+    assert status(svc, req) == "pending" and svc.applied == []
+    assert any(c.params.get("user") == REQUESTER for c in fake_slack.calls_to("chat.postEphemeral"))
+    assert react(svc, req, BOSS) == "approved"
+    assert svc.applied_event.wait(5) and svc.applied == [req.id]
+    assert status(svc, req) == "approved"
+    thread = [c.params for c in fake_slack.calls_to("chat.postMessage") if c.params.get("thread_ts") == req.message_ts]
+    assert any("approved" in p["text"] for p in thread)
+    assert fake_slack.calls_to("chat.update")  # the message itself shows the new state
+    actions = [a["action"] for a in svc.store.audit_entries()]
+    assert "approve" in actions and "approve-ignored" in actions
+
+
+def test_a_repeated_delivery_counts_once(svc):
+    req = new_request(svc, required=2)
+    assert react(svc, req, BOSS, event_id="Ev1") == "counted"
+    assert react(svc, req, BOSS, event_id="Ev1") == "duplicate delivery"
+    assert react(svc, req, BOSS, event_id="Ev1-retry-with-new-id") == "no change"  # same vote again
+    assert svc.approvals.book.approvals_count(req.id) == 1
+    assert status(svc, req) == "pending"
+    assert react(svc, req, BOSS2) == "approved"
+
+
+def test_removing_the_approval_before_apply_withdraws_it(svc):
+    req = new_request(svc, required=2)
+    react(svc, req, BOSS)
+    assert react(svc, req, BOSS, added=False) == "withdrawn"
+    assert svc.approvals.book.approvals_count(req.id) == 0
+    react(svc, req, BOSS2)
+    assert status(svc, req) == "pending"
+
+
+def test_an_approvers_x_rejects_and_nothing_is_applied(svc):
+    req = new_request(svc)
+    assert react(svc, req, BOSS2, reaction="x") == "rejected"
+    assert react(svc, req, BOSS) == "no change"
+    assert status(svc, req) == "rejected" and svc.applied == []
+
+
+def test_requests_expire(svc, fake_slack):
+    long_ago = datetime.now(timezone.utc) - timedelta(hours=30)
+    req = new_request(svc, now=long_ago)
+    assert react(svc, req, BOSS) == "expired"
+    assert status(svc, req) == "expired" and svc.applied == []
+    other = new_request(svc, now=long_ago)
+    assert [r.id for r in svc.approvals.expire()] == [other.id]
+    assert any("expired" in c.params["text"] for c in fake_slack.calls_to("chat.postMessage")
+               if c.params.get("thread_ts") == other.message_ts)
