@@ -1,0 +1,162 @@
+"""The catalog queries of the index review, each one named function around one SQL query.
+
+Every query covers all tables at once: the review issues the same number of
+queries for 5 tables as for 5,000 (the `Catalog.queries` counter shows it).
+Each query carries the comment `dbops index review` right after SELECT (a leading
+comment is not kept by pg_stat_statements) so its listings can leave the bot's own reads out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from .model import ForeignKeyInfo, IndexInfo, TableInfo
+
+TAG = "/* dbops index review */"
+
+# Schemas never reviewed: PostgreSQL's own.
+_SYSTEM_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'"
+
+
+class Catalog:
+    """Runs the review's queries on the target and counts them."""
+
+    def __init__(self, conn: psycopg.Connection, exclude_schemas: list[str] | None = None) -> None:
+        self.conn = conn
+        self.exclude_schemas = list(exclude_schemas or [])
+        self.queries = 0
+
+    def rows(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        self.queries += 1
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(query, params)  # None: no placeholders, a literal % stays as it is
+            return cur.fetchall()
+
+
+@dataclass(frozen=True)
+class Environment:
+    database: str
+    server_version_num: int
+    stats_reset: datetime | None  # the database's last statistics reset (pg_stat_reset)
+    pgss_schema: str | None  # where pg_stat_statements is installed, None when not in this database
+    pgss_version: str | None
+
+
+def environment(cat: Catalog) -> Environment:
+    row = cat.rows(
+        f"""SELECT {TAG} current_database() AS database,
+                  current_setting('server_version_num')::int AS version,
+                  (SELECT d.stats_reset FROM pg_stat_database d WHERE d.datname = current_database()) AS stats_reset,
+                  (SELECT e.extnamespace::regnamespace::text FROM pg_extension e
+                    WHERE e.extname = 'pg_stat_statements') AS pgss_schema,
+                  (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'pg_stat_statements') AS pgss_version"""
+    )[0]
+    return Environment(row["database"], row["version"], row["stats_reset"], row["pgss_schema"], row["pgss_version"])
+
+
+def indexes(cat: Catalog) -> list[IndexInfo]:
+    """Every index outside the system schemas, with what the checks need to judge it."""
+    rows = cat.rows(
+        f"""SELECT {TAG} i.indexrelid::bigint AS oid, n.nspname AS schema, t.relname AS table_name, c.relname AS index_name,
+                   am.amname AS method, i.indisunique AS is_unique, i.indisprimary AS is_primary,
+                   i.indisvalid AS is_valid, i.indnkeyatts AS key_count,
+                   ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+                         LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                         ORDER BY k.ord) AS column_names,
+                   ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
+                         FROM generate_series(1, i.indnatts) k ORDER BY k) AS column_defs,
+                   i.indclass::text AS opclasses, i.indcollation::text AS collations, i.indoption::text AS options,
+                   pg_get_expr(i.indpred, i.indrelid, true) AS predicate,
+                   pg_get_indexdef(i.indexrelid) AS definition,
+                   con.contype::text AS constraint_type, con.conname AS constraint_name,
+                   c.relispartition AS is_partition_child, c.relkind = 'I' AS is_partitioned,
+                   p.index_relid IS NOT NULL AS being_built,
+                   pg_relation_size(c.oid) AS size_bytes,
+                   s.idx_scan, to_jsonb(s) ->> 'last_idx_scan' AS last_idx_scan
+            FROM pg_index i
+            JOIN pg_class c ON c.oid = i.indexrelid
+            JOIN pg_class t ON t.oid = i.indrelid
+            JOIN pg_namespace n ON n.oid = t.relnamespace
+            JOIN pg_am am ON am.oid = c.relam
+            LEFT JOIN pg_constraint con
+                   ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')
+            LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = i.indexrelid
+            LEFT JOIN (SELECT DISTINCT index_relid FROM pg_stat_progress_create_index) p
+                   ON p.index_relid = i.indexrelid
+            WHERE {_SYSTEM_SCHEMAS} AND NOT (n.nspname = ANY(%(exclude)s))
+            ORDER BY n.nspname, t.relname, c.relname""",
+        {"exclude": cat.exclude_schemas},
+    )
+    found = []
+    for r in rows:
+        key_count = r["key_count"]
+        classes, collations, options = (r[k].split() for k in ("opclasses", "collations", "options"))
+        found.append(IndexInfo(
+            oid=r["oid"], schema=r["schema"], table=r["table_name"], name=r["index_name"], method=r["method"],
+            is_unique=r["is_unique"], is_primary=r["is_primary"], is_valid=r["is_valid"], key_count=key_count,
+            column_names=tuple(r["column_names"]), column_defs=tuple(r["column_defs"]),
+            # Two indexes sort alike only with the same operator class, collation and order per column.
+            opclasses=tuple(f"{classes[k]}/{collations[k]}/{options[k]}" for k in range(key_count)),
+            predicate=r["predicate"], definition=r["definition"],
+            constraint_type=r["constraint_type"], constraint_name=r["constraint_name"],
+            is_partition_child=r["is_partition_child"], is_partitioned=r["is_partitioned"],
+            being_built=r["being_built"], size_bytes=r["size_bytes"] or 0,
+            idx_scan=r["idx_scan"], last_idx_scan=r["last_idx_scan"],
+        ))
+    return found
+
+
+def foreign_keys(cat: Catalog) -> list[ForeignKeyInfo]:
+    """Foreign keys declared on a table (not the copies PostgreSQL makes on each partition)."""
+    rows = cat.rows(
+        f"""SELECT {TAG} n.nspname AS schema, t.relname AS table_name, con.conname AS name,
+                   ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+                         JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+                         ORDER BY k.ord) AS columns,
+                   r.relname AS referenced_table, t.relkind = 'p' AS partitioned
+            FROM pg_constraint con
+            JOIN pg_class t ON t.oid = con.conrelid
+            JOIN pg_namespace n ON n.oid = t.relnamespace
+            JOIN pg_class r ON r.oid = con.confrelid
+            WHERE con.contype = 'f' AND con.conparentid = 0
+              AND {_SYSTEM_SCHEMAS} AND NOT (n.nspname = ANY(%(exclude)s))
+            ORDER BY n.nspname, t.relname, con.conname""",
+        {"exclude": cat.exclude_schemas},
+    )
+    return [ForeignKeyInfo(r["schema"], r["table_name"], r["name"], tuple(r["columns"]), r["referenced_table"],
+                           r["partitioned"]) for r in rows]
+
+
+def tables(cat: Catalog) -> list[TableInfo]:
+    """Scan counters of every user table since the last statistics reset."""
+    rows = cat.rows(
+        f"""SELECT {TAG} s.schemaname AS schema, s.relname AS name, s.seq_scan, s.seq_tup_read,
+                  coalesce(s.idx_scan, 0) AS idx_scan, s.n_live_tup AS live_rows,
+                  pg_table_size(s.relid) AS size_bytes
+           FROM pg_stat_user_tables s
+           WHERE NOT (s.schemaname = ANY(%(exclude)s))""",
+        {"exclude": cat.exclude_schemas},
+    )
+    return [TableInfo(r["schema"], r["name"], r["seq_scan"] or 0, r["seq_tup_read"] or 0, r["idx_scan"],
+                      r["live_rows"] or 0, r["size_bytes"] or 0) for r in rows]
+
+
+def index_counters(conn: psycopg.Connection) -> tuple[datetime | None, list[dict[str, Any]]]:
+    """For a snapshot: the database's stats_reset and every index's scan counter, in one query."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"""SELECT {TAG} s.indexrelid::bigint AS oid, s.schemaname AS schema, s.relname AS table_name,
+                      s.indexrelname AS index_name, s.idx_scan,
+                      (SELECT d.stats_reset FROM pg_stat_database d WHERE d.datname = current_database()) AS stats_reset
+               FROM pg_stat_user_indexes s"""
+        )
+        rows = cur.fetchall()
+        if not rows:
+            cur.execute(f"SELECT {TAG} stats_reset FROM pg_stat_database WHERE datname = current_database()")
+            one = cur.fetchone()
+            return (one["stats_reset"] if one else None), []
+    return rows[0]["stats_reset"], rows

@@ -1,0 +1,77 @@
+"""Duplicate and redundant indexes on the same table.
+
+Bad (exact duplicate): ("UserId") twice, same method, predicate, operator classes.
+Bad (redundant prefix): ("UserId") beside ("UserId", "CreatedAt"), both btree, same
+predicate: the wider index answers every query the narrower one does.
+Good: ("UserId") beside ("CreatedAt", "UserId"): not a leading prefix.
+Good: a UNIQUE ("Email") beside ("Email", "Id"): the narrower one enforces uniqueness.
+Only btree counts for prefixes: other methods do not serve a leading prefix alike.
+"""
+from __future__ import annotations
+
+from ..model import Finding, IndexInfo, human_size
+
+HEADERS = ["Index", "Table", "Covered by", "Kind", "Size", "Suggestion (not run)"]
+
+
+def _comparable(a: IndexInfo, b: IndexInfo) -> bool:
+    return a.method == b.method and a.predicate == b.predicate
+
+
+def _same_keys(a: IndexInfo, b: IndexInfo, n: int) -> bool:
+    return a.key_defs[:n] == b.key_defs[:n] and a.opclasses[:n] == b.opclasses[:n]
+
+
+def _keep_order(i: IndexInfo) -> tuple:
+    # Of two exact duplicates keep the one a constraint needs, then the unique one, then the older.
+    return (not i.backs_constraint, not i.is_unique, i.oid)
+
+
+def check_duplicates(indexes: list[IndexInfo]) -> list[Finding]:
+    by_table: dict[tuple[str, str], list[IndexInfo]] = {}
+    for index in indexes:
+        # Invalid ones belong to the invalid check; partition children repeat their parent's finding.
+        if index.is_valid and not index.being_built and not index.is_partition_child:
+            by_table.setdefault((index.schema, index.table), []).append(index)
+    findings: list[Finding] = []
+    for group in by_table.values():
+        if len(group) < 2:
+            continue
+        flagged: set[int] = set()
+        for a in group:
+            for b in group:
+                if a is b or a.oid in flagged or not _comparable(a, b):
+                    continue
+                cover = _covered_by(a, b)
+                if cover is None:
+                    continue
+                flagged.add(a.oid)
+                findings.append(Finding(
+                    check="duplicate", schema=a.schema, names=(a.name, a.table, b.name),
+                    key=f"duplicate:{a.schema}.{a.name}",
+                    summary=f"{a.name} on {a.table} is {cover} of {b.name}",
+                    row=[a.name, a.table, b.name, cover, human_size(a.size_bytes), a.drop_sql],
+                    fix=a.drop_sql,
+                ))
+                break
+    return findings
+
+
+def _covered_by(a: IndexInfo, b: IndexInfo) -> str | None:
+    """How b makes a unnecessary ("an exact duplicate" / "a leading prefix"), or None."""
+    if a.backs_constraint:
+        return None  # dropping it means dropping the constraint: not a suggestion to make lightly
+    if a.key_count == b.key_count and _same_keys(a, b, a.key_count) and a.include_defs == b.include_defs:
+        if a.is_unique and not b.is_unique:
+            return None  # b is the one to drop; it is reported when the loop reaches b
+        if _keep_order(a) < _keep_order(b):
+            return None  # a is the one to keep
+        return "an exact duplicate"
+    if a.is_unique or a.method != "btree" or a.key_count >= b.key_count:
+        return None
+    if not _same_keys(a, b, a.key_count):
+        return None
+    # a's INCLUDE columns must be in b too, or a still allows index-only scans b does not.
+    if not set(a.include_defs) <= set(b.column_defs):
+        return None
+    return "a leading prefix"

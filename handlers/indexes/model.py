@@ -1,0 +1,146 @@
+"""Plain records the checks work on: one index, one foreign key, one table, one finding."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def quote_ident(name: str) -> str:
+    """Always quote: EF Core names are case-sensitive ("Users" is not users)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(schema: str, name: str) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    oid: int
+    schema: str
+    table: str
+    name: str
+    method: str
+    is_unique: bool
+    is_primary: bool
+    is_valid: bool
+    key_count: int
+    column_names: tuple[str | None, ...]  # per index column: its name, None for an expression
+    column_defs: tuple[str, ...]  # per index column: as pg_get_indexdef prints it (expressions too)
+    opclasses: tuple[str, ...]  # per key column: operator class, collation and sort options
+    predicate: str | None
+    definition: str
+    constraint_type: str | None  # 'p', 'u', 'x' when the index backs such a constraint
+    constraint_name: str | None
+    is_partition_child: bool  # attached to a partitioned index: judged through its parent
+    is_partitioned: bool  # the parent index of a partitioned table: has no scans of its own
+    being_built: bool  # a CREATE INDEX CONCURRENTLY in progress right now
+    size_bytes: int
+    idx_scan: int | None  # cumulative counter since the last statistics reset
+    last_idx_scan: str | None  # PostgreSQL 16+ only
+
+    @property
+    def key_names(self) -> tuple[str | None, ...]:
+        return self.column_names[: self.key_count]
+
+    @property
+    def key_defs(self) -> tuple[str, ...]:
+        return self.column_defs[: self.key_count]
+
+    @property
+    def include_defs(self) -> tuple[str, ...]:
+        return self.column_defs[self.key_count:]
+
+    @property
+    def has_expressions(self) -> bool:
+        return any(name is None for name in self.key_names)
+
+    @property
+    def backs_constraint(self) -> bool:
+        return self.constraint_type is not None or self.is_primary
+
+    @property
+    def ident(self) -> tuple[int, str, str]:
+        """How snapshots recognise an index from day to day: OID and qualified name."""
+        return (self.oid, self.schema, self.name)
+
+    @property
+    def qualified_name(self) -> str:
+        return qualified(self.schema, self.name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ON {self.table} ({', '.join(self.key_defs)})"
+
+    @property
+    def drop_sql(self) -> str:
+        return f"DROP INDEX CONCURRENTLY {self.qualified_name};"
+
+
+@dataclass(frozen=True)
+class ForeignKeyInfo:
+    schema: str
+    table: str
+    name: str
+    columns: tuple[str, ...]
+    referenced_table: str
+    table_is_partitioned: bool
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    schema: str
+    name: str
+    seq_scan: int
+    seq_tup_read: int
+    idx_scan: int
+    live_rows: int
+    size_bytes: int
+
+
+@dataclass
+class Finding:
+    """One problem: `row` fills its check's table; `names` are what an ignore entry can match."""
+
+    check: str
+    schema: str
+    names: tuple[str, ...]
+    key: str  # stable across days, for the digest's "what changed"
+    summary: str
+    row: list[Any]
+    fix: str = ""
+    ignored_because: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "key": self.key, "summary": self.summary, "fix": self.fix or None,
+                **({"ignored_because": self.ignored_because} if self.ignored_because else {})}
+
+
+@dataclass
+class Usage:
+    """Index scans within the review window, as far as the snapshots can tell."""
+
+    scans: int | None  # None: unknown
+    complete: bool  # history reaches back to the window's start
+    history_days: float = 0.0
+    since_reset: bool = False  # counted across a statistics reset
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self, window_days: int) -> str:
+        if self.scans is None:
+            return "unknown (no snapshot history)"
+        if self.complete:
+            return f"{self.scans} scans in {window_days} d" if self.scans else f"no scans in {window_days} d"
+        days = max(0, int(self.history_days))
+        return f"{self.scans} scans in {days} d of history" if self.scans else f"no scans in {days} d of history (too short)"
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

@@ -1,0 +1,242 @@
+"""The index review: `/db indexes`. Read-only on the target; never drops, builds or resets anything."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from ..errors import DbopsError, TargetUnreachable
+from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
+from . import catalog, history
+from .checks import duplicates, expected, foreign_keys, invalid, seq_scans, slow_queries, unused
+from .model import Finding, IndexInfo, Usage
+from .settings import IndexSettings
+
+_LABELS = {  # (one, many) for the summary line
+    "unused": ("unused index", "unused indexes"),
+    "invalid": ("invalid index", "invalid indexes"),
+    "duplicate": ("duplicate/redundant index", "duplicate/redundant indexes"),
+    "foreign_key": ("foreign key without index", "foreign keys without index"),
+    "seq_scan": ("large table read by seq scans", "large tables read by seq scans"),
+}
+
+_SECTIONS = [  # (check, title, headers)
+    ("invalid", "Invalid indexes", invalid.HEADERS),
+    ("unused", "Unused indexes", unused.HEADERS),
+    ("duplicate", "Duplicate and redundant indexes", duplicates.HEADERS),
+    ("foreign_key", "Foreign keys without an index", foreign_keys.HEADERS),
+    ("seq_scan", "Large tables read mostly by sequential scans", seq_scans.HEADERS),
+]
+
+
+@dataclass
+class IndexReview:
+    target: str
+    database: str
+    reviewed_at: datetime
+    settings: IndexSettings
+    expected: list[expected.ExpectedResult]
+    findings: list[Finding]  # problems, ignored ones included (marked)
+    slow: slow_queries.SlowQueries
+    history_days: int
+    history_complete: bool
+    resets: list[datetime]
+    stats_reset: datetime | None
+    unused_skipped: dict[str, int]
+    index_count: int
+    table_count: int
+    query_count: int  # catalog queries on the target: constant, whatever the number of tables
+    state_queries: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    # -- what the digest and the bot read --------------------------------------
+    @property
+    def open_findings(self) -> list[Finding]:
+        return [f for f in self.findings if f.ignored_because is None]
+
+    @property
+    def ignored(self) -> list[Finding]:
+        return [f for f in self.findings if f.ignored_because is not None]
+
+    @property
+    def expected_problems(self) -> list[expected.ExpectedResult]:
+        return [r for r in self.expected if not r.ok and not self._expected_ignored(r)]
+
+    def _expected_ignored(self, r: expected.ExpectedResult) -> str | None:
+        names = (r.expected.table, *((r.index.name,) if r.index else ()))
+        for entry in self.settings.ignore:
+            if entry.matches("expected", r.expected.schema, names):
+                return entry.reason
+        return None
+
+    @property
+    def problems(self) -> int:
+        return len(self.expected_problems) + len(self.open_findings)
+
+    def problem_keys(self) -> dict[str, list[str]]:
+        """Stable keys per category, for the digest's comparison with the day before."""
+        keys: dict[str, list[str]] = {"expected": sorted(f"{r.expected.key}: {r.status}" for r in self.expected_problems)}
+        for f in self.open_findings:
+            keys.setdefault(f.check, []).append(f.key)
+        return {k: sorted(v) for k, v in keys.items()}
+
+    def summary_line(self) -> str:
+        if not self.problems:
+            return "all good"
+        counts: dict[tuple[str, str], int] = {}
+        if self.expected_problems:
+            counts[("expected index not satisfied", "expected indexes not satisfied")] = len(self.expected_problems)
+        for f in self.open_findings:
+            label = _LABELS[f.check]
+            counts[label] = counts.get(label, 0) + 1
+        parts = ", ".join(f"{n} {label[0] if n == 1 else label[1]}" for label, n in counts.items())
+        return f"{self.problems} problem{'s' if self.problems != 1 else ''}: {parts}"
+
+    # -- output ----------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target, "database": self.database, "reviewed_at": self.reviewed_at.isoformat(),
+            "problems": self.problems, "window_days": self.settings.window_days,
+            "history": {"snapshot_days": self.history_days, "covers_window": self.history_complete,
+                        "stats_reset": self.stats_reset.isoformat() if self.stats_reset else None,
+                        "resets_in_window": [r.isoformat() for r in self.resets]},
+            "expected": [r.to_json() for r in self.expected],
+            "findings": [f.to_json() for f in self.open_findings],
+            "ignored": [f.to_json() for f in self.ignored] + [
+                {"check": "expected", "key": r.expected.key, "ignored_because": self._expected_ignored(r)}
+                for r in self.expected if not r.ok and self._expected_ignored(r)],
+            "unused_not_judged": self.unused_skipped,
+            "slow_queries": self.slow.to_json(),
+            "indexes": self.index_count, "tables": self.table_count,
+            "catalog_queries": self.query_count, "state_queries": self.state_queries,
+            "seconds": round(self.seconds, 3), "notes": self.notes,
+        }
+
+    def to_report(self) -> Report:
+        window = self.settings.window_days
+        sections = [Section(
+            "Expected indexes (ops plan)",
+            table=Table(expected.HEADERS, [
+                [r.expected.table, ", ".join(r.expected.columns), "yes" if r.expected.unique else "",
+                 r.status + (f" ({r.note})" if r.note else "") + (" [ignored]" if not r.ok and self._expected_ignored(r) else ""),
+                 r.index.name if r.index else "-",
+                 r.usage.describe(window) if r.usage else "-"]
+                for r in self.expected]),
+        )] if self.expected else []
+        fixes = [f"{r.expected.table}({', '.join(r.expected.columns)}): {r.fix}" for r in self.expected_problems]
+        if fixes:
+            sections.append(Section("Fixes for expected indexes (suggestions, not run)", text="\n".join(fixes)))
+        for check, title, headers in _SECTIONS:
+            found = [f for f in self.open_findings if f.check == check]
+            if check == "unused":
+                sections.append(self._unused_section(found, headers))
+                continue
+            if found:
+                sections.append(Section(f"{title} ({len(found)})", table=Table(headers, [f.row for f in found])))
+        sections.append(self._slow_section())
+        if self.notes:
+            sections.append(Section("Notes", text="\n".join(self.notes)))
+        # The ignore list comes last, each entry with its reason.
+        if self.ignored or any(not r.ok and self._expected_ignored(r) for r in self.expected):
+            rows = [[f.check, f.summary, f.ignored_because] for f in self.ignored]
+            rows += [["expected", r.expected.key, self._expected_ignored(r)]
+                     for r in self.expected if not r.ok and self._expected_ignored(r)]
+            sections.append(Section("Ignored (dbops.toml indexes.ignore)", table=Table(["Check", "Finding", "Reason"], rows)))
+        return Report(
+            title=f"Index review: {self.target} ({self.database})",
+            summary=self.summary_line(),
+            outcome=Outcome.FAILED if self.problems else Outcome.OK,
+            sections=sections,
+            data=self.to_json(),
+        )
+
+    def _unused_section(self, found: list[Finding], headers: list[str]) -> Section:
+        window = self.settings.window_days
+        lines = []
+        if not self.history_complete:
+            lines.append(f"Snapshot history covers {self.history_days} day(s) of the {window}-day window: "
+                         "indexes are judged unused only once a snapshot from before the window exists.")
+        for reset in self.resets:
+            lines.append(f"Statistics were reset at {reset:%Y-%m-%d %H:%M} UTC within the window: scans are "
+                         "summed across it from the daily snapshots (scans between the last snapshot "
+                         "before it and the reset are not counted).")
+        if self.unused_skipped:
+            lines.append("Not judged: " + ", ".join(f"{n} {why}" for why, n in sorted(self.unused_skipped.items())) + ".")
+        if found:
+            lines.append("The DROP statements are suggestions: the bot never drops an index.")
+        return Section(f"Unused indexes ({len(found)}, no scans in {window} d)", text="\n".join(lines),
+                       table=Table(headers, [f.row for f in found]) if found else None)
+
+    def _slow_section(self) -> Section:
+        s = self.slow
+        title = f"Slow queries (top {self.settings.slow_query_count} by mean time, pg_stat_statements)"
+        if not s.available:
+            return Section(title, text=s.message)
+        if not s.rows:
+            return Section(title, text="No statements recorded for this database yet.")
+        return Section(title, table=Table(slow_queries.HEADERS, slow_queries.table_rows(s)))
+
+
+def review(conn: psycopg.Connection, settings: IndexSettings, state_dsn: str | None, target_name: str,
+           now: datetime | None = None, progress: ProgressFn = no_progress) -> IndexReview:
+    """Run every check on the target; `state_dsn` gives the snapshot history (None: no unused check)."""
+    now = history.utc_now(now)
+    started = time.monotonic()
+    cat = catalog.Catalog(conn, settings.exclude_schemas)
+    try:
+        progress(Progress("reading the catalog", 0.0))
+        env = catalog.environment(cat)
+        all_indexes = catalog.indexes(cat)
+        fks = catalog.foreign_keys(cat)
+        table_stats = catalog.tables(cat)
+        progress(Progress("reading pg_stat_statements", 0.5))
+        slow = slow_queries.slow_queries(cat, env.pgss_schema, env.pgss_version, settings.slow_query_count)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise DbopsError(f"the bot's role may not read the catalog of `{target_name}`: {exc.diag.message_primary}") from None
+    except psycopg.OperationalError as exc:
+        # The server's message, never the connection string: that holds the password.
+        raise TargetUnreachable(f"target `{target_name}` went away during the index review: "
+                                f"{exc.diag.message_primary or type(exc).__name__}") from None
+    progress(Progress("reading snapshot history", 0.7))
+    notes: list[str] = []
+    if state_dsn:
+        hist = history.window_history(state_dsn, target_name, now, settings.window_days, env.stats_reset)
+    else:
+        hist = history.WindowHistory(window_start=now, baseline_day=None, baseline_taken_at=None, days=0)
+        notes.append("No state store: unused indexes need daily snapshots and were not judged.")
+
+    def usage_of(index: IndexInfo) -> Usage:
+        return hist.usage(index, env.stats_reset, now)
+
+    progress(Progress("checking", 0.8))
+    known_tables = {(i.schema, i.table) for i in all_indexes} | {(t.schema, t.name) for t in table_stats}
+    expected_results = expected.check_expected(settings.expected, all_indexes, known_tables)
+    for r in expected_results:
+        if r.index is not None and r.ok:
+            r.usage = usage_of(r.index)
+    relied_on = {r.index.oid for r in expected_results if r.index is not None and r.ok}
+    unused_found, skipped = unused.check_unused(all_indexes, usage_of, hist.is_young, relied_on, settings.window_days)
+    findings = (invalid.check_invalid(all_indexes) + unused_found + duplicates.check_duplicates(all_indexes)
+                + foreign_keys.check_foreign_keys(fks, all_indexes)
+                + seq_scans.check_seq_scans(table_stats, settings.seq_scan_min_rows, settings.seq_scan_min_count,
+                                            settings.seq_scan_min_share))
+    for f in findings:
+        for entry in settings.ignore:
+            if entry.matches(f.check, f.schema, f.names):
+                f.ignored_because = entry.reason
+                break
+    if env.stats_reset:
+        notes.append(f"Scan counters (sequential-scan table) run from the statistics reset at {env.stats_reset:%Y-%m-%d %H:%M} UTC.")
+    progress(Progress("done", 1.0))
+    return IndexReview(
+        target=target_name, database=env.database, reviewed_at=now, settings=settings,
+        expected=expected_results, findings=findings, slow=slow,
+        history_days=max(0, int((now - hist.baseline_taken_at).total_seconds() // 86400)) if hist.baseline_taken_at else 0,
+        history_complete=hist.complete, resets=hist.resets, stats_reset=env.stats_reset,
+        unused_skipped=skipped, index_count=len(all_indexes), table_count=len(table_stats),
+        query_count=cat.queries, state_queries=hist.state_queries, seconds=time.monotonic() - started, notes=notes,
+    )
