@@ -346,6 +346,44 @@ class Approvals:
             self.start_apply(req)
         return change
 
+    def post_request(self, req: ApprovalRequest) -> bool:
+        """Posts the request message (with the approve/reject reactions as a hint) and remembers it."""
+        channel = self.svc.settings.channel or req.channel
+        if not channel:
+            log.error("request %s cannot be posted: DBOPS_CHANNEL is not set", req.code)
+            return False
+        req.channel = channel
+        ts = self.svc.notifier.post(channel, f"{req.kind} request {req.code}: {req.name} ({req.status})",
+                                    request_blocks(req, self.settings, []))
+        if ts is None:
+            return False
+        self.book.set_message(req.id, channel, ts)
+        req.message_ts = ts
+        if req.status == "pending":
+            self.svc.notifier.react(channel, ts, self.settings.approve_reaction)
+            self.svc.notifier.react(channel, ts, self.settings.reject_reaction)
+        elif req.status == "approved":  # nothing forbidden: recorded, and applied without a vote
+            self.start_apply(req)
+        return True
+
+    def post_unposted(self) -> int:
+        """Requests recorded from a terminal or CI: this replica claims and posts them."""
+        channel = self.svc.settings.channel
+        if not channel:
+            return 0
+        with self.svc.store.pool.connection() as conn:
+            rows = conn.execute(
+                "UPDATE dbops.approval_requests SET channel = %s WHERE id IN (SELECT id FROM dbops.approval_requests"
+                " WHERE message_ts IS NULL AND channel IS NULL AND status IN ('pending', 'approved')"
+                " FOR UPDATE SKIP LOCKED) RETURNING *", (channel,)).fetchall()
+        for row in rows:
+            req = ApprovalRequest(**row)
+            if not self.post_request(req):
+                with self.svc.store.pool.connection() as conn:  # let a later tick try again
+                    conn.execute("UPDATE dbops.approval_requests SET channel = NULL WHERE id = %s AND message_ts IS NULL",
+                                 (req.id,))
+        return len(rows)
+
     def start_apply(self, req: ApprovalRequest) -> None:
         applier = APPLIERS.get(req.kind)
         if applier is None:

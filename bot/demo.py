@@ -23,7 +23,15 @@ from .config import Settings
 from .registry import Arg, Invocation, command, parse
 
 # (command line, whether a FAILED report is what the demo expects to show)
-DEMO_STEPS: list[tuple[str, bool]] = [("status", False)]
+DEMO_STEPS: list[tuple[str, bool]] = [
+    ("status", True),  # no backup yet: status says so
+    ("backup", False),
+    ("backup list", False),
+    ("backup verify b001", False),
+    ("backup schedule", False),
+    ("backup prune --dry-run", False),
+    ("status", False),
+]
 
 
 def _settings(instance: TemporaryInstance, workdir: Path, sections: dict) -> Settings:

@@ -45,6 +45,7 @@ class Command:
     where: str = "both"  # "both", "cli" or "slack"
     takes_target: bool = True
     needs_state: bool = True  # opens the state store when one is configured
+    modal: str | None = None  # Slack only: the command opens this form instead of running
 
     @property
     def lock_kind(self) -> str:
@@ -59,7 +60,8 @@ class Command:
             elif arg.flag:
                 parts.append(f"[{arg.name}]")
             else:
-                parts.append(f"[{arg.name} {arg.name.lstrip('-').upper()}]")
+                option = f"{arg.name} {arg.name.lstrip('-').upper()}"
+                parts.append(option if arg.required else f"[{option}]")
         return " ".join(parts)
 
 
@@ -93,9 +95,12 @@ def command(name: str, summary: str, *args: Arg, **options: Any) -> Callable:
     """Declare a subcommand; the decorated function is its run function."""
 
     def register(fn: Callable[[Invocation], Report]) -> Callable[[Invocation], Report]:
-        if name in COMMANDS:
+        cmd = Command(name=name, summary=summary, run=fn, args=tuple(args), **options)
+        key = f"{cmd.where}:{name}"  # one name may have a terminal and a Slack form
+        if key in COMMANDS or f"both:{name}" in COMMANDS or (cmd.where == "both" and any(
+                k.endswith(f":{name}") for k in COMMANDS)):
             raise RuntimeError(f"command {name!r} declared twice")
-        COMMANDS[name] = Command(name=name, summary=summary, run=fn, args=tuple(args), **options)
+        COMMANDS[key] = cmd
         return fn
 
     return register

@@ -9,6 +9,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
@@ -20,47 +21,50 @@ log = logging.getLogger("dbops.scheduler")
 @dataclass(frozen=True)
 class Schedule:
     name: str
-    at: Callable[["BotService"], time | None]  # time of day (UTC), or None when switched off
+    slot: Callable[["BotService", datetime], str | None]  # the run due at `now` (e.g. its date), or None
     run: Callable[["BotService"], None]
-    weekdays: Callable[["BotService"], frozenset[int] | None] = lambda svc: None  # None = every day
 
 
 # Job areas append their schedules here.
 SCHEDULES: list[Schedule] = []
 
 
-def parse_time_of_day(value: str, setting: str) -> time:
-    from handlers.errors import ConfigError
+def daily_slot(now: datetime, at: time, tz: ZoneInfo | None = None, weekdays: frozenset[int] | None = None) -> str | None:
+    """Today's slot (the local date) once today's run time has passed, else None."""
+    local = now.astimezone(tz or timezone.utc)
+    if weekdays is not None and local.weekday() not in weekdays:
+        return None
+    if local.time().replace(tzinfo=None) < at.replace(tzinfo=None):
+        return None
+    return local.date().isoformat()
 
-    try:
-        hours, minutes = value.split(":")
-        return time(int(hours), int(minutes), tzinfo=timezone.utc)
-    except (ValueError, AttributeError):
-        raise ConfigError(f"{setting} must be a time of day in UTC like \"03:30\", not {value!r}") from None
 
-
-def next_occurrence(at: time, now: datetime, weekdays: frozenset[int] | None = None) -> datetime:
-    candidate = datetime.combine(now.date(), at.replace(tzinfo=None), tzinfo=timezone.utc)
-    if candidate <= now:
-        candidate += timedelta(days=1)
-    while weekdays is not None and candidate.weekday() not in weekdays:
+def next_daily(now: datetime, at: time, tz: ZoneInfo | None = None, weekdays: frozenset[int] | None = None) -> datetime:
+    tz = tz or timezone.utc
+    local = now.astimezone(tz)
+    candidate = datetime.combine(local.date(), at.replace(tzinfo=None), tzinfo=tz)
+    while candidate <= local or (weekdays is not None and candidate.weekday() not in weekdays):
         candidate += timedelta(days=1)
     return candidate
 
 
-def due(at: time, now: datetime, weekdays: frozenset[int] | None) -> str | None:
-    """Today's slot name when today's run time has passed, else None."""
-    if weekdays is not None and now.weekday() not in weekdays:
-        return None
-    if now.timetz().replace(tzinfo=timezone.utc) < at:
-        return None
-    return now.date().isoformat()
+def parse_time_of_day(value: str, setting: str) -> time:
+    from handlers.errors import ConfigError
+
+    try:
+        hours, minutes = str(value).split(":")
+        return time(int(hours), int(minutes))
+    except (ValueError, AttributeError):
+        raise ConfigError(f"{setting} must be a time of day like \"03:30\", not {value!r}") from None
 
 
 class Scheduler:
-    def __init__(self, svc: "BotService", interval: float = 30.0) -> None:
+    def __init__(self, svc: "BotService", interval: float | None = None) -> None:
+        import os
+
         self.svc = svc
-        self.interval = interval
+        # Short: requests recorded from a terminal are posted on the next tick.
+        self.interval = interval or float(os.environ.get("DBOPS_SCHEDULER_INTERVAL", "5"))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dbops-scheduler", daemon=True)
 
@@ -77,13 +81,17 @@ class Scheduler:
     def tick(self, now: datetime) -> list[str]:
         started = []
         try:
-            self.svc.approvals.expire(now)
+            self.svc.recover_orphans()
         except Exception:
-            log.exception("expiring approval requests failed")
+            log.exception("checking for interrupted jobs failed")
+        try:
+            self.svc.approvals.expire(now)
+            self.svc.approvals.post_unposted()
+        except Exception:
+            log.exception("approval housekeeping failed")
         for schedule in SCHEDULES:
             try:
-                at = schedule.at(self.svc)
-                slot = due(at, now, schedule.weekdays(self.svc)) if at else None
+                slot = schedule.slot(self.svc, now)
                 if slot and self.svc.store.claim(schedule.name, slot):
                     log.info("running scheduled %s for %s", schedule.name, slot)
                     self.svc.runner.submit(lambda s=schedule: s.run(self.svc))

@@ -46,17 +46,7 @@ class BotService:
         self.scheduler.start()
 
     def _recover(self) -> None:
-        for job in self.store.orphaned_jobs():
-            text = (f":warning: Job #{job.id} `{job.command}` on `{job.target}` (started by "
-                    f"{jobs._who(job.requested_by)}) was interrupted: the bot process running it stopped. "
-                    "It is marked failed; run it again.")
-            self.store.audit("bot", "recover", "failed", subcommand=job.command, target=job.target,
-                             detail=f"job #{job.id} marked failed at start-up")
-            channel = job.channel or self.settings.channel
-            if channel and job.message_ts:
-                self.notifier.update(channel, job.message_ts, text)
-            elif channel:
-                self.notifier.post(channel, text)
+        self.recover_orphans()
         for hook in STARTUP_HOOKS:
             try:
                 lines = hook(self)
@@ -65,6 +55,22 @@ class BotService:
                 continue
             if lines and self.settings.channel:
                 self.notifier.post(self.settings.channel, "\n".join(lines))
+
+    def recover_orphans(self) -> None:
+        """Jobs whose process died (this replica's before a restart, or another replica's) are marked
+        failed and reported. Runs at start-up and on every scheduler tick: a dead process's lock can
+        take a moment to be released by the server."""
+        for job in self.store.orphaned_jobs():
+            text = (f":warning: Job #{job.id} `{job.command}` on `{job.target}` (started by "
+                    f"{jobs._who(job.requested_by)}) was interrupted: the bot process running it stopped. "
+                    "It is marked failed; run it again.")
+            self.store.audit("bot", "recover", "failed", subcommand=job.command, target=job.target,
+                             detail=f"job #{job.id} marked failed: its process stopped")
+            channel = job.channel or self.settings.channel
+            if channel and job.message_ts:
+                self.notifier.update(channel, job.message_ts, text)
+            elif channel:
+                self.notifier.post(channel, text)
 
     def close(self) -> None:
         if self.scheduler:

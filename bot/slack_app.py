@@ -10,7 +10,7 @@ from slack_bolt import Ack, App
 
 from handlers.errors import UsageError
 
-from . import approvals, render
+from . import approvals, migrate_slack, render
 from .registry import parse
 from .service import BotService
 
@@ -26,6 +26,7 @@ def build_app(svc: BotService) -> App:
         handle_db_command(svc, ack, command)
 
     approvals.register_listeners(app, svc)
+    migrate_slack.register_listeners(app, svc)
 
     @app.event("message")
     def ignore_messages() -> None:  # channel chatter is not for us
@@ -68,6 +69,10 @@ def handle_db_command(svc: BotService, ack: Ack, command: dict) -> None:
         ack(f":no_entry: `{cmd.name}` is for approvers only.")
         svc.runner.submit(lambda: svc.store.audit(user, "refused", "refused", channel=channel,
                                                   subcommand=cmd.name, detail="not an approver"))
+        return
+    if cmd.modal:
+        ack()
+        migrate_slack.open_modal(svc, cmd.modal, command.get("trigger_id", ""), channel, getattr(args, "target", None))
         return
     if cmd.long_running:
         ack(f":hourglass_flowing_sand: queued `{cmd.name}`; progress will show in this channel.")

@@ -37,12 +37,15 @@ class Report:
     outcome: Outcome = Outcome.OK
     sections: list[Section] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)  # machine-readable, for --format json
+    exact_json: dict[str, Any] | None = None  # when a command's JSON shape is fixed, exactly this is printed
 
     @property
     def ok(self) -> bool:
         return self.outcome is Outcome.OK
 
     def to_json(self) -> dict[str, Any]:
+        if self.exact_json is not None:
+            return self.exact_json
         return {"title": self.title, "outcome": self.outcome.value, "summary": self.summary, **self.data}
 
 

@@ -1,0 +1,105 @@
+"""`/db migrate request` and `/db migrate check` in Slack: a form to paste the SQL."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from handlers.errors import DbopsError, UsageError
+from handlers.report import Report
+
+from . import jobs
+from .approvals import request_blocks
+from .migrate_commands import analyse, build_request
+from .registry import COMMANDS, Invocation, command
+
+if TYPE_CHECKING:
+    from .service import BotService
+
+log = logging.getLogger("dbops.migrate")
+CALLBACK = "dbops_migrate"
+
+
+def _slack_only(inv: Invocation) -> Report:
+    raise UsageError("this command opens a form in Slack")
+
+
+command("migrate request", "ask for approval of a migration: opens a form for the UP and DOWN SQL",
+        where="slack", modal="request", long_running=True, lock="migrate")(_slack_only)
+command("migrate check", "analyse a migration without asking for approval: opens a form for the SQL",
+        where="slack", modal="check", lock="migrate")(_slack_only)
+
+
+def _input(block_id: str, label: str, multiline: bool, optional: bool = False, placeholder: str = "") -> dict:
+    element = {"type": "plain_text_input", "action_id": "value", "multiline": multiline}
+    if placeholder:
+        element["placeholder"] = {"type": "plain_text", "text": placeholder}
+    return {"type": "input", "block_id": block_id, "optional": optional,
+            "label": {"type": "plain_text", "text": label}, "element": element}
+
+
+def modal_view(mode: str, channel: str, target: str | None) -> dict:
+    blocks = []
+    if mode == "request":
+        blocks.append(_input("name", "Name", False, placeholder="add-notes-archived-flag"))
+    blocks.append(_input("up", "UP migration (SQL)", True))
+    blocks.append(_input("down", "DOWN migration (SQL)", True, optional=True))
+    if mode == "request":
+        blocks.append({"type": "input", "block_id": "staging", "optional": True,
+                       "label": {"type": "plain_text", "text": "Staging"},
+                       "element": {"type": "checkboxes", "action_id": "value", "options": [{
+                           "text": {"type": "plain_text", "text": "I tested this on staging with production-like data"},
+                           "value": "yes"}]}})
+    return {"type": "modal", "callback_id": CALLBACK,
+            "private_metadata": json.dumps({"mode": mode, "channel": channel, "target": target}),
+            "title": {"type": "plain_text", "text": "Migration request" if mode == "request" else "Migration check"},
+            "submit": {"type": "plain_text", "text": "Request approval" if mode == "request" else "Check"},
+            "close": {"type": "plain_text", "text": "Cancel"}, "blocks": blocks}
+
+
+def open_modal(svc: "BotService", mode: str, trigger_id: str, channel: str, target: str | None) -> None:
+    svc.notifier._call("views.open", trigger_id=trigger_id, view=modal_view(mode, channel, target))
+
+
+def _value(values: dict, block: str) -> str | None:
+    element = (values.get(block) or {}).get("value") or {}
+    if element.get("type") == "checkboxes":
+        return "yes" if element.get("selected_options") else None
+    return element.get("value")
+
+
+def on_submission(svc: "BotService", user: str, view: dict) -> None:
+    """Runs off the request path: check (and for a request, rehearse, record and post)."""
+    meta = json.loads(view.get("private_metadata") or "{}")
+    values = view.get("state", {}).get("values", {})
+    up, down = _value(values, "up") or "", _value(values, "down")
+    channel = meta.get("channel") or svc.settings.channel
+    mode = meta.get("mode", "check")
+    cmd = COMMANDS[f"slack:migrate {mode}"]
+    args = argparse.Namespace(target=meta.get("target"), format="text")
+    inv = Invocation(command=cmd, args=args, settings=svc.settings, actor=user, channel=channel, state=svc.store,
+                     front_end="slack")
+    try:
+        if mode == "check":
+            check = analyse(inv, up, down, "pasted SQL")
+            svc.notifier.post_report(channel, check.to_report())
+            return
+        handle = jobs.acquire(inv, svc.store)
+        try:
+            req, _ = build_request(inv, up_sql=up, down_sql=down, name=_value(values, "name") or "",
+                                   attested_by=user if _value(values, "staging") else None, apply_by="bot",
+                                   channel=channel)
+        finally:
+            handle.release()
+        svc.approvals.post_request(req)
+    except DbopsError as exc:
+        svc.notifier.ephemeral(channel, user, f":warning: {exc}")
+
+
+def register_listeners(app, svc: "BotService") -> None:
+    @app.view(CALLBACK)
+    def submitted(ack, body: dict, view: dict) -> None:
+        ack()  # closes the form at once; the work is posted to the channel
+        user = body.get("user", {}).get("id", "")
+        svc.runner.submit(lambda: on_submission(svc, user, view))
