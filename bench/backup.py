@@ -1,0 +1,110 @@
+"""How much a `dbops backup` costs over the bare `pg_dump -Fc` of the ops plan, measured in one run.
+
+    python bench/backup.py --scale 2        # ~400,000 rows; --scale 17 is about 1 GB
+
+On a generated asidenote database (handlers.demo_data, in a private TemporaryInstance) it times:
+- bare:        pg_dump -Fc -f file                      (the ops plan's command)
+- counts:      dbops backup, integrity "counts"          (aim: within 1.15x of bare)
+- checksums:   dbops backup, integrity "checksums"       (a full read of every row besides the dump)
+- directory:   dbops backup, -Fd -j N, integrity counts  (aim: faster than bare)
+and, for reference, counts with the full-read verification that follows a backup by default.
+Each variant runs --repeat times; the best time is kept (the machine is shared and noisy).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.state import migrate  # noqa: E402
+from handlers import demo_data  # noqa: E402
+from handlers.backup import BackupCatalog, BackupSettings, take_backup  # noqa: E402
+from handlers.backup.fmt import human_bytes  # noqa: E402
+from handlers.pginstance import TemporaryInstance, pg_tool  # noqa: E402
+from handlers.target import Target  # noqa: E402
+
+
+def best_of(repeat: int, run) -> tuple[float, int]:
+    best, size = float("inf"), 0
+    for _ in range(repeat):
+        seconds, size = run()
+        best = min(best, seconds)
+    return best, size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=int, default=2, help="demo data scale (1 = ~200,000 rows; 17 = ~1 GB)")
+    parser.add_argument("--jobs", type=int, default=max(2, min(4, os.cpu_count() or 2)),
+                        help="pg_dump -j for the directory format")
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+
+    with TemporaryInstance("bench-backup") as instance, tempfile.TemporaryDirectory(prefix="dbops-bench-") as tmp:
+        work = Path(tmp)
+        demo_data.create_database(instance.dsn(), "asidenote")
+        demo_data.create_database(instance.dsn(), "state")
+        t0 = time.monotonic()
+        demo_data.load(instance.dsn("asidenote"), args.scale)
+        migrate.apply(instance.dsn("state"))
+        dsn = instance.dsn("asidenote")
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+            db_size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        print(f"scale {args.scale}: database {human_bytes(db_size)}, loaded in {time.monotonic() - t0:.1f} s")
+        catalog = BackupCatalog(instance.dsn("state"))
+        target = Target("bench", dsn)
+
+        def bare() -> tuple[float, int]:
+            out = work / "bare.dump"
+            start = time.monotonic()
+            subprocess.run([pg_tool("pg_dump"), "-Fc", "-f", str(out), "-d", dsn], check=True)
+            seconds = time.monotonic() - start
+            size = out.stat().st_size
+            out.unlink()
+            return seconds, size
+
+        def dbops(**overrides) -> callable:
+            def run() -> tuple[float, int]:
+                folder = work / "dbops"
+                settings = BackupSettings(dir=folder, min_free_mb=0, **{"verify_after": False, **overrides})
+                start = time.monotonic()
+                result = take_backup(target, settings, catalog, "bench")
+                seconds = time.monotonic() - start
+                for p in folder.iterdir():
+                    p.unlink()
+                return seconds, result.manifest.archive.size
+            return run
+
+        variants = [
+            ("bare pg_dump -Fc", bare),
+            ("dbops backup (counts)", dbops(integrity="counts")),
+            ("dbops backup (checksums)", dbops(integrity="checksums")),
+            (f"dbops backup -Fd -j {args.jobs} (counts)", dbops(integrity="counts", format="directory",
+                                                                jobs=args.jobs)),
+            ("dbops backup (counts) + verify", dbops(integrity="counts", verify_after=True)),
+        ]
+        results = {}
+        for name, run in variants:
+            results[name] = best_of(args.repeat, run)
+        base = results["bare pg_dump -Fc"][0]
+        print(f"{'variant':<40} {'seconds':>8} {'size':>10} {'x bare':>7}")
+        for name, (seconds, size) in results.items():
+            print(f"{name:<40} {seconds:8.2f} {human_bytes(size):>10} {seconds / base:7.2f}")
+        counts = results["dbops backup (counts)"][0] / base
+        parallel = results[f"dbops backup -Fd -j {args.jobs} (counts)"][0] / base
+        print(f"\ncounts level: {counts:.2f}x bare (aim <= 1.15); "
+              f"checksums: {results['dbops backup (checksums)'][0] / base:.2f}x; "
+              f"directory -j {args.jobs}: {parallel:.2f}x (aim < 1.0)")
+
+
+if __name__ == "__main__":
+    main()

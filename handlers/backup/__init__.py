@@ -1,0 +1,30 @@
+"""Backups: consistent pg_dump archives with a manifest that proves what they contain.
+
+The public API (what the bot's commands call):
+- BackupSettings.from_dict(section)             the [backup] section of dbops.toml (+ environment)
+- BackupCatalog(state_dsn)                      the catalog in dbops.backups
+- take_backup(target, settings, catalog, requested_by, scheduled=False, progress, cancel) -> BackupResult
+- list_backups / backup_info / verify_backup / prune / schedule_report -> Report
+- next_run, claim_scheduled_run, schedule_slot  for the scheduler
+- latest_verified, materialize                  for the restore drill
+- freshness                                     for /db status, the digest and the staleness alarm
+- cleanup_incomplete                            at start-up
+- capture_manifest / compare_manifests / BackupManifest   (manifest.py)
+"""
+from .catalog import BackupCatalog, BackupRecord
+from .cleanup import cleanup_incomplete
+from .manifest import ArchiveInfo, BackupManifest, capture_manifest, compare_manifests
+from .retention import plan_retention, prune
+from .schedule import claim_scheduled_run, next_run, schedule_report, schedule_slot
+from .settings import BackupSettings, RetentionSettings, S3Settings
+from .take import BackupCancelled, BackupFailed, BackupResult, take_backup
+from .verify import ArchiveDamaged, Unrestorable, materialize, verify_backup
+from .views import backup_info, freshness, latest_verified, list_backups
+
+__all__ = [
+    "ArchiveDamaged", "ArchiveInfo", "BackupCancelled", "BackupCatalog", "BackupFailed", "BackupManifest",
+    "BackupRecord", "BackupResult", "BackupSettings", "RetentionSettings", "S3Settings", "Unrestorable",
+    "backup_info", "capture_manifest", "claim_scheduled_run", "cleanup_incomplete", "compare_manifests",
+    "freshness", "latest_verified", "list_backups", "materialize", "next_run", "plan_retention", "prune",
+    "schedule_report", "schedule_slot", "take_backup", "verify_backup",
+]

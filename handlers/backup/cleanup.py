@@ -1,0 +1,56 @@
+"""At start-up: finish off what a killed process left behind."""
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+from .catalog import BackupCatalog
+from .settings import BackupSettings
+from .take import PARTIAL_RE
+
+
+def cleanup_incomplete(state_dsn: str, settings: BackupSettings) -> list[str]:
+    """Mark dead `running` backups failed and remove partial files no live backup is writing.
+
+    Returns one line per thing done, for the start-up log.
+    """
+    catalog = BackupCatalog(state_dsn)
+    done = [f"backup {i} marked failed: interrupted before it finished"
+            for i in catalog.fail_stale_running(timedelta(minutes=settings.stale_after_minutes))]
+    running = catalog.running_ids()
+    folder = Path(settings.dir)
+    if folder.is_dir():
+        for entry in sorted(folder.iterdir()):
+            match = PARTIAL_RE.match(entry.name)
+            if not match or match.group(1) in running:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(entry)
+                except FileNotFoundError:
+                    continue
+            done.append(f"removed the unfinished file {entry.name}")
+    if settings.storage == "s3" and settings.s3.bucket:
+        done += _abort_orphan_uploads(settings, running)
+    return done
+
+
+def _abort_orphan_uploads(settings: BackupSettings, running: set[str]) -> list[str]:
+    from .storage import S3Store
+
+    store = S3Store(settings.s3)
+    done = []
+    try:
+        listing = store.client.list_multipart_uploads(Bucket=store.bucket, Prefix=settings.s3.prefix)
+    except Exception:
+        return ["could not list unfinished S3 uploads (storage unreachable); will try at the next start"]
+    for upload in listing.get("Uploads", []):
+        backup_id = upload["Key"].rsplit("/", 1)[-1].split("_", 1)[0]
+        if backup_id not in running:
+            store.abort(upload["Key"], upload["UploadId"])
+            done.append(f"aborted the unfinished upload {store.url(upload['Key'])}")
+    return done

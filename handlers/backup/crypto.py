@@ -1,0 +1,129 @@
+"""Streaming, chunked, authenticated encryption of archives at rest (AES-256-GCM per 1 MiB chunk).
+
+File layout: a 32-byte header, then chunks of (ciphertext || 16-byte tag), each chunk CHUNK bytes of
+plaintext except the last, which may be shorter (even empty).
+
+    header = MAGIC (8) | version (1) | reserved (3) | chunk size (4, big-endian)
+             | key id (8) | nonce prefix (8)
+
+- nonce per chunk = nonce prefix (random per file) || chunk counter (4 bytes): never reused.
+- AAD per chunk = header || counter (8 bytes) || final flag (1 byte). The counter catches reordered
+  or dropped chunks; the final flag catches a file cut off at a chunk boundary (the last chunk left
+  was not sealed as final); the header in the AAD catches a tampered header.
+- key id = first 8 bytes of HMAC-SHA256(key, "dbops backup key id"): tells "wrong key" apart from
+  "damaged file" without revealing anything about the key.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+from typing import BinaryIO, Callable
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+MAGIC = b"DBOPSENC"
+VERSION = 1
+CHUNK = 1024 * 1024
+TAG = 16
+HEADER_LEN = 32
+_HEADER = struct.Struct(">8sB3sI8s8s")
+
+
+class DecryptionError(Exception):
+    """The archive cannot be decrypted: wrong key, damaged, truncated or reordered."""
+
+
+class WrongKey(DecryptionError):
+    pass
+
+
+def key_id(key: bytes) -> bytes:
+    return hmac.new(key, b"dbops backup key id", hashlib.sha256).digest()[:8]
+
+
+def encrypt_stream(src: BinaryIO, dst: BinaryIO, key: bytes, on_write: Callable[[bytes], None] | None = None,
+                   chunk: int = CHUNK) -> int:
+    """Encrypt all of `src` into `dst`; returns the bytes written. `on_write` sees every byte written."""
+    aes = AESGCM(key)
+    header = _HEADER.pack(MAGIC, VERSION, b"\0\0\0", chunk, key_id(key), os.urandom(8))
+    written = _emit(dst, header, on_write)
+    counter = 0
+    block = _read_full(src, chunk)
+    while True:
+        following = _read_full(src, chunk) if len(block) == chunk else b""
+        final = not following
+        sealed = aes.encrypt(_nonce(header, counter), block, _aad(header, counter, final))
+        written += _emit(dst, sealed, on_write)
+        if final:
+            return written
+        block, counter = following, counter + 1
+
+
+def decrypt_stream(src: BinaryIO, dst: BinaryIO, key: bytes) -> int:
+    """Decrypt all of `src` into `dst`, checking every chunk; returns plaintext bytes written."""
+    header = src.read(HEADER_LEN)
+    magic, version, _, chunk, kid, _prefix = read_header(header)
+    if not hmac.compare_digest(kid, key_id(key)):
+        raise WrongKey("the archive was encrypted with a different key than DBOPS_BACKUP_KEY holds "
+                       f"(archive key id {kid.hex()}, current key id {key_id(key).hex()})")
+    aes = AESGCM(key)
+    counter, total = 0, 0
+    sealed = _read_full(src, chunk + TAG)
+    while True:
+        following = _read_full(src, chunk + TAG) if len(sealed) == chunk + TAG else b""
+        final = not following
+        if len(sealed) < TAG:
+            raise DecryptionError(f"the encrypted archive is truncated (chunk {counter} is incomplete)")
+        try:
+            plain = aes.decrypt(_nonce(header, counter), sealed, _aad(header, counter, final))
+        except InvalidTag:
+            raise DecryptionError(f"the encrypted archive is damaged, truncated or reordered at chunk {counter} "
+                                  "(authentication failed)") from None
+        dst.write(plain)
+        total += len(plain)
+        if final:
+            return total
+        sealed, counter = following, counter + 1
+
+
+def read_header(header: bytes) -> tuple:
+    if len(header) < HEADER_LEN or not header.startswith(MAGIC):
+        raise DecryptionError("not a dbops encrypted archive (no DBOPSENC header)")
+    fields = _HEADER.unpack(header[:HEADER_LEN])
+    if fields[1] != VERSION:
+        raise DecryptionError(f"encrypted archive format {fields[1]} is not known to this dbops")
+    return fields
+
+
+def archive_key_id(path) -> str:
+    with open(path, "rb") as f:
+        return read_header(f.read(HEADER_LEN))[4].hex()
+
+
+def _nonce(header: bytes, counter: int) -> bytes:
+    return header[24:32] + struct.pack(">I", counter)
+
+
+def _aad(header: bytes, counter: int, final: bool) -> bytes:
+    return header + struct.pack(">QB", counter, 1 if final else 0)
+
+
+def _read_full(src: BinaryIO, n: int) -> bytes:
+    parts, want = [], n
+    while want:
+        piece = src.read(want)
+        if not piece:
+            break
+        parts.append(piece)
+        want -= len(piece)
+    return b"".join(parts)
+
+
+def _emit(dst: BinaryIO, data: bytes, on_write: Callable[[bytes], None] | None) -> int:
+    dst.write(data)
+    if on_write:
+        on_write(data)
+    return len(data)

@@ -1,0 +1,353 @@
+"""What a backup contains, measured in the backup's own snapshot, and how to compare two of those.
+
+`capture_manifest` runs inside a REPEATABLE READ transaction opened by the caller: for a backup it
+is the transaction whose snapshot pg_dump was given (`pg_export_snapshot()`), so the manifest
+describes exactly the rows in the archive; the restore drill calls it on the restored database and
+`compare_manifests` lists the differences.
+
+Row text is what the content checksum hashes, so every setting that changes how a value is printed
+is pinned first (SET LOCAL: gone when the transaction ends):
+- TimeZone 'UTC', DateStyle 'ISO, YMD', IntervalStyle 'postgres': dates, times and intervals.
+- extra_float_digits 1: since PostgreSQL 12 any value > 0 prints the shortest text that reads
+  back to the exact same float, so both servers print identical text; 1 is also the default.
+- bytea_output 'hex', lc_monetary 'C' (money), search_path 'pg_catalog': regclass and other
+  reg* values, and the schema inventory's definitions, are then printed fully qualified.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+FORMAT_VERSION = 1
+INTEGRITY_LEVELS = ("counts", "checksums")
+_BATCH = 200  # tables per UNION ALL query: few round trips, statements of sane size
+
+_PIN_SETTINGS = [
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "1"),
+    ("bytea_output", "hex"),
+    ("lc_monetary", "C"),
+    ("search_path", "pg_catalog"),
+]
+
+# Schemas that are never the application's: the bot's own state and PostgreSQL's.
+_USER_RELATION = """
+    n.nspname <> 'dbops' AND n.nspname <> 'information_schema'
+    AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d  -- extension members are the extension's to create
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+"""
+
+_KIND = {"r": "table", "p": "partitioned table", "m": "materialized view", "v": "view", "f": "foreign table"}
+_CONSTRAINT_TYPE = {"p": "primary key", "u": "unique", "f": "foreign key", "c": "check", "x": "exclusion",
+                    "n": "not null", "t": "trigger"}
+
+
+def pin_output_settings(conn: psycopg.Connection) -> None:
+    for name, value in _PIN_SETTINGS:
+        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+
+
+# -- capture ------------------------------------------------------------------
+
+def capture_manifest(conn: psycopg.Connection, level: str) -> dict:
+    """Row counts (and content checksums for level "checksums") per table, plus a schema inventory.
+
+    Must run inside an open REPEATABLE READ transaction so every query sees one snapshot.
+    """
+    if level not in INTEGRITY_LEVELS:
+        raise ValueError(f"integrity level must be one of {INTEGRITY_LEVELS}, not {level!r}")
+    pin_output_settings(conn)
+    tables = data_tables(conn)
+    measured = measure_tables(conn, tables, with_checksums=(level == "checksums"))
+    return {
+        "integrity_level": level,
+        "tables": [
+            {"schema": s, "name": n, "rows": measured[(s, n)][0], "checksum": measured[(s, n)][1]}
+            for s, n in tables
+        ],
+        "schema": capture_schema(conn),
+    }
+
+
+def data_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """Tables that hold rows: plain tables and leaf partitions (a partitioned parent holds none)."""
+    rows = conn.execute(f"""
+        SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND {_USER_RELATION}
+        ORDER BY 1, 2""").fetchall()
+    return [(s, n) for s, n in rows]
+
+
+def measure_tables(conn: psycopg.Connection, tables: list[tuple[str, str]],
+                   with_checksums: bool) -> dict[tuple[str, str], tuple[int, str | None]]:
+    """(rows, checksum hex or None) per table, a batch of tables per query.
+
+    ONLY: an inheritance parent is counted without its children, which are counted themselves.
+    The checksum is the sum of a 64-bit hash of each row's text, mod 2^64: independent of row
+    order (a restore writes rows in another physical order) and, unlike XOR, of duplicate rows.
+    """
+    result: dict[tuple[str, str], tuple[int, str | None]] = {}
+    for start in range(0, len(tables), _BATCH):
+        batch = tables[start:start + _BATCH]
+        parts = []
+        for i, (schema, name) in enumerate(batch):
+            checksum = (sql.SQL("coalesce(sum(hashtextextended(t::text, 0)), 0)") if with_checksums
+                        else sql.SQL("NULL::numeric"))
+            parts.append(sql.SQL("SELECT {i}::int, count(*), {checksum} FROM ONLY {table} AS t").format(
+                i=sql.Literal(i), checksum=checksum, table=sql.Identifier(schema, name)))
+        for i, rows, total in conn.execute(sql.SQL(" UNION ALL ").join(parts)).fetchall():
+            checksum = None if total is None else f"{int(total) % 2**64:016x}"
+            result[batch[i]] = (int(rows), checksum)
+    return result
+
+
+def capture_schema(conn: psycopg.Connection) -> dict:
+    return {
+        "tables": schema_tables(conn),
+        "columns": schema_columns(conn),
+        "indexes": schema_indexes(conn),
+        "constraints": schema_constraints(conn),
+        "sequences": schema_sequences(conn),
+    }
+
+
+def schema_tables(conn: psycopg.Connection) -> list[dict]:
+    rows = conn.execute(f"""
+        SELECT n.nspname, c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'm', 'v', 'f') AND {_USER_RELATION}
+        ORDER BY 1, 2""").fetchall()
+    return [{"schema": s, "name": n, "kind": _KIND[k]} for s, n, k in rows]
+
+
+def schema_columns(conn: psycopg.Connection) -> list[dict]:
+    rows = conn.execute(f"""
+        SELECT n.nspname || '.' || c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               pg_get_expr(ad.adbin, ad.adrelid)
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+        WHERE c.relkind IN ('r', 'p', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped AND {_USER_RELATION}
+        ORDER BY 1, a.attnum""").fetchall()
+    return [{"table": t, "name": n, "type": ty, "not_null": nn, "default": d} for t, n, ty, nn, d in rows]
+
+
+def schema_indexes(conn: psycopg.Connection) -> list[dict]:
+    rows = conn.execute(f"""
+        SELECT n.nspname || '.' || c.relname, i.relname, pg_get_indexdef(x.indexrelid)
+        FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+        JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE {_USER_RELATION}
+        ORDER BY 1, 2""").fetchall()
+    return [{"table": t, "name": n, "definition": d} for t, n, d in rows]
+
+
+def schema_constraints(conn: psycopg.Connection) -> list[dict]:
+    rows = conn.execute(f"""
+        SELECT n.nspname || '.' || c.relname, k.conname, k.contype::text, pg_get_constraintdef(k.oid),
+               k.convalidated
+        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE {_USER_RELATION}
+        ORDER BY 1, 2, 3""").fetchall()
+    return [{"table": t, "name": n, "type": _CONSTRAINT_TYPE.get(ty, ty), "definition": d, "validated": v}
+            for t, n, ty, d, v in rows]
+
+
+def schema_sequences(conn: psycopg.Connection) -> list[dict]:
+    """Each sequence, its value, and the largest value of the column that owns it (serial/identity).
+
+    `value` is last_value, None when the sequence was never used (or cannot be read). Sequences are
+    not transactional: this is the value when read, not as of the snapshot, which is why a restore
+    is checked as "value >= column_max" and never for equality.
+    """
+    rows = conn.execute(f"""
+        SELECT n.nspname || '.' || c.relname, s.last_value,
+               tn.nspname, tc.relname, a.attname, format_type(a.atttypid, NULL)
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_sequences s ON s.schemaname = n.nspname AND s.sequencename = c.relname
+        LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
+             AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
+        LEFT JOIN pg_class tc ON tc.oid = d.refobjid LEFT JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+        LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+        WHERE c.relkind = 'S' AND {_USER_RELATION}
+        ORDER BY 1""").fetchall()
+    sequences = []
+    owned = []
+    for name, value, t_schema, t_name, column, column_type in rows:
+        entry = {"name": name, "value": value, "column_max": None,
+                 "owned_by_column": f"{t_schema}.{t_name}.{column}" if column else None}
+        if column and column_type in ("smallint", "integer", "bigint"):
+            owned.append((len(sequences), t_schema, t_name, column))
+        sequences.append(entry)
+    # One query for every owned column's max; with the usual primary key index each is a quick look-up.
+    for start in range(0, len(owned), _BATCH):
+        batch = owned[start:start + _BATCH]
+        parts = [sql.SQL("SELECT {i}::int, max({col})::bigint FROM {table}").format(
+            i=sql.Literal(i), col=sql.Identifier(column), table=sql.Identifier(schema, table))
+            for i, schema, table, column in batch]
+        for i, top in conn.execute(sql.SQL(" UNION ALL ").join(parts)).fetchall():
+            sequences[i]["column_max"] = top
+    return sequences
+
+
+# -- compare ------------------------------------------------------------------
+
+def compare_manifests(expected: dict, actual: dict) -> list[str]:
+    """Human-readable differences between a backup's manifest and a restored database's; [] = same.
+
+    Accepts bare manifests (capture_manifest) or whole BackupManifest documents (to_dict).
+    """
+    diffs: list[str] = []
+    diffs += _compare_table_data(expected.get("tables", []), actual.get("tables", []))
+    exp_schema, act_schema = expected.get("schema", {}), actual.get("schema", {})
+
+    exp_tables = {f"{t['schema']}.{t['name']}": t for t in exp_schema.get("tables", [])}
+    act_tables = {f"{t['schema']}.{t['name']}": t for t in act_schema.get("tables", [])}
+    for key in sorted(exp_tables.keys() - act_tables.keys()):
+        diffs.append(f"{exp_tables[key]['kind']} {key}: missing from the restored database")
+    for key in sorted(act_tables.keys() - exp_tables.keys()):
+        diffs.append(f"{act_tables[key]['kind']} {key}: in the restored database but not in the backup")
+    for key in sorted(exp_tables.keys() & act_tables.keys()):
+        if exp_tables[key]["kind"] != act_tables[key]["kind"]:
+            diffs.append(f"{key}: a {exp_tables[key]['kind']} in the backup, a {act_tables[key]['kind']} restored")
+
+    diffs += _compare_objects("column", exp_schema.get("columns", []), act_schema.get("columns", []),
+                              ("type", "not_null", "default"))
+    diffs += _compare_objects("index", exp_schema.get("indexes", []), act_schema.get("indexes", []),
+                              ("definition",))
+    diffs += _compare_objects("constraint", exp_schema.get("constraints", []), act_schema.get("constraints", []),
+                              ("type", "definition", "validated"))
+    diffs += _compare_sequences(exp_schema.get("sequences", []), act_schema.get("sequences", []))
+    return diffs
+
+
+def _compare_table_data(expected: list[dict], actual: list[dict]) -> list[str]:
+    diffs = []
+    exp = {f"{t['schema']}.{t['name']}": t for t in expected}
+    act = {f"{t['schema']}.{t['name']}": t for t in actual}
+    for key in sorted(exp.keys() - act.keys()):
+        diffs.append(f"table {key}: missing from the restored database ({exp[key]['rows']} rows expected)")
+    for key in sorted(act.keys() - exp.keys()):
+        diffs.append(f"table {key}: in the restored database ({act[key]['rows']} rows) but not in the backup")
+    for key in sorted(exp.keys() & act.keys()):
+        e, a = exp[key], act[key]
+        if e["rows"] != a["rows"]:
+            diffs.append(f"table {key}: {e['rows']} rows expected, {a['rows']} restored")
+        elif e.get("checksum") and a.get("checksum") and e["checksum"] != a["checksum"]:
+            diffs.append(f"table {key}: same row count ({e['rows']}) but the content differs "
+                         f"(checksum {e['checksum']} expected, {a['checksum']} restored)")
+    return diffs
+
+
+def _compare_objects(kind: str, expected: list[dict], actual: list[dict], fields: tuple[str, ...]) -> list[str]:
+    diffs = []
+    exp = {(o["table"], o["name"]): o for o in expected}
+    act = {(o["table"], o["name"]): o for o in actual}
+    for table, name in sorted(exp.keys() - act.keys()):
+        diffs.append(f"{kind} {name} on {table}: missing from the restored database")
+    for table, name in sorted(act.keys() - exp.keys()):
+        diffs.append(f"{kind} {name} on {table}: in the restored database but not in the backup")
+    for key in sorted(exp.keys() & act.keys()):
+        for f in fields:
+            if exp[key].get(f) != act[key].get(f):
+                diffs.append(f"{kind} {key[1]} on {key[0]}: {f} is {act[key].get(f)!r} restored, "
+                             f"{exp[key].get(f)!r} in the backup")
+    return diffs
+
+
+def _compare_sequences(expected: list[dict], actual: list[dict]) -> list[str]:
+    diffs = []
+    exp = {s["name"]: s for s in expected}
+    act = {s["name"]: s for s in actual}
+    for name in sorted(exp.keys() - act.keys()):
+        diffs.append(f"sequence {name}: missing from the restored database")
+    for name in sorted(act.keys() - exp.keys()):
+        diffs.append(f"sequence {name}: in the restored database but not in the backup")
+    for name in sorted(exp.keys() & act.keys()):
+        e, a = exp[name], act[name]
+        if e.get("owned_by_column") != a.get("owned_by_column"):
+            diffs.append(f"sequence {name}: owned by {a.get('owned_by_column')} restored, "
+                         f"{e.get('owned_by_column')} in the backup")
+        # The restored rows decide: the next value handed out must be above every existing one.
+        top = a.get("column_max") if a.get("column_max") is not None else e.get("column_max")
+        if top is None:
+            continue
+        if a.get("value") is None:
+            diffs.append(f"sequence {name}: never used in the restored database, but "
+                         f"{a.get('owned_by_column') or 'its column'} already holds values up to {top}")
+        elif a["value"] < top:
+            diffs.append(f"sequence {name}: restored value {a['value']} is below the largest "
+                         f"{a.get('owned_by_column') or 'column'} value {top}: the next insert would collide")
+    return diffs
+
+
+# -- the whole document -------------------------------------------------------
+
+@dataclass
+class ArchiveInfo:
+    format: str = "custom"  # "custom" (-Fc, one file) or "directory" (-Fd, stored as one tar file)
+    compression: str = ""  # e.g. "zstd:3", "gzip:6"
+    path: str = ""  # local path, or the object key when storage is "s3"
+    size: int = 0  # bytes as stored (after encryption)
+    sha256: str = ""  # of the bytes as stored
+    encrypted: bool = False
+    storage: str = "local"  # "local" or "s3"
+    key: str | None = None  # S3 object key (storage "s3"); never an encryption key
+
+    def to_dict(self) -> dict:
+        return {"format": self.format, "compression": self.compression, "path": self.path, "size": self.size,
+                "sha256": self.sha256, "encrypted": self.encrypted, "storage": self.storage, "key": self.key}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ArchiveInfo":
+        return cls(**{k: d[k] for k in ("format", "compression", "path", "size", "sha256", "encrypted",
+                                         "storage", "key") if k in d})
+
+
+@dataclass
+class BackupManifest:
+    backup_id: str
+    target: str
+    database: str
+    created_at: str  # ISO 8601, UTC
+    snapshot: str
+    server_version: str
+    server_version_num: int
+    pg_dump_version: str
+    archive: ArchiveInfo = field(default_factory=ArchiveInfo)
+    integrity_level: str = "counts"
+    tables: list[dict] = field(default_factory=list)
+    schema: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def total_rows(self) -> int:
+        return sum(t["rows"] for t in self.tables)
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": self.format_version, "backup_id": self.backup_id, "target": self.target,
+            "database": self.database, "created_at": self.created_at, "snapshot": self.snapshot,
+            "server_version": self.server_version, "server_version_num": self.server_version_num,
+            "pg_dump_version": self.pg_dump_version, "archive": self.archive.to_dict(),
+            "integrity_level": self.integrity_level, "tables": self.tables, "schema": self.schema,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BackupManifest":
+        version = d.get("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise ValueError(f"backup manifest format {version} is not known to this dbops "
+                             f"(it reads format {FORMAT_VERSION})")
+        return cls(
+            backup_id=d["backup_id"], target=d["target"], database=d["database"], created_at=d["created_at"],
+            snapshot=d.get("snapshot", ""), server_version=d.get("server_version", ""),
+            server_version_num=int(d.get("server_version_num", 0)), pg_dump_version=d.get("pg_dump_version", ""),
+            archive=ArchiveInfo.from_dict(d.get("archive", {})), integrity_level=d.get("integrity_level", "counts"),
+            tables=list(d.get("tables", [])), schema=dict(d.get("schema", {})), format_version=version,
+        )

@@ -1,0 +1,164 @@
+"""Running pg_dump and pg_restore safely: the right binary, credentials only in the environment."""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from ..errors import DbopsError
+from ..pginstance import PgBinariesError, bin_dir, pg_tool
+
+# libpq connection keywords and the environment variables libpq reads for them.
+_ENV_FOR = {
+    "host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "dbname": "PGDATABASE", "user": "PGUSER",
+    "password": "PGPASSWORD", "passfile": "PGPASSFILE", "service": "PGSERVICE", "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME", "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "sslcrl": "PGSSLCRL", "sslcrldir": "PGSSLCRLDIR",
+    "sslsni": "PGSSLSNI", "sslnegotiation": "PGSSLNEGOTIATION", "requirepeer": "PGREQUIREPEER",
+    "require_auth": "PGREQUIREAUTH", "channel_binding": "PGCHANNELBINDING", "gssencmode": "PGGSSENCMODE",
+    "krbsrvname": "PGKRBSRVNAME", "gsslib": "PGGSSLIB", "connect_timeout": "PGCONNECT_TIMEOUT",
+    "target_session_attrs": "PGTARGETSESSIONATTRS", "load_balance_hosts": "PGLOADBALANCEHOSTS",
+    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION", "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+    "client_encoding": "PGCLIENTENCODING",
+}
+
+
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+
+
+class BackupToolError(DbopsError):
+    pass
+
+
+def libpq_env(dsn: str) -> dict[str, str]:
+    """An environment for pg_dump/pg_restore that connects as `dsn` says, with nothing on the command line.
+
+    Inherited PG* variables are dropped so that the DSN alone decides where the dump comes from.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    for key, value in conninfo_to_dict(dsn).items():
+        var = _ENV_FOR.get(key)
+        if var is None:
+            raise BackupToolError(f"the connection string uses `{key}`, which dbops cannot hand to pg_dump "
+                                  "without putting it on the command line; remove that parameter")
+        if value is not None:
+            env[var] = str(value)
+    env.setdefault("PGCONNECT_TIMEOUT", "10")
+    return env
+
+
+def pg_dump_version() -> tuple[tuple[int, int], str]:
+    """((major, minor), "pg_dump (PostgreSQL) 18.1") of the pg_dump that backups use."""
+    try:
+        result = subprocess.run([pg_tool("pg_dump"), "--version"], capture_output=True, text=True, timeout=30)
+    except (PgBinariesError, OSError, subprocess.SubprocessError) as exc:
+        raise BackupToolError(f"pg_dump cannot be run: {exc}") from None
+    text = result.stdout.strip()
+    match = _VERSION_RE.search(text)
+    if result.returncode != 0 or not match:
+        raise BackupToolError(f"cannot tell the version of pg_dump ({pg_tool('pg_dump')}): "
+                              f"{last_line(result.stderr) or text or 'no output'}")
+    return (int(match.group(1)), int(match.group(2) or 0)), text
+
+
+def require_pg_dump_for(server_version_num: int, server_version: str) -> tuple[int, str]:
+    """Refuse a pg_dump older than the server: it cannot read the newer catalogs correctly.
+
+    Returns (pg_dump major version, its version line)."""
+    (major, minor), text = pg_dump_version()
+    server_major = server_version_num // 10000
+    if major < server_major:
+        where = (f"DBOPS_PG_BIN={os.environ['DBOPS_PG_BIN']}" if os.environ.get("DBOPS_PG_BIN")
+                 else str(bin_dir()))
+        raise BackupToolError(
+            f"pg_dump {major}.{minor} (from {where}) is older than the server, PostgreSQL "
+            f"{server_version.split()[0]}: pg_dump must be at least the server's major version ({server_major}). "
+            f"Point DBOPS_PG_BIN at a PostgreSQL {server_major} or newer bin folder, or unset it to use the "
+            "bundled PostgreSQL 18 tools.")
+    return major, text
+
+
+@functools.lru_cache(maxsize=16)
+def pg_dump_supports(method: str, pg_dump_path: str) -> bool:
+    """Whether this pg_dump build can compress with `method` (zstd and lz4 are optional at build time).
+
+    pg_dump checks the compression specification before it connects, so a connection that cannot
+    succeed (a socket folder that does not exist) is enough to ask it.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    result = subprocess.run([pg_dump_path, "-Fc", "-Z", method, "-f", os.devnull, "-w",
+                             "-d", "host=/nonexistent-dbops-probe dbname=probe connect_timeout=1"],
+                            capture_output=True, text=True, env=env, timeout=30)
+    return "does not support compression" not in result.stderr and "invalid compression" not in result.stderr
+
+
+def choose_compression(setting: str, level: int | None, major: int) -> str:
+    """The -Z value: zstd where this pg_dump has it (16+, built with zstd), gzip otherwise.
+
+    Compression happens in pg_dump, on the bot's machine, so only pg_dump's support matters.
+    """
+    path = pg_tool("pg_dump")
+    if setting == "none":
+        return "none"
+    if setting in ("zstd", "lz4"):
+        if major < 16 or not pg_dump_supports(setting, path):
+            raise BackupToolError(f"backup.compression = \"{setting}\" but this pg_dump ({path}) was built without "
+                                  f"{setting}; use \"auto\" or \"gzip\"")
+        method = setting
+    elif setting == "auto" and major >= 16 and pg_dump_supports("zstd", path):
+        method = "zstd"
+    else:
+        method = "gzip"
+    if level is not None:
+        return f"{method}:{level}"
+    return {"zstd": "zstd:3", "gzip": "gzip:6", "lz4": "lz4:1"}[method]
+
+
+def toc_table_data(archive: Path, env: dict[str, str] | None = None) -> list[str]:
+    """The TABLE DATA lines of an archive's table of contents (pg_restore --list)."""
+    result = subprocess.run([pg_tool("pg_restore"), "--list", str(archive)], capture_output=True, text=True,
+                            env=env, timeout=600)
+    if result.returncode != 0:
+        raise BackupToolError(f"pg_restore cannot read the archive's table of contents: "
+                              f"{last_line(result.stderr)}")
+    return [line for line in result.stdout.splitlines() if " TABLE DATA " in line]
+
+
+def missing_table_data(archive: Path, tables: list[dict]) -> list[str]:
+    """Manifest tables that have no TABLE DATA entry in the archive."""
+    lines = toc_table_data(archive)
+    missing = []
+    for t in tables:
+        needle = f" TABLE DATA {t['schema']} {t['name']} "
+        if not any(needle in line + " " for line in lines):
+            missing.append(f"{t['schema']}.{t['name']}")
+    return missing
+
+
+def full_read(archive: Path, timeout: float | None = None) -> tuple[bool, str]:
+    """Read and decompress every byte of the archive (pg_restore to /dev/null): (ok, reason).
+
+    `pg_restore --list` only reads the table of contents, so it passes truncated and corrupted
+    archives; writing the whole restore script to /dev/null makes pg_restore read all the data.
+    """
+    result = subprocess.run([pg_tool("pg_restore"), "-f", os.devnull, str(archive)], capture_output=True,
+                            text=True, timeout=timeout)
+    if result.returncode != 0:
+        return False, last_line(result.stderr) or f"pg_restore exited with status {result.returncode}"
+    return True, "every object and all table data read back"
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1][:400] if lines else ""
+
+
+def server_facts(conn: psycopg.Connection) -> dict:
+    row = conn.execute("SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
+                       " current_database(), pg_database_size(current_database())").fetchone()
+    return {"server_version": row[0], "server_version_num": row[1], "database": row[2], "database_size": row[3]}

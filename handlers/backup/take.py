@@ -1,0 +1,464 @@
+"""Taking a backup: one snapshot for pg_dump and the manifest, and nothing half-done left behind.
+
+The order of a backup, and why:
+1. A catalog row `running` (so a crash leaves a trace that cleanup can find and mark failed).
+2. A REPEATABLE READ, READ ONLY transaction on the target; its snapshot is exported and given to
+   `pg_dump --snapshot`, and while pg_dump runs the manifest is measured in that same transaction:
+   rows written after the export are in neither.
+3. The archive is written under a hidden `.partial` name; pg_dump fsyncs it, its table of contents
+   is checked against the manifest (every table has its data), it is packed (directory format) and
+   encrypted if configured, fsynced, hashed, and only then renamed to its final name (or uploaded:
+   an S3 object appears only when the multipart upload completes).
+4. Only then the catalog row becomes `completed`. On any failure, cancel or kill the partial files
+   are removed at once, or by `cleanup_incomplete` at the next start.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+from ..errors import DbopsError
+from ..pginstance import pg_tool
+from ..report import Outcome, Progress, ProgressFn, Report, Section, Stopwatch, Table, no_progress
+from ..target import Target, dsn_secrets, scrub
+from . import crypto
+from .catalog import BackupCatalog
+from .fmt import human_bytes, human_duration
+from .manifest import ArchiveInfo, BackupManifest, capture_manifest
+from .pgtools import (choose_compression, libpq_env, missing_table_data, require_pg_dump_for,
+                      server_facts, last_line)
+from .settings import BackupSettings
+from .storage import S3Store, fsync_dir, fsync_file, prepare_dir, sha256_file
+
+PARTIAL_SUFFIX = ".partial"
+PARTIAL_RE = re.compile(r"^\.([ab]\d+)[._].*\.partial$")
+HEARTBEAT_EVERY = 15.0
+TICK_EVERY = 1.0
+
+
+class BackupFailed(DbopsError):
+    def __init__(self, message: str, backup_id: str | None = None) -> None:
+        super().__init__(message)
+        self.backup_id = backup_id
+
+
+class BackupCancelled(BackupFailed):
+    pass
+
+
+@dataclass
+class BackupResult:
+    backup_id: str
+    target_name: str
+    target_label: str
+    manifest: BackupManifest
+    location: str
+    duration_s: float
+    steps: list[dict] = field(default_factory=list)
+    verify_status: str = "pending"  # pending (not verified yet) | verified | failed | unrestorable
+    verify_detail: str = ""
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.FAILED if self.verify_status in ("failed", "unrestorable") else Outcome.OK
+
+    def to_report(self) -> Report:
+        m, a = self.manifest, self.manifest.archive
+        verification = {"verified": "verified (full read of the archive)",
+                        "pending": "not verified yet: `backup verify " + self.backup_id + "`"}.get(
+            self.verify_status, f"{self.verify_status.upper()}: {self.verify_detail}")
+        details = [
+            ["id", self.backup_id],
+            ["target", f"{self.target_name} ({self.target_label})"],
+            ["database", f"{m.database} (PostgreSQL {m.server_version.split()[0]})"],
+            ["size", human_bytes(a.size)],
+            ["duration", human_duration(self.duration_s)],
+            ["tables", str(len(m.tables))],
+            ["rows", f"{m.total_rows:,}"],
+            ["integrity", "row counts" if m.integrity_level == "counts" else "row counts and content checksums"],
+            ["sha256", a.sha256[:16] + "…"],
+            ["format", f"{a.format}, {a.compression}" + (", encrypted (AES-256-GCM)" if a.encrypted else "")],
+            ["stored at", self.location],
+            ["verification", verification],
+        ]
+        table_rows = [[f"{t['schema']}.{t['name']}", f"{t['rows']:,}", (t.get("checksum") or "-")[:12]]
+                      for t in m.tables]
+        summary = (f"Backup {self.backup_id} of `{self.target_name}` completed: {human_bytes(a.size)} in "
+                   f"{human_duration(self.duration_s)}, {len(m.tables)} tables, {m.total_rows:,} rows "
+                   f"({m.integrity_level}); {verification.split(':')[0]}.")
+        return Report(
+            title=f"Backup {self.backup_id} of {self.target_name}",
+            summary=summary,
+            outcome=self.outcome,
+            sections=[Section("Backup", table=Table(["", ""], details)),
+                      Section("Tables", table=Table(["table", "rows", "checksum"], table_rows)),
+                      Section("Steps", table=Table(["step", "seconds", "outcome"],
+                                                   [[s["step"], s["seconds"], s["outcome"]] for s in self.steps]))],
+            data={"backup_id": self.backup_id, "target": self.target_name, "location": self.location,
+                  "duration_s": round(self.duration_s, 3), "size": a.size, "sha256": a.sha256,
+                  "tables": len(m.tables), "rows": m.total_rows, "integrity_level": m.integrity_level,
+                  "verify_status": self.verify_status, "verify_detail": self.verify_detail,
+                  "format": a.format, "compression": a.compression, "encrypted": a.encrypted,
+                  "storage": a.storage, "steps": self.steps},
+        )
+
+
+def take_backup(target: Target, settings: BackupSettings, catalog: BackupCatalog, requested_by: str,
+                scheduled: bool = False, progress: ProgressFn = no_progress,
+                cancel: threading.Event | None = None) -> BackupResult:
+    backup_id = catalog.start(target.name, requested_by, scheduled)
+    run = _BackupRun(backup_id, target, settings, catalog, progress, cancel or threading.Event())
+    try:
+        return run.execute()
+    except BaseException as exc:
+        run.discard()
+        message = _failure_message(exc, target)
+        try:
+            catalog.fail(backup_id, message, run.watch.elapsed)
+        except psycopg.Error:
+            pass  # the state database is gone too: cleanup_incomplete marks the row at the next start
+        if isinstance(exc, BackupFailed):
+            raise
+        if isinstance(exc, DbopsError):
+            raise type(exc)(f"backup {backup_id} failed: {exc}") from None
+        if isinstance(exc, (psycopg.Error, OSError)):
+            raise BackupFailed(f"backup {backup_id} failed: {message}", backup_id) from None
+        raise
+
+
+def _failure_message(exc: BaseException, target: Target) -> str:
+    if isinstance(exc, DbopsError):
+        text = str(exc)
+    elif isinstance(exc, psycopg.OperationalError):
+        text = f"lost the connection to target `{target.name}`: {last_line(str(exc))}"
+    elif isinstance(exc, psycopg.Error):
+        text = f"the database refused a query: {last_line(str(exc))}"
+    elif isinstance(exc, OSError):
+        text = f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
+    elif isinstance(exc, KeyboardInterrupt):
+        text = "interrupted"
+    else:
+        text = f"unexpected error: {type(exc).__name__}"
+    return scrub(text, dsn_secrets(target.dsn))
+
+
+class _BackupRun:
+    def __init__(self, backup_id: str, target: Target, settings: BackupSettings, catalog: BackupCatalog,
+                 progress: ProgressFn, cancel: threading.Event) -> None:
+        self.id, self.target, self.settings, self.catalog = backup_id, target, settings, catalog
+        self.progress, self.cancel = progress, cancel
+        self.watch = Stopwatch()
+        self.partials: list[Path] = []
+        self.proc: subprocess.Popen | None = None
+        self.conn: psycopg.Connection | None = None
+        self.secrets = dsn_secrets(target.dsn)
+        self._last_beat = 0.0
+        self.finals: list[Path] = []  # written under their final names, not yet in the catalog
+        self.uploaded: list[tuple[S3Store, str]] = []
+        self.completed = False
+
+    # -- the whole run -----------------------------------------------------------
+    def execute(self) -> BackupResult:
+        s = self.settings
+        key = s.encryption_key() if s.encrypt else None
+        if s.encrypt and key is None:
+            raise BackupFailed("backup.encrypt is on but DBOPS_BACKUP_KEY is not set", self.id)
+        folder = prepare_dir(Path(s.dir))
+        self._phase("connecting", f"to `{self.target.name}` ({self.target.label})")
+        with self.watch.step("connect"):
+            self.conn = self.target.connect()
+            self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            self.conn.read_only = True
+            facts = server_facts(self.conn)
+        self.catalog.heartbeat(self.id, "checking", facts["database"])
+        with self.watch.step("preflight"):
+            dump_major, dump_version = require_pg_dump_for(facts["server_version_num"], facts["server_version"])
+            compression = choose_compression(s.compression, s.compression_level, dump_major)
+            self._check_space(folder, facts["database_size"])
+            snapshot = self.conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+
+        created = datetime.now(timezone.utc)
+        stamp = created.strftime("%Y%m%dT%H%M%SZ")
+        safe_target = re.sub(r"[^A-Za-z0-9_.-]", "_", self.target.name)
+        base = f"{self.id}_{safe_target}_{stamp}"
+        dump_path = folder / f".{self.id}.{'dump' if s.format == 'custom' else 'd'}{PARTIAL_SUFFIX}"
+
+        with self.watch.step("dump"):
+            tables, schema = self._dump_and_measure(dump_path, snapshot, compression)
+        self.conn.rollback()
+        self.conn.close()
+
+        with self.watch.step("check"):
+            self._phase("checking archive", "table of contents against the manifest")
+            missing = missing_table_data(dump_path, tables)
+            if missing:
+                raise BackupFailed(f"backup {self.id} failed: the archive has no data for "
+                                   f"{len(missing)} table(s): {', '.join(missing[:5])}", self.id)
+
+        stored = dump_path
+        if s.format == "directory":
+            with self.watch.step("pack"):
+                stored = self._pack(dump_path, folder / f".{self.id}.tar{PARTIAL_SUFFIX}")
+        if key is not None:
+            with self.watch.step("encrypt"):
+                stored = self._encrypt(stored, folder / f".{self.id}.enc{PARTIAL_SUFFIX}", key)
+        with self.watch.step("seal"):
+            self._phase("sealing", "fsync and SHA-256")
+            fsync_file(stored)
+            os.chmod(stored, 0o600)
+            size = stored.stat().st_size
+            digest = sha256_file(stored)
+        ext = ("dump" if s.format == "custom" else "tar") + (".enc" if key is not None else "")
+        final_name = f"{base}.{ext}"
+
+        manifest = BackupManifest(
+            backup_id=self.id, target=self.target.name, database=facts["database"],
+            created_at=created.isoformat(), snapshot=snapshot, server_version=facts["server_version"],
+            server_version_num=facts["server_version_num"], pg_dump_version=dump_version,
+            archive=ArchiveInfo(format=s.format, compression=compression, path="", size=size, sha256=digest,
+                                encrypted=key is not None, storage=s.storage,
+                                key=None),
+            integrity_level=s.integrity, tables=tables, schema=schema)
+
+        with self.watch.step("store"):
+            location = self._store(stored, folder, final_name, manifest)
+        self.catalog.complete(self.id, manifest, location, self.watch.elapsed)
+        self.completed = True
+        result = BackupResult(self.id, self.target.name, self.target.label, manifest, location,
+                              self.watch.elapsed, self.watch.steps)
+        if s.verify_after:
+            from .verify import verify_record
+
+            with self.watch.step("verify"):
+                status, detail = verify_record(self.catalog, s, self.catalog.require(self.id), self.progress)
+            result.verify_status, result.verify_detail = status, detail
+            result.duration_s = self.watch.elapsed
+        self._phase("done", f"{human_bytes(size)} in {human_duration(self.watch.elapsed)}", fraction=1.0)
+        return result
+
+    # -- steps -------------------------------------------------------------------
+    def _check_space(self, folder: Path, database_size: int) -> None:
+        s = self.settings
+        copies = 2 if (s.encrypt or s.format == "directory") else 1  # plain + packed/encrypted, briefly
+        needed = int(database_size * s.size_factor * copies) + s.min_free_bytes
+        free = shutil.disk_usage(folder).free
+        if free < needed:
+            raise BackupFailed(
+                f"not enough free space in the backup folder {folder}: {human_bytes(free)} free, about "
+                f"{human_bytes(needed)} needed (database {human_bytes(database_size)} x {s.size_factor:g}"
+                f"{' x 2' if copies == 2 else ''} + {human_bytes(s.min_free_bytes)} reserve). Free some space, "
+                "run `backup prune`, or point DBOPS_BACKUP_DIR at a bigger disk.", self.id)
+
+    def _dump_and_measure(self, dump_path: Path, snapshot: str, compression: str) -> tuple[list[dict], dict]:
+        s = self.settings
+        cmd = [pg_tool("pg_dump"), "-w", f"--snapshot={snapshot}", "-Z", compression, "-f", str(dump_path)]
+        cmd += ["-Fc"] if s.format == "custom" else ["-Fd", "-j", str(s.jobs)]
+        self.partials.append(dump_path)
+        stderr = tempfile.TemporaryFile()
+        self._phase("dumping", "pg_dump started")
+        self.proc = subprocess.Popen(cmd, env=libpq_env(self.target.dsn), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=_own_group_dies_with_parent)
+        box: dict = {}
+
+        def measure() -> None:
+            try:
+                box["manifest"] = capture_manifest(self.conn, s.integrity)
+            except BaseException as exc:  # handed to the main thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=measure, name=f"manifest-{self.id}", daemon=True)
+        worker.start()
+        started, last_tick = time.monotonic(), 0.0
+        try:
+            while self.proc.poll() is None or worker.is_alive():
+                if self.cancel.is_set():
+                    raise BackupCancelled(f"backup {self.id} cancelled; nothing was kept", self.id)
+                if self.proc.poll() not in (None, 0) and worker.is_alive():
+                    self.conn.cancel_safe()  # pg_dump failed: stop measuring too
+                if "error" in box and self.proc.poll() is None:
+                    self._stop_pg_dump()
+                now = time.monotonic()
+                if now - last_tick >= TICK_EVERY:
+                    last_tick = now
+                    written = _size_of(dump_path)
+                    what = "pg_dump" if self.proc.poll() is None else "manifest"
+                    self._phase("dumping", f"{human_bytes(written)} written, {now - started:.0f} s "
+                                           f"(waiting for {what})")
+                time.sleep(0.05)
+        except BaseException:
+            self._stop_pg_dump()
+            if worker.is_alive():
+                self.conn.cancel_safe()
+                worker.join(30)
+            raise
+        rc = self.proc.returncode
+        stderr.seek(0)
+        err_text = scrub(stderr.read().decode("utf-8", "replace"), self.secrets)
+        stderr.close()
+        if rc != 0:
+            if rc < 0:
+                name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
+                raise BackupFailed(f"backup {self.id} failed: pg_dump was killed ({name}); nothing was kept",
+                                   self.id)
+            raise BackupFailed(f"backup {self.id} failed: pg_dump exited with status {rc}: "
+                               f"{last_line(err_text)}; nothing was kept", self.id)
+        if "error" in box:
+            raise box["error"]
+        manifest = box["manifest"]
+        return manifest["tables"], manifest["schema"]
+
+    def _stop_pg_dump(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)  # -j workers are in its process group too
+                self.proc.wait(10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+
+    def _pack(self, dump_dir: Path, tar_path: Path) -> Path:
+        """A directory-format dump as one uncompressed tar file (its members are compressed already)."""
+        self._phase("packing", "directory archive into one file")
+        self.partials.append(tar_path)
+        fd = os.open(tar_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for entry in sorted(dump_dir.iterdir()):
+                self._check_cancel()
+                tar.add(entry, arcname=entry.name, recursive=False)
+        shutil.rmtree(dump_dir)
+        return tar_path
+
+    def _encrypt(self, plain: Path, enc_path: Path, key: bytes) -> Path:
+        self._phase("encrypting", "AES-256-GCM, 1 MiB chunks")
+        self.partials.append(enc_path)
+        fd = os.open(enc_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(plain, "rb") as src, os.fdopen(fd, "wb") as dst:
+            crypto.encrypt_stream(src, dst, key)
+        _remove(plain)  # the plaintext never outlives this step
+        return enc_path
+
+    def _store(self, stored: Path, folder: Path, final_name: str, manifest: BackupManifest) -> str:
+        s = self.settings
+        if s.storage == "s3":
+            store = S3Store(s.s3)
+            key = store.key_for(self.target.name, final_name)
+            manifest.archive.key = key
+            manifest.archive.path = key
+            total = stored.stat().st_size
+            sent = [0]
+
+            def on_bytes(n: int) -> None:
+                self._check_cancel()
+                sent[0] += n
+                self._phase("uploading", f"{human_bytes(sent[0])} of {human_bytes(total)}",
+                            fraction=sent[0] / total if total else 1.0)
+
+            self._phase("uploading", f"to {store.url(key)}", fraction=0.0)
+            store.upload(stored, key, on_bytes)
+            self.uploaded.append((store, key))
+            self.uploaded.append((store, key + ".manifest.json"))
+            store.put_bytes(key + ".manifest.json", json.dumps(manifest.to_dict(), indent=1).encode())
+            location = store.url(key)
+            if not s.s3.keep_local:
+                _remove(stored)
+                return location
+        final = folder / final_name
+        if s.storage == "local":
+            manifest.archive.path = str(final.resolve())
+        self.finals += [folder / (final_name + ".manifest.json"), final]
+        _write_atomic(folder / (final_name + ".manifest.json"), json.dumps(manifest.to_dict(), indent=1).encode())
+        os.replace(stored, final)
+        fsync_dir(folder)
+        return str(final.resolve()) if s.storage == "local" else location
+
+    # -- plumbing ----------------------------------------------------------------
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise BackupCancelled(f"backup {self.id} cancelled; nothing was kept", self.id)
+
+    def _phase(self, phase: str, detail: str = "", fraction: float | None = None) -> None:
+        self.progress(Progress(phase, fraction, f"{self.id}: {detail}" if detail else self.id))
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_EVERY:
+            self._last_beat = now
+            try:
+                self.catalog.heartbeat(self.id, phase)
+            except psycopg.Error:
+                pass  # the state database blinking must not kill a backup that is going well
+
+    def discard(self) -> None:
+        """Remove everything a failed run wrote; nothing that looks complete stays."""
+        self._stop_pg_dump()
+        if self.conn is not None and not self.conn.closed:
+            try:
+                self.conn.cancel_safe()
+            except Exception:
+                pass
+            self.conn.close()
+        for path in self.partials:
+            _remove(path)
+        if not self.completed:  # stored under final names but never recorded: not a backup
+            for path in self.finals:
+                _remove(path)
+            for store, key in self.uploaded:
+                try:
+                    store.delete(key)
+                except DbopsError:
+                    pass
+
+
+def _own_group_dies_with_parent() -> None:
+    """In the child before exec: its own process group (so -j workers can be stopped together), and
+    SIGTERM when the bot dies, so a killed bot leaves no pg_dump running on into a partial file."""
+    os.setsid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass  # not Linux: cleanup_incomplete still removes the files at the next start
+
+
+def _size_of(path: Path) -> int:
+    try:
+        if path.is_dir():
+            return sum(e.stat().st_size for e in os.scandir(path) if e.is_file())
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _remove(path: Path) -> None:
+    try:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

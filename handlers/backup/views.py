@@ -1,0 +1,102 @@
+"""Reading the catalog for people: the list, one backup's details, and how fresh the newest one is."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from ..report import Outcome, Report, Section, Table
+from .catalog import BackupCatalog, BackupRecord
+from .fmt import human_age, human_bytes, human_duration, when
+from .settings import BackupSettings
+
+
+def _verified_label(r: BackupRecord) -> str:
+    return {"verified": "yes", "pending": "not yet", "failed": "FAILED", "unrestorable": "UNRESTORABLE"}.get(
+        r.verify_status, r.verify_status)
+
+
+def _status_label(r: BackupRecord) -> str:
+    if r.deleted_at:
+        return "pruned"
+    if r.status == "running" and r.phase:
+        return f"running ({r.phase})"
+    return r.status
+
+
+def list_backups(catalog: BackupCatalog, target_name: str | None, limit: int = 50) -> Report:
+    records = catalog.list(target_name, limit=limit)
+    rows = [[r.id, when(r.started_at), human_bytes(r.size_bytes), human_duration(r.duration_s),
+             f"{r.total_rows:,}" if r.total_rows is not None else "-", _status_label(r), _verified_label(r),
+             r.requested_by] for r in records]
+    where = f" of `{target_name}`" if target_name else ""
+    if not records:
+        summary = f"No backups{where} yet: `backup` takes one now."
+    else:
+        good = [r for r in records if r.usable and r.verified]
+        newest = f"; newest verified: {good[0].id}, {human_age(good[0].started_at, datetime.now(timezone.utc))}" \
+            if good else "; none verified yet"
+        summary = f"{len(records)} backup(s){where}, newest first{newest}."
+    return Report(
+        title=f"Backups{' of ' + target_name if target_name else ''}",
+        summary=summary,
+        sections=[Section("Backups", table=Table(
+            ["id", "started", "size", "duration", "rows", "status", "verified", "asked by"], rows))],
+        data={"backups": [r.as_dict() for r in records]},
+    )
+
+
+def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
+    r = catalog.require(backup_id)  # UsageError naming the id when unknown
+    manifest = catalog.manifest(r.id)
+    details = [
+        ["id", r.id + (" (scheduled)" if r.scheduled else "")],
+        ["target", r.target],
+        ["database", r.database or "-"],
+        ["status", _status_label(r) + (f": {r.error}" if r.error else "")],
+        ["asked by", r.requested_by],
+        ["started", when(r.started_at)],
+        ["duration", human_duration(r.duration_s)],
+        ["size", human_bytes(r.size_bytes)],
+        ["format", f"{r.format or '-'}, {r.compression or '-'}" + (", encrypted" if r.encrypted else "")],
+        ["stored at", r.location or "-"],
+        ["sha256", r.sha256 or "-"],
+        ["integrity", r.integrity_level or "-"],
+        ["tables / rows", f"{r.tables if r.tables is not None else '-'} / "
+                          f"{r.total_rows if r.total_rows is not None else '-'}"],
+        ["verified", _verified_label(r) + (f" ({when(r.verified_at)}: {r.verify_detail})" if r.verified_at else "")],
+    ]
+    sections = [Section("Backup", table=Table(["", ""], details))]
+    if manifest:
+        details += [["server", manifest.server_version], ["pg_dump", manifest.pg_dump_version],
+                    ["snapshot", manifest.snapshot]]
+        sections.append(Section("Tables", table=Table(
+            ["table", "rows", "checksum"],
+            [[f"{t['schema']}.{t['name']}", f"{t['rows']:,}", t.get("checksum") or "-"] for t in manifest.tables])))
+    summary = (f"Backup {r.id} of `{r.target}`: {_status_label(r)}, {human_bytes(r.size_bytes)}, "
+               f"verified: {_verified_label(r)}.")
+    return Report(title=f"Backup {r.id}", summary=summary, sections=sections,
+                  outcome=Outcome.FAILED if r.verify_status in ("failed", "unrestorable") else Outcome.OK,
+                  data={"backup": r.as_dict(), "manifest": manifest.to_dict() if manifest else None})
+
+
+def latest_verified(catalog: BackupCatalog, target_name: str) -> BackupRecord | None:
+    """The newest completed, verified, not pruned backup of a target (what a restore drill should use)."""
+    for r in catalog.list(target_name):
+        if r.usable and r.verified:
+            return r
+    return None
+
+
+def freshness(state_dsn: str, target_name: str, settings: BackupSettings,
+              now: datetime | None = None) -> tuple[bool, str]:
+    """(ok, one line) for /db status, the digest and the staleness alarm."""
+    now = now or datetime.now(timezone.utc)
+    newest = latest_verified(BackupCatalog(state_dsn), target_name)
+    limit = timedelta(hours=settings.max_age_hours)
+    if newest is None:
+        return False, f"no verified backup of `{target_name}` yet"
+    age = now - newest.started_at
+    text = (f"newest verified backup of `{target_name}` is {newest.id}, {human_age(newest.started_at, now)} "
+            f"({human_bytes(newest.size_bytes)})")
+    if age > limit:
+        return False, f"STALE: {text}; the alarm is at {settings.max_age_hours:g} h"
+    return True, text
