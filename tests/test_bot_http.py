@@ -53,8 +53,8 @@ def test_status_is_acknowledged_then_posted_to_the_channel(bot_factory, fake_sla
     posted = fake_slack.wait_for(lambda: fake_slack.calls_to("chat.postMessage"), what="status report")
     assert posted[0].params["channel"] == "C0OPS"
     assert "dbops status" in posted[0].params["text"]
-    assert "fresh_db" not in json.dumps(posted[0].params) or True
-    assert ("U0ALICE", "command", "status", "ok") in audit(fresh_db)
+    assert "no verified backup of `prod` yet" in json.dumps(posted[0].params)
+    assert ("U0ALICE", "command", "status", "failed") in audit(fresh_db)  # the missing backup is a problem
 
 
 def test_a_user_outside_the_allowed_list_is_refused_and_audited(bot_factory, fake_slack, fresh_db):
@@ -90,7 +90,7 @@ def test_slack_500s_are_retried_and_a_message_that_never_lands_is_logged(bot_fac
     fake_slack.wait_for(lambda: len(fake_slack.calls_to("chat.postMessage", ok_only=False)) >= 5,
                         what="retries", timeout=30)
     fake_slack.wait_for(lambda: "chat.postMessage failed" in bot.output(), what="log line", timeout=30)
-    assert ("U0ALICE", "command", "status", "ok") in audit(fresh_db)  # the command itself still recorded
+    assert ("U0ALICE", "command", "status", "failed") in audit(fresh_db)  # the command itself still recorded
 
 
 def test_healthz_reports_version_state_and_targets(bot_factory, fresh_db):

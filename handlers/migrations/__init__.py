@@ -1,0 +1,13 @@
+"""Migration safety analysis for `dbops migrate check` (ops plan: expand/contract for breaking
+changes; DROP TABLE, DROP COLUMN with data, lossy type changes and irreversible migrations
+need manual approval). Rules live one per file in `rules/`."""
+from .check import check_migration
+from .model import Finding, MigrationCheck, Severity
+from .parsing import Statement, parse_statements
+from .rules import all_rules
+from .settings import MigrationCheckSettings
+
+__all__ = [
+    "check_migration", "Finding", "MigrationCheck", "MigrationCheckSettings", "Severity", "Statement",
+    "parse_statements", "all_rules",
+]

@@ -1,0 +1,92 @@
+"""Facts from the target database, each one query however many tables or columns the file
+touches (PgHero style: one named function around one SQL statement)."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import psycopg
+from psycopg import sql
+
+from .nodes import TableName
+from .rules.type_table import Misfit
+from .sqltypes import type_from_catalog
+from .timeline import CatalogColumns
+
+ColumnKey = tuple[TableName, str]
+
+
+def _relation(table: TableName) -> sql.Identifier:
+    return sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
+
+
+def fetch_column_types(conn: psycopg.Connection, tables: set[TableName]) -> CatalogColumns:
+    """Column types of every table in `tables` that exists (names resolved by search_path)."""
+    if not tables:
+        return {}
+    ordered = sorted(tables, key=lambda t: (t.schema or "", t.name))
+    rows = conn.execute(
+        """
+        SELECT req.i, a.attname, coalesce(elem.typname, t.typname), a.atttypmod, elem.oid IS NOT NULL
+        FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS req(sch, rel, i)
+        JOIN pg_attribute a ON a.attrelid = to_regclass(
+            CASE WHEN req.sch IS NULL THEN quote_ident(req.rel)
+                 ELSE quote_ident(req.sch) || '.' || quote_ident(req.rel) END)
+        JOIN pg_type t ON t.oid = a.atttypid
+        LEFT JOIN pg_type elem ON t.typcategory = 'A' AND elem.oid = t.typelem
+        WHERE a.attnum > 0 AND NOT a.attisdropped
+        """,
+        ([t.schema for t in ordered], [t.name for t in ordered]),
+    ).fetchall()
+    result: CatalogColumns = defaultdict(dict)
+    for i, column, typname, typmod, is_array in rows:
+        result[ordered[i - 1]][column] = type_from_catalog(typname, typmod, is_array)
+    return dict(result)
+
+
+def fetch_columns_with_data(conn: psycopg.Connection, columns: list[ColumnKey]) -> dict[ColumnKey, bool]:
+    """For each column: does any row hold a non-null value? (EXISTS stops at the first one.)"""
+    columns = list(dict.fromkeys(columns))
+    if not columns:
+        return {}
+    probes = [
+        sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)").format(_relation(t), sql.Identifier(c))
+        for t, c in columns
+    ]
+    row = conn.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(probes)).fetchone()
+    return dict(zip(columns, row))
+
+
+def fetch_misfit_counts(conn: psycopg.Connection, checks: list[tuple[TableName, str, Misfit]]) -> list[int]:
+    """For each (table, column, misfit): how many rows hold a value the new type cannot take.
+    One scan per table: each table's counts are FILTERed aggregates in one sub-select."""
+    if not checks:
+        return []
+    by_table: dict[TableName, list[int]] = defaultdict(list)
+    for i, (table, _, _) in enumerate(checks):
+        by_table[table].append(i)
+    selects, order = [], []
+    for n, (table, indexes) in enumerate(by_table.items()):
+        counts = [
+            sql.SQL("count(*) FILTER (WHERE {})").format(_misfit_predicate(checks[i][1], checks[i][2]))
+            for i in indexes
+        ]
+        selects.append(sql.SQL("(SELECT {} FROM {}) AS {}").format(
+            sql.SQL(", ").join(counts), _relation(table), sql.Identifier(f"t{n}")))
+        order.extend(indexes)
+    row = conn.execute(sql.SQL("SELECT * FROM ") + sql.SQL(" CROSS JOIN ").join(selects)).fetchone()
+    result = [0] * len(checks)
+    for i, count in zip(order, row):
+        result[i] = count
+    return result
+
+
+def _misfit_predicate(column: str, misfit: Misfit) -> sql.Composable:
+    col = sql.Identifier(column)
+    if misfit.kind == "longer_than":
+        return sql.SQL("char_length({}) > {}").format(col, sql.Literal(misfit.limit))
+    if misfit.kind == "outside_range":
+        return sql.SQL("{0}::numeric NOT BETWEEN {1} AND {2}").format(
+            col, sql.Literal(misfit.limit), sql.Literal(misfit.high))
+    if misfit.kind == "digits_over":
+        return sql.SQL("abs({}::numeric) >= power(10::numeric, {})").format(col, sql.Literal(misfit.limit))
+    raise ValueError(f"unknown misfit kind {misfit.kind!r}")

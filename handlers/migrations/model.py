@@ -1,0 +1,101 @@
+"""The result of checking one migration: findings, and whether a person must approve it."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from handlers.report import Outcome, Report, Section, Table
+
+
+class Severity(str, enum.Enum):
+    FORBIDDEN = "forbidden"  # needs manual approval (ops plan: expand/contract for breaking changes)
+    WARNING = "warning"
+    INFO = "info"
+
+
+_ORDER = {Severity.FORBIDDEN: 0, Severity.WARNING: 1, Severity.INFO: 2}
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: Severity
+    line: int  # 1-based line where the statement starts (0 for findings about the whole file)
+    statement: str  # the statement's source text ("" for findings about the whole file)
+    message: str
+    hint: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "line": self.line,
+            "statement": self.statement,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+@dataclass
+class MigrationCheck:
+    """What `dbops migrate check UP.sql` found. `add_finding` lets later steps (the rehearsal that
+    checks DOWN restores the schema) add their own findings to the same result."""
+
+    filename: str
+    sha256: str  # of the UP SQL text, so an approval can be tied to exactly this file
+    statement_count: int
+    findings: list[Finding] = field(default_factory=list)
+
+    def add_finding(self, finding: Finding) -> None:
+        self.findings.append(finding)
+        self.findings.sort(key=lambda f: f.line)  # stable: keeps rule order within a line
+
+    @property
+    def requires_approval(self) -> bool:
+        return any(f.severity is Severity.FORBIDDEN for f in self.findings)
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.APPROVAL_REQUIRED if self.requires_approval else Outcome.OK
+
+    @property
+    def exit_code(self) -> int:
+        return self.outcome.exit_code
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity is severity)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requires_approval": self.requires_approval,
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+    def to_report(self) -> Report:
+        forbidden, warnings, infos = (self.count(s) for s in Severity)
+        verdict = "needs manual approval" if self.requires_approval else "no forbidden operation"
+        summary = (
+            f"{self.filename}: {self.statement_count} statements, {forbidden} forbidden, "
+            f"{warnings} warnings, {infos} info: {verdict}."
+        )
+        sections = []
+        titles = {
+            Severity.FORBIDDEN: "Forbidden without manual approval",
+            Severity.WARNING: "Warnings",
+            Severity.INFO: "Info",
+        }
+        for severity in Severity:
+            rows = [
+                [f.line, f.code, f.message, f.hint]
+                for f in self.findings if f.severity is severity
+            ]
+            if rows:
+                sections.append(Section(titles[severity], table=Table(["line", "code", "message", "fix"], rows)))
+        return Report(
+            title=f"Migration check: {self.filename}",
+            summary=summary,
+            outcome=self.outcome,
+            sections=sections,
+            data={**self.to_json(), "file": self.filename, "sha256": self.sha256},
+        )

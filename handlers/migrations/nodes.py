@@ -1,0 +1,100 @@
+"""Small readers over libpg_query's JSON parse tree (see parsing.py for why dicts)."""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator, NamedTuple
+
+from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS
+
+Node = dict[str, Any]
+
+_BARE = re.compile(r"[a-z_][a-z0-9_$]*\Z")  # identifier display only, not SQL analysis
+_NEEDS_QUOTES = RESERVED_KEYWORDS | TYPE_FUNC_NAME_KEYWORDS | COL_NAME_KEYWORDS
+
+
+def quote_ident(name: str) -> str:
+    if _BARE.match(name) and name not in _NEEDS_QUOTES:
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+class TableName(NamedTuple):
+    """A table as the migration names it. "public" counts as unqualified (the default search_path)."""
+
+    schema: str | None
+    name: str
+
+    def __str__(self) -> str:
+        if self.schema:
+            return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
+        return quote_ident(self.name)
+
+
+def table_of(range_var: Node) -> TableName:
+    schema = range_var.get("schemaname")
+    return TableName(None if schema in (None, "public") else schema, range_var["relname"])
+
+
+def table_of_names(names: list[Node]) -> TableName:
+    """DROP TABLE's objects are name lists: [schema,] table."""
+    parts = strings(names)
+    if len(parts) == 1:
+        return TableName(None, parts[0])
+    schema = parts[-2]
+    return TableName(None if schema == "public" else schema, parts[-1])
+
+
+def column_label(table: TableName, column: str) -> str:
+    return f"{table}.{quote_ident(column)}"
+
+
+def strings(items: list[Node] | None) -> list[str]:
+    return [item["String"]["sval"] for item in items or () if "String" in item]
+
+
+def const_value(node: Node | None) -> Any:
+    """The Python value of an A_Const (defaults are omitted in the JSON: `"ival": {}` is 0)."""
+    if not node or "A_Const" not in node:
+        return None
+    const = node["A_Const"]
+    if "ival" in const:
+        return const["ival"].get("ival", 0)
+    if "sval" in const:
+        return const["sval"].get("sval", "")
+    if "fval" in const:
+        return const["fval"].get("fval", "0")
+    if "boolval" in const:
+        return const["boolval"].get("boolval", False)
+    return None
+
+
+def alter_table_cmds(node: Node) -> Iterator[tuple[int, Node]]:
+    """(position, AlterTableCmd) pairs of an AlterTableStmt."""
+    for i, cmd in enumerate(node.get("cmds", ())):
+        if "AlterTableCmd" in cmd:
+            yield i, cmd["AlterTableCmd"]
+
+
+def column_constraints(column_def: Node) -> list[Node]:
+    return [c["Constraint"] for c in column_def.get("constraints", ()) if "Constraint" in c]
+
+
+def is_column_ref(node: Node | None, column: str) -> bool:
+    if not node or "ColumnRef" not in node:
+        return False
+    fields = strings(node["ColumnRef"].get("fields"))
+    return bool(fields) and fields[-1] == column
+
+
+def with_queries(node: Node) -> Iterator[tuple[str, Node]]:
+    """The data-modifying statements nested in a statement's WITH clause."""
+    for cte in (node.get("withClause") or {}).get("ctes", ()):
+        query = cte.get("CommonTableExpr", {}).get("ctequery", {})
+        for kind, inner in query.items():
+            yield kind, inner
+            yield from with_queries(inner)
+
+
+def is_alter_table(node: Node) -> bool:
+    """An ALTER TABLE on a table (not ALTER INDEX / VIEW / SEQUENCE, which share the node kind)."""
+    return node.get("objtype", "OBJECT_TABLE") == "OBJECT_TABLE" and "relation" in node

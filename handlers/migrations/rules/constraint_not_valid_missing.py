@@ -1,0 +1,49 @@
+"""constraint-not-valid-missing: FOREIGN KEY / CHECK added and validated in one locking step."""
+from ..nodes import alter_table_cmds, column_constraints, is_alter_table, table_of
+from ..rule import WARNING, Rule
+
+BAD = [
+    'ALTER TABLE "Notes" ADD CONSTRAINT "FK_Notes_Projects_ProjectId" FOREIGN KEY ("ProjectId") REFERENCES "Projects" ("Id");',
+    'ALTER TABLE "Projects" ADD CONSTRAINT "CK_Projects_Budget" CHECK ("Budget" >= 0);',
+    'ALTER TABLE "Notes" ADD COLUMN "ProjectId" bigint REFERENCES "Projects" ("Id");',
+]
+GOOD = [
+    'ALTER TABLE "Notes" ADD CONSTRAINT "FK_Notes_Projects_ProjectId" FOREIGN KEY ("ProjectId") REFERENCES "Projects" ("Id") NOT VALID;',
+    'ALTER TABLE "Notes" VALIDATE CONSTRAINT "FK_Notes_Projects_ProjectId";',
+    'CREATE TABLE t (id bigint, n int);\nALTER TABLE t ADD CONSTRAINT t_n CHECK (n > 0);',
+]
+
+_KINDS = {"CONSTR_FOREIGN": "FOREIGN KEY", "CONSTR_CHECK": "CHECK"}
+
+
+def check(stmt, ctx):
+    if not is_alter_table(stmt.node):
+        return
+    table = table_of(stmt.node["relation"])
+    if ctx.created_before(table, stmt):
+        return
+    for _, cmd in alter_table_cmds(stmt.node):
+        subtype = cmd.get("subtype")
+        if subtype == "AT_AddConstraint":
+            constraints = [cmd["def"]["Constraint"]] if "Constraint" in cmd.get("def", {}) else []
+        elif subtype == "AT_AddColumn":
+            constraints = column_constraints(cmd["def"]["ColumnDef"])
+        else:
+            continue
+        for constraint in constraints:
+            kind = _KINDS.get(constraint.get("contype"))
+            if kind and not constraint.get("skip_validation"):
+                name = constraint.get("conname") or "a constraint"
+                yield (f"adds {kind} {name} on {table} without NOT VALID: every row is checked while "
+                       f"writes{' to both tables' if kind == 'FOREIGN KEY' else ''} are blocked")
+
+
+RULE = Rule(
+    code="constraint-not-valid-missing",
+    severity=WARNING,
+    summary="Adding a FOREIGN KEY or CHECK constraint validates all rows while holding a lock that blocks writes.",
+    hint="Add it with NOT VALID (instant; new rows are checked), then in a separate statement or "
+         "transaction run ALTER TABLE ... VALIDATE CONSTRAINT, which does not block writes.",
+    check=check, on=("AlterTableStmt",), bad=tuple(BAD), good=tuple(GOOD),
+    cmds=("AT_AddConstraint", "AT_AddColumn"),
+)

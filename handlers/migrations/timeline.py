@@ -1,0 +1,192 @@
+"""One pass over the migration that replays its schema changes in order, so each rule knows
+what the schema looked like at its statement: the old type of a column being altered, whether
+a table was created earlier in this file, whether lock_timeout is set at that point.
+
+Column types start from the catalog (when a database is given) and follow the file's own
+CREATE TABLE / ADD COLUMN / ALTER TYPE / RENAME / DROP statements.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .nodes import Node, TableName, alter_table_cmds, is_alter_table, const_value, strings, table_of, table_of_names
+from .parsing import Statement
+from .sqltypes import SqlType, type_from_ast
+
+CatalogColumns = dict[TableName, dict[str, SqlType]]
+
+
+class Column:
+    """A column as the file has left it so far. Its type is read from the parse tree only when
+    asked (most columns a migration creates are never altered later)."""
+
+    __slots__ = ("_type", "_type_name", "db")
+
+    def __init__(self, type: SqlType | None, db: tuple[TableName, str] | None, type_name: Node | None = None):
+        self._type, self._type_name = type, type_name
+        self.db = db  # where its current values live in the database, while unchanged
+
+    @property
+    def type(self) -> SqlType | None:  # None: unknown
+        if self._type is None and self._type_name is not None:
+            self._type = type_from_ast(self._type_name)
+        return self._type
+
+
+@dataclass
+class TypeChangeSite:
+    table: TableName
+    column: str
+    old: SqlType | None
+    new: SqlType
+    using: Node | None
+    db: tuple[TableName, str] | None  # set when the old values are the database's, untouched
+
+
+@dataclass
+class DropColumnSite:
+    table: TableName
+    column: str
+    db: tuple[TableName, str] | None  # the column in the database whose data would go
+
+
+@dataclass
+class Timeline:
+    # statement index ranges in which a table exists because this file created it:
+    # [created_at, gone_at] (gone_at None: still there at the end; renames and drops end a range)
+    created: dict[TableName, list[list]] = field(default_factory=dict)
+    type_changes: dict[tuple[int, int], TypeChangeSite] = field(default_factory=dict)  # (stmt, cmd)
+    dropped_columns: dict[tuple[int, int], DropColumnSite] = field(default_factory=dict)
+    lock_timeout_before: list[bool] = field(default_factory=list)  # per statement: set before it?
+
+    def created_before(self, table: TableName, index: int) -> bool:
+        """Did an earlier statement of this file create `table` (without IF NOT EXISTS), and does
+        it still exist (under this name) when statement `index` runs?"""
+        for start, gone in self.created.get(table, ()):
+            if start < index and (gone is None or gone >= index):
+                return True
+        return False
+
+    def mark_created(self, table: TableName, index: int) -> None:
+        self.created.setdefault(table, []).append([index, None])
+
+    def mark_gone(self, table: TableName, index: int) -> bool:
+        """The file-created `table` stops existing under this name at statement `index`."""
+        ranges = self.created.get(table)
+        if ranges and ranges[-1][1] is None:
+            ranges[-1][1] = index
+            return True
+        return False
+
+
+def touched_tables(statements: list[Statement]) -> set[TableName]:
+    """Tables whose columns the file may need to know: those it alters or renames."""
+    tables = set()
+    for stmt in statements:
+        if stmt.kind in ("AlterTableStmt", "RenameStmt") and "relation" in stmt.node:
+            tables.add(table_of(stmt.node["relation"]))
+    return tables
+
+
+def replay(statements: list[Statement], catalog: CatalogColumns) -> Timeline:
+    timeline = Timeline()
+    tables: dict[TableName, dict[str, Column]] = {}
+
+    def columns(table: TableName) -> dict[str, Column]:
+        if table not in tables:
+            tables[table] = {name: Column(t, (table, name)) for name, t in catalog.get(table, {}).items()}
+        return tables[table]
+
+    lock_timeout = False
+    for stmt in statements:
+        timeline.lock_timeout_before.append(lock_timeout)
+        kind, node = stmt.kind, stmt.node
+        if kind == "AlterTableStmt" and is_alter_table(node):
+            table = table_of(node["relation"])
+            cols = columns(table)
+            for pos, cmd in alter_table_cmds(node):
+                subtype, name = cmd.get("subtype"), cmd.get("name")
+                if subtype == "AT_AddColumn":
+                    coldef = cmd["def"]["ColumnDef"]
+                    cols[coldef["colname"]] = Column(None, None, coldef["typeName"])
+                elif subtype == "AT_AlterColumnType":
+                    coldef = cmd["def"]["ColumnDef"]
+                    new = type_from_ast(coldef["typeName"])
+                    col = cols.get(name) or Column(None, None)
+                    timeline.type_changes[(stmt.index, pos)] = TypeChangeSite(
+                        table, name, col.type, new, coldef.get("raw_default"), col.db)
+                    cols[name] = Column(new, None)
+                elif subtype == "AT_DropColumn":
+                    col = cols.pop(name, None)
+                    timeline.dropped_columns[(stmt.index, pos)] = DropColumnSite(table, name, col.db if col else None)
+        elif kind == "CreateStmt":
+            table = table_of(node["relation"])
+            if node.get("if_not_exists") and table in catalog:
+                continue  # it exists: the definition is ignored
+            if not node.get("if_not_exists"):
+                timeline.mark_created(table, stmt.index)
+            tables[table] = {
+                elt["ColumnDef"]["colname"]: Column(None, None, elt["ColumnDef"]["typeName"])
+                for elt in node.get("tableElts", ()) if "ColumnDef" in elt
+            }
+        elif kind == "CreateTableAsStmt" and node.get("objtype") == "OBJECT_TABLE":
+            table = table_of(node["into"]["rel"])
+            if not node.get("if_not_exists"):
+                timeline.mark_created(table, stmt.index)
+            tables[table] = {}
+        elif kind == "RenameStmt":
+            _rename(node, columns, tables, timeline, stmt.index)
+        elif kind == "DropStmt" and node.get("removeType") == "OBJECT_TABLE":
+            for names in node.get("objects", ()):
+                table = table_of_names(names["List"]["items"])
+                tables[table] = {}
+                timeline.mark_gone(table, stmt.index)
+        elif kind == "VariableSetStmt" and node.get("name") == "lock_timeout":
+            value = const_value((node.get("args") or [None])[0])
+            lock_timeout = node.get("kind") == "VAR_SET_VALUE" and not _is_zero(value)
+        elif kind == "SelectStmt":
+            value = _set_config_lock_timeout(node)
+            if value is not None:
+                lock_timeout = not _is_zero(value)
+    return timeline
+
+
+def _rename(node: Node, columns, tables, timeline: Timeline, index: int) -> None:
+    if "relation" not in node:
+        return
+    table = table_of(node["relation"])
+    if node.get("renameType") == "OBJECT_TABLE":
+        new = TableName(table.schema, node["newname"])
+        tables[new] = columns(table)
+        tables[table] = {}
+        if timeline.mark_gone(table, index):
+            timeline.mark_created(new, index)
+    elif node.get("renameType") == "OBJECT_COLUMN" and node.get("relationType") == "OBJECT_TABLE":
+        cols = columns(table)
+        if node["subname"] in cols:
+            cols[node["newname"]] = cols.pop(node["subname"])
+
+
+def _is_zero(value: object) -> bool:
+    """lock_timeout 0 (or '0', '0ms', '0s') switches the timeout off."""
+    if value is None:
+        return True
+    if isinstance(value, int):
+        return value == 0
+    text = str(value).strip()
+    digits = text.rstrip("abcdefghijklmnopqrstuvwxyz ").strip()
+    try:
+        return float(digits) == 0
+    except ValueError:
+        return False
+
+
+def _set_config_lock_timeout(node: Node) -> object | None:
+    """The value of `SELECT set_config('lock_timeout', value, ...)`, if that is what it does."""
+    for target in node.get("targetList", ()):
+        call = target.get("ResTarget", {}).get("val", {}).get("FuncCall")
+        if call and strings(call.get("funcname"))[-1:] == ["set_config"]:
+            args = call.get("args", ())
+            if len(args) >= 2 and const_value(args[0]) == "lock_timeout":
+                return const_value(args[1]) or 0
+    return None
