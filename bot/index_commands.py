@@ -1,0 +1,95 @@
+"""`indexes` (the review), `digest` (what changed), the daily index snapshot and the daily digest."""
+from __future__ import annotations
+
+from datetime import datetime, time, timezone
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from handlers import indexes
+from handlers.errors import ConfigError
+from handlers.report import Report
+
+from .commands import STATUS_LINES
+from .registry import Invocation, command, parse
+from .scheduler import SCHEDULES, Schedule, daily_slot, parse_time_of_day
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .service import BotService
+
+def index_settings(settings: "Settings") -> indexes.IndexSettings:
+    return indexes.IndexSettings.from_dict(settings.section("indexes"))
+
+
+def _state_dsn(inv: Invocation) -> str | None:
+    return inv.state.dsn if inv.state is not None else None
+
+
+@command("indexes", "index review: expected, unused, invalid, duplicate and missing indexes, slow queries",
+         long_running=True)
+def indexes_command(inv: Invocation) -> Report:
+    settings = index_settings(inv.settings)
+    with inv.target.connect() as conn:
+        conn.autocommit = True
+        if inv.state is not None:  # today's counters join the history the unused check reads
+            indexes.take_snapshot(conn, inv.state.dsn, inv.target_name)
+        found = indexes.review(conn, settings, _state_dsn(inv), inv.target_name, progress=inv.progress)
+    return found.to_report()
+
+
+@command("digest", "the index-health digest now: headline, what changed since the last one, backups, drills",
+         long_running=True)
+def digest_command(inv: Invocation) -> Report:
+    if inv.state is None:
+        raise ConfigError("the digest compares with the previous one in the state store: set DBOPS_STATE_URL "
+                          "(or DATABASE_URL)")
+    settings = index_settings(inv.settings)
+    with inv.target.connect() as conn:
+        conn.autocommit = True
+        indexes.take_snapshot(conn, inv.state.dsn, inv.target_name)
+        found = indexes.review(conn, settings, inv.state.dsn, inv.target_name, progress=inv.progress)
+    extra = []
+    for line in STATUS_LINES:  # the same one-liners /db status shows: backup freshness, last drill
+        title, ok, text = line(inv)
+        extra.append(f"{title}: " + ("" if ok else ":warning: ") + text)
+    return indexes.build_digest(inv.state.dsn, inv.target_name, found, extra).to_report()
+
+
+# -- schedules -----------------------------------------------------------------------------
+def digest_time(settings: "Settings") -> tuple[time | None, ZoneInfo]:
+    section = settings.section("digest")
+    unknown = set(section) - {"time", "timezone"}
+    if unknown:
+        raise ConfigError(f"[digest] has unknown setting(s) {', '.join(sorted(unknown))}: known are time, timezone")
+    raw = section.get("time", "09:00")
+    try:
+        tz = ZoneInfo(str(section.get("timezone", "UTC")))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"digest.timezone must be a time zone name like \"UTC\", not {section.get('timezone')!r}") from None
+    return (None if raw == "off" else parse_time_of_day(raw, "digest.time")), tz
+
+
+def _digest_slot(svc: "BotService", now: datetime) -> str | None:
+    at, tz = digest_time(svc.settings)
+    return daily_slot(now, at, tz) if at else None
+
+
+def _post_digests(svc: "BotService") -> None:
+    for name in svc.settings.targets:
+        cmd, args = parse(["digest", "--target", name], "slack")
+        svc.run_command(cmd, args, actor="scheduler", channel=svc.settings.channel, user_for_errors=None)
+
+
+def _snapshot_slot(svc: "BotService", now: datetime) -> str | None:
+    return daily_slot(now, time(0, 5), timezone.utc)
+
+
+def _take_snapshots(svc: "BotService") -> None:
+    for target in svc.settings.targets.values():
+        with target.connect() as conn:
+            conn.autocommit = True
+            indexes.take_snapshot(conn, svc.store.dsn, target.name)
+
+
+SCHEDULES.append(Schedule("index-snapshot", _snapshot_slot, _take_snapshots))
+SCHEDULES.append(Schedule("digest", _digest_slot, _post_digests))
