@@ -1,0 +1,51 @@
+"""Settings: the shipped examples load, and a bad setting is named."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_settings
+from handlers.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def env_for(path: Path, **extra: str) -> dict[str, str]:
+    return {"DBOPS_CONFIG": str(path), "DATABASE_URL": "postgresql://u:pw@localhost/asidenote", **extra}
+
+
+@pytest.mark.parametrize("name", ["dbops.toml", "dbops.example.toml"])
+def test_shipped_configuration_is_accepted_by_every_area(name):
+    import bot
+    from bot.approvals import ApprovalSettings
+    from bot.backup_commands import backup_settings
+    from bot.index_commands import digest_time, index_settings
+    from handlers.migrations import MigrationCheckSettings
+
+    bot.load_commands()
+    settings = load_settings(env_for(ROOT / name, STAGING_DATABASE_URL="postgresql://s@localhost/s"))
+    ApprovalSettings.from_dict(settings.section("approvals"))
+    backup_settings(settings)
+    index_settings(settings)
+    digest_time(settings)
+    MigrationCheckSettings.from_dict(settings.section("migrate").get("check", {}))
+
+
+def test_a_target_without_its_variable_is_named(tmp_path):
+    (tmp_path / "dbops.toml").write_text('[targets.staging]\nurl_env = "STAGING_DATABASE_URL"\n')
+    with pytest.raises(ConfigError, match="STAGING_DATABASE_URL is not set"):
+        load_settings(env_for(tmp_path / "dbops.toml"))
+
+
+def test_malformed_toml_is_reported_with_its_place(tmp_path):
+    (tmp_path / "dbops.toml").write_text("[backup\nformat = 1\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_settings(env_for(tmp_path / "dbops.toml"))
+
+
+def test_secrets_are_collected_for_scrubbing():
+    settings = load_settings({"DATABASE_URL": "postgresql://u:s3cr3tpass@db/asidenote", "SLACK_BOT_TOKEN": "xoxb-abc",
+                              "SLACK_SIGNING_SECRET": "sigsecret", "DBOPS_CONFIG": str(ROOT / "dbops.toml")})
+    assert {"s3cr3tpass", "xoxb-abc", "sigsecret"} <= set(settings.secrets())
+    assert "s3cr3tpass" not in settings.target().label
