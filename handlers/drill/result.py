@@ -1,0 +1,178 @@
+"""What a drill did and found: steps, checks, recovery point and time; as a Report, Markdown and JSON."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..report import Outcome, Report, Section, Table
+
+STEP_NAMES = ("create instance", "restore", "verify", "delete instance")
+
+
+def human_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = float(seconds)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
+
+
+def when(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass
+class DrillResult:
+    backup_id: str
+    target: str
+    instance_kind: str
+    started_at: float
+    finished_at: float = 0.0
+    instance: str = ""  # secret-free description of where it restored
+    steps: list[dict[str, Any]] = field(default_factory=list)  # step, started_at, seconds, outcome, detail
+    checks: list[dict[str, Any]] = field(default_factory=list)  # name, ok, detail
+    versions: dict[str, str] = field(default_factory=dict)
+    backup: dict[str, Any] = field(default_factory=dict)  # created_at, format, size, integrity level, tables, rows
+    procedure: list[str] = field(default_factory=list)  # what was done, in order, in words
+    restore_errors: list[str] = field(default_factory=list)
+    recovery_point_age_s: float | None = None  # the backup's age when the restore began
+    cancelled: bool = False
+    error: str | None = None  # a step that could not run at all
+    drill_id: str | None = None
+
+    # -- verdict -------------------------------------------------------------------
+    @property
+    def total_s(self) -> float:
+        """Wall time from the start to the instance being gone: the real recovery time, and then some."""
+        return round(max(0.0, self.finished_at - self.started_at), 3)
+
+    @property
+    def failed_checks(self) -> list[dict[str, Any]]:
+        return [c for c in self.checks if not c["ok"]]
+
+    @property
+    def passed(self) -> bool:
+        return (not self.cancelled and self.error is None and bool(self.checks) and not self.failed_checks
+                and all(s["outcome"] == "ok" for s in self.steps))
+
+    @property
+    def outcome(self) -> str:
+        return "passed" if self.passed else "cancelled" if self.cancelled else "failed"
+
+    def step_seconds(self, name: str) -> float | None:
+        for s in self.steps:
+            if s["step"] == name:
+                return s["seconds"]
+        return None
+
+    @property
+    def summary(self) -> str:
+        restored = f"backup {self.backup_id} of {self.target}"
+        age = f" (age {human_seconds(self.recovery_point_age_s)} when restored)" if self.recovery_point_age_s is not None else ""
+        if self.passed:
+            return (f"Drill passed: restored {restored}{age} and verified it; all {len(self.checks)} checks "
+                    f"passed; total time {human_seconds(self.total_s)}.")
+        if self.cancelled:
+            return f"Drill cancelled after {human_seconds(self.total_s)}; the drill instance was deleted."
+        problems = [f"{c['name']}: {c['detail']}" for c in self.failed_checks]
+        if self.error:
+            problems.insert(0, self.error)
+        shown = " | ".join(problems[:3]) + (f" | and {len(problems) - 3} more" if len(problems) > 3 else "")
+        return f"Drill FAILED on {restored}{age}: {shown}"
+
+    # -- renderings ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "drill_id": self.drill_id, "backup_id": self.backup_id, "target": self.target,
+            "passed": self.passed, "outcome": self.outcome, "summary": self.summary,
+            "instance_kind": self.instance_kind, "instance": self.instance,
+            "started_at": self.started_at, "finished_at": self.finished_at, "total_s": self.total_s,
+            "recovery_point_age_s": self.recovery_point_age_s, "steps": self.steps, "checks": self.checks,
+            "versions": self.versions, "backup": self.backup, "procedure": self.procedure,
+            "restore_errors": self.restore_errors, "cancelled": self.cancelled, "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DrillResult":
+        return cls(
+            backup_id=d["backup_id"], target=d["target"], instance_kind=d.get("instance_kind", ""),
+            started_at=d["started_at"], finished_at=d.get("finished_at", d["started_at"]),
+            instance=d.get("instance", ""), steps=list(d.get("steps", [])), checks=list(d.get("checks", [])),
+            versions=dict(d.get("versions", {})), backup=dict(d.get("backup", {})),
+            procedure=list(d.get("procedure", [])), restore_errors=list(d.get("restore_errors", [])),
+            recovery_point_age_s=d.get("recovery_point_age_s"), cancelled=bool(d.get("cancelled")),
+            error=d.get("error"), drill_id=d.get("drill_id"),
+        )
+
+    def _step_rows(self) -> list[list[Any]]:
+        return [[s["step"], when(s.get("started_at")), human_seconds(s.get("seconds")), s["outcome"],
+                 s.get("detail", "")] for s in self.steps]
+
+    def _check_rows(self) -> list[list[Any]]:
+        return [[c["name"], "ok" if c["ok"] else "FAILED", c.get("detail", "")] for c in self.checks]
+
+    def _recovery_text(self) -> str:
+        return (f"Recovery point: the backup was {human_seconds(self.recovery_point_age_s)} old when restored "
+                f"(taken {self.backup.get('created_at', '?')}).\n"
+                f"Recovery time: {human_seconds(self.total_s)} in total "
+                f"(restore {human_seconds(self.step_seconds('restore'))}, "
+                f"verify {human_seconds(self.step_seconds('verify'))}).")
+
+    def to_report(self) -> Report:
+        title = f"Restore drill{' ' + self.drill_id if self.drill_id else ''}: {self.target}, backup {self.backup_id}"
+        sections = [
+            Section("Recovery", self._recovery_text()),
+            Section("Steps", table=Table(["step", "started", "took", "outcome", "detail"], self._step_rows())),
+            Section("Checks", table=Table(["check", "result", "detail"], self._check_rows())),
+            Section("Versions", table=Table(["component", "version"], [[k, v] for k, v in self.versions.items()])),
+        ]
+        if self.restore_errors:
+            sections.append(Section(f"Restore errors ({len(self.restore_errors)})", "\n".join(self.restore_errors[:50])))
+        return Report(title=title, summary=self.summary, outcome=Outcome.OK if self.passed else Outcome.FAILED,
+                      sections=sections, data=self.to_dict())
+
+    def to_markdown(self) -> str:
+        """The written report: procedure, timings, versions and every check, for `drill report <id>`."""
+        def esc(value: Any) -> str:
+            return str(value).replace("|", "\\|").replace("\n", " ")
+
+        def table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+            out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+            out += ["| " + " | ".join(esc(v) for v in row) + " |" for row in rows]
+            return out
+
+        verdict = "PASSED" if self.passed else "CANCELLED" if self.cancelled else "FAILED"
+        lines = [f"# Restore drill{' ' + self.drill_id if self.drill_id else ''}: {verdict}", "",
+                 self.summary, "",
+                 f"- Target: {self.target}",
+                 f"- Backup: {self.backup_id}, taken {self.backup.get('created_at', '?')}, "
+                 f"{self.backup.get('format', '?')} format, {self.backup.get('size', 0):,} bytes, "
+                 f"integrity level {self.backup.get('integrity_level', '?')}, "
+                 f"{self.backup.get('tables', 0)} tables, {self.backup.get('rows', 0):,} rows",
+                 f"- Drill instance: {self.instance or self.instance_kind}",
+                 f"- Started {when(self.started_at)}, finished {when(self.finished_at)}", "",
+                 "## Recovery point and recovery time", "", *self._recovery_text().split("\n"), "",
+                 "## Procedure", ""]
+        lines += [f"{i}. {text}" for i, text in enumerate(self.procedure, 1)] or ["(no step ran)"]
+        lines += ["", "## Steps", "", *table(["step", "started", "took", "outcome", "detail"], self._step_rows()),
+                  "", "## Checks", "", *table(["check", "result", "detail"], self._check_rows()),
+                  "", "## Versions", "", *table(["component", "version"], [[k, v] for k, v in self.versions.items()])]
+        if self.restore_errors:
+            lines += ["", f"## Restore errors ({len(self.restore_errors)})", "", "```",
+                      *self.restore_errors[:200], "```"]
+        if self.error:
+            lines += ["", "## Error", "", self.error]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,361 @@
+"""The restore drill: instance, restore, verify, delete, report. The instance is deleted whatever happens.
+
+The archive is read (SHA-256, unpacking, its table of contents) in a background thread while the
+instance starts, so checking the stored bytes costs next to nothing on the recovery time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import psutil
+import psycopg
+
+from ..errors import DbopsError
+from ..pginstance import MARKER_FILE, tool_version
+from ..report import Progress, ProgressFn, no_progress
+from ..target import dsn_secrets, scrub
+from . import checks as C
+from .archive import ArchiveContents, Decryptor, file_sha256, list_contents, major_version, unpack_directory_archive
+from .instance import DRILL_PURPOSE, DrillInstance, make_instance
+from .procs import DrillCancelled, client_args
+from .restore import restore_command, run_restore
+from .result import DrillResult, human_seconds
+from .settings import DrillSettings
+
+
+@dataclass
+class PreparedArchive:
+    sha256: str | None  # of the stored bytes; None when given an unpacked folder
+    restorable: Path | None  # what pg_restore reads
+    contents: ArchiveContents
+    problem: str | None = None  # could not be made restorable (decryption, unpacking)
+
+
+class _StepFailed(Exception):
+    """The step could not do its work; the message says why (secret-free)."""
+
+
+def run_drill(manifest: Any, archive_path: Path | str, settings: DrillSettings,
+              expected_indexes: Iterable[Any] | None = None, progress: ProgressFn = no_progress,
+              cancel: threading.Event | None = None, decrypt: Decryptor | None = None) -> DrillResult:
+    """Restore `archive_path` (the archive as stored: what the manifest's sha256 is of) into a fresh
+    instance and verify it against `manifest` (a BackupManifest or its dict).
+
+    `decrypt(stored, plaintext_path)` is needed only for encrypted archives (the backup module's).
+    """
+    doc = manifest.to_dict() if hasattr(manifest, "to_dict") else dict(manifest)
+    return RestoreDrill(doc, Path(archive_path), settings, expected_indexes, progress, cancel, decrypt).run()
+
+
+class RestoreDrill:
+    def __init__(self, manifest: dict, archive: Path, settings: DrillSettings, expected_indexes,
+                 progress: ProgressFn, cancel: threading.Event | None, decrypt: Decryptor | None) -> None:
+        self.manifest, self.archive, self.settings = manifest, archive, settings
+        self.expected_indexes = list(expected_indexes) if expected_indexes is not None else None
+        self.progress, self.cancel, self.decrypt = _never_raising(progress), cancel or threading.Event(), decrypt
+        info = manifest.get("archive", {}) or {}
+        self.archive_info = info
+        self.result = DrillResult(
+            backup_id=str(manifest.get("backup_id", "?")), target=str(manifest.get("target", "?")),
+            instance_kind=settings.instance, started_at=time.time(),
+            backup={"created_at": manifest.get("created_at"), "format": info.get("format", "custom"),
+                    "compression": info.get("compression", ""), "size": int(info.get("size") or 0),
+                    "encrypted": bool(info.get("encrypted")), "integrity_level": manifest.get("integrity_level"),
+                    "tables": len(manifest.get("tables", [])),
+                    "rows": sum(int(t.get("rows", 0)) for t in manifest.get("tables", []))})
+        self.instance: DrillInstance | None = None
+        self.files_dir: Path | None = None
+        self._secrets: list[str] = []
+        self._abandon = threading.Event()
+        if settings.scratch_url:
+            self._secrets += dsn_secrets(settings.scratch_url)
+
+    # -- the frame ---------------------------------------------------------------------
+    def run(self) -> DrillResult:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drill-archive")
+        try:
+            prepared = pool.submit(self._prepare_archive)
+            go = True
+            for name, work in (("create instance", self._create_instance),
+                               ("restore", lambda: self._restore(prepared)),
+                               ("verify", self._verify)):
+                if go and self.cancel.is_set():
+                    self.result.cancelled = True
+                if not go or self.result.cancelled:
+                    reason = "cancelled before it started" if self.result.cancelled else "skipped: an earlier step failed"
+                    self.result.steps.append({"step": name, "started_at": time.time(), "seconds": 0.0,
+                                              "outcome": "skipped", "detail": reason})
+                    go = False
+                    continue
+                go = self._step(name, work)
+        finally:
+            self._abandon.set()  # stop hashing an archive nobody will restore
+            self._step("delete instance", self._delete_instance)
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.result.finished_at = time.time()
+            self.progress(Progress("done", 1.0, self.result.summary))
+        return self.result
+
+    def _step(self, name: str, work) -> bool:
+        """Run one step, timing it; False when the drill cannot go on."""
+        record = {"step": name, "started_at": time.time(), "seconds": 0.0, "outcome": "ok", "detail": ""}
+        self.result.steps.append(record)
+        mono = time.monotonic()
+        self.progress(Progress(name, 0.0, f"{name}..."))
+        go_on = True
+        try:
+            detail = work()
+            record["detail"] = detail or ""
+            if detail and detail.startswith("FAILED: "):
+                record.update(outcome="failed", detail=detail.removeprefix("FAILED: "))
+        except DrillCancelled:
+            record.update(outcome="cancelled", detail="cancelled while running")
+            self.result.cancelled = True
+            go_on = False
+        except Exception as exc:  # noqa: BLE001 -- any failure still ends in a report and a deleted instance
+            message = str(exc) if isinstance(exc, (DbopsError, _StepFailed)) else f"{type(exc).__name__}: {exc}"
+            record.update(outcome="failed", detail=self._clean(message))
+            self.result.error = self.result.error or f"{name}: {self._clean(message)}"
+            go_on = False
+        record["seconds"] = round(time.monotonic() - mono, 3)
+        self.progress(Progress(name, 1.0, f"{name}: {record['outcome']} in {human_seconds(record['seconds'])}"))
+        return go_on
+
+    def _clean(self, text: str) -> str:
+        return scrub(text, self._secrets)[:2000]
+
+    def _check(self, check: C.Check) -> C.Check:
+        check.detail = self._clean(check.detail)
+        self.result.checks.append(check.to_dict())
+        return check
+
+    # -- step 1 --------------------------------------------------------------------------
+    def _create_instance(self) -> str:
+        self.instance = make_instance(self.settings)
+        self.instance.start()
+        dsn = self.instance.database_dsn()
+        self._secrets += dsn_secrets(dsn)
+        self.result.instance = self.instance.describe()
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+        self.server_version = version
+        self.result.versions["drill server"] = f"PostgreSQL {version}"
+        self.result.procedure.append(f"Created the drill instance: {self.result.instance}, PostgreSQL {version}.")
+        return f"{self.result.instance}, PostgreSQL {version}"
+
+    # -- step 2 --------------------------------------------------------------------------
+    def _prepare_archive(self) -> PreparedArchive:
+        """In the background: hash the stored bytes, decrypt/unpack if needed, read the table of contents."""
+        stored = self.archive
+        if not stored.exists():
+            return PreparedArchive(None, None, ArchiveContents(), f"the archive {stored} does not exist")
+        sha = None if stored.is_dir() else file_sha256(stored, _Either(self.cancel, self._abandon))
+        restorable = stored
+        try:
+            if self.archive_info.get("encrypted"):
+                if self.decrypt is None:
+                    return PreparedArchive(sha, None, ArchiveContents(),
+                                           "the archive is encrypted and the drill was given no way to decrypt it")
+                plain = self._files() / "archive.plain"
+                self.decrypt(stored, plain)
+                restorable = plain
+            if self.archive_info.get("format") == "directory" and restorable.is_file():
+                restorable = unpack_directory_archive(restorable, self._files() / "archive.dir")
+        except Exception as exc:  # noqa: BLE001 -- reported as the restore step's failure
+            return PreparedArchive(sha, None, ArchiveContents(), f"could not prepare the archive: {exc}")
+        _, env = client_args("")
+        return PreparedArchive(sha, restorable, list_contents(restorable, env))
+
+    def _files(self) -> Path:
+        """A private folder for decrypted/unpacked archives, with pginstance's marker so a crash's
+        leftovers go with the instances at the next start."""
+        if self.files_dir is None:
+            self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+            self.files_dir = Path(tempfile.mkdtemp(prefix="dbops-drillfiles-", dir=self.settings.work_dir))
+            pid = os.getpid()
+            (self.files_dir / MARKER_FILE).write_text(json.dumps(
+                {"purpose": DRILL_PURPOSE, "pid": pid, "pid_started": psutil.Process(pid).create_time(),
+                 "created": time.time()}))
+        return self.files_dir
+
+    def _restore(self, prepared_future: Future) -> str:
+        self.progress(Progress("restore", None, "checking the archive"))
+        prepared: PreparedArchive = prepared_future.result()
+        if self.cancel.is_set():
+            raise DrillCancelled()
+        want = (self.archive_info.get("sha256") or "").lower()
+        if prepared.sha256 is None:
+            self._check(C.Check("archive SHA-256 matches the catalog", bool(not want and prepared.problem is None),
+                                "given an unpacked folder: the stored file's SHA-256 could not be checked"
+                                if prepared.problem is None else prepared.problem))
+        elif not want:
+            self._check(C.Check("archive SHA-256 matches the catalog", False,
+                                f"the catalog has no SHA-256 for this backup (the file's is {prepared.sha256[:16]}...)"))
+        else:
+            same = prepared.sha256 == want
+            self._check(C.Check("archive SHA-256 matches the catalog", same,
+                                f"sha256 {want[:16]}..." if same else
+                                f"the stored archive's SHA-256 is {prepared.sha256[:16]}..., the catalog says "
+                                f"{want[:16]}...: the file changed after the backup"))
+        size = self.archive_info.get("size")
+        if size and self.archive.is_file() and self.archive.stat().st_size != int(size):
+            self._check(C.Check("archive size matches the catalog", False,
+                                f"{self.archive.stat().st_size:,} bytes stored, the catalog says {int(size):,}"))
+        if prepared.problem:
+            raise _StepFailed(prepared.problem)
+        contents = prepared.contents
+        readable = not contents.errors and contents.entries > 0
+        self._check(C.Check("archive readable by pg_restore", readable,
+                            f"{contents.entries} entries, {contents.table_data} with table data ({contents.format})"
+                            if readable else C.listed(contents.errors or ["the archive lists no entries"])))
+        if not readable:
+            raise _StepFailed("pg_restore cannot read the archive's table of contents")
+
+        dumped_by = self.manifest.get("pg_dump_version") or contents.dumped_by
+        self.result.versions["pg_dump (backup)"] = str(dumped_by or "?")
+        source = self.manifest.get("server_version") or contents.dumped_from
+        if source:
+            self.result.versions["source server"] = f"PostgreSQL {source}"
+        self.result.versions["pg_restore"] = ".".join(map(str, tool_version("pg_restore")))
+        need, have = major_version(dumped_by), major_version(getattr(self, "server_version", None))
+        fits = need is not None and have is not None and have >= need
+        self._check(C.Check("drill server version >= archive's pg_dump version", fits,
+                            f"PostgreSQL {have} for pg_dump {need}" if fits else
+                            f"PostgreSQL {have} cannot take an archive from pg_dump {dumped_by or '(unknown)'}"))
+        if not fits or major_version(self.result.versions["pg_restore"]) < (need or 0):
+            raise _StepFailed(f"the drill needs PostgreSQL >= {need} to restore this archive")
+
+        created = _parse_time(self.manifest.get("created_at"))
+        if created is not None:
+            self.result.recovery_point_age_s = round(time.time() - created, 1)
+        fmt = (self.archive_info.get("format") or contents.format or "custom").lower()
+        dsn = self.instance.database_dsn()
+        cmd, jobs = restore_command(prepared.restorable, "(drill database)", fmt, self.settings.jobs)
+        self.result.procedure.append(
+            f"Checked the stored archive ({self.result.backup['size']:,} bytes) against the catalog's SHA-256 and read "
+            f"its table of contents ({contents.entries} entries).")
+        outcome = run_restore(prepared.restorable, dsn, fmt, self.settings.jobs, contents.table_data,
+                              self.progress, self.cancel)
+        self.result.restore_errors = [self._clean(e) for e in outcome.errors]
+        shown = " ".join(a for a in cmd[1:-1] if a not in ("--dbname", "(drill database)"))
+        self.result.procedure.append(f"Restored it with `pg_restore {shown}` ({outcome.jobs} parallel job"
+                                     f"{'s' if outcome.jobs != 1 else ''}).")
+        self._check(C.Check("restore without errors", outcome.ok,
+                            "pg_restore reported no errors" if outcome.ok else
+                            f"{outcome.error_count} error{'s' if outcome.error_count != 1 else ''}: "
+                            f"{C.listed(self.result.restore_errors)}"))
+        # The restore carries on into verification even with errors: the checks name what is missing.
+        if not outcome.ok:
+            return f"FAILED: {outcome.error_count} restore error{'s' if outcome.error_count != 1 else ''}"
+        return f"{contents.table_data} tables loaded with {outcome.jobs} jobs"
+
+    # -- step 3 --------------------------------------------------------------------------
+    def _verify(self) -> str:
+        dsn = self.instance.database_dsn()
+        level = self.manifest.get("integrity_level") or "counts"
+        before = len(self.result.checks)
+        # pg_amcheck is another process reading other pages: it runs beside the SQL checks, so the
+        # drill's recovery time grows by the longer of the two rather than their sum. It only takes
+        # AccessShareLocks, and its extension goes into pg_catalog, which the manifest leaves out.
+        amcheck = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drill-amcheck")
+        stop_amcheck = threading.Event()
+        pending = None
+        if self.settings.amcheck:
+            self.progress(Progress("verify", 0.05, "pg_amcheck started"))
+            pending = amcheck.submit(C.amcheck_check, dsn, self.settings.jobs,
+                                     self.settings.amcheck_heapallindexed, _Either(self.cancel, stop_amcheck))
+        try:
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+                self.progress(Progress("verify", 0.1, "row counts, checksums and schema against the manifest"))
+                actual = C.capture_restored(conn, level)
+                self._check(C.table_data_check(self.manifest, actual))
+                for check in C.schema_checks(self.manifest, actual):
+                    self._check(check)
+                self.progress(Progress("verify", 0.5, "constraints and indexes"))
+                self._check(C.constraints_valid_check(conn))
+                self._check(C.indexes_valid_check(conn))
+                if self.expected_indexes is not None:
+                    self._check(C.expected_indexes_check(conn, self.expected_indexes))
+                for query in self.settings.smoke_queries:
+                    self.progress(Progress("verify", 0.6, f"smoke query: {query.name}"))
+                    self._check(C.smoke_query_check(conn, query, self.settings.smoke_timeout_s))
+                if self.cancel.is_set():
+                    raise DrillCancelled()
+            if pending is not None:
+                self.progress(Progress("verify", 0.8, "waiting for pg_amcheck"))
+                self._check(pending.result())
+                self.result.versions["pg_amcheck"] = ".".join(map(str, tool_version("pg_amcheck")))
+        finally:
+            stop_amcheck.set()  # done, or the SQL checks broke off: pg_amcheck need not go on
+            amcheck.shutdown(wait=True)
+        mine = self.result.checks[before:]
+        failed = [c for c in mine if not c["ok"]]
+        self.result.procedure.append(
+            f"Verified the restored database against the backup's manifest (integrity level {level}): row counts"
+            f"{' and checksums' if level == 'checksums' else ''} of every table, the schema inventory, constraint "
+            f"and index validity{', the expected indexes' if self.expected_indexes is not None else ''}"
+            f"{', pg_amcheck' if self.settings.amcheck else ''}"
+            f"{_count(len(self.settings.smoke_queries), ' and {} smoke quer', 'y', 'ies')}.")
+        if failed:
+            return f"FAILED: {len(failed)} of {len(mine)} checks failed"
+        return f"{len(mine)} checks passed"
+
+    # -- step 4 --------------------------------------------------------------------------
+    def _delete_instance(self) -> str:
+        said = []
+        if self.files_dir is not None:
+            shutil.rmtree(self.files_dir, ignore_errors=True)
+        if self.instance is not None:
+            description = self.instance.describe()
+            self.instance.remove()
+            said.append(f"deleted {description}")
+            self.result.procedure.append(f"Deleted the drill instance ({description}).")
+        return "; ".join(said) or "nothing to delete"
+
+
+def _count(n: int, text: str, one: str, many: str) -> str:
+    return text.format(n) + (one if n == 1 else many) if n else ""
+
+
+def _never_raising(progress: ProgressFn) -> ProgressFn:
+    """A failing progress display (say, Slack is down) must not fail the drill."""
+    def tell(p: Progress) -> None:
+        try:
+            progress(p)
+        except Exception:  # noqa: BLE001
+            pass
+    return tell
+
+
+class _Either:
+    def __init__(self, *events: threading.Event) -> None:
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+
+def _parse_time(value: Any) -> float | None:
+    if not value:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()

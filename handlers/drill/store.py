@@ -1,0 +1,169 @@
+"""Drills in the state store (dbops.drills): record, history with a trend, written reports, the alarm."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from ..errors import UsageError
+from ..report import Outcome, Report, Section, Table
+from ..target import connect
+from .result import DrillResult, human_seconds
+from .settings import DrillSettings
+
+_ID = re.compile(r"^d(\d+)$")
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def drill_id(number: int) -> str:
+    return f"d{number:03d}"
+
+
+def parse_drill_id(text: str) -> int:
+    match = _ID.match(str(text).strip().lower())
+    if not match:
+        raise UsageError(f"`{text}` is not a drill id; drill ids look like d007 (see `drill history`)")
+    return int(match.group(1))
+
+
+def sparkline(values: list[float]) -> str:
+    """A small text trend, oldest first: ▁ the fastest, █ the slowest."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    if high - low < 1e-9:
+        return _SPARKS[0] * len(values)
+    return "".join(_SPARKS[min(len(_SPARKS) - 1, int((v - low) / (high - low) * len(_SPARKS)))] for v in values)
+
+
+class DrillStore:
+    def __init__(self, state_dsn: str) -> None:
+        self.dsn = state_dsn
+
+    def _conn(self) -> psycopg.Connection:
+        return connect(self.dsn, name="state database", autocommit=True, row_factory=dict_row)
+
+    def record(self, target_name: str, backup_id: str, result: DrillResult, requested_by: str) -> str:
+        """Store a finished drill; returns its id (d007), also set on `result.drill_id`."""
+        with self._conn() as conn:
+            row = conn.execute(
+                """INSERT INTO dbops.drills (target, backup_id, requested_by, started_at, finished_at, outcome,
+                                             instance_kind, recovery_point_age_s, total_s, summary, result)
+                   VALUES (%s, %s, %s, to_timestamp(%s), to_timestamp(%s), %s, %s, %s, %s, %s, '{}')
+                   RETURNING id""",
+                (target_name, backup_id, requested_by, result.started_at, result.finished_at or result.started_at,
+                 result.outcome, result.instance_kind, result.recovery_point_age_s, result.total_s,
+                 result.summary)).fetchone()
+            result.drill_id = drill_id(row["id"])
+            conn.execute("UPDATE dbops.drills SET result = %s WHERE id = %s", (Jsonb(result.to_dict()), row["id"]))
+        return result.drill_id
+
+    def get(self, drill: str) -> DrillResult:
+        number = parse_drill_id(drill)
+        with self._conn() as conn:
+            row = conn.execute("SELECT result FROM dbops.drills WHERE id = %s", (number,)).fetchone()
+        if row is None:
+            raise UsageError(f"there is no drill {drill_id(number)}; `drill history` lists the drills")
+        result = DrillResult.from_dict(row["result"])
+        result.drill_id = drill_id(number)
+        return result
+
+    def report_markdown(self, drill: str) -> str:
+        return self.get(drill).to_markdown()
+
+    def recent(self, target_name: str, limit: int = 10) -> list[dict[str, Any]]:
+        with self._conn() as conn:
+            return conn.execute(
+                """SELECT id, backup_id, started_at, outcome, recovery_point_age_s, total_s, summary,
+                          result -> 'steps' AS steps
+                   FROM dbops.drills WHERE target = %s ORDER BY started_at DESC, id DESC LIMIT %s""",
+                (target_name, limit)).fetchall()
+
+    def last_passed(self, target_name: str) -> dict[str, Any] | None:
+        """The latest passed drill: drill_id, backup_id, finished_at, total_s, recovery_point_age_s; or None."""
+        with self._conn() as conn:
+            row = conn.execute(
+                """SELECT id, backup_id, finished_at, total_s, recovery_point_age_s FROM dbops.drills
+                   WHERE target = %s AND passed ORDER BY finished_at DESC LIMIT 1""", (target_name,)).fetchone()
+        if row is None:
+            return None
+        return {"drill_id": drill_id(row["id"]), "backup_id": row["backup_id"], "finished_at": row["finished_at"],
+                "total_s": row["total_s"], "recovery_point_age_s": row["recovery_point_age_s"]}
+
+    def history(self, target_name: str, limit: int = 10) -> Report:
+        rows = self.recent(target_name, limit)
+        if not rows:
+            return Report(f"Restore drills: {target_name}", f"No restore drill has run on {target_name} yet.",
+                          data={"target": target_name, "drills": []})
+        table_rows, data = [], []
+        for r in rows:
+            steps = {s["step"]: s for s in (r["steps"] or [])}
+
+            def took(name: str) -> str:
+                s = steps.get(name)
+                return "-" if s is None or s["outcome"] == "skipped" else human_seconds(s["seconds"])
+
+            table_rows.append([drill_id(r["id"]), r["started_at"].astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                               r["backup_id"], human_seconds(r["recovery_point_age_s"]), took("create instance"),
+                               took("restore"), took("verify"), took("delete instance"), human_seconds(r["total_s"]),
+                               r["outcome"]])
+            data.append({"drill_id": drill_id(r["id"]), "started_at": r["started_at"].isoformat(),
+                         "backup_id": r["backup_id"], "recovery_point_age_s": r["recovery_point_age_s"],
+                         "steps": {k: v["seconds"] for k, v in steps.items()}, "total_s": r["total_s"],
+                         "outcome": r["outcome"]})
+        totals = [r["total_s"] for r in reversed(rows) if r["outcome"] == "passed"] or \
+                 [r["total_s"] for r in reversed(rows)]
+        trend = sparkline(totals)
+        passed = sum(1 for r in rows if r["outcome"] == "passed")
+        summary = (f"Last {len(rows)} drill{'s' if len(rows) != 1 else ''} of {target_name}: {passed} passed, "
+                   f"{len(rows) - passed} not. Total time, oldest to newest: {trend} "
+                   f"({human_seconds(min(totals))} to {human_seconds(max(totals))}).")
+        latest_ok = rows[0]["outcome"] == "passed"
+        return Report(
+            f"Restore drills: {target_name}", summary, Outcome.OK if latest_ok else Outcome.FAILED,
+            sections=[Section("Drills", table=Table(
+                ["id", "when (UTC)", "backup", "backup age", "instance", "restore", "verify", "delete", "total",
+                 "result"], table_rows)),
+                Section("Trend of total time", f"{trend}  (oldest to newest, {len(totals)} drills)")],
+            data={"target": target_name, "drills": data, "trend": trend})
+
+
+def drill_alarm(state_dsn: str, target_name: str, settings: DrillSettings,
+                now: datetime | None = None) -> tuple[bool, str]:
+    """(ok, one line for `/db status` and the digest): has a drill passed within drill.max_age_days?"""
+    now = now or datetime.now(timezone.utc)
+    last = DrillStore(state_dsn).last_passed(target_name)
+    limit = settings.max_age_days
+    if last is None:
+        return False, (f"no restore drill has ever passed on {target_name}: run `drill` "
+                       f"(the ops plan asks for one at least every {limit} days)")
+    age = (now - last["finished_at"]).total_seconds()
+    ago = human_seconds(max(0.0, age))
+    if age > limit * 86400:
+        return False, (f"no restore drill has passed on {target_name} in the last {limit} days "
+                       f"(last pass: {last['drill_id']}, {ago} ago): run `drill`")
+    return True, (f"last restore drill passed {ago} ago ({last['drill_id']}, backup {last['backup_id']}, "
+                  f"recovery time {human_seconds(last['total_s'])})")
+
+
+def schedule_report(settings: DrillSettings, now: datetime | None = None) -> Report:
+    """`drill schedule`: when drills run by themselves and what the alarm waits for."""
+    now = now or datetime.now(timezone.utc)
+    nxt = settings.schedule.next_run(now)
+    next_text = nxt.strftime("%Y-%m-%d %H:%M UTC") if nxt else "none (on demand only)"
+    in_text = f" (in {human_seconds((nxt - now).total_seconds())})" if nxt else ""
+    rows = [["schedule", str(settings.schedule)], ["next run", next_text + in_text],
+            ["alarm", f"when no drill has passed for {settings.max_age_days} days"],
+            ["instance", settings.instance + (f" (${settings.scratch_url_env})" if settings.instance == "scratch" else "")],
+            ["parallel restore jobs", str(settings.jobs)],
+            ["pg_amcheck", ("on, heapallindexed" if settings.amcheck_heapallindexed else "on") if settings.amcheck else "off"],
+            ["smoke queries", ", ".join(q.name for q in settings.smoke_queries) or "none configured"]]
+    return Report("Restore drill schedule", f"Drills run {settings.schedule}; next: {next_text}{in_text}.",
+                  sections=[Section("Schedule", table=Table(["setting", "value"], rows))],
+                  data={"schedule": str(settings.schedule), "next_run": nxt.isoformat() if nxt else None,
+                        "max_age_days": settings.max_age_days, "instance": settings.instance})
+

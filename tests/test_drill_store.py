@@ -1,0 +1,106 @@
+"""Drills in the state store: ids, history with its trend, written reports, and the overdue alarm."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bot.state import migrate
+from handlers.drill import DrillResult, DrillSettings, DrillStore, drill_alarm
+from handlers.drill.store import sparkline
+from handlers.errors import UsageError
+from handlers.report import Outcome
+
+STEPS = ["create instance", "restore", "verify", "delete instance"]
+
+
+def a_result(total: float, passed: bool = True, started: float | None = None, backup: str = "b003") -> DrillResult:
+    started = started if started is not None else time.time() - total
+    durations = [1.0, total * 0.6, total * 0.3, 0.5]
+    steps, at = [], started
+    for name, seconds in zip(STEPS, durations):
+        steps.append({"step": name, "started_at": at, "seconds": seconds, "outcome": "ok", "detail": ""})
+        at += seconds
+    checks = [{"name": "restore without errors", "ok": True, "detail": "pg_restore reported no errors"},
+              {"name": "row counts and content checksums of 9 tables", "ok": passed,
+               "detail": "200,000 rows, all equal" if passed else "table public.Notes: 100 rows expected, 90 restored"}]
+    return DrillResult(backup_id=backup, target="prod", instance_kind="local", started_at=started,
+                       finished_at=started + total, instance="throwaway local PostgreSQL", steps=steps, checks=checks,
+                       versions={"drill server": "PostgreSQL 18.6"},
+                       backup={"created_at": "2026-11-25T00:00:00+00:00", "format": "custom", "size": 1234,
+                               "integrity_level": "checksums", "tables": 9, "rows": 200000},
+                       procedure=["Created the drill instance.", "Restored it.", "Verified it.", "Deleted it."],
+                       recovery_point_age_s=3600.0)
+
+
+@pytest.fixture
+def state(fresh_db):
+    migrate.apply(fresh_db)
+    return fresh_db
+
+
+def test_record_gives_short_ids_and_report_markdown_reads_back(state):
+    store = DrillStore(state)
+    first = store.record("prod", "b003", a_result(60), "U123")
+    second = a_result(70, passed=False)
+    assert (first, store.record("prod", "b003", second, "scheduler")) == ("d001", "d002")
+    assert second.drill_id == "d002"
+    markdown = store.report_markdown("d002")
+    assert markdown.startswith("# Restore drill d002: FAILED")
+    assert "table public.Notes: 100 rows expected, 90 restored" in markdown
+    assert "## Procedure" in markdown and "1. Created the drill instance." in markdown
+    assert store.get("D001").passed
+
+
+@pytest.mark.parametrize("bad", ["d999", "x7", "7"])
+def test_unknown_or_malformed_id_is_a_usage_error_naming_it(state, bad):
+    DrillStore(state).record("prod", "b003", a_result(60), "U123")
+    with pytest.raises(UsageError) as err:
+        DrillStore(state).report_markdown(bad)
+    assert bad in str(err.value) or "d999" in str(err.value)
+
+
+def test_history_lists_steps_totals_and_a_trend(state):
+    store = DrillStore(state)
+    now = time.time()
+    for i, total in enumerate([60, 80, 100, 120]):
+        store.record("prod", f"b00{i}", a_result(total, started=now - 86400 * (4 - i)), "scheduler")
+    store.record("prod", "b009", a_result(50, passed=False, started=now - 60), "U1")
+    store.record("staging", "b100", a_result(10), "U1")
+    report = store.history("prod", limit=10)
+    table = report.sections[0].table
+    assert table.headers == ["id", "when (UTC)", "backup", "backup age", "instance", "restore", "verify", "delete",
+                             "total", "result"]
+    assert [r[0] for r in table.rows] == ["d005", "d004", "d003", "d002", "d001"]  # newest first, prod only
+    assert table.rows[0][-1] == "failed" and table.rows[1][-1] == "passed"
+    assert table.rows[1][3] == "1h 00m" and table.rows[1][8] == "2m 00s"
+    assert report.data["trend"] == "▁▃▆█"  # passed drills, oldest to newest
+    assert "▁▃▆█" in report.summary and report.outcome is Outcome.FAILED  # the latest failed
+    assert DrillStore(state).history("nowhere").summary.startswith("No restore drill has run")
+
+
+def test_sparkline():
+    assert sparkline([1, 1, 1]) == "▁▁▁"
+    assert sparkline([1, 8]) == "▁█"
+    assert sparkline([]) == ""
+
+
+def test_alarm_when_no_drill_passed_within_max_age_days(state):
+    settings = DrillSettings.from_dict({"max_age_days": 14})
+    ok, line = drill_alarm(state, "prod", settings)
+    assert not ok and "no restore drill has ever passed on prod" in line
+
+    store = DrillStore(state)
+    store.record("prod", "b001", a_result(60, started=time.time() - 20 * 86400), "scheduler")
+    store.record("prod", "b002", a_result(60, passed=False, started=time.time() - 3600), "scheduler")
+    ok, line = drill_alarm(state, "prod", settings)
+    assert not ok and "in the last 14 days" in line and "d001" in line  # a failed drill does not count
+
+    store.record("prod", "b003", a_result(60, started=time.time() - 2 * 86400 - 90), "scheduler")
+    ok, line = drill_alarm(state, "prod", settings)
+    assert ok and "d003" in line and "2d 0h ago" in line
+    later = datetime.now(timezone.utc) + timedelta(days=13)
+    assert not drill_alarm(state, "prod", settings, now=later)[0]
+    assert drill_alarm(state, "prod", DrillSettings.from_dict({"max_age_days": 30}), now=later)[0]
+    assert store.last_passed("prod")["drill_id"] == "d003"
