@@ -11,3 +11,12 @@ __all__ = [
     "check_migration", "Finding", "MigrationCheck", "MigrationCheckSettings", "Severity", "Statement",
     "parse_statements", "all_rules",
 ]
+
+# The migration rehearsal and the safe apply (issue 6).
+from .apply import ApplyResult, ApplySettings, apply_migration, plan_batches  # noqa: E402
+from .rehearsal import Rehearsal, RehearsalCancelled, RehearsalSettings, rehearse  # noqa: E402
+
+__all__ += [
+    "ApplyResult", "ApplySettings", "apply_migration", "plan_batches",
+    "Rehearsal", "RehearsalCancelled", "RehearsalSettings", "rehearse",
+]

@@ -1,0 +1,818 @@
+"""The pre-migration checklist, done by the bot: rehearse UP and DOWN on a throwaway copy.
+
+A copy of the latest verified backup (or only the schema, for very large databases or when there is
+no backup) is restored into a private `TemporaryInstance`; UP runs there exactly as `apply` would run
+it (same batches: one transaction, statements that cannot run in one alone), each statement timed
+and the relation locks it took read from `pg_locks`; then DOWN; then the schema and the data of the
+columns UP touches are compared with what they were before UP. The instance is always deleted.
+
+Locks are held until the transaction ends, so the downtime estimate for a table is the time from
+the statement that first took a blocking lock on it to the commit.
+"""
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import psycopg
+from psycopg import sql
+
+from handlers.backup.manifest import capture_manifest
+from handlers.backup.pgtools import BackupToolError, last_line, libpq_env
+from handlers.errors import ConfigError, DbopsError, TargetUnreachable, UsageError
+from handlers.pginstance import InstanceError, PgBinariesError, TemporaryInstance, pg_tool
+from handlers.report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
+from handlers.target import Target, dsn_secrets, scrub
+
+from .apply import Batch, error_text, plan_batches
+from .model import Finding, Severity
+from .nodes import TableName, alter_table_cmds, is_alter_table, table_of
+from .parsing import Statement, parse_statements
+
+SECTION = "migrate.rehearsal"
+SOURCES = ("backup", "schema")
+REHEARSAL_PURPOSE = "rehearsal"
+REHEARSAL_DB = "rehearsal"
+PREVIEW = 200
+
+# pg_locks mode -> the name in LOCK TABLE / the docs, and what it blocks for the application.
+LOCK_NAMES = {
+    "AccessShareLock": "ACCESS SHARE", "RowShareLock": "ROW SHARE", "RowExclusiveLock": "ROW EXCLUSIVE",
+    "ShareUpdateExclusiveLock": "SHARE UPDATE EXCLUSIVE", "ShareLock": "SHARE",
+    "ShareRowExclusiveLock": "SHARE ROW EXCLUSIVE", "ExclusiveLock": "EXCLUSIVE",
+    "AccessExclusiveLock": "ACCESS EXCLUSIVE",
+}
+BLOCKS_READS_AND_WRITES = ("AccessExclusiveLock",)
+BLOCKS_WRITES = ("ExclusiveLock", "ShareRowExclusiveLock", "ShareLock")  # strongest first
+
+
+class RehearsalCancelled(DbopsError):
+    """Someone asked the rehearsal to stop; its instance is deleted all the same."""
+
+
+# -- settings --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RehearsalSettings:
+    source: str = "backup"  # "backup": restore the latest verified backup; "schema": the schema only
+    statement_timeout_s: float = 900.0  # per statement, on the copy
+    work_dir: Path | None = None  # parent folder of the temporary instance (default: the system temp folder)
+    jobs: int = 2  # parallel pg_restore jobs
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "RehearsalSettings":
+        d = dict(d or {})
+        known = ("source", "statement_timeout_s", "work_dir", "jobs")
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ConfigError(f"{SECTION}.{unknown[0]} is not a setting (known: {', '.join(known)})")
+        values: dict[str, Any] = {}
+        if "source" in d:
+            if d["source"] not in SOURCES:
+                raise ConfigError(f"{SECTION}.source must be \"backup\" (restore the latest verified backup) or "
+                                  "\"schema\" (the schema only, for very large databases)")
+            values["source"] = d["source"]
+        if "statement_timeout_s" in d:
+            t = d["statement_timeout_s"]
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
+                raise ConfigError(f"{SECTION}.statement_timeout_s must be a number of seconds > 0, e.g. 900")
+            values["statement_timeout_s"] = float(t)
+        if "work_dir" in d:
+            if not isinstance(d["work_dir"], str) or not d["work_dir"].strip():
+                raise ConfigError(f"{SECTION}.work_dir must be a folder path, e.g. \"/var/tmp/dbops\"")
+            values["work_dir"] = Path(d["work_dir"]).expanduser()
+        if "jobs" in d:
+            j = d["jobs"]
+            if isinstance(j, bool) or not isinstance(j, int) or not 1 <= j <= 64:
+                raise ConfigError(f"{SECTION}.jobs must be a whole number from 1 to 64, e.g. 2")
+            values["jobs"] = j
+        return cls(**values)
+
+
+# -- the result ------------------------------------------------------------------------------
+
+@dataclass
+class Rehearsal:
+    source: str  # "backup" (data restored) | "schema" (schema only)
+    backup_id: str | None = None
+    backup_age_s: float | None = None
+    schema_target: str | None = None  # the target whose schema was copied (source "schema" from a target)
+    up_statements: list[dict] = field(default_factory=list)  # [{line, statement, seconds, locks, outside_transaction}]
+    down_statements: list[dict] = field(default_factory=list)
+    up_error: str | None = None  # "line 7: <postgres message>"
+    up_error_line: int | None = None
+    up_error_statement: str | None = None
+    down_given: bool = False
+    down_error: str | None = None
+    down_error_line: int | None = None
+    schema_diff: list[str] = field(default_factory=list)
+    data_diff: list[str] = field(default_factory=list)
+    checked_columns: list[str] = field(default_factory=list)  # columns whose data was checksummed
+    downtime: list[dict] = field(default_factory=list)  # [{relation, mode, seconds, blocks}]
+    restore_problems: list[str] = field(default_factory=list)
+    restore_s: float = 0.0
+    up_s: float = 0.0
+    down_s: float = 0.0
+    total_s: float = 0.0
+
+    # -- verdicts --------------------------------------------------------------
+    @property
+    def rollback_tested(self) -> bool:
+        return self.up_error is None and self.down_given
+
+    @property
+    def reversible(self) -> bool | None:
+        """True when DOWN brought schema and data back; None when that was not tested."""
+        if not self.rollback_tested:
+            return None
+        return self.down_error is None and not self.schema_diff and not self.data_diff
+
+    def _copy_of(self) -> str:
+        if self.source == "backup":
+            what = f"backup {self.backup_id}" if self.backup_id else "a backup archive"
+            return f"a copy of {what}" + (f" ({_age(self.backup_age_s)} old)" if self.backup_age_s is not None else "")
+        if self.schema_target:
+            return f"a schema-only copy of `{self.schema_target}` (no data)"
+        what = f"backup {self.backup_id}" if self.backup_id else "a backup archive"
+        return f"a schema-only copy of {what} (no data)"
+
+    def checklist_lines(self) -> list[str]:
+        lines = [f"rehearsed on {self._copy_of()}"]
+        if self.restore_problems:
+            lines.append(f"the copy was restored with {len(self.restore_problems)} problem(s): {self.restore_problems[0]}")
+        if self.up_error:
+            lines.append(f"UP failed in rehearsal at {self.up_error}")
+            lines.append("rollback not tested: UP failed")
+            return lines
+        count = len(self.up_statements)
+        lines.append(f"UP applied in rehearsal: {count} statement{'s' if count != 1 else ''} in {_secs(self.up_s)}")
+        if not self.down_given:
+            lines.append("rollback not tested: no DOWN migration")
+        elif self.down_error:
+            lines.append(f"rollback tested: DOWN failed at {self.down_error}")
+        elif self.schema_diff:
+            lines.append(f"rollback tested: DOWN does not bring the schema back: {_some(self.schema_diff)}")
+        elif self.data_diff:
+            lines.append(f"rollback tested: schema identical, but DOWN does not bring the data back: "
+                         f"{_some(self.data_diff)}")
+        else:
+            data = (f", data of {len(self.checked_columns)} changed column(s) identical"
+                    if self.checked_columns and self.source == "backup" else "")
+            lines.append(f"rollback tested: schema identical{data}")
+        caveat = " on a copy without data: expect longer in production" if self.source == "schema" else ""
+        if self.downtime:
+            for d in self.downtime:
+                about = "" if d["seconds"] < 0.1 else "about "
+                lines.append(f"downtime estimate: {d['mode']} on {d['relation']} for {about}{_secs(d['seconds'])} "
+                             f"(blocks {d['blocks']}){caveat}")
+        else:
+            lines.append(f"downtime estimate: no lock that blocks reads or writes is held (UP took "
+                         f"{_secs(self.up_s)}){caveat}")
+        return lines
+
+    def findings(self) -> list[Finding]:
+        found = []
+        if self.up_error:
+            found.append(Finding(
+                code="rehearsal-failed", severity=Severity.FORBIDDEN, line=self.up_error_line or 0,
+                statement=self.up_error_statement or "",
+                message=f"UP fails on {self._copy_of()} at {self.up_error}: it would fail in production too",
+                hint="Fix the statement (or the rows it trips over, in an earlier migration) and request again."))
+        elif self.down_given:
+            problem = None
+            if self.down_error:
+                problem = f"DOWN fails in the rehearsal at {self.down_error}"
+            elif self.schema_diff:
+                problem = f"DOWN does not bring the schema back: {_some(self.schema_diff, 5)}"
+            elif self.data_diff:
+                problem = f"DOWN brings the schema back but not the data: {_some(self.data_diff, 5)}"
+            if problem:
+                found.append(Finding(
+                    code="irreversible", severity=Severity.FORBIDDEN, line=0, statement="",
+                    message=f"{problem}; the migration cannot be rolled back as it stands",
+                    hint="Make DOWN undo every UP statement (in reverse order); for lossy changes keep the old data "
+                         "(expand/contract: a new column, backfill, switch, drop later)."))
+        return found
+
+    def to_sections(self) -> list[Section]:
+        sections = [Section("Rehearsal", text="\n".join(f"• {line}" for line in self.checklist_lines()))]
+        for title, rows in (("UP in rehearsal", self.up_statements), ("DOWN in rehearsal", self.down_statements)):
+            if rows:
+                sections.append(Section(title, table=Table(
+                    ["line", "statement", "seconds", "locks taken"],
+                    [[r["line"], _preview(r["statement"], 80), r["seconds"], _lock_text(r)] for r in rows])))
+        if self.downtime:
+            sections.append(Section("Downtime estimate (locks held to commit)", table=Table(
+                ["relation", "lock", "seconds", "blocks"],
+                [[d["relation"], d["mode"], d["seconds"], d["blocks"]] for d in self.downtime])))
+        if self.schema_diff:
+            sections.append(Section("Rollback: schema differences after DOWN",
+                                    text="\n".join(f"• {d}" for d in self.schema_diff)))
+        if self.data_diff:
+            sections.append(Section("Rollback: data differences after DOWN",
+                                    text="\n".join(f"• {d}" for d in self.data_diff)))
+        if self.restore_problems:
+            sections.append(Section("Restoring the copy", text="\n".join(f"• {p}" for p in self.restore_problems)))
+        return sections
+
+    def to_report(self) -> Report:
+        findings = self.findings()
+        verdict = "; ".join(f.message for f in findings) if findings else "; ".join(self.checklist_lines()[1:3])
+        return Report(title="Migration rehearsal", summary=f"Rehearsed on {self._copy_of()}: {verdict}.",
+                      outcome=Outcome.APPROVAL_REQUIRED if findings else Outcome.OK,
+                      sections=self.to_sections(), data={"rehearsal": self.to_dict(),
+                                                         "findings": [f.to_json() for f in findings]})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Rehearsal":
+        """Back from `to_dict()` (e.g. from the approval request's payload)."""
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "backup_id": self.backup_id,
+            "backup_age_s": None if self.backup_age_s is None else round(self.backup_age_s, 1),
+            "schema_target": self.schema_target,
+            "up_statements": [dict(r) for r in self.up_statements],
+            "down_statements": [dict(r) for r in self.down_statements],
+            "up_error": self.up_error, "up_error_line": self.up_error_line, "down_given": self.down_given,
+            "down_error": self.down_error, "down_error_line": self.down_error_line,
+            "schema_diff": list(self.schema_diff), "data_diff": list(self.data_diff),
+            "checked_columns": list(self.checked_columns), "downtime": [dict(d) for d in self.downtime],
+            "up_error_statement": self.up_error_statement,
+            "restore_problems": list(self.restore_problems), "restore_s": round(self.restore_s, 3),
+            "up_s": round(self.up_s, 3), "down_s": round(self.down_s, 3), "total_s": round(self.total_s, 3),
+            "reversible": self.reversible, "checklist": self.checklist_lines(),
+        }
+
+
+def _lock_text(row: dict) -> str:
+    if row.get("outside_transaction"):
+        return "ran alone (autocommit): its locks end with it"
+    return ", ".join(f"{LOCK_NAMES.get(l['mode'], l['mode'])} on {l['relation']}" for l in row["locks"]) or "-"
+
+
+def _some(items: list[str], limit: int = 3) -> str:
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
+
+
+def _preview(text: str, limit: int = PREVIEW) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _secs(seconds: float) -> str:
+    if seconds < 0.1:
+        return "less than 0.1 s"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+# -- rehearsing ------------------------------------------------------------------------------
+
+def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, manifest: dict | None = None,
+             backup_id: str | None = None, backup_started_at: datetime | None = None,
+             schema_source: Target | None = None, settings: RehearsalSettings,
+             progress: ProgressFn = no_progress, cancel: threading.Event | None = None,
+             up_filename: str = "UP.sql", down_filename: str = "DOWN.sql") -> Rehearsal:
+    """Rehearse UP (and DOWN) on a throwaway copy; see the module docstring.
+
+    `archive` is a custom-format file or directory-format folder ready for pg_restore (from
+    `handlers.backup.materialize`), `manifest` its backup manifest (BackupManifest.to_dict()),
+    used to check the copy's row counts. `schema_source` is used when there is no archive or
+    settings.source is "schema". Raises UsageError (SQL does not parse, nothing to copy),
+    TargetUnreachable (schema source), DbopsError (the copy cannot be made), RehearsalCancelled.
+    A failing UP or DOWN statement is a result, not an exception."""
+    started = time.monotonic()
+    up = plan_batches(parse_statements(up_sql, up_filename), up_filename)
+    down = plan_batches(parse_statements(down_sql, down_filename), down_filename) if down_sql is not None else None
+    manifest = manifest or {}
+    backup_id = backup_id or manifest.get("backup_id")
+    if backup_started_at is None and manifest.get("created_at"):
+        try:
+            backup_started_at = datetime.fromisoformat(str(manifest["created_at"]).replace("Z", "+00:00"))
+        except ValueError:
+            backup_started_at = None
+    if settings.source == "schema" and schema_source is not None:
+        archive = None  # a schema-only dump of the target is far quicker than reading the whole archive
+    if archive is None and schema_source is None:
+        raise UsageError("nothing to rehearse on: no verified backup archive and no target to copy the schema from")
+    with_data = archive is not None and settings.source == "backup"
+    result = Rehearsal(source="backup" if with_data else "schema", down_given=down is not None,
+                       backup_id=backup_id if archive is not None else None,
+                       schema_target=schema_source.name if archive is None and schema_source else None)
+    if archive is not None and backup_started_at is not None:
+        if backup_started_at.tzinfo is None:
+            backup_started_at = backup_started_at.replace(tzinfo=timezone.utc)
+        result.backup_age_s = (datetime.now(timezone.utc) - backup_started_at).total_seconds()
+
+    instance = TemporaryInstance(purpose=REHEARSAL_PURPOSE, parent=settings.work_dir, settings={
+        "maintenance_work_mem": "256MB", "autovacuum": "off", "wal_level": "minimal", "max_wal_senders": "0"})
+    try:
+        if cancel is not None and cancel.is_set():
+            raise RehearsalCancelled("the rehearsal was cancelled before it started")
+        progress(Progress("rehearsal", 0.0, "starting a throwaway PostgreSQL"))
+        try:
+            instance.start()
+            with psycopg.connect(instance.dsn(), autocommit=True) as admin:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(REHEARSAL_DB)))
+        except (InstanceError, PgBinariesError, psycopg.Error) as exc:
+            raise DbopsError(f"could not start the rehearsal's PostgreSQL: {str(exc)[:500]}") from None
+        dsn = instance.dsn(REHEARSAL_DB)
+        t0 = time.monotonic()
+        if archive is not None:
+            progress(Progress("rehearsal", 0.05, f"restoring {'backup ' + backup_id if backup_id else 'the archive'}"
+                                                 f"{'' if with_data else ' (schema only)'}"))
+            problems = _restore(Path(archive), dsn, settings.jobs, schema_only=not with_data, cancel=cancel)
+        else:
+            assert schema_source is not None
+            progress(Progress("rehearsal", 0.05, f"copying the schema of `{schema_source.name}`"))
+            problems = _copy_schema(schema_source, dsn, Path(instance.path), settings.jobs, cancel)
+        result.restore_problems = problems
+        result.restore_s = time.monotonic() - t0
+        if cancel is not None and cancel.is_set():
+            raise RehearsalCancelled("the rehearsal was cancelled")
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn, _cancel_on(conn, cancel):
+                _rehearse_on(conn, result, up, down, manifest if with_data else {}, settings, progress, cancel)
+        except psycopg.Error as exc:
+            if cancel is not None and cancel.is_set():
+                raise RehearsalCancelled("the rehearsal was cancelled") from None
+            raise DbopsError(f"the rehearsal could not measure its copy: {error_text(exc)}") from None
+    finally:
+        instance.stop()
+        result.total_s = time.monotonic() - started
+    progress(Progress("rehearsal", 1.0, "done"))
+    return result
+
+
+def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], down: list[Batch] | None,
+                 manifest: dict, settings: RehearsalSettings, progress: ProgressFn,
+                 cancel: threading.Event | None) -> None:
+    progress(Progress("rehearsal", 0.4, "measuring the copy before UP"))
+    watched = _changed_columns([s for b in up for s in b.statements])
+    before = _snapshot(conn, watched, None)
+    if not before.schema.get("tables") and result.restore_problems:
+        raise DbopsError(f"the copy to rehearse on could not be made: {result.restore_problems[0]}")
+    result.restore_problems += _compare_with_manifest(manifest, before.rows)
+    result.checked_columns = [c.label for c in before.columns]
+
+    progress(Progress("rehearsal", 0.5, "applying UP"))
+    run = _run_batches(conn, up, settings, before.names, cancel)
+    result.up_statements, result.up_s, result.downtime = run.statements, run.seconds, run.downtime
+    if run.error:
+        result.up_error, result.up_error_line, result.up_error_statement = run.error, run.error_line, run.error_statement
+        return
+    if down is None:
+        return
+    progress(Progress("rehearsal", 0.7, "applying DOWN"))
+    conn.execute("DISCARD ALL")  # DOWN runs in a later session: no SET or temporary table of UP's carries over
+    back = _run_batches(conn, down, settings, before.names, cancel)
+    result.down_statements, result.down_s = back.statements, back.seconds
+    if back.error:
+        result.down_error, result.down_error_line = back.error, back.error_line
+        return
+    progress(Progress("rehearsal", 0.85, "comparing the schema and data with before UP"))
+    after = _snapshot(conn, None, before.columns)
+    result.schema_diff = schema_differences(before.schema, after.schema)
+    result.data_diff = data_differences(before, after)
+
+
+# -- loading the copy ------------------------------------------------------------------------
+
+def _restore(archive: Path, dsn: str, jobs: int, schema_only: bool, cancel: threading.Event | None) -> list[str]:
+    # --no-owner --no-acl: production's roles do not exist in the throwaway instance.
+    cmd = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--dbname", REHEARSAL_DB]
+    if schema_only:
+        cmd.append("--schema-only")
+    if jobs > 1:  # custom-format files and directory-format folders both restore in parallel
+        cmd += ["--jobs", str(jobs)]
+    rc, stderr = _run_tool(cmd + [str(archive)], libpq_env(dsn), cancel)
+    return _tool_problems("pg_restore", rc, stderr)
+
+
+def _copy_schema(source: Target, dsn: str, work: Path, jobs: int, cancel: threading.Event | None) -> list[str]:
+    dump = work / "schema.dump"
+    try:
+        env = libpq_env(source.dsn)
+    except BackupToolError as exc:
+        raise DbopsError(f"cannot copy the schema of `{source.name}`: {exc}") from None
+    rc, stderr = _run_tool([pg_tool("pg_dump"), "--schema-only", "-Fc", "-w", "-f", str(dump)], env, cancel)
+    if rc != 0:
+        reason = scrub(last_line(stderr), dsn_secrets(source.dsn))
+        if "connection to server" in stderr or "could not connect" in stderr:
+            raise TargetUnreachable(f"target `{source.name}` is unreachable: {reason}")
+        raise DbopsError(f"pg_dump --schema-only of `{source.name}` failed: {reason}")
+    try:
+        return _restore(dump, dsn, jobs, schema_only=True, cancel=cancel)
+    finally:
+        dump.unlink(missing_ok=True)
+
+
+def _run_tool(cmd: list[str], env: dict[str, str], cancel: threading.Event | None) -> tuple[int, str]:
+    """Run a client program with credentials in `env` only; stop it when `cancel` is set."""
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, errors="replace")
+    while True:
+        try:
+            _, stderr = proc.communicate(timeout=0.2)
+            return proc.returncode, stderr or ""
+        except subprocess.TimeoutExpired:
+            if cancel is not None and cancel.is_set():
+                proc.kill()
+                proc.communicate()
+                raise RehearsalCancelled("the rehearsal was cancelled while copying the database") from None
+
+
+def _tool_problems(tool: str, rc: int, stderr: str) -> list[str]:
+    """The error lines of a pg_restore run (it goes on after an error and says so at the end)."""
+    errors = [line.split("error:", 1)[1].strip() for line in stderr.splitlines() if f"{tool}: error:" in line]
+    errors = [e for e in errors if not e.startswith("errors ignored on restore")]
+    if rc != 0 and not errors:
+        errors.append(f"{tool} exited with status {rc}: {last_line(stderr) or 'no message'}")
+    return errors[:20]
+
+
+def _compare_with_manifest(manifest: dict, rows: dict[str, int]) -> list[str]:
+    """The backup's own row counts against the restored copy's: a short copy rehearses on less data."""
+    problems = []
+    for t in manifest.get("tables", []):
+        key = f"{t['schema']}.{t['name']}"
+        if key in rows and rows[key] != t.get("rows"):
+            problems.append(f"table {key}: {t.get('rows')} rows in the backup, {rows[key]} in the copy")
+        elif key not in rows:
+            problems.append(f"table {key}: in the backup, missing from the copy")
+    return problems
+
+
+@contextmanager
+def _cancel_on(conn: psycopg.Connection, cancel: threading.Event | None) -> Iterator[None]:
+    """Cancel the running statement as soon as `cancel` is set, instead of after it."""
+    if cancel is None:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.2):
+            if cancel.is_set():
+                try:
+                    conn.cancel_safe(timeout=5)
+                except Exception:
+                    pass
+                return
+
+    thread = threading.Thread(target=watch, daemon=True, name="rehearsal-cancel")
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
+
+
+# -- running the statements ------------------------------------------------------------------
+
+@dataclass
+class _Run:
+    statements: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    downtime: list[dict] = field(default_factory=list)
+    error: str | None = None
+    error_line: int | None = None
+    error_statement: str | None = None
+
+
+_OWN_LOCKS = """
+    SELECT l.mode, l.relation, c.oid IS NOT NULL AS known, coalesce(c.oid::regclass::text, '')
+    FROM pg_locks l
+    LEFT JOIN pg_class c ON c.oid = l.relation
+    LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND (c.oid IS NULL OR (c.relkind IN ('r', 'p', 'm', 'f', 'v')
+                             AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                             AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'))
+"""
+
+
+def _own_locks(conn: psycopg.Connection, names: dict[int, str]) -> set[tuple[str, str]]:
+    """(mode, relation) of the relation locks this session holds; a relation dropped in this
+    transaction is gone from pg_class, so its name comes from `names` (taken before UP)."""
+    held = set()
+    for mode, oid, known, name in conn.execute(_OWN_LOCKS).fetchall():
+        if not known:
+            name = names.get(int(oid))
+            if name is None:
+                continue  # an index, or a table created and dropped within the migration
+        held.add((mode, name))
+    return held
+
+
+def _run_batches(conn: psycopg.Connection, batches: list[Batch], settings: RehearsalSettings,
+                 names: dict[int, str], cancel: threading.Event | None) -> _Run:
+    run = _Run()
+    timeout = f"{int(settings.statement_timeout_s * 1000)}ms"
+    held_for: dict[tuple[str, str], float] = {}  # (relation, what it blocks) -> seconds held
+    strongest: dict[tuple[str, str], str] = {}
+    started = time.monotonic()
+    for batch in batches:
+        if batch.in_transaction:
+            conn.execute("BEGIN")
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
+        else:
+            conn.execute("SELECT set_config('statement_timeout', %s, false)", (timeout,))
+        batch_locks: dict[tuple[str, str], float] = {}  # (relation, what it blocks) -> start of the statement
+        held: set[tuple[str, str]] = set()
+        for stmt in batch.statements:
+            if cancel is not None and cancel.is_set():
+                _rollback(conn)
+                raise RehearsalCancelled("the rehearsal was cancelled")
+            t0 = time.monotonic()
+            try:
+                conn.execute(stmt.text)
+            except psycopg.Error as exc:
+                run.statements.append(_row(stmt, time.monotonic() - t0, [], batch, failed=True))
+                return _failed(conn, run, stmt, exc, cancel, started)
+            seconds = time.monotonic() - t0
+            new: list[tuple[str, str]] = []
+            if batch.in_transaction:
+                now_held = _own_locks(conn, names)
+                new = _strongest_per_relation(now_held - held)
+                held = now_held
+                for mode, relation in new:
+                    blocks = _blocks(mode)
+                    if blocks:
+                        batch_locks.setdefault((relation, blocks), t0)
+                        key = (relation, blocks)
+                        if _rank(mode) > _rank(strongest.get(key, "")):
+                            strongest[key] = mode
+            run.statements.append(_row(stmt, seconds, new, batch))
+        if batch.in_transaction:
+            try:
+                conn.execute("COMMIT")  # deferred constraints are checked here
+            except psycopg.Error as exc:
+                return _failed(conn, run, batch.statements[-1], exc, cancel, started, " (at COMMIT)")
+        else:
+            conn.execute("RESET statement_timeout")
+        end = time.monotonic()
+        for key, t0 in batch_locks.items():  # from the statement that took it to the commit
+            held_for[key] = held_for.get(key, 0.0) + (end - t0)
+    run.seconds = time.monotonic() - started
+    run.downtime = _downtime(held_for, strongest)
+    return run
+
+
+def _failed(conn: psycopg.Connection, run: _Run, stmt: Statement, exc: psycopg.Error,
+            cancel: threading.Event | None, started: float, where: str = "") -> _Run:
+    _rollback(conn)
+    if cancel is not None and cancel.is_set():
+        raise RehearsalCancelled("the rehearsal was cancelled") from None
+    if conn.closed:
+        raise DbopsError(f"the rehearsal's PostgreSQL went away at line {stmt.line}: {error_text(exc)}") from None
+    run.error = f"line {stmt.line}{where}: {error_text(exc)}"
+    run.error_line, run.error_statement = stmt.line, _preview(stmt.text)
+    run.seconds = time.monotonic() - started
+    return run
+
+
+def _strongest_per_relation(locks: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A statement that takes ACCESS EXCLUSIVE and SHARE on one table (ALTER TYPE rebuilding its indexes)
+    is shown with the ACCESS EXCLUSIVE only: the weaker lock adds nothing."""
+    best: dict[str, str] = {}
+    for mode, relation in locks:
+        if _rank(mode) > _rank(best.get(relation, "")):
+            best[relation] = mode
+    return sorted((mode, relation) for relation, mode in best.items())
+
+
+def _downtime(held_for: dict[tuple[str, str], float], strongest: dict[tuple[str, str], str]) -> list[dict]:
+    """One entry per relation and what it blocks; "writes" only when writes were blocked longer than reads."""
+    entries = []
+    for (relation, blocks), seconds in held_for.items():
+        if blocks == "writes" and held_for.get((relation, "reads and writes"), -1.0) >= seconds:
+            continue
+        entries.append({"relation": relation, "mode": LOCK_NAMES[strongest[(relation, blocks)]],
+                        "seconds": round(seconds, 3), "blocks": blocks})
+    entries.sort(key=lambda e: (-e["seconds"], e["relation"]))
+    return entries
+
+
+def _blocks(mode: str) -> str | None:
+    if mode in BLOCKS_READS_AND_WRITES:
+        return "reads and writes"
+    if mode in BLOCKS_WRITES:
+        return "writes"
+    return None
+
+
+def _rank(mode: str) -> int:
+    order = list(LOCK_NAMES)
+    return order.index(mode) if mode in order else -1
+
+
+def _row(stmt: Statement, seconds: float, locks: list[tuple[str, str]], batch: Batch, failed: bool = False) -> dict:
+    row = {"line": stmt.line, "statement": _preview(stmt.text), "seconds": round(seconds, 3),
+           "locks": [{"mode": m, "relation": r} for m, r in locks], "outside_transaction": not batch.in_transaction}
+    if failed:
+        row["failed"] = True
+    return row
+
+
+def _rollback(conn: psycopg.Connection) -> None:
+    try:
+        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+    except psycopg.Error:
+        pass
+
+
+# -- what UP changes, and measuring it -------------------------------------------------------
+
+@dataclass(frozen=True)
+class WatchedColumn:
+    schema: str
+    table: str
+    column: str
+    key: tuple[str, ...]  # primary key columns: each value is hashed with its row's key
+
+    @property
+    def label(self) -> str:
+        return f"{sql.Identifier(self.schema).as_string(None)}.{sql.Identifier(self.table).as_string(None)}." \
+               f"{sql.Identifier(self.column).as_string(None)}"
+
+    @property
+    def table_key(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+
+def _changed_columns(statements: list[Statement]) -> list[tuple[TableName, str]]:
+    """Columns whose values UP rewrites or removes: ALTER COLUMN TYPE, DROP COLUMN, UPDATE ... SET."""
+    found: list[tuple[TableName, str]] = []
+    for stmt in statements:
+        if stmt.kind == "AlterTableStmt" and is_alter_table(stmt.node):
+            table = table_of(stmt.node["relation"])
+            for _, cmd in alter_table_cmds(stmt.node):
+                if cmd.get("subtype") in ("AT_AlterColumnType", "AT_DropColumn") and cmd.get("name"):
+                    found.append((table, cmd["name"]))
+        elif stmt.kind == "UpdateStmt" and "relation" in stmt.node:
+            table = table_of(stmt.node["relation"])
+            for target in stmt.node.get("targetList", ()):
+                name = target.get("ResTarget", {}).get("name")
+                if name:
+                    found.append((table, name))
+    return list(dict.fromkeys(found))
+
+
+@dataclass
+class _Snapshot:
+    schema: dict
+    rows: dict[str, int]  # "schema.table" -> rows
+    names: dict[int, str]  # table oid -> regclass text, for locks on tables UP drops
+    columns: list[WatchedColumn]
+    checksums: dict[WatchedColumn, str]
+
+
+def _snapshot(conn: psycopg.Connection, changed: list[tuple[TableName, str]] | None,
+              columns: list[WatchedColumn] | None) -> _Snapshot:
+    """Schema, row counts and the changed columns' checksums, in one REPEATABLE READ snapshot."""
+    names = dict(conn.execute(
+        "SELECT c.oid::int8, c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p', 'm', 'f', 'v') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname !~ '^pg_'").fetchall())
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        if changed is not None:
+            columns = _resolve_columns(conn, changed)
+        manifest = capture_manifest(conn, "counts")  # pins search_path etc. for the checksums below
+        present = {(c["table"], c["name"]) for c in manifest["schema"].get("columns", [])}
+        measurable = [c for c in columns or [] if (c.table_key, c.column) in present
+                      and all((c.table_key, k) in present for k in c.key)]
+        checksums = _checksums(conn, measurable)
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    rows = {f"{t['schema']}.{t['name']}": t["rows"] for t in manifest["tables"]}
+    return _Snapshot(manifest["schema"], rows, names, list(columns or []), checksums)
+
+
+def _resolve_columns(conn: psycopg.Connection, changed: list[tuple[TableName, str]]) -> list[WatchedColumn]:
+    """The changed columns that exist before UP, with their table's primary key (one query)."""
+    if not changed:
+        return []
+    written = [str(t) for t, _ in changed]  # as the migration names it, resolved by search_path
+    rows = conn.execute("""
+        SELECT r.i, n.nspname, c.relname,
+               (SELECT array_agg(a.attname::text ORDER BY k.ord)
+                FROM pg_index x CROSS JOIN unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+                WHERE x.indrelid = c.oid AND x.indisprimary),
+               EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = r.col
+                       AND a.attnum > 0 AND NOT a.attisdropped)
+        FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS r(rel, col, i)
+        JOIN pg_class c ON c.oid = to_regclass(r.rel) AND c.relkind IN ('r', 'p')
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        ORDER BY r.i""", (written, [c for _, c in changed])).fetchall()
+    return [WatchedColumn(schema, table, changed[i - 1][1], tuple(key or ()))
+            for i, schema, table, key, exists in rows if exists]
+
+
+def _checksums(conn: psycopg.Connection, columns: list[WatchedColumn]) -> dict[WatchedColumn, str]:
+    """Per column, the sum of a 64-bit hash of (primary key, value) over all rows (mod 2^64): independent
+    of row order, and tied to the rows so that values moved between rows count as a change."""
+    by_table: dict[tuple[str, str], list[WatchedColumn]] = {}
+    for c in columns:
+        by_table.setdefault((c.schema, c.table), []).append(c)
+    result: dict[WatchedColumn, str] = {}
+    for (schema, table), cols in by_table.items():
+        exprs = [sql.SQL("coalesce(sum(hashtextextended(ROW({fields})::text, 0)), 0)").format(
+            fields=sql.SQL(", ").join(sql.Identifier(f) for f in (*c.key, c.column))) for c in cols]
+        row = conn.execute(sql.SQL("SELECT {} FROM {} AS t").format(
+            sql.SQL(", ").join(exprs), sql.Identifier(schema, table))).fetchone()
+        for c, total in zip(cols, row):
+            result[c] = f"{int(total) % 2**64:016x}"
+    return result
+
+
+# -- comparing -------------------------------------------------------------------------------
+
+def schema_differences(before: dict, after: dict) -> list[str]:
+    """What DOWN left different from the schema before UP ([] = identical), in words."""
+    diffs: list[str] = []
+    b_tables = {f"{t['schema']}.{t['name']}": t for t in before.get("tables", [])}
+    a_tables = {f"{t['schema']}.{t['name']}": t for t in after.get("tables", [])}
+    for key in sorted(b_tables.keys() - a_tables.keys()):
+        diffs.append(f"{b_tables[key]['kind']} {key}: there before UP, missing after DOWN")
+    for key in sorted(a_tables.keys() - b_tables.keys()):
+        diffs.append(f"{a_tables[key]['kind']} {key}: not there before UP, still there after DOWN")
+    for key in sorted(b_tables.keys() & a_tables.keys()):
+        if b_tables[key]["kind"] != a_tables[key]["kind"]:
+            diffs.append(f"{key}: a {b_tables[key]['kind']} before UP, a {a_tables[key]['kind']} after DOWN")
+    gone = b_tables.keys() - a_tables.keys()  # their columns and indexes go without saying
+    new = a_tables.keys() - b_tables.keys()
+    for kind, plural, fields in (("column", "columns", ("type", "not_null", "default")),
+                                 ("index", "indexes", ("definition",)),
+                                 ("constraint", "constraints", ("type", "definition", "validated"))):
+        b = {(o["table"], o["name"]): o for o in before.get(plural, []) if o["table"] not in gone}
+        a = {(o["table"], o["name"]): o for o in after.get(plural, []) if o["table"] not in new}
+        for table, name in sorted(b.keys() - a.keys()):
+            diffs.append(f"{kind} {name} on {table}: there before UP, missing after DOWN")
+        for table, name in sorted(a.keys() - b.keys()):
+            diffs.append(f"{kind} {name} on {table}: not there before UP, still there after DOWN")
+        for key in sorted(b.keys() & a.keys()):
+            for f in fields:
+                if b[key].get(f) != a[key].get(f):
+                    diffs.append(f"{kind} {key[1]} on {key[0]}: {f} is {a[key].get(f)!r} after DOWN, "
+                                 f"{b[key].get(f)!r} before UP")
+    # Sequence values are not transactional and UP may use them: only which sequences exist and
+    # which column owns them must come back.
+    b_seq = {s["name"]: s for s in before.get("sequences", [])}
+    a_seq = {s["name"]: s for s in after.get("sequences", [])}
+    for name in sorted(b_seq.keys() - a_seq.keys()):
+        diffs.append(f"sequence {name}: there before UP, missing after DOWN")
+    for name in sorted(a_seq.keys() - b_seq.keys()):
+        diffs.append(f"sequence {name}: not there before UP, still there after DOWN")
+    for name in sorted(b_seq.keys() & a_seq.keys()):
+        if b_seq[name].get("owned_by_column") != a_seq[name].get("owned_by_column"):
+            diffs.append(f"sequence {name}: owned by {a_seq[name].get('owned_by_column')} after DOWN, "
+                         f"{b_seq[name].get('owned_by_column')} before UP")
+    return diffs
+
+
+def data_differences(before: _Snapshot, after: _Snapshot) -> list[str]:
+    diffs = []
+    for key in sorted(before.rows.keys() & after.rows.keys()):
+        if before.rows[key] != after.rows[key]:
+            diffs.append(f"table {key}: {before.rows[key]} rows before UP, {after.rows[key]} after DOWN")
+    for column, checksum in before.checksums.items():
+        now = after.checksums.get(column)
+        if now is not None and now != checksum:
+            diffs.append(f"column {column.label}: its values differ after DOWN (content checksum {now} after, "
+                         f"{checksum} before UP): UP changed data that DOWN does not restore")
+    return diffs
+
+
+__all__ = ["Rehearsal", "RehearsalCancelled", "RehearsalSettings", "rehearse", "schema_differences"]
