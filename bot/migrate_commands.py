@@ -113,9 +113,9 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
 
 def rehearse(inv: Invocation, up_sql: str, down_sql: str | None):
     """The bot's own checklist: a rehearsal on a copy of the latest verified backup (or the schema)."""
-    from . import rehearsal_bridge
+    from . import migrate_flow
 
-    return rehearsal_bridge.rehearse(inv, up_sql, down_sql)
+    return migrate_flow.rehearse(inv, up_sql, down_sql)
 
 
 def checklist_section(rehearsal, attested_by: str | None, apply_by: str) -> Section:
@@ -200,7 +200,7 @@ def migrate_status(inv: Invocation) -> Report:
 # -- applying ------------------------------------------------------------------------
 def apply_approved(svc: "BotService", req: ApprovalRequest) -> None:
     """Runs in the worker pool once a request is approved: fresh backup, apply, ledger, thread report."""
-    from . import rehearsal_bridge
+    from . import migrate_flow
 
     book = svc.approvals.book
     if req.payload.get("apply_by") == "pipeline":
@@ -211,7 +211,7 @@ def apply_approved(svc: "BotService", req: ApprovalRequest) -> None:
         return  # another replica took it, or it was withdrawn
     svc.approvals.refresh_message(req)
     try:
-        outcome, detail = rehearsal_bridge.apply_with_backup(svc, req)
+        outcome, detail = migrate_flow.apply_with_backup(svc, req)
     except DbopsError as exc:
         outcome, detail = "failed", str(exc)
     except Exception as exc:

@@ -105,3 +105,13 @@ class BotProcess:
         if retry_num is not None:
             headers |= {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
         return self.post_signed(body, "application/json", headers=headers)
+
+
+def view_submission(user: str, callback_id: str, private_metadata: str, values: dict) -> str:
+    """The form-encoded body Slack sends when a modal is submitted."""
+    payload = {"type": "view_submission", "team": {"id": "T0001", "domain": "fake"},
+               "user": {"id": user, "username": user.lower(), "team_id": "T0001"}, "api_app_id": "A0001",
+               "token": "legacy", "trigger_id": "1.2.3",
+               "view": {"id": "V0001", "team_id": "T0001", "type": "modal", "callback_id": callback_id,
+                        "private_metadata": private_metadata, "state": {"values": values}}}
+    return urlencode({"payload": json.dumps(payload)})

@@ -1,0 +1,115 @@
+"""The migration checklist's moving parts: rehearsal on a copy, and apply after a fresh backup."""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from handlers import backup
+from handlers.errors import DbopsError
+from handlers.migrations.apply import ApplySettings, apply_migration
+from handlers.migrations.rehearsal import RehearsalSettings
+from handlers.migrations.rehearsal import rehearse as run_rehearsal
+from handlers.report import Progress
+
+from .backup_commands import backup_settings
+
+if TYPE_CHECKING:
+    from .approvals import ApprovalRequest
+    from .registry import Invocation
+    from .service import BotService
+
+log = logging.getLogger("dbops.migrate")
+
+
+def _section(settings, name: str) -> dict:
+    return dict(settings.section("migrate").get(name, {}))
+
+
+def rehearse(inv: "Invocation", up_sql: str, down_sql: str | None):
+    """Rehearses on a copy of the latest verified backup (or a schema-only copy); None when no copy could be made."""
+    settings = RehearsalSettings.from_dict(_section(inv.settings, "rehearsal"))
+    bsettings = backup_settings(inv.settings)
+    record = None
+    if settings.source == "backup" and inv.state is not None:
+        record = backup.latest_verified(backup.BackupCatalog(inv.state.dsn), inv.target_name)
+    work = Path(tempfile.mkdtemp(prefix="dbops-rehearsal-work-"))
+    try:
+        archive = manifest = None
+        if record is not None:
+            inv.progress(Progress(f"fetching backup {record.id} for the rehearsal"))
+            archive, found = backup.materialize(backup.BackupCatalog(inv.state.dsn), bsettings, record.id, work)
+            manifest = found.to_dict()
+        inv.progress(Progress("rehearsing UP and DOWN on a temporary copy"))
+        return run_rehearsal(up_sql, down_sql, archive=archive, manifest=manifest,
+                             backup_id=record.id if record else None,
+                             backup_started_at=record.started_at if record else None,
+                             schema_source=None if record else inv.target, settings=settings,
+                             progress=inv.progress, cancel=inv.cancel)
+    except DbopsError as exc:
+        log.warning("rehearsal could not run: %s", exc)
+        return None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def apply_with_backup(svc: "BotService", req: "ApprovalRequest") -> tuple[str, str]:
+    """Fresh backup, approvals re-checked, UP applied, ledger written. Returns (outcome, detail):
+    outcome is "applied", "failed" or "withdrawn" (approval withdrawn before any statement ran)."""
+    from .state.store import JobLock
+
+    target = svc.settings.target(req.target)
+    lock = JobLock(svc.store.dsn, req.target, "migrate")
+    if not lock.try_acquire():
+        return "failed", f"another migration job runs on `{req.target}`; approve again when it has finished"
+    started = time.monotonic()
+    backup_id = None
+    try:
+        def thread(text: str) -> None:
+            if req.message_ts:
+                svc.notifier.post(req.channel, text, thread_ts=req.message_ts)
+
+        thread(f":floppy_disk: taking a fresh backup of `{req.target}` before applying `{req.code}`…")
+        result = backup.take_backup(target, backup_settings(svc.settings), backup.BackupCatalog(svc.store.dsn),
+                                    requested_by=f"migration {req.code}")
+        backup_id = result.backup_id
+        if result.verify_status in ("failed", "unrestorable"):
+            return _ledger(svc, req, backup_id, started, "failed",
+                           f"the pre-apply backup {backup_id} failed verification; nothing was applied")
+        thread(f":floppy_disk: backup {backup_id} taken ({result.manifest.total_rows:,} rows); applying UP…")
+
+        def still_approved() -> bool:
+            return not req.requires_approval or svc.approvals.book.approvals_count(req.id) >= req.required_approvals
+
+        applied = apply_migration(target, req.payload["up"],
+                                  ApplySettings.from_dict(_section(svc.settings, "apply")),
+                                  before_first_statement=still_approved)
+        if applied.aborted:
+            return "withdrawn", (f"an approval of `{req.code}` was withdrawn before it was applied; nothing was "
+                                 f"applied (backup {backup_id} was taken)")
+        if req.message_ts:
+            svc.notifier.post_report(req.channel, applied.to_report(), thread_ts=req.message_ts)
+        outcome = "applied" if applied.ok else "failed"
+        detail = (f"applied in {applied.duration_s:.1f} s after backup {backup_id}" if applied.ok
+                  else f"line {applied.failed_line}: {applied.error}; rolled back" +
+                  (f" (already committed: lines {applied.committed_before_failure})"
+                   if applied.committed_before_failure else ""))
+        return _ledger(svc, req, backup_id, started, outcome, detail)
+    except DbopsError as exc:
+        return _ledger(svc, req, backup_id, started, "failed", str(exc))
+    finally:
+        lock.release()
+
+
+def _ledger(svc: "BotService", req: "ApprovalRequest", backup_id: str | None, started: float, outcome: str,
+            detail: str) -> tuple[str, str]:
+    with svc.store.pool.connection() as conn:
+        conn.execute(
+            "INSERT INTO dbops.migration_ledger (request_id, name, target, sha256, approvers, backup_id, duration_ms,"
+            " result, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (req.id, req.name, req.target, req.sha256, svc.approvals.book.approvers_of(req.id), backup_id,
+             int((time.monotonic() - started) * 1000), outcome, detail[:2000]))
+    return outcome, detail
