@@ -5,4 +5,6 @@ __version__ = "0.1.0"
 
 def load_commands() -> None:
     """Imports the modules that declare commands (they register themselves)."""
-    from . import backup_commands, commands, demo, index_commands, migrate_commands, migrate_slack  # noqa: F401
+    from . import (  # noqa: F401
+        backup_commands, commands, demo, drill_commands, index_commands, migrate_commands, migrate_slack,
+    )

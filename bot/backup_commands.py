@@ -100,4 +100,5 @@ def _scheduled_backup(svc: "BotService") -> None:
         svc.notifier.post(svc.settings.channel, f":rotating_light: backup alarm: {line}")
 
 
-SCHEDULES.append(Schedule("backup", _backup_slot, _scheduled_backup))
+SCHEDULES.append(Schedule("backup", _backup_slot, _scheduled_backup,
+                          lambda settings, now: backup.schedule_report(backup_settings(settings), now).summary))

@@ -53,6 +53,13 @@ def status_command(inv: Invocation) -> Report:
         title, ok, line = line_fn(inv)
         problems += 0 if ok else 1
         sections.append(Section(title, text=("" if ok else ":warning: ") + line))
+    from datetime import datetime, timezone
+
+    from .scheduler import SCHEDULES
+
+    now = datetime.now(timezone.utc)
+    sections.append(Section("Scheduled runs", text="\n".join(s.describe(inv.settings, now) for s in SCHEDULES
+                                                             if s.describe)))
     summary = "all good" if problems == 0 else f"{problems} problem{'s' if problems != 1 else ''}"
     return Report(title="dbops status", summary=summary, sections=sections,
                   outcome=Outcome.OK if problems == 0 else Outcome.FAILED,

@@ -11,7 +11,7 @@ from handlers.report import Report
 
 from .commands import STATUS_LINES
 from .registry import Invocation, command, parse
-from .scheduler import SCHEDULES, Schedule, daily_slot, parse_time_of_day
+from .scheduler import SCHEDULES, Schedule, daily_slot, next_daily, parse_time_of_day
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -91,5 +91,13 @@ def _take_snapshots(svc: "BotService") -> None:
             indexes.take_snapshot(conn, svc.store.dsn, target.name)
 
 
-SCHEDULES.append(Schedule("index-snapshot", _snapshot_slot, _take_snapshots))
-SCHEDULES.append(Schedule("digest", _digest_slot, _post_digests))
+def _describe_digest(settings: "Settings", now: datetime) -> str:
+    at, tz = digest_time(settings)
+    if at is None:
+        return "Daily digest: off (digest.time = \"off\")."
+    return f"Daily digest at {at:%H:%M} {tz.key}; next {next_daily(now, at, tz):%Y-%m-%d %H:%M %Z}."
+
+
+SCHEDULES.append(Schedule("index-snapshot", _snapshot_slot, _take_snapshots,
+                          lambda settings, now: "Index usage snapshot daily at 00:05 UTC."))
+SCHEDULES.append(Schedule("digest", _digest_slot, _post_digests, _describe_digest))

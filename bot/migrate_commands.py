@@ -17,6 +17,7 @@ from handlers.errors import ConfigError, DbopsError, UsageError
 from handlers.migrations import check_migration
 from handlers.report import Outcome, Progress, Report, Section, Table
 
+from . import commands
 from .approvals import APPLIERS, ApprovalBook, ApprovalRequest, ApprovalSettings, expires_at, report_to_dict
 from .registry import Arg, Invocation, command
 
@@ -95,8 +96,8 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
     report = check.to_report()
     report.title = f"Migration request: {name}"
     report.sections.insert(0, checklist_section(rehearsal, attested_by, apply_by))
-    if rehearsal is not None:
-        report.sections[1:1] = rehearsal.to_sections()
+    if rehearsal is not None:  # its details; its checklist lines are already in the checklist above
+        report.sections[1:1] = rehearsal.to_sections()[1:]
     settings = ApprovalSettings.from_dict(inv.settings.section("approvals"))
     book = ApprovalBook(inv.state)
     req = book.create(
@@ -195,6 +196,19 @@ def migrate_status(inv: Invocation) -> Report:
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no migration requests yet"
     return Report(title="Migration requests", summary=summary, sections=[Section("Requests", table=Table(
         ["id", "name", "target", "status", "requested by", "approved by", "created", "expires"], rows))])
+
+
+def pending_line(inv: Invocation) -> tuple[str, bool, str]:
+    if inv.state is None:
+        return "Approvals", True, "no state store"
+    pending = [r for r in ApprovalBook(inv.state).recent(100) if r.status in ("pending", "approved", "applying")]
+    if not pending:
+        return "Approvals", True, "no pending requests"
+    items = ", ".join(f"`{r.code}` {r.name} ({r.status}, expires {r.expires_at:%Y-%m-%d %H:%M %Z})" for r in pending[:5])
+    return "Approvals", True, f"{len(pending)} open: {items}"
+
+
+commands.STATUS_LINES.append(pending_line)
 
 
 # -- applying ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
+    from .config import Settings
     from .service import BotService
 
 log = logging.getLogger("dbops.scheduler")
@@ -23,6 +24,7 @@ class Schedule:
     name: str
     slot: Callable[["BotService", datetime], str | None]  # the run due at `now` (e.g. its date), or None
     run: Callable[["BotService"], None]
+    describe: Callable[["Settings", datetime], str] | None = None  # "daily at 03:00 UTC, next ..." for /db status
 
 
 # Job areas append their schedules here.

@@ -85,3 +85,4 @@ def bot_factory(tmp_path, fake_slack):
     yield start
     for bot in started:
         bot.stop()
+        print(f"--- log of bot on port {bot.port} ---\n{bot.output()}")  # shown by pytest when a test fails

@@ -45,9 +45,9 @@ def test_missing_database_url_names_the_setting():
 
 def test_status_json_on_a_reachable_target(fresh_db):
     done = dbops("status", "--format", "json", env={"DATABASE_URL": fresh_db})
-    assert done.returncode == 1, done.stderr  # reachable, but no verified backup yet: a problem
+    assert done.returncode == 1, done.stderr  # reachable, but no backup and no drill yet
     body = json.loads(done.stdout)
-    assert body["outcome"] == "failed" and body["summary"] == "1 problem"
+    assert body["outcome"] == "failed" and body["summary"] == "2 problems"  # no backup, no drill
     assert body["targets"] == [{"name": "prod", "reachable": True, "detail": body["targets"][0]["detail"]}]
 
 

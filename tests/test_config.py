@@ -29,7 +29,14 @@ def test_shipped_configuration_is_accepted_by_every_area(name):
     backup_settings(settings)
     index_settings(settings)
     digest_time(settings)
-    MigrationCheckSettings.from_dict(settings.section("migrate").get("check", {}))
+    from bot.drill_commands import drill_settings
+    from handlers.migrations import ApplySettings, RehearsalSettings
+
+    migrate = settings.section("migrate")
+    MigrationCheckSettings.from_dict(migrate.get("check", {}))
+    RehearsalSettings.from_dict(migrate.get("rehearsal", {}))
+    ApplySettings.from_dict(migrate.get("apply", {}))
+    drill_settings(settings)
 
 
 def test_a_target_without_its_variable_is_named(tmp_path):

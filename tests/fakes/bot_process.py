@@ -19,6 +19,7 @@ import httpx
 SIGNING_SECRET = "test-signing-secret-8f2c"
 BOT_TOKEN = "xoxb-test-token-1234"
 ROOT = Path(__file__).resolve().parents[2]
+SCHEDULES_OFF = '[backup]\nschedule = "off"\n[drill]\nschedule = "off"\n[digest]\ntime = "off"\n'
 
 
 def free_port() -> int:
@@ -40,9 +41,8 @@ class BotProcess:
         self.workdir = workdir
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DBOPS_", "DATABASE_URL"))},
                     "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                    "PORT": str(self.port), "DBOPS_CONFIG": str(workdir / "dbops.toml"),
+                    "PORT": str(self.port), "DBOPS_CONFIG": str(workdir / "bot.toml"),
                     "DBOPS_DOTENV": str(workdir / ".env"), "PYTHONPATH": str(ROOT), **env}
-        (workdir / "dbops.toml").touch()
         self.proc: subprocess.Popen | None = None
         self.log_path = workdir / f"bot-{self.port}.log"
 
@@ -51,6 +51,10 @@ class BotProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> "BotProcess":
+        # Daily runs stay off (a 03:00 backup is "due" whenever a test runs later in the day and
+        # would race the test's own jobs); the test's dbops.toml, if any, is added below.
+        own = self.workdir / "dbops.toml"
+        (self.workdir / "bot.toml").write_text(SCHEDULES_OFF + (own.read_text() if own.exists() else ""))
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "bot", "--mode", "http"], cwd=self.workdir,
                                      env=self.env, stdout=self.log, stderr=subprocess.STDOUT,

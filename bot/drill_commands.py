@@ -1,0 +1,146 @@
+"""`drill [backup-id]`, `drill history | report | schedule`, the drill schedule, the alarm line, start-up cleanup."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from handlers import backup, drill
+from handlers.backup.crypto import decrypt_stream
+from handlers.backup.settings import encryption_key_from_env
+from handlers.backup.storage import S3Store
+from handlers.errors import ConfigError, UsageError
+from handlers.report import Progress, Report, Section
+
+from . import commands, service
+from .backup_commands import backup_settings
+from .index_commands import index_settings
+from .registry import Arg, Invocation, command, parse
+from .scheduler import SCHEDULES, Schedule, daily_slot
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .service import BotService
+
+
+def drill_settings(settings: "Settings") -> drill.DrillSettings:
+    return drill.DrillSettings.from_dict(settings.section("drill"))
+
+
+def _state(inv: Invocation):
+    if inv.state is None:
+        raise ConfigError("drills read the backup catalog and keep their reports in the state store: "
+                          "set DBOPS_STATE_URL (or DATABASE_URL)")
+    return inv.state
+
+
+def _backup_to_drill(catalog: backup.BackupCatalog, target: str, backup_id: str | None) -> backup.BackupRecord:
+    if backup_id:
+        record = catalog.require(backup_id)
+        if not record.usable:
+            raise UsageError(f"backup {record.id} has no archive to restore (it is "
+                             f"{'pruned' if record.deleted_at else record.status})")
+        return record
+    for record in catalog.list(target):
+        if record.usable:
+            return record
+    raise UsageError(f"no completed backup of `{target}` to restore: take one first with `backup`")
+
+
+def _stored_archive(record: backup.BackupRecord, manifest: backup.BackupManifest, inv: Invocation, work: Path) -> Path:
+    """The archive as stored (what its SHA-256 is of): the local file, or a download from S3."""
+    if record.storage == "s3":
+        inv.progress(Progress(f"downloading backup {record.id}"))
+        path = work / f"{record.id}.download"
+        S3Store(backup_settings(inv.settings).s3).download(manifest.archive.key or "", path)
+        return path
+    return Path(record.location or "")
+
+
+def _decryptor(record: backup.BackupRecord):
+    if not record.encrypted:
+        return None
+    key = encryption_key_from_env(required=True)  # a missing key fails here, before any instance starts
+
+    def decrypt(stored: Path, plain: Path) -> None:
+        with open(stored, "rb") as src, open(plain, "wb") as dst:
+            decrypt_stream(src, dst, key)
+
+    return decrypt
+
+
+@command("drill", "restore drill: restore a backup into a throwaway instance, verify everything, delete it, report",
+         Arg("backup_id", "a backup id (default: the latest completed backup of the target)"), long_running=True)
+def drill_command(inv: Invocation) -> Report:
+    state = _state(inv)
+    settings = drill_settings(inv.settings)
+    catalog = backup.BackupCatalog(state.dsn)
+    record = _backup_to_drill(catalog, inv.target_name, inv.args.backup_id)
+    manifest = catalog.manifest(record.id)
+    if manifest is None:
+        raise UsageError(f"backup {record.id} has no manifest in the catalog: it cannot be checked")
+    work = Path(tempfile.mkdtemp(prefix="dbops-drill-work-", dir=settings.work_dir))
+    try:
+        archive = _stored_archive(record, manifest, inv, work)
+        result = drill.run_drill(manifest, archive, settings, expected_indexes=index_settings(inv.settings).expected,
+                                 progress=inv.progress, cancel=inv.cancel, decrypt=_decryptor(record))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    drill_id = drill.DrillStore(state.dsn).record(inv.target_name, record.id, result, inv.actor)
+    report = result.to_report()
+    report.title = f"Restore drill {drill_id} of {inv.target_name} (backup {record.id})"
+    report.data |= {"drill_id": drill_id, "backup_id": record.id}
+    return report
+
+
+@command("drill history", "past drills: when, backup used, its age, time per step, total, result, trend")
+def drill_history(inv: Invocation) -> Report:
+    return drill.DrillStore(_state(inv).dsn).history(inv.target_name)
+
+
+@command("drill report", "the full written report of one drill (Markdown)",
+         Arg("id", "a drill id, e.g. d007", required=True), takes_target=False)
+def drill_report(inv: Invocation) -> Report:
+    markdown = drill.DrillStore(_state(inv).dsn).report_markdown(inv.args.id)
+    return Report(title=f"Drill report {inv.args.id}", summary=markdown.splitlines()[0].lstrip("# ") if markdown else "",
+                  sections=[Section("Report", text=markdown)], data={"markdown": markdown})
+
+
+@command("drill schedule", "when drills run by themselves, and the alarm", takes_target=False, needs_state=False)
+def drill_schedule(inv: Invocation) -> Report:
+    return drill.schedule_report(drill_settings(inv.settings), datetime.now(timezone.utc))
+
+
+# -- /db status, the digest, start-up, schedule ------------------------------------------------
+def drill_line(inv: Invocation) -> tuple[str, bool, str]:
+    if inv.state is None:
+        return "Drills", True, "no state store: drills are not recorded"
+    ok, line = drill.drill_alarm(inv.state.dsn, inv.target_name, drill_settings(inv.settings))
+    return "Drills", ok, line
+
+
+commands.STATUS_LINES.append(drill_line)
+
+
+def cleanup_at_startup(svc: "BotService") -> list[str]:
+    return drill.cleanup_leftovers(drill_settings(svc.settings))
+
+
+service.STARTUP_HOOKS.append(cleanup_at_startup)
+
+
+def _drill_slot(svc: "BotService", now: datetime) -> str | None:
+    schedule = drill_settings(svc.settings).schedule
+    at = schedule.time_of_day
+    return daily_slot(now, at, timezone.utc, schedule.weekdays) if at else None
+
+
+def _scheduled_drill(svc: "BotService") -> None:
+    cmd, args = parse(["drill"], "slack")
+    svc.run_command(cmd, args, actor="scheduler", channel=svc.settings.channel, user_for_errors=None)
+
+
+SCHEDULES.append(Schedule("drill", _drill_slot, _scheduled_drill,
+                          lambda settings, now: drill.schedule_report(drill_settings(settings), now).summary))
