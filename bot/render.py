@@ -104,15 +104,19 @@ def section_blocks(section: Section) -> list[dict]:
     elif section.table is None:
         blocks.append(_mrkdwn(head))
     if section.table is not None:
-        body = table_text(section.table) if section.table.rows else "(none)"
-        pieces = _chunks(body, SECTION_LIMIT)
-        header_line = body.splitlines()[:2] if section.table.rows else []
+        if not section.table.rows:
+            blocks.append(_mrkdwn((head + "\n" if not section.text else "") + "```(none)```"))
+            return blocks
+        lines = table_text(section.table).splitlines()
+        header, rows = "\n".join(lines[:2]), "\n".join(lines[2:])
+        # Each part repeats the header so it reads on its own; room is kept for it, the label and the fences.
+        room = SECTION_LIMIT - len(header) - len(head) - 60
+        pieces = _chunks(rows, room)
         for i, piece in enumerate(pieces):
-            if i > 0 and header_line:  # repeat the header so each part reads on its own
-                piece = "\n".join(header_line) + "\n" + piece
-            label = head if not section.text and i == 0 else (f"_{section.title} (part {i + 1} of {len(pieces)})_"
-                                                             if len(pieces) > 1 else "")
-            blocks.append(_mrkdwn((label + "\n" if label else "") + f"```{piece}```"))
+            label = head if i == 0 and not section.text else ""
+            if len(pieces) > 1:
+                label = (label + " " if label else "") + f"_(part {i + 1} of {len(pieces)})_"
+            blocks.append(_mrkdwn((label + "\n" if label else "") + f"```{header}\n{piece}```"))
     return blocks
 
 
