@@ -392,3 +392,34 @@ def test_compression_choice_follows_what_pg_dump_was_built_with():
     if not has_zstd:
         with pytest.raises(BackupToolError, match="built without zstd"):
             choose_compression("zstd", None, 18)
+
+
+def test_a_backup_behind_a_long_lock_fails_with_the_reason_instead_of_waiting_forever(demo_db, tmp_path, monkeypatch):
+    import time
+
+    import psycopg
+
+    from bot.state import migrate
+    from handlers.backup import BackupCatalog, BackupSettings, take_backup
+    from handlers.errors import DbopsError
+    from handlers.target import Target
+
+    migrate.apply(demo_db)
+    monkeypatch.delenv("DBOPS_BACKUP_DIR", raising=False)
+    settings = BackupSettings.from_dict({"dir": str(tmp_path / "b"), "lock_wait_seconds": 1})
+    catalog = BackupCatalog(demo_db)
+    holder = psycopg.connect(demo_db)
+    holder.execute('LOCK TABLE "Notes" IN ACCESS EXCLUSIVE MODE')  # a migration that does not finish
+    try:
+        started = time.monotonic()
+        try:
+            take_backup(Target("prod", demo_db), settings, catalog, requested_by="test")
+        except DbopsError as exc:
+            assert "lock" in str(exc).lower(), str(exc)
+        else:
+            raise AssertionError("the backup should have failed behind the lock")
+        assert time.monotonic() - started < 30
+        assert [r.status for r in catalog.list("prod")] == ["failed"]
+    finally:
+        holder.rollback()
+        holder.close()

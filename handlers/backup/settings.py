@@ -67,6 +67,7 @@ class BackupSettings:
     size_factor: float = 0.6  # expected archive size = database size x this (a dump has no indexes)
     min_free_mb: int = 256  # free space kept on top of the estimate
     stale_after_minutes: int = 10  # a "running" backup without a heartbeat this long is dead
+    lock_wait_seconds: float = 1800.0  # a table locked longer than this (a stuck migration) fails the backup
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     s3: S3Settings = field(default_factory=S3Settings)
 
@@ -87,7 +88,7 @@ class BackupSettings:
         d = dict(d or {})
         known = {"dir", "format", "jobs", "compression", "compression_level", "integrity", "storage", "encrypt",
                  "verify_after", "schedule", "timezone", "max_age_hours", "size_factor", "min_free_mb",
-                 "stale_after_minutes", "retention", "s3"}
+                 "stale_after_minutes", "lock_wait_seconds", "retention", "s3"}
         _no_unknown(d, known, "backup")
         s = cls()
         if os.environ.get("DBOPS_BACKUP_DIR"):
@@ -106,6 +107,7 @@ class BackupSettings:
         s.min_free_mb = _whole(d, "backup.min_free_mb", d.get("min_free_mb"), s.min_free_mb, 0)
         s.stale_after_minutes = _whole(d, "backup.stale_after_minutes", d.get("stale_after_minutes"),
                                        s.stale_after_minutes, 1)
+        s.lock_wait_seconds = _number(d, "lock_wait_seconds", s.lock_wait_seconds, 0.1)
         s.max_age_hours = _number(d, "max_age_hours", s.max_age_hours, 0.1)
         s.size_factor = _number(d, "size_factor", s.size_factor, 0.0)
         for key in ("encrypt", "verify_after"):

@@ -182,6 +182,9 @@ class _BackupRun:
             self.conn = self.target.connect()
             self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             self.conn.read_only = True
+            # Without a limit a backup waits forever behind a long lock, and every later backup is
+            # refused as "already running": fail instead, saying why.
+            self.conn.execute(f"SET lock_timeout = '{int(s.lock_wait_seconds * 1000)}ms'")
             facts = server_facts(self.conn)
         self.catalog.heartbeat(self.id, "checking", facts["database"])
         with self.watch.step("preflight"):
@@ -264,7 +267,8 @@ class _BackupRun:
 
     def _dump_and_measure(self, dump_path: Path, snapshot: str, compression: str) -> tuple[list[dict], dict]:
         s = self.settings
-        cmd = [pg_tool("pg_dump"), "-w", f"--snapshot={snapshot}", "-Z", compression, "-f", str(dump_path)]
+        cmd = [pg_tool("pg_dump"), "-w", f"--snapshot={snapshot}", f"--lock-wait-timeout={int(s.lock_wait_seconds * 1000)}ms",
+               "-Z", compression, "-f", str(dump_path)]
         cmd += ["-Fc"] if s.format == "custom" else ["-Fd", "-j", str(s.jobs)]
         self.partials.append(dump_path)
         stderr = tempfile.TemporaryFile()
