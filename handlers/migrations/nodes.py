@@ -98,3 +98,23 @@ def with_queries(node: Node) -> Iterator[tuple[str, Node]]:
 def is_alter_table(node: Node) -> bool:
     """An ALTER TABLE on a table (not ALTER INDEX / VIEW / SEQUENCE, which share the node kind)."""
     return node.get("objtype", "OBJECT_TABLE") == "OBJECT_TABLE" and "relation" in node
+
+
+def added_constraints(stmt, ctx) -> Iterator[tuple[TableName, dict]]:
+    """(table, Constraint node) for each constraint an ALTER TABLE adds to a table that existed
+    before this file (ADD CONSTRAINT, or inline on ADD COLUMN): new tables lock nobody out."""
+    if not is_alter_table(stmt.node):
+        return
+    table = table_of(stmt.node["relation"])
+    if ctx.created_before(table, stmt):
+        return
+    for _, cmd in alter_table_cmds(stmt.node):
+        subtype = cmd.get("subtype")
+        if subtype == "AT_AddConstraint":
+            constraints = [cmd["def"]["Constraint"]] if "Constraint" in cmd.get("def", {}) else []
+        elif subtype == "AT_AddColumn":
+            constraints = column_constraints(cmd["def"]["ColumnDef"])
+        else:
+            continue
+        for constraint in constraints:
+            yield table, constraint

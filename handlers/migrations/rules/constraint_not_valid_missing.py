@@ -1,5 +1,5 @@
 """constraint-not-valid-missing: FOREIGN KEY / CHECK added and validated in one locking step."""
-from ..nodes import alter_table_cmds, column_constraints, is_alter_table, table_of
+from ..nodes import added_constraints
 from ..rule import WARNING, Rule
 
 BAD = [
@@ -17,25 +17,12 @@ _KINDS = {"CONSTR_FOREIGN": "FOREIGN KEY", "CONSTR_CHECK": "CHECK"}
 
 
 def check(stmt, ctx):
-    if not is_alter_table(stmt.node):
-        return
-    table = table_of(stmt.node["relation"])
-    if ctx.created_before(table, stmt):
-        return
-    for _, cmd in alter_table_cmds(stmt.node):
-        subtype = cmd.get("subtype")
-        if subtype == "AT_AddConstraint":
-            constraints = [cmd["def"]["Constraint"]] if "Constraint" in cmd.get("def", {}) else []
-        elif subtype == "AT_AddColumn":
-            constraints = column_constraints(cmd["def"]["ColumnDef"])
-        else:
-            continue
-        for constraint in constraints:
-            kind = _KINDS.get(constraint.get("contype"))
-            if kind and not constraint.get("skip_validation"):
-                name = constraint.get("conname") or "a constraint"
-                yield (f"adds {kind} {name} on {table} without NOT VALID: every row is checked while "
-                       f"writes{' to both tables' if kind == 'FOREIGN KEY' else ''} are blocked")
+    for table, constraint in added_constraints(stmt, ctx):
+        kind = _KINDS.get(constraint.get("contype"))
+        if kind and not constraint.get("skip_validation"):
+            name = constraint.get("conname") or "a constraint"
+            yield (f"adds {kind} {name} on {table} without NOT VALID: every row is checked while "
+                   f"writes{' to both tables' if kind == 'FOREIGN KEY' else ''} are blocked")
 
 
 RULE = Rule(

@@ -1,5 +1,5 @@
 """unique-constraint-without-index: ADD UNIQUE / PRIMARY KEY builds its index under an ACCESS EXCLUSIVE lock."""
-from ..nodes import alter_table_cmds, column_constraints, is_alter_table, table_of
+from ..nodes import added_constraints
 from ..rule import WARNING, Rule
 
 BAD = [
@@ -17,25 +17,12 @@ _KINDS = {"CONSTR_UNIQUE": "UNIQUE", "CONSTR_PRIMARY": "PRIMARY KEY"}
 
 
 def check(stmt, ctx):
-    if not is_alter_table(stmt.node):
-        return
-    table = table_of(stmt.node["relation"])
-    if ctx.created_before(table, stmt):
-        return
-    for _, cmd in alter_table_cmds(stmt.node):
-        subtype = cmd.get("subtype")
-        if subtype == "AT_AddConstraint":
-            constraints = [cmd["def"]["Constraint"]] if "Constraint" in cmd.get("def", {}) else []
-        elif subtype == "AT_AddColumn":
-            constraints = column_constraints(cmd["def"]["ColumnDef"])
-        else:
-            continue
-        for constraint in constraints:
-            kind = _KINDS.get(constraint.get("contype"))
-            if kind and not constraint.get("indexname"):
-                name = constraint.get("conname") or "a constraint"
-                yield (f"adds {kind} {name} on {table}, building its index under an ACCESS EXCLUSIVE lock "
-                       "(reads and writes wait)")
+    for table, constraint in added_constraints(stmt, ctx):
+        kind = _KINDS.get(constraint.get("contype"))
+        if kind and not constraint.get("indexname"):
+            name = constraint.get("conname") or "a constraint"
+            yield (f"adds {kind} {name} on {table}, building its index under an ACCESS EXCLUSIVE lock "
+                   "(reads and writes wait)")
 
 
 RULE = Rule(
