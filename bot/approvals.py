@@ -295,7 +295,7 @@ class Approvals:
 
     def _is_bot(self, user: str) -> bool:
         if user not in self._bot_users:
-            answer = self.svc.notifier._call("users.info", user=user)
+            answer = self.svc.notifier.call("users.info", user=user)
             self._bot_users[user] = bool(answer and answer.get("user", {}).get("is_bot"))
         return self._bot_users[user]
 

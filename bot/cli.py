@@ -8,7 +8,7 @@ import getpass
 import sys
 import time
 
-from handlers.errors import ConfigError, DbopsError, UsageError
+from handlers.errors import DbopsError, UsageError
 from handlers.report import Progress
 
 from . import __version__, render

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from handlers.errors import DbopsError
 from handlers.report import Outcome, Report, Section, Table
 
-from .registry import Arg, Invocation, command, help_rows
+from .registry import Invocation, command, help_rows
 
 
 @command("help", "list the commands", takes_target=False, needs_state=False)

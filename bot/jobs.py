@@ -36,7 +36,7 @@ def _when(job: JobRow) -> str:
     return job.started_at.strftime("%Y-%m-%d %H:%M %Z").strip() if job.started_at else "just now"
 
 
-def _who(actor: str) -> str:
+def who(actor: str) -> str:
     return f"<@{actor}>" if actor[:1] in ("U", "W") else actor
 
 
@@ -49,8 +49,8 @@ def acquire(inv: Invocation, store: StateStore | None) -> JobHandle:
     lock = JobLock(store.dsn, target, cmd.lock_kind)
     if not lock.try_acquire():
         other = store.running_job(target, cmd.lock_kind)
-        who = f" started by {_who(other.requested_by)} at {_when(other)} (job #{other.id}: `{other.command}`)" if other else ""
-        raise JobBusy(f"a {cmd.lock_kind} job on `{target}` is already running{who}. Try again when it has finished.")
+        by = f" started by {who(other.requested_by)} at {_when(other)} (job #{other.id}: `{other.command}`)" if other else ""
+        raise JobBusy(f"a {cmd.lock_kind} job on `{target}` is already running{by}. Try again when it has finished.")
     try:
         words = [cmd.name] + [str(v) for k, v in vars(inv.args).items()
                               if k not in ("format", "target") and v not in (None, False)]

@@ -18,6 +18,7 @@ from handlers.migrations import check_migration
 from handlers.report import Outcome, Progress, Report, Section, Table
 
 from . import commands
+from .jobs import who
 from .approvals import APPLIERS, ApprovalBook, ApprovalRequest, ApprovalSettings, expires_at, report_to_dict
 from .registry import Arg, Invocation, command
 
@@ -125,16 +126,12 @@ def checklist_section(rehearsal, attested_by: str | None, apply_by: str) -> Sect
         lines.append(":warning: not rehearsed: no backup or schema copy could be made")
     else:
         lines += rehearsal.checklist_lines()
-    lines.append("tested on staging: " + (f"attested by {_who(attested_by)}" if attested_by else
+    lines.append("tested on staging: " + (f"attested by {who(attested_by)}" if attested_by else
                                           ":warning: not attested by the requester"))
     lines.append("backup taken before applying: " + ("the bot takes a fresh backup right before it applies"
                                                      if apply_by == "bot" else
                                                      "the deploy pipeline applies it: take one with `dbops backup` first"))
     return Section("Pre-migration checklist", text="\n".join(f"• {line}" for line in lines))
-
-
-def _who(actor: str) -> str:
-    return f"<@{actor}>" if actor[:1] in ("U", "W") else actor
 
 
 @command("migrate request", "ask for approval of a migration (rehearses it, fills the checklist, posts the request)",

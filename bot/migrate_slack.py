@@ -10,7 +10,6 @@ from handlers.errors import DbopsError, UsageError
 from handlers.report import Report
 
 from . import jobs
-from .approvals import request_blocks
 from .migrate_commands import analyse, build_request
 from .registry import COMMANDS, Invocation, command
 
@@ -59,7 +58,7 @@ def modal_view(mode: str, channel: str, target: str | None) -> dict:
 
 
 def open_modal(svc: "BotService", mode: str, trigger_id: str, channel: str, target: str | None) -> None:
-    svc.notifier._call("views.open", trigger_id=trigger_id, view=modal_view(mode, channel, target))
+    svc.notifier.call("views.open", trigger_id=trigger_id, view=modal_view(mode, channel, target))
 
 
 def _value(values: dict, block: str) -> str | None:

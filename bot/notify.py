@@ -18,7 +18,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
 
-from handlers.report import Outcome, Progress, Report
+from handlers.report import Progress, Report
 from handlers.target import scrub
 
 from . import render
@@ -43,7 +43,7 @@ class Notifier:
     def _clean(self, payload: dict[str, Any]) -> dict[str, Any]:
         return json.loads(scrub(json.dumps(payload), self.secrets))
 
-    def _call(self, method: str, **payload: Any) -> dict | None:
+    def call(self, method: str, **payload: Any) -> dict | None:
         if self.client is None:
             return None
         payload = self._clean(payload)
@@ -61,20 +61,20 @@ class Notifier:
             payload["blocks"] = blocks
         if thread_ts:
             payload["thread_ts"] = thread_ts
-        answer = self._call("chat.postMessage", **payload)
+        answer = self.call("chat.postMessage", **payload)
         return answer.get("ts") if answer else None
 
     def update(self, channel: str, ts: str, text: str, blocks: list | None = None) -> bool:
         payload: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}
         if blocks is not None:
             payload["blocks"] = blocks
-        return self._call("chat.update", **payload) is not None
+        return self.call("chat.update", **payload) is not None
 
     def ephemeral(self, channel: str, user: str, text: str) -> None:
-        self._call("chat.postEphemeral", channel=channel, user=user, text=text)
+        self.call("chat.postEphemeral", channel=channel, user=user, text=text)
 
     def react(self, channel: str, ts: str, name: str) -> None:
-        self._call("reactions.add", channel=channel, timestamp=ts, name=name)
+        self.call("reactions.add", channel=channel, timestamp=ts, name=name)
 
     def post_report(self, channel: str, report: Report, thread_ts: str | None = None) -> str | None:
         """Posts a report, continuing in the first message's thread when it needs several."""
@@ -129,6 +129,3 @@ class ProgressMessage:
         else:
             self.notifier.post_report(self.channel, report)
 
-
-def outcome_word(outcome: Outcome) -> str:
-    return {"ok": "succeeded", "failed": "failed", "approval_required": "needs approval"}[outcome.value]

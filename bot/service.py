@@ -7,7 +7,7 @@ import time
 from typing import Callable
 
 from handlers.errors import DbopsError
-from handlers.report import Outcome, Report
+from handlers.report import Report
 
 from . import __version__, jobs
 from .config import Settings
@@ -62,7 +62,7 @@ class BotService:
         take a moment to be released by the server."""
         for job in self.store.orphaned_jobs():
             text = (f":warning: Job #{job.id} `{job.command}` on `{job.target}` (started by "
-                    f"{jobs._who(job.requested_by)}) was interrupted: the bot process running it stopped. "
+                    f"{jobs.who(job.requested_by)}) was interrupted: the bot process running it stopped. "
                     "It is marked failed; run it again.")
             self.store.audit("bot", "recover", "failed", subcommand=job.command, target=job.target,
                              detail=f"job #{job.id} marked failed: its process stopped")
@@ -89,7 +89,7 @@ class BotService:
             if cmd.long_running:
                 title = f"`{cmd.name}` on `{inv.target_name}`" + (f" (job #{handle.job.id})" if handle.job else "")
                 progress = ProgressMessage(self.notifier, channel, title)
-                ts = progress.start(f"started by {jobs._who(actor)}")
+                ts = progress.start(f"started by {jobs.who(actor)}")
                 if ts and handle.job:
                     self.store.update_job(handle.job.id, message_ts=ts)
                 inv.progress = progress.tick
@@ -128,7 +128,7 @@ class BotService:
         cached = self._groups.get(group)
         if cached and time.monotonic() - cached[0] < 300:
             return cached[1]
-        answer = self.notifier._call("usergroups.users.list", usergroup=group)
+        answer = self.notifier.call("usergroups.users.list", usergroup=group)
         members = frozenset(answer.get("users", [])) if answer else frozenset()
         self._groups[group] = (time.monotonic(), members)
         return members
@@ -142,8 +142,3 @@ class BotService:
         healthy = state_ok and all(targets.values())
         return healthy, {"version": __version__, "status": "ok" if healthy else "degraded",
                          "state_database": state_ok, "targets": targets}
-
-
-def outcome_text(report: Report) -> str:
-    return {Outcome.OK: "succeeded", Outcome.FAILED: "failed",
-            Outcome.APPROVAL_REQUIRED: "needs approval"}[report.outcome]

@@ -55,9 +55,10 @@ def handle_db_command(svc: BotService, ack: Ack, command: dict) -> None:
     try:
         cmd, args = parse(text, "slack", prog="/db")
     except UsageError as exc:
-        ack(f":warning: {exc}")
+        message = str(exc)  # `exc` is gone once the except block ends; the audit runs later
+        ack(f":warning: {message}")
         svc.runner.submit(lambda: svc.store.audit(user, "command", "usage-error", channel=channel,
-                                                  subcommand=text[:200], detail=str(exc)[:500]))
+                                                  subcommand=text[:200], detail=message[:500]))
         return
     if cmd.name == "help":
         from .registry import help_rows

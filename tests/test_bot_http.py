@@ -44,6 +44,8 @@ def test_unknown_subcommand_names_the_closest_match(bot_factory, fake_slack, fre
     assert answer.status_code == 200
     assert "unknown subcommand `stauts`" in answer.text and "Did you mean `status`?" in answer.text
     assert fake_slack.calls_to("chat.postMessage") == []
+    fake_slack.wait_for(lambda: ("U0ALICE", "command", "stauts", "usage-error") in audit(fresh_db),
+                        what="the usage error in the audit log")
 
 
 def test_status_is_acknowledged_then_posted_to_the_channel(bot_factory, fake_slack, fresh_db):

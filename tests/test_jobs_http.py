@@ -3,7 +3,6 @@ and a job whose process was killed. A lock held on "Notes" keeps a real backup w
 migration would."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -82,8 +81,11 @@ def test_drop_column_waits_for_an_approver_then_backup_apply_and_the_column_is_g
     message = json.dumps(posted[0].params)
     assert "drop-column" in message and "rehearsed on a copy of backup b001" in message
     assert "attested by <@U0ALICE>" in message and "SHA-256" in message
-    ts = posted[0].params and fake_slack.calls_to("reactions.add")[0].params["timestamp"]
-    assert {c.params["name"] for c in fake_slack.calls_to("reactions.add")} == {"white_check_mark", "x"}
+    hints = fake_slack.wait_for(lambda: len(fake_slack.calls_to("reactions.add")) == 2
+                                and fake_slack.calls_to("reactions.add"), what="the hint reactions")
+    assert {c.params["name"] for c in hints} == {"white_check_mark", "x"}
+    ts = hints[0].params["timestamp"]
+    assert ts == posted[0].params.get("ts", ts)
 
     react(bot, EVE, ts)  # not an approver
     react(bot, ALICE, ts)  # the requester
@@ -114,8 +116,8 @@ def test_pipeline_gate_restart_and_duplicate_deliveries(bot_factory, fake_slack,
     assert dbops("migrate", "gate", "up.sql", dsn=prod, cwd=tmp_path).returncode == 1  # not approved yet
 
     bot = bot_factory(prod, DBOPS_APPROVERS=f"{BOSS},U0BOSS2")
-    posted = fake_slack.wait_for(lambda: request_message(fake_slack, "r001"), what="posted by the bot", timeout=60)
-    ts = fake_slack.calls_to("reactions.add")[0].params["timestamp"]
+    fake_slack.wait_for(lambda: request_message(fake_slack, "r001"), what="posted by the bot", timeout=60)
+    ts = fake_slack.wait_for(lambda: fake_slack.calls_to("reactions.add"), what="hint reactions")[0].params["timestamp"]
     react(bot, BOSS, ts, event_id="EvDup")
     react(bot, BOSS, ts, event_id="EvDup", retry_num=1)  # Slack's retry of the same event
     time.sleep(1)
@@ -155,6 +157,7 @@ def test_requests_expire(bot_factory, fake_slack, prod, tmp_path):
     fake_slack.wait_for(lambda: request_status(prod, "r001") == "expired", what="expired", timeout=30)
     ts = [c for c in fake_slack.calls_to("chat.postMessage") if "request r001" in c.params["text"]]
     if ts:  # posted before it expired: an approval now changes nothing
-        react(bot, BOSS, fake_slack.calls_to("reactions.add")[0].params["timestamp"])
+        react(bot, BOSS, fake_slack.wait_for(lambda: fake_slack.calls_to("reactions.add"), what="hints")[0]
+              .params["timestamp"])
     time.sleep(1)
     assert request_status(prod, "r001") == "expired" and "IsPinned" in columns(prod)

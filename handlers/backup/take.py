@@ -142,6 +142,9 @@ def take_backup(target: Target, settings: BackupSettings, catalog: BackupCatalog
 def _failure_message(exc: BaseException, target: Target) -> str:
     if isinstance(exc, DbopsError):
         text = str(exc)
+    elif isinstance(exc, psycopg.errors.LockNotAvailable):
+        text = (f"a table of `{target.name}` stayed locked longer than backup.lock_wait_seconds "
+                f"(a long migration or a stuck transaction?): {last_line(str(exc))}")
     elif isinstance(exc, psycopg.OperationalError):
         text = f"lost the connection to target `{target.name}`: {last_line(str(exc))}"
     elif isinstance(exc, psycopg.Error):
@@ -293,6 +296,7 @@ class _BackupRun:
                 if self.proc.poll() not in (None, 0) and worker.is_alive():
                     self.conn.cancel_safe()  # pg_dump failed: stop measuring too
                 if "error" in box and self.proc.poll() is None:
+                    box["stopped_pg_dump"] = True  # then the manifest's error is the reason, not pg_dump's exit
                     self._stop_pg_dump()
                 now = time.monotonic()
                 if now - last_tick >= TICK_EVERY:
@@ -312,6 +316,8 @@ class _BackupRun:
         stderr.seek(0)
         err_text = scrub(stderr.read().decode("utf-8", "replace"), self.secrets)
         stderr.close()
+        if "error" in box and box.get("stopped_pg_dump"):
+            raise box["error"]
         if rc != 0:
             if rc < 0:
                 name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
