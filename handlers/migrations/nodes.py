@@ -100,15 +100,22 @@ def is_alter_table(node: Node) -> bool:
     return node.get("objtype", "OBJECT_TABLE") == "OBJECT_TABLE" and "relation" in node
 
 
-def added_constraints(stmt, ctx) -> Iterator[tuple[TableName, dict]]:
-    """(table, Constraint node) for each constraint an ALTER TABLE adds to a table that existed
-    before this file (ADD CONSTRAINT, or inline on ADD COLUMN): new tables lock nobody out."""
+def existing_table_cmds(stmt, ctx) -> Iterator[tuple[TableName, dict]]:
+    """(table, command) for each ALTER TABLE command on a table that existed before this file:
+    a table the file creates itself has no rows and no readers to lock out."""
     if not is_alter_table(stmt.node):
         return
     table = table_of(stmt.node["relation"])
     if ctx.created_before(table, stmt):
         return
     for _, cmd in alter_table_cmds(stmt.node):
+        yield table, cmd
+
+
+def added_constraints(stmt, ctx) -> Iterator[tuple[TableName, dict]]:
+    """(table, Constraint node) for each constraint an ALTER TABLE adds to an existing table
+    (ADD CONSTRAINT, or inline on ADD COLUMN)."""
+    for table, cmd in existing_table_cmds(stmt, ctx):
         subtype = cmd.get("subtype")
         if subtype == "AT_AddConstraint":
             constraints = [cmd["def"]["Constraint"]] if "Constraint" in cmd.get("def", {}) else []

@@ -1,5 +1,5 @@
 """add-column-not-null-without-default: fails on any table that already has rows."""
-from ..nodes import alter_table_cmds, column_constraints, column_label, is_alter_table, table_of
+from ..nodes import column_constraints, column_label, existing_table_cmds
 from ..rule import WARNING, Rule
 
 BAD = [
@@ -18,12 +18,7 @@ _FILLS_ROWS = {"CONSTR_DEFAULT", "CONSTR_IDENTITY", "CONSTR_GENERATED"}
 
 
 def check(stmt, ctx):
-    if not is_alter_table(stmt.node):
-        return
-    table = table_of(stmt.node["relation"])
-    if ctx.created_before(table, stmt):
-        return
-    for _, cmd in alter_table_cmds(stmt.node):
+    for table, cmd in existing_table_cmds(stmt, ctx):
         if cmd.get("subtype") != "AT_AddColumn":
             continue
         coldef = cmd["def"]["ColumnDef"]

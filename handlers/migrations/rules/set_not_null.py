@@ -1,5 +1,5 @@
 """set-not-null: SET NOT NULL scans the whole table under an ACCESS EXCLUSIVE lock."""
-from ..nodes import alter_table_cmds, column_label, is_alter_table, table_of
+from ..nodes import column_label, existing_table_cmds
 from ..rule import WARNING, Rule
 
 BAD = [
@@ -13,12 +13,7 @@ GOOD = [
 
 
 def check(stmt, ctx):
-    if not is_alter_table(stmt.node):
-        return
-    table = table_of(stmt.node["relation"])
-    if ctx.created_before(table, stmt):
-        return
-    for _, cmd in alter_table_cmds(stmt.node):
+    for table, cmd in existing_table_cmds(stmt, ctx):
         if cmd.get("subtype") == "AT_SetNotNull":
             yield (f"sets {column_label(table, cmd['name'])} NOT NULL: scans every row under an ACCESS EXCLUSIVE "
                    "lock (reads and writes wait), and fails if any row is NULL")
