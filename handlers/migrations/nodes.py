@@ -125,3 +125,8 @@ def added_constraints(stmt, ctx) -> Iterator[tuple[TableName, dict]]:
             continue
         for constraint in constraints:
             yield table, constraint
+
+
+def matches_every_row(where: Node | None) -> bool:
+    """A WHERE clause that filters nothing: none at all, or a constant true."""
+    return where is None or const_value(where) is True

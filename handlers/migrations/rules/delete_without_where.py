@@ -1,5 +1,5 @@
 """delete-without-where: DELETE without a WHERE clause empties the table."""
-from ..nodes import const_value, table_of, with_queries
+from ..nodes import matches_every_row, table_of, with_queries
 from ..rule import FORBIDDEN, Rule
 
 BAD = [
@@ -16,12 +16,8 @@ GOOD = [
 def check(stmt, ctx):
     found = [(stmt.kind, stmt.node)] + list(with_queries(stmt.node))
     for kind, node in found:
-        if kind == "DeleteStmt" and _matches_every_row(node.get("whereClause")):
+        if kind == "DeleteStmt" and matches_every_row(node.get("whereClause")):
             yield f"deletes every row of {table_of(node['relation'])} (no WHERE clause)"
-
-
-def _matches_every_row(where) -> bool:
-    return where is None or const_value(where) is True
 
 
 RULE = Rule(

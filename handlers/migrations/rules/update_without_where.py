@@ -1,5 +1,5 @@
 """update-without-where: UPDATE without a WHERE clause rewrites every row."""
-from ..nodes import const_value, table_of, with_queries
+from ..nodes import matches_every_row, table_of, with_queries
 from ..rule import FORBIDDEN, Rule
 
 BAD = [
@@ -16,8 +16,7 @@ GOOD = [
 def check(stmt, ctx):
     found = [(stmt.kind, stmt.node)] + list(with_queries(stmt.node))
     for kind, node in found:
-        where = node.get("whereClause")
-        if kind == "UpdateStmt" and (where is None or const_value(where) is True):
+        if kind == "UpdateStmt" and matches_every_row(node.get("whereClause")):
             yield f"updates every row of {table_of(node['relation'])} (no WHERE clause)"
 
 
