@@ -11,7 +11,9 @@ requests survive a restart.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable
@@ -24,6 +26,7 @@ from handlers.report import Outcome, Report, Section, Table
 from . import render
 
 if TYPE_CHECKING:
+    from .config import Settings
     from .service import BotService
     from .state.store import StateStore
 
@@ -36,16 +39,24 @@ class ApprovalSettings:
     reject_reaction: str = "x"
     required: int = 1
     expires_hours: float = 24.0
+    # Opt-in only: a request with no finding at all (not even a warning), rehearsed, from a verified
+    # requester, is applied without an approval. Off, everything waits for `required` approvals.
+    auto_apply_clean: bool = False
 
     @classmethod
     def from_dict(cls, section: dict[str, Any]) -> "ApprovalSettings":
-        unknown = set(section) - {"reaction", "reject_reaction", "required", "expires_hours"}
+        known = {"reaction", "reject_reaction", "required", "expires_hours", "auto_apply_clean"}
+        unknown = set(section) - known
         if unknown:
             raise ConfigError(f"[approvals] has unknown setting(s) {', '.join(sorted(unknown))}: "
-                              "known are reaction, reject_reaction, required, expires_hours")
+                              f"known are {', '.join(sorted(known))}")
         required = section.get("required", 1)
-        if not isinstance(required, int) or required < 1:
+        if isinstance(required, bool) or not isinstance(required, int) or required < 1:
             raise ConfigError("approvals.required must be a whole number >= 1")
+        auto = section.get("auto_apply_clean", False)
+        if not isinstance(auto, bool):
+            raise ConfigError("approvals.auto_apply_clean must be true or false (default false: every request "
+                              "waits for an approval)")
         hours = section.get("expires_hours", 24)
         if not isinstance(hours, (int, float)) or hours <= 0:
             raise ConfigError("approvals.expires_hours must be a number of hours > 0")
@@ -53,7 +64,76 @@ class ApprovalSettings:
         for key, name in zip(("reaction", "reject_reaction"), names):
             if not isinstance(name, str) or not name or ":" in name or " " in name:
                 raise ConfigError(f"approvals.{key} must be an emoji name without colons, e.g. white_check_mark")
-        return cls(names[0], names[1], required, float(hours))
+        return cls(names[0], names[1], required, float(hours), auto)
+
+
+# -- who asked -----------------------------------------------------------------------
+_SLACK_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+
+
+def identities(settings: "Settings") -> dict[str, str]:
+    """[identities] in dbops.toml: a terminal login or CI actor ($GITHUB_ACTOR) -> its Slack user ID."""
+    section = settings.section("identities")
+    for login, slack_id in section.items():
+        if not isinstance(slack_id, str) or not _SLACK_ID.fullmatch(slack_id):
+            raise ConfigError(f"[identities].{login} must be a Slack user ID like \"U0123456789\", not {slack_id!r}")
+    return dict(section)
+
+
+def slack_identity(actor: str, known: dict[str, str]) -> str | None:
+    """The Slack user behind an actor: itself for a Slack user, the mapped ID for `cli:<login>`."""
+    if _SLACK_ID.fullmatch(actor):
+        return actor
+    if actor.startswith("cli:"):
+        return known.get(actor[4:])
+    return None
+
+
+def shown_actor(actor: str) -> str:
+    """An actor that is not a Slack user, safe inside backticks (a login is whatever the terminal says)."""
+    return re.sub(r"[^A-Za-z0-9_.:@+-]", "?", actor)[:80]
+
+
+def mention(actor: str, slack_id: str | None = None) -> str:
+    """A Slack mention only for a real Slack user ID; never `<@cli:...>`."""
+    slack_id = slack_id if slack_id is not None else (actor if _SLACK_ID.fullmatch(actor) else None)
+    if slack_id:
+        return f"<@{slack_id}>" + ("" if slack_id == actor else f" (`{shown_actor(actor)}`)")
+    return f"`{shown_actor(actor)}` (unverified)"
+
+
+# -- what they saw -------------------------------------------------------------------
+def text_sha256(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode()).hexdigest() if text is not None else None
+
+
+def migration_sha256(up_sql: str, down_sql: str | None) -> str:
+    """What an approval binds: UP and DOWN together. Computable from the files' own hashes
+    (`sha256sum up.sql down.sql`), and no pair of different files shares it."""
+    parts = f"dbops-migration-v1\nup {text_sha256(up_sql)}\ndown {text_sha256(down_sql) or 'none'}\n"
+    return hashlib.sha256(parts.encode()).hexdigest()
+
+
+INLINE_SQL_LIMIT = 2600  # characters (after Slack's escaping) of one SQL file shown in the message itself
+
+
+def _slack_escape(text: str) -> str:
+    # Slack's three control characters: unescaped, SQL could carry a <!channel> or a fake <@mention>.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def sql_inline(payload: dict) -> bool:
+    """Both files short enough, and neither able to close the code block they are shown in."""
+    texts = [t for t in (payload.get("up"), payload.get("down")) if t is not None]
+    return all(len(_slack_escape(t)) <= INLINE_SQL_LIMIT and "```" not in t for t in texts)
+
+
+def sql_files(req: "ApprovalRequest") -> list[tuple[str, str]]:
+    """(file name, content) of the SQL attached in the thread when it is too long to show inline."""
+    files = [(f"{req.code}-up.sql", req.payload["up"])]
+    if req.payload.get("down") is not None:
+        files.append((f"{req.code}-down.sql", req.payload["down"]))
+    return files
 
 
 @dataclass
@@ -81,6 +161,15 @@ class ApprovalRequest:
     @property
     def code(self) -> str:
         return f"r{self.id:03d}"
+
+    @property
+    def requester_slack(self) -> str | None:
+        """The requester's Slack user (recorded at request time from [identities]); None: unverified."""
+        return self.payload.get("requester_slack") or slack_identity(self.requested_by, {})
+
+    @property
+    def apply_by(self) -> str:
+        return self.payload.get("apply_by", "bot")
 
     def expired(self, now: datetime) -> bool:
         return self.status in ("pending", "approved") and now >= self.expires_at
@@ -134,16 +223,34 @@ class ApprovalBook:
                                 " ORDER BY id DESC", (sha256, target)).fetchall()
         return [ApprovalRequest(**r) for r in rows]
 
+    def with_status(self, status: str) -> list[ApprovalRequest]:
+        with self.store.pool.connection() as conn:
+            rows = conn.execute("SELECT * FROM dbops.approval_requests WHERE status = %s ORDER BY id", (status,)).fetchall()
+        return [ApprovalRequest(**r) for r in rows]
+
     def recent(self, limit: int = 30) -> list[ApprovalRequest]:
         with self.store.pool.connection() as conn:
             rows = conn.execute("SELECT * FROM dbops.approval_requests ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
         return [ApprovalRequest(**r) for r in rows]
 
-    def first_delivery(self, event_id: str) -> bool:
+    # An event id is recorded only together with what it did (the vote's own transaction, or after
+    # an ignored event was handled): a delivery whose processing failed is processed again when
+    # Slack redelivers it.
+    def seen(self, event_id: str) -> bool:
         with self.store.pool.connection() as conn:
-            row = conn.execute("INSERT INTO dbops.slack_events (event_id) VALUES (%s) ON CONFLICT DO NOTHING"
-                               " RETURNING 1", (event_id,)).fetchone()
-        return row is not None
+            return conn.execute("SELECT 1 FROM dbops.slack_events WHERE event_id = %s", (event_id,)).fetchone() is not None
+
+    @staticmethod
+    def _record_event(conn, event_id: str | None) -> bool:
+        """False when this event id was recorded already (a repeated delivery)."""
+        if not event_id:
+            return True
+        return conn.execute("INSERT INTO dbops.slack_events (event_id) VALUES (%s) ON CONFLICT DO NOTHING"
+                            " RETURNING 1", (event_id,)).fetchone() is not None
+
+    def record_event(self, event_id: str | None) -> bool:
+        with self.store.pool.connection() as conn:
+            return self._record_event(conn, event_id)
 
     def approvers_of(self, request_id: int) -> list[str]:
         with self.store.pool.connection() as conn:
@@ -151,12 +258,16 @@ class ApprovalBook:
                                 " AND withdrawn_at IS NULL ORDER BY at", (request_id,)).fetchall()
         return [r["voter"] for r in rows]
 
-    def vote(self, request_id: int, voter: str, vote: str, added: bool, now: datetime) -> tuple[ApprovalRequest, str | None]:
+    def vote(self, request_id: int, voter: str, vote: str, added: bool, now: datetime,
+             event_id: str | None = None) -> tuple[ApprovalRequest, str | None]:
         """Records a vote (or its withdrawal) and moves the request; returns it and what changed:
-        None (nothing), "counted", "approved", "rejected", "withdrawn", "expired"."""
+        None (nothing), "duplicate" (this event id was handled before), "counted", "approved",
+        "rejected", "withdrawn", "expired". The event id is recorded in the same transaction."""
         with self.store.pool.connection() as conn, conn.transaction():
             row = conn.execute("SELECT * FROM dbops.approval_requests WHERE id = %s FOR UPDATE", (request_id,)).fetchone()
             req = ApprovalRequest(**row)
+            if not self._record_event(conn, event_id):
+                return req, "duplicate"
             if req.status not in ("pending", "approved", "applying"):
                 return req, None
             if req.expired(now):
@@ -248,22 +359,60 @@ STATUS_LINE = {
 }
 
 
+def _mrkdwn(text: str) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def sql_blocks(req: ApprovalRequest) -> list[dict]:
+    """What the approvers approve: the full UP and DOWN (or where to read them) and the hashes."""
+    payload = req.payload
+    if "up" not in payload:
+        return []
+    blocks = []
+    if sql_inline(payload):
+        for label, text in (("UP", payload["up"]), ("DOWN", payload.get("down"))):
+            if text is None:
+                blocks.append(_mrkdwn(f"*{label} SQL*: none given"))
+            else:
+                blocks.append(_mrkdwn(f"*{label} SQL*\n```{_slack_escape(text.rstrip()) or ' '}```"))
+    else:
+        names = ", ".join(f"`{name}`" for name, _ in sql_files(req))
+        sizes = " and ".join(f"{label} {len(text.splitlines())} lines" for label, text in
+                             (("UP", payload["up"]), ("DOWN", payload.get("down"))) if text is not None)
+        blocks.append(_mrkdwn(f"*UP and DOWN SQL* ({sizes}): too long to show here, attached in full in this "
+                              f"message's thread as {names}. Read them before approving."))
+    down_sha = text_sha256(payload.get("down"))
+    blocks.append(_mrkdwn(f"*SHA-256 of UP+DOWN* (what an approval binds): `{req.sha256}`\n"
+                          f"UP `{text_sha256(payload['up'])}`\nDOWN " + (f"`{down_sha}`" if down_sha else "none")))
+    return blocks
+
+
 def request_blocks(req: ApprovalRequest, settings: ApprovalSettings, approvers: list[str]) -> list[dict]:
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text":
-               f"{STATUS_LINE[req.status]} — request `{req.code}` ({req.kind} `{req.name}` on `{req.target}`)"
-               + (f"\n{req.status_detail}" if req.status_detail else "")}}]
+    status = STATUS_LINE[req.status]
+    if req.status == "approved" and req.apply_by == "pipeline":
+        status = ":white_check_mark: *Approved*: the deploy pipeline applies it (`dbops migrate gate`)"
+    head = [_mrkdwn(f"{status} — request `{req.code}` ({req.kind} `{req.name}` on `{req.target}`)"
+                    + (f"\n{req.status_detail}" if req.status_detail else ""))]
+    if not req.requester_slack:
+        head.append(_mrkdwn(f":warning: The requester {mention(req.requested_by)} is *unverified*: no Slack user is "
+                            "mapped to that login under [identities] in dbops.toml, so they could approve their own "
+                            f"request as someone else. It needs one approval more than usual ({req.required_approvals})."))
+    head += sql_blocks(req)
+    body = []
     if req.analysis.get("report"):
-        blocks += render.report_blocks(report_from_dict(req.analysis["report"]))[1:]  # the header is ours
-    attested = f"<@{req.attested_by}>" if req.attested_by else "*not attested*"
+        body = render.report_blocks(report_from_dict(req.analysis["report"]))[1:]  # the header is ours
+    attested = mention(req.attested_by, slack_identity(req.attested_by, {}) or (
+        req.requester_slack if req.attested_by == req.requested_by else None)) if req.attested_by else "*not attested*"
     votes = ", ".join(f"<@{a}>" for a in approvers) or "none yet"
-    footer = (f"Requested by <@{req.requested_by}> · tested on staging: {attested} · SHA-256 `{req.sha256[:16]}`\n"
+    footer = (f"Requested by {mention(req.requested_by, req.requester_slack)} · tested on staging: {attested} · "
+              f"applied by: {'the bot' if req.apply_by == 'bot' else 'the deploy pipeline'}\n"
               f"Approvals: {votes} ({len(approvers)} of {req.required_approvals} needed) · "
               f"expires {req.expires_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC")
     if req.status == "pending":
         footer += (f"\nTo approve, an approver (not the requester) reacts with :{settings.approve_reaction}: on this "
                    f"message; :{settings.reject_reaction}: rejects.")
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer[:3000]}]})
-    return blocks[:50]
+    foot = {"type": "context", "elements": [{"type": "mrkdwn", "text": footer[:3000]}]}
+    return head + body[:max(0, 49 - len(head))] + [foot]
 
 
 # -- reactions ---------------------------------------------------------------------
@@ -311,22 +460,26 @@ class Approvals:
         req = self.book.by_message(item.get("channel"), item.get("ts"))
         if req is None:
             return "not a request"
-        if event_id and not self.book.first_delivery(event_id):
+        if event_id and self.book.seen(event_id):
             return "duplicate delivery"
         if self._is_bot(user):
+            self.book.record_event(event_id)
             return "bot"
         vote = "approve" if reaction == self.settings.approve_reaction else "reject"
-        if user == req.requested_by and vote == "approve":
-            if added:
+        if self.is_requester(req, user) and vote == "approve":
+            if added and self.book.record_event(event_id):
                 self.svc.notifier.ephemeral(req.channel, user, f"You asked for `{req.code}`: someone else must approve it.")
                 self.svc.store.audit(user, "approve-ignored", "refused", channel=req.channel,
                                      subcommand=f"{req.kind} {req.code}", target=req.target, detail="own request")
             return "own request"
         if not self.svc.is_approver(user):
-            self.svc.store.audit(user, f"{vote}-ignored", "refused", channel=req.channel,
-                                 subcommand=f"{req.kind} {req.code}", target=req.target, detail="not an approver")
+            if self.book.record_event(event_id):
+                self.svc.store.audit(user, f"{vote}-ignored", "refused", channel=req.channel,
+                                     subcommand=f"{req.kind} {req.code}", target=req.target, detail="not an approver")
             return "not an approver"
-        req, change = self.book.vote(req.id, user, vote, added, now)
+        req, change = self.book.vote(req.id, user, vote, added, now, event_id=event_id)
+        if change == "duplicate":
+            return "duplicate delivery"
         if change is None:
             return "no change"
         if change == "expired":
@@ -346,6 +499,12 @@ class Approvals:
             self.start_apply(req)
         return change
 
+    def is_requester(self, req: ApprovalRequest, user: str) -> bool:
+        """The requester under any of their names: the Slack user who asked, the Slack user mapped to
+        the `cli:<login>` that asked (when asked, or now)."""
+        known = identities(self.svc.settings)
+        return user in (req.requested_by, req.requester_slack, slack_identity(req.requested_by, known))
+
     def post_request(self, req: ApprovalRequest) -> bool:
         """Posts the request message (with the approve/reject reactions as a hint) and remembers it."""
         channel = self.svc.settings.channel or req.channel
@@ -359,12 +518,26 @@ class Approvals:
             return False
         self.book.set_message(req.id, channel, ts)
         req.message_ts = ts
+        if "up" in req.payload and not sql_inline(req.payload):
+            self._attach_sql(req)
+        note = req.payload.get("requester_note")
+        if note and _SLACK_ID.fullmatch(req.requested_by):  # a terminal requester saw it on the terminal
+            self.svc.notifier.ephemeral(channel, req.requested_by, note)
         if req.status == "pending":
             self.svc.notifier.react(channel, ts, self.settings.approve_reaction)
             self.svc.notifier.react(channel, ts, self.settings.reject_reaction)
         elif req.status == "approved":  # nothing forbidden: recorded, and applied without a vote
             self.start_apply(req)
         return True
+
+    def _attach_sql(self, req: ApprovalRequest) -> None:
+        failed = [name for name, content in sql_files(req)
+                  if not self.svc.notifier.upload(req.channel, req.message_ts, name, content,
+                                                  f"{req.code} {name.rsplit('-', 1)[-1]} (SHA-256 {text_sha256(content)})")]
+        if failed:
+            self.svc.notifier.post(req.channel, f":warning: {', '.join(failed)} could not be attached here. Do not "
+                                                "approve what you have not read: ask the requester for the files and "
+                                                "compare their SHA-256 with the message.", thread_ts=req.message_ts)
 
     def post_unposted(self) -> int:
         """Requests recorded from a terminal or CI: this replica claims and posts them."""
@@ -411,3 +584,14 @@ def register_listeners(app, svc: "BotService") -> None:
     @app.event("reaction_removed")
     def reaction_removed(event: dict, body: dict) -> None:
         svc.approvals.on_reaction(event, body.get("event_id"), added=False)
+
+
+def _register_settings_check() -> None:
+    from . import config
+
+    checks = getattr(config, "SETTINGS_CHECKS", None)
+    if checks is not None and not any(name == "identities" for name, _ in checks):
+        checks.append(("identities", identities))
+
+
+_register_settings_check()

@@ -56,7 +56,8 @@ def backup_verify(inv: Invocation) -> Report:
 
 
 @command("backup prune", "delete backups beyond the retention policy (never the newest verified one)",
-         Arg("--dry-run", "only show what would be deleted", flag=True), long_running=True, lock="backup")
+         Arg("--dry-run", "only show what would be deleted", flag=True), long_running=True, lock="backup",
+         who="approvers", open_with="--dry-run")
 def backup_prune(inv: Invocation) -> Report:
     return backup.prune(catalog(inv), backup_settings(inv.settings), inv.target_name, dry_run=inv.args.dry_run)
 

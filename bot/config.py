@@ -148,6 +148,15 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
     groups = slack.get("approver_groups", [])
     if not isinstance(groups, list) or not all(isinstance(g, str) and g.startswith("S") for g in groups):
         raise ConfigError(f"[slack].approver_groups in {config_path} must be a list of user group IDs (S...)")
+    allow_everyone = slack.get("allow_everyone", False)
+    if not isinstance(allow_everyone, bool):
+        raise ConfigError(f"[slack].allow_everyone in {config_path} must be true or false")
+    # Fail closed: with both lists empty anyone in the workspace, in any channel, could run commands.
+    if require_slack and not allow_everyone and not (env.get("DBOPS_ALLOWED_CHANNELS") or "").strip() \
+            and not (env.get("DBOPS_ALLOWED_USERS") or "").strip():
+        raise ConfigError("DBOPS_ALLOWED_CHANNELS and DBOPS_ALLOWED_USERS are both empty, so anyone in the "
+                          "workspace could run dbops commands: set one of them (e.g. DBOPS_ALLOWED_CHANNELS="
+                          f"C0123456789), or set allow_everyone = true under [slack] in {config_path}")
 
     state_url = env.get("DBOPS_STATE_URL") or env.get("DATABASE_URL")
     api_url = env.get("SLACK_API_URL") or SLACK_API_DEFAULT

@@ -7,19 +7,23 @@ bot itself, and "tested on staging" is an attestation with a name on it.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
+import os
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from handlers.errors import ConfigError, DbopsError, UsageError
 from handlers.migrations import check_migration
+from handlers.migrations.model import Finding, Severity
 from handlers.report import Outcome, Progress, Report, Section, Table
+from handlers.target import scrub
 
-from . import commands
+from . import commands, service
 from .jobs import who
-from .approvals import APPLIERS, ApprovalBook, ApprovalRequest, ApprovalSettings, expires_at, report_to_dict
+from .approvals import (APPLIERS, ApprovalBook, ApprovalRequest, ApprovalSettings, expires_at, identities,
+                        migration_sha256, report_to_dict, slack_identity)
 from .registry import Arg, Invocation, command
 
 if TYPE_CHECKING:
@@ -45,8 +49,9 @@ def read_sql(path: str | None, what: str) -> str | None:
         raise UsageError(f"the {what} file {path} is not UTF-8 text") from None
 
 
-def sql_sha256(up_sql: str) -> str:
-    return hashlib.sha256(up_sql.encode()).hexdigest()
+def sql_sha256(up_sql: str, down_sql: str | None = None) -> str:
+    """The SHA-256 an approval binds: UP and DOWN together (see approvals.migration_sha256)."""
+    return migration_sha256(up_sql, down_sql)
 
 
 def _catalog_target(inv: Invocation):
@@ -88,29 +93,73 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
         raise ConfigError("migrate request needs the state store: set DBOPS_STATE_URL (or DATABASE_URL)")
     if not name.strip():
         raise UsageError("give the migration a name (--name), e.g. --name add-notes-archived-flag")
+    requester = requester_of(inv)
+    if attested_by == inv.actor:
+        attested_by = requester
     inv.progress(Progress("analysing the SQL"))
     check = analyse(inv, up_sql, down_sql, name)
     rehearsal = rehearse(inv, up_sql, down_sql)
     if rehearsal is not None:
         for finding in rehearsal.findings():
             check.add_finding(finding)
+    else:  # fail closed: what could not be tried is not passed
+        check.add_finding(NOT_REHEARSED)
     report = check.to_report()
     report.title = f"Migration request: {name}"
     report.sections.insert(0, checklist_section(rehearsal, attested_by, apply_by))
     if rehearsal is not None:  # its details; its checklist lines are already in the checklist above
         report.sections[1:1] = rehearsal.to_sections()[1:]
     settings = ApprovalSettings.from_dict(inv.settings.section("approvals"))
+    requester_slack = slack_identity(requester, identities(inv.settings))
+    required = approvals_needed(settings, check, rehearsal, verified=requester_slack is not None)
+    note = rehearsal_error_note(rehearsal)
     book = ApprovalBook(inv.state)
     req = book.create(
-        kind="migration", name=name, target=inv.target_name, sha256=sql_sha256(up_sql),
-        payload={"up": up_sql, "down": down_sql, "apply_by": apply_by,
-                 "rehearsal": rehearsal.to_dict() if rehearsal is not None else None},
+        kind="migration", name=name, target=inv.target_name, sha256=sql_sha256(up_sql, down_sql),
+        payload={"up": up_sql, "down": down_sql, "apply_by": apply_by, "requester_slack": requester_slack,
+                 "requester_note": note, "rehearsal": rehearsal.to_dict() if rehearsal is not None else None},
         analysis={"report": report_to_dict(report), "findings": check.to_json()["findings"]},
-        requires_approval=check.requires_approval, required=settings.required, requested_by=inv.actor,
-        attested_by=attested_by, channel=None, expires_at=expires_at(settings))
-    inv.state.audit(inv.actor, "request", "pending" if req.requires_approval else "recorded", channel=channel,
+        requires_approval=required > 0, required=required, requested_by=requester,
+        attested_by=attested_by, channel=None,
+        expires_at=expires_at(settings))
+    inv.state.audit(requester, "request", "pending" if req.requires_approval else "recorded", channel=channel,
                     subcommand=f"migration {req.code}", target=req.target, detail=name)
+    if req.requires_approval:
+        report.outcome = Outcome.APPROVAL_REQUIRED
     return req, report
+
+
+NOT_REHEARSED = Finding(
+    code="not-rehearsed", severity=Severity.FORBIDDEN, line=0, statement="",
+    message="not rehearsed: no copy of the database (backup or schema) could be made to try UP and DOWN on",
+    hint="take a verified backup (`dbops backup`) or make the target reachable, then request again")
+
+
+def requester_of(inv: Invocation) -> str:
+    """Who asked: the Slack user, or `cli:<login>` (in GitHub Actions the login is $GITHUB_ACTOR, the
+    person who triggered the run, rather than the runner's account)."""
+    if inv.front_end == "cli" and inv.actor.startswith("cli:") and os.environ.get("GITHUB_ACTOR"):
+        return f"cli:{os.environ['GITHUB_ACTOR']}"
+    return inv.actor
+
+
+def approvals_needed(settings: ApprovalSettings, check, rehearsal, verified: bool) -> int:
+    """`required` approvals; none only when the team opted in and nothing at all was found in a request
+    that was rehearsed; one more when the requester is unverified (they could approve as someone else)."""
+    clean = settings.auto_apply_clean and rehearsal is not None and not check.findings
+    return (0 if clean else settings.required) + (0 if verified else 1)
+
+
+def rehearsal_error_note(rehearsal) -> str | None:
+    """The failing statement's own error text, for the requester only (the channel sees line, SQLSTATE
+    and condition name): it can quote the requester's data. Scrubbed by whoever shows it, <= 300 chars."""
+    if rehearsal is None:
+        return None
+    # The rehearsal exposes the private text as `private_error` (older results: not there).
+    text = getattr(rehearsal, "private_error", None)
+    if not text:
+        return None
+    return f"Rehearsal error of your migration (shown only to you): {text[:300]}"
 
 
 def rehearse(inv: Invocation, up_sql: str, down_sql: str | None):
@@ -147,35 +196,61 @@ def migrate_request(inv: Invocation) -> Report:
                                 attested_by=inv.actor if inv.args.tested_on_staging else None,
                                 apply_by=inv.args.apply_by, channel=None)
     # The bot posts it to DBOPS_CHANNEL (it holds the Slack token); the terminal needs only the database.
-    report.summary = (f"request `{req.code}` recorded; the bot posts it to the ops channel. " + report.summary)
-    report.data |= {"request": req.code, "sha256": req.sha256, "status": req.status}
+    needs = (f"it needs {req.required_approvals} approval{'s' if req.required_approvals != 1 else ''}"
+             + ("" if req.requester_slack else f" (one more because `{req.requested_by}` is not mapped to a Slack "
+                                                "user under [identities]: unverified)")
+             if req.requires_approval else "no approval needed (approvals.auto_apply_clean)")
+    report.summary = f"request `{req.code}` recorded; the bot posts it to the ops channel; {needs}. " + report.summary
+    report.data |= {"request": req.code, "sha256": req.sha256, "status": req.status,
+                    "required_approvals": req.required_approvals, "verified_requester": bool(req.requester_slack)}
+    note = req.payload.get("requester_note")
+    if note:  # the terminal is the requester's own: shown here, never in the channel or the job record
+        print(scrub(note, inv.settings.secrets()), file=sys.stderr)
     return report
 
 
-@command("migrate gate", "exit 0 only if this exact UP SQL is approved, not expired and not yet applied",
-         Arg("up", "the UP migration file", required=True),
+@command("migrate gate", "exit 0 only if this exact UP+DOWN is approved for the pipeline, not expired, not yet applied",
+         Arg("up", "the UP migration file", required=True), Arg("--down", "the DOWN migration file (if the request had one)"),
          Arg("--mark-applied", "record that the pipeline is applying it now (the approval is used up)", flag=True),
          lock="migrate", where="cli")
 def migrate_gate(inv: Invocation) -> Report:
+    """Only `--apply-by pipeline` requests pass: a request has exactly one path to the database."""
     if inv.state is None:
         raise ConfigError("migrate gate needs the state store: set DBOPS_STATE_URL (or DATABASE_URL)")
-    sha = sql_sha256(read_sql(inv.args.up, "UP"))
+    sha = sql_sha256(read_sql(inv.args.up, "UP"), read_sql(inv.args.down, "DOWN"))
     book = ApprovalBook(inv.state)
     now = datetime.now(timezone.utc)
     book.expire_due(now)
     requests = book.by_sha(sha, inv.target_name)
-    usable = [r for r in requests if r.status == "approved" and not r.expired(now)]
-    if not usable:
-        why = ("no request has this exact SQL (any edit after approval needs a new approval)" if not requests else
-               "its request is " + ", ".join(f"`{r.code}` {r.status}" for r in requests[:3]))
-        return Report(title="Migration gate", outcome=Outcome.FAILED, summary=f"not approved: {why}",
+
+    def refuse(why: str) -> Report:
+        return Report(title="Migration gate", outcome=Outcome.FAILED, summary=why,
                       data={"sha256": sha, "approved": False})
+
+    usable = [r for r in requests if r.status == "approved" and not r.expired(now) and r.apply_by == "pipeline"]
+    if not usable:
+        if not requests:
+            return refuse("not approved: no request has this exact UP and DOWN SQL (give --down when the request "
+                          "had one; any edit after approval needs a new approval)")
+        applied = [r for r in requests if r.status == "applied"]
+        if applied and not any(r.status in ("pending", "approved", "applying") for r in requests):
+            r = applied[0]
+            return refuse(f"already applied: request `{r.code}` was used up ({r.status_detail or 'applied'}); "
+                          "applying it again needs a new request")
+        bot_requests = [r for r in requests if r.apply_by != "pipeline" and r.status in ("pending", "approved")]
+        if bot_requests:
+            return refuse(f"request `{bot_requests[0].code}` is applied by the bot (--apply-by bot), not by the "
+                          "pipeline: a request has one path to the database. Request it with --apply-by pipeline")
+        return refuse("not approved: its request is " + ", ".join(f"`{r.code}` {r.status}" for r in requests[:3]))
     req = usable[0]
-    if inv.args.mark_applied and not book.move(req.id, ("approved",), "applied", f"applied by {inv.actor}"):
-        return Report(title="Migration gate", outcome=Outcome.FAILED,
-                      summary=f"`{req.code}` changed state while checking; run the gate again")
+    if inv.args.mark_applied and not book.move(req.id, ("approved",), "applied", f"applied by the pipeline ({inv.actor})"):
+        now_req = book.get(req.id)
+        if now_req is not None and now_req.status == "applied":
+            return refuse(f"already applied: request `{req.code}` was used up ({now_req.status_detail or 'applied'})")
+        return refuse(f"`{req.code}` changed state while checking; run the gate again")
     approvers = ", ".join(book.approvers_of(req.id)) or "no approval needed"
-    return Report(title="Migration gate", summary=f"approved: request `{req.code}` ({req.name}) by {approvers}",
+    done = " and is marked applied (the approval is used up)" if inv.args.mark_applied else ""
+    return Report(title="Migration gate", summary=f"approved: request `{req.code}` ({req.name}) by {approvers}{done}",
                   data={"sha256": sha, "approved": True, "request": req.code})
 
 
@@ -205,36 +280,110 @@ def pending_line(inv: Invocation) -> tuple[str, bool, str]:
     return "Approvals", True, f"{len(pending)} open: {items}"
 
 
-commands.STATUS_LINES.append(pending_line)
+commands.STATUS_LINES.append(commands.StatusLine(pending_line, per_target=False))
 
 
 # -- applying ------------------------------------------------------------------------
 def apply_approved(svc: "BotService", req: ApprovalRequest) -> None:
-    """Runs in the worker pool once a request is approved: fresh backup, apply, ledger, thread report."""
+    """Runs in the worker pool once a request is approved: fresh backup, apply, ledger, thread report.
+
+    Two locks: the target's migrate lock (one migration job at a time), and this request's own
+    apply claim, taken before the request is moved to `applying` and held until it leaves it. A
+    request found `applying` whose claim nobody holds was left by a process that died."""
+    from . import migrate_flow
+    from .state.store import JobLock
+
+    book = svc.approvals.book
+    if req.apply_by == "pipeline":
+        svc.approvals.tell(req, f":inbox_tray: `{req.code}` is approved; the deploy pipeline may apply it now "
+                                "(`dbops migrate gate`). The bot never applies it.", "bot", "approved-for-pipeline",
+                           "approved")
+        return
+    lock = JobLock(svc.store.dsn, req.target, "migrate")
+    if not lock.try_acquire():
+        detail = f"another migration job runs on `{req.target}`; nothing was applied: request it again when it is done"
+        if book.move(req.id, ("approved",), "failed", detail):
+            svc.approvals.tell(req, f":x: `{req.code}` failed: {detail}", "bot", "apply", "failed")
+        return
+    claim = apply_claim(svc, req)
+    try:
+        if not claim.try_acquire() or not book.move(req.id, ("approved",), "applying"):
+            return  # another replica took it, or it was withdrawn
+        svc.approvals.refresh_message(req)
+        try:
+            outcome, detail = migrate_flow.apply_with_backup(svc, req)
+        except DbopsError as exc:
+            outcome, detail = "failed", str(exc)
+        except Exception as exc:
+            log.exception("applying %s failed", req.code)
+            outcome, detail = "failed", f"internal error ({type(exc).__name__}); see the bot's log"
+        if outcome == "withdrawn":
+            book.move(req.id, ("applying",), "pending", detail)
+            svc.approvals.tell(req, f":leftwards_arrow_with_hook: {detail}", "bot", "apply", "withdrawn")
+            return
+        book.move(req.id, ("applying",), outcome, detail)
+        icon = ":white_check_mark:" if outcome == "applied" else ":x:"
+        svc.approvals.tell(req, f"{icon} `{req.code}` {outcome}: {detail}", "bot", "apply", outcome)
+    finally:
+        claim.release()
+        lock.release()
+
+
+def apply_claim(svc: "BotService", req: ApprovalRequest):
+    from .state.store import JobLock
+
+    return JobLock(svc.store.dsn, req.target, f"apply-{req.id}")
+
+
+def recover_applying(svc: "BotService") -> list[str]:
+    """At start-up: requests left `applying` by a process that stopped. The target says whether the
+    change landed (its mark, written in the migration's own transaction); each is reported applied or
+    failed in its thread, with the ledger row the crash did not write. Returns lines for the channel."""
     from . import migrate_flow
 
     book = svc.approvals.book
-    if req.payload.get("apply_by") == "pipeline":
-        svc.approvals.tell(req, f":inbox_tray: `{req.code}` is approved; the deploy pipeline may apply it now "
-                                "(`dbops migrate gate`).", "bot", "approved-for-pipeline", "approved")
-        return
-    if not book.move(req.id, ("approved",), "applying"):
-        return  # another replica took it, or it was withdrawn
-    svc.approvals.refresh_message(req)
-    try:
-        outcome, detail = migrate_flow.apply_with_backup(svc, req)
-    except DbopsError as exc:
-        outcome, detail = "failed", str(exc)
-    except Exception as exc:
-        log.exception("applying %s failed", req.code)
-        outcome, detail = "failed", f"internal error ({type(exc).__name__}); see the bot's log"
-    if outcome == "withdrawn":
-        book.move(req.id, ("applying",), "pending", detail)
-        svc.approvals.tell(req, f":leftwards_arrow_with_hook: {detail}", "bot", "apply", "withdrawn")
-        return
-    book.move(req.id, ("applying",), outcome, detail)
-    icon = ":white_check_mark:" if outcome == "applied" else ":x:"
-    svc.approvals.tell(req, f"{icon} `{req.code}` {outcome}: {detail}", "bot", "apply", outcome)
+    lines = []
+    for req in book.with_status("applying"):
+        if req.kind != "migration":
+            continue
+        claim = apply_claim(svc, req)
+        if not claim.try_acquire():
+            continue  # a live process is applying it right now
+        try:
+            current = book.get(req.id)
+            if current is None or current.status != "applying":
+                continue
+            try:
+                target = svc.settings.target(req.target)
+                did_land = migrate_flow.landed(target, req)
+            except DbopsError as exc:
+                lines.append(f":warning: `{req.code}` was being applied when the bot stopped; it could not be "
+                             f"checked now ({exc}) and stays `applying` until the next start")
+                continue
+            if did_land:
+                outcome, detail = "applied", ("the bot stopped while applying it, after the change committed: "
+                                              "the target holds its mark")
+            elif migrate_flow.all_in_one_transaction(req.payload.get("up", "")):
+                outcome, detail = "failed", ("the bot stopped while applying it, before its transaction committed: "
+                                             "nothing was applied; approve a new request to try again")
+            else:
+                outcome, detail = "failed", ("the bot stopped while applying it; its statements that run outside a "
+                                             "transaction (e.g. CREATE INDEX CONCURRENTLY) may have been applied: "
+                                             f"check `{req.target}` before requesting it again")
+            if not book.move(req.id, ("applying",), outcome, detail):
+                continue
+            if not migrate_flow.ledger_has(svc, req):
+                migrate_flow.record_ledger(svc, req, outcome, detail)
+            icon = ":white_check_mark:" if outcome == "applied" else ":x:"
+            svc.approvals.tell(req, f"{icon} `{req.code}` {outcome} (found at start-up): {detail}", "bot",
+                               "recover", outcome)
+            lines.append(f"{icon} `{req.code}` {req.name}: {outcome} (found `applying` at start-up)")
+        finally:
+            claim.release()
+    return lines
+
+
+service.STARTUP_HOOKS.append(recover_applying)
 
 
 APPLIERS["migration"] = apply_approved

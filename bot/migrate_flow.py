@@ -8,12 +8,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psycopg
+
 from handlers import backup
 from handlers.errors import DbopsError
-from handlers.migrations.apply import ApplySettings, apply_migration
+from handlers.migrations.apply import ApplySettings, apply_migration, error_text, plan_batches
+from handlers.migrations.parsing import parse_statements
 from handlers.migrations.rehearsal import RehearsalSettings
 from handlers.migrations.rehearsal import rehearse as run_rehearsal
 from handlers.report import Progress
+from handlers.target import dsn_secrets
 
 from .backup_commands import backup_settings
 
@@ -56,15 +60,52 @@ def rehearse(inv: "Invocation", up_sql: str, down_sql: str | None):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def apply_with_backup(svc: "BotService", req: "ApprovalRequest") -> tuple[str, str]:
-    """Fresh backup, approvals re-checked, UP applied, ledger written. Returns (outcome, detail):
-    outcome is "applied", "failed" or "withdrawn" (approval withdrawn before any statement ran)."""
-    from .state.store import JobLock
+# -- did it land? ----------------------------------------------------------------------
+# The apply writes a row here, in the target, inside the migration's own (last) transaction: the
+# row exists exactly when the change was committed. The target need not be the state database, so
+# only the target itself can answer "did it land" after a crash. Schema `dbops` is the bot's own in
+# every database it touches (backups' manifests and drills leave it out).
+MARKS_DDL = ("CREATE SCHEMA IF NOT EXISTS dbops",
+             "CREATE TABLE IF NOT EXISTS dbops.migration_marks (request_id bigint NOT NULL, sha256 text NOT NULL,"
+             " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (request_id, sha256))")
+MARK_SQL = "INSERT INTO dbops.migration_marks (request_id, sha256, name) VALUES (%s, %s, %s)"
 
+
+def ensure_marks_table(target) -> str | None:
+    """Creates the marks table when absent; returns why it could not (the apply goes on without a mark)."""
+    try:
+        with target.connect(autocommit=True) as conn:
+            if conn.execute("SELECT to_regclass('dbops.migration_marks')").fetchone()[0] is None:
+                for statement in MARKS_DDL:
+                    conn.execute(statement)
+        return None
+    except psycopg.Error as exc:
+        return error_text(exc, dsn_secrets(target.dsn))
+
+
+def landed(target, req: "ApprovalRequest") -> bool:
+    """Whether the target holds this request's mark. Raises TargetUnreachable."""
+    with target.connect(autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('dbops.migration_marks')").fetchone()[0] is None:
+            return False
+        return conn.execute("SELECT 1 FROM dbops.migration_marks WHERE request_id = %s AND sha256 = %s",
+                            (req.id, req.sha256)).fetchone() is not None
+
+
+def all_in_one_transaction(up_sql: str) -> bool:
+    """True when UP commits as one transaction: without its mark nothing of it was applied."""
+    try:
+        batches = plan_batches(parse_statements(up_sql, "UP.sql"))
+    except DbopsError:
+        return False
+    return all(b.in_transaction for b in batches)  # batches in a transaction are only cut by those not
+
+
+def apply_with_backup(svc: "BotService", req: "ApprovalRequest") -> tuple[str, str]:
+    """Fresh backup, approvals re-checked, UP applied (with its mark), ledger written. The caller holds
+    the target's migrate lock. Returns (outcome, detail): outcome is "applied", "failed" or
+    "withdrawn" (approval withdrawn before any statement ran)."""
     target = svc.settings.target(req.target)
-    lock = JobLock(svc.store.dsn, req.target, "migrate")
-    if not lock.try_acquire():
-        return "failed", f"another migration job runs on `{req.target}`; approve again when it has finished"
     started = time.monotonic()
     backup_id = None
     try:
@@ -84,9 +125,14 @@ def apply_with_backup(svc: "BotService", req: "ApprovalRequest") -> tuple[str, s
         def still_approved() -> bool:
             return not req.requires_approval or svc.approvals.book.approvals_count(req.id) >= req.required_approvals
 
+        unmarked = ensure_marks_table(target)
+        if unmarked:
+            thread(f":warning: could not create dbops.migration_marks in `{req.target}` ({unmarked}): if the bot "
+                   "stops while applying, it cannot tell afterwards whether the change landed")
         applied = apply_migration(target, req.payload["up"],
                                   ApplySettings.from_dict(_section(svc.settings, "apply")),
-                                  before_first_statement=still_approved)
+                                  before_first_statement=still_approved,
+                                  mark=None if unmarked else (MARK_SQL, (req.id, req.sha256, req.name)))
         if applied.aborted:
             return "withdrawn", (f"an approval of `{req.code}` was withdrawn before it was applied; nothing was "
                                  f"applied (backup {backup_id} was taken)")
@@ -100,8 +146,20 @@ def apply_with_backup(svc: "BotService", req: "ApprovalRequest") -> tuple[str, s
         return _ledger(svc, req, backup_id, started, outcome, detail)
     except DbopsError as exc:
         return _ledger(svc, req, backup_id, started, "failed", str(exc))
-    finally:
-        lock.release()
+
+
+def ledger_has(svc: "BotService", req: "ApprovalRequest") -> bool:
+    with svc.store.pool.connection() as conn:
+        return conn.execute("SELECT 1 FROM dbops.migration_ledger WHERE request_id = %s", (req.id,)).fetchone() is not None
+
+
+def record_ledger(svc: "BotService", req: "ApprovalRequest", outcome: str, detail: str) -> None:
+    """A ledger row written after the fact (the process that applied it stopped before writing one)."""
+    with svc.store.pool.connection() as conn:
+        conn.execute(
+            "INSERT INTO dbops.migration_ledger (request_id, name, target, sha256, approvers, result, detail)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (req.id, req.name, req.target, req.sha256, svc.approvals.book.approvers_of(req.id), outcome, detail[:2000]))
 
 
 def _ledger(svc: "BotService", req: "ApprovalRequest", backup_id: str | None, started: float, outcome: str,

@@ -3,7 +3,6 @@ secret cannot reach a channel; a message that finally cannot be posted is
 logged and the caller carries on (a job is never failed by Slack being down)."""
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -19,7 +18,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
 
 from handlers.report import Progress, Report
-from handlers.target import scrub
+from handlers.target import scrub, scrub_data
 
 from . import render
 
@@ -41,7 +40,9 @@ class Notifier:
         self.secrets = secrets
 
     def _clean(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return json.loads(scrub(json.dumps(payload), self.secrets))
+        # String values are scrubbed before serialising: in JSON text a secret with `"`, `\\` or
+        # non-ASCII characters is escaped and would slip past a search for it.
+        return scrub_data(payload, self.secrets)
 
     def call(self, method: str, **payload: Any) -> dict | None:
         if self.client is None:
@@ -69,6 +70,22 @@ class Notifier:
         if blocks is not None:
             payload["blocks"] = blocks
         return self.call("chat.update", **payload) is not None
+
+    def upload(self, channel: str, thread_ts: str | None, filename: str, content: str, title: str) -> bool:
+        """Attaches a text file in a message's thread (Slack's external upload: get a URL, send the
+        bytes, complete). The content is scrubbed like every message."""
+        if self.client is None:
+            return False
+        content, filename, title = (scrub(v, self.secrets) for v in (content, filename, title))
+        try:
+            self.client.files_upload_v2(channel=channel, thread_ts=thread_ts, content=content, filename=filename,
+                                        title=title, snippet_type="sql")
+            return True
+        except SlackApiError as exc:
+            log.error("Slack file upload failed: %s", exc.response.get("error"))
+        except Exception as exc:  # network gone after retries, or the upload URL refused the bytes
+            log.error("Slack file upload failed: %s", type(exc).__name__)
+        return False
 
     def ephemeral(self, channel: str, user: str, text: str) -> None:
         self.call("chat.postEphemeral", channel=channel, user=user, text=text)

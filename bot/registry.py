@@ -41,11 +41,26 @@ class Command:
     args: tuple[Arg, ...] = ()
     long_running: bool = False  # runs as a job: queued, progress message, one per (target, lock)
     lock: str | None = None  # the job family sharing the one-at-a-time rule; default: first word
-    who: str = "anyone"  # "anyone" (allowed users) or "approvers"
+    who: str = "anyone"  # "anyone" (allowed users) or "approvers": commands that destroy or cost
+    open_with: str | None = None  # an approvers-only command's flag that makes it anyone's, e.g. "--dry-run"
     where: str = "both"  # "both", "cli" or "slack"
     takes_target: bool = True
     needs_state: bool = True  # opens the state store when one is configured
     modal: str | None = None  # Slack only: the command opens this form instead of running
+
+    def approver_only(self, args: argparse.Namespace | None) -> bool:
+        """Whether this invocation (its arguments decide, for `open_with`) is for approvers only."""
+        if self.who != "approvers":
+            return False
+        if self.open_with and args is not None:
+            return not getattr(args, self.open_with.lstrip("-").replace("-", "_"), False)
+        return True
+
+    @property
+    def who_text(self) -> str:
+        if self.who != "approvers":
+            return ""
+        return f" (approvers only, unless {self.open_with})" if self.open_with else " (approvers only)"
 
     @property
     def lock_kind(self) -> str:
@@ -90,12 +105,17 @@ class Invocation:
 
 COMMANDS: dict[str, Command] = {}
 
+# Commands that destroy or cost must be declared who="approvers"; these families always are.
+APPROVERS_ONLY_FAMILIES = ("restore", "role")
+
 
 def command(name: str, summary: str, *args: Arg, **options: Any) -> Callable:
     """Declare a subcommand; the decorated function is its run function."""
 
     def register(fn: Callable[[Invocation], Report]) -> Callable[[Invocation], Report]:
         cmd = Command(name=name, summary=summary, run=fn, args=tuple(args), **options)
+        if name.split()[0] in APPROVERS_ONLY_FAMILIES and cmd.who != "approvers":
+            raise RuntimeError(f"command {name!r} changes or restores data: declare it who=\"approvers\"")
         key = f"{cmd.where}:{name}"  # one name may have a terminal and a Slack form
         if key in COMMANDS or f"both:{name}" in COMMANDS or (cmd.where == "both" and any(
                 k.endswith(f":{name}") for k in COMMANDS)):
@@ -166,5 +186,4 @@ def parse(text_or_words: str | list[str], front_end: str, prog: str = "dbops") -
 
 
 def help_rows(front_end: str) -> list[tuple[str, str]]:
-    return [(c.usage, c.summary + (" (approvers only)" if c.who == "approvers" else ""))
-            for c in available(front_end)]
+    return [(c.usage, c.summary + c.who_text) for c in available(front_end)]

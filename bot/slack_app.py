@@ -66,8 +66,9 @@ def handle_db_command(svc: BotService, ack: Ack, command: dict) -> None:
         ack(text="dbops commands", blocks=render.help_blocks(help_rows("slack")))
         svc.runner.submit(lambda: svc.store.audit(user, "command", "ok", channel=channel, subcommand="help"))
         return
-    if cmd.who == "approvers" and not svc.is_approver(user):
-        ack(f":no_entry: `{cmd.name}` is for approvers only.")
+    if cmd.approver_only(args) and not svc.is_approver(user):
+        unless = f" (anyone may run it with `{cmd.open_with}`)" if cmd.open_with else ""
+        ack(f":no_entry: `{cmd.name}` is for approvers only{unless}.")
         svc.runner.submit(lambda: svc.store.audit(user, "refused", "refused", channel=channel,
                                                   subcommand=cmd.name, detail="not an approver"))
         return

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -59,9 +60,25 @@ def dsn_secrets(dsn: str) -> list[str]:
 
 
 def scrub(text: str, secrets: list[str]) -> str:
+    """`text` with every secret replaced by ***. Works on the text as it will be shown: scrub a
+    payload's string values before it is serialised (see `scrub_data`), never its JSON, where a
+    secret containing `"`, `\\` or non-ASCII characters is spelled differently."""
     for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
+
+
+def scrub_data(value: Any, secrets: list[str]) -> Any:
+    """A copy of a JSON-like value (dicts, lists, strings, numbers) with every string value scrubbed.
+    Keys are the program's own names and are kept as they are, so a secret that happens to equal
+    a key (a password `text`) cannot corrupt the payload."""
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {key: scrub_data(item, secrets) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub_data(item, secrets) for item in value]
+    return value
 
 
 _AFTER_FAILED = re.compile(r"^.*failed:\s*", re.S)

@@ -254,10 +254,14 @@ class _StatementFailed(Exception):
 
 def apply_migration(target: Target, up_sql: str, settings: ApplySettings, progress: ProgressFn = no_progress,
                     before_first_statement: Callable[[], bool] | None = None,
-                    filename: str = "UP.sql") -> ApplyResult:
+                    filename: str = "UP.sql", mark: tuple[str, tuple] | None = None) -> ApplyResult:
     """Apply `up_sql` to `target` (see the module docstring). Raises UsageError when the SQL does not
     parse or controls its own transaction, TargetUnreachable when the target cannot be reached; a
-    failing statement is reported in the result, not raised."""
+    failing statement is reported in the result, not raised.
+
+    `mark` (SQL, parameters) runs in the last batch's transaction just before its COMMIT, so it is
+    committed exactly when the migration is: a caller that crashed can ask the target whether the
+    change landed. When the last batch cannot run in a transaction, it runs right after it."""
     statements = parse_statements(up_sql, filename)
     batches = plan_batches(statements, filename)
     result = ApplyResult(target=target.name, statement_count=sum(len(b.statements) for b in batches))
@@ -270,8 +274,9 @@ def apply_migration(target: Target, up_sql: str, settings: ApplySettings, progre
             return result
         done = 0
         for number, batch in enumerate(batches, 1):
+            last_mark = mark if number == len(batches) and batch.in_transaction else None
             try:
-                timings = _run_with_retries(conn, batch, settings, result, progress, done, secrets)
+                timings = _run_with_retries(conn, batch, settings, result, progress, done, secrets, last_mark)
             except _StatementFailed as failed:
                 result.failed_line = failed.stmt.line
                 result.failed_statement = _preview(failed.stmt.text)
@@ -283,16 +288,23 @@ def apply_migration(target: Target, up_sql: str, settings: ApplySettings, progre
             result.statements += timings
         else:
             result.ok = True
+            if mark is not None and batches and not batches[-1].in_transaction:
+                try:
+                    conn.execute(mark[0], mark[1])
+                except psycopg.Error as exc:
+                    result.notes.append(f"the migration was applied, but its mark could not be written "
+                                        f"({error_text(exc, secrets)})")
     result.duration_s = time.monotonic() - started
     return result
 
 
 def _run_with_retries(conn: psycopg.Connection, batch: Batch, settings: ApplySettings, result: ApplyResult,
-                      progress: ProgressFn, done: int, secrets: list[str]) -> list[dict]:
+                      progress: ProgressFn, done: int, secrets: list[str],
+                      mark: tuple[str, tuple] | None = None) -> list[dict]:
     retries = 0
     while True:
         try:
-            return _run_batch(conn, batch, settings, result, progress, done, secrets)
+            return _run_batch(conn, batch, settings, result, progress, done, secrets, mark)
         except _LockTimeout as timeout:
             if retries >= settings.lock_retries:
                 tries = retries + 1
@@ -309,7 +321,8 @@ def _run_with_retries(conn: psycopg.Connection, batch: Batch, settings: ApplySet
 
 
 def _run_batch(conn: psycopg.Connection, batch: Batch, settings: ApplySettings, result: ApplyResult,
-               progress: ProgressFn, done: int, secrets: list[str]) -> list[dict]:
+               progress: ProgressFn, done: int, secrets: list[str],
+               mark: tuple[str, tuple] | None = None) -> list[dict]:
     timeouts = [("lock_timeout", f"{int(settings.lock_timeout_s * 1000)}ms"),
                 ("statement_timeout", f"{int(settings.statement_timeout_s * 1000)}ms")]
     timings = []
@@ -333,6 +346,8 @@ def _run_batch(conn: psycopg.Connection, batch: Batch, settings: ApplySettings, 
             timings.append({"line": stmt.line, "statement": _preview(stmt.text),
                             "seconds": round(time.monotonic() - t0, 3), "outside_transaction": not batch.in_transaction})
         if batch.in_transaction:
+            if mark is not None:
+                conn.execute(mark[0], mark[1])
             conn.execute("COMMIT")
     except psycopg.Error as exc:
         _rollback(conn)

@@ -21,6 +21,7 @@ class Call:
     params: dict[str, Any]
     status: int
     at: float = field(default_factory=time.time)
+    raw: str = ""  # the request body exactly as the bot sent it
 
 
 class FakeSlack:
@@ -29,6 +30,7 @@ class FakeSlack:
         self.failures: dict[str, list[tuple[int, int | None]]] = {}
         self.usergroups: dict[str, list[str]] = {}
         self.users: dict[str, dict] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}  # file id -> filename, content (the bytes sent), channel, thread_ts
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -55,6 +57,11 @@ class FakeSlack:
     def calls_to(self, method: str, ok_only: bool = True) -> list[Call]:
         with self._lock:
             return [c for c in self.calls if c.method == method and (c.status == 200 or not ok_only)]
+
+    def raw_bodies(self) -> list[str]:
+        """Every request body the bot sent, API calls and file uploads alike."""
+        with self._lock:
+            return [c.raw for c in self.calls]
 
     def texts(self, method: str | None = None) -> list[str]:
         """Every text the bot sent (message text plus its blocks' texts)."""
@@ -95,6 +102,20 @@ class FakeSlack:
             return {"ok": True, "user": self.users.get(user, {"id": user, "name": user, "is_bot": False})}
         if method == "usergroups.users.list":
             return {"ok": True, "users": self.usergroups.get(params.get("usergroup"), [])}
+        if method == "files.getUploadURLExternal":
+            file_id = f"F{next(self._ts):04d}"
+            with self._lock:
+                self.uploads[file_id] = {"filename": params.get("filename"), "content": None}
+            return {"ok": True, "file_id": file_id, "upload_url": self.url.replace("/api/", f"/upload/{file_id}")}
+        if method == "files.completeUploadExternal":
+            files = params.get("files")
+            files = json.loads(files) if isinstance(files, str) else files or []
+            with self._lock:
+                for f in files:
+                    if f.get("id") in self.uploads:
+                        self.uploads[f["id"]] |= {"title": f.get("title"), "channel": params.get("channel_id"),
+                                                  "thread_ts": params.get("thread_ts")}
+            return {"ok": True, "files": [{"id": f.get("id"), "title": f.get("title")} for f in files]}
         if method == "views.open":
             return {"ok": True, "view": {"id": f"V{next(self._ts)}", "callback_id": params.get("view", {})}}
         return {"ok": False, "error": "unknown_method"}
@@ -108,7 +129,18 @@ class FakeSlack:
 
             def do_POST(self) -> None:
                 method = self.path.split("/api/", 1)[-1].split("?")[0]
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode(errors="replace")
+                if self.path.startswith("/upload/"):  # the upload URL handed out by files.getUploadURLExternal
+                    file_id = self.path.rsplit("/", 1)[-1]
+                    with fake._lock:
+                        if file_id in fake.uploads:
+                            fake.uploads[file_id]["content"] = raw
+                        fake.calls.append(Call("upload", {"file_id": file_id}, 200, raw=raw))
+                    self.send_response(200 if file_id in fake.uploads else 404)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"OK")
+                    return
                 if "json" in (self.headers.get("Content-Type") or ""):
                     params = json.loads(raw or "{}")
                 else:
@@ -123,7 +155,7 @@ class FakeSlack:
                 body = fake.answer(method, params) if status == 200 else {"ok": False, "error": "ratelimited"
                                                                          if status == 429 else "fatal_error"}
                 with fake._lock:
-                    fake.calls.append(Call(method, params, status))
+                    fake.calls.append(Call(method, params, status, raw=raw))
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
