@@ -174,7 +174,8 @@ def test_down_that_fails_is_irreversible(demo_archive, settings):
     down = '\n\nALTER TABLE "Notes" DROP COLUMN "Colour";'
     result = run(up, down, demo_archive, settings)
     assert result.down_error is not None and result.down_error.startswith("line 3: ")
-    assert "Colour" in result.down_error
+    assert result.down_error == "line 3: SQLSTATE 42703 (undefined_column)"
+    assert "Colour" in result.down_error_text and "Colour" in result.private_error_text()
     (finding,) = result.findings()
     assert finding.code == "irreversible" and "DOWN fails in the rehearsal at line 3" in finding.message
 
@@ -199,7 +200,11 @@ def test_up_failing_on_the_data_is_rehearsal_failed_with_its_line(demo_archive, 
     down = 'ALTER TABLE "Notes" ALTER COLUMN "BoardId" DROP NOT NULL;\nALTER TABLE "Notes" DROP COLUMN "Color";'
     result = run(up, down, demo_archive, settings)
     assert result.up_error is not None and result.up_error.startswith("line 3: ")
-    assert "null values" in result.up_error
+    assert result.up_error == "line 3: SQLSTATE 23502 (not_null_violation)"
+    assert (result.up_error_sqlstate, result.up_error_condition) == ("23502", "not_null_violation")
+    assert "null values" in result.up_error_text and "null values" in result.private_error_text()
+    # The channel gets the line and the condition, never the server's message (it can quote rows).
+    assert "null values" not in json.dumps(result.to_dict()) + str(result.to_report())
     (finding,) = result.findings()
     assert finding.code == "rehearsal-failed" and finding.severity is Severity.FORBIDDEN and finding.line == 3
     assert "SET NOT NULL" in finding.statement and "would fail in production too" in finding.message
@@ -315,5 +320,6 @@ def test_a_deferred_constraint_failing_at_commit_is_rehearsal_failed(demo_archiv
 def test_statement_timeout_on_the_copy(demo_archive, tmp_path):
     settings = RehearsalSettings(statement_timeout_s=0.2, work_dir=tmp_path / "work")
     result = run("SELECT 1;\nSELECT pg_sleep(5);", None, demo_archive, settings)
-    assert result.up_error == "line 2: canceling statement due to statement timeout"
+    assert result.up_error == "line 2: SQLSTATE 57014 (query_canceled)"
+    assert result.up_error_text == "canceling statement due to statement timeout"
     assert result.up_statements[-1]["seconds"] < 4

@@ -8,10 +8,25 @@ columns UP touches are compared with what they were before UP. The instance is a
 
 Locks are held until the transaction ends, so the downtime estimate for a table is the time from
 the statement that first took a blocking lock on it to the commit.
+
+The requester's SQL is hostile input, and the copy holds production's rows. So the instance is a
+sandbox (see handlers.pginstance), and UP and DOWN run connected as `app_owner`, an ordinary role
+that owns the application's objects, as the application's own user does on Render's managed
+Postgres: no superuser, no CREATEROLE/CREATEDB, no pg_execute_server_program, pg_read_server_files
+or pg_write_server_files. Extensions and schemas (which may need a superuser) are restored first as
+the instance's superuser, the schemas handed to app_owner; everything else is restored connected as
+app_owner. A failing statement is reported by line, SQLSTATE and condition name; its message (which
+can quote rows: `RAISE EXCEPTION '%', (SELECT ...)`) is kept apart, for the requester only
+(`Rehearsal.private_error_text()`).
 """
 from __future__ import annotations
 
+import os
+import re
+import secrets
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -26,7 +41,8 @@ from psycopg import sql
 from handlers.backup.manifest import capture_manifest
 from handlers.backup.pgtools import BackupToolError, last_line, libpq_env
 from handlers.errors import ConfigError, DbopsError, TargetUnreachable, UsageError
-from handlers.pginstance import InstanceError, PgBinariesError, TemporaryInstance, pg_tool
+from handlers.pginstance import (MARKER_FILE, InstanceError, PgBinariesError, TemporaryInstance,
+                                 pg_tool, private_work_dir, remove_leftover_instances)
 from handlers.report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from handlers.target import Target, dsn_secrets, scrub
 
@@ -38,8 +54,15 @@ from .parsing import Statement, parse_statements
 SECTION = "migrate.rehearsal"
 SOURCES = ("backup", "schema")
 REHEARSAL_PURPOSE = "rehearsal"
+WORK_PURPOSE = "rehearsal-work"  # the folder holding the fetched archive (see rehearsal_work_dir)
 REHEARSAL_DB = "rehearsal"
+APP_ROLE = "app_owner"  # the role UP and DOWN run as
 PREVIEW = 200
+PRIVATE_TEXT_LIMIT = 300
+UNMARKED_WORK_MIN_AGE_S = 3600  # work folders of an older dbops carry no marker: removed when this stale
+# Scrubbed from error texts as a second line of defence (the sandbox holds none of them).
+_ENV_SECRETS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "DATABASE_URL", "DBOPS_BACKUP_KEY",
+                "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "DBOPS_DRILL_URL")
 
 # pg_locks mode -> the name in LOCK TABLE / the docs, and what it blocks for the application.
 LOCK_NAMES = {
@@ -105,12 +128,19 @@ class Rehearsal:
     schema_target: str | None = None  # the target whose schema was copied (source "schema" from a target)
     up_statements: list[dict] = field(default_factory=list)  # [{line, statement, seconds, locks, outside_transaction}]
     down_statements: list[dict] = field(default_factory=list)
-    up_error: str | None = None  # "line 7: <postgres message>"
+    # Channel-safe: "line 7: SQLSTATE 42501 (insufficient_privilege)", never the server's message.
+    up_error: str | None = None
     up_error_line: int | None = None
     up_error_statement: str | None = None
+    up_error_sqlstate: str | None = None
+    up_error_condition: str | None = None
+    up_error_text: str | None = None  # the server's message, scrubbed, <= 300 chars: for the requester only
     down_given: bool = False
     down_error: str | None = None
     down_error_line: int | None = None
+    down_error_sqlstate: str | None = None
+    down_error_condition: str | None = None
+    down_error_text: str | None = None  # as up_error_text
     schema_diff: list[str] = field(default_factory=list)
     data_diff: list[str] = field(default_factory=list)
     checked_columns: list[str] = field(default_factory=list)  # columns whose data was checksummed
@@ -141,6 +171,16 @@ class Rehearsal:
             return f"a schema-only copy of `{self.schema_target}` (no data)"
         what = f"backup {self.backup_id}" if self.backup_id else "a backup archive"
         return f"a schema-only copy of {what} (no data)"
+
+    def private_error_text(self) -> str | None:
+        """The failing statement's message, for the requester only (an ephemeral message): it can
+        quote rows of the production copy. None when nothing failed."""
+        parts = []
+        if self.up_error and self.up_error_text:
+            parts.append(f"UP {self.up_error}: {self.up_error_text}")
+        if self.down_error and self.down_error_text:
+            parts.append(f"DOWN {self.down_error}: {self.down_error_text}")
+        return "\n".join(parts) or None
 
     def checklist_lines(self) -> list[str]:
         lines = [f"rehearsed on {self._copy_of()}"]
@@ -236,6 +276,7 @@ class Rehearsal:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
+        """Everything but the private error texts: this goes into reports, job records and approvals."""
         return {
             "source": self.source, "backup_id": self.backup_id,
             "backup_age_s": None if self.backup_age_s is None else round(self.backup_age_s, 1),
@@ -243,7 +284,9 @@ class Rehearsal:
             "up_statements": [dict(r) for r in self.up_statements],
             "down_statements": [dict(r) for r in self.down_statements],
             "up_error": self.up_error, "up_error_line": self.up_error_line, "down_given": self.down_given,
+            "up_error_sqlstate": self.up_error_sqlstate, "up_error_condition": self.up_error_condition,
             "down_error": self.down_error, "down_error_line": self.down_error_line,
+            "down_error_sqlstate": self.down_error_sqlstate, "down_error_condition": self.down_error_condition,
             "schema_diff": list(self.schema_diff), "data_diff": list(self.data_diff),
             "checked_columns": list(self.checked_columns), "downtime": [dict(d) for d in self.downtime],
             "up_error_statement": self.up_error_statement,
@@ -262,6 +305,10 @@ def _lock_text(row: dict) -> str:
 def _some(items: list[str], limit: int = 3) -> str:
     more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
     return "; ".join(items[:limit]) + more
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _preview(text: str, limit: int = PREVIEW) -> str:
@@ -330,37 +377,44 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
 
     instance = TemporaryInstance(purpose=REHEARSAL_PURPOSE, parent=settings.work_dir, settings={
         "maintenance_work_mem": "256MB", "autovacuum": "off", "wal_level": "minimal", "max_wal_senders": "0"})
+    app_password = secrets.token_urlsafe(24)
+    hidden = [app_password, *_env_secrets(), *(dsn_secrets(schema_source.dsn) if schema_source else [])]
     try:
         if cancel is not None and cancel.is_set():
             raise RehearsalCancelled("the rehearsal was cancelled before it started")
         progress(Progress("rehearsal", 0.0, "starting a throwaway PostgreSQL"))
         try:
             instance.start()
+            hidden += instance.secrets()
             with psycopg.connect(instance.dsn(), autocommit=True) as admin:
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(REHEARSAL_DB)))
+                _create_app_role(admin, app_password)
         except (InstanceError, PgBinariesError, psycopg.Error) as exc:
-            raise DbopsError(f"could not start the rehearsal's PostgreSQL: {str(exc)[:500]}") from None
-        dsn = instance.dsn(REHEARSAL_DB)
+            raise DbopsError(f"could not start the rehearsal's PostgreSQL: {scrub(str(exc), hidden)[:500]}") from None
+        admin_dsn = instance.dsn(REHEARSAL_DB)
+        app_dsn = instance.dsn(REHEARSAL_DB, user=APP_ROLE, password=app_password)
         t0 = time.monotonic()
         if archive is not None:
             progress(Progress("rehearsal", 0.05, f"restoring {'backup ' + backup_id if backup_id else 'the archive'}"
                                                  f"{'' if with_data else ' (schema only)'}"))
-            problems = _restore(Path(archive), dsn, settings.jobs, schema_only=not with_data, cancel=cancel)
+            problems = _restore(Path(archive), admin_dsn, app_dsn, Path(instance.path), settings.jobs,
+                                schema_only=not with_data, cancel=cancel)
         else:
             assert schema_source is not None
             progress(Progress("rehearsal", 0.05, f"copying the schema of `{schema_source.name}`"))
-            problems = _copy_schema(schema_source, dsn, Path(instance.path), settings.jobs, cancel)
-        result.restore_problems = problems
+            problems = _copy_schema(schema_source, admin_dsn, app_dsn, Path(instance.path), settings.jobs, cancel)
+        result.restore_problems = [scrub(p, hidden) for p in problems]
         result.restore_s = time.monotonic() - t0
         if cancel is not None and cancel.is_set():
             raise RehearsalCancelled("the rehearsal was cancelled")
         try:
-            with psycopg.connect(dsn, autocommit=True) as conn, _cancel_on(conn, cancel):
-                _rehearse_on(conn, result, up, down, manifest if with_data else {}, settings, progress, cancel)
+            with psycopg.connect(app_dsn, autocommit=True) as conn, _cancel_on(conn, cancel):
+                _rehearse_on(conn, result, up, down, manifest if with_data else {}, settings, progress, cancel, hidden)
         except psycopg.Error as exc:
             if cancel is not None and cancel.is_set():
                 raise RehearsalCancelled("the rehearsal was cancelled") from None
-            raise DbopsError(f"the rehearsal could not measure its copy: {error_text(exc)}") from None
+            # Not the message: after UP and DOWN it can be the requester's own text, or rows.
+            raise DbopsError(f"the rehearsal could not measure its copy (SQLSTATE {exc.sqlstate or 'unknown'}, "
+                             f"{condition_name(exc.sqlstate)})") from None
     finally:
         instance.stop()
         result.total_s = time.monotonic() - started
@@ -368,9 +422,43 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
     return result
 
 
+def _env_secrets() -> list[str]:
+    found = []
+    for name in _ENV_SECRETS:
+        value = os.environ.get(name)
+        if value:
+            found.append(value)
+            found += dsn_secrets(value)[1:] if "://" in value or "=" in value else []
+    return found
+
+
+def condition_name(sqlstate: str | None) -> str:
+    """PostgreSQL's condition name for a SQLSTATE, e.g. "insufficient_privilege" for 42501."""
+    if not sqlstate:
+        return "unknown"
+    try:
+        cls = psycopg.errors.lookup(sqlstate)
+    except KeyError:
+        return "unknown"
+    codes = getattr(psycopg.errors, "_sqlcodes", {})
+    for name, known in codes.items():
+        if known is cls and not re.fullmatch(r"[0-9A-Z]{5}", name):
+            return name.lower()
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+
+
+def _create_app_role(admin: psycopg.Connection, password: str) -> None:
+    """The application's role, as on a managed Postgres: owns the database (hence the public schema),
+    may log in, and nothing more."""
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                          "NOBYPASSRLS").format(sql.Identifier(APP_ROLE), sql.Literal(password)))
+    admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(REHEARSAL_DB),
+                                                                sql.Identifier(APP_ROLE)))
+
+
 def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], down: list[Batch] | None,
                  manifest: dict, settings: RehearsalSettings, progress: ProgressFn,
-                 cancel: threading.Event | None) -> None:
+                 cancel: threading.Event | None, hidden: list[str]) -> None:
     progress(Progress("rehearsal", 0.4, "measuring the copy before UP"))
     watched = _changed_columns([s for b in up for s in b.statements])
     before = _snapshot(conn, watched, None)
@@ -380,19 +468,23 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
     result.checked_columns = [c.label for c in before.columns]
 
     progress(Progress("rehearsal", 0.5, "applying UP"))
-    run = _run_batches(conn, up, settings, before.names, cancel)
+    run = _run_batches(conn, up, settings, before.names, cancel, hidden)
     result.up_statements, result.up_s, result.downtime = run.statements, run.seconds, run.downtime
     if run.error:
         result.up_error, result.up_error_line, result.up_error_statement = run.error, run.error_line, run.error_statement
+        result.up_error_sqlstate, result.up_error_condition = run.error_sqlstate, run.error_condition
+        result.up_error_text = run.error_text
         return
     if down is None:
         return
     progress(Progress("rehearsal", 0.7, "applying DOWN"))
     conn.execute("DISCARD ALL")  # DOWN runs in a later session: no SET or temporary table of UP's carries over
-    back = _run_batches(conn, down, settings, before.names, cancel)
+    back = _run_batches(conn, down, settings, before.names, cancel, hidden)
     result.down_statements, result.down_s = back.statements, back.seconds
     if back.error:
         result.down_error, result.down_error_line = back.error, back.error_line
+        result.down_error_sqlstate, result.down_error_condition = back.error_sqlstate, back.error_condition
+        result.down_error_text = back.error_text
         return
     progress(Progress("rehearsal", 0.85, "comparing the schema and data with before UP"))
     after = _snapshot(conn, None, before.columns)
@@ -400,25 +492,119 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
     result.data_diff = data_differences(before, after)
 
 
+# -- leftovers of killed processes -------------------------------------------------------------
+
+def rehearsal_work_dir(settings: RehearsalSettings):
+    """A private 0700 folder for the rehearsal's archive (context manager), marked so that
+    `remove_leftover_rehearsals` removes it if the process is killed."""
+    return private_work_dir(WORK_PURPOSE, settings.work_dir)
+
+
+def remove_leftover_rehearsals(work_dir: Path | None = None) -> list[str]:
+    """Stop and remove rehearsal servers and work folders that a killed process left (in `work_dir`
+    and in the system temp folder); one secret-free line per thing removed, for the channel.
+
+    Work folders made by an older dbops carry no marker: those count as left over once nothing in
+    them changed for an hour."""
+    said = []
+    places = list(dict.fromkeys(Path(p) for p in (work_dir, tempfile.gettempdir()) if p is not None))
+    for place in places:
+        for path in remove_leftover_instances(place, purpose=REHEARSAL_PURPOSE):
+            said.append(f"removed a leftover rehearsal server ({path.name}) from {path.parent}")
+        for path in remove_leftover_instances(place, purpose=WORK_PURPOSE):
+            said.append(f"removed a leftover rehearsal work folder ({path.name}) from {path.parent}")
+        for path in _stale_unmarked_work_dirs(place):
+            shutil.rmtree(path, ignore_errors=True)
+            said.append(f"removed a leftover rehearsal work folder ({path.name}) from {path.parent}")
+    return said
+
+
+def _stale_unmarked_work_dirs(place: Path) -> list[Path]:
+    uid = os.geteuid() if hasattr(os, "geteuid") else None
+    now, found = time.time(), []
+    for path in sorted(place.glob(f"dbops-{WORK_PURPOSE}-*")):
+        try:
+            st = os.lstat(path)
+            if not os.path.isdir(path) or path.is_symlink() or (uid is not None and st.st_uid != uid):
+                continue
+            if (path / MARKER_FILE).exists():
+                continue  # marked: its owner is alive, or remove_leftover_instances took it
+            newest = max([st.st_mtime, *(e.stat(follow_symlinks=False).st_mtime for e in os.scandir(path))])
+        except OSError:
+            continue
+        if now - newest >= UNMARKED_WORK_MIN_AGE_S:
+            found.append(path)
+    return found
+
+
 # -- loading the copy ------------------------------------------------------------------------
 
-def _restore(archive: Path, dsn: str, jobs: int, schema_only: bool, cancel: threading.Event | None) -> list[str]:
+_TOC_ENTRY = re.compile(r"^\d+; \d+ \d+ (?P<what>.*)$")
+
+
+def _superuser_entry(what: str) -> bool:
+    """Archive entries restored as the superuser: extensions (most need one), their comments, and the
+    schemas (an extension may live in one; they are handed to app_owner afterwards)."""
+    return what.startswith(("EXTENSION - ", "SCHEMA - ", "COMMENT - EXTENSION "))
+
+
+def _restore(archive: Path, admin_dsn: str, app_dsn: str, work: Path, jobs: int, schema_only: bool,
+             cancel: threading.Event | None) -> list[str]:
+    """Restore so that app_owner owns every object of the application (see the module docstring)."""
+    listing = subprocess.run([pg_tool("pg_restore"), "--list", str(archive)], capture_output=True, text=True,
+                             errors="replace", env=_tool_env(), stdin=subprocess.DEVNULL)
+    if listing.returncode != 0:
+        return _tool_problems("pg_restore", listing.returncode, listing.stderr)
+    entries = [line for line in listing.stdout.splitlines() if _TOC_ENTRY.match(line)]
+    first = [e for e in entries if _superuser_entry(_TOC_ENTRY.match(e)["what"])]
+    problems: list[str] = []
     # --no-owner --no-acl: production's roles do not exist in the throwaway instance.
-    cmd = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--dbname", REHEARSAL_DB]
+    base = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--no-security-labels", "--no-publications",
+            "--no-subscriptions", "--dbname", REHEARSAL_DB]
     if schema_only:
-        cmd.append("--schema-only")
+        base.append("--schema-only")
+    if first:
+        first_list = work / "superuser.list"
+        first_list.write_text("\n".join(first) + "\n")
+        rc, stderr = _run_tool(base + ["-L", str(first_list), str(archive)], libpq_env(admin_dsn), cancel)
+        problems += _tool_problems("pg_restore", rc, stderr)
+        try:
+            with psycopg.connect(admin_dsn, autocommit=True) as admin:
+                _hand_schemas_to_app(admin)
+        except psycopg.Error as exc:
+            problems.append(f"could not hand the restored schemas to {APP_ROLE}: {error_text(exc)}")
+    rest_list = work / "app.list"
+    rest_list.write_text("\n".join(f";{e}" if e in first else e for e in entries) + "\n")
+    cmd = base + ["-L", str(rest_list)]
     if jobs > 1:  # custom-format files and directory-format folders both restore in parallel
         cmd += ["--jobs", str(jobs)]
-    rc, stderr = _run_tool(cmd + [str(archive)], libpq_env(dsn), cancel)
-    return _tool_problems("pg_restore", rc, stderr)
+    rc, stderr = _run_tool(cmd + [str(archive)], libpq_env(app_dsn), cancel)
+    return (problems + _tool_problems("pg_restore", rc, stderr))[:20]
 
 
-def _copy_schema(source: Target, dsn: str, work: Path, jobs: int, cancel: threading.Event | None) -> list[str]:
+def _hand_schemas_to_app(admin: psycopg.Connection) -> None:
+    rows = admin.execute("""
+        SELECT n.nspname FROM pg_namespace n
+        WHERE n.nspname NOT IN ('public', 'information_schema') AND n.nspname !~ '^pg_'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                          AND d.objid = n.oid AND d.deptype = 'e')""").fetchall()
+    for (name,) in rows:
+        admin.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(APP_ROLE)))
+
+
+def _tool_env() -> dict[str, str]:
+    """For a pg_restore that reads an archive only: no credentials, no inherited PG* variables."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+
+def _copy_schema(source: Target, admin_dsn: str, app_dsn: str, work: Path, jobs: int,
+                 cancel: threading.Event | None) -> list[str]:
     dump = work / "schema.dump"
     try:
         env = libpq_env(source.dsn)
     except BackupToolError as exc:
         raise DbopsError(f"cannot copy the schema of `{source.name}`: {exc}") from None
+    os.close(os.open(dump, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # pg_dump keeps the mode
     rc, stderr = _run_tool([pg_tool("pg_dump"), "--schema-only", "-Fc", "-w", "-f", str(dump)], env, cancel)
     if rc != 0:
         reason = scrub(last_line(stderr), dsn_secrets(source.dsn))
@@ -426,7 +612,7 @@ def _copy_schema(source: Target, dsn: str, work: Path, jobs: int, cancel: thread
             raise TargetUnreachable(f"target `{source.name}` is unreachable: {reason}")
         raise DbopsError(f"pg_dump --schema-only of `{source.name}` failed: {reason}")
     try:
-        return _restore(dump, dsn, jobs, schema_only=True, cancel=cancel)
+        return _restore(dump, admin_dsn, app_dsn, work, jobs, schema_only=True, cancel=cancel)
     finally:
         dump.unlink(missing_ok=True)
 
@@ -500,9 +686,12 @@ class _Run:
     statements: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     downtime: list[dict] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # channel-safe: line, SQLSTATE, condition name
     error_line: int | None = None
     error_statement: str | None = None
+    error_sqlstate: str | None = None
+    error_condition: str | None = None
+    error_text: str | None = None  # private: the server's message, scrubbed and cut
 
 
 _OWN_LOCKS = """
@@ -532,7 +721,7 @@ def _own_locks(conn: psycopg.Connection, names: dict[int, str]) -> set[tuple[str
 
 
 def _run_batches(conn: psycopg.Connection, batches: list[Batch], settings: RehearsalSettings,
-                 names: dict[int, str], cancel: threading.Event | None) -> _Run:
+                 names: dict[int, str], cancel: threading.Event | None, hidden: list[str]) -> _Run:
     run = _Run()
     timeout = f"{int(settings.statement_timeout_s * 1000)}ms"
     held_for: dict[tuple[str, str], float] = {}  # (relation, what it blocks) -> seconds held
@@ -555,7 +744,7 @@ def _run_batches(conn: psycopg.Connection, batches: list[Batch], settings: Rehea
                 conn.execute(stmt.text)
             except psycopg.Error as exc:
                 run.statements.append(_row(stmt, time.monotonic() - t0, [], batch, failed=True))
-                return _failed(conn, run, stmt, exc, cancel, started)
+                return _failed(conn, run, stmt, exc, cancel, started, hidden)
             seconds = time.monotonic() - t0
             new: list[tuple[str, str]] = []
             if batch.in_transaction:
@@ -574,7 +763,7 @@ def _run_batches(conn: psycopg.Connection, batches: list[Batch], settings: Rehea
             try:
                 conn.execute("COMMIT")  # deferred constraints are checked here
             except psycopg.Error as exc:
-                return _failed(conn, run, batch.statements[-1], exc, cancel, started, " (at COMMIT)")
+                return _failed(conn, run, batch.statements[-1], exc, cancel, started, hidden, " (at COMMIT)")
         else:
             conn.execute("RESET statement_timeout")
         end = time.monotonic()
@@ -586,14 +775,18 @@ def _run_batches(conn: psycopg.Connection, batches: list[Batch], settings: Rehea
 
 
 def _failed(conn: psycopg.Connection, run: _Run, stmt: Statement, exc: psycopg.Error,
-            cancel: threading.Event | None, started: float, where: str = "") -> _Run:
+            cancel: threading.Event | None, started: float, hidden: list[str], where: str = "") -> _Run:
     _rollback(conn)
     if cancel is not None and cancel.is_set():
         raise RehearsalCancelled("the rehearsal was cancelled") from None
+    state, condition = exc.sqlstate, condition_name(exc.sqlstate)
+    code = f"SQLSTATE {state or 'unknown'} ({condition})"
     if conn.closed:
-        raise DbopsError(f"the rehearsal's PostgreSQL went away at line {stmt.line}: {error_text(exc)}") from None
-    run.error = f"line {stmt.line}{where}: {error_text(exc)}"
+        raise DbopsError(f"the rehearsal's PostgreSQL went away at line {stmt.line} ({code})") from None
+    run.error = f"line {stmt.line}{where}: {code}"
     run.error_line, run.error_statement = stmt.line, _preview(stmt.text)
+    run.error_sqlstate, run.error_condition = state, condition
+    run.error_text = _cut(error_text(exc, hidden), PRIVATE_TEXT_LIMIT)
     run.seconds = time.monotonic() - started
     return run
 
@@ -815,4 +1008,5 @@ def data_differences(before: _Snapshot, after: _Snapshot) -> list[str]:
     return diffs
 
 
-__all__ = ["Rehearsal", "RehearsalCancelled", "RehearsalSettings", "rehearse", "schema_differences"]
+__all__ = ["Rehearsal", "RehearsalCancelled", "RehearsalSettings", "condition_name", "rehearsal_work_dir",
+           "rehearse", "remove_leftover_rehearsals", "schema_differences"]
