@@ -9,9 +9,11 @@ from handlers.errors import DbopsError
 
 def preflight():
     """Fail before serving: a missing setting or an unreachable state database ends the process here."""
+    from . import load_commands
     from .config import load_settings
     from .state.store import StateStore
 
+    load_commands()  # the job areas declare their settings checks
     settings = load_settings(require_slack=True)
     StateStore(settings.state_url, min_size=0, max_size=1).close()  # applies the state migrations
     return settings
@@ -30,6 +32,7 @@ def serve_http(settings) -> None:
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", None)
+            self.cfg.set("worker_exit", _close_service)
 
         def load(self):
             from .server import create_wsgi_app
@@ -37,6 +40,13 @@ def serve_http(settings) -> None:
             return create_wsgi_app(settings)
 
     DbopsServer().run()
+
+
+def _close_service(server, worker) -> None:
+    """gunicorn's worker_exit hook: queued work is told it did not run."""
+    service = getattr(getattr(worker, "wsgi", None), "service", None)
+    if service is not None:
+        service.close()
 
 
 def serve_socket_mode(settings) -> None:

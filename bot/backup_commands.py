@@ -8,7 +8,7 @@ from handlers import backup
 from handlers.errors import ConfigError
 from handlers.report import Report
 
-from . import commands, service
+from . import commands, config, service
 from .registry import Arg, Invocation, command
 from .scheduler import SCHEDULES, Schedule, daily_slot
 
@@ -75,7 +75,8 @@ def freshness_line(inv: Invocation) -> tuple[str, bool, str]:
     return "Backups", ok, line
 
 
-commands.STATUS_LINES.append(freshness_line)
+commands.STATUS_LINES.append(commands.StatusLine(freshness_line))
+config.SETTINGS_CHECKS.append(("backup", backup_settings))
 
 
 def cleanup_at_startup(svc: "BotService") -> list[str]:
@@ -96,9 +97,10 @@ def _scheduled_backup(svc: "BotService") -> None:
     for name in svc.settings.targets:
         cmd, args = parse(["backup", "--target", name], "slack")
         svc.run_command(cmd, args, actor="scheduler", channel=svc.settings.channel, user_for_errors=None)
-    ok, line = backup.freshness(svc.store.dsn, "prod", backup_settings(svc.settings))
-    if not ok and svc.settings.channel:
-        svc.notifier.post(svc.settings.channel, f":rotating_light: backup alarm: {line}")
+    for name in svc.settings.targets:
+        ok, line = backup.freshness(svc.store.dsn, name, backup_settings(svc.settings))
+        if not ok and svc.settings.channel:
+            svc.notifier.post(svc.settings.channel, f":rotating_light: backup alarm: {line}")
 
 
 SCHEDULES.append(Schedule("backup", _backup_slot, _scheduled_backup,

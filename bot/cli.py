@@ -49,7 +49,13 @@ def print_help() -> None:
 
     print("usage: dbops <subcommand> [args] [--target NAME] [--format text|json]\n")
     print(tabulate([[f"dbops {u}", s] for u, s in help_rows("cli")], tablefmt="plain"))
-    print("\nExit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 approval required.")
+    print("\n`dbops help COMMAND` or `dbops COMMAND --help` explains one command.")
+    print("Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 approval required.")
+
+
+def _wants_json(argv: list[str]) -> bool:
+    return any(a == "--format=json" for a in argv) or any(
+        a == "--format" and b == "json" for a, b in zip(argv, argv[1:]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load_commands()
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help", "help") and len(argv) == 1:
+    if not argv or argv in (["-h"], ["--help"], ["help"]):
         print_help()
         return 0
     if argv[0] == "--version":
@@ -66,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     settings = store = None
     try:
         cmd, args = parse(argv, "cli")
-        if "--help" in argv or "-h" in argv:
-            raise UsageError(f"usage: dbops {cmd.usage}\n{cmd.summary}")
         from .config import load_settings
         from .logs import setup_logging
 
@@ -97,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             from handlers.target import scrub
 
             text = scrub(text, settings.secrets())
+        if _wants_json(argv):
+            import json
+
+            print(json.dumps({"error": text, "exit_code": exc.exit_code}))
         print(text if text.startswith("usage:") else f"error: {text}", file=sys.stderr)
         return exc.exit_code
     finally:

@@ -1,21 +1,38 @@
 """Every subcommand, declared once. Each is a short function that delegates to a handler."""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
 
-from handlers.errors import DbopsError
+from handlers.errors import DbopsError, UsageError
 from handlers.report import Outcome, Report, Section, Table
 
-from .registry import Invocation, command, help_rows
+from .registry import Arg, Invocation, available, command, command_help, help_rows
 
 
-@command("help", "list the commands", takes_target=False, needs_state=False)
+@command("help", "list the commands, or explain one (`help backup`, `backup --help`)",
+         Arg("topic", "a command or a family of commands, e.g. backup or \"migrate check\""),
+         takes_target=False, needs_state=False)
 def help_command(inv: Invocation) -> Report:
-    rows = help_rows(inv.front_end)
     prefix = "/db" if inv.front_end == "slack" else "dbops"
+    topic = getattr(inv.args, "topic", None)
+    if topic:
+        chosen = [c for c in available(inv.front_end) if c.name == topic or c.name.startswith(topic + " ")]
+        if not chosen:
+            raise UsageError(f"no command `{topic}`; `{prefix} help` lists them")
+        sections = [Section(f"{prefix} {c.name}", table=Table(["usage", "what it does"],
+                                                              [list(r) for r in command_help(c, prefix)]))
+                    for c in chosen]
+        return Report(title=f"dbops help: {topic}", summary=chosen[0].summary, sections=sections,
+                      data={"commands": [{"usage": c.usage, "summary": c.summary} for c in chosen]})
+    rows = help_rows(inv.front_end)
     return Report(title="dbops commands", summary=f"{len(rows)} commands; add --target NAME for another database",
                   sections=[Section("Commands", table=Table(["command", "what it does"],
-                                                            [[f"{prefix} {u}", s] for u, s in rows]))])
+                                                            [[f"{prefix} {u}", s] for u, s in rows]))],
+                  data={"commands": [{"usage": u, "summary": s} for u, s in rows]})
 
 
 def _probe(target) -> tuple[str, bool, str]:
@@ -35,36 +52,62 @@ def target_reachability(settings) -> list[tuple[str, bool, str]]:
         return list(pool.map(_probe, targets))
 
 
-@command("status", "targets and their reachability, running jobs, last backup and drill, pending approvals",
-         takes_target=False)
+@dataclass(frozen=True)
+class StatusLine:
+    """One line of `/db status` (and the digest): `line(inv)` gives (title, ok, text) for inv's target."""
+
+    line: Callable[[Invocation], tuple[str, bool, str]]
+    per_target: bool = True  # asked once per configured target; else once in all
+
+
+# The job areas add their lines here.
+STATUS_LINES: list[StatusLine] = []
+
+
+def for_target(inv: Invocation, name: str) -> Invocation:
+    return dataclasses.replace(inv, args=argparse.Namespace(**{**vars(inv.args), "target": name}))
+
+
+@command("status", "targets and their reachability, running jobs, the newest backup and drill of each target, "
+                   "pending approvals, schedules", takes_target=False)
 def status_command(inv: Invocation) -> Report:
-    inv.settings.target()  # no target at all is a configuration error, not "all good"
-    probes = target_reachability(inv.settings)
+    inv.settings.target(getattr(inv.args, "target", None))  # no target at all is a configuration error
+    only = getattr(inv.args, "target", None)
+    probes = [p for p in target_reachability(inv.settings) if only is None or p[0] == only]
     sections = [Section("Targets", table=Table(
         ["target", "at", "reachable", "detail"],
         [[name, inv.settings.targets[name].label, "yes" if ok else "NO", detail] for name, ok, detail in probes]))]
-    problems = sum(1 for _, ok, _ in probes if not ok)
+    problems = [f"target `{name}` is unreachable: {detail}" for name, ok, detail in probes if not ok]
+    data: dict = {"targets": [{"name": n, "reachable": ok, "detail": d} for n, ok, d in probes]}
     if inv.state is not None:
-        jobs = inv.state.running_jobs()
+        running = inv.state.running_jobs()
         sections.append(Section("Running jobs", table=Table(
             ["job", "command", "target", "started by", "started"],
-            [[f"#{j.id}", j.command, j.target, j.requested_by, j.started_at] for j in jobs])))
-    for line_fn in STATUS_LINES:
-        title, ok, line = line_fn(inv)
-        problems += 0 if ok else 1
-        sections.append(Section(title, text=("" if ok else ":warning: ") + line))
+            [[f"#{j.id}", j.command, j.target, j.requested_by, j.started_at] for j in running])))
+        data["running_jobs"] = [{"id": j.id, "command": j.command, "target": j.target, "requested_by": j.requested_by,
+                                 "started_at": j.started_at.isoformat() if j.started_at else None} for j in running]
+    data["checks"] = []
+    for provider in STATUS_LINES:
+        names = ([only] if only else list(inv.settings.targets)) if provider.per_target else [None]
+        for name in names:
+            title, ok, line = provider.line(for_target(inv, name) if name else inv)
+            if name and len(inv.settings.targets) > 1:
+                title = f"{title} ({name})"
+            if not ok:
+                problems.append(f"{title}: {line}")
+            sections.append(Section(title, text=("" if ok else ":warning: ") + line))
+            data["checks"].append({"title": title, "target": name, "ok": ok, "text": line})
     from datetime import datetime, timezone
 
     from .scheduler import SCHEDULES
 
     now = datetime.now(timezone.utc)
-    sections.append(Section("Scheduled runs", text="\n".join(s.describe(inv.settings, now) for s in SCHEDULES
-                                                             if s.describe)))
-    summary = "all good" if problems == 0 else f"{problems} problem{'s' if problems != 1 else ''}"
+    schedules = [s.describe(inv.settings, now) for s in SCHEDULES if s.describe]
+    sections.append(Section("Scheduled runs", text="\n".join(schedules)))
+    data["schedules"] = schedules
+    data["problems"] = problems
+    if problems:
+        sections.insert(0, Section("Problems", text="\n".join(f":warning: {p}" for p in problems)))
+    summary = "all good" if not problems else f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     return Report(title="dbops status", summary=summary, sections=sections,
-                  outcome=Outcome.OK if problems == 0 else Outcome.FAILED,
-                  data={"targets": [{"name": n, "reachable": ok, "detail": d} for n, ok, d in probes]})
-
-
-# Later areas (backups, drills, approvals, schedules) add (title, ok, line) providers here.
-STATUS_LINES: list = []
+                  outcome=Outcome.OK if not problems else Outcome.FAILED, data=data)

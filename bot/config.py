@@ -10,7 +10,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from handlers.errors import ConfigError, UsageError
 from handlers.target import Target, dsn_secrets
@@ -76,6 +76,29 @@ class Settings:
         return found
 
 
+# Each job area adds (section, check): the check parses that section of dbops.toml and raises
+# ConfigError naming the key, so a bad value stops the bot or the command before anything runs.
+SETTINGS_CHECKS: list[tuple[str, Callable[[Settings], Any]]] = []
+TOP_LEVEL_SECTIONS = {"targets", "slack"}  # sections this module reads itself
+
+
+def validate_settings(settings: Settings) -> None:
+    """Every setting of every section, checked at once (start-up of the bot, and every command)."""
+    known = TOP_LEVEL_SECTIONS | {name.split(".")[0] for name, _ in SETTINGS_CHECKS}
+    where = settings.config_path or "dbops.toml"
+    for name in settings.sections:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean [{close[0]}]?" if close else f"; known sections: {', '.join(sorted(known))}"
+            raise ConfigError(f"[{name}] in {where} is not a section dbops knows{hint}")
+    for name, check in SETTINGS_CHECKS:
+        try:
+            check(settings)
+        except ConfigError as exc:
+            text = str(exc)
+            raise ConfigError(text if str(where) in text else f"{text} (in [{name}] of {where})") from None
+
+
 def _ids(raw: str | None, setting: str, prefixes: tuple[str, ...]) -> frozenset[str]:
     if not raw:
         return frozenset()
@@ -100,7 +123,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool = False,
-                  read_dotenv: bool = True) -> Settings:
+                  read_dotenv: bool = True, validate: bool = True) -> Settings:
     if read_dotenv and env is None:
         from dotenv import load_dotenv
 
@@ -163,7 +186,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
     if not api_url.startswith(("http://", "https://")):
         raise ConfigError(f"SLACK_API_URL must be an http(s) URL (default {SLACK_API_DEFAULT})")
 
-    return Settings(
+    found = Settings(
         targets=targets,
         state_url=state_url,
         slack_bot_token=env.get("SLACK_BOT_TOKEN"),
@@ -180,3 +203,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
         sections={k: v for k, v in doc.items() if k not in ("targets",)},
         config_path=config_path,
     )
+    if validate:
+        validate_settings(found)
+    return found

@@ -10,6 +10,7 @@ from handlers.errors import ConfigError
 from handlers.report import Report
 
 from .commands import STATUS_LINES
+from .config import SETTINGS_CHECKS
 from .registry import Invocation, command, parse
 from .scheduler import SCHEDULES, Schedule, daily_slot, next_daily, parse_time_of_day
 
@@ -49,8 +50,8 @@ def digest_command(inv: Invocation) -> Report:
         indexes.take_snapshot(conn, inv.state.dsn, inv.target_name)
         found = indexes.review(conn, settings, inv.state.dsn, inv.target_name, progress=inv.progress)
     extra = []
-    for line in STATUS_LINES:  # the same one-liners /db status shows: backup freshness, last drill
-        title, ok, text = line(inv)
+    for provider in STATUS_LINES:  # the same one-liners /db status shows: backup freshness, last drill
+        title, ok, text = provider.line(inv)
         extra.append(f"{title}: " + ("" if ok else ":warning: ") + text)
     return indexes.build_digest(inv.state.dsn, inv.target_name, found, extra).to_report()
 
@@ -98,6 +99,7 @@ def _describe_digest(settings: "Settings", now: datetime) -> str:
     return f"Daily digest at {at:%H:%M} {tz.key}; next {next_daily(now, at, tz):%Y-%m-%d %H:%M %Z}."
 
 
+SETTINGS_CHECKS.extend([("indexes", index_settings), ("digest", digest_time)])
 SCHEDULES.append(Schedule("index-snapshot", _snapshot_slot, _take_snapshots,
                           lambda settings, now: "Index usage snapshot daily at 00:05 UTC."))
 SCHEDULES.append(Schedule("digest", _digest_slot, _post_digests, _describe_digest))

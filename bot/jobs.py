@@ -4,15 +4,19 @@ commands through here; Slack's listeners hand long work to `JobRunner`'s pool.""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
+
+import psycopg
 
 from handlers.errors import DbopsError, JobBusy
 from handlers.report import Outcome, Report
 
-from .registry import Invocation
+from .registry import Invocation, check_target
+from .state import store as state_store
 from .state.store import JobLock, JobRow, StateStore
 
 log = logging.getLogger("dbops.jobs")
@@ -22,12 +26,52 @@ class InternalError(DbopsError):
     """An unexpected failure; the details are in the log, the message says only what failed."""
 
 
+class StateUnavailable(DbopsError):
+    """The state database failed while a job was being started or recorded."""
+
+
+class LockLost(DbopsError):
+    """Another process took this job's lock (its heartbeat could not reach the state database)."""
+
+
 @dataclass
 class JobHandle:
+    """A running job: its row, its lock, and the heartbeat that keeps both alive."""
+
     job: JobRow | None
     lock: JobLock | None
+    store: StateStore | None = None
+    cancel: threading.Event | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start_heartbeat(self) -> None:
+        if self.lock is None or self.job is None or self.store is None:
+            return
+        self._thread = threading.Thread(target=self._beat, name=f"dbops-heartbeat-{self.job.id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        assert self.store is not None and self.lock is not None and self.job is not None
+        while not self._stop.wait(state_store.HEARTBEAT_S):
+            if not self.store.beat(self.lock, self.job.id):
+                log.error("job #%s lost its lock to another process; stopping it", self.job.id)
+                if self.cancel is not None:
+                    self.cancel.set()  # long work stops at its next check
+                return
+
+    @property
+    def lost(self) -> bool:
+        return self.lock is not None and self.lock.lost
+
+    def ensure_held(self) -> None:
+        """Called before anything irreversible: a job that lost its lock must not go on."""
+        if self.lock is not None and not self.lock.keep():
+            raise LockLost("this job lost its lock to another process (the state database was unreachable "
+                           "for too long); it stopped before changing anything")
 
     def release(self) -> None:
+        self._stop.set()
         if self.lock is not None:
             self.lock.release()
 
@@ -46,32 +90,38 @@ def acquire(inv: Invocation, store: StateStore | None) -> JobHandle:
     if not cmd.long_running or store is None:
         return JobHandle(None, None)
     target = inv.target_name if cmd.takes_target else "-"
-    lock = JobLock(store.dsn, target, cmd.lock_kind)
-    if not lock.try_acquire():
-        other = store.running_job(target, cmd.lock_kind)
-        by = f" started by {who(other.requested_by)} at {_when(other)} (job #{other.id}: `{other.command}`)" if other else ""
-        raise JobBusy(f"a {cmd.lock_kind} job on `{target}` is already running{by}. Try again when it has finished.")
+    words = [cmd.name] + [str(v) for k, v in vars(inv.args).items()
+                          if k not in ("format", "target") and v not in (None, False)]
     try:
-        words = [cmd.name] + [str(v) for k, v in vars(inv.args).items()
-                              if k not in ("format", "target") and v not in (None, False)]
-        job = store.create_job(target, cmd.lock_kind, " ".join(words), inv.actor, inv.channel)
-    except Exception:
-        lock.release()
-        raise
-    return JobHandle(job, lock)
+        lock, job = store.start_job(target, cmd.lock_kind, " ".join(words), inv.actor, inv.channel)
+    except psycopg.Error:
+        log.exception("could not start a job for %r", cmd.name)
+        raise StateUnavailable(f"`{cmd.name}` did not start: the state database did not answer. Nothing was "
+                               "done; try again in a minute.") from None
+    if lock is None:
+        by = f" started by {who(job.requested_by)} at {_when(job)} (job #{job.id}: `{job.command}`)" if job else ""
+        raise JobBusy(f"a {cmd.lock_kind} job on `{target}` is already running{by}. Try again when it has finished.")
+    handle = JobHandle(job, lock, store, inv.cancel)
+    inv.ensure_lock = handle.ensure_held
+    handle.start_heartbeat()
+    return handle
 
 
-def run(inv: Invocation, store: StateStore | None, handle: JobHandle | None = None) -> Report:
+def run(inv: Invocation, store: StateStore | None, handle: JobHandle | None = None,
+        work: Callable[[Invocation], Report] | None = None) -> Report:
     """Runs a command to its end: job row finished, lock released, audit entry written.
 
-    Expected failures are re-raised as DbopsError (message fit to show); anything
-    else is logged with its traceback and re-raised as InternalError.
+    Every front end starts and finishes jobs here. `work` replaces the command's own run
+    function (the Slack form hands in what it read). Expected failures are re-raised as
+    DbopsError (message fit to show); anything else is logged with its traceback and
+    re-raised as InternalError.
     """
+    check_target(inv)
     handle = handle or acquire(inv, store)
     started = time.monotonic()
     outcome, detail, report = "error", None, None
     try:
-        report = inv.command.run(inv)
+        report = (work or inv.command.run)(inv)
         outcome, detail = report.outcome.value, report.summary
         return report
     except DbopsError as exc:
@@ -82,39 +132,77 @@ def run(inv: Invocation, store: StateStore | None, handle: JobHandle | None = No
         detail = f"internal error: {type(exc).__name__}"
         raise InternalError(f"`{inv.command.name}` failed with an internal error ({type(exc).__name__}); "
                             "the details are in the bot's log") from None
+    except BaseException:  # Ctrl-C, or the process is stopping
+        outcome, detail = "cancelled", "interrupted"
+        raise
     finally:
-        ms = int((time.monotonic() - started) * 1000)
         if store is not None:
-            try:
-                if handle.job is not None:
-                    status = "succeeded" if outcome == Outcome.OK.value else "failed"
-                    store.finish_job(handle.job.id, status, detail or "",
-                                     report.to_json() if report is not None else None)
-                store.audit(inv.actor, "command", outcome, channel=inv.channel, subcommand=inv.command.name,
-                            target=inv.target_name if inv.command.takes_target else None, duration_ms=ms,
-                            detail=(detail or "")[:500])
-            except Exception:
-                log.exception("could not record the end of %r", inv.command.name)
+            _record_end(inv, store, handle, outcome, detail or "", report, int((time.monotonic() - started) * 1000))
         handle.release()
 
 
+def _record_end(inv: Invocation, store: StateStore, handle: JobHandle, outcome: str, detail: str,
+                report: Report | None, ms: int) -> None:
+    status = {Outcome.OK.value: "succeeded", "cancelled": "cancelled"}.get(outcome, "failed")
+    for attempt in range(3):  # a state database blip must not leave the row `running` (a false alarm later)
+        try:
+            if handle.job is not None:
+                store.finish_job(handle.job.id, status, detail, report.to_json() if report is not None else None)
+            store.audit(inv.actor, "command", outcome, channel=inv.channel, subcommand=inv.command.name,
+                        target=inv.target_name if inv.command.takes_target else None, duration_ms=ms,
+                        detail=detail[:500])
+            return
+        except Exception:
+            if attempt == 2:
+                log.exception("could not record the end of %r", inv.command.name)
+            else:
+                time.sleep(0.5 * (attempt + 1))
+
+
 class JobRunner:
-    """The worker pool that runs Slack's work off the request path."""
+    """The worker pool that runs Slack's work off the request path.
 
-    def __init__(self, store: StateStore | None, workers: int = 4) -> None:
+    Work still waiting for a worker when the bot stops is not silently dropped: its
+    `on_dropped` tells the person who asked."""
+
+    def __init__(self, store: StateStore | None, workers: int | None = None) -> None:
+        import os
+
         self.store = store
+        workers = workers or int(os.environ.get("DBOPS_WORKERS", "4"))
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dbops-job")
+        self._waiting: dict[Future, Callable[[], None]] = {}
+        self._lock = threading.Lock()
 
-    def submit(self, fn: Callable[[], None]) -> Future:
+    def submit(self, fn: Callable[[], None], on_dropped: Callable[[], None] | None = None) -> Future:
         future = self.pool.submit(fn)
+        if on_dropped is not None:
+            with self._lock:
+                self._waiting[future] = on_dropped
+            future.add_done_callback(self._forget)
         future.add_done_callback(_log_crash)
         return future
 
+    def _forget(self, future: Future) -> None:
+        if not future.cancelled():
+            with self._lock:
+                self._waiting.pop(future, None)
+
     def shutdown(self) -> None:
+        with self._lock:
+            waiting = list(self._waiting.items())
+        for future, tell in waiting:
+            if future.cancel():
+                try:
+                    tell()
+                except Exception:
+                    log.exception("could not tell that queued work was dropped")
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _log_crash(future: Future) -> None:
+    if future.cancelled():
+        return
     exc = future.exception()
     if exc is not None:
         log.error("background work crashed: %s", type(exc).__name__, exc_info=exc)

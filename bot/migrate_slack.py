@@ -6,10 +6,15 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from handlers.errors import DbopsError, UsageError
+from handlers.errors import ConfigError, DbopsError, UsageError
+from handlers.migrations import MigrationCheckSettings
+from handlers.migrations.apply import ApplySettings
+from handlers.migrations.rehearsal import RehearsalSettings
 from handlers.report import Report
 
 from . import jobs
+from .approvals import ApprovalSettings
+from .config import SETTINGS_CHECKS
 from .migrate_commands import analyse, build_request
 from .registry import COMMANDS, Invocation, command
 
@@ -28,6 +33,23 @@ command("migrate request", "ask for approval of a migration: opens a form for th
         where="slack", modal="request", long_running=True, lock="migrate")(_slack_only)
 command("migrate check", "analyse a migration without asking for approval: opens a form for the SQL",
         where="slack", modal="check", lock="migrate")(_slack_only)
+
+
+def _migrate_settings(settings) -> None:
+    section = settings.section("migrate")
+    parsers = {"check": MigrationCheckSettings.from_dict, "rehearsal": RehearsalSettings.from_dict,
+               "apply": ApplySettings.from_dict}
+    for name, value in section.items():
+        if name not in parsers:
+            raise ConfigError(f"[migrate.{name}] is not a section dbops knows; known: "
+                              + ", ".join(f"[migrate.{k}]" for k in parsers))
+        if not isinstance(value, dict):
+            raise ConfigError(f"[migrate.{name}] must be a table of settings")
+        parsers[name](value)
+
+
+SETTINGS_CHECKS.extend([("approvals", lambda settings: ApprovalSettings.from_dict(settings.section("approvals"))),
+                        ("migrate", _migrate_settings)])
 
 
 def _input(block_id: str, label: str, multiline: bool, optional: bool = False, placeholder: str = "") -> dict:
@@ -79,21 +101,27 @@ def on_submission(svc: "BotService", user: str, view: dict) -> None:
     args = argparse.Namespace(target=meta.get("target"), format="text")
     inv = Invocation(command=cmd, args=args, settings=svc.settings, actor=user, channel=channel, state=svc.store,
                      front_end="slack")
+    posted = []
+
+    def check(inv: Invocation) -> Report:
+        return analyse(inv, up, down, "pasted SQL").to_report()
+
+    def request(inv: Invocation) -> Report:
+        req, report = build_request(inv, up_sql=up, down_sql=down, name=_value(values, "name") or "",
+                                    attested_by=user if _value(values, "staging") else None, apply_by="bot",
+                                    channel=channel)
+        posted.append(req)
+        return report
+
     try:
-        if mode == "check":
-            check = analyse(inv, up, down, "pasted SQL")
-            svc.notifier.post_report(channel, check.to_report())
-            return
-        handle = jobs.acquire(inv, svc.store)
-        try:
-            req, _ = build_request(inv, up_sql=up, down_sql=down, name=_value(values, "name") or "",
-                                   attested_by=user if _value(values, "staging") else None, apply_by="bot",
-                                   channel=channel)
-        finally:
-            handle.release()
-        svc.approvals.post_request(req)
+        report = jobs.run(inv, svc.store, work=check if mode == "check" else request)
     except DbopsError as exc:
         svc.notifier.ephemeral(channel, user, f":warning: {exc}")
+        return
+    if mode == "check":
+        svc.notifier.post_report(channel, report)
+    else:
+        svc.approvals.post_request(posted[0])
 
 
 def register_listeners(app, svc: "BotService") -> None:

@@ -93,6 +93,8 @@ class Invocation:
     progress: ProgressFn = no_progress
     cancel: threading.Event = field(default_factory=threading.Event)
     front_end: str = "cli"  # "cli" or "slack"
+    # Raises when the job lost its lock; called before anything irreversible.
+    ensure_lock: Callable[[], None] = lambda: None
 
     @property
     def target(self) -> "Target":
@@ -150,10 +152,47 @@ def parser_for(cmd: Command, prog: str) -> argparse.ArgumentParser:
         else:
             parser.add_argument(arg.name, help=arg.help, required=arg.required, default=arg.default,
                                 choices=arg.choices, type=arg.type)
-    if cmd.takes_target:
-        parser.add_argument("--target", help="which database (default: prod)", default=None)
+    # Every command takes --target, so a script can pass it everywhere; an unknown one is refused
+    # before the command runs (`check_target`).
+    parser.add_argument("--target", help="which database (default: prod)", default=None)
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     return parser
+
+
+HELP_FLAGS = ("--help", "-h")
+
+
+def parse_help(words: list[str], front_end: str, prog: str) -> tuple[Command, argparse.Namespace] | None:
+    """`X --help` and `help X` both mean: the help of command (or command family) X."""
+    if words[:1] == ["help"]:
+        topic = [w for w in words[1:] if w not in HELP_FLAGS and not w.startswith("--")]
+    elif any(w in HELP_FLAGS for w in words):
+        topic = [w for w in words if w not in HELP_FLAGS and not w.startswith("-")]
+    else:
+        return None
+    name = None
+    if topic:
+        family = {c.name.split()[0] for c in available(front_end)}
+        if len(topic) == 1 and topic[0] in family:
+            name = topic[0]
+        else:
+            name = resolve(topic, front_end, prog)[0].name
+    fmt = "json" if "json" in words and "--format" in words else "text"
+    helper = {c.name: c for c in available(front_end)}["help"]
+    return helper, argparse.Namespace(topic=name, format=fmt, target=None)
+
+
+def command_help(cmd: Command, prog: str) -> list[tuple[str, str]]:
+    """(usage, summary) then (argument, help) rows for one command."""
+    rows = [(f"{prog} {cmd.usage}", cmd.summary + (" (approvers only)" if cmd.who == "approvers" else ""))]
+    for arg in cmd.args:
+        name = arg.name if arg.positional or arg.flag else f"{arg.name} {arg.name.lstrip('-').upper()}"
+        extra = f" (one of: {', '.join(arg.choices)})" if arg.choices else ""
+        extra += f" (default: {arg.default})" if arg.default not in (None, False) else ""
+        rows.append((f"  {name}", arg.help + extra))
+    rows.append(("  --target NAME", "which database (default: prod)"))
+    rows.append(("  --format text|json", "output format"))
+    return rows
 
 
 def resolve(words: list[str], front_end: str, prog: str = "dbops") -> tuple[Command, list[str]]:
@@ -181,8 +220,18 @@ def parse(text_or_words: str | list[str], front_end: str, prog: str = "dbops") -
         words = list(text_or_words)
     if not words:
         words = ["help"]
+    helped = parse_help(words, front_end, prog)
+    if helped is not None:
+        return helped
     cmd, rest = resolve(words, front_end, prog)
     return cmd, parser_for(cmd, prog).parse_args(rest)
+
+
+def check_target(inv: Invocation) -> None:
+    """An unknown --target is an error naming the known ones, whatever the command."""
+    name = getattr(inv.args, "target", None)
+    if name is not None:
+        inv.settings.target(name)
 
 
 def help_rows(front_end: str) -> list[tuple[str, str]]:

@@ -94,10 +94,49 @@ class Scheduler:
         for schedule in SCHEDULES:
             try:
                 slot = schedule.slot(self.svc, now)
-                if slot and self.svc.store.claim(schedule.name, slot):
-                    log.info("running scheduled %s for %s", schedule.name, slot)
-                    self.svc.runner.submit(lambda s=schedule: s.run(self.svc))
+                attempt = self.svc.store.claim(schedule.name, slot) if slot else None
+                if attempt:
+                    log.info("running scheduled %s for %s (attempt %s)", schedule.name, slot, attempt)
+                    self._start(schedule, slot, attempt)
                     started.append(schedule.name)
             except Exception:
                 log.exception("schedule %s failed", schedule.name)
         return started
+
+    def _start(self, schedule: Schedule, slot: str, attempt: int) -> None:
+        """Runs a claimed slot; the claim's heartbeat says it is alive, so a run whose process dies
+        is claimed again by the next tick of any replica, and one that raises is retried later."""
+        from .state.store import HEARTBEAT_S, SCHEDULE_ATTEMPTS
+
+        store, stop = self.svc.store, threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_S):
+                try:
+                    store.beat_claim(schedule.name, slot)
+                except Exception:
+                    log.warning("could not refresh the claim on %s %s", schedule.name, slot)
+
+        def run() -> None:
+            try:
+                if attempt > 1:
+                    self._say(f":repeat: running the scheduled `{schedule.name}` for {slot} again (attempt {attempt} "
+                              f"of {SCHEDULE_ATTEMPTS}): the previous try did not finish.")
+                schedule.run(self.svc)
+                store.finish_claim(schedule.name, slot, "succeeded")
+            except Exception as exc:
+                log.exception("scheduled %s for %s failed", schedule.name, slot)
+                store.finish_claim(schedule.name, slot, "failed", type(exc).__name__)
+                more = ("it will be tried again in 15 minutes" if attempt < SCHEDULE_ATTEMPTS
+                        else f"it was tried {attempt} times; run it by hand")
+                self._say(f":x: the scheduled `{schedule.name}` for {slot} failed with an internal error "
+                          f"({type(exc).__name__}; details in the bot's log): {more}.")
+            finally:
+                stop.set()
+
+        threading.Thread(target=beat, name=f"dbops-claim-{schedule.name}", daemon=True).start()
+        self.svc.runner.submit(run)
+
+    def _say(self, text: str) -> None:
+        if self.svc.settings.channel:
+            self.svc.notifier.post(self.svc.settings.channel, text)

@@ -73,10 +73,23 @@ class BotService:
                 self.notifier.post(channel, text)
 
     def close(self) -> None:
+        """Stops the background work; commands still waiting for a worker are told they did not run."""
         if self.scheduler:
             self.scheduler.stop()
         self.runner.shutdown()
         self.store.close()
+
+    def submit_command(self, cmd: Command, args, actor: str, channel: str | None, user: str | None) -> None:
+        def dropped() -> None:
+            text = (f":warning: dbops stopped (a restart or deploy) before `{cmd.name}` could start; nothing "
+                    "was done. Run it again.")
+            if channel and user:
+                self.notifier.ephemeral(channel, user, text)
+            elif channel:
+                self.notifier.post(channel, text)
+
+        self.runner.submit(lambda: self.run_command(cmd, args, actor=actor, channel=channel, user_for_errors=user),
+                           on_dropped=dropped)
 
     # -- running commands ----------------------------------------------------------
     def run_command(self, cmd: Command, args, actor: str, channel: str | None, user_for_errors: str | None) -> None:
@@ -96,6 +109,11 @@ class BotService:
             report = jobs.run(inv, self.store, handle)
         except DbopsError as exc:
             self._tell_error(channel, user_for_errors, str(exc), progress)
+            return
+        except Exception as exc:  # never leave the person with "queued" and nothing more
+            log.exception("running %r failed", cmd.name)
+            self._tell_error(channel, user_for_errors, f"`{cmd.name}` failed with an internal error "
+                             f"({type(exc).__name__}); the details are in the bot's log", progress)
             return
         if progress is not None:
             progress.finish(report)

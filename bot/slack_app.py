@@ -80,4 +80,4 @@ def handle_db_command(svc: BotService, ack: Ack, command: dict) -> None:
         ack(f":hourglass_flowing_sand: queued `{cmd.name}`; progress will show in this channel.")
     else:
         ack()
-    svc.runner.submit(lambda: svc.run_command(cmd, args, actor=user, channel=channel, user_for_errors=user))
+    svc.submit_command(cmd, args, actor=user, channel=channel, user=user)

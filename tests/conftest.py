@@ -77,7 +77,8 @@ def bot_factory(tmp_path, fake_slack):
     def start(database_url: str, **env: str) -> BotProcess:
         base = {"DATABASE_URL": database_url, "SLACK_API_URL": fake_slack.url, "DBOPS_CHANNEL": "C0OPS",
                 "DBOPS_ALLOWED_CHANNELS": "C0OPS", "DBOPS_APPROVERS": "U0BOSS",
-                "DBOPS_BACKUP_DIR": str(tmp_path / "backups"), "DBOPS_SCHEDULER_INTERVAL": "1"}
+                "DBOPS_BACKUP_DIR": str(tmp_path / "backups"), "DBOPS_SCHEDULER_INTERVAL": "1",
+                "DBOPS_JOB_HEARTBEAT_S": "1"}
         bot = BotProcess({**base, **env}, tmp_path).start()
         started.append(bot)
         return bot

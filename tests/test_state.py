@@ -6,6 +6,7 @@ import threading
 import psycopg
 
 from bot.state import migrate
+from bot.state import store as store_module
 from bot.state.store import JobLock, StateStore
 
 
@@ -43,7 +44,7 @@ def test_job_lock_is_exclusive_per_target_and_kind(fresh_db):
 
 def test_schedule_claim_wins_once_across_racing_replicas(fresh_db):
     stores = [StateStore(fresh_db, max_size=2) for _ in range(4)]
-    wins: list[bool] = []
+    wins: list[int | None] = []
     barrier = threading.Barrier(len(stores))
 
     def claim(store):
@@ -55,21 +56,101 @@ def test_schedule_claim_wins_once_across_racing_replicas(fresh_db):
         t.start()
     for t in threads:
         t.join()
-    assert sorted(wins) == [False, False, False, True]
-    assert stores[0].claim("digest", "2026-11-26")  # the next day is a new slot
+    assert sorted(wins, key=lambda w: w or 0) == [None, None, None, 1]
+    assert stores[0].claim("digest", "2026-11-26") == 1  # the next day is a new slot
     for s in stores:
         s.close()
 
 
-def test_running_job_without_a_lock_holder_is_marked_failed(fresh_db):
+def _age_heartbeat(dsn: str, job_id: int, seconds: float) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE dbops.jobs SET heartbeat_at = now() - make_interval(secs => %s) WHERE id = %s",
+                     (seconds, job_id))
+
+
+def test_running_job_without_a_lock_holder_and_heartbeat_is_marked_failed(fresh_db):
     store = StateStore(fresh_db, max_size=2)
-    live_lock = JobLock(fresh_db, "prod", "drill")
-    assert live_lock.try_acquire()
-    live = store.create_job("prod", "drill", "drill", "U1", "C1")
-    dead = store.create_job("prod", "backup", "backup", "U2", "C1")  # nobody holds its lock
+    live_lock, live = store.start_job("prod", "drill", "drill", "U1", "C1")
+    dead_lock, dead = store.start_job("prod", "backup", "backup", "U2", "C1")
+    dead_lock.release()  # its process died: the server let the lock go
+    assert store.orphaned_jobs() == []  # its heartbeat is still fresh: it may be re-taking its lock
+    _age_heartbeat(fresh_db, dead.id, store_module.STALE_AFTER_S + 1)
+    _age_heartbeat(fresh_db, live.id, store_module.STALE_AFTER_S + 1)  # stale, but its lock is held
     orphans = store.orphaned_jobs()
     assert [j.id for j in orphans] == [dead.id]
     assert store.job(dead.id).status == "failed" and "interrupted" in store.job(dead.id).summary
     assert store.job(live.id).status == "running"
     live_lock.release()
+    store.close()
+
+
+def test_a_second_start_sees_the_winners_row_never_a_bare_lock(fresh_db):
+    """The lock and the job's row are one step: a loser always learns who runs the job."""
+    store = StateStore(fresh_db, max_size=8)
+    for round_ in range(5):
+        results = []
+        barrier = threading.Barrier(4)
+
+        def start(user):
+            barrier.wait()
+            results.append(store.start_job("prod", f"backup{round_}", "backup", user, "C1"))
+
+        threads = [threading.Thread(target=start, args=(f"U{i}",)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [(lock, job) for lock, job in results if lock is not None]
+        losers = [job for lock, job in results if lock is None]
+        assert len(winners) == 1 and len(losers) == 3
+        assert all(job is not None and job.id == winners[0][1].id for job in losers)
+        winners[0][0].release()
+    store.close()
+
+
+def test_a_job_whose_lock_connection_dies_keeps_its_lock_and_is_not_an_orphan(fresh_db):
+    store = StateStore(fresh_db, max_size=2)
+    lock, job = store.start_job("prod", "backup", "backup", "U1", "C1")
+    with psycopg.connect(fresh_db, autocommit=True) as admin:  # idle_session_timeout, a failover, a proxy cut
+        pid = lock.conn.info.backend_pid
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    # Between the cut and the next heartbeat, nobody may start the same job...
+    assert store.start_job("prod", "backup", "backup", "U2", "C1")[0] is None
+    assert store.orphaned_jobs() == []
+    # ...and the heartbeat takes the lock back on a new connection.
+    assert store.beat(lock, job.id)
+    assert not lock.lost
+    assert store.start_job("prod", "backup", "backup", "U2", "C1")[0] is None
+    assert store.job(job.id).status == "running"
+    lock.release()
+    store.close()
+
+
+def test_a_job_that_lost_its_lock_to_another_process_knows_it(fresh_db):
+    store = StateStore(fresh_db, max_size=2)
+    lock, job = store.start_job("prod", "backup", "backup", "U1", "C1")
+    lock.conn.close()  # the connection is gone, and before the heartbeat runs...
+    other = JobLock(fresh_db, "prod", "backup")
+    assert other.try_acquire()  # ...another process has the lock
+    assert not store.beat(lock, job.id)
+    assert lock.lost
+    other.release()
+    store.close()
+
+
+def test_a_scheduled_slot_whose_run_died_or_failed_is_claimed_again_up_to_the_limit(fresh_db):
+    store = StateStore(fresh_db, max_size=2)
+    assert store.claim("backup", "2026-12-01") == 1
+    assert store.claim("backup", "2026-12-01") is None  # running, heartbeat fresh
+    with psycopg.connect(fresh_db, autocommit=True) as conn:  # its process died: no heartbeat since
+        conn.execute("UPDATE dbops.schedule_claims SET claimed_at = now() - interval '1 hour'")
+    assert store.claim("backup", "2026-12-01") == 2
+    store.finish_claim("backup", "2026-12-01", "failed", "RuntimeError")
+    assert store.claim("backup", "2026-12-01") is None  # failed just now: wait before the retry
+    assert store.claim("backup", "2026-12-01", retry_after_s=0) == 3
+    store.finish_claim("backup", "2026-12-01", "failed", "RuntimeError")
+    assert store.claim("backup", "2026-12-01", retry_after_s=0) is None  # three tries, then a person
+    assert store.claim("digest", "2026-12-01") == 1
+    store.finish_claim("digest", "2026-12-01", "succeeded")
+    assert store.claim("digest", "2026-12-01", retry_after_s=0) is None
     store.close()

@@ -30,18 +30,21 @@ def migration_files() -> list[tuple[int, str, str]]:
 
 
 def apply_migrations(conn: psycopg.Connection) -> list[str]:
-    """Bring schema `dbops` up to date; returns the names of the files applied now."""
+    """Bring schema `dbops` up to date in one transaction; returns the names of the files applied now.
+
+    One transaction for all files: a replica that waited for the lock finds every file done,
+    and a failing file leaves the schema as it was."""
     applied_now = []
-    for version, name, sql in migration_files():
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version ("
-                " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            done = conn.execute(f"SELECT 1 FROM {SCHEMA}.schema_version WHERE version = %s", (version,)).fetchone()
-            if done:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version ("
+            " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in conn.execute(f"SELECT version FROM {SCHEMA}.schema_version")}
+        for version, name, sql in migration_files():
+            if version in done:
                 continue
             conn.execute(sql)
             conn.execute(f"INSERT INTO {SCHEMA}.schema_version (version, name) VALUES (%s, %s)", (version, name))

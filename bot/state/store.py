@@ -2,12 +2,15 @@
 
 `JobLock` is the one-job-per-(target, kind) rule: a session advisory lock held
 on its own connection for the whole job, so it holds across replicas and is
-released by PostgreSQL itself when a process dies.
+released by PostgreSQL itself when a process dies. A job is also alive while
+its heartbeat is fresh: the lock's connection may drop while the job runs
+(idle_session_timeout, a failover, a proxy), and the heartbeat re-takes it.
 """
 from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +26,12 @@ from handlers.target import connection_reason
 from . import migrate
 
 _JOB_LOCK_SPACE = 0x6462_6F70  # "dbop": first key of the two-key advisory lock
+# Held (per transaction) while a job lock is taken and its row written, so that a
+# second requester sees the winner's row, never a lock without one.
+_JOB_SETUP_SPACE = 0x6462_6F71
+HEARTBEAT_S = float(os.environ.get("DBOPS_JOB_HEARTBEAT_S", "10"))
+STALE_AFTER_S = 3 * HEARTBEAT_S  # a job without its lock and without a heartbeat for this long is dead
+SCHEDULE_ATTEMPTS = 3  # tries per scheduled slot: a run that died or failed is tried again
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -44,6 +53,7 @@ class JobRow:
     summary: str | None = None
     phase: str | None = None
     result: Any = None
+    heartbeat_at: datetime | None = None
 
 
 class StateStore:
@@ -87,15 +97,6 @@ class StateStore:
             return conn.execute("SELECT * FROM dbops.audit_log ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
 
     # -- jobs ----------------------------------------------------------------
-    def create_job(self, target: str, kind: str, command: str, requested_by: str, channel: str | None) -> JobRow:
-        with self.pool.connection() as conn:
-            row = conn.execute(
-                "INSERT INTO dbops.jobs (target, kind, command, requested_by, channel, status, owner, started_at)"
-                " VALUES (%s, %s, %s, %s, %s, 'running', %s, now()) RETURNING *",
-                (target, kind, command, requested_by, channel, OWNER),
-            ).fetchone()
-        return JobRow(**row)
-
     def update_job(self, job_id: int, **fields: Any) -> None:
         if not fields:
             return
@@ -108,29 +109,80 @@ class StateStore:
     def finish_job(self, job_id: int, status: str, summary: str, result: Any = None) -> None:
         self.update_job(job_id, status=status, summary=summary, result=result, finished_at=datetime.now().astimezone())
 
+    def start_job(self, target: str, kind: str, command: str, requested_by: str,
+                  channel: str | None) -> tuple["JobLock | None", JobRow | None]:
+        """Takes the (target, kind) lock and writes the job's row as one step.
+
+        Returns (lock, job) when this caller may run, or (None, the running job) when another
+        holds it; the other job may be None only when its row is already gone."""
+        lock = JobLock(self.dsn, target, kind)
+        conn = lock.connect()
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_JOB_SETUP_SPACE, lock.key))
+                got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS got",
+                                   (_JOB_LOCK_SPACE, lock.key)).fetchone()["got"]
+                alive = conn.execute(
+                    "SELECT * FROM dbops.jobs WHERE target = %s AND kind = %s AND status IN ('queued', 'running')"
+                    " AND heartbeat_at > now() - make_interval(secs => %s) ORDER BY id DESC LIMIT 1",
+                    (target, kind, STALE_AFTER_S)).fetchone()
+                if not got or alive is not None:
+                    # Free lock beside a fresh heartbeat: that job's lock connection dropped and
+                    # its heartbeat is about to take the lock back.
+                    if got:
+                        conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_JOB_LOCK_SPACE, lock.key))
+                    if alive is None:
+                        alive = conn.execute(
+                            "SELECT * FROM dbops.jobs WHERE target = %s AND kind = %s AND status IN"
+                            " ('queued', 'running') ORDER BY id DESC LIMIT 1", (target, kind)).fetchone()
+                    conn.close()
+                    return None, _job_row(alive) if alive else None
+                row = conn.execute(
+                    "INSERT INTO dbops.jobs (target, kind, command, requested_by, channel, status, owner,"
+                    " started_at, heartbeat_at) VALUES (%s, %s, %s, %s, %s, 'running', %s, now(), now())"
+                    " RETURNING *", (target, kind, command, requested_by, channel, OWNER)).fetchone()
+        except Exception:
+            conn.close()
+            raise
+        lock.conn = conn
+        return lock, _job_row(row)
+
+    def beat(self, lock: "JobLock", job_id: int) -> bool:
+        """The job's heartbeat: keeps its lock (re-taken after a dropped connection) and its
+        heartbeat_at fresh. False when the lock is lost to another process."""
+        if not lock.keep():
+            return False
+        try:
+            assert lock.conn is not None
+            lock.conn.execute("UPDATE dbops.jobs SET heartbeat_at = now() WHERE id = %s", (job_id,))
+        except psycopg.Error:
+            pass  # the lock connection dropped just now; the next beat re-takes it
+        return True
+
     def running_job(self, target: str, kind: str) -> JobRow | None:
         with self.pool.connection() as conn:
             row = conn.execute(
                 "SELECT * FROM dbops.jobs WHERE target = %s AND kind = %s AND status IN ('queued', 'running')"
                 " ORDER BY id DESC LIMIT 1", (target, kind)).fetchone()
-        return JobRow(**row) if row else None
+        return _job_row(row) if row else None
 
     def running_jobs(self) -> list[JobRow]:
         with self.pool.connection() as conn:
             rows = conn.execute(
                 "SELECT * FROM dbops.jobs WHERE status IN ('queued', 'running') ORDER BY id").fetchall()
-        return [JobRow(**r) for r in rows]
+        return [_job_row(r) for r in rows]
 
     def job(self, job_id: int) -> JobRow | None:
         with self.pool.connection() as conn:
             row = conn.execute("SELECT * FROM dbops.jobs WHERE id = %s", (job_id,)).fetchone()
-        return JobRow(**row) if row else None
+        return _job_row(row) if row else None
 
     def orphaned_jobs(self) -> list[JobRow]:
-        """Jobs marked running whose lock nobody holds: the process that ran them is gone.
+        """Jobs marked running whose lock nobody holds and whose heartbeat stopped: their process is gone.
 
-        The lock is taken before a job row is inserted and released only after
-        the row is final, so a free lock beside a `running` row means a dead owner.
+        The lock is taken with the row written and released only after the row is final,
+        and a live job beats every HEARTBEAT_S seconds (re-taking a lock whose connection
+        dropped), so a free lock beside a stale heartbeat means a dead owner.
         """
         orphans = []
         for job in self.running_jobs():
@@ -141,21 +193,46 @@ class StateStore:
                         still = conn.execute(
                             "UPDATE dbops.jobs SET status = 'failed', finished_at = now(),"
                             " summary = 'interrupted: the process running it stopped (' || coalesce(owner, '?') || ')'"
-                            " WHERE id = %s AND status IN ('queued', 'running') RETURNING *", (job.id,)).fetchone()
+                            " WHERE id = %s AND status IN ('queued', 'running')"
+                            " AND coalesce(heartbeat_at, started_at, created_at) <= now() - make_interval(secs => %s)"
+                            " RETURNING *", (job.id, STALE_AFTER_S)).fetchone()
                     if still:
-                        orphans.append(JobRow(**still))
+                        orphans.append(_job_row(still))
                 finally:
                     lock.release()
         return orphans
 
     # -- schedules -----------------------------------------------------------
-    def claim(self, schedule: str, slot: str) -> bool:
-        """True for exactly one caller per (schedule, slot), whatever the number of replicas."""
+    def claim(self, schedule: str, slot: str, retry_after_s: float = 900) -> int | None:
+        """The attempt number for exactly one caller per (schedule, slot), whatever the number of
+        replicas; None when the slot is taken. A slot whose run failed (retry_after_s ago) or whose
+        process died (no heartbeat) is handed out again, up to SCHEDULE_ATTEMPTS tries."""
         with self.pool.connection() as conn:
             row = conn.execute(
-                "INSERT INTO dbops.schedule_claims (schedule, slot, claimed_by) VALUES (%s, %s, %s)"
-                " ON CONFLICT DO NOTHING RETURNING 1", (schedule, slot, OWNER)).fetchone()
-        return row is not None
+                "INSERT INTO dbops.schedule_claims AS c (schedule, slot, claimed_by) VALUES (%s, %s, %s)"
+                " ON CONFLICT (schedule, slot) DO UPDATE SET claimed_by = EXCLUDED.claimed_by,"
+                " claimed_at = now(), attempts = c.attempts + 1, finished_at = NULL, outcome = NULL, detail = NULL"
+                " WHERE c.attempts < %s AND ("
+                "   (c.outcome = 'failed' AND c.finished_at <= now() - make_interval(secs => %s))"
+                "   OR (c.outcome IS NULL AND c.claimed_at <= now() - make_interval(secs => %s)))"
+                " RETURNING attempts",
+                (schedule, slot, OWNER, SCHEDULE_ATTEMPTS, retry_after_s, STALE_AFTER_S)).fetchone()
+        return row["attempts"] if row else None
+
+    def beat_claim(self, schedule: str, slot: str) -> None:
+        """A running scheduled run's heartbeat: its claim stays taken while this is fresh."""
+        with self.pool.connection() as conn:
+            conn.execute("UPDATE dbops.schedule_claims SET claimed_at = now() WHERE schedule = %s AND slot = %s"
+                         " AND outcome IS NULL AND claimed_by = %s", (schedule, slot, OWNER))
+
+    def finish_claim(self, schedule: str, slot: str, outcome: str, detail: str = "") -> None:
+        with self.pool.connection() as conn:
+            conn.execute("UPDATE dbops.schedule_claims SET finished_at = now(), outcome = %s, detail = %s"
+                         " WHERE schedule = %s AND slot = %s", (outcome, detail[:500], schedule, slot))
+
+
+def _job_row(row: dict) -> JobRow:
+    return JobRow(**row)
 
 
 class JobLock:
@@ -164,16 +241,55 @@ class JobLock:
     def __init__(self, dsn: str, target: str, kind: str) -> None:
         self.dsn, self.target, self.kind = dsn, target, kind
         self.conn: psycopg.Connection | None = None
+        self.lost = False
+        self._last_held = time.monotonic()
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}:{self.kind}"
+
+    def connect(self) -> psycopg.Connection:
+        # keepalives: a cut connection is noticed by the heartbeat instead of hanging it
+        return psycopg.connect(self.dsn, autocommit=True, connect_timeout=10, keepalives=1, row_factory=dict_row,
+                               keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
 
     def try_acquire(self) -> bool:
-        conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
-        got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
-                           (_JOB_LOCK_SPACE, f"{self.target}:{self.kind}")).fetchone()[0]
+        conn = self.connect()
+        got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS got",
+                           (_JOB_LOCK_SPACE, self.key)).fetchone()["got"]
         if got:
             self.conn = conn
         else:
             conn.close()
         return bool(got)
+
+    def keep(self) -> bool:
+        """True while this process holds the lock; a dropped connection is replaced and the lock
+        taken again. False (for good) once another process has taken it meanwhile."""
+        if self.lost:
+            return False
+        if self.conn is not None:
+            try:
+                self.conn.execute("SELECT 1")
+                self._last_held = time.monotonic()
+                return True
+            except psycopg.Error:
+                try:
+                    self.conn.close()
+                except Exception:
+                    pass
+                self.conn = None
+        try:
+            if self.try_acquire():
+                self._last_held = time.monotonic()
+                return True
+        except psycopg.Error:
+            # Unreachable from here: others count this job dead only once its heartbeat is
+            # STALE_AFTER_S old, so it gives the lock up well before that.
+            if time.monotonic() - self._last_held < 2 * HEARTBEAT_S:
+                return True
+        self.lost = True
+        return False
 
     def release(self) -> None:
         if self.conn is not None:

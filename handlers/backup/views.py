@@ -88,10 +88,21 @@ def latest_verified(catalog: BackupCatalog, target_name: str) -> BackupRecord | 
 
 def freshness(state_dsn: str, target_name: str, settings: BackupSettings,
               now: datetime | None = None) -> tuple[bool, str]:
-    """(ok, one line) for /db status, the digest and the staleness alarm."""
+    """(ok, one line) for /db status, the digest and the staleness alarm: the newest attempt
+    failing is a problem even while an older verified backup is still fresh."""
     now = now or datetime.now(timezone.utc)
-    newest = latest_verified(BackupCatalog(state_dsn), target_name)
+    catalog = BackupCatalog(state_dsn)
+    attempts = [r for r in catalog.list(target_name, limit=20) if r.status != "running"]
+    newest = latest_verified(catalog, target_name)
     limit = timedelta(hours=settings.max_age_hours)
+    latest = attempts[0] if attempts else None
+    if latest is not None and (latest.status == "failed" or latest.verify_status in ("failed", "unrestorable")):
+        what = "failed" if latest.status == "failed" else f"is {latest.verify_status.upper()} (verification)"
+        why = latest.error if latest.status == "failed" else latest.verify_detail
+        fallback = (f"; newest verified: {newest.id}, {human_age(newest.started_at, now)}" if newest is not None
+                    else "; no verified backup")
+        return False, (f"newest backup of `{target_name}`, {latest.id} ({human_age(latest.started_at, now)}), {what}"
+                       + (f": {why}" if why else "") + fallback)
     if newest is None:
         return False, f"no verified backup of `{target_name}` yet"
     age = now - newest.started_at
