@@ -11,6 +11,7 @@ from handlers import backup, drill
 from handlers.backup.crypto import decrypt_stream
 from handlers.backup.settings import encryption_key_from_env
 from handlers.backup.storage import S3Store
+from handlers.drill.runner import DrillInterrupted
 from handlers.errors import ConfigError, UsageError
 from handlers.report import Progress, Report, Section
 
@@ -82,13 +83,18 @@ def drill_command(inv: Invocation) -> Report:
     if manifest is None:
         raise UsageError(f"backup {record.id} has no manifest in the catalog: it cannot be checked")
     work = Path(tempfile.mkdtemp(prefix="dbops-drill-work-", dir=settings.work_dir))
+    interrupted = None
     try:
         archive = _stored_archive(record, manifest, inv, work)
         result = drill.run_drill(manifest, archive, settings, expected_indexes=index_settings(inv.settings).expected,
                                  progress=inv.progress, cancel=inv.cancel, decrypt=_decryptor(record))
+    except DrillInterrupted as stopped:  # Ctrl-C: recorded as cancelled, then the front end says "interrupted"
+        result, interrupted = stopped.result, stopped
     finally:
         shutil.rmtree(work, ignore_errors=True)
     drill_id = drill.DrillStore(state.dsn).record(inv.target_name, record.id, result, inv.actor)
+    if interrupted is not None:
+        raise interrupted
     report = result.to_report()
     report.title = f"Restore drill {drill_id} of {inv.target_name} (backup {record.id})"
     report.data |= {"drill_id": drill_id, "backup_id": record.id}

@@ -138,13 +138,24 @@ def schema_columns(conn: psycopg.Connection) -> list[dict]:
 
 
 def schema_indexes(conn: psycopg.Connection) -> list[dict]:
+    """Each index with its definition; also whether it is valid (pg_dump leaves out an invalid one,
+    what a failed CREATE INDEX CONCURRENTLY leaves), unique, and its key columns in order (None for
+    an expression), so a restore drill can tell an index lost in the restore from one the source lacks."""
     rows = conn.execute(f"""
-        SELECT n.nspname || '.' || c.relname, i.relname, pg_get_indexdef(x.indexrelid)
+        SELECT n.nspname || '.' || c.relname, i.relname, pg_get_indexdef(x.indexrelid),
+               n.nspname, c.relname, x.indisvalid AND x.indisready, x.indisunique,
+               array(SELECT a.attname FROM unnest(x.indkey[0:x.indnkeyatts - 1]) WITH ORDINALITY k(attnum, ord)
+                     LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+                     ORDER BY k.ord)
         FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
         JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE {_USER_RELATION}
         ORDER BY 1, 2""").fetchall()
-    return [{"table": t, "name": n, "definition": d} for t, n, d in rows]
+    # "table" is schema-qualified (the key every part of the manifest uses); "schema" and "relation"
+    # say the same without guessing where a name with a dot in it splits.
+    return [{"table": t, "name": n, "definition": d, "schema": schema, "relation": relation, "valid": valid,
+             "unique": unique, "columns": list(columns)}
+            for t, n, d, schema, relation, valid, unique, columns in rows]
 
 
 def schema_constraints(conn: psycopg.Connection) -> list[dict]:

@@ -34,6 +34,12 @@ def when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _check_result(check: dict[str, Any]) -> str:
+    if not check["ok"]:
+        return "FAILED"
+    return "warning" if check.get("warning") else "ok"
+
+
 @dataclass
 class DrillResult:
     backup_id: str
@@ -64,9 +70,16 @@ class DrillResult:
         return [c for c in self.checks if not c["ok"]]
 
     @property
+    def warnings(self) -> list[dict[str, Any]]:
+        """Passed checks that found something in the source (not the restore) to fix."""
+        return [c for c in self.checks if c["ok"] and c.get("warning")]
+
+    @property
     def passed(self) -> bool:
+        # Every step ran to its end: checks that passed before something broke off prove nothing.
         return (not self.cancelled and self.error is None and bool(self.checks) and not self.failed_checks
-                and all(s["outcome"] == "ok" for s in self.steps))
+                and all(s["outcome"] == "ok" for s in self.steps)
+                and set(STEP_NAMES) <= {s["step"] for s in self.steps})
 
     @property
     def outcome(self) -> str:
@@ -83,8 +96,13 @@ class DrillResult:
         restored = f"backup {self.backup_id} of {self.target}"
         age = f" (age {human_seconds(self.recovery_point_age_s)} when restored)" if self.recovery_point_age_s is not None else ""
         if self.passed:
-            return (f"Drill passed: restored {restored}{age} and verified it; all {len(self.checks)} checks "
+            text = (f"Drill passed: restored {restored}{age} and verified it; all {len(self.checks)} checks "
                     f"passed; total time {human_seconds(self.total_s)}.")
+            if self.warnings:
+                n = len(self.warnings)
+                text += f" {n} warning{'s' if n != 1 else ''} about the source: " + \
+                    " | ".join(c["name"] for c in self.warnings) + "."
+            return text
         if self.cancelled:
             return f"Drill cancelled after {human_seconds(self.total_s)}; the drill instance was deleted."
         problems = [f"{c['name']}: {c['detail']}" for c in self.failed_checks]
@@ -122,7 +140,7 @@ class DrillResult:
                  s.get("detail", "")] for s in self.steps]
 
     def _check_rows(self) -> list[list[Any]]:
-        return [[c["name"], "ok" if c["ok"] else "FAILED", c.get("detail", "")] for c in self.checks]
+        return [[c["name"], _check_result(c), c.get("detail", "")] for c in self.checks]
 
     def _recovery_text(self) -> str:
         return (f"Recovery point: the backup was {human_seconds(self.recovery_point_age_s)} old when restored "
@@ -154,7 +172,8 @@ class DrillResult:
             out += ["| " + " | ".join(esc(v) for v in row) + " |" for row in rows]
             return out
 
-        verdict = "PASSED" if self.passed else "CANCELLED" if self.cancelled else "FAILED"
+        verdict = ("PASSED with warnings" if self.warnings else "PASSED") if self.passed else \
+            "CANCELLED" if self.cancelled else "FAILED"
         lines = [f"# Restore drill{' ' + self.drill_id if self.drill_id else ''}: {verdict}", "",
                  self.summary, "",
                  f"- Target: {self.target}",

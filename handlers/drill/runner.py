@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -45,6 +46,15 @@ class _StepFailed(Exception):
     """The step could not do its work; the message says why (secret-free)."""
 
 
+class DrillInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the drill. The instance is already deleted; `result` is the cancelled drill, for
+    the caller to record. Still a KeyboardInterrupt: a caller that does not know it stops as on Ctrl-C."""
+
+    def __init__(self, result: DrillResult) -> None:
+        super().__init__("interrupted")
+        self.result = result
+
+
 def run_drill(manifest: Any, archive_path: Path | str, settings: DrillSettings,
               expected_indexes: Iterable[Any] | None = None, progress: ProgressFn = no_progress,
               cancel: threading.Event | None = None, decrypt: Decryptor | None = None) -> DrillResult:
@@ -52,6 +62,8 @@ def run_drill(manifest: Any, archive_path: Path | str, settings: DrillSettings,
     instance and verify it against `manifest` (a BackupManifest or its dict).
 
     `decrypt(stored, plaintext_path)` is needed only for encrypted archives (the backup module's).
+    `cancel` stops it with a cancelled result; Ctrl-C (KeyboardInterrupt) stops it too, deletes the
+    instance and raises DrillInterrupted, never a report of checks that did not all run.
     """
     doc = manifest.to_dict() if hasattr(manifest, "to_dict") else dict(manifest)
     return RestoreDrill(doc, Path(archive_path), settings, expected_indexes, progress, cancel, decrypt).run()
@@ -77,6 +89,7 @@ class RestoreDrill:
         self.files_dir: Path | None = None
         self._secrets: list[str] = []
         self._abandon = threading.Event()
+        self.interrupted = False
         if settings.scratch_url:
             self._secrets += dsn_secrets(settings.scratch_url)
 
@@ -84,43 +97,65 @@ class RestoreDrill:
     def run(self) -> DrillResult:
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drill-archive")
         try:
-            prepared = pool.submit(self._prepare_archive)
-            go = True
-            for name, work in (("create instance", self._create_instance),
-                               ("restore", lambda: self._restore(prepared)),
-                               ("verify", self._verify)):
-                if go and self.cancel.is_set():
-                    self.result.cancelled = True
-                if not go or self.result.cancelled:
-                    reason = "cancelled before it started" if self.result.cancelled else "skipped: an earlier step failed"
-                    self.result.steps.append({"step": name, "started_at": time.time(), "seconds": 0.0,
-                                              "outcome": "skipped", "detail": reason})
-                    go = False
-                    continue
-                go = self._step(name, work)
+            try:
+                prepared = pool.submit(self._prepare_archive)
+                go = True
+                for name, work in (("create instance", self._create_instance),
+                                   ("restore", lambda: self._restore(prepared)),
+                                   ("verify", self._verify)):
+                    if go and self.cancel.is_set():
+                        self.result.cancelled = True
+                    if not go or self.result.cancelled:
+                        reason = ("cancelled before it started" if self.result.cancelled
+                                  else "skipped: an earlier step failed")
+                        self.result.steps.append({"step": name, "started_at": time.time(), "seconds": 0.0,
+                                                  "outcome": "skipped", "detail": reason})
+                        go = False
+                        continue
+                    go = self._step(name, work)
+            except KeyboardInterrupt:  # between two steps; within one, _step has it
+                self._interrupted()
         finally:
             self._abandon.set()  # stop hashing an archive nobody will restore
-            self._step("delete instance", self._delete_instance)
+            # Ctrl-C now would leave the instance behind: it waits until the instance is gone.
+            with _SigintDeferred() as deferred:
+                self._step("delete instance", self._delete_instance)
+            if deferred.caught:
+                self._interrupted()
             pool.shutdown(wait=True, cancel_futures=True)
             self.result.finished_at = time.time()
-            self.progress(Progress("done", 1.0, self.result.summary))
+            if not self.interrupted:  # an interrupted drill says "interrupted", and no verdict
+                self.progress(Progress("done", 1.0, self.result.summary))
+        if self.interrupted:
+            raise DrillInterrupted(self.result)
         return self.result
+
+    def _interrupted(self) -> None:
+        self.interrupted = self.result.cancelled = True
+        self.cancel.set()  # background work (hashing, pg_amcheck) stops too
 
     def _step(self, name: str, work) -> bool:
         """Run one step, timing it; False when the drill cannot go on."""
-        record = {"step": name, "started_at": time.time(), "seconds": 0.0, "outcome": "ok", "detail": ""}
+        # "running" until the work returns: a step something broke off never counts as ok.
+        record = {"step": name, "started_at": time.time(), "seconds": 0.0, "outcome": "running", "detail": ""}
         self.result.steps.append(record)
         mono = time.monotonic()
-        self.progress(Progress(name, 0.0, f"{name}..."))
         go_on = True
         try:
+            self.progress(Progress(name, 0.0, f"{name}..."))
             detail = work()
-            record["detail"] = detail or ""
+            record.update(outcome="ok", detail=detail or "")
             if detail and detail.startswith("FAILED: "):
                 record.update(outcome="failed", detail=detail.removeprefix("FAILED: "))
         except DrillCancelled:
             record.update(outcome="cancelled", detail="cancelled while running")
             self.result.cancelled = True
+            go_on = False
+        except KeyboardInterrupt:
+            # Ctrl-C reaches the client programs too (one process group): pg_restore or pg_amcheck
+            # dying of it is no finding about the backup. Nothing this step did counts.
+            record.update(outcome="cancelled", detail="interrupted (Ctrl-C)")
+            self._interrupted()
             go_on = False
         except Exception as exc:  # noqa: BLE001 -- any failure still ends in a report and a deleted instance
             message = str(exc) if isinstance(exc, (DbopsError, _StepFailed)) else f"{type(exc).__name__}: {exc}"
@@ -282,10 +317,10 @@ class RestoreDrill:
                 for check in C.schema_checks(self.manifest, actual):
                     self._check(check)
                 self.progress(Progress("verify", 0.5, "constraints and indexes"))
-                self._check(C.constraints_valid_check(conn))
+                self._check(C.constraints_valid_check(conn, C.not_valid_in_source(self.manifest)))
                 self._check(C.indexes_valid_check(conn))
                 if self.expected_indexes is not None:
-                    self._check(C.expected_indexes_check(conn, self.expected_indexes))
+                    self._check(C.expected_indexes_check(conn, self.expected_indexes, self.manifest, actual))
                 for query in self.settings.smoke_queries:
                     self.progress(Progress("verify", 0.6, f"smoke query: {query.name}"))
                     self._check(C.smoke_query_check(conn, query, self.settings.smoke_timeout_s))
@@ -335,6 +370,28 @@ def _never_raising(progress: ProgressFn) -> ProgressFn:
         except Exception:  # noqa: BLE001
             pass
     return tell
+
+
+class _SigintDeferred:
+    """Within it, Ctrl-C is noted (`caught`) instead of raised; only in the main thread, and only where
+    Python's own handler is installed (nobody else's handler is replaced)."""
+
+    def __init__(self) -> None:
+        self.caught = False
+        self._previous = None
+
+    def __enter__(self) -> "_SigintDeferred":
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, *_: Any) -> None:
+        self.caught = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 class _Either:
