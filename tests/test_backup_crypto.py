@@ -30,16 +30,40 @@ def unseal(blob: bytes, key: bytes = KEY) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("size", [0, 1, 1023, 1024, 1025, 4096, 5000])
+def plaintext(size: int) -> bytes:
+    """Fixed, row-like bytes (repetitive, as dumps are: the worst case for leaking runs)."""
+    rows = b"".join(b"%06d\tasidenote\tnote title %d\n" % (i, i % 7) for i in range(size // 20 + 1))
+    return rows[:size]
+
+
+def plaintext_runs(data: bytes, blob: bytes, run: int = 8) -> list[bytes]:
+    """Runs of `run` plaintext bytes found in the ciphertext."""
+    return [data[i:i + run] for i in range(len(data) - run + 1) if data[i:i + run] in blob]
+
+
+@pytest.mark.parametrize("size", [0, 1, 8, 1023, 1024, 1025, 4096, 5000])
 def test_round_trip_sizes(size):
-    data = os.urandom(size)
+    data = plaintext(size)
     blob = seal(data)
-    assert data not in blob or size == 0
     assert unseal(blob) == data
+    chunks = max(1, -(-size // 1024))
+    assert len(blob) == crypto.HEADER_LEN + size + chunks * crypto.TAG
+    assert plaintext_runs(data, blob[crypto.HEADER_LEN:]) == []
+
+
+def test_any_flipped_byte_fails_authentication():
+    data = plaintext(2100)  # three chunks, the last short
+    blob = seal(data)
+    for i in range(len(blob)):
+        for bit in (0x01, 0x80):
+            tampered = bytearray(blob)
+            tampered[i] ^= bit
+            with pytest.raises(crypto.DecryptionError):
+                unseal(bytes(tampered))
 
 
 def test_truncation_at_a_chunk_boundary_is_detected():
-    blob = seal(os.urandom(4096))  # 4 full chunks, the 4th sealed as final
+    blob = seal(plaintext(4096))  # 4 full chunks, the 4th sealed as final
     per_chunk = 1024 + crypto.TAG
     assert len(blob) == crypto.HEADER_LEN + 4 * per_chunk
     for chunks_kept in range(1, 4):  # each cut ends on a whole chunk that was not sealed as final
@@ -51,20 +75,43 @@ def test_truncation_at_a_chunk_boundary_is_detected():
 
 
 def test_reordered_or_flipped_chunks_are_detected():
-    blob = seal(os.urandom(3000))
+    blob = seal(plaintext(3000))
     per_chunk = 1024 + crypto.TAG
     h = crypto.HEADER_LEN
     swapped = blob[:h] + blob[h + per_chunk: h + 2 * per_chunk] + blob[h: h + per_chunk] + blob[h + 2 * per_chunk:]
     with pytest.raises(crypto.DecryptionError, match="chunk 0"):
         unseal(swapped)
-    flipped = bytearray(blob)
-    flipped[h + 10] ^= 1
-    with pytest.raises(crypto.DecryptionError):
-        unseal(bytes(flipped))
     header_tampered = bytearray(blob)
     header_tampered[30] ^= 1  # the nonce prefix
     with pytest.raises(crypto.DecryptionError):
         unseal(bytes(header_tampered))
+
+
+class ReadRecorder(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.asked: list[int] = []
+
+    def read(self, n=-1):
+        self.asked.append(n)
+        return super().read(n)
+
+
+@pytest.mark.parametrize("chunk_size", [0, crypto.MAX_CHUNK + 1, 2**32 - 1])
+def test_a_tampered_chunk_size_is_refused_before_any_allocation(chunk_size):
+    blob = bytearray(seal(plaintext(100)))
+    blob[12:16] = chunk_size.to_bytes(4, "big")  # the chunk size field (unauthenticated until chunk 0)
+    src = ReadRecorder(bytes(blob))
+    with pytest.raises(crypto.DecryptionError, match="chunk size"):
+        crypto.decrypt_stream(src, io.BytesIO(), KEY)
+    assert src.asked == [crypto.HEADER_LEN]  # nothing read (or allocated) past the header
+
+
+def test_the_largest_allowed_chunk_size_still_reads():
+    data = plaintext(3000)
+    assert unseal(seal(data, chunk=crypto.MAX_CHUNK)) == data
+    with pytest.raises(ValueError):
+        seal(data, chunk=crypto.MAX_CHUNK + 1)
 
 
 def test_wrong_key_is_named_as_such():

@@ -10,6 +10,8 @@ plaintext except the last, which may be shorter (even empty).
 - AAD per chunk = header || counter (8 bytes) || final flag (1 byte). The counter catches reordered
   or dropped chunks; the final flag catches a file cut off at a chunk boundary (the last chunk left
   was not sealed as final); the header in the AAD catches a tampered header.
+- the header is authenticated only with the first chunk, so its chunk size is checked against
+  MAX_CHUNK before anything is allocated: a tampered header cannot make the reader allocate gigabytes.
 - key id = first 8 bytes of HMAC-SHA256(key, "dbops backup key id"): tells "wrong key" apart from
   "damaged file" without revealing anything about the key.
 """
@@ -27,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 MAGIC = b"DBOPSENC"
 VERSION = 1
 CHUNK = 1024 * 1024
+MAX_CHUNK = 16 * 1024 * 1024  # the largest chunk a reader accepts (dbops writes CHUNK)
 TAG = 16
 HEADER_LEN = 32
 _HEADER = struct.Struct(">8sB3sI8s8s")
@@ -47,6 +50,8 @@ def key_id(key: bytes) -> bytes:
 def encrypt_stream(src: BinaryIO, dst: BinaryIO, key: bytes, on_write: Callable[[bytes], None] | None = None,
                    chunk: int = CHUNK) -> int:
     """Encrypt all of `src` into `dst`; returns the bytes written. `on_write` sees every byte written."""
+    if not 1 <= chunk <= MAX_CHUNK:
+        raise ValueError(f"chunk size must be from 1 to {MAX_CHUNK} bytes")
     aes = AESGCM(key)
     header = _HEADER.pack(MAGIC, VERSION, b"\0\0\0", chunk, key_id(key), os.urandom(8))
     written = _emit(dst, header, on_write)
@@ -95,6 +100,9 @@ def read_header(header: bytes) -> tuple:
     fields = _HEADER.unpack(header[:HEADER_LEN])
     if fields[1] != VERSION:
         raise DecryptionError(f"encrypted archive format {fields[1]} is not known to this dbops")
+    if not 1 <= fields[3] <= MAX_CHUNK:
+        raise DecryptionError(f"the encrypted archive's header is damaged (chunk size {fields[3]} bytes, "
+                              f"at most {MAX_CHUNK} allowed)")
     return fields
 
 

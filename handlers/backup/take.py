@@ -435,7 +435,10 @@ class _BackupRun:
 
 def _own_group_dies_with_parent() -> None:
     """In the child before exec: its own process group (so -j workers can be stopped together), and
-    SIGTERM when the bot dies, so a killed bot leaves no pg_dump running on into a partial file."""
+    SIGTERM when the bot dies, so a killed bot leaves no pg_dump running on into a partial file.
+    Umask 077: pg_dump creates the partial archive (file, or folder and files) private from its first
+    byte, not with the bot's umask until the seal step."""
+    os.umask(0o077)
     os.setsid()
     try:
         import ctypes
