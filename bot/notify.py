@@ -24,6 +24,11 @@ from . import render
 
 log = logging.getLogger("dbops.slack")
 
+# Payload fields whose values are Slack's enums or IDs, never text a secret could be in: kept as
+# they are, so scrubbing a secret that is also a format word ("text") leaves the payload valid.
+SLACK_STRUCTURE = frozenset({"type", "style", "channel", "ts", "thread_ts", "timestamp", "user", "usergroup",
+                             "trigger_id", "action_id", "block_id", "callback_id", "view_id", "response_action"})
+
 
 def make_client(token: str, base_url: str) -> WebClient:
     backoff = BackoffRetryIntervalCalculator(backoff_factor=0.5)
@@ -42,7 +47,7 @@ class Notifier:
     def _clean(self, payload: dict[str, Any]) -> dict[str, Any]:
         # String values are scrubbed before serialising: in JSON text a secret with `"`, `\\` or
         # non-ASCII characters is escaped and would slip past a search for it.
-        return scrub_data(payload, self.secrets)
+        return scrub_data(payload, self.secrets, keep=SLACK_STRUCTURE)
 
     def call(self, method: str, **payload: Any) -> dict | None:
         if self.client is None:

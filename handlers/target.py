@@ -68,16 +68,18 @@ def scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
-def scrub_data(value: Any, secrets: list[str]) -> Any:
+def scrub_data(value: Any, secrets: list[str], keep: frozenset[str] = frozenset()) -> Any:
     """A copy of a JSON-like value (dicts, lists, strings, numbers) with every string value scrubbed.
-    Keys are the program's own names and are kept as they are, so a secret that happens to equal
-    a key (a password `text`) cannot corrupt the payload."""
+    Keys are the program's own names and are kept as they are, and so are the values of the keys in
+    `keep` (identifiers and enums such as a block's "type"), so a secret that happens to equal a
+    word of the format (a password `text`: "plain_text") cannot corrupt the payload."""
     if isinstance(value, str):
         return scrub(value, secrets)
     if isinstance(value, dict):
-        return {key: scrub_data(item, secrets) for key, item in value.items()}
+        return {key: item if key in keep and isinstance(item, str) else scrub_data(item, secrets, keep)
+                for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [scrub_data(item, secrets) for item in value]
+        return [scrub_data(item, secrets, keep) for item in value]
     return value
 
 

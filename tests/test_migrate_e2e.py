@@ -4,6 +4,7 @@ A DROP COLUMN with data waits for an approver's reaction; others' reactions chan
 approval leads to a fresh backup, the apply, and the column gone; the gate knows the exact SQL."""
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
@@ -107,13 +108,14 @@ def test_drop_column_waits_for_an_approver_then_backup_apply_and_the_column_is_g
 
 
 def test_pipeline_gate_restart_and_duplicate_deliveries(bot_factory, fake_slack, prod, tmp_path):
-    (tmp_path / "dbops.toml").write_text("[approvals]\nrequired = 2\n")
+    # the terminal's login is mapped to a Slack user: a verified requester needs exactly `required`
+    (tmp_path / "dbops.toml").write_text(f'[approvals]\nrequired = 2\n[identities]\n"{getpass.getuser()}" = "U0CLI"\n')
     (tmp_path / "up.sql").write_text(UP)
     (tmp_path / "down.sql").write_text(DOWN)
     done = dbops("migrate", "request", "up.sql", "--down", "down.sql", "--name", "drop-ispinned",
                  "--apply-by", "pipeline", dsn=prod, cwd=tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr  # approval required
-    assert dbops("migrate", "gate", "up.sql", dsn=prod, cwd=tmp_path).returncode == 1  # not approved yet
+    assert dbops("migrate", "gate", "up.sql", "--down", "down.sql", dsn=prod, cwd=tmp_path).returncode == 1  # not yet
 
     bot = bot_factory(prod, DBOPS_APPROVERS=f"{BOSS},U0BOSS2")
     fake_slack.wait_for(lambda: request_message(fake_slack, "r001"), what="posted by the bot", timeout=60)
@@ -129,12 +131,17 @@ def test_pipeline_gate_restart_and_duplicate_deliveries(bot_factory, fake_slack,
     fake_slack.wait_for(lambda: request_status(prod, "r001") == "approved", what="approved", timeout=30)
     assert "IsPinned" in columns(prod)  # the pipeline applies it, not the bot
 
-    assert dbops("migrate", "gate", "up.sql", dsn=prod, cwd=tmp_path).returncode == 0
+    assert dbops("migrate", "gate", "up.sql", "--down", "down.sql", dsn=prod, cwd=tmp_path).returncode == 0
     (tmp_path / "edited.sql").write_text(UP + "-- an edit after approval\n")
-    edited = dbops("migrate", "gate", "edited.sql", dsn=prod, cwd=tmp_path)
+    edited = dbops("migrate", "gate", "edited.sql", "--down", "down.sql", dsn=prod, cwd=tmp_path)
     assert edited.returncode == 1 and "any edit after approval needs a new approval" in edited.stdout
-    assert dbops("migrate", "gate", "up.sql", "--mark-applied", dsn=prod, cwd=tmp_path).returncode == 0
-    assert dbops("migrate", "gate", "up.sql", dsn=prod, cwd=tmp_path).returncode == 1  # used up
+    (tmp_path / "edited-down.sql").write_text(DOWN + "-- the DOWN is bound too\n")
+    edited = dbops("migrate", "gate", "up.sql", "--down", "edited-down.sql", dsn=prod, cwd=tmp_path)
+    assert edited.returncode == 1 and "any edit after approval needs a new approval" in edited.stdout
+    assert dbops("migrate", "gate", "up.sql", "--down", "down.sql", "--mark-applied", dsn=prod,
+                 cwd=tmp_path).returncode == 0
+    again = dbops("migrate", "gate", "up.sql", "--down", "down.sql", "--mark-applied", dsn=prod, cwd=tmp_path)
+    assert again.returncode == 1 and "already applied" in again.stdout  # used up
 
 
 def test_a_down_that_does_not_restore_the_schema_makes_it_irreversible(prod, tmp_path):
