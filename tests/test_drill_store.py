@@ -104,3 +104,30 @@ def test_alarm_when_no_drill_passed_within_max_age_days(state):
     assert not drill_alarm(state, "prod", settings, now=later)[0]
     assert drill_alarm(state, "prod", DrillSettings.from_dict({"max_age_days": 30}), now=later)[0]
     assert store.last_passed("prod")["drill_id"] == "d003"
+
+
+def test_cancelled_drill_is_recorded_as_cancelled_and_never_counts_as_passed(state):
+    store = DrillStore(state)
+    interrupted = a_result(30)
+    interrupted.cancelled = True  # Ctrl-C after every check had passed
+    interrupted.steps[2].update(outcome="cancelled", detail="interrupted (Ctrl-C)")
+    drill = store.record("prod", "b004", interrupted, "cli:ops")
+    assert store.recent("prod")[0]["outcome"] == "cancelled"
+    assert store.last_passed("prod") is None
+    again = store.get(drill)
+    assert again.outcome == "cancelled" and not again.passed
+    assert store.report_markdown(drill).startswith(f"# Restore drill {drill}: CANCELLED")
+    assert "passed" not in again.summary
+
+
+def test_warnings_are_kept_and_shown_but_the_drill_passed(state):
+    result = a_result(30)
+    result.checks.append({"name": "3 expected indexes present", "ok": True, "warning": True,
+                          "detail": "missing in the source as well: index on Notes (BoardId)"})
+    drill = DrillStore(state).record("prod", "b005", result, "U1")
+    again = DrillStore(state).get(drill)
+    assert again.passed and again.warnings == [result.checks[-1]]
+    markdown = again.to_markdown()
+    assert markdown.startswith(f"# Restore drill {drill}: PASSED with warnings")
+    assert "| 3 expected indexes present | warning | missing in the source as well" in markdown
+    assert again.to_report().outcome is Outcome.OK
