@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
         settings = load_settings()
         setup_logging(settings.secrets(), level="WARNING")
+        if getattr(args, "target", None):
+            settings.target(args.target)  # an unknown target is named before anything is opened
         if cmd.needs_state and settings.state_url:
             from .state.store import StateStore
 

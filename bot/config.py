@@ -6,6 +6,7 @@ to put there. Connection strings and tokens are never echoed back.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -95,8 +96,22 @@ def validate_settings(settings: Settings) -> None:
         try:
             check(settings)
         except ConfigError as exc:
-            text = str(exc)
+            text = _with_value(str(exc), settings.sections)
             raise ConfigError(text if str(where) in text else f"{text} (in [{name}] of {where})") from None
+
+
+def _with_value(text: str, sections: dict[str, Any]) -> str:
+    """`indexes.window_days must be ...` becomes `indexes.window_days = "thirty": must be ...`."""
+    key = text.split(" ", 1)[0].rstrip(":")
+    value: Any = sections
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return text
+        value = value[part]
+    if isinstance(value, (dict, list)):
+        return text
+    shown = json.dumps(value) if isinstance(value, str) else repr(value)
+    return f"{key} = {shown}: {text[len(key):].strip()}"
 
 
 def _ids(raw: str | None, setting: str, prefixes: tuple[str, ...]) -> frozenset[str]:

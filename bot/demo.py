@@ -20,7 +20,7 @@ from handlers.target import Target
 
 from . import jobs, render
 from .config import Settings
-from .registry import Arg, Invocation, command, parse
+from .registry import Arg, Invocation, command, parse, whole_number
 
 # (command line, whether a FAILED report is what the demo expects to show)
 DEMO_STEPS: list[tuple[str, bool]] = [
@@ -66,7 +66,8 @@ def _sections(settings: Settings) -> dict:
 
 
 @command("demo", "run every job on a throwaway asidenote database (no Slack, no database needed)",
-         Arg("--scale", "multiplies the generated rows (1 = about 200,000)", default=1, type=int),
+         Arg("--scale", "multiplies the generated rows (1 = about 200,000; up to 100)", default=1,
+             type=whole_number(1, 100)),
          where="cli", takes_target=False, needs_state=False)
 def demo_command(inv: Invocation) -> Report:
     from .state.store import StateStore

@@ -143,7 +143,9 @@ def run(inv: Invocation, store: StateStore | None, handle: JobHandle | None = No
 
 def _record_end(inv: Invocation, store: StateStore, handle: JobHandle, outcome: str, detail: str,
                 report: Report | None, ms: int) -> None:
-    status = {Outcome.OK.value: "succeeded", "cancelled": "cancelled"}.get(outcome, "failed")
+    # A request that now waits for approval was done right: the job succeeded.
+    status = {Outcome.OK.value: "succeeded", Outcome.APPROVAL_REQUIRED.value: "succeeded",
+              "cancelled": "cancelled"}.get(outcome, "failed")
     for attempt in range(3):  # a state database blip must not leave the row `running` (a false alarm later)
         try:
             if handle.job is not None:

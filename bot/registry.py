@@ -105,6 +105,21 @@ class Invocation:
         return getattr(self.args, "target", None) or "prod"
 
 
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argument type: a whole number from low to high, or a usage error saying so."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give {low} to {high}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
 COMMANDS: dict[str, Command] = {}
 
 # Commands that destroy or cost must be declared who="approvers"; these families always are.
@@ -189,9 +204,9 @@ def command_help(cmd: Command, prog: str) -> list[tuple[str, str]]:
         name = arg.name if arg.positional or arg.flag else f"{arg.name} {arg.name.lstrip('-').upper()}"
         extra = f" (one of: {', '.join(arg.choices)})" if arg.choices else ""
         extra += f" (default: {arg.default})" if arg.default not in (None, False) else ""
-        rows.append((f"  {name}", arg.help + extra))
-    rows.append(("  --target NAME", "which database (default: prod)"))
-    rows.append(("  --format text|json", "output format"))
+        rows.append((name, arg.help + extra))
+    rows.append(("--target NAME", "which database (default: prod)"))
+    rows.append(("--format text|json", "output format"))
     return rows
 
 
