@@ -110,3 +110,32 @@ def test_requests_expire(svc, fake_slack):
     assert [r.id for r in svc.approvals.expire()] == [other.id]
     assert any("expired" in c.params["text"] for c in fake_slack.calls_to("chat.postMessage")
                if c.params.get("thread_ts") == other.message_ts)
+
+
+def test_a_vote_whose_processing_failed_is_counted_when_slack_redelivers_it(svc):
+    req = new_request(svc)
+    with svc.store.pool.connection() as conn:  # the state database refuses the vote once
+        conn.execute("CREATE FUNCTION dbops.refuse_vote() RETURNS trigger LANGUAGE plpgsql AS"
+                     " $$ BEGIN RAISE EXCEPTION 'state database trouble'; END $$")
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON dbops.approval_votes FOR EACH ROW"
+                     " EXECUTE FUNCTION dbops.refuse_vote()")
+    with pytest.raises(Exception, match="state database trouble"):
+        react(svc, req, BOSS, event_id="EvLost")
+    with svc.store.pool.connection() as conn:
+        conn.execute("DROP TRIGGER refuse ON dbops.approval_votes")
+    assert status(svc, req) == "pending"
+    assert react(svc, req, BOSS, event_id="EvLost") == "approved"  # the redelivery is not a duplicate
+    assert react(svc, req, BOSS, event_id="EvLost") == "duplicate delivery"
+
+
+def test_a_terminal_requester_mapped_to_a_slack_user_cannot_approve_their_own_request(svc):
+    svc.settings.sections["identities"] = {"alice": REQUESTER}
+    approvals = svc.approvals
+    req = approvals.book.create(kind="test", name="from ci", target="prod", sha256="cd" * 32, payload={},
+                                analysis={}, requires_approval=True, required=1, requested_by="cli:alice",
+                                attested_by=None, channel="C0OPS", expires_at=expires_at(approvals.settings))
+    approvals.book.set_message(req.id, "C0OPS", "1700000001.000001")
+    req = approvals.book.get(req.id)
+    assert react(svc, req, REQUESTER) == "own request"
+    assert status(svc, req) == "pending"
+    assert react(svc, req, BOSS) == "approved"
