@@ -147,13 +147,16 @@ def test_slow_fact_queries_hit_the_timeout_with_a_clear_error(conn):
 
 
 def test_settings_from_dict():
-    settings = MigrationCheckSettings.from_dict({"disabled": ["do-block"], "fact_timeout_seconds": 5})
-    assert settings == MigrationCheckSettings(disabled=("do-block",), fact_timeout_seconds=5.0)
+    settings = MigrationCheckSettings.from_dict({"disabled": ["rename-table", "lock-timeout-missing"],
+                                                 "fact_timeout_seconds": 5})
+    assert settings == MigrationCheckSettings(disabled=("rename-table", "lock-timeout-missing"), fact_timeout_seconds=5.0)
     assert MigrationCheckSettings.from_dict({}) == MigrationCheckSettings()
-    result = check_migration("DO $$ BEGIN END $$;", DOWN, settings=settings)
+    result = check_migration('ALTER TABLE "Boards" RENAME TO "Boardz";', DOWN, settings=settings)
     assert result.findings == []
     for bad, words in [
         ({"disabled": ["drop-table"]}, "migrate.check.disabled: 'drop-table' guards a forbidden operation"),
+        ({"disabled": ["do-block"]}, "'do-block' guards a forbidden operation"),  # DO blocks are opaque
+        ({"disabled": ["unknown-statement"]}, "'unknown-statement' guards a forbidden operation"),
         ({"disabled": ["no-such-rule"]}, "'no-such-rule' is not a rule code"),
         ({"disabled": "do-block"}, "migrate.check.disabled must be a list"),
         ({"fact_timeout_seconds": 0}, "migrate.check.fact_timeout_seconds must be a number"),
@@ -271,7 +274,7 @@ def test_expand_contract_warnings(conn):
         'ALTER TABLE "Users" ADD CONSTRAINT "UQ_Users_DisplayName" UNIQUE ("DisplayName");\n'
         'ALTER TABLE "Notes" ADD COLUMN "Uid" uuid DEFAULT gen_random_uuid();\n'
         'ALTER TABLE "Boards" RENAME TO "Boardz";\n'
-        "DO $$ BEGIN PERFORM 1; END $$;\n"
+        "CREATE FUNCTION notes_words(t text) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 1 $$;\n"
         "CREATE TABLE scratch (id bigint);\n"
         "CREATE INDEX scratch_id ON scratch (id);\n"
     )
@@ -280,7 +283,7 @@ def test_expand_contract_warnings(conn):
     assert got == [
         ("add-column-not-null-without-default", 1), ("lock-timeout-missing", 1), ("set-not-null", 2),
         ("create-index-not-concurrently", 3), ("constraint-not-valid-missing", 4),
-        ("unique-constraint-without-index", 5), ("table-rewrite", 6), ("rename-table", 7), ("do-block", 8),
+        ("unique-constraint-without-index", 5), ("table-rewrite", 6), ("rename-table", 7), ("create-function", 8),
     ]
     assert all(f.severity.value == "warning" and f.hint for f in result.findings)
     assert not result.requires_approval

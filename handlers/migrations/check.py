@@ -9,7 +9,7 @@ from typing import Iterator
 
 import psycopg
 
-from handlers.errors import DbopsError
+from handlers.errors import DbopsError, UsageError
 
 from . import catalog
 from .context import DroppedColumn, MigrationContext, classify_type_changes
@@ -36,7 +36,8 @@ def check_migration(
 
     With `conn`, column types, whether dropped columns hold data, and how many rows would not
     fit a narrower type come from that database (a constant number of queries, in one
-    transaction). Raises UsageError when UP or DOWN does not parse, naming the file and line,
+    transaction). Raises UsageError when UP or DOWN does not parse, naming the file and line
+    (or the byte offset of a NUL or other binary byte), when UP has no statements,
     and DbopsError when the database cannot answer (e.g. the row count hits the timeout)."""
     with _gc_paused():
         return _check(up_sql, down_sql, conn, filename, down_filename, settings or MigrationCheckSettings())
@@ -59,6 +60,8 @@ def _gc_paused() -> Iterator[None]:
 def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, filename: str,
            down_filename: str, settings: MigrationCheckSettings) -> MigrationCheck:
     statements = parse_statements(up_sql, filename)
+    if not statements:
+        raise UsageError(f"{filename} has no SQL statements (it is empty or holds only comments)")
     down = parse_statements(down_sql, down_filename) if down_sql is not None else None
     if conn is None:
         ctx = _context(statements, down, filename, down_filename, {}, None)

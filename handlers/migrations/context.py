@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
-from .nodes import TableName, column_label
+from .nodes import DATA_CHANGES, Node, TableName, column_label, find_nodes, strings
 from .parsing import Statement
 from .rules.type_table import Change, Classification, classify
 from .timeline import DropColumnSite, Timeline, TypeChangeSite
@@ -46,6 +47,30 @@ class MigrationContext:
     catalog_tables: frozenset[TableName] = frozenset()  # touched tables the database has
     type_changes: dict[tuple[int, int], TypeChange] = field(default_factory=dict)
     dropped_columns: dict[tuple[int, int], DroppedColumn] = field(default_factory=dict)
+    _nested: dict[int, dict[str, list[Node]]] = field(default_factory=dict, repr=False)
+
+    def nested(self, stmt: Statement) -> dict[str, list[Node]]:
+        """Function calls and row-changing statements anywhere in `stmt`, itself included,
+        by node kind (found in one walk over its tree, shared by the rules that ask)."""
+        found = self._nested.get(stmt.index)
+        if found is None:
+            found = {}
+            for kind, node in find_nodes({stmt.kind: stmt.node}, _NESTED_KINDS):
+                found.setdefault(kind, []).append(node)
+            self._nested[stmt.index] = found
+        return found
+
+    @cached_property
+    def defined_functions(self) -> frozenset[str]:
+        """Names of functions, procedures and aggregates this file defines: a call of one runs
+        code this check has not analysed, even when the name matches a harmless built-in."""
+        names = set()
+        for stmt in self.statements:
+            if stmt.kind == "CreateFunctionStmt":
+                names.update(strings(stmt.node.get("funcname"))[-1:])
+            elif stmt.kind == "DefineStmt":
+                names.update(strings(stmt.node.get("defnames"))[-1:])
+        return frozenset(names)
 
     def created_before(self, table: TableName, stmt: Statement) -> bool:
         """Was `table` created (without IF NOT EXISTS) by an earlier statement of this file?"""
@@ -68,6 +93,9 @@ class MigrationContext:
 
     def dropped_column(self, stmt: Statement, cmd_pos: int) -> DroppedColumn:
         return self.dropped_columns[(stmt.index, cmd_pos)]
+
+
+_NESTED_KINDS = DATA_CHANGES | {"FuncCall", "RangeTableSample"}
 
 
 def classify_type_changes(timeline: Timeline, catalog_tables: frozenset[TableName],

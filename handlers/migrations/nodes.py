@@ -127,6 +127,54 @@ def added_constraints(stmt, ctx) -> Iterator[tuple[TableName, dict]]:
             yield table, constraint
 
 
-def matches_every_row(where: Node | None) -> bool:
-    """A WHERE clause that filters nothing: none at all, or a constant true."""
-    return where is None or const_value(where) is True
+def find_nodes(tree: Any, kinds: frozenset[str]) -> list[tuple[str, Node]]:
+    """Every (kind, fields) node of the given kinds anywhere under `tree`, however deeply nested
+    (in CTEs, subqueries, EXPLAIN, rule actions, defaults, ...). Node kinds are the CamelCase keys
+    of the JSON tree; field names are lower case."""
+    found: list[tuple[str, Node]] = []
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if isinstance(value, dict):
+                    if key in kinds:
+                        found.append((key, value))
+                    stack.append(value)
+                elif isinstance(value, list):
+                    stack.extend(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+DATA_CHANGES = frozenset({"DeleteStmt", "UpdateStmt", "InsertStmt", "MergeStmt"})
+# Statement kinds that are, or can hold, a row-changing statement: in a WITH clause, as
+# EXPLAIN ANALYZE's or PREPARE's query, as a rule's action, or as COPY's (... RETURNING) query.
+MAY_CHANGE_ROWS = ("DeleteStmt", "UpdateStmt", "InsertStmt", "MergeStmt", "SelectStmt", "ExplainStmt",
+                   "PrepareStmt", "RuleStmt", "CreateTableAsStmt", "DeclareCursorStmt", "CopyStmt")
+
+
+def data_changes(kind: str, node: Node) -> list[tuple[str, Node]]:
+    """The statement itself if it changes rows, and every row-changing statement nested in it
+    (WITH clauses, EXPLAIN ANALYZE, PREPARE, rule actions): what the rehearsal must judge by
+    the rows it touches, too."""
+    return find_nodes({kind: node}, DATA_CHANGES)
+
+
+def function_name(call: Node) -> tuple[str | None, str]:
+    """(schema, name) a FuncCall names; schema None when unqualified. pg_catalog counts as
+    unqualified: it is searched first anyway."""
+    names = strings(call.get("funcname"))
+    schema = names[-2] if len(names) > 1 else None
+    return (None if schema == "pg_catalog" else schema), (names[-1] if names else "")
+
+
+def same_expression(a: Any, b: Any) -> bool:
+    """Do two expression trees spell the same thing (source positions aside)?"""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = {k for k in a if k != "location"}
+        return keys == {k for k in b if k != "location"} and all(same_expression(a[k], b[k]) for k in keys)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_expression(x, y) for x, y in zip(a, b))
+    return a == b

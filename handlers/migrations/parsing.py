@@ -39,7 +39,9 @@ class Statement:
 
 
 def parse_statements(sql: str, filename: str = "UP.sql") -> list[Statement]:
-    """Parse `sql`; raise UsageError naming the file and line when it does not parse."""
+    """Parse `sql`; raise UsageError naming the file and line when it does not parse, and naming
+    the byte offset when it holds a NUL or other binary byte."""
+    _reject_binary(sql, filename)
     try:
         tree = json.loads(parse_sql_json(sql))
     except ParseError as exc:
@@ -62,6 +64,22 @@ def parse_statements(sql: str, filename: str = "UP.sql") -> list[Statement]:
         statements.append(Statement(index, kind, node, line, end_line, start, end, source, ignored))
         prev_end = end
     return statements
+
+
+# C0 control characters other than tab, newline, vertical tab, form feed and carriage return,
+# and DEL. The parser is C code that stops at a NUL: `SELECT 1;\0 DROP TABLE x;` would parse
+# as one harmless statement while the rest of the file still reaches the server.
+_BINARY = tuple(chr(c) for c in [*range(0x00, 0x09), *range(0x0E, 0x20), 0x7F])
+
+
+def _reject_binary(sql: str, filename: str) -> None:
+    hits = [i for i in (sql.find(c) for c in _BINARY) if i != -1]
+    if not hits:
+        return
+    first = min(hits)
+    offset = len(sql[:first].encode("utf-8"))
+    what = "a NUL byte" if sql[first] == "\0" else f"the control byte 0x{ord(sql[first]):02x}"
+    raise UsageError(f"{filename} contains {what} at byte offset {offset}: a migration must be plain SQL text")
 
 
 def _end_of_last_statement(source: bytes, start: int) -> int:

@@ -29,7 +29,7 @@ class MigrationCheckSettings:
             raise ConfigError(f"{SECTION}.{unknown[0]} is not a setting (known: disabled, fact_timeout_seconds)")
         disabled = d.get("disabled", [])
         if not isinstance(disabled, list) or not all(isinstance(c, str) for c in disabled):
-            raise ConfigError(f"{SECTION}.disabled must be a list of rule codes, e.g. [\"do-block\"]")
+            raise ConfigError(f"{SECTION}.disabled must be a list of rule codes, e.g. [\"rename-column\"]")
         severities = {r.code: r.severity for r in all_rules()}
         for code in disabled:
             if code not in severities:

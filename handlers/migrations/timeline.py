@@ -58,17 +58,28 @@ class Timeline:
     type_changes: dict[tuple[int, int], TypeChangeSite] = field(default_factory=dict)  # (stmt, cmd)
     dropped_columns: dict[tuple[int, int], DropColumnSite] = field(default_factory=dict)
     lock_timeout_before: list[bool] = field(default_factory=list)  # per statement: set before it?
+    # per statement: how many search_path changes came before it. An unqualified name means
+    # another table once search_path changes, so "created in this file" holds only within one.
+    search_path_epoch: list[int] = field(default_factory=list)
 
     def created_before(self, table: TableName, index: int) -> bool:
         """Did an earlier statement of this file create `table` (without IF NOT EXISTS), and does
-        it still exist (under this name) when statement `index` runs?"""
+        it still exist (under this name, with the same search_path) when statement `index` runs?"""
         for start, gone in self.created.get(table, ()):
-            if start < index and (gone is None or gone >= index):
+            if start < index and (gone is None or gone >= index) and (
+                    table.schema is not None or self.search_path_epoch[start] == self.search_path_epoch[index]):
                 return True
         return False
 
     def mark_created(self, table: TableName, index: int) -> None:
         self.created.setdefault(table, []).append([index, None])
+
+    def forget_created(self, index: int) -> None:
+        """After a ROLLBACK the tables this file created may not exist (and a CREATE that failed
+        inside a rolled-back savepoint never made one): trust none of them from here on."""
+        for ranges in self.created.values():
+            if ranges[-1][1] is None:
+                ranges[-1][1] = index
 
     def mark_gone(self, table: TableName, index: int) -> bool:
         """The file-created `table` stops existing under this name at statement `index`."""
@@ -97,9 +108,10 @@ def replay(statements: list[Statement], catalog: CatalogColumns) -> Timeline:
             tables[table] = {name: Column(t, (table, name)) for name, t in catalog.get(table, {}).items()}
         return tables[table]
 
-    lock_timeout = False
+    lock_timeout, epoch = False, 0
     for stmt in statements:
         timeline.lock_timeout_before.append(lock_timeout)
+        timeline.search_path_epoch.append(epoch)
         kind, node = stmt.kind, stmt.node
         if kind == "AlterTableStmt" and is_alter_table(node):
             table = table_of(node["relation"])
@@ -141,13 +153,26 @@ def replay(statements: list[Statement], catalog: CatalogColumns) -> Timeline:
                 table = table_of_names(names["List"]["items"])
                 tables[table] = {}
                 timeline.mark_gone(table, stmt.index)
-        elif kind == "VariableSetStmt" and node.get("name") == "lock_timeout":
-            value = const_value((node.get("args") or [None])[0])
-            lock_timeout = node.get("kind") == "VAR_SET_VALUE" and not _is_zero(value)
+        elif kind == "AlterObjectSchemaStmt" and node.get("objectType") == "OBJECT_TABLE" and "relation" in node:
+            timeline.mark_gone(table_of(node["relation"]), stmt.index)
+        elif kind == "TransactionStmt" and node.get("kind") in ("TRANS_STMT_ROLLBACK", "TRANS_STMT_ROLLBACK_TO"):
+            timeline.forget_created(stmt.index)
+        elif kind == "VariableSetStmt":
+            name = (node.get("name") or "").lower()
+            if name == "lock_timeout":
+                value = const_value((node.get("args") or [None])[0])
+                lock_timeout = node.get("kind") == "VAR_SET_VALUE" and not _is_zero(value)
+            elif node.get("kind") == "VAR_RESET_ALL":
+                lock_timeout = False
+                epoch += 1  # search_path too
+            elif name == "search_path":
+                epoch += 1
         elif kind == "SelectStmt":
-            value = _set_config_lock_timeout(node)
+            value = _set_config(node, "lock_timeout")
             if value is not None:
                 lock_timeout = not _is_zero(value)
+            if _set_config(node, "search_path") is not None:
+                epoch += 1
     return timeline
 
 
@@ -181,12 +206,13 @@ def _is_zero(value: object) -> bool:
         return False
 
 
-def _set_config_lock_timeout(node: Node) -> object | None:
-    """The value of `SELECT set_config('lock_timeout', value, ...)`, if that is what it does."""
+def _set_config(node: Node, setting: str) -> object | None:
+    """The value of `SELECT set_config('<setting>', value, ...)`, if that is what it does."""
     for target in node.get("targetList", ()):
         call = target.get("ResTarget", {}).get("val", {}).get("FuncCall")
         if call and strings(call.get("funcname"))[-1:] == ["set_config"]:
             args = call.get("args", ())
-            if len(args) >= 2 and const_value(args[0]) == "lock_timeout":
+            name = const_value(args[0]) if args else None
+            if len(args) >= 2 and isinstance(name, str) and name.lower() == setting:
                 return const_value(args[1]) or 0
     return None

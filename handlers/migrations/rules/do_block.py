@@ -1,8 +1,9 @@
 """do-block: a DO block's statements are opaque to this check."""
-from ..rule import WARNING, Rule
+from ..rule import FORBIDDEN, Rule
 
 BAD = [
     "DO $$ BEGIN EXECUTE 'DROP TABLE \"Notes\"'; END $$;",
+    "do LANGUAGE plpgsql $body$ BEGIN PERFORM 1; END $body$;",
 ]
 GOOD = [
     'CREATE INDEX CONCURRENTLY "IX_Notes_Title" ON "Notes" ("Title");',
@@ -10,14 +11,14 @@ GOOD = [
 
 
 def check(stmt, ctx):
-    yield "a DO block runs procedural code that this check cannot analyse: a person must review it"
+    yield "a DO block runs procedural code (including dynamic SQL) that this check cannot analyse"
 
 
 RULE = Rule(
     code="do-block",
-    severity=WARNING,
-    summary="Statements inside DO blocks (and dynamic SQL) are not checked.",
+    severity=FORBIDDEN,
+    summary="Statements inside DO blocks (and the dynamic SQL they EXECUTE) are not checked, so they need approval.",
     hint="Write the statements as plain SQL in the migration so they are checked; keep DO blocks for "
-         "logic that really needs PL/pgSQL, and have them reviewed.",
+         "logic that really needs PL/pgSQL, and have them approved.",
     check=check, on=("DoStmt",), bad=tuple(BAD), good=tuple(GOOD),
 )

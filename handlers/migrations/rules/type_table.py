@@ -25,13 +25,14 @@ the new type) is LOSSY too: it computes new values.
   smallint->integer->bigint (widening)     REWRITE    every value fits
   bigint->integer->smallint (narrowing)    NARROWING  out-of-range values fail
   integer types       numeric(p,s)         REWRITE if p-s holds every value, else NARROWING
+  integer types       numeric(p,s<0)       LOSSY      a negative scale rounds to multiples of 10^-s
   numeric(p,s)        numeric(q>=p,s)      SAFE       precision up at the same scale: no rewrite
   numeric(p,s)        numeric(q<p,s)       NARROWING  too many integer digits fail
   numeric(p,s)        numeric(q,t>s)       REWRITE if q-t >= p-s, else NARROWING
   numeric(p,s)        numeric(q,t<s)       LOSSY      rounds to fewer decimal places
   numeric(p,s)        numeric              SAFE       unconstrained holds every value
   numeric             numeric(p,s)         LOSSY      may round
-  numeric(p,0)        integer types        REWRITE if it always fits, else NARROWING
+  numeric(p,s<=0)     integer types        REWRITE if p-s digits always fit, else NARROWING
   numeric, numeric(p,s>0) -> integer types LOSSY      rounds fractions
   real                double precision     REWRITE
   smallint            real, double         REWRITE    exact in the mantissa
@@ -125,6 +126,8 @@ def _int_to_int(old: SqlType, new: SqlType) -> Classification:
 
 
 def _int_to_numeric(old: SqlType, new: SqlType) -> Classification:
+    if new.mods and new.mods[1] < 0:
+        return Classification(Change.LOSSY, f"a negative scale rounds integers to multiples of {10 ** -new.mods[1]}")
     if not new.mods or new.mods[0] - new.mods[1] >= INT_DIGITS[old.name]:
         return Classification(Change.REWRITE, f"every {old} fits a {new}")
     digits = new.mods[0] - new.mods[1]
@@ -135,7 +138,8 @@ def _int_to_numeric(old: SqlType, new: SqlType) -> Classification:
 def _numeric_to_int(old: SqlType, new: SqlType) -> Classification:
     if not old.mods or old.mods[1] > 0:
         return Classification(Change.LOSSY, f"{new} rounds away the fractional part")
-    if old.mods[0] <= INT_SAFE_DIGITS[new.name]:
+    # numeric(p,s) with s <= 0 holds integers of up to p - s digits (numeric(4,-3): up to 9999000)
+    if old.mods[0] - old.mods[1] <= INT_SAFE_DIGITS[new.name]:
         return Classification(Change.REWRITE, f"every {old} fits a {new}")
     low, high = INT_RANGES[new.name]
     return Classification(Change.NARROWING, f"values outside {low}..{high} make it fail",
