@@ -323,3 +323,14 @@ def test_statement_timeout_on_the_copy(demo_archive, tmp_path):
     assert result.up_error == "line 2: SQLSTATE 57014 (query_canceled)"
     assert result.up_error_text == "canceling statement due to statement timeout"
     assert result.up_statements[-1]["seconds"] < 4
+
+
+def test_a_copy_that_cannot_be_made_is_a_clear_error(tmp_path, settings):
+    from handlers.errors import DbopsError
+
+    damaged = tmp_path / "b044.dump"
+    damaged.write_bytes(b"PGDMP this is not an archive")
+    for archive in (damaged, tmp_path / "missing.dump"):
+        with pytest.raises(DbopsError, match="the copy to rehearse on could not be made: "):
+            rehearse("SELECT 1;", None, archive=archive, backup_id="b044", settings=settings)
+        assert_instance_gone(settings)
