@@ -155,8 +155,9 @@ def rehearsal_error_note(rehearsal) -> str | None:
     and condition name): it can quote the requester's data. Scrubbed by whoever shows it, <= 300 chars."""
     if rehearsal is None:
         return None
-    # The rehearsal exposes the private text as `private_error` (older results: not there).
-    text = getattr(rehearsal, "private_error", None)
+    # The rehearsal's private error text (being added to rehearsal.py): absent, nothing is sent.
+    text = next((getattr(rehearsal, name) for name in ("private_error", "up_error_private", "up_error_text")
+                 if isinstance(getattr(rehearsal, name, None), str) and getattr(rehearsal, name)), None)
     if not text:
         return None
     return f"Rehearsal error of your migration (shown only to you): {text[:300]}"
@@ -260,14 +261,17 @@ def migrate_status(inv: Invocation) -> Report:
         raise ConfigError("migrate status needs the state store: set DBOPS_STATE_URL (or DATABASE_URL)")
     book = ApprovalBook(inv.state)
     book.expire_due(datetime.now(timezone.utc))
+    only = getattr(inv.args, "target", None)
+    requests = [r for r in book.recent() if r.kind == "migration" and only in (None, r.target)]
     rows = [[r.code, r.name, r.target, r.status, r.requested_by, ", ".join(book.approvers_of(r.id)),
-             r.created_at, r.expires_at] for r in book.recent() if r.kind == "migration"]
+             r.created_at, r.expires_at] for r in requests]
     counts = {}
     for row in rows:
         counts[row[3]] = counts.get(row[3], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no migration requests yet"
+    headers = ["id", "name", "target", "status", "requested by", "approved by", "created", "expires"]
     return Report(title="Migration requests", summary=summary, sections=[Section("Requests", table=Table(
-        ["id", "name", "target", "status", "requested by", "approved by", "created", "expires"], rows))])
+        headers, rows))], data={"requests": [dict(zip(headers, row)) for row in rows]})
 
 
 def pending_line(inv: Invocation) -> tuple[str, bool, str]:
