@@ -140,6 +140,7 @@ class RestoreDrill:
         record = {"step": name, "started_at": time.time(), "seconds": 0.0, "outcome": "running", "detail": ""}
         self.result.steps.append(record)
         mono = time.monotonic()
+        checks_before = len(self.result.checks)
         go_on = True
         try:
             self.progress(Progress(name, 0.0, f"{name}..."))
@@ -153,8 +154,11 @@ class RestoreDrill:
             go_on = False
         except KeyboardInterrupt:
             # Ctrl-C reaches the client programs too (one process group): pg_restore or pg_amcheck
-            # dying of it is no finding about the backup. Nothing this step did counts.
+            # dying of it is no finding about the backup. Nothing this step found counts.
             record.update(outcome="cancelled", detail="interrupted (Ctrl-C)")
+            del self.result.checks[checks_before:]
+            if name == "restore":
+                self.result.restore_errors = []
             self._interrupted()
             go_on = False
         except Exception as exc:  # noqa: BLE001 -- any failure still ends in a report and a deleted instance
