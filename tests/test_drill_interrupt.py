@@ -7,9 +7,12 @@ a real `dbops drill`'s whole process group as a terminal does, so pg_restore and
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import psutil
 import psycopg
@@ -110,10 +113,6 @@ expect = "true"
 @pytest.fixture
 def drill_dir():
     """Under /tmp directly, as tests/test_drill.py's `work` explains (pytest's tmp_path can be closed to postgres)."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     folder = Path(tempfile.mkdtemp(prefix="drillcli-"))
     os.chmod(folder, 0o755)
     yield folder
