@@ -50,12 +50,13 @@ class MigrationContext:
     _nested: dict[int, dict[str, list[Node]]] = field(default_factory=dict, repr=False)
 
     def nested(self, stmt: Statement) -> dict[str, list[Node]]:
-        """Function calls and row-changing statements anywhere in `stmt`, itself included,
+        """Function calls, WITH queries and row-changing statements anywhere in `stmt`, itself included,
         by node kind (found in one walk over its tree, shared by the rules that ask)."""
         found = self._nested.get(stmt.index)
         if found is None:
             found = {}
-            for kind, node in find_nodes({stmt.kind: stmt.node}, _NESTED_KINDS):
+            nodes = find_nodes({stmt.kind: stmt.node}, _NESTED_KINDS) if stmt.may_hold(_NESTED_KINDS) else ()
+            for kind, node in nodes:
                 found.setdefault(kind, []).append(node)
             self._nested[stmt.index] = found
         return found
@@ -95,7 +96,7 @@ class MigrationContext:
         return self.dropped_columns[(stmt.index, cmd_pos)]
 
 
-_NESTED_KINDS = DATA_CHANGES | {"FuncCall", "RangeTableSample"}
+_NESTED_KINDS = DATA_CHANGES | {"FuncCall", "RangeTableSample", "CommonTableExpr"}
 
 
 def classify_type_changes(timeline: Timeline, catalog_tables: frozenset[TableName],

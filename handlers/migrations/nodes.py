@@ -133,18 +133,20 @@ def find_nodes(tree: Any, kinds: frozenset[str]) -> list[tuple[str, Node]]:
     of the JSON tree; field names are lower case."""
     found: list[tuple[str, Node]] = []
     stack = [tree]
+    pop, push, extend = stack.pop, stack.append, stack.extend
     while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
+        item = pop()
+        if type(item) is dict:
             for key, value in item.items():
-                if isinstance(value, dict):
+                kind = type(value)
+                if kind is dict:
                     if key in kinds:
                         found.append((key, value))
-                    stack.append(value)
-                elif isinstance(value, list):
-                    stack.extend(value)
-        elif isinstance(item, list):
-            stack.extend(item)
+                    push(value)
+                elif kind is list:
+                    extend(value)
+        elif type(item) is list:
+            extend(item)
     return found
 
 

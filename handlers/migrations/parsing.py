@@ -11,7 +11,9 @@ Locations in that JSON are UTF-8 byte offsets, so positions here are kept in byt
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from pglast.parser import ParseError, parse_sql_json, scan
@@ -32,10 +34,21 @@ class Statement:
     end: int
     source: bytes = field(repr=False)
     ignored: frozenset[str] = frozenset()  # codes named in `-- dbops:ignore` comments just before it
+    tree_json: str = field(default="", repr=False)  # the whole file's parse tree as JSON text
+    tree_span: tuple[int, int] = (0, -1)  # where this statement's tree is in it
 
     @property
     def text(self) -> str:
         return self.source[self.start:self.end].decode("utf-8")
+
+    def may_hold(self, kinds: frozenset[str]) -> bool:
+        """Could this statement's tree hold a node of one of `kinds`? False is certain: every
+        node is written as `"Kind":{` and a quote inside a string value is escaped as \\", so
+        one search of the JSON text finds them all without walking the tree."""
+        start, end = self.tree_span
+        if end < 0:
+            return True
+        return _kinds_pattern(kinds).search(self.tree_json, start, end) is not None
 
 
 def parse_statements(sql: str, filename: str = "UP.sql") -> list[Statement]:
@@ -43,7 +56,7 @@ def parse_statements(sql: str, filename: str = "UP.sql") -> list[Statement]:
     the byte offset when it holds a NUL or other binary byte."""
     _reject_binary(sql, filename)
     try:
-        tree = json.loads(parse_sql_json(sql))
+        tree_json = parse_sql_json(sql)
     except ParseError as exc:
         message, index = exc.args[0], (exc.args[1] if len(exc.args) > 1 else None)
         raise UsageError(f"{filename} line {_error_line(sql, index)}: {message}") from None
@@ -51,7 +64,7 @@ def parse_statements(sql: str, filename: str = "UP.sql") -> list[Statement]:
     statements: list[Statement] = []
     has_ignores = IGNORE_MARK in source
     line, pos, prev_end = 1, 0, 0
-    for index, raw in enumerate(tree.get("stmts", ())):
+    for index, (raw, span) in enumerate(_statement_trees(tree_json)):
         start = raw.get("stmt_location", 0)
         length = raw.get("stmt_len", 0)
         start = _skip_blanks_and_comments(source, start, len(source))
@@ -61,7 +74,7 @@ def parse_statements(sql: str, filename: str = "UP.sql") -> list[Statement]:
         ((kind, node),) = raw["stmt"].items()
         ignored = _ignored_codes(source[prev_end:start]) if has_ignores else frozenset()
         end_line = line + source.count(b"\n", start, end)
-        statements.append(Statement(index, kind, node, line, end_line, start, end, source, ignored))
+        statements.append(Statement(index, kind, node, line, end_line, start, end, source, ignored, tree_json, span))
         prev_end = end
     return statements
 
@@ -80,6 +93,31 @@ def _reject_binary(sql: str, filename: str) -> None:
     offset = len(sql[:first].encode("utf-8"))
     what = "a NUL byte" if sql[first] == "\0" else f"the control byte 0x{ord(sql[first]):02x}"
     raise UsageError(f"{filename} contains {what} at byte offset {offset}: a migration must be plain SQL text")
+
+
+@cache
+def _kinds_pattern(kinds: frozenset[str]) -> re.Pattern:
+    """Matches the JSON key of any node kind in `kinds` (a search of the parser's JSON output,
+    not of the SQL)."""
+    return re.compile('"(?:' + "|".join(sorted(map(re.escape, kinds))) + ')":')
+
+
+_STMTS = '"stmts":['
+_decode = json.JSONDecoder().raw_decode
+
+
+def _statement_trees(tree_json: str) -> list[tuple[dict, tuple[int, int]]]:
+    """Each statement's decoded tree and the span of its JSON text: `{"version":N,"stmts":[...]}`
+    decoded one statement at a time, so rules can search a statement's JSON for node kinds."""
+    head = tree_json.find(_STMTS)
+    if head == -1:
+        return []
+    found, pos = [], head + len(_STMTS)
+    while tree_json[pos] != "]":
+        raw, end = _decode(tree_json, pos)
+        found.append((raw, (pos, end)))
+        pos = end + 1 if tree_json[end] == "," else end
+    return found
 
 
 def _end_of_last_statement(source: bytes, start: int) -> int:

@@ -77,11 +77,15 @@ def _alter_table(node: Node) -> str | None:
     objtype = node.get("objtype", "OBJECT_TABLE")
     if objtype not in _ALTER_OBJECTS:
         what = objtype.removeprefix("OBJECT_").replace("_", " ")
-        return f"ALTER {what} with {', '.join(sorted({c.get('subtype', '?') for _, c in alter_table_cmds(node)}))}"
+        return f"ALTER {what} ({_commands(node)})"
     unknown = sorted({cmd.get("subtype", "?") for _, cmd in alter_table_cmds(node)} - _ALTER_TABLE_CMDS)
     if unknown or len(list(alter_table_cmds(node))) != len(node.get("cmds", ())):
-        return f"ALTER TABLE command {', '.join(unknown) or '?'}"
+        return f"ALTER TABLE ({', '.join(u.removeprefix('AT_') for u in unknown) or '?'})"
     return None
+
+
+def _commands(node: Node) -> str:
+    return ", ".join(sorted({cmd.get("subtype", "?").removeprefix("AT_") for _, cmd in alter_table_cmds(node)}))
 
 
 def _drop(node: Node) -> str | None:
@@ -103,7 +107,7 @@ def _set(node: Node) -> str | None:
     name = (node.get("name") or "").lower()
     if name in SAFE_SETTINGS or name in ("role", "session_authorization"):  # roles: role-change
         return None
-    return f"SET {name}: not a setting known to be harmless (handlers/migrations/harmless.py)"
+    return f"SET {name}"
 
 
 def _transaction(node: Node) -> str | None:
@@ -113,7 +117,7 @@ def _transaction(node: Node) -> str | None:
 
 def _sequence(node: Node) -> str | None:
     options = {o.get("DefElem", {}).get("defname") for o in node.get("options", ())}
-    return "ALTER SEQUENCE ... RESTART: new rows would reuse ids" if "restart" in options else None
+    return "ALTER SEQUENCE ... RESTART (new rows would reuse ids)" if "restart" in options else None
 
 
 def _schema(node: Node) -> str | None:
@@ -186,6 +190,7 @@ RULE = Rule(
     code="unknown-statement",
     severity=FORBIDDEN,
     summary="A statement kind (or form) no rule understands needs approval: the check fails closed.",
-    hint="Use plain DDL and DML the check understands, or have the migration reviewed and approved.",
+    hint="Use plain DDL and DML the check understands (the settings SET may change are listed in "
+         "handlers/migrations/harmless.py), or have the migration reviewed and approved.",
     check=check, on=(), bad=tuple(BAD), good=tuple(GOOD),
 )
