@@ -86,15 +86,6 @@ def is_column_ref(node: Node | None, column: str) -> bool:
     return bool(fields) and fields[-1] == column
 
 
-def with_queries(node: Node) -> Iterator[tuple[str, Node]]:
-    """The data-modifying statements nested in a statement's WITH clause."""
-    for cte in (node.get("withClause") or {}).get("ctes", ()):
-        query = cte.get("CommonTableExpr", {}).get("ctequery", {})
-        for kind, inner in query.items():
-            yield kind, inner
-            yield from with_queries(inner)
-
-
 def is_alter_table(node: Node) -> bool:
     """An ALTER TABLE on a table (not ALTER INDEX / VIEW / SEQUENCE, which share the node kind)."""
     return node.get("objtype", "OBJECT_TABLE") == "OBJECT_TABLE" and "relation" in node
