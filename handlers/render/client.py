@@ -29,6 +29,23 @@ PAGE_LIMIT = 100  # Render's maximum page size
 log = logging.getLogger("dbops.render")
 
 
+class _NoQueryInUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO; an export's download URL is signed in its query,
+    and whoever holds it can download the database. The query goes before the line is formatted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_without_query(a) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+def _without_query(url: httpx.URL) -> str:
+    return str(url.copy_with(query=None)) + ("?(signed query hidden)" if url.query else "")
+
+
+logging.getLogger("httpx").addFilter(_NoQueryInUrls())
+
+
 @dataclass
 class RetryPolicy:
     """How long to keep trying. Rate limits wait as long as Render says (plus jitter); server errors

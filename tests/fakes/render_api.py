@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
 from psycopg.conninfo import conninfo_to_dict
@@ -115,6 +115,7 @@ class FakeRender:
         self.copies: dict[str, str] = {}  # instance id -> DSN of its restored copy
         self.polls: dict[str, int] = {}
         self.available_after_polls: int | None = 2
+        self.recovery_answer_lost = False  # the recovery instance is made, but the answer is a 500
         self.delete_failures = 0  # DELETEs answered 500 before one succeeds (-1: forever)
         self.faults: list[Fault] = []
         self.hangs = 0
@@ -335,8 +336,7 @@ class FakeRender:
         doc = self._add(body.get("restoreName") or f"{source['name']}-recovery", body.get("plan") or source["plan"],
                         "BACKUP_NOT_READY", None, "creating")
         self.polls[doc["id"]] = 0
+        if self.recovery_answer_lost:
+            return 500, {"message": "internal error"}, {}
         return 200, doc, {}
 
-
-def dsn_for_copy(server_dsn: Callable[[str], str], name: str) -> str:
-    return server_dsn(quote(name, safe=""))
