@@ -136,6 +136,9 @@ def drill_alarm(state_dsn: str, target_name: str, settings: DrillSettings,
                 now: datetime | None = None) -> tuple[bool, str]:
     """(ok, one line for `/db status` and the digest): has a drill passed within drill.max_age_days?"""
     now = now or datetime.now(timezone.utc)
+    by_kind = _alarm_by_kind(state_dsn, target_name, settings.max_age_days, now)
+    if by_kind is not None:
+        return by_kind
     last = DrillStore(state_dsn).last_passed(target_name)
     limit = settings.max_age_days
     if last is None:
@@ -167,3 +170,39 @@ def schedule_report(settings: DrillSettings, now: datetime | None = None) -> Rep
                   data={"schedule": str(settings.schedule), "next_run": nxt.isoformat() if nxt else None,
                         "max_age_days": settings.max_age_days, "instance": settings.instance})
 
+
+# Where a drill ran: the bot's own archives (local or scratch instances), a Render point-in-time
+# recovery, or a Render export. Each kind proves something the others do not, so once more than one
+# kind has run, each must keep passing on its own.
+_KIND_GROUP = "CASE WHEN instance_kind IN ('render-pitr', 'render-export') THEN instance_kind ELSE 'local' END"
+
+
+def _alarm_by_kind(state_dsn: str, target_name: str, limit: int, now: datetime) -> tuple[bool, str] | None:
+    """(ok, line) over each kind of drill, or None when only one kind has ever run."""
+    with DrillStore(state_dsn)._conn() as conn:
+        rows = conn.execute(
+            f"""SELECT DISTINCT ON (kind) {_KIND_GROUP} AS kind, id, outcome,
+                       (SELECT max(p.finished_at) FROM dbops.drills p
+                        WHERE p.target = d.target AND p.passed AND
+                              CASE WHEN p.instance_kind IN ('render-pitr', 'render-export') THEN p.instance_kind
+                                   ELSE 'local' END = {_KIND_GROUP.replace('instance_kind', 'd.instance_kind')}) AS last_pass
+                FROM dbops.drills d WHERE target = %s ORDER BY kind, started_at DESC, id DESC""",
+            (target_name,)).fetchall()
+    if len(rows) < 2:
+        return None
+    ok, parts = True, []
+    for r in rows:
+        if r["outcome"] == "failed":
+            ok = False
+            parts.append(f"{r['kind']}: the last drill failed ({drill_id(r['id'])}; see `drill report {drill_id(r['id'])}`)")
+        elif r["last_pass"] is None:
+            ok = False
+            parts.append(f"{r['kind']}: never passed")
+        else:
+            age = (now - r["last_pass"]).total_seconds()
+            if age > limit * 86400:
+                ok = False
+                parts.append(f"{r['kind']}: no pass in the last {limit} days (last {human_seconds(age)} ago)")
+            else:
+                parts.append(f"{r['kind']}: last passed {human_seconds(max(0.0, age))} ago")
+    return ok, f"restore drills of {target_name}: " + "; ".join(parts)
