@@ -45,6 +45,7 @@ class Settings:
     backup_dir: Path = Path("backups")
     port: int = 3000
     sections: dict[str, Any] = field(default_factory=dict)  # dbops.toml sections for the handlers
+    target_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # [targets.NAME] beyond its URL
     config_path: Path | None = None
 
     def target(self, name: str | None = None) -> Target:
@@ -152,6 +153,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
     doc = _read_toml(config_path) if config_path.exists() else {}
 
     targets: dict[str, Target] = {}
+    target_options: dict[str, dict[str, Any]] = {}
     if env.get("DATABASE_URL"):
         targets[DEFAULT_TARGET] = Target(DEFAULT_TARGET, env["DATABASE_URL"])
     for name, spec in (doc.get("targets") or {}).items():
@@ -166,6 +168,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
         else:
             url = spec["url"]
         targets[name] = Target(name, url)
+        target_options[name] = {k: v for k, v in spec.items() if k not in ("url", "url_env")}
 
     if require_slack:
         for key in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
@@ -217,6 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
         port=int(port_raw),
         sections={k: v for k, v in doc.items() if k not in ("targets",)},
         config_path=config_path,
+        target_options=target_options,
     )
     if validate:
         validate_settings(found)

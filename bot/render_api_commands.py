@@ -1,0 +1,153 @@
+"""`render status`, `render drill` (approvers: a billed Render instance), `render export-drill`, the
+Render line of `/db status` and the digest, and the start-up removal of leftover drill instances.
+Thin: the work is in handlers/render."""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from handlers import drill, render
+from handlers.drill.runner import DrillInterrupted
+from handlers.errors import ConfigError, DbopsError
+from handlers.report import Report, Section
+
+from . import commands, config, service
+from .backup_commands import backup_settings
+from .config import DEFAULT_TARGET
+from .drill_commands import drill_settings
+from .index_commands import index_settings
+from .registry import Invocation, command
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .service import BotService
+
+log = logging.getLogger("dbops.render")
+
+
+def render_settings(settings: "Settings") -> render.RenderSettings:
+    return render.RenderSettings.from_config(settings.section("render"))
+
+
+def _postgres_id(inv: Invocation) -> str:
+    name = inv.target_name
+    return render.postgres_id_for(name, getattr(inv.settings, "target_options", {}).get(name), DEFAULT_TARGET)
+
+
+def _state(inv: Invocation):
+    if inv.state is None:
+        raise ConfigError("Render drills are recorded in the state store: set DBOPS_STATE_URL (or DATABASE_URL)")
+    return inv.state
+
+
+@command("render status", "Render's own backups: the instance, the point-in-time recovery window against the "
+                          "plan's, the newest export", needs_state=False)
+def render_status(inv: Invocation) -> Report:
+    settings = render_settings(inv.settings)
+    with settings.client() as client:
+        found = render.check_status(client, _postgres_id(inv), settings)
+    return render.status_report(found, inv.target_name)
+
+
+def _record(inv: Invocation, result: drill.DrillResult) -> str:
+    return drill.DrillStore(_state(inv).dsn).record(inv.target_name, result.backup_id, result, inv.actor)
+
+
+@command("render drill", "restore drill on Render: point-in-time recovery into a new instance, verify it against "
+                         "production, delete it, report (the instance is billed while it exists)",
+         long_running=True, lock="drill", who="approvers")
+def render_drill(inv: Invocation) -> Report:
+    _state(inv)
+    settings = render_settings(inv.settings)
+    with settings.client() as client:
+        try:
+            outcome = render.run_render_drill(client, _postgres_id(inv), inv.target, settings,
+                                              drill_settings(inv.settings), index_settings(inv.settings).expected,
+                                              progress=inv.progress, cancel=inv.cancel)
+        except DrillInterrupted as stopped:
+            _record(inv, stopped.result)
+            raise
+    drill_id = _record(inv, outcome.result)
+    report = outcome.result.to_report()
+    report.title = f"Render restore drill {drill_id} of {inv.target_name}"
+    report.data |= {"drill_id": drill_id}
+    if outcome.alarm:
+        log.error("%s", outcome.alarm)
+        report.summary = f":rotating_light: {outcome.alarm}\n{report.summary}"
+        report.sections.insert(0, Section("ALARM: a billed instance is left", f":rotating_light: {outcome.alarm}"))
+        report.data["alarm"] = outcome.alarm
+    return report
+
+
+@command("render export-drill", "restore drill of Render's newest logical export in a throwaway local instance",
+         long_running=True, lock="drill")
+def render_export_drill(inv: Invocation) -> Report:
+    _state(inv)
+    settings = render_settings(inv.settings)
+    keep = None
+    if settings.mirror_exports:
+        storage = backup_settings(inv.settings)
+
+        def keep(path, export):
+            if storage.storage == "s3":
+                from handlers.backup.storage import S3Store
+
+                store = S3Store(storage.s3)
+
+                def upload(local, filename):
+                    key = store.key_for(inv.target_name, filename)
+                    store.upload(local, key)
+                    return store.url(key)
+
+                return render.mirror_export(path, export, inv.target_name, storage.dir, upload)
+            return render.mirror_export(path, export, inv.target_name, storage.dir)
+    with settings.client() as client:
+        try:
+            result = render.run_export_drill(client, _postgres_id(inv), inv.target, settings,
+                                             drill_settings(inv.settings), index_settings(inv.settings).expected,
+                                             progress=inv.progress, cancel=inv.cancel, keep=keep)
+        except DrillInterrupted as stopped:
+            _record(inv, stopped.result)
+            raise
+    drill_id = _record(inv, result)
+    report = result.to_report()
+    report.title = f"Render export drill {drill_id} of {inv.target_name}"
+    report.data |= {"drill_id": drill_id}
+    return report
+
+
+# -- /db status and the digest, settings, start-up -------------------------------------------
+def render_line(inv: Invocation) -> tuple[str, bool, str]:
+    settings = render_settings(inv.settings)
+    if not settings.api_key:
+        return "Render", True, "not checked: RENDER_API_KEY is not set"
+    try:
+        postgres_id = _postgres_id(inv)
+    except ConfigError:
+        return "Render", True, f"not checked: `{inv.target_name}` has no render_postgres_id"
+    try:
+        with settings.client() as client:
+            found = render.check_status(client, postgres_id, settings)
+    except DbopsError as exc:
+        return "Render", False, str(exc)
+    return "Render", found.ok, found.line
+
+
+commands.STATUS_LINES.append(commands.StatusLine(render_line))
+config.SETTINGS_CHECKS.append(("render", render_settings))
+
+
+def cleanup_at_startup(svc: "BotService") -> list[str]:
+    """Delete dbops-drill-* instances a crashed drill left (billed until gone); never while a Render
+    drill runs on another replica."""
+    settings = render_settings(svc.settings)
+    if not settings.api_key:
+        return []
+    if any(job.command == "render drill" for job in svc.store.running_jobs()):
+        return []
+    with settings.client() as client:
+        said, alarms = render.cleanup_leftover_instances(client, settings.delete_retries)
+    return said + [f":rotating_light: {alarm}" for alarm in alarms]
+
+
+service.STARTUP_HOOKS.append(cleanup_at_startup)
