@@ -15,7 +15,7 @@ from handlers.drill.runner import DrillInterrupted
 from handlers.errors import ConfigError, UsageError
 from handlers.report import Progress, Report, Section
 
-from . import commands, service
+from . import commands, config, service
 from .backup_commands import backup_settings
 from .index_commands import index_settings
 from .registry import Arg, Invocation, command, parse
@@ -127,7 +127,8 @@ def drill_line(inv: Invocation) -> tuple[str, bool, str]:
     return "Drills", ok, line
 
 
-commands.STATUS_LINES.append(drill_line)
+commands.STATUS_LINES.append(commands.StatusLine(drill_line))
+config.SETTINGS_CHECKS.append(("drill", drill_settings))
 
 
 def cleanup_at_startup(svc: "BotService") -> list[str]:

@@ -155,9 +155,7 @@ def rehearsal_error_note(rehearsal) -> str | None:
     and condition name): it can quote the requester's data. Scrubbed by whoever shows it, <= 300 chars."""
     if rehearsal is None:
         return None
-    # The rehearsal's private error text (being added to rehearsal.py): absent, nothing is sent.
-    text = next((getattr(rehearsal, name) for name in ("private_error", "up_error_private", "up_error_text")
-                 if isinstance(getattr(rehearsal, name, None), str) and getattr(rehearsal, name)), None)
+    text = rehearsal.private_error_text()
     if not text:
         return None
     return f"Rehearsal error of your migration (shown only to you): {text[:300]}"

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +12,7 @@ from handlers import backup
 from handlers.errors import DbopsError
 from handlers.migrations.apply import ApplySettings, apply_migration, error_text, plan_batches
 from handlers.migrations.parsing import parse_statements
-from handlers.migrations.rehearsal import RehearsalSettings
+from handlers.migrations.rehearsal import RehearsalSettings, rehearsal_work_dir, remove_leftover_rehearsals
 from handlers.migrations.rehearsal import rehearse as run_rehearsal
 from handlers.report import Progress
 from handlers.target import dsn_secrets
@@ -40,24 +38,27 @@ def rehearse(inv: "Invocation", up_sql: str, down_sql: str | None):
     record = None
     if settings.source == "backup" and inv.state is not None:
         record = backup.latest_verified(backup.BackupCatalog(inv.state.dsn), inv.target_name)
-    work = Path(tempfile.mkdtemp(prefix="dbops-rehearsal-work-"))
     try:
-        archive = manifest = None
-        if record is not None:
-            inv.progress(Progress(f"fetching backup {record.id} for the rehearsal"))
-            archive, found = backup.materialize(backup.BackupCatalog(inv.state.dsn), bsettings, record.id, work)
-            manifest = found.to_dict()
-        inv.progress(Progress("rehearsing UP and DOWN on a temporary copy"))
-        return run_rehearsal(up_sql, down_sql, archive=archive, manifest=manifest,
-                             backup_id=record.id if record else None,
-                             backup_started_at=record.started_at if record else None,
-                             schema_source=None if record else inv.target, settings=settings,
-                             progress=inv.progress, cancel=inv.cancel)
+        with rehearsal_work_dir(settings) as work:
+            archive = manifest = None
+            if record is not None:
+                inv.progress(Progress(f"fetching backup {record.id} for the rehearsal"))
+                archive, found = backup.materialize(backup.BackupCatalog(inv.state.dsn), bsettings, record.id, work)
+                manifest = found.to_dict()
+            inv.progress(Progress("rehearsing UP and DOWN on a temporary copy"))
+            return run_rehearsal(up_sql, down_sql, archive=archive, manifest=manifest,
+                                 backup_id=record.id if record else None,
+                                 backup_started_at=record.started_at if record else None,
+                                 schema_source=None if record else inv.target, settings=settings,
+                                 progress=inv.progress, cancel=inv.cancel)
     except DbopsError as exc:
         log.warning("rehearsal could not run: %s", exc)
         return None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+
+def leftover_rehearsals_at_startup(svc: "BotService") -> list[str]:
+    """A killed rehearsal leaves a server holding a copy of production and its archive: remove both."""
+    return remove_leftover_rehearsals(RehearsalSettings.from_dict(_section(svc.settings, "rehearsal")).work_dir)
 
 
 # -- did it land? ----------------------------------------------------------------------
@@ -99,6 +100,7 @@ def all_in_one_transaction(up_sql: str) -> bool:
     except DbopsError:
         return False
     return all(b.in_transaction for b in batches)  # batches in a transaction are only cut by those not
+
 
 
 def apply_with_backup(svc: "BotService", req: "ApprovalRequest") -> tuple[str, str]:

@@ -12,7 +12,7 @@ from handlers.migrations.apply import ApplySettings
 from handlers.migrations.rehearsal import RehearsalSettings
 from handlers.report import Report
 
-from . import jobs
+from . import jobs, migrate_flow, service
 from .approvals import ApprovalSettings
 from .config import SETTINGS_CHECKS
 from .migrate_commands import analyse, build_request
@@ -50,6 +50,7 @@ def _migrate_settings(settings) -> None:
 
 SETTINGS_CHECKS.extend([("approvals", lambda settings: ApprovalSettings.from_dict(settings.section("approvals"))),
                         ("migrate", _migrate_settings)])
+service.STARTUP_HOOKS.append(migrate_flow.leftover_rehearsals_at_startup)
 
 
 def _input(block_id: str, label: str, multiline: bool, optional: bool = False, placeholder: str = "") -> dict:

@@ -46,7 +46,12 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         if self.exact_json is not None:
             return self.exact_json
-        return {"title": self.title, "outcome": self.outcome.value, "summary": self.summary, **self.data}
+        # The sections too: JSON carries every line the text shows.
+        sections = [{"title": sec.title, "text": sec.text,
+                     "table": {"headers": sec.table.headers, "rows": sec.table.rows} if sec.table else None}
+                    for sec in self.sections]
+        return {"title": self.title, "outcome": self.outcome.value, "summary": self.summary,
+                "sections": sections, **self.data}
 
 
 @dataclass

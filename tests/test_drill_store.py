@@ -93,9 +93,10 @@ def test_alarm_when_no_drill_passed_within_max_age_days(state):
 
     store = DrillStore(state)
     store.record("prod", "b001", a_result(60, started=time.time() - 20 * 86400), "scheduler")
-    store.record("prod", "b002", a_result(60, passed=False, started=time.time() - 3600), "scheduler")
+    store.record("prod", "b002", a_result(60, passed=False, started=time.time() - 3 * 86400), "scheduler")
     ok, line = drill_alarm(state, "prod", settings)
     assert not ok and "in the last 14 days" in line and "d001" in line  # a failed drill does not count
+    assert "the last drill failed on prod (d002" in line  # and the newest attempt failing is said first
 
     store.record("prod", "b003", a_result(60, started=time.time() - 2 * 86400 - 90), "scheduler")
     ok, line = drill_alarm(state, "prod", settings)

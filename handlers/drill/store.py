@@ -134,13 +134,24 @@ class DrillStore:
 
 def drill_alarm(state_dsn: str, target_name: str, settings: DrillSettings,
                 now: datetime | None = None) -> tuple[bool, str]:
-    """(ok, one line for `/db status` and the digest): has a drill passed within drill.max_age_days?"""
+    """(ok, one line for `/db status` and the digest): has a drill passed within drill.max_age_days,
+    and did the newest one pass? A failing newest drill is a problem even after a recent pass."""
     now = now or datetime.now(timezone.utc)
+    store = DrillStore(state_dsn)
     by_kind = _alarm_by_kind(state_dsn, target_name, settings.max_age_days, now)
-    if by_kind is not None:
-        return by_kind
-    last = DrillStore(state_dsn).last_passed(target_name)
-    limit = settings.max_age_days
+    ok, line = by_kind if by_kind is not None else _last_pass_line(store, target_name, settings.max_age_days, now)
+    recent = store.recent(target_name, 5)
+    if recent and recent[0]["outcome"] == "failed":
+        streak = next((i for i, r in enumerate(recent) if r["outcome"] != "failed"), len(recent))
+        newest = drill_id(recent[0]["id"])
+        times = f"the last {streak} drills failed" if streak > 1 else "the last drill failed"
+        return False, (f"{times} on {target_name} ({newest}: {recent[0]['summary']}; see `drill report {newest}`); "
+                       + line)
+    return ok, line
+
+
+def _last_pass_line(store: DrillStore, target_name: str, limit: int, now: datetime) -> tuple[bool, str]:
+    last = store.last_passed(target_name)
     if last is None:
         return False, (f"no restore drill has ever passed on {target_name}: run `drill` "
                        f"(the ops plan asks for one at least every {limit} days)")
