@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.state import migrate  # noqa: E402
+from bot.core.state import migrate  # noqa: E402
 from handlers import demo_data  # noqa: E402
 from handlers.backup import BackupCatalog, BackupSettings, take_backup  # noqa: E402
 from handlers.backup.fmt import human_bytes  # noqa: E402

@@ -1,11 +1,5 @@
-"""dbops: the Slack bot, its command registry, jobs, approvals, scheduler, state store and CLI."""
+"""dbops: the Slack bot and CLI. `core` is the machinery (registry, jobs, service, scheduler,
+approvals, state), `areas` the job areas (each one `Area`), `frontends` the CLI, Slack app and
+HTTP server that hand the areas to core."""
 
 __version__ = "0.1.0"
-
-
-def load_commands() -> None:
-    """Imports the modules that declare commands (they register themselves)."""
-    from . import (  # noqa: F401
-        backup_commands, commands, demo, drill_commands, index_commands, migrate_commands, migrate_slack,
-        render_api_commands,
-    )

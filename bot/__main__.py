@@ -4,17 +4,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from handlers.errors import DbopsError
+from handlers.errors import ConfigError, DbopsError
+
+from .areas import AREAS
+from .core.config import load_settings
+from .core.logs import setup_logging
+from .core.registry import Registry
+from .core.service import BotService
+from .core.state.store import StateStore
+from .frontends.server import create_wsgi_app
+from .frontends.slack.app import build_app
 
 
 def preflight():
     """Fail before serving: a missing setting or an unreachable state database ends the process here."""
-    from . import load_commands
-    from .config import load_settings
-    from .state.store import StateStore
-
-    load_commands()  # the job areas declare their settings checks
-    settings = load_settings(require_slack=True)
+    settings = load_settings(require_slack=True, checks=Registry(AREAS).settings_checks)
     StateStore(settings.state_url, min_size=0, max_size=1).close()  # applies the state migrations
     return settings
 
@@ -35,8 +39,6 @@ def serve_http(settings) -> None:
             self.cfg.set("worker_exit", _close_service)
 
         def load(self):
-            from .server import create_wsgi_app
-
             return create_wsgi_app(settings)
 
     DbopsServer().run()
@@ -52,14 +54,8 @@ def _close_service(server, worker) -> None:
 def serve_socket_mode(settings) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from . import load_commands
-    from .logs import setup_logging
-    from .service import BotService
-    from .slack_app import build_app
-
-    load_commands()
     setup_logging(settings.secrets())
-    SocketModeHandler(build_app(BotService(settings)), settings.slack_app_token).start()
+    SocketModeHandler(build_app(BotService(settings, Registry(AREAS))), settings.slack_app_token).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         if mode == "auto":
             mode = "socket" if settings.slack_app_token else "http"
         if mode == "socket" and not settings.slack_app_token:
-            from handlers.errors import ConfigError
-
             raise ConfigError("SLACK_APP_TOKEN is not set: Socket Mode needs an app-level token with the "
                               "connections:write scope (starts with xapp-)")
     except DbopsError as exc:

@@ -6,9 +6,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.approvals import APPLIERS, expires_at
-from bot.config import Settings
-from bot.service import BotService
+from bot.areas import AREAS
+from bot.core.approvals.reactions import ReactionOutcome
+from bot.core.approvals.settings import expires_at
+from bot.core.config import Settings
+from bot.core.registry import Area, Registry
+from bot.core.service import BotService
 from handlers.target import Target
 
 REQUESTER, BOSS, BOSS2, STRANGER, BOT = "U0ALICE", "U0BOSS", "U0BOSS2", "U0EVE", "U0OTHERBOT"
@@ -21,7 +24,6 @@ def svc(fresh_db, fake_slack):
                         slack_bot_token="xoxb-test", slack_api_url=fake_slack.url, channel="C0OPS",
                         approvers=frozenset({BOSS, BOSS2, REQUESTER}),  # the requester approves others' requests
                         sections={"approvals": {"required": 1}})
-    service = BotService(settings, start_background=False)
     applied: list[int] = []
     done = threading.Event()
 
@@ -29,10 +31,10 @@ def svc(fresh_db, fake_slack):
         applied.append(req.id)
         done.set()
 
-    APPLIERS["test"] = applier
+    registry = Registry([*AREAS, Area("test", appliers={"test": applier})])
+    service = BotService(settings, registry, start_background=False)
     service.applied, service.applied_event = applied, done
     yield service
-    APPLIERS.pop("test", None)
     service.close()
 
 
@@ -58,14 +60,14 @@ def status(svc, req):
 
 def test_only_an_approvers_reaction_on_that_message_approves_and_starts_the_apply(svc, fake_slack):
     req = new_request(svc)
-    assert react(svc, req, STRANGER) == "not an approver"
-    assert react(svc, req, REQUESTER) == "own request"
-    assert react(svc, req, BOT) == "bot"
-    assert react(svc, req, BOSS, ts="1699999999.000001") == "not a request"
-    assert react(svc, req, BOSS, reaction="thumbsup") == "other reaction"
+    assert react(svc, req, STRANGER) is ReactionOutcome.NOT_AN_APPROVER
+    assert react(svc, req, REQUESTER) is ReactionOutcome.OWN_REQUEST
+    assert react(svc, req, BOT) is ReactionOutcome.BOT
+    assert react(svc, req, BOSS, ts="1699999999.000001") is ReactionOutcome.NOT_A_REQUEST
+    assert react(svc, req, BOSS, reaction="thumbsup") is ReactionOutcome.OTHER_REACTION
     assert status(svc, req) == "pending" and svc.applied == []
     assert any(c.params.get("user") == REQUESTER for c in fake_slack.calls_to("chat.postEphemeral"))
-    assert react(svc, req, BOSS) == "approved"
+    assert react(svc, req, BOSS) is ReactionOutcome.APPROVED
     assert svc.applied_event.wait(5) and svc.applied == [req.id]
     assert status(svc, req) == "approved"
     thread = [c.params for c in fake_slack.calls_to("chat.postMessage") if c.params.get("thread_ts") == req.message_ts]
@@ -77,18 +79,18 @@ def test_only_an_approvers_reaction_on_that_message_approves_and_starts_the_appl
 
 def test_a_repeated_delivery_counts_once(svc):
     req = new_request(svc, required=2)
-    assert react(svc, req, BOSS, event_id="Ev1") == "counted"
-    assert react(svc, req, BOSS, event_id="Ev1") == "duplicate delivery"
-    assert react(svc, req, BOSS, event_id="Ev1-retry-with-new-id") == "no change"  # same vote again
+    assert react(svc, req, BOSS, event_id="Ev1") is ReactionOutcome.COUNTED
+    assert react(svc, req, BOSS, event_id="Ev1") is ReactionOutcome.DUPLICATE
+    assert react(svc, req, BOSS, event_id="Ev1-retry-with-new-id") is ReactionOutcome.NO_CHANGE  # same vote again
     assert svc.approvals.book.approvals_count(req.id) == 1
     assert status(svc, req) == "pending"
-    assert react(svc, req, BOSS2) == "approved"
+    assert react(svc, req, BOSS2) is ReactionOutcome.APPROVED
 
 
 def test_removing_the_approval_before_apply_withdraws_it(svc):
     req = new_request(svc, required=2)
     react(svc, req, BOSS)
-    assert react(svc, req, BOSS, added=False) == "withdrawn"
+    assert react(svc, req, BOSS, added=False) is ReactionOutcome.WITHDRAWN
     assert svc.approvals.book.approvals_count(req.id) == 0
     react(svc, req, BOSS2)
     assert status(svc, req) == "pending"
@@ -96,15 +98,15 @@ def test_removing_the_approval_before_apply_withdraws_it(svc):
 
 def test_an_approvers_x_rejects_and_nothing_is_applied(svc):
     req = new_request(svc)
-    assert react(svc, req, BOSS2, reaction="x") == "rejected"
-    assert react(svc, req, BOSS) == "no change"
+    assert react(svc, req, BOSS2, reaction="x") is ReactionOutcome.REJECTED
+    assert react(svc, req, BOSS) is ReactionOutcome.NO_CHANGE
     assert status(svc, req) == "rejected" and svc.applied == []
 
 
 def test_requests_expire(svc, fake_slack):
     long_ago = datetime.now(timezone.utc) - timedelta(hours=30)
     req = new_request(svc, now=long_ago)
-    assert react(svc, req, BOSS) == "expired"
+    assert react(svc, req, BOSS) is ReactionOutcome.EXPIRED
     assert status(svc, req) == "expired" and svc.applied == []
     other = new_request(svc, now=long_ago)
     assert [r.id for r in svc.approvals.expire()] == [other.id]
@@ -124,8 +126,8 @@ def test_a_vote_whose_processing_failed_is_counted_when_slack_redelivers_it(svc)
     with svc.store.pool.connection() as conn:
         conn.execute("DROP TRIGGER refuse ON dbops.approval_votes")
     assert status(svc, req) == "pending"
-    assert react(svc, req, BOSS, event_id="EvLost") == "approved"  # the redelivery is not a duplicate
-    assert react(svc, req, BOSS, event_id="EvLost") == "duplicate delivery"
+    assert react(svc, req, BOSS, event_id="EvLost") is ReactionOutcome.APPROVED  # the redelivery is not a duplicate
+    assert react(svc, req, BOSS, event_id="EvLost") is ReactionOutcome.DUPLICATE
 
 
 def test_a_terminal_requester_mapped_to_a_slack_user_cannot_approve_their_own_request(svc):
@@ -136,6 +138,6 @@ def test_a_terminal_requester_mapped_to_a_slack_user_cannot_approve_their_own_re
                                 attested_by=None, channel="C0OPS", expires_at=expires_at(approvals.settings))
     approvals.book.set_message(req.id, "C0OPS", "1700000001.000001")
     req = approvals.book.get(req.id)
-    assert react(svc, req, REQUESTER) == "own request"
+    assert react(svc, req, REQUESTER) is ReactionOutcome.OWN_REQUEST
     assert status(svc, req) == "pending"
-    assert react(svc, req, BOSS) == "approved"
+    assert react(svc, req, BOSS) is ReactionOutcome.APPROVED

@@ -13,7 +13,7 @@ import psutil
 import psycopg
 import pytest
 
-from bot.state import migrate
+from bot.core.state import migrate
 from handlers import demo_data
 from handlers.backup import (BackupCatalog, BackupFailed, BackupSettings, backup_info, capture_manifest,
                              cleanup_incomplete, compare_manifests, freshness, latest_verified, list_backups,
@@ -399,7 +399,7 @@ def test_a_backup_behind_a_long_lock_fails_with_the_reason_instead_of_waiting_fo
 
     import psycopg
 
-    from bot.state import migrate
+    from bot.core.state import migrate
     from handlers.backup import BackupCatalog, BackupSettings, take_backup
     from handlers.errors import DbopsError
     from handlers.target import Target

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.state import migrate
+from bot.core.state import migrate
 from handlers.backup import BackupCatalog, BackupSettings, materialize, take_backup, verify_backup
 from handlers.backup import crypto
 from handlers.backup.verify import Unrestorable

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.state import migrate
+from bot.core.state import migrate
 from handlers.backup import BackupCatalog, BackupSettings, take_backup
 from handlers.report import Progress
 from handlers.target import Target

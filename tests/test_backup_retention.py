@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.state import migrate
+from bot.core.state import migrate
 from handlers.backup import BackupCatalog, BackupSettings, RetentionSettings, list_backups, plan_retention, prune
 
 NOW = datetime(2025, 6, 30, 12, 0, tzinfo=timezone.utc)

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from moto.server import ThreadedMotoServer
 
-from bot.state import migrate
+from bot.core.state import migrate
 from handlers import demo_data
 from handlers.backup import (BackupCatalog, BackupSettings, S3Settings, capture_manifest, compare_manifests,
                              materialize, prune, take_backup, verify_backup)

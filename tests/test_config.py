@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import load_settings
+from bot.core.config import load_settings
 from handlers.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,19 +17,20 @@ def env_for(path: Path, **extra: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", ["dbops.toml", "dbops.example.toml"])
 def test_shipped_configuration_is_accepted_by_every_area(name):
-    import bot
-    from bot.approvals import ApprovalSettings
-    from bot.backup_commands import backup_settings
-    from bot.index_commands import digest_time, index_settings
+    from bot.areas import AREAS
+    from bot.areas.backup import backup_settings
+    from bot.areas.indexes import digest_time, index_settings
+    from bot.core.approvals.settings import ApprovalSettings
+    from bot.core.registry import Registry
     from handlers.migrations import MigrationCheckSettings
 
-    bot.load_commands()
-    settings = load_settings(env_for(ROOT / name, STAGING_DATABASE_URL="postgresql://s@localhost/s"))
+    settings = load_settings(env_for(ROOT / name, STAGING_DATABASE_URL="postgresql://s@localhost/s"),
+                             checks=Registry(AREAS).settings_checks)
     ApprovalSettings.from_dict(settings.section("approvals"))
     backup_settings(settings)
     index_settings(settings)
     digest_time(settings)
-    from bot.drill_commands import drill_settings
+    from bot.areas.drill import drill_settings
     from handlers.migrations import ApplySettings, RehearsalSettings
 
     migrate = settings.section("migrate")

@@ -122,12 +122,12 @@ def drill_dir():
 @pytest.mark.parametrize("phase", ["restore", "verify"])
 def test_ctrl_c_in_dbops_drill_prints_only_interrupted_and_records_a_cancelled_drill(demo_db, drill_dir, phase):
     env = dbops_env(demo_db, drill_dir)
-    backup = subprocess.run([sys.executable, "-m", "bot.cli", "backup"], capture_output=True, text=True, env=env,
+    backup = subprocess.run([sys.executable, "-m", "bot.frontends.cli", "backup"], capture_output=True, text=True, env=env,
                             cwd=ROOT, timeout=300)
     assert backup.returncode == 0, backup.stdout + backup.stderr
 
     # A session of its own, so the SIGINT goes to its whole process group like a terminal's Ctrl-C.
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "drill"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "bot.frontends.cli", "drill"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, start_new_session=True)
     lines = []
     try:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.state import migrate
+from bot.core.state import migrate
 from handlers.drill import DrillResult, DrillSettings, DrillStore, drill_alarm
 from handlers.drill.store import sparkline
 from handlers.errors import UsageError

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 import psycopg
 import pytest
 
-from bot.approvals import migration_sha256, text_sha256
+from bot.core.approvals.book import migration_sha256, text_sha256
 from tests.fakes.bot_process import BotProcess
 from tests.test_migrate_e2e import (BOSS, EVE, columns, dbops, prod, react, request_message,  # noqa: F401
                                     request_status, submit_form)

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.state import migrate
+from bot.core.state import migrate
 from handlers import demo_data
 from handlers.errors import ConfigError
 from handlers.indexes import IndexSettings, review, take_snapshot

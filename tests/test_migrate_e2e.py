@@ -31,7 +31,7 @@ def dbops(*args, dsn, cwd):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DBOPS_", "DATABASE_URL", "SLACK_"))}
     env |= {"PYTHONPATH": str(ROOT), "DATABASE_URL": dsn, "DBOPS_DOTENV": "/nonexistent",
             "DBOPS_CONFIG": str(cwd / "dbops.toml"), "DBOPS_BACKUP_DIR": str(cwd / "backups")}
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "bot.frontends.cli", *args], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=300)
 
 

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from bot.state import migrate
+from bot.core.state import migrate
 from handlers import readonly
 from handlers.errors import UsageError
 from handlers.readonly import ReadonlySettings, RoleBook
@@ -355,7 +355,7 @@ def test_no_password_reaches_a_report_the_server_log_or_pg_stat_statements(env):
     _, rotated = readonly.rotate_password(env.target, name, env.settings, env.book, on_secret=env.secrets_seen.append)
     passwords = [delivery.password, rotated.password]
     assert all(p in env.secrets_seen for p in passwords)
-    from bot import render
+    from bot.core import render
 
     shown = render.to_text(report) + render.to_json(report) + repr(delivery) + str(delivery)
     log = (env.server.server_dir / "server.log").read_text(errors="replace")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from bot.approvals import expires_at, migration_sha256
-from bot.config import Settings
-from bot.migrate_commands import apply_claim, recover_applying
-from bot.migrate_flow import MARK_SQL, ensure_marks_table
-from bot.service import BotService
+from bot.areas import AREAS
+from bot.areas.migrate.flow import MARK_SQL, apply_claim, ensure_marks_table, recover_applying
+from bot.core.approvals.book import migration_sha256
+from bot.core.approvals.settings import expires_at
+from bot.core.config import Settings
+from bot.core.registry import Registry
+from bot.core.service import BotService
 from handlers.migrations.apply import ApplySettings, apply_migration
 from handlers.target import Target
 
@@ -22,7 +24,7 @@ def svc(demo_db, fake_slack):
     settings = Settings(targets={"prod": Target("prod", demo_db)}, state_url=demo_db, slack_bot_token="xoxb-test",
                         slack_api_url=fake_slack.url, channel="C0OPS", approvers=frozenset({"U0BOSS"}),
                         sections={})
-    service = BotService(settings, start_background=False)
+    service = BotService(settings, Registry(AREAS), start_background=False)
     yield service
     service.close()
 

@@ -5,9 +5,9 @@ import json
 import logging
 import time
 
-from bot import render
-from bot.logs import ScrubbingFormatter
-from bot.notify import Notifier, ProgressMessage, make_client
+from bot.core import render
+from bot.core.logs import ScrubbingFormatter
+from bot.core.notify import Notifier, ProgressMessage, make_client
 from handlers.report import Progress, Report, Section, Table
 
 

@@ -17,7 +17,7 @@ KEY = "rnd_CliK3yThatMustNeverShow"
 
 
 def dbops(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "bot.frontends.cli", *args], capture_output=True, text=True, cwd=ROOT,
                           env={**{k: v for k, v in os.environ.items() if not k.startswith(("RENDER_", "DBOPS_", "DATABASE_URL", "SLACK_"))},
                                "PYTHONPATH": str(ROOT), "DBOPS_DOTENV": "/nonexistent/.env",
                                **env}, timeout=120)
@@ -53,10 +53,10 @@ def test_render_status_exit_codes_and_json_without_the_key(fake, fresh_db, tmp_p
 
 
 def test_render_drill_is_for_approvers_only():
-    import bot
-    from bot.registry import COMMANDS
+    from bot.areas import AREAS
+    from bot.core.registry import Registry
 
-    bot.load_commands()
+    COMMANDS = Registry(AREAS).commands
     assert COMMANDS["both:render drill"].who == "approvers"
     assert COMMANDS["both:render export-drill"].who == "anyone"
     assert COMMANDS["both:render drill"].lock_kind == COMMANDS["both:render export-drill"].lock_kind == "drill"

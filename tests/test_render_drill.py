@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.state import migrate
+from bot.core.state import migrate
 from handlers import demo_data
 from handlers.drill import DrillSettings, DrillStore, drill_alarm
 from handlers.drill.procs import client_args

@@ -6,13 +6,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-import bot
-from bot.config import Settings
-from bot.scheduler import Scheduler
-from bot.service import BotService
+from bot.areas import AREAS
+from bot.core.config import Settings
+from bot.core.registry import Registry
+from bot.core.scheduler import Scheduler
+from bot.core.service import BotService
 from handlers.target import Target
-
-bot.load_commands()
 
 
 @pytest.fixture
@@ -20,7 +19,7 @@ def replicas(demo_db, fake_slack, tmp_path):
     settings = Settings(targets={"prod": Target("prod", demo_db)}, state_url=demo_db, slack_bot_token="xoxb-test",
                         slack_api_url=fake_slack.url, channel="C0OPS", backup_dir=tmp_path / "backups",
                         sections={"digest": {"time": "09:00"}, "backup": {"schedule": "off"}})
-    services = [BotService(settings, start_background=False) for _ in range(2)]
+    services = [BotService(settings, Registry(AREAS), start_background=False) for _ in range(2)]
     yield services
     for svc in services:
         svc.close()

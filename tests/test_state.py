@@ -5,9 +5,9 @@ import threading
 
 import psycopg
 
-from bot.state import migrate
-from bot.state import store as store_module
-from bot.state.store import JobLock, StateStore
+from bot.core.state import migrate
+from bot.core.state import store as store_module
+from bot.core.state.store import JobLock, StateStore
 
 
 def test_migrations_apply_once_even_when_two_replicas_start_together(fresh_db):

@@ -1,4 +1,4 @@
-"""Daily jobs (backups, index snapshots, the digest, drills), run by exactly one replica.
+"""The schedules the areas declare (daily backups, the digest, drills...), each run by exactly one replica.
 
 Every replica runs this loop; a run happens only for the replica whose claim
 on (schedule, day) is inserted first in the state store.
@@ -6,29 +6,17 @@ on (schedule, day) is inserted first in the state store.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
-from typing import TYPE_CHECKING, Callable
 
-if TYPE_CHECKING:
-    from .config import Settings
-    from .service import BotService
+from handlers.errors import ConfigError
+
+from .registry import Bot, Schedule
+from .state import store as state_store
 
 log = logging.getLogger("dbops.scheduler")
-
-
-@dataclass(frozen=True)
-class Schedule:
-    name: str
-    slot: Callable[["BotService", datetime], str | None]  # the run due at `now` (e.g. its date), or None
-    run: Callable[["BotService"], None]
-    describe: Callable[["Settings", datetime], str] | None = None  # "daily at 03:00 UTC, next ..." for /db status
-
-
-# Job areas append their schedules here.
-SCHEDULES: list[Schedule] = []
 
 
 def daily_slot(now: datetime, at: time, tz: ZoneInfo | None = None, weekdays: frozenset[int] | None = None) -> str | None:
@@ -51,8 +39,6 @@ def next_daily(now: datetime, at: time, tz: ZoneInfo | None = None, weekdays: fr
 
 
 def parse_time_of_day(value: str, setting: str) -> time:
-    from handlers.errors import ConfigError
-
     try:
         hours, minutes = str(value).split(":")
         return time(int(hours), int(minutes))
@@ -61,9 +47,9 @@ def parse_time_of_day(value: str, setting: str) -> time:
 
 
 class Scheduler:
-    def __init__(self, svc: "BotService", interval: float | None = None) -> None:
-        import os
+    """Every tick: interrupted jobs, approval housekeeping, then each of the registry's schedules."""
 
+    def __init__(self, svc: Bot, interval: float | None = None) -> None:
         self.svc = svc
         # Short: requests recorded from a terminal are posted on the next tick.
         self.interval = interval or float(os.environ.get("DBOPS_SCHEDULER_INTERVAL", "5"))
@@ -91,7 +77,7 @@ class Scheduler:
             self.svc.approvals.post_unposted()
         except Exception:
             log.exception("approval housekeeping failed")
-        for schedule in SCHEDULES:
+        for schedule in self.svc.registry.schedules:
             try:
                 slot = schedule.slot(self.svc, now)
                 attempt = self.svc.store.claim(schedule.name, slot) if slot else None
@@ -106,12 +92,10 @@ class Scheduler:
     def _start(self, schedule: Schedule, slot: str, attempt: int) -> None:
         """Runs a claimed slot; the claim's heartbeat says it is alive, so a run whose process dies
         is claimed again by the next tick of any replica, and one that raises is retried later."""
-        from .state.store import HEARTBEAT_S, SCHEDULE_ATTEMPTS
-
         store, stop = self.svc.store, threading.Event()
 
         def beat() -> None:
-            while not stop.wait(HEARTBEAT_S):
+            while not stop.wait(state_store.HEARTBEAT_S):
                 try:
                     store.beat_claim(schedule.name, slot)
                 except Exception:
@@ -121,13 +105,13 @@ class Scheduler:
             try:
                 if attempt > 1:
                     self._say(f":repeat: running the scheduled `{schedule.name}` for {slot} again (attempt {attempt} "
-                              f"of {SCHEDULE_ATTEMPTS}): the previous try did not finish.")
+                              f"of {state_store.SCHEDULE_ATTEMPTS}): the previous try did not finish.")
                 schedule.run(self.svc)
                 store.finish_claim(schedule.name, slot, "succeeded")
             except Exception as exc:
                 log.exception("scheduled %s for %s failed", schedule.name, slot)
                 store.finish_claim(schedule.name, slot, "failed", type(exc).__name__)
-                more = ("it will be tried again in 15 minutes" if attempt < SCHEDULE_ATTEMPTS
+                more = ("it will be tried again in 15 minutes" if attempt < state_store.SCHEDULE_ATTEMPTS
                         else f"it was tried {attempt} times; run it by hand")
                 self._say(f":x: the scheduled `{schedule.name}` for {slot} failed with an internal error "
                           f"({type(exc).__name__}; details in the bot's log): {more}.")

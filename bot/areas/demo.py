@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 from handlers import demo_data
@@ -18,9 +19,11 @@ from handlers.pginstance import TemporaryInstance
 from handlers.report import Outcome, Progress, Report
 from handlers.target import Target
 
-from . import jobs, render
-from .config import Settings
-from .registry import Arg, Invocation, command, parse, whole_number
+from ..core import jobs, render
+from ..core.command import Arg, command, whole_number
+from ..core.config import Settings
+from ..core.registry import Area, Invocation
+from ..core.state.store import StateStore
 
 # (command line, whether a FAILED report is what the demo expects to show)
 DEMO_STEPS: list[tuple[str, bool]] = [
@@ -59,8 +62,6 @@ def _sections(settings: Settings) -> dict:
         return dict(settings.sections)
     shipped = Path(__file__).resolve().parents[1] / "dbops.toml"
     if shipped.exists():
-        import tomllib
-
         return tomllib.loads(shipped.read_text())
     return {}
 
@@ -70,8 +71,6 @@ def _sections(settings: Settings) -> dict:
              type=whole_number(1, 100)),
          where="cli", takes_target=False, needs_state=False)
 def demo_command(inv: Invocation) -> Report:
-    from .state.store import StateStore
-
     say = inv.progress
     out = sys.stdout
     workdir = Path(tempfile.mkdtemp(prefix="dbops-demo-work-"))
@@ -92,11 +91,11 @@ def demo_command(inv: Invocation) -> Report:
                 if "{examples}" in line and not EXAMPLES.exists():
                     continue  # an installed package without the project's examples folder
                 line = line.format(examples=EXAMPLES)
-                cmd, args = parse(line, "cli")
+                cmd, args = inv.registry.parse(line, "cli")
                 out.write(f"\n$ dbops {line}\n")
                 out.flush()
-                step = Invocation(command=cmd, args=args, settings=settings, actor=inv.actor, state=store,
-                                  progress=inv.progress, front_end="cli")
+                step = Invocation(command=cmd, args=args, settings=settings, actor=inv.actor, registry=inv.registry,
+                                  state=store, progress=inv.progress, front_end="cli")
                 try:
                     report = jobs.run(step, store)
                 except DbopsError as exc:
@@ -120,3 +119,6 @@ def demo_command(inv: Invocation) -> Report:
                       summary=f"{len(unexpected)} step(s) did not go as expected: {', '.join(unexpected)} ({took:.0f}s)")
     return Report(title="dbops demo", summary=f"ran {len(ran)} commands on a throwaway database in {took:.0f}s; "
                                                "everything was removed", data={"commands": ran})
+
+
+AREA = Area("demo", commands=(demo_command,))

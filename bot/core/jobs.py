@@ -1,12 +1,11 @@
 """Running commands: the one-at-a-time lock, job rows, the audit trail, and
 errors turned into messages. Both front ends (Slack and the terminal) run
-commands through here; Slack's listeners hand long work to `JobRunner`'s pool."""
+commands through here; Slack's listeners hand long work to the worker pool (`workers`)."""
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -159,52 +158,3 @@ def _record_end(inv: Invocation, store: StateStore, handle: JobHandle, outcome: 
                 log.exception("could not record the end of %r", inv.command.name)
             else:
                 time.sleep(0.5 * (attempt + 1))
-
-
-class JobRunner:
-    """The worker pool that runs Slack's work off the request path.
-
-    Work still waiting for a worker when the bot stops is not silently dropped: its
-    `on_dropped` tells the person who asked."""
-
-    def __init__(self, store: StateStore | None, workers: int | None = None) -> None:
-        import os
-
-        self.store = store
-        workers = workers or int(os.environ.get("DBOPS_WORKERS", "4"))
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dbops-job")
-        self._waiting: dict[Future, Callable[[], None]] = {}
-        self._lock = threading.Lock()
-
-    def submit(self, fn: Callable[[], None], on_dropped: Callable[[], None] | None = None) -> Future:
-        future = self.pool.submit(fn)
-        if on_dropped is not None:
-            with self._lock:
-                self._waiting[future] = on_dropped
-            future.add_done_callback(self._forget)
-        future.add_done_callback(_log_crash)
-        return future
-
-    def _forget(self, future: Future) -> None:
-        if not future.cancelled():
-            with self._lock:
-                self._waiting.pop(future, None)
-
-    def shutdown(self) -> None:
-        with self._lock:
-            waiting = list(self._waiting.items())
-        for future, tell in waiting:
-            if future.cancel():
-                try:
-                    tell()
-                except Exception:
-                    log.exception("could not tell that queued work was dropped")
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _log_crash(future: Future) -> None:
-    if future.cancelled():
-        return
-    exc = future.exception()
-    if exc is not None:
-        log.error("background work crashed: %s", type(exc).__name__, exc_info=exc)

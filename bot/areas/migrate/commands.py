@@ -1,4 +1,4 @@
-"""`migrate check | request | gate | status`, and applying an approved migration.
+"""`migrate check | request | gate | status` in the terminal, and the request they record.
 
 The ops plan's policy: DROP TABLE, DROP COLUMN with data, lossy type changes
 and irreversible migrations wait for an approver's reaction; the checklist
@@ -7,29 +7,24 @@ bot itself, and "tested on staging" is an attestation with a name on it.
 """
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from handlers.errors import ConfigError, DbopsError, UsageError
+from handlers.errors import ConfigError, UsageError
 from handlers.migrations import check_migration
 from handlers.migrations.model import Finding, Severity
 from handlers.report import Outcome, Progress, Report, Section, Table
 from handlers.target import scrub
 
-from . import commands, service
-from .jobs import who
-from .approvals import (APPLIERS, ApprovalBook, ApprovalRequest, ApprovalSettings, expires_at, identities,
-                        migration_sha256, report_to_dict, slack_identity)
-from .registry import Arg, Invocation, command
-
-if TYPE_CHECKING:
-    from .service import BotService
-
-log = logging.getLogger("dbops.migrate")
+from ...core.approvals.book import ApprovalBook, ApprovalRequest, migration_sha256, report_to_dict
+from ...core.approvals.identity import identities, slack_identity
+from ...core.approvals.settings import ApprovalSettings, expires_at
+from ...core.command import Arg, command
+from ...core.jobs import who
+from ...core.registry import Invocation
+from .flow import rehearse_on_copy
 
 MAX_SQL_BYTES = 5 * 1024 * 1024
 
@@ -98,7 +93,7 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
         attested_by = requester
     inv.progress(Progress("analysing the SQL"))
     check = analyse(inv, up_sql, down_sql, name)
-    rehearsal = rehearse(inv, up_sql, down_sql)
+    rehearsal = rehearse_on_copy(inv, up_sql, down_sql)
     if rehearsal is not None:
         for finding in rehearsal.findings():
             check.add_finding(finding)
@@ -159,13 +154,6 @@ def rehearsal_error_note(rehearsal) -> str | None:
     if not text:
         return None
     return f"Rehearsal error of your migration (shown only to you): {text[:300]}"
-
-
-def rehearse(inv: Invocation, up_sql: str, down_sql: str | None):
-    """The bot's own checklist: a rehearsal on a copy of the latest verified backup (or the schema)."""
-    from . import migrate_flow
-
-    return migrate_flow.rehearse(inv, up_sql, down_sql)
 
 
 def checklist_section(rehearsal, attested_by: str | None, apply_by: str) -> Section:
@@ -280,112 +268,3 @@ def pending_line(inv: Invocation) -> tuple[str, bool, str]:
         return "Approvals", True, "no pending requests"
     items = ", ".join(f"`{r.code}` {r.name} ({r.status}, expires {r.expires_at:%Y-%m-%d %H:%M %Z})" for r in pending[:5])
     return "Approvals", True, f"{len(pending)} open: {items}"
-
-
-commands.STATUS_LINES.append(commands.StatusLine(pending_line, per_target=False))
-
-
-# -- applying ------------------------------------------------------------------------
-def apply_approved(svc: "BotService", req: ApprovalRequest) -> None:
-    """Runs in the worker pool once a request is approved: fresh backup, apply, ledger, thread report.
-
-    Two locks: the target's migrate lock (one migration job at a time), and this request's own
-    apply claim, taken before the request is moved to `applying` and held until it leaves it. A
-    request found `applying` whose claim nobody holds was left by a process that died."""
-    from . import migrate_flow
-    from .state.store import JobLock
-
-    book = svc.approvals.book
-    if req.apply_by == "pipeline":
-        svc.approvals.tell(req, f":inbox_tray: `{req.code}` is approved; the deploy pipeline may apply it now "
-                                "(`dbops migrate gate`). The bot never applies it.", "bot", "approved-for-pipeline",
-                           "approved")
-        return
-    lock = JobLock(svc.store.dsn, req.target, "migrate")
-    if not lock.try_acquire():
-        detail = f"another migration job runs on `{req.target}`; nothing was applied: request it again when it is done"
-        if book.move(req.id, ("approved",), "failed", detail):
-            svc.approvals.tell(req, f":x: `{req.code}` failed: {detail}", "bot", "apply", "failed")
-        return
-    claim = apply_claim(svc, req)
-    try:
-        if not claim.try_acquire() or not book.move(req.id, ("approved",), "applying"):
-            return  # another replica took it, or it was withdrawn
-        svc.approvals.refresh_message(req)
-        try:
-            outcome, detail = migrate_flow.apply_with_backup(svc, req)
-        except DbopsError as exc:
-            outcome, detail = "failed", str(exc)
-        except Exception as exc:
-            log.exception("applying %s failed", req.code)
-            outcome, detail = "failed", f"internal error ({type(exc).__name__}); see the bot's log"
-        if outcome == "withdrawn":
-            book.move(req.id, ("applying",), "pending", detail)
-            svc.approvals.tell(req, f":leftwards_arrow_with_hook: {detail}", "bot", "apply", "withdrawn")
-            return
-        book.move(req.id, ("applying",), outcome, detail)
-        icon = ":white_check_mark:" if outcome == "applied" else ":x:"
-        svc.approvals.tell(req, f"{icon} `{req.code}` {outcome}: {detail}", "bot", "apply", outcome)
-    finally:
-        claim.release()
-        lock.release()
-
-
-def apply_claim(svc: "BotService", req: ApprovalRequest):
-    from .state.store import JobLock
-
-    return JobLock(svc.store.dsn, req.target, f"apply-{req.id}")
-
-
-def recover_applying(svc: "BotService") -> list[str]:
-    """At start-up: requests left `applying` by a process that stopped. The target says whether the
-    change landed (its mark, written in the migration's own transaction); each is reported applied or
-    failed in its thread, with the ledger row the crash did not write. Returns lines for the channel."""
-    from . import migrate_flow
-
-    book = svc.approvals.book
-    lines = []
-    for req in book.with_status("applying"):
-        if req.kind != "migration":
-            continue
-        claim = apply_claim(svc, req)
-        if not claim.try_acquire():
-            continue  # a live process is applying it right now
-        try:
-            current = book.get(req.id)
-            if current is None or current.status != "applying":
-                continue
-            try:
-                target = svc.settings.target(req.target)
-                did_land = migrate_flow.landed(target, req)
-            except DbopsError as exc:
-                lines.append(f":warning: `{req.code}` was being applied when the bot stopped; it could not be "
-                             f"checked now ({exc}) and stays `applying` until the next start")
-                continue
-            if did_land:
-                outcome, detail = "applied", ("the bot stopped while applying it, after the change committed: "
-                                              "the target holds its mark")
-            elif migrate_flow.all_in_one_transaction(req.payload.get("up", "")):
-                outcome, detail = "failed", ("the bot stopped while applying it, before its transaction committed: "
-                                             "nothing was applied; approve a new request to try again")
-            else:
-                outcome, detail = "failed", ("the bot stopped while applying it; its statements that run outside a "
-                                             "transaction (e.g. CREATE INDEX CONCURRENTLY) may have been applied: "
-                                             f"check `{req.target}` before requesting it again")
-            if not book.move(req.id, ("applying",), outcome, detail):
-                continue
-            if not migrate_flow.ledger_has(svc, req):
-                migrate_flow.record_ledger(svc, req, outcome, detail)
-            icon = ":white_check_mark:" if outcome == "applied" else ":x:"
-            svc.approvals.tell(req, f"{icon} `{req.code}` {outcome} (found at start-up): {detail}", "bot",
-                               "recover", outcome)
-            lines.append(f"{icon} `{req.code}` {req.name}: {outcome} (found `applying` at start-up)")
-        finally:
-            claim.release()
-    return lines
-
-
-service.STARTUP_HOOKS.append(recover_applying)
-
-
-APPLIERS["migration"] = apply_approved

@@ -16,7 +16,7 @@ _LOCK_KEY = 0x6462_6F70_735F_7376  # "dbops_sv": one lock for schema upgrades
 
 
 def migration_files() -> list[tuple[int, str, str]]:
-    folder = resources.files("bot.state").joinpath("migrations")
+    folder = resources.files("bot.core.state").joinpath("migrations")
     found = []
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):

@@ -1,53 +1,55 @@
-"""The running bot: state store, Slack notifier, worker pool, scheduler, and
-what happens at start-up (interrupted jobs reported, leftovers removed)."""
+"""The running bot: state store, Slack notifier, worker pool, scheduler, approvals, and
+what happens at start-up (interrupted jobs reported, the areas' start-up hooks)."""
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
 
 from handlers.errors import DbopsError
 from handlers.report import Report
 
-from . import __version__, jobs
+from .. import __version__
+from . import jobs
+from .approvals.book import ApprovalRequest
+from .approvals.reactions import Approvals
+from .command import Command
 from .config import Settings
 from .notify import Notifier, ProgressMessage, make_client
-from .registry import Command, Invocation
+from .reachability import target_reachability
+from .registry import Invocation, Registry
+from .scheduler import Scheduler
 from .state.store import StateStore
+from .workers import JobRunner
 
 log = logging.getLogger("dbops.service")
 
-# Start-up hooks added by the job areas: each takes the service and returns lines to tell the channel.
-STARTUP_HOOKS: list[Callable[["BotService"], list[str]]] = []
-
 
 class BotService:
-    def __init__(self, settings: Settings, *, start_background: bool = True) -> None:
+    """The bot as it runs; what it does beyond core comes from the areas in `registry`."""
+
+    def __init__(self, settings: Settings, registry: Registry, *, start_background: bool = True) -> None:
         self.settings = settings
+        self.registry = registry
         self.secrets = settings.secrets()
         self.store = StateStore(settings.state_url)
         client = make_client(settings.slack_bot_token, settings.slack_api_url) if settings.slack_bot_token else None
         self.notifier = Notifier(client, self.secrets)
-        self.runner = jobs.JobRunner(self.store)
-        from .approvals import Approvals
-
-        self.approvals = Approvals(self)
-        self.scheduler = None
+        self.runner = JobRunner()
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        self.approvals = Approvals(settings, self.store, self.notifier, self.is_approver, self.start_apply)
+        self.scheduler: Scheduler | None = None
         if start_background:
             self.startup()
 
     # -- start-up ----------------------------------------------------------------
     def startup(self) -> None:
         self.runner.submit(self._recover)
-        from .scheduler import Scheduler
-
         self.scheduler = Scheduler(self)
         self.scheduler.start()
 
     def _recover(self) -> None:
         self.recover_orphans()
-        for hook in STARTUP_HOOKS:
+        for hook in self.registry.startup_hooks:
             try:
                 lines = hook(self)
             except Exception:
@@ -94,8 +96,8 @@ class BotService:
     # -- running commands ----------------------------------------------------------
     def run_command(self, cmd: Command, args, actor: str, channel: str | None, user_for_errors: str | None) -> None:
         """Runs in the worker pool: a job message updated in place for long work, the report posted at the end."""
-        inv = Invocation(command=cmd, args=args, settings=self.settings, actor=actor, channel=channel,
-                         state=self.store, front_end="slack")
+        inv = Invocation(command=cmd, args=args, settings=self.settings, actor=actor, registry=self.registry,
+                         channel=channel, state=self.store, front_end="slack")
         progress = None
         try:
             handle = jobs.acquire(inv, self.store)
@@ -119,6 +121,19 @@ class BotService:
             progress.finish(report)
         elif channel:
             self.notifier.post_report(channel, report)
+
+    def run_scheduled(self, words: list[str]) -> None:
+        """A scheduled run of a command: its report goes to the ops channel."""
+        cmd, args = self.registry.parse(words, "slack")
+        self.run_command(cmd, args, actor="scheduler", channel=self.settings.channel, user_for_errors=None)
+
+    def start_apply(self, req: ApprovalRequest) -> None:
+        """An approved request is applied in the worker pool by the applier of its kind."""
+        applier = self.registry.appliers.get(req.kind)
+        if applier is None:
+            log.error("no applier for %s requests", req.kind)
+            return
+        self.runner.submit(lambda: applier(self, req))
 
     def _tell_error(self, channel: str | None, user: str | None, text: str, progress: ProgressMessage | None) -> None:
         if progress is not None and progress.ts:
@@ -153,8 +168,6 @@ class BotService:
 
     # -- health --------------------------------------------------------------------
     def health(self) -> tuple[bool, dict]:
-        from .commands import target_reachability
-
         state_ok = self.store.reachable()
         targets = {name: ok for name, ok, _ in target_reachability(self.settings)}
         healthy = state_ok and all(targets.values())

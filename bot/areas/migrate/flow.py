@@ -1,10 +1,9 @@
-"""The migration checklist's moving parts: rehearsal on a copy, and apply after a fresh backup."""
+"""The migration checklist's moving parts: rehearsal on a copy, apply after a fresh backup, and the
+recovery of an apply the bot's process did not finish."""
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -17,12 +16,10 @@ from handlers.migrations.rehearsal import rehearse as run_rehearsal
 from handlers.report import Progress
 from handlers.target import dsn_secrets
 
-from .backup_commands import backup_settings
-
-if TYPE_CHECKING:
-    from .approvals import ApprovalRequest
-    from .registry import Invocation
-    from .service import BotService
+from ...core.approvals.book import ApprovalRequest
+from ...core.registry import Bot, Invocation
+from ...core.state.store import JobLock
+from ..backup import backup_settings
 
 log = logging.getLogger("dbops.migrate")
 
@@ -31,7 +28,7 @@ def _section(settings, name: str) -> dict:
     return dict(settings.section("migrate").get(name, {}))
 
 
-def rehearse(inv: "Invocation", up_sql: str, down_sql: str | None):
+def rehearse_on_copy(inv: Invocation, up_sql: str, down_sql: str | None):
     """Rehearses on a copy of the latest verified backup (or a schema-only copy); None when no copy could be made."""
     settings = RehearsalSettings.from_dict(_section(inv.settings, "rehearsal"))
     bsettings = backup_settings(inv.settings)
@@ -56,7 +53,7 @@ def rehearse(inv: "Invocation", up_sql: str, down_sql: str | None):
         return None
 
 
-def leftover_rehearsals_at_startup(svc: "BotService") -> list[str]:
+def leftover_rehearsals_at_startup(svc: Bot) -> list[str]:
     """A killed rehearsal leaves a server holding a copy of production and its archive: remove both."""
     return remove_leftover_rehearsals(RehearsalSettings.from_dict(_section(svc.settings, "rehearsal")).work_dir)
 
@@ -84,7 +81,7 @@ def ensure_marks_table(target) -> str | None:
         return error_text(exc, dsn_secrets(target.dsn))
 
 
-def landed(target, req: "ApprovalRequest") -> bool:
+def landed(target, req: ApprovalRequest) -> bool:
     """Whether the target holds this request's mark. Raises TargetUnreachable."""
     with target.connect(autocommit=True) as conn:
         if conn.execute("SELECT to_regclass('dbops.migration_marks')").fetchone()[0] is None:
@@ -102,8 +99,7 @@ def all_in_one_transaction(up_sql: str) -> bool:
     return all(b.in_transaction for b in batches)  # batches in a transaction are only cut by those not
 
 
-
-def apply_with_backup(svc: "BotService", req: "ApprovalRequest") -> tuple[str, str]:
+def apply_with_backup(svc: Bot, req: ApprovalRequest) -> tuple[str, str]:
     """Fresh backup, approvals re-checked, UP applied (with its mark), ledger written. The caller holds
     the target's migrate lock. Returns (outcome, detail): outcome is "applied", "failed" or
     "withdrawn" (approval withdrawn before any statement ran)."""
@@ -150,12 +146,12 @@ def apply_with_backup(svc: "BotService", req: "ApprovalRequest") -> tuple[str, s
         return _ledger(svc, req, backup_id, started, "failed", str(exc))
 
 
-def ledger_has(svc: "BotService", req: "ApprovalRequest") -> bool:
+def ledger_has(svc: Bot, req: ApprovalRequest) -> bool:
     with svc.store.pool.connection() as conn:
         return conn.execute("SELECT 1 FROM dbops.migration_ledger WHERE request_id = %s", (req.id,)).fetchone() is not None
 
 
-def record_ledger(svc: "BotService", req: "ApprovalRequest", outcome: str, detail: str) -> None:
+def record_ledger(svc: Bot, req: ApprovalRequest, outcome: str, detail: str) -> None:
     """A ledger row written after the fact (the process that applied it stopped before writing one)."""
     with svc.store.pool.connection() as conn:
         conn.execute(
@@ -164,7 +160,7 @@ def record_ledger(svc: "BotService", req: "ApprovalRequest", outcome: str, detai
             (req.id, req.name, req.target, req.sha256, svc.approvals.book.approvers_of(req.id), outcome, detail[:2000]))
 
 
-def _ledger(svc: "BotService", req: "ApprovalRequest", backup_id: str | None, started: float, outcome: str,
+def _ledger(svc: Bot, req: ApprovalRequest, backup_id: str | None, started: float, outcome: str,
             detail: str) -> tuple[str, str]:
     with svc.store.pool.connection() as conn:
         conn.execute(
@@ -173,3 +169,95 @@ def _ledger(svc: "BotService", req: "ApprovalRequest", backup_id: str | None, st
             (req.id, req.name, req.target, req.sha256, svc.approvals.book.approvers_of(req.id), backup_id,
              int((time.monotonic() - started) * 1000), outcome, detail[:2000]))
     return outcome, detail
+
+
+def apply_approved(svc: Bot, req: ApprovalRequest) -> None:
+    """Runs in the worker pool once a request is approved: fresh backup, apply, ledger, thread report.
+
+    Two locks: the target's migrate lock (one migration job at a time), and this request's own
+    apply claim, taken before the request is moved to `applying` and held until it leaves it. A
+    request found `applying` whose claim nobody holds was left by a process that died."""
+    book = svc.approvals.book
+    if req.apply_by == "pipeline":
+        svc.approvals.tell(req, f":inbox_tray: `{req.code}` is approved; the deploy pipeline may apply it now "
+                                "(`dbops migrate gate`). The bot never applies it.", "bot", "approved-for-pipeline",
+                           "approved")
+        return
+    lock = JobLock(svc.store.dsn, req.target, "migrate")
+    if not lock.try_acquire():
+        detail = f"another migration job runs on `{req.target}`; nothing was applied: request it again when it is done"
+        if book.move(req.id, ("approved",), "failed", detail):
+            svc.approvals.tell(req, f":x: `{req.code}` failed: {detail}", "bot", "apply", "failed")
+        return
+    claim = apply_claim(svc, req)
+    try:
+        if not claim.try_acquire() or not book.move(req.id, ("approved",), "applying"):
+            return  # another replica took it, or it was withdrawn
+        svc.approvals.refresh_message(req)
+        try:
+            outcome, detail = apply_with_backup(svc, req)
+        except DbopsError as exc:
+            outcome, detail = "failed", str(exc)
+        except Exception as exc:
+            log.exception("applying %s failed", req.code)
+            outcome, detail = "failed", f"internal error ({type(exc).__name__}); see the bot's log"
+        if outcome == "withdrawn":
+            book.move(req.id, ("applying",), "pending", detail)
+            svc.approvals.tell(req, f":leftwards_arrow_with_hook: {detail}", "bot", "apply", "withdrawn")
+            return
+        book.move(req.id, ("applying",), outcome, detail)
+        icon = ":white_check_mark:" if outcome == "applied" else ":x:"
+        svc.approvals.tell(req, f"{icon} `{req.code}` {outcome}: {detail}", "bot", "apply", outcome)
+    finally:
+        claim.release()
+        lock.release()
+
+
+def apply_claim(svc: Bot, req: ApprovalRequest) -> JobLock:
+    return JobLock(svc.store.dsn, req.target, f"apply-{req.id}")
+
+
+def recover_applying(svc: Bot) -> list[str]:
+    """At start-up: requests left `applying` by a process that stopped. The target says whether the
+    change landed (its mark, written in the migration's own transaction); each is reported applied or
+    failed in its thread, with the ledger row the crash did not write. Returns lines for the channel."""
+    book = svc.approvals.book
+    lines = []
+    for req in book.with_status("applying"):
+        if req.kind != "migration":
+            continue
+        claim = apply_claim(svc, req)
+        if not claim.try_acquire():
+            continue  # a live process is applying it right now
+        try:
+            current = book.get(req.id)
+            if current is None or current.status != "applying":
+                continue
+            try:
+                target = svc.settings.target(req.target)
+                did_land = landed(target, req)
+            except DbopsError as exc:
+                lines.append(f":warning: `{req.code}` was being applied when the bot stopped; it could not be "
+                             f"checked now ({exc}) and stays `applying` until the next start")
+                continue
+            if did_land:
+                outcome, detail = "applied", ("the bot stopped while applying it, after the change committed: "
+                                              "the target holds its mark")
+            elif all_in_one_transaction(req.payload.get("up", "")):
+                outcome, detail = "failed", ("the bot stopped while applying it, before its transaction committed: "
+                                             "nothing was applied; approve a new request to try again")
+            else:
+                outcome, detail = "failed", ("the bot stopped while applying it; its statements that run outside a "
+                                             "transaction (e.g. CREATE INDEX CONCURRENTLY) may have been applied: "
+                                             f"check `{req.target}` before requesting it again")
+            if not book.move(req.id, ("applying",), outcome, detail):
+                continue
+            if not ledger_has(svc, req):
+                record_ledger(svc, req, outcome, detail)
+            icon = ":white_check_mark:" if outcome == "applied" else ":x:"
+            svc.approvals.tell(req, f"{icon} `{req.code}` {outcome} (found at start-up): {detail}", "bot",
+                               "recover", outcome)
+            lines.append(f"{icon} `{req.code}` {req.name}: {outcome} (found `applying` at start-up)")
+        finally:
+            claim.release()
+    return lines

@@ -2,22 +2,19 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 from handlers import backup
 from handlers.errors import ConfigError
 from handlers.report import Report
 
-from . import commands, config, service
-from .registry import Arg, Invocation, command
-from .scheduler import SCHEDULES, Schedule, daily_slot
-
-if TYPE_CHECKING:
-    from .config import Settings
-    from .service import BotService
+from ..core.command import Arg, command
+from ..core.config import Settings
+from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
+from ..core.scheduler import daily_slot
 
 
-def backup_settings(settings: "Settings") -> backup.BackupSettings:
+
+def backup_settings(settings: Settings) -> backup.BackupSettings:
     section = dict(settings.section("backup"))
     found = backup.BackupSettings.from_dict(section)
     if "dir" not in section:
@@ -75,33 +72,31 @@ def freshness_line(inv: Invocation) -> tuple[str, bool, str]:
     return "Backups", ok, line
 
 
-commands.STATUS_LINES.append(commands.StatusLine(freshness_line))
-config.SETTINGS_CHECKS.append(("backup", backup_settings))
-
-
-def cleanup_at_startup(svc: "BotService") -> list[str]:
+def cleanup_at_startup(svc: Bot) -> list[str]:
     return backup.cleanup_incomplete(svc.store.dsn, backup_settings(svc.settings))
 
 
-service.STARTUP_HOOKS.append(cleanup_at_startup)
-
-
-def _backup_slot(svc: "BotService", now: datetime) -> str | None:
+def _backup_slot(svc: Bot, now: datetime) -> str | None:
     s = backup_settings(svc.settings)
     return daily_slot(now, s.schedule_time, s.tz) if s.schedule_enabled else None
 
 
-def _scheduled_backup(svc: "BotService") -> None:
-    from .registry import parse
-
+def _scheduled_backup(svc: Bot) -> None:
     for name in svc.settings.targets:
-        cmd, args = parse(["backup", "--target", name], "slack")
-        svc.run_command(cmd, args, actor="scheduler", channel=svc.settings.channel, user_for_errors=None)
+        svc.run_scheduled(["backup", "--target", name])
     for name in svc.settings.targets:
         ok, line = backup.freshness(svc.store.dsn, name, backup_settings(svc.settings))
         if not ok and svc.settings.channel:
             svc.notifier.post(svc.settings.channel, f":rotating_light: backup alarm: {line}")
 
 
-SCHEDULES.append(Schedule("backup", _backup_slot, _scheduled_backup,
-                          lambda settings, now: backup.schedule_report(backup_settings(settings), now).summary))
+
+AREA = Area(
+    "backup",
+    commands=(backup_now, backup_list, backup_info, backup_verify, backup_prune, backup_schedule),
+    settings=(("backup", backup_settings),),
+    status_lines=(StatusLine(freshness_line),),
+    startup=(cleanup_at_startup,),
+    schedules=(Schedule("backup", _backup_slot, _scheduled_backup,
+                        lambda settings, now: backup.schedule_report(backup_settings(settings), now).summary),),
+)

@@ -5,7 +5,6 @@ import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from handlers import backup, drill
 from handlers.backup.crypto import decrypt_stream
@@ -15,18 +14,16 @@ from handlers.drill.runner import DrillInterrupted
 from handlers.errors import ConfigError, UsageError
 from handlers.report import Progress, Report, Section
 
-from . import commands, config, service
-from .backup_commands import backup_settings
-from .index_commands import index_settings
-from .registry import Arg, Invocation, command, parse
-from .scheduler import SCHEDULES, Schedule, daily_slot
-
-if TYPE_CHECKING:
-    from .config import Settings
-    from .service import BotService
+from ..core.command import Arg, command
+from ..core.config import Settings
+from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
+from ..core.scheduler import daily_slot
+from .backup import backup_settings
+from .indexes import index_settings
 
 
-def drill_settings(settings: "Settings") -> drill.DrillSettings:
+
+def drill_settings(settings: Settings) -> drill.DrillSettings:
     return drill.DrillSettings.from_dict(settings.section("drill"))
 
 
@@ -127,27 +124,26 @@ def drill_line(inv: Invocation) -> tuple[str, bool, str]:
     return "Drills", ok, line
 
 
-commands.STATUS_LINES.append(commands.StatusLine(drill_line))
-config.SETTINGS_CHECKS.append(("drill", drill_settings))
-
-
-def cleanup_at_startup(svc: "BotService") -> list[str]:
+def cleanup_at_startup(svc: Bot) -> list[str]:
     return drill.cleanup_leftovers(drill_settings(svc.settings))
 
 
-service.STARTUP_HOOKS.append(cleanup_at_startup)
-
-
-def _drill_slot(svc: "BotService", now: datetime) -> str | None:
+def _drill_slot(svc: Bot, now: datetime) -> str | None:
     schedule = drill_settings(svc.settings).schedule
     at = schedule.time_of_day
     return daily_slot(now, at, timezone.utc, schedule.weekdays) if at else None
 
 
-def _scheduled_drill(svc: "BotService") -> None:
-    cmd, args = parse(["drill"], "slack")
-    svc.run_command(cmd, args, actor="scheduler", channel=svc.settings.channel, user_for_errors=None)
+def _scheduled_drill(svc: Bot) -> None:
+    svc.run_scheduled(["drill"])
 
 
-SCHEDULES.append(Schedule("drill", _drill_slot, _scheduled_drill,
-                          lambda settings, now: drill.schedule_report(drill_settings(settings), now).summary))
+AREA = Area(
+    "drill",
+    commands=(drill_command, drill_history, drill_report, drill_schedule),
+    settings=(("drill", drill_settings),),
+    status_lines=(StatusLine(drill_line),),
+    startup=(cleanup_at_startup,),
+    schedules=(Schedule("drill", _drill_slot, _scheduled_drill,
+                        lambda settings, now: drill.schedule_report(drill_settings(settings), now).summary),),
+)

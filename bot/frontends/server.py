@@ -5,19 +5,19 @@ import json
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from .config import Settings, load_settings
+from ..areas import AREAS
+from ..core.config import Settings, load_settings
+from ..core.logs import setup_logging
+from ..core.registry import Registry
+from ..core.service import BotService
+from .slack.app import build_app
 
 
 def create_wsgi_app(settings: Settings | None = None):
-    from . import load_commands
-    from .logs import setup_logging
-    from .service import BotService
-    from .slack_app import build_app
-
-    load_commands()
-    settings = settings or load_settings(require_slack=True)
+    registry = Registry(AREAS)
+    settings = settings or load_settings(require_slack=True, checks=registry.settings_checks)
     setup_logging(settings.secrets())
-    svc = BotService(settings)
+    svc = BotService(settings, registry)
     slack = SlackRequestHandler(build_app(svc), path="/slack/events")
 
     def app(environ, start_response):

@@ -5,14 +5,23 @@ Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 approval required.
 from __future__ import annotations
 
 import getpass
+import json
 import sys
 import time
 
-from handlers.errors import DbopsError, UsageError
-from handlers.report import Progress
+from tabulate import tabulate
 
-from . import __version__, render
-from .registry import Invocation, help_rows, parse
+from handlers.errors import DbopsError
+from handlers.report import Progress
+from handlers.target import scrub
+
+from .. import __version__
+from ..areas import AREAS
+from ..core import jobs, render
+from ..core.config import load_settings
+from ..core.logs import setup_logging
+from ..core.registry import Invocation, Registry
+from ..core.state.store import StateStore
 
 
 class TerminalProgress:
@@ -44,11 +53,9 @@ class TerminalProgress:
             self.stream.flush()
 
 
-def print_help() -> None:
-    from tabulate import tabulate
-
+def print_help(registry: Registry) -> None:
     print("usage: dbops <subcommand> [args] [--target NAME] [--format text|json]\n")
-    print(tabulate([[f"dbops {u}", s] for u, s in help_rows("cli")], tablefmt="plain"))
+    print(tabulate([[f"dbops {u}", s] for u, s in registry.help_rows("cli")], tablefmt="plain"))
     print("\n`dbops help COMMAND` or `dbops COMMAND --help` explains one command.")
     print("Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 approval required.")
 
@@ -59,35 +66,26 @@ def _wants_json(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import load_commands
-
-    load_commands()
+    registry = Registry(AREAS)
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv in (["-h"], ["--help"], ["help"]):
-        print_help()
+        print_help(registry)
         return 0
     if argv[0] == "--version":
         print(f"dbops {__version__}")
         return 0
     settings = store = None
     try:
-        cmd, args = parse(argv, "cli")
-        from .config import load_settings
-        from .logs import setup_logging
-
-        settings = load_settings()
+        cmd, args = registry.parse(argv, "cli")
+        settings = load_settings(checks=registry.settings_checks)
         setup_logging(settings.secrets(), level="WARNING")
         if getattr(args, "target", None):
             settings.target(args.target)  # an unknown target is named before anything is opened
         if cmd.needs_state and settings.state_url:
-            from .state.store import StateStore
-
             store = StateStore(settings.state_url, max_size=4)
-        from . import jobs
-
         progress = TerminalProgress()
         inv = Invocation(command=cmd, args=args, settings=settings, actor=f"cli:{getpass.getuser()}",
-                         state=store, progress=progress, front_end="cli")
+                         registry=registry, state=store, progress=progress, front_end="cli")
         try:
             report = jobs.run(inv, store)
         finally:
@@ -100,12 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     except DbopsError as exc:
         text = str(exc)
         if settings is not None:
-            from handlers.target import scrub
-
             text = scrub(text, settings.secrets())
         if _wants_json(argv):
-            import json
-
             print(json.dumps({"error": text, "exit_code": exc.exit_code}))
         print(text if text.startswith("usage:") else f"error: {text}", file=sys.stderr)
         return exc.exit_code

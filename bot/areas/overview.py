@@ -1,16 +1,16 @@
-"""Every subcommand, declared once. Each is a short function that delegates to a handler."""
+"""`help` and `status`: what every area declared, read from the registry the invocation carries."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Callable
+from datetime import datetime, timezone
 
-from handlers.errors import DbopsError, UsageError
+from handlers.errors import UsageError
 from handlers.report import Outcome, Report, Section, Table
 
-from .registry import Arg, Invocation, available, command, command_help, help_rows
+from ..core.command import Arg, command, command_help
+from ..core.reachability import target_reachability
+from ..core.registry import Area, Invocation
 
 
 @command("help", "list the commands, or explain one (`help backup`, `backup --help`)",
@@ -20,7 +20,7 @@ def help_command(inv: Invocation) -> Report:
     prefix = "/db" if inv.front_end == "slack" else "dbops"
     topic = getattr(inv.args, "topic", None)
     if topic:
-        chosen = [c for c in available(inv.front_end) if c.name == topic or c.name.startswith(topic + " ")]
+        chosen = [c for c in inv.registry.available(inv.front_end) if c.name == topic or c.name.startswith(topic + " ")]
         if not chosen:
             raise UsageError(f"no command `{topic}`; `{prefix} help` lists them")
         sections = [Section(f"{prefix} {c.name}", table=Table(["usage", "what it does"],
@@ -28,40 +28,11 @@ def help_command(inv: Invocation) -> Report:
                     for c in chosen]
         return Report(title=f"dbops help: {topic}", summary=chosen[0].summary, sections=sections,
                       data={"commands": [{"usage": c.usage, "summary": c.summary} for c in chosen]})
-    rows = help_rows(inv.front_end)
+    rows = inv.registry.help_rows(inv.front_end)
     return Report(title="dbops commands", summary=f"{len(rows)} commands; add --target NAME for another database",
                   sections=[Section("Commands", table=Table(["command", "what it does"],
                                                             [[f"{prefix} {u}", s] for u, s in rows]))],
                   data={"commands": [{"usage": u, "summary": s} for u, s in rows]})
-
-
-def _probe(target) -> tuple[str, bool, str]:
-    try:
-        with target.connect(connect_timeout=5) as conn:
-            version = conn.execute("SHOW server_version").fetchone()[0]
-        return target.name, True, f"PostgreSQL {version}"
-    except DbopsError as exc:
-        return target.name, False, str(exc)
-
-
-def target_reachability(settings) -> list[tuple[str, bool, str]]:
-    targets = list(settings.targets.values())
-    if not targets:
-        return []
-    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
-        return list(pool.map(_probe, targets))
-
-
-@dataclass(frozen=True)
-class StatusLine:
-    """One line of `/db status` (and the digest): `line(inv)` gives (title, ok, text) for inv's target."""
-
-    line: Callable[[Invocation], tuple[str, bool, str]]
-    per_target: bool = True  # asked once per configured target; else once in all
-
-
-# The job areas add their lines here.
-STATUS_LINES: list[StatusLine] = []
 
 
 def for_target(inv: Invocation, name: str) -> Invocation:
@@ -87,7 +58,7 @@ def status_command(inv: Invocation) -> Report:
         data["running_jobs"] = [{"id": j.id, "command": j.command, "target": j.target, "requested_by": j.requested_by,
                                  "started_at": j.started_at.isoformat() if j.started_at else None} for j in running]
     data["checks"] = []
-    for provider in STATUS_LINES:
+    for provider in inv.registry.status_lines:
         names = ([only] if only else list(inv.settings.targets)) if provider.per_target else [None]
         for name in names:
             title, ok, line = provider.line(for_target(inv, name) if name else inv)
@@ -97,12 +68,8 @@ def status_command(inv: Invocation) -> Report:
                 problems.append(f"{title}: {line}")
             sections.append(Section(title, text=("" if ok else ":warning: ") + line))
             data["checks"].append({"title": title, "target": name, "ok": ok, "text": line})
-    from datetime import datetime, timezone
-
-    from .scheduler import SCHEDULES
-
     now = datetime.now(timezone.utc)
-    schedules = [s.describe(inv.settings, now) for s in SCHEDULES if s.describe]
+    schedules = [s.describe(inv.settings, now) for s in inv.registry.schedules if s.describe]
     sections.append(Section("Scheduled runs", text="\n".join(schedules)))
     data["schedules"] = schedules
     data["problems"] = problems
@@ -111,3 +78,6 @@ def status_command(inv: Invocation) -> Report:
     summary = "all good" if not problems else f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     return Report(title="dbops status", summary=summary, sections=sections,
                   outcome=Outcome.OK if not problems else Outcome.FAILED, data=data)
+
+
+AREA = Area("overview", commands=(help_command, status_command))

@@ -4,28 +4,26 @@ Thin: the work is in handlers/render."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from handlers import drill, render
+from handlers.backup.storage import S3Store
 from handlers.drill.runner import DrillInterrupted
 from handlers.errors import ConfigError, DbopsError
 from handlers.report import Report, Section
 
-from . import commands, config, service
-from .backup_commands import backup_settings
-from .config import DEFAULT_TARGET
-from .drill_commands import drill_settings
-from .index_commands import index_settings
-from .registry import Invocation, command
+from ..core.command import command
+from ..core.config import DEFAULT_TARGET
+from ..core.config import Settings
+from ..core.registry import Area, Bot, Invocation, StatusLine
+from .backup import backup_settings
+from .drill import drill_settings
+from .indexes import index_settings
 
-if TYPE_CHECKING:
-    from .config import Settings
-    from .service import BotService
 
 log = logging.getLogger("dbops.render")
 
 
-def render_settings(settings: "Settings") -> render.RenderSettings:
+def render_settings(settings: Settings) -> render.RenderSettings:
     return render.RenderSettings.from_config(settings.section("render"))
 
 
@@ -90,8 +88,6 @@ def render_export_drill(inv: Invocation) -> Report:
 
         def keep(path, export):
             if storage.storage == "s3":
-                from handlers.backup.storage import S3Store
-
                 store = S3Store(storage.s3)
 
                 def upload(local, filename):
@@ -133,11 +129,7 @@ def render_line(inv: Invocation) -> tuple[str, bool, str]:
     return "Render", found.ok, found.line
 
 
-commands.STATUS_LINES.append(commands.StatusLine(render_line))
-config.SETTINGS_CHECKS.append(("render", render_settings))
-
-
-def cleanup_at_startup(svc: "BotService") -> list[str]:
+def cleanup_at_startup(svc: Bot) -> list[str]:
     """Delete dbops-drill-* instances a crashed drill left (billed until gone); never while a Render
     drill runs on another replica."""
     settings = render_settings(svc.settings)
@@ -150,4 +142,11 @@ def cleanup_at_startup(svc: "BotService") -> list[str]:
     return said + [f":rotating_light: {alarm}" for alarm in alarms]
 
 
-service.STARTUP_HOOKS.append(cleanup_at_startup)
+
+AREA = Area(
+    "render",
+    commands=(render_status, render_drill, render_export_drill),
+    settings=(("render", render_settings),),
+    status_lines=(StatusLine(render_line),),
+    startup=(cleanup_at_startup,),
+)

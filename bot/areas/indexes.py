@@ -2,23 +2,20 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timezone
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from handlers import indexes
 from handlers.errors import ConfigError
 from handlers.report import Report
 
-from .commands import STATUS_LINES
-from .config import SETTINGS_CHECKS
-from .registry import Invocation, command, parse
-from .scheduler import SCHEDULES, Schedule, daily_slot, next_daily, parse_time_of_day
+from ..core.command import command
+from ..core.config import Settings
+from ..core.registry import Area, Bot, Invocation, Schedule
+from ..core.scheduler import daily_slot, next_daily, parse_time_of_day
 
-if TYPE_CHECKING:
-    from .config import Settings
-    from .service import BotService
 
-def index_settings(settings: "Settings") -> indexes.IndexSettings:
+
+def index_settings(settings: Settings) -> indexes.IndexSettings:
     return indexes.IndexSettings.from_dict(settings.section("indexes"))
 
 
@@ -50,14 +47,14 @@ def digest_command(inv: Invocation) -> Report:
         indexes.take_snapshot(conn, inv.state.dsn, inv.target_name)
         found = indexes.review(conn, settings, inv.state.dsn, inv.target_name, progress=inv.progress)
     extra = []
-    for provider in STATUS_LINES:  # the same one-liners /db status shows: backup freshness, last drill
+    for provider in inv.registry.status_lines:  # the same one-liners /db status shows: backup freshness, last drill
         title, ok, text = provider.line(inv)
         extra.append(f"{title}: " + ("" if ok else ":warning: ") + text)
     return indexes.build_digest(inv.state.dsn, inv.target_name, found, extra).to_report()
 
 
 # -- schedules -----------------------------------------------------------------------------
-def digest_time(settings: "Settings") -> tuple[time | None, ZoneInfo]:
+def digest_time(settings: Settings) -> tuple[time | None, ZoneInfo]:
     section = settings.section("digest")
     unknown = set(section) - {"time", "timezone"}
     if unknown:
@@ -70,36 +67,39 @@ def digest_time(settings: "Settings") -> tuple[time | None, ZoneInfo]:
     return (None if raw == "off" else parse_time_of_day(raw, "digest.time")), tz
 
 
-def _digest_slot(svc: "BotService", now: datetime) -> str | None:
+def _digest_slot(svc: Bot, now: datetime) -> str | None:
     at, tz = digest_time(svc.settings)
     return daily_slot(now, at, tz) if at else None
 
 
-def _post_digests(svc: "BotService") -> None:
+def _post_digests(svc: Bot) -> None:
     for name in svc.settings.targets:
-        cmd, args = parse(["digest", "--target", name], "slack")
-        svc.run_command(cmd, args, actor="scheduler", channel=svc.settings.channel, user_for_errors=None)
+        svc.run_scheduled(["digest", "--target", name])
 
 
-def _snapshot_slot(svc: "BotService", now: datetime) -> str | None:
+def _snapshot_slot(svc: Bot, now: datetime) -> str | None:
     return daily_slot(now, time(0, 5), timezone.utc)
 
 
-def _take_snapshots(svc: "BotService") -> None:
+def _take_snapshots(svc: Bot) -> None:
     for target in svc.settings.targets.values():
         with target.connect() as conn:
             conn.autocommit = True
             indexes.take_snapshot(conn, svc.store.dsn, target.name)
 
 
-def _describe_digest(settings: "Settings", now: datetime) -> str:
+def _describe_digest(settings: Settings, now: datetime) -> str:
     at, tz = digest_time(settings)
     if at is None:
         return "Daily digest: off (digest.time = \"off\")."
     return f"Daily digest at {at:%H:%M} {tz.key}; next {next_daily(now, at, tz):%Y-%m-%d %H:%M %Z}."
 
 
-SETTINGS_CHECKS.extend([("indexes", index_settings), ("digest", digest_time)])
-SCHEDULES.append(Schedule("index-snapshot", _snapshot_slot, _take_snapshots,
-                          lambda settings, now: "Index usage snapshot daily at 00:05 UTC."))
-SCHEDULES.append(Schedule("digest", _digest_slot, _post_digests, _describe_digest))
+AREA = Area(
+    "indexes",
+    commands=(indexes_command, digest_command),
+    settings=(("indexes", index_settings), ("digest", digest_time)),
+    schedules=(Schedule("index-snapshot", _snapshot_slot, _take_snapshots,
+                        lambda settings, now: "Index usage snapshot daily at 00:05 UTC."),
+               Schedule("digest", _digest_slot, _post_digests, _describe_digest)),
+)

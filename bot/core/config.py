@@ -11,7 +11,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from handlers.errors import ConfigError, UsageError
 from handlers.target import Target, dsn_secrets
@@ -78,22 +78,24 @@ class Settings:
         return found
 
 
-# Each job area adds (section, check): the check parses that section of dbops.toml and raises
-# ConfigError naming the key, so a bad value stops the bot or the command before anything runs.
-SETTINGS_CHECKS: list[tuple[str, Callable[[Settings], Any]]] = []
 TOP_LEVEL_SECTIONS = {"targets", "slack"}  # sections this module reads itself
 
+# (section, check): the check parses that section of dbops.toml and raises ConfigError naming the
+# key, so a bad value stops the bot or the command before anything runs (`Registry.settings_checks`).
+SettingsChecks = Iterable[tuple[str, Callable[[Settings], Any]]]
 
-def validate_settings(settings: Settings) -> None:
+
+def validate_settings(settings: Settings, checks: SettingsChecks) -> None:
     """Every setting of every section, checked at once (start-up of the bot, and every command)."""
-    known = TOP_LEVEL_SECTIONS | {name.split(".")[0] for name, _ in SETTINGS_CHECKS}
+    checks = list(checks)
+    known = TOP_LEVEL_SECTIONS | {name.split(".")[0] for name, _ in checks}
     where = settings.config_path or "dbops.toml"
     for name in settings.sections:
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
             hint = f"; did you mean [{close[0]}]?" if close else f"; known sections: {', '.join(sorted(known))}"
             raise ConfigError(f"[{name}] in {where} is not a section dbops knows{hint}")
-    for name, check in SETTINGS_CHECKS:
+    for name, check in checks:
         try:
             check(settings)
         except ConfigError as exc:
@@ -139,7 +141,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool = False,
-                  read_dotenv: bool = True, validate: bool = True) -> Settings:
+                  read_dotenv: bool = True, checks: SettingsChecks | None = None) -> Settings:
+    """The settings; with `checks` (the registry's), every section of dbops.toml is checked too."""
     if read_dotenv and env is None:
         from dotenv import load_dotenv
 
@@ -222,6 +225,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
         config_path=config_path,
         target_options=target_options,
     )
-    if validate:
-        validate_settings(found)
+    if checks is not None:
+        validate_settings(found, checks)
     return found

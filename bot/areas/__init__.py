@@ -1,0 +1,10 @@
+"""The job areas. Each module (or package) ends in one `AREA = Area(...)` that says everything it
+adds to the bot; `AREAS` lists them in the order `help`, `status` and the schedules show them.
+The front ends hand `Registry(AREAS)` to the service, the CLI and the Slack app."""
+from __future__ import annotations
+
+from ..core.registry import Area
+from . import backup, demo, drill, indexes, migrate, overview, render
+
+AREAS: tuple[Area, ...] = (overview.AREA, backup.AREA, demo.AREA, indexes.AREA, drill.AREA, migrate.AREA,
+                           render.AREA)

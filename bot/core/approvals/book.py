@@ -1,0 +1,268 @@
+"""The approval book: requests and votes in the state store (SQL), and what an approval binds."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from psycopg.types.json import Jsonb
+
+from handlers.errors import UsageError
+from handlers.report import Outcome, Report, Section, Table
+
+from ..state.store import StateStore
+from .identity import slack_identity
+
+
+
+def text_sha256(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode()).hexdigest() if text is not None else None
+
+
+def migration_sha256(up_sql: str, down_sql: str | None) -> str:
+    """What an approval binds: UP and DOWN together. Computable from the files' own hashes
+    (`sha256sum up.sql down.sql`), and no pair of different files shares it."""
+    parts = f"dbops-migration-v1\nup {text_sha256(up_sql)}\ndown {text_sha256(down_sql) or 'none'}\n"
+    return hashlib.sha256(parts.encode()).hexdigest()
+
+
+
+class VoteChange(StrEnum):
+    """What a vote (or its withdrawal) changed."""
+
+    NONE = "no change"
+    DUPLICATE = "duplicate"  # this event id was handled before
+    COUNTED = "counted"  # an approval, not yet enough
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"  # it expired before this vote
+
+
+@dataclass
+class ApprovalRequest:
+    id: int
+    kind: str
+    name: str
+    target: str
+    sha256: str
+    payload: dict
+    analysis: dict
+    requires_approval: bool
+    required_approvals: int
+    requested_by: str
+    attested_by: str | None
+    channel: str | None
+    message_ts: str | None
+    status: str
+    status_detail: str | None
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    applied_at: datetime | None
+
+    @property
+    def code(self) -> str:
+        return f"r{self.id:03d}"
+
+    @property
+    def requester_slack(self) -> str | None:
+        """The requester's Slack user (recorded at request time from [identities]); None: unverified."""
+        return self.payload.get("requester_slack") or slack_identity(self.requested_by, {})
+
+    @property
+    def apply_by(self) -> str:
+        return self.payload.get("apply_by", "bot")
+
+    def expired(self, now: datetime) -> bool:
+        return self.status in ("pending", "approved") and now >= self.expires_at
+
+
+class ApprovalBook:
+    """The approval tables of the state store."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def _one(self, sql: str, params: tuple) -> ApprovalRequest | None:
+        with self.store.pool.connection() as conn:
+            row = conn.execute(sql, params).fetchone()
+        return ApprovalRequest(**row) if row else None
+
+    def create(self, *, kind: str, name: str, target: str, sha256: str, payload: dict, analysis: dict,
+               requires_approval: bool, required: int, requested_by: str, attested_by: str | None,
+               channel: str | None, expires_at: datetime) -> ApprovalRequest:
+        with self.store.pool.connection() as conn:
+            row = conn.execute(
+                "INSERT INTO dbops.approval_requests (kind, name, target, sha256, payload, analysis, requires_approval,"
+                " required_approvals, requested_by, attested_by, channel, expires_at, status)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+                (kind, name, target, sha256, Jsonb(payload), Jsonb(analysis), requires_approval, required,
+                 requested_by, attested_by, channel, expires_at, "pending" if requires_approval else "approved"),
+            ).fetchone()
+        return ApprovalRequest(**row)
+
+    def set_message(self, request_id: int, channel: str, ts: str) -> None:
+        with self.store.pool.connection() as conn:
+            conn.execute("UPDATE dbops.approval_requests SET channel = %s, message_ts = %s WHERE id = %s",
+                         (channel, ts, request_id))
+
+    def get(self, request_id: int) -> ApprovalRequest | None:
+        return self._one("SELECT * FROM dbops.approval_requests WHERE id = %s", (request_id,))
+
+    def by_code(self, code: str) -> ApprovalRequest:
+        digits = code[1:] if code[:1] == "r" else code
+        found = self.get(int(digits)) if digits.isdigit() else None
+        if found is None:
+            raise UsageError(f"no approval request `{code}`; `migrate status` lists them")
+        return found
+
+    def by_message(self, channel: str, ts: str) -> ApprovalRequest | None:
+        return self._one("SELECT * FROM dbops.approval_requests WHERE channel = %s AND message_ts = %s", (channel, ts))
+
+    def by_sha(self, sha256: str, target: str) -> list[ApprovalRequest]:
+        with self.store.pool.connection() as conn:
+            rows = conn.execute("SELECT * FROM dbops.approval_requests WHERE sha256 = %s AND target = %s"
+                                " ORDER BY id DESC", (sha256, target)).fetchall()
+        return [ApprovalRequest(**r) for r in rows]
+
+    def with_status(self, status: str) -> list[ApprovalRequest]:
+        with self.store.pool.connection() as conn:
+            rows = conn.execute("SELECT * FROM dbops.approval_requests WHERE status = %s ORDER BY id", (status,)).fetchall()
+        return [ApprovalRequest(**r) for r in rows]
+
+    def recent(self, limit: int = 30) -> list[ApprovalRequest]:
+        with self.store.pool.connection() as conn:
+            rows = conn.execute("SELECT * FROM dbops.approval_requests ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
+        return [ApprovalRequest(**r) for r in rows]
+
+    # An event id is recorded only together with what it did (the vote's own transaction, or after
+    # an ignored event was handled): a delivery whose processing failed is processed again when
+    # Slack redelivers it.
+    def seen(self, event_id: str) -> bool:
+        with self.store.pool.connection() as conn:
+            return conn.execute("SELECT 1 FROM dbops.slack_events WHERE event_id = %s", (event_id,)).fetchone() is not None
+
+    @staticmethod
+    def _record_event(conn, event_id: str | None) -> bool:
+        """False when this event id was recorded already (a repeated delivery)."""
+        if not event_id:
+            return True
+        return conn.execute("INSERT INTO dbops.slack_events (event_id) VALUES (%s) ON CONFLICT DO NOTHING"
+                            " RETURNING 1", (event_id,)).fetchone() is not None
+
+    def record_event(self, event_id: str | None) -> bool:
+        with self.store.pool.connection() as conn:
+            return self._record_event(conn, event_id)
+
+    def approvers_of(self, request_id: int) -> list[str]:
+        with self.store.pool.connection() as conn:
+            rows = conn.execute("SELECT voter FROM dbops.approval_votes WHERE request_id = %s AND vote = 'approve'"
+                                " AND withdrawn_at IS NULL ORDER BY at", (request_id,)).fetchall()
+        return [r["voter"] for r in rows]
+
+    def vote(self, request_id: int, voter: str, vote: str, added: bool, now: datetime,
+             event_id: str | None = None) -> tuple[ApprovalRequest, "VoteChange"]:
+        """Records a vote (or its withdrawal) and moves the request; returns it and what changed.
+        The event id is recorded in the same transaction."""
+        with self.store.pool.connection() as conn, conn.transaction():
+            row = conn.execute("SELECT * FROM dbops.approval_requests WHERE id = %s FOR UPDATE", (request_id,)).fetchone()
+            req = ApprovalRequest(**row)
+            if not self._record_event(conn, event_id):
+                return req, VoteChange.DUPLICATE
+            if req.status not in ("pending", "approved", "applying"):
+                return req, VoteChange.NONE
+            if req.expired(now):
+                conn.execute("UPDATE dbops.approval_requests SET status = 'expired', decided_at = %s WHERE id = %s",
+                             (now, request_id))
+                req.status = "expired"
+                return req, VoteChange.EXPIRED
+            if added:
+                changed = conn.execute(
+                    "INSERT INTO dbops.approval_votes (request_id, voter, vote, at) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (request_id, voter, vote) DO UPDATE SET withdrawn_at = NULL, at = EXCLUDED.at"
+                    " WHERE approval_votes.withdrawn_at IS NOT NULL RETURNING 1", (request_id, voter, vote, now)).fetchone()
+                if not changed:
+                    return req, VoteChange.NONE
+                if vote == "reject":
+                    if req.status == "applying":
+                        return req, VoteChange.NONE  # too late to reject: it is running
+                    conn.execute("UPDATE dbops.approval_requests SET status = 'rejected', decided_at = %s,"
+                                 " status_detail = %s WHERE id = %s", (now, f"rejected by {voter}", request_id))
+                    req.status = "rejected"
+                    return req, VoteChange.REJECTED
+                count = self._count(conn, request_id)
+                if req.status == "pending" and count >= req.required_approvals:
+                    conn.execute("UPDATE dbops.approval_requests SET status = 'approved', decided_at = %s WHERE id = %s",
+                                 (now, request_id))
+                    req.status = "approved"
+                    return req, VoteChange.APPROVED
+                return req, VoteChange.COUNTED
+            removed = conn.execute(
+                "UPDATE dbops.approval_votes SET withdrawn_at = %s WHERE request_id = %s AND voter = %s AND vote = %s"
+                " AND withdrawn_at IS NULL RETURNING 1", (now, request_id, voter, vote)).fetchone()
+            if not removed or vote != "approve":
+                return req, VoteChange.NONE
+            if req.status == "approved" and self._count(conn, request_id) < req.required_approvals:
+                conn.execute("UPDATE dbops.approval_requests SET status = 'pending', decided_at = NULL WHERE id = %s",
+                             (request_id,))
+                req.status = "pending"
+            return req, VoteChange.WITHDRAWN
+
+    @staticmethod
+    def _count(conn, request_id: int) -> int:
+        return conn.execute("SELECT count(*) AS n FROM dbops.approval_votes WHERE request_id = %s AND vote = 'approve'"
+                            " AND withdrawn_at IS NULL", (request_id,)).fetchone()["n"]
+
+    def approvals_count(self, request_id: int) -> int:
+        with self.store.pool.connection() as conn:
+            return self._count(conn, request_id)
+
+    def move(self, request_id: int, from_status: tuple[str, ...], to_status: str, detail: str | None = None) -> bool:
+        """Compare-and-set on the status: True when this caller made the change."""
+        extra = ", applied_at = now()" if to_status == "applied" else ""
+        with self.store.pool.connection() as conn:
+            row = conn.execute(
+                f"UPDATE dbops.approval_requests SET status = %s, status_detail = coalesce(%s, status_detail){extra}"
+                " WHERE id = %s AND status = ANY(%s) RETURNING 1", (to_status, detail, request_id, list(from_status))
+            ).fetchone()
+        return row is not None
+
+    def claim_unposted(self, channel: str) -> list[ApprovalRequest]:
+        """Requests recorded from a terminal or CI and not yet posted: claimed for `channel` by this
+        replica (another replica skips the rows this one holds)."""
+        with self.store.pool.connection() as conn:
+            rows = conn.execute(
+                "UPDATE dbops.approval_requests SET channel = %s WHERE id IN (SELECT id FROM dbops.approval_requests"
+                " WHERE message_ts IS NULL AND channel IS NULL AND status IN ('pending', 'approved')"
+                " FOR UPDATE SKIP LOCKED) RETURNING *", (channel,)).fetchall()
+        return [ApprovalRequest(**r) for r in rows]
+
+    def unclaim(self, request_id: int) -> None:
+        """Lets a later claim try again: the request could not be posted."""
+        with self.store.pool.connection() as conn:
+            conn.execute("UPDATE dbops.approval_requests SET channel = NULL WHERE id = %s AND message_ts IS NULL",
+                         (request_id,))
+
+    def expire_due(self, now: datetime) -> list[ApprovalRequest]:
+        with self.store.pool.connection() as conn:
+            rows = conn.execute(
+                "UPDATE dbops.approval_requests SET status = 'expired', decided_at = %s"
+                " WHERE status IN ('pending', 'approved') AND expires_at <= %s RETURNING *", (now, now)).fetchall()
+        return [ApprovalRequest(**r) for r in rows]
+
+
+# The report shown in a request message is stored with the request (its `analysis`).
+def report_to_dict(report: Report) -> dict:
+    data = dataclasses.asdict(report)
+    data["outcome"] = report.outcome.value
+    return data
+
+
+def report_from_dict(data: dict) -> Report:
+    sections = [Section(s["title"], s.get("text", ""), Table(**s["table"]) if s.get("table") else None)
+                for s in data.get("sections", [])]
+    return Report(title=data["title"], summary=data["summary"], outcome=Outcome(data["outcome"]),
+                  sections=sections, data=data.get("data", {}))

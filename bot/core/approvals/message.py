@@ -1,0 +1,98 @@
+"""A request's Slack message (Block Kit): what the approvers approve, the votes so far, how to vote."""
+from __future__ import annotations
+
+from datetime import timezone
+
+from .. import render
+from .book import ApprovalRequest, report_from_dict, text_sha256
+from .identity import mention, slack_identity
+from .settings import ApprovalSettings
+
+
+INLINE_SQL_LIMIT = 2600  # characters (after Slack's escaping) of one SQL file shown in the message itself
+
+
+def _slack_escape(text: str) -> str:
+    # Slack's three control characters: unescaped, SQL could carry a <!channel> or a fake <@mention>.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def sql_inline(payload: dict) -> bool:
+    """Both files short enough, and neither able to close the code block they are shown in."""
+    texts = [t for t in (payload.get("up"), payload.get("down")) if t is not None]
+    return all(len(_slack_escape(t)) <= INLINE_SQL_LIMIT and "```" not in t for t in texts)
+
+
+def sql_files(req: ApprovalRequest) -> list[tuple[str, str]]:
+    """(file name, content) of the SQL attached in the thread when it is too long to show inline."""
+    files = [(f"{req.code}-up.sql", req.payload["up"])]
+    if req.payload.get("down") is not None:
+        files.append((f"{req.code}-down.sql", req.payload["down"]))
+    return files
+
+
+STATUS_LINE = {
+    "pending": ":hourglass: *Waiting for approval*",
+    "approved": ":white_check_mark: *Approved*: applying next",
+    "applying": ":gear: *Applying*",
+    "applied": ":white_check_mark: *Applied*",
+    "rejected": ":no_entry: *Rejected*",
+    "expired": ":alarm_clock: *Expired*",
+    "failed": ":x: *Apply failed*",
+}
+
+
+def _mrkdwn(text: str) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def sql_blocks(req: ApprovalRequest) -> list[dict]:
+    """What the approvers approve: the full UP and DOWN (or where to read them) and the hashes."""
+    payload = req.payload
+    if "up" not in payload:
+        return []
+    blocks = []
+    if sql_inline(payload):
+        for label, text in (("UP", payload["up"]), ("DOWN", payload.get("down"))):
+            if text is None:
+                blocks.append(_mrkdwn(f"*{label} SQL*: none given"))
+            else:
+                blocks.append(_mrkdwn(f"*{label} SQL*\n```{_slack_escape(text.rstrip()) or ' '}```"))
+    else:
+        names = ", ".join(f"`{name}`" for name, _ in sql_files(req))
+        sizes = " and ".join(f"{label} {len(text.splitlines())} lines" for label, text in
+                             (("UP", payload["up"]), ("DOWN", payload.get("down"))) if text is not None)
+        blocks.append(_mrkdwn(f"*UP and DOWN SQL* ({sizes}): too long to show here, attached in full in this "
+                              f"message's thread as {names}. Read them before approving."))
+    down_sha = text_sha256(payload.get("down"))
+    blocks.append(_mrkdwn(f"*SHA-256 of UP+DOWN* (what an approval binds): `{req.sha256}`\n"
+                          f"UP `{text_sha256(payload['up'])}`\nDOWN " + (f"`{down_sha}`" if down_sha else "none")))
+    return blocks
+
+
+def request_blocks(req: ApprovalRequest, settings: ApprovalSettings, approvers: list[str]) -> list[dict]:
+    status = STATUS_LINE[req.status]
+    if req.status == "approved" and req.apply_by == "pipeline":
+        status = ":white_check_mark: *Approved*: the deploy pipeline applies it (`dbops migrate gate`)"
+    head = [_mrkdwn(f"{status} — request `{req.code}` ({req.kind} `{req.name}` on `{req.target}`)"
+                    + (f"\n{req.status_detail}" if req.status_detail else ""))]
+    if not req.requester_slack:
+        head.append(_mrkdwn(f":warning: The requester {mention(req.requested_by)} is *unverified*: no Slack user is "
+                            "mapped to that login under [identities] in dbops.toml, so they could approve their own "
+                            f"request as someone else. It needs one approval more than usual ({req.required_approvals})."))
+    head += sql_blocks(req)
+    body = []
+    if req.analysis.get("report"):
+        body = render.report_blocks(report_from_dict(req.analysis["report"]))[1:]  # the header is ours
+    attested = mention(req.attested_by, slack_identity(req.attested_by, {}) or (
+        req.requester_slack if req.attested_by == req.requested_by else None)) if req.attested_by else "*not attested*"
+    votes = ", ".join(f"<@{a}>" for a in approvers) or "none yet"
+    footer = (f"Requested by {mention(req.requested_by, req.requester_slack)} · tested on staging: {attested} · "
+              f"applied by: {'the bot' if req.apply_by == 'bot' else 'the deploy pipeline'}\n"
+              f"Approvals: {votes} ({len(approvers)} of {req.required_approvals} needed) · "
+              f"expires {req.expires_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    if req.status == "pending":
+        footer += (f"\nTo approve, an approver (not the requester) reacts with :{settings.approve_reaction}: on this "
+                   f"message; :{settings.reject_reaction}: rejects.")
+    foot = {"type": "context", "elements": [{"type": "mrkdwn", "text": footer[:3000]}]}
+    return head + body[:max(0, 49 - len(head))] + [foot]
