@@ -12,7 +12,7 @@ __all__ = [
     "parse_statements", "all_rules",
 ]
 
-# The migration rehearsal and the safe apply (issue 6).
+# The migration rehearsal (UP and DOWN tried on a copy) and the safe apply.
 from .apply import ApplyResult, ApplySettings, apply_migration, plan_batches  # noqa: E402
 from .rehearsal import Rehearsal, RehearsalCancelled, RehearsalSettings, rehearse  # noqa: E402
 

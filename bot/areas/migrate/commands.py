@@ -44,11 +44,6 @@ def read_sql(path: str | None, what: str) -> str | None:
         raise UsageError(f"the {what} file {path} is not UTF-8 text") from None
 
 
-def sql_sha256(up_sql: str, down_sql: str | None = None) -> str:
-    """The SHA-256 an approval binds: UP and DOWN together (see approvals.migration_sha256)."""
-    return migration_sha256(up_sql, down_sql)
-
-
 def _catalog_target(inv: Invocation):
     """The database whose catalog informs the check: the named target, or prod when one is configured."""
     if getattr(inv.args, "target", None) or inv.settings.targets:
@@ -110,7 +105,7 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
     note = rehearsal_error_note(rehearsal)
     book = ApprovalBook(inv.state)
     req = book.create(
-        kind="migration", name=name, target=inv.target_name, sha256=sql_sha256(up_sql, down_sql),
+        kind="migration", name=name, target=inv.target_name, sha256=migration_sha256(up_sql, down_sql),
         payload={"up": up_sql, "down": down_sql, "apply_by": apply_by, "requester_slack": requester_slack,
                  "requester_note": note, "rehearsal": rehearsal.to_dict() if rehearsal is not None else None},
         analysis={"report": report_to_dict(report), "findings": check.to_json()["findings"]},
@@ -204,7 +199,7 @@ def migrate_gate(inv: Invocation) -> Report:
     """Only `--apply-by pipeline` requests pass: a request has exactly one path to the database."""
     if inv.state is None:
         raise ConfigError("migrate gate needs the state store: set DBOPS_STATE_URL (or DATABASE_URL)")
-    sha = sql_sha256(read_sql(inv.args.up, "UP"), read_sql(inv.args.down, "DOWN"))
+    sha = migration_sha256(read_sql(inv.args.up, "UP"), read_sql(inv.args.down, "DOWN"))
     book = ApprovalBook(inv.state)
     now = datetime.now(timezone.utc)
     book.expire_due(now)
