@@ -61,9 +61,14 @@ def handle_db_command(svc: BotService, ack: Ack, command: dict) -> None:
                                                   subcommand=text[:200], detail=message[:500]))
         return
     if cmd.name == "help":
-        from .registry import help_rows
+        from .registry import Invocation, help_rows
 
-        ack(text="dbops commands", blocks=render.help_blocks(help_rows("slack")))
+        if getattr(args, "topic", None):  # `/db help backup`, `/db backup --help`
+            inv = Invocation(command=cmd, args=args, settings=svc.settings, actor=user, front_end="slack")
+            report = cmd.run(inv)
+            ack(text=report.title, blocks=render.report_blocks(report)[:50])
+        else:
+            ack(text="dbops commands", blocks=render.help_blocks(help_rows("slack")))
         svc.runner.submit(lambda: svc.store.audit(user, "command", "ok", channel=channel, subcommand="help"))
         return
     if cmd.approver_only(args) and not svc.is_approver(user):
