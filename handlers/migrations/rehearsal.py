@@ -145,6 +145,9 @@ class Rehearsal:
     data_diff: list[str] = field(default_factory=list)
     checked_columns: list[str] = field(default_factory=list)  # columns whose data was checksummed
     downtime: list[dict] = field(default_factory=list)  # [{relation, mode, seconds, blocks}]
+    # DELETE/UPDATE statements of UP that touched every row of their table in the copy:
+    # [{line, kind, relation, rows}]. `WHERE "Id" > 0` is a DELETE without WHERE in effect.
+    every_row: list[dict] = field(default_factory=list)
     restore_problems: list[str] = field(default_factory=list)
     restore_s: float = 0.0
     up_s: float = 0.0
@@ -218,6 +221,14 @@ class Rehearsal:
 
     def findings(self) -> list[Finding]:
         found = []
+        for hit in self.every_row:
+            verb = "deletes" if hit["kind"] == "DELETE" else "updates"
+            found.append(Finding(
+                code="delete-without-where" if hit["kind"] == "DELETE" else "update-without-where",
+                severity=Severity.FORBIDDEN, line=hit["line"], statement="",
+                message=f"{hit['kind']} {verb} every row of {hit['relation']} in the rehearsal copy "
+                        f"({hit['rows']:,} of {hit['rows']:,}): in effect it has no WHERE",
+                hint="If that is meant, say so with an approver; otherwise narrow the WHERE clause."))
         if self.up_error:
             found.append(Finding(
                 code="rehearsal-failed", severity=Severity.FORBIDDEN, line=self.up_error_line or 0,
@@ -289,6 +300,7 @@ class Rehearsal:
             "down_error_sqlstate": self.down_error_sqlstate, "down_error_condition": self.down_error_condition,
             "schema_diff": list(self.schema_diff), "data_diff": list(self.data_diff),
             "checked_columns": list(self.checked_columns), "downtime": [dict(d) for d in self.downtime],
+            "every_row": [dict(e) for e in self.every_row],
             "up_error_statement": self.up_error_statement,
             "restore_problems": list(self.restore_problems), "restore_s": round(self.restore_s, 3),
             "up_s": round(self.up_s, 3), "down_s": round(self.down_s, 3), "total_s": round(self.total_s, 3),
@@ -470,6 +482,7 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
     progress(Progress("rehearsal", 0.5, "applying UP"))
     run = _run_batches(conn, up, settings, before.names, cancel, hidden)
     result.up_statements, result.up_s, result.downtime = run.statements, run.seconds, run.downtime
+    result.every_row = run.every_row
     if run.error:
         result.up_error, result.up_error_line, result.up_error_statement = run.error, run.error_line, run.error_statement
         result.up_error_sqlstate, result.up_error_condition = run.error_sqlstate, run.error_condition
@@ -686,6 +699,7 @@ class _Run:
     statements: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     downtime: list[dict] = field(default_factory=list)
+    every_row: list[dict] = field(default_factory=list)
     error: str | None = None  # channel-safe: line, SQLSTATE, condition name
     error_line: int | None = None
     error_statement: str | None = None
@@ -739,13 +753,17 @@ def _run_batches(conn: psycopg.Connection, batches: list[Batch], settings: Rehea
             if cancel is not None and cancel.is_set():
                 _rollback(conn)
                 raise RehearsalCancelled("the rehearsal was cancelled")
+            rows_before = _rows_of_target(conn, stmt)
             t0 = time.monotonic()
             try:
-                conn.execute(stmt.text)
+                cursor = conn.execute(stmt.text)
             except psycopg.Error as exc:
                 run.statements.append(_row(stmt, time.monotonic() - t0, [], batch, failed=True))
                 return _failed(conn, run, stmt, exc, cancel, started, hidden)
             seconds = time.monotonic() - t0
+            if rows_before and cursor.rowcount >= rows_before[1]:
+                run.every_row.append({"line": stmt.line, "kind": "DELETE" if stmt.kind == "DeleteStmt" else "UPDATE",
+                                      "relation": rows_before[0], "rows": cursor.rowcount})
             new: list[tuple[str, str]] = []
             if batch.in_transaction:
                 now_held = _own_locks(conn, names)
@@ -772,6 +790,23 @@ def _run_batches(conn: psycopg.Connection, batches: list[Batch], settings: Rehea
     run.seconds = time.monotonic() - started
     run.downtime = _downtime(held_for, strongest)
     return run
+
+
+def _rows_of_target(conn: psycopg.Connection, stmt: Statement) -> tuple[str, int] | None:
+    """(table, rows) for a top-level DELETE or UPDATE, counted as the statement would see the table
+    (ONLY or with its children); None for other statements, an empty table, or a table not counted."""
+    if stmt.kind not in ("DeleteStmt", "UpdateStmt") or not stmt.node.get("relation"):
+        return None
+    rel = stmt.node["relation"]
+    name = sql.Identifier(*[part for part in (rel.get("schemaname"), rel["relname"]) if part])
+    only = sql.SQL("") if rel.get("inh") else sql.SQL("ONLY ")
+    try:
+        with conn.transaction():  # a savepoint inside UP's transaction: a failed count changes nothing
+            rows = conn.execute(sql.SQL("SELECT count(*) FROM {}{}").format(only, name)).fetchone()[0]
+    except psycopg.Error:
+        return None
+    label = f'"{rel["relname"]}"' if not rel.get("schemaname") else f'"{rel["schemaname"]}"."{rel["relname"]}"'
+    return (label, rows) if rows else None
 
 
 def _failed(conn: psycopg.Connection, run: _Run, stmt: Statement, exc: psycopg.Error,
