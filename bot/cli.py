@@ -80,9 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "target", None):
             settings.target(args.target)  # an unknown target is named before anything is opened
         if cmd.needs_state and settings.state_url:
+            from handlers.errors import TargetUnreachable
+
             from .state.store import StateStore
 
-            store = StateStore(settings.state_url, max_size=4)
+            try:
+                store = StateStore(settings.state_url, max_size=4)
+            except TargetUnreachable:
+                # The night production (and the state store on it) is gone: the commands that can
+                # read the backup storage instead run without it and say so.
+                if not getattr(cmd.run, "works_from_storage", False):
+                    raise
         from . import jobs
 
         progress = TerminalProgress()

@@ -16,7 +16,8 @@ from handlers.errors import ConfigError, UsageError
 from handlers.report import Progress, Report, Section
 
 from . import commands, config, service
-from .backup_commands import backup_settings
+from .backup_commands import backup_settings, from_storage
+from .backup_commands import catalog as backup_catalog
 from .index_commands import index_settings
 from .registry import Arg, Invocation, command, parse
 from .scheduler import SCHEDULES, Schedule, daily_slot
@@ -74,10 +75,10 @@ def _decryptor(record: backup.BackupRecord):
 
 @command("drill", "restore drill: restore a backup into a throwaway instance, verify everything, delete it, report",
          Arg("backup_id", "a backup id (default: the latest completed backup of the target)"), long_running=True)
+@from_storage
 def drill_command(inv: Invocation) -> Report:
-    state = _state(inv)
     settings = drill_settings(inv.settings)
-    catalog = backup.BackupCatalog(state.dsn)
+    catalog = backup_catalog(inv)  # the state store's, or the storage's while the state database is down
     record = _backup_to_drill(catalog, inv.target_name, inv.args.backup_id)
     manifest = catalog.manifest(record.id)
     if manifest is None:
@@ -92,7 +93,8 @@ def drill_command(inv: Invocation) -> Report:
         result, interrupted = stopped.result, stopped
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    drill_id = drill.DrillStore(state.dsn).record(inv.target_name, record.id, result, inv.actor)
+    drill_id = (drill.DrillStore(inv.state.dsn).record(inv.target_name, record.id, result, inv.actor)
+                if inv.state is not None else "(not recorded: no state database)")
     if interrupted is not None:
         raise interrupted
     report = result.to_report()

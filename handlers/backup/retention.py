@@ -19,6 +19,7 @@ from .catalog import BackupCatalog, BackupRecord
 from .fmt import human_bytes, when
 from .settings import BackupSettings, RetentionSettings
 from .storage import S3Store
+from .storecat import MANIFEST_SUFFIX
 
 
 @dataclass
@@ -105,16 +106,18 @@ def prune(catalog: BackupCatalog, settings: BackupSettings, target_name: str, dr
 
 
 def delete_archive(record: BackupRecord, catalog: BackupCatalog, settings: BackupSettings) -> None:
+    """The manifest goes first: from then on storage no longer lists the backup; a kill before the
+    archive is gone leaves an archive without a manifest, which the next start quarantines."""
     if record.storage == "s3":
         manifest = catalog.manifest(record.id)
         key = manifest.archive.key if manifest else None
         if key:
             store = S3Store(settings.s3)
+            store.delete(key + MANIFEST_SUFFIX)
             store.delete(key)
-            store.delete(key + ".manifest.json")
         local = Path(settings.dir) / key.rsplit("/", 1)[-1] if key else None  # a kept local copy
     else:
         local = Path(record.location) if record.location else None
     if local is not None:
+        local.with_name(local.name + MANIFEST_SUFFIX).unlink(missing_ok=True)
         local.unlink(missing_ok=True)
-        local.with_name(local.name + ".manifest.json").unlink(missing_ok=True)

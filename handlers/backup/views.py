@@ -10,8 +10,8 @@ from .settings import BackupSettings
 
 
 def _verified_label(r: BackupRecord) -> str:
-    return {"verified": "yes", "pending": "not yet", "failed": "FAILED", "unrestorable": "UNRESTORABLE"}.get(
-        r.verify_status, r.verify_status)
+    return {"verified": "yes", "pending": "not yet", "failed": "FAILED", "unrestorable": "UNRESTORABLE",
+            "no_key": "not checked here (no key)"}.get(r.verify_status, r.verify_status)
 
 
 def _status_label(r: BackupRecord) -> str:
