@@ -102,7 +102,8 @@ def measure_tables(conn: psycopg.Connection, tables: list[tuple[str, str]],
         batch = tables[start:start + _BATCH]
         parts = []
         for i, (schema, name) in enumerate(batch):
-            checksum = (sql.SQL("coalesce(sum(hashtextextended(t::text, 0)), 0)") if with_checksums
+            # ROW(t.*): the whole row even when a column is named `t` (plain `t` would be that column).
+            checksum = (sql.SQL("coalesce(sum(hashtextextended(ROW(t.*)::text, 0)), 0)") if with_checksums
                         else sql.SQL("NULL::numeric"))
             parts.append(sql.SQL("SELECT {i}::int, count(*), {checksum} FROM ONLY {table} AS t").format(
                 i=sql.Literal(i), checksum=checksum, table=sql.Identifier(schema, name)))
