@@ -135,7 +135,8 @@ def state_placement_line(inv: Invocation) -> tuple[str, bool, str]:
     shared = backup.state_shares_target(inv.settings.state_url, {n: t.dsn for n, t in inv.settings.targets.items()})
     if not shared:
         return "State store", True, "on its own database, apart from every target"
-    return "State store", False, backup.state_placement_warning(shared)
+    # A warning, not a failure: the bot works, it only would not survive that target's loss.
+    return "State store", True, "WARNING: " + backup.state_placement_warning(shared)
 
 
 commands.STATUS_LINES.append(commands.StatusLine(freshness_line))

@@ -183,3 +183,14 @@ def test_kill_at_each_step_of_the_final_write(small_db, state_dsn, settings, poi
             assert any("quarantined" in line for line in lines)
             assert len(list((settings.dir / "quarantine").iterdir())) == 1
     assert not [p for p in settings.dir.iterdir() if p.name.endswith(".partial")]
+
+
+def test_the_state_store_on_a_target_is_named_with_what_to_set():
+    from handlers.backup import state_placement_warning, state_shares_target
+
+    targets = {"prod": "postgresql://app:secret@dpg-abc-a.oregon-postgres.render.com:5432/asidenote",
+               "recovery": "postgresql://app:secret@dpg-xyz-a/asidenote"}
+    assert state_shares_target("postgresql://bot:other@dpg-abc-a/asidenote", targets) == ["prod"]
+    assert state_shares_target("postgresql://bot:other@dpg-abc-a/dbops_state", targets) == []
+    text = state_placement_warning(["prod"])
+    assert "DBOPS_STATE_URL" in text and "secret" not in text
