@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.state import migrate  # noqa: E402
 from handlers import demo_data  # noqa: E402
 from handlers.backup import BackupCatalog, BackupSettings, take_backup  # noqa: E402
-from handlers.backup.fmt import human_bytes  # noqa: E402
+from handlers.fmt import size as human_bytes  # noqa: E402
 from handlers.pginstance import TemporaryInstance, pg_tool  # noqa: E402
 from handlers.target import Target  # noqa: E402
 

@@ -28,7 +28,7 @@ import psycopg
 from ..errors import DbopsError
 from ..report import Outcome, Report, Section, Table
 from .catalog import BackupCatalog, BackupRecord
-from .fmt import human_bytes, when
+from .. import fmt
 from .settings import BackupSettings, RetentionSettings
 from .storage import S3Store, StorageError, prepare_dir
 from .storecat import MANIFEST_SUFFIX, storage_for, write_index
@@ -171,18 +171,18 @@ def prune(catalog: BackupCatalog, settings: BackupSettings, target_name: str, dr
     if not plan.delete:
         summary = f"Nothing to prune for `{target_name}` ({len(plan.keep)} backups kept; {policy})."
     elif dry_run:
-        summary = (f"Would delete {len(plan.delete)} backup(s) of `{target_name}` ({human_bytes(freed)}), "
+        summary = (f"Would delete {len(plan.delete)} backup(s) of `{target_name}` ({fmt.size(freed)}), "
                    f"keep {len(plan.keep)}; {policy}. Run `backup prune` without --dry-run to delete.")
     else:
-        summary = f"Deleted {len(deleted)} backup(s) of `{target_name}` ({human_bytes(freed)}), kept {len(plan.keep)}."
+        summary = f"Deleted {len(deleted)} backup(s) of `{target_name}` ({fmt.size(freed)}), kept {len(plan.keep)}."
         if errors:
             summary += f" {len(errors)} could not be deleted: {'; '.join(errors)}"
     if found_bad:
         summary += (f" Re-checked before deleting anything: {len(found_bad)} kept backup(s) no longer match their "
                     f"manifest and were marked FAILED ({'; '.join(found_bad)}).")
-    rows_delete = [[rec.id, when(rec.started_at), human_bytes(rec.size_bytes), rec.verify_status, why]
+    rows_delete = [[rec.id, fmt.when(rec.started_at), fmt.size(rec.size_bytes), rec.verify_status, why]
                    for rec, why in plan.delete]
-    rows_keep = [[rec.id, when(rec.started_at), human_bytes(rec.size_bytes), rec.verify_status, why]
+    rows_keep = [[rec.id, fmt.when(rec.started_at), fmt.size(rec.size_bytes), rec.verify_status, why]
                  for rec, why in plan.keep]
     headers = ["id", "started", "size", "verification", "why"]
     return Report(

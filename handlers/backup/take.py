@@ -39,7 +39,7 @@ from ..report import Outcome, Progress, ProgressFn, Report, Section, Stopwatch, 
 from ..target import Target, dsn_secrets, scrub
 from . import crypto
 from .catalog import BackupCatalog
-from .fmt import human_bytes, human_duration
+from .. import fmt
 from .manifest import ArchiveInfo, BackupManifest, capture_manifest, seal
 from .pgtools import (choose_compression, libpq_env, missing_table_data, require_pg_dump_for,
                       server_facts, last_line)
@@ -88,8 +88,8 @@ class BackupResult:
             ["id", self.backup_id],
             ["target", f"{self.target_name} ({self.target_label})"],
             ["database", f"{m.database} (PostgreSQL {m.server_version.split()[0]})"],
-            ["size", human_bytes(a.size)],
-            ["duration", human_duration(self.duration_s)],
+            ["size", fmt.size(a.size)],
+            ["duration", fmt.duration(self.duration_s)],
             ["tables", str(len(m.tables))],
             ["rows", f"{m.total_rows:,}"],
             ["integrity", "row counts" if m.integrity_level == "counts" else "row counts and content checksums"],
@@ -100,8 +100,8 @@ class BackupResult:
         ]
         table_rows = [[f"{t['schema']}.{t['name']}", f"{t['rows']:,}", (t.get("checksum") or "-")[:12]]
                       for t in m.tables]
-        summary = (f"Backup {self.backup_id} of `{self.target_name}` completed: {human_bytes(a.size)} in "
-                   f"{human_duration(self.duration_s)}, {len(m.tables)} tables, {m.total_rows:,} rows "
+        summary = (f"Backup {self.backup_id} of `{self.target_name}` completed: {fmt.size(a.size)} in "
+                   f"{fmt.duration(self.duration_s)}, {len(m.tables)} tables, {m.total_rows:,} rows "
                    f"({m.integrity_level}); {verification.split(':')[0]}.")
         return Report(
             title=f"Backup {self.backup_id} of {self.target_name}",
@@ -260,7 +260,7 @@ class _BackupRun:
                 status, detail = verify_record(self.catalog, s, self.catalog.require(self.id), self.progress)
             result.verify_status, result.verify_detail = status, detail
             result.duration_s = self.watch.elapsed
-        self._phase("done", f"{human_bytes(size)} in {human_duration(self.watch.elapsed)}", fraction=1.0)
+        self._phase("done", f"{fmt.size(size)} in {fmt.duration(self.watch.elapsed)}", fraction=1.0)
         return result
 
     # -- steps -------------------------------------------------------------------
@@ -271,9 +271,9 @@ class _BackupRun:
         free = shutil.disk_usage(folder).free
         if free < needed:
             raise BackupFailed(
-                f"not enough free space in the backup folder {folder}: {human_bytes(free)} free, about "
-                f"{human_bytes(needed)} needed (database {human_bytes(database_size)} x {s.size_factor:g}"
-                f"{' x 2' if copies == 2 else ''} + {human_bytes(s.min_free_bytes)} reserve). Free some space, "
+                f"not enough free space in the backup folder {folder}: {fmt.size(free)} free, about "
+                f"{fmt.size(needed)} needed (database {fmt.size(database_size)} x {s.size_factor:g}"
+                f"{' x 2' if copies == 2 else ''} + {fmt.size(s.min_free_bytes)} reserve). Free some space, "
                 "run `backup prune`, or point DBOPS_BACKUP_DIR at a bigger disk.", self.id)
 
     def _dump_and_measure(self, dump_path: Path, snapshot: str, compression: str) -> tuple[list[dict], dict]:
@@ -311,7 +311,7 @@ class _BackupRun:
                     last_tick = now
                     written = _size_of(dump_path)
                     what = "pg_dump" if self.proc.poll() is None else "manifest"
-                    self._phase("dumping", f"{human_bytes(written)} written, {now - started:.0f} s "
+                    self._phase("dumping", f"{fmt.size(written)} written, {now - started:.0f} s "
                                            f"(waiting for {what})")
                 time.sleep(0.05)
         except BaseException:
@@ -384,7 +384,7 @@ class _BackupRun:
             def on_bytes(n: int) -> None:
                 self._check_cancel()
                 sent[0] += n
-                self._phase("uploading", f"{human_bytes(sent[0])} of {human_bytes(total)}",
+                self._phase("uploading", f"{fmt.size(sent[0])} of {fmt.size(total)}",
                             fraction=sent[0] / total if total else 1.0)
 
             self._phase("uploading", f"to {store.url(key)}", fraction=0.0)

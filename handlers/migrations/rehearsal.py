@@ -38,6 +38,7 @@ from typing import Any, Iterator
 import psycopg
 from psycopg import sql
 
+from handlers import fmt
 from handlers.backup.manifest import capture_manifest
 from handlers.backup.pgtools import BackupToolError, last_line, libpq_env
 from handlers.errors import ConfigError, DbopsError, TargetUnreachable, UsageError
@@ -169,7 +170,7 @@ class Rehearsal:
     def _copy_of(self) -> str:
         if self.source == "backup":
             what = f"backup {self.backup_id}" if self.backup_id else "a backup archive"
-            return f"a copy of {what}" + (f" ({_age(self.backup_age_s)} old)" if self.backup_age_s is not None else "")
+            return f"a copy of {what}" + (f" ({fmt.duration(self.backup_age_s)} old)" if self.backup_age_s is not None else "")
         if self.schema_target:
             return f"a schema-only copy of `{self.schema_target}` (no data)"
         what = f"backup {self.backup_id}" if self.backup_id else "a backup archive"
@@ -194,7 +195,7 @@ class Rehearsal:
             lines.append("rollback not tested: UP failed")
             return lines
         count = len(self.up_statements)
-        lines.append(f"UP applied in rehearsal: {count} statement{'s' if count != 1 else ''} in {_secs(self.up_s)}")
+        lines.append(f"UP applied in rehearsal: {count} statement{'s' if count != 1 else ''} in {fmt.duration(self.up_s)}")
         if not self.down_given:
             lines.append("rollback not tested: no DOWN migration")
         elif self.down_error:
@@ -212,11 +213,11 @@ class Rehearsal:
         if self.downtime:
             for d in self.downtime:
                 about = "" if d["seconds"] < 0.1 else "about "
-                lines.append(f"downtime estimate: {d['mode']} on {d['relation']} for {about}{_secs(d['seconds'])} "
+                lines.append(f"downtime estimate: {d['mode']} on {d['relation']} for {about}{fmt.duration(d['seconds'])} "
                              f"(blocks {d['blocks']}){caveat}")
         else:
             lines.append(f"downtime estimate: no lock that blocks reads or writes is held (UP took "
-                         f"{_secs(self.up_s)}){caveat}")
+                         f"{fmt.duration(self.up_s)}){caveat}")
         return lines
 
     def findings(self) -> list[Finding]:
@@ -326,27 +327,6 @@ def _cut(text: str, limit: int) -> str:
 def _preview(text: str, limit: int = PREVIEW) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _secs(seconds: float) -> str:
-    if seconds < 0.1:
-        return "less than 0.1 s"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min"
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} days"
 
 
 # -- rehearsing ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import psycopg
 
 from ..backup.catalog import BackupRecord
-from ..backup.fmt import human_bytes, human_duration
+from .. import fmt
 from ..backup.manifest import BackupManifest
 from ..backup.pgtools import last_line, libpq_env
 from ..backup.settings import BackupSettings
@@ -199,7 +199,7 @@ class _Restore:
             except StorageError as exc:
                 raise _Failed(f"the backup storage cannot be read: {exc}") from None
             self.result.backup_id = record.id
-            self.result.steps[-1]["detail"] = f"backup {record.id}, {human_bytes(manifest.archive.size)}"
+            self.result.steps[-1]["detail"] = f"backup {record.id}, {fmt.size(manifest.archive.size)}"
             for name, detail in checks:
                 self._check(C.Check(f"archive: {name}", True, detail))
             return record, manifest, archive
@@ -284,7 +284,7 @@ class _Restore:
                        "application at it.")
         else:
             summary = (f"Restored {r.backup_id} of `{m.get('target')}` ({m.get('created_at', '?')[:19]}) into "
-                       f"`{r.into}` in {human_duration(total)}: {len(r.checks)} checks passed, "
+                       f"`{r.into}` in {fmt.duration(total)}: {len(r.checks)} checks passed, "
                        f"{sum(int(t.get('rows', 0)) for t in m.get('tables', [])):,} rows.")
         sections = [Section("Steps", table=Table(["step", "seconds", "outcome", "detail"],
                                                  [[s["step"], s["seconds"], s["outcome"], s["detail"]]
@@ -314,7 +314,7 @@ class _Restore:
                             "restore_errors": r.restore_errors, "error": r.error, "total_s": round(total, 3),
                             "backup_after": r.backup_after,
                             "size": (m.get("archive") or {}).get("size"),
-                            "size_text": human_bytes((m.get("archive") or {}).get("size"))})
+                            "size_text": fmt.size((m.get("archive") or {}).get("size"))})
 
 
 def next_steps(into: str) -> str:
