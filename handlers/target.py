@@ -59,11 +59,26 @@ def dsn_secrets(dsn: str) -> list[str]:
     return secrets
 
 
+# Secrets the process makes while it runs (a generated password, while it is being handed over):
+# every `scrub` removes them too, whatever list of secrets its caller holds.
+_HELD: list[str] = []
+
+
+def hold(secret: str) -> None:
+    """Scrubbed everywhere from now on, until `release`."""
+    _HELD.append(secret)
+
+
+def release(secret: str) -> None:
+    if secret in _HELD:
+        _HELD.remove(secret)
+
+
 def scrub(text: str, secrets: list[str]) -> str:
     """`text` with every secret replaced by ***. Works on the text as it will be shown: scrub a
     payload's string values before it is serialised (see `scrub_data`), never its JSON, where a
     secret containing `"`, `\\` or non-ASCII characters is spelled differently."""
-    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+    for secret in sorted((s for s in [*secrets, *list(_HELD)] if s and len(s) >= 4), key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
 

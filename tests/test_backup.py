@@ -250,7 +250,10 @@ def test_cleanup_incomplete_removes_partials_and_fails_dead_rows(catalog, settin
     (settings.dir / "b999_prod_x.dump").write_bytes(b"keep")
     lines = cleanup_incomplete(state_dsn, settings)
     assert any(stale in line and "failed" in line for line in lines)
-    assert visible_files(settings.dir) == sorted([f".{live}.dump.partial", "b999_prod_x.dump"])
+    # A complete-looking archive without a manifest is no backup anyone can prove: quarantined, not deleted.
+    assert visible_files(settings.dir) == sorted([f".{live}.dump.partial", "quarantine"])
+    assert visible_files(settings.dir / "quarantine") == ["b999_prod_x.dump"]
+    assert any("quarantined" in line and "b999_prod_x.dump" in line for line in lines)
     assert catalog.get(stale).status == "failed" and catalog.get(live).status == "running"
 
 

@@ -135,7 +135,7 @@ def test_encrypted_backup_round_trip_and_lost_key(demo_db, catalog, tmp_path, mo
     archive = Path(result.location)
     assert archive.name.endswith(".dump.enc")
     assert archive.read_bytes().startswith(crypto.MAGIC)
-    assert sorted(p.name for p in archive.parent.iterdir()) == sorted([archive.name, archive.name + ".manifest.json"])
+    assert sorted(p.name for p in archive.parent.iterdir()) == sorted([archive.name, archive.name + ".manifest.json", "dbops-index.json"])
     assert key_text not in archive.with_name(archive.name + ".manifest.json").read_text()
     assert key_text not in str(result.to_report())
 
@@ -147,8 +147,10 @@ def test_encrypted_backup_round_trip_and_lost_key(demo_db, catalog, tmp_path, mo
     assert report.outcome is Outcome.FAILED and "UNRESTORABLE" in report.summary
     assert catalog.get(result.backup_id).verify_status == "unrestorable"
 
-    monkeypatch.delenv("DBOPS_BACKUP_KEY")  # and now gone
+    monkeypatch.delenv("DBOPS_BACKUP_KEY")  # and now gone here: that says nothing about the archive
     report = verify_backup(catalog, settings, result.backup_id)
-    assert "UNRESTORABLE" in report.summary and "DBOPS_BACKUP_KEY is not set" in report.summary
+    assert "not checked here (no key)" in report.summary and "DBOPS_BACKUP_KEY is not set" in report.summary
+    assert "UNRESTORABLE" not in report.summary and report.outcome is Outcome.FAILED
+    assert catalog.get(result.backup_id).verify_status == "no_key"
     with pytest.raises(Unrestorable):
         materialize(catalog, settings, result.backup_id, tmp_path / "drill2")

@@ -334,3 +334,26 @@ def test_a_copy_that_cannot_be_made_is_a_clear_error(tmp_path, settings):
         with pytest.raises(DbopsError, match="the copy to rehearse on could not be made: "):
             rehearse("SELECT 1;", None, archive=archive, backup_id="b044", settings=settings)
         assert_instance_gone(settings)
+
+
+# -- DML that touches every row ----------------------------------------------------------------
+
+@pytest.mark.parametrize("up, kind", [
+    ('DELETE FROM "Notes" WHERE "Id" > 0;\n', "delete-without-where"),
+    ('UPDATE "Notes" SET "Title" = "Title" WHERE "Id" IS NOT NULL;\n', "update-without-where"),
+    ('BEGIN;\nDELETE FROM public."Notes" n WHERE length(n."Title") >= 0;\nCOMMIT;\n', "delete-without-where"),
+])
+def test_a_delete_or_update_that_touches_every_row_of_the_copy_counts_as_one_without_where(
+        up, kind, demo_archive, settings):
+    result = run(up, None, demo_archive, settings)
+    assert result.up_error is None
+    found = [f for f in result.findings() if f.code == kind]
+    assert len(found) == 1 and found[0].severity is Severity.FORBIDDEN
+    assert '"Notes"' in found[0].message and "every row" in found[0].message
+    assert Rehearsal.from_dict(json.loads(json.dumps(result.to_dict()))).findings()[0].code == kind
+
+
+def test_a_delete_of_some_rows_is_not_flagged(demo_archive, settings):
+    result = run('DELETE FROM "Notes" WHERE "Id" % 10 = 0;\n', None, demo_archive, settings)
+    assert result.up_error is None and result.every_row == []
+    assert not [f for f in result.findings() if f.code == "delete-without-where"]

@@ -18,6 +18,7 @@ from handlers.target import Target
 
 OWNER = "app_owner"
 _names = itertools.count(1)
+_OWNER_PASSWORD = secrets.token_urlsafe(24)
 
 
 def new_name() -> str:
@@ -27,11 +28,11 @@ def new_name() -> str:
 @pytest.fixture(scope="session")
 def owner_password(pg_server):
     """app_owner: LOGIN, CREATEROLE, not superuser; the migration owner and the bot's user, like Render's."""
-    password = secrets.token_urlsafe(24)
-    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
-            sql.Identifier(OWNER), sql.Literal(password)))
-    return password
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:  # once per server, whichever module asks
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (OWNER,)).fetchone():
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
+                sql.Identifier(OWNER), sql.Literal(_OWNER_PASSWORD)))
+    return _OWNER_PASSWORD
 
 
 def owner_dsn(pg_server, db: str, password: str) -> str:

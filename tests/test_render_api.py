@@ -51,10 +51,10 @@ def settings(**section) -> RenderSettings:
 
 
 @pytest.mark.parametrize("case", [
-    dict(plan="basic_1gb", workspace="hobby", window=timedelta(days=3, hours=1), ok=True, says="reaches back 3d 1h"),
+    dict(plan="basic_1gb", workspace="hobby", window=timedelta(days=3, hours=1), ok=True, says="reaches back 3 d 1 h"),
     dict(plan="pro_4gb", workspace="professional", window=timedelta(days=7, minutes=5), ok=True, says="7 days"),
     dict(plan="basic_1gb", workspace="professional", window=timedelta(days=3), ok=False,
-         says="reaches back only 3d 0h, the professional plan documents 7 days"),
+         says="reaches back only 3 d, the professional plan documents 7 days"),
     dict(plan="free", workspace="hobby", window=None, recovery="NOT_AVAILABLE", ok=False,
          says="free plan, which has no backups at all"),
     dict(plan="basic_1gb", workspace="hobby", window=None, recovery="NOT_AVAILABLE", ok=False, says="NOT_AVAILABLE"),
@@ -87,7 +87,7 @@ def test_overridden_window_table_and_expected_exports(fake, waits):
     assert not check_status(client, db["id"], expecting).ok
     fake.add_export(db["id"], b"new", age=timedelta(hours=5))
     found = check_status(client, db["id"], expecting)
-    assert found.ok and "newest export 5h 00m old" in found.line
+    assert found.ok and "newest export 5 h old" in found.line
     # The signed download links are never in the report.
     assert "X-Amz-Signature" not in str(status_report(found, "prod").to_json())
 

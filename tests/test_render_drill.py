@@ -151,7 +151,7 @@ def test_an_instance_stuck_in_creating_hits_the_time_limit_and_is_deleted(render
                               sleep=clock.sleep, clock=clock).result
     assert not result.passed and result.outcome == "failed"
     restore = next(s for s in result.steps if s["step"] == "restore")
-    assert restore["outcome"] == "failed" and "still creating after 45m 00s" in restore["detail"]
+    assert restore["outcome"] == "failed" and "still creating after 45 min" in restore["detail"]
     assert next(s for s in result.steps if s["step"] == "verify")["outcome"] == "skipped"
     assert next(s for s in result.steps if s["step"] == "delete instance")["outcome"] == "ok"
     assert sum(clock.waits) == 45 * 60 and max(clock.waits) == 60.0  # backoff grew to the cap

@@ -170,3 +170,12 @@ def test_work_still_queued_when_the_bot_stops_is_told_not_dropped(bot_factory, f
         conn.close()
     told = [c for c in fake_slack.calls_to("chat.postEphemeral") if "before `indexes` could start" in c.params["text"]]
     assert len(told) == 1 and told[0].params["user"] == "U0BOB"
+
+
+def test_per_command_help_in_slack_too(bot_factory, fresh_db):
+    bot = bot_factory(fresh_db)
+    for text, shows in (("backup --help", "/db backup verify <id>"), ("help migrate check", "opens a form for the SQL"),
+                        ("drill history -h", "/db drill history")):
+        answer = bot.command(text)
+        assert answer.status_code == 200
+        assert shows in json.dumps(answer.json()), text

@@ -22,10 +22,31 @@ def backup_settings(settings: Settings) -> backup.BackupSettings:
     return found
 
 
-def catalog(inv: Invocation) -> backup.BackupCatalog:
+STATE_DOWN_NOTE = "The state database is unreachable: this comes from the backup storage alone."
+
+
+def catalog(inv: Invocation):
+    """The catalog in the state store; with the state store configured but unreachable (the terminal
+    opens it and leaves inv.state None), the storage itself, read only."""
     if inv.state is None:
+        if inv.settings.state_url:
+            return backup.StorageCatalog(backup_settings(inv.settings))
         raise ConfigError("backups need the state store for their catalog: set DBOPS_STATE_URL (or DATABASE_URL)")
     return backup.BackupCatalog(inv.state.dsn)
+
+
+def from_storage(fn):
+    """Marks a command that still works with the state database down: it reads the storage instead."""
+    def run(inv: Invocation) -> Report:
+        report = fn(inv)
+        if inv.state is None and inv.settings.state_url:
+            report.summary = f"{STATE_DOWN_NOTE}\n{report.summary}"
+            report.data["from_storage"] = True
+        return report
+
+    run.__name__, run.__doc__ = fn.__name__, fn.__doc__
+    run.works_from_storage = True
+    return run
 
 
 @command("backup", "take a consistent, checksummed, verified backup now", long_running=True)
@@ -35,21 +56,54 @@ def backup_now(inv: Invocation) -> Report:
     return result.to_report()
 
 
+def _catch_up(inv: Invocation, found) -> str | None:
+    """The catalog is a cache of the storage: rows it lacks are added before it is read."""
+    if getattr(found, "from_storage", False):
+        return None
+    try:
+        backup.sync_catalog(found, backup_settings(inv.settings), adopt=False)
+    except backup.StorageError as exc:
+        return f"The backup storage could not be read ({exc}): this is the catalog alone."
+    return None
+
+
 @command("backup list", "the backup catalog, newest first")
+@from_storage
 def backup_list(inv: Invocation) -> Report:
-    return backup.list_backups(catalog(inv), getattr(inv.args, "target", None))
+    found = catalog(inv)
+    note = _catch_up(inv, found)
+    report = backup.list_backups(found, getattr(inv.args, "target", None))
+    if note:
+        report.summary = f"{note}\n{report.summary}"
+    return report
 
 
 @command("backup info", "everything known about one backup", Arg("id", "a backup id, e.g. b042", required=True),
          takes_target=False)
+@from_storage
 def backup_info(inv: Invocation) -> Report:
-    return backup.backup_info(catalog(inv), inv.args.id)
+    found = catalog(inv)
+    _catch_up(inv, found)
+    return backup.backup_info(found, inv.args.id)
 
 
-@command("backup verify", "check a backup's SHA-256 and read the whole archive",
+@command("backup verify", "check a backup's manifest seal and SHA-256, decrypt it and read the whole archive",
          Arg("id", "a backup id, e.g. b042", required=True), long_running=True, lock="backup")
+@from_storage
 def backup_verify(inv: Invocation) -> Report:
-    return backup.verify_backup(catalog(inv), backup_settings(inv.settings), inv.args.id, progress=inv.progress)
+    found = catalog(inv)
+    _catch_up(inv, found)
+    return backup.verify_backup(found, backup_settings(inv.settings), inv.args.id, progress=inv.progress)
+
+
+@command("backup sync", "rebuild the backup catalog from storage: add what it lacks, adopt backups a killed "
+                        "process finished, quarantine archives without a manifest", takes_target=False,
+         long_running=True, lock="backup")
+def backup_sync(inv: Invocation) -> Report:
+    if inv.state is None:
+        raise ConfigError("`backup sync` rebuilds the catalog in the state store: set DBOPS_STATE_URL "
+                          "(or DATABASE_URL) to a reachable database")
+    return backup.sync_report(backup.BackupCatalog(inv.state.dsn), backup_settings(inv.settings))
 
 
 @command("backup prune", "delete backups beyond the retention policy (never the newest verified one)",
@@ -66,10 +120,20 @@ def backup_schedule(inv: Invocation) -> Report:
 
 # -- /db status, start-up, schedule -------------------------------------------------------
 def freshness_line(inv: Invocation) -> tuple[str, bool, str]:
+    if inv.state is None and inv.settings.state_url:
+        return "Backups", False, "the state database is unreachable: `backup list` reads the backup storage"
     if inv.state is None:
         return "Backups", True, "no state store: backups are not catalogued"
     ok, line = backup.freshness(inv.state.dsn, inv.target_name, backup_settings(inv.settings))
     return "Backups", ok, line
+
+
+def state_placement_line(inv: Invocation) -> tuple[str, bool, str]:
+    shared = backup.state_shares_target(inv.settings.state_url, {n: t.dsn for n, t in inv.settings.targets.items()})
+    if not shared:
+        return "State store", True, "on its own database, apart from every target"
+    # A warning, not a failure: the bot works, it only would not survive that target's loss.
+    return "State store", True, "WARNING: " + backup.state_placement_warning(shared)
 
 
 def cleanup_at_startup(svc: Bot) -> list[str]:
@@ -93,9 +157,9 @@ def _scheduled_backup(svc: Bot) -> None:
 
 AREA = Area(
     "backup",
-    commands=(backup_now, backup_list, backup_info, backup_verify, backup_prune, backup_schedule),
+    commands=(backup_now, backup_list, backup_info, backup_verify, backup_sync, backup_prune, backup_schedule),
     settings=(("backup", backup_settings),),
-    status_lines=(StatusLine(freshness_line),),
+    status_lines=(StatusLine(freshness_line), StatusLine(state_placement_line, per_target=False)),
     startup=(cleanup_at_startup,),
     schedules=(Schedule("backup", _backup_slot, _scheduled_backup,
                         lambda settings, now: backup.schedule_report(backup_settings(settings), now).summary),),

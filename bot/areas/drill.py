@@ -18,7 +18,8 @@ from ..core.command import Arg, command
 from ..core.config import Settings
 from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
 from ..core.scheduler import daily_slot
-from .backup import backup_settings
+from .backup import backup_settings, from_storage
+from .backup import catalog as backup_catalog
 from .indexes import index_settings
 
 
@@ -71,10 +72,10 @@ def _decryptor(record: backup.BackupRecord):
 
 @command("drill", "restore drill: restore a backup into a throwaway instance, verify everything, delete it, report",
          Arg("backup_id", "a backup id (default: the latest completed backup of the target)"), long_running=True)
+@from_storage
 def drill_command(inv: Invocation) -> Report:
-    state = _state(inv)
     settings = drill_settings(inv.settings)
-    catalog = backup.BackupCatalog(state.dsn)
+    catalog = backup_catalog(inv)  # the state store's, or the storage's while the state database is down
     record = _backup_to_drill(catalog, inv.target_name, inv.args.backup_id)
     manifest = catalog.manifest(record.id)
     if manifest is None:
@@ -89,7 +90,8 @@ def drill_command(inv: Invocation) -> Report:
         result, interrupted = stopped.result, stopped
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    drill_id = drill.DrillStore(state.dsn).record(inv.target_name, record.id, result, inv.actor)
+    drill_id = (drill.DrillStore(inv.state.dsn).record(inv.target_name, record.id, result, inv.actor)
+                if inv.state is not None else "(not recorded: no state database)")
     if interrupted is not None:
         raise interrupted
     report = result.to_report()

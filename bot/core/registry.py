@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from handlers.errors import UsageError
-from handlers.report import ProgressFn, no_progress
+from handlers.report import ProgressFn, Report, no_progress
 from handlers.target import Target
 
 from .approvals.book import ApprovalRequest
@@ -46,6 +46,8 @@ class Bot(Protocol):
                     user_for_errors: str | None) -> None: ...
 
     def run_scheduled(self, words: list[str]) -> None: ...
+
+    def post_report(self, report: Report, channel: str | None = None) -> None: ...
 
 
 @dataclass

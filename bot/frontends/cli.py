@@ -11,7 +11,7 @@ import time
 
 from tabulate import tabulate
 
-from handlers.errors import DbopsError
+from handlers.errors import DbopsError, TargetUnreachable
 from handlers.report import Progress
 from handlers.target import scrub
 
@@ -82,7 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "target", None):
             settings.target(args.target)  # an unknown target is named before anything is opened
         if cmd.needs_state and settings.state_url:
-            store = StateStore(settings.state_url, max_size=4)
+            try:
+                store = StateStore(settings.state_url, max_size=4)
+            except TargetUnreachable:
+                # The night production (and the state store on it) is gone: the commands that can
+                # read the backup storage instead run without it and say so.
+                if not getattr(cmd.run, "works_from_storage", False):
+                    raise
         progress = TerminalProgress()
         inv = Invocation(command=cmd, args=args, settings=settings, actor=f"cli:{getpass.getuser()}",
                          registry=registry, state=store, progress=progress, front_end="cli")

@@ -10,18 +10,27 @@ The public API (what the bot's commands call):
 - freshness                                     for /db status, the digest and the staleness alarm
 - cleanup_incomplete                            at start-up
 - capture_manifest / compare_manifests / BackupManifest   (manifest.py)
+- StorageCatalog(settings)                      the same reads, from storage alone (state database down)
+- sync_catalog / sync_report                    the catalog rebuilt from storage (storecat.py, sync.py)
+- state_shares_target / state_placement_warning the state store on a database it protects
 """
 from .catalog import BackupCatalog, BackupRecord
 from .cleanup import cleanup_incomplete
-from .manifest import ArchiveInfo, BackupManifest, capture_manifest, compare_manifests
+from .manifest import ArchiveInfo, BackupManifest, ManifestDamaged, capture_manifest, compare_manifests
+from .placement import state_placement_warning, state_shares_target
 from .retention import plan_retention, prune
 from .schedule import claim_scheduled_run, next_run, schedule_report, schedule_slot
 from .settings import BackupSettings, RetentionSettings, S3Settings
+from .storage import StorageError
+from .storecat import StorageCatalog, storage_for
+from .sync import sync_catalog, sync_report
 from .take import BackupCancelled, BackupFailed, BackupResult, take_backup
-from .verify import ArchiveDamaged, Unrestorable, materialize, verify_backup
+from .verify import ArchiveDamaged, NoKey, Unrestorable, materialize, verify_backup
 from .views import backup_info, freshness, latest_verified, list_backups
 
 __all__ = [
+    "ManifestDamaged", "NoKey", "StorageCatalog", "StorageError", "state_placement_warning", "state_shares_target",
+    "storage_for", "sync_catalog", "sync_report",
     "ArchiveDamaged", "ArchiveInfo", "BackupCancelled", "BackupCatalog", "BackupFailed", "BackupManifest",
     "BackupRecord", "BackupResult", "BackupSettings", "RetentionSettings", "S3Settings", "Unrestorable",
     "backup_info", "capture_manifest", "claim_scheduled_run", "cleanup_incomplete", "compare_manifests",

@@ -107,6 +107,50 @@ class BackupCatalog:
             # Someone (cleanup at another replica's start) declared it dead meanwhile: not completed.
             raise RuntimeError(f"backup {backup_id} is no longer running in the catalog")
 
+    def from_storage(self, manifest: BackupManifest, location: str, adopt: bool) -> str | None:
+        """Catalogue a backup found in storage: "added" (the catalog had no row), "adopted" (a row
+        that never became `completed`: the process died after writing the manifest), or None.
+
+        `adopt` only once the caller has checked the archive's SHA-256. The id sequences are moved
+        past the id, so a rebuilt catalog never hands out an id that storage already holds."""
+        a = manifest.archive
+        values = (manifest.target, manifest.database, manifest.scheduled, manifest.requested_by or "?",
+                  manifest.created_at, manifest.duration_s, a.format, a.compression, a.encrypted, a.storage,
+                  location, a.size, a.sha256, manifest.integrity_level, len(manifest.tables), manifest.total_rows,
+                  json.dumps(manifest.to_dict()))
+        with self._connect() as conn:
+            self._move_sequence_past(conn, manifest.backup_id)
+            added = conn.execute(
+                "INSERT INTO dbops.backups (id, target, database, scheduled, requested_by, status, phase, started_at,"
+                " finished_at, duration_s, format, compression, encrypted, storage, location, size_bytes, sha256,"
+                " integrity_level, tables, total_rows, manifest)"
+                " VALUES (%s, %s, %s, %s, %s, 'completed', 'done', %s, now(), %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                " %s, %s, %s) ON CONFLICT (id) DO NOTHING", (manifest.backup_id, *values)).rowcount
+            if added:
+                return "added"
+            if not adopt:
+                return None
+            adopted = conn.execute(
+                "UPDATE dbops.backups SET target = %s, database = %s, scheduled = %s, requested_by = %s,"
+                " status = 'completed', phase = 'done', error = NULL, started_at = %s, finished_at = now(),"
+                " duration_s = %s, format = %s, compression = %s, encrypted = %s, storage = %s, location = %s,"
+                " size_bytes = %s, sha256 = %s, integrity_level = %s, tables = %s, total_rows = %s, manifest = %s"
+                " WHERE id = %s AND status <> 'completed' AND deleted_at IS NULL", (*values, manifest.backup_id)
+            ).rowcount
+        return "adopted" if adopted else None
+
+    @staticmethod
+    def _move_sequence_past(conn: psycopg.Connection, backup_id: str) -> None:
+        seq = {"a": "dbops.backup_scheduled_seq", "b": "dbops.backup_manual_seq"}.get(backup_id[:1])
+        if seq is None or not backup_id[1:].isdigit():
+            return
+        conn.execute(f"SELECT setval('{seq}', greatest(%s, (SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
+                     f" FROM {seq})))", (int(backup_id[1:]),))
+
+    def is_empty(self) -> bool:
+        with self._connect() as conn:
+            return conn.execute("SELECT NOT EXISTS (SELECT 1 FROM dbops.backups)").fetchone()[0]
+
     def fail(self, backup_id: str, error: str, duration_s: float | None = None) -> None:
         with self._connect() as conn:
             conn.execute("UPDATE dbops.backups SET status = 'failed', error = %s, finished_at = now(),"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .catalog import BackupCatalog
 from .settings import BackupSettings
+from .storage import StorageError
+from .sync import sync_catalog
 from .take import PARTIAL_RE
 
 
@@ -36,6 +38,10 @@ def cleanup_incomplete(state_dsn: str, settings: BackupSettings) -> list[str]:
             done.append(f"removed the unfinished file {entry.name}")
     if settings.storage == "s3" and settings.s3.bucket:
         done += _abort_orphan_uploads(settings, running)
+    try:  # then the catalog catches up with storage: adopt, quarantine, add what it lacks
+        done += sync_catalog(catalog, settings, adopt=True).lines()
+    except StorageError as exc:
+        done.append(f"could not compare the catalog with storage ({exc}); will try at the next start")
     return done
 
 

@@ -15,13 +15,18 @@ is pinned first (SET LOCAL: gone when the transaction ends):
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from ..errors import DbopsError
+
 FORMAT_VERSION = 1
+SEAL_VERSION = 1  # the sealed file around a manifest (seal/unseal)
 INTEGRITY_LEVELS = ("counts", "checksums")
 _BATCH = 200  # tables per UNION ALL query: few round trips, statements of sane size
 
@@ -97,7 +102,8 @@ def measure_tables(conn: psycopg.Connection, tables: list[tuple[str, str]],
         batch = tables[start:start + _BATCH]
         parts = []
         for i, (schema, name) in enumerate(batch):
-            checksum = (sql.SQL("coalesce(sum(hashtextextended(t::text, 0)), 0)") if with_checksums
+            # ROW(t.*): the whole row even when a column is named `t` (plain `t` would be that column).
+            checksum = (sql.SQL("coalesce(sum(hashtextextended(ROW(t.*)::text, 0)), 0)") if with_checksums
                         else sql.SQL("NULL::numeric"))
             parts.append(sql.SQL("SELECT {i}::int, count(*), {checksum} FROM ONLY {table} AS t").format(
                 i=sql.Literal(i), checksum=checksum, table=sql.Identifier(schema, name)))
@@ -309,15 +315,18 @@ class ArchiveInfo:
     encrypted: bool = False
     storage: str = "local"  # "local" or "s3"
     key: str | None = None  # S3 object key (storage "s3"); never an encryption key
+    # How it was encrypted (algorithm, chunk size, key id): what decrypting needs besides the key itself.
+    encryption: dict | None = None
 
     def to_dict(self) -> dict:
         return {"format": self.format, "compression": self.compression, "path": self.path, "size": self.size,
-                "sha256": self.sha256, "encrypted": self.encrypted, "storage": self.storage, "key": self.key}
+                "sha256": self.sha256, "encrypted": self.encrypted, "storage": self.storage, "key": self.key,
+                "encryption": self.encryption}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ArchiveInfo":
         return cls(**{k: d[k] for k in ("format", "compression", "path", "size", "sha256", "encrypted",
-                                         "storage", "key") if k in d})
+                                         "storage", "key", "encryption") if k in d})
 
 
 @dataclass
@@ -335,6 +344,10 @@ class BackupManifest:
     tables: list[dict] = field(default_factory=list)
     schema: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # What the catalog row says, kept here too so a catalog rebuilt from storage says the same.
+    requested_by: str = ""
+    scheduled: bool = False
+    duration_s: float | None = None
 
     @property
     def total_rows(self) -> int:
@@ -347,6 +360,7 @@ class BackupManifest:
             "server_version": self.server_version, "server_version_num": self.server_version_num,
             "pg_dump_version": self.pg_dump_version, "archive": self.archive.to_dict(),
             "integrity_level": self.integrity_level, "tables": self.tables, "schema": self.schema,
+            "requested_by": self.requested_by, "scheduled": self.scheduled, "duration_s": self.duration_s,
         }
 
     @classmethod
@@ -361,4 +375,60 @@ class BackupManifest:
             server_version_num=int(d.get("server_version_num", 0)), pg_dump_version=d.get("pg_dump_version", ""),
             archive=ArchiveInfo.from_dict(d.get("archive", {})), integrity_level=d.get("integrity_level", "counts"),
             tables=list(d.get("tables", [])), schema=dict(d.get("schema", {})), format_version=version,
+            requested_by=str(d.get("requested_by") or ""), scheduled=bool(d.get("scheduled", False)),
+            duration_s=d.get("duration_s"),
         )
+
+
+# -- the sealed file in storage ----------------------------------------------------
+
+class ManifestDamaged(DbopsError):
+    """A manifest file in storage that is not exactly what dbops wrote."""
+
+
+def _canonical(doc: dict) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def seal(manifest: BackupManifest) -> bytes:
+    """The manifest file as stored: the document and the SHA-256 of its canonical JSON.
+
+    The file is a deterministic rendering, so `unseal` can demand the exact bytes back: a flipped
+    byte anywhere (a value, the digest, even whitespace) is caught.
+    """
+    doc = manifest.to_dict()
+    return _render({"dbops_manifest": SEAL_VERSION, "sha256": hashlib.sha256(_canonical(doc)).hexdigest(),
+                    "manifest": doc})
+
+
+def _render(sealed: dict) -> bytes:
+    return (json.dumps(sealed, sort_keys=True, indent=1, ensure_ascii=True) + "\n").encode()
+
+
+def unseal(data: bytes, name: str = "the manifest") -> tuple[BackupManifest, bool]:
+    """(manifest, sealed) from a manifest file; sealed is False for an older dbops's plain manifest,
+    which carries no digest. Raises ManifestDamaged for anything not exactly as written."""
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ManifestDamaged(f"{name} is not valid JSON any more: it was changed or damaged") from None
+    if not isinstance(doc, dict):
+        raise ManifestDamaged(f"{name} is not a dbops manifest")
+    if "dbops_manifest" not in doc:
+        try:
+            return BackupManifest.from_dict(doc), False
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestDamaged(f"{name} is not a dbops manifest ({type(exc).__name__}: {exc})") from None
+    inner = doc.get("manifest")
+    if doc.get("dbops_manifest") != SEAL_VERSION or not isinstance(inner, dict) or not isinstance(doc.get("sha256"), str):
+        raise ManifestDamaged(f"{name} has an unknown or damaged seal")
+    digest = hashlib.sha256(_canonical(inner)).hexdigest()
+    if digest != doc["sha256"]:
+        raise ManifestDamaged(f"{name} was changed after the backup: its content's SHA-256 is {digest[:16]}…, "
+                              f"the seal says {doc['sha256'][:16]}…")
+    if _render(doc) != data:
+        raise ManifestDamaged(f"{name} differs from what dbops wrote (its bytes were changed)")
+    try:
+        return BackupManifest.from_dict(inner), True
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestDamaged(f"{name} is not a dbops manifest ({type(exc).__name__}: {exc})") from None

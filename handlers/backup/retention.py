@@ -1,24 +1,37 @@
-"""Which backups to keep: the last N daily, M weekly and K monthly *verified* backups.
+"""Which backups to keep: the last N daily, M weekly and K monthly *verified* backups, and never the
+last good one.
 
 Rules, in order:
 - Only verified backups count towards N/M/K; the newest verified backup is never deleted.
 - Each daily/weekly/monthly slot keeps the newest verified backup of that day/week/month.
-- A backup not verified yet is left alone (it may become the newest good one).
+- The newest backup that passed a restore drill is never deleted: a drilled backup is only ever
+  deleted in favour of a newer drilled one.
+- A backup taken before a migration ("migration r012") is kept `pre_migration_days`, by its own rule.
+- A backup not verified yet, or checked without the key ("no_key"), is left alone.
 - A backup that failed verification (or is unrestorable) is deleted once a newer verified one exists.
 - With no verified backup at all nothing is deleted: better too many archives than none.
+
+`prune` trusts no old flag: before deleting anything it re-checks (SHA-256 against the manifest)
+every backup it keeps as the reason for deleting another; one that fails is marked failed and the
+plan is made again without it, so a truncated newest archive never costs the only intact one.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import psycopg
 
 from ..errors import DbopsError
 from ..report import Outcome, Report, Section, Table
 from .catalog import BackupCatalog, BackupRecord
-from .fmt import human_bytes, when
+from .. import fmt
 from .settings import BackupSettings, RetentionSettings
-from .storage import S3Store
+from .storage import S3Store, StorageError, prepare_dir
+from .storecat import MANIFEST_SUFFIX, storage_for, write_index
 
 
 @dataclass
@@ -26,13 +39,22 @@ class RetentionPlan:
     keep: list[tuple[BackupRecord, str]]
     delete: list[tuple[BackupRecord, str]]
 
+    def reasons_to_delete(self) -> list[BackupRecord]:
+        """The kept backups that justify a deletion: the verified or drilled ones."""
+        return [r for r, why in self.keep if r.verified or "drill" in why]
 
-def plan_retention(records: list[BackupRecord], retention: RetentionSettings, tz: ZoneInfo) -> RetentionPlan:
+
+def plan_retention(records: list[BackupRecord], retention: RetentionSettings, tz: ZoneInfo,
+                   drill_passed: set[str] | frozenset[str] = frozenset(), now: datetime | None = None) -> RetentionPlan:
+    now = now or datetime.now(timezone.utc)
     usable = sorted((r for r in records if r.usable), key=lambda r: r.started_at, reverse=True)
     verified = [r for r in usable if r.verified]
     reasons: dict[str, list[str]] = {}
     if verified:
         reasons.setdefault(verified[0].id, []).append("newest verified")
+    drilled = [r for r in usable if r.id in drill_passed and r.verify_status not in ("failed", "unrestorable")]
+    if drilled:
+        reasons.setdefault(drilled[0].id, []).append("newest that passed a drill")
     for label, count, bucket in (
         ("daily", retention.daily, lambda d: d.date()),
         ("weekly", retention.weekly, lambda d: d.isocalendar()[:2]),
@@ -47,6 +69,11 @@ def plan_retention(records: list[BackupRecord], retention: RetentionSettings, tz
                 break
             seen.append(slot)
             reasons.setdefault(r.id, []).append(label)
+    window = timedelta(days=retention.pre_migration_days)
+    for r in usable:
+        if r.requested_by.startswith("migration ") and now - r.started_at <= window:
+            reasons.setdefault(r.id, []).append(f"taken before {r.requested_by} (kept {retention.pre_migration_days} "
+                                                "days)")
     keep, delete = [], []
     newest_verified = verified[0].started_at if verified else None
     for r in usable:
@@ -54,8 +81,9 @@ def plan_retention(records: list[BackupRecord], retention: RetentionSettings, tz
             keep.append((r, ", ".join(reasons[r.id])))
         elif r.verified:
             delete.append((r, "beyond retention"))
-        elif r.verify_status == "pending":
-            keep.append((r, "not verified yet (not counted)"))
+        elif r.verify_status in ("pending", "no_key"):
+            keep.append((r, "not verified yet (not counted)" if r.verify_status == "pending"
+                         else "not checked here (no key): not counted, not held against it"))
         elif newest_verified is not None and r.started_at < newest_verified:
             delete.append((r, f"verification {r.verify_status}; a newer verified backup exists"))
         else:
@@ -63,9 +91,66 @@ def plan_retention(records: list[BackupRecord], retention: RetentionSettings, tz
     return RetentionPlan(keep, delete)
 
 
-def prune(catalog: BackupCatalog, settings: BackupSettings, target_name: str, dry_run: bool) -> Report:
+def passed_drills(state_dsn: str, target: str) -> set[str]:
+    try:
+        with psycopg.connect(state_dsn, autocommit=True, connect_timeout=10) as conn:
+            return {r[0] for r in conn.execute("SELECT DISTINCT backup_id FROM dbops.drills WHERE target = %s"
+                                               " AND passed", (target,))}
+    except psycopg.errors.UndefinedTable:
+        return set()
+
+
+def recheck(record: BackupRecord, catalog: BackupCatalog, settings: BackupSettings) -> str | None:
+    """None when the stored archive's SHA-256 still matches its manifest; else what is wrong."""
+    from .verify import ArchiveDamaged, _fetch
+
+    manifest = catalog.manifest(record.id)
+    if manifest is None and record.storage == "s3":
+        return "the catalog has no manifest for it (nor the object key)"
+    try:
+        with tempfile.TemporaryDirectory(prefix=f".{record.id}.recheck-", suffix=".partial",
+                                         dir=prepare_dir(Path(settings.dir))) as work:
+            _fetch(record, manifest, settings, Path(work), lambda _: None, [])
+    except ArchiveDamaged as exc:
+        return str(exc)
+    return None
+
+
+def _plan_with_rechecks(catalog: BackupCatalog, settings: BackupSettings, target_name: str
+                        ) -> tuple[RetentionPlan, list[str]]:
     records = catalog.list(target_name)
-    plan = plan_retention(records, settings.retention, settings.tz)
+    drilled = passed_drills(catalog.state_dsn, target_name)
+    checked: set[str] = set()
+    found_bad: list[str] = []
+    while True:
+        plan = plan_retention(records, settings.retention, settings.tz, drilled)
+        if not plan.delete:
+            return plan, found_bad
+        bad = []
+        for r in plan.reasons_to_delete():
+            if r.id in checked:
+                continue
+            checked.add(r.id)
+            problem = recheck(r, catalog, settings)  # StorageError: nothing is deleted
+            if problem:
+                bad.append((r, problem))
+        if not bad:
+            return plan, found_bad
+        for r, problem in bad:
+            catalog.set_verification(r.id, "failed", f"re-checked before pruning: {problem}")
+            r.verify_status, r.verify_detail = "failed", problem
+            drilled.discard(r.id)
+            found_bad.append(f"{r.id}: {problem}")
+
+
+def prune(catalog: BackupCatalog, settings: BackupSettings, target_name: str, dry_run: bool) -> Report:
+    try:
+        plan, found_bad = _plan_with_rechecks(catalog, settings, target_name)
+    except StorageError as exc:
+        return Report(title=f"Prune backups of {target_name}", outcome=Outcome.FAILED,
+                      summary=f"Nothing was deleted: the backups kept could not be re-checked ({exc}).",
+                      data={"dry_run": dry_run, "target": target_name, "delete": [], "keep": [], "deleted": [],
+                            "errors": [str(exc)], "freed_bytes": 0})
     r = settings.retention
     policy = f"keeping {r.daily} daily, {r.weekly} weekly, {r.monthly} monthly verified backups"
     deleted, errors = [], []
@@ -77,19 +162,27 @@ def prune(catalog: BackupCatalog, settings: BackupSettings, target_name: str, dr
                 deleted.append(record.id)
             except (DbopsError, OSError) as exc:
                 errors.append(f"{record.id}: {exc}")
+    if deleted:
+        try:
+            write_index(storage_for(settings))
+        except (StorageError, OSError):
+            pass  # rewritten at the next backup; the manifests are the truth
     freed = sum(rec.size_bytes or 0 for rec, _ in plan.delete if dry_run or rec.id in deleted)
     if not plan.delete:
         summary = f"Nothing to prune for `{target_name}` ({len(plan.keep)} backups kept; {policy})."
     elif dry_run:
-        summary = (f"Would delete {len(plan.delete)} backup(s) of `{target_name}` ({human_bytes(freed)}), "
+        summary = (f"Would delete {len(plan.delete)} backup(s) of `{target_name}` ({fmt.size(freed)}), "
                    f"keep {len(plan.keep)}; {policy}. Run `backup prune` without --dry-run to delete.")
     else:
-        summary = f"Deleted {len(deleted)} backup(s) of `{target_name}` ({human_bytes(freed)}), kept {len(plan.keep)}."
+        summary = f"Deleted {len(deleted)} backup(s) of `{target_name}` ({fmt.size(freed)}), kept {len(plan.keep)}."
         if errors:
             summary += f" {len(errors)} could not be deleted: {'; '.join(errors)}"
-    rows_delete = [[rec.id, when(rec.started_at), human_bytes(rec.size_bytes), rec.verify_status, why]
+    if found_bad:
+        summary += (f" Re-checked before deleting anything: {len(found_bad)} kept backup(s) no longer match their "
+                    f"manifest and were marked FAILED ({'; '.join(found_bad)}).")
+    rows_delete = [[rec.id, fmt.when(rec.started_at), fmt.size(rec.size_bytes), rec.verify_status, why]
                    for rec, why in plan.delete]
-    rows_keep = [[rec.id, when(rec.started_at), human_bytes(rec.size_bytes), rec.verify_status, why]
+    rows_keep = [[rec.id, fmt.when(rec.started_at), fmt.size(rec.size_bytes), rec.verify_status, why]
                  for rec, why in plan.keep]
     headers = ["id", "started", "size", "verification", "why"]
     return Report(
@@ -100,21 +193,23 @@ def prune(catalog: BackupCatalog, settings: BackupSettings, target_name: str, dr
                   Section("Keep", table=Table(headers, rows_keep))],
         data={"dry_run": dry_run, "target": target_name,
               "delete": [rec.id for rec, _ in plan.delete], "keep": [rec.id for rec, _ in plan.keep],
-              "deleted": deleted, "errors": errors, "freed_bytes": freed},
+              "deleted": deleted, "errors": errors, "freed_bytes": freed, "found_damaged": found_bad},
     )
 
 
 def delete_archive(record: BackupRecord, catalog: BackupCatalog, settings: BackupSettings) -> None:
+    """The manifest goes first: from then on storage no longer lists the backup; a kill before the
+    archive is gone leaves an archive without a manifest, which the next start quarantines."""
     if record.storage == "s3":
         manifest = catalog.manifest(record.id)
         key = manifest.archive.key if manifest else None
         if key:
             store = S3Store(settings.s3)
+            store.delete(key + MANIFEST_SUFFIX)
             store.delete(key)
-            store.delete(key + ".manifest.json")
         local = Path(settings.dir) / key.rsplit("/", 1)[-1] if key else None  # a kept local copy
     else:
         local = Path(record.location) if record.location else None
     if local is not None:
+        local.with_name(local.name + MANIFEST_SUFFIX).unlink(missing_ok=True)
         local.unlink(missing_ok=True)
-        local.with_name(local.name + ".manifest.json").unlink(missing_ok=True)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 
 from ..report import Report, Section, Table
-from .fmt import human_duration
+from .. import fmt
 from .settings import BackupSettings
 
 
@@ -53,10 +53,10 @@ def schedule_report(settings: BackupSettings, now: datetime) -> Report:
     nxt = next_run(settings, now)
     wait = (nxt - now).total_seconds()
     at = f"{settings.schedule_time:%H:%M} {settings.schedule_timezone}"
-    rows.insert(0, ["next run", f"{nxt:%Y-%m-%d %H:%M %Z} (in {human_duration(wait)})"])
+    rows.insert(0, ["next run", f"{fmt.when(nxt)} (in {fmt.duration(wait)})"])
     rows.insert(0, ["schedule", f"daily at {at}"])
     return Report(title="Backup schedule",
-                  summary=f"Daily backup at {at}; next run {nxt:%Y-%m-%d %H:%M %Z}, in {human_duration(wait)}.",
+                  summary=f"Daily backup at {at}; next run {fmt.when(nxt)}, in {fmt.duration(wait)}.",
                   sections=[Section("Settings", table=Table(["", ""], rows))],
                   data={"enabled": True, "time": f"{settings.schedule_time:%H:%M}",
                         "timezone": settings.schedule_timezone, "next_run": nxt.isoformat()})

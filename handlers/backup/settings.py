@@ -29,6 +29,7 @@ class RetentionSettings:
     daily: int = 7
     weekly: int = 4
     monthly: int = 6
+    pre_migration_days: int = 30  # a backup taken before a migration is kept this long, whatever else
 
 
 @dataclass
@@ -56,7 +57,7 @@ class BackupSettings:
     jobs: int = 2  # parallel pg_dump workers for the directory format
     compression: str = "auto"  # auto: zstd where pg_dump was built with it, gzip otherwise
     compression_level: int | None = None
-    integrity: str = "counts"
+    integrity: str = "checksums"  # "counts" does not catch a changed row
     storage: str = "local"
     encrypt: bool = False  # needs DBOPS_BACKUP_KEY
     verify_after: bool = True  # full read of every new archive right after it is written
@@ -196,10 +197,10 @@ def _schedule(value: Any) -> tuple[bool, dtime]:
 
 def _retention(raw: Any) -> RetentionSettings:
     if not isinstance(raw, dict):
-        raise ConfigError("backup.retention must be a table: daily, weekly, monthly")
-    _no_unknown(raw, {"daily", "weekly", "monthly"}, "backup.retention")
+        raise ConfigError("backup.retention must be a table: daily, weekly, monthly, pre_migration_days")
+    _no_unknown(raw, {"daily", "weekly", "monthly", "pre_migration_days"}, "backup.retention")
     r = RetentionSettings()
-    for key in ("daily", "weekly", "monthly"):
+    for key in ("daily", "weekly", "monthly", "pre_migration_days"):
         setattr(r, key, _whole(raw, f"backup.retention.{key}", raw.get(key), getattr(r, key), 0))
     return r
 

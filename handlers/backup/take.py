@@ -9,12 +9,15 @@ The order of a backup, and why:
    is checked against the manifest (every table has its data), it is packed (directory format) and
    encrypted if configured, fsynced, hashed, and only then renamed to its final name (or uploaded:
    an S3 object appears only when the multipart upload completes).
-4. Only then the catalog row becomes `completed`. On any failure, cancel or kill the partial files
-   are removed at once, or by `cleanup_incomplete` at the next start.
+4. Then the sealed manifest is written beside it (durably: partial name, fsync, rename, fsync of the
+   folder), then the storage's index: storage now lists a complete backup (storecat.py).
+5. Only then the catalog row becomes `completed`. On any failure, cancel or kill the partial files
+   are removed at once, or by `cleanup_incomplete` at the next start; a kill after the archive's
+   rename leaves an archive without a manifest (quarantined at the next start), a kill after the
+   manifest a complete backup the catalog does not know yet (adopted at the next start, sync.py).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -36,12 +39,13 @@ from ..report import Outcome, Progress, ProgressFn, Report, Section, Stopwatch, 
 from ..target import Target, dsn_secrets, scrub
 from . import crypto
 from .catalog import BackupCatalog
-from .fmt import human_bytes, human_duration
-from .manifest import ArchiveInfo, BackupManifest, capture_manifest
+from .. import fmt
+from .manifest import ArchiveInfo, BackupManifest, capture_manifest, seal
 from .pgtools import (choose_compression, libpq_env, missing_table_data, require_pg_dump_for,
                       server_facts, last_line)
 from .settings import BackupSettings
-from .storage import S3Store, fsync_dir, fsync_file, prepare_dir, sha256_file
+from .storage import S3Store, StorageError, fsync_dir, fsync_file, prepare_dir, sha256_file
+from .storecat import MANIFEST_SUFFIX, storage_for, write_durably, write_index
 
 PARTIAL_SUFFIX = ".partial"
 PARTIAL_RE = re.compile(r"^\.([ab]\d+)[._].*\.partial$")
@@ -84,8 +88,8 @@ class BackupResult:
             ["id", self.backup_id],
             ["target", f"{self.target_name} ({self.target_label})"],
             ["database", f"{m.database} (PostgreSQL {m.server_version.split()[0]})"],
-            ["size", human_bytes(a.size)],
-            ["duration", human_duration(self.duration_s)],
+            ["size", fmt.size(a.size)],
+            ["duration", fmt.duration(self.duration_s)],
             ["tables", str(len(m.tables))],
             ["rows", f"{m.total_rows:,}"],
             ["integrity", "row counts" if m.integrity_level == "counts" else "row counts and content checksums"],
@@ -96,8 +100,8 @@ class BackupResult:
         ]
         table_rows = [[f"{t['schema']}.{t['name']}", f"{t['rows']:,}", (t.get("checksum") or "-")[:12]]
                       for t in m.tables]
-        summary = (f"Backup {self.backup_id} of `{self.target_name}` completed: {human_bytes(a.size)} in "
-                   f"{human_duration(self.duration_s)}, {len(m.tables)} tables, {m.total_rows:,} rows "
+        summary = (f"Backup {self.backup_id} of `{self.target_name}` completed: {fmt.size(a.size)} in "
+                   f"{fmt.duration(self.duration_s)}, {len(m.tables)} tables, {m.total_rows:,} rows "
                    f"({m.integrity_level}); {verification.split(':')[0]}.")
         return Report(
             title=f"Backup {self.backup_id} of {self.target_name}",
@@ -121,6 +125,7 @@ def take_backup(target: Target, settings: BackupSettings, catalog: BackupCatalog
                 cancel: threading.Event | None = None) -> BackupResult:
     backup_id = catalog.start(target.name, requested_by, scheduled)
     run = _BackupRun(backup_id, target, settings, catalog, progress, cancel or threading.Event())
+    run.requested_by, run.scheduled = requested_by, scheduled
     try:
         return run.execute()
     except BaseException as exc:
@@ -172,6 +177,7 @@ class _BackupRun:
         self.finals: list[Path] = []  # written under their final names, not yet in the catalog
         self.uploaded: list[tuple[S3Store, str]] = []
         self.completed = False
+        self.requested_by, self.scheduled = "", False
 
     # -- the whole run -----------------------------------------------------------
     def execute(self) -> BackupResult:
@@ -236,10 +242,12 @@ class _BackupRun:
             server_version_num=facts["server_version_num"], pg_dump_version=dump_version,
             archive=ArchiveInfo(format=s.format, compression=compression, path="", size=size, sha256=digest,
                                 encrypted=key is not None, storage=s.storage,
-                                key=None),
-            integrity_level=s.integrity, tables=tables, schema=schema)
+                                key=None, encryption=_encryption_parameters(key)),
+            integrity_level=s.integrity, tables=tables, schema=schema,
+            requested_by=self.requested_by, scheduled=self.scheduled)
 
         with self.watch.step("store"):
+            manifest.duration_s = round(self.watch.elapsed, 3)
             location = self._store(stored, folder, final_name, manifest)
         self.catalog.complete(self.id, manifest, location, self.watch.elapsed)
         self.completed = True
@@ -252,7 +260,7 @@ class _BackupRun:
                 status, detail = verify_record(self.catalog, s, self.catalog.require(self.id), self.progress)
             result.verify_status, result.verify_detail = status, detail
             result.duration_s = self.watch.elapsed
-        self._phase("done", f"{human_bytes(size)} in {human_duration(self.watch.elapsed)}", fraction=1.0)
+        self._phase("done", f"{fmt.size(size)} in {fmt.duration(self.watch.elapsed)}", fraction=1.0)
         return result
 
     # -- steps -------------------------------------------------------------------
@@ -263,9 +271,9 @@ class _BackupRun:
         free = shutil.disk_usage(folder).free
         if free < needed:
             raise BackupFailed(
-                f"not enough free space in the backup folder {folder}: {human_bytes(free)} free, about "
-                f"{human_bytes(needed)} needed (database {human_bytes(database_size)} x {s.size_factor:g}"
-                f"{' x 2' if copies == 2 else ''} + {human_bytes(s.min_free_bytes)} reserve). Free some space, "
+                f"not enough free space in the backup folder {folder}: {fmt.size(free)} free, about "
+                f"{fmt.size(needed)} needed (database {fmt.size(database_size)} x {s.size_factor:g}"
+                f"{' x 2' if copies == 2 else ''} + {fmt.size(s.min_free_bytes)} reserve). Free some space, "
                 "run `backup prune`, or point DBOPS_BACKUP_DIR at a bigger disk.", self.id)
 
     def _dump_and_measure(self, dump_path: Path, snapshot: str, compression: str) -> tuple[list[dict], dict]:
@@ -303,7 +311,7 @@ class _BackupRun:
                     last_tick = now
                     written = _size_of(dump_path)
                     what = "pg_dump" if self.proc.poll() is None else "manifest"
-                    self._phase("dumping", f"{human_bytes(written)} written, {now - started:.0f} s "
+                    self._phase("dumping", f"{fmt.size(written)} written, {now - started:.0f} s "
                                            f"(waiting for {what})")
                 time.sleep(0.05)
         except BaseException:
@@ -376,26 +384,37 @@ class _BackupRun:
             def on_bytes(n: int) -> None:
                 self._check_cancel()
                 sent[0] += n
-                self._phase("uploading", f"{human_bytes(sent[0])} of {human_bytes(total)}",
+                self._phase("uploading", f"{fmt.size(sent[0])} of {fmt.size(total)}",
                             fraction=sent[0] / total if total else 1.0)
 
             self._phase("uploading", f"to {store.url(key)}", fraction=0.0)
             store.upload(stored, key, on_bytes)
             self.uploaded.append((store, key))
-            self.uploaded.append((store, key + ".manifest.json"))
-            store.put_bytes(key + ".manifest.json", json.dumps(manifest.to_dict(), indent=1).encode())
+            self.uploaded.append((store, key + MANIFEST_SUFFIX))
+            store.put_bytes(key + MANIFEST_SUFFIX, seal(manifest))  # last: the backup is listed from now on
+            self._update_index()
             location = store.url(key)
             if not s.s3.keep_local:
                 _remove(stored)
                 return location
+            final = folder / final_name
+            os.replace(stored, final)  # the kept local copy: no manifest beside it, storage is S3
+            fsync_dir(folder)
+            return location
         final = folder / final_name
-        if s.storage == "local":
-            manifest.archive.path = str(final.resolve())
-        self.finals += [folder / (final_name + ".manifest.json"), final]
-        _write_atomic(folder / (final_name + ".manifest.json"), json.dumps(manifest.to_dict(), indent=1).encode())
+        manifest.archive.path = str(final.resolve())
+        self.finals += [folder / (final_name + MANIFEST_SUFFIX), final]
         os.replace(stored, final)
         fsync_dir(folder)
-        return str(final.resolve()) if s.storage == "local" else location
+        write_durably(folder / (final_name + MANIFEST_SUFFIX), seal(manifest))  # last: now it is a backup
+        self._update_index()
+        return str(final.resolve())
+
+    def _update_index(self) -> None:
+        try:
+            write_index(storage_for(self.settings))
+        except (StorageError, OSError):
+            pass  # the manifests are the truth; the index is rewritten at the next backup or prune
 
     # -- plumbing ----------------------------------------------------------------
     def _check_cancel(self) -> None:
@@ -467,11 +486,9 @@ def _remove(path: Path) -> None:
         pass
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _encryption_parameters(key: bytes | None) -> dict | None:
+    """What decrypting needs besides DBOPS_BACKUP_KEY; the key id tells a wrong key from a damaged file."""
+    if key is None:
+        return None
+    return {"algorithm": "AES-256-GCM", "chunk_bytes": crypto.CHUNK, "format_version": crypto.VERSION,
+            "key_id": crypto.key_id(key).hex()}

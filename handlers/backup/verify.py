@@ -18,10 +18,11 @@ from ..errors import ConfigError, DbopsError, UsageError
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from . import crypto
 from .catalog import BackupCatalog, BackupRecord
-from .manifest import BackupManifest
+from .manifest import BackupManifest, ManifestDamaged, unseal
 from .pgtools import BackupToolError, full_read, missing_table_data
 from .settings import BackupSettings, encryption_key_from_env
 from .storage import S3Store, StorageError, prepare_dir, sha256_file
+from .storecat import MANIFEST_SUFFIX
 
 
 class Unrestorable(DbopsError):
@@ -30,6 +31,14 @@ class Unrestorable(DbopsError):
 
 class ArchiveDamaged(DbopsError):
     """The archive is missing, changed, truncated or corrupted."""
+
+
+class NoKey(Unrestorable):
+    """Encrypted, and this process has no DBOPS_BACKUP_KEY: not restorable *here*, which says nothing
+    about the archive (verify records "no_key", never "unrestorable")."""
+
+
+NO_KEY_LABEL = "not checked here (no key)"
 
 
 @dataclass
@@ -52,6 +61,7 @@ def verify_backup(catalog: BackupCatalog, settings: BackupSettings, backup_id: s
     summary = {
         "verified": f"Backup {record.id} is verified: {outcome.detail}.",
         "unrestorable": f"Backup {record.id} is UNRESTORABLE: {outcome.detail}",
+        "no_key": f"Backup {record.id}: {NO_KEY_LABEL}: {outcome.detail}",
         "failed": f"Backup {record.id} FAILED verification: {outcome.detail}",
         "error": f"Backup {record.id} could not be verified now: {outcome.detail}",
     }[outcome.status]
@@ -75,6 +85,7 @@ def _verify(catalog: BackupCatalog, settings: BackupSettings, record: BackupReco
     try:
         if manifest is None:
             raise ArchiveDamaged("the catalog has no manifest for it")
+        check_stored_manifest(record, manifest, settings, checks)
         work_parent = prepare_dir(Path(settings.dir))
         with tempfile.TemporaryDirectory(prefix=f".{record.id}.verify-", suffix=".partial", dir=work_parent) as work:
             plain = fetch_plain(record, manifest, settings, Path(work), progress, checks, copy=False)
@@ -91,6 +102,9 @@ def _verify(catalog: BackupCatalog, settings: BackupSettings, record: BackupReco
         detail = f"SHA-256 matches, {'decrypts, ' if record.encrypted else ''}all {len(manifest.tables)} tables' data " \
                  "present, full read OK"
         outcome = VerifyOutcome("verified", detail, checks)
+    except NoKey as exc:
+        checks.append(["result", f"{NO_KEY_LABEL}: {exc}"])
+        outcome = VerifyOutcome("no_key", f"SHA-256 matches; {exc}", checks)
     except Unrestorable as exc:
         checks.append(["result", f"unrestorable: {exc}"])
         outcome = VerifyOutcome("unrestorable", str(exc), checks)
@@ -102,6 +116,38 @@ def _verify(catalog: BackupCatalog, settings: BackupSettings, record: BackupReco
         return VerifyOutcome("error", str(exc), checks)  # storage out of reach: says nothing about the archive
     catalog.set_verification(record.id, outcome.status, outcome.detail)
     return outcome
+
+
+def check_stored_manifest(record: BackupRecord, manifest: BackupManifest, settings: BackupSettings,
+                          checks: list[list[str]]) -> None:
+    """The manifest file in storage is intact (its seal) and describes this archive."""
+    if record.storage == "s3":
+        key = (manifest.archive.key or "") + MANIFEST_SUFFIX
+        where = S3Store(settings.s3).url(key)
+        try:
+            data = S3Store(settings.s3).client.get_object(Bucket=settings.s3.bucket, Key=key)["Body"].read()
+        except Exception as exc:  # botocore's NoSuchKey, or the storage out of reach
+            if type(exc).__name__ in ("NoSuchKey",) or "NoSuchKey" in str(exc) or "404" in str(exc):
+                raise ArchiveDamaged(f"its manifest {where} is missing from storage") from None
+            raise StorageError(f"cannot read {where}: {type(exc).__name__}") from None
+    else:
+        path = Path((record.location or "") + MANIFEST_SUFFIX)
+        where = str(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ArchiveDamaged(f"its manifest {where} is missing from storage") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {where}: {exc.strerror}") from None
+    try:
+        stored, sealed = unseal(data, f"its manifest {where}")
+    except ManifestDamaged as exc:
+        raise ArchiveDamaged(str(exc)) from None
+    if stored.backup_id != record.id or stored.archive.sha256 != (record.sha256 or manifest.archive.sha256):
+        raise ArchiveDamaged(f"its manifest {where} describes another archive (backup {stored.backup_id}, "
+                             f"SHA-256 {stored.archive.sha256[:16]}…)")
+    checks.append(["manifest", "sealed, intact, describes this archive" if sealed
+                   else "written by an older dbops without a seal: describes this archive"])
 
 
 def materialize(catalog: BackupCatalog, settings: BackupSettings, backup_id: str, dest_dir: Path,
@@ -182,8 +228,8 @@ def _decrypt(src: Path, dst: Path) -> None:
     except ConfigError as exc:
         raise Unrestorable(f"it is encrypted and {exc}") from None
     if key is None:
-        raise Unrestorable("it is encrypted and DBOPS_BACKUP_KEY is not set: without the key it was made with "
-                           "it cannot be restored")
+        raise NoKey("it is encrypted and DBOPS_BACKUP_KEY is not set here: without the key it was made with "
+                    "it cannot be decrypted")
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with open(src, "rb") as s, os.fdopen(fd, "wb") as d:

@@ -5,13 +5,13 @@ from datetime import datetime, timedelta, timezone
 
 from ..report import Outcome, Report, Section, Table
 from .catalog import BackupCatalog, BackupRecord
-from .fmt import human_age, human_bytes, human_duration, when
+from .. import fmt
 from .settings import BackupSettings
 
 
 def _verified_label(r: BackupRecord) -> str:
-    return {"verified": "yes", "pending": "not yet", "failed": "FAILED", "unrestorable": "UNRESTORABLE"}.get(
-        r.verify_status, r.verify_status)
+    return {"verified": "yes", "pending": "not yet", "failed": "FAILED", "unrestorable": "UNRESTORABLE",
+            "no_key": "not checked here (no key)"}.get(r.verify_status, r.verify_status)
 
 
 def _status_label(r: BackupRecord) -> str:
@@ -24,7 +24,7 @@ def _status_label(r: BackupRecord) -> str:
 
 def list_backups(catalog: BackupCatalog, target_name: str | None, limit: int = 50) -> Report:
     records = catalog.list(target_name, limit=limit)
-    rows = [[r.id, when(r.started_at), human_bytes(r.size_bytes), human_duration(r.duration_s),
+    rows = [[r.id, fmt.when(r.started_at), fmt.size(r.size_bytes), fmt.duration(r.duration_s),
              f"{r.total_rows:,}" if r.total_rows is not None else "-", _status_label(r), _verified_label(r),
              r.requested_by] for r in records]
     where = f" of `{target_name}`" if target_name else ""
@@ -32,7 +32,7 @@ def list_backups(catalog: BackupCatalog, target_name: str | None, limit: int = 5
         summary = f"No backups{where} yet: `backup` takes one now."
     else:
         good = [r for r in records if r.usable and r.verified]
-        newest = f"; newest verified: {good[0].id}, {human_age(good[0].started_at, datetime.now(timezone.utc))}" \
+        newest = f"; newest verified: {good[0].id}, {fmt.age(good[0].started_at, datetime.now(timezone.utc))}" \
             if good else "; none verified yet"
         summary = f"{len(records)} backup(s){where}, newest first{newest}."
     return Report(
@@ -53,16 +53,16 @@ def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
         ["database", r.database or "-"],
         ["status", _status_label(r) + (f": {r.error}" if r.error else "")],
         ["asked by", r.requested_by],
-        ["started", when(r.started_at)],
-        ["duration", human_duration(r.duration_s)],
-        ["size", human_bytes(r.size_bytes)],
+        ["started", fmt.when(r.started_at)],
+        ["duration", fmt.duration(r.duration_s)],
+        ["size", fmt.size(r.size_bytes)],
         ["format", f"{r.format or '-'}, {r.compression or '-'}" + (", encrypted" if r.encrypted else "")],
         ["stored at", r.location or "-"],
         ["sha256", r.sha256 or "-"],
         ["integrity", r.integrity_level or "-"],
         ["tables / rows", f"{r.tables if r.tables is not None else '-'} / "
                           f"{r.total_rows if r.total_rows is not None else '-'}"],
-        ["verified", _verified_label(r) + (f" ({when(r.verified_at)}: {r.verify_detail})" if r.verified_at else "")],
+        ["verified", _verified_label(r) + (f" ({fmt.when(r.verified_at)}: {r.verify_detail})" if r.verified_at else "")],
     ]
     sections = [Section("Backup", table=Table(["", ""], details))]
     if manifest:
@@ -71,7 +71,7 @@ def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
         sections.append(Section("Tables", table=Table(
             ["table", "rows", "checksum"],
             [[f"{t['schema']}.{t['name']}", f"{t['rows']:,}", t.get("checksum") or "-"] for t in manifest.tables])))
-    summary = (f"Backup {r.id} of `{r.target}`: {_status_label(r)}, {human_bytes(r.size_bytes)}, "
+    summary = (f"Backup {r.id} of `{r.target}`: {_status_label(r)}, {fmt.size(r.size_bytes)}, "
                f"verified: {_verified_label(r)}.")
     return Report(title=f"Backup {r.id}", summary=summary, sections=sections,
                   outcome=Outcome.FAILED if r.verify_status in ("failed", "unrestorable") else Outcome.OK,
@@ -99,15 +99,15 @@ def freshness(state_dsn: str, target_name: str, settings: BackupSettings,
     if latest is not None and (latest.status == "failed" or latest.verify_status in ("failed", "unrestorable")):
         what = "failed" if latest.status == "failed" else f"is {latest.verify_status.upper()} (verification)"
         why = latest.error if latest.status == "failed" else latest.verify_detail
-        fallback = (f"; newest verified: {newest.id}, {human_age(newest.started_at, now)}" if newest is not None
+        fallback = (f"; newest verified: {newest.id}, {fmt.age(newest.started_at, now)}" if newest is not None
                     else "; no verified backup")
-        return False, (f"newest backup of `{target_name}`, {latest.id} ({human_age(latest.started_at, now)}), {what}"
+        return False, (f"newest backup of `{target_name}`, {latest.id} ({fmt.age(latest.started_at, now)}), {what}"
                        + (f": {why}" if why else "") + fallback)
     if newest is None:
         return False, f"no verified backup of `{target_name}` yet"
     age = now - newest.started_at
-    text = (f"newest verified backup of `{target_name}` is {newest.id}, {human_age(newest.started_at, now)} "
-            f"({human_bytes(newest.size_bytes)})")
+    text = (f"newest verified backup of `{target_name}` is {newest.id}, {fmt.age(newest.started_at, now)} "
+            f"({fmt.size(newest.size_bytes)})")
     if age > limit:
         return False, f"STALE: {text}; the alarm is at {settings.max_age_hours:g} h"
     return True, text

@@ -2,36 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
+from .. import fmt
 from ..report import Outcome, Report, Section, Table
 
 STEP_NAMES = ("create instance", "restore", "verify", "delete instance")
-
-
-def human_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = float(seconds)
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
-
-
-def when(epoch: float | None) -> str:
-    if epoch is None:
-        return "-"
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _check_result(check: dict[str, Any]) -> str:
@@ -94,17 +70,17 @@ class DrillResult:
     @property
     def summary(self) -> str:
         restored = f"backup {self.backup_id} of {self.target}"
-        age = f" (age {human_seconds(self.recovery_point_age_s)} when restored)" if self.recovery_point_age_s is not None else ""
+        age = f" (age {fmt.duration(self.recovery_point_age_s)} when restored)" if self.recovery_point_age_s is not None else ""
         if self.passed:
             text = (f"Drill passed: restored {restored}{age} and verified it; all {len(self.checks)} checks "
-                    f"passed; total time {human_seconds(self.total_s)}.")
+                    f"passed; total time {fmt.duration(self.total_s)}.")
             if self.warnings:
                 n = len(self.warnings)
                 text += f" {n} warning{'s' if n != 1 else ''} about the source: " + \
                     " | ".join(c["name"] for c in self.warnings) + "."
             return text
         if self.cancelled:
-            return f"Drill cancelled after {human_seconds(self.total_s)}; the drill instance was deleted."
+            return f"Drill cancelled after {fmt.duration(self.total_s)}; the drill instance was deleted."
         problems = [f"{c['name']}: {c['detail']}" for c in self.failed_checks]
         if self.error:
             problems.insert(0, self.error)
@@ -136,18 +112,18 @@ class DrillResult:
         )
 
     def _step_rows(self) -> list[list[Any]]:
-        return [[s["step"], when(s.get("started_at")), human_seconds(s.get("seconds")), s["outcome"],
+        return [[s["step"], fmt.when(s.get("started_at")), fmt.duration(s.get("seconds")), s["outcome"],
                  s.get("detail", "")] for s in self.steps]
 
     def _check_rows(self) -> list[list[Any]]:
         return [[c["name"], _check_result(c), c.get("detail", "")] for c in self.checks]
 
     def _recovery_text(self) -> str:
-        return (f"Recovery point: the backup was {human_seconds(self.recovery_point_age_s)} old when restored "
+        return (f"Recovery point: the backup was {fmt.duration(self.recovery_point_age_s)} old when restored "
                 f"(taken {self.backup.get('created_at', '?')}).\n"
-                f"Recovery time: {human_seconds(self.total_s)} in total "
-                f"(restore {human_seconds(self.step_seconds('restore'))}, "
-                f"verify {human_seconds(self.step_seconds('verify'))}).")
+                f"Recovery time: {fmt.duration(self.total_s)} in total "
+                f"(restore {fmt.duration(self.step_seconds('restore'))}, "
+                f"verify {fmt.duration(self.step_seconds('verify'))}).")
 
     def to_report(self) -> Report:
         title = f"Restore drill{' ' + self.drill_id if self.drill_id else ''}: {self.target}, backup {self.backup_id}"
@@ -182,7 +158,7 @@ class DrillResult:
                  f"integrity level {self.backup.get('integrity_level', '?')}, "
                  f"{self.backup.get('tables', 0)} tables, {self.backup.get('rows', 0):,} rows",
                  f"- Drill instance: {self.instance or self.instance_kind}",
-                 f"- Started {when(self.started_at)}, finished {when(self.finished_at)}", "",
+                 f"- Started {fmt.when(self.started_at)}, finished {fmt.when(self.finished_at)}", "",
                  "## Recovery point and recovery time", "", *self._recovery_text().split("\n"), "",
                  "## Procedure", ""]
         lines += [f"{i}. {text}" for i, text in enumerate(self.procedure, 1)] or ["(no step ran)"]

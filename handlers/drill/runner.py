@@ -30,7 +30,8 @@ from .archive import ArchiveContents, Decryptor, file_sha256, list_contents, maj
 from .instance import DRILL_PURPOSE, DrillInstance, make_instance
 from .procs import DrillCancelled, client_args
 from .restore import restore_command, run_restore
-from .result import DrillResult, human_seconds
+from .. import fmt
+from .result import DrillResult
 from .settings import DrillSettings
 
 
@@ -167,7 +168,7 @@ class RestoreDrill:
             self.result.error = self.result.error or f"{name}: {self._clean(message)}"
             go_on = False
         record["seconds"] = round(time.monotonic() - mono, 3)
-        self.progress(Progress(name, 1.0, f"{name}: {record['outcome']} in {human_seconds(record['seconds'])}"))
+        self.progress(Progress(name, 1.0, f"{name}: {record['outcome']} in {fmt.duration(record['seconds'])}"))
         return go_on
 
     def _clean(self, text: str) -> str:
@@ -277,13 +278,13 @@ class RestoreDrill:
         created = _parse_time(self.manifest.get("created_at"))
         if created is not None:
             self.result.recovery_point_age_s = round(time.time() - created, 1)
-        fmt = (self.archive_info.get("format") or contents.format or "custom").lower()
+        archive_format = (self.archive_info.get("format") or contents.format or "custom").lower()
         dsn = self.instance.database_dsn()
-        cmd, jobs = restore_command(prepared.restorable, "(drill database)", fmt, self.settings.jobs)
+        cmd, jobs = restore_command(prepared.restorable, "(drill database)", archive_format, self.settings.jobs)
         self.result.procedure.append(
             f"Checked the stored archive ({self.result.backup['size']:,} bytes) against the catalog's SHA-256 and read "
             f"its table of contents ({contents.entries} entries).")
-        outcome = run_restore(prepared.restorable, dsn, fmt, self.settings.jobs, contents.table_data,
+        outcome = run_restore(prepared.restorable, dsn, archive_format, self.settings.jobs, contents.table_data,
                               self.progress, self.cancel)
         self.result.restore_errors = [self._clean(e) for e in outcome.errors]
         shown = " ".join(a for a in cmd[1:-1] if a not in ("--dbname", "(drill database)"))

@@ -12,7 +12,8 @@ from psycopg.types.json import Jsonb
 from ..errors import UsageError
 from ..report import Outcome, Report, Section, Table
 from ..target import connect
-from .result import DrillResult, human_seconds
+from .. import fmt
+from .result import DrillResult
 from .settings import DrillSettings
 
 _ID = re.compile(r"^d(\d+)$")
@@ -105,11 +106,11 @@ class DrillStore:
 
             def took(name: str) -> str:
                 s = steps.get(name)
-                return "-" if s is None or s["outcome"] == "skipped" else human_seconds(s["seconds"])
+                return "-" if s is None or s["outcome"] == "skipped" else fmt.duration(s["seconds"])
 
-            table_rows.append([drill_id(r["id"]), r["started_at"].astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"),
-                               r["backup_id"], human_seconds(r["recovery_point_age_s"]), took("create instance"),
-                               took("restore"), took("verify"), took("delete instance"), human_seconds(r["total_s"]),
+            table_rows.append([drill_id(r["id"]), fmt.when(r["started_at"]),
+                               r["backup_id"], fmt.duration(r["recovery_point_age_s"]), took("create instance"),
+                               took("restore"), took("verify"), took("delete instance"), fmt.duration(r["total_s"]),
                                r["outcome"]])
             data.append({"drill_id": drill_id(r["id"]), "started_at": r["started_at"].isoformat(),
                          "backup_id": r["backup_id"], "recovery_point_age_s": r["recovery_point_age_s"],
@@ -121,12 +122,12 @@ class DrillStore:
         passed = sum(1 for r in rows if r["outcome"] == "passed")
         summary = (f"Last {len(rows)} drill{'s' if len(rows) != 1 else ''} of {target_name}: {passed} passed, "
                    f"{len(rows) - passed} not. Total time, oldest to newest: {trend} "
-                   f"({human_seconds(min(totals))} to {human_seconds(max(totals))}).")
+                   f"({fmt.duration(min(totals))} to {fmt.duration(max(totals))}).")
         latest_ok = rows[0]["outcome"] == "passed"
         return Report(
             f"Restore drills: {target_name}", summary, Outcome.OK if latest_ok else Outcome.FAILED,
             sections=[Section("Drills", table=Table(
-                ["id", "when (UTC)", "backup", "backup age", "instance", "restore", "verify", "delete", "total",
+                ["id", "when", "backup", "backup age", "instance", "restore", "verify", "delete", "total",
                  "result"], table_rows)),
                 Section("Trend of total time", f"{trend}  (oldest to newest, {len(totals)} drills)")],
             data={"target": target_name, "drills": data, "trend": trend})
@@ -154,22 +155,22 @@ def _last_pass_line(store: DrillStore, target_name: str, limit: int, now: dateti
     last = store.last_passed(target_name)
     if last is None:
         return False, (f"no restore drill has ever passed on {target_name}: run `drill` "
-                       f"(the ops plan asks for one at least every {limit} days)")
+                       f"(drill.max_age_days in dbops.toml asks for one at least every {limit} days)")
     age = (now - last["finished_at"]).total_seconds()
-    ago = human_seconds(max(0.0, age))
+    ago = fmt.duration(max(0.0, age))
     if age > limit * 86400:
         return False, (f"no restore drill has passed on {target_name} in the last {limit} days "
                        f"(last pass: {last['drill_id']}, {ago} ago): run `drill`")
     return True, (f"last restore drill passed {ago} ago ({last['drill_id']}, backup {last['backup_id']}, "
-                  f"recovery time {human_seconds(last['total_s'])})")
+                  f"recovery time {fmt.duration(last['total_s'])})")
 
 
 def schedule_report(settings: DrillSettings, now: datetime | None = None) -> Report:
     """`drill schedule`: when drills run by themselves and what the alarm waits for."""
     now = now or datetime.now(timezone.utc)
     nxt = settings.schedule.next_run(now)
-    next_text = nxt.strftime("%Y-%m-%d %H:%M UTC") if nxt else "none (on demand only)"
-    in_text = f" (in {human_seconds((nxt - now).total_seconds())})" if nxt else ""
+    next_text = fmt.when(nxt) if nxt else "none (on demand only)"
+    in_text = f" (in {fmt.duration((nxt - now).total_seconds())})" if nxt else ""
     rows = [["schedule", str(settings.schedule)], ["next run", next_text + in_text],
             ["alarm", f"when no drill has passed for {settings.max_age_days} days"],
             ["instance", settings.instance + (f" (${settings.scratch_url_env})" if settings.instance == "scratch" else "")],
@@ -213,7 +214,7 @@ def _alarm_by_kind(state_dsn: str, target_name: str, limit: int, now: datetime) 
             age = (now - r["last_pass"]).total_seconds()
             if age > limit * 86400:
                 ok = False
-                parts.append(f"{r['kind']}: no pass in the last {limit} days (last {human_seconds(age)} ago)")
+                parts.append(f"{r['kind']}: no pass in the last {limit} days (last {fmt.duration(age)} ago)")
             else:
-                parts.append(f"{r['kind']}: last passed {human_seconds(max(0.0, age))} ago")
+                parts.append(f"{r['kind']}: last passed {fmt.duration(max(0.0, age))} ago")
     return ok, f"restore drills of {target_name}: " + "; ".join(parts)

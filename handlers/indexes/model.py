@@ -133,14 +133,3 @@ class Usage:
             return f"{self.scans} scans in {window_days} d" if self.scans else f"no scans in {window_days} d"
         days = max(0, int(self.history_days))
         return f"{self.scans} scans in {days} d of history" if self.scans else f"no scans in {days} d of history (too short)"
-
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"

@@ -38,6 +38,7 @@ from typing import Any, Iterator
 import psycopg
 from psycopg import sql
 
+from handlers import fmt
 from handlers.backup.manifest import capture_manifest
 from handlers.backup.pgtools import BackupToolError, last_line, libpq_env
 from handlers.errors import ConfigError, DbopsError, TargetUnreachable, UsageError
@@ -145,6 +146,9 @@ class Rehearsal:
     data_diff: list[str] = field(default_factory=list)
     checked_columns: list[str] = field(default_factory=list)  # columns whose data was checksummed
     downtime: list[dict] = field(default_factory=list)  # [{relation, mode, seconds, blocks}]
+    # DELETE/UPDATE statements of UP that touched every row of their table in the copy:
+    # [{line, kind, relation, rows}]. `WHERE "Id" > 0` is a DELETE without WHERE in effect.
+    every_row: list[dict] = field(default_factory=list)
     restore_problems: list[str] = field(default_factory=list)
     restore_s: float = 0.0
     up_s: float = 0.0
@@ -166,7 +170,7 @@ class Rehearsal:
     def _copy_of(self) -> str:
         if self.source == "backup":
             what = f"backup {self.backup_id}" if self.backup_id else "a backup archive"
-            return f"a copy of {what}" + (f" ({_age(self.backup_age_s)} old)" if self.backup_age_s is not None else "")
+            return f"a copy of {what}" + (f" ({fmt.duration(self.backup_age_s)} old)" if self.backup_age_s is not None else "")
         if self.schema_target:
             return f"a schema-only copy of `{self.schema_target}` (no data)"
         what = f"backup {self.backup_id}" if self.backup_id else "a backup archive"
@@ -191,7 +195,7 @@ class Rehearsal:
             lines.append("rollback not tested: UP failed")
             return lines
         count = len(self.up_statements)
-        lines.append(f"UP applied in rehearsal: {count} statement{'s' if count != 1 else ''} in {_secs(self.up_s)}")
+        lines.append(f"UP applied in rehearsal: {count} statement{'s' if count != 1 else ''} in {fmt.duration(self.up_s)}")
         if not self.down_given:
             lines.append("rollback not tested: no DOWN migration")
         elif self.down_error:
@@ -209,15 +213,23 @@ class Rehearsal:
         if self.downtime:
             for d in self.downtime:
                 about = "" if d["seconds"] < 0.1 else "about "
-                lines.append(f"downtime estimate: {d['mode']} on {d['relation']} for {about}{_secs(d['seconds'])} "
+                lines.append(f"downtime estimate: {d['mode']} on {d['relation']} for {about}{fmt.duration(d['seconds'])} "
                              f"(blocks {d['blocks']}){caveat}")
         else:
             lines.append(f"downtime estimate: no lock that blocks reads or writes is held (UP took "
-                         f"{_secs(self.up_s)}){caveat}")
+                         f"{fmt.duration(self.up_s)}){caveat}")
         return lines
 
     def findings(self) -> list[Finding]:
         found = []
+        for hit in self.every_row:
+            verb = "deletes" if hit["kind"] == "DELETE" else "updates"
+            found.append(Finding(
+                code="delete-without-where" if hit["kind"] == "DELETE" else "update-without-where",
+                severity=Severity.FORBIDDEN, line=hit["line"], statement="",
+                message=f"{hit['kind']} {verb} every row of {hit['relation']} in the rehearsal copy "
+                        f"({hit['rows']:,} of {hit['rows']:,}): in effect it has no WHERE",
+                hint="If that is meant, say so with an approver; otherwise narrow the WHERE clause."))
         if self.up_error:
             found.append(Finding(
                 code="rehearsal-failed", severity=Severity.FORBIDDEN, line=self.up_error_line or 0,
@@ -289,6 +301,7 @@ class Rehearsal:
             "down_error_sqlstate": self.down_error_sqlstate, "down_error_condition": self.down_error_condition,
             "schema_diff": list(self.schema_diff), "data_diff": list(self.data_diff),
             "checked_columns": list(self.checked_columns), "downtime": [dict(d) for d in self.downtime],
+            "every_row": [dict(e) for e in self.every_row],
             "up_error_statement": self.up_error_statement,
             "restore_problems": list(self.restore_problems), "restore_s": round(self.restore_s, 3),
             "up_s": round(self.up_s, 3), "down_s": round(self.down_s, 3), "total_s": round(self.total_s, 3),
@@ -314,27 +327,6 @@ def _cut(text: str, limit: int) -> str:
 def _preview(text: str, limit: int = PREVIEW) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _secs(seconds: float) -> str:
-    if seconds < 0.1:
-        return "less than 0.1 s"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min"
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} days"
 
 
 # -- rehearsing ------------------------------------------------------------------------------
@@ -470,6 +462,7 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
     progress(Progress("rehearsal", 0.5, "applying UP"))
     run = _run_batches(conn, up, settings, before.names, cancel, hidden)
     result.up_statements, result.up_s, result.downtime = run.statements, run.seconds, run.downtime
+    result.every_row = run.every_row
     if run.error:
         result.up_error, result.up_error_line, result.up_error_statement = run.error, run.error_line, run.error_statement
         result.up_error_sqlstate, result.up_error_condition = run.error_sqlstate, run.error_condition
@@ -686,6 +679,7 @@ class _Run:
     statements: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     downtime: list[dict] = field(default_factory=list)
+    every_row: list[dict] = field(default_factory=list)
     error: str | None = None  # channel-safe: line, SQLSTATE, condition name
     error_line: int | None = None
     error_statement: str | None = None
@@ -739,13 +733,17 @@ def _run_batches(conn: psycopg.Connection, batches: list[Batch], settings: Rehea
             if cancel is not None and cancel.is_set():
                 _rollback(conn)
                 raise RehearsalCancelled("the rehearsal was cancelled")
+            rows_before = _rows_of_target(conn, stmt)
             t0 = time.monotonic()
             try:
-                conn.execute(stmt.text)
+                cursor = conn.execute(stmt.text)
             except psycopg.Error as exc:
                 run.statements.append(_row(stmt, time.monotonic() - t0, [], batch, failed=True))
                 return _failed(conn, run, stmt, exc, cancel, started, hidden)
             seconds = time.monotonic() - t0
+            if rows_before and cursor.rowcount >= rows_before[1]:
+                run.every_row.append({"line": stmt.line, "kind": "DELETE" if stmt.kind == "DeleteStmt" else "UPDATE",
+                                      "relation": rows_before[0], "rows": cursor.rowcount})
             new: list[tuple[str, str]] = []
             if batch.in_transaction:
                 now_held = _own_locks(conn, names)
@@ -772,6 +770,23 @@ def _run_batches(conn: psycopg.Connection, batches: list[Batch], settings: Rehea
     run.seconds = time.monotonic() - started
     run.downtime = _downtime(held_for, strongest)
     return run
+
+
+def _rows_of_target(conn: psycopg.Connection, stmt: Statement) -> tuple[str, int] | None:
+    """(table, rows) for a top-level DELETE or UPDATE, counted as the statement would see the table
+    (ONLY or with its children); None for other statements, an empty table, or a table not counted."""
+    if stmt.kind not in ("DeleteStmt", "UpdateStmt") or not stmt.node.get("relation"):
+        return None
+    rel = stmt.node["relation"]
+    name = sql.Identifier(*[part for part in (rel.get("schemaname"), rel["relname"]) if part])
+    only = sql.SQL("") if rel.get("inh") else sql.SQL("ONLY ")
+    try:
+        with conn.transaction():  # a savepoint inside UP's transaction: a failed count changes nothing
+            rows = conn.execute(sql.SQL("SELECT count(*) FROM {}{}").format(only, name)).fetchone()[0]
+    except psycopg.Error:
+        return None
+    label = f'"{rel["relname"]}"' if not rel.get("schemaname") else f'"{rel["schemaname"]}"."{rel["relname"]}"'
+    return (label, rows) if rows else None
 
 
 def _failed(conn: psycopg.Connection, run: _Run, stmt: Statement, exc: psycopg.Error,

@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterable
 
 from ..drill import checks as C
 from ..drill.procs import DrillCancelled
-from ..drill.result import DrillResult, human_seconds
+from .. import fmt
+from ..drill.result import DrillResult
 from ..drill.runner import DrillInterrupted, _SigintDeferred
 from ..drill.settings import DrillSettings
 from ..errors import DbopsError
@@ -180,7 +181,7 @@ class _PitrDrill:
             self.result.error = self.result.error or f"{name}: {self._clean(message)}"
             go_on = False
         record["seconds"] = round(time.monotonic() - mono, 3)
-        self.progress(Progress(name, 1.0, f"{name}: {record['outcome']} in {human_seconds(record['seconds'])}"))
+        self.progress(Progress(name, 1.0, f"{name}: {record['outcome']} in {fmt.duration(record['seconds'])}"))
         return go_on
 
     # -- step 1: ask Render for the recovery instance ------------------------------------------
@@ -236,7 +237,7 @@ class _PitrDrill:
                                 f"region {self.created.get('region', '?')}")
         self.result.procedure.append(
             f"Asked Render (POST /postgres/{{id}}/recovery) for a new instance {name}, restored to "
-            f"{_iso(restore_time)} ({human_seconds(self.result.recovery_point_age_s)} before the request); "
+            f"{_iso(restore_time)} ({fmt.duration(self.result.recovery_point_age_s)} before the request); "
             f"plan {plan}, billed while it exists.")
         return f"{name} ({self.created['id']}), restoring to {_iso(restore_time)}, plan {plan}"
 
@@ -256,17 +257,17 @@ class _PitrDrill:
             waited = self.clock() - started
             if status == "available":
                 self.created = {**self.created, **found}
-                self.result.procedure.append(f"Waited {human_seconds(waited)} for Render to restore it "
+                self.result.procedure.append(f"Waited {fmt.duration(waited)} for Render to restore it "
                                              f"({polls} status checks) until it was available.")
-                return f"available after {human_seconds(waited)}"
+                return f"available after {fmt.duration(waited)}"
             if status in _FAILED_STATES:
-                raise StepFailed(f"Render's recovery instance became {status} after {human_seconds(waited)}")
+                raise StepFailed(f"Render's recovery instance became {status} after {fmt.duration(waited)}")
             if waited >= limit:
-                raise StepFailed(f"the recovery instance was still {status} after {human_seconds(waited)} "
+                raise StepFailed(f"the recovery instance was still {status} after {fmt.duration(waited)} "
                                  f"([render] wait_limit_minutes = {self.settings.wait_limit_minutes}): giving up; "
                                  "it is deleted")
             self.progress(Progress("restore", min(0.95, waited / limit),
-                                   f"Render is restoring (status {status}, {human_seconds(waited)} so far; "
+                                   f"Render is restoring (status {status}, {fmt.duration(waited)} so far; "
                                    "Render restores take 10 to 30 minutes)"))
             self.sleep(max(0.0, min(interval, limit - waited)))
             interval = min(self.settings.poll_max_s, interval * 1.5)
@@ -317,11 +318,11 @@ class _PitrDrill:
             raise
         self.billed_s = round(self.clock() - self.created_at, 1) if self.created_at is not None else None
         plan = self.created.get("plan", "?")
-        self.result.instance += f", existed {human_seconds(self.billed_s)} (billed)"
+        self.result.instance += f", existed {fmt.duration(self.billed_s)} (billed)"
         self.result.backup |= {"billed_s": self.billed_s, "plan": plan}
         self.result.procedure.append(f"Deleted it (DELETE /postgres/{{id}}); the billed instance existed "
-                                     f"{human_seconds(self.billed_s)}, plan {plan}.")
-        return f"deleted {name}; it existed {human_seconds(self.billed_s)} (plan {plan})"
+                                     f"{fmt.duration(self.billed_s)}, plan {plan}.")
+        return f"deleted {name}; it existed {fmt.duration(self.billed_s)} (plan {plan})"
 
 
 def _quiet(progress: ProgressFn) -> ProgressFn:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..drill.result import human_seconds
+from .. import fmt
 from ..report import Outcome, Report, Section, Table
 from .client import RenderClient, parse_time
 from .settings import EXPORT_KEEP_DAYS, NO_BACKUP_INSTANCE_PLANS, RenderSettings
@@ -33,9 +33,9 @@ class RenderStatus:
         name = self.instance.get("name", self.postgres_id)
         if self.warnings:
             return f"Render {name}: " + "; ".join(self.warnings)
-        reach = f"point-in-time recovery reaches back {human_seconds(self.window_s)}" \
+        reach = f"point-in-time recovery reaches back {fmt.duration(self.window_s)}" \
             if self.window_s is not None else "point-in-time recovery available"
-        export = f", newest export {human_seconds(self.newest_export_age_s)} old" \
+        export = f", newest export {fmt.duration(self.newest_export_age_s)} old" \
             if self.newest_export_age_s is not None else ""
         return f"Render {name}: {reach} (plan gives {self.documented_days} days){export}"
 
@@ -65,7 +65,7 @@ def check_status(client: RenderClient, postgres_id: str, settings: RenderSetting
                         "to recover to")
     elif status == "AVAILABLE" and documented and window_s is not None and \
             window_s < documented * 86400 - settings.window_slack_hours * 3600:
-        warnings.append(f"point-in-time recovery reaches back only {human_seconds(window_s)}, the "
+        warnings.append(f"point-in-time recovery reaches back only {fmt.duration(window_s)}, the "
                         f"{settings.workspace_plan} plan documents {documented} days")
     newest = exports[0] if exports else None
     export_age = None
@@ -90,7 +90,7 @@ def status_report(found: RenderStatus, target_name: str) -> Report:
     starts = found.recovery.get("startsAt")
     recovery_rows = [["status", found.recovery.get("recoveryStatus", "-")],
                      ["earliest restorable time", starts or "-"],
-                     ["reaches back", human_seconds(found.window_s)],
+                     ["reaches back", fmt.duration(found.window_s)],
                      ["the plan documents", f"{found.documented_days} days"]]
     export_rows = [[e.get("id", "?"), e.get("createdAt", "?")] for e in found.exports[:10]]
     sections = [Section("Instance", table=Table(["", ""], instance_rows)),

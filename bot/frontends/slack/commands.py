@@ -4,6 +4,7 @@ from __future__ import annotations
 from slack_bolt import Ack, App, BoltContext
 
 from ...core import render
+from ...core.registry import Invocation
 from ...core.service import BotService
 from .access import audit_later, db_middleware
 
@@ -18,7 +19,13 @@ def handle_db_command(svc: BotService, ack: Ack, command: dict, cmd, args) -> No
     """Runs once the access checks let the command through."""
     user, channel = command.get("user_id", ""), command.get("channel_id", "")
     if cmd.name == "help":
-        ack(text="dbops commands", blocks=render.help_blocks(svc.registry.help_rows("slack")))
+        if getattr(args, "topic", None):  # `/db help backup`, `/db backup --help`
+            inv = Invocation(command=cmd, args=args, settings=svc.settings, actor=user, registry=svc.registry,
+                             front_end="slack")
+            report = cmd.run(inv)
+            ack(text=report.title, blocks=render.report_blocks(report)[:50])
+        else:
+            ack(text="dbops commands", blocks=render.help_blocks(svc.registry.help_rows("slack")))
         audit_later(svc, command, "command", "ok", "help")
         return
     if cmd.modal:

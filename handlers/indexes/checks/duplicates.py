@@ -9,7 +9,8 @@ Only btree counts for prefixes: other methods do not serve a leading prefix alik
 """
 from __future__ import annotations
 
-from ..model import Finding, IndexInfo, human_size
+from ... import fmt
+from ..model import Finding, IndexInfo
 
 HEADERS = ["Index", "Table", "Covered by", "Kind", "Size", "Suggestion (not run)"]
 
@@ -50,7 +51,7 @@ def check_duplicates(indexes: list[IndexInfo]) -> list[Finding]:
                     check="duplicate", schema=a.schema, names=(a.name, a.table, b.name),
                     key=f"duplicate:{a.schema}.{a.name}",
                     summary=f"{a.name} on {a.table} is {cover} of {b.name}",
-                    row=[a.name, a.table, b.name, cover, human_size(a.size_bytes), a.drop_sql],
+                    row=[a.name, a.table, b.name, cover, fmt.size(a.size_bytes), a.drop_sql],
                     fix=a.drop_sql,
                 ))
                 break

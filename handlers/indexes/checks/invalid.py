@@ -11,7 +11,8 @@ from __future__ import annotations
 from pglast import parse_sql
 from pglast.stream import RawStream
 
-from ..model import Finding, IndexInfo, human_size
+from ... import fmt
+from ..model import Finding, IndexInfo
 
 HEADERS = ["Index", "Table", "Size", "Fix"]
 
@@ -38,7 +39,7 @@ def check_invalid(indexes: list[IndexInfo]) -> list[Finding]:
             check="invalid", schema=index.schema, names=(index.name, index.table),
             key=f"invalid:{index.schema}.{index.name}",
             summary=f"{index.name} on {index.table} is invalid (a failed concurrent build){hint}",
-            row=[index.name, index.table, human_size(index.size_bytes), fix + hint],
+            row=[index.name, index.table, fmt.size(index.size_bytes), fix + hint],
             fix=fix + f" -- or: REINDEX INDEX CONCURRENTLY {index.qualified_name};",
         ))
     return findings

@@ -6,7 +6,8 @@ large one read mostly through indexes. Counters run from the last statistics res
 """
 from __future__ import annotations
 
-from ..model import Finding, TableInfo, human_size
+from ... import fmt
+from ..model import Finding, TableInfo
 
 HEADERS = ["Table", "Rows", "Size", "Seq scans", "Index scans", "Seq share", "Rows read by seq scans"]
 
@@ -24,7 +25,7 @@ def check_seq_scans(tables: list[TableInfo], min_rows: int, min_count: int, min_
             check="seq_scan", schema=t.schema, names=(t.name,),
             key=f"seq_scan:{t.schema}.{t.name}",
             summary=f"{t.name} ({t.live_rows:,} rows) is read by sequential scans {share:.0%} of the time",
-            row=[t.name, f"{t.live_rows:,}", human_size(t.size_bytes), f"{t.seq_scan:,}", f"{t.idx_scan:,}",
+            row=[t.name, f"{t.live_rows:,}", fmt.size(t.size_bytes), f"{t.seq_scan:,}", f"{t.idx_scan:,}",
                  f"{share:.0%}", f"{t.seq_tup_read:,}"],
         ))
     return findings

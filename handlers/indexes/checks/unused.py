@@ -15,7 +15,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable
 
-from ..model import Finding, IndexInfo, Usage, human_size
+from ... import fmt
+from ..model import Finding, IndexInfo, Usage
 
 HEADERS = ["Index", "Table", "Size", "Scans in window", "Suggestion (not run)"]
 
@@ -67,8 +68,8 @@ def check_unused(indexes: list[IndexInfo], usage_of: Callable[[IndexInfo], Usage
         findings.append(Finding(
             check="unused", schema=index.schema, names=(index.name, index.table),
             key=f"unused:{index.schema}.{index.name}",
-            summary=f"{index.name} on {index.table}: no scans in {window_days} d{note}, {human_size(index.size_bytes)}",
-            row=[index.name, index.table, human_size(index.size_bytes), f"0{note}", index.drop_sql],
+            summary=f"{index.name} on {index.table}: no scans in {window_days} d{note}, {fmt.size(index.size_bytes)}",
+            row=[index.name, index.table, fmt.size(index.size_bytes), f"0{note}", index.drop_sql],
             fix=index.drop_sql,
         ))
     return findings, skipped

@@ -1,0 +1,265 @@
+"""`readonly create | drop` (approval requests), `readonly rotate | check | repair | list`, the daily
+check, and the read-only roles' line in /db status and the digest. Thin: the work is in
+handlers/readonly. The connection string goes only to the requester (Slack: ephemeral, else a direct
+message; terminal: stdout), straight through Slack's client: every other path scrubs it."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Iterator
+
+from handlers import readonly
+from handlers.errors import ConfigError, DbopsError, UsageError
+from handlers.report import Outcome, Report
+from handlers.target import hold, release
+
+from ..core.approvals.book import ApprovalBook, ApprovalRequest, report_to_dict
+from ..core.approvals.identity import identities, slack_identity
+from ..core.approvals.settings import ApprovalSettings, expires_at
+from ..core.command import Arg, command
+from ..core.config import Settings
+from ..core.notify import make_client
+from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
+from ..core.scheduler import daily_slot, next_daily
+
+log = logging.getLogger("dbops.readonly")
+
+
+def readonly_settings(settings: Settings) -> readonly.ReadonlySettings:
+    return readonly.ReadonlySettings.from_dict(settings.section("readonly"))
+
+
+def _book(state) -> readonly.RoleBook:
+    if state is None:
+        raise ConfigError("read-only roles are listed in the state store: set DBOPS_STATE_URL (or DATABASE_URL)")
+    return readonly.RoleBook(state.dsn)
+
+
+@contextmanager
+def _held_secrets() -> Iterator[list[str]]:
+    """Every secret a command makes is scrubbed from every log line, message and error while it lives."""
+    held: list[str] = []
+    try:
+        yield held
+    finally:
+        for secret in held:
+            release(secret)
+
+
+def _sink(held: list[str]):
+    def add(secret: str) -> None:
+        held.append(secret)
+        hold(secret)
+    return add
+
+
+def _schemas(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise UsageError("--schemas needs at least one schema name, e.g. --schemas public,reporting")
+    return names
+
+
+# -- handing over ----------------------------------------------------------------------------
+def deliver_in_slack(client, channel: str | None, user: str, delivery: readonly.Delivery) -> bool:
+    """Ephemeral in the channel where it was asked, else a direct message. The one place the secret is
+    sent: not through the Notifier, which scrubs it."""
+    if client is None:
+        return False
+    text = delivery.text()
+    for method, payload in ((("chat.postEphemeral", {"channel": channel, "user": user, "text": text}),) if channel
+                            else ()) + (("chat.postMessage", {"channel": user, "text": text}),):
+        try:
+            if client.api_call(method, json=payload).data.get("ok"):
+                return True
+        except Exception as exc:  # the reason only: the payload holds the secret
+            log.error("handing over the credentials of %s by %s failed: %s", delivery.role, method, type(exc).__name__)
+    return False
+
+
+def _slack_client(settings: Settings):
+    return make_client(settings.slack_bot_token, settings.slack_api_url) if settings.slack_bot_token else None
+
+
+def _hand_over(inv: Invocation, report: Report, delivery: readonly.Delivery | None) -> Report:
+    if delivery is None:
+        return report
+    if inv.front_end == "cli":
+        print(delivery.text(), file=sys.stdout, flush=True)  # the terminal is the requester's own
+        report.summary += "; the connection string was printed above, once"
+    elif deliver_in_slack(_slack_client(inv.settings), inv.channel, inv.actor, delivery):
+        report.summary += "; the connection string was sent to you only"
+    else:
+        report.outcome = Outcome.FAILED
+        report.summary += f"; the connection string could NOT be sent to you: run `readonly rotate {delivery.role}`"
+    return report
+
+
+# -- requests (create, drop) -----------------------------------------------------------------
+def _request(inv: Invocation, action: str, name: str, preview: Report, schemas: list[str] | None) -> Report:
+    if inv.state is None:
+        raise ConfigError("readonly requests need the state store: set DBOPS_STATE_URL (or DATABASE_URL)")
+    requester_slack = slack_identity(inv.actor, identities(inv.settings))
+    if requester_slack is None:
+        raise UsageError(f"the connection string is handed over in Slack: map your login to your Slack user under "
+                         f"[identities] in dbops.toml (e.g. {inv.actor.removeprefix('cli:')} = \"U0123456789\"), "
+                         "or ask in Slack with /db readonly " + action)
+    settings = ApprovalSettings.from_dict(inv.settings.section("approvals"))
+    payload = {"action": action, "role": name, "schemas": schemas, "requester_slack": requester_slack}
+    sha = hashlib.sha256(json.dumps({**payload, "target": inv.target_name}, sort_keys=True).encode()).hexdigest()
+    preview.outcome = Outcome.APPROVAL_REQUIRED
+    req = ApprovalBook(inv.state).create(
+        kind="readonly", name=f"{action} {name}", target=inv.target_name, sha256=sha, payload=payload,
+        analysis={"report": report_to_dict(preview)}, requires_approval=True, required=max(1, settings.required),
+        requested_by=inv.actor, attested_by=None, channel=None, expires_at=expires_at(settings))
+    inv.state.audit(inv.actor, "request", "pending", channel=inv.channel, subcommand=f"readonly {req.code}",
+                    target=req.target, detail=f"{action} {name}")
+    preview.summary = (f"request `{req.code}` recorded: an approver (not you) approves it in the ops channel. "
+                       + preview.summary)
+    preview.data |= {"request": req.code, "status": req.status}
+    return preview
+
+
+@command("readonly create", "ask to create a read-only role (one approval; it can read every user's data)",
+         Arg("name", "the new role's name, e.g. analytics_ro", required=True),
+         Arg("--schemas", "comma-separated schemas it reads (default: [readonly].schemas, public)"),
+         who="approvers", long_running=True, lock="readonly")
+def readonly_create(inv: Invocation) -> Report:
+    schemas = _schemas(inv.args.schemas)
+    preview = readonly.plan(inv.target, inv.args.name, readonly_settings(inv.settings), schemas)
+    return _request(inv, "create", inv.args.name, preview, schemas)
+
+
+@command("readonly drop", "ask to drop a read-only role dbops manages (one approval)",
+         Arg("name", "the role", required=True), who="approvers", lock="readonly")
+def readonly_drop(inv: Invocation) -> Report:
+    name = inv.args.name
+    managed = _book(inv.state).get(inv.target_name, name)
+    if managed is None:
+        raise UsageError(f"`{name}` is not a read-only role dbops manages on `{inv.target_name}`; `readonly list` "
+                         "shows them")
+    preview = Report(title=f"Read-only role {name}", summary=f"drop `{name}` on `{inv.target_name}`: its sessions "
+                     "end, its privileges are revoked, anything it owns goes to the bot's role")
+    return _request(inv, "drop", name, preview, None)
+
+
+def apply_request(svc: Bot, req: ApprovalRequest) -> None:
+    """Runs once a readonly request is approved: the role is made (or dropped), the report goes to the
+    request's thread, the connection string to the requester only."""
+    book = svc.approvals.book
+    if not book.move(req.id, ("approved",), "applying"):
+        return
+    action, name = req.payload["action"], req.payload["role"]
+    settings = readonly_settings(svc.settings)
+    roles = readonly.RoleBook(svc.store.dsn)
+    delivery = None
+    with _held_secrets() as held:
+        try:
+            target = svc.settings.target(req.target)
+            if action == "create":
+                report, delivery = readonly.create_role(target, name, settings, roles, requested_by=req.requested_by,
+                                                        schemas=req.payload.get("schemas"), request_id=req.id,
+                                                        on_secret=_sink(held))
+            else:
+                report = readonly.drop_role(target, name, settings, roles)
+        except DbopsError as exc:
+            book.move(req.id, ("applying",), "failed", str(exc)[:500])
+            svc.approvals.tell(req, f":x: `{req.code}` failed: {exc}", "bot", "apply", "failed")
+            return
+        except Exception as exc:
+            log.exception("applying %s failed", req.code)
+            book.move(req.id, ("applying",), "failed", f"internal error ({type(exc).__name__})")
+            svc.approvals.tell(req, f":x: `{req.code}` failed with an internal error ({type(exc).__name__}); "
+                                    "see the bot's log", "bot", "apply", "failed")
+            return
+        if delivery is not None and not deliver_in_slack(svc.notifier.client, req.channel, req.requester_slack, delivery):
+            report.summary += f"; the connection string could NOT be sent to the requester: `readonly rotate {name}`"
+        elif delivery is not None:
+            report.summary += "; the connection string was sent to the requester only"
+        outcome = "applied" if report.ok else "failed"
+        book.move(req.id, ("applying",), outcome, report.summary[:500])
+        if req.channel:
+            svc.notifier.post_report(req.channel, report, thread_ts=req.message_ts)
+        icon = ":white_check_mark:" if report.ok else ":x:"
+        svc.approvals.tell(req, f"{icon} `{req.code}` {outcome}: {report.summary}", "bot", "apply", outcome)
+
+
+# -- rotate, check, repair, list -------------------------------------------------------------
+@command("readonly rotate", "a new password for a read-only role, handed to you only",
+         Arg("name", "the role", required=True), who="approvers", long_running=True, lock="readonly")
+def readonly_rotate(inv: Invocation) -> Report:
+    with _held_secrets() as held:
+        report, delivery = readonly.rotate_password(inv.target, inv.args.name, readonly_settings(inv.settings),
+                                                    _book(inv.state), on_secret=_sink(held))
+        return _hand_over(inv, report, delivery)
+
+
+@command("readonly check", "re-prove a read-only role: reads everything it should, nothing withheld, no write",
+         Arg("name", "the role", required=True), long_running=True, lock="readonly")
+def readonly_check(inv: Invocation) -> Report:
+    return readonly.check_role(inv.target, inv.args.name, readonly_settings(inv.settings), _book(inv.state))
+
+
+@command("readonly repair", "re-apply a read-only role's grants, default privileges and limits",
+         Arg("name", "the role", required=True), who="approvers", long_running=True, lock="readonly")
+def readonly_repair(inv: Invocation) -> Report:
+    return readonly.repair_role(inv.target, inv.args.name, readonly_settings(inv.settings), _book(inv.state))
+
+
+@command("readonly list", "the read-only roles dbops manages (Render's dashboard does not show them)")
+def readonly_list(inv: Invocation) -> Report:
+    return readonly.list_roles(_book(inv.state), getattr(inv.args, "target", None))
+
+
+# -- status, digest, daily check -------------------------------------------------------------
+def readonly_line(inv: Invocation) -> tuple[str, bool, str]:
+    if inv.state is None:
+        return "Read-only roles", True, "no state store"
+    ok, line = readonly.status_line(readonly.RoleBook(inv.state.dsn), inv.target_name)
+    return "Read-only roles", ok, line
+
+
+def _check_slot(svc: Bot, now: datetime) -> str | None:
+    at = readonly_settings(svc.settings).check_time
+    return daily_slot(now, at, timezone.utc) if at else None
+
+
+def _daily_check(svc: Bot) -> None:
+    """Every managed role of every target; a failure is posted with its fixes (a migration by a new
+    owner, e.g. after a Render credential rotation, escapes default privileges)."""
+    roles = readonly.RoleBook(svc.store.dsn)
+    settings = readonly_settings(svc.settings)
+    for managed in roles.all():
+        try:
+            report = readonly.check_role(svc.settings.target(managed.target), managed.role_name, settings, roles)
+        except DbopsError as exc:
+            roles.record_check(managed.target, managed.role_name, False, str(exc))
+            svc.post_report(Report(title=f"Read-only role {managed.role_name}", outcome=Outcome.FAILED,
+                                   summary=f"the daily check could not run: {exc}"))
+            continue
+        if not report.ok:
+            svc.post_report(report)
+
+
+def _describe(settings: Settings, now: datetime) -> str:
+    at = readonly_settings(settings).check_time
+    if at is None:
+        return "Read-only role check: off (readonly.check_time = \"off\")."
+    return f"Read-only role check daily at {at:%H:%M} UTC; next {next_daily(now, at, timezone.utc):%Y-%m-%d %H:%M %Z}."
+
+
+
+AREA = Area(
+    "readonly",
+    commands=(readonly_create, readonly_drop, readonly_rotate, readonly_check, readonly_repair, readonly_list),
+    settings=(("readonly", readonly_settings),),
+    status_lines=(StatusLine(readonly_line),),
+    schedules=(Schedule("readonly-check", _check_slot, _daily_check, _describe),),
+    appliers={"readonly": apply_request},
+)

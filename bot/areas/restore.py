@@ -1,0 +1,153 @@
+"""`restore [BACKUP_ID|latest] --into TARGET`: in the terminal after typing the target's name (or
+--confirm TARGET); in Slack as an approval request (one approver, two with --overwrite), applied by
+the bot once approved. Works with the state database down, from the backup storage alone."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import sys
+
+from handlers import backup
+from handlers.errors import ConfigError, DbopsError, UsageError
+from handlers.report import Outcome, Report, Section
+from handlers.restore import RestoreOptions, RestoreRefused, restore_backup
+
+from ..core import jobs
+from ..core.approvals.book import ApprovalBook, ApprovalRequest, report_to_dict
+from ..core.approvals.settings import ApprovalSettings, expires_at
+from ..core.command import Arg, command
+from ..core.registry import Area, Bot, Invocation
+from .backup import backup_settings, catalog, from_storage
+from .drill import drill_settings
+
+log = logging.getLogger("dbops.restore")
+
+_ARGS = (
+    Arg("backup", "a backup id, or latest: the newest verified backup of --from", default="latest"),
+    Arg("--into", "the configured target to restore into, e.g. recovery ([targets.recovery] in dbops.toml)",
+        required=True),
+    Arg("--from", "whose backups `latest` picks from", default="prod"),
+    Arg("--overwrite", "drop what the target holds first (also needed to restore over the source itself)",
+        flag=True),
+    Arg("--backup-after", "take a fresh backup of the restored target", flag=True),
+)
+
+
+def _options(inv: Invocation) -> RestoreOptions:
+    drills = drill_settings(inv.settings)
+    return RestoreOptions(backup=inv.args.backup or "latest", source=getattr(inv.args, "from") or "prod",
+                          overwrite=inv.args.overwrite, jobs=max(1, drills.jobs), amcheck=drills.amcheck)
+
+
+def run_restore(inv: Invocation) -> Report:
+    into = inv.settings.target(inv.args.into)
+    options = _options(inv)
+    source = inv.settings.targets.get(options.source)
+    settings = backup_settings(inv.settings)
+    found = catalog(inv)
+    if inv.args.backup_after and inv.state is None:
+        raise UsageError("--backup-after records the new backup in the state store, which is unreachable: "
+                         "restore without it, then `backup --target " + into.name + "` once DBOPS_STATE_URL works")
+    if not getattr(found, "from_storage", False):
+        try:
+            backup.sync_catalog(found, settings, adopt=False)
+        except backup.StorageError:
+            pass  # the catalog alone then; fetching the archive says what is wrong with the storage
+
+    def fresh_backup() -> Report:
+        return backup.take_backup(into, settings, backup.BackupCatalog(inv.state.dsn), requested_by=inv.actor,
+                                  progress=inv.progress, cancel=inv.cancel).to_report()
+
+    inv.ensure_lock()
+    return restore_backup(found, settings, options, into, source, progress=inv.progress, cancel=inv.cancel,
+                          backup_after=fresh_backup if inv.args.backup_after else None)
+
+
+def confirm_in_terminal(into: str, given: str | None, stdin=None) -> None:
+    """The target's name, typed: given with --confirm, or asked for on a terminal."""
+    if given is not None:
+        if given != into:
+            raise RestoreRefused(f"--confirm {given!r} does not name the target `{into}`; nothing was changed")
+        return
+    stdin = stdin or sys.stdin
+    if not stdin.isatty():
+        raise UsageError(f"restoring into `{into}` replaces what it holds: pass --confirm {into} "
+                         "(no terminal to ask on)")
+    sys.stderr.write(f"This restores a backup into `{into}`. Type the target's name to go on: ")
+    sys.stderr.flush()
+    if stdin.readline().strip() != into:
+        raise RestoreRefused(f"the name typed is not `{into}`; nothing was changed")
+
+
+@command("restore", "restore a backup into a configured target, and prove it against the backup's manifest",
+         *_ARGS, Arg("--confirm", "the target's name again, so no question is asked"),
+         long_running=True, lock="restore", takes_target=False, who="approvers", where="cli")
+@from_storage
+def restore_cli(inv: Invocation) -> Report:
+    inv.settings.target(inv.args.into)  # an unknown target is named before the question
+    confirm_in_terminal(inv.args.into, inv.args.confirm)
+    return run_restore(inv)
+
+
+# -- Slack: an approval request, applied once approved ---------------------------------------
+@command("restore", "ask to restore a backup into a configured target (approvers; two with --overwrite)",
+         *_ARGS, long_running=True, lock="restore", takes_target=False, who="approvers", where="slack")
+def restore_slack(inv: Invocation) -> Report:
+    into = inv.settings.target(inv.args.into)
+    if inv.state is None:
+        raise ConfigError("restore requests in Slack wait for approvals in the state store, which is unreachable: "
+                          "run `dbops restore` in a terminal")
+    options = _options(inv)
+    required = 2 if options.overwrite else 1
+    words = {"backup": options.backup, "into": into.name, "from": options.source, "overwrite": options.overwrite,
+             "backup_after": bool(inv.args.backup_after)}
+    settings = ApprovalSettings.from_dict(inv.settings.section("approvals"))
+    name = f"{options.backup} into {into.name}" + (" (overwrite)" if options.overwrite else "")
+    report = Report(title=f"Restore request: {name}",
+                    summary=f"Restore {options.backup} of `{options.source}` into `{into.name}`"
+                            f"{', dropping what it holds' if options.overwrite else ''}: needs {required} "
+                            f"approval{'s' if required > 1 else ''} (react on the request message).",
+                    outcome=Outcome.APPROVAL_REQUIRED,
+                    sections=[Section("What happens once approved", text=(
+                        "The bot restores the backup with pg_restore, then proves it against the backup's manifest "
+                        "(rows, checksums, schema, sequences, constraints, pg_amcheck) and posts the report."))])
+    req = ApprovalBook(inv.state).create(
+        kind="restore", name=name, target=into.name,
+        sha256=hashlib.sha256(repr(sorted(words.items())).encode()).hexdigest(), payload=words,
+        analysis={"report": report_to_dict(report)}, requires_approval=True, required=required,
+        requested_by=inv.actor, attested_by=None, channel=None, expires_at=expires_at(settings))
+    inv.state.audit(inv.actor, "request", "pending", channel=inv.channel, subcommand=f"restore {req.code}",
+                    target=into.name, detail=name)
+    report.data = {"request": req.code, "required_approvals": required, **words}
+    return report
+
+
+def apply_approved(svc: Bot, req: ApprovalRequest) -> None:
+    """In the worker pool once approved: runs the restore as the requester asked and tells the thread."""
+    book = svc.approvals.book
+    if not book.move(req.id, ("approved",), "applying"):
+        return  # another replica took it, or it was withdrawn
+    p = req.payload
+    args = argparse.Namespace(backup=p["backup"], into=p["into"], overwrite=bool(p["overwrite"]),
+                              backup_after=bool(p["backup_after"]), target=None, format="text", confirm=p["into"])
+    setattr(args, "from", p["from"])
+    inv = Invocation(command=restore_slack, args=args, settings=svc.settings, actor=req.requested_by,
+                     registry=svc.registry, channel=req.channel, state=svc.store, front_end="slack")
+    try:
+        report = jobs.run(inv, svc.store, work=run_restore)
+        outcome, detail = ("applied" if report.ok else "failed"), report.summary
+    except DbopsError as exc:
+        report, outcome, detail = None, "failed", str(exc)
+    except Exception as exc:
+        log.exception("restore %s failed", req.code)
+        report, outcome, detail = None, "failed", f"internal error ({type(exc).__name__}); see the bot's log"
+    book.move(req.id, ("applying",), outcome, detail[:500])
+    icon = ":white_check_mark:" if outcome == "applied" else ":x:"
+    svc.approvals.tell(req, f"{icon} `{req.code}` {outcome}: {detail}", "bot", "apply", outcome)
+    if report is not None:
+        svc.post_report(report, req.channel)
+
+
+
+AREA = Area("restore", commands=(restore_cli, restore_slack), appliers={"restore": apply_approved})

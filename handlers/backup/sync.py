@@ -1,0 +1,121 @@
+"""The catalog as a cache of the storage: rebuilt from it, and what a killed backup left adopted or
+quarantined.
+
+- A backup in storage (archive + sealed manifest) the catalog has no row for is added: a new bot
+  pointed at the same storage with an empty state database lists every backup.
+- A row that never became `completed` while storage holds its whole backup (the process died after
+  writing the manifest, before the catalog update) is adopted once the archive's SHA-256 matches
+  its manifest; if it does not match, both files are quarantined.
+- An archive under its final name without a manifest (killed between the two) cannot be proven to
+  be anything: it is moved to `quarantine/`, never listed, and never silently left to fill the disk.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..report import Outcome, Report, Section, Table
+from .catalog import BackupCatalog
+from .settings import BackupSettings
+from .storage import S3Store, StorageError, prepare_dir, sha256_file
+from .storecat import MANIFEST_SUFFIX, ARCHIVE_RE, S3Storage, Storage, StoredBackup, basename, scan, storage_for
+
+
+@dataclass
+class SyncResult:
+    added: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    seen: int = 0
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.added:
+            out.append(f"catalogued {len(self.added)} backup(s) found in storage: {', '.join(self.added)}")
+        out += [f"backup {i} adopted: its process stopped after writing it whole (SHA-256 checked)"
+                for i in self.adopted]
+        out += [f"quarantined {q}" for q in self.quarantined]
+        return out + self.problems
+
+
+def sync_catalog(catalog: BackupCatalog, settings: BackupSettings, adopt: bool = True,
+                 storage: Storage | None = None) -> SyncResult:
+    """Bring the catalog up to what storage holds. `adopt` (start-up, `backup sync`) also adopts or
+    quarantines what killed backups left; without it only missing rows are added (cheap)."""
+    storage = storage or storage_for(settings)
+    result = SyncResult()
+    found = scan(storage)  # StorageError: nothing is changed
+    result.seen = len(found.backups)
+    running = catalog.running_ids() if adopt else set()
+    for b in found.backups:
+        if b.manifest is None:
+            result.problems.append(f"backup {b.backup_id} is not catalogued: {b.problem}")
+            continue
+        if b.backup_id in running:
+            continue  # being written right now (cleanup marks a dead one failed before this runs)
+        if storage.kind == "s3":
+            b.manifest.archive.key = b.archive
+        if not b.archive_present:
+            result.problems.append(f"backup {b.backup_id} has a manifest but no archive in storage ({b.location})")
+            continue
+        record = catalog.get(b.backup_id)
+        if record is None:
+            if catalog.from_storage(b.manifest, b.location, adopt=False) == "added":
+                result.added.append(b.backup_id)
+            continue
+        if record.status == "completed" or not adopt:
+            continue
+        problem = _archive_problem(storage, b, settings)
+        if problem:
+            for name in (b.archive + MANIFEST_SUFFIX, b.archive):
+                try:
+                    result.quarantined.append(f"{storage.quarantine(name)} ({problem})")
+                except (StorageError, OSError) as exc:
+                    result.problems.append(f"could not quarantine {name}: {exc}")
+            continue
+        if catalog.from_storage(b.manifest, b.location, adopt=True) == "adopted":
+            result.adopted.append(b.backup_id)
+    if adopt:
+        for name in found.orphans:
+            match = ARCHIVE_RE.match(basename(name))
+            if match and match.group(1) in running:
+                continue
+            try:
+                result.quarantined.append(f"{storage.quarantine(name)} (an archive without its manifest: a "
+                                          "backup killed before it finished writing)")
+            except (StorageError, OSError) as exc:
+                result.problems.append(f"could not quarantine {name}: {exc}")
+    result.problems += [f"backup {i} is in the storage's index but its manifest is gone from storage"
+                        for i in found.index_missing]
+    return result
+
+
+def _archive_problem(storage: Storage, b: StoredBackup, settings: BackupSettings) -> str | None:
+    want = b.manifest.archive.sha256 if b.manifest else ""
+    if isinstance(storage, S3Storage):
+        work = prepare_dir(Path(settings.dir))
+        with tempfile.TemporaryDirectory(prefix=f".{b.backup_id}.adopt-", suffix=".partial", dir=work) as tmp:
+            digest = S3Store(settings.s3).download(b.archive, Path(tmp) / "archive")
+    else:
+        digest = sha256_file(Path(b.location))
+    if digest != want:
+        return f"its SHA-256 {digest[:16]}… differs from its manifest's {want[:16]}…"
+    return None
+
+
+def sync_report(catalog: BackupCatalog, settings: BackupSettings) -> Report:
+    storage = storage_for(settings)
+    result = sync_catalog(catalog, settings, adopt=True, storage=storage)
+    done = result.added + result.adopted
+    summary = (f"{result.seen} backup(s) in {storage.describe()}; "
+               + (f"{len(result.added)} added to the catalog, {len(result.adopted)} adopted"
+                  if done else "the catalog already had them all")
+               + (f", {len(result.quarantined)} file(s) quarantined" if result.quarantined else "")
+               + (f"; {len(result.problems)} problem(s)" if result.problems else "") + ".")
+    return Report(title="Backup catalog sync", summary=summary,
+                  outcome=Outcome.FAILED if result.problems else Outcome.OK,
+                  sections=[Section("Done", table=Table(["what"], [[line] for line in result.lines()]))],
+                  data={"added": result.added, "adopted": result.adopted, "quarantined": result.quarantined,
+                        "problems": result.problems, "seen": result.seen})

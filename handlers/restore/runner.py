@@ -1,0 +1,342 @@
+"""`restore`: a backup into a configured target, proven against its manifest with the drill's checks.
+
+The order, and why:
+1. choose the backup: the id given, or `latest`: the newest verified backup of the source (from
+   storage alone: the newest whose archive still matches its sealed manifest);
+2. check the target: reachable, new enough for the archive, and empty and not the source itself
+   unless --overwrite (restoring is destructive: anything unsure refuses, before any byte moves);
+3. fetch the archive: SHA-256 against the manifest, decrypted with DBOPS_BACKUP_KEY alone, unpacked;
+   a damaged `latest` is skipped for the next one, and the report says so;
+4. with --overwrite, drop the target's application schemas;
+5. pg_restore --jobs, credentials in the environment only, the bot's own `dbops` schema left out;
+6. prove it: the drill's checks against the manifest (rows, checksums, schema, sequences,
+   constraints, indexes, pg_amcheck), then the report: the time of every step, the roles to
+   create, what to do next on Render, and with --backup-after a fresh backup of the target.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import psycopg
+
+from ..backup.catalog import BackupRecord
+from .. import fmt
+from ..backup.manifest import BackupManifest
+from ..backup.pgtools import last_line, libpq_env
+from ..backup.settings import BackupSettings
+from ..backup.storage import StorageError, prepare_dir
+from ..backup.verify import ArchiveDamaged, fetch_plain
+from ..drill import checks as C
+from ..drill.archive import major_version
+from ..drill.procs import DrillCancelled, run_streaming
+from ..errors import DbopsError, UsageError
+from ..pginstance import pg_tool
+from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
+from ..target import Target, dsn_secrets, scrub
+from .target import (RestoreRefused, archive_owners, clear_target, inspect_target, missing_roles, refusals)
+
+
+@dataclass
+class RestoreOptions:
+    backup: str = "latest"  # an id, or "latest"
+    source: str = "prod"  # whose backups `latest` picks from
+    overwrite: bool = False
+    jobs: int = 2
+    amcheck: bool = True
+
+
+@dataclass
+class RestoreResult:
+    into: str
+    backup_id: str | None = None
+    steps: list[dict] = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # newer backups passed over, and why
+    roles: list[tuple[str, str]] = field(default_factory=list)
+    dropped_schemas: list[str] = field(default_factory=list)
+    restore_errors: list[str] = field(default_factory=list)
+    error: str | None = None
+    backup_after: dict | None = None
+    manifest: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(c["ok"] for c in self.checks) and not self.restore_errors
+
+
+class _Failed(DbopsError):
+    pass
+
+
+def restore_backup(catalog: Any, settings: BackupSettings, options: RestoreOptions, into: Target,
+                   source: Target | None, progress: ProgressFn = no_progress,
+                   cancel: threading.Event | None = None,
+                   backup_after: Callable[[], Report] | None = None) -> Report:
+    """Restore a backup into `into`. `catalog` is a BackupCatalog or a StorageCatalog (state database
+    down). Raises RestoreRefused (nothing done) when the target is in the way; else returns the report."""
+    run = _Restore(catalog, settings, options, into, source, progress, cancel or threading.Event())
+    return run.execute(backup_after)
+
+
+class _Restore:
+    def __init__(self, catalog, settings, options, into, source, progress, cancel) -> None:
+        self.catalog, self.settings, self.options = catalog, settings, options
+        self.into, self.source, self.progress, self.cancel = into, source, progress, cancel
+        self.result = RestoreResult(into=into.name)
+        self.secrets = dsn_secrets(into.dsn) + (dsn_secrets(source.dsn) if source else [])
+
+    def _step(self, name: str, work: Callable[[], str]) -> str:
+        record = {"step": name, "seconds": 0.0, "outcome": "running", "detail": ""}
+        self.result.steps.append(record)
+        started = time.monotonic()
+        self.progress(Progress(name, 0.0, f"{name}..."))
+        try:
+            value = work()
+            record.update(outcome="ok", detail=value if isinstance(value, str) else record["detail"])
+            return value
+        except BaseException as exc:
+            record.update(outcome="failed" if isinstance(exc, Exception) else "cancelled",
+                          detail=self._clean(str(exc)) if isinstance(exc, DbopsError) else type(exc).__name__)
+            raise
+        finally:
+            record["seconds"] = round(time.monotonic() - started, 3)
+
+    def _clean(self, text: str) -> str:
+        return scrub(text, self.secrets)[:2000]
+
+    def _check(self, check: C.Check) -> None:
+        check.detail = self._clean(check.detail)
+        self.result.checks.append(check.to_dict())
+
+    # -- the whole restore ---------------------------------------------------------------
+    def execute(self, backup_after: Callable[[], Report] | None) -> Report:
+        candidates = self._step("choose backup", self._candidates)
+        state = None
+
+        def check_target() -> str:
+            nonlocal state
+            state = inspect_target(self.into)
+            why = refusals(self.into, state, self.options.source, self.source, self.options.overwrite)
+            if why:
+                raise RestoreRefused("restore refused, nothing was changed: " + "; ".join(why))
+            return f"{state.database} on PostgreSQL {state.server_version}, " + (
+                f"{len(state.tables)} table(s) to drop (--overwrite)" if state.tables else "empty")
+
+        self._step("check target", check_target)
+        work = Path(tempfile.mkdtemp(prefix=".restore-", suffix=".partial", dir=prepare_dir(Path(self.settings.dir))))
+        try:
+            record, manifest, archive = self._step("fetch archive", lambda: self._fetch(candidates, work, state))
+            self.result.manifest = manifest.to_dict()
+            owners = archive_owners(archive)
+            self.result.roles = missing_roles(self.into, owners)
+            if state.tables or self.options.overwrite:
+                self._step("clear target", self._clear)
+            self._step("restore", lambda: self._pg_restore(archive, manifest))
+        except DbopsError as exc:
+            self.result.error = self._clean(str(exc))
+            return self._report()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        try:
+            self._step("verify", lambda: self._verify(manifest))
+        except DbopsError as exc:
+            self.result.error = self._clean(str(exc))
+        if backup_after is not None and self.result.ok:
+            try:
+                report = {}
+                self._step("backup after", lambda: _keep(report, backup_after()))
+                self.result.backup_after = report
+            except DbopsError as exc:
+                self.result.backup_after = {"error": self._clean(str(exc))}
+        return self._report()
+
+    # -- steps ---------------------------------------------------------------------------
+    def _candidates(self) -> str:
+        wanted = (self.options.backup or "latest").strip().lower()
+        if wanted != "latest":
+            record = self.catalog.require(wanted)
+            if not record.usable:
+                raise UsageError(f"backup {record.id} has no archive to restore (it is "
+                                 f"{'pruned' if record.deleted_at else record.status}"
+                                 + (f": {record.error}" if record.error else "") + ")")
+            self._chosen = [record]
+            return f"{record.id}, as asked"
+        records = [r for r in self.catalog.list(self.options.source) if r.usable and r.target == self.options.source]
+        from_storage = getattr(self.catalog, "from_storage", False)
+        # From storage alone nothing is marked verified: each is checked when fetched, newest first.
+        chosen = records if from_storage else [r for r in records if r.verified]
+        if not chosen:
+            raise UsageError(f"no {'' if from_storage else 'verified '}backup of `{self.options.source}` to restore"
+                             + ("" if from_storage else "; `backup list` shows them, `backup verify ID` checks one,"
+                                " or give an id"))
+        self._chosen = chosen
+        return f"newest {'intact' if from_storage else 'verified'} backup of `{self.options.source}`"
+
+    def _fetch(self, _: str, work: Path, state) -> tuple[BackupRecord, BackupManifest, Path]:
+        for record in self._chosen:
+            manifest = self.catalog.manifest(record.id)
+            if manifest is None:
+                self.result.skipped.append(f"{record.id}: no manifest")
+                continue
+            need = major_version(manifest.pg_dump_version)
+            if need is not None and state.server_version_num // 10000 < need:
+                raise _Failed(f"`{self.into.name}` runs PostgreSQL {state.server_version}, which cannot take an "
+                              f"archive from pg_dump {need}: restore into PostgreSQL {need} or newer")
+            checks: list[list[str]] = []
+            try:
+                archive = fetch_plain(record, manifest, self.settings, work, self.progress, checks, copy=True)
+            except ArchiveDamaged as exc:
+                if len(self._chosen) == 1:
+                    raise
+                self.result.skipped.append(f"{record.id}: {exc}")
+                continue
+            except StorageError as exc:
+                raise _Failed(f"the backup storage cannot be read: {exc}") from None
+            self.result.backup_id = record.id
+            self.result.steps[-1]["detail"] = f"backup {record.id}, {fmt.size(manifest.archive.size)}"
+            for name, detail in checks:
+                self._check(C.Check(f"archive: {name}", True, detail))
+            return record, manifest, archive
+        raise _Failed("no intact backup to restore: " + "; ".join(self.result.skipped))
+
+    def _clear(self) -> str:
+        self.result.dropped_schemas = clear_target(self.into)
+        return f"dropped schema(s) {', '.join(self.result.dropped_schemas) or '(none)'}"
+
+    def _pg_restore(self, archive: Path, manifest: BackupManifest) -> str:
+        jobs = max(1, self.options.jobs)
+        # No --dbname value on the command line: libpq reads host, database, user and password from
+        # the environment; an empty --dbname still makes pg_restore connect instead of printing SQL.
+        cmd = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--verbose", "--exclude-schema=dbops",
+               f"--jobs={jobs}", "--dbname=", str(archive)]
+        total = max(1, len(manifest.tables))
+        loaded = [0]
+        errors: list[str] = []
+
+        def on_line(line: str) -> None:
+            if "pg_restore: error:" in line:
+                errors.append(line.split("pg_restore: ", 1)[1])
+            elif "processing data for table" in line:
+                loaded[0] += 1
+                self.progress(Progress("restore", min(1.0, loaded[0] / total),
+                                       f"loading {line.rsplit(' ', 1)[-1]} ({loaded[0]}/{total} tables)"))
+
+        try:
+            done = run_streaming(cmd, env=libpq_env(self.into.dsn), on_line=on_line, cancel=self.cancel)
+        except DrillCancelled:
+            raise _Failed("cancelled while pg_restore ran: the target holds a partial restore") from None
+        self.result.restore_errors = [self._clean(e) for e in errors]
+        if done.returncode != 0 and not errors:
+            self.result.restore_errors.append(self._clean(f"pg_restore exited with {done.returncode}: "
+                                                          f"{last_line(chr(10).join(done.lines))}"))
+        ok = not self.result.restore_errors
+        self._check(C.Check("restore without errors", ok, "pg_restore reported no errors" if ok else
+                            f"{len(self.result.restore_errors)} error(s): {C.listed(self.result.restore_errors)}"))
+        return f"{loaded[0]} tables loaded with {jobs} jobs"
+
+    def _verify(self, manifest: BackupManifest) -> str:
+        doc = manifest.to_dict()
+        level = manifest.integrity_level or "counts"
+        try:
+            with self.into.connect(connect_timeout=10) as conn:
+                conn.autocommit = True
+                had_amcheck = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'amcheck')"
+                                           ).fetchone()[0]
+                self.progress(Progress("verify", 0.1, "rows, checksums and schema against the manifest"))
+                actual = C.capture_restored(conn, level)
+                self._check(C.table_data_check(doc, actual))
+                for check in C.schema_checks(doc, actual):
+                    self._check(check)
+                self.progress(Progress("verify", 0.5, "constraints and indexes"))
+                self._check(C.constraints_valid_check(conn, C.not_valid_in_source(doc)))
+                self._check(C.indexes_valid_check(conn))
+                if self.options.amcheck:
+                    self.progress(Progress("verify", 0.7, "pg_amcheck"))
+                    self._check(_amcheck(self.into.dsn, self.options.jobs, self.cancel))
+                    if not had_amcheck:  # pg_amcheck --install-missing added it: the restored copy stays as backed up
+                        try:
+                            conn.execute("DROP EXTENSION IF EXISTS amcheck")
+                        except psycopg.Error:
+                            pass
+        except psycopg.Error as exc:
+            raise _Failed(f"verifying the restored database failed: {exc.diag.message_primary or type(exc).__name__}") \
+                from None
+        failed = [c for c in self.result.checks if not c["ok"]]
+        return f"{len(self.result.checks) - len(failed)} of {len(self.result.checks)} checks passed"
+
+    # -- the report ---------------------------------------------------------------------
+    def _report(self) -> Report:
+        r = self.result
+        m = r.manifest or {}
+        failed = [c for c in r.checks if not c["ok"]]
+        total = sum(s["seconds"] for s in r.steps)
+        if r.error:
+            summary = f"Restore into `{r.into}` FAILED: {r.error}"
+        elif failed or r.restore_errors:
+            summary = (f"Restore of {r.backup_id} into `{r.into}` FAILED its checks: {len(failed)} of "
+                       f"{len(r.checks)} failed ({'; '.join(c['name'] for c in failed[:3])}). Do not point the "
+                       "application at it.")
+        else:
+            summary = (f"Restored {r.backup_id} of `{m.get('target')}` ({m.get('created_at', '?')[:19]}) into "
+                       f"`{r.into}` in {fmt.duration(total)}: {len(r.checks)} checks passed, "
+                       f"{sum(int(t.get('rows', 0)) for t in m.get('tables', [])):,} rows.")
+        sections = [Section("Steps", table=Table(["step", "seconds", "outcome", "detail"],
+                                                 [[s["step"], s["seconds"], s["outcome"], s["detail"]]
+                                                  for s in r.steps]))]
+        if r.skipped:
+            sections.append(Section("Newer backups passed over", text="\n".join(r.skipped)))
+        if r.checks:
+            sections.append(Section("Checks", table=Table(["check", "result", "detail"], [
+                [c["name"], "ok" if c["ok"] and not c.get("warning") else "WARNING" if c["ok"] else "FAILED",
+                 c["detail"]] for c in r.checks])))
+        if r.roles:
+            sections.append(Section("Roles the archive's objects belong to, missing here", text=(
+                "The restored objects are owned by the target's own user (pg_restore --no-owner). To give them "
+                "their original owners, create these roles and reassign:\n"
+                + "\n".join(statement for _, statement in r.roles))))
+        if r.ok:
+            sections.append(Section("Next steps on Render", text=next_steps(r.into)))
+        if r.backup_after is not None:
+            sections.append(Section("Backup of the restored database", text=r.backup_after.get("summary")
+                                    or f"FAILED: {r.backup_after.get('error')}"))
+        ok = r.ok and not (r.backup_after or {}).get("error")
+        return Report(title=f"Restore into {r.into}" + (f" (backup {r.backup_id})" if r.backup_id else ""),
+                      summary=summary, outcome=Outcome.OK if ok else Outcome.FAILED, sections=sections,
+                      data={"into": r.into, "backup_id": r.backup_id, "steps": r.steps, "checks": r.checks,
+                            "skipped": r.skipped, "missing_roles": [n for n, _ in r.roles],
+                            "role_statements": [s for _, s in r.roles], "dropped_schemas": r.dropped_schemas,
+                            "restore_errors": r.restore_errors, "error": r.error, "total_s": round(total, 3),
+                            "backup_after": r.backup_after,
+                            "size": (m.get("archive") or {}).get("size"),
+                            "size_text": fmt.size((m.get("archive") or {}).get("size"))})
+
+
+def next_steps(into: str) -> str:
+    return (f"1. Point the application at `{into}`: in the Render dashboard, set the web service's DATABASE_URL "
+            f"to this database's Internal Database URL (Environment tab), and redeploy.\n"
+            "2. Suspend the old database rather than delete it: it may still hold what the backup does not "
+            "(writes after the backup), and a deleted Render database cannot be brought back.\n"
+            f"3. Point dbops at it too: DATABASE_URL for the bot, and DBOPS_STATE_URL at a database of its own; "
+            f"then `dbops backup sync` and a fresh `dbops backup --target {into}` (or use --backup-after).")
+
+
+def _keep(box: dict, report: Report) -> str:
+    box.update({"summary": report.summary, "backup_id": report.data.get("backup_id"), "ok": report.ok})
+    if not report.ok:
+        raise _Failed(report.summary)
+    return report.summary
+
+
+def _amcheck(dsn: str, jobs: int, cancel: threading.Event) -> C.Check:
+    """pg_amcheck, as in drills; a server where it cannot run (a managed one without the extension)
+    is a warning, not a failed restore: the other checks have proven the data."""
+    check = C.amcheck_check(dsn, jobs, False, cancel)
+    if not check.ok and "could not run" in check.detail:
+        return C.Check(check.name, True, check.detail, warning=True)
+    return check

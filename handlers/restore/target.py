@@ -1,0 +1,105 @@
+"""What is in the way of a restore into a target: its tables, whether it is the source itself, the
+roles the archive's objects are owned by. Restoring is destructive, so anything unsure refuses."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from ..backup.pgtools import libpq_env
+from ..backup.placement import state_shares_target
+from ..drill.procs import run_streaming
+from ..errors import DbopsError, UsageError
+from ..pginstance import pg_tool
+from ..target import Target, connection_reason
+
+_TOC_ENTRY = re.compile(r"^\d+;\s+\d+\s+\d+\s+")
+
+
+class RestoreRefused(UsageError):
+    """The restore would destroy something it was not told to (exit status 2, nothing done)."""
+
+
+@dataclass
+class TargetState:
+    database: str
+    server_version: str
+    server_version_num: int
+    tables: list[str] = field(default_factory=list)  # the application's tables there now
+    user: str = ""
+
+
+def inspect_target(target: Target) -> TargetState:
+    try:
+        with target.connect(connect_timeout=10) as conn:
+            row = conn.execute("SELECT current_database(), current_setting('server_version'),"
+                               " current_setting('server_version_num')::int, current_user").fetchone()
+            tables = [r[0] for r in conn.execute("""
+                SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind IN ('r', 'p', 'm', 'f', 'v') AND n.nspname <> 'information_schema'
+                  AND n.nspname !~ '^pg_' AND n.nspname <> 'dbops'
+                  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                  AND d.objid = c.oid AND d.deptype = 'e')
+                ORDER BY 1""").fetchall()]
+    except psycopg.Error as exc:
+        raise DbopsError(f"cannot reach the restore target `{target.name}`: {connection_reason(exc, target.dsn)}") \
+            from None
+    return TargetState(row[0], row[1], row[2], tables, row[3])
+
+
+def refusals(into: Target, state: TargetState, source_name: str, source: Target | None, overwrite: bool) -> list[str]:
+    """Why this restore must not run as asked; [] when it may."""
+    if overwrite:
+        return []
+    why = []
+    if into.name == source_name or (source is not None and state_shares_target(into.dsn, {source_name: source.dsn})):
+        why.append(f"`{into.name}` is the source database `{source_name}` itself: restoring over it replaces "
+                   "production; add --overwrite if that is really what you want")
+    if state.tables:
+        shown = ", ".join(state.tables[:5]) + (f" and {len(state.tables) - 5} more" if len(state.tables) > 5 else "")
+        why.append(f"`{into.name}` ({state.database}) is not empty: it holds {len(state.tables)} table(s) or "
+                   f"view(s) ({shown}); restore into an empty database, or add --overwrite to drop them first")
+    return why
+
+
+def clear_target(target: Target) -> list[str]:
+    """For --overwrite: drop every application schema (the bot's own `dbops` stays) and recreate
+    `public` empty, so the restored database is the backup's and nothing else."""
+    with target.connect(connect_timeout=10) as conn:
+        conn.autocommit = True
+        schemas = [r[0] for r in conn.execute("""
+            SELECT n.nspname FROM pg_namespace n
+            WHERE n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'dbops')
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                              AND d.objid = n.oid AND d.deptype = 'e')
+            ORDER BY 1""").fetchall()]
+        with conn.transaction():
+            for schema in schemas:
+                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+            conn.execute("CREATE SCHEMA public")
+    return schemas
+
+
+def archive_owners(archive: Path) -> list[str]:
+    """The roles that own the archive's objects (the last field of each table-of-contents entry)."""
+    done = run_streaming([pg_tool("pg_restore"), "--list", str(archive)], env=libpq_env(""))
+    owners = set()
+    for line in done.lines:
+        if _TOC_ENTRY.match(line):
+            parts = line.split()
+            if len(parts) >= 6 and parts[-1] != "-":
+                owners.add(parts[-1])
+    return sorted(owners)
+
+
+def missing_roles(target: Target, roles: list[str]) -> list[tuple[str, str]]:
+    """(role, the statement that creates it) for each role the target lacks."""
+    if not roles:
+        return []
+    with target.connect(connect_timeout=10) as conn:
+        have = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (roles,))}
+        return [(r, sql.SQL("CREATE ROLE {} NOLOGIN;").format(sql.Identifier(r)).as_string(conn))
+                for r in roles if r not in have]
