@@ -127,7 +127,7 @@ def test_create_by_approval_hands_the_connection_string_to_the_requester_only_an
 
 def test_a_terminal_rotate_prints_the_connection_string_once_and_stores_none(
         svc, monkeypatch, tmp_path, capsys, caplog):
-    from bot import cli
+    from bot.frontends import cli
 
     name = new_name()
     target = svc.settings.targets["prod"]
