@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from .. import schemas
 from ..errors import DbopsError
 
 FORMAT_VERSION = 1
@@ -40,13 +41,7 @@ _PIN_SETTINGS = [
     ("search_path", "pg_catalog"),
 ]
 
-# Schemas that are never the application's: the bot's own state and PostgreSQL's.
-_USER_RELATION = """
-    n.nspname <> 'dbops' AND n.nspname <> 'information_schema'
-    AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'
-    AND NOT EXISTS (SELECT 1 FROM pg_depend d  -- extension members are the extension's to create
-                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-"""
+_USER_RELATION = f"{schemas.application('n')} AND {schemas.not_extension_member('pg_class', 'c')}"
 
 _KIND = {"r": "table", "p": "partitioned table", "m": "materialized view", "v": "view", "f": "foreign table"}
 _CONSTRAINT_TYPE = {"p": "primary key", "u": "unique", "f": "foreign key", "c": "check", "x": "exclusion",

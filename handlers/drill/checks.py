@@ -12,6 +12,7 @@ from typing import Any, Iterable
 import psycopg
 from psycopg import sql
 
+from .. import schemas
 from ..backup.manifest import capture_manifest, compare_manifests
 from ..pginstance import pg_tool
 from .procs import client_args, run_streaming
@@ -20,9 +21,7 @@ from .settings import ExpectedIndex, SmokeQuery
 SCHEMA_PARTS = ("tables", "columns", "indexes", "constraints", "sequences")
 _MAX_LISTED = 15  # differences listed in one check's detail; the count says how many more
 
-# The application's relations: not PostgreSQL's, not the bot's own state, not an extension's.
-_USER_NAMESPACE = """n.nspname <> 'dbops' AND n.nspname <> 'information_schema'
-    AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'"""
+_USER_NAMESPACE = schemas.application("n")
 
 
 INDEXES_HINT = "`/db indexes` reports it with the fix"

@@ -38,7 +38,7 @@ from typing import Any, Iterator
 import psycopg
 from psycopg import sql
 
-from handlers import fmt
+from handlers import fmt, schemas
 from handlers.backup.manifest import capture_manifest
 from handlers.backup.pgtools import BackupToolError, last_line, libpq_env
 from handlers.errors import ConfigError, DbopsError, TargetUnreachable, UsageError
@@ -576,11 +576,10 @@ def _restore(archive: Path, admin_dsn: str, app_dsn: str, work: Path, jobs: int,
 
 
 def _hand_schemas_to_app(admin: psycopg.Connection) -> None:
-    rows = admin.execute("""
+    rows = admin.execute(f"""
         SELECT n.nspname FROM pg_namespace n
-        WHERE n.nspname NOT IN ('public', 'information_schema') AND n.nspname !~ '^pg_'
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
-                          AND d.objid = n.oid AND d.deptype = 'e')""").fetchall()
+        WHERE {schemas.not_system('n')} AND n.nspname <> 'public'
+          AND {schemas.not_extension_member('pg_namespace', 'n')}""").fetchall()
     for (name,) in rows:
         admin.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(APP_ROLE)))
 
@@ -696,9 +695,7 @@ _OWN_LOCKS = """
     WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND (c.oid IS NULL OR (c.relkind IN ('r', 'p', 'm', 'f', 'v')
-                             AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                             AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'))
-"""
+                             AND """ + schemas.not_system("n") + "))"
 
 
 def _own_locks(conn: psycopg.Connection, names: dict[int, str]) -> set[tuple[str, str]]:
@@ -908,8 +905,7 @@ def _snapshot(conn: psycopg.Connection, changed: list[tuple[TableName, str]] | N
     """Schema, row counts and the changed columns' checksums, in one REPEATABLE READ snapshot."""
     names = dict(conn.execute(
         "SELECT c.oid::int8, c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind IN ('r', 'p', 'm', 'f', 'v') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-        "AND n.nspname !~ '^pg_'").fetchall())
+        "WHERE c.relkind IN ('r', 'p', 'm', 'f', 'v') AND " + schemas.not_system("n")).fetchall())
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
         if changed is not None:
