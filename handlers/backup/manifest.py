@@ -25,6 +25,7 @@ from psycopg import sql
 
 from .. import schemas
 from ..errors import DbopsError
+from ..schemadiff import RESTORED, schema_differences
 
 FORMAT_VERSION = 1
 SEAL_VERSION = 1  # the sealed file around a manifest (seal/unseal)
@@ -216,25 +217,8 @@ def compare_manifests(expected: dict, actual: dict) -> list[str]:
     """
     diffs: list[str] = []
     diffs += _compare_table_data(expected.get("tables", []), actual.get("tables", []))
-    exp_schema, act_schema = expected.get("schema", {}), actual.get("schema", {})
-
-    exp_tables = {f"{t['schema']}.{t['name']}": t for t in exp_schema.get("tables", [])}
-    act_tables = {f"{t['schema']}.{t['name']}": t for t in act_schema.get("tables", [])}
-    for key in sorted(exp_tables.keys() - act_tables.keys()):
-        diffs.append(f"{exp_tables[key]['kind']} {key}: missing from the restored database")
-    for key in sorted(act_tables.keys() - exp_tables.keys()):
-        diffs.append(f"{act_tables[key]['kind']} {key}: in the restored database but not in the backup")
-    for key in sorted(exp_tables.keys() & act_tables.keys()):
-        if exp_tables[key]["kind"] != act_tables[key]["kind"]:
-            diffs.append(f"{key}: a {exp_tables[key]['kind']} in the backup, a {act_tables[key]['kind']} restored")
-
-    diffs += _compare_objects("column", exp_schema.get("columns", []), act_schema.get("columns", []),
-                              ("type", "not_null", "default"))
-    diffs += _compare_objects("index", exp_schema.get("indexes", []), act_schema.get("indexes", []),
-                              ("definition",))
-    diffs += _compare_objects("constraint", exp_schema.get("constraints", []), act_schema.get("constraints", []),
-                              ("type", "definition", "validated"))
-    diffs += _compare_sequences(exp_schema.get("sequences", []), act_schema.get("sequences", []))
+    diffs += schema_differences(expected.get("schema", {}), actual.get("schema", {}), RESTORED,
+                                sequence_values=True)
     return diffs
 
 
@@ -253,48 +237,6 @@ def _compare_table_data(expected: list[dict], actual: list[dict]) -> list[str]:
         elif e.get("checksum") and a.get("checksum") and e["checksum"] != a["checksum"]:
             diffs.append(f"table {key}: same row count ({e['rows']}) but the content differs "
                          f"(checksum {e['checksum']} expected, {a['checksum']} restored)")
-    return diffs
-
-
-def _compare_objects(kind: str, expected: list[dict], actual: list[dict], fields: tuple[str, ...]) -> list[str]:
-    diffs = []
-    exp = {(o["table"], o["name"]): o for o in expected}
-    act = {(o["table"], o["name"]): o for o in actual}
-    for table, name in sorted(exp.keys() - act.keys()):
-        diffs.append(f"{kind} {name} on {table}: missing from the restored database")
-    for table, name in sorted(act.keys() - exp.keys()):
-        diffs.append(f"{kind} {name} on {table}: in the restored database but not in the backup")
-    for key in sorted(exp.keys() & act.keys()):
-        for f in fields:
-            if exp[key].get(f) != act[key].get(f):
-                diffs.append(f"{kind} {key[1]} on {key[0]}: {f} is {act[key].get(f)!r} restored, "
-                             f"{exp[key].get(f)!r} in the backup")
-    return diffs
-
-
-def _compare_sequences(expected: list[dict], actual: list[dict]) -> list[str]:
-    diffs = []
-    exp = {s["name"]: s for s in expected}
-    act = {s["name"]: s for s in actual}
-    for name in sorted(exp.keys() - act.keys()):
-        diffs.append(f"sequence {name}: missing from the restored database")
-    for name in sorted(act.keys() - exp.keys()):
-        diffs.append(f"sequence {name}: in the restored database but not in the backup")
-    for name in sorted(exp.keys() & act.keys()):
-        e, a = exp[name], act[name]
-        if e.get("owned_by_column") != a.get("owned_by_column"):
-            diffs.append(f"sequence {name}: owned by {a.get('owned_by_column')} restored, "
-                         f"{e.get('owned_by_column')} in the backup")
-        # The restored rows decide: the next value handed out must be above every existing one.
-        top = a.get("column_max") if a.get("column_max") is not None else e.get("column_max")
-        if top is None:
-            continue
-        if a.get("value") is None:
-            diffs.append(f"sequence {name}: never used in the restored database, but "
-                         f"{a.get('owned_by_column') or 'its column'} already holds values up to {top}")
-        elif a["value"] < top:
-            diffs.append(f"sequence {name}: restored value {a['value']} is below the largest "
-                         f"{a.get('owned_by_column') or 'column'} value {top}: the next insert would collide")
     return diffs
 
 

@@ -45,6 +45,7 @@ from handlers.errors import ConfigError, DbopsError, TargetUnreachable, UsageErr
 from handlers.pginstance import (MARKER_FILE, InstanceError, PgBinariesError, TemporaryInstance,
                                  pg_tool, private_work_dir, remove_leftover_instances)
 from handlers.report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
+from handlers.schemadiff import ROLLED_BACK, schema_differences
 from handlers.target import Target, dsn_secrets, scrub
 
 from .apply import Batch, error_text, plan_batches
@@ -481,7 +482,7 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
         return
     progress(Progress("rehearsal", 0.85, "comparing the schema and data with before UP"))
     after = _snapshot(conn, None, before.columns)
-    result.schema_diff = schema_differences(before.schema, after.schema)
+    result.schema_diff = schema_differences(before.schema, after.schema, ROLLED_BACK, sequence_values=False)
     result.data_diff = data_differences(before, after)
 
 
@@ -962,49 +963,6 @@ def _checksums(conn: psycopg.Connection, columns: list[WatchedColumn]) -> dict[W
 
 
 # -- comparing -------------------------------------------------------------------------------
-
-def schema_differences(before: dict, after: dict) -> list[str]:
-    """What DOWN left different from the schema before UP ([] = identical), in words."""
-    diffs: list[str] = []
-    b_tables = {f"{t['schema']}.{t['name']}": t for t in before.get("tables", [])}
-    a_tables = {f"{t['schema']}.{t['name']}": t for t in after.get("tables", [])}
-    for key in sorted(b_tables.keys() - a_tables.keys()):
-        diffs.append(f"{b_tables[key]['kind']} {key}: there before UP, missing after DOWN")
-    for key in sorted(a_tables.keys() - b_tables.keys()):
-        diffs.append(f"{a_tables[key]['kind']} {key}: not there before UP, still there after DOWN")
-    for key in sorted(b_tables.keys() & a_tables.keys()):
-        if b_tables[key]["kind"] != a_tables[key]["kind"]:
-            diffs.append(f"{key}: a {b_tables[key]['kind']} before UP, a {a_tables[key]['kind']} after DOWN")
-    gone = b_tables.keys() - a_tables.keys()  # their columns and indexes go without saying
-    new = a_tables.keys() - b_tables.keys()
-    for kind, plural, fields in (("column", "columns", ("type", "not_null", "default")),
-                                 ("index", "indexes", ("definition",)),
-                                 ("constraint", "constraints", ("type", "definition", "validated"))):
-        b = {(o["table"], o["name"]): o for o in before.get(plural, []) if o["table"] not in gone}
-        a = {(o["table"], o["name"]): o for o in after.get(plural, []) if o["table"] not in new}
-        for table, name in sorted(b.keys() - a.keys()):
-            diffs.append(f"{kind} {name} on {table}: there before UP, missing after DOWN")
-        for table, name in sorted(a.keys() - b.keys()):
-            diffs.append(f"{kind} {name} on {table}: not there before UP, still there after DOWN")
-        for key in sorted(b.keys() & a.keys()):
-            for f in fields:
-                if b[key].get(f) != a[key].get(f):
-                    diffs.append(f"{kind} {key[1]} on {key[0]}: {f} is {a[key].get(f)!r} after DOWN, "
-                                 f"{b[key].get(f)!r} before UP")
-    # Sequence values are not transactional and UP may use them: only which sequences exist and
-    # which column owns them must come back.
-    b_seq = {s["name"]: s for s in before.get("sequences", [])}
-    a_seq = {s["name"]: s for s in after.get("sequences", [])}
-    for name in sorted(b_seq.keys() - a_seq.keys()):
-        diffs.append(f"sequence {name}: there before UP, missing after DOWN")
-    for name in sorted(a_seq.keys() - b_seq.keys()):
-        diffs.append(f"sequence {name}: not there before UP, still there after DOWN")
-    for name in sorted(b_seq.keys() & a_seq.keys()):
-        if b_seq[name].get("owned_by_column") != a_seq[name].get("owned_by_column"):
-            diffs.append(f"sequence {name}: owned by {a_seq[name].get('owned_by_column')} after DOWN, "
-                         f"{b_seq[name].get('owned_by_column')} before UP")
-    return diffs
-
 
 def data_differences(before: _Snapshot, after: _Snapshot) -> list[str]:
     diffs = []
