@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from .. import schemas
-from ..backup.manifest import capture_manifest, compare_manifests
+from ..backup.manifest import capture_manifest, checksum_method, compare_manifests
 from ..pginstance import pg_tool
 from .procs import client_args, run_streaming
 from .settings import ExpectedIndex, SmokeQuery
@@ -46,18 +46,24 @@ def listed(items: list[str]) -> str:
 
 # -- against the manifest --------------------------------------------------------
 
-def capture_restored(conn: psycopg.Connection, level: str) -> dict:
-    """The restored database's manifest, in one REPEATABLE READ snapshot like the backup's."""
+def capture_restored(conn: psycopg.Connection, level: str, method: str | None = None) -> dict:
+    """The restored database's manifest, in one REPEATABLE READ snapshot like the backup's.
+
+    `method`: the checksum method the backup's manifest names (`checksum_method(manifest)`), so
+    both sides hash rows the same way; None: the one a new backup would use."""
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        return capture_manifest(conn, level)
+        return capture_manifest(conn, level, method)
 
 
 def table_data_check(expected: dict, actual: dict) -> Check:
     tables = expected.get("tables", [])
     level = expected.get("integrity_level", "counts")
     what = "row counts and content checksums" if level == "checksums" else "row counts"
-    diffs = compare_manifests({"tables": tables}, {"tables": actual.get("tables", [])})
+    diffs = compare_manifests(
+        {"tables": tables, "integrity_level": level, "checksum_method": checksum_method(expected)},
+        {"tables": actual.get("tables", []), "integrity_level": actual.get("integrity_level"),
+         "checksum_method": checksum_method(actual)})
     rows = sum(int(t.get("rows", 0)) for t in tables)
     if diffs:
         return Check(f"{what} of {len(tables)} tables", False, listed(diffs))

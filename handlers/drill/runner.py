@@ -317,7 +317,7 @@ class RestoreDrill:
         try:
             with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
                 self.progress(Progress("verify", 0.1, "row counts, checksums and schema against the manifest"))
-                actual = C.capture_restored(conn, level)
+                actual = C.capture_restored(conn, level, C.checksum_method(self.manifest))
                 self._check(C.table_data_check(self.manifest, actual))
                 for check in C.schema_checks(self.manifest, actual):
                     self._check(check)

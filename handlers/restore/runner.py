@@ -249,7 +249,7 @@ class _Restore:
                 had_amcheck = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'amcheck')"
                                            ).fetchone()[0]
                 self.progress(Progress("verify", 0.1, "rows, checksums and schema against the manifest"))
-                actual = C.capture_restored(conn, level)
+                actual = C.capture_restored(conn, level, C.checksum_method(doc))
                 self._check(C.table_data_check(doc, actual))
                 for check in C.schema_checks(doc, actual):
                     self._check(check)
