@@ -33,16 +33,16 @@ from pathlib import Path
 
 import psycopg
 
-from ..errors import DbopsError
+from .. import fmt
+from ..errors import Cancelled, DbopsError
 from ..pginstance import pg_tool
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Stopwatch, Table, no_progress
 from ..target import Target, dsn_secrets, scrub
 from . import crypto
 from .catalog import BackupCatalog
-from .. import fmt
 from .manifest import ArchiveInfo, BackupManifest, capture_manifest, seal
-from .pgtools import (choose_compression, libpq_env, missing_table_data, require_pg_dump_for,
-                      server_facts, last_line)
+from ..pgtools import (choose_compression, last_line, libpq_env, missing_table_data, require_pg_dump_for,
+                       server_facts)
 from .settings import BackupSettings
 from .storage import S3Store, StorageError, fsync_dir, fsync_file, prepare_dir, sha256_file
 from .storecat import MANIFEST_SUFFIX, storage_for, write_durably, write_index
@@ -59,8 +59,8 @@ class BackupFailed(DbopsError):
         self.backup_id = backup_id
 
 
-class BackupCancelled(BackupFailed):
-    pass
+class BackupCancelled(BackupFailed, Cancelled):
+    """The backup was asked to stop; nothing of it is kept."""
 
 
 @dataclass

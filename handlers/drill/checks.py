@@ -11,11 +11,12 @@ from typing import Any, Iterable
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from .. import schemas
 from ..backup.manifest import capture_manifest, checksum_method, compare_manifests
 from ..pginstance import pg_tool
-from .procs import client_args, run_streaming
+from ..pgtools import libpq_env, run_streaming
 from .settings import ExpectedIndex, SmokeQuery
 
 SCHEMA_PARTS = ("tables", "columns", "indexes", "constraints", "sequences")
@@ -263,11 +264,14 @@ def _every_source_index_restored(manifest: dict, restored: dict) -> bool:
 
 def amcheck_check(dsn: str, jobs: int, heapallindexed: bool, cancel: threading.Event | None = None) -> Check:
     """pg_amcheck over every table (heap, with its TOAST) and every B-tree index of the restored database."""
-    conninfo, env = client_args(dsn)
+    env = libpq_env(dsn)
+    # Only the database's name on the command line, so that pg_amcheck checks that one database and
+    # not the one libpq would default to; host, user and password come from the environment.
+    database = make_conninfo(dbname=env["PGDATABASE"])
     cmd = [pg_tool("pg_amcheck"), "--install-missing", "--jobs", str(max(1, jobs)), "--no-password"]
     if heapallindexed:
         cmd.append("--heapallindexed")
-    done = run_streaming(cmd + [conninfo], env=env, cancel=cancel)
+    done = run_streaming(cmd + [database], env=env, cancel=cancel)
     name = "pg_amcheck: heap and B-tree indexes" + (" (heapallindexed)" if heapallindexed else "")
     findings = [line.strip() for line in done.lines if line.strip()]
     if done.returncode == 0 and not findings:

@@ -21,16 +21,16 @@ from typing import Any, Iterable
 import psutil
 import psycopg
 
-from ..errors import DbopsError
+from ..errors import Cancelled, DbopsError
+from .. import fmt
 from ..pginstance import MARKER_FILE, tool_version
+from ..pgtools import libpq_env
 from ..report import Progress, ProgressFn, no_progress
 from ..target import dsn_secrets, scrub
 from . import checks as C
 from .archive import ArchiveContents, Decryptor, file_sha256, list_contents, major_version, unpack_directory_archive
 from .instance import DRILL_PURPOSE, DrillInstance, make_instance
-from .procs import DrillCancelled, client_args
 from .restore import restore_command, run_restore
-from .. import fmt
 from .result import DrillResult
 from .settings import DrillSettings
 
@@ -149,7 +149,7 @@ class RestoreDrill:
             record.update(outcome="ok", detail=detail or "")
             if detail and detail.startswith("FAILED: "):
                 record.update(outcome="failed", detail=detail.removeprefix("FAILED: "))
-        except DrillCancelled:
+        except Cancelled:
             record.update(outcome="cancelled", detail="cancelled while running")
             self.result.cancelled = True
             go_on = False
@@ -213,7 +213,7 @@ class RestoreDrill:
                 restorable = unpack_directory_archive(restorable, self._files() / "archive.dir")
         except Exception as exc:  # noqa: BLE001 -- reported as the restore step's failure
             return PreparedArchive(sha, None, ArchiveContents(), f"could not prepare the archive: {exc}")
-        _, env = client_args("")
+        env = libpq_env("")
         return PreparedArchive(sha, restorable, list_contents(restorable, env))
 
     def _files(self) -> Path:
@@ -232,7 +232,7 @@ class RestoreDrill:
         self.progress(Progress("restore", None, "checking the archive"))
         prepared: PreparedArchive = prepared_future.result()
         if self.cancel.is_set():
-            raise DrillCancelled()
+            raise Cancelled("the drill was cancelled")
         want = (self.archive_info.get("sha256") or "").lower()
         if prepared.sha256 is None:
             self._check(C.Check("archive SHA-256 matches the catalog", bool(not want and prepared.problem is None),
@@ -280,14 +280,14 @@ class RestoreDrill:
             self.result.recovery_point_age_s = round(time.time() - created, 1)
         archive_format = (self.archive_info.get("format") or contents.format or "custom").lower()
         dsn = self.instance.database_dsn()
-        cmd, jobs = restore_command(prepared.restorable, "(drill database)", archive_format, self.settings.jobs)
+        cmd, jobs = restore_command(prepared.restorable, archive_format, self.settings.jobs)
         self.result.procedure.append(
             f"Checked the stored archive ({self.result.backup['size']:,} bytes) against the catalog's SHA-256 and read "
             f"its table of contents ({contents.entries} entries).")
         outcome = run_restore(prepared.restorable, dsn, archive_format, self.settings.jobs, contents.table_data,
                               self.progress, self.cancel)
         self.result.restore_errors = [self._clean(e) for e in outcome.errors]
-        shown = " ".join(a for a in cmd[1:-1] if a not in ("--dbname", "(drill database)"))
+        shown = " ".join(a for a in cmd[1:-1] if a != "--dbname=")
         self.result.procedure.append(f"Restored it with `pg_restore {shown}` ({outcome.jobs} parallel job"
                                      f"{'s' if outcome.jobs != 1 else ''}).")
         self._check(C.Check("restore without errors", outcome.ok,
@@ -330,7 +330,7 @@ class RestoreDrill:
                     self.progress(Progress("verify", 0.6, f"smoke query: {query.name}"))
                     self._check(C.smoke_query_check(conn, query, self.settings.smoke_timeout_s))
                 if self.cancel.is_set():
-                    raise DrillCancelled()
+                    raise Cancelled("the drill was cancelled")
             if pending is not None:
                 self.progress(Progress("verify", 0.8, "waiting for pg_amcheck"))
                 self._check(pending.result())

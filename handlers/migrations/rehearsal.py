@@ -40,8 +40,8 @@ from psycopg import sql
 
 from handlers import fmt, schemas
 from handlers.backup.manifest import capture_manifest
-from handlers.backup.pgtools import BackupToolError, last_line, libpq_env
-from handlers.errors import ConfigError, DbopsError, TargetUnreachable, UsageError
+from handlers.pgtools import PgToolError, last_line, libpq_env, run_streaming
+from handlers.errors import Cancelled, ConfigError, DbopsError, TargetUnreachable, UsageError
 from handlers.pginstance import (MARKER_FILE, InstanceError, PgBinariesError, TemporaryInstance,
                                  pg_tool, private_work_dir, remove_leftover_instances)
 from handlers.report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
@@ -76,9 +76,6 @@ LOCK_NAMES = {
 BLOCKS_READS_AND_WRITES = ("AccessExclusiveLock",)
 BLOCKS_WRITES = ("ExclusiveLock", "ShareRowExclusiveLock", "ShareLock")  # strongest first
 
-
-class RehearsalCancelled(DbopsError):
-    """Someone asked the rehearsal to stop; its instance is deleted all the same."""
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -343,7 +340,7 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
     `handlers.backup.materialize`), `manifest` its backup manifest (BackupManifest.to_dict()),
     used to check the copy's row counts. `schema_source` is used when there is no archive or
     settings.source is "schema". Raises UsageError (SQL does not parse, nothing to copy),
-    TargetUnreachable (schema source), DbopsError (the copy cannot be made), RehearsalCancelled.
+    TargetUnreachable (schema source), DbopsError (the copy cannot be made), Cancelled.
     A failing UP or DOWN statement is a result, not an exception."""
     started = time.monotonic()
     up = plan_batches(parse_statements(up_sql, up_filename), up_filename)
@@ -374,7 +371,7 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
     hidden = [app_password, *_env_secrets(), *(dsn_secrets(schema_source.dsn) if schema_source else [])]
     try:
         if cancel is not None and cancel.is_set():
-            raise RehearsalCancelled("the rehearsal was cancelled before it started")
+            raise Cancelled("the rehearsal was cancelled before it started")
         progress(Progress("rehearsal", 0.0, "starting a throwaway PostgreSQL"))
         try:
             instance.start()
@@ -398,13 +395,13 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
         result.restore_problems = [scrub(p, hidden) for p in problems]
         result.restore_s = time.monotonic() - t0
         if cancel is not None and cancel.is_set():
-            raise RehearsalCancelled("the rehearsal was cancelled")
+            raise Cancelled("the rehearsal was cancelled")
         try:
             with psycopg.connect(app_dsn, autocommit=True) as conn, _cancel_on(conn, cancel):
                 _rehearse_on(conn, result, up, down, manifest if with_data else {}, settings, progress, cancel, hidden)
         except psycopg.Error as exc:
             if cancel is not None and cancel.is_set():
-                raise RehearsalCancelled("the rehearsal was cancelled") from None
+                raise Cancelled("the rehearsal was cancelled") from None
             # Not the message: after UP and DOWN it can be the requester's own text, or rows.
             raise DbopsError(f"the rehearsal could not measure its copy (SQLSTATE {exc.sqlstate or 'unknown'}, "
                              f"{condition_name(exc.sqlstate)})") from None
@@ -546,7 +543,7 @@ def _restore(archive: Path, admin_dsn: str, app_dsn: str, work: Path, jobs: int,
              cancel: threading.Event | None) -> list[str]:
     """Restore so that app_owner owns every object of the application (see the module docstring)."""
     listing = subprocess.run([pg_tool("pg_restore"), "--list", str(archive)], capture_output=True, text=True,
-                             errors="replace", env=_tool_env(), stdin=subprocess.DEVNULL)
+                             errors="replace", env=libpq_env(""), stdin=subprocess.DEVNULL)
     if listing.returncode != 0:
         return _tool_problems("pg_restore", listing.returncode, listing.stderr)
     entries = [line for line in listing.stdout.splitlines() if _TOC_ENTRY.match(line)]
@@ -585,17 +582,12 @@ def _hand_schemas_to_app(admin: psycopg.Connection) -> None:
         admin.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(APP_ROLE)))
 
 
-def _tool_env() -> dict[str, str]:
-    """For a pg_restore that reads an archive only: no credentials, no inherited PG* variables."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-
-
 def _copy_schema(source: Target, admin_dsn: str, app_dsn: str, work: Path, jobs: int,
                  cancel: threading.Event | None) -> list[str]:
     dump = work / "schema.dump"
     try:
         env = libpq_env(source.dsn)
-    except BackupToolError as exc:
+    except PgToolError as exc:
         raise DbopsError(f"cannot copy the schema of `{source.name}`: {exc}") from None
     os.close(os.open(dump, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # pg_dump keeps the mode
     rc, stderr = _run_tool([pg_tool("pg_dump"), "--schema-only", "-Fc", "-w", "-f", str(dump)], env, cancel)
@@ -611,18 +603,12 @@ def _copy_schema(source: Target, admin_dsn: str, app_dsn: str, work: Path, jobs:
 
 
 def _run_tool(cmd: list[str], env: dict[str, str], cancel: threading.Event | None) -> tuple[int, str]:
-    """Run a client program with credentials in `env` only; stop it when `cancel` is set."""
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, errors="replace")
-    while True:
-        try:
-            _, stderr = proc.communicate(timeout=0.2)
-            return proc.returncode, stderr or ""
-        except subprocess.TimeoutExpired:
-            if cancel is not None and cancel.is_set():
-                proc.kill()
-                proc.communicate()
-                raise RehearsalCancelled("the rehearsal was cancelled while copying the database") from None
+    """(exit status, output) of a client program run with credentials in `env` only."""
+    try:
+        done = run_streaming(cmd, env, cancel=cancel)
+    except Cancelled:
+        raise Cancelled("the rehearsal was cancelled while copying the database") from None
+    return done.returncode, "\n".join(done.lines)
 
 
 def _tool_problems(tool: str, rc: int, stderr: str) -> list[str]:
@@ -730,7 +716,7 @@ def _run_batches(conn: psycopg.Connection, batches: list[Batch], settings: Rehea
         for stmt in batch.statements:
             if cancel is not None and cancel.is_set():
                 _rollback(conn)
-                raise RehearsalCancelled("the rehearsal was cancelled")
+                raise Cancelled("the rehearsal was cancelled")
             rows_before = _rows_of_target(conn, stmt)
             t0 = time.monotonic()
             try:
@@ -791,7 +777,7 @@ def _failed(conn: psycopg.Connection, run: _Run, stmt: Statement, exc: psycopg.E
             cancel: threading.Event | None, started: float, hidden: list[str], where: str = "") -> _Run:
     _rollback(conn)
     if cancel is not None and cancel.is_set():
-        raise RehearsalCancelled("the rehearsal was cancelled") from None
+        raise Cancelled("the rehearsal was cancelled") from None
     state, condition = exc.sqlstate, condition_name(exc.sqlstate)
     code = f"SQLSTATE {state or 'unknown'} ({condition})"
     if conn.closed:
@@ -977,5 +963,5 @@ def data_differences(before: _Snapshot, after: _Snapshot) -> list[str]:
     return diffs
 
 
-__all__ = ["Rehearsal", "RehearsalCancelled", "RehearsalSettings", "condition_name", "rehearsal_work_dir",
+__all__ = ["Rehearsal", "RehearsalSettings", "condition_name", "rehearsal_work_dir",
            "rehearse", "remove_leftover_rehearsals", "schema_differences"]

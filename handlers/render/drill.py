@@ -14,12 +14,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
 from ..drill import checks as C
-from ..drill.procs import DrillCancelled
 from .. import fmt
 from ..drill.result import DrillResult
 from ..drill.runner import DrillInterrupted, _SigintDeferred
 from ..drill.settings import DrillSettings
-from ..errors import DbopsError
+from ..errors import Cancelled, DbopsError
 from ..report import Progress, ProgressFn, no_progress
 from ..target import Target, dsn_secrets, scrub
 from .client import RenderClient, _iso, parse_time
@@ -167,7 +166,7 @@ class _PitrDrill:
             record.update(outcome="ok", detail=self._clean(detail))
             if detail.startswith("FAILED: "):
                 record.update(outcome="failed", detail=self._clean(detail.removeprefix("FAILED: ")))
-        except DrillCancelled:
+        except Cancelled:
             record.update(outcome="cancelled", detail="cancelled while running")
             self.result.cancelled = True
             go_on = False
@@ -250,7 +249,7 @@ class _PitrDrill:
         polls = 0
         while True:
             if self.cancel.is_set():
-                raise DrillCancelled()
+                raise Cancelled("the drill was cancelled")
             found = self.client.get_postgres(self.created["id"])
             polls += 1
             status = found.get("status")

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
 from ..drill.archive import list_contents
-from ..drill.procs import client_args
+from ..pgtools import libpq_env
 from ..drill.runner import PreparedArchive, RestoreDrill
 from ..drill.settings import DrillSettings
 from ..errors import UsageError
@@ -150,7 +150,7 @@ class ExportDrill(RestoreDrill):
         from ..drill.archive import file_sha256
 
         sha = file_sha256(self.archive)
-        _, env = client_args("")
+        env = libpq_env("")
         return PreparedArchive(sha, self.restorable_path, list_contents(self.restorable_path, env))
 
     def _verify(self) -> str:

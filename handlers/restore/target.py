@@ -10,11 +10,10 @@ import psycopg
 from psycopg import sql
 
 from .. import schemas
-from ..backup.pgtools import libpq_env
 from ..backup.placement import state_shares_target
-from ..drill.procs import run_streaming
 from ..errors import DbopsError, UsageError
 from ..pginstance import pg_tool
+from ..pgtools import libpq_env, run_streaming
 from ..target import Target, connection_reason
 
 _TOC_ENTRY = re.compile(r"^\d+;\s+\d+\s+\d+\s+")
