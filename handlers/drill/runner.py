@@ -33,6 +33,7 @@ from .instance import DRILL_PURPOSE, DrillInstance, make_instance
 from .restore import restore_command, run_restore
 from .result import DrillResult
 from .settings import DrillSettings
+from .steps import Failed, StepFailed, checks_outcome, run_step
 
 
 @dataclass
@@ -41,10 +42,6 @@ class PreparedArchive:
     restorable: Path | None  # what pg_restore reads
     contents: ArchiveContents
     problem: str | None = None  # could not be made restorable (decryption, unpacking)
-
-
-class _StepFailed(Exception):
-    """The step could not do its work; the message says why (secret-free)."""
 
 
 class DrillInterrupted(KeyboardInterrupt):
@@ -136,40 +133,18 @@ class RestoreDrill:
         self.cancel.set()  # background work (hashing, pg_amcheck) stops too
 
     def _step(self, name: str, work) -> bool:
-        """Run one step, timing it; False when the drill cannot go on."""
-        # "running" until the work returns: a step something broke off never counts as ok.
-        record = {"step": name, "started_at": time.time(), "seconds": 0.0, "outcome": "running", "detail": ""}
-        self.result.steps.append(record)
-        mono = time.monotonic()
+        """Run one step (steps.run_step); False when the drill cannot go on."""
         checks_before = len(self.result.checks)
-        go_on = True
-        try:
-            self.progress(Progress(name, 0.0, f"{name}..."))
-            detail = work()
-            record.update(outcome="ok", detail=detail or "")
-            if detail and detail.startswith("FAILED: "):
-                record.update(outcome="failed", detail=detail.removeprefix("FAILED: "))
-        except Cancelled:
-            record.update(outcome="cancelled", detail="cancelled while running")
-            self.result.cancelled = True
-            go_on = False
-        except KeyboardInterrupt:
+
+        def interrupted() -> None:
             # Ctrl-C reaches the client programs too (one process group): pg_restore or pg_amcheck
             # dying of it is no finding about the backup. Nothing this step found counts.
-            record.update(outcome="cancelled", detail="interrupted (Ctrl-C)")
             del self.result.checks[checks_before:]
             if name == "restore":
                 self.result.restore_errors = []
             self._interrupted()
-            go_on = False
-        except Exception as exc:  # noqa: BLE001 -- any failure still ends in a report and a deleted instance
-            message = str(exc) if isinstance(exc, (DbopsError, _StepFailed)) else f"{type(exc).__name__}: {exc}"
-            record.update(outcome="failed", detail=self._clean(message))
-            self.result.error = self.result.error or f"{name}: {self._clean(message)}"
-            go_on = False
-        record["seconds"] = round(time.monotonic() - mono, 3)
-        self.progress(Progress(name, 1.0, f"{name}: {record['outcome']} in {fmt.duration(record['seconds'])}"))
-        return go_on
+
+        return run_step(self.result, name, work, self.progress, self._clean, interrupted)
 
     def _clean(self, text: str) -> str:
         return scrub(text, self._secrets)[:2000]
@@ -252,14 +227,14 @@ class RestoreDrill:
             self._check(C.Check("archive size matches the catalog", False,
                                 f"{self.archive.stat().st_size:,} bytes stored, the catalog says {int(size):,}"))
         if prepared.problem:
-            raise _StepFailed(prepared.problem)
+            raise StepFailed(prepared.problem)
         contents = prepared.contents
         readable = not contents.errors and contents.entries > 0
         self._check(C.Check("archive readable by pg_restore", readable,
                             f"{contents.entries} entries, {contents.table_data} with table data ({contents.format})"
                             if readable else C.listed(contents.errors or ["the archive lists no entries"])))
         if not readable:
-            raise _StepFailed("pg_restore cannot read the archive's table of contents")
+            raise StepFailed("pg_restore cannot read the archive's table of contents")
 
         dumped_by = self.manifest.get("pg_dump_version") or contents.dumped_by
         self.result.versions["pg_dump (backup)"] = str(dumped_by or "?")
@@ -273,7 +248,7 @@ class RestoreDrill:
                             f"PostgreSQL {have} for pg_dump {need}" if fits else
                             f"PostgreSQL {have} cannot take an archive from pg_dump {dumped_by or '(unknown)'}"))
         if not fits or major_version(self.result.versions["pg_restore"]) < (need or 0):
-            raise _StepFailed(f"the drill needs PostgreSQL >= {need} to restore this archive")
+            raise StepFailed(f"the drill needs PostgreSQL >= {need} to restore this archive")
 
         created = _parse_time(self.manifest.get("created_at"))
         if created is not None:
@@ -296,7 +271,7 @@ class RestoreDrill:
                             f"{C.listed(self.result.restore_errors)}"))
         # The restore carries on into verification even with errors: the checks name what is missing.
         if not outcome.ok:
-            return f"FAILED: {outcome.error_count} restore error{'s' if outcome.error_count != 1 else ''}"
+            return Failed(fmt.plural(outcome.error_count, 'restore error'))
         return f"{contents.table_data} tables loaded with {outcome.jobs} jobs"
 
     # -- step 3 --------------------------------------------------------------------------
@@ -338,17 +313,13 @@ class RestoreDrill:
         finally:
             stop_amcheck.set()  # done, or the SQL checks broke off: pg_amcheck need not go on
             amcheck.shutdown(wait=True)
-        mine = self.result.checks[before:]
-        failed = [c for c in mine if not c["ok"]]
         self.result.procedure.append(
             f"Verified the restored database against the backup's manifest (integrity level {level}): row counts"
             f"{' and checksums' if level == 'checksums' else ''} of every table, the schema inventory, constraint "
             f"and index validity{', the expected indexes' if self.expected_indexes is not None else ''}"
             f"{', pg_amcheck' if self.settings.amcheck else ''}"
             f"{_count(len(self.settings.smoke_queries), ' and {} smoke quer', 'y', 'ies')}.")
-        if failed:
-            return f"FAILED: {len(failed)} of {len(mine)} checks failed"
-        return f"{len(mine)} checks passed"
+        return checks_outcome(self.result.checks[before:])
 
     # -- step 4 --------------------------------------------------------------------------
     def _delete_instance(self) -> str:

@@ -19,6 +19,7 @@ from ..drill.archive import list_contents
 from ..pgtools import libpq_env
 from ..drill.runner import PreparedArchive, RestoreDrill
 from ..drill.settings import DrillSettings
+from ..drill.steps import checks_outcome
 from ..errors import UsageError
 from ..report import Progress, ProgressFn, no_progress
 from ..target import Target
@@ -159,9 +160,7 @@ class ExportDrill(RestoreDrill):
                            amcheck=self.settings.amcheck, jobs=self.settings.jobs,
                            heapallindexed=self.settings.amcheck_heapallindexed, record=self._check, cancel=self.cancel)
         self.result.procedure.append("Verified the restored export: " + ", ".join(done) + ".")
-        mine = self.result.checks[before:]
-        failed = [c for c in mine if not c["ok"]]
-        return f"FAILED: {len(failed)} of {len(mine)} checks failed" if failed else f"{len(mine)} checks passed"
+        return checks_outcome(self.result.checks[before:])
 
 
 def run_export_drill(client: RenderClient, postgres_id: str, source: Target, settings: RenderSettings,
