@@ -8,7 +8,9 @@ On a generated asidenote database (handlers.demo_data, in a private TemporaryIns
 - checksums:   dbops backup, integrity "checksums"       (the default; aim: within 1.15x of bare)
 - directory:   dbops backup, -Fd -j N, integrity counts  (aim: faster than bare)
 and, for reference, counts with the full-read verification that follows a backup by default.
-Each variant runs --repeat times; the best time is kept (the machine is shared and noisy).
+Each of --repeat rounds runs every variant once, in turn, so a busy spell on the shared machine
+slows all of them rather than one; the best time of each is kept. The load average is printed
+before and after: compare runs made under similar load.
 """
 from __future__ import annotations
 
@@ -30,12 +32,18 @@ from handlers.pginstance import TemporaryInstance, pg_tool  # noqa: E402
 from handlers.target import Target  # noqa: E402
 
 
-def best_of(repeat: int, run) -> tuple[float, int]:
-    best, size = float("inf"), 0
+def best_in_rounds(repeat: int, variants: list[tuple[str, callable]]) -> dict[str, tuple[float, int]]:
+    """Best (seconds, size) per variant, over `repeat` rounds of every variant in turn."""
+    results = {name: (float("inf"), 0) for name, _ in variants}
     for _ in range(repeat):
-        seconds, size = run()
-        best = min(best, seconds)
-    return best, size
+        for name, run in variants:
+            seconds, size = run()
+            results[name] = (min(results[name][0], seconds), size)
+    return results
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -43,7 +51,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=2, help="demo data scale (1 = ~200,000 rows; 17 = ~1 GB)")
     parser.add_argument("--jobs", type=int, default=max(2, min(4, os.cpu_count() or 2)),
                         help="pg_dump -j for the directory format")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
     with TemporaryInstance("bench-backup") as instance, tempfile.TemporaryDirectory(prefix="dbops-bench-") as tmp:
@@ -92,9 +100,9 @@ def main() -> None:
                                                                 jobs=args.jobs)),
             ("dbops backup (counts) + verify", dbops(integrity="counts", verify_after=True)),
         ]
-        results = {}
-        for name, run in variants:
-            results[name] = best_of(args.repeat, run)
+        print(f"load average before: {load_average()}")
+        results = best_in_rounds(args.repeat, variants)
+        print(f"load average after:  {load_average()}")
         base = results["bare pg_dump -Fc"][0]
         print(f"{'variant':<40} {'seconds':>8} {'size':>10} {'x bare':>7}")
         for name, (seconds, size) in results.items():

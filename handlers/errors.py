@@ -27,3 +27,10 @@ class JobBusy(DbopsError):
     """The same kind of job already runs on that target."""
 
     exit_code = 1
+
+
+class Cancelled(DbopsError):
+    """Someone asked the job (a backup, drill, restore or rehearsal) to stop; what it made is removed
+    or, where it cannot be, the message says what is left."""
+
+    exit_code = 1

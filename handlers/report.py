@@ -1,6 +1,7 @@
 """The plain result every handler returns; `bot/` renders it for Slack, the terminal and JSON."""
 from __future__ import annotations
 
+import dataclasses
 import enum
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,19 @@ class Report:
     @property
     def ok(self) -> bool:
         return self.outcome is Outcome.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, to store (an approval request keeps the report it was made from); from_dict reads it back."""
+        data = dataclasses.asdict(self)
+        data["outcome"] = self.outcome.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Report":
+        sections = [Section(s["title"], s.get("text", ""), Table(**s["table"]) if s.get("table") else None)
+                    for s in data.get("sections", [])]
+        return cls(title=data["title"], summary=data["summary"], outcome=Outcome(data["outcome"]),
+                   sections=sections, data=data.get("data", {}), exact_json=data.get("exact_json"))
 
     def to_json(self) -> dict[str, Any]:
         if self.exact_json is not None:

@@ -18,7 +18,7 @@ from handlers import demo_data
 from handlers.backup import (BackupCatalog, BackupFailed, BackupSettings, backup_info, capture_manifest,
                              cleanup_incomplete, compare_manifests, freshness, latest_verified, list_backups,
                              materialize, next_run, schedule_report, take_backup, verify_backup)
-from handlers.backup.pgtools import BackupToolError, full_read, libpq_env, toc_table_data
+from handlers.pgtools import PgToolError, full_read, libpq_env, toc_table_data
 from handlers.backup.take import BackupCancelled
 from handlers.errors import ConfigError, TargetUnreachable, UsageError
 from handlers.pginstance import bin_dir, pg_tool
@@ -229,7 +229,7 @@ def test_old_pg_dump_is_refused_with_a_fix(demo_db, catalog, settings, tmp_path,
     script.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 15.4'\n")
     script.chmod(0o755)
     monkeypatch.setenv("DBOPS_PG_BIN", str(fake))
-    with pytest.raises(BackupToolError) as info:
+    with pytest.raises(PgToolError) as info:
         take_backup(Target("prod", demo_db), settings, catalog, "U1")
     message = str(info.value)
     assert "pg_dump 15.4" in message and "older than the server, PostgreSQL 18" in message
@@ -386,14 +386,14 @@ def test_one_replica_claims_a_scheduled_run(state_dsn):
 
 
 def test_compression_choice_follows_what_pg_dump_was_built_with():
-    from handlers.backup.pgtools import choose_compression, pg_dump_supports
+    from handlers.pgtools import choose_compression, pg_dump_supports
 
     has_zstd = pg_dump_supports("zstd", pg_tool("pg_dump"))
     assert choose_compression("auto", None, 18) == ("zstd:3" if has_zstd else "gzip:6")
     assert choose_compression("auto", None, 15) == "gzip:6"  # pg_dump before 16 has no zstd
     assert choose_compression("gzip", 9, 18) == "gzip:9"
     if not has_zstd:
-        with pytest.raises(BackupToolError, match="built without zstd"):
+        with pytest.raises(PgToolError, match="built without zstd"):
             choose_compression("zstd", None, 18)
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from handlers.backup.pgtools import libpq_env
+from handlers.errors import Cancelled
+from handlers.pgtools import libpq_env
 from handlers.errors import ConfigError, UsageError
 from handlers.migrations import Severity
-from handlers.migrations.rehearsal import Rehearsal, RehearsalCancelled, RehearsalSettings, rehearse
+from handlers.migrations.rehearsal import Rehearsal, RehearsalSettings, rehearse
 from handlers.pginstance import find_leftover_instances, pg_tool
 from handlers.report import Outcome
 from handlers.target import Target
@@ -273,7 +274,7 @@ def test_sql_that_does_not_parse_is_a_usage_error_before_any_instance(demo_archi
 def test_cancel_stops_and_removes_the_instance(demo_archive, settings):
     cancel = threading.Event()
     cancel.set()
-    with pytest.raises(RehearsalCancelled):
+    with pytest.raises(Cancelled):
         rehearse("SELECT 1;", None, archive=demo_archive, settings=settings, cancel=cancel)
     assert_instance_gone(settings)
 
@@ -286,7 +287,7 @@ def test_cancel_during_a_long_statement(demo_archive, settings):
         if "applying UP" in p.detail and not timer.is_alive():
             timer.start()
 
-    with pytest.raises(RehearsalCancelled):
+    with pytest.raises(Cancelled):
         rehearse("SELECT pg_sleep(60);", None, archive=demo_archive, settings=settings, cancel=cancel,
                  progress=progress)
     assert_instance_gone(settings)

@@ -16,8 +16,8 @@ import pytest
 from bot.core.state import migrate
 from handlers import demo_data
 from handlers.drill import DrillSettings, DrillStore, drill_alarm
-from handlers.drill.procs import client_args
 from handlers.pginstance import pg_tool
+from handlers.pgtools import libpq_env
 from handlers.render import (RenderClient, RenderSettings, RetryPolicy, UnsafeArchive, mirror_export,
                              run_export_drill, run_render_drill, safe_extract)
 from handlers.report import Progress
@@ -227,9 +227,8 @@ def test_the_restore_time_is_never_before_the_window_nor_within_the_last_minutes
 def make_export(dsn: str, tmp_path: Path) -> bytes:
     """What Render's export is: pg_dump's directory format, as a gzipped tar."""
     folder = tmp_path / "dump"
-    conninfo, env = client_args(dsn)
-    subprocess.run([pg_tool("pg_dump"), "--format", "directory", "--file", str(folder), "--dbname", conninfo],
-                   check=True, capture_output=True, env=env)
+    subprocess.run([pg_tool("pg_dump"), "--format", "directory", "--file", str(folder)],
+                   check=True, capture_output=True, env=libpq_env(dsn))
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         tar.add(folder, arcname="asidenote.dir")

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from handlers import pginstance
-from handlers.backup.pgtools import libpq_env
+from handlers.pgtools import libpq_env
 from handlers.migrations.rehearsal import (APP_ROLE, Rehearsal, RehearsalSettings, rehearsal_work_dir, rehearse,
                                            remove_leftover_rehearsals)
 from handlers.pginstance import InstanceError, TemporaryInstance, pg_tool

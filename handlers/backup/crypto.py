@@ -26,6 +26,8 @@ from typing import BinaryIO, Callable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ..errors import DbopsError
+
 MAGIC = b"DBOPSENC"
 VERSION = 1
 CHUNK = 1024 * 1024
@@ -35,7 +37,7 @@ HEADER_LEN = 32
 _HEADER = struct.Struct(">8sB3sI8s8s")
 
 
-class DecryptionError(Exception):
+class DecryptionError(DbopsError):
     """The archive cannot be decrypted: wrong key, damaged, truncated or reordered."""
 
 

@@ -5,8 +5,9 @@ is the transaction whose snapshot pg_dump was given (`pg_export_snapshot()`), so
 describes exactly the rows in the archive; the restore drill calls it on the restored database and
 `compare_manifests` lists the differences.
 
-Row text is what the content checksum hashes, so every setting that changes how a value is printed
-is pinned first (SET LOCAL: gone when the transaction ends):
+Content checksums hash values of most types directly and the text of the others (checksum methods
+below), so every setting that changes how a value is printed is pinned first (SET LOCAL: gone when
+the transaction ends):
 - TimeZone 'UTC', DateStyle 'ISO, YMD', IntervalStyle 'postgres': dates, times and intervals.
 - extra_float_digits 1: since PostgreSQL 12 any value > 0 prints the shortest text that reads
   back to the exact same float, so both servers print identical text; 1 is also the default.
@@ -23,11 +24,19 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from .. import schemas
 from ..errors import DbopsError
+from ..schemadiff import RESTORED, schema_differences
 
 FORMAT_VERSION = 1
 SEAL_VERSION = 1  # the sealed file around a manifest (seal/unseal)
 INTEGRITY_LEVELS = ("counts", "checksums")
+# How a table's content checksum is computed; the manifest records it, and a drill recomputes the
+# checksums of the restored copy with the method its manifest names.
+ROW_TEXT = "row-text"  # each row's text; what manifests without "checksum_method" used
+ROW_VALUES = "row-values"  # each row's values hashed by their type (the text for some types)
+CHECKSUM_METHODS = (ROW_TEXT, ROW_VALUES)
+_ROW_VALUES_MIN_SERVER = 140000  # hash_record_extended
 _BATCH = 200  # tables per UNION ALL query: few round trips, statements of sane size
 
 _PIN_SETTINGS = [
@@ -40,13 +49,7 @@ _PIN_SETTINGS = [
     ("search_path", "pg_catalog"),
 ]
 
-# Schemas that are never the application's: the bot's own state and PostgreSQL's.
-_USER_RELATION = """
-    n.nspname <> 'dbops' AND n.nspname <> 'information_schema'
-    AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'
-    AND NOT EXISTS (SELECT 1 FROM pg_depend d  -- extension members are the extension's to create
-                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-"""
+_USER_RELATION = f"{schemas.application('n')} AND {schemas.not_extension_member('pg_class', 'c')}"
 
 _KIND = {"r": "table", "p": "partitioned table", "m": "materialized view", "v": "view", "f": "foreign table"}
 _CONSTRAINT_TYPE = {"p": "primary key", "u": "unique", "f": "foreign key", "c": "check", "x": "exclusion",
@@ -60,24 +63,52 @@ def pin_output_settings(conn: psycopg.Connection) -> None:
 
 # -- capture ------------------------------------------------------------------
 
-def capture_manifest(conn: psycopg.Connection, level: str) -> dict:
+class UnknownChecksumMethod(DbopsError):
+    """A manifest names a checksum method this dbops cannot compute (a newer dbops wrote it)."""
+
+
+def checksum_method(manifest: dict) -> str | None:
+    """The checksum method a manifest's checksums were made with; None when it has no checksums.
+    A manifest older than the "checksum_method" field hashed row text."""
+    if manifest.get("integrity_level") != "checksums":
+        return None
+    return manifest.get("checksum_method") or ROW_TEXT
+
+
+def capture_manifest(conn: psycopg.Connection, level: str, method: str | None = None) -> dict:
     """Row counts (and content checksums for level "checksums") per table, plus a schema inventory.
 
+    `method`: how to compute the checksums; None picks the best this server offers (a backup), a
+    drill passes the one its backup's manifest names (`checksum_method`).
     Must run inside an open REPEATABLE READ transaction so every query sees one snapshot.
     """
     if level not in INTEGRITY_LEVELS:
         raise ValueError(f"integrity level must be one of {INTEGRITY_LEVELS}, not {level!r}")
     pin_output_settings(conn)
+    if level == "checksums":
+        method = method or best_checksum_method(conn)
+        if method not in CHECKSUM_METHODS:
+            raise UnknownChecksumMethod(f"the manifest's checksums were made with method {method!r}, which this "
+                                        f"dbops does not know (it knows {', '.join(CHECKSUM_METHODS)}): "
+                                        "upgrade dbops to check this backup's content")
+    else:
+        method = None
     tables = data_tables(conn)
-    measured = measure_tables(conn, tables, with_checksums=(level == "checksums"))
+    measured = measure_tables(conn, tables, method)
     return {
         "integrity_level": level,
+        "checksum_method": method,
         "tables": [
             {"schema": s, "name": n, "rows": measured[(s, n)][0], "checksum": measured[(s, n)][1]}
             for s, n in tables
         ],
         "schema": capture_schema(conn),
     }
+
+
+def best_checksum_method(conn: psycopg.Connection) -> str:
+    version = int(conn.execute("SELECT current_setting('server_version_num')").fetchone()[0])
+    return ROW_VALUES if version >= _ROW_VALUES_MIN_SERVER else ROW_TEXT
 
 
 def data_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
@@ -90,27 +121,88 @@ def data_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
 
 
 def measure_tables(conn: psycopg.Connection, tables: list[tuple[str, str]],
-                   with_checksums: bool) -> dict[tuple[str, str], tuple[int, str | None]]:
-    """(rows, checksum hex or None) per table, a batch of tables per query.
+                   method: str | None) -> dict[tuple[str, str], tuple[int, str | None]]:
+    """(rows, checksum hex or None) per table, a batch of tables per query; method None: counts only.
 
     ONLY: an inheritance parent is counted without its children, which are counted themselves.
-    The checksum is the sum of a 64-bit hash of each row's text, mod 2^64: independent of row
-    order (a restore writes rows in another physical order) and, unlike XOR, of duplicate rows.
+    The checksum is the sum of a 64-bit hash of each row, mod 2^64: independent of row order (a
+    restore writes rows in another physical order) and, unlike XOR, of duplicate rows.
     """
+    columns = table_columns(conn) if method == ROW_VALUES else {}
     result: dict[tuple[str, str], tuple[int, str | None]] = {}
     for start in range(0, len(tables), _BATCH):
         batch = tables[start:start + _BATCH]
         parts = []
         for i, (schema, name) in enumerate(batch):
-            # ROW(t.*): the whole row even when a column is named `t` (plain `t` would be that column).
-            checksum = (sql.SQL("coalesce(sum(hashtextextended(ROW(t.*)::text, 0)), 0)") if with_checksums
-                        else sql.SQL("NULL::numeric"))
+            if method is None:
+                checksum = sql.SQL("NULL::numeric")
+            else:
+                row_hash = (_row_values_hash(columns.get((schema, name), [])) if method == ROW_VALUES
+                            else _ROW_TEXT_HASH)
+                checksum = sql.SQL("coalesce(sum({}), 0)").format(row_hash)
             parts.append(sql.SQL("SELECT {i}::int, count(*), {checksum} FROM ONLY {table} AS t").format(
                 i=sql.Literal(i), checksum=checksum, table=sql.Identifier(schema, name)))
         for i, rows, total in conn.execute(sql.SQL(" UNION ALL ").join(parts)).fetchall():
             checksum = None if total is None else f"{int(total) % 2**64:016x}"
             result[batch[i]] = (int(rows), checksum)
     return result
+
+
+# ROW(t.*): the whole row even when a column is named `t` (plain `t` would be that column).
+_ROW_TEXT_HASH = sql.SQL("hashtextextended(ROW(t.*)::text, 0)")
+
+# Base types whose hash function tells apart every two values that differ (a changed byte changes
+# the hash), with the type to hash them as. Left out, and hashed as their text instead: types with
+# no hash function (point, json, money, ...) and those whose equality is looser than their value:
+# numeric (1.5 = 1.50), float (0 = -0), interval ('1 day' = '24 hours'), jsonb (holds numerics),
+# arrays (dimensions are not hashed), enums and reg* types (their hash is of an OID another
+# database numbers otherwise), citext and other extension types.
+_HASHED_AS = {"bool": "bool", "int2": "int2", "int4": "int4", "int8": "int8", "oid": "oid", "char": "char",
+              "name": "name", "text": "text", "varchar": "text", "bpchar": "bpchar", "bytea": "bytea",
+              "date": "date", "time": "time", "timetz": "timetz", "timestamp": "timestamp",
+              "timestamptz": "timestamptz", "uuid": "uuid", "inet": "inet", "cidr": "inet",
+              "macaddr": "macaddr", "macaddr8": "macaddr8"}
+_COLLATABLE = {"name", "text", "bpchar"}
+
+
+def table_columns(conn: psycopg.Connection) -> dict[tuple[str, str], list[tuple[str, str | None]]]:
+    """Each data table's columns in order: (name, type to hash its values as, or None for its text).
+
+    A domain is hashed as its base type. Decided by type alone, so the restored copy decides the same.
+    """
+    rows = conn.execute(f"""
+        SELECT n.nspname, c.relname, a.attname,
+               CASE WHEN bt.typnamespace = 'pg_catalog'::regnamespace AND bt.typtype = 'b' THEN bt.typname END
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_type ty ON ty.oid = a.atttypid
+        JOIN pg_type bt ON bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END
+        WHERE c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped AND {_USER_RELATION}
+        ORDER BY 1, 2, a.attnum""").fetchall()
+    columns: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
+    for schema, table, column, base in rows:
+        columns.setdefault((schema, table), []).append((column, _HASHED_AS.get(base)))
+    return columns
+
+
+def _row_values_hash(columns: list[tuple[str, str | None]]) -> sql.Composable:
+    """A 64-bit hash of the row of table alias `t`: its columns' values, each named `t.column` (no
+    column name can stand for the row), hashed together in order by hash_record_extended.
+
+    COLLATE "C": text is hashed by its bytes, never by a nondeterministic collation's sort key. The
+    record's hash is a weighted sum of its columns' hashes, so summed over rows it would not see
+    two rows swapping a column's values; hashint8extended's seed mixes it into a new 64-bit value.
+    """
+    values = []
+    for column, hashed_as in columns:
+        ref = sql.SQL("t.{}").format(sql.Identifier(column))
+        if hashed_as is None:
+            values.append(sql.SQL('CAST({} AS pg_catalog.text) COLLATE "C"').format(ref))
+        elif hashed_as in _COLLATABLE:
+            values.append(sql.SQL('CAST({} AS {}) COLLATE "C"').format(ref, sql.Identifier("pg_catalog", hashed_as)))
+        else:
+            values.append(sql.SQL("CAST({} AS {})").format(ref, sql.Identifier("pg_catalog", hashed_as)))
+    return sql.SQL("hashint8extended(0, hash_record_extended(ROW({}), 0))").format(sql.SQL(", ").join(values))
 
 
 def capture_schema(conn: psycopg.Connection) -> dict:
@@ -220,26 +312,15 @@ def compare_manifests(expected: dict, actual: dict) -> list[str]:
     Accepts bare manifests (capture_manifest) or whole BackupManifest documents (to_dict).
     """
     diffs: list[str] = []
+    exp_method, act_method = checksum_method(expected), checksum_method(actual)
+    if exp_method and act_method and exp_method != act_method:
+        # Checksums made two ways differ whatever the rows: comparing them would blame the data.
+        diffs.append(f"content checksums: the backup's were made with method {exp_method}, the restored "
+                     f"database's with {act_method}; they cannot be compared")
+        expected = {**expected, "tables": [{**t, "checksum": None} for t in expected.get("tables", [])]}
     diffs += _compare_table_data(expected.get("tables", []), actual.get("tables", []))
-    exp_schema, act_schema = expected.get("schema", {}), actual.get("schema", {})
-
-    exp_tables = {f"{t['schema']}.{t['name']}": t for t in exp_schema.get("tables", [])}
-    act_tables = {f"{t['schema']}.{t['name']}": t for t in act_schema.get("tables", [])}
-    for key in sorted(exp_tables.keys() - act_tables.keys()):
-        diffs.append(f"{exp_tables[key]['kind']} {key}: missing from the restored database")
-    for key in sorted(act_tables.keys() - exp_tables.keys()):
-        diffs.append(f"{act_tables[key]['kind']} {key}: in the restored database but not in the backup")
-    for key in sorted(exp_tables.keys() & act_tables.keys()):
-        if exp_tables[key]["kind"] != act_tables[key]["kind"]:
-            diffs.append(f"{key}: a {exp_tables[key]['kind']} in the backup, a {act_tables[key]['kind']} restored")
-
-    diffs += _compare_objects("column", exp_schema.get("columns", []), act_schema.get("columns", []),
-                              ("type", "not_null", "default"))
-    diffs += _compare_objects("index", exp_schema.get("indexes", []), act_schema.get("indexes", []),
-                              ("definition",))
-    diffs += _compare_objects("constraint", exp_schema.get("constraints", []), act_schema.get("constraints", []),
-                              ("type", "definition", "validated"))
-    diffs += _compare_sequences(exp_schema.get("sequences", []), act_schema.get("sequences", []))
+    diffs += schema_differences(expected.get("schema", {}), actual.get("schema", {}), RESTORED,
+                                sequence_values=True)
     return diffs
 
 
@@ -258,48 +339,6 @@ def _compare_table_data(expected: list[dict], actual: list[dict]) -> list[str]:
         elif e.get("checksum") and a.get("checksum") and e["checksum"] != a["checksum"]:
             diffs.append(f"table {key}: same row count ({e['rows']}) but the content differs "
                          f"(checksum {e['checksum']} expected, {a['checksum']} restored)")
-    return diffs
-
-
-def _compare_objects(kind: str, expected: list[dict], actual: list[dict], fields: tuple[str, ...]) -> list[str]:
-    diffs = []
-    exp = {(o["table"], o["name"]): o for o in expected}
-    act = {(o["table"], o["name"]): o for o in actual}
-    for table, name in sorted(exp.keys() - act.keys()):
-        diffs.append(f"{kind} {name} on {table}: missing from the restored database")
-    for table, name in sorted(act.keys() - exp.keys()):
-        diffs.append(f"{kind} {name} on {table}: in the restored database but not in the backup")
-    for key in sorted(exp.keys() & act.keys()):
-        for f in fields:
-            if exp[key].get(f) != act[key].get(f):
-                diffs.append(f"{kind} {key[1]} on {key[0]}: {f} is {act[key].get(f)!r} restored, "
-                             f"{exp[key].get(f)!r} in the backup")
-    return diffs
-
-
-def _compare_sequences(expected: list[dict], actual: list[dict]) -> list[str]:
-    diffs = []
-    exp = {s["name"]: s for s in expected}
-    act = {s["name"]: s for s in actual}
-    for name in sorted(exp.keys() - act.keys()):
-        diffs.append(f"sequence {name}: missing from the restored database")
-    for name in sorted(act.keys() - exp.keys()):
-        diffs.append(f"sequence {name}: in the restored database but not in the backup")
-    for name in sorted(exp.keys() & act.keys()):
-        e, a = exp[name], act[name]
-        if e.get("owned_by_column") != a.get("owned_by_column"):
-            diffs.append(f"sequence {name}: owned by {a.get('owned_by_column')} restored, "
-                         f"{e.get('owned_by_column')} in the backup")
-        # The restored rows decide: the next value handed out must be above every existing one.
-        top = a.get("column_max") if a.get("column_max") is not None else e.get("column_max")
-        if top is None:
-            continue
-        if a.get("value") is None:
-            diffs.append(f"sequence {name}: never used in the restored database, but "
-                         f"{a.get('owned_by_column') or 'its column'} already holds values up to {top}")
-        elif a["value"] < top:
-            diffs.append(f"sequence {name}: restored value {a['value']} is below the largest "
-                         f"{a.get('owned_by_column') or 'column'} value {top}: the next insert would collide")
     return diffs
 
 
@@ -341,6 +380,7 @@ class BackupManifest:
     pg_dump_version: str
     archive: ArchiveInfo = field(default_factory=ArchiveInfo)
     integrity_level: str = "counts"
+    checksum_method: str | None = None  # level "checksums" only; None there: ROW_TEXT (an older manifest)
     tables: list[dict] = field(default_factory=list)
     schema: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -354,7 +394,7 @@ class BackupManifest:
         return sum(t["rows"] for t in self.tables)
 
     def to_dict(self) -> dict:
-        return {
+        doc = {
             "format_version": self.format_version, "backup_id": self.backup_id, "target": self.target,
             "database": self.database, "created_at": self.created_at, "snapshot": self.snapshot,
             "server_version": self.server_version, "server_version_num": self.server_version_num,
@@ -362,6 +402,9 @@ class BackupManifest:
             "integrity_level": self.integrity_level, "tables": self.tables, "schema": self.schema,
             "requested_by": self.requested_by, "scheduled": self.scheduled, "duration_s": self.duration_s,
         }
+        if self.checksum_method is not None:  # absent, as an older dbops wrote it, when not known
+            doc["checksum_method"] = self.checksum_method
+        return doc
 
     @classmethod
     def from_dict(cls, d: dict) -> "BackupManifest":
@@ -374,7 +417,8 @@ class BackupManifest:
             snapshot=d.get("snapshot", ""), server_version=d.get("server_version", ""),
             server_version_num=int(d.get("server_version_num", 0)), pg_dump_version=d.get("pg_dump_version", ""),
             archive=ArchiveInfo.from_dict(d.get("archive", {})), integrity_level=d.get("integrity_level", "counts"),
-            tables=list(d.get("tables", [])), schema=dict(d.get("schema", {})), format_version=version,
+            checksum_method=d.get("checksum_method"), tables=list(d.get("tables", [])),
+            schema=dict(d.get("schema", {})), format_version=version,
             requested_by=str(d.get("requested_by") or ""), scheduled=bool(d.get("scheduled", False)),
             duration_s=d.get("duration_s"),
         )

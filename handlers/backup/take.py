@@ -33,16 +33,16 @@ from pathlib import Path
 
 import psycopg
 
-from ..errors import DbopsError
+from .. import fmt
+from ..errors import Cancelled, DbopsError
 from ..pginstance import pg_tool
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Stopwatch, Table, no_progress
 from ..target import Target, dsn_secrets, scrub
 from . import crypto
 from .catalog import BackupCatalog
-from .. import fmt
 from .manifest import ArchiveInfo, BackupManifest, capture_manifest, seal
-from .pgtools import (choose_compression, libpq_env, missing_table_data, require_pg_dump_for,
-                      server_facts, last_line)
+from ..pgtools import (choose_compression, last_line, libpq_env, missing_table_data, require_pg_dump_for,
+                       server_facts)
 from .settings import BackupSettings
 from .storage import S3Store, StorageError, fsync_dir, fsync_file, prepare_dir, sha256_file
 from .storecat import MANIFEST_SUFFIX, storage_for, write_durably, write_index
@@ -59,8 +59,8 @@ class BackupFailed(DbopsError):
         self.backup_id = backup_id
 
 
-class BackupCancelled(BackupFailed):
-    pass
+class BackupCancelled(BackupFailed, Cancelled):
+    """The backup was asked to stop; nothing of it is kept."""
 
 
 @dataclass
@@ -209,7 +209,7 @@ class _BackupRun:
         dump_path = folder / f".{self.id}.{'dump' if s.format == 'custom' else 'd'}{PARTIAL_SUFFIX}"
 
         with self.watch.step("dump"):
-            tables, schema = self._dump_and_measure(dump_path, snapshot, compression)
+            tables, schema, checksum_method = self._dump_and_measure(dump_path, snapshot, compression)
         self.conn.rollback()
         self.conn.close()
 
@@ -243,7 +243,7 @@ class _BackupRun:
             archive=ArchiveInfo(format=s.format, compression=compression, path="", size=size, sha256=digest,
                                 encrypted=key is not None, storage=s.storage,
                                 key=None, encryption=_encryption_parameters(key)),
-            integrity_level=s.integrity, tables=tables, schema=schema,
+            integrity_level=s.integrity, checksum_method=checksum_method, tables=tables, schema=schema,
             requested_by=self.requested_by, scheduled=self.scheduled)
 
         with self.watch.step("store"):
@@ -276,7 +276,8 @@ class _BackupRun:
                 f"{' x 2' if copies == 2 else ''} + {fmt.size(s.min_free_bytes)} reserve). Free some space, "
                 "run `backup prune`, or point DBOPS_BACKUP_DIR at a bigger disk.", self.id)
 
-    def _dump_and_measure(self, dump_path: Path, snapshot: str, compression: str) -> tuple[list[dict], dict]:
+    def _dump_and_measure(self, dump_path: Path, snapshot: str,
+                          compression: str) -> tuple[list[dict], dict, str | None]:
         s = self.settings
         cmd = [pg_tool("pg_dump"), "-w", f"--snapshot={snapshot}", f"--lock-wait-timeout={int(s.lock_wait_seconds * 1000)}ms",
                "-Z", compression, "-f", str(dump_path)]
@@ -336,7 +337,7 @@ class _BackupRun:
         if "error" in box:
             raise box["error"]
         manifest = box["manifest"]
-        return manifest["tables"], manifest["schema"]
+        return manifest["tables"], manifest["schema"], manifest["checksum_method"]
 
     def _stop_pg_dump(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -19,7 +19,7 @@ from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_p
 from . import crypto
 from .catalog import BackupCatalog, BackupRecord
 from .manifest import BackupManifest, ManifestDamaged, unseal
-from .pgtools import BackupToolError, full_read, missing_table_data
+from ..pgtools import PgToolError, full_read, missing_table_data
 from .settings import BackupSettings, encryption_key_from_env
 from .storage import S3Store, StorageError, prepare_dir, sha256_file
 from .storecat import MANIFEST_SUFFIX
@@ -108,7 +108,7 @@ def _verify(catalog: BackupCatalog, settings: BackupSettings, record: BackupReco
     except Unrestorable as exc:
         checks.append(["result", f"unrestorable: {exc}"])
         outcome = VerifyOutcome("unrestorable", str(exc), checks)
-    except (ArchiveDamaged, BackupToolError) as exc:
+    except (ArchiveDamaged, PgToolError) as exc:
         checks.append(["result", f"failed: {exc}"])
         outcome = VerifyOutcome("failed", str(exc), checks)
     except StorageError as exc:

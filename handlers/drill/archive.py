@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..pginstance import pg_tool
-from .procs import run_streaming
+from ..pgtools import run_streaming
 
 _CHUNK = 1 << 20
 

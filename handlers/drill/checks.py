@@ -11,18 +11,18 @@ from typing import Any, Iterable
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
-from ..backup.manifest import capture_manifest, compare_manifests
+from .. import schemas
+from ..backup.manifest import capture_manifest, checksum_method, compare_manifests
 from ..pginstance import pg_tool
-from .procs import client_args, run_streaming
+from ..pgtools import libpq_env, run_streaming
 from .settings import ExpectedIndex, SmokeQuery
 
 SCHEMA_PARTS = ("tables", "columns", "indexes", "constraints", "sequences")
 _MAX_LISTED = 15  # differences listed in one check's detail; the count says how many more
 
-# The application's relations: not PostgreSQL's, not the bot's own state, not an extension's.
-_USER_NAMESPACE = """n.nspname <> 'dbops' AND n.nspname <> 'information_schema'
-    AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'"""
+_USER_NAMESPACE = schemas.application("n")
 
 
 INDEXES_HINT = "`/db indexes` reports it with the fix"
@@ -47,18 +47,24 @@ def listed(items: list[str]) -> str:
 
 # -- against the manifest --------------------------------------------------------
 
-def capture_restored(conn: psycopg.Connection, level: str) -> dict:
-    """The restored database's manifest, in one REPEATABLE READ snapshot like the backup's."""
+def capture_restored(conn: psycopg.Connection, level: str, method: str | None = None) -> dict:
+    """The restored database's manifest, in one REPEATABLE READ snapshot like the backup's.
+
+    `method`: the checksum method the backup's manifest names (`checksum_method(manifest)`), so
+    both sides hash rows the same way; None: the one a new backup would use."""
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        return capture_manifest(conn, level)
+        return capture_manifest(conn, level, method)
 
 
 def table_data_check(expected: dict, actual: dict) -> Check:
     tables = expected.get("tables", [])
     level = expected.get("integrity_level", "counts")
     what = "row counts and content checksums" if level == "checksums" else "row counts"
-    diffs = compare_manifests({"tables": tables}, {"tables": actual.get("tables", [])})
+    diffs = compare_manifests(
+        {"tables": tables, "integrity_level": level, "checksum_method": checksum_method(expected)},
+        {"tables": actual.get("tables", []), "integrity_level": actual.get("integrity_level"),
+         "checksum_method": checksum_method(actual)})
     rows = sum(int(t.get("rows", 0)) for t in tables)
     if diffs:
         return Check(f"{what} of {len(tables)} tables", False, listed(diffs))
@@ -258,11 +264,14 @@ def _every_source_index_restored(manifest: dict, restored: dict) -> bool:
 
 def amcheck_check(dsn: str, jobs: int, heapallindexed: bool, cancel: threading.Event | None = None) -> Check:
     """pg_amcheck over every table (heap, with its TOAST) and every B-tree index of the restored database."""
-    conninfo, env = client_args(dsn)
+    env = libpq_env(dsn)
+    # Only the database's name on the command line, so that pg_amcheck checks that one database and
+    # not the one libpq would default to; host, user and password come from the environment.
+    database = make_conninfo(dbname=env["PGDATABASE"])
     cmd = [pg_tool("pg_amcheck"), "--install-missing", "--jobs", str(max(1, jobs)), "--no-password"]
     if heapallindexed:
         cmd.append("--heapallindexed")
-    done = run_streaming(cmd + [conninfo], env=env, cancel=cancel)
+    done = run_streaming(cmd + [database], env=env, cancel=cancel)
     name = "pg_amcheck: heap and B-tree indexes" + (" (heapallindexed)" if heapallindexed else "")
     findings = [line.strip() for line in done.lines if line.strip()]
     if done.returncode == 0 and not findings:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..pginstance import pg_tool
 from ..report import Progress, ProgressFn
-from .procs import client_args, run_streaming
+from ..pgtools import libpq_env, run_streaming
 
 PARALLEL_FORMATS = ("CUSTOM", "DIRECTORY", "custom", "directory")
 _IGNORED = re.compile(r"errors ignored on restore:\s*(\d+)")
@@ -27,11 +27,12 @@ class RestoreOutcome:
         return self.returncode == 0 and self.error_count == 0
 
 
-def restore_command(archive: Path, conninfo: str, archive_format: str, jobs: int) -> tuple[list[str], int]:
+def restore_command(archive: Path, archive_format: str, jobs: int) -> tuple[list[str], int]:
     # --no-owner --no-acl: the roles of production do not exist on the drill instance (nor on managed
-    # scratch servers); ownership is not what the drill proves.
+    # scratch servers); ownership is not what the drill proves. The connection is in the environment
+    # (libpq_env); an empty --dbname still makes pg_restore connect instead of printing SQL.
     jobs = jobs if archive_format.upper() in ("CUSTOM", "DIRECTORY") else 1
-    cmd = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--verbose", "--dbname", conninfo]
+    cmd = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--verbose", "--dbname="]
     if jobs > 1:
         cmd += ["--jobs", str(jobs)]
     return cmd + [str(archive)], jobs
@@ -39,8 +40,8 @@ def restore_command(archive: Path, conninfo: str, archive_format: str, jobs: int
 
 def run_restore(archive: Path, dsn: str, archive_format: str, jobs: int, table_data_entries: int,
                 progress: ProgressFn, cancel: threading.Event | None = None) -> RestoreOutcome:
-    conninfo, env = client_args(dsn)
-    cmd, used_jobs = restore_command(archive, conninfo, archive_format, jobs)
+    env = libpq_env(dsn)
+    cmd, used_jobs = restore_command(archive, archive_format, jobs)
     errors: list[str] = []
     loaded = [0]
 

@@ -21,18 +21,19 @@ from typing import Any, Iterable
 import psutil
 import psycopg
 
-from ..errors import DbopsError
+from ..errors import Cancelled, DbopsError
+from .. import fmt
 from ..pginstance import MARKER_FILE, tool_version
+from ..pgtools import libpq_env
 from ..report import Progress, ProgressFn, no_progress
 from ..target import dsn_secrets, scrub
 from . import checks as C
 from .archive import ArchiveContents, Decryptor, file_sha256, list_contents, major_version, unpack_directory_archive
 from .instance import DRILL_PURPOSE, DrillInstance, make_instance
-from .procs import DrillCancelled, client_args
 from .restore import restore_command, run_restore
-from .. import fmt
 from .result import DrillResult
 from .settings import DrillSettings
+from .steps import Failed, StepFailed, checks_outcome, run_step
 
 
 @dataclass
@@ -41,10 +42,6 @@ class PreparedArchive:
     restorable: Path | None  # what pg_restore reads
     contents: ArchiveContents
     problem: str | None = None  # could not be made restorable (decryption, unpacking)
-
-
-class _StepFailed(Exception):
-    """The step could not do its work; the message says why (secret-free)."""
 
 
 class DrillInterrupted(KeyboardInterrupt):
@@ -136,40 +133,18 @@ class RestoreDrill:
         self.cancel.set()  # background work (hashing, pg_amcheck) stops too
 
     def _step(self, name: str, work) -> bool:
-        """Run one step, timing it; False when the drill cannot go on."""
-        # "running" until the work returns: a step something broke off never counts as ok.
-        record = {"step": name, "started_at": time.time(), "seconds": 0.0, "outcome": "running", "detail": ""}
-        self.result.steps.append(record)
-        mono = time.monotonic()
+        """Run one step (steps.run_step); False when the drill cannot go on."""
         checks_before = len(self.result.checks)
-        go_on = True
-        try:
-            self.progress(Progress(name, 0.0, f"{name}..."))
-            detail = work()
-            record.update(outcome="ok", detail=detail or "")
-            if detail and detail.startswith("FAILED: "):
-                record.update(outcome="failed", detail=detail.removeprefix("FAILED: "))
-        except DrillCancelled:
-            record.update(outcome="cancelled", detail="cancelled while running")
-            self.result.cancelled = True
-            go_on = False
-        except KeyboardInterrupt:
+
+        def interrupted() -> None:
             # Ctrl-C reaches the client programs too (one process group): pg_restore or pg_amcheck
             # dying of it is no finding about the backup. Nothing this step found counts.
-            record.update(outcome="cancelled", detail="interrupted (Ctrl-C)")
             del self.result.checks[checks_before:]
             if name == "restore":
                 self.result.restore_errors = []
             self._interrupted()
-            go_on = False
-        except Exception as exc:  # noqa: BLE001 -- any failure still ends in a report and a deleted instance
-            message = str(exc) if isinstance(exc, (DbopsError, _StepFailed)) else f"{type(exc).__name__}: {exc}"
-            record.update(outcome="failed", detail=self._clean(message))
-            self.result.error = self.result.error or f"{name}: {self._clean(message)}"
-            go_on = False
-        record["seconds"] = round(time.monotonic() - mono, 3)
-        self.progress(Progress(name, 1.0, f"{name}: {record['outcome']} in {fmt.duration(record['seconds'])}"))
-        return go_on
+
+        return run_step(self.result, name, work, self.progress, self._clean, interrupted)
 
     def _clean(self, text: str) -> str:
         return scrub(text, self._secrets)[:2000]
@@ -213,7 +188,7 @@ class RestoreDrill:
                 restorable = unpack_directory_archive(restorable, self._files() / "archive.dir")
         except Exception as exc:  # noqa: BLE001 -- reported as the restore step's failure
             return PreparedArchive(sha, None, ArchiveContents(), f"could not prepare the archive: {exc}")
-        _, env = client_args("")
+        env = libpq_env("")
         return PreparedArchive(sha, restorable, list_contents(restorable, env))
 
     def _files(self) -> Path:
@@ -232,7 +207,7 @@ class RestoreDrill:
         self.progress(Progress("restore", None, "checking the archive"))
         prepared: PreparedArchive = prepared_future.result()
         if self.cancel.is_set():
-            raise DrillCancelled()
+            raise Cancelled("the drill was cancelled")
         want = (self.archive_info.get("sha256") or "").lower()
         if prepared.sha256 is None:
             self._check(C.Check("archive SHA-256 matches the catalog", bool(not want and prepared.problem is None),
@@ -252,14 +227,14 @@ class RestoreDrill:
             self._check(C.Check("archive size matches the catalog", False,
                                 f"{self.archive.stat().st_size:,} bytes stored, the catalog says {int(size):,}"))
         if prepared.problem:
-            raise _StepFailed(prepared.problem)
+            raise StepFailed(prepared.problem)
         contents = prepared.contents
         readable = not contents.errors and contents.entries > 0
         self._check(C.Check("archive readable by pg_restore", readable,
                             f"{contents.entries} entries, {contents.table_data} with table data ({contents.format})"
                             if readable else C.listed(contents.errors or ["the archive lists no entries"])))
         if not readable:
-            raise _StepFailed("pg_restore cannot read the archive's table of contents")
+            raise StepFailed("pg_restore cannot read the archive's table of contents")
 
         dumped_by = self.manifest.get("pg_dump_version") or contents.dumped_by
         self.result.versions["pg_dump (backup)"] = str(dumped_by or "?")
@@ -273,21 +248,21 @@ class RestoreDrill:
                             f"PostgreSQL {have} for pg_dump {need}" if fits else
                             f"PostgreSQL {have} cannot take an archive from pg_dump {dumped_by or '(unknown)'}"))
         if not fits or major_version(self.result.versions["pg_restore"]) < (need or 0):
-            raise _StepFailed(f"the drill needs PostgreSQL >= {need} to restore this archive")
+            raise StepFailed(f"the drill needs PostgreSQL >= {need} to restore this archive")
 
         created = _parse_time(self.manifest.get("created_at"))
         if created is not None:
             self.result.recovery_point_age_s = round(time.time() - created, 1)
         archive_format = (self.archive_info.get("format") or contents.format or "custom").lower()
         dsn = self.instance.database_dsn()
-        cmd, jobs = restore_command(prepared.restorable, "(drill database)", archive_format, self.settings.jobs)
+        cmd, jobs = restore_command(prepared.restorable, archive_format, self.settings.jobs)
         self.result.procedure.append(
             f"Checked the stored archive ({self.result.backup['size']:,} bytes) against the catalog's SHA-256 and read "
             f"its table of contents ({contents.entries} entries).")
         outcome = run_restore(prepared.restorable, dsn, archive_format, self.settings.jobs, contents.table_data,
                               self.progress, self.cancel)
         self.result.restore_errors = [self._clean(e) for e in outcome.errors]
-        shown = " ".join(a for a in cmd[1:-1] if a not in ("--dbname", "(drill database)"))
+        shown = " ".join(a for a in cmd[1:-1] if a != "--dbname=")
         self.result.procedure.append(f"Restored it with `pg_restore {shown}` ({outcome.jobs} parallel job"
                                      f"{'s' if outcome.jobs != 1 else ''}).")
         self._check(C.Check("restore without errors", outcome.ok,
@@ -296,7 +271,7 @@ class RestoreDrill:
                             f"{C.listed(self.result.restore_errors)}"))
         # The restore carries on into verification even with errors: the checks name what is missing.
         if not outcome.ok:
-            return f"FAILED: {outcome.error_count} restore error{'s' if outcome.error_count != 1 else ''}"
+            return Failed(fmt.plural(outcome.error_count, 'restore error'))
         return f"{contents.table_data} tables loaded with {outcome.jobs} jobs"
 
     # -- step 3 --------------------------------------------------------------------------
@@ -317,7 +292,7 @@ class RestoreDrill:
         try:
             with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
                 self.progress(Progress("verify", 0.1, "row counts, checksums and schema against the manifest"))
-                actual = C.capture_restored(conn, level)
+                actual = C.capture_restored(conn, level, C.checksum_method(self.manifest))
                 self._check(C.table_data_check(self.manifest, actual))
                 for check in C.schema_checks(self.manifest, actual):
                     self._check(check)
@@ -330,7 +305,7 @@ class RestoreDrill:
                     self.progress(Progress("verify", 0.6, f"smoke query: {query.name}"))
                     self._check(C.smoke_query_check(conn, query, self.settings.smoke_timeout_s))
                 if self.cancel.is_set():
-                    raise DrillCancelled()
+                    raise Cancelled("the drill was cancelled")
             if pending is not None:
                 self.progress(Progress("verify", 0.8, "waiting for pg_amcheck"))
                 self._check(pending.result())
@@ -338,17 +313,13 @@ class RestoreDrill:
         finally:
             stop_amcheck.set()  # done, or the SQL checks broke off: pg_amcheck need not go on
             amcheck.shutdown(wait=True)
-        mine = self.result.checks[before:]
-        failed = [c for c in mine if not c["ok"]]
         self.result.procedure.append(
             f"Verified the restored database against the backup's manifest (integrity level {level}): row counts"
             f"{' and checksums' if level == 'checksums' else ''} of every table, the schema inventory, constraint "
             f"and index validity{', the expected indexes' if self.expected_indexes is not None else ''}"
             f"{', pg_amcheck' if self.settings.amcheck else ''}"
             f"{_count(len(self.settings.smoke_queries), ' and {} smoke quer', 'y', 'ies')}.")
-        if failed:
-            return f"FAILED: {len(failed)} of {len(mine)} checks failed"
-        return f"{len(mine)} checks passed"
+        return checks_outcome(self.result.checks[before:])
 
     # -- step 4 --------------------------------------------------------------------------
     def _delete_instance(self) -> str:

@@ -14,12 +14,13 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from .. import schemas
 from .model import ForeignKeyInfo, IndexInfo, TableInfo
 
 TAG = "/* dbops index review */"
 
 # Schemas never reviewed: PostgreSQL's own.
-_SYSTEM_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'"
+_SYSTEM_SCHEMAS = schemas.not_system("n")
 
 
 class Catalog:

@@ -12,11 +12,11 @@ __all__ = [
     "parse_statements", "all_rules",
 ]
 
-# The migration rehearsal (UP and DOWN tried on a copy) and the safe apply.
+# The migration rehearsal and the safe apply.
 from .apply import ApplyResult, ApplySettings, apply_migration, plan_batches  # noqa: E402
-from .rehearsal import Rehearsal, RehearsalCancelled, RehearsalSettings, rehearse  # noqa: E402
+from .rehearsal import Rehearsal, RehearsalSettings, rehearse  # noqa: E402
 
 __all__ += [
     "ApplyResult", "ApplySettings", "apply_migration", "plan_batches",
-    "Rehearsal", "RehearsalCancelled", "RehearsalSettings", "rehearse",
+    "Rehearsal", "RehearsalSettings", "rehearse",
 ]

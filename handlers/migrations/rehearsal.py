@@ -38,13 +38,14 @@ from typing import Any, Iterator
 import psycopg
 from psycopg import sql
 
-from handlers import fmt
+from handlers import fmt, schemas
 from handlers.backup.manifest import capture_manifest
-from handlers.backup.pgtools import BackupToolError, last_line, libpq_env
-from handlers.errors import ConfigError, DbopsError, TargetUnreachable, UsageError
+from handlers.pgtools import PgToolError, last_line, libpq_env, run_streaming
+from handlers.errors import Cancelled, ConfigError, DbopsError, TargetUnreachable, UsageError
 from handlers.pginstance import (MARKER_FILE, InstanceError, PgBinariesError, TemporaryInstance,
                                  pg_tool, private_work_dir, remove_leftover_instances)
 from handlers.report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
+from handlers.schemadiff import ROLLED_BACK, schema_differences
 from handlers.target import Target, dsn_secrets, scrub
 
 from .apply import Batch, error_text, plan_batches
@@ -75,9 +76,6 @@ LOCK_NAMES = {
 BLOCKS_READS_AND_WRITES = ("AccessExclusiveLock",)
 BLOCKS_WRITES = ("ExclusiveLock", "ShareRowExclusiveLock", "ShareLock")  # strongest first
 
-
-class RehearsalCancelled(DbopsError):
-    """Someone asked the rehearsal to stop; its instance is deleted all the same."""
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -342,7 +340,7 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
     `handlers.backup.materialize`), `manifest` its backup manifest (BackupManifest.to_dict()),
     used to check the copy's row counts. `schema_source` is used when there is no archive or
     settings.source is "schema". Raises UsageError (SQL does not parse, nothing to copy),
-    TargetUnreachable (schema source), DbopsError (the copy cannot be made), RehearsalCancelled.
+    TargetUnreachable (schema source), DbopsError (the copy cannot be made), Cancelled.
     A failing UP or DOWN statement is a result, not an exception."""
     started = time.monotonic()
     up = plan_batches(parse_statements(up_sql, up_filename), up_filename)
@@ -373,7 +371,7 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
     hidden = [app_password, *_env_secrets(), *(dsn_secrets(schema_source.dsn) if schema_source else [])]
     try:
         if cancel is not None and cancel.is_set():
-            raise RehearsalCancelled("the rehearsal was cancelled before it started")
+            raise Cancelled("the rehearsal was cancelled before it started")
         progress(Progress("rehearsal", 0.0, "starting a throwaway PostgreSQL"))
         try:
             instance.start()
@@ -397,13 +395,13 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
         result.restore_problems = [scrub(p, hidden) for p in problems]
         result.restore_s = time.monotonic() - t0
         if cancel is not None and cancel.is_set():
-            raise RehearsalCancelled("the rehearsal was cancelled")
+            raise Cancelled("the rehearsal was cancelled")
         try:
             with psycopg.connect(app_dsn, autocommit=True) as conn, _cancel_on(conn, cancel):
                 _rehearse_on(conn, result, up, down, manifest if with_data else {}, settings, progress, cancel, hidden)
         except psycopg.Error as exc:
             if cancel is not None and cancel.is_set():
-                raise RehearsalCancelled("the rehearsal was cancelled") from None
+                raise Cancelled("the rehearsal was cancelled") from None
             # Not the message: after UP and DOWN it can be the requester's own text, or rows.
             raise DbopsError(f"the rehearsal could not measure its copy (SQLSTATE {exc.sqlstate or 'unknown'}, "
                              f"{condition_name(exc.sqlstate)})") from None
@@ -481,7 +479,7 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
         return
     progress(Progress("rehearsal", 0.85, "comparing the schema and data with before UP"))
     after = _snapshot(conn, None, before.columns)
-    result.schema_diff = schema_differences(before.schema, after.schema)
+    result.schema_diff = schema_differences(before.schema, after.schema, ROLLED_BACK, sequence_values=False)
     result.data_diff = data_differences(before, after)
 
 
@@ -545,7 +543,7 @@ def _restore(archive: Path, admin_dsn: str, app_dsn: str, work: Path, jobs: int,
              cancel: threading.Event | None) -> list[str]:
     """Restore so that app_owner owns every object of the application (see the module docstring)."""
     listing = subprocess.run([pg_tool("pg_restore"), "--list", str(archive)], capture_output=True, text=True,
-                             errors="replace", env=_tool_env(), stdin=subprocess.DEVNULL)
+                             errors="replace", env=libpq_env(""), stdin=subprocess.DEVNULL)
     if listing.returncode != 0:
         return _tool_problems("pg_restore", listing.returncode, listing.stderr)
     entries = [line for line in listing.stdout.splitlines() if _TOC_ENTRY.match(line)]
@@ -576,18 +574,12 @@ def _restore(archive: Path, admin_dsn: str, app_dsn: str, work: Path, jobs: int,
 
 
 def _hand_schemas_to_app(admin: psycopg.Connection) -> None:
-    rows = admin.execute("""
+    rows = admin.execute(f"""
         SELECT n.nspname FROM pg_namespace n
-        WHERE n.nspname NOT IN ('public', 'information_schema') AND n.nspname !~ '^pg_'
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
-                          AND d.objid = n.oid AND d.deptype = 'e')""").fetchall()
+        WHERE {schemas.not_system('n')} AND n.nspname <> 'public'
+          AND {schemas.not_extension_member('pg_namespace', 'n')}""").fetchall()
     for (name,) in rows:
         admin.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(APP_ROLE)))
-
-
-def _tool_env() -> dict[str, str]:
-    """For a pg_restore that reads an archive only: no credentials, no inherited PG* variables."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
 
 
 def _copy_schema(source: Target, admin_dsn: str, app_dsn: str, work: Path, jobs: int,
@@ -595,7 +587,7 @@ def _copy_schema(source: Target, admin_dsn: str, app_dsn: str, work: Path, jobs:
     dump = work / "schema.dump"
     try:
         env = libpq_env(source.dsn)
-    except BackupToolError as exc:
+    except PgToolError as exc:
         raise DbopsError(f"cannot copy the schema of `{source.name}`: {exc}") from None
     os.close(os.open(dump, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # pg_dump keeps the mode
     rc, stderr = _run_tool([pg_tool("pg_dump"), "--schema-only", "-Fc", "-w", "-f", str(dump)], env, cancel)
@@ -611,18 +603,12 @@ def _copy_schema(source: Target, admin_dsn: str, app_dsn: str, work: Path, jobs:
 
 
 def _run_tool(cmd: list[str], env: dict[str, str], cancel: threading.Event | None) -> tuple[int, str]:
-    """Run a client program with credentials in `env` only; stop it when `cancel` is set."""
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, errors="replace")
-    while True:
-        try:
-            _, stderr = proc.communicate(timeout=0.2)
-            return proc.returncode, stderr or ""
-        except subprocess.TimeoutExpired:
-            if cancel is not None and cancel.is_set():
-                proc.kill()
-                proc.communicate()
-                raise RehearsalCancelled("the rehearsal was cancelled while copying the database") from None
+    """(exit status, output) of a client program run with credentials in `env` only."""
+    try:
+        done = run_streaming(cmd, env, cancel=cancel)
+    except Cancelled:
+        raise Cancelled("the rehearsal was cancelled while copying the database") from None
+    return done.returncode, "\n".join(done.lines)
 
 
 def _tool_problems(tool: str, rc: int, stderr: str) -> list[str]:
@@ -696,9 +682,7 @@ _OWN_LOCKS = """
     WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND (c.oid IS NULL OR (c.relkind IN ('r', 'p', 'm', 'f', 'v')
-                             AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                             AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'))
-"""
+                             AND """ + schemas.not_system("n") + "))"
 
 
 def _own_locks(conn: psycopg.Connection, names: dict[int, str]) -> set[tuple[str, str]]:
@@ -732,7 +716,7 @@ def _run_batches(conn: psycopg.Connection, batches: list[Batch], settings: Rehea
         for stmt in batch.statements:
             if cancel is not None and cancel.is_set():
                 _rollback(conn)
-                raise RehearsalCancelled("the rehearsal was cancelled")
+                raise Cancelled("the rehearsal was cancelled")
             rows_before = _rows_of_target(conn, stmt)
             t0 = time.monotonic()
             try:
@@ -793,7 +777,7 @@ def _failed(conn: psycopg.Connection, run: _Run, stmt: Statement, exc: psycopg.E
             cancel: threading.Event | None, started: float, hidden: list[str], where: str = "") -> _Run:
     _rollback(conn)
     if cancel is not None and cancel.is_set():
-        raise RehearsalCancelled("the rehearsal was cancelled") from None
+        raise Cancelled("the rehearsal was cancelled") from None
     state, condition = exc.sqlstate, condition_name(exc.sqlstate)
     code = f"SQLSTATE {state or 'unknown'} ({condition})"
     if conn.closed:
@@ -908,8 +892,7 @@ def _snapshot(conn: psycopg.Connection, changed: list[tuple[TableName, str]] | N
     """Schema, row counts and the changed columns' checksums, in one REPEATABLE READ snapshot."""
     names = dict(conn.execute(
         "SELECT c.oid::int8, c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind IN ('r', 'p', 'm', 'f', 'v') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-        "AND n.nspname !~ '^pg_'").fetchall())
+        "WHERE c.relkind IN ('r', 'p', 'm', 'f', 'v') AND " + schemas.not_system("n")).fetchall())
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
         if changed is not None:
@@ -967,49 +950,6 @@ def _checksums(conn: psycopg.Connection, columns: list[WatchedColumn]) -> dict[W
 
 # -- comparing -------------------------------------------------------------------------------
 
-def schema_differences(before: dict, after: dict) -> list[str]:
-    """What DOWN left different from the schema before UP ([] = identical), in words."""
-    diffs: list[str] = []
-    b_tables = {f"{t['schema']}.{t['name']}": t for t in before.get("tables", [])}
-    a_tables = {f"{t['schema']}.{t['name']}": t for t in after.get("tables", [])}
-    for key in sorted(b_tables.keys() - a_tables.keys()):
-        diffs.append(f"{b_tables[key]['kind']} {key}: there before UP, missing after DOWN")
-    for key in sorted(a_tables.keys() - b_tables.keys()):
-        diffs.append(f"{a_tables[key]['kind']} {key}: not there before UP, still there after DOWN")
-    for key in sorted(b_tables.keys() & a_tables.keys()):
-        if b_tables[key]["kind"] != a_tables[key]["kind"]:
-            diffs.append(f"{key}: a {b_tables[key]['kind']} before UP, a {a_tables[key]['kind']} after DOWN")
-    gone = b_tables.keys() - a_tables.keys()  # their columns and indexes go without saying
-    new = a_tables.keys() - b_tables.keys()
-    for kind, plural, fields in (("column", "columns", ("type", "not_null", "default")),
-                                 ("index", "indexes", ("definition",)),
-                                 ("constraint", "constraints", ("type", "definition", "validated"))):
-        b = {(o["table"], o["name"]): o for o in before.get(plural, []) if o["table"] not in gone}
-        a = {(o["table"], o["name"]): o for o in after.get(plural, []) if o["table"] not in new}
-        for table, name in sorted(b.keys() - a.keys()):
-            diffs.append(f"{kind} {name} on {table}: there before UP, missing after DOWN")
-        for table, name in sorted(a.keys() - b.keys()):
-            diffs.append(f"{kind} {name} on {table}: not there before UP, still there after DOWN")
-        for key in sorted(b.keys() & a.keys()):
-            for f in fields:
-                if b[key].get(f) != a[key].get(f):
-                    diffs.append(f"{kind} {key[1]} on {key[0]}: {f} is {a[key].get(f)!r} after DOWN, "
-                                 f"{b[key].get(f)!r} before UP")
-    # Sequence values are not transactional and UP may use them: only which sequences exist and
-    # which column owns them must come back.
-    b_seq = {s["name"]: s for s in before.get("sequences", [])}
-    a_seq = {s["name"]: s for s in after.get("sequences", [])}
-    for name in sorted(b_seq.keys() - a_seq.keys()):
-        diffs.append(f"sequence {name}: there before UP, missing after DOWN")
-    for name in sorted(a_seq.keys() - b_seq.keys()):
-        diffs.append(f"sequence {name}: not there before UP, still there after DOWN")
-    for name in sorted(b_seq.keys() & a_seq.keys()):
-        if b_seq[name].get("owned_by_column") != a_seq[name].get("owned_by_column"):
-            diffs.append(f"sequence {name}: owned by {a_seq[name].get('owned_by_column')} after DOWN, "
-                         f"{b_seq[name].get('owned_by_column')} before UP")
-    return diffs
-
-
 def data_differences(before: _Snapshot, after: _Snapshot) -> list[str]:
     diffs = []
     for key in sorted(before.rows.keys() & after.rows.keys()):
@@ -1023,5 +963,5 @@ def data_differences(before: _Snapshot, after: _Snapshot) -> list[str]:
     return diffs
 
 
-__all__ = ["Rehearsal", "RehearsalCancelled", "RehearsalSettings", "condition_name", "rehearsal_work_dir",
+__all__ = ["Rehearsal", "RehearsalSettings", "condition_name", "rehearsal_work_dir",
            "rehearse", "remove_leftover_rehearsals", "schema_differences"]

@@ -14,12 +14,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
 from ..drill import checks as C
-from ..drill.procs import DrillCancelled
 from .. import fmt
 from ..drill.result import DrillResult
 from ..drill.runner import DrillInterrupted, _SigintDeferred
 from ..drill.settings import DrillSettings
-from ..errors import DbopsError
+from ..drill.steps import StepFailed, checks_outcome, run_step
+from ..errors import Cancelled, DbopsError
 from ..report import Progress, ProgressFn, no_progress
 from ..target import Target, dsn_secrets, scrub
 from .client import RenderClient, _iso, parse_time
@@ -30,10 +30,6 @@ from .verify import capture_source, verify_copy
 DRILL_PREFIX = "dbops-drill-"
 KIND = "render-pitr"
 _FAILED_STATES = {"recovery_failed", "unavailable", "suspended"}
-
-
-class StepFailed(Exception):
-    """The step could not do its work; the message says why (secret-free)."""
 
 
 class InstanceNotDeleted(RenderError):
@@ -157,32 +153,7 @@ class _PitrDrill:
         self.result.checks.append(check.to_dict())
 
     def _step(self, name: str, work) -> bool:
-        record = {"step": name, "started_at": time.time(), "seconds": 0.0, "outcome": "running", "detail": ""}
-        self.result.steps.append(record)
-        mono = time.monotonic()
-        go_on = True
-        try:
-            self.progress(Progress(name, 0.0, f"{name}..."))
-            detail = work() or ""
-            record.update(outcome="ok", detail=self._clean(detail))
-            if detail.startswith("FAILED: "):
-                record.update(outcome="failed", detail=self._clean(detail.removeprefix("FAILED: ")))
-        except DrillCancelled:
-            record.update(outcome="cancelled", detail="cancelled while running")
-            self.result.cancelled = True
-            go_on = False
-        except KeyboardInterrupt:
-            record.update(outcome="cancelled", detail="interrupted (Ctrl-C)")
-            self._interrupted()
-            go_on = False
-        except Exception as exc:  # noqa: BLE001 -- any failure still ends in a report and a deleted instance
-            message = str(exc) if isinstance(exc, (DbopsError, StepFailed)) else f"{type(exc).__name__}: {exc}"
-            record.update(outcome="failed", detail=self._clean(message))
-            self.result.error = self.result.error or f"{name}: {self._clean(message)}"
-            go_on = False
-        record["seconds"] = round(time.monotonic() - mono, 3)
-        self.progress(Progress(name, 1.0, f"{name}: {record['outcome']} in {fmt.duration(record['seconds'])}"))
-        return go_on
+        return run_step(self.result, name, work, self.progress, self._clean, self._interrupted)
 
     # -- step 1: ask Render for the recovery instance ------------------------------------------
     def _create(self) -> str:
@@ -250,7 +221,7 @@ class _PitrDrill:
         polls = 0
         while True:
             if self.cancel.is_set():
-                raise DrillCancelled()
+                raise Cancelled("the drill was cancelled")
             found = self.client.get_postgres(self.created["id"])
             polls += 1
             status = found.get("status")
@@ -297,11 +268,7 @@ class _PitrDrill:
                            jobs=self.drill_settings.jobs, heapallindexed=self.drill_settings.amcheck_heapallindexed,
                            record=self._record, cancel=self.cancel)
         self.result.procedure.append("Read its connection info and verified it: " + ", ".join(done) + ".")
-        mine = self.result.checks[before:]
-        failed = [c for c in mine if not c["ok"]]
-        if failed:
-            return f"FAILED: {len(failed)} of {len(mine)} checks failed"
-        return f"{len(mine)} checks passed"
+        return checks_outcome(self.result.checks[before:])
 
     # -- step 4: delete it, whatever happened ------------------------------------------------
     def _delete(self) -> str:

@@ -16,9 +16,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
 from ..drill.archive import list_contents
-from ..drill.procs import client_args
+from ..pgtools import libpq_env
 from ..drill.runner import PreparedArchive, RestoreDrill
 from ..drill.settings import DrillSettings
+from ..drill.steps import checks_outcome
 from ..errors import UsageError
 from ..report import Progress, ProgressFn, no_progress
 from ..target import Target
@@ -150,7 +151,7 @@ class ExportDrill(RestoreDrill):
         from ..drill.archive import file_sha256
 
         sha = file_sha256(self.archive)
-        _, env = client_args("")
+        env = libpq_env("")
         return PreparedArchive(sha, self.restorable_path, list_contents(self.restorable_path, env))
 
     def _verify(self) -> str:
@@ -159,9 +160,7 @@ class ExportDrill(RestoreDrill):
                            amcheck=self.settings.amcheck, jobs=self.settings.jobs,
                            heapallindexed=self.settings.amcheck_heapallindexed, record=self._check, cancel=self.cancel)
         self.result.procedure.append("Verified the restored export: " + ", ".join(done) + ".")
-        mine = self.result.checks[before:]
-        failed = [c for c in mine if not c["ok"]]
-        return f"FAILED: {len(failed)} of {len(mine)} checks failed" if failed else f"{len(mine)} checks passed"
+        return checks_outcome(self.result.checks[before:])
 
 
 def run_export_drill(client: RenderClient, postgres_id: str, source: Target, settings: RenderSettings,

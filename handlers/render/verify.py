@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 import psycopg
 
 from ..drill import checks as C
-from ..drill.procs import DrillCancelled
+from ..errors import Cancelled
 from ..target import Target
 
 SOURCE_LEVEL = "counts"  # checksums of production would read every row of it; counts are enough here
@@ -72,7 +72,7 @@ def verify_copy(dsn: str, source: dict, expected_indexes: Iterable[Any] | None, 
             record(C.expected_indexes_check(conn, expected_indexes, source, copy))
             done.append("the expected indexes")
         if cancel is not None and cancel.is_set():
-            raise DrillCancelled()
+            raise Cancelled("the drill was cancelled")
         allowed, why = amcheck_allowed(conn) if amcheck else (False, "drill.amcheck is off")
     if allowed:
         record(C.amcheck_check(dsn, jobs, heapallindexed, cancel))

@@ -28,15 +28,14 @@ import psycopg
 from ..backup.catalog import BackupRecord
 from .. import fmt
 from ..backup.manifest import BackupManifest
-from ..backup.pgtools import last_line, libpq_env
 from ..backup.settings import BackupSettings
 from ..backup.storage import StorageError, prepare_dir
 from ..backup.verify import ArchiveDamaged, fetch_plain
 from ..drill import checks as C
 from ..drill.archive import major_version
-from ..drill.procs import DrillCancelled, run_streaming
-from ..errors import DbopsError, UsageError
+from ..errors import Cancelled, DbopsError, UsageError
 from ..pginstance import pg_tool
+from ..pgtools import last_line, libpq_env, run_streaming
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from ..target import Target, dsn_secrets, scrub
 from .target import (RestoreRefused, archive_owners, clear_target, inspect_target, missing_roles, refusals)
@@ -229,7 +228,7 @@ class _Restore:
 
         try:
             done = run_streaming(cmd, env=libpq_env(self.into.dsn), on_line=on_line, cancel=self.cancel)
-        except DrillCancelled:
+        except Cancelled:
             raise _Failed("cancelled while pg_restore ran: the target holds a partial restore") from None
         self.result.restore_errors = [self._clean(e) for e in errors]
         if done.returncode != 0 and not errors:
@@ -249,7 +248,7 @@ class _Restore:
                 had_amcheck = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'amcheck')"
                                            ).fetchone()[0]
                 self.progress(Progress("verify", 0.1, "rows, checksums and schema against the manifest"))
-                actual = C.capture_restored(conn, level)
+                actual = C.capture_restored(conn, level, C.checksum_method(doc))
                 self._check(C.table_data_check(doc, actual))
                 for check in C.schema_checks(doc, actual):
                     self._check(check)

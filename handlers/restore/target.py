@@ -9,11 +9,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ..backup.pgtools import libpq_env
+from .. import schemas
 from ..backup.placement import state_shares_target
-from ..drill.procs import run_streaming
 from ..errors import DbopsError, UsageError
 from ..pginstance import pg_tool
+from ..pgtools import libpq_env, run_streaming
 from ..target import Target, connection_reason
 
 _TOC_ENTRY = re.compile(r"^\d+;\s+\d+\s+\d+\s+")
@@ -37,12 +37,10 @@ def inspect_target(target: Target) -> TargetState:
         with target.connect(connect_timeout=10) as conn:
             row = conn.execute("SELECT current_database(), current_setting('server_version'),"
                                " current_setting('server_version_num')::int, current_user").fetchone()
-            tables = [r[0] for r in conn.execute("""
+            tables = [r[0] for r in conn.execute(f"""
                 SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE c.relkind IN ('r', 'p', 'm', 'f', 'v') AND n.nspname <> 'information_schema'
-                  AND n.nspname !~ '^pg_' AND n.nspname <> 'dbops'
-                  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                                  AND d.objid = c.oid AND d.deptype = 'e')
+                WHERE c.relkind IN ('r', 'p', 'm', 'f', 'v') AND {schemas.application('n')}
+                  AND {schemas.not_extension_member('pg_class', 'c')}
                 ORDER BY 1""").fetchall()]
     except psycopg.Error as exc:
         raise DbopsError(f"cannot reach the restore target `{target.name}`: {connection_reason(exc, target.dsn)}") \
@@ -70,17 +68,15 @@ def clear_target(target: Target) -> list[str]:
     `public` empty, so the restored database is the backup's and nothing else."""
     with target.connect(connect_timeout=10) as conn:
         conn.autocommit = True
-        schemas = [r[0] for r in conn.execute("""
+        dropped = [r[0] for r in conn.execute(f"""
             SELECT n.nspname FROM pg_namespace n
-            WHERE n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'dbops')
-              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
-                              AND d.objid = n.oid AND d.deptype = 'e')
+            WHERE {schemas.application('n')} AND {schemas.not_extension_member('pg_namespace', 'n')}
             ORDER BY 1""").fetchall()]
         with conn.transaction():
-            for schema in schemas:
+            for schema in dropped:
                 conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
             conn.execute("CREATE SCHEMA public")
-    return schemas
+    return dropped
 
 
 def archive_owners(archive: Path) -> list[str]:

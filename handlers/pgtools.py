@@ -1,17 +1,21 @@
-"""Running pg_dump and pg_restore safely: the right binary, credentials only in the environment."""
+"""Running PostgreSQL client programs (pg_dump, pg_restore, pg_amcheck) safely: the bundled binaries,
+the connection handed over in the environment only (never on the command line), cancellable, output streamed."""
 from __future__ import annotations
 
 import functools
 import os
 import re
 import subprocess
+import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from ..errors import DbopsError
-from ..pginstance import PgBinariesError, bin_dir, pg_tool
+from .errors import Cancelled, DbopsError
+from .pginstance import PgBinariesError, bin_dir, pg_tool
 
 # libpq connection keywords and the environment variables libpq reads for them.
 _ENV_FOR = {
@@ -31,20 +35,21 @@ _ENV_FOR = {
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
-class BackupToolError(DbopsError):
-    pass
+class PgToolError(DbopsError):
+    """A client program cannot be run, or cannot be given this connection."""
 
 
 def libpq_env(dsn: str) -> dict[str, str]:
-    """An environment for pg_dump/pg_restore that connects as `dsn` says, with nothing on the command line.
+    """An environment for a client program that connects as `dsn` says, with nothing on the command line.
 
-    Inherited PG* variables are dropped so that the DSN alone decides where the dump comes from.
+    Inherited PG* variables are dropped so that the DSN alone decides where the program connects;
+    `libpq_env("")` is the environment of a program that must not connect anywhere.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     for key, value in conninfo_to_dict(dsn).items():
         var = _ENV_FOR.get(key)
         if var is None:
-            raise BackupToolError(f"the connection string uses `{key}`, which dbops cannot hand to pg_dump "
+            raise PgToolError(f"the connection string uses `{key}`, which dbops cannot hand to a client program "
                                   "without putting it on the command line; remove that parameter")
         if value is not None:
             env[var] = str(value)
@@ -57,11 +62,11 @@ def pg_dump_version() -> tuple[tuple[int, int], str]:
     try:
         result = subprocess.run([pg_tool("pg_dump"), "--version"], capture_output=True, text=True, timeout=30)
     except (PgBinariesError, OSError, subprocess.SubprocessError) as exc:
-        raise BackupToolError(f"pg_dump cannot be run: {exc}") from None
+        raise PgToolError(f"pg_dump cannot be run: {exc}") from None
     text = result.stdout.strip()
     match = _VERSION_RE.search(text)
     if result.returncode != 0 or not match:
-        raise BackupToolError(f"cannot tell the version of pg_dump ({pg_tool('pg_dump')}): "
+        raise PgToolError(f"cannot tell the version of pg_dump ({pg_tool('pg_dump')}): "
                               f"{last_line(result.stderr) or text or 'no output'}")
     return (int(match.group(1)), int(match.group(2) or 0)), text
 
@@ -75,7 +80,7 @@ def require_pg_dump_for(server_version_num: int, server_version: str) -> tuple[i
     if major < server_major:
         where = (f"DBOPS_PG_BIN={os.environ['DBOPS_PG_BIN']}" if os.environ.get("DBOPS_PG_BIN")
                  else str(bin_dir()))
-        raise BackupToolError(
+        raise PgToolError(
             f"pg_dump {major}.{minor} (from {where}) is older than the server, PostgreSQL "
             f"{server_version.split()[0]}: pg_dump must be at least the server's major version ({server_major}). "
             f"Point DBOPS_PG_BIN at a PostgreSQL {server_major} or newer bin folder, or unset it to use the "
@@ -107,7 +112,7 @@ def choose_compression(setting: str, level: int | None, major: int) -> str:
         return "none"
     if setting in ("zstd", "lz4"):
         if major < 16 or not pg_dump_supports(setting, path):
-            raise BackupToolError(f"backup.compression = \"{setting}\" but this pg_dump ({path}) was built without "
+            raise PgToolError(f"backup.compression = \"{setting}\" but this pg_dump ({path}) was built without "
                                   f"{setting}; use \"auto\" or \"gzip\"")
         method = setting
     elif setting == "auto" and major >= 16 and pg_dump_supports("zstd", path):
@@ -124,7 +129,7 @@ def toc_table_data(archive: Path, env: dict[str, str] | None = None) -> list[str
     result = subprocess.run([pg_tool("pg_restore"), "--list", str(archive)], capture_output=True, text=True,
                             env=env, timeout=600)
     if result.returncode != 0:
-        raise BackupToolError(f"pg_restore cannot read the archive's table of contents: "
+        raise PgToolError(f"pg_restore cannot read the archive's table of contents: "
                               f"{last_line(result.stderr)}")
     return [line for line in result.stdout.splitlines() if " TABLE DATA " in line]
 
@@ -162,3 +167,54 @@ def server_facts(conn: psycopg.Connection) -> dict:
     row = conn.execute("SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
                        " current_database(), pg_database_size(current_database())").fetchone()
     return {"server_version": row[0], "server_version_num": row[1], "database": row[2], "database_size": row[3]}
+
+
+@dataclass
+class Finished:
+    returncode: int
+    lines: list[str]  # stderr and stdout lines, in order
+
+
+def run_streaming(cmd: list[str], env: dict[str, str], on_line: Callable[[str], None] | None = None,
+                  cancel: threading.Event | None = None, cwd: str | None = None) -> Finished:
+    """Run `cmd`, feeding each output line to `on_line`; stop it (and raise Cancelled) on `cancel`."""
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True, errors="replace")
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            lines.append(line)
+            if on_line:
+                try:
+                    on_line(line)
+                except Exception:  # a progress callback must never break the restore
+                    pass
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        while True:
+            try:
+                proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(f"cancelled while {Path(cmd[0]).name} ran")
+    except BaseException:
+        _stop(proc)
+        raise
+    reader.join(timeout=10)
+    return Finished(proc.returncode, lines)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,53 @@
+"""One step runner for every kind of drill: a failed step is a state, never a text prefix."""
+from handlers.drill.result import DrillResult
+from handlers.drill.steps import Failed, StepFailed, checks_outcome, run_step
+from handlers.errors import Cancelled
+
+
+def _run(work):
+    result = DrillResult(backup_id="b001", target="prod", instance_kind="local", started_at=0.0)
+    interrupted = []
+    go_on = run_step(result, "verify", work, lambda p: None, lambda text: text.replace("s3cret", "***"),
+                     lambda: interrupted.append(True))
+    return go_on, result.steps[-1], result, interrupted
+
+
+def test_a_detail_that_starts_with_failed_is_still_a_passing_step():
+    go_on, step, _, _ = _run(lambda: "FAILED: says the text, but the step passed")
+    assert go_on and step["outcome"] == "ok" and step["detail"] == "FAILED: says the text, but the step passed"
+
+
+def test_failed_is_a_state_the_drill_goes_on_after():
+    go_on, step, result, _ = _run(lambda: Failed("2 restore errors with s3cret"))
+    assert go_on and step["outcome"] == "failed" and step["detail"] == "2 restore errors with ***"
+    assert result.error is None
+
+
+def test_step_failed_stops_the_drill_with_its_message_and_others_name_their_type():
+    def broken():
+        raise StepFailed("pg_restore cannot read the archive's table of contents")
+    go_on, step, result, _ = _run(broken)
+    assert not go_on and step["outcome"] == "failed"
+    assert result.error == "verify: pg_restore cannot read the archive's table of contents"
+
+    def bug():
+        raise KeyError("s3cret")
+    go_on, step, _, _ = _run(bug)
+    assert not go_on and step["detail"] == "KeyError: '***'"
+
+
+def test_cancelled_and_ctrl_c_are_cancelled_steps():
+    def cancelled():
+        raise Cancelled("cancelled while pg_restore ran")
+    go_on, step, result, interrupted = _run(cancelled)
+    assert not go_on and step["outcome"] == "cancelled" and result.cancelled and not interrupted
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+    go_on, step, _, interrupted = _run(ctrl_c)
+    assert not go_on and step["outcome"] == "cancelled" and interrupted == [True]
+
+
+def test_checks_outcome_counts_in_words():
+    assert checks_outcome([{"ok": True}]) == "1 check passed"
+    assert checks_outcome([{"ok": True}, {"ok": False}]) == Failed("1 of 2 checks failed")
