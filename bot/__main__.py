@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from handlers.errors import ConfigError, DbopsError
+from handlers.errors import ConfigError, DbopsError, TargetUnreachable
 
 from .areas import AREAS
 from .core.config import load_settings
@@ -17,9 +17,13 @@ from .frontends.slack.app import build_app
 
 
 def preflight():
-    """Fail before serving: a missing setting or an unreachable state database ends the process here."""
+    """Fail before serving on a missing or bad setting; an unreachable state database does not stop it."""
     settings = load_settings(require_slack=True, checks=Registry(AREAS).settings_checks)
-    StateStore(settings.state_url, min_size=0, max_size=1).close()  # applies the state migrations
+    try:
+        StateStore(settings.state_url, min_size=0, max_size=1).close()  # applies the state migrations
+    except TargetUnreachable as exc:
+        # Served all the same, degraded: status, the backup list and restores work from storage.
+        print(f"dbops: starting degraded: {exc}", file=sys.stderr)
     return settings
 
 

@@ -59,6 +59,9 @@ class Scheduler:
     def start(self) -> None:
         self._thread.start()
 
+    def alive(self) -> bool:
+        return self._thread.is_alive() or self._stop.is_set()
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -67,7 +70,9 @@ class Scheduler:
             self.tick(datetime.now(timezone.utc))
 
     def tick(self, now: datetime) -> list[str]:
-        started = []
+        started: list[str] = []
+        if not self.svc.reconnect():
+            return started  # degraded: nothing scheduled runs without the state store
         try:
             self.svc.recover_orphans()
         except Exception:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
-from handlers.errors import DbopsError
+from handlers.backup.placement import state_placement_warning, state_shares_target
+from handlers.errors import DbopsError, TargetUnreachable
 from handlers.report import Report
 
 from .. import __version__
@@ -31,21 +32,56 @@ class BotService:
         self.settings = settings
         self.registry = registry
         self.secrets = settings.secrets()
-        self.store = StateStore(settings.state_url)
         client = make_client(settings.slack_bot_token, settings.slack_api_url) if settings.slack_bot_token else None
         self.notifier = Notifier(client, self.secrets)
         self.runner = JobRunner()
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
-        self.approvals = Approvals(settings, self.store, self.notifier, self.is_approver, self.start_apply)
+        # Without its state database the bot still runs, degraded: the night production (and the
+        # state store on it) is gone is the night `status`, `backup list` and `restore` matter most.
+        self.store: StateStore | None = None
+        self.approvals: Approvals | None = None
+        self.state_down: str | None = None
         self.scheduler: Scheduler | None = None
+        self._open_store()
         if start_background:
             self.startup()
 
+    def _open_store(self) -> bool:
+        """Opens the state store if it is not open; True once it is. On the first success after a
+        failure the start-up work (orphans, the areas' hooks) runs then."""
+        if self.store is not None:
+            return True
+        try:
+            self.store = StateStore(self.settings.state_url)
+        except TargetUnreachable as exc:
+            if self.state_down is None:
+                log.warning("starting degraded: %s", exc)
+            self.state_down = str(exc)
+            return False
+        self.approvals = Approvals(self.settings, self.store, self.notifier, self.is_approver, self.start_apply)
+        if self.state_down is not None and self.settings.channel:
+            self.notifier.post(self.settings.channel, ":white_check_mark: the state database answers again: "
+                                                      "every command works again.")
+        self.state_down = None
+        return True
+
+    @property
+    def degraded(self) -> bool:
+        return self.store is None
+
     # -- start-up ----------------------------------------------------------------
     def startup(self) -> None:
-        self.runner.submit(self._recover)
+        if self.store is not None:
+            self.runner.submit(self._recover)
         self.scheduler = Scheduler(self)
         self.scheduler.start()
+
+    def reconnect(self) -> bool:
+        """Every scheduler tick while degraded: the state store is tried again."""
+        was_down = self.store is None
+        if self._open_store() and was_down:
+            self.runner.submit(self._recover)
+        return self.store is not None
 
     def _recover(self) -> None:
         self.recover_orphans()
@@ -79,7 +115,8 @@ class BotService:
         if self.scheduler:
             self.scheduler.stop()
         self.runner.shutdown()
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
 
     def submit_command(self, cmd: Command, args, actor: str, channel: str | None, user: str | None) -> None:
         def dropped() -> None:
@@ -168,8 +205,22 @@ class BotService:
 
     # -- health --------------------------------------------------------------------
     def health(self) -> tuple[bool, dict]:
-        state_ok = self.store.reachable()
+        """(serving, body). A target that is down is the bot doing its job (200, "degraded"); so is a
+        state database that is down (the bot answers from storage). 503 only when the bot itself
+        cannot work: its scheduler thread has died."""
+        state_ok = self.store is not None and self.store.reachable()
         targets = {name: ok for name, ok, _ in target_reachability(self.settings)}
-        healthy = state_ok and all(targets.values())
-        return healthy, {"version": __version__, "status": "ok" if healthy else "degraded",
-                         "state_database": state_ok, "targets": targets}
+        serving = self.scheduler is None or self.scheduler.alive()
+        warnings = []
+        if not state_ok:
+            warnings.append("the state database is unreachable: only status, backup list/info/verify, drill and "
+                            "restore (from the terminal) work, from the backup storage")
+        shared = state_shares_target(self.settings.state_url,
+                                     {name: t.dsn for name, t in self.settings.targets.items()})
+        if shared:
+            warnings.append(state_placement_warning(shared))
+        status = "ok" if state_ok and all(targets.values()) else "degraded"
+        if not serving:
+            status = "down"
+        return serving, {"version": __version__, "status": status, "state_database": state_ok,
+                         "targets": targets, "warnings": warnings}

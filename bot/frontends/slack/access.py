@@ -2,6 +2,7 @@
 on (`next()`) or answers it with the refusal, and every refusal is audited the same way."""
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 from slack_bolt import Ack, BoltContext, BoltResponse
@@ -11,14 +12,19 @@ from handlers.errors import UsageError
 from ...core.service import BotService
 
 Middleware = Callable[..., BoltResponse | None]
+log = logging.getLogger("dbops.slack")
 
 
 def audit_later(svc: BotService, command: dict, action: str, outcome: str, subcommand: str,
                 detail: str | None = None) -> None:
     """Writes the audit entry off the request path: Slack gets its answer first."""
     user, channel = command.get("user_id", ""), command.get("channel_id", "")
-    svc.runner.submit(lambda: svc.store.audit(user, action, outcome, channel=channel, subcommand=subcommand,
-                                              detail=detail))
+    store = svc.store
+    if store is None:  # degraded: the log is the only audit trail until the state store is back
+        log.warning("audit (state store down): %s %s %s %s %s", user, action, outcome, subcommand, detail or "")
+        return
+    svc.runner.submit(lambda: store.audit(user, action, outcome, channel=channel, subcommand=subcommand,
+                                          detail=detail))
 
 
 def refusal(svc: BotService, user: str, channel: str) -> str | None:
@@ -61,4 +67,18 @@ def db_middleware(svc: BotService) -> list[Middleware]:
         next()
         return None
 
-    return [allowed_here, parsed, approvers_only]
+    def without_state(ack: Ack, command: dict, context: BoltContext, next: Callable[[], None]) -> BoltResponse | None:
+        cmd, _ = context["dbops_command"]
+        if svc.store is not None or cmd.name in ("help", "status") or getattr(cmd.run, "works_from_storage", False):
+            next()
+            return None
+        audit_later(svc, command, "refused", "degraded", cmd.name, "the state database is unreachable")
+        if cmd.name == "restore":
+            return ack(":warning: the state database is unreachable, so no approval can be recorded for a restore. "
+                       "From a terminal that reaches the backup storage (no state database needed), run "
+                       "`dbops restore latest --into TARGET --confirm TARGET`; `/db backup list` shows the backups.")
+        return ack(f":warning: the state database is unreachable: `{cmd.name}` cannot run now. Working without "
+                   "it: `/db status`, `/db backup list`, `/db backup info`, `/db backup verify`, `/db drill`; "
+                   "restores from a terminal (`dbops restore`).")
+
+    return [allowed_here, parsed, approvers_only, without_state]
