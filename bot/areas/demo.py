@@ -66,13 +66,28 @@ def _sections(settings: Settings) -> dict:
     return {}
 
 
+class _AfterProgress:
+    """stdout, but the terminal's progress line (on stderr) is cleared before each write, so a
+    report starts at the beginning of a line instead of after the progress bar."""
+
+    def __init__(self, progress) -> None:
+        self.clear = getattr(progress, "done", lambda: None)
+
+    def write(self, text: str) -> None:
+        self.clear()
+        sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 @command("demo", "run every job on a throwaway asidenote database (no Slack, no database needed)",
          Arg("--scale", "multiplies the generated rows (1 = about 200,000; up to 100)", default=1,
              type=whole_number(1, 100)),
          where="cli", takes_target=False, needs_state=False)
 def demo_command(inv: Invocation) -> Report:
     say = inv.progress
-    out = sys.stdout
+    out = _AfterProgress(inv.progress)
     workdir = Path(tempfile.mkdtemp(prefix="dbops-demo-work-"))
     instance = TemporaryInstance(purpose="demo")
     ran, unexpected = [], []

@@ -131,7 +131,8 @@ def parser_for(cmd: Command, prog: str) -> argparse.ArgumentParser:
     # Every command takes --target, so a script can pass it everywhere; an unknown one is refused
     # before the command runs (`check_target`).
     parser.add_argument("--target", help="which database (default: prod)", default=None)
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    # "line": one line a finding for CI (migrate check); other commands print it as text.
+    parser.add_argument("--format", choices=("text", "json", "line"), default="text", help="output format")
     return parser
 
 
@@ -144,5 +145,5 @@ def command_help(cmd: Command, prog: str) -> list[tuple[str, str]]:
         extra += f" (default: {arg.default})" if arg.default not in (None, False) else ""
         rows.append((name, arg.help + extra))
     rows.append(("--target NAME", "which database (default: prod)"))
-    rows.append(("--format text|json", "output format"))
+    rows.append(("--format text|json|line", "output format (line: one line a finding, for CI)"))
     return rows

@@ -15,6 +15,8 @@ from tabulate import tabulate
 
 from handlers.report import Outcome, Progress, Report, Section, Table
 
+from . import diagnostics, plaintext
+
 ICON = {Outcome.OK: ":white_check_mark:", Outcome.FAILED: ":x:", Outcome.APPROVAL_REQUIRED: ":raised_hand:"}
 TEXT_MARK = {Outcome.OK: "OK", Outcome.FAILED: "FAILED", Outcome.APPROVAL_REQUIRED: "APPROVAL REQUIRED"}
 SECTION_LIMIT = 2900  # under Slack's 3,000, leaving room for the code fence
@@ -37,15 +39,54 @@ def table_text(table: Table) -> str:
 
 
 # -- terminal ---------------------------------------------------------------
-def to_text(report: Report) -> str:
-    lines = [f"{report.title}: {TEXT_MARK[report.outcome]}", report.summary]
+def _table_lines(table: Table, width: int) -> list[str]:
+    if not table.rows:
+        return ["(none)"]
+    cells = [[plaintext.plain_line(str(_cell(v))) for v in row] for row in table.rows]
+    lines = tabulate(cells, headers=table.headers, tablefmt="simple", disable_numparse=True).splitlines()
+    if max(len(line) for line in lines) <= width:
+        return lines
+    return plaintext.key_value_lines(table.headers, cells, width)
+
+
+def to_text(report: Report, width: int | None = None) -> str:
+    """The report for a terminal `width` columns wide (default: this terminal's, or 100)."""
+    width = width or plaintext.terminal_width()
+    findings = report.data.get("findings")
+    findings = findings if diagnostics.is_findings(findings) else None
+    path = str(report.data.get("path") or report.data.get("file") or "UP.sql")
+    lines = plaintext.fit(f"{report.title}: {TEXT_MARK[report.outcome]}", width)
+    lines += plaintext.fit(report.summary, width)
+    shown_findings = False
     for section in report.sections:
-        lines += ["", f"== {section.title}"]
+        if findings is not None and section.table is not None and section.table.headers == diagnostics.FINDING_HEADERS:
+            if not shown_findings:  # every finding, in line order, where the first finding section was
+                lines += [""] + diagnostics.diagnostics_text(findings, path, width)
+                shown_findings = True
+            continue
+        lines += ["", *plaintext.fit(f"== {section.title}", width)]
         if section.text:
-            lines.append(section.text)
+            lines += plaintext.fit(section.text, width)
         if section.table is not None:
-            lines.append(table_text(section.table) if section.table.rows else "(none)")
+            lines += _table_lines(section.table, width)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def to_lines(report: Report) -> str:
+    """`--format line`: one `file:line: severity[code]: message` line a finding (for CI); a report
+    without findings prints as text."""
+    findings = report.data.get("findings")
+    if not diagnostics.is_findings(findings):
+        return to_text(report)
+    return diagnostics.diagnostics_oneline(findings, str(report.data.get("path") or report.data.get("file") or "UP.sql"))
+
+
+def to_format(report: Report, fmt: str, width: int | None = None) -> str:
+    if fmt == "json":
+        return to_json(report)
+    if fmt == "line":
+        return to_lines(report)
+    return to_text(report, width)
 
 
 def _json_default(value: Any) -> Any:

@@ -7,9 +7,8 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+import textwrap
 import time
-
-from tabulate import tabulate
 
 from handlers.errors import DbopsError, TargetUnreachable
 from handlers.report import Progress
@@ -17,7 +16,7 @@ from handlers.target import scrub
 
 from .. import __version__
 from ..areas import AREAS
-from ..core import jobs, render
+from ..core import jobs, plaintext, render
 from ..core.config import load_settings
 from ..core.logs import setup_logging
 from ..core.registry import Invocation, Registry
@@ -33,13 +32,14 @@ class TerminalProgress:
         self.started = time.monotonic()
         self.last_phase: str | None = None
         self.last_draw = 0.0
+        self.width = plaintext.terminal_width()
 
     def __call__(self, progress: Progress) -> None:
         now = time.monotonic()
         line = render.progress_line(progress, now - self.started)
         if self.tty:
             if now - self.last_draw >= 0.2 or progress.phase != self.last_phase:
-                self.stream.write("\r\033[K" + line[:200])
+                self.stream.write("\r\033[K" + line[:self.width - 1])
                 self.stream.flush()
                 self.last_draw = now
         elif progress.phase != self.last_phase:
@@ -48,16 +48,36 @@ class TerminalProgress:
         self.last_phase = progress.phase
 
     def done(self) -> None:
+        """Clears the progress line, so what is printed next starts at the beginning of a line;
+        the next progress tick draws it again."""
         if self.tty and self.last_phase is not None:
             self.stream.write("\r\033[K")
             self.stream.flush()
+            self.last_phase = None
+
+
+def help_text(registry: Registry, width: int | None = None) -> str:
+    """`dbops help`: every command and what it does, wrapped to the terminal."""
+    width = width or plaintext.terminal_width()
+    rows = [(f"dbops {u}", s) for u, s in registry.help_rows("cli")]
+    lines = ["usage: dbops <subcommand> [args] [--target NAME] [--format text|json|line]", ""]
+    usage_width = min(max(len(u) for u, _ in rows), max(20, width * 3 // 10))
+    for usage, summary in rows:
+        if len(usage) > usage_width:  # a long usage gets a line of its own, its summary under it
+            lines += plaintext.wrap(usage, width)
+            lines += textwrap.wrap(summary, width, initial_indent=" " * 4, subsequent_indent=" " * 4)
+            continue
+        indent = " " * (usage_width + 2)
+        wrapped = textwrap.wrap(summary, max(20, width - len(indent)), break_on_hyphens=False) or [""]
+        lines.append(usage.ljust(usage_width + 2) + wrapped[0])
+        lines += [indent + more for more in wrapped[1:]]
+    lines += ["", "`dbops help COMMAND` or `dbops COMMAND --help` explains one command.",
+              "Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 approval required."]
+    return "\n".join(line for text in lines for line in (plaintext.fit(text, width) or [""])) + "\n"
 
 
 def print_help(registry: Registry) -> None:
-    print("usage: dbops <subcommand> [args] [--target NAME] [--format text|json]\n")
-    print(tabulate([[f"dbops {u}", s] for u, s in registry.help_rows("cli")], tablefmt="plain"))
-    print("\n`dbops help COMMAND` or `dbops COMMAND --help` explains one command.")
-    print("Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 approval required.")
+    print(help_text(registry), end="")
 
 
 def _wants_json(argv: list[str]) -> bool:
@@ -96,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             report = jobs.run(inv, store)
         finally:
             progress.done()
-        print(render.to_json(report) if args.format == "json" else render.to_text(report), end="")
+        print(render.to_format(report, args.format), end="")
         return report.outcome.exit_code
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

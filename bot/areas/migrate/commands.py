@@ -72,6 +72,7 @@ def migrate_check(inv: Invocation) -> Report:
     check = analyse(inv, up_sql, down_sql, Path(inv.args.up).name)
     report = check.to_report()
     report.exact_json = check.to_json()
+    report.data["path"] = inv.args.up  # as typed, so a terminal or CI log can point at the file
     return report
 
 

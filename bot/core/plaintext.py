@@ -1,0 +1,106 @@
+"""Text for a terminal: Slack's markup turned plain, lines wrapped to a width, tables that would
+be wider than the terminal shown as `Key: value` lines.
+
+Reports are written once, with Slack's mrkdwn (`*bold*`, `` `code` ``, ```` ``` ```` fences,
+`:emoji:`), and both front ends read them; here that markup is taken out so a terminal shows
+words, not asterisks. What is inside backticks is left exactly as written (it is SQL, names,
+commands a person may copy).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import textwrap
+
+DEFAULT_WIDTH = 100  # when stdout is not a terminal and $COLUMNS is not set
+MIN_WIDTH = 40
+
+EMOJI_TEXT = {
+    "white_check_mark": "ok:", "heavy_check_mark": "ok:", "x": "x", "warning": "warning:",
+    "raised_hand": "approval required:", "hourglass": "...", "hourglass_flowing_sand": "...",
+    "no_entry": "no:", "alarm_clock": "expired:", "gear": "*", "information_source": "i",
+    "rotating_light": "!!", "bell": "!", "lock": "locked:", "red_circle": "!", "large_green_circle": "ok:",
+}
+_EMOJI = re.compile(r"(?<![\w:]):([a-z][a-z0-9_+-]*):(?![\w])")
+_BOLD = re.compile(r"(?<![\w*])\*(\S(?:[^*\n]*\S)?)\*(?![\w*])")
+_LINK = re.compile(r"<(https?://[^|>\s]+)\|([^>]+)>")
+_INLINE = re.compile(r"`([^`\n]+)`")
+
+
+def terminal_width() -> int:
+    """$COLUMNS, else the terminal's width, else 100 (a pipe, a CI log)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return max(MIN_WIDTH, int(columns))
+    return max(MIN_WIDTH, shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns)
+
+
+def _plain_words(text: str) -> str:
+    text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
+    text = _EMOJI.sub(lambda m: EMOJI_TEXT.get(m.group(1), ""), text)
+    return _BOLD.sub(lambda m: m.group(1), text)
+
+
+def plain_line(line: str) -> str:
+    """One line of mrkdwn without its markup; inline code kept as written, backticks dropped."""
+    parts = _INLINE.split(line)  # even indexes: prose; odd: what was inside backticks
+    out = "".join(part if i % 2 else _plain_words(part) for i, part in enumerate(parts)).rstrip()
+    return out if line[:1].isspace() else out.lstrip()  # an unknown emoji that began the line leaves no gap
+
+
+def plain(text: str) -> list[tuple[str, bool]]:
+    """(line, is_code) pairs: fences removed, prose lines without markup, code lines verbatim."""
+    out: list[tuple[str, bool]] = []
+    code = False
+    for raw in text.splitlines():
+        pieces = raw.split("```")
+        if len(pieces) == 1:
+            out.append((raw.rstrip() if code else plain_line(raw), code))
+            continue
+        for n, piece in enumerate(pieces):
+            if n > 0:
+                code = not code
+            if piece.strip():  # a fence alone, or at either end of the line, leaves no line
+                out.append((piece.rstrip() if code else plain_line(piece), code))
+    return out
+
+
+def wrap(line: str, width: int) -> list[str]:
+    """A line wrapped to `width`, continuation lines indented under the text after a bullet."""
+    if len(line) <= width:
+        return [line]
+    indent = len(line) - len(line.lstrip())
+    bullet = re.match(r"\s*(?:[•*-]|\d+[.)])\s+", line)
+    hang = " " * (bullet.end() if bullet else indent)
+    return textwrap.wrap(line, width, subsequent_indent=hang, break_on_hyphens=False) or [""]
+
+
+def fit(text: str, width: int) -> list[str]:
+    """mrkdwn text as terminal lines no wider than `width`."""
+    lines = []
+    for line, code in plain(text):
+        if code:
+            lines += [line[i:i + width] for i in range(0, max(len(line), 1), width)] if len(line) > width else [line]
+        else:
+            lines += wrap(line, width)
+    return lines
+
+
+def key_value_lines(headers: list[str], rows: list[list[str]], width: int) -> list[str]:
+    """Each row as `Key: value` lines (a blank line between rows), values wrapped under themselves."""
+    pad = max(len(h) for h in headers) + 2
+    lines: list[str] = []
+    for n, row in enumerate(rows):
+        if n:
+            lines.append("")
+        for header, value in zip(headers, row):
+            value_lines = str(value).splitlines() or [""]
+            first = True
+            for value_line in value_lines:
+                label = f"{header}:".ljust(pad) if first else " " * pad
+                wrapped = textwrap.wrap(value_line, max(10, width - pad), break_on_hyphens=False) or [""]
+                lines.append(label + wrapped[0])
+                lines += [" " * pad + more for more in wrapped[1:]]
+                first = False
+    return [line.rstrip() for line in lines]
