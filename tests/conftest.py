@@ -58,6 +58,18 @@ def demo_db(pg_server, demo_template):
     demo_data.drop_database(pg_server.dsn(), name)
 
 
+@pytest.fixture(autouse=True)
+def slack_messages_fit():
+    """Every message a test made the bot send to a fake Slack is valid Block Kit, within Slack's
+    limits and without monospace lines too wide for a phone (tests/fakes/slack_api.py checks them)."""
+    from tests.fakes import slack_api
+
+    slack_api.VIOLATIONS.clear()
+    yield
+    found, slack_api.VIOLATIONS[:] = list(slack_api.VIOLATIONS), []
+    assert not found, "messages sent to Slack break its rules:\n" + "\n".join(found[:20])
+
+
 @pytest.fixture
 def fake_slack():
     from tests.fakes.slack_api import FakeSlack

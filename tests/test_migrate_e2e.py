@@ -134,10 +134,10 @@ def test_pipeline_gate_restart_and_duplicate_deliveries(bot_factory, fake_slack,
     assert dbops("migrate", "gate", "up.sql", "--down", "down.sql", dsn=prod, cwd=tmp_path).returncode == 0
     (tmp_path / "edited.sql").write_text(UP + "-- an edit after approval\n")
     edited = dbops("migrate", "gate", "edited.sql", "--down", "down.sql", dsn=prod, cwd=tmp_path)
-    assert edited.returncode == 1 and "any edit after approval needs a new approval" in edited.stdout
+    assert edited.returncode == 1 and "any edit after approval needs a new approval" in " ".join(edited.stdout.split())
     (tmp_path / "edited-down.sql").write_text(DOWN + "-- the DOWN is bound too\n")
     edited = dbops("migrate", "gate", "up.sql", "--down", "edited-down.sql", dsn=prod, cwd=tmp_path)
-    assert edited.returncode == 1 and "any edit after approval needs a new approval" in edited.stdout
+    assert edited.returncode == 1 and "any edit after approval needs a new approval" in " ".join(edited.stdout.split())
     assert dbops("migrate", "gate", "up.sql", "--down", "down.sql", "--mark-applied", dsn=prod,
                  cwd=tmp_path).returncode == 0
     again = dbops("migrate", "gate", "up.sql", "--down", "down.sql", "--mark-applied", dsn=prod, cwd=tmp_path)

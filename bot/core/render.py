@@ -21,6 +21,7 @@ ICON = {Outcome.OK: ":white_check_mark:", Outcome.FAILED: ":x:", Outcome.APPROVA
 TEXT_MARK = {Outcome.OK: "OK", Outcome.FAILED: "FAILED", Outcome.APPROVAL_REQUIRED: "APPROVAL REQUIRED"}
 SECTION_LIMIT = 2900  # under Slack's 3,000, leaving room for the code fence
 BLOCKS_PER_MESSAGE = 45
+MONOSPACE_WIDTH = 72  # a phone shows about this much of a code block without scrolling sideways
 
 
 def _cell(value: Any) -> Any:
@@ -136,11 +137,39 @@ def _mrkdwn(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def fit_code(text: str, width: int = MONOSPACE_WIDTH) -> str:
+    """mrkdwn whose lines inside ``` fences are at most `width` long (longer ones continue on the next line)."""
+    if "```" not in text:
+        return text
+    out, code = [], False
+    for n, piece in enumerate(text.split("```")):
+        if n:
+            code = not code
+        if code:
+            piece = "\n".join(line[i:i + width] for line in piece.split("\n")
+                              for i in range(0, max(len(line), 1), width))
+        out.append(piece)
+    return "```".join(out)
+
+
+def _row_lines(table: Table) -> str:
+    """A table too wide for a phone: each row as short `*key:* value` lines, a blank line between rows."""
+    rows = []
+    for row in table.rows:
+        rows.append("\n".join(f"*{_slack_escape(h)}:* {_slack_escape(str(_cell(v)))}"
+                              for h, v in zip(table.headers, row) if str(_cell(v)) != ""))
+    return "\n\n".join(rows)
+
+
 def section_blocks(section: Section) -> list[dict]:
     blocks = []
     head = f"*{section.title}*"
     if section.text:
-        for i, piece in enumerate(_chunks(section.text, SECTION_LIMIT - len(head) - 1)):
+        for i, piece in enumerate(_chunks(fit_code(section.text), SECTION_LIMIT - len(head) - 1)):
             blocks.append(_mrkdwn(f"{head}\n{piece}" if i == 0 else piece))
     elif section.table is None:
         blocks.append(_mrkdwn(head))
@@ -149,6 +178,14 @@ def section_blocks(section: Section) -> list[dict]:
             blocks.append(_mrkdwn((head + "\n" if not section.text else "") + "```(none)```"))
             return blocks
         lines = table_text(section.table).splitlines()
+        if max(len(line) for line in lines) > MONOSPACE_WIDTH:
+            pieces = _chunks(_row_lines(section.table), SECTION_LIMIT - len(head) - 40)
+            for i, piece in enumerate(pieces):
+                label = head if i == 0 and not section.text else ""
+                if len(pieces) > 1:
+                    label = (label + " " if label else "") + f"_(part {i + 1} of {len(pieces)})_"
+                blocks.append(_mrkdwn((label + "\n" if label else "") + piece))
+            return blocks
         header, rows = "\n".join(lines[:2]), "\n".join(lines[2:])
         # Each part repeats the header so it reads on its own; room is kept for it, the label and the fences.
         room = SECTION_LIMIT - len(header) - len(head) - 60
@@ -161,9 +198,14 @@ def section_blocks(section: Section) -> list[dict]:
     return blocks
 
 
+def _header_text(title: str) -> str:
+    title = " ".join(title.split()) or "dbops"  # a header is one line of at most 150 characters
+    return title if len(title) <= 150 else title[:149] + "…"
+
+
 def report_blocks(report: Report) -> list[dict]:
     blocks: list[dict] = [
-        {"type": "header", "text": {"type": "plain_text", "text": report.title[:150]}},
+        {"type": "header", "text": {"type": "plain_text", "text": _header_text(report.title)}},
         _mrkdwn(f"{ICON[report.outcome]} {report.summary}"[:SECTION_LIMIT]),
     ]
     for section in report.sections:

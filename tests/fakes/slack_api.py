@@ -2,6 +2,11 @@
 
 Point slack_sdk at it with `WebClient(base_url=fake.url)` (the bot: SLACK_API_URL).
 `fail_next(method, status, times, retry_after)` makes it answer errors first.
+
+Every message the bot sends is checked as Slack (and a phone) would take it: blocks valid by
+slack_sdk's Block Kit models, within Slack's limits, and no monospace line wider than 72
+characters. What breaks a rule is recorded in `VIOLATIONS`; tests/conftest.py fails the test
+that caused it.
 """
 from __future__ import annotations
 
@@ -13,6 +18,71 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
+
+from slack_sdk.models.blocks import Block
+
+MESSAGE_METHODS = ("chat.postMessage", "chat.update", "chat.postEphemeral")
+MONOSPACE_WIDTH = 72  # what a phone shows of a code block without scrolling
+LIMITS = {"blocks": 50, "section": 3000, "header": 150, "fields": 10, "text": 40000}
+VIOLATIONS: list[str] = []  # from every FakeSlack in this process; tests/conftest.py checks it after each test
+
+
+def _texts(value: Any):
+    """Every string under a "text" key, anywhere in a payload."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "text" and isinstance(item, str):
+                yield item
+            else:
+                yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+
+
+def monospace_lines(text: str) -> list[str]:
+    """The lines of `text` that are inside ``` fences."""
+    lines, code = [], False
+    for n, piece in enumerate(text.split("```")):
+        if n:
+            code = not code
+        if code:
+            lines += piece.split("\n")
+    return lines
+
+
+def payload_violations(method: str, params: dict[str, Any]) -> list[str]:
+    """What in one chat.* payload Slack would refuse, or a phone would show badly."""
+    found = []
+    text = params.get("text")
+    if isinstance(text, str) and len(text) > LIMITS["text"]:
+        found.append(f"{method}: text is {len(text)} characters (Slack's limit: {LIMITS['text']})")
+    blocks = params.get("blocks")
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+    blocks = blocks or []
+    if len(blocks) > LIMITS["blocks"]:
+        found.append(f"{method}: {len(blocks)} blocks (Slack's limit: {LIMITS['blocks']})")
+    for n, block in enumerate(blocks):
+        try:
+            parsed = Block.parse(block)
+            if parsed is None:
+                raise ValueError(f"unknown block type {block.get('type')!r}")
+            parsed.validate_json()
+        except Exception as exc:  # slack_sdk's SlackObjectFormationError, or a malformed dict
+            found.append(f"{method}: block {n} ({block.get('type')}) is not valid Block Kit: {exc}")
+        limit = LIMITS.get(block.get("type", ""))
+        body = (block.get("text") or {}).get("text", "") if isinstance(block.get("text"), dict) else ""
+        if limit and len(body) > limit:
+            found.append(f"{method}: block {n} ({block['type']}) text is {len(body)} characters (limit {limit})")
+        if len(block.get("fields") or []) > LIMITS["fields"]:
+            found.append(f"{method}: block {n} has {len(block['fields'])} fields (limit {LIMITS['fields']})")
+    for piece in _texts({"text": text, "blocks": blocks}):
+        for line in monospace_lines(piece):
+            if len(line) > MONOSPACE_WIDTH:
+                found.append(f"{method}: a monospace line of {len(line)} characters (more than "
+                             f"{MONOSPACE_WIDTH}): {line[:100]!r}")
+    return found
 
 
 @dataclass
@@ -154,6 +224,8 @@ class FakeSlack:
                 status = failure[0] if failure else 200
                 body = fake.answer(method, params) if status == 200 else {"ok": False, "error": "ratelimited"
                                                                          if status == 429 else "fatal_error"}
+                if method in MESSAGE_METHODS:
+                    VIOLATIONS.extend(payload_violations(method, params))
                 with fake._lock:
                     fake.calls.append(Call(method, params, status, raw=raw))
                 payload = json.dumps(body).encode()

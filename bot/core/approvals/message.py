@@ -18,9 +18,12 @@ def _slack_escape(text: str) -> str:
 
 
 def sql_inline(payload: dict) -> bool:
-    """Both files short enough, and neither able to close the code block they are shown in."""
+    """Both files short enough (in all and in each line), and neither able to close the code block they are shown in."""
     texts = [t for t in (payload.get("up"), payload.get("down")) if t is not None]
-    return all(len(_slack_escape(t)) <= INLINE_SQL_LIMIT and "```" not in t for t in texts)
+    # A line wider than a phone's code block is attached as a file too: SQL is never rewrapped.
+    return all(len(_slack_escape(t)) <= INLINE_SQL_LIMIT and "```" not in t
+               and all(len(line) <= render.MONOSPACE_WIDTH for line in _slack_escape(t).splitlines())
+               for t in texts)
 
 
 def sql_files(req: ApprovalRequest) -> list[tuple[str, str]]:
