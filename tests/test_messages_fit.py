@@ -79,3 +79,32 @@ def test_a_long_title_is_one_header_line_within_slacks_limit():
     (message,) = render.slack_messages(Report(title="T\n" + "t" * 300, summary="s"))
     header = message["blocks"][0]["text"]["text"]
     assert len(header) <= 150 and "\n" not in header
+
+
+class _Tty:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_demo_output_starts_after_the_progress_line_is_cleared(capsys):
+    from bot.areas.demo import _AfterProgress
+    from bot.frontends.cli import TerminalProgress
+    from handlers.report import Progress
+
+    tty = _Tty()
+    progress = TerminalProgress(stream=tty)
+    progress(Progress("done", 1.0, "backup"))
+    _AfterProgress(progress).write("Backup b001 of prod: OK\n")
+    assert tty.text.endswith("\r\033[K")  # the bar was wiped before the report was written
+    assert capsys.readouterr().out == "Backup b001 of prod: OK\n"
+    progress(Progress("next step"))  # and the next step draws its line again
+    assert tty.text.endswith("next step (0s)")
