@@ -57,8 +57,11 @@ def test_slack_messages_of_a_wide_table_have_no_wide_monospace_line_and_keep_eve
 
 def test_slack_findings_of_a_real_check_fit_a_phone():
     report = check_migration(open("examples/migrations/drop_pinned.up.sql").read(), filename="drop_pinned.up.sql").to_report()
-    for message in render.slack_messages(report):
+    messages = render.slack_messages(report)
+    for message in messages:
         assert payload_violations("chat.postMessage", message) == []
+    blob = "".join(b["text"]["text"] for m in messages for b in m["blocks"])
+    assert '`drop-column` (line 2): drops "Notes"."IsPinned"' in blob and "_fix:_ Expand/contract" in blob
 
 
 def test_the_fake_slack_check_catches_what_slack_or_a_phone_would_refuse():

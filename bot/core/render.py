@@ -157,7 +157,12 @@ def fit_code(text: str, width: int = MONOSPACE_WIDTH) -> str:
 
 
 def _row_lines(table: Table) -> str:
-    """A table too wide for a phone: each row as short `*key:* value` lines, a blank line between rows."""
+    """A table too wide for a phone: each row as short `*key:* value` lines, a blank line between rows;
+    migration findings as `code` (line N): message, then the fix."""
+    if table.headers == diagnostics.FINDING_HEADERS:
+        return "\n\n".join(
+            f"`{code}`" + (f" (line {line})" if line else "") + f": {_slack_escape(str(message))}"
+            + (f"\n_fix:_ {_slack_escape(str(fix))}" if fix else "") for line, code, message, fix in table.rows)
     rows = []
     for row in table.rows:
         rows.append("\n".join(f"*{_slack_escape(h)}:* {_slack_escape(str(_cell(v)))}"
@@ -178,7 +183,7 @@ def section_blocks(section: Section) -> list[dict]:
             blocks.append(_mrkdwn((head + "\n" if not section.text else "") + "```(none)```"))
             return blocks
         lines = table_text(section.table).splitlines()
-        if max(len(line) for line in lines) > MONOSPACE_WIDTH:
+        if max(len(line) for line in lines) > MONOSPACE_WIDTH or section.table.headers == diagnostics.FINDING_HEADERS:
             pieces = _chunks(_row_lines(section.table), SECTION_LIMIT - len(head) - 40)
             for i, piece in enumerate(pieces):
                 label = head if i == 0 and not section.text else ""
