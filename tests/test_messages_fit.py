@@ -111,3 +111,16 @@ def test_demo_output_starts_after_the_progress_line_is_cleared(capsys):
     assert capsys.readouterr().out == "Backup b001 of prod: OK\n"
     progress(Progress("next step"))  # and the next step draws its line again
     assert tty.text.endswith("next step (0s)")
+
+
+def test_a_finding_on_a_very_long_sql_line_still_fits_the_terminal():
+    sql = "ALTER TABLE \"Notes\" DROP COLUMN \"IsPinned\", " + ", ".join(f'DROP COLUMN "c{i}"' for i in range(60)) + ";"
+    report = check_migration(sql, filename="wide.sql").to_report()
+    report.data["path"] = "migrations/wide.sql"
+    for width in (40, 80):
+        text = render.to_text(report, width)
+        assert all(len(line) <= width for line in text.splitlines()), text
+        assert "  --> migrations/wide.sql:1" in text and "..." in text
+    lines = render.to_format(report, "line").splitlines()
+    assert lines and all(line.startswith("migrations/wide.sql") for line in lines)
+    assert "migrations/wide.sql:1: forbidden[drop-column]: " in render.to_lines(report)
