@@ -10,6 +10,7 @@ from typing import Any
 
 import pglast
 
+from .. import config_values
 from ..errors import ConfigError
 from .schedule import Schedule
 
@@ -140,15 +141,10 @@ class DrillSettings:
                 raise ConfigError("drill.scratch_url_env must be the name of an environment variable, "
                                   "e.g. DBOPS_DRILL_URL (the URL itself never goes into dbops.toml)")
             s.scratch_url_env = d["scratch_url_env"]
-        s.jobs = _whole(d, "jobs", s.jobs, minimum=1)
-        s.max_age_days = _whole(d, "max_age_days", s.max_age_days, minimum=1)
-        s.smoke_timeout_s = _whole(d, "smoke_timeout_s", s.smoke_timeout_s, minimum=1)
-        s.stale_scratch_hours = _whole(d, "stale_scratch_hours", s.stale_scratch_hours, minimum=1)
-        for key in ("amcheck", "amcheck_heapallindexed"):
-            if key in d:
-                if not isinstance(d[key], bool):
-                    raise ConfigError(f"drill.{key} must be true or false")
-                setattr(s, key, d[key])
+        for key in ("jobs", "max_age_days", "smoke_timeout_s", "stale_scratch_hours"):
+            setattr(s, key, config_values.whole(d, "drill", key, getattr(s, key), 1))
+        s.amcheck = config_values.flag(d, "drill", "amcheck", s.amcheck)
+        s.amcheck_heapallindexed = config_values.flag(d, "drill", "amcheck_heapallindexed", s.amcheck_heapallindexed)
         if "schedule" in d:
             try:
                 s.schedule = Schedule.parse(d["schedule"])
@@ -161,15 +157,6 @@ class DrillSettings:
         if "smoke_queries" in d:
             s.smoke_queries = _smoke_queries(d["smoke_queries"])
         return s
-
-
-def _whole(d: dict, key: str, default: int, minimum: int) -> int:
-    if key not in d:
-        return default
-    value = d[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"drill.{key} must be a whole number >= {minimum}")
-    return value
 
 
 def _smoke_queries(raw: Any) -> list[SmokeQuery]:

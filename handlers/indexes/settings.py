@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import config_values
 from ..errors import ConfigError
 
 # The checks a finding can come from; an ignore entry may name one to narrow itself.
@@ -82,13 +83,13 @@ class IndexSettings:
             raise ConfigError(f"indexes.{unknown[0]} is not a known setting; known: {', '.join(sorted(known))}")
         default_schema = _text(d, "schema", "public", "indexes.schema")
         settings = cls(
-            window_days=_whole(d, "window_days", 30, minimum=1),
-            seq_scan_min_rows=_whole(d, "seq_scan_min_rows", 10_000, minimum=0),
-            seq_scan_min_count=_whole(d, "seq_scan_min_count", 100, minimum=0),
+            window_days=config_values.whole(d, "indexes", "window_days", 30, 1),
+            seq_scan_min_rows=config_values.whole(d, "indexes", "seq_scan_min_rows", 10_000, 0),
+            seq_scan_min_count=config_values.whole(d, "indexes", "seq_scan_min_count", 100, 0),
             seq_scan_min_share=_share(d, "seq_scan_min_share", 0.5),
-            slow_query_count=_whole(d, "slow_query_count", 20, minimum=1),
-            slow_query_regression_factor=_number(d, "slow_query_regression_factor", 1.5, minimum=1.0),
-            slow_query_regression_min_ms=_number(d, "slow_query_regression_min_ms", 5.0, minimum=0.0),
+            slow_query_count=config_values.whole(d, "indexes", "slow_query_count", 20, 1),
+            slow_query_regression_factor=config_values.number(d, "indexes", "slow_query_regression_factor", 1.5, 1.0),
+            slow_query_regression_min_ms=config_values.number(d, "indexes", "slow_query_regression_min_ms", 5.0, 0.0),
         )
         schemas = d.get("exclude_schemas", ["dbops"])
         if not isinstance(schemas, list) or not all(isinstance(s, str) and s for s in schemas):
@@ -165,20 +166,6 @@ def _text(d: dict, key: str, default: str | None, where: str, allow_empty: bool 
     if not isinstance(value, str) or (not value and not allow_empty):
         raise ConfigError(f"{where} must be a non-empty string")
     return value
-
-
-def _whole(d: dict, key: str, default: int, minimum: int) -> int:
-    value = d.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"indexes.{key} must be a whole number >= {minimum}")
-    return value
-
-
-def _number(d: dict, key: str, default: float, minimum: float) -> float:
-    value = d.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ConfigError(f"indexes.{key} must be a number >= {minimum:g}")
-    return float(value)
 
 
 def _share(d: dict, key: str, default: float) -> float:
