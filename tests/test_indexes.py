@@ -293,7 +293,7 @@ def test_short_history_judges_nothing_unused(schema_db, state_dsn):
     assert not [f for f in result.findings if f.check == "unused"]
     assert not result.history_complete
     text = [s for s in result.to_report().sections if s.title.startswith("Unused")][0].text
-    assert "covers 10 day(s) of the 30-day window" in text
+    assert "covers 10 days of the 30-day window" in text
 
 
 def test_statistics_reset_within_the_window(schema_db, state_dsn):

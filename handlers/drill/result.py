@@ -76,7 +76,7 @@ class DrillResult:
                     f"passed; total time {fmt.duration(self.total_s)}.")
             if self.warnings:
                 n = len(self.warnings)
-                text += f" {n} warning{'s' if n != 1 else ''} about the source: " + \
+                text += f" {fmt.plural(n, 'warning')} about the source: " + \
                     " | ".join(c["name"] for c in self.warnings) + "."
             return text
         if self.cancelled:

@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from .. import fmt
 from ..errors import DbopsError, TargetUnreachable
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from . import catalog, history
@@ -94,7 +95,7 @@ class IndexReview:
             label = _LABELS[f.check]
             counts[label] = counts.get(label, 0) + 1
         parts = ", ".join(f"{n} {label[0] if n == 1 else label[1]}" for label, n in counts.items())
-        return f"{self.problems} problem{'s' if self.problems != 1 else ''}: {parts}"
+        return f"{fmt.plural(self.problems, 'problem')}: {parts}"
 
     # -- output ----------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -158,7 +159,7 @@ class IndexReview:
         window = self.settings.window_days
         lines = []
         if not self.history_complete:
-            lines.append(f"Snapshot history covers {self.history_days} day(s) of the {window}-day window: "
+            lines.append(f"Snapshot history covers {fmt.plural(self.history_days, 'day')} of the {window}-day window: "
                          "indexes are judged unused only once a snapshot from before the window exists.")
         for reset in self.resets:
             lines.append(f"Statistics were reset at {reset:%Y-%m-%d %H:%M} UTC within the window: scans are "

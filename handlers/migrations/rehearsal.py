@@ -187,13 +187,13 @@ class Rehearsal:
     def checklist_lines(self) -> list[str]:
         lines = [f"rehearsed on {self._copy_of()}"]
         if self.restore_problems:
-            lines.append(f"the copy was restored with {len(self.restore_problems)} problem(s): {self.restore_problems[0]}")
+            lines.append(f"the copy was restored with {fmt.plural(len(self.restore_problems), 'problem')}: {self.restore_problems[0]}")
         if self.up_error:
             lines.append(f"UP failed in rehearsal at {self.up_error}")
             lines.append("rollback not tested: UP failed")
             return lines
         count = len(self.up_statements)
-        lines.append(f"UP applied in rehearsal: {count} statement{'s' if count != 1 else ''} in {fmt.duration(self.up_s)}")
+        lines.append(f"UP applied in rehearsal: {fmt.plural(count, 'statement')} in {fmt.duration(self.up_s)}")
         if not self.down_given:
             lines.append("rollback not tested: no DOWN migration")
         elif self.down_error:
@@ -204,7 +204,7 @@ class Rehearsal:
             lines.append(f"rollback tested: schema identical, but DOWN does not bring the data back: "
                          f"{_some(self.data_diff)}")
         else:
-            data = (f", data of {len(self.checked_columns)} changed column(s) identical"
+            data = (f", data of {fmt.plural(len(self.checked_columns), 'changed column')} identical"
                     if self.checked_columns and self.source == "backup" else "")
             lines.append(f"rollback tested: schema identical{data}")
         caveat = " on a copy without data: expect longer in production" if self.source == "schema" else ""
