@@ -273,7 +273,7 @@ def test_unused_over_the_window_versus_used_yesterday(schema_db, state_dsn):
     assert "IX_Boards_UserId" not in unused  # used yesterday
     assert "IX_Boards_Name" not in unused  # young (first seen today), though scanned once only
     assert "PK_Boards" not in unused and "IX_Users_Email" not in unused  # constraint / unique
-    assert "IX_Projects_Status" not in unused  # expected by the ops plan...
+    assert "IX_Projects_Status" not in unused  # one of the expected indexes (dbops.toml)...
     assert expected_status(result, "Projects", ("Status",)).usage.describe(30) == "no scans in 30 d"  # ...but shown
     f = finding(result, "unused", "IX_Notes_UserId_CreatedAt")
     assert f.fix == 'DROP INDEX CONCURRENTLY "public"."IX_Notes_UserId_CreatedAt";'

@@ -120,7 +120,7 @@ class IndexReview:
     def to_report(self) -> Report:
         window = self.settings.window_days
         sections = [Section(
-            "Expected indexes (ops plan)",
+            "Expected indexes (dbops.toml)",
             table=Table(expected.HEADERS, [
                 [r.expected.table, ", ".join(r.expected.columns), "yes" if r.expected.unique else "",
                  r.status + (f" ({r.note})" if r.note else "") + (" [ignored]" if not r.ok and self._expected_ignored(r) else ""),

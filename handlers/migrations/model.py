@@ -9,7 +9,7 @@ from handlers.report import Outcome, Report, Section, Table
 
 
 class Severity(str, enum.Enum):
-    FORBIDDEN = "forbidden"  # needs manual approval (ops plan: expand/contract for breaking changes)
+    FORBIDDEN = "forbidden"  # needs an approver: a breaking change wants expand/contract
     WARNING = "warning"
     INFO = "info"
 

@@ -14,8 +14,8 @@ SECTION = "migrate.check"
 
 @dataclass(frozen=True)
 class MigrationCheckSettings:
-    # Warning/info rule codes to skip. Forbidden rules cannot be disabled: the ops plan requires
-    # approval for them (and ignore comments in SQL cannot silence them either).
+    # Warning/info rule codes to skip. Forbidden rules cannot be disabled: they are what an
+    # approver must see (and ignore comments in SQL cannot silence them either).
     disabled: tuple[str, ...] = ()
     # statement_timeout for the queries that read the target database (catalog, whether dropped
     # columns hold data, counting rows that would not fit a narrower type: a full table scan).

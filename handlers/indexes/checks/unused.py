@@ -7,7 +7,7 @@ index: it enforces something), partition children (judged through the parent),
 the parent index of a partitioned table (no scans of its own), invalid ones
 (the invalid check has them), indexes younger than the window, indexes whose
 history does not reach back to the window's start, and indexes an expected
-index (ops plan) relies on.
+index (dbops.toml) relies on.
 The DROP statement is a suggestion: the bot never drops an index itself.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def check_unused(indexes: list[IndexInfo], usage_of: Callable[[IndexInfo], Usage
             skip(reason)
             continue
         if index.oid in relied_on:
-            skip("expected by the ops plan")
+            skip("one of the expected indexes (dbops.toml)")
             continue
         if is_young(index):
             skip(f"younger than {window_days} d (or not yet in a snapshot)")
