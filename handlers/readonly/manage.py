@@ -195,10 +195,7 @@ def create_role(target: Target, name: str, settings: ReadonlySettings, book: Rol
         if catalog.role_exists(conn, name):
             raise UsageError(f"a role `{name}` already exists on `{target.name}`: choose another name")
         _schemas(conn, schemas)
-        password = new_password()
-        on_secret(password)
-        verifier = scram_verifier(conn, name, password)
-        on_secret(verifier)
+        password, verifier = _new_credentials(conn, name, on_secret)
         try:
             with conn.transaction():
                 conn.execute(create_role_statement(name, verifier, settings))
@@ -269,16 +266,22 @@ def _drop_probe_tables(conn: psycopg.Connection, probes: list[str]) -> None:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
 
 
+def _new_credentials(conn: psycopg.Connection, name: str, on_secret: SecretSink) -> tuple[str, str]:
+    """A new password and its SCRAM verifier, each handed to `on_secret` (the scrub list) before any use."""
+    password = new_password()
+    on_secret(password)
+    verifier = scram_verifier(conn, name, password)
+    on_secret(verifier)
+    return password, verifier
+
+
 # -- rotate, check, repair, drop -------------------------------------------------------------
 def rotate_password(target: Target, name: str, settings: ReadonlySettings, book: RoleBook | None, *,
                     on_secret: SecretSink = _ignore) -> tuple[Report, Delivery | None]:
     managed = _managed(book, target, name)
     with target.connect(autocommit=True) as conn:
         require_admin(conn, name)
-        password = new_password()
-        on_secret(password)
-        verifier = scram_verifier(conn, name, password)
-        on_secret(verifier)
+        password, verifier = _new_credentials(conn, name, on_secret)
         try:
             conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(name),
                                                                                 sql.Literal(verifier)))
