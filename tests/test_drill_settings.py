@@ -75,7 +75,9 @@ def test_expected_index_items_in_every_shape():
     assert ExpectedIndex.coerce(("Users", ("Email",), True)) == want
     assert ExpectedIndex.coerce({"table": "Users", "columns": ["Email"], "unique": True, "purpose": "login"}) == want
     assert ExpectedIndex.coerce({"table": "Users", "columns": "Email", "unique": True}) == want
-    assert ExpectedIndex.coerce({"schema": "app", "table": "Users", "columns": ["Email"]}).table == "app.Users"
+    in_app = ExpectedIndex.coerce({"schema": "app", "table": "Users", "columns": ["Email"]})
+    assert (in_app.schema, in_app.table, in_app.label) == ("app", "Users", "index on app.Users (Email)")
+    assert ExpectedIndex.coerce(("app.Users", ["Email"])) == in_app
 
     class Item:  # like the index review's config objects
         table, columns, unique = "Notes", ["UserId", "CreatedAt"], False

@@ -12,6 +12,7 @@ import pglast
 
 from .. import config_values
 from ..errors import ConfigError
+from ..indexes.settings import ExpectedIndex  # noqa: F401 -- one class, also the drill's
 from .schedule import Schedule
 
 INSTANCE_KINDS = ("local", "scratch", "render")
@@ -62,46 +63,6 @@ def _as_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-@dataclass(frozen=True)
-class ExpectedIndex:
-    """An index the application needs: on `table`, with exactly these leading key columns."""
-
-    table: str  # "Users" or "public.Users"
-    columns: tuple[str, ...]
-    unique: bool = False
-
-    @property
-    def label(self) -> str:
-        cols = ", ".join(self.columns)
-        return f"{'unique ' if self.unique else ''}index on {self.table} ({cols})"
-
-    @classmethod
-    def coerce(cls, item: Any) -> "ExpectedIndex":
-        """From an ExpectedIndex, a (table, columns[, unique]) tuple, a dict, or an object with those attributes."""
-        if isinstance(item, ExpectedIndex):
-            return item
-        schema = None
-        if isinstance(item, dict):
-            table, columns, unique = item.get("table"), item.get("columns"), item.get("unique", False)
-            schema = item.get("schema")
-        elif isinstance(item, (tuple, list)):
-            if len(item) not in (2, 3):
-                raise ValueError(f"an expected index is (table, columns[, unique]), not {item!r}")
-            table, columns, unique = item[0], item[1], item[2] if len(item) == 3 else False
-        else:
-            table, columns, unique = getattr(item, "table", None), getattr(item, "columns", None), \
-                getattr(item, "unique", False)
-            schema = getattr(item, "schema", None)
-        if isinstance(columns, str):
-            columns = (columns,)
-        if not table or not columns:
-            raise ValueError(f"an expected index needs a table and at least one column, not {item!r}")
-        table = str(table)
-        if schema and "." not in table:
-            table = f"{schema}.{table}"
-        return cls(table, tuple(str(c) for c in columns), bool(unique))
 
 
 @dataclass

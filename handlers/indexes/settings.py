@@ -24,6 +24,9 @@ CHECKS = ("expected", "unused", "invalid", "duplicate", "foreign_key", "seq_scan
 
 @dataclass(frozen=True)
 class ExpectedIndex:
+    """An index the application needs (dbops.toml, [[indexes.expected]]): on schema.table, with exactly
+    these leading key columns; the index review and the restore drill both check it."""
+
     table: str
     columns: tuple[str, ...]
     unique: bool = False
@@ -35,6 +38,37 @@ class ExpectedIndex:
         """A stable, readable name for this expectation (also used by the digest)."""
         cols = ", ".join(self.columns)
         return f"{self.schema}.{self.table}({cols})" + (" unique" if self.unique else "")
+
+    @property
+    def label(self) -> str:
+        """In a sentence: "unique index on Users (Email)"; the schema only where it is not public."""
+        where = self.table if self.schema == "public" else f"{self.schema}.{self.table}"
+        return f"{'unique ' if self.unique else ''}index on {where} ({', '.join(self.columns)})"
+
+    @classmethod
+    def coerce(cls, item: Any) -> "ExpectedIndex":
+        """From an ExpectedIndex, a (table, columns[, unique]) tuple, a dict, or an object with those
+        attributes; a table may be written "schema.table"."""
+        if isinstance(item, ExpectedIndex):
+            return item
+        schema = None
+        if isinstance(item, dict):
+            table, columns, unique = item.get("table"), item.get("columns"), item.get("unique", False)
+            schema = item.get("schema")
+        elif isinstance(item, (tuple, list)):
+            if len(item) not in (2, 3):
+                raise ValueError(f"an expected index is (table, columns[, unique]), not {item!r}")
+            table, columns, unique = item[0], item[1], item[2] if len(item) == 3 else False
+        else:
+            table, columns, unique = getattr(item, "table", None), getattr(item, "columns", None), \
+                getattr(item, "unique", False)
+            schema = getattr(item, "schema", None)
+        if isinstance(columns, str):
+            columns = (columns,)
+        if not table or not columns:
+            raise ValueError(f"an expected index needs a table and at least one column, not {item!r}")
+        written_schema, _, table = str(table).rpartition(".")
+        return cls(table, tuple(str(c) for c in columns), bool(unique), schema or written_schema or "public")
 
 
 @dataclass(frozen=True)
