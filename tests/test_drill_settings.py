@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.drill import DrillSettings, ExpectedIndex, Schedule, SmokeQuery, schedule_report
+from handlers.drill import DrillSchedule, DrillSettings, ExpectedIndex, SmokeQuery, schedule_report
 from handlers.errors import ConfigError
 
 
@@ -88,17 +88,17 @@ def test_expected_index_items_in_every_shape():
 
 
 def test_schedule_next_run_and_scheduler_fields():
-    weekly = Schedule.parse("weekly mon,thursday 02:30")
+    weekly = DrillSchedule.parse("weekly mon,thursday 02:30")
     assert weekly.weekdays == frozenset({0, 3}) and weekly.time_of_day == time(2, 30, tzinfo=timezone.utc)
     wed = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)  # a Wednesday
     assert weekly.next_run(wed) == datetime(2026, 11, 26, 2, 30, tzinfo=timezone.utc)
     assert weekly.next_run(datetime(2026, 11, 26, 2, 30, tzinfo=timezone.utc)) == \
         datetime(2026, 11, 30, 2, 30, tzinfo=timezone.utc)
-    daily = Schedule.parse("daily 03:00")
+    daily = DrillSchedule.parse("daily 03:00")
     assert daily.next_run(wed) == datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
     assert daily.next_run(datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)) == \
         datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
-    off = Schedule.parse("off")
+    off = DrillSchedule.parse("off")
     assert off.next_run(wed) is None and off.time_of_day is None
 
 

@@ -13,7 +13,7 @@ import pglast
 from .. import config_values
 from ..errors import ConfigError
 from ..indexes.settings import ExpectedIndex  # noqa: F401 -- one class, also the drill's
-from .schedule import Schedule
+from .schedule import DrillSchedule
 
 INSTANCE_KINDS = ("local", "scratch", "render")
 DEFAULT_SCRATCH_ENV = "DBOPS_DRILL_URL"
@@ -72,7 +72,7 @@ class DrillSettings:
     jobs: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
     smoke_queries: list[SmokeQuery] = field(default_factory=list)
     max_age_days: int = 14
-    schedule: Schedule = field(default_factory=lambda: Schedule.parse("weekly sun 03:00"))
+    schedule: DrillSchedule = field(default_factory=lambda: DrillSchedule.parse("weekly sun 03:00"))
     work_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
     amcheck: bool = True
     amcheck_heapallindexed: bool = False  # also prove every heap tuple has its index entries (slower)
@@ -108,7 +108,7 @@ class DrillSettings:
         s.amcheck_heapallindexed = config_values.flag(d, "drill", "amcheck_heapallindexed", s.amcheck_heapallindexed)
         if "schedule" in d:
             try:
-                s.schedule = Schedule.parse(d["schedule"])
+                s.schedule = DrillSchedule.parse(d["schedule"])
             except ValueError as exc:
                 raise ConfigError(f"drill.schedule: {exc}") from None
         if "work_dir" in d:

@@ -13,7 +13,7 @@ from ..errors import DbopsError, TargetUnreachable
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from . import catalog, history
 from .checks import duplicates, expected, foreign_keys, invalid, seq_scans, slow_queries, unused
-from .model import Finding, IndexInfo, Usage
+from .model import IndexFinding, IndexInfo, Usage
 from .settings import IndexSettings
 
 _LABELS = {  # (one, many) for the summary line
@@ -40,7 +40,7 @@ class IndexReview:
     reviewed_at: datetime
     settings: IndexSettings
     expected: list[expected.ExpectedResult]
-    findings: list[Finding]  # problems, ignored ones included (marked)
+    findings: list[IndexFinding]  # problems, ignored ones included (marked)
     slow: slow_queries.SlowQueries
     history_days: int
     history_complete: bool
@@ -56,11 +56,11 @@ class IndexReview:
 
     # -- what the digest and the bot read --------------------------------------
     @property
-    def open_findings(self) -> list[Finding]:
+    def open_findings(self) -> list[IndexFinding]:
         return [f for f in self.findings if f.ignored_because is None]
 
     @property
-    def ignored(self) -> list[Finding]:
+    def ignored(self) -> list[IndexFinding]:
         return [f for f in self.findings if f.ignored_because is not None]
 
     @property
@@ -146,7 +146,7 @@ class IndexReview:
             rows = [[f.check, f.summary, f.ignored_because] for f in self.ignored]
             rows += [["expected", r.expected.key, self._expected_ignored(r)]
                      for r in self.expected if not r.ok and self._expected_ignored(r)]
-            sections.append(Section("Ignored (dbops.toml indexes.ignore)", table=Table(["Check", "Finding", "Reason"], rows)))
+            sections.append(Section("Ignored (dbops.toml indexes.ignore)", table=Table(["Check", "IndexFinding", "Reason"], rows)))
         return Report(
             title=f"Index review: {self.target} ({self.database})",
             summary=self.summary_line(),
@@ -155,7 +155,7 @@ class IndexReview:
             data=self.to_json(),
         )
 
-    def _unused_section(self, found: list[Finding], headers: list[str]) -> Section:
+    def _unused_section(self, found: list[IndexFinding], headers: list[str]) -> Section:
         window = self.settings.window_days
         lines = []
         if not self.history_complete:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Callable
 
 from ... import fmt
-from ..model import Finding, IndexInfo, Usage
+from ..model import IndexFinding, IndexInfo, Usage
 
 HEADERS = ["Index", "Table", "Size", "Scans in window", "Suggestion (not run)"]
 
@@ -39,9 +39,9 @@ def excluded_reason(index: IndexInfo) -> str | None:
 
 def check_unused(indexes: list[IndexInfo], usage_of: Callable[[IndexInfo], Usage],
                  is_young: Callable[[IndexInfo], bool], relied_on: set[int], window_days: int
-                 ) -> tuple[list[Finding], dict[str, int]]:
+                 ) -> tuple[list[IndexFinding], dict[str, int]]:
     """Findings, and how many indexes were not judged for each reason (for the report's footnote)."""
-    findings: list[Finding] = []
+    findings: list[IndexFinding] = []
     skipped: dict[str, int] = {}
 
     def skip(reason: str) -> None:
@@ -65,7 +65,7 @@ def check_unused(indexes: list[IndexInfo], usage_of: Callable[[IndexInfo], Usage
         if usage.scans > 0:
             continue
         note = " (counted across a statistics reset)" if usage.since_reset else ""
-        findings.append(Finding(
+        findings.append(IndexFinding(
             check="unused", schema=index.schema, names=(index.name, index.table),
             key=f"unused:{index.schema}.{index.name}",
             summary=f"{index.name} on {index.table}: no scans in {window_days} d{note}, {fmt.size(index.size_bytes)}",
