@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import psutil
 import psycopg
 
-from ..errors import Cancelled, DbopsError
+from ..errors import Cancelled
 from .. import fmt
 from ..pginstance import MARKER_FILE, tool_version
 from ..pgtools import libpq_env
