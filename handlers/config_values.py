@@ -6,9 +6,17 @@ true/false as bool, which Python counts as an int: a bool is never taken for a n
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from .errors import ConfigError
+
+
+def no_unknown(d: dict, section: str, known: Iterable[str]) -> None:
+    """Every key of `d` is one of `known`: a misspelt setting is an error, not silently a default."""
+    known = sorted(known)
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ConfigError(f"{section}.{unknown[0]} is not a setting; known: {', '.join(known)}")
 
 
 def whole(d: dict, section: str, key: str, default: int, minimum: int) -> int:

@@ -35,7 +35,7 @@ def test_a_full_section_is_read():
     ({"jobs": "4"}, "drill.jobs must be a whole number >= 1"),
     ({"max_age_days": -1}, "drill.max_age_days"),
     ({"instance": "docker"}, "drill.instance must be one of local, scratch, render"),
-    ({"scratch_url": "postgresql://u:secretpw@h/db"}, "drill.scratch_url is not a drill setting"),
+    ({"scratch_url": "postgresql://u:secretpw@h/db"}, "drill.scratch_url is not a setting"),
     ({"scratch_url_env": "postgresql://u:pw@h/db"}, "drill.scratch_url_env must be the name of an environment"),
     ({"schedule": "every tuesday"}, "drill.schedule: 'every tuesday' is not a schedule"),
     ({"schedule": "weekly funday 03:00"}, "'funday' is not a day"),

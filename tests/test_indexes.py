@@ -130,7 +130,7 @@ def test_shipped_config_lists_the_ops_plan_indexes():
     ({"expected": [{"table": "Users", "columns": ["Email"], "uniq": True}]}, "indexes.expected[0].uniq"),
     ({"ignore": [{"name": "IX_A"}]}, "indexes.ignore[0].reason is required"),
     ({"ignore": [{"name": "IX_A", "reason": "x", "check": "nope"}]}, "indexes.ignore[0].check"),
-    ({"windw_days": 3}, "indexes.windw_days is not a known setting"),
+    ({"windw_days": 3}, "indexes.windw_days is not a setting"),
     ({"seq_scan_min_share": 2}, "indexes.seq_scan_min_share"),
 ])
 def test_bad_settings_name_the_key(section, message):

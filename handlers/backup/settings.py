@@ -91,7 +91,7 @@ class BackupSettings:
         known = {"dir", "format", "jobs", "compression", "compression_level", "integrity", "storage", "encrypt",
                  "verify_after", "schedule", "timezone", "max_age_hours", "size_factor", "min_free_mb",
                  "stale_after_minutes", "lock_wait_seconds", "retention", "s3"}
-        _no_unknown(d, known, "backup")
+        config_values.no_unknown(d, "backup", known)
         s = cls()
         if os.environ.get("DBOPS_BACKUP_DIR"):
             s.dir = Path(os.environ["DBOPS_BACKUP_DIR"])  # the environment wins: it is per machine
@@ -149,12 +149,6 @@ def encryption_key_from_env(required: bool = False) -> bytes | None:
     return key
 
 
-def _no_unknown(d: dict, known: set[str], where: str) -> None:
-    for key in d:
-        if key not in known:
-            raise ConfigError(f"{where}.{key} is not a backup setting; known: {', '.join(sorted(known))}")
-
-
 def _choice(d: dict, key: str, choices: tuple[str, ...], default: str) -> str:
     if key not in d:
         return default
@@ -178,7 +172,7 @@ def _schedule(value: Any) -> tuple[bool, dtime]:
 def _retention(raw: Any) -> RetentionSettings:
     if not isinstance(raw, dict):
         raise ConfigError("backup.retention must be a table: daily, weekly, monthly, pre_migration_days")
-    _no_unknown(raw, {"daily", "weekly", "monthly", "pre_migration_days"}, "backup.retention")
+    config_values.no_unknown(raw, "backup.retention", {"daily", "weekly", "monthly", "pre_migration_days"})
     r = RetentionSettings()
     for key in ("daily", "weekly", "monthly", "pre_migration_days"):
         setattr(r, key, config_values.whole(raw, "backup.retention", key, getattr(r, key), 0))
@@ -188,7 +182,7 @@ def _retention(raw: Any) -> RetentionSettings:
 def _s3(raw: Any) -> S3Settings:
     if not isinstance(raw, dict):
         raise ConfigError("backup.s3 must be a table: bucket, prefix, endpoint_url, region, part_size_mb, keep_local")
-    _no_unknown(raw, {"bucket", "prefix", "endpoint_url", "region", "part_size_mb", "keep_local"}, "backup.s3")
+    config_values.no_unknown(raw, "backup.s3", {"bucket", "prefix", "endpoint_url", "region", "part_size_mb", "keep_local"})
     s = S3Settings()
     for key in ("bucket", "prefix", "endpoint_url", "region"):
         if key in raw:

@@ -88,9 +88,7 @@ class DrillSettings:
         d = dict(d or {})
         known = {"instance", "scratch_url_env", "jobs", "smoke_queries", "max_age_days", "schedule", "work_dir",
                  "amcheck", "amcheck_heapallindexed", "smoke_timeout_s", "stale_scratch_hours"}
-        for key in d:
-            if key not in known:
-                raise ConfigError(f"drill.{key} is not a drill setting; known: {', '.join(sorted(known))}")
+        config_values.no_unknown(d, "drill", known)
         s = cls()
         if "instance" in d:
             if d["instance"] not in INSTANCE_KINDS:

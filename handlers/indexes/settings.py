@@ -112,9 +112,7 @@ class IndexSettings:
         known = {"expected", "window_days", "ignore", "seq_scan_min_rows", "seq_scan_min_count",
                  "seq_scan_min_share", "slow_query_count", "slow_query_regression_factor",
                  "slow_query_regression_min_ms", "exclude_schemas", "schema"}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"indexes.{unknown[0]} is not a known setting; known: {', '.join(sorted(known))}")
+        config_values.no_unknown(d, "indexes", known)
         default_schema = _text(d, "schema", "public", "indexes.schema")
         settings = cls(
             window_days=config_values.whole(d, "indexes", "window_days", 30, 1),

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import psycopg
 from psycopg import sql
 
-from handlers import fmt
+from handlers import config_values, fmt
 from handlers.errors import ConfigError, UsageError
 from handlers.report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from handlers.target import Target, dsn_secrets, scrub
@@ -44,9 +44,7 @@ class ApplySettings:
     def from_dict(cls, d: dict[str, Any] | None) -> "ApplySettings":
         d = dict(d or {})
         known = ("lock_timeout_s", "statement_timeout_s", "lock_retries", "retry_backoff_s")
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ConfigError(f"{SECTION}.{unknown[0]} is not a setting (known: {', '.join(known)})")
+        config_values.no_unknown(d, SECTION, known)
         values: dict[str, Any] = {}
         for key in ("lock_timeout_s", "statement_timeout_s"):
             if key in d:

@@ -38,7 +38,7 @@ from typing import Any, Iterator
 import psycopg
 from psycopg import sql
 
-from handlers import fmt, schemas
+from handlers import config_values, fmt, schemas
 from handlers.backup.manifest import capture_manifest
 from handlers.pgtools import PgToolError, last_line, libpq_env, run_streaming
 from handlers.errors import Cancelled, ConfigError, DbopsError, TargetUnreachable, UsageError
@@ -91,9 +91,7 @@ class RehearsalSettings:
     def from_dict(cls, d: dict[str, Any] | None) -> "RehearsalSettings":
         d = dict(d or {})
         known = ("source", "statement_timeout_s", "work_dir", "jobs")
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ConfigError(f"{SECTION}.{unknown[0]} is not a setting (known: {', '.join(known)})")
+        config_values.no_unknown(d, SECTION, known)
         values: dict[str, Any] = {}
         if "source" in d:
             if d["source"] not in SOURCES:

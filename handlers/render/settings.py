@@ -56,9 +56,7 @@ class RenderSettings:
                  "export_max_age_days", "export_max_bytes", "export_max_files", "mirror_exports",
                  "restore_minutes_ago", "min_restore_age_minutes", "wait_limit_minutes", "poll_first_s",
                  "poll_max_s", "drill_plan", "connection", "delete_retries", "timeout_s"}
-        for key in d:
-            if key not in known:
-                raise ConfigError(f"render.{key} is not a Render setting; known: {', '.join(sorted(known))}")
+        config_values.no_unknown(d, "render", known)
         if "recovery_window_days" in d:
             table = d["recovery_window_days"]
             if not isinstance(table, dict) or not all(
