@@ -117,7 +117,7 @@ def test_a_truncated_newest_archive_never_costs_the_only_intact_one(state_dsn, t
 
     dry = prune(catalog, settings, "prod", dry_run=True)
     assert dry.data["delete"] == [] and intact in dry.data["keep"]
-    assert "no longer match their manifest" in dry.summary and newest in dry.summary
+    assert "1 kept backup no longer matches its manifest" in dry.summary and newest in dry.summary
     assert catalog.get(newest).verify_status == "failed"  # re-checked, and recorded
     done = prune(catalog, settings, "prod", dry_run=False)
     assert done.data["deleted"] == [] and Path(catalog.get(intact).location).exists()

@@ -90,7 +90,7 @@ def test_newly_unused_index(schema_db, state_dsn):
     # 15 days ago the history was too short to call anything unused; today it covers the window.
     build_digest(state_dsn, "prod", do_review(schema_db, state_dsn, now=now - 15 * DAY), [], now=now - 15 * DAY)
     today = build_digest(state_dsn, "prod", do_review(schema_db, state_dsn, now=now), [], now=now)
-    # The two indexes neither backing a constraint nor expected by the ops plan.
+    # The two indexes neither backing a constraint nor one of the expected indexes (dbops.toml).
     assert today.changes == ["newly unused: IX_Boards_UserId on Boards: no scans in 30 d, 8.0 kB",
                              "newly unused: IX_Notes_UserId_CreatedAt on Notes: no scans in 30 d, 8.0 kB"]
     assert "no change" not in today.to_report().sections[0].text

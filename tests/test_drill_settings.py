@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.drill import DrillSettings, ExpectedIndex, Schedule, SmokeQuery, schedule_report
+from handlers.drill import DrillSchedule, DrillSettings, ExpectedIndex, SmokeQuery, schedule_report
 from handlers.errors import ConfigError
 
 
@@ -35,7 +35,7 @@ def test_a_full_section_is_read():
     ({"jobs": "4"}, "drill.jobs must be a whole number >= 1"),
     ({"max_age_days": -1}, "drill.max_age_days"),
     ({"instance": "docker"}, "drill.instance must be one of local, scratch, render"),
-    ({"scratch_url": "postgresql://u:secretpw@h/db"}, "drill.scratch_url is not a drill setting"),
+    ({"scratch_url": "postgresql://u:secretpw@h/db"}, "drill.scratch_url is not a setting"),
     ({"scratch_url_env": "postgresql://u:pw@h/db"}, "drill.scratch_url_env must be the name of an environment"),
     ({"schedule": "every tuesday"}, "drill.schedule: 'every tuesday' is not a schedule"),
     ({"schedule": "weekly funday 03:00"}, "'funday' is not a day"),
@@ -75,7 +75,9 @@ def test_expected_index_items_in_every_shape():
     assert ExpectedIndex.coerce(("Users", ("Email",), True)) == want
     assert ExpectedIndex.coerce({"table": "Users", "columns": ["Email"], "unique": True, "purpose": "login"}) == want
     assert ExpectedIndex.coerce({"table": "Users", "columns": "Email", "unique": True}) == want
-    assert ExpectedIndex.coerce({"schema": "app", "table": "Users", "columns": ["Email"]}).table == "app.Users"
+    in_app = ExpectedIndex.coerce({"schema": "app", "table": "Users", "columns": ["Email"]})
+    assert (in_app.schema, in_app.table, in_app.label) == ("app", "Users", "index on app.Users (Email)")
+    assert ExpectedIndex.coerce(("app.Users", ["Email"])) == in_app
 
     class Item:  # like the index review's config objects
         table, columns, unique = "Notes", ["UserId", "CreatedAt"], False
@@ -86,17 +88,17 @@ def test_expected_index_items_in_every_shape():
 
 
 def test_schedule_next_run_and_scheduler_fields():
-    weekly = Schedule.parse("weekly mon,thursday 02:30")
+    weekly = DrillSchedule.parse("weekly mon,thursday 02:30")
     assert weekly.weekdays == frozenset({0, 3}) and weekly.time_of_day == time(2, 30, tzinfo=timezone.utc)
     wed = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)  # a Wednesday
     assert weekly.next_run(wed) == datetime(2026, 11, 26, 2, 30, tzinfo=timezone.utc)
     assert weekly.next_run(datetime(2026, 11, 26, 2, 30, tzinfo=timezone.utc)) == \
         datetime(2026, 11, 30, 2, 30, tzinfo=timezone.utc)
-    daily = Schedule.parse("daily 03:00")
+    daily = DrillSchedule.parse("daily 03:00")
     assert daily.next_run(wed) == datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
     assert daily.next_run(datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)) == \
         datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
-    off = Schedule.parse("off")
+    off = DrillSchedule.parse("off")
     assert off.next_run(wed) is None and off.time_of_day is None
 
 

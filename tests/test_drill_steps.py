@@ -51,3 +51,17 @@ def test_cancelled_and_ctrl_c_are_cancelled_steps():
 def test_checks_outcome_counts_in_words():
     assert checks_outcome([{"ok": True}]) == "1 check passed"
     assert checks_outcome([{"ok": True}, {"ok": False}]) == Failed("1 of 2 checks failed")
+
+
+def test_the_summary_counts_all_checks_and_says_which_step_made_them():
+    result = DrillResult(backup_id="b001", target="prod", instance_kind="local", started_at=0.0)
+
+    def making(n):
+        def work():
+            result.checks.extend({"name": f"c{len(result.checks)}", "ok": True} for _ in range(n))
+            return checks_outcome(result.checks[-n:])
+        return work
+    for name, n in (("create instance", 0), ("restore", 4), ("verify", 10), ("delete instance", 0)):
+        run_step(result, name, making(n) if n else (lambda: "done"), lambda p: None, str, lambda: None)
+    assert [s["detail"] for s in result.steps][1:3] == ["4 checks passed", "10 checks passed"]
+    assert result.passed and "all 14 checks passed (restore 4, verify 10)" in result.summary

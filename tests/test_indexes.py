@@ -130,7 +130,7 @@ def test_shipped_config_lists_the_ops_plan_indexes():
     ({"expected": [{"table": "Users", "columns": ["Email"], "uniq": True}]}, "indexes.expected[0].uniq"),
     ({"ignore": [{"name": "IX_A"}]}, "indexes.ignore[0].reason is required"),
     ({"ignore": [{"name": "IX_A", "reason": "x", "check": "nope"}]}, "indexes.ignore[0].check"),
-    ({"windw_days": 3}, "indexes.windw_days is not a known setting"),
+    ({"windw_days": 3}, "indexes.windw_days is not a setting"),
     ({"seq_scan_min_share": 2}, "indexes.seq_scan_min_share"),
 ])
 def test_bad_settings_name_the_key(section, message):
@@ -273,7 +273,7 @@ def test_unused_over_the_window_versus_used_yesterday(schema_db, state_dsn):
     assert "IX_Boards_UserId" not in unused  # used yesterday
     assert "IX_Boards_Name" not in unused  # young (first seen today), though scanned once only
     assert "PK_Boards" not in unused and "IX_Users_Email" not in unused  # constraint / unique
-    assert "IX_Projects_Status" not in unused  # expected by the ops plan...
+    assert "IX_Projects_Status" not in unused  # one of the expected indexes (dbops.toml)...
     assert expected_status(result, "Projects", ("Status",)).usage.describe(30) == "no scans in 30 d"  # ...but shown
     f = finding(result, "unused", "IX_Notes_UserId_CreatedAt")
     assert f.fix == 'DROP INDEX CONCURRENTLY "public"."IX_Notes_UserId_CreatedAt";'
@@ -293,7 +293,7 @@ def test_short_history_judges_nothing_unused(schema_db, state_dsn):
     assert not [f for f in result.findings if f.check == "unused"]
     assert not result.history_complete
     text = [s for s in result.to_report().sections if s.title.startswith("Unused")][0].text
-    assert "covers 10 day(s) of the 30-day window" in text
+    assert "covers 10 days of the 30-day window" in text
 
 
 def test_statistics_reset_within_the_window(schema_db, state_dsn):

@@ -82,12 +82,12 @@ def test_narrowing_counts_rows_that_do_not_fit(conn):
     result = check_migration(SAFE_PREAMBLE + 'ALTER TABLE "Users"\n  ALTER COLUMN "Email" TYPE varchar(18);', DOWN, conn=conn)
     finding = only(result, "narrowing-type-change")
     assert finding.severity.value == "forbidden" and finding.line == 2
-    assert "4901 rows" in finding.message
+    assert "4,901 rows" in finding.message
 
     budgets = conn.execute('SELECT count(*) FROM "Projects" WHERE "Budget" >= 10000').fetchone()[0]
     assert budgets > 0
     result = check_migration(SAFE_PREAMBLE + 'ALTER TABLE "Projects" ALTER COLUMN "Budget" TYPE numeric(6,2);', DOWN, conn=conn)
-    assert f"{budgets} rows" in only(result, "narrowing-type-change").message
+    assert f"{budgets:,} rows" in only(result, "narrowing-type-change").message
 
 
 def test_narrowing_where_every_row_fits_is_a_warning(conn):

@@ -171,15 +171,16 @@ def prune(catalog: BackupCatalog, settings: BackupSettings, target_name: str, dr
     if not plan.delete:
         summary = f"Nothing to prune for `{target_name}` ({len(plan.keep)} backups kept; {policy})."
     elif dry_run:
-        summary = (f"Would delete {len(plan.delete)} backup(s) of `{target_name}` ({fmt.size(freed)}), "
+        summary = (f"Would delete {fmt.plural(len(plan.delete), 'backup')} of `{target_name}` ({fmt.size(freed)}), "
                    f"keep {len(plan.keep)}; {policy}. Run `backup prune` without --dry-run to delete.")
     else:
-        summary = f"Deleted {len(deleted)} backup(s) of `{target_name}` ({fmt.size(freed)}), kept {len(plan.keep)}."
+        summary = f"Deleted {fmt.plural(len(deleted), 'backup')} of `{target_name}` ({fmt.size(freed)}), kept {len(plan.keep)}."
         if errors:
             summary += f" {len(errors)} could not be deleted: {'; '.join(errors)}"
     if found_bad:
-        summary += (f" Re-checked before deleting anything: {len(found_bad)} kept backup(s) no longer match their "
-                    f"manifest and were marked FAILED ({'; '.join(found_bad)}).")
+        summary += (f" Re-checked before deleting anything: {fmt.plural(len(found_bad), 'kept backup')} no longer "
+                    f"{'matches its' if len(found_bad) == 1 else 'match their'} "
+                    f"manifest and {'was' if len(found_bad) == 1 else 'were'} marked FAILED ({'; '.join(found_bad)}).")
     rows_delete = [[rec.id, fmt.when(rec.started_at), fmt.size(rec.size_bytes), rec.verify_status, why]
                    for rec, why in plan.delete]
     rows_keep = [[rec.id, fmt.when(rec.started_at), fmt.size(rec.size_bytes), rec.verify_status, why]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .. import config_values
 from ..errors import ConfigError
 
 FORMATS = ("custom", "directory")
@@ -90,7 +91,7 @@ class BackupSettings:
         known = {"dir", "format", "jobs", "compression", "compression_level", "integrity", "storage", "encrypt",
                  "verify_after", "schedule", "timezone", "max_age_hours", "size_factor", "min_free_mb",
                  "stale_after_minutes", "lock_wait_seconds", "retention", "s3"}
-        _no_unknown(d, known, "backup")
+        config_values.no_unknown(d, "backup", known)
         s = cls()
         if os.environ.get("DBOPS_BACKUP_DIR"):
             s.dir = Path(os.environ["DBOPS_BACKUP_DIR"])  # the environment wins: it is per machine
@@ -102,20 +103,16 @@ class BackupSettings:
         s.compression = _choice(d, "compression", COMPRESSIONS, s.compression)
         s.integrity = _choice(d, "integrity", INTEGRITY_LEVELS, s.integrity)
         s.storage = _choice(d, "storage", STORAGES, s.storage)
-        s.jobs = _whole(d, "backup.jobs", d.get("jobs"), s.jobs, 1)
+        s.jobs = config_values.whole(d, "backup", "jobs", s.jobs, 1)
         if d.get("compression_level") is not None:
-            s.compression_level = _whole(d, "backup.compression_level", d["compression_level"], 0, 0)
-        s.min_free_mb = _whole(d, "backup.min_free_mb", d.get("min_free_mb"), s.min_free_mb, 0)
-        s.stale_after_minutes = _whole(d, "backup.stale_after_minutes", d.get("stale_after_minutes"),
-                                       s.stale_after_minutes, 1)
-        s.lock_wait_seconds = _number(d, "lock_wait_seconds", s.lock_wait_seconds, 0.1)
-        s.max_age_hours = _number(d, "max_age_hours", s.max_age_hours, 0.1)
-        s.size_factor = _number(d, "size_factor", s.size_factor, 0.0)
-        for key in ("encrypt", "verify_after"):
-            if key in d:
-                if not isinstance(d[key], bool):
-                    raise ConfigError(f"backup.{key} must be true or false")
-                setattr(s, key, d[key])
+            s.compression_level = config_values.whole(d, "backup", "compression_level", 0, 0)
+        s.min_free_mb = config_values.whole(d, "backup", "min_free_mb", s.min_free_mb, 0)
+        s.stale_after_minutes = config_values.whole(d, "backup", "stale_after_minutes", s.stale_after_minutes, 1)
+        s.lock_wait_seconds = config_values.number(d, "backup", "lock_wait_seconds", s.lock_wait_seconds, 0.1)
+        s.max_age_hours = config_values.number(d, "backup", "max_age_hours", s.max_age_hours, 0.1)
+        s.size_factor = config_values.number(d, "backup", "size_factor", s.size_factor, 0.0)
+        s.encrypt = config_values.flag(d, "backup", "encrypt", s.encrypt)
+        s.verify_after = config_values.flag(d, "backup", "verify_after", s.verify_after)
         if "schedule" in d:
             s.schedule_enabled, s.schedule_time = _schedule(d["schedule"])
         if "timezone" in d:
@@ -152,35 +149,12 @@ def encryption_key_from_env(required: bool = False) -> bytes | None:
     return key
 
 
-def _no_unknown(d: dict, known: set[str], where: str) -> None:
-    for key in d:
-        if key not in known:
-            raise ConfigError(f"{where}.{key} is not a backup setting; known: {', '.join(sorted(known))}")
-
-
 def _choice(d: dict, key: str, choices: tuple[str, ...], default: str) -> str:
     if key not in d:
         return default
     if d[key] not in choices:
         raise ConfigError(f"backup.{key} must be one of {', '.join(choices)}, not {d[key]!r}")
     return d[key]
-
-
-def _whole(d: dict, name: str, value: Any, default: int, minimum: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be a whole number >= {minimum}")
-    return value
-
-
-def _number(d: dict, key: str, default: float, minimum: float) -> float:
-    if key not in d:
-        return default
-    value = d[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ConfigError(f"backup.{key} must be a number >= {minimum}")
-    return float(value)
 
 
 _HHMM = re.compile(r"^(?:daily\s+)?([01]?\d|2[0-3]):([0-5]\d)$")
@@ -198,17 +172,17 @@ def _schedule(value: Any) -> tuple[bool, dtime]:
 def _retention(raw: Any) -> RetentionSettings:
     if not isinstance(raw, dict):
         raise ConfigError("backup.retention must be a table: daily, weekly, monthly, pre_migration_days")
-    _no_unknown(raw, {"daily", "weekly", "monthly", "pre_migration_days"}, "backup.retention")
+    config_values.no_unknown(raw, "backup.retention", {"daily", "weekly", "monthly", "pre_migration_days"})
     r = RetentionSettings()
     for key in ("daily", "weekly", "monthly", "pre_migration_days"):
-        setattr(r, key, _whole(raw, f"backup.retention.{key}", raw.get(key), getattr(r, key), 0))
+        setattr(r, key, config_values.whole(raw, "backup.retention", key, getattr(r, key), 0))
     return r
 
 
 def _s3(raw: Any) -> S3Settings:
     if not isinstance(raw, dict):
         raise ConfigError("backup.s3 must be a table: bucket, prefix, endpoint_url, region, part_size_mb, keep_local")
-    _no_unknown(raw, {"bucket", "prefix", "endpoint_url", "region", "part_size_mb", "keep_local"}, "backup.s3")
+    config_values.no_unknown(raw, "backup.s3", {"bucket", "prefix", "endpoint_url", "region", "part_size_mb", "keep_local"})
     s = S3Settings()
     for key in ("bucket", "prefix", "endpoint_url", "region"):
         if key in raw:
@@ -217,9 +191,6 @@ def _s3(raw: Any) -> S3Settings:
             setattr(s, key, raw[key].strip("/") if key == "prefix" else raw[key])
     if "endpoint_url" in raw and not re.match(r"^https?://", raw["endpoint_url"]):
         raise ConfigError("backup.s3.endpoint_url must start with https:// (or http:// for a local MinIO)")
-    s.part_size_mb = _whole(raw, "backup.s3.part_size_mb", raw.get("part_size_mb"), s.part_size_mb, 5)
-    if "keep_local" in raw:
-        if not isinstance(raw["keep_local"], bool):
-            raise ConfigError("backup.s3.keep_local must be true or false")
-        s.keep_local = raw["keep_local"]
+    s.part_size_mb = config_values.whole(raw, "backup.s3", "part_size_mb", s.part_size_mb, 5)
+    s.keep_local = config_values.flag(raw, "backup.s3", "keep_local", s.keep_local)
     return s

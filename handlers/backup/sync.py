@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import fmt
 from ..report import Outcome, Report, Section, Table
 from .catalog import BackupCatalog
 from .settings import BackupSettings
@@ -33,7 +34,7 @@ class SyncResult:
     def lines(self) -> list[str]:
         out = []
         if self.added:
-            out.append(f"catalogued {len(self.added)} backup(s) found in storage: {', '.join(self.added)}")
+            out.append(f"catalogued {fmt.plural(len(self.added), 'backup')} found in storage: {', '.join(self.added)}")
         out += [f"backup {i} adopted: its process stopped after writing it whole (SHA-256 checked)"
                 for i in self.adopted]
         out += [f"quarantined {q}" for q in self.quarantined]
@@ -109,11 +110,11 @@ def sync_report(catalog: BackupCatalog, settings: BackupSettings) -> Report:
     storage = storage_for(settings)
     result = sync_catalog(catalog, settings, adopt=True, storage=storage)
     done = result.added + result.adopted
-    summary = (f"{result.seen} backup(s) in {storage.describe()}; "
+    summary = (f"{fmt.plural(result.seen, 'backup')} in {storage.describe()}; "
                + (f"{len(result.added)} added to the catalog, {len(result.adopted)} adopted"
                   if done else "the catalog already had them all")
-               + (f", {len(result.quarantined)} file(s) quarantined" if result.quarantined else "")
-               + (f"; {len(result.problems)} problem(s)" if result.problems else "") + ".")
+               + (f", {fmt.plural(len(result.quarantined), 'file')} quarantined" if result.quarantined else "")
+               + (f"; {fmt.plural(len(result.problems), 'problem')}" if result.problems else "") + ".")
     return Report(title="Backup catalog sync", summary=summary,
                   outcome=Outcome.FAILED if result.problems else Outcome.OK,
                   sections=[Section("Done", table=Table(["what"], [[line] for line in result.lines()]))],

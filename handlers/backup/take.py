@@ -218,7 +218,7 @@ class _BackupRun:
             missing = missing_table_data(dump_path, tables)
             if missing:
                 raise BackupFailed(f"backup {self.id} failed: the archive has no data for "
-                                   f"{len(missing)} table(s): {', '.join(missing[:5])}", self.id)
+                                   f"{fmt.plural(len(missing), 'table')}: {', '.join(missing[:5])}", self.id)
 
         stored = dump_path
         if s.format == "directory":

@@ -19,6 +19,7 @@ from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_p
 from . import crypto
 from .catalog import BackupCatalog, BackupRecord
 from .manifest import BackupManifest, ManifestDamaged, unseal
+from .. import fmt
 from ..pgtools import PgToolError, full_read, missing_table_data
 from .settings import BackupSettings, encryption_key_from_env
 from .storage import S3Store, StorageError, prepare_dir, sha256_file
@@ -92,7 +93,7 @@ def _verify(catalog: BackupCatalog, settings: BackupSettings, record: BackupReco
             progress(Progress("verifying", None, f"{record.id}: table of contents"))
             missing = missing_table_data(plain, manifest.tables)
             if missing:
-                raise ArchiveDamaged(f"the archive has no data for {len(missing)} table(s): {', '.join(missing[:5])}")
+                raise ArchiveDamaged(f"the archive has no data for {fmt.plural(len(missing), 'table')}: {', '.join(missing[:5])}")
             checks.append(["table of contents", f"data for all {len(manifest.tables)} tables listed"])
             progress(Progress("verifying", None, f"{record.id}: full read of the archive"))
             ok, reason = full_read(plain)

@@ -34,7 +34,7 @@ def list_backups(catalog: BackupCatalog, target_name: str | None, limit: int = 5
         good = [r for r in records if r.usable and r.verified]
         newest = f"; newest verified: {good[0].id}, {fmt.age(good[0].started_at, datetime.now(timezone.utc))}" \
             if good else "; none verified yet"
-        summary = f"{len(records)} backup(s){where}, newest first{newest}."
+        summary = f"{fmt.plural(len(records), 'backup')}{where}, newest first{newest}."
     return Report(
         title=f"Backups{' of ' + target_name if target_name else ''}",
         summary=summary,

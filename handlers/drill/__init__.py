@@ -6,10 +6,10 @@ The public API the bot wires into `drill`, `drill history`, `drill report <id>`,
 from .instance import cleanup_leftovers, register_instance_kind, register_leftover_cleaner
 from .result import DrillResult
 from .runner import run_drill
-from .schedule import Schedule
+from .schedule import DrillSchedule
 from .settings import DrillSettings, ExpectedIndex, SmokeQuery
 from .store import DrillStore, drill_alarm, schedule_report
 
-__all__ = ["DrillResult", "DrillSettings", "DrillStore", "ExpectedIndex", "Schedule", "SmokeQuery",
+__all__ = ["DrillResult", "DrillSettings", "DrillStore", "DrillSchedule", "ExpectedIndex", "SmokeQuery",
            "cleanup_leftovers", "drill_alarm", "register_instance_kind", "register_leftover_cleaner", "run_drill",
            "schedule_report"]

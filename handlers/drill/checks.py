@@ -17,7 +17,8 @@ from .. import schemas
 from ..backup.manifest import capture_manifest, checksum_method, compare_manifests
 from ..pginstance import pg_tool
 from ..pgtools import libpq_env, run_streaming
-from .settings import ExpectedIndex, SmokeQuery
+from ..indexes.settings import ExpectedIndex
+from .settings import SmokeQuery
 
 SCHEMA_PARTS = ("tables", "columns", "indexes", "constraints", "sequences")
 _MAX_LISTED = 15  # differences listed in one check's detail; the count says how many more
@@ -193,8 +194,7 @@ def index_inventory(conn: psycopg.Connection) -> list[dict[str, Any]]:
 
 
 def _matches(index: dict, want: ExpectedIndex) -> bool:
-    schema, _, table = want.table.rpartition(".")
-    if table != index["table"] or (schema and schema != index["schema"]):
+    if want.table != index["table"] or want.schema != index["schema"]:
         return False
     cols = index["columns"]
     if want.unique:  # uniqueness over exactly these columns

@@ -67,16 +67,22 @@ class DrillResult:
                 return s["seconds"]
         return None
 
+    def _checks_by_step(self) -> str:
+        """" (restore 4, verify 10)": the step details count their own checks, the summary all of them."""
+        parts = [f"{s['step']} {s['checks']}" for s in self.steps if s.get("checks")]
+        return f" ({', '.join(parts)})" if len(parts) > 1 else ""
+
     @property
     def summary(self) -> str:
         restored = f"backup {self.backup_id} of {self.target}"
         age = f" (age {fmt.duration(self.recovery_point_age_s)} when restored)" if self.recovery_point_age_s is not None else ""
         if self.passed:
-            text = (f"Drill passed: restored {restored}{age} and verified it; all {len(self.checks)} checks "
-                    f"passed; total time {fmt.duration(self.total_s)}.")
+            checks = fmt.plural(len(self.checks), "check")
+            text = (f"Drill passed: restored {restored}{age} and verified it; all {checks} passed"
+                    f"{self._checks_by_step()}; total time {fmt.duration(self.total_s)}.")
             if self.warnings:
                 n = len(self.warnings)
-                text += f" {n} warning{'s' if n != 1 else ''} about the source: " + \
+                text += f" {fmt.plural(n, 'warning')} about the source: " + \
                     " | ".join(c["name"] for c in self.warnings) + "."
             return text
         if self.cancelled:

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import psutil
 import psycopg
 
-from ..errors import Cancelled, DbopsError
+from ..errors import Cancelled
 from .. import fmt
 from ..pginstance import MARKER_FILE, tool_version
 from ..pgtools import libpq_env
@@ -263,11 +263,11 @@ class RestoreDrill:
                               self.progress, self.cancel)
         self.result.restore_errors = [self._clean(e) for e in outcome.errors]
         shown = " ".join(a for a in cmd[1:-1] if a != "--dbname=")
-        self.result.procedure.append(f"Restored it with `pg_restore {shown}` ({outcome.jobs} parallel job"
-                                     f"{'s' if outcome.jobs != 1 else ''}).")
+        self.result.procedure.append(f"Restored it with `pg_restore {shown}` "
+                                     f"({fmt.plural(outcome.jobs, 'parallel job')}).")
         self._check(C.Check("restore without errors", outcome.ok,
                             "pg_restore reported no errors" if outcome.ok else
-                            f"{outcome.error_count} error{'s' if outcome.error_count != 1 else ''}: "
+                            f"{fmt.plural(outcome.error_count, 'error')}: "
                             f"{C.listed(self.result.restore_errors)}"))
         # The restore carries on into verification even with errors: the checks name what is missing.
         if not outcome.ok:

@@ -16,14 +16,14 @@ _HINT = "write e.g. \"weekly sun 03:00\", \"weekly mon,thu 02:30\", \"daily 04:0
 
 
 @dataclass(frozen=True)
-class Schedule:
+class DrillSchedule:
     every: str  # "off" | "daily" | "weekly"
     days: frozenset[int] = frozenset()  # weekly: 0 = Monday
     hour: int = 3
     minute: int = 0
 
     @classmethod
-    def parse(cls, text: str) -> "Schedule":
+    def parse(cls, text: str) -> "DrillSchedule":
         if not isinstance(text, str):
             raise ValueError(_HINT)
         spec = " ".join(text.strip().lower().split())

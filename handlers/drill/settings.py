@@ -10,8 +10,10 @@ from typing import Any
 
 import pglast
 
+from .. import config_values
 from ..errors import ConfigError
-from .schedule import Schedule
+from ..indexes.settings import ExpectedIndex  # noqa: F401 -- one class, also the drill's
+from .schedule import DrillSchedule
 
 INSTANCE_KINDS = ("local", "scratch", "render")
 DEFAULT_SCRATCH_ENV = "DBOPS_DRILL_URL"
@@ -63,46 +65,6 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-@dataclass(frozen=True)
-class ExpectedIndex:
-    """An index the application needs: on `table`, with exactly these leading key columns."""
-
-    table: str  # "Users" or "public.Users"
-    columns: tuple[str, ...]
-    unique: bool = False
-
-    @property
-    def label(self) -> str:
-        cols = ", ".join(self.columns)
-        return f"{'unique ' if self.unique else ''}index on {self.table} ({cols})"
-
-    @classmethod
-    def coerce(cls, item: Any) -> "ExpectedIndex":
-        """From an ExpectedIndex, a (table, columns[, unique]) tuple, a dict, or an object with those attributes."""
-        if isinstance(item, ExpectedIndex):
-            return item
-        schema = None
-        if isinstance(item, dict):
-            table, columns, unique = item.get("table"), item.get("columns"), item.get("unique", False)
-            schema = item.get("schema")
-        elif isinstance(item, (tuple, list)):
-            if len(item) not in (2, 3):
-                raise ValueError(f"an expected index is (table, columns[, unique]), not {item!r}")
-            table, columns, unique = item[0], item[1], item[2] if len(item) == 3 else False
-        else:
-            table, columns, unique = getattr(item, "table", None), getattr(item, "columns", None), \
-                getattr(item, "unique", False)
-            schema = getattr(item, "schema", None)
-        if isinstance(columns, str):
-            columns = (columns,)
-        if not table or not columns:
-            raise ValueError(f"an expected index needs a table and at least one column, not {item!r}")
-        table = str(table)
-        if schema and "." not in table:
-            table = f"{schema}.{table}"
-        return cls(table, tuple(str(c) for c in columns), bool(unique))
-
-
 @dataclass
 class DrillSettings:
     instance: str = "local"  # "local" | "scratch" | "render" (the Render extension point)
@@ -110,7 +72,7 @@ class DrillSettings:
     jobs: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
     smoke_queries: list[SmokeQuery] = field(default_factory=list)
     max_age_days: int = 14
-    schedule: Schedule = field(default_factory=lambda: Schedule.parse("weekly sun 03:00"))
+    schedule: DrillSchedule = field(default_factory=lambda: DrillSchedule.parse("weekly sun 03:00"))
     work_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
     amcheck: bool = True
     amcheck_heapallindexed: bool = False  # also prove every heap tuple has its index entries (slower)
@@ -126,9 +88,7 @@ class DrillSettings:
         d = dict(d or {})
         known = {"instance", "scratch_url_env", "jobs", "smoke_queries", "max_age_days", "schedule", "work_dir",
                  "amcheck", "amcheck_heapallindexed", "smoke_timeout_s", "stale_scratch_hours"}
-        for key in d:
-            if key not in known:
-                raise ConfigError(f"drill.{key} is not a drill setting; known: {', '.join(sorted(known))}")
+        config_values.no_unknown(d, "drill", known)
         s = cls()
         if "instance" in d:
             if d["instance"] not in INSTANCE_KINDS:
@@ -140,18 +100,13 @@ class DrillSettings:
                 raise ConfigError("drill.scratch_url_env must be the name of an environment variable, "
                                   "e.g. DBOPS_DRILL_URL (the URL itself never goes into dbops.toml)")
             s.scratch_url_env = d["scratch_url_env"]
-        s.jobs = _whole(d, "jobs", s.jobs, minimum=1)
-        s.max_age_days = _whole(d, "max_age_days", s.max_age_days, minimum=1)
-        s.smoke_timeout_s = _whole(d, "smoke_timeout_s", s.smoke_timeout_s, minimum=1)
-        s.stale_scratch_hours = _whole(d, "stale_scratch_hours", s.stale_scratch_hours, minimum=1)
-        for key in ("amcheck", "amcheck_heapallindexed"):
-            if key in d:
-                if not isinstance(d[key], bool):
-                    raise ConfigError(f"drill.{key} must be true or false")
-                setattr(s, key, d[key])
+        for key in ("jobs", "max_age_days", "smoke_timeout_s", "stale_scratch_hours"):
+            setattr(s, key, config_values.whole(d, "drill", key, getattr(s, key), 1))
+        s.amcheck = config_values.flag(d, "drill", "amcheck", s.amcheck)
+        s.amcheck_heapallindexed = config_values.flag(d, "drill", "amcheck_heapallindexed", s.amcheck_heapallindexed)
         if "schedule" in d:
             try:
-                s.schedule = Schedule.parse(d["schedule"])
+                s.schedule = DrillSchedule.parse(d["schedule"])
             except ValueError as exc:
                 raise ConfigError(f"drill.schedule: {exc}") from None
         if "work_dir" in d:
@@ -161,15 +116,6 @@ class DrillSettings:
         if "smoke_queries" in d:
             s.smoke_queries = _smoke_queries(d["smoke_queries"])
         return s
-
-
-def _whole(d: dict, key: str, default: int, minimum: int) -> int:
-    if key not in d:
-        return default
-    value = d[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"drill.{key} must be a whole number >= {minimum}")
-    return value
 
 
 def _smoke_queries(raw: Any) -> list[SmokeQuery]:

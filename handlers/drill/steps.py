@@ -38,6 +38,7 @@ def run_step(result: DrillResult, name: str, work: StepWork, progress: ProgressF
     record = {"step": name, "started_at": time.time(), "seconds": 0.0, "outcome": "running", "detail": ""}
     result.steps.append(record)
     mono = time.monotonic()
+    checks_before = len(result.checks)
     go_on = True
     try:
         progress(Progress(name, 0.0, f"{name}..."))
@@ -60,6 +61,7 @@ def run_step(result: DrillResult, name: str, work: StepWork, progress: ProgressF
         result.error = result.error or f"{name}: {message}"
         go_on = False
     record["seconds"] = round(time.monotonic() - mono, 3)
+    record["checks"] = max(0, len(result.checks) - checks_before)  # so the summary can say which step made them
     progress(Progress(name, 1.0, f"{name}: {record['outcome']} in {fmt.duration(record['seconds'])}"))
     return go_on
 

@@ -120,7 +120,7 @@ class DrillStore:
                  [r["total_s"] for r in reversed(rows)]
         trend = sparkline(totals)
         passed = sum(1 for r in rows if r["outcome"] == "passed")
-        summary = (f"Last {len(rows)} drill{'s' if len(rows) != 1 else ''} of {target_name}: {passed} passed, "
+        summary = (f"Last {fmt.plural(len(rows), 'drill')} of {target_name}: {passed} passed, "
                    f"{len(rows) - passed} not. Total time, oldest to newest: {trend} "
                    f"({fmt.duration(min(totals))} to {fmt.duration(max(totals))}).")
         latest_ok = rows[0]["outcome"] == "passed"

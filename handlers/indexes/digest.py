@@ -15,6 +15,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from .. import fmt
 from ..report import Outcome, Report, Section
 from ..target import connect
 from .history import utc_now
@@ -62,7 +63,7 @@ class Digest:
             return "first digest for this target: nothing earlier to compare with"
         if not self.changes:
             return f"no change since {self.previous_at:%Y-%m-%d}"
-        return f"{len(self.changes)} change{'s' if len(self.changes) != 1 else ''} since {self.previous_at:%Y-%m-%d}"
+        return f"{fmt.plural(len(self.changes), 'change')} since {self.previous_at:%Y-%m-%d}"
 
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "created_at": self.created_at.isoformat(), "problems": self.problems,

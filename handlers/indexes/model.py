@@ -99,7 +99,7 @@ class TableInfo:
 
 
 @dataclass
-class Finding:
+class IndexFinding:
     """One problem: `row` fills its check's table; `names` are what an ignore entry can match."""
 
     check: str

@@ -8,11 +8,12 @@ from typing import Any
 
 import psycopg
 
+from .. import fmt
 from ..errors import DbopsError, TargetUnreachable
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from . import catalog, history
 from .checks import duplicates, expected, foreign_keys, invalid, seq_scans, slow_queries, unused
-from .model import Finding, IndexInfo, Usage
+from .model import IndexFinding, IndexInfo, Usage
 from .settings import IndexSettings
 
 _LABELS = {  # (one, many) for the summary line
@@ -39,7 +40,7 @@ class IndexReview:
     reviewed_at: datetime
     settings: IndexSettings
     expected: list[expected.ExpectedResult]
-    findings: list[Finding]  # problems, ignored ones included (marked)
+    findings: list[IndexFinding]  # problems, ignored ones included (marked)
     slow: slow_queries.SlowQueries
     history_days: int
     history_complete: bool
@@ -55,11 +56,11 @@ class IndexReview:
 
     # -- what the digest and the bot read --------------------------------------
     @property
-    def open_findings(self) -> list[Finding]:
+    def open_findings(self) -> list[IndexFinding]:
         return [f for f in self.findings if f.ignored_because is None]
 
     @property
-    def ignored(self) -> list[Finding]:
+    def ignored(self) -> list[IndexFinding]:
         return [f for f in self.findings if f.ignored_because is not None]
 
     @property
@@ -94,7 +95,7 @@ class IndexReview:
             label = _LABELS[f.check]
             counts[label] = counts.get(label, 0) + 1
         parts = ", ".join(f"{n} {label[0] if n == 1 else label[1]}" for label, n in counts.items())
-        return f"{self.problems} problem{'s' if self.problems != 1 else ''}: {parts}"
+        return f"{fmt.plural(self.problems, 'problem')}: {parts}"
 
     # -- output ----------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -119,7 +120,7 @@ class IndexReview:
     def to_report(self) -> Report:
         window = self.settings.window_days
         sections = [Section(
-            "Expected indexes (ops plan)",
+            "Expected indexes (dbops.toml)",
             table=Table(expected.HEADERS, [
                 [r.expected.table, ", ".join(r.expected.columns), "yes" if r.expected.unique else "",
                  r.status + (f" ({r.note})" if r.note else "") + (" [ignored]" if not r.ok and self._expected_ignored(r) else ""),
@@ -145,7 +146,7 @@ class IndexReview:
             rows = [[f.check, f.summary, f.ignored_because] for f in self.ignored]
             rows += [["expected", r.expected.key, self._expected_ignored(r)]
                      for r in self.expected if not r.ok and self._expected_ignored(r)]
-            sections.append(Section("Ignored (dbops.toml indexes.ignore)", table=Table(["Check", "Finding", "Reason"], rows)))
+            sections.append(Section("Ignored (dbops.toml indexes.ignore)", table=Table(["Check", "IndexFinding", "Reason"], rows)))
         return Report(
             title=f"Index review: {self.target} ({self.database})",
             summary=self.summary_line(),
@@ -154,11 +155,11 @@ class IndexReview:
             data=self.to_json(),
         )
 
-    def _unused_section(self, found: list[Finding], headers: list[str]) -> Section:
+    def _unused_section(self, found: list[IndexFinding], headers: list[str]) -> Section:
         window = self.settings.window_days
         lines = []
         if not self.history_complete:
-            lines.append(f"Snapshot history covers {self.history_days} day(s) of the {window}-day window: "
+            lines.append(f"Snapshot history covers {fmt.plural(self.history_days, 'day')} of the {window}-day window: "
                          "indexes are judged unused only once a snapshot from before the window exists.")
         for reset in self.resets:
             lines.append(f"Statistics were reset at {reset:%Y-%m-%d %H:%M} UTC within the window: scans are "

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import config_values
 from ..errors import ConfigError
 
 # The checks a finding can come from; an ignore entry may name one to narrow itself.
@@ -23,6 +24,9 @@ CHECKS = ("expected", "unused", "invalid", "duplicate", "foreign_key", "seq_scan
 
 @dataclass(frozen=True)
 class ExpectedIndex:
+    """An index the application needs (dbops.toml, [[indexes.expected]]): on schema.table, with exactly
+    these leading key columns; the index review and the restore drill both check it."""
+
     table: str
     columns: tuple[str, ...]
     unique: bool = False
@@ -34,6 +38,37 @@ class ExpectedIndex:
         """A stable, readable name for this expectation (also used by the digest)."""
         cols = ", ".join(self.columns)
         return f"{self.schema}.{self.table}({cols})" + (" unique" if self.unique else "")
+
+    @property
+    def label(self) -> str:
+        """In a sentence: "unique index on Users (Email)"; the schema only where it is not public."""
+        where = self.table if self.schema == "public" else f"{self.schema}.{self.table}"
+        return f"{'unique ' if self.unique else ''}index on {where} ({', '.join(self.columns)})"
+
+    @classmethod
+    def coerce(cls, item: Any) -> "ExpectedIndex":
+        """From an ExpectedIndex, a (table, columns[, unique]) tuple, a dict, or an object with those
+        attributes; a table may be written "schema.table"."""
+        if isinstance(item, ExpectedIndex):
+            return item
+        schema = None
+        if isinstance(item, dict):
+            table, columns, unique = item.get("table"), item.get("columns"), item.get("unique", False)
+            schema = item.get("schema")
+        elif isinstance(item, (tuple, list)):
+            if len(item) not in (2, 3):
+                raise ValueError(f"an expected index is (table, columns[, unique]), not {item!r}")
+            table, columns, unique = item[0], item[1], item[2] if len(item) == 3 else False
+        else:
+            table, columns, unique = getattr(item, "table", None), getattr(item, "columns", None), \
+                getattr(item, "unique", False)
+            schema = getattr(item, "schema", None)
+        if isinstance(columns, str):
+            columns = (columns,)
+        if not table or not columns:
+            raise ValueError(f"an expected index needs a table and at least one column, not {item!r}")
+        written_schema, _, table = str(table).rpartition(".")
+        return cls(table, tuple(str(c) for c in columns), bool(unique), schema or written_schema or "public")
 
 
 @dataclass(frozen=True)
@@ -77,18 +112,16 @@ class IndexSettings:
         known = {"expected", "window_days", "ignore", "seq_scan_min_rows", "seq_scan_min_count",
                  "seq_scan_min_share", "slow_query_count", "slow_query_regression_factor",
                  "slow_query_regression_min_ms", "exclude_schemas", "schema"}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"indexes.{unknown[0]} is not a known setting; known: {', '.join(sorted(known))}")
+        config_values.no_unknown(d, "indexes", known)
         default_schema = _text(d, "schema", "public", "indexes.schema")
         settings = cls(
-            window_days=_whole(d, "window_days", 30, minimum=1),
-            seq_scan_min_rows=_whole(d, "seq_scan_min_rows", 10_000, minimum=0),
-            seq_scan_min_count=_whole(d, "seq_scan_min_count", 100, minimum=0),
+            window_days=config_values.whole(d, "indexes", "window_days", 30, 1),
+            seq_scan_min_rows=config_values.whole(d, "indexes", "seq_scan_min_rows", 10_000, 0),
+            seq_scan_min_count=config_values.whole(d, "indexes", "seq_scan_min_count", 100, 0),
             seq_scan_min_share=_share(d, "seq_scan_min_share", 0.5),
-            slow_query_count=_whole(d, "slow_query_count", 20, minimum=1),
-            slow_query_regression_factor=_number(d, "slow_query_regression_factor", 1.5, minimum=1.0),
-            slow_query_regression_min_ms=_number(d, "slow_query_regression_min_ms", 5.0, minimum=0.0),
+            slow_query_count=config_values.whole(d, "indexes", "slow_query_count", 20, 1),
+            slow_query_regression_factor=config_values.number(d, "indexes", "slow_query_regression_factor", 1.5, 1.0),
+            slow_query_regression_min_ms=config_values.number(d, "indexes", "slow_query_regression_min_ms", 5.0, 0.0),
         )
         schemas = d.get("exclude_schemas", ["dbops"])
         if not isinstance(schemas, list) or not all(isinstance(s, str) and s for s in schemas):
@@ -165,20 +198,6 @@ def _text(d: dict, key: str, default: str | None, where: str, allow_empty: bool 
     if not isinstance(value, str) or (not value and not allow_empty):
         raise ConfigError(f"{where} must be a non-empty string")
     return value
-
-
-def _whole(d: dict, key: str, default: int, minimum: int) -> int:
-    value = d.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"indexes.{key} must be a whole number >= {minimum}")
-    return value
-
-
-def _number(d: dict, key: str, default: float, minimum: float) -> float:
-    value = d.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ConfigError(f"indexes.{key} must be a number >= {minimum:g}")
-    return float(value)
 
 
 def _share(d: dict, key: str, default: float) -> float:

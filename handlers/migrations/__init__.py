@@ -1,5 +1,5 @@
-"""Migration safety analysis for `dbops migrate check` (ops plan: expand/contract for breaking
-changes; DROP TABLE, DROP COLUMN with data, lossy type changes and irreversible migrations
+"""Migration safety analysis for `dbops migrate check` (breaking changes go expand/contract;
+DROP TABLE, DROP COLUMN with data, lossy type changes and irreversible migrations
 need manual approval). Rules live one per file in `rules/`."""
 from .check import check_migration
 from .model import Finding, MigrationCheck, Severity

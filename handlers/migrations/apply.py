@@ -18,6 +18,7 @@ from typing import Any, Callable
 import psycopg
 from psycopg import sql
 
+from handlers import config_values, fmt
 from handlers.errors import ConfigError, UsageError
 from handlers.report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from handlers.target import Target, dsn_secrets, scrub
@@ -43,9 +44,7 @@ class ApplySettings:
     def from_dict(cls, d: dict[str, Any] | None) -> "ApplySettings":
         d = dict(d or {})
         known = ("lock_timeout_s", "statement_timeout_s", "lock_retries", "retry_backoff_s")
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ConfigError(f"{SECTION}.{unknown[0]} is not a setting (known: {', '.join(known)})")
+        config_values.no_unknown(d, SECTION, known)
         values: dict[str, Any] = {}
         for key in ("lock_timeout_s", "statement_timeout_s"):
             if key in d:
@@ -200,7 +199,7 @@ class ApplyResult:
         retried = f", after {self.attempts - 1} lock-timeout retr{'y' if self.attempts == 2 else 'ies'}" \
             if self.attempts > 1 else ""
         if self.ok:
-            return (f"applied {self.statements_applied} statement{'s' if self.statements_applied != 1 else ''} "
+            return (f"applied {fmt.plural(self.statements_applied, 'statement')} "
                     f"to `{self.target}` in {self.duration_s:.2f} s{retried}.")
         text = f"FAILED at line {self.failed_line}: {self.error}."
         if self.committed_before_failure:
@@ -310,7 +309,7 @@ def _run_with_retries(conn: psycopg.Connection, batch: Batch, settings: ApplySet
                 tries = retries + 1
                 raise _StatementFailed(timeout.stmt, (
                     f"{timeout.message}: no lock within {settings.lock_timeout_s:g} s (lock_timeout), "
-                    f"{tries} attempt{'s' if tries != 1 else ''}; a long transaction or query holds a conflicting "
+                    f"{fmt.plural(tries, 'attempt')}; a long transaction or query holds a conflicting "
                     "lock: try again when it is done")) from None
             wait = settings.retry_backoff_s * (2 ** retries)
             retries += 1

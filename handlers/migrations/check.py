@@ -32,7 +32,7 @@ def check_migration(
     down_filename: str = "DOWN.sql",
     settings: MigrationCheckSettings | None = None,
 ) -> MigrationCheck:
-    """Check a migration against the ops plan's policy (see handlers/migrations/rules/).
+    """Check a migration against dbops's migration rules (one per file in handlers/migrations/rules/).
 
     With `conn`, column types, whether dropped columns hold data, and how many rows would not
     fit a narrower type come from that database (a constant number of queries, in one

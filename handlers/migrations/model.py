@@ -5,11 +5,12 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from handlers import fmt
 from handlers.report import Outcome, Report, Section, Table
 
 
 class Severity(str, enum.Enum):
-    FORBIDDEN = "forbidden"  # needs manual approval (ops plan: expand/contract for breaking changes)
+    FORBIDDEN = "forbidden"  # needs an approver: a breaking change wants expand/contract
     WARNING = "warning"
     INFO = "info"
 
@@ -76,8 +77,8 @@ class MigrationCheck:
         forbidden, warnings, infos = (self.count(s) for s in Severity)
         verdict = "needs manual approval" if self.requires_approval else "no forbidden operation"
         summary = (
-            f"{self.filename}: {self.statement_count} statements, {forbidden} forbidden, "
-            f"{warnings} warnings, {infos} info: {verdict}."
+            f"{self.filename}: {fmt.plural(self.statement_count, 'statement')}, {forbidden} forbidden, "
+            f"{fmt.plural(warnings, 'warning')}, {infos} info: {verdict}."
         )
         sections = []
         titles = {

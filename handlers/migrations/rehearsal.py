@@ -38,7 +38,7 @@ from typing import Any, Iterator
 import psycopg
 from psycopg import sql
 
-from handlers import fmt, schemas
+from handlers import config_values, fmt, schemas
 from handlers.backup.manifest import capture_manifest
 from handlers.pgtools import PgToolError, last_line, libpq_env, run_streaming
 from handlers.errors import Cancelled, ConfigError, DbopsError, TargetUnreachable, UsageError
@@ -91,9 +91,7 @@ class RehearsalSettings:
     def from_dict(cls, d: dict[str, Any] | None) -> "RehearsalSettings":
         d = dict(d or {})
         known = ("source", "statement_timeout_s", "work_dir", "jobs")
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ConfigError(f"{SECTION}.{unknown[0]} is not a setting (known: {', '.join(known)})")
+        config_values.no_unknown(d, SECTION, known)
         values: dict[str, Any] = {}
         if "source" in d:
             if d["source"] not in SOURCES:
@@ -187,13 +185,13 @@ class Rehearsal:
     def checklist_lines(self) -> list[str]:
         lines = [f"rehearsed on {self._copy_of()}"]
         if self.restore_problems:
-            lines.append(f"the copy was restored with {len(self.restore_problems)} problem(s): {self.restore_problems[0]}")
+            lines.append(f"the copy was restored with {fmt.plural(len(self.restore_problems), 'problem')}: {self.restore_problems[0]}")
         if self.up_error:
             lines.append(f"UP failed in rehearsal at {self.up_error}")
             lines.append("rollback not tested: UP failed")
             return lines
         count = len(self.up_statements)
-        lines.append(f"UP applied in rehearsal: {count} statement{'s' if count != 1 else ''} in {fmt.duration(self.up_s)}")
+        lines.append(f"UP applied in rehearsal: {fmt.plural(count, 'statement')} in {fmt.duration(self.up_s)}")
         if not self.down_given:
             lines.append("rollback not tested: no DOWN migration")
         elif self.down_error:
@@ -204,7 +202,7 @@ class Rehearsal:
             lines.append(f"rollback tested: schema identical, but DOWN does not bring the data back: "
                          f"{_some(self.data_diff)}")
         else:
-            data = (f", data of {len(self.checked_columns)} changed column(s) identical"
+            data = (f", data of {fmt.plural(len(self.checked_columns), 'changed column')} identical"
                     if self.checked_columns and self.source == "backup" else "")
             lines.append(f"rollback tested: schema identical{data}")
         caveat = " on a copy without data: expect longer in production" if self.source == "schema" else ""

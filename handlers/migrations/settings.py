@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from handlers import config_values
 from handlers.errors import ConfigError
 
 from .model import Severity
@@ -14,8 +15,8 @@ SECTION = "migrate.check"
 
 @dataclass(frozen=True)
 class MigrationCheckSettings:
-    # Warning/info rule codes to skip. Forbidden rules cannot be disabled: the ops plan requires
-    # approval for them (and ignore comments in SQL cannot silence them either).
+    # Warning/info rule codes to skip. Forbidden rules cannot be disabled: they are what an
+    # approver must see (and ignore comments in SQL cannot silence them either).
     disabled: tuple[str, ...] = ()
     # statement_timeout for the queries that read the target database (catalog, whether dropped
     # columns hold data, counting rows that would not fit a narrower type: a full table scan).
@@ -24,9 +25,7 @@ class MigrationCheckSettings:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "MigrationCheckSettings":
         d = dict(d or {})
-        unknown = sorted(set(d) - {"disabled", "fact_timeout_seconds"})
-        if unknown:
-            raise ConfigError(f"{SECTION}.{unknown[0]} is not a setting (known: disabled, fact_timeout_seconds)")
+        config_values.no_unknown(d, SECTION, ("disabled", "fact_timeout_seconds"))
         disabled = d.get("disabled", [])
         if not isinstance(disabled, list) or not all(isinstance(c, str) for c in disabled):
             raise ConfigError(f"{SECTION}.disabled must be a list of rule codes, e.g. [\"rename-column\"]")

@@ -11,6 +11,7 @@ from typing import Callable
 import psycopg
 from psycopg import sql
 
+from .. import fmt
 from ..errors import DbopsError, UsageError
 from ..report import Outcome, Report, Section, Table
 from ..target import Target, connect, scrub
@@ -139,7 +140,7 @@ def _finish(report: Report, groups: list[tuple[str, list[Check]]]) -> Report:
     report.data["failed"] = len(failed)
     if failed:
         report.outcome = Outcome.FAILED
-        report.summary += f"; {len(failed)} check{'s' if len(failed) != 1 else ''} FAILED: " + \
+        report.summary += f"; {fmt.plural(len(failed), 'check')} FAILED: " + \
             ", ".join(c.name for c in failed[:5])
     else:
         report.summary += f"; all {sum(len(c) for _, c in groups)} checks passed"
@@ -194,10 +195,7 @@ def create_role(target: Target, name: str, settings: ReadonlySettings, book: Rol
         if catalog.role_exists(conn, name):
             raise UsageError(f"a role `{name}` already exists on `{target.name}`: choose another name")
         _schemas(conn, schemas)
-        password = new_password()
-        on_secret(password)
-        verifier = scram_verifier(conn, name, password)
-        on_secret(verifier)
+        password, verifier = _new_credentials(conn, name, on_secret)
         try:
             with conn.transaction():
                 conn.execute(create_role_statement(name, verifier, settings))
@@ -268,16 +266,22 @@ def _drop_probe_tables(conn: psycopg.Connection, probes: list[str]) -> None:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
 
 
+def _new_credentials(conn: psycopg.Connection, name: str, on_secret: SecretSink) -> tuple[str, str]:
+    """A new password and its SCRAM verifier, each handed to `on_secret` (the scrub list) before any use."""
+    password = new_password()
+    on_secret(password)
+    verifier = scram_verifier(conn, name, password)
+    on_secret(verifier)
+    return password, verifier
+
+
 # -- rotate, check, repair, drop -------------------------------------------------------------
 def rotate_password(target: Target, name: str, settings: ReadonlySettings, book: RoleBook | None, *,
                     on_secret: SecretSink = _ignore) -> tuple[Report, Delivery | None]:
     managed = _managed(book, target, name)
     with target.connect(autocommit=True) as conn:
         require_admin(conn, name)
-        password = new_password()
-        on_secret(password)
-        verifier = scram_verifier(conn, name, password)
-        on_secret(verifier)
+        password, verifier = _new_credentials(conn, name, on_secret)
         try:
             conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(name),
                                                                                 sql.Literal(verifier)))
@@ -345,7 +349,7 @@ def repair_role(target: Target, name: str, settings: ReadonlySettings, book: Rol
     if failures:
         report.sections.insert(0, checks_section("Grants not made", failures))
         report.outcome = Outcome.FAILED
-        report.summary += f"; {len(failures)} grant(s) could not be made"
+        report.summary += f"; {fmt.plural(len(failures), 'grant')} could not be made"
     return report
 
 
@@ -382,7 +386,7 @@ def drop_role(target: Target, name: str, settings: ReadonlySettings, book: RoleB
             raise _server_error(exc, f"dropping `{name}`") from None
     book.remove(target.name, name)
     return Report(title=f"Read-only role {name}", summary=f"dropped `{name}` on `{target.name}`: its privileges "
-                  f"revoked, anything it owned reassigned to `{bot.name}`, {ended} open session(s) ended",
+                  f"revoked, anything it owned reassigned to `{bot.name}`, {fmt.plural(ended, 'open session')} ended",
                   data={"role": name, "target": target.name, "sessions_ended": ended})
 
 
@@ -394,7 +398,7 @@ def list_roles(book: RoleBook | None, target: str | None = None) -> Report:
     rows = [[r.target, r.role_name, ", ".join(r.schemas), r.created_by, r.created_at, r.rotated_at, r.checked_at,
              "never checked" if r.check_ok is None else ("ok" if r.check_ok else "FAILED")] for r in roles]
     failing = [r.role_name for r in roles if r.check_ok is False]
-    summary = (f"{len(roles)} read-only role{'s' if len(roles) != 1 else ''} managed by dbops" if roles else
+    summary = (f"{fmt.plural(len(roles), 'read-only role')} managed by dbops" if roles else
                "no read-only roles managed by dbops") + (f"; failing: {', '.join(failing)}" if failing else "")
     return Report(title="Read-only roles", summary=summary, sections=[Section(
         "Roles (made with CREATE ROLE: Render's dashboard does not show them)", table=Table(headers, rows))],

@@ -56,7 +56,8 @@ class ReadonlySettings:
     def from_dict(cls, section: dict[str, Any]) -> "ReadonlySettings":
         unknown = set(section) - _KNOWN
         if unknown:
-            raise ConfigError(f"[readonly] has unknown setting(s) {', '.join(sorted(unknown))}: "
+            word = "setting" if len(unknown) == 1 else "settings"
+            raise ConfigError(f"[readonly] has unknown {word} {', '.join(sorted(unknown))}: "
                               f"known are {', '.join(sorted(_KNOWN))}")
         found: dict[str, Any] = {}
         if "schemas" in section:

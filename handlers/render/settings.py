@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .. import config_values
 from ..errors import ConfigError
 from .client import DEFAULT_API_URL
 
@@ -55,9 +56,7 @@ class RenderSettings:
                  "export_max_age_days", "export_max_bytes", "export_max_files", "mirror_exports",
                  "restore_minutes_ago", "min_restore_age_minutes", "wait_limit_minutes", "poll_first_s",
                  "poll_max_s", "drill_plan", "connection", "delete_retries", "timeout_s"}
-        for key in d:
-            if key not in known:
-                raise ConfigError(f"render.{key} is not a Render setting; known: {', '.join(sorted(known))}")
+        config_values.no_unknown(d, "render", known)
         if "recovery_window_days" in d:
             table = d["recovery_window_days"]
             if not isinstance(table, dict) or not all(
@@ -71,11 +70,8 @@ class RenderSettings:
                 raise ConfigError(f"render.workspace_plan must be one of {', '.join(sorted(s.recovery_window_days))} "
                                   "(your Render workspace's plan: Workspace Settings > Billing)")
             s.workspace_plan = plan
-        for key in ("exports_expected", "mirror_exports"):
-            if key in d:
-                if not isinstance(d[key], bool):
-                    raise ConfigError(f"render.{key} must be true or false")
-                setattr(s, key, d[key])
+        s.exports_expected = config_values.flag(d, "render", "exports_expected", s.exports_expected)
+        s.mirror_exports = config_values.flag(d, "render", "mirror_exports", s.mirror_exports)
         for key, low in (("export_max_age_days", 1), ("export_max_bytes", 1), ("export_max_files", 1),
                          ("restore_minutes_ago", 1), ("min_restore_age_minutes", 0), ("wait_limit_minutes", 1),
                          ("delete_retries", 0)):

@@ -125,7 +125,7 @@ class _Restore:
             if why:
                 raise RestoreRefused("restore refused, nothing was changed: " + "; ".join(why))
             return f"{state.database} on PostgreSQL {state.server_version}, " + (
-                f"{len(state.tables)} table(s) to drop (--overwrite)" if state.tables else "empty")
+                f"{fmt.plural(len(state.tables), 'table')} to drop (--overwrite)" if state.tables else "empty")
 
         self._step("check target", check_target)
         work = Path(tempfile.mkdtemp(prefix=".restore-", suffix=".partial", dir=prepare_dir(Path(self.settings.dir))))
@@ -206,7 +206,8 @@ class _Restore:
 
     def _clear(self) -> str:
         self.result.dropped_schemas = clear_target(self.into)
-        return f"dropped schema(s) {', '.join(self.result.dropped_schemas) or '(none)'}"
+        dropped = self.result.dropped_schemas
+        return f"dropped {'schema' if len(dropped) == 1 else 'schemas'} {', '.join(dropped) or '(none)'}"
 
     def _pg_restore(self, archive: Path, manifest: BackupManifest) -> str:
         jobs = max(1, self.options.jobs)
@@ -236,7 +237,7 @@ class _Restore:
                                                           f"{last_line(chr(10).join(done.lines))}"))
         ok = not self.result.restore_errors
         self._check(C.Check("restore without errors", ok, "pg_restore reported no errors" if ok else
-                            f"{len(self.result.restore_errors)} error(s): {C.listed(self.result.restore_errors)}"))
+                            f"{fmt.plural(len(self.result.restore_errors), 'error')}: {C.listed(self.result.restore_errors)}"))
         return f"{loaded[0]} tables loaded with {jobs} jobs"
 
     def _verify(self, manifest: BackupManifest) -> str:

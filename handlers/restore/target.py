@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .. import schemas
+from .. import fmt, schemas
 from ..backup.placement import state_shares_target
 from ..errors import DbopsError, UsageError
 from ..pginstance import pg_tool
@@ -58,8 +58,8 @@ def refusals(into: Target, state: TargetState, source_name: str, source: Target 
                    "production; add --overwrite if that is really what you want")
     if state.tables:
         shown = ", ".join(state.tables[:5]) + (f" and {len(state.tables) - 5} more" if len(state.tables) > 5 else "")
-        why.append(f"`{into.name}` ({state.database}) is not empty: it holds {len(state.tables)} table(s) or "
-                   f"view(s) ({shown}); restore into an empty database, or add --overwrite to drop them first")
+        why.append(f"`{into.name}` ({state.database}) is not empty: it holds "
+                   f"{fmt.plural(len(state.tables), 'table or view', 'tables or views')} ({shown}); restore into an empty database, or add --overwrite to drop them first")
     return why
 
 

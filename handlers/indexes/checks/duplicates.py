@@ -10,7 +10,7 @@ Only btree counts for prefixes: other methods do not serve a leading prefix alik
 from __future__ import annotations
 
 from ... import fmt
-from ..model import Finding, IndexInfo
+from ..model import IndexFinding, IndexInfo
 
 HEADERS = ["Index", "Table", "Covered by", "Kind", "Size", "Suggestion (not run)"]
 
@@ -28,13 +28,13 @@ def _keep_order(i: IndexInfo) -> tuple:
     return (not i.backs_constraint, not i.is_unique, i.oid)
 
 
-def check_duplicates(indexes: list[IndexInfo]) -> list[Finding]:
+def check_duplicates(indexes: list[IndexInfo]) -> list[IndexFinding]:
     by_table: dict[tuple[str, str], list[IndexInfo]] = {}
     for index in indexes:
         # Invalid ones belong to the invalid check; partition children repeat their parent's finding.
         if index.is_valid and not index.being_built and not index.is_partition_child:
             by_table.setdefault((index.schema, index.table), []).append(index)
-    findings: list[Finding] = []
+    findings: list[IndexFinding] = []
     for group in by_table.values():
         if len(group) < 2:
             continue
@@ -47,7 +47,7 @@ def check_duplicates(indexes: list[IndexInfo]) -> list[Finding]:
                 if cover is None:
                     continue
                 flagged.add(a.oid)
-                findings.append(Finding(
+                findings.append(IndexFinding(
                     check="duplicate", schema=a.schema, names=(a.name, a.table, b.name),
                     key=f"duplicate:{a.schema}.{a.name}",
                     summary=f"{a.name} on {a.table} is {cover} of {b.name}",

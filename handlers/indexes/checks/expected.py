@@ -1,4 +1,4 @@
-"""Expected indexes (from the ops plan): is each one there, unique where it must be, valid, used?
+"""The expected indexes (dbops.toml, [[indexes.expected]]): is each one there, unique where it must be, valid, used?
 
 Good: `CREATE UNIQUE INDEX "IX_Users_Email" ON "Users" ("Email")` for an expected unique ("Email").
 Also good: expected ("UserId") with only ("UserId", "CreatedAt") present: a btree serves its

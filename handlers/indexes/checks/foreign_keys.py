@@ -6,7 +6,7 @@ Good: an index whose leading columns are the foreign key's columns (in any order
 """
 from __future__ import annotations
 
-from ..model import Finding, ForeignKeyInfo, IndexInfo, qualified, quote_ident
+from ..model import IndexFinding, ForeignKeyInfo, IndexInfo, qualified, quote_ident
 
 HEADERS = ["Table", "Foreign key", "Columns", "References", "Suggestion (not run)"]
 
@@ -26,7 +26,7 @@ def create_sql(fk: ForeignKeyInfo) -> str:
     return f"CREATE {how} {quote_ident(name)} ON {qualified(fk.schema, fk.table)} ({cols});"
 
 
-def check_foreign_keys(fks: list[ForeignKeyInfo], indexes: list[IndexInfo]) -> list[Finding]:
+def check_foreign_keys(fks: list[ForeignKeyInfo], indexes: list[IndexInfo]) -> list[IndexFinding]:
     by_table: dict[tuple[str, str], list[IndexInfo]] = {}
     for index in indexes:
         if not index.is_partition_child:
@@ -36,7 +36,7 @@ def check_foreign_keys(fks: list[ForeignKeyInfo], indexes: list[IndexInfo]) -> l
         if any(_covers(i, fk) for i in by_table.get((fk.schema, fk.table), [])):
             continue
         cols = ", ".join(fk.columns)
-        findings.append(Finding(
+        findings.append(IndexFinding(
             check="foreign_key", schema=fk.schema, names=(fk.name, fk.table),
             key=f"foreign_key:{fk.schema}.{fk.table}.{fk.name}",
             summary=f"{fk.table}({cols}) references {fk.referenced_table} with no index ({fk.name})",

@@ -12,7 +12,7 @@ from pglast import parse_sql
 from pglast.stream import RawStream
 
 from ... import fmt
-from ..model import Finding, IndexInfo
+from ..model import IndexFinding, IndexInfo
 
 HEADERS = ["Index", "Table", "Size", "Fix"]
 
@@ -28,14 +28,14 @@ def rebuild_sql(index: IndexInfo) -> str:
     return f"DROP INDEX CONCURRENTLY {index.qualified_name}; {concurrent_create_sql(index.definition)};"
 
 
-def check_invalid(indexes: list[IndexInfo]) -> list[Finding]:
+def check_invalid(indexes: list[IndexInfo]) -> list[IndexFinding]:
     findings = []
     for index in indexes:
         if index.is_valid or index.being_built:
             continue
         fix = rebuild_sql(index)
         hint = " (unique: remove duplicate values first)" if index.is_unique else ""
-        findings.append(Finding(
+        findings.append(IndexFinding(
             check="invalid", schema=index.schema, names=(index.name, index.table),
             key=f"invalid:{index.schema}.{index.name}",
             summary=f"{index.name} on {index.table} is invalid (a failed concurrent build){hint}",

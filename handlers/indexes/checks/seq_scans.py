@@ -7,12 +7,12 @@ large one read mostly through indexes. Counters run from the last statistics res
 from __future__ import annotations
 
 from ... import fmt
-from ..model import Finding, TableInfo
+from ..model import IndexFinding, TableInfo
 
 HEADERS = ["Table", "Rows", "Size", "Seq scans", "Index scans", "Seq share", "Rows read by seq scans"]
 
 
-def check_seq_scans(tables: list[TableInfo], min_rows: int, min_count: int, min_share: float) -> list[Finding]:
+def check_seq_scans(tables: list[TableInfo], min_rows: int, min_count: int, min_share: float) -> list[IndexFinding]:
     findings = []
     for t in sorted(tables, key=lambda t: t.seq_tup_read, reverse=True):
         scans = t.seq_scan + t.idx_scan
@@ -21,7 +21,7 @@ def check_seq_scans(tables: list[TableInfo], min_rows: int, min_count: int, min_
         share = t.seq_scan / scans
         if share < min_share:
             continue
-        findings.append(Finding(
+        findings.append(IndexFinding(
             check="seq_scan", schema=t.schema, names=(t.name,),
             key=f"seq_scan:{t.schema}.{t.name}",
             summary=f"{t.name} ({t.live_rows:,} rows) is read by sequential scans {share:.0%} of the time",

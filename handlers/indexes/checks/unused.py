@@ -7,7 +7,7 @@ index: it enforces something), partition children (judged through the parent),
 the parent index of a partitioned table (no scans of its own), invalid ones
 (the invalid check has them), indexes younger than the window, indexes whose
 history does not reach back to the window's start, and indexes an expected
-index (ops plan) relies on.
+index (dbops.toml) relies on.
 The DROP statement is a suggestion: the bot never drops an index itself.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Callable
 
 from ... import fmt
-from ..model import Finding, IndexInfo, Usage
+from ..model import IndexFinding, IndexInfo, Usage
 
 HEADERS = ["Index", "Table", "Size", "Scans in window", "Suggestion (not run)"]
 
@@ -39,9 +39,9 @@ def excluded_reason(index: IndexInfo) -> str | None:
 
 def check_unused(indexes: list[IndexInfo], usage_of: Callable[[IndexInfo], Usage],
                  is_young: Callable[[IndexInfo], bool], relied_on: set[int], window_days: int
-                 ) -> tuple[list[Finding], dict[str, int]]:
+                 ) -> tuple[list[IndexFinding], dict[str, int]]:
     """Findings, and how many indexes were not judged for each reason (for the report's footnote)."""
-    findings: list[Finding] = []
+    findings: list[IndexFinding] = []
     skipped: dict[str, int] = {}
 
     def skip(reason: str) -> None:
@@ -53,7 +53,7 @@ def check_unused(indexes: list[IndexInfo], usage_of: Callable[[IndexInfo], Usage
             skip(reason)
             continue
         if index.oid in relied_on:
-            skip("expected by the ops plan")
+            skip("one of the expected indexes (dbops.toml)")
             continue
         if is_young(index):
             skip(f"younger than {window_days} d (or not yet in a snapshot)")
@@ -65,7 +65,7 @@ def check_unused(indexes: list[IndexInfo], usage_of: Callable[[IndexInfo], Usage
         if usage.scans > 0:
             continue
         note = " (counted across a statistics reset)" if usage.since_reset else ""
-        findings.append(Finding(
+        findings.append(IndexFinding(
             check="unused", schema=index.schema, names=(index.name, index.table),
             key=f"unused:{index.schema}.{index.name}",
             summary=f"{index.name} on {index.table}: no scans in {window_days} d{note}, {fmt.size(index.size_bytes)}",

@@ -1,4 +1,5 @@
 """narrowing-type-change: ALTER COLUMN TYPE to a narrower type fails on values that don't fit."""
+from ... import fmt
 from ..rule import FORBIDDEN, WARNING, Hit, Rule
 from .type_table import Change
 
@@ -26,7 +27,7 @@ def check(stmt, ctx):
             yield (f"{change.describe()}; rows were not counted: the column is not in the target database "
                    "as it is, or an earlier statement of this file changes it")
         elif rows:
-            yield f"{change.describe()}; {rows} row{'s' if rows != 1 else ''} in the target database do not fit"
+            yield f"{change.describe()}; {fmt.plural(rows, 'row')} in the target database {'does' if rows == 1 else 'do'} not fit"
         else:
             yield Hit(f"{change.describe()}; every row in the target database fits (0 rows do not fit), "
                       "but it scans the table under an ACCESS EXCLUSIVE lock", WARNING)
