@@ -24,7 +24,8 @@ def test_shipped_configuration_is_accepted_by_every_area(name):
     from bot.core.registry import Registry
     from handlers.migrations import MigrationCheckSettings
 
-    settings = load_settings(env_for(ROOT / name, STAGING_DATABASE_URL="postgresql://s@localhost/s"),
+    settings = load_settings(env_for(ROOT / name, STAGING_DATABASE_URL="postgresql://s@localhost/s",
+                                          RECOVERY_DATABASE_URL="postgresql://r@localhost/r"),
                              checks=Registry(AREAS).settings_checks)
     ApprovalSettings.from_dict(settings.section("approvals"))
     backup_settings(settings)
