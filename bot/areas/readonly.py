@@ -17,7 +17,7 @@ from handlers.errors import ConfigError, DbopsError, UsageError
 from handlers.report import Outcome, Report
 from handlers.target import hold, release
 
-from ..core.approvals.book import ApprovalBook, ApprovalRequest, report_to_dict
+from ..core.approvals.book import ApprovalBook, ApprovalRequest
 from ..core.approvals.identity import identities, slack_identity
 from ..core.approvals.settings import ApprovalSettings, expires_at
 from ..core.command import Arg, command
@@ -116,7 +116,7 @@ def _request(inv: Invocation, action: str, name: str, preview: Report, schemas: 
     preview.outcome = Outcome.APPROVAL_REQUIRED
     req = ApprovalBook(inv.state).create(
         kind="readonly", name=f"{action} {name}", target=inv.target_name, sha256=sha, payload=payload,
-        analysis={"report": report_to_dict(preview)}, requires_approval=True, required=max(1, settings.required),
+        analysis={"report": preview.to_dict()}, requires_approval=True, required=max(1, settings.required),
         requested_by=inv.actor, attested_by=None, channel=None, expires_at=expires_at(settings))
     inv.state.audit(inv.actor, "request", "pending", channel=inv.channel, subcommand=f"readonly {req.code}",
                     target=req.target, detail=f"{action} {name}")

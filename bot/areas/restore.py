@@ -14,7 +14,7 @@ from handlers.report import Outcome, Report, Section
 from handlers.restore import RestoreOptions, RestoreRefused, restore_backup
 
 from ..core import jobs
-from ..core.approvals.book import ApprovalBook, ApprovalRequest, report_to_dict
+from ..core.approvals.book import ApprovalBook, ApprovalRequest
 from ..core.approvals.settings import ApprovalSettings, expires_at
 from ..core.command import Arg, command
 from ..core.registry import Area, Bot, Invocation
@@ -115,7 +115,7 @@ def restore_slack(inv: Invocation) -> Report:
     req = ApprovalBook(inv.state).create(
         kind="restore", name=name, target=into.name,
         sha256=hashlib.sha256(repr(sorted(words.items())).encode()).hexdigest(), payload=words,
-        analysis={"report": report_to_dict(report)}, requires_approval=True, required=required,
+        analysis={"report": report.to_dict()}, requires_approval=True, required=required,
         requested_by=inv.actor, attested_by=None, channel=None, expires_at=expires_at(settings))
     inv.state.audit(inv.actor, "request", "pending", channel=inv.channel, subcommand=f"restore {req.code}",
                     target=into.name, detail=name)

@@ -18,7 +18,7 @@ from handlers.migrations.model import Finding, Severity
 from handlers.report import Outcome, Progress, Report, Section, Table
 from handlers.target import scrub
 
-from ...core.approvals.book import ApprovalBook, ApprovalRequest, migration_sha256, report_to_dict
+from ...core.approvals.book import ApprovalBook, ApprovalRequest, migration_sha256
 from ...core.approvals.identity import identities, slack_identity
 from ...core.approvals.settings import ApprovalSettings, expires_at
 from ...core.command import Arg, command
@@ -109,7 +109,7 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
         kind="migration", name=name, target=inv.target_name, sha256=migration_sha256(up_sql, down_sql),
         payload={"up": up_sql, "down": down_sql, "apply_by": apply_by, "requester_slack": requester_slack,
                  "requester_note": note, "rehearsal": rehearsal.to_dict() if rehearsal is not None else None},
-        analysis={"report": report_to_dict(report), "findings": check.to_json()["findings"]},
+        analysis={"report": report.to_dict(), "findings": check.to_json()["findings"]},
         requires_approval=required > 0, required=required, requested_by=requester,
         attested_by=attested_by, channel=None,
         expires_at=expires_at(settings))

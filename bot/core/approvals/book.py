@@ -1,7 +1,6 @@
 """The approval book: requests and votes in the state store (SQL), and what an approval binds."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,7 +9,6 @@ from enum import StrEnum
 from psycopg.types.json import Jsonb
 
 from handlers.errors import UsageError
-from handlers.report import Outcome, Report, Section, Table
 
 from ..state.store import StateStore
 from .identity import slack_identity
@@ -253,16 +251,3 @@ class ApprovalBook:
                 " WHERE status IN ('pending', 'approved') AND expires_at <= %s RETURNING *", (now, now)).fetchall()
         return [ApprovalRequest(**r) for r in rows]
 
-
-# The report shown in a request message is stored with the request (its `analysis`).
-def report_to_dict(report: Report) -> dict:
-    data = dataclasses.asdict(report)
-    data["outcome"] = report.outcome.value
-    return data
-
-
-def report_from_dict(data: dict) -> Report:
-    sections = [Section(s["title"], s.get("text", ""), Table(**s["table"]) if s.get("table") else None)
-                for s in data.get("sections", [])]
-    return Report(title=data["title"], summary=data["summary"], outcome=Outcome(data["outcome"]),
-                  sections=sections, data=data.get("data", {}))

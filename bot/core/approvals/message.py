@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from datetime import timezone
 
+from handlers.report import Report
+
 from .. import render
-from .book import ApprovalRequest, report_from_dict, text_sha256
+from .book import ApprovalRequest, text_sha256
 from .identity import mention, slack_identity
 from .settings import ApprovalSettings
 
@@ -86,7 +88,7 @@ def request_blocks(req: ApprovalRequest, settings: ApprovalSettings, approvers: 
     head += sql_blocks(req)
     body = []
     if req.analysis.get("report"):
-        body = render.report_blocks(report_from_dict(req.analysis["report"]))[1:]  # the header is ours
+        body = render.report_blocks(Report.from_dict(req.analysis["report"]))[1:]  # the header is ours
     attested = mention(req.attested_by, slack_identity(req.attested_by, {}) or (
         req.requester_slack if req.attested_by == req.requested_by else None)) if req.attested_by else "*not attested*"
     votes = ", ".join(f"<@{a}>" for a in approvers) or "none yet"
