@@ -26,9 +26,9 @@ from ..core.state.store import StateStore
 class TerminalProgress:
     """A progress line on stderr: redrawn in place on a terminal, one line per phase otherwise."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr  # looked up now, not at import: stderr may have been replaced
+        self.tty = self.stream.isatty()
         self.started = time.monotonic()
         self.last_phase: str | None = None
         self.last_draw = 0.0
