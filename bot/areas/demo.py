@@ -44,7 +44,7 @@ DEMO_STEPS: list[tuple[str, bool]] = [
     ("migrate status", False),
     ("status", False),
 ]
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "migrations"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "migrations"
 
 
 def _settings(instance: TemporaryInstance, workdir: Path, sections: dict) -> Settings:
@@ -60,7 +60,7 @@ def _sections(settings: Settings) -> dict:
     """The user's dbops.toml, or else the project's own (its expected indexes are asidenote's)."""
     if settings.sections:
         return dict(settings.sections)
-    shipped = Path(__file__).resolve().parents[1] / "dbops.toml"
+    shipped = Path(__file__).resolve().parents[2] / "dbops.toml"
     if shipped.exists():
         return tomllib.loads(shipped.read_text())
     return {}
