@@ -60,3 +60,23 @@ def test_render_drill_is_for_approvers_only():
     assert COMMANDS["both:render drill"].who == "approvers"
     assert COMMANDS["both:render export-drill"].who == "anyone"
     assert COMMANDS["both:render drill"].lock_kind == COMMANDS["both:render export-drill"].lock_kind == "drill"
+
+
+def test_drill_on_render_and_from_render_export_are_the_render_drills():
+    from bot.areas import AREAS
+    from bot.core.registry import Registry
+
+    registry = Registry(AREAS)
+    on_render = registry.parse("drill --on render", "slack", prog="/db")
+    assert on_render[0].name == "drill" and on_render[0].approver_only(on_render[1])  # a billed instance
+    local = registry.parse("drill", "slack", prog="/db")
+    assert not local[0].approver_only(local[1])
+    export = registry.parse("drill --from render-export", "slack", prog="/db")
+    assert not export[0].approver_only(export[1])
+
+
+def test_dbops_drill_on_render_runs_the_render_drill(fresh_db, tmp_path):
+    (tmp_path / "dbops.toml").write_text("")
+    done = dbops("drill", "--on", "render", env={"DATABASE_URL": fresh_db, "DBOPS_CONFIG": str(tmp_path / "dbops.toml"),
+                                                  "DBOPS_BACKUP_DIR": str(tmp_path / "b")})
+    assert done.returncode == 2 and "RENDER_API_KEY" in done.stderr, done.stderr

@@ -1,6 +1,8 @@
 """`drill [backup-id]`, `drill history | report | schedule`, the drill schedule, the alarm line, start-up cleanup."""
 from __future__ import annotations
 
+import dataclasses
+
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -71,9 +73,18 @@ def _decryptor(record: backup.BackupRecord):
 
 
 @command("drill", "restore drill: restore a backup into a throwaway instance, verify everything, delete it, report",
-         Arg("backup_id", "a backup id (default: the latest completed backup of the target)"), long_running=True)
+         Arg("backup_id", "a backup id (default: the latest completed backup of the target)"),
+         Arg("--on", "local (a throwaway PostgreSQL) or render (Render's point-in-time recovery into a new, "
+                     "billed instance)", default="local", choices=("local", "render")),
+         Arg("--from", "backup (the bot's own) or render-export (Render's newest logical export)",
+             default="backup", choices=("backup", "render-export")),
+         long_running=True, approvers_when=("--on", "render"))
 @from_storage
 def drill_command(inv: Invocation) -> Report:
+    if inv.args.on == "render":
+        return _run_instead(inv, "render drill")
+    if getattr(inv.args, "from") == "render-export":
+        return _run_instead(inv, "render export-drill")
     settings = drill_settings(inv.settings)
     catalog = backup_catalog(inv)  # the state store's, or the storage's while the state database is down
     record = _backup_to_drill(catalog, inv.target_name, inv.args.backup_id)
@@ -98,6 +109,14 @@ def drill_command(inv: Invocation) -> Report:
     report.title = f"Restore drill {drill_id} of {inv.target_name} (backup {record.id})"
     report.data |= {"drill_id": drill_id, "backup_id": record.id}
     return report
+
+
+def _run_instead(inv: Invocation, name: str) -> Report:
+    """`drill --on render` and `drill --from render-export` are the Render area's drills."""
+    found = [c for c in inv.registry.available(inv.front_end) if c.name == name]
+    if not found:
+        raise UsageError(f"`{name}` is not available here")
+    return found[0].run(dataclasses.replace(inv, command=found[0]))
 
 
 @command("drill history", "past drills: when, backup used, its age, time per step, total, result, trend")

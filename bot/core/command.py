@@ -38,6 +38,9 @@ class Command:
     lock: str | None = None  # the job family sharing the one-at-a-time rule; default: first word
     who: str = "anyone"  # "anyone" (allowed users) or "approvers": commands that destroy or cost
     open_with: str | None = None  # an approvers-only command's flag that makes it anyone's, e.g. "--dry-run"
+    # (option, value): the command is for approvers only when that option has that value, e.g.
+    # ("--on", "render") for a drill that bills a Render instance.
+    approvers_when: tuple[str, str] | None = None
     where: str = "both"  # "both", "cli" or "slack"
     takes_target: bool = True
     needs_state: bool = True  # opens the state store when one is configured
@@ -45,7 +48,11 @@ class Command:
     modal: Callable[[str, str | None], dict] | None = None
 
     def approver_only(self, args: argparse.Namespace | None) -> bool:
-        """Whether this invocation (its arguments decide, for `open_with`) is for approvers only."""
+        """Whether this invocation (its arguments decide, for `open_with` and `approvers_when`) is for
+        approvers only."""
+        if self.approvers_when is not None:
+            option, value = self.approvers_when
+            return args is None or getattr(args, option.lstrip("-").replace("-", "_"), None) == value
         if self.who != "approvers":
             return False
         if self.open_with and args is not None:
@@ -54,6 +61,8 @@ class Command:
 
     @property
     def who_text(self) -> str:
+        if self.approvers_when is not None:
+            return f" ({' '.join(self.approvers_when)}: approvers only)"
         if self.who != "approvers":
             return ""
         return f" (approvers only, unless {self.open_with})" if self.open_with else " (approvers only)"
