@@ -59,10 +59,6 @@ class JobHandle:
                     self.cancel.set()  # long work stops at its next check
                 return
 
-    @property
-    def lost(self) -> bool:
-        return self.lock is not None and self.lock.lost
-
     def ensure_held(self) -> None:
         """Called before anything irreversible: a job that lost its lock must not go on."""
         if self.lock is not None and not self.lock.keep():

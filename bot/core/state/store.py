@@ -159,13 +159,6 @@ class StateStore:
             pass  # the lock connection dropped just now; the next beat re-takes it
         return True
 
-    def running_job(self, target: str, kind: str) -> JobRow | None:
-        with self.pool.connection() as conn:
-            row = conn.execute(
-                "SELECT * FROM dbops.jobs WHERE target = %s AND kind = %s AND status IN ('queued', 'running')"
-                " ORDER BY id DESC LIMIT 1", (target, kind)).fetchone()
-        return _job_row(row) if row else None
-
     def running_jobs(self) -> list[JobRow]:
         with self.pool.connection() as conn:
             rows = conn.execute(
