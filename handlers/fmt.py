@@ -3,9 +3,11 @@
 Durations are short and have two units at most, the second dropped when it is zero: "1.3 s", "45 s",
 "2 min 5 s", "3 h 12 min", "2 d 7 h". Hours run up to 48 so that "30 h" reads as one figure rather than
 "1 d 6 h". Timestamps are UTC, "2026-11-29 03:00 UTC". Sizes count in 1024s: "812 B", "8.0 kB", "1.5 GB".
+Trends are sparklines, oldest first: "▁▃▆█".
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 _MINUTE = 60
@@ -73,6 +75,38 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     """"1 backup", "2 backups", "0 backups"; `plural_form` for words that do not take an s ("1 index", "2 indexes")."""
     word = singular if count == 1 else (plural_form or f"{singular}s")
     return f"{count:,} {word}"
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """A trend in one short word, oldest first: ▁ the smallest value, █ the largest, a space where a
+    value is unknown. A flat series (or a single value) sits in the middle, "▄▄▄": nothing moved, which
+    a row of ▁ would misread as "low"."""
+    known = [float(v) for v in values if v is not None]
+    if not known:
+        return " " * len(values) if values else ""
+    low, high = min(known), max(known)
+    steps = len(SPARKS) - 1
+
+    def bar(v: float | None) -> str:
+        if v is None:
+            return " "
+        if high - low < 1e-9 * max(1.0, abs(high)):
+            return SPARKS[steps // 2]
+        return SPARKS[round((float(v) - low) / (high - low) * steps)]
+    return "".join(bar(v) for v in values)
+
+
+def trend(values: Sequence[float | None], show) -> str:
+    """A sparkline with its range in words: "▁▃▆█ (1 min to 2 min)"; `show` formats one value
+    (fmt.size, fmt.duration). Empty when nothing is known."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return ""
+    low, high = show(min(known)), show(max(known))
+    return f"{sparkline(values)} ({low})" if low == high else f"{sparkline(values)} ({low} to {high})"
 
 
 def _epoch(moment: datetime | float) -> float:

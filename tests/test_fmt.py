@@ -42,3 +42,28 @@ def test_plural_never_writes_s_in_brackets():
     assert fmt.plural(0, "backup") == "0 backups"
     assert fmt.plural(1, "index", "indexes") == "1 index"
     assert fmt.plural(1200, "row") == "1,200 rows"
+
+
+def test_sparkline_spans_the_smallest_to_the_largest_value_oldest_first():
+    assert fmt.sparkline([60, 80, 100, 120]) == "▁▃▆█"
+    assert fmt.sparkline([1, 8]) == "▁█"
+    assert fmt.sparkline([8, 1]) == "█▁"
+    assert fmt.sparkline(list(range(8))) == fmt.SPARKS
+
+
+def test_sparkline_of_a_flat_series_or_one_value_sits_in_the_middle():
+    assert fmt.sparkline([5, 5, 5]) == "▄▄▄"
+    assert fmt.sparkline([0.0, 0.0]) == "▄▄"
+    assert fmt.sparkline([42]) == "▄"
+    assert fmt.sparkline([]) == ""
+
+
+def test_sparkline_leaves_a_gap_for_an_unknown_value():
+    assert fmt.sparkline([1, None, 8]) == "▁ █"
+    assert fmt.sparkline([None, None]) == "  "
+
+
+def test_trend_names_its_range_once_when_flat():
+    assert fmt.trend([60, 125], fmt.duration) == "▁█ (1 min to 2 min 5 s)"
+    assert fmt.trend([2048, 2048], fmt.size) == "▄▄ (2.0 kB)"
+    assert fmt.trend([None], fmt.size) == ""
