@@ -75,6 +75,11 @@ class Invocation:
     def target_name(self) -> str:
         return getattr(self.args, "target", None) or "prod"
 
+    @property
+    def command_prefix(self) -> str:
+        """How a person types a command here, for messages that name the next one: "/db" or "dbops"."""
+        return "/db" if self.front_end == "slack" else "dbops"
+
 
 def check_target(inv: Invocation) -> None:
     """An unknown --target is an error naming the known ones, whatever the command."""

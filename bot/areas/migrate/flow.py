@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from enum import StrEnum
 
 import psycopg
 
@@ -16,12 +17,20 @@ from handlers.migrations.rehearsal import rehearse as run_rehearsal
 from handlers.report import Progress
 from handlers.target import dsn_secrets
 
-from ...core.approvals.book import ApprovalRequest
+from ...core.approvals.book import ApprovalRequest, RequestStatus
 from ...core.registry import Bot, Invocation
 from ...core.state.store import JobLock
 from ..backup import backup_settings
 
 log = logging.getLogger("dbops.migrate")
+
+
+class ApplyOutcome(StrEnum):
+    """How an apply ended; APPLIED and FAILED are also the request's status and the ledger's result."""
+
+    APPLIED = RequestStatus.APPLIED.value
+    FAILED = RequestStatus.FAILED.value
+    WITHDRAWN = "withdrawn"  # an approval was withdrawn before any statement ran: the request waits again
 
 
 def _section(settings, name: str) -> dict:
@@ -99,10 +108,9 @@ def all_in_one_transaction(up_sql: str) -> bool:
     return all(b.in_transaction for b in batches)  # batches in a transaction are only cut by those not
 
 
-def apply_with_backup(svc: Bot, req: ApprovalRequest) -> tuple[str, str]:
+def apply_with_backup(svc: Bot, req: ApprovalRequest) -> tuple[ApplyOutcome, str]:
     """Fresh backup, approvals re-checked, UP applied (with its mark), ledger written. The caller holds
-    the target's migrate lock. Returns (outcome, detail): outcome is "applied", "failed" or
-    "withdrawn" (approval withdrawn before any statement ran)."""
+    the target's migrate lock. Returns how it ended and what to tell."""
     target = svc.settings.target(req.target)
     started = time.monotonic()
     backup_id = None
@@ -116,7 +124,7 @@ def apply_with_backup(svc: Bot, req: ApprovalRequest) -> tuple[str, str]:
                                     requested_by=f"migration {req.code}")
         backup_id = result.backup_id
         if result.verify_status in ("failed", "unrestorable"):
-            return _ledger(svc, req, backup_id, started, "failed",
+            return _ledger(svc, req, backup_id, started, ApplyOutcome.FAILED,
                            f"the pre-apply backup {backup_id} failed verification; nothing was applied")
         thread(f":floppy_disk: backup {backup_id} taken ({result.manifest.total_rows:,} rows); applying UP…")
 
@@ -132,18 +140,18 @@ def apply_with_backup(svc: Bot, req: ApprovalRequest) -> tuple[str, str]:
                                   before_first_statement=still_approved,
                                   mark=None if unmarked else (MARK_SQL, (req.id, req.sha256, req.name)))
         if applied.aborted:
-            return "withdrawn", (f"an approval of `{req.code}` was withdrawn before it was applied; nothing was "
+            return ApplyOutcome.WITHDRAWN, (f"an approval of `{req.code}` was withdrawn before it was applied; nothing was "
                                  f"applied (backup {backup_id} was taken)")
         if req.message_ts:
             svc.notifier.post_report(req.channel, applied.to_report(), thread_ts=req.message_ts)
-        outcome = "applied" if applied.ok else "failed"
+        outcome = ApplyOutcome.APPLIED if applied.ok else ApplyOutcome.FAILED
         detail = (f"applied in {applied.duration_s:.1f} s after backup {backup_id}" if applied.ok
                   else f"line {applied.failed_line}: {applied.error}; rolled back" +
                   (f" (already committed: lines {applied.committed_before_failure})"
                    if applied.committed_before_failure else ""))
         return _ledger(svc, req, backup_id, started, outcome, detail)
     except DbopsError as exc:
-        return _ledger(svc, req, backup_id, started, "failed", str(exc))
+        return _ledger(svc, req, backup_id, started, ApplyOutcome.FAILED, str(exc))
 
 
 def ledger_has(svc: Bot, req: ApprovalRequest) -> bool:
@@ -151,7 +159,7 @@ def ledger_has(svc: Bot, req: ApprovalRequest) -> bool:
         return conn.execute("SELECT 1 FROM dbops.migration_ledger WHERE request_id = %s", (req.id,)).fetchone() is not None
 
 
-def record_ledger(svc: Bot, req: ApprovalRequest, outcome: str, detail: str) -> None:
+def record_ledger(svc: Bot, req: ApprovalRequest, outcome: ApplyOutcome, detail: str) -> None:
     """A ledger row written after the fact (the process that applied it stopped before writing one)."""
     with svc.store.pool.connection() as conn:
         conn.execute(
@@ -160,8 +168,8 @@ def record_ledger(svc: Bot, req: ApprovalRequest, outcome: str, detail: str) -> 
             (req.id, req.name, req.target, req.sha256, svc.approvals.book.approvers_of(req.id), outcome, detail[:2000]))
 
 
-def _ledger(svc: Bot, req: ApprovalRequest, backup_id: str | None, started: float, outcome: str,
-            detail: str) -> tuple[str, str]:
+def _ledger(svc: Bot, req: ApprovalRequest, backup_id: str | None, started: float, outcome: ApplyOutcome,
+            detail: str) -> tuple[ApplyOutcome, str]:
     with svc.store.pool.connection() as conn:
         conn.execute(
             "INSERT INTO dbops.migration_ledger (request_id, name, target, sha256, approvers, backup_id, duration_ms,"
@@ -181,32 +189,31 @@ def apply_approved(svc: Bot, req: ApprovalRequest) -> None:
     if req.apply_by == "pipeline":
         svc.approvals.tell(req, f":inbox_tray: `{req.code}` is approved; the deploy pipeline may apply it now "
                                 "(`dbops migrate gate`). The bot never applies it.", "bot", "approved-for-pipeline",
-                           "approved")
+                           RequestStatus.APPROVED)
         return
     lock = JobLock(svc.store.dsn, req.target, "migrate")
     if not lock.try_acquire():
         detail = f"another migration job runs on `{req.target}`; nothing was applied: request it again when it is done"
-        if book.move(req.id, ("approved",), "failed", detail):
-            svc.approvals.tell(req, f":x: `{req.code}` failed: {detail}", "bot", "apply", "failed")
+        if book.move(req.id, (RequestStatus.APPROVED,), RequestStatus.FAILED, detail):
+            svc.approvals.tell(req, f":x: `{req.code}` failed: {detail}", "bot", "apply", ApplyOutcome.FAILED)
         return
     claim = apply_claim(svc, req)
     try:
-        if not claim.try_acquire() or not book.move(req.id, ("approved",), "applying"):
+        if not claim.try_acquire() or not book.move(req.id, (RequestStatus.APPROVED,), RequestStatus.APPLYING):
             return  # another replica took it, or it was withdrawn
-        svc.approvals.refresh_message(req)
         try:
             outcome, detail = apply_with_backup(svc, req)
         except DbopsError as exc:
-            outcome, detail = "failed", str(exc)
+            outcome, detail = ApplyOutcome.FAILED, str(exc)
         except Exception as exc:
             log.exception("applying %s failed", req.code)
-            outcome, detail = "failed", f"internal error ({type(exc).__name__}); see the bot's log"
-        if outcome == "withdrawn":
-            book.move(req.id, ("applying",), "pending", detail)
-            svc.approvals.tell(req, f":leftwards_arrow_with_hook: {detail}", "bot", "apply", "withdrawn")
+            outcome, detail = ApplyOutcome.FAILED, f"internal error ({type(exc).__name__}); see the bot's log"
+        if outcome is ApplyOutcome.WITHDRAWN:
+            book.move(req.id, (RequestStatus.APPLYING,), RequestStatus.PENDING, detail)
+            svc.approvals.tell(req, f":leftwards_arrow_with_hook: {detail}", "bot", "apply", outcome)
             return
-        book.move(req.id, ("applying",), outcome, detail)
-        icon = ":white_check_mark:" if outcome == "applied" else ":x:"
+        book.move(req.id, (RequestStatus.APPLYING,), RequestStatus(outcome), detail)
+        icon = ":white_check_mark:" if outcome is ApplyOutcome.APPLIED else ":x:"
         svc.approvals.tell(req, f"{icon} `{req.code}` {outcome}: {detail}", "bot", "apply", outcome)
     finally:
         claim.release()
@@ -223,7 +230,7 @@ def recover_applying(svc: Bot) -> list[str]:
     failed in its thread, with the ledger row the crash did not write. Returns lines for the channel."""
     book = svc.approvals.book
     lines = []
-    for req in book.with_status("applying"):
+    for req in book.with_status(RequestStatus.APPLYING):
         if req.kind != "migration":
             continue
         claim = apply_claim(svc, req)
@@ -231,7 +238,7 @@ def recover_applying(svc: Bot) -> list[str]:
             continue  # a live process is applying it right now
         try:
             current = book.get(req.id)
-            if current is None or current.status != "applying":
+            if current is None or current.status is not RequestStatus.APPLYING:
                 continue
             try:
                 target = svc.settings.target(req.target)
@@ -241,20 +248,20 @@ def recover_applying(svc: Bot) -> list[str]:
                              f"checked now ({exc}) and stays `applying` until the next start")
                 continue
             if did_land:
-                outcome, detail = "applied", ("the bot stopped while applying it, after the change committed: "
+                outcome, detail = ApplyOutcome.APPLIED, ("the bot stopped while applying it, after the change committed: "
                                               "the target holds its mark")
             elif all_in_one_transaction(req.payload.get("up", "")):
-                outcome, detail = "failed", ("the bot stopped while applying it, before its transaction committed: "
+                outcome, detail = ApplyOutcome.FAILED, ("the bot stopped while applying it, before its transaction committed: "
                                              "nothing was applied; approve a new request to try again")
             else:
-                outcome, detail = "failed", ("the bot stopped while applying it; its statements that run outside a "
+                outcome, detail = ApplyOutcome.FAILED, ("the bot stopped while applying it; its statements that run outside a "
                                              "transaction (e.g. CREATE INDEX CONCURRENTLY) may have been applied: "
                                              f"check `{req.target}` before requesting it again")
-            if not book.move(req.id, ("applying",), outcome, detail):
+            if not book.move(req.id, (RequestStatus.APPLYING,), RequestStatus(outcome), detail):
                 continue
             if not ledger_has(svc, req):
                 record_ledger(svc, req, outcome, detail)
-            icon = ":white_check_mark:" if outcome == "applied" else ":x:"
+            icon = ":white_check_mark:" if outcome is ApplyOutcome.APPLIED else ":x:"
             svc.approvals.tell(req, f"{icon} `{req.code}` {outcome} (found at start-up): {detail}", "bot",
                                "recover", outcome)
             lines.append(f"{icon} `{req.code}` {req.name}: {outcome} (found `applying` at start-up)")

@@ -5,6 +5,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Callable
 
 from psycopg.types.json import Jsonb
 
@@ -25,6 +26,34 @@ def migration_sha256(up_sql: str, down_sql: str | None) -> str:
     parts = f"dbops-migration-v1\nup {text_sha256(up_sql)}\ndown {text_sha256(down_sql) or 'none'}\n"
     return hashlib.sha256(parts.encode()).hexdigest()
 
+
+
+class RequestStatus(StrEnum):
+    """Where a request is. Stored as these strings in dbops.approval_requests.status."""
+
+    PENDING = "pending"  # waiting for approvals
+    APPROVED = "approved"  # enough approvals; the applier (or the deploy pipeline) has not started
+    APPLYING = "applying"
+    APPLIED = "applied"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def open(self) -> bool:
+        """Still moving: a vote can change it."""
+        return self in OPEN
+
+
+OPEN = frozenset({RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.APPLYING})
+WAITING = (RequestStatus.PENDING, RequestStatus.APPROVED)  # not started: these expire
+
+
+class Vote(StrEnum):
+    """A vote, as stored in dbops.approval_votes.vote."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
 
 
 class VoteChange(StrEnum):
@@ -54,12 +83,15 @@ class ApprovalRequest:
     attested_by: str | None
     channel: str | None
     message_ts: str | None
-    status: str
+    status: RequestStatus
     status_detail: str | None
     created_at: datetime
     expires_at: datetime
     decided_at: datetime | None
     applied_at: datetime | None
+
+    def __post_init__(self) -> None:
+        self.status = RequestStatus(self.status)
 
     @property
     def code(self) -> str:
@@ -75,14 +107,18 @@ class ApprovalRequest:
         return self.payload.get("apply_by", "bot")
 
     def expired(self, now: datetime) -> bool:
-        return self.status in ("pending", "approved") and now >= self.expires_at
+        return self.status in WAITING and now >= self.expires_at
 
 
 class ApprovalBook:
-    """The approval tables of the state store."""
+    """The approval tables of the state store.
 
-    def __init__(self, store: StateStore) -> None:
+    `on_move(request_id)` is called after every status change `move` makes, whoever asked for it:
+    the request's message then shows the new state without each applier remembering to redraw it."""
+
+    def __init__(self, store: StateStore, on_move: Callable[[int], None] | None = None) -> None:
         self.store = store
+        self.on_move = on_move
 
     def _one(self, sql: str, params: tuple) -> ApprovalRequest | None:
         with self.store.pool.connection() as conn:
@@ -98,7 +134,8 @@ class ApprovalBook:
                 " required_approvals, requested_by, attested_by, channel, expires_at, status)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
                 (kind, name, target, sha256, Jsonb(payload), Jsonb(analysis), requires_approval, required,
-                 requested_by, attested_by, channel, expires_at, "pending" if requires_approval else "approved"),
+                 requested_by, attested_by, channel, expires_at,
+                 RequestStatus.PENDING if requires_approval else RequestStatus.APPROVED),
             ).fetchone()
         return ApprovalRequest(**row)
 
@@ -126,7 +163,7 @@ class ApprovalBook:
                                 " ORDER BY id DESC", (sha256, target)).fetchall()
         return [ApprovalRequest(**r) for r in rows]
 
-    def with_status(self, status: str) -> list[ApprovalRequest]:
+    def with_status(self, status: RequestStatus) -> list[ApprovalRequest]:
         with self.store.pool.connection() as conn:
             rows = conn.execute("SELECT * FROM dbops.approval_requests WHERE status = %s ORDER BY id", (status,)).fetchall()
         return [ApprovalRequest(**r) for r in rows]
@@ -157,12 +194,12 @@ class ApprovalBook:
 
     def approvers_of(self, request_id: int) -> list[str]:
         with self.store.pool.connection() as conn:
-            rows = conn.execute("SELECT voter FROM dbops.approval_votes WHERE request_id = %s AND vote = 'approve'"
-                                " AND withdrawn_at IS NULL ORDER BY at", (request_id,)).fetchall()
+            rows = conn.execute("SELECT voter FROM dbops.approval_votes WHERE request_id = %s AND vote = %s"
+                                " AND withdrawn_at IS NULL ORDER BY at", (request_id, Vote.APPROVE)).fetchall()
         return [r["voter"] for r in rows]
 
-    def vote(self, request_id: int, voter: str, vote: str, added: bool, now: datetime,
-             event_id: str | None = None) -> tuple[ApprovalRequest, "VoteChange"]:
+    def vote(self, request_id: int, voter: str, vote: Vote, added: bool, now: datetime,
+             event_id: str | None = None) -> tuple[ApprovalRequest, VoteChange]:
         """Records a vote (or its withdrawal) and moves the request; returns it and what changed.
         The event id is recorded in the same transaction."""
         with self.store.pool.connection() as conn, conn.transaction():
@@ -170,12 +207,10 @@ class ApprovalBook:
             req = ApprovalRequest(**row)
             if not self._record_event(conn, event_id):
                 return req, VoteChange.DUPLICATE
-            if req.status not in ("pending", "approved", "applying"):
+            if not req.status.open:
                 return req, VoteChange.NONE
             if req.expired(now):
-                conn.execute("UPDATE dbops.approval_requests SET status = 'expired', decided_at = %s WHERE id = %s",
-                             (now, request_id))
-                req.status = "expired"
+                self._set_status(conn, req, RequestStatus.EXPIRED, decided_at=now)
                 return req, VoteChange.EXPIRED
             if added:
                 changed = conn.execute(
@@ -184,48 +219,54 @@ class ApprovalBook:
                     " WHERE approval_votes.withdrawn_at IS NOT NULL RETURNING 1", (request_id, voter, vote, now)).fetchone()
                 if not changed:
                     return req, VoteChange.NONE
-                if vote == "reject":
-                    if req.status == "applying":
+                if vote is Vote.REJECT:
+                    if req.status is RequestStatus.APPLYING:
                         return req, VoteChange.NONE  # too late to reject: it is running
-                    conn.execute("UPDATE dbops.approval_requests SET status = 'rejected', decided_at = %s,"
-                                 " status_detail = %s WHERE id = %s", (now, f"rejected by {voter}", request_id))
-                    req.status = "rejected"
+                    self._set_status(conn, req, RequestStatus.REJECTED, decided_at=now, detail=f"rejected by {voter}")
                     return req, VoteChange.REJECTED
-                count = self._count(conn, request_id)
-                if req.status == "pending" and count >= req.required_approvals:
-                    conn.execute("UPDATE dbops.approval_requests SET status = 'approved', decided_at = %s WHERE id = %s",
-                                 (now, request_id))
-                    req.status = "approved"
+                if req.status is RequestStatus.PENDING and self._count(conn, request_id) >= req.required_approvals:
+                    self._set_status(conn, req, RequestStatus.APPROVED, decided_at=now)
                     return req, VoteChange.APPROVED
                 return req, VoteChange.COUNTED
             removed = conn.execute(
                 "UPDATE dbops.approval_votes SET withdrawn_at = %s WHERE request_id = %s AND voter = %s AND vote = %s"
                 " AND withdrawn_at IS NULL RETURNING 1", (now, request_id, voter, vote)).fetchone()
-            if not removed or vote != "approve":
+            if not removed or vote is not Vote.APPROVE:
                 return req, VoteChange.NONE
-            if req.status == "approved" and self._count(conn, request_id) < req.required_approvals:
-                conn.execute("UPDATE dbops.approval_requests SET status = 'pending', decided_at = NULL WHERE id = %s",
-                             (request_id,))
-                req.status = "pending"
+            if req.status is RequestStatus.APPROVED and self._count(conn, request_id) < req.required_approvals:
+                self._set_status(conn, req, RequestStatus.PENDING, decided_at=None)
             return req, VoteChange.WITHDRAWN
 
     @staticmethod
+    def _set_status(conn, req: ApprovalRequest, status: RequestStatus, decided_at: datetime | None,
+                    detail: str | None = None) -> None:
+        conn.execute("UPDATE dbops.approval_requests SET status = %s, decided_at = %s,"
+                     " status_detail = coalesce(%s, status_detail) WHERE id = %s", (status, decided_at, detail, req.id))
+        req.status = status
+        if detail is not None:
+            req.status_detail = detail
+
+    @staticmethod
     def _count(conn, request_id: int) -> int:
-        return conn.execute("SELECT count(*) AS n FROM dbops.approval_votes WHERE request_id = %s AND vote = 'approve'"
-                            " AND withdrawn_at IS NULL", (request_id,)).fetchone()["n"]
+        return conn.execute("SELECT count(*) AS n FROM dbops.approval_votes WHERE request_id = %s AND vote = %s"
+                            " AND withdrawn_at IS NULL", (request_id, Vote.APPROVE)).fetchone()["n"]
 
     def approvals_count(self, request_id: int) -> int:
         with self.store.pool.connection() as conn:
             return self._count(conn, request_id)
 
-    def move(self, request_id: int, from_status: tuple[str, ...], to_status: str, detail: str | None = None) -> bool:
+    def move(self, request_id: int, from_status: tuple[RequestStatus, ...], to_status: RequestStatus,
+             detail: str | None = None) -> bool:
         """Compare-and-set on the status: True when this caller made the change."""
-        extra = ", applied_at = now()" if to_status == "applied" else ""
+        extra = ", applied_at = now()" if to_status is RequestStatus.APPLIED else ""
         with self.store.pool.connection() as conn:
             row = conn.execute(
                 f"UPDATE dbops.approval_requests SET status = %s, status_detail = coalesce(%s, status_detail){extra}"
-                " WHERE id = %s AND status = ANY(%s) RETURNING 1", (to_status, detail, request_id, list(from_status))
+                " WHERE id = %s AND status = ANY(%s) RETURNING 1",
+                (RequestStatus(to_status), detail, request_id, [RequestStatus(s) for s in from_status])
             ).fetchone()
+        if row is not None and self.on_move is not None:
+            self.on_move(request_id)
         return row is not None
 
     def claim_unposted(self, channel: str) -> list[ApprovalRequest]:
@@ -234,8 +275,8 @@ class ApprovalBook:
         with self.store.pool.connection() as conn:
             rows = conn.execute(
                 "UPDATE dbops.approval_requests SET channel = %s WHERE id IN (SELECT id FROM dbops.approval_requests"
-                " WHERE message_ts IS NULL AND channel IS NULL AND status IN ('pending', 'approved')"
-                " FOR UPDATE SKIP LOCKED) RETURNING *", (channel,)).fetchall()
+                " WHERE message_ts IS NULL AND channel IS NULL AND status = ANY(%s)"
+                " FOR UPDATE SKIP LOCKED) RETURNING *", (channel, list(WAITING))).fetchall()
         return [ApprovalRequest(**r) for r in rows]
 
     def unclaim(self, request_id: int) -> None:
@@ -247,7 +288,8 @@ class ApprovalBook:
     def expire_due(self, now: datetime) -> list[ApprovalRequest]:
         with self.store.pool.connection() as conn:
             rows = conn.execute(
-                "UPDATE dbops.approval_requests SET status = 'expired', decided_at = %s"
-                " WHERE status IN ('pending', 'approved') AND expires_at <= %s RETURNING *", (now, now)).fetchall()
+                "UPDATE dbops.approval_requests SET status = %s, decided_at = %s"
+                " WHERE status = ANY(%s) AND expires_at <= %s RETURNING *",
+                (RequestStatus.EXPIRED, now, list(WAITING), now)).fetchall()
         return [ApprovalRequest(**r) for r in rows]
 

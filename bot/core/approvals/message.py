@@ -6,7 +6,7 @@ from datetime import timezone
 from handlers.report import Report
 
 from .. import render
-from .book import ApprovalRequest, text_sha256
+from .book import ApprovalRequest, RequestStatus, text_sha256
 from .identity import mention, slack_identity
 from .settings import ApprovalSettings
 
@@ -29,7 +29,8 @@ def sql_inline(payload: dict) -> bool:
 
 
 def sql_files(req: ApprovalRequest) -> list[tuple[str, str]]:
-    """(file name, content) of the SQL attached in the thread when it is too long to show inline."""
+    """(file name, content) of the SQL attached in the request's thread: the whole of it, one click
+    away whether or not it is also shown in the message."""
     files = [(f"{req.code}-up.sql", req.payload["up"])]
     if req.payload.get("down") is not None:
         files.append((f"{req.code}-down.sql", req.payload["down"]))
@@ -37,14 +38,25 @@ def sql_files(req: ApprovalRequest) -> list[tuple[str, str]]:
 
 
 STATUS_LINE = {
-    "pending": ":hourglass: *Waiting for approval*",
-    "approved": ":white_check_mark: *Approved*: applying next",
-    "applying": ":gear: *Applying*",
-    "applied": ":white_check_mark: *Applied*",
-    "rejected": ":no_entry: *Rejected*",
-    "expired": ":alarm_clock: *Expired*",
-    "failed": ":x: *Apply failed*",
+    RequestStatus.PENDING: ":hourglass: *Waiting for approval*",
+    RequestStatus.APPROVED: ":white_check_mark: *Approved*: applying next",
+    RequestStatus.APPLYING: ":gear: *Applying*",
+    RequestStatus.APPLIED: ":white_check_mark: *Applied*",
+    RequestStatus.REJECTED: ":no_entry: *Rejected*",
+    RequestStatus.EXPIRED: ":alarm_clock: *Expired*",
+    RequestStatus.FAILED: ":x: *Apply failed*",
 }
+
+
+def state_line(req: ApprovalRequest, approvals: int) -> str:
+    """The first line of the message, the one that changes in place as the request moves."""
+    if req.status is RequestStatus.APPROVED and req.apply_by == "pipeline":
+        line = ":white_check_mark: *Approved*: the deploy pipeline applies it (`dbops migrate gate`)"
+    else:
+        line = STATUS_LINE[req.status]
+    if req.status is RequestStatus.PENDING:
+        line += f" · {approvals} of {req.required_approvals} approvals"
+    return line
 
 
 def _mrkdwn(text: str) -> dict:
@@ -57,14 +69,16 @@ def sql_blocks(req: ApprovalRequest) -> list[dict]:
     if "up" not in payload:
         return []
     blocks = []
+    names = ", ".join(f"`{name}`" for name, _ in sql_files(req))
     if sql_inline(payload):
         for label, text in (("UP", payload["up"]), ("DOWN", payload.get("down"))):
             if text is None:
                 blocks.append(_mrkdwn(f"*{label} SQL*: none given"))
             else:
                 blocks.append(_mrkdwn(f"*{label} SQL*\n```{_slack_escape(text.rstrip()) or ' '}```"))
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
+            f"The same SQL is attached in this message's thread as {names}.")}]})
     else:
-        names = ", ".join(f"`{name}`" for name, _ in sql_files(req))
         sizes = " and ".join(f"{label} {len(text.splitlines())} lines" for label, text in
                              (("UP", payload["up"]), ("DOWN", payload.get("down"))) if text is not None)
         blocks.append(_mrkdwn(f"*UP and DOWN SQL* ({sizes}): too long to show here, attached in full in this "
@@ -76,10 +90,7 @@ def sql_blocks(req: ApprovalRequest) -> list[dict]:
 
 
 def request_blocks(req: ApprovalRequest, settings: ApprovalSettings, approvers: list[str]) -> list[dict]:
-    status = STATUS_LINE[req.status]
-    if req.status == "approved" and req.apply_by == "pipeline":
-        status = ":white_check_mark: *Approved*: the deploy pipeline applies it (`dbops migrate gate`)"
-    head = [_mrkdwn(f"{status} — request `{req.code}` ({req.kind} `{req.name}` on `{req.target}`)"
+    head = [_mrkdwn(f"{state_line(req, len(approvers))}\nRequest `{req.code}`: {req.kind} `{req.name}` on `{req.target}`"
                     + (f"\n{req.status_detail}" if req.status_detail else ""))]
     if not req.requester_slack:
         head.append(_mrkdwn(f":warning: The requester {mention(req.requested_by)} is *unverified*: no Slack user is "
@@ -96,7 +107,7 @@ def request_blocks(req: ApprovalRequest, settings: ApprovalSettings, approvers: 
               f"applied by: {'the bot' if req.apply_by == 'bot' else 'the deploy pipeline'}\n"
               f"Approvals: {votes} ({len(approvers)} of {req.required_approvals} needed) · "
               f"expires {req.expires_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC")
-    if req.status == "pending":
+    if req.status is RequestStatus.PENDING:
         footer += (f"\nTo approve, an approver (not the requester) reacts with :{settings.approve_reaction}: on this "
                    f"message; :{settings.reject_reaction}: rejects.")
     foot = {"type": "context", "elements": [{"type": "mrkdwn", "text": footer[:3000]}]}

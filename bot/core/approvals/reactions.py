@@ -1,7 +1,11 @@
 """Reaction events turned into votes, and the thread, message and audit side of every change."""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import threading
+from collections import defaultdict
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Callable
@@ -9,9 +13,9 @@ from typing import Callable
 from ..config import Settings
 from ..notify import Notifier
 from ..state.store import StateStore
-from .book import ApprovalBook, ApprovalRequest, VoteChange, text_sha256
+from .book import ApprovalBook, ApprovalRequest, RequestStatus, Vote, VoteChange, text_sha256
 from .identity import SLACK_ID, identities, slack_identity
-from .message import request_blocks, sql_files, sql_inline
+from .message import request_blocks, sql_files
 from .settings import ApprovalSettings
 
 
@@ -36,6 +40,10 @@ class ReactionOutcome(StrEnum):
     EXPIRED = "expired"
 
 
+VOTE_ACTION = {VoteChange.EXPIRED: "expire", VoteChange.REJECTED: "reject", VoteChange.WITHDRAWN: "withdraw",
+               VoteChange.COUNTED: "approve", VoteChange.APPROVED: "approve"}  # the audit log's action
+
+
 class Approvals:
     """Reaction events and the thread/message/audit side of every change.
 
@@ -49,20 +57,39 @@ class Approvals:
         self.notifier = notifier
         self.is_approver = is_approver
         self.start_apply = start_apply
-        self.book = ApprovalBook(store)
+        self.book = ApprovalBook(store, on_move=self.redraw)
         self.settings = ApprovalSettings.from_dict(settings.section("approvals"))
         self._bot_users: dict[str, bool] = {}
+        self._guard = threading.Lock()
+        self._drawing: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
+        self._shown: dict[int, bytes] = {}  # request id -> digest of the blocks its message shows
+
+    def redraw(self, request_id: int) -> None:
+        """Shows the request's current state and votes on its message (chat.update), unless it shows
+        them already. One redraw of a request at a time: each reads the state when it starts, so a
+        slower redraw of an older state cannot land after a newer one."""
+        with self._guard:
+            lock = self._drawing[request_id]
+        with lock:
+            req = self.book.get(request_id)
+            if req is None or not (req.channel and req.message_ts):
+                return
+            blocks = request_blocks(req, self.settings, self.book.approvers_of(request_id))
+            digest = hashlib.sha256(json.dumps(blocks, sort_keys=True).encode()).digest()
+            if self._shown.get(request_id) == digest:
+                return
+            if self.notifier.update(req.channel, req.message_ts, f"{req.kind} request {req.code}: {req.status}",
+                                    blocks):
+                self._shown[request_id] = digest
 
     def refresh_message(self, req: ApprovalRequest) -> None:
-        if req.channel and req.message_ts:
-            fresh = self.book.get(req.id) or req
-            self.notifier.update(req.channel, req.message_ts, f"{fresh.kind} request {fresh.code}: {fresh.status}",
-                                 request_blocks(fresh, self.settings, self.book.approvers_of(req.id)))
+        self.redraw(req.id)
 
     def tell(self, req: ApprovalRequest, text: str, actor: str, action: str, outcome: str) -> None:
+        """A short line in the request's thread, the message redrawn, and the audit entry."""
         if req.channel and req.message_ts:
             self.notifier.post(req.channel, text, thread_ts=req.message_ts)
-        self.refresh_message(req)
+        self.redraw(req.id)
         self.store.audit(actor, action, outcome, channel=req.channel, subcommand=f"{req.kind} {req.code}",
                          target=req.target, detail=text[:500])
 
@@ -93,8 +120,8 @@ class Approvals:
         if self._is_bot(user):
             self.book.record_event(event_id)
             return ReactionOutcome.BOT
-        vote = "approve" if reaction == self.settings.approve_reaction else "reject"
-        if self.is_requester(req, user) and vote == "approve":
+        vote = Vote.APPROVE if reaction == self.settings.approve_reaction else Vote.REJECT
+        if self.is_requester(req, user) and vote is Vote.APPROVE:
             if added and self.book.record_event(event_id):
                 self.notifier.ephemeral(req.channel, user, f"You asked for `{req.code}`: someone else must approve it.")
                 self._refused(req, user, "approve-ignored", "own request")
@@ -108,22 +135,23 @@ class Approvals:
             return ReactionOutcome.DUPLICATE
         if change is VoteChange.NONE:
             return ReactionOutcome.NO_CHANGE
-        if change is VoteChange.EXPIRED:
-            self.tell(req, f":alarm_clock: `{req.code}` expired before it was approved; nothing was applied. "
-                           "Send the request again.", user, "expire", "expired")
-        elif change is VoteChange.REJECTED:
-            self.tell(req, f":no_entry: <@{user}> rejected `{req.code}`. Nothing will be applied.", user, "reject", "rejected")
-        elif change is VoteChange.WITHDRAWN:
-            self.tell(req, f":leftwards_arrow_with_hook: <@{user}> withdrew their approval of `{req.code}`.", user,
-                      "withdraw", "withdrawn")
-        elif change is VoteChange.COUNTED:
-            self.tell(req, f":ballot_box_with_check: <@{user}> approved `{req.code}` "
-                           f"({self.book.approvals_count(req.id)} of {req.required_approvals}).", user, "approve", "counted")
-        elif change is VoteChange.APPROVED:
-            self.tell(req, f":white_check_mark: <@{user}> approved `{req.code}`: it is approved and will be applied now.",
-                      user, "approve", "approved")
+        self.tell(req, self.vote_line(req, user, change), user, VOTE_ACTION[change], change)
+        if change is VoteChange.APPROVED:
             self.start_apply(req)
         return ReactionOutcome(change.value)
+
+    def vote_line(self, req: ApprovalRequest, user: str, change: VoteChange) -> str:
+        """What one vote did, as one short line in the request's thread."""
+        if change is VoteChange.EXPIRED:
+            return f":alarm_clock: `{req.code}` expired before it was approved; nothing was applied. Send the request again."
+        if change is VoteChange.REJECTED:
+            return f"✗ <@{user}> rejected it: nothing will be applied"
+        count = f"({self.book.approvals_count(req.id)} of {req.required_approvals})"
+        if change is VoteChange.WITHDRAWN:
+            return f"↩ <@{user}> withdrew {count}"
+        if change is VoteChange.APPROVED and req.apply_by == "bot":
+            return f"✓ <@{user}> approved {count}: applying now"
+        return f"✓ <@{user}> approved {count}"
 
     def is_requester(self, req: ApprovalRequest, user: str) -> bool:
         """The requester under any of their names: the Slack user who asked, the Slack user mapped to
@@ -144,15 +172,15 @@ class Approvals:
             return False
         self.book.set_message(req.id, channel, ts)
         req.message_ts = ts
-        if "up" in req.payload and not sql_inline(req.payload):
+        if "up" in req.payload:
             self._attach_sql(req)
         note = req.payload.get("requester_note")
         if note and SLACK_ID.fullmatch(req.requested_by):  # a terminal requester saw it on the terminal
             self.notifier.ephemeral(channel, req.requested_by, note)
-        if req.status == "pending":
+        if req.status is RequestStatus.PENDING:
             self.notifier.react(channel, ts, self.settings.approve_reaction)
             self.notifier.react(channel, ts, self.settings.reject_reaction)
-        elif req.status == "approved":  # nothing forbidden: recorded, and applied without a vote
+        elif req.status is RequestStatus.APPROVED:  # nothing forbidden: recorded, and applied without a vote
             self.start_apply(req)
         return True
 
