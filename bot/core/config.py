@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from handlers import config_values as cv
+from handlers.config_values import SettingError
 from handlers.errors import ConfigError, UsageError
 from handlers.target import Target, dsn_secrets
 
@@ -99,22 +101,21 @@ def validate_settings(settings: Settings, checks: SettingsChecks) -> None:
         try:
             check(settings)
         except ConfigError as exc:
-            text = _with_value(str(exc), settings.sections)
+            text = _with_value(exc)
             raise ConfigError(text if str(where) in text else f"{text} (in [{name}] of {where})") from None
 
 
-def _with_value(text: str, sections: dict[str, Any]) -> str:
-    """`indexes.window_days must be ...` becomes `indexes.window_days = "thirty": must be ...`."""
-    key = text.split(" ", 1)[0].rstrip(":")
-    value: Any = sections
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return text
-        value = value[part]
-    if isinstance(value, (dict, list)):
+def _with_value(exc: ConfigError) -> str:
+    """`indexes.window_days must be ...` becomes `indexes.window_days = "thirty": must be ...`; the value
+    is shown only where the setting allows it (never for an unknown key: it may hold a pasted URL)."""
+    text = str(exc)
+    if not isinstance(exc, SettingError) or exc.value is None or isinstance(exc.value, (dict, list)) \
+            or not text.startswith(exc.key):
         return text
-    shown = json.dumps(value) if isinstance(value, str) else repr(value)
-    return f"{key} = {shown}: {text[len(key):].strip()}"
+    shown = json.dumps(exc.value) if isinstance(exc.value, str) else repr(exc.value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{exc.key} = {shown}: {text[len(exc.key):].strip(' :')}"
 
 
 def _ids(raw: str | None, setting: str, prefixes: tuple[str, ...]) -> frozenset[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import config_values
+from .. import config_values as cv
 from ..errors import ConfigError
 
 # The checks a finding can come from; an ignore entry may name one to narrow itself.
@@ -88,6 +88,61 @@ class IgnoreEntry:
         return self.name in names
 
 
+def _columns(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raise ValueError(f"must be a list, e.g. [\"{raw}\"]: one list is one index")
+    if not isinstance(raw, list) or not raw or not all(isinstance(c, str) and c for c in raw):
+        raise ValueError("must be a non-empty list of column names")
+    if len(set(raw)) != len(raw):
+        raise ValueError("names a column twice")
+    return tuple(raw)
+
+
+EXPECTED_FIELDS = (
+    cv.nonempty("table", None, "exact, case-sensitive (EF Core quotes names)", required=True),
+    cv.custom("columns", None, _columns, "a non-empty list of column names", "one composite index, columns in order",
+              required=True),
+    cv.flag("unique", False, "the index must be unique"),
+    cv.nonempty("schema", None, "default: indexes.schema", allowed="a schema name"),
+    cv.text("purpose", "", "why the application needs it (shown when it is missing)"),
+)
+IGNORE_FIELDS = (
+    cv.nonempty("name", None, "an index, table or constraint name", required=True),
+    cv.choice("check", None, CHECKS, "optional: only this check; default every check"),
+    cv.nonempty("schema", None, "optional: only in this schema", allowed="a schema name"),
+    cv.nonempty("reason", None, "required: say why it is ignored", required=True),
+)
+
+
+def _expected(entries: list[dict], where: str) -> list[dict]:
+    return entries  # built once indexes.schema, their default schema, is known
+
+
+def _ignore(entries: list[dict], where: str) -> list[IgnoreEntry]:
+    return [IgnoreEntry(name=e["name"], reason=e["reason"].strip(), check=e.get("check"), schema=e.get("schema"))
+            for e in entries]
+
+
+INDEXES = (
+    cv.whole("window_days", 30, "unused = no scans over this many days (from daily snapshots)", low=1),
+    cv.nonempty("schema", "public", "the schema of an expected index that names none", allowed="a schema name"),
+    cv.names("exclude_schemas", ["dbops"], "schemas the review leaves out"),
+    cv.whole("seq_scan_min_rows", 10_000,
+             "\"large table read mostly by sequential scans\": this many live rows, and the two below"),
+    cv.whole("seq_scan_min_count", 100, "... at least this many sequential scans"),
+    cv.number("seq_scan_min_share", 0.5, "... and this share of all its scans", low=0, above=True, high=1),
+    cv.whole("slow_query_count", 20, "slow queries listed by the review", low=1),
+    cv.number("slow_query_regression_factor", 1.5, "digest: a query's mean time grew by this factor ...", low=1),
+    cv.number("slow_query_regression_min_ms", 5.0, "... and by at least this many milliseconds"),
+    cv.entries("expected", EXPECTED_FIELDS, "an index the application needs; one entry per index", _expected,
+               example=[{"table": "ExternalLogins", "columns": ["Provider", "ProviderUserId"], "unique": True,
+                         "purpose": "OAuth lookup"}]),
+    cv.entries("ignore", IGNORE_FIELDS, "leave one finding out of the problems", _ignore,
+               example=[{"name": "IX_AuditLogs_ActionType", "check": "unused",
+                         "reason": "used by the yearly compliance export only"}]),
+)
+
+
 @dataclass
 class IndexSettings:
     expected: list[ExpectedIndex] = field(default_factory=list)
@@ -108,100 +163,13 @@ class IndexSettings:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "IndexSettings":
-        d = dict(d or {})
-        known = {"expected", "window_days", "ignore", "seq_scan_min_rows", "seq_scan_min_count",
-                 "seq_scan_min_share", "slow_query_count", "slow_query_regression_factor",
-                 "slow_query_regression_min_ms", "exclude_schemas", "schema"}
-        config_values.no_unknown(d, "indexes", known)
-        default_schema = _text(d, "schema", "public", "indexes.schema")
-        settings = cls(
-            window_days=config_values.whole(d, "indexes", "window_days", 30, 1),
-            seq_scan_min_rows=config_values.whole(d, "indexes", "seq_scan_min_rows", 10_000, 0),
-            seq_scan_min_count=config_values.whole(d, "indexes", "seq_scan_min_count", 100, 0),
-            seq_scan_min_share=_share(d, "seq_scan_min_share", 0.5),
-            slow_query_count=config_values.whole(d, "indexes", "slow_query_count", 20, 1),
-            slow_query_regression_factor=config_values.number(d, "indexes", "slow_query_regression_factor", 1.5, 1.0),
-            slow_query_regression_min_ms=config_values.number(d, "indexes", "slow_query_regression_min_ms", 5.0, 0.0),
-        )
-        schemas = d.get("exclude_schemas", ["dbops"])
-        if not isinstance(schemas, list) or not all(isinstance(s, str) and s for s in schemas):
-            raise ConfigError("indexes.exclude_schemas must be a list of schema names")
-        settings.exclude_schemas = list(schemas)
-        settings.expected = _expected(d.get("expected", []), default_schema)
-        settings.ignore = _ignore(d.get("ignore", []))
-        return settings
-
-
-def _expected(raw: Any, default_schema: str) -> list[ExpectedIndex]:
-    if not isinstance(raw, list):
-        raise ConfigError("indexes.expected must be an array of tables: [[indexes.expected]] entries")
-    found: list[ExpectedIndex] = []
-    for n, entry in enumerate(raw):
-        where = f"indexes.expected[{n}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where} must be a table with `table` and `columns`")
-        unknown = sorted(set(entry) - {"table", "columns", "unique", "schema", "purpose"})
-        if unknown:
-            raise ConfigError(f"{where}.{unknown[0]} is not a known key (table, columns, unique, schema, purpose)")
-        table = _text(entry, "table", None, f"{where}.table")
-        columns = entry.get("columns")
-        if isinstance(columns, str):
-            raise ConfigError(f"{where}.columns must be a list, e.g. [\"{columns}\"]: one list is one index")
-        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns):
-            raise ConfigError(f"{where}.columns must be a non-empty list of column names")
-        if len(set(columns)) != len(columns):
-            raise ConfigError(f"{where}.columns names a column twice")
-        unique = entry.get("unique", False)
-        if not isinstance(unique, bool):
-            raise ConfigError(f"{where}.unique must be true or false")
-        found.append(ExpectedIndex(
-            table=table, columns=tuple(columns), unique=unique,
-            schema=_text(entry, "schema", default_schema, f"{where}.schema"),
-            purpose=_text(entry, "purpose", "", f"{where}.purpose", allow_empty=True),
-        ))
-    keys = [(e.schema, e.table, e.columns) for e in found]
-    for key in keys:
-        if keys.count(key) > 1:
-            raise ConfigError(f"indexes.expected lists {key[1]}({', '.join(key[2])}) twice")
-    return found
-
-
-def _ignore(raw: Any) -> list[IgnoreEntry]:
-    if not isinstance(raw, list):
-        raise ConfigError("indexes.ignore must be an array of tables: [[indexes.ignore]] entries")
-    found = []
-    for n, entry in enumerate(raw):
-        where = f"indexes.ignore[{n}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where} must be a table with `name` and `reason`")
-        unknown = sorted(set(entry) - {"name", "reason", "check", "schema"})
-        if unknown:
-            raise ConfigError(f"{where}.{unknown[0]} is not a known key (name, reason, check, schema)")
-        name = _text(entry, "name", None, f"{where}.name")
-        reason = entry.get("reason")
-        if not isinstance(reason, str) or not reason.strip():
-            raise ConfigError(f"{where}.reason is required: say why `{name}` is ignored")
-        check = entry.get("check")
-        if check is not None and check not in CHECKS:
-            raise ConfigError(f"{where}.check must be one of {', '.join(CHECKS)}")
-        schema = entry.get("schema")
-        if schema is not None and (not isinstance(schema, str) or not schema):
-            raise ConfigError(f"{where}.schema must be a schema name")
-        found.append(IgnoreEntry(name=name, reason=reason.strip(), check=check, schema=schema))
-    return found
-
-
-def _text(d: dict, key: str, default: str | None, where: str, allow_empty: bool = False) -> str:
-    value = d.get(key, default)
-    if value is None:
-        raise ConfigError(f"{where} is required")
-    if not isinstance(value, str) or (not value and not allow_empty):
-        raise ConfigError(f"{where} must be a non-empty string")
-    return value
-
-
-def _share(d: dict, key: str, default: float) -> float:
-    value = d.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ConfigError(f"indexes.{key} must be a number above 0 and at most 1")
-    return float(value)
+        found = cv.read("indexes", INDEXES, d)
+        default_schema = found.pop("schema")
+        expected = [ExpectedIndex(table=e["table"], columns=e["columns"], unique=e["unique"],
+                                  schema=e.get("schema", default_schema), purpose=e["purpose"])
+                    for e in found.pop("expected")]
+        keys = [(e.schema, e.table, e.columns) for e in expected]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise ConfigError(f"indexes.expected lists {key[1]}({', '.join(key[2])}) twice")
+        return cls(expected=expected, **found)
