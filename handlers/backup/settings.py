@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from .. import config_values
+from .. import config_values as cv
 from ..errors import ConfigError
 
 FORMATS = ("custom", "directory")
@@ -87,45 +87,12 @@ class BackupSettings:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "BackupSettings":
-        d = dict(d or {})
-        known = {"dir", "format", "jobs", "compression", "compression_level", "integrity", "storage", "encrypt",
-                 "verify_after", "schedule", "timezone", "max_age_hours", "size_factor", "min_free_mb",
-                 "stale_after_minutes", "lock_wait_seconds", "retention", "s3"}
-        config_values.no_unknown(d, "backup", known)
-        s = cls()
+        found = cv.read("backup", BACKUP, d)
+        if "schedule" in found:
+            found["schedule_enabled"], found["schedule_time"] = found.pop("schedule")
         if os.environ.get("DBOPS_BACKUP_DIR"):
-            s.dir = Path(os.environ["DBOPS_BACKUP_DIR"])  # the environment wins: it is per machine
-        elif "dir" in d:
-            if not isinstance(d["dir"], str) or not d["dir"]:
-                raise ConfigError("backup.dir must be a folder path, e.g. \"/var/lib/dbops/backups\"")
-            s.dir = Path(d["dir"]).expanduser()
-        s.format = _choice(d, "format", FORMATS, s.format)
-        s.compression = _choice(d, "compression", COMPRESSIONS, s.compression)
-        s.integrity = _choice(d, "integrity", INTEGRITY_LEVELS, s.integrity)
-        s.storage = _choice(d, "storage", STORAGES, s.storage)
-        s.jobs = config_values.whole(d, "backup", "jobs", s.jobs, 1)
-        if d.get("compression_level") is not None:
-            s.compression_level = config_values.whole(d, "backup", "compression_level", 0, 0)
-        s.min_free_mb = config_values.whole(d, "backup", "min_free_mb", s.min_free_mb, 0)
-        s.stale_after_minutes = config_values.whole(d, "backup", "stale_after_minutes", s.stale_after_minutes, 1)
-        s.lock_wait_seconds = config_values.number(d, "backup", "lock_wait_seconds", s.lock_wait_seconds, 0.1)
-        s.max_age_hours = config_values.number(d, "backup", "max_age_hours", s.max_age_hours, 0.1)
-        s.size_factor = config_values.number(d, "backup", "size_factor", s.size_factor, 0.0)
-        s.encrypt = config_values.flag(d, "backup", "encrypt", s.encrypt)
-        s.verify_after = config_values.flag(d, "backup", "verify_after", s.verify_after)
-        if "schedule" in d:
-            s.schedule_enabled, s.schedule_time = _schedule(d["schedule"])
-        if "timezone" in d:
-            try:
-                ZoneInfo(str(d["timezone"]))
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ConfigError(f"backup.timezone must be a time zone name like \"UTC\" or \"Europe/Berlin\", "
-                                  f"not {d['timezone']!r}") from None
-            s.schedule_timezone = str(d["timezone"])
-        if "retention" in d:
-            s.retention = _retention(d["retention"])
-        if "s3" in d:
-            s.s3 = _s3(d["s3"])
+            found["dir"] = Path(os.environ["DBOPS_BACKUP_DIR"])  # the environment wins: it is per machine
+        s = cls(**found)
         if s.storage == "s3" and not s.s3.bucket:
             raise ConfigError("backup.s3.bucket must be set when backup.storage = \"s3\"")
         if s.encrypt:
@@ -149,12 +116,10 @@ def encryption_key_from_env(required: bool = False) -> bytes | None:
     return key
 
 
-def _choice(d: dict, key: str, choices: tuple[str, ...], default: str) -> str:
-    if key not in d:
-        return default
-    if d[key] not in choices:
-        raise ConfigError(f"backup.{key} must be one of {', '.join(choices)}, not {d[key]!r}")
-    return d[key]
+def _folder(raw: Any) -> Path:
+    if not isinstance(raw, str) or not raw:
+        raise ValueError("")
+    return Path(raw).expanduser()
 
 
 _HHMM = re.compile(r"^(?:daily\s+)?([01]?\d|2[0-3]):([0-5]\d)$")
@@ -163,34 +128,62 @@ _HHMM = re.compile(r"^(?:daily\s+)?([01]?\d|2[0-3]):([0-5]\d)$")
 def _schedule(value: Any) -> tuple[bool, dtime]:
     if value in (False, "off", "none", ""):
         return False, dtime(3, 0)
-    match = _HHMM.match(str(value).strip()) if isinstance(value, str) else None
+    match = _HHMM.match(value.strip()) if isinstance(value, str) else None
     if not match:
-        raise ConfigError(f"backup.schedule must be a daily time like \"03:00\" (or \"off\"), not {value!r}")
+        raise ValueError("")
     return True, dtime(int(match.group(1)), int(match.group(2)))
 
 
-def _retention(raw: Any) -> RetentionSettings:
-    if not isinstance(raw, dict):
-        raise ConfigError("backup.retention must be a table: daily, weekly, monthly, pre_migration_days")
-    config_values.no_unknown(raw, "backup.retention", {"daily", "weekly", "monthly", "pre_migration_days"})
-    r = RetentionSettings()
-    for key in ("daily", "weekly", "monthly", "pre_migration_days"):
-        setattr(r, key, config_values.whole(raw, "backup.retention", key, getattr(r, key), 0))
-    return r
+def _endpoint(raw: Any) -> str:
+    if not isinstance(raw, str) or not re.match(r"^https?://", raw):
+        raise ValueError("")
+    return raw
 
 
-def _s3(raw: Any) -> S3Settings:
-    if not isinstance(raw, dict):
-        raise ConfigError("backup.s3 must be a table: bucket, prefix, endpoint_url, region, part_size_mb, keep_local")
-    config_values.no_unknown(raw, "backup.s3", {"bucket", "prefix", "endpoint_url", "region", "part_size_mb", "keep_local"})
-    s = S3Settings()
-    for key in ("bucket", "prefix", "endpoint_url", "region"):
-        if key in raw:
-            if not isinstance(raw[key], str):
-                raise ConfigError(f"backup.s3.{key} must be text")
-            setattr(s, key, raw[key].strip("/") if key == "prefix" else raw[key])
-    if "endpoint_url" in raw and not re.match(r"^https?://", raw["endpoint_url"]):
-        raise ConfigError("backup.s3.endpoint_url must start with https:// (or http:// for a local MinIO)")
-    s.part_size_mb = config_values.whole(raw, "backup.s3", "part_size_mb", s.part_size_mb, 5)
-    s.keep_local = config_values.flag(raw, "backup.s3", "keep_local", s.keep_local)
-    return s
+def _prefix(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("")
+    return raw.strip("/")
+
+
+RETENTION = (
+    cv.whole("daily", 7, "the newest backup of each of this many days"),
+    cv.whole("weekly", 4, "... of this many weeks"),
+    cv.whole("monthly", 6, "... of this many months"),
+    cv.whole("pre_migration_days", 30, "backups taken before a migration are kept this long, whatever the above"),
+)
+S3 = (
+    cv.text("bucket", "", "needed when storage = \"s3\"", example="my-backups"),
+    cv.custom("prefix", "dbops-backups", _prefix, "text", "folder of the backups in the bucket"),
+    cv.custom("endpoint_url", None, _endpoint, "a URL starting with https:// (or http:// for a local MinIO)",
+              "R2 / B2 / MinIO; omit for AWS", example="https://<account>.r2.cloudflarestorage.com", commented=True),
+    cv.text("region", None, "the bucket's region; omit for the endpoint's default", example="auto", commented=True),
+    cv.whole("part_size_mb", 64, "raised automatically to stay within 10,000 parts", low=5),
+    cv.flag("keep_local", False, "keep the local copy after a successful upload"),
+)
+
+BACKUP = (
+    cv.custom("dir", None, _folder, "a folder path, e.g. \"/var/lib/dbops/backups\"",
+              "DBOPS_BACKUP_DIR overrides this; default ./backups", example="/var/lib/dbops/backups", commented=True),
+    cv.choice("format", "custom", FORMATS, "\"custom\" (-Fc) or \"directory\" (-Fd -j jobs, stored as one .tar)"),
+    cv.whole("jobs", 2, "parallel pg_dump workers for the directory format", low=1),
+    cv.choice("compression", "auto", COMPRESSIONS, "auto = zstd where pg_dump has it, else gzip"),
+    cv.whole("compression_level", None, "default: the compressor's own", example=3, commented=True),
+    cv.choice("integrity", "checksums", INTEGRITY_LEVELS,
+              "\"checksums\" (every row's values hashed: a changed row is caught) or \"counts\""),
+    cv.choice("storage", "local", STORAGES, "\"local\" or \"s3\" (see [backup.s3])"),
+    cv.flag("encrypt", False, "AES-256-GCM at rest; key in DBOPS_BACKUP_KEY (openssl rand -base64 32)"),
+    cv.flag("verify_after", True, "full read of each new archive right after it is written"),
+    cv.custom("schedule", "03:00", _schedule, "a daily time like \"03:00\" (or \"off\")", "daily time, or \"off\""),
+    cv.custom("timezone", "UTC", cv.time_zone, cv.TIME_ZONE, "of the schedule", attr="schedule_timezone"),
+    cv.number("max_age_hours", 26.0, "staleness alarm for the newest verified backup", low=0.1),
+    cv.number("size_factor", 0.6, "expected archive size = database size x this (free-space check)"),
+    cv.whole("min_free_mb", 256, "free space kept on top of the estimate"),
+    cv.whole("stale_after_minutes", 10, "a \"running\" backup with no heartbeat this long is dead", low=1),
+    cv.number("lock_wait_seconds", 1800.0, "a table locked longer than this (a stuck migration) fails the backup",
+              low=0.1),
+    cv.table("retention", RETENTION, "only verified backups count; the newest verified is never deleted",
+             lambda values: RetentionSettings(**values)),
+    cv.table("s3", S3, "credentials: DBOPS_S3_ACCESS_KEY_ID / DBOPS_S3_SECRET_ACCESS_KEY",
+             lambda values: S3Settings(**values)),
+)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pglast
 
-from .. import config_values
+from .. import config_values as cv
 from ..errors import ConfigError
 from ..indexes.settings import ExpectedIndex  # noqa: F401 -- one class, also the drill's
 from .schedule import DrillSchedule
@@ -65,6 +65,89 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+def _env_name(raw: Any) -> str:
+    if not isinstance(raw, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", raw):
+        raise ValueError("")
+    return raw
+
+
+def _folder(raw: Any) -> Path:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("")
+    return Path(raw).expanduser()
+
+
+def _expectation(raw: Any) -> str:
+    if isinstance(raw, bool):
+        raw = "true" if raw else "false"
+    if not isinstance(raw, (str, int, float)):
+        raise ValueError("")
+    expect = str(raw).strip()
+    if expect.lower().startswith("rows") and not _ROWS_EXPECT.match(expect):
+        raise ValueError(f"{expect!r} is not a row condition; write e.g. \"rows>=1\" or \"rows=0\"")
+    return expect
+
+
+def _one_select(text: Any) -> str:
+    """A smoke query reads: one SELECT (or VALUES/WITH ... SELECT), checked by PostgreSQL's own parser."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("must be one SELECT statement")
+    try:
+        statements = pglast.parse_sql(text)
+    except pglast.parser.ParseError as exc:
+        raise ValueError(f"does not parse: {exc}") from None
+    if len(statements) != 1:
+        raise ValueError(f"must be exactly one statement, found {len(statements)}")
+    node = statements[0].stmt
+    if type(node).__name__ != "SelectStmt" or getattr(node, "intoClause", None) is not None:
+        raise ValueError("must be a SELECT (it runs read-only on the restored copy), "
+                         f"not {type(node).__name__.removesuffix('Stmt').upper()}")
+    return text.strip()
+
+
+def _smoke_queries(entries: list[dict], where: str) -> list[SmokeQuery]:
+    names: set[str] = set()
+    for n, entry in enumerate(entries):
+        if entry["name"] in names:
+            raise ConfigError(f"{where}[{n}].name {entry['name']!r} is used twice")
+        names.add(entry["name"])
+    return [SmokeQuery(e["name"].strip(), e["sql"], e["expect"]) for e in entries]
+
+
+SMOKE_QUERY_FIELDS = (
+    cv.nonempty("name", None, "what the application needs to work", required=True,
+                allowed="a short description, e.g. \"a user can be found by email\""),
+    cv.custom("sql", None, _one_select, "one SELECT statement", "runs read-only on the restored copy", required=True),
+    cv.custom("expect", "rows>=1", _expectation, "a row condition like \"rows>=1\" or the exact first value",
+              "or rows>=1, rows=0, or the exact first value: 42, true, \"text\""),
+)
+
+DRILL = (
+    cv.choice("instance", "local", INSTANCE_KINDS,
+              "\"local\": throwaway PostgreSQL 18 on a private socket; \"scratch\": a server named below"),
+    cv.custom("scratch_url_env", DEFAULT_SCRATCH_ENV, _env_name,
+              "the name of an environment variable, e.g. DBOPS_DRILL_URL (the URL itself never goes into dbops.toml)",
+              "\"scratch\": the variable with the server's URL; a uniquely named database there, dropped after",
+              commented=True, show_value=False),
+    cv.whole("jobs", None, "pg_restore / pg_amcheck parallel jobs; default: the CPUs, at most 4", low=1, example=2),
+    cv.whole("max_age_days", 14, "status/digest alarm when no drill passed for this long", low=1),
+    cv.custom("schedule", "weekly sun 03:00", DrillSchedule.parse,
+              "a schedule like \"weekly sun 03:00\", \"daily 04:00\" or \"off\"",
+              "UTC; \"daily 04:00\", \"weekly mon,thu 02:30\" or \"off\""),
+    cv.custom("work_dir", None, _folder, "a folder path, e.g. \"/var/tmp/dbops\"",
+              "default: the system temp folder", example="/var/tmp/dbops", commented=True),
+    cv.flag("amcheck", True, "pg_amcheck: every table and B-tree index"),
+    cv.flag("amcheck_heapallindexed", False, "also prove each row has its index entries (slower)"),
+    cv.whole("smoke_timeout_s", 60, "statement timeout of each smoke query", low=1),
+    cv.whole("stale_scratch_hours", 24, "another machine's scratch database is left alone this long", low=1),
+    cv.entries("smoke_queries", SMOKE_QUERY_FIELDS, "a query the restored copy must answer as the application would",
+               _smoke_queries, example=[{
+                   "name": "a user can be found by email",
+                   "sql": 'SELECT "Id" FROM "Users" WHERE "Email" = (SELECT min("Email") FROM "Users")',
+                   "expect": "rows=1"}]),
+)
+
+
 @dataclass
 class DrillSettings:
     instance: str = "local"  # "local" | "scratch" | "render" (the Render extension point)
@@ -85,79 +168,4 @@ class DrillSettings:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "DrillSettings":
-        d = dict(d or {})
-        known = {"instance", "scratch_url_env", "jobs", "smoke_queries", "max_age_days", "schedule", "work_dir",
-                 "amcheck", "amcheck_heapallindexed", "smoke_timeout_s", "stale_scratch_hours"}
-        config_values.no_unknown(d, "drill", known)
-        s = cls()
-        if "instance" in d:
-            if d["instance"] not in INSTANCE_KINDS:
-                raise ConfigError(f"drill.instance must be one of {', '.join(INSTANCE_KINDS)}, not {d['instance']!r}")
-            s.instance = d["instance"]
-        if "scratch_url_env" in d:
-            if not isinstance(d["scratch_url_env"], str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*",
-                                                                             d["scratch_url_env"]):
-                raise ConfigError("drill.scratch_url_env must be the name of an environment variable, "
-                                  "e.g. DBOPS_DRILL_URL (the URL itself never goes into dbops.toml)")
-            s.scratch_url_env = d["scratch_url_env"]
-        for key in ("jobs", "max_age_days", "smoke_timeout_s", "stale_scratch_hours"):
-            setattr(s, key, config_values.whole(d, "drill", key, getattr(s, key), 1))
-        s.amcheck = config_values.flag(d, "drill", "amcheck", s.amcheck)
-        s.amcheck_heapallindexed = config_values.flag(d, "drill", "amcheck_heapallindexed", s.amcheck_heapallindexed)
-        if "schedule" in d:
-            try:
-                s.schedule = DrillSchedule.parse(d["schedule"])
-            except ValueError as exc:
-                raise ConfigError(f"drill.schedule: {exc}") from None
-        if "work_dir" in d:
-            if not isinstance(d["work_dir"], str) or not d["work_dir"]:
-                raise ConfigError("drill.work_dir must be a folder path, e.g. \"/var/tmp/dbops\"")
-            s.work_dir = Path(d["work_dir"]).expanduser()
-        if "smoke_queries" in d:
-            s.smoke_queries = _smoke_queries(d["smoke_queries"])
-        return s
-
-
-def _smoke_queries(raw: Any) -> list[SmokeQuery]:
-    if not isinstance(raw, list):
-        raise ConfigError("drill.smoke_queries must be a list of tables: [[drill.smoke_queries]] name, sql, expect")
-    queries, names = [], set()
-    for i, item in enumerate(raw):
-        where = f"drill.smoke_queries[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{where} must be a table with name, sql and expect")
-        unknown = set(item) - {"name", "sql", "expect"}
-        if unknown:
-            raise ConfigError(f"{where}.{sorted(unknown)[0]} is not a smoke query setting (name, sql, expect)")
-        name, text, expect = item.get("name"), item.get("sql"), item.get("expect", "rows>=1")
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{where}.name must be a short description, e.g. \"a user can be found by email\"")
-        if name in names:
-            raise ConfigError(f"{where}.name {name!r} is used twice")
-        names.add(name)
-        if not isinstance(text, str) or not text.strip():
-            raise ConfigError(f"{where}.sql must be one SELECT statement")
-        _check_one_select(text, f"{where}.sql")
-        if isinstance(expect, bool):
-            expect = "true" if expect else "false"
-        if not isinstance(expect, (str, int, float)):
-            raise ConfigError(f"{where}.expect must be a row condition like \"rows>=1\" or the exact first value")
-        expect = str(expect)
-        if expect.strip().lower().startswith("rows") and not _ROWS_EXPECT.match(expect.strip()):
-            raise ConfigError(f"{where}.expect {expect!r} is not a row condition; write e.g. \"rows>=1\" or \"rows=0\"")
-        queries.append(SmokeQuery(name.strip(), text.strip(), expect.strip()))
-    return queries
-
-
-def _check_one_select(text: str, where: str) -> None:
-    """A smoke query reads: one SELECT (or VALUES/WITH ... SELECT), checked by PostgreSQL's own parser."""
-    try:
-        statements = pglast.parse_sql(text)
-    except pglast.parser.ParseError as exc:
-        raise ConfigError(f"{where} does not parse: {exc}") from None
-    if len(statements) != 1:
-        raise ConfigError(f"{where} must be exactly one statement, found {len(statements)}")
-    node = statements[0].stmt
-    if type(node).__name__ != "SelectStmt" or getattr(node, "intoClause", None) is not None:
-        raise ConfigError(f"{where} must be a SELECT (it runs read-only on the restored copy), "
-                          f"not {type(node).__name__.removesuffix('Stmt').upper()}")
+        return cls(**cv.read("drill", DRILL, d))

@@ -19,12 +19,13 @@ import psycopg
 from psycopg import sql
 
 from handlers import config_values, fmt
-from handlers.errors import ConfigError, UsageError
+from handlers.errors import UsageError
 from handlers.report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from handlers.target import Target, dsn_secrets, scrub
 
 from .nodes import alter_table_cmds
 from .parsing import Statement, parse_statements
+from .settings import APPLY
 
 SECTION = "migrate.apply"
 STATEMENT_PREVIEW = 200
@@ -42,28 +43,7 @@ class ApplySettings:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "ApplySettings":
-        d = dict(d or {})
-        known = ("lock_timeout_s", "statement_timeout_s", "lock_retries", "retry_backoff_s")
-        config_values.no_unknown(d, SECTION, known)
-        values: dict[str, Any] = {}
-        for key in ("lock_timeout_s", "statement_timeout_s"):
-            if key in d:
-                values[key] = _seconds(key, d[key], allow_zero=False)
-        if "retry_backoff_s" in d:
-            values["retry_backoff_s"] = _seconds("retry_backoff_s", d["retry_backoff_s"], allow_zero=True)
-        if "lock_retries" in d:
-            retries = d["lock_retries"]
-            if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
-                raise ConfigError(f"{SECTION}.lock_retries must be a whole number from 0 to 100, e.g. 3")
-            values["lock_retries"] = retries
-        return cls(**values)
-
-
-def _seconds(key: str, value: Any, allow_zero: bool) -> float:
-    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero)
-    if bad:
-        raise ConfigError(f"{SECTION}.{key} must be a number of seconds {'>= 0' if allow_zero else '> 0'}, e.g. 5")
-    return float(value)
+        return cls(**config_values.read(SECTION, APPLY, d))
 
 
 # -- which statements cannot run in a transaction -------------------------------------------

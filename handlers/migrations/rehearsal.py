@@ -41,7 +41,7 @@ from psycopg import sql
 from handlers import config_values, fmt, schemas
 from handlers.backup.manifest import capture_manifest
 from handlers.pgtools import PgToolError, last_line, libpq_env, run_streaming
-from handlers.errors import Cancelled, ConfigError, DbopsError, TargetUnreachable, UsageError
+from handlers.errors import Cancelled, DbopsError, TargetUnreachable, UsageError
 from handlers.pginstance import (MARKER_FILE, InstanceError, PgBinariesError, TemporaryInstance,
                                  pg_tool, private_work_dir, remove_leftover_instances)
 from handlers.report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
@@ -52,9 +52,9 @@ from .apply import Batch, error_text, plan_batches
 from .model import Finding, Severity
 from .nodes import TableName, alter_table_cmds, is_alter_table, table_of
 from .parsing import Statement, parse_statements
+from .settings import REHEARSAL
 
 SECTION = "migrate.rehearsal"
-SOURCES = ("backup", "schema")
 REHEARSAL_PURPOSE = "rehearsal"
 WORK_PURPOSE = "rehearsal-work"  # the folder holding the fetched archive (see rehearsal_work_dir)
 REHEARSAL_DB = "rehearsal"
@@ -89,30 +89,7 @@ class RehearsalSettings:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "RehearsalSettings":
-        d = dict(d or {})
-        known = ("source", "statement_timeout_s", "work_dir", "jobs")
-        config_values.no_unknown(d, SECTION, known)
-        values: dict[str, Any] = {}
-        if "source" in d:
-            if d["source"] not in SOURCES:
-                raise ConfigError(f"{SECTION}.source must be \"backup\" (restore the latest verified backup) or "
-                                  "\"schema\" (the schema only, for very large databases)")
-            values["source"] = d["source"]
-        if "statement_timeout_s" in d:
-            t = d["statement_timeout_s"]
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
-                raise ConfigError(f"{SECTION}.statement_timeout_s must be a number of seconds > 0, e.g. 900")
-            values["statement_timeout_s"] = float(t)
-        if "work_dir" in d:
-            if not isinstance(d["work_dir"], str) or not d["work_dir"].strip():
-                raise ConfigError(f"{SECTION}.work_dir must be a folder path, e.g. \"/var/tmp/dbops\"")
-            values["work_dir"] = Path(d["work_dir"]).expanduser()
-        if "jobs" in d:
-            j = d["jobs"]
-            if isinstance(j, bool) or not isinstance(j, int) or not 1 <= j <= 64:
-                raise ConfigError(f"{SECTION}.jobs must be a whole number from 1 to 64, e.g. 2")
-            values["jobs"] = j
-        return cls(**values)
+        return cls(**config_values.read(SECTION, REHEARSAL, d))
 
 
 # -- the result ------------------------------------------------------------------------------

@@ -2,15 +2,61 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from handlers import config_values
-from handlers.errors import ConfigError
+from handlers import config_values as cv
 
 from .model import Severity
 from .rules import all_rules
 
 SECTION = "migrate.check"
+SOURCES = ("backup", "schema")
+
+
+def _disabled(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
+        raise ValueError("must be a list of rule codes, e.g. [\"rename-column\"]")
+    severities = {r.code: r.severity for r in all_rules()}
+    for code in raw:
+        if code not in severities:
+            raise ValueError(f"{code!r} is not a rule code (known: {', '.join(sorted(severities))})")
+        if severities[code] is Severity.FORBIDDEN:
+            raise ValueError(f"{code!r} guards a forbidden operation and cannot be disabled")
+    return tuple(raw)
+
+
+def _folder(raw: Any) -> Path:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("")
+    return Path(raw).expanduser()
+
+
+CHECK = (
+    cv.custom("disabled", [], _disabled, "a list of rule codes, e.g. [\"rename-column\"]",
+              "warning/info codes to skip; forbidden codes cannot be disabled"),
+    cv.number("fact_timeout_seconds", 60.0, "statement_timeout for the catalog queries of a check", above=True,
+              allowed="a number of seconds > 0"),
+)
+REHEARSAL = (
+    cv.choice("source", "backup", SOURCES,
+              "\"backup\": restore the latest verified backup; \"schema\": schema only (very large DBs)"),
+    cv.number("statement_timeout_s", 900.0, "per statement on the throwaway copy", above=True,
+              allowed="a number of seconds > 0, e.g. 900"),
+    cv.whole("jobs", 2, "parallel pg_restore jobs", low=1, high=64),
+    cv.custom("work_dir", None, _folder, "a folder path, e.g. \"/var/tmp/dbops\"",
+              "parent of the temporary instance; default: the system temp folder", example="/var/tmp/dbops",
+              commented=True),
+)
+APPLY = (
+    cv.number("lock_timeout_s", 5.0, "how long one statement may wait for a lock per attempt", above=True,
+              allowed="a number of seconds > 0, e.g. 5"),
+    cv.number("statement_timeout_s", 900.0, "how long one statement may run", above=True,
+              allowed="a number of seconds > 0, e.g. 900"),
+    cv.whole("lock_retries", 3, "retries of a batch that hit the lock timeout", high=100),
+    cv.number("retry_backoff_s", 2.0, "first wait before a retry; doubles each time",
+              allowed="a number of seconds >= 0, e.g. 2"),
+)
 
 
 @dataclass(frozen=True)
@@ -24,18 +70,4 @@ class MigrationCheckSettings:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "MigrationCheckSettings":
-        d = dict(d or {})
-        config_values.no_unknown(d, SECTION, ("disabled", "fact_timeout_seconds"))
-        disabled = d.get("disabled", [])
-        if not isinstance(disabled, list) or not all(isinstance(c, str) for c in disabled):
-            raise ConfigError(f"{SECTION}.disabled must be a list of rule codes, e.g. [\"rename-column\"]")
-        severities = {r.code: r.severity for r in all_rules()}
-        for code in disabled:
-            if code not in severities:
-                raise ConfigError(f"{SECTION}.disabled: {code!r} is not a rule code (known: {', '.join(sorted(severities))})")
-            if severities[code] is Severity.FORBIDDEN:
-                raise ConfigError(f"{SECTION}.disabled: {code!r} guards a forbidden operation and cannot be disabled")
-        timeout = d.get("fact_timeout_seconds", cls.fact_timeout_seconds)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ConfigError(f"{SECTION}.fact_timeout_seconds must be a number of seconds > 0")
-        return cls(disabled=tuple(disabled), fact_timeout_seconds=float(timeout))
+        return cls(**cv.read(SECTION, CHECK, d))

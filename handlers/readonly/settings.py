@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import time as dtime
 from typing import Any
 
+from .. import config_values as cv
 from ..errors import ConfigError
 
 # Password and token hashes of the asidenote schema: an analytics login has no use for them, and a
@@ -14,8 +15,6 @@ from ..errors import ConfigError
 DEFAULT_WITHHELD = ("public.Users.PasswordHash", "public.RefreshTokens.TokenHash",
                     "public.EmailVerificationTokens.TokenHash")
 _DURATION = re.compile(r"\d{1,9}(ms|s|min|h)?")
-_KNOWN = {"schemas", "withheld", "statement_timeout", "idle_in_transaction_session_timeout", "connection_limit",
-          "check_time", "migration_owners", "replica"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,51 @@ class WithheldColumn:
         return f"{self.schema}.{self.table}.{self.column}"
 
 
+def _withheld(raw: Any) -> tuple[WithheldColumn, ...]:
+    if not isinstance(raw, list):
+        raise ValueError("")
+    return tuple(WithheldColumn.parse(item) for item in raw)
+
+
+def _duration(raw: Any) -> str:
+    if not isinstance(raw, str) or not _DURATION.fullmatch(raw) or int(re.match(r"\d+", raw)[0]) == 0:
+        raise ValueError("")
+    return raw
+
+
+def _names(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [part.strip() for part in raw.split(",")]
+    if not isinstance(raw, list) or not all(isinstance(v, str) and v and "\x00" not in v for v in raw):
+        raise ValueError("")
+    return tuple(dict.fromkeys(raw))
+
+
+def _schemas(raw: Any) -> tuple[str, ...]:
+    found = _names(raw)
+    if not found:
+        raise ValueError("must name at least one schema, e.g. [\"public\"]")
+    return found
+
+
+DURATION = "a duration above zero like \"60s\", \"5min\" or \"500ms\""
+
+READONLY = (
+    cv.custom("schemas", ["public"], _schemas, "a list of schema names, e.g. [\"public\"]",
+              "the schemas a read-only role reads"),
+    cv.custom("withheld", list(DEFAULT_WITHHELD), _withheld, "a list of \"schema.table.column\" strings",
+              "columns it never reads (\"table.column\" means schema public)"),
+    cv.custom("statement_timeout", "60s", _duration, DURATION, "the longest query of its sessions"),
+    cv.custom("idle_in_transaction_session_timeout", "60s", _duration, DURATION,
+              "a session idle in a transaction this long is ended"),
+    cv.whole("connection_limit", 5, "sessions at once", low=1, high=1000),
+    cv.custom("check_time", "05:00", cv.time_of_day, cv.TIME_OF_DAY, "the daily `readonly check` (UTC), or \"off\""),
+    cv.custom("migration_owners", [], _names, "a list of role names",
+              "roles that run migrations, besides the table owners found"),
+    cv.flag("replica", False, "true when a Render read replica exists: the report points analytics at it"),
+)
+
+
 @dataclass(frozen=True)
 class ReadonlySettings:
     schemas: tuple[str, ...] = ("public",)
@@ -54,61 +98,7 @@ class ReadonlySettings:
 
     @classmethod
     def from_dict(cls, section: dict[str, Any]) -> "ReadonlySettings":
-        unknown = set(section) - _KNOWN
-        if unknown:
-            word = "setting" if len(unknown) == 1 else "settings"
-            raise ConfigError(f"[readonly] has unknown {word} {', '.join(sorted(unknown))}: "
-                              f"known are {', '.join(sorted(_KNOWN))}")
-        found: dict[str, Any] = {}
-        if "schemas" in section:
-            found["schemas"] = _names(section["schemas"], "readonly.schemas", allow_empty=False)
-        if "migration_owners" in section:
-            found["migration_owners"] = _names(section["migration_owners"], "readonly.migration_owners")
-        if "withheld" in section:
-            raw = section["withheld"]
-            if not isinstance(raw, list):
-                raise ConfigError("readonly.withheld must be a list of \"schema.table.column\" strings")
-            found["withheld"] = tuple(WithheldColumn.parse(item) for item in raw)
-        for key in ("statement_timeout", "idle_in_transaction_session_timeout"):
-            if key in section:
-                value = section[key]
-                if not isinstance(value, str) or not _DURATION.fullmatch(value) or int(re.match(r"\d+", value)[0]) == 0:
-                    raise ConfigError(f"readonly.{key} must be a duration above zero like \"60s\", \"5min\" or "
-                                      "\"500ms\"")
-                found[key] = value
-        if "connection_limit" in section:
-            value = section["connection_limit"]
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
-                raise ConfigError("readonly.connection_limit must be a whole number from 1 to 1000")
-            found["connection_limit"] = value
-        if "check_time" in section:
-            from datetime import time as _t
-
-            raw = section["check_time"]
-            if raw == "off":
-                found["check_time"] = None
-            else:
-                try:
-                    hours, minutes = str(raw).split(":")
-                    found["check_time"] = _t(int(hours), int(minutes))
-                except ValueError:
-                    raise ConfigError(f"readonly.check_time must be a time of day like \"05:00\" (UTC) or \"off\", "
-                                      f"not {raw!r}") from None
-        if "replica" in section:
-            if not isinstance(section["replica"], bool):
-                raise ConfigError("readonly.replica must be true or false (true: a read replica exists)")
-            found["replica"] = section["replica"]
-        return cls(**found)
+        return cls(**cv.read("readonly", READONLY, section))
 
     def withheld_in(self, schema: str, table: str) -> set[str]:
         return {c.column for c in self.withheld if c.schema == schema and c.table == table}
-
-
-def _names(value: Any, key: str, allow_empty: bool = True) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",")]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v and "\x00" not in v for v in value):
-        raise ConfigError(f"{key} must be a list of names, e.g. [\"public\"]")
-    if not value and not allow_empty:
-        raise ConfigError(f"{key} must name at least one schema, e.g. [\"public\"]")
-    return tuple(dict.fromkeys(value))

@@ -10,13 +10,55 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .. import config_values
+from .. import config_values as cv
 from ..errors import ConfigError
 from .client import DEFAULT_API_URL
 
 DEFAULT_WINDOW_DAYS = {"hobby": 3, "professional": 7, "organization": 7, "enterprise": 7}
 NO_BACKUP_INSTANCE_PLANS = frozenset({"free"})  # the Free instance type has no backups at all
 EXPORT_KEEP_DAYS = 7  # Render deletes an export after this long
+
+
+def _window_days(raw: Any) -> dict[str, int]:
+    if not isinstance(raw, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw.values()):
+        raise ValueError("")
+    return {**DEFAULT_WINDOW_DAYS, **{str(k).lower(): v for k, v in raw.items()}}
+
+
+def _plan(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("")
+    return raw.lower()  # checked against recovery_window_days, which may name more plans
+
+
+RENDER = (
+    cv.custom("workspace_plan", "hobby", _plan, f"one of {', '.join(sorted(DEFAULT_WINDOW_DAYS))}",
+              "your workspace's plan (Workspace Settings > Billing): hobby has 3 days of point-in-time "
+              "recovery, professional and higher 7"),
+    cv.custom("recovery_window_days", None, _window_days,
+              "a table of workspace plan = days, e.g. { hobby = 3, professional = 7 }",
+              "overrides the documented recovery window of a plan", example={"hobby": 3, "professional": 7},
+              commented=True),
+    cv.number("window_slack_hours", 1.0, "Render's earliest restorable time moves continuously: this much margin"),
+    cv.flag("exports_expected", False, "true: warn when no logical export is newer than export_max_age_days"),
+    cv.whole("export_max_age_days", 7, "", low=1),
+    cv.whole("export_max_bytes", 20 * 1024 ** 3, "the largest export drilled: downloaded, and again unpacked", low=1),
+    cv.whole("export_max_files", 100_000, "the most files an export may unpack to", low=1),
+    cv.flag("mirror_exports", False, "keep a copy of each drilled export in the bot's backup storage"),
+    cv.whole("restore_minutes_ago", 15, "`render drill` restores to this long ago", low=1),
+    cv.whole("min_restore_age_minutes", 10, "Render cannot restore to the last few minutes"),
+    cv.whole("wait_limit_minutes", 45, "a recovery instance not available by then is deleted, the drill failed",
+             low=1),
+    cv.number("poll_first_s", 15.0, "first wait between status polls"),
+    cv.number("poll_max_s", 60.0, "longest wait between status polls"),
+    cv.nonempty("drill_plan", None, "the recovery instance's plan; default: the source's",
+                allowed="a Render Postgres plan name, e.g. \"basic_256mb\"", example="basic_256mb", commented=True),
+    cv.choice("connection", "external", ("external", "internal"),
+              "\"external\" (the bot runs outside Render's region) or \"internal\" (on Render, same region)"),
+    cv.whole("delete_retries", 6, "tries to delete a recovery instance before it is reported left over"),
+    cv.number("timeout_s", 30.0, "timeout of one API call"),
+)
 
 
 @dataclass
@@ -48,53 +90,14 @@ class RenderSettings:
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None, env: Mapping[str, str] | None = None) -> "RenderSettings":
         env = os.environ if env is None else env
-        d = dict(section or {})
-        s = cls(api_key=env.get("RENDER_API_KEY", ""), api_url=env.get("RENDER_API_URL") or DEFAULT_API_URL)
-        if not s.api_url.startswith(("https://", "http://")):
+        api_url = env.get("RENDER_API_URL") or DEFAULT_API_URL
+        if not api_url.startswith(("https://", "http://")):
             raise ConfigError(f"RENDER_API_URL must be an http(s) URL (default {DEFAULT_API_URL})")
-        known = {"workspace_plan", "recovery_window_days", "window_slack_hours", "exports_expected",
-                 "export_max_age_days", "export_max_bytes", "export_max_files", "mirror_exports",
-                 "restore_minutes_ago", "min_restore_age_minutes", "wait_limit_minutes", "poll_first_s",
-                 "poll_max_s", "drill_plan", "connection", "delete_retries", "timeout_s"}
-        config_values.no_unknown(d, "render", known)
-        if "recovery_window_days" in d:
-            table = d["recovery_window_days"]
-            if not isinstance(table, dict) or not all(
-                    isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in table.values()):
-                raise ConfigError("render.recovery_window_days must be a table of workspace plan = days, "
-                                  "e.g. { hobby = 3, professional = 7 }")
-            s.recovery_window_days = {**s.recovery_window_days, **{str(k).lower(): v for k, v in table.items()}}
-        if "workspace_plan" in d:
-            plan = str(d["workspace_plan"]).lower()
-            if plan not in s.recovery_window_days:
-                raise ConfigError(f"render.workspace_plan must be one of {', '.join(sorted(s.recovery_window_days))} "
-                                  "(your Render workspace's plan: Workspace Settings > Billing)")
-            s.workspace_plan = plan
-        s.exports_expected = config_values.flag(d, "render", "exports_expected", s.exports_expected)
-        s.mirror_exports = config_values.flag(d, "render", "mirror_exports", s.mirror_exports)
-        for key, low in (("export_max_age_days", 1), ("export_max_bytes", 1), ("export_max_files", 1),
-                         ("restore_minutes_ago", 1), ("min_restore_age_minutes", 0), ("wait_limit_minutes", 1),
-                         ("delete_retries", 0)):
-            if key in d:
-                value = d[key]
-                if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                    raise ConfigError(f"render.{key} must be a whole number of at least {low}")
-                setattr(s, key, value)
-        for key in ("window_slack_hours", "poll_first_s", "poll_max_s", "timeout_s"):
-            if key in d:
-                value = d[key]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                    raise ConfigError(f"render.{key} must be a number of at least 0")
-                setattr(s, key, float(value))
-        if "drill_plan" in d:
-            if not isinstance(d["drill_plan"], str) or not d["drill_plan"]:
-                raise ConfigError("render.drill_plan must be a Render Postgres plan name, e.g. \"basic_256mb\"")
-            s.drill_plan = d["drill_plan"]
-        if "connection" in d:
-            if d["connection"] not in ("external", "internal"):
-                raise ConfigError("render.connection must be \"external\" (the bot runs outside Render's region) "
-                                  "or \"internal\" (the bot runs on Render in the same region)")
-            s.connection = d["connection"]
+        s = cls(api_key=env.get("RENDER_API_KEY", ""), api_url=api_url, **cv.read("render", RENDER, section))
+        if s.workspace_plan not in s.recovery_window_days:
+            raise cv.SettingError(f"render.workspace_plan must be one of {', '.join(sorted(s.recovery_window_days))} "
+                                  "(your Render workspace's plan: Workspace Settings > Billing)",
+                                  "render.workspace_plan", s.workspace_plan)
         if s.restore_minutes_ago < s.min_restore_age_minutes:
             raise ConfigError(f"render.restore_minutes_ago ({s.restore_minutes_ago}) must be at least "
                               f"render.min_restore_age_minutes ({s.min_restore_age_minutes})")

@@ -5,7 +5,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from handlers.errors import ConfigError
+from handlers import config_values as cv
+
+
+def _emoji(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw or ":" in raw or " " in raw:
+        raise ValueError("")
+    return raw
+
+
+EMOJI = "an emoji name without colons, e.g. white_check_mark"
+
+APPROVALS = (
+    cv.custom("reaction", "white_check_mark", _emoji, EMOJI,
+              "an approver's reaction on the request message approves it", attr="approve_reaction"),
+    cv.custom("reject_reaction", "x", _emoji, EMOJI, "an approver's reaction rejects it"),
+    cv.whole("required", 1, "approvals needed before anything is applied (one more for an unverified requester)",
+             low=1),
+    cv.number("expires_hours", 24.0, "a request not approved by then expires", above=True),
+    cv.flag("auto_apply_clean", False, "true: a rehearsed request with no finding at all (not even a warning) "
+                                       "from a verified requester is applied without an approval"),
+)
 
 
 @dataclass(frozen=True)
@@ -20,26 +40,7 @@ class ApprovalSettings:
 
     @classmethod
     def from_dict(cls, section: dict[str, Any]) -> "ApprovalSettings":
-        known = {"reaction", "reject_reaction", "required", "expires_hours", "auto_apply_clean"}
-        unknown = set(section) - known
-        if unknown:
-            raise ConfigError(f"[approvals] has unknown setting(s) {', '.join(sorted(unknown))}: "
-                              f"known are {', '.join(sorted(known))}")
-        required = section.get("required", 1)
-        if isinstance(required, bool) or not isinstance(required, int) or required < 1:
-            raise ConfigError("approvals.required must be a whole number >= 1")
-        auto = section.get("auto_apply_clean", False)
-        if not isinstance(auto, bool):
-            raise ConfigError("approvals.auto_apply_clean must be true or false (default false: every request "
-                              "waits for an approval)")
-        hours = section.get("expires_hours", 24)
-        if not isinstance(hours, (int, float)) or hours <= 0:
-            raise ConfigError("approvals.expires_hours must be a number of hours > 0")
-        names = (section.get("reaction", cls.approve_reaction), section.get("reject_reaction", cls.reject_reaction))
-        for key, name in zip(("reaction", "reject_reaction"), names):
-            if not isinstance(name, str) or not name or ":" in name or " " in name:
-                raise ConfigError(f"approvals.{key} must be an emoji name without colons, e.g. white_check_mark")
-        return cls(names[0], names[1], required, float(hours), auto)
+        return cls(**cv.read("approvals", APPROVALS, section))
 
 
 def expires_at(settings: ApprovalSettings, now: datetime | None = None) -> datetime:
