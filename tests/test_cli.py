@@ -64,3 +64,13 @@ def test_malformed_setting_is_named(fresh_db):
     done = dbops("status", env={"DATABASE_URL": fresh_db, "DBOPS_APPROVERS": "alice,bob"})
     assert done.returncode == 2
     assert "DBOPS_APPROVERS has 'alice'" in done.stderr
+
+
+def test_an_empty_list_names_the_command_to_run_next(fresh_db):
+    env = {"DATABASE_URL": fresh_db}
+    backups = dbops("backup", "list", "--target", "prod", env=env)
+    assert backups.returncode == 0, backups.stderr
+    assert "No backups of prod yet. Take one: dbops backup" in backups.stdout
+    drills = dbops("drill", "history", env=env)
+    assert drills.returncode == 0, drills.stderr
+    assert "No restore drill has run on prod yet. Run one: dbops drill" in drills.stdout

@@ -8,7 +8,6 @@ import pytest
 
 from bot.core.state import migrate
 from handlers.drill import DrillResult, DrillSettings, DrillStore, drill_alarm
-from handlers.drill.store import sparkline
 from handlers.errors import UsageError
 from handlers.report import Outcome
 
@@ -80,10 +79,20 @@ def test_history_lists_steps_totals_and_a_trend(state):
     assert DrillStore(state).history("nowhere").summary.startswith("No restore drill has run")
 
 
-def test_sparkline():
-    assert sparkline([1, 1, 1]) == "▁▁▁"
-    assert sparkline([1, 8]) == "▁█"
-    assert sparkline([]) == ""
+def test_empty_history_names_the_command_that_runs_a_drill(state):
+    assert DrillStore(state).history("prod").summary == "No restore drill has run on prod yet. Run one: `dbops drill`"
+    assert DrillStore(state).history("staging", prefix="/db").summary.endswith("Run one: `/db drill --target staging`")
+
+
+def test_trend_covers_more_drills_than_the_table_shows(state):
+    store = DrillStore(state)
+    now = time.time()
+    for i, total in enumerate([60, 120, 90, 90]):
+        store.record("prod", "b001", a_result(total, started=now - 86400 * (4 - i)), "scheduler")
+    report = store.history("prod", limit=2)
+    assert len(report.sections[0].table.rows) == 2
+    assert report.data["trend"] == "▁█▅▅"
+    assert "▁█▅▅ (1 min to 2 min)" in report.summary
 
 
 def test_alarm_when_no_drill_passed_within_max_age_days(state):

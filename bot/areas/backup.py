@@ -72,7 +72,7 @@ def _catch_up(inv: Invocation, found) -> str | None:
 def backup_list(inv: Invocation) -> Report:
     found = catalog(inv)
     note = _catch_up(inv, found)
-    report = backup.list_backups(found, getattr(inv.args, "target", None))
+    report = backup.list_backups(found, getattr(inv.args, "target", None), prefix=inv.command_prefix)
     if note:
         report.summary = f"{note}\n{report.summary}"
     return report

@@ -17,7 +17,7 @@ from ..core.registry import Area, Invocation
          Arg("topic", "a command or a family of commands, e.g. backup or \"migrate check\""),
          takes_target=False, needs_state=False)
 def help_command(inv: Invocation) -> Report:
-    prefix = "/db" if inv.front_end == "slack" else "dbops"
+    prefix = inv.command_prefix
     topic = getattr(inv.args, "topic", None)
     if topic:
         chosen = [c for c in inv.registry.available(inv.front_end) if c.name == topic or c.name.startswith(topic + " ")]

@@ -214,7 +214,7 @@ def readonly_repair(inv: Invocation) -> Report:
 
 @command("readonly list", "the read-only roles dbops manages (Render's dashboard does not show them)")
 def readonly_list(inv: Invocation) -> Report:
-    return readonly.list_roles(_book(inv.state), getattr(inv.args, "target", None))
+    return readonly.list_roles(_book(inv.state), getattr(inv.args, "target", None), prefix=inv.command_prefix)
 
 
 # -- status, digest, daily check -------------------------------------------------------------

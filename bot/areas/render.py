@@ -44,7 +44,7 @@ def render_status(inv: Invocation) -> Report:
     settings = render_settings(inv.settings)
     with settings.client() as client:
         found = render.check_status(client, _postgres_id(inv), settings)
-    return render.status_report(found, inv.target_name)
+    return render.status_report(found, inv.target_name, prefix=inv.command_prefix)
 
 
 def _record(inv: Invocation, result: drill.DrillResult) -> str:

@@ -22,26 +22,48 @@ def _status_label(r: BackupRecord) -> str:
     return r.status
 
 
-def list_backups(catalog: BackupCatalog, target_name: str | None, limit: int = 50) -> Report:
+TREND_OVER = 30  # backups in the size and duration trends of `backup list`
+
+
+def list_backups(catalog: BackupCatalog, target_name: str | None, limit: int = 50, prefix: str = "dbops",
+                 now: datetime | None = None) -> Report:
+    """The catalog, newest first, with the trend of size and duration; `prefix` is how the reader
+    types a command ("dbops", "/db"), for naming the next one when there is nothing to list."""
     records = catalog.list(target_name, limit=limit)
+    title = f"Backups{' of ' + target_name if target_name else ''}"
+    where = f" of {target_name}" if target_name else ""
+    if not records:
+        take = f"{prefix} backup" + (f" --target {target_name}" if target_name and target_name != "prod" else "")
+        return Report(title=title, summary=f"No backups{where} yet. Take one: `{take}`",
+                      data={"backups": []})
     rows = [[r.id, fmt.when(r.started_at), fmt.size(r.size_bytes), fmt.duration(r.duration_s),
              f"{r.total_rows:,}" if r.total_rows is not None else "-", _status_label(r), _verified_label(r),
              r.requested_by] for r in records]
-    where = f" of `{target_name}`" if target_name else ""
-    if not records:
-        summary = f"No backups{where} yet: `backup` takes one now."
-    else:
-        good = [r for r in records if r.usable and r.verified]
-        newest = f"; newest verified: {good[0].id}, {fmt.age(good[0].started_at, datetime.now(timezone.utc))}" \
-            if good else "; none verified yet"
-        summary = f"{fmt.plural(len(records), 'backup')}{where}, newest first{newest}."
+    good = [r for r in records if r.usable and r.verified]
+    newest = f"; newest verified: {good[0].id}, {fmt.age(good[0].started_at, now or datetime.now(timezone.utc))}" \
+        if good else "; none verified yet"
+    sections = [Section("Backups", table=Table(
+        ["id", "started", "size", "duration", "rows", "status", "verified", "asked by"], rows))]
+    trends = _trends(records)
+    if trends:
+        sections.append(Section("Trend", text="\n".join(trends)))
     return Report(
-        title=f"Backups{' of ' + target_name if target_name else ''}",
-        summary=summary,
-        sections=[Section("Backups", table=Table(
-            ["id", "started", "size", "duration", "rows", "status", "verified", "asked by"], rows))],
+        title=title,
+        summary=f"{fmt.plural(len(records), 'backup')}{where}, newest first{newest}.",
+        sections=sections,
         data={"backups": [r.as_dict() for r in records]},
     )
+
+
+def _trends(records: list[BackupRecord]) -> list[str]:
+    """Size and duration of the last completed backups, oldest to newest: a growing or slowing
+    backup shows as a rising line long before it is a problem."""
+    done = [r for r in records if r.status == "completed" and r.size_bytes is not None][:TREND_OVER][::-1]
+    if len(done) < 2:
+        return []
+    over = f"(last {len(done)}, oldest to newest)"
+    return [f"size:      {fmt.trend([r.size_bytes for r in done], fmt.size)} {over}",
+            f"duration:  {fmt.trend([r.duration_s for r in done], fmt.duration)}"]
 
 
 def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
@@ -64,7 +86,9 @@ def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
                           f"{r.total_rows if r.total_rows is not None else '-'}"],
         ["verified", _verified_label(r) + (f" ({fmt.when(r.verified_at)}: {r.verify_detail})" if r.verified_at else "")],
     ]
-    sections = [Section("Backup", table=Table(["", ""], details))]
+    sections = []
+    if r.verify_status in ("failed", "unrestorable"):
+        sections.append(Section("Verification failed", r.verify_detail or _verified_label(r), problem=True))
     if manifest:
         details += [["server", manifest.server_version], ["pg_dump", manifest.pg_dump_version],
                     ["snapshot", manifest.snapshot]]
@@ -74,6 +98,7 @@ def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
     summary = (f"Backup {r.id} of `{r.target}`: {_status_label(r)}, {fmt.size(r.size_bytes)}, "
                f"verified: {_verified_label(r)}.")
     return Report(title=f"Backup {r.id}", summary=summary, sections=sections,
+                  facts=[(name[:1].upper() + name[1:], str(value)) for name, value in details],
                   outcome=Outcome.FAILED if r.verify_status in ("failed", "unrestorable") else Outcome.OK,
                   data={"backup": r.as_dict(), "manifest": manifest.to_dict() if manifest else None})
 

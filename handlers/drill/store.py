@@ -17,7 +17,7 @@ from .result import DrillResult
 from .settings import DrillSettings
 
 _ID = re.compile(r"^d(\d+)$")
-_SPARKS = "▁▂▃▄▅▆▇█"
+TREND_OVER = 30  # drills in the recovery-time trend of `drill history`
 
 
 def drill_id(number: int) -> str:
@@ -29,16 +29,6 @@ def parse_drill_id(text: str) -> int:
     if not match:
         raise UsageError(f"`{text}` is not a drill id; drill ids look like d007 (see `drill history`)")
     return int(match.group(1))
-
-
-def sparkline(values: list[float]) -> str:
-    """A small text trend, oldest first: ▁ the fastest, █ the slowest."""
-    if not values:
-        return ""
-    low, high = min(values), max(values)
-    if high - low < 1e-9:
-        return _SPARKS[0] * len(values)
-    return "".join(_SPARKS[min(len(_SPARKS) - 1, int((v - low) / (high - low) * len(_SPARKS)))] for v in values)
 
 
 class DrillStore:
@@ -95,11 +85,16 @@ class DrillStore:
         return {"drill_id": drill_id(row["id"]), "backup_id": row["backup_id"], "finished_at": row["finished_at"],
                 "total_s": row["total_s"], "recovery_point_age_s": row["recovery_point_age_s"]}
 
-    def history(self, target_name: str, limit: int = 10) -> Report:
-        rows = self.recent(target_name, limit)
+    def history(self, target_name: str, limit: int = 10, prefix: str = "dbops") -> Report:
+        """The last `limit` drills, newest first, and the trend of recovery time over the last 30;
+        `prefix` is how the reader types a command, for naming the next one when none has run."""
+        recent = self.recent(target_name, max(limit, TREND_OVER))
+        rows = recent[:limit]
         if not rows:
-            return Report(f"Restore drills: {target_name}", f"No restore drill has run on {target_name} yet.",
-                          data={"target": target_name, "drills": []})
+            run = f"{prefix} drill" + (f" --target {target_name}" if target_name != "prod" else "")
+            return Report(f"Restore drills: {target_name}",
+                          f"No restore drill has run on {target_name} yet. Run one: `{run}`",
+                          data={"target": target_name, "drills": [], "trend": ""})
         table_rows, data = [], []
         for r in rows:
             steps = {s["step"]: s for s in (r["steps"] or [])}
@@ -116,20 +111,21 @@ class DrillStore:
                          "backup_id": r["backup_id"], "recovery_point_age_s": r["recovery_point_age_s"],
                          "steps": {k: v["seconds"] for k, v in steps.items()}, "total_s": r["total_s"],
                          "outcome": r["outcome"]})
-        totals = [r["total_s"] for r in reversed(rows) if r["outcome"] == "passed"] or \
-                 [r["total_s"] for r in reversed(rows)]
-        trend = sparkline(totals)
+        # Recovery time is what a passed drill took: a failed one stopped early and would read as fast.
+        totals = [r["total_s"] for r in reversed(recent) if r["outcome"] == "passed"] or \
+                 [r["total_s"] for r in reversed(recent)]
+        trend = fmt.sparkline(totals)
         passed = sum(1 for r in rows if r["outcome"] == "passed")
         summary = (f"Last {fmt.plural(len(rows), 'drill')} of {target_name}: {passed} passed, "
-                   f"{len(rows) - passed} not. Total time, oldest to newest: {trend} "
-                   f"({fmt.duration(min(totals))} to {fmt.duration(max(totals))}).")
+                   f"{len(rows) - passed} not. Recovery time, oldest to newest: {fmt.trend(totals, fmt.duration)}.")
         latest_ok = rows[0]["outcome"] == "passed"
         return Report(
             f"Restore drills: {target_name}", summary, Outcome.OK if latest_ok else Outcome.FAILED,
             sections=[Section("Drills", table=Table(
                 ["id", "when", "backup", "backup age", "instance", "restore", "verify", "delete", "total",
                  "result"], table_rows)),
-                Section("Trend of total time", f"{trend}  (oldest to newest, {len(totals)} drills)")],
+                Section("Trend of recovery time", f"{fmt.trend(totals, fmt.duration)}  "
+                                                  f"(oldest to newest, {fmt.plural(len(totals), 'drill')})")],
             data={"target": target_name, "drills": data, "trend": trend})
 
 

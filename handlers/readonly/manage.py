@@ -390,16 +390,21 @@ def drop_role(target: Target, name: str, settings: ReadonlySettings, book: RoleB
                   data={"role": name, "target": target.name, "sessions_ended": ended})
 
 
-def list_roles(book: RoleBook | None, target: str | None = None) -> Report:
+def list_roles(book: RoleBook | None, target: str | None = None, prefix: str = "dbops") -> Report:
+    """The managed roles; `prefix` is how the reader types a command, for naming the next one when
+    there is none."""
     if book is None:
         _managed(None, Target(target or "prod", ""), "")
     roles = book.all(target)
+    if not roles:
+        return Report(title="Read-only roles", summary="No read-only roles managed by dbops yet. "
+                      f"Ask for one: `{prefix} readonly create NAME`", data={"roles": []})
     headers = ["target", "role", "schemas", "created by", "created", "password rotated", "last check", "verdict"]
     rows = [[r.target, r.role_name, ", ".join(r.schemas), r.created_by, r.created_at, r.rotated_at, r.checked_at,
              "never checked" if r.check_ok is None else ("ok" if r.check_ok else "FAILED")] for r in roles]
     failing = [r.role_name for r in roles if r.check_ok is False]
-    summary = (f"{fmt.plural(len(roles), 'read-only role')} managed by dbops" if roles else
-               "no read-only roles managed by dbops") + (f"; failing: {', '.join(failing)}" if failing else "")
+    summary = f"{fmt.plural(len(roles), 'read-only role')} managed by dbops" + \
+        (f"; failing: {', '.join(failing)}" if failing else "")
     return Report(title="Read-only roles", summary=summary, sections=[Section(
         "Roles (made with CREATE ROLE: Render's dashboard does not show them)", table=Table(headers, rows))],
         data={"roles": [dict(zip(headers, row)) for row in rows]})

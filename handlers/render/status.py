@@ -78,7 +78,7 @@ def check_status(client: RenderClient, postgres_id: str, settings: RenderSetting
     return RenderStatus(postgres_id, instance, recovery, exports, documented, window_s, export_age, warnings)
 
 
-def status_report(found: RenderStatus, target_name: str) -> Report:
+def status_report(found: RenderStatus, target_name: str, prefix: str = "dbops") -> Report:
     i = found.instance
     disk = f"{i['diskSizeGB']} GB" if i.get("diskSizeGB") is not None else "-"
     disk += " (autoscaling)" if i.get("diskAutoscalingEnabled") else ""
@@ -97,7 +97,8 @@ def status_report(found: RenderStatus, target_name: str) -> Report:
                 Section("Point-in-time recovery", table=Table(["", ""], recovery_rows)),
                 Section(f"Logical exports (Render keeps them {EXPORT_KEEP_DAYS} days)",
                         table=Table(["export", "created"], export_rows) if export_rows else None,
-                        text="" if export_rows else "none")]
+                        text="" if export_rows else "None. Make one in Render's Dashboard (Recovery > Export); "
+                                                    f"`{prefix} render export-drill` then restores it.")]
     if found.warnings:
         sections.insert(0, Section("Warnings", "\n".join(f":warning: {w}" for w in found.warnings)))
     summary = found.line

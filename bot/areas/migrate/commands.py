@@ -250,8 +250,13 @@ def migrate_status(inv: Invocation) -> Report:
     counts = {}
     for row in rows:
         counts[row[3]] = counts.get(row[3], 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no migration requests yet"
     headers = ["id", "name", "target", "status", "requested by", "approved by", "created", "expires"]
+    if not rows:  # Slack's form asks for the files; a terminal names them
+        ask = "migrate request" if inv.front_end == "slack" else "migrate request UP.sql --down DOWN.sql --name NAME"
+        return Report(title="Migration requests",
+                      summary=f"No migration requests yet. Ask for one: `{inv.command_prefix} {ask}`",
+                      data={"requests": []})
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     return Report(title="Migration requests", summary=summary, sections=[Section("Requests", table=Table(
         headers, rows))], data={"requests": [dict(zip(headers, row)) for row in rows]})
 
