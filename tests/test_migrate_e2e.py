@@ -14,6 +14,8 @@ import time
 import psycopg
 import pytest
 
+from bot.core.approvals.book import RequestStatus
+from bot.core.approvals.message import STATUS_LINE
 from tests.fakes.bot_process import ROOT, view_submission
 
 UP = 'SET lock_timeout = \'5s\';\nALTER TABLE "Notes" DROP COLUMN "IsPinned";\n'
@@ -44,6 +46,36 @@ def react(bot, user, ts, reaction="white_check_mark", added=True, event_id=None,
              "item": {"type": "message", "channel": "C0OPS", "ts": ts}, "event_ts": str(time.time())}
     answer = bot.event(event, event_id or f"Ev{user}{reaction}{added}{time.time_ns()}", retry_num=retry_num)
     assert answer.status_code == 200
+
+
+def shown_states(fake_slack, ts):
+    """The state each chat.update of the message at `ts` showed, in order: its status, with the
+    approvals count while it is pending (its first block's first line says the same)."""
+    shown = []
+    for call in fake_slack.calls_to("chat.update"):
+        if call.params.get("ts") != ts:
+            continue
+        status = RequestStatus(call.params["text"].rsplit(": ", 1)[1])
+        line = call.params["blocks"][0]["text"]["text"].split("\n")[0]
+        assert line.startswith(STATUS_LINE[status]), line
+        shown.append(f"{status} {line.split(' · ')[1]}" if status is RequestStatus.PENDING else str(status))
+    return shown
+
+
+def thread_texts(fake_slack, ts):
+    return [c.params["text"] for c in fake_slack.calls_to("chat.postMessage") if c.params.get("thread_ts") == ts]
+
+
+def wait_for_states(fake_slack, ts, *states, timeout=20):
+    """Waits until the message at `ts` has shown exactly these states (each vote waits for the
+    previous one's redraw, so every state is seen however the threads interleave)."""
+    return fake_slack.wait_for(lambda: shown_states(fake_slack, ts) == list(states), what=f"states {states}",
+                               timeout=timeout)
+
+
+def event_handled(dsn, event_id):
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT 1 FROM dbops.slack_events WHERE event_id = %s", (event_id,)).fetchone() is not None
 
 
 def request_status(dsn, code):
@@ -103,8 +135,59 @@ def test_drop_column_waits_for_an_approver_then_backup_apply_and_the_column_is_g
         backups = conn.execute("SELECT id, requested_by, status FROM dbops.backups ORDER BY id").fetchall()
     assert ledger == [("applied", "b002", [BOSS])]
     assert ("b002", "migration r001", "completed") in backups
-    thread = [c.params["text"] for c in fake_slack.calls_to("chat.postMessage") if c.params.get("thread_ts") == ts]
+    thread = thread_texts(fake_slack, ts)
     assert any("applied" in t for t in thread)
+    assert posted[0].params["blocks"][0]["text"]["text"].startswith(f"{STATUS_LINE['pending']} · 0 of 1 approvals")
+    assert f"✓ <@{BOSS}> approved (1 of 1): applying now" in thread
+    wait_for_states(fake_slack, ts, "approved", "applying", "applied")  # one message, changed in place
+
+
+def test_a_request_message_changes_in_place_and_each_vote_is_a_line_in_its_thread(bot_factory, fake_slack, prod,
+                                                                                   tmp_path):
+    # the terminal's login is mapped to a Slack user: a verified requester needs exactly `required`
+    (tmp_path / "dbops.toml").write_text(f'[approvals]\nrequired = 2\n[identities]\n"{getpass.getuser()}" = "U0CLI"\n')
+    (tmp_path / "up.sql").write_text(UP)
+    (tmp_path / "down.sql").write_text(DOWN)
+    done = dbops("migrate", "request", "up.sql", "--down", "down.sql", "--name", "drop-ispinned", dsn=prod, cwd=tmp_path)
+    assert done.returncode == 3, done.stdout + done.stderr
+    bot = bot_factory(prod, DBOPS_APPROVERS=f"{BOSS},U0BOSS2")
+    posted = fake_slack.wait_for(lambda: request_message(fake_slack, "r001"), what="the request", timeout=60)
+    ts = fake_slack.wait_for(lambda: fake_slack.calls_to("reactions.add"), what="hint reactions")[0].params["timestamp"]
+    assert posted[0].params["blocks"][0]["text"]["text"].startswith(f"{STATUS_LINE['pending']} · 0 of 2 approvals")
+    files = fake_slack.wait_for(lambda: len([u for u in fake_slack.uploads.values() if u.get("content")]) == 2
+                                and fake_slack.uploads, what="the SQL files")
+    assert {u["filename"]: (u["content"], u["thread_ts"]) for u in files.values()} == {
+        "r001-up.sql": (UP, ts), "r001-down.sql": (DOWN, ts)}  # short SQL too: one click away in the thread
+
+    steps = ["pending 1 of 2 approvals", "pending 0 of 2 approvals", "pending 1 of 2 approvals"]
+    react(bot, BOSS, ts)
+    wait_for_states(fake_slack, ts, *steps[:1])
+    react(bot, BOSS, ts, added=False)
+    wait_for_states(fake_slack, ts, *steps[:2])
+    react(bot, BOSS, ts)
+    wait_for_states(fake_slack, ts, *steps)
+    react(bot, "U0BOSS2", ts)
+    wait_for_states(fake_slack, ts, *steps, "approved", "applying", "applied", timeout=120)
+    assert request_status(prod, "r001") == "applied" and "IsPinned" not in columns(prod)
+    votes = [t for t in thread_texts(fake_slack, ts) if t.startswith(("✓", "↩", "✗"))]
+    assert votes == [f"✓ <@{BOSS}> approved (1 of 2)", f"↩ <@{BOSS}> withdrew (0 of 2)",
+                     f"✓ <@{BOSS}> approved (1 of 2)", "✓ <@U0BOSS2> approved (2 of 2): applying now"]
+    assert len(request_message(fake_slack, "r001")) == 1  # never posted again
+
+    # a second request, rejected: its message says so in place; a later approval changes nothing
+    (tmp_path / "add.sql").write_text('ALTER TABLE "Notes" ADD COLUMN "Archived" boolean;\n')
+    assert dbops("migrate", "request", "add.sql", "--name", "add-archived", dsn=prod, cwd=tmp_path).returncode == 3
+    fake_slack.wait_for(lambda: len(fake_slack.calls_to("reactions.add")) == 4, what="the second request's hints",
+                        timeout=60)
+    ts2 = fake_slack.calls_to("reactions.add")[2].params["timestamp"]
+    react(bot, "U0BOSS2", ts2, reaction="x")
+    wait_for_states(fake_slack, ts2, "rejected")
+    react(bot, BOSS, ts2, event_id="EvLate")
+    fake_slack.wait_for(lambda: event_handled(prod, "EvLate"), what="the late approval handled")
+    assert request_status(prod, "r002") == "rejected"
+    assert shown_states(fake_slack, ts2) == ["rejected"]
+    assert [t for t in thread_texts(fake_slack, ts2) if t.startswith(("✓", "↩", "✗"))] == [
+        "✗ <@U0BOSS2> rejected it: nothing will be applied"]
 
 
 def test_pipeline_gate_restart_and_duplicate_deliveries(bot_factory, fake_slack, prod, tmp_path):
