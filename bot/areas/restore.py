@@ -18,6 +18,7 @@ from ..core.approvals.book import ApprovalBook, ApprovalRequest
 from ..core.approvals.settings import ApprovalSettings, expires_at
 from ..core.command import Arg, command
 from ..core.registry import Area, Bot, Invocation
+from ..core.standin import recorded_on_standin
 from .backup import backup_settings, catalog, from_storage
 from .drill import drill_settings
 
@@ -93,11 +94,16 @@ def restore_cli(inv: Invocation) -> Report:
 # -- Slack: an approval request, applied once approved ---------------------------------------
 @command("restore", "ask to restore a backup into a configured target (approvers; two with --overwrite)",
          *_ARGS, long_running=True, lock="restore", takes_target=False, who="approvers", where="slack")
+@recorded_on_standin
 def restore_slack(inv: Invocation) -> Report:
     into = inv.settings.target(inv.args.into)
-    if inv.state is None:
+    store = inv.requests or inv.state
+    if store is None:
         raise ConfigError("restore requests in Slack wait for approvals in the state store, which is unreachable: "
                           "run `dbops restore` in a terminal")
+    if inv.state is None and inv.args.backup_after:
+        raise UsageError("--backup-after records the new backup in the state store, which is unreachable: "
+                         "ask without it, and back up the restored target once the state store answers")
     options = _options(inv)
     required = 2 if options.overwrite else 1
     words = {"backup": options.backup, "into": into.name, "from": options.source, "overwrite": options.overwrite,
@@ -112,20 +118,24 @@ def restore_slack(inv: Invocation) -> Report:
                     sections=[Section("What happens once approved", text=(
                         "The bot restores the backup with pg_restore, then proves it against the backup's manifest "
                         "(rows, checksums, schema, sequences, constraints, pg_amcheck) and posts the report."))])
-    req = ApprovalBook(inv.state).create(
+    req = ApprovalBook(store).create(
         kind="restore", name=name, target=into.name,
         sha256=hashlib.sha256(repr(sorted(words.items())).encode()).hexdigest(), payload=words,
         analysis={"report": report.to_dict()}, requires_approval=True, required=required,
         requested_by=inv.actor, attested_by=None, channel=None, expires_at=expires_at(settings))
-    inv.state.audit(inv.actor, "request", "pending", channel=inv.channel, subcommand=f"restore {req.code}",
+    store.audit(inv.actor, "request", "pending", channel=inv.channel, subcommand=f"restore {req.code}",
                     target=into.name, detail=name)
+    if inv.state is None:
+        report.summary += (" The state database is unreachable: this request is recorded on a stand-in, and is "
+                           "void if the state database answers before it is approved.")
     report.data = {"request": req.code, "required_approvals": required, **words}
     return report
 
 
 def apply_approved(svc: Bot, req: ApprovalRequest) -> None:
     """In the worker pool once approved: runs the restore as the requester asked and tells the thread."""
-    book = svc.approvals.book
+    approvals = svc.approvals  # with the state database down, the stand-in's: where the votes were counted
+    book = approvals.book
     if not book.move(req.id, ("approved",), "applying"):
         return  # another replica took it, or it was withdrawn
     p = req.payload
@@ -135,7 +145,7 @@ def apply_approved(svc: Bot, req: ApprovalRequest) -> None:
     inv = Invocation(command=restore_slack, args=args, settings=svc.settings, actor=req.requested_by,
                      registry=svc.registry, channel=req.channel, state=svc.store, front_end="slack")
     try:
-        report = jobs.run(inv, svc.store, work=run_restore)
+        report = jobs.run(inv, approvals.store, work=run_restore)
         outcome, detail = ("applied" if report.ok else "failed"), report.summary
     except DbopsError as exc:
         report, outcome, detail = None, "failed", str(exc)
@@ -144,7 +154,7 @@ def apply_approved(svc: Bot, req: ApprovalRequest) -> None:
         report, outcome, detail = None, "failed", f"internal error ({type(exc).__name__}); see the bot's log"
     book.move(req.id, ("applying",), outcome, detail[:500])
     icon = ":white_check_mark:" if outcome == "applied" else ":x:"
-    svc.approvals.tell(req, f"{icon} `{req.code}` {outcome}: {detail}", "bot", "apply", outcome)
+    approvals.tell(req, f"{icon} `{req.code}` {outcome}: {detail}", "bot", "apply", outcome)
     if report is not None:
         svc.post_report(report, req.channel)
 

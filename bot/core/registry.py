@@ -60,7 +60,9 @@ class Invocation:
     actor: str  # Slack user id, "cli:<user>" or "scheduler"
     registry: "Registry"  # every command, status line and schedule (for help, status and the digest)
     channel: str | None = None
-    state: StateStore | None = None  # None: no state database configured
+    state: StateStore | None = None  # None: no state database configured, or it is unreachable
+    # Where approval requests are recorded: the state store, or its stand-in while that is unreachable.
+    requests: StateStore | None = None
     progress: ProgressFn = no_progress
     cancel: threading.Event = field(default_factory=threading.Event)
     front_end: str = "cli"  # "cli" or "slack"

@@ -71,17 +71,21 @@ class Scheduler:
 
     def tick(self, now: datetime) -> list[str]:
         started: list[str] = []
-        if not self.svc.reconnect():
+        connected = self.svc.reconnect()
+        if connected:
+            try:
+                self.svc.recover_orphans()
+            except Exception:
+                log.exception("checking for interrupted jobs failed")
+        approvals = self.svc.approvals  # degraded: the stand-in's, once a restore was asked for
+        if approvals is not None:
+            try:
+                approvals.expire(now)
+                approvals.post_unposted()
+            except Exception:
+                log.exception("approval housekeeping failed")
+        if not connected:
             return started  # degraded: nothing scheduled runs without the state store
-        try:
-            self.svc.recover_orphans()
-        except Exception:
-            log.exception("checking for interrupted jobs failed")
-        try:
-            self.svc.approvals.expire(now)
-            self.svc.approvals.post_unposted()
-        except Exception:
-            log.exception("approval housekeeping failed")
         for schedule in self.svc.registry.schedules:
             try:
                 slot = schedule.slot(self.svc, now)

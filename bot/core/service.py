@@ -3,6 +3,7 @@ what happens at start-up (interrupted jobs reported, the areas' start-up hooks).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from handlers.backup.placement import state_placement_warning, state_shares_target
@@ -19,6 +20,7 @@ from .notify import Notifier, ProgressMessage, make_client
 from .reachability import target_reachability
 from .registry import Invocation, Registry
 from .scheduler import Scheduler
+from .standin import StandIn
 from .state.store import StateStore
 from .workers import JobRunner
 
@@ -42,6 +44,8 @@ class BotService:
         self.approvals: Approvals | None = None
         self.state_down: str | None = None
         self.scheduler: Scheduler | None = None
+        self.standin: StandIn | None = None  # records restore requests while the state database is down
+        self._standin_lock = threading.Lock()
         self._open_store()
         if start_background:
             self.startup()
@@ -79,9 +83,48 @@ class BotService:
     def reconnect(self) -> bool:
         """Every scheduler tick while degraded: the state store is tried again."""
         was_down = self.store is None
-        if self._open_store() and was_down:
-            self.runner.submit(self._recover)
+        with self._standin_lock:
+            if was_down and self.standin is not None and self.standin.busy():
+                return False  # a restore approved on the stand-in finishes where its votes were counted
+            if self._open_store() and was_down:
+                self._retire_standin()
+                self.runner.submit(self._recover)
         return self.store is not None
+
+    # -- the stand-in for the state database ------------------------------------
+    def requests_store(self) -> StateStore:
+        """Where approval requests are recorded: the state store, or while it is unreachable the
+        stand-in, started on first need (see bot/core/standin.py)."""
+        with self._standin_lock:
+            if self.store is not None:
+                return self.store
+            if self.standin is None:
+                standin = StandIn.start()
+                self.secrets.extend(standin.secrets())  # the notifier scrubs the same list
+                self.standin = standin
+                self.approvals = Approvals(self.settings, standin.store, self.notifier, self.is_approver,
+                                           self.start_apply)
+            return self.standin.store
+
+    def _retire_standin(self) -> None:
+        """The state database is back: requests still pending on the stand-in are void (their votes
+        would be counted nowhere), its audit entries move to the state store, and it is removed."""
+        standin, self.standin = self.standin, None
+        if standin is None:
+            return
+        try:
+            old = Approvals(self.settings, standin.store, self.notifier, self.is_approver, self.start_apply)
+            for req in standin.pending():
+                if old.book.move(req.id, ("pending",), "expired", "void: the state database is back"):
+                    old.tell(req, f":alarm_clock: `{req.code}` was recorded while the state database was down; "
+                                  "it is void now that the state database is back, and nothing was applied. "
+                                  "Ask again: `/db restore ...`.", "bot", "expire", "expired")
+            moved = standin.hand_over(self.store)
+            log.info("the stand-in's %d audit entries are in the state store now", moved)
+        except Exception:
+            log.exception("retiring the stand-in failed; its audit entries are in the log only")
+        finally:
+            standin.close()
 
     def _recover(self) -> None:
         self.recover_orphans()
@@ -117,6 +160,8 @@ class BotService:
         self.runner.shutdown()
         if self.store is not None:
             self.store.close()
+        if self.standin is not None:
+            self.standin.close()
 
     def submit_command(self, cmd: Command, args, actor: str, channel: str | None, user: str | None) -> None:
         def dropped() -> None:
@@ -133,19 +178,22 @@ class BotService:
     # -- running commands ----------------------------------------------------------
     def run_command(self, cmd: Command, args, actor: str, channel: str | None, user_for_errors: str | None) -> None:
         """Runs in the worker pool: a job message updated in place for long work, the report posted at the end."""
-        inv = Invocation(command=cmd, args=args, settings=self.settings, actor=actor, registry=self.registry,
-                         channel=channel, state=self.store, front_end="slack")
         progress = None
         try:
-            handle = jobs.acquire(inv, self.store)
+            store = self.store
+            if store is None and getattr(cmd.run, "recorded_on_standin", False):
+                store = self.requests_store()
+            inv = Invocation(command=cmd, args=args, settings=self.settings, actor=actor, registry=self.registry,
+                             channel=channel, state=self.store, requests=store, front_end="slack")
+            handle = jobs.acquire(inv, store)
             if cmd.long_running:
                 title = f"`{cmd.name}` on `{inv.target_name}`" + (f" (job #{handle.job.id})" if handle.job else "")
                 progress = ProgressMessage(self.notifier, channel, title)
                 ts = progress.start(f"started by {jobs.who(actor)}")
                 if ts and handle.job:
-                    self.store.update_job(handle.job.id, message_ts=ts)
+                    store.update_job(handle.job.id, message_ts=ts)
                 inv.progress = progress.tick
-            report = jobs.run(inv, self.store, handle)
+            report = jobs.run(inv, store, handle)
         except DbopsError as exc:
             self._tell_error(channel, user_for_errors, str(exc), progress)
             return
@@ -214,7 +262,7 @@ class BotService:
         warnings = []
         if not state_ok:
             warnings.append("the state database is unreachable: only status, backup list/info/verify, drill and "
-                            "restore (from the terminal) work, from the backup storage")
+                            "restore work, from the backup storage (restore approvals are recorded on a stand-in)")
         shared = state_shares_target(self.settings.state_url,
                                      {name: t.dsn for name, t in self.settings.targets.items()})
         if shared:

@@ -96,6 +96,13 @@ class StateStore:
         with self.pool.connection() as conn:
             return conn.execute("SELECT * FROM dbops.audit_log ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
 
+    def import_audit(self, entries) -> None:
+        """Entries written elsewhere (the stand-in), kept with their own times, in one transaction."""
+        columns = ("at", "actor", "channel", "action", "subcommand", "target", "outcome", "duration_ms", "detail")
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO dbops.audit_log ({', '.join(columns)}) VALUES "
+                            f"({', '.join(['%s'] * len(columns))})", [tuple(e[c] for c in columns) for e in entries])
+
     # -- jobs ----------------------------------------------------------------
     def update_job(self, job_id: int, **fields: Any) -> None:
         if not fields:

@@ -69,16 +69,13 @@ def db_middleware(svc: BotService) -> list[Middleware]:
 
     def without_state(ack: Ack, command: dict, context: BoltContext, next: Callable[[], None]) -> BoltResponse | None:
         cmd, _ = context["dbops_command"]
-        if svc.store is not None or cmd.name in ("help", "status") or getattr(cmd.run, "works_from_storage", False):
+        if (svc.store is not None or cmd.name in ("help", "status") or getattr(cmd.run, "works_from_storage", False)
+                or getattr(cmd.run, "recorded_on_standin", False)):
             next()
             return None
         audit_later(svc, command, "refused", "degraded", cmd.name, "the state database is unreachable")
-        if cmd.name == "restore":
-            return ack(":warning: the state database is unreachable, so no approval can be recorded for a restore. "
-                       "From a terminal that reaches the backup storage (no state database needed), run "
-                       "`dbops restore latest --into TARGET --confirm TARGET`; `/db backup list` shows the backups.")
         return ack(f":warning: the state database is unreachable: `{cmd.name}` cannot run now. Working without "
-                   "it: `/db status`, `/db backup list`, `/db backup info`, `/db backup verify`, `/db drill`; "
-                   "restores from a terminal (`dbops restore`).")
+                   "it: `/db status`, `/db backup list`, `/db backup info`, `/db backup verify`, `/db drill`, "
+                   "`/db restore`.")
 
     return [allowed_here, parsed, approvers_only, without_state]
