@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from dataclasses import dataclass, field
 from datetime import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -274,6 +275,7 @@ class Section:
 
 
 COMMENT_COLUMN = 38
+LINE_WIDTH = 110
 
 
 def example_toml(sections: Sequence[Section], heading: str) -> str:
@@ -314,9 +316,14 @@ def _keys(settings: Iterable[Setting], values: Mapping[str, Any]) -> list[str]:
 
 
 def _commented(line: str, help: str) -> str:
+    """`line` with its help as a comment from COMMENT_COLUMN on, wrapped to LINE_WIDTH."""
     if not help:
         return line
-    return f"{line.ljust(COMMENT_COLUMN - 1)} # {help}" if len(line) < COMMENT_COLUMN - 1 else f"{line}   # {help}"
+    if len(line) >= COMMENT_COLUMN - 1:  # a long value: its help goes above it
+        return "\n".join([f"# {c}" for c in textwrap.wrap(help, LINE_WIDTH - 2)] + [line])
+    chunks = textwrap.wrap(help, LINE_WIDTH - COMMENT_COLUMN - 2)
+    return "\n".join([f"{line.ljust(COMMENT_COLUMN - 1)} # {chunks[0]}"]
+                     + [f"{' ' * (COMMENT_COLUMN - 1)} # {c}" for c in chunks[1:]])
 
 
 def toml_value(value: Any) -> str:
@@ -351,7 +358,7 @@ def _rows(prefix: str, s: Setting) -> list[str]:
         return [row for f in s.fields for row in _rows(key, f)]
     if s.kind == "entries":
         return [row for f in s.fields for row in _rows(f"{key}[]", f)]
-    default = "" if s.default is None or s.commented else f"`{toml_value(s.default)}`"
+    default = "" if s.default is None else f"`{toml_value(s.default)}`"
     return [f"| `{key}` | {default} | {_cell(s.allowed_text())} | {_cell(s.help)} |"]
 
 

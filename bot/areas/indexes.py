@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from handlers import indexes
+from handlers import config_values, indexes
+from handlers.indexes.settings import DIGEST
 from handlers.errors import ConfigError
 from handlers.report import Report
 
 from ..core.command import command
 from ..core.config import Settings
 from ..core.registry import Area, Bot, Invocation, Schedule
-from ..core.scheduler import daily_slot, next_daily, parse_time_of_day
+from ..core.scheduler import daily_slot, next_daily
 
 
 
@@ -55,16 +56,8 @@ def digest_command(inv: Invocation) -> Report:
 
 # -- schedules -----------------------------------------------------------------------------
 def digest_time(settings: Settings) -> tuple[time | None, ZoneInfo]:
-    section = settings.section("digest")
-    unknown = set(section) - {"time", "timezone"}
-    if unknown:
-        raise ConfigError(f"[digest] has unknown setting(s) {', '.join(sorted(unknown))}: known are time, timezone")
-    raw = section.get("time", "09:00")
-    try:
-        tz = ZoneInfo(str(section.get("timezone", "UTC")))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"digest.timezone must be a time zone name like \"UTC\", not {section.get('timezone')!r}") from None
-    return (None if raw == "off" else parse_time_of_day(raw, "digest.time")), tz
+    found = config_values.read("digest", DIGEST, settings.section("digest"))
+    return found["time"], ZoneInfo(found["timezone"])
 
 
 def _digest_slot(svc: Bot, now: datetime) -> str | None:

@@ -82,6 +82,27 @@ class Settings:
 
 TOP_LEVEL_SECTIONS = {"targets", "slack"}  # sections this module reads itself
 
+
+def _group_ids(raw: Any) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(g, str) and g.startswith("S") for g in raw):
+        raise ValueError("")
+    return raw
+
+
+SLACK = (
+    cv.custom("approver_groups", [], _group_ids, "a list of user group IDs (S...)",
+              "user group IDs (S...) whose members may approve, besides DBOPS_APPROVERS"),
+    cv.flag("allow_everyone", False, "with DBOPS_ALLOWED_CHANNELS and DBOPS_ALLOWED_USERS both empty the bot "
+                                     "refuses to start, unless this is true (anyone, anywhere may run commands)"),
+)
+# A target's connection string is a secret: dbops.toml names the variable that holds it.
+TARGET = (
+    cv.nonempty("url_env", None, "the environment variable holding its connection string",
+                allowed="the name of an environment variable"),
+    cv.nonempty("render_postgres_id", None, "its Render Postgres id (dpg-...), for `render status` / `render drill`",
+                allowed="a Render Postgres id like \"dpg-...\"", example="dpg-...", commented=True),
+)
+
 # (section, check): the check parses that section of dbops.toml and raises ConfigError naming the
 # key, so a bad value stops the bot or the command before anything runs (`Registry.settings_checks`).
 SettingsChecks = Iterable[tuple[str, Callable[[Settings], Any]]]
@@ -189,13 +210,11 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
     if not port_raw.isdigit() or not 0 < int(port_raw) < 65536:
         raise ConfigError(f"PORT is {port_raw!r}: give a TCP port number between 1 and 65535")
 
-    slack = doc.get("slack") or {}
-    groups = slack.get("approver_groups", [])
-    if not isinstance(groups, list) or not all(isinstance(g, str) and g.startswith("S") for g in groups):
-        raise ConfigError(f"[slack].approver_groups in {config_path} must be a list of user group IDs (S...)")
-    allow_everyone = slack.get("allow_everyone", False)
-    if not isinstance(allow_everyone, bool):
-        raise ConfigError(f"[slack].allow_everyone in {config_path} must be true or false")
+    try:
+        slack = cv.read("slack", SLACK, doc.get("slack"))
+    except ConfigError as exc:
+        raise ConfigError(f"{_with_value(exc)} (in [slack] of {config_path})") from None
+    groups, allow_everyone = slack["approver_groups"], slack["allow_everyone"]
     # Fail closed: with both lists empty anyone in the workspace, in any channel, could run commands.
     if require_slack and not allow_everyone and not (env.get("DBOPS_ALLOWED_CHANNELS") or "").strip() \
             and not (env.get("DBOPS_ALLOWED_USERS") or "").strip():
@@ -229,3 +248,86 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
     if checks is not None:
         validate_settings(found, checks)
     return found
+
+
+# -- the documentation written from the declarations -------------------------------------------
+
+EXAMPLE_HEADING = """dbops.example.toml: every setting, commented. Copy what you need into dbops.toml
+(path from DBOPS_CONFIG, default ./dbops.toml). Secrets never go here: connection
+strings, tokens and keys stay in the environment (see .env.example).
+Written by `python -m bot.core.config --write-docs` from the settings' declarations: edit those."""
+README_START, README_END = "<!-- settings:start -->", "<!-- settings:end -->"
+
+
+def documented_sections() -> list[cv.Section]:
+    """Every section of dbops.toml, in the order the example shows them."""
+    from handlers.backup.settings import BACKUP
+    from handlers.drill.settings import DRILL
+    from handlers.indexes.settings import DIGEST, INDEXES
+    from handlers.migrations.settings import APPLY, CHECK, REHEARSAL
+    from handlers.readonly.settings import READONLY
+    from handlers.render.settings import RENDER
+
+    from .approvals.settings import APPROVALS
+
+    return [
+        cv.Section("targets.NAME", "targets: databases besides `prod` (which is DATABASE_URL)", TARGET, examples={
+            "staging": {"url_env": "STAGING_DATABASE_URL"},
+            "recovery": {"url_env": "RECOVERY_DATABASE_URL"}}),
+        cv.Section("slack", "Slack", SLACK),
+        cv.Section("approvals", "approval by reaction", APPROVALS),
+        cv.Section("identities", "who is who: terminal logins and CI actors ($GITHUB_ACTOR) -> Slack user IDs",
+                   note="A request filed with `dbops migrate request` is recorded as cli:<login>. Mapped, its\n"
+                        "requester cannot approve it in Slack; unmapped, it is marked unverified and needs one\n"
+                        "approval more.",
+                   body='# alice = "U0123456789"\n# "octocat" = "U0987654321"'),
+        cv.Section("backup", "backups", BACKUP),
+        cv.Section("drill", "restore drills", DRILL),
+        cv.Section("indexes", "index review", INDEXES,
+                   note="The expected indexes of the asidenote schema are in dbops.toml ([[indexes.expected]])."),
+        cv.Section("digest", "the daily digest", DIGEST),
+        cv.Section("migrate.rehearsal", "migrations: the rehearsal on a throwaway copy", REHEARSAL),
+        cv.Section("migrate.apply", "migrations: applying an approved migration", APPLY),
+        cv.Section("migrate.check", "migrations: the safety check", CHECK),
+        cv.Section("render", "Render's own backups (RENDER_API_KEY, RENDER_POSTGRES_ID in the environment)", RENDER),
+        cv.Section("readonly", "read-only roles for analytics", READONLY),
+    ]
+
+
+def written_docs(root: Path) -> dict[Path, str]:
+    """What dbops.example.toml and README.md hold when they are current."""
+    sections = documented_sections()
+    readme = root / "README.md"
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise ConfigError(f"{readme} has no {README_START} ... {README_END} markers for the settings table")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    table = cv.markdown_table(sections)
+    return {root / "dbops.example.toml": cv.example_toml(sections, EXAMPLE_HEADING),
+            readme: f"{head}{README_START}\n{table}{README_END}{tail}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bot.core.config",
+                                     description="write dbops.example.toml and the README's settings table "
+                                                 "from the settings' declarations")
+    parser.add_argument("--write-docs", action="store_true", help="rewrite the files that are not current")
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
+    args = parser.parse_args(argv)
+    stale = [path for path, text in written_docs(args.root).items() if path.read_text() != text]
+    if args.write_docs:
+        for path, text in written_docs(args.root).items():
+            if path in stale:
+                path.write_text(text)
+                print(f"wrote {path}")
+        return 0
+    for path in stale:
+        print(f"{path} is not current: run python -m bot.core.config --write-docs")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

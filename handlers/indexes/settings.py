@@ -173,3 +173,9 @@ class IndexSettings:
             if keys.count(key) > 1:
                 raise ConfigError(f"indexes.expected lists {key[1]}({', '.join(key[2])}) twice")
         return cls(expected=expected, **found)
+
+
+DIGEST = (
+    cv.custom("time", "09:00", cv.time_of_day, cv.TIME_OF_DAY, "daily, posted once to DBOPS_CHANNEL; \"off\" to stop it"),
+    cv.custom("timezone", "UTC", cv.time_zone, cv.TIME_ZONE, "of the digest's time"),
+)

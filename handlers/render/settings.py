@@ -42,7 +42,7 @@ RENDER = (
               commented=True),
     cv.number("window_slack_hours", 1.0, "Render's earliest restorable time moves continuously: this much margin"),
     cv.flag("exports_expected", False, "true: warn when no logical export is newer than export_max_age_days"),
-    cv.whole("export_max_age_days", 7, "", low=1),
+    cv.whole("export_max_age_days", 7, "the newest export may be this old (with exports_expected)", low=1),
     cv.whole("export_max_bytes", 20 * 1024 ** 3, "the largest export drilled: downloaded, and again unpacked", low=1),
     cv.whole("export_max_files", 100_000, "the most files an export may unpack to", low=1),
     cv.flag("mirror_exports", False, "keep a copy of each drilled export in the bot's backup storage"),
