@@ -80,6 +80,10 @@ def test_changes_new_problems_then_resolved(schema_db, state_dsn):
     fixed = build_digest(state_dsn, "prod", do_review(schema_db), [], now=now)
     assert fixed.changes == ["resolved: AuditLogs(ActionType) (missing)"]
     assert fixed.previous_at == now - DAY
+    assert fixed.problem_counts == [2, 5, fixed.problems] and fixed.problems == 4
+    trend = fixed.to_report().sections[1]
+    assert trend.title == "Trend"
+    assert trend.text == "Problems per digest, last 3: ▁█▆ (2 to 5), oldest to newest"
 
 
 def test_newly_unused_index(schema_db, state_dsn):

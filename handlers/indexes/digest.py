@@ -30,6 +30,7 @@ _NEW = {
     "seq_scan": "newly read by sequential scans: {label}",
 }
 _ORDER = ["expected", "invalid", "unused", "duplicate", "foreign_key", "seq_scan"]
+TREND_DAYS = 30  # digests in the trend of the number of problems
 
 
 def claim_digest(state_dsn: str, target_name: str, day: date, claimed_by: str | None = None) -> bool:
@@ -53,6 +54,7 @@ class Digest:
     previous_at: datetime | None  # None: the first digest for this target
     changes: list[str] = field(default_factory=list)
     extra_lines: list[str] = field(default_factory=list)
+    problem_counts: list[int] = field(default_factory=list)  # per digest, oldest first, today's last
 
     @property
     def changed(self) -> bool:
@@ -65,10 +67,20 @@ class Digest:
             return f"no change since {self.previous_at:%Y-%m-%d}"
         return f"{fmt.plural(len(self.changes), 'change')} since {self.previous_at:%Y-%m-%d}"
 
+    def trend_line(self) -> str | None:
+        """The number of problems over the last digests, when it moved: a count creeping up over weeks
+        is easier to see than to read from each day's changes. A flat line says nothing the headline
+        does not, so quiet days stay short."""
+        counts = self.problem_counts
+        if len(counts) < 2 or min(counts) == max(counts):
+            return None
+        return (f"Problems per digest, last {len(counts)}: "
+                f"{fmt.trend(counts, lambda n: f'{int(n):,}')}, oldest to newest")
+
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "created_at": self.created_at.isoformat(), "problems": self.problems,
                 "headline": self.headline, "previous_at": self.previous_at.isoformat() if self.previous_at else None,
-                "changes": self.changes, "extra": self.extra_lines}
+                "changes": self.changes, "extra": self.extra_lines, "problem_counts": self.problem_counts}
 
     def to_report(self) -> Report:
         # Quiet days stay short: one line for "no change", then the extra lines.
@@ -76,6 +88,9 @@ class Digest:
         if self.changes:
             text += ":\n" + "\n".join(f"• {c}" for c in self.changes)
         sections = [Section("Since the previous digest", text=text)]
+        trend = self.trend_line()
+        if trend:
+            sections.append(Section("Trend", text=trend))
         if self.extra_lines:
             sections.append(Section("Backups and drills", text="\n".join(self.extra_lines)))
         return Report(
@@ -130,6 +145,11 @@ def build_digest(state_dsn: str, target_name: str, review: IndexReview, extra_li
                 " ORDER BY created_at DESC LIMIT 1",
                 (target_name, now),
             ).fetchone()
+            earlier = conn.execute(
+                "SELECT problems FROM dbops.digest_states WHERE target = %s AND created_at < %s"
+                " ORDER BY created_at DESC LIMIT %s",
+                (target_name, now, TREND_DAYS - 1),
+            ).fetchall()
             conn.execute(
                 "INSERT INTO dbops.digest_states (target, created_at, problems, state) VALUES (%s, %s, %s, %s)",
                 (target_name, now, review.problems, Jsonb(current)),
@@ -138,4 +158,5 @@ def build_digest(state_dsn: str, target_name: str, review: IndexReview, extra_li
     changes = [] if previous is None else compare(
         previous, current, review.settings.slow_query_regression_factor, review.settings.slow_query_regression_min_ms)
     return Digest(target=target_name, created_at=now, problems=review.problems, headline=review.summary_line(),
-                  previous_at=previous_at, changes=changes, extra_lines=list(extra_lines))
+                  previous_at=previous_at, changes=changes, extra_lines=list(extra_lines),
+                  problem_counts=[r[0] for r in reversed(earlier)] + [review.problems])
