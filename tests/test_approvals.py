@@ -1,12 +1,15 @@
 """Approval by reaction: who counts, what changes, what is told; on a real state store and fake Slack."""
 from __future__ import annotations
 
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from bot.areas import AREAS
+from bot.core.approvals.book import RequestStatus, Vote
+from bot.core.approvals.message import STATUS_LINE
 from bot.core.approvals.reactions import ReactionOutcome
 from bot.core.approvals.settings import expires_at
 from bot.core.config import Settings
@@ -141,3 +144,68 @@ def test_a_terminal_requester_mapped_to_a_slack_user_cannot_approve_their_own_re
     assert react(svc, req, REQUESTER) is ReactionOutcome.OWN_REQUEST
     assert status(svc, req) == "pending"
     assert react(svc, req, BOSS) is ReactionOutcome.APPROVED
+
+
+def shown(fake_slack, req):
+    """The first line of each chat.update of the request's message, in order."""
+    return [c.params["blocks"][0]["text"]["text"].split("\n")[0] for c in fake_slack.calls_to("chat.update")
+            if c.params.get("ts") == req.message_ts]
+
+
+def thread(fake_slack, req):
+    return [c.params["text"] for c in fake_slack.calls_to("chat.postMessage") if c.params.get("thread_ts") == req.message_ts]
+
+
+def test_each_vote_is_one_short_line_in_the_thread_and_the_count_on_the_message(svc, fake_slack):
+    req = new_request(svc, required=2)
+    react(svc, req, BOSS)
+    react(svc, req, BOSS, added=False)
+    react(svc, req, STRANGER)  # not an approver: no line, no redraw
+    react(svc, req, BOSS2, reaction="x")
+    assert thread(fake_slack, req) == [f"✓ <@{BOSS}> approved (1 of 2)", f"↩ <@{BOSS}> withdrew (0 of 2)",
+                                       f"✗ <@{BOSS2}> rejected it: nothing will be applied"]
+    pending = STATUS_LINE[RequestStatus.PENDING]
+    assert shown(fake_slack, req) == [f"{pending} · 1 of 2 approvals", f"{pending} · 0 of 2 approvals",
+                                      STATUS_LINE[RequestStatus.REJECTED]]
+
+
+def test_every_status_change_of_the_book_redraws_the_message_once(svc, fake_slack):
+    req = new_request(svc)
+    book = svc.approvals.book
+    assert react(svc, req, BOSS) is ReactionOutcome.APPROVED
+    assert svc.applied_event.wait(5)  # the test applier moves nothing: an applier's moves come next
+    assert book.move(req.id, (RequestStatus.APPROVED,), RequestStatus.APPLYING)
+    assert not book.move(req.id, (RequestStatus.APPROVED,), RequestStatus.APPLYING)  # not this caller's change
+    assert book.move(req.id, (RequestStatus.APPLYING,), RequestStatus.FAILED, "line 2: lock timeout; rolled back")
+    svc.approvals.tell(req, ":x: failed", "bot", "apply", "failed")  # the message already shows it: no redraw
+    assert shown(fake_slack, req) == [STATUS_LINE[s] for s in (RequestStatus.APPROVED, RequestStatus.APPLYING,
+                                                                RequestStatus.FAILED)]
+    last = fake_slack.calls_to("chat.update")[-1].params
+    assert last["text"] == f"test request {req.code}: failed"
+    assert "line 2: lock timeout; rolled back" in last["blocks"][0]["text"]["text"]
+
+
+def test_an_expired_request_shows_it_in_place(svc, fake_slack):
+    long_ago = datetime.now(timezone.utc) - timedelta(hours=30)
+    req = new_request(svc, now=long_ago)
+    assert react(svc, req, BOSS) is ReactionOutcome.EXPIRED
+    other = new_request(svc, now=long_ago)
+    svc.approvals.expire()
+    assert shown(fake_slack, req) == shown(fake_slack, other) == [STATUS_LINE[RequestStatus.EXPIRED]]
+
+
+def test_the_enums_are_exactly_what_the_state_store_accepts(svc):
+    """Stored as the same strings: every status and vote the code can write passes the tables'
+    CHECK constraints, and every one they allow is a member the code can read."""
+    with svc.store.pool.connection() as conn:
+        checks = {r["conname"]: r["def"] for r in conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint"
+            " WHERE conname IN ('approval_requests_status_check', 'approval_votes_vote_check')").fetchall()}
+    allowed = {name: set(re.findall(r"'([^']*)'::text", text)) for name, text in checks.items()}
+    assert allowed["approval_requests_status_check"] == {str(s) for s in RequestStatus}
+    assert allowed["approval_votes_vote_check"] == {str(v) for v in Vote}
+    req = new_request(svc)
+    with svc.store.pool.connection() as conn:
+        stored = conn.execute("SELECT status FROM dbops.approval_requests WHERE id = %s", (req.id,)).fetchone()
+    assert type(stored["status"]) is str and stored["status"] == "pending"
+    assert svc.approvals.book.get(req.id).status is RequestStatus.PENDING
