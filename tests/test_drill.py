@@ -502,7 +502,9 @@ def test_amcheck_check_reports_a_damaged_index_page(work):
 
 # -- encrypted archives: the backup module's decryption, plaintext never left behind -------------
 
-def test_encrypted_archive_is_decrypted_into_the_private_work_folder(pagila_backup, tmp_path, work):
+def test_encrypted_archive_is_decrypted_into_the_private_work_folder(pagila_backup, tmp_path, work, monkeypatch):
+    import base64
+
     from handlers.backup import crypto
 
     manifest, plain = pagila_backup
@@ -512,23 +514,25 @@ def test_encrypted_archive_is_decrypted_into_the_private_work_folder(pagila_back
         crypto.encrypt_stream(src, dst, key)
     manifest = {**manifest, "archive": {**manifest["archive"], "encrypted": True, "sha256": sha256(stored),
                                         "size": stored.stat().st_size}}
-    seen_plaintext = []
+    plaintext_seen = []
 
-    def decrypt_with(k):
-        def decrypt(source: Path, dest: Path) -> None:
-            seen_plaintext.append(dest)
-            with open(source, "rb") as src, open(dest, "wb") as dst:
-                crypto.decrypt_stream(src, dst, k)
-        return decrypt
+    def progress(p):  # while pg_restore runs, the plaintext is in the drill's private folder and nowhere else
+        if p.phase == "restore" and p.detail.startswith("loading") and not plaintext_seen:
+            plaintext_seen.extend((f, f.stat().st_mode) for f in (work / "drills").rglob("*.plain"))
+            plaintext_seen.extend((f, f.stat().st_mode) for f in tmp_path.rglob("*.plain"))
 
-    result = run_drill(manifest, stored, settings(work), decrypt=decrypt_with(key))
+    monkeypatch.setenv("DBOPS_BACKUP_KEY", base64.b64encode(key).decode())
+    result = run_drill(manifest, stored, settings(work), progress=progress)
     assert result.passed, result.to_markdown()
-    assert seen_plaintext and seen_plaintext[0].is_relative_to(work / "drills")
+    assert plaintext_seen and all(f.is_relative_to(work / "drills") for f, _ in plaintext_seen)
+    assert all(mode & 0o077 == 0 for _, mode in plaintext_seen)  # readable by the bot's user alone
     assert_nothing_left(work)  # the plaintext went with the drill
 
-    refused = run_drill(manifest, stored, settings(work), decrypt=decrypt_with(wrong))
+    monkeypatch.setenv("DBOPS_BACKUP_KEY", base64.b64encode(wrong).decode())
+    refused = run_drill(manifest, stored, settings(work))
     assert not refused.passed and "could not prepare the archive" in refused.steps[1]["detail"]
     assert "different key" in refused.steps[1]["detail"]
+    monkeypatch.delenv("DBOPS_BACKUP_KEY")
     no_key = run_drill(manifest, stored, settings(work))
-    assert "encrypted and the drill was given no way to decrypt it" in no_key.steps[1]["detail"]
+    assert "it is encrypted and DBOPS_BACKUP_KEY is not set here" in no_key.steps[1]["detail"]
     assert_nothing_left(work)

@@ -9,12 +9,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from handlers import backup, drill
-from handlers.backup.crypto import decrypt_stream
 from handlers.backup.settings import encryption_key_from_env
-from handlers.backup.storage import S3Store
+from handlers.backup.verify import stored_archive
 from handlers.drill.runner import DrillInterrupted
 from handlers.errors import ConfigError, UsageError
-from handlers.report import Progress, Report, Section
+from handlers.report import Report, Section
 
 from ..core.command import Arg, command
 from ..core.config import Settings
@@ -50,28 +49,6 @@ def _backup_to_drill(catalog: backup.BackupCatalog, target: str, backup_id: str 
     raise UsageError(f"no completed backup of `{target}` to restore: take one first with `backup`")
 
 
-def _stored_archive(record: backup.BackupRecord, manifest: backup.BackupManifest, inv: Invocation, work: Path) -> Path:
-    """The archive as stored (what its SHA-256 is of): the local file, or a download from S3."""
-    if record.storage == "s3":
-        inv.progress(Progress(f"downloading backup {record.id}"))
-        path = work / f"{record.id}.download"
-        S3Store(backup_settings(inv.settings).s3).download(manifest.archive.key or "", path)
-        return path
-    return Path(record.location or "")
-
-
-def _decryptor(record: backup.BackupRecord):
-    if not record.encrypted:
-        return None
-    key = encryption_key_from_env(required=True)  # a missing key fails here, before any instance starts
-
-    def decrypt(stored: Path, plain: Path) -> None:
-        with open(stored, "rb") as src, open(plain, "wb") as dst:
-            decrypt_stream(src, dst, key)
-
-    return decrypt
-
-
 @command("drill", "restore drill: restore a backup into a throwaway instance, verify everything, delete it, report",
          Arg("backup_id", "a backup id (default: the latest completed backup of the target)"),
          Arg("--on", "local (a throwaway PostgreSQL) or render (Render's point-in-time recovery into a new, "
@@ -94,9 +71,11 @@ def drill_command(inv: Invocation) -> Report:
     work = Path(tempfile.mkdtemp(prefix="dbops-drill-work-", dir=settings.work_dir))
     interrupted = None
     try:
-        archive = _stored_archive(record, manifest, inv, work)
+        if record.encrypted:
+            encryption_key_from_env(required=True)  # a missing key fails here, before any instance starts
+        archive, _ = stored_archive(record, manifest, backup_settings(inv.settings), work, inv.progress)
         result = drill.run_drill(manifest, archive, settings, expected_indexes=index_settings(inv.settings).expected,
-                                 progress=inv.progress, cancel=inv.cancel, decrypt=_decryptor(record))
+                                 progress=inv.progress, cancel=inv.cancel)
     except DrillInterrupted as stopped:  # Ctrl-C: recorded as cancelled, then the front end says "interrupted"
         result, interrupted = stopped.result, stopped
     finally:
@@ -121,15 +100,15 @@ def _run_instead(inv: Invocation, name: str) -> Report:
 
 @command("drill history", "past drills: when, backup used, its age, time per step, total, result, trend")
 def drill_history(inv: Invocation) -> Report:
-    return drill.DrillStore(_state(inv).dsn).history(inv.target_name, prefix=inv.command_prefix)
+    return drill.DrillStore(_state(inv).dsn).history(inv.target_name)
 
 
 @command("drill report", "the full written report of one drill (Markdown)",
          Arg("id", "a drill id, e.g. d007", required=True), takes_target=False)
 def drill_report(inv: Invocation) -> Report:
-    markdown = drill.DrillStore(_state(inv).dsn).report_markdown(inv.args.id)
-    return Report(title=f"Drill report {inv.args.id}", summary=markdown.splitlines()[0].lstrip("# ") if markdown else "",
-                  sections=[Section("Report", text=markdown)], data={"markdown": markdown})
+    report = drill.DrillStore(_state(inv).dsn).get(inv.args.id).to_report()  # facts; the Markdown as its file
+    report.data = {"markdown": report.file.content}  # --format json: the written report, as before
+    return report
 
 
 @command("drill schedule", "when drills run by themselves, and the alarm", takes_target=False, needs_state=False)

@@ -102,7 +102,7 @@ def passed_drills(state_dsn: str, target: str) -> set[str]:
 
 def recheck(record: BackupRecord, catalog: BackupCatalog, settings: BackupSettings) -> str | None:
     """None when the stored archive's SHA-256 still matches its manifest; else what is wrong."""
-    from .verify import ArchiveDamaged, _fetch
+    from .verify import ArchiveDamaged, checked_archive
 
     manifest = catalog.manifest(record.id)
     if manifest is None and record.storage == "s3":
@@ -110,7 +110,7 @@ def recheck(record: BackupRecord, catalog: BackupCatalog, settings: BackupSettin
     try:
         with tempfile.TemporaryDirectory(prefix=f".{record.id}.recheck-", suffix=".partial",
                                          dir=prepare_dir(Path(settings.dir))) as work:
-            _fetch(record, manifest, settings, Path(work), lambda _: None, [])
+            checked_archive(record, manifest, settings, Path(work))
     except ArchiveDamaged as exc:
         return str(exc)
     return None

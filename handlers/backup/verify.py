@@ -176,24 +176,74 @@ def fetch_plain(record: BackupRecord, manifest: BackupManifest, settings: Backup
 
     With copy=False a local, plain, custom-format archive is used where it is (read only).
     """
-    stored = _fetch(record, manifest, settings, work, progress, checks)
-    if record.encrypted:
-        progress(Progress("verifying", None, f"{record.id}: decrypting"))
-        plain = work / f"{record.id}.plain"
-        _decrypt(stored, plain)
+    stored = checked_archive(record, manifest, settings, work, progress, checks)
+    return restorable_archive(stored, record.id, record.encrypted, manifest.archive.format, work, progress,
+                              checks, copy)
+
+
+def checked_archive(record: BackupRecord, manifest: BackupManifest | None, settings: BackupSettings, work: Path,
+                    progress: ProgressFn = no_progress, checks: list[list[str]] | None = None) -> Path:
+    """The archive as stored, on this disk, its SHA-256 the catalog's (else ArchiveDamaged)."""
+    stored, digest = stored_archive(record, manifest, settings, work, progress)
+    if digest is None:
+        progress(Progress("verifying", None, f"{record.id}: SHA-256 of {stored.name}"))
+        digest = sha256_file(stored)
+    require_sha256(digest, record.sha256)
+    if checks is not None:
+        checks.append(["sha256", f"matches the catalog ({digest[:16]}…)"])
+    return stored
+
+
+def stored_archive(record: BackupRecord, manifest: BackupManifest | None, settings: BackupSettings, work: Path,
+                   progress: ProgressFn = no_progress) -> tuple[Path, str | None]:
+    """The archive as stored (what the catalog's SHA-256 is of) on this disk: (path, its SHA-256 or None).
+
+    A local archive is used where it is and not hashed (the caller may hash it while doing something
+    else); an S3 one is downloaded into `work` and hashed as it arrives.
+    """
+    if record.storage == "s3":
+        store = S3Store(settings.s3)
+        key = (manifest.archive.key if manifest else None) or ""
+        progress(Progress("verifying", None, f"{record.id}: downloading {store.url(key)}"))
+        path = work / f"{record.id}.download"
+        return path, store.download(key, path)
+    path = Path(record.location or "")
+    if not path.is_file():
+        raise ArchiveDamaged(f"the archive file {path} is missing")
+    return path, None
+
+
+def require_sha256(digest: str, catalog_sha256: str | None) -> None:
+    if digest != catalog_sha256:
+        raise ArchiveDamaged(f"the archive's SHA-256 ({digest[:16]}…) differs from the catalog's "
+                             f"({(catalog_sha256 or '')[:16]}…): it was changed or damaged after the backup")
+
+
+def restorable_archive(stored: Path, backup_id: str, encrypted: bool, archive_format: str, work: Path,
+                       progress: ProgressFn = no_progress, checks: list[list[str]] | None = None,
+                       copy: bool = True) -> Path:
+    """What pg_restore reads, made under `work` from the stored archive: decrypted with DBOPS_BACKUP_KEY
+    (the plaintext, 0600, only ever under `work`), a directory-format tar unpacked.
+
+    Intermediate files in `work` are removed on the way; the stored archive is left alone unless it
+    is itself in `work` (a download). With copy=False a plain custom-format archive is used where it is.
+    """
+    checks = checks if checks is not None else []
+    if encrypted:
+        progress(Progress("verifying", None, f"{backup_id}: decrypting"))
+        plain = work / f"{backup_id}.plain"
+        decrypt_archive(stored, plain)
         checks.append(["decryption", "every chunk authenticated with the current DBOPS_BACKUP_KEY"])
         if stored.parent == work:
             stored.unlink()
         stored = plain
-    if manifest.archive.format == "directory":
-        target = work / f"{record.id}.d"
-        with tarfile.open(stored) as tar:
-            tar.extractall(target, filter="data")
+    if archive_format == "directory":
+        target = unpack_directory(stored, work / f"{backup_id}.d")
         if stored.parent == work:
             stored.unlink()
         return target
     if copy and stored.parent != work:
-        dest = work / f"{record.id}.dump"
+        dest = work / f"{backup_id}.dump"
         try:
             os.link(stored, dest)  # same disk: instant, and deleting it leaves the backup alone
         except OSError:
@@ -202,28 +252,26 @@ def fetch_plain(record: BackupRecord, manifest: BackupManifest, settings: Backup
     return stored
 
 
-def _fetch(record: BackupRecord, manifest: BackupManifest, settings: BackupSettings, work: Path,
-           progress: ProgressFn, checks: list[list[str]]) -> Path:
-    if record.storage == "s3":
-        store = S3Store(settings.s3)
-        key = manifest.archive.key or ""
-        progress(Progress("verifying", None, f"{record.id}: downloading {store.url(key)}"))
-        path = work / f"{record.id}.download"
-        digest = store.download(key, path)
-    else:
-        path = Path(record.location or "")
-        if not path.is_file():
-            raise ArchiveDamaged(f"the archive file {path} is missing")
-        progress(Progress("verifying", None, f"{record.id}: SHA-256 of {path.name}"))
-        digest = sha256_file(path)
-    if digest != record.sha256:
-        raise ArchiveDamaged(f"the archive's SHA-256 ({digest[:16]}…) differs from the catalog's "
-                             f"({(record.sha256 or '')[:16]}…): it was changed or damaged after the backup")
-    checks.append(["sha256", f"matches the catalog ({digest[:16]}…)"])
-    return path
+def unpack_directory(stored: Path, into: Path) -> Path:
+    """A directory-format backup is stored as one tar file: unpack it where pg_restore can read it.
+
+    Returns the folder holding toc.dat: the tar holds either the folder's files or the folder itself.
+    """
+    try:
+        with tarfile.open(stored) as tar:
+            tar.extractall(into, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise ArchiveDamaged(f"the stored directory-format archive cannot be unpacked: {exc}") from None
+    if (into / "toc.dat").exists():
+        return into
+    found = [p.parent for p in into.rglob("toc.dat")]
+    if len(found) != 1:
+        raise ArchiveDamaged(f"the stored directory-format archive holds {len(found)} toc.dat files, expected 1")
+    return found[0]
 
 
-def _decrypt(src: Path, dst: Path) -> None:
+def decrypt_archive(src: Path, dst: Path) -> None:
+    """Decrypt `src` into `dst` (0600) with DBOPS_BACKUP_KEY: NoKey without one, Unrestorable with another."""
     try:
         key = encryption_key_from_env()
     except ConfigError as exc:

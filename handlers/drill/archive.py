@@ -1,27 +1,15 @@
-"""The archive as stored: its SHA-256 against the catalog, unpacking, and what its table of contents says."""
+"""What an archive's table of contents says, and the major version in a version text.
+
+Getting the archive to disk (download, SHA-256, decryption, unpacking) is the backup area's
+(handlers.backup.verify), shared by verify, restore and drills."""
 from __future__ import annotations
 
-import hashlib
 import re
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..pginstance import pg_tool
 from ..pgtools import run_streaming
-
-_CHUNK = 1 << 20
-
-
-def file_sha256(path: Path, cancel=None) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            if cancel is not None and cancel.is_set():
-                break
-    return digest.hexdigest()
 
 
 @dataclass
@@ -76,20 +64,3 @@ def major_version(text: str | int | None) -> int | None:
     if not match:
         return None
     return int(match.group(1))
-
-
-def unpack_directory_archive(stored: Path, into: Path) -> Path:
-    """A directory-format backup is stored as one tar file: unpack it where pg_restore can read it."""
-    into.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(stored) as tar:
-        tar.extractall(into, filter="data")
-    # The tar holds either the files of the folder or the folder itself.
-    if (into / "toc.dat").exists():
-        return into
-    found = [p.parent for p in into.rglob("toc.dat")]
-    if len(found) != 1:
-        raise ValueError(f"the stored directory-format archive holds {len(found)} toc.dat files, expected 1")
-    return found[0]
-
-
-Decryptor = Callable[[Path, Path], None]  # (stored file, plaintext destination)

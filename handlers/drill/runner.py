@@ -1,7 +1,8 @@
 """The restore drill: instance, restore, verify, delete, report. The instance is deleted whatever happens.
 
-The archive is read (SHA-256, unpacking, its table of contents) in a background thread while the
-instance starts, so checking the stored bytes costs next to nothing on the recovery time.
+The archive is read (SHA-256, decrypting and unpacking as the backup area does, its table of contents)
+in a background thread while the instance starts, so checking the stored bytes costs next to nothing
+on the recovery time.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from typing import Any, Iterable
 import psutil
 import psycopg
 
+from ..backup.storage import sha256_file
+from ..backup.verify import restorable_archive
 from ..errors import Cancelled
 from .. import fmt
 from ..pginstance import MARKER_FILE, tool_version
@@ -28,7 +31,7 @@ from ..pgtools import libpq_env
 from ..report import Progress, ProgressFn, no_progress
 from ..target import dsn_secrets, scrub
 from . import checks as C
-from .archive import ArchiveContents, Decryptor, file_sha256, list_contents, major_version, unpack_directory_archive
+from .archive import ArchiveContents, list_contents, major_version
 from .instance import DRILL_PURPOSE, DrillInstance, make_instance
 from .restore import restore_command, run_restore
 from .result import DrillResult
@@ -55,24 +58,24 @@ class DrillInterrupted(KeyboardInterrupt):
 
 def run_drill(manifest: Any, archive_path: Path | str, settings: DrillSettings,
               expected_indexes: Iterable[Any] | None = None, progress: ProgressFn = no_progress,
-              cancel: threading.Event | None = None, decrypt: Decryptor | None = None) -> DrillResult:
+              cancel: threading.Event | None = None) -> DrillResult:
     """Restore `archive_path` (the archive as stored: what the manifest's sha256 is of) into a fresh
     instance and verify it against `manifest` (a BackupManifest or its dict).
 
-    `decrypt(stored, plaintext_path)` is needed only for encrypted archives (the backup module's).
+    An encrypted archive is decrypted with DBOPS_BACKUP_KEY, as `backup verify` and `restore` do.
     `cancel` stops it with a cancelled result; Ctrl-C (KeyboardInterrupt) stops it too, deletes the
     instance and raises DrillInterrupted, never a report of checks that did not all run.
     """
     doc = manifest.to_dict() if hasattr(manifest, "to_dict") else dict(manifest)
-    return RestoreDrill(doc, Path(archive_path), settings, expected_indexes, progress, cancel, decrypt).run()
+    return RestoreDrill(doc, Path(archive_path), settings, expected_indexes, progress, cancel).run()
 
 
 class RestoreDrill:
     def __init__(self, manifest: dict, archive: Path, settings: DrillSettings, expected_indexes,
-                 progress: ProgressFn, cancel: threading.Event | None, decrypt: Decryptor | None) -> None:
+                 progress: ProgressFn, cancel: threading.Event | None) -> None:
         self.manifest, self.archive, self.settings = manifest, archive, settings
         self.expected_indexes = list(expected_indexes) if expected_indexes is not None else None
-        self.progress, self.cancel, self.decrypt = _never_raising(progress), cancel or threading.Event(), decrypt
+        self.progress, self.cancel = _never_raising(progress), cancel or threading.Event()
         info = manifest.get("archive", {}) or {}
         self.archive_info = info
         self.result = DrillResult(
@@ -174,22 +177,23 @@ class RestoreDrill:
         stored = self.archive
         if not stored.exists():
             return PreparedArchive(None, None, ArchiveContents(), f"the archive {stored} does not exist")
-        sha = None if stored.is_dir() else file_sha256(stored, _Either(self.cancel, self._abandon))
-        restorable = stored
-        try:
-            if self.archive_info.get("encrypted"):
-                if self.decrypt is None:
-                    return PreparedArchive(sha, None, ArchiveContents(),
-                                           "the archive is encrypted and the drill was given no way to decrypt it")
-                plain = self._files() / "archive.plain"
-                self.decrypt(stored, plain)
-                restorable = plain
-            if self.archive_info.get("format") == "directory" and restorable.is_file():
-                restorable = unpack_directory_archive(restorable, self._files() / "archive.dir")
-        except Exception as exc:  # noqa: BLE001 -- reported as the restore step's failure
-            return PreparedArchive(sha, None, ArchiveContents(), f"could not prepare the archive: {exc}")
+        if stored.is_dir():  # an unpacked directory-format archive: nothing stored to hash
+            sha, restorable = None, stored
+        else:
+            sha = sha256_file(stored, on_bytes=self._stop_hashing)
+            try:
+                # Any name for the files made: "archive" keeps the manifest's text out of paths.
+                restorable = restorable_archive(stored, "archive", bool(self.archive_info.get("encrypted")),
+                                                str(self.archive_info.get("format") or "custom"), self._files(),
+                                                copy=False)
+            except Exception as exc:  # noqa: BLE001 -- reported as the restore step's failure
+                return PreparedArchive(sha, None, ArchiveContents(), f"could not prepare the archive: {exc}")
         env = libpq_env("")
         return PreparedArchive(sha, restorable, list_contents(restorable, env))
+
+    def _stop_hashing(self, _: int) -> None:
+        if self.cancel.is_set() or self._abandon.is_set():
+            raise Cancelled("the drill was cancelled while the archive was hashed")
 
     def _files(self) -> Path:
         """A private folder for decrypted/unpacked archives, with pginstance's marker so a crash's

@@ -143,14 +143,14 @@ class ExportDrill(RestoreDrill):
 
     def __init__(self, download: Path, restorable: Path, reference: dict, expected, settings: DrillSettings,
                  manifest: dict, progress: ProgressFn, cancel: threading.Event | None) -> None:
-        super().__init__(manifest, download, settings, expected, progress, cancel, None)
+        super().__init__(manifest, download, settings, expected, progress, cancel)
         self.restorable_path, self.reference = restorable, reference
         self.result.instance_kind = KIND
 
     def _prepare_archive(self) -> PreparedArchive:
-        from ..drill.archive import file_sha256
+        from ..backup.storage import sha256_file
 
-        sha = file_sha256(self.archive)
+        sha = sha256_file(self.archive)
         env = libpq_env("")
         return PreparedArchive(sha, self.restorable_path, list_contents(self.restorable_path, env))
 
