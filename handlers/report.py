@@ -29,6 +29,15 @@ class Section:
     title: str
     text: str = ""
     table: Table | None = None
+    problem: bool = False  # something to act on: shown first, in the main Slack message; the rest goes in its thread
+
+
+@dataclass
+class ReportFile:
+    """The full report as a file (a drill's Markdown report, say), attached in the Slack thread."""
+
+    filename: str
+    content: str
 
 
 @dataclass
@@ -37,6 +46,9 @@ class Report:
     summary: str
     outcome: Outcome = Outcome.OK
     sections: list[Section] = field(default_factory=list)
+    # The few facts that matter, as (name, value): Slack shows them as fields, the terminal as `Name: value` lines.
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    file: ReportFile | None = None  # else Slack attaches the text report when the detail is long
     data: dict[str, Any] = field(default_factory=dict)  # machine-readable, for --format json
     exact_json: dict[str, Any] | None = None  # when a command's JSON shape is fixed, exactly this is printed
 
@@ -52,20 +64,25 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Report":
-        sections = [Section(s["title"], s.get("text", ""), Table(**s["table"]) if s.get("table") else None)
+        sections = [Section(s["title"], s.get("text", ""), Table(**s["table"]) if s.get("table") else None,
+                            problem=bool(s.get("problem")))
                     for s in data.get("sections", [])]
+        file = ReportFile(**data["file"]) if data.get("file") else None
         return cls(title=data["title"], summary=data["summary"], outcome=Outcome(data["outcome"]),
-                   sections=sections, data=data.get("data", {}), exact_json=data.get("exact_json"))
+                   sections=sections, facts=[(str(k), str(v)) for k, v in data.get("facts", [])], file=file,
+                   data=data.get("data", {}), exact_json=data.get("exact_json"))
 
     def to_json(self) -> dict[str, Any]:
         if self.exact_json is not None:
             return self.exact_json
         # The sections too: JSON carries every line the text shows.
         sections = [{"title": sec.title, "text": sec.text,
-                     "table": {"headers": sec.table.headers, "rows": sec.table.rows} if sec.table else None}
+                     "table": {"headers": sec.table.headers, "rows": sec.table.rows} if sec.table else None,
+                     "problem": sec.problem}
                     for sec in self.sections]
+        facts = {"facts": dict(self.facts)} if self.facts else {}
         return {"title": self.title, "outcome": self.outcome.value, "summary": self.summary,
-                "sections": sections, **self.data}
+                "sections": sections, **facts, **self.data}
 
 
 @dataclass

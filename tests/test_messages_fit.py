@@ -4,7 +4,7 @@ from __future__ import annotations
 from bot.core import plaintext, render
 from handlers.migrations import check_migration
 from handlers.report import Outcome, Report, Section, Table
-from tests.fakes.slack_api import payload_violations
+from tests.fakes.slack_api import all_texts, payload_violations
 
 WIDE = Table(["name", "detail"], [["idx_notes_owner", "a very long explanation " * 12], ["b", "short"]])
 
@@ -50,7 +50,7 @@ def test_slack_messages_of_a_wide_table_have_no_wide_monospace_line_and_keep_eve
     messages = render.slack_messages(report)
     for message in messages:
         assert payload_violations("chat.postMessage", message) == []
-    blob = "".join(b["text"]["text"] for m in messages for b in m["blocks"])
+    blob = "".join(all_texts([m["blocks"] for m in messages]))
     assert "*name:* idx_notes_owner" in blob and ("a very long explanation " * 12).strip() in blob
     assert "x" * 72 + "\n" + "x" * 72 in blob  # a long code line continues on the next line
 
@@ -60,7 +60,7 @@ def test_slack_findings_of_a_real_check_fit_a_phone():
     messages = render.slack_messages(report)
     for message in messages:
         assert payload_violations("chat.postMessage", message) == []
-    blob = "".join(b["text"]["text"] for m in messages for b in m["blocks"])
+    blob = "".join(all_texts([m["blocks"] for m in messages]))
     assert '`drop-column` (line 2): drops "Notes"."IsPinned"' in blob and "_fix:_ Expand/contract" in blob
 
 

@@ -9,6 +9,7 @@ from bot.core import render
 from bot.core.logs import ScrubbingFormatter
 from bot.core.notify import Notifier, ProgressMessage, make_client
 from handlers.report import Progress, Report, Section, Table
+from tests.fakes.slack_api import payload_violations
 
 
 def big_report(rows: int) -> Report:
@@ -18,24 +19,28 @@ def big_report(rows: int) -> Report:
     return Report(title="Index review", summary="many findings", sections=[Section("Unused indexes", table=table)])
 
 
-def test_a_long_table_is_split_within_slack_limits_and_every_row_arrives():
-    messages = render.slack_messages(big_report(3000))
-    assert len(messages) > 1
-    for message in messages:
-        assert len(message["blocks"]) <= 50
-        for block in message["blocks"]:
-            text = block["text"]["text"]
-            assert len(text) <= 3000
-    everything = json.dumps(messages)
+def test_a_long_table_goes_in_the_thread_within_slack_limits_and_every_row_is_in_the_file():
+    slack = render.slack_report(big_report(3000))
+    assert len(slack.main["blocks"]) <= render.MAIN_BLOCKS and 1 <= len(slack.thread) <= render.THREAD_MESSAGES
+    for message in slack.messages:
+        assert payload_violations("chat.postMessage", message) == []
+        assert all(b["type"] != "table" for b in message["blocks"])  # 3,000 rows: never a table block
+    assert "IX_Table0_Column0" in json.dumps(slack.thread[0])
+    assert "attached file" in json.dumps(slack.thread[-1])  # the thread says where the rest is
     for i in (0, 1234, 2999):
-        assert f"IX_Table{i}_Column{i}" in everything
-    assert messages[0]["text"].endswith(f"[1/{len(messages)}]")
+        assert f"IX_Table{i}_Column{i}" in slack.file.content
+    assert slack.file.filename == "index-review.txt"
+    assert "index-review.txt" in json.dumps(slack.main["blocks"][-1])  # the main message names the file
 
 
-def test_a_short_report_is_one_message_with_a_header():
-    (message,) = render.slack_messages(big_report(3))
-    assert message["blocks"][0]["type"] == "header"
-    assert "```" in json.dumps(message["blocks"])
+def test_a_short_report_is_a_header_message_with_its_table_as_a_table_block_in_the_thread():
+    slack = render.slack_report(big_report(3))
+    assert slack.main["blocks"][0]["type"] == "header" and slack.file is None
+    (reply,) = slack.thread
+    (table,) = [b for b in reply["blocks"] if b["type"] == "table"]
+    assert [c["text"] for c in table["rows"][0]] == ["index", "table", "suggestion"]
+    assert [c["text"] for c in table["rows"][3]][:2] == ["IX_Table2_Column2", "Table2"]
+    assert payload_violations("chat.postMessage", reply) == []
 
 
 def test_progress_updates_are_throttled_to_the_interval(fake_slack):

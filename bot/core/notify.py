@@ -76,7 +76,8 @@ class Notifier:
             payload["blocks"] = blocks
         return self.call("chat.update", **payload) is not None
 
-    def upload(self, channel: str, thread_ts: str | None, filename: str, content: str, title: str) -> bool:
+    def upload(self, channel: str, thread_ts: str | None, filename: str, content: str, title: str,
+               snippet_type: str | None = "sql") -> bool:
         """Attaches a text file in a message's thread (Slack's external upload: get a URL, send the
         bytes, complete). The content is scrubbed like every message."""
         if self.client is None:
@@ -84,7 +85,7 @@ class Notifier:
         content, filename, title = (scrub(v, self.secrets) for v in (content, filename, title))
         try:
             self.client.files_upload_v2(channel=channel, thread_ts=thread_ts, content=content, filename=filename,
-                                        title=title, snippet_type="sql")
+                                        title=title, snippet_type=snippet_type)
             return True
         except SlackApiError as exc:
             log.error("Slack file upload failed: %s", exc.response.get("error"))
@@ -99,21 +100,31 @@ class Notifier:
         self.call("reactions.add", channel=channel, timestamp=ts, name=name)
 
     def post_report(self, channel: str, report: Report, thread_ts: str | None = None) -> str | None:
-        """Posts a report, continuing in the first message's thread when it needs several."""
-        messages = render.slack_messages(report)
-        first = self.post(channel, messages[0]["text"], messages[0]["blocks"], thread_ts=thread_ts)
-        for extra in messages[1:]:
-            self.post(channel, extra["text"], extra["blocks"], thread_ts=thread_ts or first)
+        """Posts a report's short main message, then its detail (and full report file) in the thread:
+        the main message's own, or `thread_ts` when the report answers inside a thread already."""
+        slack = render.slack_report(report)
+        first = self.post(channel, slack.main["text"], slack.main["blocks"], thread_ts=thread_ts)
+        self._post_detail(channel, thread_ts or first, slack)
         return first
 
     def replace_with_report(self, channel: str, ts: str, report: Report) -> None:
-        """Turns a progress message into the final report (rest in its thread if long)."""
-        messages = render.slack_messages(report)
-        if not self.update(channel, ts, messages[0]["text"], messages[0]["blocks"]):
+        """Turns a progress message into the report's main message, the detail in its thread."""
+        slack = render.slack_report(report)
+        if not self.update(channel, ts, slack.main["text"], slack.main["blocks"]):
             self.post_report(channel, report)
             return
-        for extra in messages[1:]:
-            self.post(channel, extra["text"], extra["blocks"], thread_ts=ts)
+        self._post_detail(channel, ts, slack)
+
+    def _post_detail(self, channel: str, thread_ts: str | None, slack: render.SlackReport) -> None:
+        if thread_ts is None:  # the main message was not posted: its detail has nowhere to go
+            return
+        for message in slack.thread:
+            self.post(channel, message["text"], message["blocks"], thread_ts=thread_ts)
+        if slack.file and not self.upload(channel, thread_ts, slack.file.filename, slack.file.content,
+                                          slack.file.filename, snippet_type=None):
+            self.post(channel, f":warning: The full report (`{slack.file.filename}`) could not be attached here; "
+                               "the same command in a terminal (or with `--format json`) prints it.",
+                      thread_ts=thread_ts)
 
 
 class ProgressMessage:

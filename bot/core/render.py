@@ -1,27 +1,40 @@
 """Reports rendered for the terminal (tabulate), JSON, and Slack (Block Kit).
 
-Slack limits a section's text to 3,000 characters and a message to 50 blocks:
-long tables are split across blocks, and what does not fit one message goes
-into follow-up messages (`slack_messages` returns them all), never cut off.
+In Slack a report is a short main message (headline, facts, problems first) with
+the detail in its thread and, when the detail is long, the full report attached
+as a file there (`slack_report`). Every payload keeps within Slack's limits: 50
+blocks, 3,000 characters a section, 10 fields, one table block of at most 100
+rows and 20 cells a row, and no monospace line wider than a phone shows.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from tabulate import tabulate
 
-from handlers.report import Outcome, Progress, Report, Section, Table
+from handlers.report import Outcome, Progress, Report, ReportFile, Section, Table
 
 from . import diagnostics, plaintext
 
 ICON = {Outcome.OK: ":white_check_mark:", Outcome.FAILED: ":x:", Outcome.APPROVAL_REQUIRED: ":raised_hand:"}
 TEXT_MARK = {Outcome.OK: "OK", Outcome.FAILED: "FAILED", Outcome.APPROVAL_REQUIRED: "APPROVAL REQUIRED"}
 SECTION_LIMIT = 2900  # under Slack's 3,000, leaving room for the code fence
-BLOCKS_PER_MESSAGE = 45
+BLOCKS_PER_MESSAGE = 45  # under Slack's 50
 MONOSPACE_WIDTH = 72  # a phone shows about this much of a code block without scrolling sideways
+TABLE_ROWS, TABLE_CELLS = 100, 20  # Slack's limits for a table block (the header row counts)
+TABLE_CELL_CHARS = 60  # longer values are sentences: shown as lines, not squeezed into a cell
+FIELDS_PER_BLOCK = 10  # Slack's limit
+FIELD_CHARS = 300  # a fact is a value, not a paragraph (Slack allows 2,000)
+# The main message stays short (a phone screen or two); what does not fit goes in its thread.
+MAIN_BLOCKS = 14
+MAIN_TABLE_ROWS = 10
+MAIN_SECTION_CHARS = 1200
+THREAD_MESSAGES, THREAD_CHARS = 4, 12000  # more detail than this is left to the attached file
+FILE_OVER_CHARS = 6000  # a thread detail longer than this gets the full text report attached too
 
 
 def _cell(value: Any) -> Any:
@@ -58,6 +71,9 @@ def to_text(report: Report, width: int | None = None) -> str:
     path = str(report.data.get("path") or report.data.get("file") or "UP.sql")
     lines = plaintext.fit(f"{report.title}: {TEXT_MARK[report.outcome]}", width)
     lines += plaintext.fit(report.summary, width)
+    if report.facts:  # an aligned `Name: value` list, as `heroku pg:backups:info` prints one
+        lines += [""] + plaintext.key_value_lines([name for name, _ in report.facts],
+                                                  [[plaintext.plain_line(str(v)) for _, v in report.facts]], width)
     shown_findings = False
     for section in report.sections:
         if findings is not None and section.table is not None and section.table.headers == diagnostics.FINDING_HEADERS:
@@ -170,7 +186,31 @@ def _row_lines(table: Table) -> str:
     return "\n\n".join(rows)
 
 
-def section_blocks(section: Section) -> list[dict]:
+def table_fits_a_block(table: Table) -> bool:
+    """Whether Slack's `table` block can show `table` well: within its limits (100 rows with the
+    header row, 20 cells a row), and short values only; sentences read better as lines."""
+    return (bool(table.rows) and len(table.rows) + 1 <= TABLE_ROWS and 0 < len(table.headers) <= TABLE_CELLS
+            and table.headers != diagnostics.FINDING_HEADERS
+            and all(len(_cell_text(v)) <= TABLE_CELL_CHARS for row in table.rows for v in row))
+
+
+def _cell_text(value: Any) -> str:
+    return " ".join(plaintext.plain_line(str(_cell(value))).split())
+
+
+def table_block(table: Table) -> dict:
+    """A `table` block (raw text cells: no markup is read in them); a header row first."""
+    width = len(table.headers)
+
+    def row(values: list[Any]) -> list[dict]:
+        values = (list(values) + [""] * width)[:width]
+        return [{"type": "raw_text", "text": _cell_text(v) or "-"} for v in values]
+
+    return {"type": "table", "rows": [row(table.headers)] + [row(r) for r in table.rows]}
+
+
+def section_blocks(section: Section, table_block_ok: bool = False) -> list[dict]:
+    """A section as blocks; its table as a `table` block when `table_block_ok` and it fits one."""
     blocks = []
     head = f"*{section.title}*"
     if section.text:
@@ -180,7 +220,12 @@ def section_blocks(section: Section) -> list[dict]:
         blocks.append(_mrkdwn(head))
     if section.table is not None:
         if not section.table.rows:
-            blocks.append(_mrkdwn((head + "\n" if not section.text else "") + "```(none)```"))
+            blocks.append(_mrkdwn((head + "\n" if not section.text else "") + "_(none)_"))
+            return blocks
+        if table_block_ok and table_fits_a_block(section.table):
+            if not section.text:
+                blocks.append(_mrkdwn(head))
+            blocks.append(table_block(section.table))
             return blocks
         lines = table_text(section.table).splitlines()
         if max(len(line) for line in lines) > MONOSPACE_WIDTH or section.table.headers == diagnostics.FINDING_HEADERS:
@@ -208,28 +253,152 @@ def _header_text(title: str) -> str:
     return title if len(title) <= 150 else title[:149] + "…"
 
 
+def fact_blocks(facts: list[tuple[str, str]]) -> list[dict]:
+    """Facts as section fields (`*Name*` over its value), ten to a block as Slack allows."""
+    fields = [{"type": "mrkdwn", "text": f"*{_slack_escape(name)}*\n{_slack_escape(_short(value, FIELD_CHARS))}"}
+              for name, value in facts]
+    return [{"type": "section", "fields": fields[i:i + FIELDS_PER_BLOCK]}
+            for i in range(0, len(fields), FIELDS_PER_BLOCK)]
+
+
+def _short(text: str, limit: int) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _head_blocks(report: Report) -> list[dict]:
+    return [{"type": "header", "text": {"type": "plain_text", "text": _header_text(report.title)}},
+            _mrkdwn(_short(f"{ICON[report.outcome]} {report.summary}", SECTION_LIMIT)), *fact_blocks(report.facts)]
+
+
 def report_blocks(report: Report) -> list[dict]:
-    blocks: list[dict] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _header_text(report.title)}},
-        _mrkdwn(f"{ICON[report.outcome]} {report.summary}"[:SECTION_LIMIT]),
-    ]
+    """Every block of a report (header, summary, facts, each section in order), without table blocks,
+    for a message that shows a report inside its own (an approval request)."""
+    blocks = _head_blocks(report)
     for section in report.sections:
         blocks += section_blocks(section)
     return blocks
 
 
+@dataclass
+class SlackReport:
+    """A report as Slack shows it: a short main message, the detail in its thread, and maybe the
+    full report as a file in that thread. Messages are chat.postMessage payloads (text + blocks)."""
+
+    main: dict
+    thread: list[dict]
+    file: ReportFile | None = None
+
+    @property
+    def messages(self) -> list[dict]:
+        return [self.main, *self.thread]
+
+
+def _preview(section: Section) -> tuple[Section, bool]:
+    """A problem section cut to what the main message has room for, and whether it was cut."""
+    table, text, cut = section.table, section.text, False
+    if table is not None and len(table.rows) > MAIN_TABLE_ROWS:
+        more = len(table.rows) - MAIN_TABLE_ROWS
+        table, cut = Table(table.headers, table.rows[:MAIN_TABLE_ROWS]), True
+        note = f"_…and {more} more in the thread._"
+    if len(text) > MAIN_SECTION_CHARS:
+        text, cut = text[:text.rfind("\n", 0, MAIN_SECTION_CHARS) if "\n" in text[:MAIN_SECTION_CHARS]
+                         else MAIN_SECTION_CHARS].rstrip(), True
+        if text.count("```") % 2:
+            text += "```"
+        text += "\n_…the rest in the thread._"
+    elif cut:
+        text = (text + "\n" if text else "") + note
+    return Section(section.title, text, table, problem=True), cut
+
+
+def _pack(sections: list[Section]) -> list[list[dict]]:
+    """Sections as the blocks of messages: at most BLOCKS_PER_MESSAGE blocks and one table block each."""
+    messages: list[list[dict]] = [[]]
+    for section in sections:
+        wants_table = section.table is not None and table_fits_a_block(section.table)
+        if wants_table and any(b["type"] == "table" for b in messages[-1]):
+            messages.append([])
+        for block in section_blocks(section, table_block_ok=True):
+            if len(messages[-1]) >= BLOCKS_PER_MESSAGE:
+                messages.append([])
+            messages[-1].append(block)
+    return [m for m in messages if m]
+
+
+def _text_size(value: Any) -> int:
+    """Characters of text a reader meets in a block (every "text" string in it)."""
+    if isinstance(value, dict):
+        return sum(len(v) if k == "text" and isinstance(v, str) else _text_size(v) for k, v in value.items())
+    if isinstance(value, list):
+        return sum(_text_size(v) for v in value)
+    return 0
+
+
+def _within(messages: list[list[dict]], most: int, chars: int) -> tuple[list[list[dict]], bool]:
+    """The first messages and blocks that keep within `most` messages and `chars` characters of
+    text (at least one block), and whether anything was left out."""
+    kept: list[list[dict]] = []
+    size = 0
+    for blocks in messages[:most]:
+        kept.append([])
+        for block in blocks:
+            size += _text_size(block)
+            if size > chars and (len(kept) > 1 or kept[0]):
+                return [m for m in kept if m], True
+            kept[-1].append(block)
+    return kept, len(messages) > most
+
+
+def _file_name(report: Report) -> str:
+    slug = "".join(c if c.isalnum() else "-" for c in plaintext.plain_line(report.title).lower())
+    return "-".join(part for part in slug.split("-") if part)[:60] + ".txt"
+
+
+def slack_report(report: Report) -> SlackReport:
+    """The main message: headline, facts, then problem sections (cut to fit, first ones first);
+    the other sections, and problems in full, go in the thread; a long detail is attached as a file."""
+    main = _head_blocks(report)
+    thread_sections: list[Section] = []
+    table_shown = False
+    left_out = 0
+    for section in (s for s in report.sections if s.problem):
+        preview, cut = _preview(section)
+        wants_table = not table_shown and preview.table is not None and table_fits_a_block(preview.table)
+        blocks = section_blocks(preview, table_block_ok=wants_table)
+        if left_out or len(main) + len(blocks) > MAIN_BLOCKS - 2:  # room kept for the notes below
+            left_out += 1
+            thread_sections.append(section)
+            continue
+        main += blocks
+        table_shown = table_shown or wants_table
+        if cut:
+            thread_sections.append(section)
+    thread_sections += [s for s in report.sections if not s.problem]
+    if left_out:
+        main.append(_mrkdwn(f":warning: {left_out} more {'problem' if left_out == 1 else 'problems'} "
+                            "in the thread."))
+    packed, truncated = _within(_pack(thread_sections), THREAD_MESSAGES, THREAD_CHARS)
+    detail = sum(_text_size(block) for blocks in packed for block in blocks)
+    file = report.file
+    if file is None and (truncated or detail > FILE_OVER_CHARS):
+        file = ReportFile(_file_name(report), to_text(report, plaintext.DEFAULT_WIDTH))
+    if truncated:
+        note = _mrkdwn(f"_The rest does not fit here: it is in the attached file `{file.filename}`._")
+        packed[-1] = packed[-1][:BLOCKS_PER_MESSAGE - 1] + [note]
+    if packed or file:
+        where = "Details in the thread" if packed else "In the thread"
+        where += f", the full report as `{file.filename}`." if file else "."
+        main.append({"type": "context", "elements": [{"type": "mrkdwn", "text": where}]})
+    title = " ".join(report.title.split())
+    thread = [{"text": _short(f"{title}: details" + (f" ({i + 1}/{len(packed)})" if len(packed) > 1 else ""), 3000),
+               "blocks": blocks} for i, blocks in enumerate(packed)]
+    return SlackReport({"text": _short(f"{title}: {report.summary}", 3000), "blocks": main}, thread, file)
+
+
 def slack_messages(report: Report) -> list[dict]:
-    """One or more chat.postMessage payloads (text + blocks); the first is the report's head."""
-    blocks = report_blocks(report)
-    messages = []
-    for start in range(0, len(blocks), BLOCKS_PER_MESSAGE):
-        part = blocks[start:start + BLOCKS_PER_MESSAGE]
-        text = f"{report.title}: {report.summary}" if start == 0 else f"{report.title} (continued)"
-        messages.append({"text": text[:3000], "blocks": part})
-    if len(messages) > 1:
-        for i, message in enumerate(messages):
-            message["text"] += f" [{i + 1}/{len(messages)}]"
-    return messages
+    """The payloads of `slack_report`: the main message first, then its thread's."""
+    return slack_report(report).messages
 
 
 def help_blocks(rows: list[tuple[str, str]], prefix: str = "/db") -> list[dict]:

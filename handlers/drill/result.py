@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import fmt
-from ..report import Outcome, Report, Section, Table
+from ..report import Outcome, Report, ReportFile, Section, Table
 
 STEP_NAMES = ("create instance", "restore", "verify", "delete instance")
 
@@ -133,16 +133,41 @@ class DrillResult:
 
     def to_report(self) -> Report:
         title = f"Restore drill{' ' + self.drill_id if self.drill_id else ''}: {self.target}, backup {self.backup_id}"
-        sections = [
-            Section("Recovery", self._recovery_text()),
+        sections = []
+        # What went wrong comes first; the full record (every check, step and version) after it.
+        if self.error:
+            sections.append(Section("Error", self.error, problem=True))
+        bad = [c for c in self.checks if not c["ok"] or c.get("warning")]
+        if bad:
+            sections.append(Section("Failed checks" if self.failed_checks else "Warnings",
+                                    table=Table(["check", "result", "detail"],
+                                                [[c["name"], _check_result(c), c.get("detail", "")] for c in bad]),
+                                    problem=True))
+        if self.restore_errors:
+            sections.append(Section(f"Restore errors ({len(self.restore_errors)})",
+                                    "\n".join(self.restore_errors[:50]), problem=True))
+        sections += [  # recovery point and time are facts
             Section("Steps", table=Table(["step", "started", "took", "outcome", "detail"], self._step_rows())),
             Section("Checks", table=Table(["check", "result", "detail"], self._check_rows())),
             Section("Versions", table=Table(["component", "version"], [[k, v] for k, v in self.versions.items()])),
         ]
-        if self.restore_errors:
-            sections.append(Section(f"Restore errors ({len(self.restore_errors)})", "\n".join(self.restore_errors[:50])))
         return Report(title=title, summary=self.summary, outcome=Outcome.OK if self.passed else Outcome.FAILED,
-                      sections=sections, data=self.to_dict())
+                      sections=sections, facts=self.facts(), data=self.to_dict(),
+                      file=ReportFile(f"drill-{self.drill_id or self.backup_id}.md", self.to_markdown()))
+
+    def facts(self) -> list[tuple[str, str]]:
+        passed = sum(1 for c in self.checks if c["ok"])
+        return [
+            ("Result", self.outcome + (f", {fmt.plural(len(self.warnings), 'warning')}" if self.warnings else "")),
+            ("Backup", f"{self.backup_id}, taken {self.backup.get('created_at', '?')}"),
+            ("Recovery point", "-" if self.recovery_point_age_s is None
+             else f"backup {fmt.duration(self.recovery_point_age_s)} old when restored"),
+            ("Recovery time", fmt.duration(self.total_s)),
+            ("Restore", fmt.duration(self.step_seconds("restore"))),
+            ("Verify", fmt.duration(self.step_seconds("verify"))),
+            ("Checks", f"{passed} of {len(self.checks)} passed"),
+            ("Drill instance", self.instance or self.instance_kind or "-"),
+        ]
 
     def to_markdown(self) -> str:
         """The written report: procedure, timings, versions and every check, for `drill report <id>`."""

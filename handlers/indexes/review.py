@@ -127,17 +127,20 @@ class IndexReview:
                  r.index.name if r.index else "-",
                  r.usage.describe(window) if r.usage else "-"]
                 for r in self.expected]),
+            problem=bool(self.expected_problems),
         )] if self.expected else []
         fixes = [f"{r.expected.table}({', '.join(r.expected.columns)}): {r.fix}" for r in self.expected_problems]
         if fixes:
-            sections.append(Section("Fixes for expected indexes (suggestions, not run)", text="\n".join(fixes)))
+            sections.append(Section("Fixes for expected indexes (suggestions, not run)", text="\n".join(fixes),
+                                    problem=True))
         for check, title, headers in _SECTIONS:
             found = [f for f in self.open_findings if f.check == check]
             if check == "unused":
                 sections.append(self._unused_section(found, headers))
                 continue
             if found:
-                sections.append(Section(f"{title} ({len(found)})", table=Table(headers, [f.row for f in found])))
+                sections.append(Section(f"{title} ({len(found)})", table=Table(headers, [f.row for f in found]),
+                                        problem=True))
         sections.append(self._slow_section())
         if self.notes:
             sections.append(Section("Notes", text="\n".join(self.notes)))
@@ -152,8 +155,23 @@ class IndexReview:
             summary=self.summary_line(),
             outcome=Outcome.FAILED if self.problems else Outcome.OK,
             sections=sections,
+            facts=self._facts(),
             data=self.to_json(),
         )
+
+    def _facts(self) -> list[tuple[str, str]]:
+        facts = [("Problems", str(self.problems))]
+        if self.expected:
+            satisfied = sum(1 for r in self.expected if r.ok)
+            facts.append(("Expected indexes (dbops.toml)", f"{satisfied} of {len(self.expected)} in place"))
+        facts += [("Reviewed", f"{fmt.plural(self.index_count, 'index', 'indexes')} on "
+                               f"{fmt.plural(self.table_count, 'table')}"),
+                  ("Usage window", f"{fmt.plural(self.settings.window_days, 'day')}"
+                                   + ("" if self.history_complete else f" ({self.history_days} d of history so far)"))]
+        ignored = len(self.ignored) + sum(1 for r in self.expected if not r.ok and self._expected_ignored(r))
+        if ignored:
+            facts.append(("Ignored (dbops.toml)", str(ignored)))
+        return facts
 
     def _unused_section(self, found: list[IndexFinding], headers: list[str]) -> Section:
         window = self.settings.window_days
@@ -170,7 +188,7 @@ class IndexReview:
         if found:
             lines.append("The DROP statements are suggestions: the bot never drops an index.")
         return Section(f"Unused indexes ({len(found)}, no scans in {window} d)", text="\n".join(lines),
-                       table=Table(headers, [f.row for f in found]) if found else None)
+                       table=Table(headers, [f.row for f in found]) if found else None, problem=bool(found))
 
     def _slow_section(self) -> Section:
         s = self.slow

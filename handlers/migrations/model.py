@@ -92,11 +92,15 @@ class MigrationCheck:
                 for f in self.findings if f.severity is severity
             ]
             if rows:
-                sections.append(Section(titles[severity], table=Table(["line", "code", "message", "fix"], rows)))
+                sections.append(Section(titles[severity], table=Table(["line", "code", "message", "fix"], rows),
+                                        problem=severity is not Severity.INFO))
+        facts = [("Verdict", verdict), ("Forbidden", str(forbidden)), ("Warnings", str(warnings)),
+                 ("Statements", str(self.statement_count)), ("SHA-256", self.sha256)]
         return Report(
             title=f"Migration check: {self.filename}",
             summary=summary,
             outcome=self.outcome,
             sections=sections,
+            facts=facts,
             data={**self.to_json(), "file": self.filename, "sha256": self.sha256},
         )

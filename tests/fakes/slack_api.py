@@ -4,8 +4,9 @@ Point slack_sdk at it with `WebClient(base_url=fake.url)` (the bot: SLACK_API_UR
 `fail_next(method, status, times, retry_after)` makes it answer errors first.
 
 Every message the bot sends is checked as Slack (and a phone) would take it: blocks valid by
-slack_sdk's Block Kit models, within Slack's limits, and no monospace line wider than 72
-characters. What breaks a rule is recorded in `VIOLATIONS`; tests/conftest.py fails the test
+slack_sdk's Block Kit models, within Slack's limits (one table block a message, of at most 100
+rows and 20 cells a row), and no monospace line wider than 72 characters; replies and files
+hang together as in Slack (no reply inside a reply's thread, a file completed after its bytes). What breaks a rule is recorded in `VIOLATIONS`; tests/conftest.py fails the test
 that caused it.
 """
 from __future__ import annotations
@@ -23,21 +24,23 @@ from slack_sdk.models.blocks import Block
 
 MESSAGE_METHODS = ("chat.postMessage", "chat.update", "chat.postEphemeral")
 MONOSPACE_WIDTH = 72  # what a phone shows of a code block without scrolling
-LIMITS = {"blocks": 50, "section": 3000, "header": 150, "fields": 10, "text": 40000}
+LIMITS = {"blocks": 50, "section": 3000, "header": 150, "fields": 10, "text": 40000,
+          "tables": 1, "table_rows": 100, "table_cells": 20}
+TABLE_CELL_TYPES = ("raw_text", "raw_number", "rich_text")
 VIOLATIONS: list[str] = []  # from every FakeSlack in this process; tests/conftest.py checks it after each test
 
 
-def _texts(value: Any):
+def all_texts(value: Any):
     """Every string under a "text" key, anywhere in a payload."""
     if isinstance(value, dict):
         for key, item in value.items():
             if key == "text" and isinstance(item, str):
                 yield item
             else:
-                yield from _texts(item)
+                yield from all_texts(item)
     elif isinstance(value, list):
         for item in value:
-            yield from _texts(item)
+            yield from all_texts(item)
 
 
 def monospace_lines(text: str) -> list[str]:
@@ -77,11 +80,36 @@ def payload_violations(method: str, params: dict[str, Any]) -> list[str]:
             found.append(f"{method}: block {n} ({block['type']}) text is {len(body)} characters (limit {limit})")
         if len(block.get("fields") or []) > LIMITS["fields"]:
             found.append(f"{method}: block {n} has {len(block['fields'])} fields (limit {LIMITS['fields']})")
-    for piece in _texts({"text": text, "blocks": blocks}):
+        if block.get("type") == "table":
+            found += [f"{method}: block {n} (table): {problem}" for problem in table_violations(block)]
+    tables = sum(1 for block in blocks if block.get("type") == "table")
+    if tables > LIMITS["tables"]:
+        found.append(f"{method}: {tables} table blocks (Slack allows {LIMITS['tables']} a message)")
+    for piece in all_texts({"text": text, "blocks": blocks}):
         for line in monospace_lines(piece):
             if len(line) > MONOSPACE_WIDTH:
                 found.append(f"{method}: a monospace line of {len(line)} characters (more than "
                              f"{MONOSPACE_WIDTH}): {line[:100]!r}")
+    return found
+
+
+def table_violations(block: dict[str, Any]) -> list[str]:
+    """What Slack refuses in a table block (slack_sdk's model checks only that it has rows)."""
+    rows = block.get("rows") or []
+    found = []
+    if len(rows) > LIMITS["table_rows"]:
+        found.append(f"{len(rows)} rows (limit {LIMITS['table_rows']})")
+    widths = {len(row) for row in rows}
+    if widths and max(widths) > LIMITS["table_cells"]:
+        found.append(f"a row of {max(widths)} cells (limit {LIMITS['table_cells']})")
+    if len(widths) > 1:
+        found.append(f"rows of different lengths {sorted(widths)}")
+    for row in rows:
+        for cell in row:
+            if not isinstance(cell, dict) or cell.get("type") not in TABLE_CELL_TYPES:
+                found.append(f"a cell that is not one of {TABLE_CELL_TYPES}: {cell!r:.80}")
+            elif cell["type"] == "raw_text" and not (isinstance(cell.get("text"), str) and cell["text"]):
+                found.append("an empty raw_text cell")
     return found
 
 
@@ -101,6 +129,7 @@ class FakeSlack:
         self.usergroups: dict[str, list[str]] = {}
         self.users: dict[str, dict] = {}
         self.uploads: dict[str, dict[str, Any]] = {}  # file id -> filename, content (the bytes sent), channel, thread_ts
+        self.reply_ts: set[str] = set()  # messages posted inside a thread (no thread can start from them)
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -151,6 +180,24 @@ class FakeSlack:
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}; calls: {[(c.method, c.status) for c in self.calls]}")
 
+    def thread_violations(self, method: str, params: dict[str, Any]) -> list[str]:
+        """What Slack would not take in how replies and files hang together: threads do not nest,
+        and a file is completed only once its bytes went to the URL handed out for it."""
+        found = []
+        thread = params.get("thread_ts")
+        if method in ("chat.postMessage", "files.completeUploadExternal") and thread in self.reply_ts:
+            found.append(f"{method}: thread_ts {thread} is itself a reply (Slack threads do not nest)")
+        if method == "files.completeUploadExternal":
+            files = params.get("files")
+            files = json.loads(files) if isinstance(files, str) else files or []
+            for f in files:
+                upload = self.uploads.get(f.get("id"))
+                if upload is None:
+                    found.append(f"{method}: file {f.get('id')} was never given an upload URL")
+                elif upload.get("content") is None:
+                    found.append(f"{method}: file {f.get('id')} is completed before its bytes were uploaded")
+        return found
+
     # -- the API -------------------------------------------------------------
     def answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         ts = f"{1700000000 + next(self._ts)}.000100"
@@ -159,6 +206,9 @@ class FakeSlack:
             return {"ok": True, "url": "https://fake.slack.com/", "team": "Fake", "user": "dbops",
                     "team_id": "T0001", "user_id": "U0BOT", "bot_id": "B0BOT"}
         if method == "chat.postMessage":
+            if params.get("thread_ts"):
+                with self._lock:
+                    self.reply_ts.add(ts)
             return {"ok": True, "channel": channel, "ts": ts,
                     "message": {"text": params.get("text"), "ts": ts, "thread_ts": params.get("thread_ts")}}
         if method == "chat.update":
@@ -205,6 +255,8 @@ class FakeSlack:
                     with fake._lock:
                         if file_id in fake.uploads:
                             fake.uploads[file_id]["content"] = raw
+                        else:
+                            VIOLATIONS.append(f"upload: bytes sent to {self.path}, a URL this Slack never handed out")
                         fake.calls.append(Call("upload", {"file_id": file_id}, 200, raw=raw))
                     self.send_response(200 if file_id in fake.uploads else 404)
                     self.send_header("Content-Length", "2")
@@ -226,6 +278,8 @@ class FakeSlack:
                                                                          if status == 429 else "fatal_error"}
                 if method in MESSAGE_METHODS:
                     VIOLATIONS.extend(payload_violations(method, params))
+                with fake._lock:
+                    VIOLATIONS.extend(fake.thread_violations(method, params))
                 with fake._lock:
                     fake.calls.append(Call(method, params, status, raw=raw))
                 payload = json.dumps(body).encode()
