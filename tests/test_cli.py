@@ -27,7 +27,7 @@ def test_help_lists_every_command_and_the_exit_codes():
 def test_unknown_subcommand_exits_2_naming_the_closest_match():
     done = dbops("stauts")
     assert done.returncode == 2
-    assert "Did you mean `status`?" in done.stderr
+    assert "Did you mean status?" in done.stderr
 
 
 def test_bad_option_is_a_usage_error_not_a_traceback(fresh_db):

@@ -49,6 +49,11 @@ def plain_line(line: str) -> str:
     return out if line[:1].isspace() else out.lstrip()  # an unknown emoji that began the line leaves no gap
 
 
+def plain_text(text: str) -> str:
+    """mrkdwn as plain text, line breaks kept, nothing wrapped (for JSON and log lines)."""
+    return "\n".join(line for line, _ in plain(text))
+
+
 def plain(text: str) -> list[tuple[str, bool]]:
     """(line, is_code) pairs: fences removed, prose lines without markup, code lines verbatim."""
     out: list[tuple[str, bool]] = []

@@ -76,6 +76,20 @@ def help_text(registry: Registry, width: int | None = None) -> str:
     return "\n".join(line for text in lines for line in (plaintext.fit(text, width) or [""])) + "\n"
 
 
+def error_text(message: str, width: int | None = None) -> str:
+    """An error for stderr: "error: ..." without Slack's markup (messages are written once, for both
+    front ends), wrapped to the terminal; argparse's own "usage: ..." text stays as it is."""
+    if message.startswith("usage:"):
+        return message
+    width = width or plaintext.terminal_width()
+    lines = []
+    for n, line in enumerate(plaintext.plain_text(message).splitlines() or [""]):
+        lead = "error: " if n == 0 else "       "
+        lines += textwrap.wrap(line, width, initial_indent=lead, subsequent_indent=" " * len(lead),
+                               break_on_hyphens=False) or [lead.rstrip()]
+    return "\n".join(lines)
+
+
 def print_help(registry: Registry) -> None:
     print(help_text(registry), end="")
 
@@ -126,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         if settings is not None:
             text = scrub(text, settings.secrets())
         if _wants_json(argv):
-            print(json.dumps({"error": text, "exit_code": exc.exit_code}))
-        print(text if text.startswith("usage:") else f"error: {text}", file=sys.stderr)
+            print(json.dumps({"error": plaintext.plain_text(text), "exit_code": exc.exit_code}))
+        print(error_text(text), file=sys.stderr)
         return exc.exit_code
     finally:
         if store is not None:
