@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.test_migrate_e2e import BOSS, ALICE, dbops, react, request_message, request_status
+from tests.test_migrate_e2e import (ALICE, BOSS, dbops, react, request_message, request_status, thread_texts,
+                                    wait_for_states)
 
 EVE = "U0EVE"
 
@@ -41,5 +42,7 @@ def test_a_restore_asked_in_slack_runs_only_after_another_approver_reacts(bot_fa
                         timeout=180)
     assert request_status(demo_db, "r001") == "applied"
     assert rows(fresh_db) == rows(demo_db)
-    thread = [c.params["text"] for c in fake_slack.calls_to("chat.postMessage") if c.params.get("thread_ts") == ts]
+    wait_for_states(fake_slack, ts, "approved", "applying", "applied")  # the request message, changed in place
+    thread = thread_texts(fake_slack, ts)
+    assert f"✓ <@{ALICE}> approved (1 of 1): applying now" in thread
     assert any("applied" in t for t in thread)

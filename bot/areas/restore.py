@@ -14,7 +14,7 @@ from handlers.report import Outcome, Report, Section
 from handlers.restore import RestoreOptions, RestoreRefused, restore_backup
 
 from ..core import jobs
-from ..core.approvals.book import ApprovalBook, ApprovalRequest
+from ..core.approvals.book import ApprovalBook, ApprovalRequest, RequestStatus
 from ..core.approvals.settings import ApprovalSettings, expires_at
 from ..core.command import Arg, command
 from ..core.registry import Area, Bot, Invocation
@@ -136,7 +136,7 @@ def apply_approved(svc: Bot, req: ApprovalRequest) -> None:
     """In the worker pool once approved: runs the restore as the requester asked and tells the thread."""
     approvals = svc.approvals  # with the state database down, the stand-in's: where the votes were counted
     book = approvals.book
-    if not book.move(req.id, ("approved",), "applying"):
+    if not book.move(req.id, (RequestStatus.APPROVED,), RequestStatus.APPLYING):
         return  # another replica took it, or it was withdrawn
     p = req.payload
     args = argparse.Namespace(backup=p["backup"], into=p["into"], overwrite=bool(p["overwrite"]),
@@ -146,14 +146,14 @@ def apply_approved(svc: Bot, req: ApprovalRequest) -> None:
                      registry=svc.registry, channel=req.channel, state=svc.store, front_end="slack")
     try:
         report = jobs.run(inv, approvals.store, work=run_restore)
-        outcome, detail = ("applied" if report.ok else "failed"), report.summary
+        outcome, detail = (RequestStatus.APPLIED if report.ok else RequestStatus.FAILED), report.summary
     except DbopsError as exc:
-        report, outcome, detail = None, "failed", str(exc)
+        report, outcome, detail = None, RequestStatus.FAILED, str(exc)
     except Exception as exc:
         log.exception("restore %s failed", req.code)
-        report, outcome, detail = None, "failed", f"internal error ({type(exc).__name__}); see the bot's log"
-    book.move(req.id, ("applying",), outcome, detail[:500])
-    icon = ":white_check_mark:" if outcome == "applied" else ":x:"
+        report, outcome, detail = None, RequestStatus.FAILED, f"internal error ({type(exc).__name__}); see the bot's log"
+    book.move(req.id, (RequestStatus.APPLYING,), outcome, detail[:500])
+    icon = ":white_check_mark:" if outcome is RequestStatus.APPLIED else ":x:"
     approvals.tell(req, f"{icon} `{req.code}` {outcome}: {detail}", "bot", "apply", outcome)
     if report is not None:
         svc.post_report(report, req.channel)
