@@ -33,6 +33,8 @@ FIELD_CHARS = 300  # a fact is a value, not a paragraph (Slack allows 2,000)
 MAIN_BLOCKS = 14
 MAIN_TABLE_ROWS = 10
 MAIN_SECTION_CHARS = 1200
+# A section in the thread is cut to this much (every section shows; the attached file has them whole).
+THREAD_TABLE_ROWS, THREAD_SECTION_CHARS = 30, 2500
 THREAD_MESSAGES, THREAD_CHARS = 4, 12000  # more detail than this is left to the attached file
 FILE_OVER_CHARS = 6000  # a thread detail longer than this gets the full text report attached too
 
@@ -294,32 +296,45 @@ class SlackReport:
         return [self.main, *self.thread]
 
 
-def _preview(section: Section) -> tuple[Section, bool]:
-    """A problem section cut to what the main message has room for, and whether it was cut."""
-    table, text, cut = section.table, section.text, False
-    if table is not None and len(table.rows) > MAIN_TABLE_ROWS:
-        more = len(table.rows) - MAIN_TABLE_ROWS
-        table, cut = Table(table.headers, table.rows[:MAIN_TABLE_ROWS]), True
-        note = f"_…and {more} more in the thread._"
-    if len(text) > MAIN_SECTION_CHARS:
-        text, cut = text[:text.rfind("\n", 0, MAIN_SECTION_CHARS) if "\n" in text[:MAIN_SECTION_CHARS]
-                         else MAIN_SECTION_CHARS].rstrip(), True
+def _preview(section: Section, rows: int, chars: int, where: str) -> tuple[Section, str]:
+    """`section` cut to at most `rows` table rows and `chars` of text, and the note that says the
+    rest is `where` ("" when nothing was cut)."""
+    table, text, notes = section.table, section.text, []
+    if len(text) > chars:
+        end = text.rfind("\n", 0, chars)
+        text = text[:end if end > 0 else chars].rstrip()
         if text.count("```") % 2:
             text += "```"
-        text += "\n_…the rest in the thread._"
-    elif cut:
-        text = (text + "\n" if text else "") + note
-    return Section(section.title, text, table, problem=True), cut
+        notes.append(f"_…the rest {where}._")
+    if table is not None and len(table.rows) > rows:
+        notes.append(f"_…and {len(table.rows) - rows} more rows {where}._")
+        table = Table(table.headers, table.rows[:rows])
+    if not notes:
+        return section, ""
+    return Section(section.title, text, table, problem=section.problem), " ".join(notes)
 
 
-def _pack(sections: list[Section]) -> list[list[dict]]:
-    """Sections as the blocks of messages: at most BLOCKS_PER_MESSAGE blocks and one table block each."""
+def _note(text: str) -> dict:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def _shown_blocks(section: Section, note: str, table_block_ok: bool) -> list[dict]:
+    """A (cut) section's blocks, the note on what was cut under them."""
+    return section_blocks(section, table_block_ok) + ([_note(note)] if note else [])
+
+
+def _pack(sections: list[tuple[Section, str]]) -> list[list[dict]]:
+    """(Section, note) pairs as the blocks of messages: at most BLOCKS_PER_MESSAGE blocks and one
+    table block each."""
     messages: list[list[dict]] = [[]]
-    for section in sections:
-        wants_table = section.table is not None and table_fits_a_block(section.table)
-        if wants_table and any(b["type"] == "table" for b in messages[-1]):
-            messages.append([])
-        for block in section_blocks(section, table_block_ok=True):
+    for section, note in sections:
+        as_block = section.table is not None and table_fits_a_block(section.table)
+        if as_block and any(b["type"] == "table" for b in messages[-1]):
+            # This message has its table: a narrow one joins it as aligned lines, a wider one starts the next.
+            as_block = max(len(line) for line in table_text(section.table).splitlines()) > MONOSPACE_WIDTH
+            if as_block:
+                messages.append([])
+        for block in _shown_blocks(section, note, table_block_ok=as_block):
             if len(messages[-1]) >= BLOCKS_PER_MESSAGE:
                 messages.append([])
             messages[-1].append(block)
@@ -363,9 +378,9 @@ def slack_report(report: Report) -> SlackReport:
     table_shown = False
     left_out = 0
     for section in (s for s in report.sections if s.problem):
-        preview, cut = _preview(section)
+        preview, cut = _preview(section, MAIN_TABLE_ROWS, MAIN_SECTION_CHARS, "in the thread")
         wants_table = not table_shown and preview.table is not None and table_fits_a_block(preview.table)
-        blocks = section_blocks(preview, table_block_ok=wants_table)
+        blocks = _shown_blocks(preview, cut, table_block_ok=wants_table)
         if left_out or len(main) + len(blocks) > MAIN_BLOCKS - 2:  # room kept for the notes below
             left_out += 1
             thread_sections.append(section)
@@ -378,18 +393,20 @@ def slack_report(report: Report) -> SlackReport:
     if left_out:
         main.append(_mrkdwn(f":warning: {left_out} more {'problem' if left_out == 1 else 'problems'} "
                             "in the thread."))
-    packed, truncated = _within(_pack(thread_sections), THREAD_MESSAGES, THREAD_CHARS)
+    shown = [_preview(s, THREAD_TABLE_ROWS, THREAD_SECTION_CHARS, "in the attached file") for s in thread_sections]
+    packed, left_out_of_thread = _within(_pack(shown), THREAD_MESSAGES, THREAD_CHARS)
+    truncated = left_out_of_thread or any(cut for _, cut in shown)
     detail = sum(_text_size(block) for blocks in packed for block in blocks)
     file = report.file
     if file is None and (truncated or detail > FILE_OVER_CHARS):
         file = ReportFile(_file_name(report), to_text(report, plaintext.DEFAULT_WIDTH))
-    if truncated:
+    if left_out_of_thread:
         note = _mrkdwn(f"_The rest does not fit here: it is in the attached file `{file.filename}`._")
         packed[-1] = packed[-1][:BLOCKS_PER_MESSAGE - 1] + [note]
     if packed or file:
         where = "Details in the thread" if packed else "In the thread"
         where += f", the full report as `{file.filename}`." if file else "."
-        main.append({"type": "context", "elements": [{"type": "mrkdwn", "text": where}]})
+        main.append(_note(where))
     title = " ".join(report.title.split())
     thread = [{"text": _short(f"{title}: details" + (f" ({i + 1}/{len(packed)})" if len(packed) > 1 else ""), 3000),
                "blocks": blocks} for i, blocks in enumerate(packed)]
