@@ -82,9 +82,6 @@ class Approvals:
                                     blocks):
                 self._shown[request_id] = digest
 
-    def refresh_message(self, req: ApprovalRequest) -> None:
-        self.redraw(req.id)
-
     def tell(self, req: ApprovalRequest, text: str, actor: str, action: str, outcome: str) -> None:
         """A short line in the request's thread, the message redrawn, and the audit entry."""
         if req.channel and req.message_ts:
