@@ -145,7 +145,7 @@ def test_s3_round_trip(demo_db, pg_server, catalog, s3, tmp_path):
     assert result.location.startswith(f"s3://{BUCKET}/backups/prod/b001_prod_")
     assert result.verify_status == "verified"  # downloaded again and read in full
     key = result.manifest.archive.key
-    assert objects(client) == sorted([key, key + ".manifest.json", "backups/dbops-index.json"])
+    assert objects(client) == sorted([key, key + ".manifest.json", key + ".verified.json", "backups/dbops-index.json"])
     assert client.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == result.manifest.archive.size
     assert [p.name for p in settings.dir.iterdir()] == []  # nothing kept locally
 
@@ -189,5 +189,5 @@ def test_prune_deletes_s3_objects_but_keeps_newest_verified(demo_db, catalog, s3
     second = take_backup(Target("prod", demo_db), settings, catalog, "U1")
     report = prune(catalog, settings, "prod", dry_run=False)
     assert report.data["deleted"] == [first.backup_id] and report.data["keep"] == [second.backup_id]
-    assert objects(client) == sorted([second.manifest.archive.key, second.manifest.archive.key + ".manifest.json",
-                                      "backups/dbops-index.json"])
+    key = second.manifest.archive.key
+    assert objects(client) == sorted([key, key + ".manifest.json", key + ".verified.json", "backups/dbops-index.json"])

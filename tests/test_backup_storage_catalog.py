@@ -125,6 +125,44 @@ def test_storage_alone_lists_and_verifies(small_db, state_dsn, settings):
     assert verify_backup(StorageCatalog(settings), settings, result.backup_id).outcome is Outcome.FAILED
 
 
+def test_a_verification_is_kept_in_storage_beside_its_archive(small_db, state_dsn, settings, pg_server):
+    """Verified from storage alone, the catalog rebuilt: the backup is still known verified (so
+    `restore latest` picks the same one); a record of another archive under the same name counts for nothing."""
+    first = take_backup(Target("prod", small_db), settings, BackupCatalog(state_dsn), "U1")
+    with psycopg.connect(small_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO items VALUES (501, 'x501', 'n')")  # another archive, another SHA-256
+    second = take_backup(Target("prod", small_db), settings, BackupCatalog(state_dsn), "U1")
+    assert first.manifest.archive.sha256 != second.manifest.archive.sha256
+    assert StorageCatalog(settings).get(first.backup_id).verify_status == "pending"
+    assert verify_backup(StorageCatalog(settings), settings, first.backup_id).outcome is Outcome.OK
+    recorded = Path(first.location + ".verified.json")
+    doc = json.loads(recorded.read_text())
+    assert doc["status"] == "verified" and doc["archive_sha256"] == first.manifest.archive.sha256
+    found = StorageCatalog(settings).get(first.backup_id)
+    assert found.verify_status == "verified" and found.verified_at is not None
+
+    name = f"rebuilt_{id(object())}"
+    demo_data.create_database(pg_server.dsn(), name)
+    try:
+        migrate.apply(pg_server.dsn(name))
+        rebuilt = BackupCatalog(pg_server.dsn(name))
+        sync_catalog(rebuilt, settings)
+        assert rebuilt.get(first.backup_id).verify_status == "verified"
+        assert rebuilt.get(second.backup_id).verify_status == "pending"
+    finally:
+        demo_data.drop_database(pg_server.dsn(), name)
+
+    # A record copied beside another archive (or left from a replaced one) names another SHA-256.
+    Path(second.location + ".verified.json").write_text(recorded.read_text())
+    assert StorageCatalog(settings).get(second.backup_id).verify_status == "pending"
+    # A failed verification is recorded too, and a damaged record is ignored, never trusted.
+    Path(second.location).write_bytes(Path(second.location).read_bytes()[:-10])
+    assert verify_backup(StorageCatalog(settings), settings, second.backup_id).outcome is Outcome.FAILED
+    assert StorageCatalog(settings).get(second.backup_id).verify_status == "failed"
+    recorded.write_text("{not json")
+    assert StorageCatalog(settings).get(first.backup_id).verify_status == "pending"
+
+
 # -- a kill at each step of the final write ----------------------------------------------
 
 CHILD = """

@@ -156,10 +156,10 @@ class BackupCatalog:
             conn.execute("UPDATE dbops.backups SET status = 'failed', error = %s, finished_at = now(),"
                          " duration_s = %s WHERE id = %s AND status = 'running'", (error, duration_s, backup_id))
 
-    def set_verification(self, backup_id: str, status: str, detail: str) -> None:
+    def set_verification(self, backup_id: str, status: str, detail: str, at: datetime | None = None) -> None:
         with self._connect() as conn:
-            conn.execute("UPDATE dbops.backups SET verify_status = %s, verify_detail = %s, verified_at = now()"
-                         " WHERE id = %s", (status, detail, backup_id))
+            conn.execute("UPDATE dbops.backups SET verify_status = %s, verify_detail = %s,"
+                         " verified_at = coalesce(%s, now()) WHERE id = %s", (status, detail, at, backup_id))
 
     def mark_deleted(self, backup_id: str) -> None:
         with self._connect() as conn:

@@ -31,7 +31,7 @@ from .catalog import BackupCatalog, BackupRecord
 from .. import fmt
 from .settings import BackupSettings, RetentionSettings
 from .storage import S3Store, StorageError, prepare_dir
-from .storecat import MANIFEST_SUFFIX, storage_for, write_index
+from .storecat import MANIFEST_SUFFIX, VERIFIED_SUFFIX, storage_for, write_index
 
 
 @dataclass
@@ -199,18 +199,20 @@ def prune(catalog: BackupCatalog, settings: BackupSettings, target_name: str, dr
 
 
 def delete_archive(record: BackupRecord, catalog: BackupCatalog, settings: BackupSettings) -> None:
-    """The manifest goes first: from then on storage no longer lists the backup; a kill before the
-    archive is gone leaves an archive without a manifest, which the next start quarantines."""
+    """The verification record first, then the manifest: from then on storage no longer lists the
+    backup; a kill before the archive is gone leaves an archive without a manifest, which the next
+    start quarantines."""
     if record.storage == "s3":
         manifest = catalog.manifest(record.id)
         key = manifest.archive.key if manifest else None
         if key:
             store = S3Store(settings.s3)
-            store.delete(key + MANIFEST_SUFFIX)
-            store.delete(key)
+            for name in (key + VERIFIED_SUFFIX, key + MANIFEST_SUFFIX, key):
+                store.delete(name)
         local = Path(settings.dir) / key.rsplit("/", 1)[-1] if key else None  # a kept local copy
     else:
         local = Path(record.location) if record.location else None
     if local is not None:
-        local.with_name(local.name + MANIFEST_SUFFIX).unlink(missing_ok=True)
+        for suffix in (VERIFIED_SUFFIX, MANIFEST_SUFFIX):
+            local.with_name(local.name + suffix).unlink(missing_ok=True)
         local.unlink(missing_ok=True)

@@ -10,6 +10,10 @@ vanishes (deleted by hand, a lifecycle rule) is then noticed rather than silentl
 
 Layout: the local folder holds every target's files; in S3 they are under `<prefix>/<target>/`,
 the index at `<prefix>/dbops-index.json`. Quarantined files go to `quarantine/` beside them.
+
+The newest verification of a backup is `<archive>.verified.json` beside it (status, detail, time,
+and the SHA-256 of the archive it checked): a catalog rebuilt from storage, or the bot answering
+from storage alone, knows which backups were verified, so `restore latest` picks the same one.
 """
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ from .settings import BackupSettings
 from .storage import S3Store, StorageError, fsync_dir
 
 MANIFEST_SUFFIX = ".manifest.json"
+VERIFIED_SUFFIX = ".verified.json"
+VERIFICATION_STATUSES = ("verified", "failed", "unrestorable", "no_key")
 INDEX_NAME = "dbops-index.json"
 QUARANTINE = "quarantine"
 ARCHIVE_RE = re.compile(r"^([ab]\d+)_.+\.(dump|tar)(\.enc)?$")
@@ -190,6 +196,13 @@ def basename(name: str) -> str:
 # -- reading what storage holds ----------------------------------------------------------
 
 @dataclass
+class StoredVerification:
+    status: str  # one of VERIFICATION_STATUSES
+    detail: str
+    at: datetime
+
+
+@dataclass
 class StoredBackup:
     backup_id: str
     archive: str  # the archive's name in the storage
@@ -198,6 +211,27 @@ class StoredBackup:
     problem: str | None  # why the manifest cannot be trusted
     archive_present: bool
     location: str
+    verification: StoredVerification | None = None  # the newest, if it checked this very archive
+
+
+def write_verification(storage: Storage, archive: str, archive_sha256: str, status: str, detail: str) -> None:
+    """Records a verification beside the archive it checked (replacing the previous one)."""
+    doc = {"dbops_verification": 1, "status": status, "detail": detail,
+           "verified_at": datetime.now(timezone.utc).isoformat(), "archive_sha256": archive_sha256}
+    storage.write(archive + VERIFIED_SUFFIX, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
+
+
+def read_verification(storage: Storage, archive: str, manifest: BackupManifest) -> StoredVerification | None:
+    """The recorded verification, or None when there is none, it is unreadable, or it checked
+    another archive than the one the manifest describes (then it says nothing about this one)."""
+    try:
+        doc = json.loads(storage.read(archive + VERIFIED_SUFFIX))
+        if doc.get("archive_sha256") != manifest.archive.sha256 or doc.get("status") not in VERIFICATION_STATUSES:
+            return None
+        at = datetime.fromisoformat(doc["verified_at"])
+        return StoredVerification(doc["status"], str(doc.get("detail") or ""), at)
+    except (StorageError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 @dataclass
@@ -227,8 +261,10 @@ def scan(storage: Storage) -> StorageScan:
                     problem, manifest = f"{label} names backup {manifest.backup_id}, not {match.group(1)}", None
             except ManifestDamaged as exc:
                 manifest, sealed, problem = None, False, str(exc)
+            verification = (read_verification(storage, archive, manifest)
+                            if manifest is not None and archive + VERIFIED_SUFFIX in present else None)
             backups.append(StoredBackup(match.group(1), archive, manifest, sealed, problem, archive in present,
-                                        storage.location(archive)))
+                                        storage.location(archive), verification))
         elif ARCHIVE_RE.match(base) and name + MANIFEST_SUFFIX not in present:
             orphans.append(name)
     backups.sort(key=lambda b: (b.manifest.created_at if b.manifest else "", b.backup_id), reverse=True)
@@ -267,7 +303,7 @@ def record_from_storage(b: StoredBackup) -> BackupRecord:
             duration_s=None, format=None, compression=None, encrypted=False, storage=None, location=b.location,
             size_bytes=None, sha256=None, integrity_level=None, tables=None, total_rows=None,
             verify_status="failed", verified_at=None, verify_detail=b.problem, deleted_at=None)
-    m, a = b.manifest, b.manifest.archive
+    m, a, v = b.manifest, b.manifest.archive, b.verification
     started = datetime.fromisoformat(m.created_at)
     return BackupRecord(
         id=m.backup_id, target=m.target, database=m.database, scheduled=m.scheduled,
@@ -275,14 +311,14 @@ def record_from_storage(b: StoredBackup) -> BackupRecord:
         heartbeat_at=None, started_at=started, finished_at=None, duration_s=m.duration_s, format=a.format,
         compression=a.compression, encrypted=a.encrypted, storage=a.storage, location=b.location, size_bytes=a.size,
         sha256=a.sha256, integrity_level=m.integrity_level, tables=len(m.tables), total_rows=m.total_rows,
-        verify_status="pending", verified_at=None,
-        verify_detail=None if b.archive_present else "the archive is missing from storage", deleted_at=None)
+        verify_status=v.status if v else "pending", verified_at=v.at if v else None,
+        verify_detail=(v.detail if v else None) if b.archive_present else "the archive is missing from storage",
+        deleted_at=None)
 
 
 class StorageCatalog:
     """The read side of BackupCatalog, answered from storage alone (the state database is down).
-
-    Verification results are not kept (there is nowhere to keep them): each verify checks again."""
+    Verification results are written beside the archives (by `backup verify`, whichever catalog)."""
 
     from_storage = True
 
@@ -325,15 +361,34 @@ class StorageCatalog:
         return None
 
     def set_verification(self, backup_id: str, status: str, detail: str) -> None:
-        pass  # nowhere to record it; the report says what was found
+        self._scan = None  # the next read sees the verification `backup verify` wrote beside the archive
 
     def running_ids(self) -> set[str]:
         return set()
 
 
-def manifest_name_for(record: BackupRecord, manifest: BackupManifest | None) -> str | None:
-    """The storage name of a catalogued backup's manifest."""
+def archive_name_for(record: BackupRecord, manifest: BackupManifest | None) -> str | None:
+    """The storage name of a catalogued backup's archive."""
     if record.storage == "s3":
-        key = manifest.archive.key if manifest else None
-        return key + MANIFEST_SUFFIX if key else None
-    return basename(record.location or "") + MANIFEST_SUFFIX if record.location else None
+        return manifest.archive.key if manifest and manifest.archive.key else None
+    return basename(record.location) if record.location else None
+
+
+def storage_of(record: BackupRecord, settings: BackupSettings) -> Storage:
+    """The storage that holds a catalogued backup (the settings may have moved on since)."""
+    if record.storage == "s3":
+        return S3Storage(S3Store(settings.s3))
+    return LocalStorage(Path(record.location).parent if record.location else Path(settings.dir))
+
+
+def record_verification(record: BackupRecord, manifest: BackupManifest, settings: BackupSettings,
+                        status: str, detail: str) -> str | None:
+    """Writes a verification beside its archive; the reason when that could not be done."""
+    archive = archive_name_for(record, manifest)
+    if archive is None or status not in VERIFICATION_STATUSES:
+        return None
+    try:
+        write_verification(storage_of(record, settings), archive, manifest.archive.sha256, status, detail)
+    except (StorageError, OSError) as exc:
+        return f"the verification could not be written to storage: {exc}"
+    return None

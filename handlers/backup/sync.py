@@ -62,10 +62,18 @@ def sync_catalog(catalog: BackupCatalog, settings: BackupSettings, adopt: bool =
             result.problems.append(f"backup {b.backup_id} has a manifest but no archive in storage ({b.location})")
             continue
         record = catalog.get(b.backup_id)
+        # A verification storage knows and the catalog does not (the catalog was rebuilt, or the
+        # backup was verified from storage alone while the state database was down) is learnt.
+        v = b.verification
+        newer = v is not None and (record is None or record.verified_at is None or record.verified_at < v.at)
         if record is None:
             if catalog.from_storage(b.manifest, b.location, adopt=False) == "added":
                 result.added.append(b.backup_id)
+                if newer:
+                    catalog.set_verification(b.backup_id, v.status, v.detail, at=v.at)
             continue
+        if newer and record.status == "completed":
+            catalog.set_verification(b.backup_id, v.status, v.detail, at=v.at)
         if record.status == "completed" or not adopt:
             continue
         problem = _archive_problem(storage, b, settings)

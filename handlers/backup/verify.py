@@ -23,7 +23,7 @@ from .. import fmt
 from ..pgtools import PgToolError, full_read, missing_table_data
 from .settings import BackupSettings, encryption_key_from_env
 from .storage import S3Store, StorageError, prepare_dir, sha256_file
-from .storecat import MANIFEST_SUFFIX
+from .storecat import MANIFEST_SUFFIX, record_verification
 
 
 class Unrestorable(DbopsError):
@@ -116,6 +116,9 @@ def _verify(catalog: BackupCatalog, settings: BackupSettings, record: BackupReco
         checks.append(["result", f"could not check: {exc}"])
         return VerifyOutcome("error", str(exc), checks)  # storage out of reach: says nothing about the archive
     catalog.set_verification(record.id, outcome.status, outcome.detail)
+    unrecorded = manifest and record_verification(record, manifest, settings, outcome.status, outcome.detail)
+    if unrecorded:
+        checks.append(["storage", unrecorded])
     return outcome
 
 
