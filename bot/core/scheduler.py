@@ -11,8 +11,6 @@ import threading
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from handlers.errors import ConfigError
-
 from .registry import Bot, Schedule
 from .state import store as state_store
 
@@ -36,14 +34,6 @@ def next_daily(now: datetime, at: time, tz: ZoneInfo | None = None, weekdays: fr
     while candidate <= local or (weekdays is not None and candidate.weekday() not in weekdays):
         candidate += timedelta(days=1)
     return candidate
-
-
-def parse_time_of_day(value: str, setting: str) -> time:
-    try:
-        hours, minutes = str(value).split(":")
-        return time(int(hours), int(minutes))
-    except (ValueError, AttributeError):
-        raise ConfigError(f"{setting} must be a time of day like \"03:30\", not {value!r}") from None
 
 
 class Scheduler:
