@@ -61,8 +61,8 @@ def _trends(records: list[BackupRecord]) -> list[str]:
     done = [r for r in records if r.status == "completed" and r.size_bytes is not None][:TREND_OVER][::-1]
     if len(done) < 2:
         return []
-    over = f"(last {len(done)}, oldest to newest)"
-    return [f"size:      {fmt.trend([r.size_bytes for r in done], fmt.size)} {over}",
+    return [f"Last {fmt.plural(len(done), 'completed backup')}, oldest to newest:",
+            f"size:      {fmt.trend([r.size_bytes for r in done], fmt.size)}",
             f"duration:  {fmt.trend([r.duration_s for r in done], fmt.duration)}"]
 
 

@@ -116,16 +116,16 @@ class DrillStore:
                  [r["total_s"] for r in reversed(recent)]
         trend = fmt.sparkline(totals)
         passed = sum(1 for r in rows if r["outcome"] == "passed")
+        which = "passed drill" if any(r["outcome"] == "passed" for r in recent) else "drill"
         summary = (f"Last {fmt.plural(len(rows), 'drill')} of {target_name}: {passed} passed, "
-                   f"{len(rows) - passed} not. Recovery time, oldest to newest: {fmt.trend(totals, fmt.duration)}.")
+                   f"{len(rows) - passed} not. Recovery time of the last {fmt.plural(len(totals), which)}, "
+                   f"oldest to newest: {fmt.trend(totals, fmt.duration)}.")
         latest_ok = rows[0]["outcome"] == "passed"
         return Report(
             f"Restore drills: {target_name}", summary, Outcome.OK if latest_ok else Outcome.FAILED,
             sections=[Section("Drills", table=Table(
                 ["id", "when", "backup", "backup age", "instance", "restore", "verify", "delete", "total",
-                 "result"], table_rows)),
-                Section("Trend of recovery time", f"{fmt.trend(totals, fmt.duration)}  "
-                                                  f"(oldest to newest, {fmt.plural(len(totals), 'drill')})")],
+                 "result"], table_rows))],
             data={"target": target_name, "drills": data, "trend": trend})
 
 
