@@ -34,14 +34,14 @@ def test_a_long_table_goes_in_the_thread_within_slack_limits_and_every_row_is_in
     assert "index-review.txt" in json.dumps(slack.main["blocks"][-1])  # the main message names the file
 
 
-def test_a_short_report_is_a_header_message_with_its_table_as_a_table_block_in_the_thread():
+def test_a_short_report_is_one_message_with_a_header_and_its_table_as_a_table_block():
     slack = render.slack_report(big_report(3))
-    assert slack.main["blocks"][0]["type"] == "header" and slack.file is None
-    (reply,) = slack.thread
-    (table,) = [b for b in reply["blocks"] if b["type"] == "table"]
+    assert slack.thread == [] and slack.file is None
+    assert slack.main["blocks"][0]["type"] == "header"
+    (table,) = [b for b in slack.main["blocks"] if b["type"] == "table"]
     assert [c["text"] for c in table["rows"][0]] == ["index", "table", "suggestion"]
     assert [c["text"] for c in table["rows"][3]][:2] == ["IX_Table2_Column2", "Table2"]
-    assert payload_violations("chat.postMessage", reply) == []
+    assert payload_violations("chat.postMessage", slack.main) == []
 
 
 def test_progress_updates_are_throttled_to_the_interval(fake_slack):

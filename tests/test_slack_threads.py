@@ -91,12 +91,12 @@ def test_a_small_table_is_a_table_block_a_long_or_wide_one_never():
 
 
 def test_each_message_has_at_most_one_table_block_and_empty_cells_are_not_empty():
-    narrow = [Section(f"Table {n}", table=Table(["k", "v"], [["a", None], ["b", ""]])) for n in range(3)]
+    narrow = [Section(f"Table {n}", table=Table(["k", "v"], [["a", None], ["b", ""]] * 20)) for n in range(3)]
     (reply,) = render.slack_report(Report("T", "s", sections=narrow)).thread
     assert len(_tables(reply)) == 1 and reply["blocks"][1]["rows"][1][1]["text"] == "-"
     assert json.dumps(reply).count("```") == 4  # the other two narrow tables as aligned lines beside it
     # Tables too wide for aligned lines on a phone each get a table block: one message each.
-    wide = [Section(f"Wide {n}", table=Table(["name", "detail"], [["x" * 40, "y" * 40]])) for n in range(3)]
+    wide = [Section(f"Wide {n}", table=Table(["name", "detail"], [["x" * 40, "y" * 40]] * 5)) for n in range(3)]
     slack = render.slack_report(Report("T", "s", sections=wide))
     assert [len(_tables(m)) for m in slack.thread] == [1, 1, 1]
     assert all(table_violations(t) == [] for m in slack.thread for t in _tables(m))
@@ -104,7 +104,7 @@ def test_each_message_has_at_most_one_table_block_and_empty_cells_are_not_empty(
 
 def test_problems_come_first_in_the_main_message_and_the_rest_in_the_thread():
     report = Report("Drill", "failed", Outcome.FAILED, facts=[("Result", "failed"), ("Checks", "9 of 10")],
-                    sections=[Section("Steps", "all ran"), Section("Failed checks", "row counts differ", problem=True)])
+                    sections=[Section("Steps", "all ran\n" * 300), Section("Failed checks", "row counts differ", problem=True)])
     slack = render.slack_report(report)
     texts = [b.get("text", {}).get("text", "") for b in slack.main["blocks"]]
     assert texts[1].startswith(":x: failed") and _facts(slack.main) == {"*Result*": "failed", "*Checks*": "9 of 10"}
@@ -156,10 +156,19 @@ def test_a_report_file_that_cannot_be_attached_is_said_in_the_thread(fake_slack)
     assert any("drill-d007.md" in n and "could not be attached" in n for n in notes)
 
 
+def test_a_short_report_is_one_message_without_a_thread():
+    report = Report("Status", "1 problem", Outcome.FAILED, sections=[Section("Backups", "no verified backup yet")])
+    slack = render.slack_report(report)
+    assert slack.thread == [] and slack.file is None
+    assert "no verified backup yet" in json.dumps(slack.main) and "thread" not in json.dumps(slack.main)
+
+
 def test_a_report_replacing_a_progress_message_keeps_its_detail_in_that_thread(fake_slack):
     notifier = Notifier(make_client("xoxb-test", fake_slack.url), secrets=[])
     ts = notifier.post("C0OPS", "working")
-    notifier.replace_with_report("C0OPS", ts, _drill(failed=False).to_report())
+    report = _drill(failed=False).to_report()
+    report.sections.append(Section("Log", "a line of the restore log\n" * 200))
+    notifier.replace_with_report("C0OPS", ts, report)
     (update,) = fake_slack.calls_to("chat.update")
     assert update.params["ts"] == ts and update.params["blocks"][0]["type"] == "header"
     replies = [c for c in fake_slack.calls_to("chat.postMessage") if c.params.get("thread_ts")]

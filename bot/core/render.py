@@ -35,6 +35,7 @@ MAIN_TABLE_ROWS = 10
 MAIN_SECTION_CHARS = 1200
 # A section in the thread is cut to this much (every section shows; the attached file has them whole).
 THREAD_TABLE_ROWS, THREAD_SECTION_CHARS = 30, 2500
+INLINE_CHARS, INLINE_LINES = 1500, 20  # a detail this short stays in the main message: no thread for a few lines
 THREAD_MESSAGES, THREAD_CHARS = 4, 12000  # more detail than this is left to the attached file
 FILE_OVER_CHARS = 6000  # a thread detail longer than this gets the full text report attached too
 
@@ -329,7 +330,7 @@ def _pack(sections: list[tuple[Section, str]]) -> list[list[dict]]:
     messages: list[list[dict]] = [[]]
     for section, note in sections:
         as_block = section.table is not None and table_fits_a_block(section.table)
-        if as_block and any(b["type"] == "table" for b in messages[-1]):
+        if as_block and _has_table(messages[-1]):
             # This message has its table: a narrow one joins it as aligned lines, a wider one starts the next.
             as_block = max(len(line) for line in table_text(section.table).splitlines()) > MONOSPACE_WIDTH
             if as_block:
@@ -341,13 +342,27 @@ def _pack(sections: list[tuple[Section, str]]) -> list[list[dict]]:
     return [m for m in messages if m]
 
 
+def _has_table(blocks: list[dict]) -> bool:
+    return any(b["type"] == "table" for b in blocks)
+
+
+def _line_count(blocks: list[dict]) -> int:
+    """Lines a reader scrolls through: a table block's rows, a text's lines."""
+    return sum(len(b["rows"]) if b["type"] == "table" else
+               sum(len(text.splitlines()) for text in _texts_of(b)) for b in blocks)
+
+
+def _texts_of(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in ([v] if k == "text" and isinstance(v, str) else _texts_of(v))]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts_of(v)]
+    return []
+
+
 def _text_size(value: Any) -> int:
     """Characters of text a reader meets in a block (every "text" string in it)."""
-    if isinstance(value, dict):
-        return sum(len(v) if k == "text" and isinstance(v, str) else _text_size(v) for k, v in value.items())
-    if isinstance(value, list):
-        return sum(_text_size(v) for v in value)
-    return 0
+    return sum(len(text) for text in _texts_of(value))
 
 
 def _within(messages: list[list[dict]], most: int, chars: int) -> tuple[list[list[dict]], bool]:
@@ -393,6 +408,12 @@ def slack_report(report: Report) -> SlackReport:
     if left_out:
         main.append(_mrkdwn(f":warning: {left_out} more {'problem' if left_out == 1 else 'problems'} "
                             "in the thread."))
+    rest = _pack([(s, "") for s in thread_sections])
+    if (not left_out and len(rest) == 1 and len(main) + len(rest[0]) <= MAIN_BLOCKS - 1
+            and _text_size(rest[0]) <= INLINE_CHARS and _line_count(rest[0]) <= INLINE_LINES
+            and not (table_shown and _has_table(rest[0]))):
+        main += rest[0]  # the detail is short: one message says it all, no thread
+        thread_sections = []
     shown = [_preview(s, THREAD_TABLE_ROWS, THREAD_SECTION_CHARS, "in the attached file") for s in thread_sections]
     packed, left_out_of_thread = _within(_pack(shown), THREAD_MESSAGES, THREAD_CHARS)
     truncated = left_out_of_thread or any(cut for _, cut in shown)
