@@ -1,5 +1,6 @@
 """Running PostgreSQL client programs (pg_dump, pg_restore, pg_amcheck) safely: the bundled binaries,
-the connection handed over in the environment only (never on the command line), cancellable, output streamed."""
+the connection handed over in the environment only (never on the command line), cancellable, output streamed;
+and the one reading of pg_restore's output (its table of contents, its errors) for verify, restore and drills."""
 from __future__ import annotations
 
 import functools
@@ -7,7 +8,7 @@ import os
 import re
 import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .errors import Cancelled, DbopsError
 from .pginstance import PgBinariesError, bin_dir, pg_tool
+from .report import Progress
 
 # libpq connection keywords and the environment variables libpq reads for them.
 _ENV_FOR = {
@@ -124,14 +126,12 @@ def choose_compression(setting: str, level: int | None, major: int) -> str:
     return {"zstd": "zstd:3", "gzip": "gzip:6", "lz4": "lz4:1"}[method]
 
 
-def toc_table_data(archive: Path, env: dict[str, str] | None = None) -> list[str]:
+def toc_table_data(archive: Path) -> list[str]:
     """The TABLE DATA lines of an archive's table of contents (pg_restore --list)."""
-    result = subprocess.run([pg_tool("pg_restore"), "--list", str(archive)], capture_output=True, text=True,
-                            env=env, timeout=600)
-    if result.returncode != 0:
-        raise PgToolError(f"pg_restore cannot read the archive's table of contents: "
-                              f"{last_line(result.stderr)}")
-    return [line for line in result.stdout.splitlines() if " TABLE DATA " in line]
+    contents = list_archive(archive)
+    if contents.errors:
+        raise PgToolError(f"pg_restore cannot read the archive's table of contents: {contents.errors[-1][:400]}")
+    return contents.table_data_lines
 
 
 def missing_table_data(archive: Path, tables: list[dict]) -> list[str]:
@@ -218,3 +218,134 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# -- pg_restore: reading an archive's table of contents, and restoring it ----------------------
+
+_TOC_ENTRY = re.compile(r"^\d+;\s+\d+\s+\d+\s+")
+_TOC_HEADER = {
+    "Format": "format",
+    "Dumped from database version": "dumped_from",
+    "Dumped by pg_dump version": "dumped_by",
+    "Compression": "compression",
+}
+_ERRORS_IGNORED = re.compile(r"errors ignored on restore:\s*(\d+)")
+_TABLE_DATA = re.compile(r'processing data for table "([^"]+)"')
+
+
+@dataclass
+class ArchiveContents:
+    """What `pg_restore --list` says about an archive."""
+
+    format: str = ""  # CUSTOM, DIRECTORY, TAR
+    entries: int = 0
+    table_data_lines: list[str] = field(default_factory=list)  # one "processing data" line each when restored
+    owners: list[str] = field(default_factory=list)  # the roles the archive's objects belong to
+    dumped_from: str = ""  # server version
+    dumped_by: str = ""  # pg_dump version
+    compression: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def table_data(self) -> int:
+        return len(self.table_data_lines)
+
+
+def list_archive(archive: Path) -> ArchiveContents:
+    """Read the table of contents (no connection); a truncated or foreign file shows up here first."""
+    done = run_streaming([pg_tool("pg_restore"), "--list", str(archive)], env=libpq_env(""))
+    contents = ArchiveContents()
+    owners = set()
+    for line in done.lines:
+        if line.startswith(";"):
+            key, _, value = line.lstrip("; ").partition(":")
+            attr = _TOC_HEADER.get(key.strip())
+            if attr:
+                setattr(contents, attr, value.strip())
+        elif _TOC_ENTRY.match(line):
+            contents.entries += 1
+            if " TABLE DATA " in line:
+                contents.table_data_lines.append(line)
+            parts = line.split()
+            if len(parts) >= 6 and parts[-1] != "-":
+                owners.add(parts[-1])
+        elif "pg_restore:" in line:
+            contents.errors.append(line)
+    contents.owners = sorted(owners)
+    if done.returncode != 0 and not contents.errors:
+        contents.errors.append(f"pg_restore --list exited with {done.returncode}")
+    return contents
+
+
+def major_version(text: str | int | None) -> int | None:
+    """18 from "18.1", "18.1 (Debian ...)", "pg_dump (PostgreSQL) 18.1", 180001 or "9.6.24" (-> 9)."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, int):
+        return text // 10000 if text >= 100000 else text
+    match = re.search(r"(\d+)(?:\.(\d+))?", str(text))
+    if not match:
+        return None
+    return int(match.group(1))
+
+
+@dataclass
+class RestoreOutcome:
+    returncode: int
+    error_count: int
+    errors: list[str] = field(default_factory=list)  # the error lines with the command each came from
+    jobs: int = 1
+    tables_loaded: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.error_count == 0
+
+
+def restore_command(archive: Path, archive_format: str, jobs: int,
+                    exclude_schemas: tuple[str, ...] = ()) -> tuple[list[str], int]:
+    """The pg_restore command line, and the number of jobs it uses (only custom and directory
+    archives restore in parallel)."""
+    # --no-owner --no-acl: the source's roles need not exist where the archive is restored; the
+    # objects belong to the connecting user. The connection is in the environment (libpq_env); an
+    # empty --dbname still makes pg_restore connect instead of printing SQL.
+    jobs = max(1, jobs) if archive_format.upper() in ("CUSTOM", "DIRECTORY") else 1
+    cmd = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--verbose"]
+    cmd += [f"--exclude-schema={schema}" for schema in exclude_schemas]
+    cmd += ["--dbname="]
+    if jobs > 1:
+        cmd += ["--jobs", str(jobs)]
+    return cmd + [str(archive)], jobs
+
+
+def run_pg_restore(archive: Path, dsn: str, archive_format: str, jobs: int, table_data_entries: int,
+                   progress: Callable[[Progress], None], cancel: threading.Event | None = None,
+                   exclude_schemas: tuple[str, ...] = ()) -> RestoreOutcome:
+    """pg_restore `archive` into `dsn`, every error counted and kept with the command it came from;
+    progress ("restore" phase) for each table loaded. Raises Cancelled on `cancel`."""
+    cmd, used_jobs = restore_command(archive, archive_format, jobs, exclude_schemas)
+    errors: list[str] = []
+    loaded = [0]
+
+    def on_line(line: str) -> None:
+        if "pg_restore: error:" in line or line.startswith("pg_restore: fatal"):
+            errors.append(line.split("pg_restore: ", 1)[1])
+        elif line.startswith("Command was:") and errors:
+            errors[-1] += f" ({line.strip()[:300]})"
+        match = _TABLE_DATA.search(line)
+        if match:
+            loaded[0] += 1
+            total = max(table_data_entries, loaded[0])
+            progress(Progress("restore", round(loaded[0] / total, 3) if total else None,
+                              f"loading {match.group(1)} ({loaded[0]}/{total} tables)"))
+
+    done = run_streaming(cmd, env=libpq_env(dsn), on_line=on_line, cancel=cancel)
+    count = len(errors)
+    for line in done.lines:
+        match = _ERRORS_IGNORED.search(line)
+        if match:
+            count = max(count, int(match.group(1)))
+    if done.returncode != 0 and count == 0:
+        count = 1
+        errors.append(f"pg_restore exited with {done.returncode}: " + last_line("\n".join(done.lines)))
+    return RestoreOutcome(done.returncode, count, errors, used_jobs, loaded[0])

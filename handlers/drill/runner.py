@@ -27,13 +27,11 @@ from ..backup.verify import restorable_archive
 from ..errors import Cancelled
 from .. import fmt
 from ..pginstance import MARKER_FILE, tool_version
-from ..pgtools import libpq_env
+from ..pgtools import ArchiveContents, list_archive, major_version, restore_command, run_pg_restore
 from ..report import Progress, ProgressFn, no_progress
 from ..target import dsn_secrets, scrub
 from . import checks as C
-from .archive import ArchiveContents, list_contents, major_version
 from .instance import DRILL_PURPOSE, DrillInstance, make_instance
-from .restore import restore_command, run_restore
 from .result import DrillResult
 from .settings import DrillSettings
 from .steps import Failed, StepFailed, checks_outcome, run_step
@@ -188,8 +186,7 @@ class RestoreDrill:
                                                 copy=False)
             except Exception as exc:  # noqa: BLE001 -- reported as the restore step's failure
                 return PreparedArchive(sha, None, ArchiveContents(), f"could not prepare the archive: {exc}")
-        env = libpq_env("")
-        return PreparedArchive(sha, restorable, list_contents(restorable, env))
+        return PreparedArchive(sha, restorable, list_archive(restorable))
 
     def _stop_hashing(self, _: int) -> None:
         if self.cancel.is_set() or self._abandon.is_set():
@@ -263,8 +260,8 @@ class RestoreDrill:
         self.result.procedure.append(
             f"Checked the stored archive ({self.result.backup['size']:,} bytes) against the catalog's SHA-256 and read "
             f"its table of contents ({contents.entries} entries).")
-        outcome = run_restore(prepared.restorable, dsn, archive_format, self.settings.jobs, contents.table_data,
-                              self.progress, self.cancel)
+        outcome = run_pg_restore(prepared.restorable, dsn, archive_format, self.settings.jobs, contents.table_data,
+                                 self.progress, self.cancel)
         self.result.restore_errors = [self._clean(e) for e in outcome.errors]
         shown = " ".join(a for a in cmd[1:-1] if a != "--dbname=")
         self.result.procedure.append(f"Restored it with `pg_restore {shown}` "

@@ -15,8 +15,7 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
-from ..drill.archive import list_contents
-from ..pgtools import libpq_env
+from ..pgtools import list_archive
 from ..drill.runner import PreparedArchive, RestoreDrill
 from ..drill.settings import DrillSettings
 from ..drill.steps import checks_outcome
@@ -151,8 +150,7 @@ class ExportDrill(RestoreDrill):
         from ..backup.storage import sha256_file
 
         sha = sha256_file(self.archive)
-        env = libpq_env("")
-        return PreparedArchive(sha, self.restorable_path, list_contents(self.restorable_path, env))
+        return PreparedArchive(sha, self.restorable_path, list_archive(self.restorable_path))
 
     def _verify(self) -> str:
         before = len(self.result.checks)

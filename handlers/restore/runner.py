@@ -32,13 +32,11 @@ from ..backup.settings import BackupSettings
 from ..backup.storage import StorageError, prepare_dir
 from ..backup.verify import ArchiveDamaged, fetch_plain
 from ..drill import checks as C
-from ..drill.archive import major_version
 from ..errors import Cancelled, DbopsError, UsageError
-from ..pginstance import pg_tool
-from ..pgtools import last_line, libpq_env, run_streaming
+from ..pgtools import list_archive, major_version, run_pg_restore
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from ..target import Target, dsn_secrets, scrub
-from .target import (RestoreRefused, archive_owners, clear_target, inspect_target, missing_roles, refusals)
+from .target import RestoreRefused, clear_target, inspect_target, missing_roles, refusals
 
 
 @dataclass
@@ -132,7 +130,7 @@ class _Restore:
         try:
             record, manifest, archive = self._step("fetch archive", lambda: self._fetch(candidates, work, state))
             self.result.manifest = manifest.to_dict()
-            owners = archive_owners(archive)
+            owners = list_archive(archive).owners
             self.result.roles = missing_roles(self.into, owners)
             if state.tables or self.options.overwrite:
                 self._step("clear target", self._clear)
@@ -210,35 +208,17 @@ class _Restore:
         return f"dropped {'schema' if len(dropped) == 1 else 'schemas'} {', '.join(dropped) or '(none)'}"
 
     def _pg_restore(self, archive: Path, manifest: BackupManifest) -> str:
-        jobs = max(1, self.options.jobs)
-        # No --dbname value on the command line: libpq reads host, database, user and password from
-        # the environment; an empty --dbname still makes pg_restore connect instead of printing SQL.
-        cmd = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--verbose", "--exclude-schema=dbops",
-               f"--jobs={jobs}", "--dbname=", str(archive)]
-        total = max(1, len(manifest.tables))
-        loaded = [0]
-        errors: list[str] = []
-
-        def on_line(line: str) -> None:
-            if "pg_restore: error:" in line:
-                errors.append(line.split("pg_restore: ", 1)[1])
-            elif "processing data for table" in line:
-                loaded[0] += 1
-                self.progress(Progress("restore", min(1.0, loaded[0] / total),
-                                       f"loading {line.rsplit(' ', 1)[-1]} ({loaded[0]}/{total} tables)"))
-
+        # The bot's own `dbops` schema is never restored over the target's: it is the state store's.
         try:
-            done = run_streaming(cmd, env=libpq_env(self.into.dsn), on_line=on_line, cancel=self.cancel)
+            outcome = run_pg_restore(archive, self.into.dsn, manifest.archive.format or "custom", self.options.jobs,
+                                     len(manifest.tables), self.progress, self.cancel, exclude_schemas=("dbops",))
         except Cancelled:
             raise _Failed("cancelled while pg_restore ran: the target holds a partial restore") from None
-        self.result.restore_errors = [self._clean(e) for e in errors]
-        if done.returncode != 0 and not errors:
-            self.result.restore_errors.append(self._clean(f"pg_restore exited with {done.returncode}: "
-                                                          f"{last_line(chr(10).join(done.lines))}"))
-        ok = not self.result.restore_errors
+        self.result.restore_errors = [self._clean(e) for e in outcome.errors]
+        ok = outcome.ok
         self._check(C.Check("restore without errors", ok, "pg_restore reported no errors" if ok else
-                            f"{fmt.plural(len(self.result.restore_errors), 'error')}: {C.listed(self.result.restore_errors)}"))
-        return f"{loaded[0]} tables loaded with {jobs} jobs"
+                            f"{fmt.plural(outcome.error_count, 'error')}: {C.listed(self.result.restore_errors)}"))
+        return f"{outcome.tables_loaded} tables loaded with {outcome.jobs} jobs"
 
     def _verify(self, manifest: BackupManifest) -> str:
         doc = manifest.to_dict()

@@ -2,9 +2,7 @@
 roles the archive's objects are owned by. Restoring is destructive, so anything unsure refuses."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -12,12 +10,7 @@ from psycopg import sql
 from .. import fmt, schemas
 from ..backup.placement import state_shares_target
 from ..errors import DbopsError, UsageError
-from ..pginstance import pg_tool
-from ..pgtools import libpq_env, run_streaming
 from ..target import Target, connection_reason
-
-_TOC_ENTRY = re.compile(r"^\d+;\s+\d+\s+\d+\s+")
-
 
 class RestoreRefused(UsageError):
     """The restore would destroy something it was not told to (exit status 2, nothing done)."""
@@ -77,18 +70,6 @@ def clear_target(target: Target) -> list[str]:
                 conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
             conn.execute("CREATE SCHEMA public")
     return dropped
-
-
-def archive_owners(archive: Path) -> list[str]:
-    """The roles that own the archive's objects (the last field of each table-of-contents entry)."""
-    done = run_streaming([pg_tool("pg_restore"), "--list", str(archive)], env=libpq_env(""))
-    owners = set()
-    for line in done.lines:
-        if _TOC_ENTRY.match(line):
-            parts = line.split()
-            if len(parts) >= 6 and parts[-1] != "-":
-                owners.add(parts[-1])
-    return sorted(owners)
 
 
 def missing_roles(target: Target, roles: list[str]) -> list[tuple[str, str]]:
