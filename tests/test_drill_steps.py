@@ -65,3 +65,15 @@ def test_the_summary_counts_all_checks_and_says_which_step_made_them():
         run_step(result, name, making(n) if n else (lambda: "done"), lambda p: None, str, lambda: None)
     assert [s["detail"] for s in result.steps][1:3] == ["4 checks passed", "10 checks passed"]
     assert result.passed and "all 14 checks passed (restore 4, verify 10)" in result.summary
+
+
+def test_the_outcome_is_an_enum_stored_as_its_text():
+    import json
+
+    from handlers.drill.steps import StepOutcome
+
+    _, failed, _, _ = _run(lambda: Failed("1 restore error"))
+    _, passed, _, _ = _run(lambda: "FAILED: only text")
+    assert failed["outcome"] is StepOutcome.FAILED and passed["outcome"] is StepOutcome.OK
+    assert json.loads(json.dumps(failed))["outcome"] == "failed"  # the drill store keeps text
+    assert f"{failed['outcome']}" == "failed"

@@ -34,7 +34,7 @@ from . import checks as C
 from .instance import DRILL_PURPOSE, DrillInstance, make_instance
 from .result import DrillResult
 from .settings import DrillSettings
-from .steps import Failed, StepFailed, checks_outcome, run_step
+from .steps import Failed, StepFailed, StepOutcome, checks_outcome, run_step
 
 
 @dataclass
@@ -108,7 +108,7 @@ class RestoreDrill:
                         reason = ("cancelled before it started" if self.result.cancelled
                                   else "skipped: an earlier step failed")
                         self.result.steps.append({"step": name, "started_at": time.time(), "seconds": 0.0,
-                                                  "outcome": "skipped", "detail": reason})
+                                                  "outcome": StepOutcome.SKIPPED, "detail": reason})
                         go = False
                         continue
                     go = self._step(name, work)

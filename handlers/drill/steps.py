@@ -6,6 +6,7 @@ missing), or raises `StepFailed` when the drill cannot go on.
 """
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -14,6 +15,16 @@ from .. import fmt
 from ..errors import Cancelled, DbopsError
 from ..report import Progress, ProgressFn
 from .result import DrillResult
+
+
+class StepOutcome(enum.StrEnum):
+    """The state of a step in `DrillResult.steps` (a StrEnum: stored and compared as its text)."""
+
+    RUNNING = "running"  # until its work returns: a step something broke off never counts as ok
+    OK = "ok"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
 
 
 class StepFailed(DbopsError):
@@ -34,8 +45,7 @@ def run_step(result: DrillResult, name: str, work: StepWork, progress: ProgressF
              clean: Callable[[str], str], on_interrupt: Callable[[], None]) -> bool:
     """Run one step, timing it and recording its outcome in `result.steps`; False when the drill
     cannot go on. `clean` scrubs secrets from any text kept; `on_interrupt` runs on Ctrl-C."""
-    # "running" until the work returns: a step something broke off never counts as ok.
-    record = {"step": name, "started_at": time.time(), "seconds": 0.0, "outcome": "running", "detail": ""}
+    record = {"step": name, "started_at": time.time(), "seconds": 0.0, "outcome": StepOutcome.RUNNING, "detail": ""}
     result.steps.append(record)
     mono = time.monotonic()
     checks_before = len(result.checks)
@@ -44,20 +54,20 @@ def run_step(result: DrillResult, name: str, work: StepWork, progress: ProgressF
         progress(Progress(name, 0.0, f"{name}..."))
         done = work()
         if isinstance(done, Failed):
-            record.update(outcome="failed", detail=clean(done.detail))
+            record.update(outcome=StepOutcome.FAILED, detail=clean(done.detail))
         else:
-            record.update(outcome="ok", detail=clean(done or ""))
+            record.update(outcome=StepOutcome.OK, detail=clean(done or ""))
     except Cancelled:
-        record.update(outcome="cancelled", detail="cancelled while running")
+        record.update(outcome=StepOutcome.CANCELLED, detail="cancelled while running")
         result.cancelled = True
         go_on = False
     except KeyboardInterrupt:
-        record.update(outcome="cancelled", detail="interrupted (Ctrl-C)")
+        record.update(outcome=StepOutcome.CANCELLED, detail="interrupted (Ctrl-C)")
         on_interrupt()
         go_on = False
     except Exception as exc:  # noqa: BLE001 -- any failure still ends in a report and a deleted instance
         message = clean(str(exc) if isinstance(exc, DbopsError) else f"{type(exc).__name__}: {exc}")
-        record.update(outcome="failed", detail=message)
+        record.update(outcome=StepOutcome.FAILED, detail=message)
         result.error = result.error or f"{name}: {message}"
         go_on = False
     record["seconds"] = round(time.monotonic() - mono, 3)
