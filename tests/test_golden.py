@@ -204,3 +204,12 @@ def test_normalise_masks_ages_and_next_runs_only():
     assert normalise("next: 2026-12-02 03:00 UTC (in 4 h 12 min).") == "next: <next run> (<next run>)."
     assert normalise("b001  2026-11-20 03:00 UTC  42.7 MB") == "b001  2026-11-20 03:00 UTC  42.7 MB"
     assert normalise("took 2 min 5 s") == "took 2 min 5 s"
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_index_review_of_the_demo_data_matches_golden_file(columns, demo_db, tmp_path):
+    """The demo data is generated without randomness and a fresh copy has no statistics and no
+    snapshot history, so the review reads the same every time."""
+    shown = dbops(["indexes"], columns, DATABASE_URL=demo_db, DBOPS_BACKUP_DIR=str(tmp_path))
+    database = psycopg.conninfo.conninfo_to_dict(demo_db)["dbname"]  # a new name each run
+    check("indexes-demo", normalise(shown.replace(f"({database})", "(demo)")), columns)
