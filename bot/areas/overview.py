@@ -74,7 +74,7 @@ def status_command(inv: Invocation) -> Report:
     data["schedules"] = schedules
     data["problems"] = problems
     if problems:
-        sections.insert(0, Section("Problems", text="\n".join(f":warning: {p}" for p in problems)))
+        sections.insert(0, Section("Problems", text="\n".join(f":warning: {p}" for p in problems), problem=True))
     summary = "all good" if not problems else f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     return Report(title="dbops status", summary=summary, sections=sections,
                   outcome=Outcome.OK if not problems else Outcome.FAILED, data=data)
