@@ -28,6 +28,12 @@ DO_UP = "DO $$ BEGIN RAISE NOTICE 'hello'; END $$;\n"
 DELETE_UP = 'DELETE FROM "AuditLogs";\n'
 
 
+def section_text(blocks: list[dict]) -> str:
+    """What the section blocks of a message show: their text and their fields."""
+    return "\n".join(piece for b in blocks if b.get("type") == "section"
+                     for piece in [(b.get("text") or {}).get("text", ""), *(f["text"] for f in b.get("fields", []))])
+
+
 def row_count(dsn, table):
     with psycopg.connect(dsn) as conn:
         return conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
@@ -55,7 +61,7 @@ def test_a_request_with_only_warnings_waits_for_an_approval_and_shows_its_full_s
     assert request_status(prod, "r001") == "pending" and "Archived" not in columns(prod)
     message = json.dumps(posted[0].params)
     # the full UP and DOWN as the approver reads them, and the full SHA-256 that binds both
-    shown = "\n".join(b["text"]["text"] for b in posted[0].params["blocks"] if b.get("type") == "section")
+    shown = section_text(posted[0].params["blocks"])
     assert "ALTER TABLE \"Notes\" ADD COLUMN \"Archived\" boolean;" in shown
     assert "ALTER TABLE \"Notes\" DROP COLUMN \"Archived\";" in shown
     sha = migration_sha256(ADD_UP, ADD_DOWN)
@@ -213,5 +219,5 @@ def test_passwords_of_any_spelling_never_reach_slack(bot_factory, fake_slack, pg
                 assert block["type"] in ("section", "context", "header", "divider")
                 inner = block.get("text") or {}
                 assert inner.get("type", "mrkdwn") in ("mrkdwn", "plain_text") and "text" not in inner.get("text", "")
-    shown = "\n".join(b["text"]["text"] for b in posted[0].params["blocks"] if b["type"] == "section")
+    shown = section_text(posted[0].params["blocks"])
     assert long or 'ADD COLUMN "Summary" ***;' in shown  # the SQL is shown, the secret-equal word masked
