@@ -74,3 +74,28 @@ def test_an_empty_list_names_the_command_to_run_next(fresh_db):
     drills = dbops("drill", "history", env=env)
     assert drills.returncode == 0, drills.stderr
     assert "No restore drill has run on prod yet. Run one: dbops drill" in drills.stdout
+
+
+def test_in_slack_the_empty_lists_name_the_slash_command(fresh_db, tmp_path):
+    from bot.areas import AREAS
+    from bot.core.config import load_settings
+    from bot.core.registry import Invocation, Registry
+    from bot.core.state.store import StateStore
+
+    registry = Registry(AREAS)
+    settings = load_settings({"DATABASE_URL": fresh_db, "DBOPS_BACKUP_DIR": str(tmp_path)}, read_dotenv=False,
+                             checks=registry.settings_checks)
+    store = StateStore(fresh_db, max_size=2)
+    try:
+        said = {}
+        for words in ("backup list --target prod", "drill history", "migrate status", "readonly list"):
+            cmd, args = registry.parse(words, "slack", prog="/db")
+            inv = Invocation(command=cmd, args=args, settings=settings, actor="U0ALICE", registry=registry,
+                             state=store, front_end="slack")
+            said[words] = cmd.run(inv).summary
+    finally:
+        store.close()
+    assert said == {"backup list --target prod": "No backups of prod yet. Take one: `/db backup`",
+                    "drill history": "No restore drill has run on prod yet. Run one: `/db drill`",
+                    "migrate status": "No migration requests yet. Ask for one: `/db migrate request`",
+                    "readonly list": "No read-only roles managed by dbops yet. Ask for one: `/db readonly create NAME`"}
