@@ -98,7 +98,7 @@ def test_trend_covers_more_drills_than_the_table_shows(state):
 def test_alarm_when_no_drill_passed_within_max_age_days(state):
     settings = DrillSettings.from_dict({"max_age_days": 14})
     ok, line = drill_alarm(state, "prod", settings)
-    assert not ok and "no restore drill has ever passed on prod" in line
+    assert not ok and "no restore drill has ever passed on prod: run `dbops drill`" in line
 
     store = DrillStore(state)
     store.record("prod", "b001", a_result(60, started=time.time() - 20 * 86400), "scheduler")

@@ -120,7 +120,8 @@ def drill_schedule(inv: Invocation) -> Report:
 def drill_line(inv: Invocation) -> tuple[str, bool, str]:
     if inv.state is None:
         return "Drills", True, "no state store: drills are not recorded"
-    ok, line = drill.drill_alarm(inv.state.dsn, inv.target_name, drill_settings(inv.settings))
+    ok, line = drill.drill_alarm(inv.state.dsn, inv.target_name, drill_settings(inv.settings),
+                                 prefix=inv.command_prefix)
     return "Drills", ok, line
 
 

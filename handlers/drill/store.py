@@ -130,33 +130,38 @@ class DrillStore:
 
 
 def drill_alarm(state_dsn: str, target_name: str, settings: DrillSettings,
-                now: datetime | None = None) -> tuple[bool, str]:
+                now: datetime | None = None, prefix: str = "dbops") -> tuple[bool, str]:
     """(ok, one line for `/db status` and the digest): has a drill passed within drill.max_age_days,
-    and did the newest one pass? A failing newest drill is a problem even after a recent pass."""
+    and did the newest one pass? A failing newest drill is a problem even after a recent pass.
+    `prefix` is how the reader types a command, for the one to run next."""
     now = now or datetime.now(timezone.utc)
     store = DrillStore(state_dsn)
-    by_kind = _alarm_by_kind(state_dsn, target_name, settings.max_age_days, now)
-    ok, line = by_kind if by_kind is not None else _last_pass_line(store, target_name, settings.max_age_days, now)
+    by_kind = _alarm_by_kind(state_dsn, target_name, settings.max_age_days, now, prefix)
+    ok, line = by_kind if by_kind is not None else \
+        _last_pass_line(store, target_name, settings.max_age_days, now, prefix)
     recent = store.recent(target_name, 5)
     if recent and recent[0]["outcome"] == "failed":
         streak = next((i for i, r in enumerate(recent) if r["outcome"] != "failed"), len(recent))
         newest = drill_id(recent[0]["id"])
         times = f"the last {streak} drills failed" if streak > 1 else "the last drill failed"
-        return False, (f"{times} on {target_name} ({newest}: {recent[0]['summary']}; see `drill report {newest}`); "
+        return False, (f"{times} on {target_name} ({newest}: {recent[0]['summary']}; "
+                       f"see `{prefix} drill report {newest}`); "
                        + line)
     return ok, line
 
 
-def _last_pass_line(store: DrillStore, target_name: str, limit: int, now: datetime) -> tuple[bool, str]:
+def _last_pass_line(store: DrillStore, target_name: str, limit: int, now: datetime,
+                    prefix: str) -> tuple[bool, str]:
     last = store.last_passed(target_name)
+    run = f"{prefix} drill" + (f" --target {target_name}" if target_name != "prod" else "")
     if last is None:
-        return False, (f"no restore drill has ever passed on {target_name}: run `drill` "
+        return False, (f"no restore drill has ever passed on {target_name}: run `{run}` "
                        f"(drill.max_age_days in dbops.toml asks for one at least every {limit} days)")
     age = (now - last["finished_at"]).total_seconds()
     ago = fmt.duration(max(0.0, age))
     if age > limit * 86400:
         return False, (f"no restore drill has passed on {target_name} in the last {limit} days "
-                       f"(last pass: {last['drill_id']}, {ago} ago): run `drill`")
+                       f"(last pass: {last['drill_id']}, {ago} ago): run `{run}`")
     return True, (f"last restore drill passed {ago} ago ({last['drill_id']}, backup {last['backup_id']}, "
                   f"recovery time {fmt.duration(last['total_s'])})")
 
@@ -185,7 +190,8 @@ def schedule_report(settings: DrillSettings, now: datetime | None = None) -> Rep
 _KIND_GROUP = "CASE WHEN instance_kind IN ('render-pitr', 'render-export') THEN instance_kind ELSE 'local' END"
 
 
-def _alarm_by_kind(state_dsn: str, target_name: str, limit: int, now: datetime) -> tuple[bool, str] | None:
+def _alarm_by_kind(state_dsn: str, target_name: str, limit: int, now: datetime,
+                   prefix: str) -> tuple[bool, str] | None:
     """(ok, line) over each kind of drill, or None when only one kind has ever run."""
     with DrillStore(state_dsn)._conn() as conn:
         rows = conn.execute(
@@ -202,7 +208,8 @@ def _alarm_by_kind(state_dsn: str, target_name: str, limit: int, now: datetime) 
     for r in rows:
         if r["outcome"] == "failed":
             ok = False
-            parts.append(f"{r['kind']}: the last drill failed ({drill_id(r['id'])}; see `drill report {drill_id(r['id'])}`)")
+            parts.append(f"{r['kind']}: the last drill failed ({drill_id(r['id'])}; "
+                         f"see `{prefix} drill report {drill_id(r['id'])}`)")
         elif r["last_pass"] is None:
             ok = False
             parts.append(f"{r['kind']}: never passed")
