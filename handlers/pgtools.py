@@ -302,6 +302,20 @@ class RestoreOutcome:
         return self.returncode == 0 and self.error_count == 0
 
 
+def schemaless_toc(archive: Path, exclude_schemas: tuple[str, ...]) -> Path:
+    """A table of contents for --use-list without the excluded schemas' own entries: --exclude-schema
+    leaves out what is *in* a schema but still creates the schema, empty."""
+    done = run_streaming([pg_tool("pg_restore"), "--list", str(archive)], env=libpq_env(""))
+    if done.returncode != 0:
+        raise PgToolError(f"pg_restore --list failed: {last_line(chr(10).join(done.lines))}")
+    unwanted = {("SCHEMA", "-", name) for name in exclude_schemas}
+    kept = [line for line in done.lines
+            if not (_TOC_ENTRY.match(line) and tuple(line.split()[3:6]) in unwanted)]
+    listing = archive.parent / f".{archive.name}.toc"
+    listing.write_text("\n".join(kept) + "\n")
+    return listing
+
+
 def restore_command(archive: Path, archive_format: str, jobs: int,
                     exclude_schemas: tuple[str, ...] = ()) -> tuple[list[str], int]:
     """The pg_restore command line, and the number of jobs it uses (only custom and directory
@@ -311,7 +325,9 @@ def restore_command(archive: Path, archive_format: str, jobs: int,
     # empty --dbname still makes pg_restore connect instead of printing SQL.
     jobs = max(1, jobs) if archive_format.upper() in ("CUSTOM", "DIRECTORY") else 1
     cmd = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--verbose"]
-    cmd += [f"--exclude-schema={schema}" for schema in exclude_schemas]
+    if exclude_schemas:
+        cmd += [f"--use-list={schemaless_toc(archive, exclude_schemas)}"]
+        cmd += [f"--exclude-schema={schema}" for schema in exclude_schemas]
     cmd += ["--dbname="]
     if jobs > 1:
         cmd += ["--jobs", str(jobs)]

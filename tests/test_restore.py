@@ -123,7 +123,7 @@ def test_with_production_gone_list_verify_and_restore_from_storage(dead_producti
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT t) FROM notes").fetchone() == (3000, 3000)
         assert conn.execute("SELECT nextval('notes_id_seq')").fetchone()[0] > 3000
-        assert conn.execute("SELECT to_regclass('dbops.backups')").fetchone()[0] is None  # the old bot's state stays out
+        assert conn.execute("SELECT to_regnamespace('dbops')").fetchone()[0] is None  # the old bot's state: not even the schema
     assert KEY not in out + restored.stderr
 
 
