@@ -330,7 +330,7 @@ def test_drop_revokes_reassigns_ends_sessions_and_forgets(env):
         assert conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'leftover'").fetchone() \
             == (OWNER,)
     assert env.book.get("prod", name) is None
-    assert "no read-only roles" in readonly.list_roles(env.book, "prod").summary
+    assert "No read-only roles" in readonly.list_roles(env.book, "prod").summary
 
 
 def test_a_role_that_fails_its_proof_gets_no_password(env):
