@@ -7,7 +7,7 @@ Trends are sparklines, oldest first: "▁▃▆█".
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 _MINUTE = 60
@@ -99,7 +99,7 @@ def sparkline(values: Sequence[float | None]) -> str:
     return "".join(bar(v) for v in values)
 
 
-def trend(values: Sequence[float | None], show) -> str:
+def trend(values: Sequence[float | None], show: Callable[[float], str]) -> str:
     """A sparkline with its range in words: "▁▃▆█ (1 min to 2 min)"; `show` formats one value
     (fmt.size, fmt.duration). Empty when nothing is known."""
     known = [v for v in values if v is not None]
