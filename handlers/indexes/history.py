@@ -23,7 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ..target import connect
-from . import catalog
+from . import system_catalog
 from .model import IndexInfo, Usage
 
 KEEP_DAYS = 400  # snapshots older than this are deleted when a new one is taken
@@ -50,7 +50,7 @@ def take_snapshot(conn: psycopg.Connection, state_dsn: str, target_name: str, no
     """Store today's (UTC) scan counters of every index; a second call the same day replaces the first."""
     now = utc_now(now)
     day = now.date()
-    stats_reset, rows = catalog.index_counters(conn)
+    stats_reset, rows = system_catalog.index_counters(conn)
     with connect(state_dsn, name="state store") as state:
         with state.transaction():
             # The upsert locks the day's row: two replicas snapshotting at once take turns.

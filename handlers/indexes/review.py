@@ -11,7 +11,7 @@ import psycopg
 from .. import fmt
 from ..errors import DbopsError, TargetUnreachable
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
-from . import catalog, history
+from . import history, system_catalog
 from .checks import duplicates, expected, foreign_keys, invalid, seq_scans, slow_queries, unused
 from .model import IndexFinding, IndexInfo, Usage
 from .settings import IndexSettings
@@ -205,13 +205,13 @@ def review(conn: psycopg.Connection, settings: IndexSettings, state_dsn: str | N
     """Run every check on the target; `state_dsn` gives the snapshot history (None: no unused check)."""
     now = history.utc_now(now)
     started = time.monotonic()
-    cat = catalog.Catalog(conn, settings.exclude_schemas)
+    cat = system_catalog.SystemCatalog(conn, settings.exclude_schemas)
     try:
         progress(Progress("reading the catalog", 0.0))
-        env = catalog.environment(cat)
-        all_indexes = catalog.indexes(cat)
-        fks = catalog.foreign_keys(cat)
-        table_stats = catalog.tables(cat)
+        env = system_catalog.environment(cat)
+        all_indexes = system_catalog.indexes(cat)
+        fks = system_catalog.foreign_keys(cat)
+        table_stats = system_catalog.tables(cat)
         progress(Progress("reading pg_stat_statements", 0.5))
         slow = slow_queries.slow_queries(cat, env.pgss_schema, env.pgss_version, settings.slow_query_count)
     except psycopg.errors.InsufficientPrivilege as exc:

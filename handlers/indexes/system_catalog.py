@@ -1,7 +1,7 @@
 """The catalog queries of the index review, each one named function around one SQL query.
 
 Every query covers all tables at once: the review issues the same number of
-queries for 5 tables as for 5,000 (the `Catalog.queries` counter shows it).
+queries for 5 tables as for 5,000 (the `SystemCatalog.queries` counter shows it).
 Each query carries the comment `dbops index review` right after SELECT (a leading
 comment is not kept by pg_stat_statements) so its listings can leave the bot's own reads out.
 """
@@ -23,7 +23,7 @@ TAG = "/* dbops index review */"
 _SYSTEM_SCHEMAS = schemas.not_system("n")
 
 
-class Catalog:
+class SystemCatalog:
     """Runs the review's queries on the target and counts them."""
 
     def __init__(self, conn: psycopg.Connection, exclude_schemas: list[str] | None = None) -> None:
@@ -47,7 +47,7 @@ class Environment:
     pgss_version: str | None
 
 
-def environment(cat: Catalog) -> Environment:
+def environment(cat: SystemCatalog) -> Environment:
     row = cat.rows(
         f"""SELECT {TAG} current_database() AS database,
                   current_setting('server_version_num')::int AS version,
@@ -59,7 +59,7 @@ def environment(cat: Catalog) -> Environment:
     return Environment(row["database"], row["version"], row["stats_reset"], row["pgss_schema"], row["pgss_version"])
 
 
-def indexes(cat: Catalog) -> list[IndexInfo]:
+def indexes(cat: SystemCatalog) -> list[IndexInfo]:
     """Every index outside the system schemas, with what the checks need to judge it."""
     rows = cat.rows(
         f"""SELECT {TAG} i.indexrelid::bigint AS oid, n.nspname AS schema, t.relname AS table_name, c.relname AS index_name,
@@ -111,7 +111,7 @@ def indexes(cat: Catalog) -> list[IndexInfo]:
     return found
 
 
-def foreign_keys(cat: Catalog) -> list[ForeignKeyInfo]:
+def foreign_keys(cat: SystemCatalog) -> list[ForeignKeyInfo]:
     """Foreign keys declared on a table (not the copies PostgreSQL makes on each partition)."""
     rows = cat.rows(
         f"""SELECT {TAG} n.nspname AS schema, t.relname AS table_name, con.conname AS name,
@@ -132,7 +132,7 @@ def foreign_keys(cat: Catalog) -> list[ForeignKeyInfo]:
                            r["partitioned"]) for r in rows]
 
 
-def tables(cat: Catalog) -> list[TableInfo]:
+def tables(cat: SystemCatalog) -> list[TableInfo]:
     """Scan counters of every user table since the last statistics reset."""
     rows = cat.rows(
         f"""SELECT {TAG} s.schemaname AS schema, s.relname AS name, s.seq_scan, s.seq_tup_read,

@@ -11,7 +11,7 @@ import psycopg
 
 from handlers.errors import DbopsError, UsageError
 
-from . import catalog
+from . import facts
 from .context import DroppedColumn, MigrationContext, classify_type_changes
 from .model import Finding, MigrationCheck, Severity
 from .parsing import Statement, parse_statements
@@ -70,7 +70,7 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
             with conn.transaction():
                 conn.execute("SELECT set_config('statement_timeout', %s, true)",
                              (f"{int(settings.fact_timeout_seconds * 1000)}ms",))
-                columns = catalog.fetch_column_types(conn, touched_tables(statements))
+                columns = facts.fetch_column_types(conn, touched_tables(statements))
                 ctx = _context(statements, down, filename, down_filename, columns, conn)
         except psycopg.errors.QueryCanceled:
             raise DbopsError(
@@ -99,9 +99,9 @@ def _context(statements: list[Statement], down: list[Statement] | None, filename
     drops = ctx.timeline.dropped_columns
     with_data: dict = {}
     if conn is not None:
-        with_data = catalog.fetch_columns_with_data(conn, [s.db for s in drops.values() if s.db])
+        with_data = facts.fetch_columns_with_data(conn, [s.db for s in drops.values() if s.db])
         narrowing = [c for c in ctx.type_changes.values() if c.change is Change.NARROWING and c.site.db]
-        counts = catalog.fetch_misfit_counts(
+        counts = facts.fetch_misfit_counts(
             conn, [(c.site.db[0], c.site.db[1], c.classification.misfit) for c in narrowing])
         for change, count in zip(narrowing, counts):
             change.misfit_rows = count

@@ -7,7 +7,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from . import catalog
+from . import system_catalog
 from .grants import role_settings
 from .result import Check
 from .settings import ReadonlySettings
@@ -31,7 +31,7 @@ def coverage(conn: psycopg.Connection, role: str, schemas: list[str], settings: 
                         "" if not missing else repair))
 
     unreadable, new_columns, leaked = [], [], []
-    rels = catalog.relations(conn, schemas, catalog.READABLE_KINDS + ("S",))
+    rels = system_catalog.relations(conn, schemas, system_catalog.READABLE_KINDS + ("S",))
     for rel in rels:
         oid = f"{_q(conn, rel.schema, rel.name)}"
         withheld = settings.withheld_in(rel.schema, rel.name) & set(rel.columns)
@@ -60,9 +60,9 @@ def coverage(conn: psycopg.Connection, role: str, schemas: list[str], settings: 
                         f"withheld: {shown}" if not leaked else "READABLE: " + ", ".join(leaked[:10]),
                         "" if not leaked else repair))
 
-    have = catalog.default_grants(conn, role)
+    have = system_catalog.default_grants(conn, role)
     gaps = []
-    for creator in catalog.creator_roles(conn, schemas, settings.migration_owners):
+    for creator in system_catalog.creator_roles(conn, schemas, settings.migration_owners):
         for schema in schemas:
             for objtype, label in (("r", "TABLES"), ("S", "SEQUENCES")):
                 if (creator, schema, objtype) not in have:
@@ -70,7 +70,7 @@ def coverage(conn: psycopg.Connection, role: str, schemas: list[str], settings: 
     fixes = [f"ALTER DEFAULT PRIVILEGES FOR ROLE {_q(conn, c)} IN SCHEMA {_q(conn, s)} GRANT SELECT ON {t} TO "
              f"{_q(conn, role)}" for c, s, t in gaps]
     checks.append(Check("default privileges cover every creator", not gaps,
-                        "tables and sequences made later by " + ", ".join(catalog.creator_roles(
+                        "tables and sequences made later by " + ", ".join(system_catalog.creator_roles(
                             conn, schemas, settings.migration_owners)) + " are readable" if not gaps else
                         "not covered: " + ", ".join(f"new {t.lower()} of {c} in {s}" for c, s, t in gaps[:6]),
                         "" if not gaps else f"{repair}, or as that creator: " + "; ".join(fixes[:4])))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from . import catalog
+from . import system_catalog
 from .result import Check
 from .settings import ReadonlySettings
 
@@ -40,7 +40,7 @@ class Step:
     statement: sql.Composable
 
 
-def relation_grant(role: str, rel: catalog.Relation, settings: ReadonlySettings) -> list[Step]:
+def relation_grant(role: str, rel: system_catalog.Relation, settings: ReadonlySettings) -> list[Step]:
     """Whatever the role had on `rel` is revoked, then SELECT given: on the whole relation, or on its
     columns but the withheld ones (a table-level SELECT would cover every column)."""
     name = sql.Identifier(rel.schema, rel.name)
@@ -68,9 +68,9 @@ def grant_steps(conn: psycopg.Connection, role: str, schemas: list[str], setting
     for schema in schemas:
         steps.append(Step(f"USAGE on schema {schema}", sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
             sql.Identifier(schema), ident)))
-    for rel in catalog.relations(conn, schemas, catalog.READABLE_KINDS + ("S",)):
+    for rel in system_catalog.relations(conn, schemas, system_catalog.READABLE_KINDS + ("S",)):
         steps += relation_grant(role, rel, settings)
-    for creator in catalog.creator_roles(conn, schemas, settings.migration_owners):
+    for creator in system_catalog.creator_roles(conn, schemas, settings.migration_owners):
         for schema in schemas:
             for objects in ("TABLES", "SEQUENCES"):
                 steps.append(Step(f"default SELECT on new {objects.lower()} of {creator} in {schema}", sql.SQL(

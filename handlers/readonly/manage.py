@@ -15,7 +15,7 @@ from .. import fmt
 from ..errors import DbopsError, UsageError
 from ..report import Outcome, Report, Section, Table
 from ..target import Target, connect, scrub
-from . import catalog
+from . import system_catalog
 from .audit import audit
 from .book import RoleBook
 from .coverage import coverage
@@ -49,8 +49,8 @@ def _server_error(exc: psycopg.Error, what: str) -> DbopsError:
 
 
 # -- what the bot's role can do --------------------------------------------------------------
-def require_createrole(conn: psycopg.Connection) -> catalog.BotRole:
-    bot = catalog.bot_role(conn)
+def require_createrole(conn: psycopg.Connection) -> system_catalog.BotRole:
+    bot = system_catalog.bot_role(conn)
     if not bot.can_create_roles:
         raise MissingPrivilege(
             f"the bot's role `{bot.name}` lacks CREATEROLE, which creating, rotating and dropping roles need: "
@@ -59,9 +59,9 @@ def require_createrole(conn: psycopg.Connection) -> catalog.BotRole:
     return bot
 
 
-def require_admin(conn: psycopg.Connection, role: str) -> catalog.BotRole:
+def require_admin(conn: psycopg.Connection, role: str) -> system_catalog.BotRole:
     bot = require_createrole(conn)
-    if not catalog.has_admin_on(conn, role):
+    if not system_catalog.has_admin_on(conn, role):
         raise MissingPrivilege(
             f"the bot's role `{bot.name}` has CREATEROLE but not the ADMIN option on `{role}`, which PostgreSQL 16 "
             f"and later require to alter, grant or drop it: run `GRANT {_q(conn, role)} TO {_q(conn, bot.name)} WITH "
@@ -69,7 +69,7 @@ def require_admin(conn: psycopg.Connection, role: str) -> catalog.BotRole:
     return bot
 
 
-def _self_membership(conn: psycopg.Connection, bot: catalog.BotRole, role: str, inherit: bool = False) -> None:
+def _self_membership(conn: psycopg.Connection, bot: system_catalog.BotRole, role: str, inherit: bool = False) -> None:
     """The bot's membership in the role: SET (no INHERIT) lets `readonly check` try writes as the role
     with SET ROLE; INHERIT is taken for dropping (REASSIGN/DROP OWNED need the role's privileges)."""
     if bot.superuser:
@@ -93,7 +93,7 @@ def _managed(book: RoleBook | None, target: Target, name: str):
 
 
 def _schemas(conn: psycopg.Connection, schemas: list[str]) -> list[str]:
-    found = catalog.existing_schemas(conn, schemas)
+    found = system_catalog.existing_schemas(conn, schemas)
     missing = [s for s in schemas if s not in found]
     if missing:
         raise UsageError(f"no schema {', '.join(f'`{s}`' for s in missing)} in the target database: check --schemas "
@@ -108,7 +108,7 @@ def _boundary_section(conn: psycopg.Connection, settings: ReadonlySettings) -> S
              "Not governed by privileges in PostgreSQL: creating temporary tables and new large objects (they add "
              "data, they change no existing row); the session limits (statement_timeout, "
              "idle_in_transaction_session_timeout) can also be SET by the session itself."]
-    if settings.replica or catalog.read_replicas(conn):
+    if settings.replica or system_catalog.read_replicas(conn):
         lines.append("A read replica exists: pointing analytics at the replica is the stronger boundary (it cannot "
                      "write at all, and heavy queries do not load the primary). Create the role here; it reaches the "
                      "replica too.")
@@ -116,7 +116,7 @@ def _boundary_section(conn: psycopg.Connection, settings: ReadonlySettings) -> S
 
 
 def _withheld_section(conn: psycopg.Connection, schemas: list[str], settings: ReadonlySettings) -> Section:
-    rels = {(r.schema, r.name): r for r in catalog.relations(conn, schemas)}
+    rels = {(r.schema, r.name): r for r in system_catalog.relations(conn, schemas)}
     present = [c for c in settings.withheld if (c.schema, c.table) in rels and c.column in rels[(c.schema, c.table)].columns]
     absent = [c for c in settings.withheld if c not in present and c.schema in schemas]
     tables = sorted({f"{c.schema}.{c.table}" for c in present})
@@ -155,12 +155,12 @@ def plan(target: Target, name: str, settings: ReadonlySettings, schemas: list[st
     with target.connect() as conn:
         conn.read_only = True
         bot = require_createrole(conn)
-        if catalog.role_exists(conn, name):
+        if system_catalog.role_exists(conn, name):
             raise UsageError(f"a role `{name}` already exists on `{target.name}`: choose another name")
         _schemas(conn, schemas)
-        rels = catalog.relations(conn, schemas)
-        creators = catalog.creator_roles(conn, schemas, settings.migration_owners)
-        cannot = [c for c in creators if not catalog.can_act_for(conn, c)]
+        rels = system_catalog.relations(conn, schemas)
+        creators = system_catalog.creator_roles(conn, schemas, settings.migration_owners)
+        cannot = [c for c in creators if not system_catalog.can_act_for(conn, c)]
         sections = [Section("What it gets", text="\n".join([
             f"• LOGIN role `{name}` on `{target.name}` ({target.label}), password generated by the bot "
             "(43 characters) and handed only to the requester, once",
@@ -192,7 +192,7 @@ def create_role(target: Target, name: str, settings: ReadonlySettings, book: Rol
     schemas = list(schemas or settings.schemas)
     with target.connect(autocommit=True) as conn:
         bot = require_createrole(conn)
-        if catalog.role_exists(conn, name):
+        if system_catalog.role_exists(conn, name):
             raise UsageError(f"a role `{name}` already exists on `{target.name}`: choose another name")
         _schemas(conn, schemas)
         password, verifier = _new_credentials(conn, name, on_secret)
@@ -229,7 +229,7 @@ def _verify(conn: psycopg.Connection, target: Target, name: str, password: str, 
                            "check pg_hba.conf allows password logins for the role")]
     finally:
         _drop_probe_tables(conn, probes)
-    bot = catalog.bot_role(conn).name
+    bot = system_catalog.bot_role(conn).name
     report.sections.append(_withheld_section(conn, schemas, settings))
     report.sections.append(_boundary_section(conn, settings))
     return _finish(report, [("Grants", grant_failures), (f"Proof (connected as {name})", proof),
@@ -304,12 +304,12 @@ def check_role(target: Target, name: str, settings: ReadonlySettings, book: Role
     report = Report(title=f"Read-only role {name}", summary=f"check of `{name}` on `{target.name}`",
                     data={"role": name, "target": target.name, "schemas": managed.schemas})
     with target.connect(autocommit=True) as conn:
-        if not catalog.role_exists(conn, name):
+        if not system_catalog.role_exists(conn, name):
             report.outcome = Outcome.FAILED
             report.summary += ": the role no longer exists (dropped outside dbops?)"
             book.record_check(target.name, name, False, report.summary)
             return report
-        bot = catalog.bot_role(conn)
+        bot = system_catalog.bot_role(conn)
         proof = _proof_by_set_role(target, conn, bot, name, managed.schemas, settings)
         report.sections.append(_withheld_section(conn, managed.schemas, settings))
         report.sections.append(_boundary_section(conn, settings))
@@ -320,7 +320,7 @@ def check_role(target: Target, name: str, settings: ReadonlySettings, book: Role
     return report
 
 
-def _proof_by_set_role(target: Target, conn, bot: catalog.BotRole, name: str, schemas: list[str],
+def _proof_by_set_role(target: Target, conn, bot: system_catalog.BotRole, name: str, schemas: list[str],
                        settings: ReadonlySettings) -> list[Check]:
     kind = "SET" if bot.server_version >= 160000 else "MEMBER"
     if not bot.superuser and not conn.execute("SELECT pg_has_role(current_user, %s, %s)", (name, kind)).fetchone()[0]:
@@ -358,7 +358,7 @@ def drop_role(target: Target, name: str, settings: ReadonlySettings, book: RoleB
     ends its sessions, then drops it; all or nothing."""
     _managed(book, target, name)
     with target.connect(autocommit=True) as conn:
-        if not catalog.role_exists(conn, name):
+        if not system_catalog.role_exists(conn, name):
             book.remove(target.name, name)
             return Report(title=f"Read-only role {name}", summary=f"`{name}` did not exist on `{target.name}` any "
                           "more; removed from the list")
@@ -370,7 +370,7 @@ def drop_role(target: Target, name: str, settings: ReadonlySettings, book: RoleB
             ended = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s",
                                  (name,)).fetchone()[0]
             with conn.transaction():
-                for creator, schema, objtype in sorted(catalog.default_grants(conn, name)):
+                for creator, schema, objtype in sorted(system_catalog.default_grants(conn, name)):
                     objects = "TABLES" if objtype == "r" else "SEQUENCES"
                     statement = sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} REVOKE ALL ON {} FROM {}").format(
                         sql.Identifier(creator), sql.Identifier(schema), sql.SQL(objects), sql.Identifier(name))

@@ -9,7 +9,7 @@ from typing import Iterable
 import psycopg
 from psycopg import sql
 
-from . import catalog
+from . import system_catalog
 from .result import Check
 from .settings import ReadonlySettings
 
@@ -49,7 +49,7 @@ def _refused(name: str, state: str | None, what: str = "") -> Check:
                  "`readonly repair`, then see the audit")
 
 
-def _row_write(what: str, table: catalog.Relation, settings: ReadonlySettings) -> sql.Composed:
+def _row_write(what: str, table: system_catalog.Relation, settings: ReadonlySettings) -> sql.Composed:
     name = sql.Identifier(table.schema, table.name)
     if what == "INSERT":
         return sql.SQL("INSERT INTO {} DEFAULT VALUES").format(name)
@@ -66,8 +66,8 @@ def prove(conn: psycopg.Connection, role: str, schemas: list[str], settings: Rea
           probe_tables: list[str] = ()) -> list[Check]:
     """`conn` is a session as `role` in autocommit mode; `probe_tables` are tables ("schema.name") that
     a creator made after the grants, each holding one row."""
-    rels = [r for r in catalog.relations(conn, schemas) if r.label not in probe_tables]
-    seqs = catalog.relations(conn, schemas, ("S",))
+    rels = [r for r in system_catalog.relations(conn, schemas) if r.label not in probe_tables]
+    seqs = system_catalog.relations(conn, schemas, ("S",))
     checks: list[Check] = []
 
     unreadable = []

@@ -1,6 +1,6 @@
 """`migrate check | request | gate | status` in the terminal, and the request they record.
 
-The ops plan's policy: DROP TABLE, DROP COLUMN with data, lossy type changes
+The policy: DROP TABLE, DROP COLUMN with data, lossy type changes
 and irreversible migrations wait for an approver's reaction; the checklist
 (rehearsed, rollback tested, backup taken, downtime estimated) is filled by the
 bot itself, and "tested on staging" is an attestation with a name on it.

@@ -1,1 +1,1 @@
-"""One module per check: each a pure function from catalog records to findings."""
+"""One module per check: each a pure function from system-catalog records to findings."""

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ..catalog import TAG, Catalog
+from ..system_catalog import TAG, SystemCatalog
 from ..model import quote_ident
 
 HEADERS = ["Mean ms", "Calls", "Total ms", "Rows", "Query"]
@@ -67,7 +67,7 @@ def choose_columns(available: set[str]) -> dict[str, str]:
     return chosen
 
 
-def slow_queries(cat: Catalog, schema: str | None, version: str | None, limit: int) -> SlowQueries:
+def slow_queries(cat: SystemCatalog, schema: str | None, version: str | None, limit: int) -> SlowQueries:
     if schema is None:
         return SlowQueries(NOT_INSTALLED, "pg_stat_statements is not installed in this database: " + ENABLE_HINT)
     columns = {r["attname"] for r in cat.rows(

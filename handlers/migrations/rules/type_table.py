@@ -71,7 +71,7 @@ class Change(enum.Enum):
 
 @dataclass(frozen=True)
 class Misfit:
-    """Which existing values would not fit; catalog.py turns it into a count query.
+    """Which existing values would not fit; facts.py turns it into a count query.
     kind "longer_than": char_length(col) > limit; "outside_range": col outside (low, high);
     "digits_over": abs(col) >= 10^limit (more integer digits than the new type keeps)."""
 
