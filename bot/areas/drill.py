@@ -100,7 +100,7 @@ def _run_instead(inv: Invocation, name: str) -> Report:
 
 @command("drill history", "past drills: when, backup used, its age, time per step, total, result, trend")
 def drill_history(inv: Invocation) -> Report:
-    return drill.DrillStore(_state(inv).dsn).history(inv.target_name)
+    return drill.DrillStore(_state(inv).dsn).history(inv.target_name, prefix=inv.command_prefix)
 
 
 @command("drill report", "the full written report of one drill (Markdown)",
