@@ -135,8 +135,10 @@ def test_encrypted_backup_round_trip_and_lost_key(demo_db, catalog, tmp_path, mo
     archive = Path(result.location)
     assert archive.name.endswith(".dump.enc")
     assert archive.read_bytes().startswith(crypto.MAGIC)
-    assert sorted(p.name for p in archive.parent.iterdir()) == sorted([archive.name, archive.name + ".manifest.json", "dbops-index.json"])
-    assert key_text not in archive.with_name(archive.name + ".manifest.json").read_text()
+    written = [archive.name, archive.name + ".manifest.json", archive.name + ".verified.json", "dbops-index.json"]
+    assert sorted(p.name for p in archive.parent.iterdir()) == sorted(written)
+    for name in written[1:]:
+        assert key_text not in archive.with_name(name).read_text()
     assert key_text not in str(result.to_report())
 
     plain, manifest = materialize(catalog, settings, result.backup_id, tmp_path / "drill")
