@@ -83,8 +83,10 @@ def test_an_unknown_target_is_an_error_naming_the_known_ones(words, fresh_db, tm
 def test_every_setting_of_every_section_is_checked_before_a_command_runs(toml, key, value, fresh_db, tmp_path):
     done = dbops("status", env=_env(fresh_db, tmp_path, toml))
     assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and key in lines[0] and value in lines[0], done.stderr
+    first, *rest = done.stderr.strip().splitlines()  # one error, wrapped at the terminal's width
+    said = " ".join([first, *(line.strip() for line in rest)])
+    assert first.startswith("error: ") and all(line.startswith(" ") for line in rest), done.stderr
+    assert key in said and value in said, done.stderr
     assert "Traceback" not in done.stderr
 
 
