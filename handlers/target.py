@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from .errors import TargetUnreachable
 
+# psycopg is imported in the functions that read or open a connection string: commands that never
+# touch a database (`dbops --help`, `dbops migrate check`) do not load it.
+if TYPE_CHECKING:
+    import psycopg
 
 @dataclass(frozen=True)
 class Target:
@@ -30,6 +31,9 @@ class Target:
 
 def describe_dsn(dsn: str) -> str:
     """host/database only: what may be shown of a connection string."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         parts = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
@@ -43,6 +47,9 @@ def describe_dsn(dsn: str) -> str:
 
 def dsn_secrets(dsn: str) -> list[str]:
     """The parts of a connection string that must never be shown."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
     secrets = [dsn]
     try:
         password = conninfo_to_dict(dsn).get("password")
@@ -103,6 +110,8 @@ _AFTER_FAILED = re.compile(r"^.*failed:\s*", re.S)
 
 def connect(dsn: str, name: str = "database", connect_timeout: int = 10, **kwargs) -> psycopg.Connection:
     """Connect, turning failures into `TargetUnreachable` with a short, secret-free reason."""
+    import psycopg
+
     try:
         return psycopg.connect(dsn, connect_timeout=connect_timeout, **kwargs)
     except psycopg.OperationalError as exc:

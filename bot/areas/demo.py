@@ -12,10 +12,9 @@ import tempfile
 import time
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from handlers import demo_data
 from handlers.errors import DbopsError
-from handlers.pginstance import TemporaryInstance
 from handlers.report import Outcome, Progress, Report
 from handlers.target import Target
 
@@ -24,6 +23,9 @@ from ..core.command import Arg, command, whole_number
 from ..core.config import Settings
 from ..core.registry import Area, Invocation
 from ..core.state.store import StateStore
+
+if TYPE_CHECKING:  # imported when the demo runs: psycopg, the embedded server
+    from handlers.pginstance import TemporaryInstance
 
 # (command line, whether a FAILED report is what the demo expects to show)
 DEMO_STEPS: list[tuple[str, bool]] = [
@@ -86,6 +88,9 @@ class _AfterProgress:
              type=whole_number(1, 100)),
          where="cli", takes_target=False, needs_state=False)
 def demo_command(inv: Invocation) -> Report:
+    from handlers import demo_data
+    from handlers.pginstance import TemporaryInstance
+
     say = inv.progress
     out = _AfterProgress(inv.progress)
     workdir = Path(tempfile.mkdtemp(prefix="dbops-demo-work-"))

@@ -10,8 +10,6 @@ from pathlib import Path
 
 from handlers import backup, drill
 from handlers.backup.settings import encryption_key_from_env
-from handlers.backup.verify import stored_archive
-from handlers.drill.runner import DrillInterrupted
 from handlers.errors import ConfigError, UsageError
 from handlers.report import Report, Section
 
@@ -62,6 +60,10 @@ def drill_command(inv: Invocation) -> Report:
         return _run_instead(inv, "render drill")
     if getattr(inv.args, "from") == "render-export":
         return _run_instead(inv, "render export-drill")
+    # Here, not at the top: psycopg, boto3 and psutil are for running a drill, not for declaring it.
+    from handlers.backup.verify import stored_archive
+    from handlers.drill.runner import DrillInterrupted
+
     settings = drill_settings(inv.settings)
     catalog = backup_catalog(inv)  # the state store's, or the storage's while the state database is down
     record = _backup_to_drill(catalog, inv.target_name, inv.args.backup_id)

@@ -22,7 +22,6 @@ from ..core.approvals.identity import identities, slack_identity
 from ..core.approvals.settings import ApprovalSettings, expires_at
 from ..core.command import Arg, command
 from ..core.config import Settings
-from ..core.notify import make_client
 from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
 from ..core.scheduler import daily_slot, next_daily
 
@@ -84,6 +83,8 @@ def deliver_in_slack(client, channel: str | None, user: str, delivery: readonly.
 
 
 def _slack_client(settings: Settings):
+    from ..core.notify import make_client  # slack_sdk: loaded only when credentials are handed over
+
     return make_client(settings.slack_bot_token, settings.slack_api_url) if settings.slack_bot_token else None
 
 

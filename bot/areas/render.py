@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 
 from handlers import drill, render
-from handlers.backup.storage import S3Store
-from handlers.drill.runner import DrillInterrupted
 from handlers.errors import ConfigError, DbopsError
 from handlers.report import Report, Section
 
@@ -55,6 +53,8 @@ def _record(inv: Invocation, result: drill.DrillResult) -> str:
                          "production, delete it, report (the instance is billed while it exists)",
          long_running=True, lock="drill", who="approvers")
 def render_drill(inv: Invocation) -> Report:
+    from handlers.drill.runner import DrillInterrupted  # psycopg, psutil: imported when a drill runs
+
     _state(inv)
     settings = render_settings(inv.settings)
     with settings.client() as client:
@@ -80,6 +80,9 @@ def render_drill(inv: Invocation) -> Report:
 @command("render export-drill", "restore drill of Render's newest logical export in a throwaway local instance",
          long_running=True, lock="drill")
 def render_export_drill(inv: Invocation) -> Report:
+    from handlers.backup.storage import S3Store  # boto3
+    from handlers.drill.runner import DrillInterrupted  # psycopg, psutil
+
     _state(inv)
     settings = render_settings(inv.settings)
     keep = None

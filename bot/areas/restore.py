@@ -7,11 +7,11 @@ import argparse
 import hashlib
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from handlers import backup
 from handlers.errors import ConfigError, DbopsError, UsageError
 from handlers.report import Outcome, Report, Section
-from handlers.restore import RestoreOptions, RestoreRefused, restore_backup
 
 from ..core import jobs
 from ..core.approvals.book import ApprovalBook, ApprovalRequest, RequestStatus
@@ -21,6 +21,11 @@ from ..core.registry import Area, Bot, Invocation
 from ..core.standin import recorded_on_standin
 from .backup import backup_settings, catalog, from_storage
 from .drill import drill_settings
+
+# handlers.restore (psycopg) is imported by the functions that restore: declaring the commands,
+# which every `dbops` invocation does, must not load it.
+if TYPE_CHECKING:
+    from handlers.restore import RestoreOptions
 
 log = logging.getLogger("dbops.restore")
 
@@ -36,12 +41,16 @@ _ARGS = (
 
 
 def _options(inv: Invocation) -> RestoreOptions:
+    from handlers.restore import RestoreOptions
+
     drills = drill_settings(inv.settings)
     return RestoreOptions(backup=inv.args.backup or "latest", source=getattr(inv.args, "from") or "prod",
                           overwrite=inv.args.overwrite, jobs=max(1, drills.jobs), amcheck=drills.amcheck)
 
 
 def run_restore(inv: Invocation) -> Report:
+    from handlers.restore import restore_backup
+
     into = inv.settings.target(inv.args.into)
     options = _options(inv)
     source = inv.settings.targets.get(options.source)
@@ -67,6 +76,8 @@ def run_restore(inv: Invocation) -> Report:
 
 def confirm_in_terminal(into: str, given: str | None, stdin=None) -> None:
     """The target's name, typed: given with --confirm, or asked for on a terminal."""
+    from handlers.restore import RestoreRefused
+
     if given is not None:
         if given != into:
             raise RestoreRefused(f"--confirm {given!r} does not name the target `{into}`; nothing was changed")

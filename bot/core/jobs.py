@@ -9,8 +9,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import psycopg
-
 from handlers.errors import DbopsError, JobBusy
 from handlers.report import Outcome, Report
 
@@ -84,6 +82,8 @@ def acquire(inv: Invocation, store: StateStore | None) -> JobHandle:
     cmd = inv.command
     if not cmd.long_running or store is None:
         return JobHandle(None, None)
+    import psycopg  # loaded already by the store; imported here so that commands without one never load it
+
     target = inv.target_name if cmd.takes_target else "-"
     words = [cmd.name] + [str(v) for k, v in vars(inv.args).items()
                           if k not in ("format", "target") and v not in (None, False)]

@@ -13,7 +13,7 @@ import shlex
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
 
 from handlers.errors import UsageError
 from handlers.report import ProgressFn, Report, no_progress
@@ -21,13 +21,15 @@ from handlers.target import Target
 
 from .approvals.book import ApprovalRequest
 from .approvals.identity import identities
-from .approvals.reactions import Approvals
 from .approvals.settings import ApprovalSettings
 from .command import Command, parser_for
 from .config import Settings
-from .notify import Notifier
 from .state.store import StateStore
 from .workers import JobRunner
+
+if TYPE_CHECKING:  # the running bot's parts, which load slack_sdk: only the Slack front end needs them
+    from .approvals.reactions import Approvals
+    from .notify import Notifier
 
 
 class Bot(Protocol):

@@ -14,8 +14,6 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from tabulate import tabulate
-
 from handlers.report import Outcome, Progress, Report, ReportFile, Section, Table
 
 from . import diagnostics, plaintext
@@ -51,6 +49,8 @@ def _cell(value: Any) -> Any:
 
 
 def table_text(table: Table) -> str:
+    from tabulate import tabulate  # imported by the reports with a table: it loads importlib.metadata
+
     return tabulate([[_cell(v) for v in row] for row in table.rows], headers=table.headers,
                     tablefmt="simple", disable_numparse=True)
 
@@ -60,6 +60,8 @@ def _table_lines(table: Table, width: int) -> list[str]:
     if not table.rows:
         return ["(none)"]
     cells = [[plaintext.plain_line(str(_cell(v))) for v in row] for row in table.rows]
+    from tabulate import tabulate  # see table_text
+
     lines = tabulate(cells, headers=table.headers, tablefmt="simple", disable_numparse=True).splitlines()
     if max(len(line) for line in lines) <= width:
         return lines

@@ -14,19 +14,24 @@ The public API (what the bot's commands call):
 - sync_catalog / sync_report                    the catalog rebuilt from storage (storecat.py, sync.py)
 - state_shares_target / state_placement_warning the state store on a database it protects
 """
-from .catalog import BackupCatalog, BackupRecord
-from .cleanup import cleanup_incomplete
-from .manifest import ArchiveInfo, BackupManifest, ManifestDamaged, capture_manifest, compare_manifests
-from .placement import state_placement_warning, state_shares_target
-from .retention import plan_retention, prune
-from .schedule import claim_scheduled_run, next_run, schedule_report, schedule_slot
-from .settings import BackupSettings, RetentionSettings, S3Settings
-from .storage import StorageError
-from .storecat import StorageCatalog, storage_for
-from .sync import sync_catalog, sync_report
-from .take import BackupCancelled, BackupFailed, BackupResult, take_backup
-from .verify import ArchiveDamaged, NoKey, Unrestorable, materialize, verify_backup
-from .views import backup_info, freshness, latest_verified, list_backups
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
+
+if TYPE_CHECKING:  # at run time each name is imported on first use: see handlers/lazy.py
+    from .catalog import BackupCatalog, BackupRecord
+    from .cleanup import cleanup_incomplete
+    from .manifest import ArchiveInfo, BackupManifest, ManifestDamaged, capture_manifest, compare_manifests
+    from .placement import state_placement_warning, state_shares_target
+    from .retention import plan_retention, prune
+    from .schedule import claim_scheduled_run, next_run, schedule_report, schedule_slot
+    from .settings import BackupSettings, RetentionSettings, S3Settings
+    from .storage import StorageError
+    from .storecat import StorageCatalog, storage_for
+    from .sync import sync_catalog, sync_report
+    from .take import BackupCancelled, BackupFailed, BackupResult, take_backup
+    from .verify import ArchiveDamaged, NoKey, Unrestorable, materialize, verify_backup
+    from .views import backup_info, freshness, latest_verified, list_backups
 
 __all__ = [
     "ManifestDamaged", "NoKey", "StorageCatalog", "StorageError", "state_placement_warning", "state_shares_target",
@@ -37,3 +42,19 @@ __all__ = [
     "freshness", "latest_verified", "list_backups", "materialize", "next_run", "plan_retention", "prune",
     "schedule_report", "schedule_slot", "take_backup", "verify_backup",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    ".catalog": ("BackupCatalog", "BackupRecord"),
+    ".cleanup": ("cleanup_incomplete",),
+    ".manifest": ("ArchiveInfo", "BackupManifest", "ManifestDamaged", "capture_manifest", "compare_manifests"),
+    ".placement": ("state_placement_warning", "state_shares_target"),
+    ".retention": ("plan_retention", "prune"),
+    ".schedule": ("claim_scheduled_run", "next_run", "schedule_report", "schedule_slot"),
+    ".settings": ("BackupSettings", "RetentionSettings", "S3Settings"),
+    ".storage": ("StorageError",),
+    ".storecat": ("StorageCatalog", "storage_for"),
+    ".sync": ("sync_catalog", "sync_report"),
+    ".take": ("BackupCancelled", "BackupFailed", "BackupResult", "take_backup"),
+    ".verify": ("ArchiveDamaged", "NoKey", "Unrestorable", "materialize", "verify_backup"),
+    ".views": ("backup_info", "freshness", "latest_verified", "list_backups"),
+})

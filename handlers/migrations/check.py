@@ -5,13 +5,10 @@ from __future__ import annotations
 import gc
 import hashlib
 from contextlib import contextmanager
-from typing import Iterator
-
-import psycopg
+from typing import TYPE_CHECKING, Iterator
 
 from handlers.errors import DbopsError, UsageError
 
-from . import facts
 from .context import DroppedColumn, MigrationContext, classify_type_changes
 from .model import Finding, MigrationCheck, Severity
 from .parsing import Statement, parse_statements
@@ -20,6 +17,11 @@ from .rules import file_rules, rules_by_kind
 from .rules.type_table import Change
 from .settings import MigrationCheckSettings
 from .timeline import replay, touched_tables
+
+# psycopg (and the queries for the target's facts) are imported only when there is a database to ask:
+# a check without one, the usual `dbops migrate check` in CI, needs only the parser and the rules.
+if TYPE_CHECKING:
+    import psycopg
 
 _NO_IGNORE_NOTE = " (a dbops:ignore comment cannot silence a forbidden finding)"
 
@@ -66,6 +68,10 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
     if conn is None:
         ctx = _context(statements, down, filename, down_filename, {}, None)
     else:
+        import psycopg
+
+        from . import facts
+
         try:
             with conn.transaction():
                 conn.execute("SELECT set_config('statement_timeout', %s, true)",
@@ -99,6 +105,8 @@ def _context(statements: list[Statement], down: list[Statement] | None, filename
     drops = ctx.timeline.dropped_columns
     with_data: dict = {}
     if conn is not None:
+        from . import facts
+
         with_data = facts.fetch_columns_with_data(conn, [s.db for s in drops.values() if s.db])
         narrowing = [c for c in ctx.type_changes.values() if c.change is Change.NARROWING and c.site.db]
         counts = facts.fetch_misfit_counts(

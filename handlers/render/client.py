@@ -23,7 +23,6 @@ import httpx
 
 from .errors import RenderAuthError, RenderError, RenderNotFound, RenderUnavailable
 
-DEFAULT_API_URL = "https://api.render.com/v1"
 PAGE_LIMIT = 100  # Render's maximum page size
 
 log = logging.getLogger("dbops.render")
@@ -73,7 +72,7 @@ class ConnectionInfo:
 
 
 class RenderClient:
-    def __init__(self, api_key: str, base_url: str = DEFAULT_API_URL, *, timeout_s: float = 30.0,
+    def __init__(self, api_key: str, base_url: str, *, timeout_s: float = 30.0,
                  retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep,
                  jitter: Callable[[], float] = random.random) -> None:
         if not api_key:

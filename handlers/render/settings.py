@@ -12,8 +12,9 @@ from typing import Any, Mapping
 
 from .. import config_values as cv
 from ..errors import ConfigError
-from .client import DEFAULT_API_URL
 
+# Here rather than in client.py, which imports httpx: every command checks [render] at start.
+DEFAULT_API_URL = "https://api.render.com/v1"
 DEFAULT_WINDOW_DAYS = {"hobby": 3, "professional": 7, "organization": 7, "enterprise": 7}
 NO_BACKUP_INSTANCE_PLANS = frozenset({"free"})  # the Free instance type has no backups at all
 EXPORT_KEEP_DAYS = 7  # Render deletes an export after this long

@@ -4,7 +4,17 @@ and prove the result with the restore drill's checks against the backup's manife
 - restore_backup(catalog, backup_settings, RestoreOptions, into, source, progress, cancel, backup_after) -> Report
 - RestoreRefused: the target is in the way (not empty, or the source itself) and --overwrite was not given
 """
-from .runner import RestoreOptions, next_steps, restore_backup
-from .target import RestoreRefused, inspect_target, refusals
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
+
+if TYPE_CHECKING:  # at run time each name is imported on first use: see handlers/lazy.py
+    from .runner import RestoreOptions, next_steps, restore_backup
+    from .target import RestoreRefused, inspect_target, refusals
 
 __all__ = ["RestoreOptions", "RestoreRefused", "inspect_target", "next_steps", "refusals", "restore_backup"]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    ".runner": ("RestoreOptions", "next_steps", "restore_backup"),
+    ".target": ("RestoreRefused", "inspect_target", "refusals"),
+})

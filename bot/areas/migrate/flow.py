@@ -1,19 +1,16 @@
 """The migration checklist's moving parts: rehearsal on a copy, apply after a fresh backup, and the
-recovery of an apply the bot's process did not finish."""
+recovery of an apply the bot's process did not finish.
+
+The rehearsal and the apply (psycopg, the embedded server) are imported by the functions that use
+them: `dbops migrate check` and `dbops --help` import this module and must stay quick."""
 from __future__ import annotations
 
 import logging
 import time
 from enum import StrEnum
 
-import psycopg
-
 from handlers import backup
 from handlers.errors import DbopsError
-from handlers.migrations.apply import ApplySettings, apply_migration, error_text, plan_batches
-from handlers.migrations.parsing import parse_statements
-from handlers.migrations.rehearsal import RehearsalSettings, rehearsal_work_dir, remove_leftover_rehearsals
-from handlers.migrations.rehearsal import rehearse as run_rehearsal
 from handlers.report import Progress
 from handlers.target import dsn_secrets
 
@@ -39,6 +36,9 @@ def _section(settings, name: str) -> dict:
 
 def rehearse_on_copy(inv: Invocation, up_sql: str, down_sql: str | None):
     """Rehearses on a copy of the latest verified backup (or a schema-only copy); None when no copy could be made."""
+    from handlers.migrations.rehearsal import RehearsalSettings, rehearsal_work_dir
+    from handlers.migrations.rehearsal import rehearse as run_rehearsal
+
     settings = RehearsalSettings.from_dict(_section(inv.settings, "rehearsal"))
     bsettings = backup_settings(inv.settings)
     record = None
@@ -64,6 +64,8 @@ def rehearse_on_copy(inv: Invocation, up_sql: str, down_sql: str | None):
 
 def leftover_rehearsals_at_startup(svc: Bot) -> list[str]:
     """A killed rehearsal leaves a server holding a copy of production and its archive: remove both."""
+    from handlers.migrations.rehearsal import RehearsalSettings, remove_leftover_rehearsals
+
     return remove_leftover_rehearsals(RehearsalSettings.from_dict(_section(svc.settings, "rehearsal")).work_dir)
 
 
@@ -80,6 +82,10 @@ MARK_SQL = "INSERT INTO dbops.migration_marks (request_id, sha256, name) VALUES 
 
 def ensure_marks_table(target) -> str | None:
     """Creates the marks table when absent; returns why it could not (the apply goes on without a mark)."""
+    import psycopg
+
+    from handlers.migrations.apply import error_text
+
     try:
         with target.connect(autocommit=True) as conn:
             if conn.execute("SELECT to_regclass('dbops.migration_marks')").fetchone()[0] is None:
@@ -101,6 +107,9 @@ def landed(target, req: ApprovalRequest) -> bool:
 
 def all_in_one_transaction(up_sql: str) -> bool:
     """True when UP commits as one transaction: without its mark nothing of it was applied."""
+    from handlers.migrations.apply import plan_batches
+    from handlers.migrations.parsing import parse_statements
+
     try:
         batches = plan_batches(parse_statements(up_sql, "UP.sql"))
     except DbopsError:
@@ -111,6 +120,8 @@ def all_in_one_transaction(up_sql: str) -> bool:
 def apply_with_backup(svc: Bot, req: ApprovalRequest) -> tuple[ApplyOutcome, str]:
     """Fresh backup, approvals re-checked, UP applied (with its mark), ledger written. The caller holds
     the target's migrate lock. Returns how it ended and what to tell."""
+    from handlers.migrations.apply import ApplySettings, apply_migration
+
     target = svc.settings.target(req.target)
     started = time.monotonic()
     backup_id = None

@@ -7,8 +7,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Callable
 
-from psycopg.types.json import Jsonb
-
 from handlers.errors import UsageError
 
 from ..state.store import StateStore
@@ -128,6 +126,8 @@ class ApprovalBook:
     def create(self, *, kind: str, name: str, target: str, sha256: str, payload: dict, analysis: dict,
                requires_approval: bool, required: int, requested_by: str, attested_by: str | None,
                channel: str | None, expires_at: datetime) -> ApprovalRequest:
+        from psycopg.types.json import Jsonb  # here, not at the top: command declarations import this module
+
         with self.store.pool.connection() as conn:
             row = conn.execute(
                 "INSERT INTO dbops.approval_requests (kind, name, target, sha256, payload, analysis, requires_approval,"

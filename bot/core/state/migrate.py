@@ -8,8 +8,10 @@ first's work and applies nothing.
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import psycopg
+if TYPE_CHECKING:  # imported where it connects: the store imports this module, commands import the store
+    import psycopg
 
 SCHEMA = "dbops"
 _LOCK_KEY = 0x6462_6F70_735F_7376  # "dbops_sv": one lock for schema upgrades
@@ -53,5 +55,7 @@ def apply_migrations(conn: psycopg.Connection) -> list[str]:
 
 
 def apply(dsn: str) -> list[str]:
+    import psycopg
+
     with psycopg.connect(dsn, autocommit=True) as conn:
         return apply_migrations(conn)

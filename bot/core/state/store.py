@@ -13,17 +13,17 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+from typing import TYPE_CHECKING, Any
 
 from handlers.errors import ConfigError, TargetUnreachable
 from handlers.target import connection_reason
 
 from . import migrate
+
+# psycopg is imported by the methods that talk to the database: importing this module (every
+# command's declaration does, for the job lock) must stay cheap for `dbops --help`.
+if TYPE_CHECKING:
+    import psycopg
 
 _JOB_LOCK_SPACE = 0x6462_6F70  # "dbop": first key of the two-key advisory lock
 # Held (per transaction) while a job lock is taken and its row written, so that a
@@ -58,6 +58,10 @@ class JobRow:
 
 class StateStore:
     def __init__(self, dsn: str, min_size: int = 1, max_size: int = 8) -> None:
+        import psycopg
+        from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool
+
         self.dsn = dsn
         try:
             with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
@@ -108,6 +112,8 @@ class StateStore:
         if not fields:
             return
         if "result" in fields and fields["result"] is not None:
+            from psycopg.types.json import Jsonb
+
             fields["result"] = Jsonb(fields["result"])
         cols = ", ".join(f"{name} = %s" for name in fields)
         with self.pool.connection() as conn:
@@ -157,6 +163,8 @@ class StateStore:
     def beat(self, lock: "JobLock", job_id: int) -> bool:
         """The job's heartbeat: keeps its lock (re-taken after a dropped connection) and its
         heartbeat_at fresh. False when the lock is lost to another process."""
+        import psycopg
+
         if not lock.keep():
             return False
         try:
@@ -249,6 +257,9 @@ class JobLock:
         return f"{self.target}:{self.kind}"
 
     def connect(self) -> psycopg.Connection:
+        import psycopg
+        from psycopg.rows import dict_row
+
         # keepalives: a cut connection is noticed by the heartbeat instead of hanging it
         return psycopg.connect(self.dsn, autocommit=True, connect_timeout=10, keepalives=1, row_factory=dict_row,
                                keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
@@ -266,6 +277,8 @@ class JobLock:
     def keep(self) -> bool:
         """True while this process holds the lock; a dropped connection is replaced and the lock
         taken again. False (for good) once another process has taken it meanwhile."""
+        import psycopg
+
         if self.lost:
             return False
         if self.conn is not None:
