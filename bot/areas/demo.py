@@ -10,7 +10,6 @@ import shutil
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +63,8 @@ def _sections(settings: Settings) -> dict:
         return dict(settings.sections)
     shipped = Path(__file__).resolve().parents[2] / "dbops.toml"
     if shipped.exists():
+        import tomllib
+
         return tomllib.loads(shipped.read_text())
     return {}
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -153,6 +152,8 @@ def _ids(raw: str | None, setting: str, prefixes: tuple[str, ...]) -> frozenset[
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # here, not at the top: `dbops --help` reads no settings
+
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
@@ -165,10 +166,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool = False,
                   read_dotenv: bool = True, checks: SettingsChecks | None = None) -> Settings:
     """The settings; with `checks` (the registry's), every section of dbops.toml is checked too."""
-    if read_dotenv and env is None:
+    dotenv_path = os.environ.get("DBOPS_DOTENV", ".env")
+    if read_dotenv and env is None and os.path.isfile(dotenv_path):  # python-dotenv is slow to import: only for a file
         from dotenv import load_dotenv
 
-        load_dotenv(os.environ.get("DBOPS_DOTENV", ".env"), override=False)
+        load_dotenv(dotenv_path, override=False)
     env = os.environ if env is None else env
 
     config_path = Path(env.get("DBOPS_CONFIG", "dbops.toml"))

@@ -1,8 +1,6 @@
 """Whether each target answers: for `/db status` and the health check."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 from handlers.errors import DbopsError
 
 from .config import Settings
@@ -22,5 +20,7 @@ def target_reachability(settings: Settings) -> list[tuple[str, bool, str]]:
     targets = list(settings.targets.values())
     if not targets:
         return []
+    from concurrent.futures import ThreadPoolExecutor  # here: every command's declaration imports this module
+
     with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
         return list(pool.map(_probe, targets))

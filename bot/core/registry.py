@@ -25,11 +25,11 @@ from .approvals.settings import ApprovalSettings
 from .command import Command, parser_for
 from .config import Settings
 from .state.store import StateStore
-from .workers import JobRunner
 
-if TYPE_CHECKING:  # the running bot's parts, which load slack_sdk: only the Slack front end needs them
+if TYPE_CHECKING:  # the running bot's parts (slack_sdk, a thread pool): only the Slack front end needs them
     from .approvals.reactions import Approvals
     from .notify import Notifier
+    from .workers import JobRunner
 
 
 class Bot(Protocol):
