@@ -5,7 +5,7 @@
 Generates a realistic mix (create table, add column, create index, alter type, drop column,
 update/delete with WHERE, constraints, renames, and a few forbidden operations), then times:
   * ours: `check_migration` called in-process (parse + rules, no database), best of --repeat;
-    the `dbops migrate check` command adds Python start-up and imports on top (not measured here);
+    the `dbops migrate check` command adds Python start-up and imports on top (bench/cli.py measures those);
   * Squawk: `squawk --reporter json FILE` as a subprocess (its normal use), best of --repeat.
 Prints the time ratio (ours / Squawk; the aim is <= 2), and checks that every forbidden
 operation Squawk's rules catch (ban-drop-table, ban-drop-column, changing-column-type,
