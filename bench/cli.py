@@ -1,6 +1,6 @@
 """How long the `dbops` command itself takes to start, against a bare Python, measured in one run.
 
-    python bench/cli.py [--repeat 10] [--dbops PATH]
+    python bench/cli.py [--repeat 10] [--dbops PATH] [--source-only]
 
 Times, as separate processes, with no database configured (DATABASE_URL and DBOPS_* unset):
 - python:        python -c pass                                     (the floor: the interpreter starting)
@@ -10,7 +10,7 @@ Times, as separate processes, with no database configured (DATABASE_URL and DBOP
 The commands run from the project folder, so its dbops.toml is read and checked as in real use.
 They run with compiled bytecode, as an installed package does (pip compiles it at install): the
 bytecode goes to a temporary PYTHONPYCACHEPREFIX, written in an untimed first round, even when
-PYTHONDONTWRITEBYTECODE is set. --source-only measures compiling every module on each start instead.
+PYTHONDONTWRITEBYTECODE is set. --source-only instead compiles the project's modules on every start.
 Each of --repeat rounds runs every variant once, in turn, so a busy spell on the shared machine
 slows all of them rather than one; the median of each is kept, with the ratio to `python -c pass`
 of the same run. The load average is printed before and after: compare runs made under similar load.

@@ -159,3 +159,13 @@ def test_a_namesake_module_imported_first_leaves_the_package_giving_the_function
     importlib.import_module("lazypkg_three.work")  # as another module's `from .work import Other` would
     package = importlib.import_module("lazypkg_three")
     assert package.work() == "done" and package.Other.__module__ == "lazypkg_three.work"
+
+
+def test_a_dotenv_file_is_still_read_and_python_dotenv_loads_only_for_one(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("DBOPS_CHANNEL=C0123456789\n")
+    code = "from bot.core.config import load_settings\nrc = load_settings().channel"
+    read = loaded_after(code, env={"DBOPS_DOTENV": str(dotenv)}, cwd=tmp_path)
+    assert read["exit"] == "C0123456789" and "dotenv" in read["modules"]
+    missing = loaded_after(code, env={"DBOPS_DOTENV": str(tmp_path / "absent.env")}, cwd=tmp_path)
+    assert missing["exit"] is None and "dotenv" not in missing["modules"]
