@@ -3,6 +3,8 @@ own privilege functions (they count PUBLIC's grants and memberships). Each findi
 check carrying the statement that removes it."""
 from __future__ import annotations
 
+from typing import Callable
+
 import psycopg
 from psycopg import sql
 
@@ -30,6 +32,15 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items[:SHOWN]) + more
 
 
+def _finding(name: str, found: list[str], fixes: list[str], clean: str,
+             say: Callable[[str], str] = lambda listed: listed, fix_note: str = "") -> Check:
+    """A check from what its query found: passed when nothing was, else the items named (the first
+    few, the rest counted) with the statements that remove them."""
+    if not found:
+        return Check(name, True, clean, "")
+    return Check(name, False, say(_listed(found)), "; ".join(fixes[:SHOWN]) + fix_note)
+
+
 def audit(conn: psycopg.Connection, role: str, bot: str) -> list[Check]:
     version = int(conn.execute("SELECT current_setting('server_version_num')").fetchone()[0])
     checks = [_attributes(conn, role), _memberships(conn, role), _owned(conn, role, bot),
@@ -46,19 +57,18 @@ def _attributes(conn, role: str) -> Check:
                        " WHERE rolname = %s", (role,)).fetchone()
     names = ("SUPERUSER", "CREATEROLE", "CREATEDB", "REPLICATION", "BYPASSRLS")
     found = [n for n, on in zip(names, row) if on]
-    return Check("role attributes", not found, "none beyond LOGIN" if not found else "has " + ", ".join(found),
-                 "" if not found else f"ALTER ROLE {_q(conn, role)} " + " ".join(f"NO{n}" for n in found))
+    return _finding("role attributes", found, [f"ALTER ROLE {_q(conn, role)} " + " ".join(f"NO{n}" for n in found)],
+                    "none beyond LOGIN", say=lambda listed: f"has {listed}")
 
 
 def _memberships(conn, role: str) -> Check:
     rows = conn.execute("SELECT r.rolname FROM pg_roles r WHERE r.rolname <> %s AND pg_has_role(%s, r.oid, 'MEMBER')"
                         " ORDER BY 1", (role, role)).fetchall()
     found = [r[0] for r in rows]
-    dangerous = [n for n in found if n in DANGEROUS_ROLES]
-    detail = "member of no role" if not found else "member of " + _listed(found) + (
-        f" (writes or signals: {', '.join(dangerous)})" if dangerous else "")
-    fix = "; ".join(f"REVOKE {_q(conn, n)} FROM {_q(conn, role)}" for n in found[:SHOWN])
-    return Check("memberships (pg_write_all_data, pg_signal_backend, any role)", not found, detail, fix)
+    dangerous = ", ".join(n for n in found if n in DANGEROUS_ROLES)
+    return _finding("memberships (pg_write_all_data, pg_signal_backend, any role)", found,
+                    [f"REVOKE {_q(conn, n)} FROM {_q(conn, role)}" for n in found], "member of no role",
+                    say=lambda listed: f"member of {listed}" + (f" (writes or signals: {dangerous})" if dangerous else ""))
 
 
 def _owned(conn, role: str, bot: str) -> Check:
@@ -68,9 +78,9 @@ def _owned(conn, role: str, bot: str) -> Check:
         " ELSE 'an object in database ' || (SELECT datname FROM pg_database WHERE oid = s.dbid) END"
         " FROM pg_shdepend s WHERE s.deptype = 'o' AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = %s)"
         " ORDER BY 1", (role,)).fetchall()
-    found = [r[0] for r in rows]
-    return Check("owned objects", not found, "owns nothing" if not found else "owns " + _listed(found),
-                 "" if not found else f"REASSIGN OWNED BY {_q(conn, role)} TO {_q(conn, bot)} (in each database)")
+    return _finding("owned objects", [r[0] for r in rows],
+                    [f"REASSIGN OWNED BY {_q(conn, role)} TO {_q(conn, bot)} (in each database)"], "owns nothing",
+                    say=lambda listed: f"owns {listed}")
 
 
 def _relation_writes(conn, role: str, version: int) -> Check:
@@ -96,8 +106,7 @@ def _relation_writes(conn, role: str, version: int) -> Check:
     fixes = [f"REVOKE {', '.join(p)} ON TABLE {_q(conn, s, n)} FROM {_grantee(conn, pub, role)}"
              for (s, n, pub), p in by_rel.items()]
     fixes += [f"REVOKE {p} ON TABLE {_q(conn, s, n)} FROM {_grantee(conn, pub, role)}" for s, n, p, pub in cols]
-    return Check("privileges beyond reading on tables and views", not found,
-                 "SELECT only" if not found else _listed(found), "; ".join(fixes[:SHOWN]))
+    return _finding("privileges beyond reading on tables and views", found, fixes, "SELECT only")
 
 
 def _sequence_writes(conn, role: str) -> Check:
@@ -108,10 +117,9 @@ def _sequence_writes(conn, role: str) -> Check:
         " WHERE c.relkind = 'S' AND n.nspname <> ALL(%s)"
         " AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(%s, c.oid, 'USAGE, UPDATE') ELSE false END"
         " ORDER BY 1, 2", (list(SYSTEM_SCHEMAS), role)).fetchall()
-    found = [f"{s}.{n}" for s, n, _ in rows]
     fixes = [f"REVOKE USAGE, UPDATE ON SEQUENCE {_q(conn, s, n)} FROM {_grantee(conn, pub, role)}" for s, n, pub in rows]
-    return Check("nextval/setval on sequences", not found, "none" if not found else "can advance " + _listed(found),
-                 "; ".join(fixes[:SHOWN]))
+    return _finding("nextval/setval on sequences", [f"{s}.{n}" for s, n, _ in rows], fixes, "none",
+                    say=lambda listed: f"can advance {listed}")
 
 
 def _security_definer(conn, role: str) -> Check:
@@ -121,11 +129,10 @@ def _security_definer(conn, role: str) -> Check:
         " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
         " WHERE p.prosecdef AND n.nspname <> ALL(%s) AND has_function_privilege(%s, p.oid, 'EXECUTE') ORDER BY 1",
         (list(SYSTEM_SCHEMAS), role)).fetchall()
-    found = [f"{sig} (runs as {owner})" for sig, owner, _ in rows]
     fixes = [f"REVOKE EXECUTE ON ROUTINE {sig} FROM {_grantee(conn, pub, role)}" for sig, _, pub in rows]
-    return Check("SECURITY DEFINER functions it can execute", not found,
-                 "none" if not found else _listed(found) + ": each runs with its owner's rights",
-                 "; ".join(fixes[:SHOWN]) + (" (as the owner)" if fixes else ""))
+    return _finding("SECURITY DEFINER functions it can execute", [f"{sig} (runs as {owner})" for sig, owner, _ in rows],
+                    fixes, "none", say=lambda listed: f"{listed}: each runs with its owner's rights",
+                    fix_note=" (as the owner)")
 
 
 def _remote_access(conn, role: str) -> list[Check]:
@@ -135,10 +142,10 @@ def _remote_access(conn, role: str) -> list[Check]:
         " AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e' JOIN pg_proc p ON p.oid = d.objid"
         " WHERE e.extname = 'dblink' AND has_function_privilege(%s, p.oid, 'EXECUTE')"
         " AND p.proname LIKE 'dblink%%' ORDER BY 1", (role,)).fetchall()
-    dblink = Check("dblink", not rows, "not installed, or none of its functions executable" if not rows else
-                   f"can run {_listed([r[0] for r in rows])}: it can open connections as other roles",
-                   "; ".join(f"REVOKE EXECUTE ON FUNCTION {sig} FROM {_grantee(conn, pub, role)}"
-                             for sig, pub in rows[:SHOWN]))
+    dblink = _finding("dblink", [sig for sig, _ in rows],
+                      [f"REVOKE EXECUTE ON FUNCTION {sig} FROM {_grantee(conn, pub, role)}" for sig, pub in rows],
+                      "not installed, or none of its functions executable",
+                      say=lambda listed: f"can run {listed}: it can open connections as other roles")
     wrappers = conn.execute(
         "SELECT 'FOREIGN DATA WRAPPER', fdwname, has_foreign_data_wrapper_privilege('public', oid, 'USAGE')"
         " FROM pg_foreign_data_wrapper WHERE has_foreign_data_wrapper_privilege(%s, oid, 'USAGE')"
@@ -150,8 +157,7 @@ def _remote_access(conn, role: str) -> list[Check]:
     fixes = [f"REVOKE USAGE ON {kind} {_q(conn, name)} FROM {_grantee(conn, pub, role)}" for kind, name, pub in wrappers]
     fixes += [f"DROP USER MAPPING FOR {'PUBLIC' if u == 'public' else _q(conn, u)} SERVER {_q(conn, s)}"
               for s, u in mappings]
-    fdw = Check("postgres_fdw and foreign servers", not found, "no usable wrapper, server or user mapping" if not found
-                else _listed(found), "; ".join(fixes[:SHOWN]))
+    fdw = _finding("postgres_fdw and foreign servers", found, fixes, "no usable wrapper, server or user mapping")
     return [dblink, fdw]
 
 
@@ -165,9 +171,9 @@ def _large_objects(conn, role: str) -> Check:
         [f"large object {oid}" for oid, _ in rows]
     fixes = (["ALTER SYSTEM SET lo_compat_privileges = off (a superuser; on Render ask support)"] if compat else []) + \
         [f"REVOKE UPDATE ON LARGE OBJECT {oid} FROM {_grantee(conn, pub, role)}" for oid, pub in rows]
-    return Check("large-object writes", not found,
-                 "cannot write existing large objects (creating new ones is open to every role in PostgreSQL: "
-                 "no privilege governs it)" if not found else _listed(found), "; ".join(fixes[:SHOWN]))
+    return _finding("large-object writes", found, fixes,
+                    "cannot write existing large objects (creating new ones is open to every role in PostgreSQL: "
+                    "no privilege governs it)")
 
 
 def _create_rights(conn, role: str) -> Check:
@@ -177,17 +183,15 @@ def _create_rights(conn, role: str) -> Check:
         " UNION ALL SELECT 'DATABASE', datname, has_database_privilege('public', oid, 'CREATE') FROM pg_database"
         " WHERE datname = current_database() AND has_database_privilege(%s, oid, 'CREATE') ORDER BY 1, 2",
         (role, role)).fetchall()
-    found = [f"{kind.lower()} {name}" for kind, name, _ in rows]
     fixes = [f"REVOKE CREATE ON {kind} {_q(conn, name)} FROM {_grantee(conn, pub, role)}" for kind, name, pub in rows]
-    return Check("CREATE on a schema or the database", not found, "none" if not found else _listed(found),
-                 "; ".join(fixes[:SHOWN]))
+    return _finding("CREATE on a schema or the database", [f"{kind.lower()} {name}" for kind, name, _ in rows], fixes,
+                    "none")
 
 
 def _parameters(conn, role: str) -> Check:
     rows = conn.execute(
         "SELECT a.parname, x.privilege_type, x.grantee = 0 FROM pg_parameter_acl a, aclexplode(a.paracl) x"
         " WHERE x.grantee IN (0, (SELECT oid FROM pg_roles WHERE rolname = %s)) ORDER BY 1", (role,)).fetchall()
-    found = [f"{priv} on {name}" for name, priv, _ in rows]
     fixes = [f"REVOKE {priv} ON PARAMETER {name} FROM {_grantee(conn, pub, role)}" for name, priv, pub in rows]
-    return Check("SET/ALTER SYSTEM on protected settings", not found, "none" if not found else _listed(found),
-                 "; ".join(fixes[:SHOWN]))
+    return _finding("SET/ALTER SYSTEM on protected settings", [f"{priv} on {name}" for name, priv, _ in rows], fixes,
+                    "none")
