@@ -1,9 +1,9 @@
-"""How much a `dbops backup` costs over the bare `pg_dump -Fc` of the ops plan, measured in one run.
+"""How much a `dbops backup` costs over the bare `pg_dump -Fc`, measured in one run.
 
     python bench/backup.py --scale 2        # ~400,000 rows; --scale 17 is about 1 GB
 
 On a generated asidenote database (handlers.demo_data, in a private TemporaryInstance) it times:
-- bare:        pg_dump -Fc -f file                      (the ops plan's command)
+- bare:        pg_dump -Fc -f file                      (what a plain cron job would run)
 - counts:      dbops backup, integrity "counts"          (row counts only: a changed row goes unnoticed)
 - checksums:   dbops backup, integrity "checksums"       (the default; aim: within 1.15x of bare)
 - directory:   dbops backup, -Fd -j N, integrity counts  (aim: faster than bare)
