@@ -105,7 +105,7 @@ def drill_history(inv: Invocation) -> Report:
     return drill.DrillStore(_state(inv).dsn).history(inv.target_name, prefix=inv.command_prefix)
 
 
-@command("drill report", "the full written report of one drill (Markdown)",
+@command("drill report", "one drill in full: facts, steps, checks, versions",
          Arg("id", "a drill id, e.g. d007", required=True), takes_target=False)
 def drill_report(inv: Invocation) -> Report:
     report = drill.DrillStore(_state(inv).dsn).get(inv.args.id).to_report()  # facts; the Markdown as its file
