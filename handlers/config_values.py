@@ -114,6 +114,22 @@ def nonempty(key: str, default: str | None, help: str, allowed: str = "non-empty
     return custom(key, default, _nonempty, allowed, help, **kw)
 
 
+def env_name(key: str, default: str | None, help: str,
+             allowed: str = "the name of an environment variable, e.g. STAGING_DATABASE_URL", **kw) -> Setting:
+    """The name of the environment variable that holds a secret. The value is never repeated in an
+    error: a connection string pasted here instead of a name must not be shown."""
+    return custom(key, default, _env_name, allowed, help, show_value=False, **kw)
+
+
+def _env_name(raw: Any) -> str:
+    if not isinstance(raw, str) or not _ENV_NAME.fullmatch(raw):
+        raise ValueError("")
+    return raw
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _nonempty(raw: Any) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError("")
@@ -193,7 +209,7 @@ def read(section: str, settings: Sequence[Setting], d: Mapping[str, Any] | None)
         if s.key in d:
             found[s.name] = value_of(section, s, d[s.key])
         elif s.required:
-            raise SettingError(f"{section}.{s.key} is required", f"{section}.{s.key}")
+            raise SettingError(f"{section}.{s.key} is required: {s.allowed_text()}", f"{section}.{s.key}")
         elif s.kind == "table":
             found[s.name] = value_of(section, s, {})
         elif s.default is not None:

@@ -58,3 +58,43 @@ def test_secrets_are_collected_for_scrubbing():
                               "SLACK_SIGNING_SECRET": "sigsecret", "DBOPS_CONFIG": str(ROOT / "dbops.toml")})
     assert {"s3cr3tpass", "xoxb-abc", "sigsecret"} <= set(settings.secrets())
     assert "s3cr3tpass" not in settings.target().label
+
+
+@pytest.mark.parametrize("toml, named", [
+    ('[targets.staging]\nurll_env = "STAGING_DATABASE_URL"\n',
+     "targets.staging.urll_env is not a setting; known: render_postgres_id, url_env"),
+    ('[targets.staging]\nurl_env = "STAGING_DATABASE_URL"\nrender_postgress_id = "dpg-x"\n',
+     "targets.staging.render_postgress_id is not a setting; known: render_postgres_id, url_env"),
+    ('[targets.staging]\nrender_postgres_id = "dpg-x"\n', "targets.staging.url_env is required"),
+    ('[targets]\nstaging = "STAGING_DATABASE_URL"\n', "[targets.staging] must be a table of settings"),
+    ('targets = "staging"\n', "targets in"),
+])
+def test_a_target_table_is_read_through_its_declaration(tmp_path, toml, named):
+    (tmp_path / "dbops.toml").write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_for(tmp_path / "dbops.toml", STAGING_DATABASE_URL="postgresql://s@localhost/s"),
+                      read_dotenv=False)
+    assert named in str(caught.value)
+    assert str(tmp_path / "dbops.toml") in str(caught.value)
+
+
+@pytest.mark.parametrize("toml", [
+    # a connection string where the variable's name belongs, and one under a key of its own
+    '[targets.staging]\nurl_env = "postgresql://u:hunter2pw@db/x"\n',
+    '[targets.staging]\nurl = "postgresql://u:hunter2pw@db/x"\n',
+])
+def test_a_connection_string_in_a_target_table_is_refused_and_never_repeated(tmp_path, toml):
+    (tmp_path / "dbops.toml").write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_for(tmp_path / "dbops.toml"), read_dotenv=False)
+    assert "targets.staging.url" in str(caught.value)
+    assert "hunter2pw" not in str(caught.value)
+
+
+def test_a_declared_target_is_read_with_its_options(tmp_path):
+    (tmp_path / "dbops.toml").write_text('[targets.staging]\nurl_env = "STAGING_DATABASE_URL"\n'
+                                         'render_postgres_id = "dpg-abc"\n')
+    settings = load_settings(env_for(tmp_path / "dbops.toml", STAGING_DATABASE_URL="postgresql://s@localhost/s"),
+                             read_dotenv=False)
+    assert settings.target("staging").dsn == "postgresql://s@localhost/s"
+    assert settings.target_options["staging"] == {"render_postgres_id": "dpg-abc"}

@@ -96,8 +96,7 @@ SLACK = (
 )
 # A target's connection string is a secret: dbops.toml names the variable that holds it.
 TARGET = (
-    cv.nonempty("url_env", None, "the environment variable holding its connection string",
-                allowed="the name of an environment variable"),
+    cv.env_name("url_env", None, "the environment variable holding its connection string", required=True),
     cv.nonempty("render_postgres_id", None, "its Render Postgres id (dpg-...), for `render status` / `render drill`",
                 allowed="a Render Postgres id like \"dpg-...\"", example="dpg-...", commented=True),
 )
@@ -183,19 +182,21 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
     target_options: dict[str, dict[str, Any]] = {}
     if env.get("DATABASE_URL"):
         targets[DEFAULT_TARGET] = Target(DEFAULT_TARGET, env["DATABASE_URL"])
-    for name, spec in (doc.get("targets") or {}).items():
-        if not isinstance(spec, dict) or not ("url_env" in spec or "url" in spec):
-            raise ConfigError(f"[targets.{name}] in {config_path} needs url_env = \"NAME_OF_ENV_VAR\" "
-                              "(the variable holding its connection string)")
-        if "url_env" in spec:
-            url = env.get(spec["url_env"])
-            if not url:
-                raise ConfigError(f"{spec['url_env']} is not set: put the connection string of target "
-                                  f"`{name}` there ([targets.{name}].url_env in {config_path})")
-        else:
-            url = spec["url"]
+    raw_targets = doc.get("targets") or {}
+    if not isinstance(raw_targets, dict):
+        raise ConfigError(f"targets in {config_path} must be tables, one per target: [targets.staging] "
+                          "with url_env = \"NAME_OF_ENV_VAR\"")
+    for name, spec in raw_targets.items():
+        try:
+            options = cv.read(f"targets.{name}", TARGET, spec)
+        except ConfigError as exc:
+            raise ConfigError(f"{_with_value(exc)} (in [targets.{name}] of {config_path})") from None
+        url = env.get(options["url_env"])
+        if not url:
+            raise ConfigError(f"{options['url_env']} is not set: put the connection string of target "
+                              f"`{name}` there ([targets.{name}].url_env in {config_path})")
         targets[name] = Target(name, url)
-        target_options[name] = {k: v for k, v in spec.items() if k not in ("url", "url_env")}
+        target_options[name] = {k: v for k, v in options.items() if k != "url_env"}
 
     if require_slack:
         for key in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
