@@ -85,6 +85,11 @@ class Report:
                 "sections": sections, **facts, **self.data}
 
 
+def key_values(rows: list[list[Any]] | list[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """Facts from [name, value] rows, each name capitalised as the start of a `Name: value` line."""
+    return [(str(name)[:1].upper() + str(name)[1:], str(value)) for name, value in rows]
+
+
 @dataclass
 class Progress:
     """One progress tick: the phase, and how far along (0..1) where that is known."""

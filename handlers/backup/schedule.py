@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
-from ..report import Report, Section, Table
+from ..report import Report, key_values
 from .. import fmt
 from .settings import BackupSettings
 
@@ -48,8 +48,7 @@ def schedule_report(settings: BackupSettings, now: datetime) -> Report:
     ]
     if not settings.schedule_enabled:
         return Report(title="Backup schedule", summary="No scheduled backups (backup.schedule = \"off\").",
-                      sections=[Section("Settings", table=Table(["", ""], rows))],
-                      data={"enabled": False})
+                      facts=key_values(rows), data={"enabled": False})
     nxt = next_run(settings, now)
     wait = (nxt - now).total_seconds()
     at = f"{settings.schedule_time:%H:%M} {settings.schedule_timezone}"
@@ -57,6 +56,6 @@ def schedule_report(settings: BackupSettings, now: datetime) -> Report:
     rows.insert(0, ["schedule", f"daily at {at}"])
     return Report(title="Backup schedule",
                   summary=f"Daily backup at {at}; next run {fmt.when(nxt)}, in {fmt.duration(wait)}.",
-                  sections=[Section("Settings", table=Table(["", ""], rows))],
+                  facts=key_values(rows),
                   data={"enabled": True, "time": f"{settings.schedule_time:%H:%M}",
                         "timezone": settings.schedule_timezone, "next_run": nxt.isoformat()})

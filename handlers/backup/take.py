@@ -36,7 +36,7 @@ import psycopg
 from .. import fmt
 from ..errors import Cancelled, DbopsError
 from ..pginstance import pg_tool
-from ..report import Outcome, Progress, ProgressFn, Report, Section, Stopwatch, Table, no_progress
+from ..report import Outcome, Progress, ProgressFn, Report, Section, Stopwatch, Table, key_values, no_progress
 from ..target import Target, dsn_secrets, scrub
 from . import crypto
 from .catalog import BackupCatalog
@@ -107,8 +107,8 @@ class BackupResult:
             title=f"Backup {self.backup_id} of {self.target_name}",
             summary=summary,
             outcome=self.outcome,
-            sections=[Section("Backup", table=Table(["", ""], details)),
-                      Section("Tables", table=Table(["table", "rows", "checksum"], table_rows)),
+            facts=key_values(details),
+            sections=[Section("Tables", table=Table(["table", "rows", "checksum"], table_rows)),
                       Section("Steps", table=Table(["step", "seconds", "outcome"],
                                                    [[s["step"], s["seconds"], s["outcome"]] for s in self.steps]))],
             data={"backup_id": self.backup_id, "target": self.target_name, "location": self.location,
