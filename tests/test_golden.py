@@ -63,7 +63,7 @@ _NEXT_RUN = re.compile(rf"\d{{4}}-\d\d-\d\d \d\d:\d\d UTC|\bin {_SPAN}")
 def normalise(text: str) -> str:
     """What moves with the clock: ages ("3 d 4 h ago"), and the next scheduled run on a line that
     says "next" (its time and "in 4 h"); every other timestamp is fixed and stays."""
-    lines = [_NEXT_RUN.sub("<next run>", line) if "next" in line else line for line in text.split("\n")]
+    lines = [_NEXT_RUN.sub("<next run>", line) if "next" in line.lower() else line for line in text.split("\n")]
     return _AGE.sub("<age> ago", "\n".join(lines))
 
 
