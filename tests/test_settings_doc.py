@@ -1,14 +1,17 @@
-"""Settings declared once: dbops.example.toml and the README's table are what the declarations
-write, each declared default is the settings class's own, and a bad value is named with what is
-allowed (its value shown only where that is safe)."""
+"""Settings declared once: dbops.example.toml and the README's tables are what the declarations
+write, each declared default is the settings class's own, a bad value is named with what is
+allowed (its value shown only where that is safe), and every environment variable the code reads
+is declared."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from bot.core.config import documented_sections, load_settings, main, written_docs
+from bot.core.environment import ENVIRONMENT
 from handlers import config_values as cv
 from handlers.errors import ConfigError
 
@@ -30,6 +33,73 @@ def test_the_check_fails_on_a_stale_copy_and_write_docs_makes_it_current(tmp_pat
     assert main(["--root", str(tmp_path), "--write-docs"]) == 0
     assert main(["--root", str(tmp_path)]) == 0
     assert example.read_text() == (ROOT / "dbops.example.toml").read_text()
+
+
+def test_a_stale_table_of_environment_variables_is_found_and_rewritten(tmp_path, capsys):
+    for name in ("README.md", "dbops.example.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    readme = tmp_path / "README.md"
+    readme.write_text(readme.read_text().replace("| `DBOPS_WORKERS` |", "| `DBOPS_WORKER_COUNT` |"))
+    assert main(["--root", str(tmp_path)]) == 1
+    assert "README.md is not current" in capsys.readouterr().out
+    assert main(["--root", str(tmp_path), "--write-docs"]) == 0
+    assert readme.read_text() == (ROOT / "README.md").read_text()
+
+
+def test_a_readme_without_the_markers_of_a_table_is_named(tmp_path):
+    shutil.copy(ROOT / "dbops.example.toml", tmp_path / "dbops.example.toml")
+    (tmp_path / "README.md").write_text((ROOT / "README.md").read_text().replace("<!-- environment:end -->", ""))
+    with pytest.raises(ConfigError, match="environment:start -->.*environment variables table"):
+        written_docs(tmp_path)
+
+
+# A read of one named variable: os.environ.get("X"), os.environ["X"], os.getenv("X"), and env.get("X") /
+# env["X"] where `env` is os.environ or a mapping standing in for it (bot/core/config.py, render).
+ENV_READ = re.compile(r"""(?:\bos\.environ|\benv)(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]*)["']|"""
+                      r"""\bos\.getenv\(\s*["']([A-Z][A-Z0-9_]*)["']""")
+# Read, but not dbops's to document: the terminal's width, and the libpq variables of the environments
+# the code builds for its child processes (`env` there is that dict, not os.environ).
+NOT_DBOPS = {"COLUMNS", "PGDATA", "PGDATABASE"}
+
+
+def variables_read() -> dict[str, str]:
+    """name -> the first file reading it, over bot/ and handlers/."""
+    found: dict[str, str] = {}
+    for top in ("bot", "handlers"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            for match in ENV_READ.finditer(path.read_text()):
+                found.setdefault(match.group(1) or match.group(2), str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_environment_variable_the_code_reads_is_declared():
+    read = variables_read()
+    # the pattern really sees each form of read, so an empty result cannot pass for "all declared"
+    assert {"DBOPS_WORKERS", "SLACK_BOT_TOKEN", "RENDER_API_URL", "DBOPS_PG_BIN"} <= set(read)
+    declared = {v.name for v in ENVIRONMENT}
+    undeclared = {name: where for name, where in read.items() if name not in declared | NOT_DBOPS}
+    assert not undeclared, f"declare these in bot/core/environment.py: {undeclared}"
+
+
+def test_the_pattern_finds_every_form_of_read():
+    source = ('os.environ.get("DBOPS_A")\nos.environ["DBOPS_B"]\nos.getenv( "DBOPS_C")\n'
+              "env.get('DBOPS_D', '1')\nenv['DBOPS_E']\nsettings.get(\"NOT_ONE\")\n")
+    assert [m.group(1) or m.group(2) for m in ENV_READ.finditer(source)] == [
+        "DBOPS_A", "DBOPS_B", "DBOPS_C", "DBOPS_D", "DBOPS_E"]
+
+
+def test_every_declared_variable_is_named_in_the_code_once_and_secrets_are_scrubbed(monkeypatch):
+    source = "".join(p.read_text() for top in ("bot", "handlers") for p in (ROOT / top).rglob("*.py")
+                     if p.name != "environment.py")
+    names = [v.name for v in ENVIRONMENT]
+    assert len(names) == len(set(names))
+    assert [n for n in names if f'"{n}"' not in source] == []  # a declaration nothing reads is stale
+    for var in ENVIRONMENT:
+        monkeypatch.setenv(var.name, f"postgresql://u:pw-{var.name}@db/x")
+    found = load_settings({}, read_dotenv=False).secrets()
+    for var in ENVIRONMENT:
+        assert (f"pw-{var.name}" in found) is var.connection, var.name
+        assert any(f"pw-{var.name}" in s for s in found) is var.secret, var.name
 
 
 def test_every_declared_key_is_in_the_example_and_the_readme():

@@ -17,6 +17,9 @@ from handlers.config_values import SettingError
 from handlers.errors import ConfigError, UsageError
 from handlers.target import Target, dsn_secrets
 
+from . import environment
+from .environment import ENVIRONMENT
+
 DEFAULT_TARGET = "prod"
 SLACK_API_DEFAULT = "https://slack.com/api/"
 
@@ -73,9 +76,10 @@ class Settings:
         if self.state_url:
             found += dsn_secrets(self.state_url)
         found += [s for s in (self.slack_bot_token, self.slack_signing_secret, self.slack_app_token) if s]
-        for key in ("DBOPS_BACKUP_KEY", "AWS_SECRET_ACCESS_KEY", "RENDER_API_KEY", "DBOPS_S3_SECRET_ACCESS_KEY"):
-            if os.environ.get(key):
-                found.append(os.environ[key])
+        for var in ENVIRONMENT:
+            value = os.environ.get(var.name) if var.secret else None
+            if value:
+                found += dsn_secrets(value) if var.connection else [value]
         return found
 
 
@@ -259,7 +263,9 @@ EXAMPLE_HEADING = """dbops.example.toml: every setting, commented. Copy what you
 (path from DBOPS_CONFIG, default ./dbops.toml). Secrets never go here: connection
 strings, tokens and keys stay in the environment (see .env.example).
 Written by `python -m bot.core.config --write-docs` from the settings' declarations: edit those."""
-README_START, README_END = "<!-- settings:start -->", "<!-- settings:end -->"
+# The README's generated parts: the markers around each, and what the table is made from.
+README_TABLES = (("<!-- settings:start -->", "<!-- settings:end -->", "settings"),
+                 ("<!-- environment:start -->", "<!-- environment:end -->", "environment variables"))
 
 
 def documented_sections() -> list[cv.Section]:
@@ -302,21 +308,22 @@ def written_docs(root: Path) -> dict[Path, str]:
     sections = documented_sections()
     readme = root / "README.md"
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise ConfigError(f"{readme} has no {README_START} ... {README_END} markers for the settings table")
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    table = cv.markdown_table(sections)
-    return {root / "dbops.example.toml": cv.example_toml(sections, EXAMPLE_HEADING),
-            readme: f"{head}{README_START}\n{table}{README_END}{tail}"}
+    tables = {"settings": cv.markdown_table(sections), "environment variables": environment.markdown_table()}
+    for start, end, what in README_TABLES:
+        if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+            raise ConfigError(f"{readme} needs one {start} ... {end} pair of markers for the {what} table")
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1]
+        text = f"{head}{start}\n{tables[what]}{end}{tail}"
+    return {root / "dbops.example.toml": cv.example_toml(sections, EXAMPLE_HEADING), readme: text}
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bot.core.config",
-                                     description="write dbops.example.toml and the README's settings table "
-                                                 "from the settings' declarations")
+                                     description="write dbops.example.toml and the README's tables of settings "
+                                                 "and environment variables from their declarations")
     parser.add_argument("--write-docs", action="store_true", help="rewrite the files that are not current")
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
     args = parser.parse_args(argv)
