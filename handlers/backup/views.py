@@ -95,10 +95,13 @@ def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
         sections.append(Section("Tables", table=Table(
             ["table", "rows", "checksum"],
             [[f"{t['schema']}.{t['name']}", f"{t['rows']:,}", t.get("checksum") or "-"] for t in manifest.tables])))
-    summary = (f"Backup {r.id} of `{r.target}`: {_status_label(r)}, {fmt.size(r.size_bytes)}, "
-               f"verified: {_verified_label(r)}.")
     # A backup that did not complete, or whose archive did not verify, is not one to restore from.
     failed = r.status == "failed" or r.verify_status in ("failed", "unrestorable")
+    if r.status == "failed":  # no archive: its size and verification say nothing
+        summary = f"Backup {r.id} of `{r.target}` failed" + (f": {r.error}" if r.error else "") + "."
+    else:
+        summary = (f"Backup {r.id} of `{r.target}`: {_status_label(r)}, {fmt.size(r.size_bytes)}, "
+                   f"verified: {_verified_label(r)}.")
     return Report(title=f"Backup {r.id}", summary=summary, sections=sections,
                   facts=[(name[:1].upper() + name[1:], str(value)) for name, value in details],
                   outcome=Outcome.FAILED if failed else Outcome.OK,
