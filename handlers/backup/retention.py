@@ -169,7 +169,7 @@ def prune(catalog: BackupCatalog, settings: BackupSettings, target_name: str, dr
             pass  # rewritten at the next backup; the manifests are the truth
     freed = sum(rec.size_bytes or 0 for rec, _ in plan.delete if dry_run or rec.id in deleted)
     if not plan.delete:
-        summary = f"Nothing to prune for `{target_name}` ({len(plan.keep)} backups kept; {policy})."
+        summary = f"Nothing to prune for `{target_name}` ({fmt.plural(len(plan.keep), 'backup')} kept; {policy})."
     elif dry_run:
         summary = (f"Would delete {fmt.plural(len(plan.delete), 'backup')} of `{target_name}` ({fmt.size(freed)}), "
                    f"keep {len(plan.keep)}; {policy}. Run `backup prune` without --dry-run to delete.")

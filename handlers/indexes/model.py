@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import fmt
+
 
 def quote_ident(name: str) -> str:
     """Always quote: EF Core names are case-sensitive ("Users" is not users)."""
@@ -133,3 +135,11 @@ class Usage:
             return f"{self.scans} scans in {window_days} d" if self.scans else f"no scans in {window_days} d"
         days = max(0, int(self.history_days))
         return f"{self.scans} scans in {days} d of history" if self.scans else f"no scans in {days} d of history (too short)"
+
+    def short(self, window_days: int) -> str:
+        """In a line: "12 scans in 30 d", or "0 scans in 3 d so far" while history is shorter than the window."""
+        if self.scans is None:
+            return "scans unknown"
+        if self.complete:
+            return f"{fmt.plural(self.scans, 'scan')} in {window_days} d"
+        return f"{fmt.plural(self.scans, 'scan')} in {max(0, int(self.history_days))} d so far"

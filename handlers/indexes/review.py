@@ -119,16 +119,22 @@ class IndexReview:
 
     def to_report(self) -> Report:
         window = self.settings.window_days
-        sections = [Section(
-            "Expected indexes (dbops.toml)",
-            table=Table(expected.HEADERS, [
-                [r.expected.table, ", ".join(r.expected.columns), "yes" if r.expected.unique else "",
-                 r.status + (f" ({r.note})" if r.note else "") + (" [ignored]" if not r.ok and self._expected_ignored(r) else ""),
-                 r.index.name if r.index else "-",
-                 r.usage.describe(window) if r.usage else "-"]
-                for r in self.expected]),
-            problem=bool(self.expected_problems),
-        )] if self.expected else []
+        sections = []
+        wrong = [r for r in self.expected if not r.ok]
+        if wrong:
+            sections.append(Section(f"Expected indexes missing or unusable ({len(wrong)}, dbops.toml)", table=Table(
+                expected.HEADERS, [
+                    [r.expected.table, ", ".join(r.expected.columns), "yes" if r.expected.unique else "",
+                     r.status + (f" ({r.note})" if r.note else "") + (" [ignored]" if self._expected_ignored(r) else ""),
+                     r.index.name if r.index else "-", r.usage.describe(window) if r.usage else "-"]
+                    for r in wrong]), problem=bool(self.expected_problems)))
+        in_place = [r for r in self.expected if r.ok]
+        if in_place:  # one short line each: as a table the longest names would not fit 100 columns
+            sections.append(Section(f"Expected indexes in place ({len(in_place)}, dbops.toml)", text="\n".join(
+                f"{r.index.name if r.index else '-'} on {r.expected.table}({', '.join(r.expected.columns)})"
+                + (", unique" if r.expected.unique else "") + (", as its prefix" if r.status == expected.PRESENT_AS_PREFIX else "")
+                + (f": {r.usage.short(window)}" if r.usage else "")
+                for r in in_place)))
         fixes = [f"{r.expected.table}({', '.join(r.expected.columns)}): {r.fix}" for r in self.expected_problems]
         if fixes:
             sections.append(Section("Fixes for expected indexes (suggestions, not run)", text="\n".join(fixes),
