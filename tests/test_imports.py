@@ -59,6 +59,22 @@ def test_migrate_check_without_a_database_loads_the_parser_and_nothing_heavy():
     assert [m for m in HEAVY if m in found["modules"]] == []
 
 
+@pytest.mark.parametrize("toml", [
+    '[migrate.rehearsal]\nsource = "schema"\njobs = 4\n',
+    '[migrate.apply]\nlock_timeout_s = 2\n',
+], ids=["migrate.rehearsal", "migrate.apply"])
+def test_checking_a_rehearsal_or_apply_section_loads_no_database_driver(tmp_path, toml):
+    """The sections of the rehearsal and the apply are checked before every command; their settings
+    live apart from the code that runs them, so checking one loads no psycopg."""
+    config = tmp_path / "dbops.toml"
+    config.write_text(toml)
+    up = EXAMPLES / "drop_pinned.up.sql"
+    found = loaded_after(f"import bot.frontends.cli as cli\nrc = cli.main(['migrate', 'check', {str(up)!r}])",
+                         env={"DBOPS_CONFIG": str(config)})
+    assert found["exit"] == 3  # the check ran: the section was accepted
+    assert [m for m in HEAVY if m in found["modules"]] == []
+
+
 @pytest.mark.parametrize("toml, named", [
     ('[migrate.apply]\nlock_retries = -1\n', "lock_retries"),
     ('[migrate.rehearsal]\nsource = "tape"\n', "source"),

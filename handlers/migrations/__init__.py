@@ -10,9 +10,9 @@ if TYPE_CHECKING:  # at run time each name is imported on first use: see handler
     from .model import Finding, MigrationCheck, Severity
     from .parsing import Statement, parse_statements
     from .rules import all_rules
-    from .settings import MigrationCheckSettings
-    from .apply import ApplyResult, ApplySettings, apply_migration, plan_batches
-    from .rehearsal import Rehearsal, RehearsalSettings, rehearse
+    from .settings import ApplySettings, MigrationCheckSettings, RehearsalSettings
+    from .apply import ApplyResult, apply_migration, plan_batches
+    from .rehearsal import Rehearsal, rehearse
 
 __all__ = [
     "check_migration", "Finding", "MigrationCheck", "MigrationCheckSettings", "Severity", "Statement",
@@ -29,7 +29,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     ".model": ("Finding", "MigrationCheck", "Severity"),
     ".parsing": ("Statement", "parse_statements"),
     ".rules": ("all_rules",),
-    ".settings": ("MigrationCheckSettings",),
-    ".apply": ("ApplyResult", "ApplySettings", "apply_migration", "plan_batches"),
-    ".rehearsal": ("Rehearsal", "RehearsalSettings", "rehearse"),
+    # the settings apart from the code that runs them: checking dbops.toml loads no database driver
+    ".settings": ("ApplySettings", "MigrationCheckSettings", "RehearsalSettings"),
+    ".apply": ("ApplyResult", "apply_migration", "plan_batches"),
+    ".rehearsal": ("Rehearsal", "rehearse"),
 })

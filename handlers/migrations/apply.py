@@ -18,32 +18,17 @@ from typing import Any, Callable
 import psycopg
 from psycopg import sql
 
-from handlers import config_values, fmt
+from handlers import fmt
 from handlers.errors import UsageError
 from handlers.report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from handlers.target import Target, dsn_secrets, scrub
 
 from .nodes import alter_table_cmds
 from .parsing import Statement, parse_statements
-from .settings import APPLY
+from .settings import ApplySettings
 
-SECTION = "migrate.apply"
 STATEMENT_PREVIEW = 200
 LOCK_NOT_AVAILABLE = "55P03"
-
-
-# -- settings --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ApplySettings:
-    lock_timeout_s: float = 5.0  # how long one statement may wait for a lock before the attempt is given up
-    statement_timeout_s: float = 900.0  # how long one statement may run
-    lock_retries: int = 3  # retries of a batch whose statement hit the lock timeout
-    retry_backoff_s: float = 2.0  # first wait before a retry; doubles each time
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "ApplySettings":
-        return cls(**config_values.read(SECTION, APPLY, d))
 
 
 # -- which statements cannot run in a transaction -------------------------------------------

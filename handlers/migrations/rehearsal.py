@@ -38,7 +38,7 @@ from typing import Any, Iterator
 import psycopg
 from psycopg import sql
 
-from handlers import config_values, fmt, schemas
+from handlers import fmt, schemas
 from handlers.backup.manifest import capture_manifest
 from handlers.pgtools import PgToolError, last_line, libpq_env, run_streaming
 from handlers.errors import Cancelled, DbopsError, TargetUnreachable, UsageError
@@ -52,9 +52,8 @@ from .apply import Batch, error_text, plan_batches
 from .model import Finding, Severity
 from .nodes import TableName, alter_table_cmds, is_alter_table, table_of
 from .parsing import Statement, parse_statements
-from .settings import REHEARSAL
+from .settings import RehearsalSettings
 
-SECTION = "migrate.rehearsal"
 REHEARSAL_PURPOSE = "rehearsal"
 WORK_PURPOSE = "rehearsal-work"  # the folder holding the fetched archive (see rehearsal_work_dir)
 REHEARSAL_DB = "rehearsal"
@@ -75,21 +74,6 @@ LOCK_NAMES = {
 }
 BLOCKS_READS_AND_WRITES = ("AccessExclusiveLock",)
 BLOCKS_WRITES = ("ExclusiveLock", "ShareRowExclusiveLock", "ShareLock")  # strongest first
-
-
-
-# -- settings --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RehearsalSettings:
-    source: str = "backup"  # "backup": restore the latest verified backup; "schema": the schema only
-    statement_timeout_s: float = 900.0  # per statement, on the copy
-    work_dir: Path | None = None  # parent folder of the temporary instance (default: the system temp folder)
-    jobs: int = 2  # parallel pg_restore jobs
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "RehearsalSettings":
-        return cls(**config_values.read(SECTION, REHEARSAL, d))
 
 
 # -- the result ------------------------------------------------------------------------------

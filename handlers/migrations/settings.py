@@ -1,4 +1,6 @@
-"""Settings for `dbops migrate check` (dbops.toml section [migrate.check])."""
+"""Settings of the migrations area: [migrate.check], [migrate.rehearsal] and [migrate.apply] in
+dbops.toml. They live here, apart from rehearsal.py and apply.py, so that checking them (before every
+command, `migrate check` included) loads no database driver."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -71,3 +73,27 @@ class MigrationCheckSettings:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "MigrationCheckSettings":
         return cls(**cv.read(SECTION, CHECK, d))
+
+
+@dataclass(frozen=True)
+class RehearsalSettings:
+    source: str = "backup"  # "backup": restore the latest verified backup; "schema": the schema only
+    statement_timeout_s: float = 900.0  # per statement, on the copy
+    work_dir: Path | None = None  # parent folder of the temporary instance (default: the system temp folder)
+    jobs: int = 2  # parallel pg_restore jobs
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "RehearsalSettings":
+        return cls(**cv.read("migrate.rehearsal", REHEARSAL, d))
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    lock_timeout_s: float = 5.0  # how long one statement may wait for a lock before the attempt is given up
+    statement_timeout_s: float = 900.0  # how long one statement may run
+    lock_retries: int = 3  # retries of a batch whose statement hit the lock timeout
+    retry_backoff_s: float = 2.0  # first wait before a retry; doubles each time
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "ApplySettings":
+        return cls(**cv.read("migrate.apply", APPLY, d))
