@@ -3,7 +3,9 @@
 A change to how reports read in a terminal shows up here as a diff to review. After a deliberate
 change, write the files again with:
 
-    DBOPS_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py -q
+    DBOPS_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py tests/test_golden_slack.py -q
+
+(tests/test_golden_slack.py does the same for every kind of Slack message, in tests/golden/slack/.)
 
 The commands that read the state store run on a fixed catalog (five backups, four drills, written
 below with fixed times and sizes); what still moves with the clock ("3 d 4 h ago") is masked by

@@ -48,7 +48,8 @@ def status_command(inv: Invocation) -> Report:
     sections = [Section("Targets", table=Table(
         ["target", "at", "reachable", "detail"],
         [[name, inv.settings.targets[name].label, "yes" if ok else "NO", detail] for name, ok, detail in probes]))]
-    problems = [f"target `{name}` is unreachable: {detail}" for name, ok, detail in probes if not ok]
+    problems = [detail if f"`{name}`" in detail else f"target `{name}` is unreachable: {detail}"
+                for name, ok, detail in probes if not ok]
     data: dict = {"targets": [{"name": n, "reachable": ok, "detail": d} for n, ok, d in probes]}
     if inv.state is not None:
         running = inv.state.running_jobs()

@@ -433,7 +433,16 @@ def slack_report(report: Report) -> SlackReport:
     title = " ".join(report.title.split())
     thread = [{"text": _short(f"{title}: details" + (f" ({i + 1}/{len(packed)})" if len(packed) > 1 else ""), 3000),
                "blocks": blocks} for i, blocks in enumerate(packed)]
-    return SlackReport({"text": _short(f"{title}: {report.summary}", 3000), "blocks": main}, thread, file)
+    return SlackReport({"text": _short(headline(title, report.summary), 3000), "blocks": main}, thread, file)
+
+
+def headline(title: str, summary: str) -> str:
+    """Title and summary in one line, without saying twice what the summary repeats of the title
+    ("Migration check: a.sql" + "a.sql: 2 forbidden" -> "Migration check: a.sql: 2 forbidden")."""
+    for start in [0] + [i + 2 for i in range(len(title)) if title.startswith(": ", i)]:
+        if summary.startswith(title[start:]) and len(title) - start >= 4:
+            return title[:start] + summary
+    return f"{title}: {summary}"
 
 
 def slack_messages(report: Report) -> list[dict]:

@@ -28,6 +28,15 @@ def sql_inline(payload: dict) -> bool:
                for t in texts)
 
 
+def _not_inline_because(payload: dict) -> str:
+    texts = [_slack_escape(t) for t in (payload.get("up"), payload.get("down")) if t is not None]
+    if any(len(t) > INLINE_SQL_LIMIT for t in texts):
+        return "too long to show here"
+    if any("```" in t for t in texts):
+        return "not shown here (it holds a code fence)"
+    return f"not shown here (a line is wider than a phone shows, {render.MONOSPACE_WIDTH} characters)"
+
+
 def sql_files(req: ApprovalRequest) -> list[tuple[str, str]]:
     """(file name, content) of the SQL attached in the request's thread: the whole of it, one click
     away whether or not it is also shown in the message."""
@@ -81,8 +90,8 @@ def sql_blocks(req: ApprovalRequest) -> list[dict]:
     else:
         sizes = " and ".join(f"{label} {len(text.splitlines())} lines" for label, text in
                              (("UP", payload["up"]), ("DOWN", payload.get("down"))) if text is not None)
-        blocks.append(_mrkdwn(f"*UP and DOWN SQL* ({sizes}): too long to show here, attached in full in this "
-                              f"message's thread as {names}. Read them before approving."))
+        blocks.append(_mrkdwn(f"*UP and DOWN SQL* ({sizes}): {_not_inline_because(payload)}, attached in full in "
+                              f"this message's thread as {names}. Read them before approving."))
     down_sha = text_sha256(payload.get("down"))
     blocks.append(_mrkdwn(f"*SHA-256 of UP+DOWN* (what an approval binds): `{req.sha256}`\n"
                           f"UP `{text_sha256(payload['up'])}`\nDOWN " + (f"`{down_sha}`" if down_sha else "none")))
