@@ -45,12 +45,12 @@ def ctrl_c() -> None:
 
 # (phase, start of the progress detail) at which Ctrl-C comes, and the step it stops
 POINTS = [
-    ("create instance", "create instance...", "create instance"),
+    ("create instance", "starting", "create instance"),
     ("restore", "checking the archive", "restore"),
     ("restore", "loading", "restore"),  # told from pg_restore's output thread, while pg_restore runs
     ("verify", "row counts", "verify"),  # pg_amcheck runs beside it
     ("verify", "waiting for pg_amcheck", "verify"),
-    ("delete instance", "delete instance...", None),  # waits for the instance to go, then stops
+    ("delete instance", "starting", None),  # waits for the instance to go, then stops
 ]
 
 

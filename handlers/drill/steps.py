@@ -51,7 +51,7 @@ def run_step(result: DrillResult, name: str, work: StepWork, progress: ProgressF
     checks_before = len(result.checks)
     go_on = True
     try:
-        progress(Progress(name, 0.0, f"{name}..."))
+        progress(Progress(name, None, "starting"))
         done = work()
         if isinstance(done, Failed):
             record.update(outcome=StepOutcome.FAILED, detail=clean(done.detail))
