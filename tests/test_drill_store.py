@@ -69,11 +69,11 @@ def test_history_lists_steps_totals_and_a_trend(state):
     store.record("staging", "b100", a_result(10), "U1")
     report = store.history("prod", limit=10)
     table = report.sections[0].table
-    assert table.headers == ["id", "when", "backup", "backup age", "instance", "restore", "verify", "delete",
-                             "total", "result"]
+    assert table.headers == ["id", "when", "result", "backup", "its age", "total", "restore", "verify",
+                             "instance"]
     assert [r[0] for r in table.rows] == ["d005", "d004", "d003", "d002", "d001"]  # newest first, prod only
-    assert table.rows[0][-1] == "failed" and table.rows[1][-1] == "passed"
-    assert table.rows[1][3] == "1 h" and table.rows[1][8] == "2 min"
+    assert table.rows[0][2] == "failed" and table.rows[1][2] == "passed"
+    assert table.rows[1][4] == "1 h" and table.rows[1][5] == "2 min"
     assert report.data["trend"] == "▁▃▆█"  # passed drills, oldest to newest
     assert "▁▃▆█" in report.summary and report.outcome is Outcome.FAILED  # the latest failed
     assert DrillStore(state).history("nowhere").summary.startswith("No restore drill has run")

@@ -72,3 +72,23 @@ def test_messages_and_log_lines_are_scrubbed_of_secrets(fake_slack):
 
         record.exc_info = sys.exc_info()
     assert secret not in formatter.format(record)
+
+
+def test_a_table_too_wide_only_for_its_last_column_wraps_that_column_under_itself():
+    detail = "throwaway local PostgreSQL in /tmp/dbops-drill-abcdefgh, PostgreSQL 18.6, started as a sandbox"
+    report = Report("Drill", "ok", sections=[Section("Steps", table=Table(
+        ["step", "took", "detail"], [["create instance", "1.1 s", detail], ["restore", "0.6 s", "9 tables"]]))])
+    lines = render.to_text(report, width=60).splitlines()
+    start = lines.index("step             took   detail")
+    assert all(len(line) <= 60 for line in lines)
+    assert lines[start + 2].startswith("create instance  1.1 s  throwaway local")
+    continued = lines[start + 3:lines.index("restore          0.6 s  9 tables")]
+    assert continued and all(line.startswith(" " * 24) for line in continued)
+    assert " ".join(x.strip() for x in [lines[start + 2][24:], *continued]) == detail
+
+
+def test_a_table_whose_leading_columns_are_too_wide_becomes_key_value_rows():
+    report = Report("Wide", "ok", sections=[Section("Rows", table=Table(
+        ["name", "where", "note"], [["a" * 30, "b" * 30, "short"]]))])
+    text = render.to_text(report, width=60)
+    assert "name:  " + "a" * 30 in text and "note:  short" in text

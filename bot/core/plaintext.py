@@ -92,6 +92,32 @@ def fit(text: str, width: int) -> list[str]:
     return lines
 
 
+LAST_COLUMN_MIN = 24  # narrower than this, a wrapped last column reads worse than `Key: value` rows
+
+
+def last_column_wrapped(headers: list[str], rows: list[list[str]], width: int) -> list[str] | None:
+    """A table too wide only because of its last column (a detail, a fix): the other columns aligned
+    as usual, the last one wrapped under itself. None when even the others leave it too little room."""
+    if len(headers) < 2:
+        return None
+    lead = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers[:-1])]
+    start = sum(lead) + 2 * len(lead)
+    room = width - start
+    if room < LAST_COLUMN_MIN:
+        return None
+
+    def line(parts: list[str], last: str) -> str:
+        return ("  ".join(p.ljust(w) for p, w in zip(parts, lead)) + "  " + last).rstrip()
+
+    longest = max([len(headers[-1])] + [min(len(r[-1]), room) for r in rows])
+    out = [line(headers[:-1], headers[-1]), line(["-" * w for w in lead], "-" * longest)]
+    for row in rows:
+        pieces = textwrap.wrap(row[-1], room, break_on_hyphens=False) or [""]
+        out.append(line(row[:-1], pieces[0]))
+        out += [(" " * start + piece).rstrip() for piece in pieces[1:]]
+    return out
+
+
 def key_value_lines(headers: list[str], rows: list[list[str]], width: int) -> list[str]:
     """Each row as `Key: value` lines (a blank line between rows), values wrapped under themselves."""
     pad = max(len(h) for h in headers) + 2

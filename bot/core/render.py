@@ -65,7 +65,8 @@ def _table_lines(table: Table, width: int) -> list[str]:
     lines = tabulate(cells, headers=table.headers, tablefmt="simple", disable_numparse=True).splitlines()
     if max(len(line) for line in lines) <= width:
         return lines
-    return plaintext.key_value_lines(table.headers, cells, width)
+    return (plaintext.last_column_wrapped(table.headers, cells, width)
+            or plaintext.key_value_lines(table.headers, cells, width))
 
 
 def to_text(report: Report, width: int | None = None) -> str:

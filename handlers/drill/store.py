@@ -103,10 +103,10 @@ class DrillStore:
                 s = steps.get(name)
                 return "-" if s is None or s["outcome"] == "skipped" else fmt.duration(s["seconds"])
 
-            table_rows.append([drill_id(r["id"]), fmt.when(r["started_at"]),
-                               r["backup_id"], fmt.duration(r["recovery_point_age_s"]), took("create instance"),
-                               took("restore"), took("verify"), took("delete instance"), fmt.duration(r["total_s"]),
-                               r["outcome"]])
+            # The instance's deletion is left out here (it is in the JSON and the report): the row fits 100 columns.
+            table_rows.append([drill_id(r["id"]), fmt.when(r["started_at"]), r["outcome"], r["backup_id"],
+                               fmt.duration(r["recovery_point_age_s"]), fmt.duration(r["total_s"]), took("restore"),
+                               took("verify"), took("create instance")])
             data.append({"drill_id": drill_id(r["id"]), "started_at": r["started_at"].isoformat(),
                          "backup_id": r["backup_id"], "recovery_point_age_s": r["recovery_point_age_s"],
                          "steps": {k: v["seconds"] for k, v in steps.items()}, "total_s": r["total_s"],
@@ -124,8 +124,8 @@ class DrillStore:
         return Report(
             f"Restore drills: {target_name}", summary, Outcome.OK if latest_ok else Outcome.FAILED,
             sections=[Section("Drills", table=Table(
-                ["id", "when", "backup", "backup age", "instance", "restore", "verify", "delete", "total",
-                 "result"], table_rows))],
+                ["id", "when", "result", "backup", "its age", "total", "restore", "verify", "instance"],
+                table_rows))],
             data={"target": target_name, "drills": data, "trend": trend})
 
 
