@@ -1,0 +1,113 @@
+"""The terminal text of the reports the CLI cases of tests/test_golden.py do not cover, at 80 and
+100 columns (tests/golden/): a new backup, backup verify, backup prune --dry-run and status with
+problems.
+
+They are built in-process from the fixed inputs of tests/test_golden.py and
+tests/test_golden_slack.py (the fixed catalog, a fixed backup result, a status with fixed
+stand-in lines) and rendered with `render.to_text`, as the CLI prints them. After a deliberate
+change, write the files again with:
+
+    DBOPS_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden_more.py -q
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import psycopg
+import pytest
+
+from bot.areas import overview
+from bot.core import render
+from handlers.backup.retention import prune
+from handlers.backup.catalog import BackupCatalog
+from handlers.backup.settings import BackupSettings, RetentionSettings
+from handlers.backup.verify import verify_backup
+from handlers.report import Outcome
+from tests.test_golden import BACKUPS, catalog_dsn, check, normalise  # noqa: F401 (catalog_dsn: a fixture)
+from tests.test_golden_slack import FixedCatalog, _backup_result, _status_invocation
+
+COLUMNS = [80, 100]
+
+
+class FixedCatalogWithoutManifest(FixedCatalog):
+    """The fixed catalog, with the manifest of every backup gone from it (verify fails on the
+    first check, before it reads any file), and the verification it records not kept."""
+
+    def manifest(self, backup_id: str):
+        return None
+
+    def set_verification(self, backup_id: str, status: str, detail: str, at=None) -> None:
+        self.recorded = (backup_id, status, detail)
+
+
+def _status_report():
+    inv = _status_invocation()
+    return overview.status_command.run(dataclasses.replace(inv, front_end="cli"))
+
+
+IN_PROCESS = {  # name -> the report, from fixed inputs only
+    "backup-report": lambda: _backup_result().to_report(),
+    "backup-verify-no-archive": lambda: verify_backup(FixedCatalog(), BackupSettings(), "b004"),
+    "backup-verify-no-manifest": lambda: verify_backup(FixedCatalogWithoutManifest(), BackupSettings(), "b005"),
+    "status-problems": _status_report,
+}
+
+
+@pytest.mark.parametrize("columns", COLUMNS)
+@pytest.mark.parametrize("name", sorted(IN_PROCESS))
+def test_report_text_matches_golden_file(name, columns):
+    check(name, normalise(render.to_text(IN_PROCESS[name](), columns)), columns)
+
+
+def test_the_in_process_reports_say_what_they_stand_for():
+    """The fixed inputs give the cases they are named after (not, say, an error in building them)."""
+    assert IN_PROCESS["backup-report"]().outcome is Outcome.OK
+    assert IN_PROCESS["backup-verify-no-archive"]().data["verify_status"] == "none"
+    catalog = FixedCatalogWithoutManifest()
+    report = verify_backup(catalog, BackupSettings(), "b005")
+    assert report.data["verify_status"] == "failed" and "no manifest" in report.summary
+    assert catalog.recorded[:2] == ("b005", "failed")
+    status = _status_report()
+    assert status.outcome is Outcome.FAILED and status.sections[0].problem
+
+
+# -- prune, on the fixed catalog in a real state store -------------------------------------------
+@pytest.fixture(scope="module")
+def archived_catalog(catalog_dsn, tmp_path_factory):
+    """The fixed catalog, each completed backup's archive a small real file (its SHA-256 in the
+    catalog), so that prune's re-check of the backups it keeps passes as it would in production."""
+    where = tmp_path_factory.mktemp("archives")
+    with psycopg.connect(catalog_dsn, autocommit=True) as conn:
+        for backup_id, *_, status, _verified, _who, _error in BACKUPS:
+            if status != "completed":
+                continue
+            archive = where / f"{backup_id}.dump"
+            archive.write_bytes(f"archive of {backup_id}".encode())
+            conn.execute("UPDATE dbops.backups SET location = %s, sha256 = %s WHERE id = %s",
+                         (str(archive), hashlib.sha256(archive.read_bytes()).hexdigest(), backup_id))
+    return BackupCatalog(catalog_dsn), where
+
+
+PRUNE_RETENTION = {  # name -> the retention; dry runs only: the catalog stays as it is
+    "backup-prune-dry-run": RetentionSettings(daily=2, weekly=1, monthly=1),
+    "backup-prune-nothing": RetentionSettings(),
+}
+
+
+@pytest.mark.parametrize("columns", COLUMNS)
+@pytest.mark.parametrize("name", sorted(PRUNE_RETENTION))
+def test_prune_dry_run_matches_golden_file(name, columns, archived_catalog):
+    catalog, where = archived_catalog
+    settings = BackupSettings(dir=where, retention=PRUNE_RETENTION[name])
+    report = prune(catalog, settings, "prod", dry_run=True)
+    assert not report.data["found_damaged"] and not report.data["deleted"]
+    check(name, normalise(render.to_text(report, columns)), columns)
+
+
+def test_prune_dry_run_would_delete_the_backups_beyond_a_short_retention(archived_catalog):
+    catalog, where = archived_catalog
+    report = prune(catalog, BackupSettings(dir=where, retention=PRUNE_RETENTION["backup-prune-dry-run"]), "prod",
+                   dry_run=True)
+    assert report.data["delete"] and "b005" in report.data["keep"]
+    assert {r.id for r in catalog.list("prod") if r.deleted_at is None} == {b[0] for b in BACKUPS}
