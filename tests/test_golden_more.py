@@ -1,6 +1,6 @@
 """The terminal text of the reports the CLI cases of tests/test_golden.py do not cover, at 80 and
 100 columns (tests/golden/): a new backup, backup verify, backup prune --dry-run and status with
-problems.
+problems, and migrate status on a fixed approval book.
 
 They are built in-process from the fixed inputs of tests/test_golden.py and
 tests/test_golden_slack.py (the fixed catalog, a fixed backup result, a status with fixed
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 
 import psycopg
 import pytest
@@ -24,7 +25,8 @@ from handlers.backup.catalog import BackupCatalog
 from handlers.backup.settings import BackupSettings, RetentionSettings
 from handlers.backup.verify import verify_backup
 from handlers.report import Outcome
-from tests.test_golden import BACKUPS, catalog_dsn, check, normalise  # noqa: F401 (catalog_dsn: a fixture)
+from handlers import demo_data
+from tests.test_golden import BACKUPS, _at, _new_database, catalog_dsn, check, dbops, normalise  # noqa: F401 (catalog_dsn: a fixture)
 from tests.test_golden_slack import FixedCatalog, _backup_result, _status_invocation
 
 COLUMNS = [80, 100]
@@ -111,3 +113,47 @@ def test_prune_dry_run_would_delete_the_backups_beyond_a_short_retention(archive
                    dry_run=True)
     assert report.data["delete"] and "b005" in report.data["keep"]
     assert {r.id for r in catalog.list("prod") if r.deleted_at is None} == {b[0] for b in BACKUPS}
+
+
+# -- migrate status, on a fixed approval book in a real state store ------------------------------
+# id, name, status, status detail, requested by, created (day, hour), approvers. None of them waits
+# for approval (pending, approved): those expire with the clock, and the list would change with it.
+REQUESTS = [
+    (3, "add_notes_index", "failed", "apply failed: lock timeout on public.Notes", "U0CAROL", (25, 10), ["U0BOSS"]),
+    (4, "add_archived_flag", "expired", "expired after 24 h with 1 of 2 approvals", "U0ALICE", (26, 9), ["U0BOSS"]),
+    (5, "drop_pinned", "rejected", "rejected by <@U0BOSS>", "U0ALICE", (27, 14), []),
+    (6, "add_archived_flag", "applied", "applied in 1.4 s; recorded in dbops.schema_migrations", "U0ALICE",
+     (28, 9), ["U0BOSS", "U0BOSS2"]),
+    (7, "drop_pinned", "applying", "applying on `prod` since 2026-11-30 10:02 UTC", "U0ALICE", (30, 9),
+     ["U0BOSS", "U0BOSS2"]),
+]
+
+
+@pytest.fixture(scope="module")
+def approvals_dsn(pg_server):
+    name = f"golden_approvals_{os.getpid()}"
+    dsn = _new_database(pg_server, name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for request_id, req_name, status, detail, who, (day, hour), approvers in REQUESTS:
+            created = _at(day, hour)
+            conn.execute(
+                """INSERT INTO dbops.approval_requests (id, kind, name, target, sha256, payload, requires_approval,
+                       required_approvals, requested_by, status, status_detail, created_at, expires_at, decided_at)
+                   VALUES (%s, 'migration', %s, 'prod', %s, '{}', true, 2, %s, %s, %s, %s,
+                           %s + interval '24 hours', %s)""",
+                (request_id, req_name, "7" * 64, who, status, detail, created, created, created))
+            for minute, voter in enumerate(approvers):
+                conn.execute("INSERT INTO dbops.approval_votes (request_id, voter, vote, at) VALUES (%s, %s, "
+                             "'approve', %s)", (request_id, voter, _at(day, hour, 10 + minute)))
+    yield dsn
+    demo_data.drop_database(pg_server.dsn(), name)
+
+
+@pytest.mark.parametrize("columns", COLUMNS)
+def test_migrate_status_with_requests_matches_golden_file(columns, approvals_dsn, tmp_path):
+    # The table shows the times in the state store session's time zone, without naming it: pin it.
+    shown = dbops(["migrate", "status"], columns, DATABASE_URL=approvals_dsn, DBOPS_BACKUP_DIR=str(tmp_path),
+                  PGTZ="UTC")
+    for request_id, *_ in REQUESTS:
+        assert f"r{request_id:03d}" in shown
+    check("migrate-status", normalise(shown), columns)
