@@ -14,6 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from handlers import fmt
 from handlers.report import Outcome, Progress, Report, ReportFile, Section, Table
 
 from . import diagnostics, plaintext
@@ -40,7 +41,7 @@ FILE_OVER_CHARS = 6000  # a thread detail longer than this gets the full text re
 
 def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
+        return fmt.when(value)  # in UTC and saying so, whatever the session's time zone was
     if isinstance(value, (Decimal, date)):
         return str(value)
     if value is None:

@@ -93,7 +93,7 @@ class BackupResult:
             ["tables", str(len(m.tables))],
             ["rows", f"{m.total_rows:,}"],
             ["integrity", "row counts" if m.integrity_level == "counts" else "row counts and content checksums"],
-            ["sha256", a.sha256[:16] + "…"],
+            ["SHA-256", a.sha256[:16] + "…"],
             ["format", f"{a.format}, {a.compression}" + (", encrypted (AES-256-GCM)" if a.encrypted else "")],
             ["stored at", self.location],
             ["verification", verification],

@@ -80,7 +80,7 @@ def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
         ["size", fmt.size(r.size_bytes)],
         ["format", f"{r.format or '-'}, {r.compression or '-'}" + (", encrypted" if r.encrypted else "")],
         ["stored at", r.location or "-"],
-        ["sha256", r.sha256 or "-"],
+        ["SHA-256", r.sha256 or "-"],
         ["integrity", r.integrity_level or "-"],
         ["tables / rows", f"{r.tables if r.tables is not None else '-'} / "
                           f"{r.total_rows if r.total_rows is not None else '-'}"],
