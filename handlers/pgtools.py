@@ -251,9 +251,14 @@ class ArchiveContents:
         return len(self.table_data_lines)
 
 
+def _read_toc(archive: Path) -> Finished:
+    """`pg_restore --list`: the archive's table of contents, read without a connection."""
+    return run_streaming([pg_tool("pg_restore"), "--list", str(archive)], env=libpq_env(""))
+
+
 def list_archive(archive: Path) -> ArchiveContents:
     """Read the table of contents (no connection); a truncated or foreign file shows up here first."""
-    done = run_streaming([pg_tool("pg_restore"), "--list", str(archive)], env=libpq_env(""))
+    done = _read_toc(archive)
     contents = ArchiveContents()
     owners = set()
     for line in done.lines:
@@ -305,7 +310,7 @@ class RestoreOutcome:
 def schemaless_toc(archive: Path, exclude_schemas: tuple[str, ...]) -> Path:
     """A table of contents for --use-list without the excluded schemas' own entries: --exclude-schema
     leaves out what is *in* a schema but still creates the schema, empty."""
-    done = run_streaming([pg_tool("pg_restore"), "--list", str(archive)], env=libpq_env(""))
+    done = _read_toc(archive)
     if done.returncode != 0:
         raise PgToolError(f"pg_restore --list failed: {last_line(chr(10).join(done.lines))}")
     unwanted = {("SCHEMA", "-", name) for name in exclude_schemas}

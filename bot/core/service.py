@@ -62,7 +62,7 @@ class BotService:
                 log.warning("starting degraded: %s", exc)
             self.state_down = str(exc)
             return False
-        self.approvals = Approvals(self.settings, self.store, self.notifier, self.is_approver, self.start_apply)
+        self.approvals = self._approvals_on(self.store)
         if self.state_down is not None and self.settings.channel:
             self.notifier.post(self.settings.channel, ":white_check_mark: the state database answers again: "
                                                       "every command works again.")
@@ -102,9 +102,11 @@ class BotService:
                 standin = StandIn.start()
                 self.secrets.extend(standin.secrets())  # the notifier scrubs the same list
                 self.standin = standin
-                self.approvals = Approvals(self.settings, standin.store, self.notifier, self.is_approver,
-                                           self.start_apply)
+                self.approvals = self._approvals_on(standin.store)
             return self.standin.store
+
+    def _approvals_on(self, store: StateStore) -> Approvals:
+        return Approvals(self.settings, store, self.notifier, self.is_approver, self.start_apply)
 
     def _retire_standin(self) -> None:
         """The state database is back: requests still pending on the stand-in are void (their votes
@@ -113,8 +115,8 @@ class BotService:
         if standin is None:
             return
         try:
-            old = Approvals(self.settings, standin.store, self.notifier, self.is_approver, self.start_apply)
-            for req in standin.pending():
+            old = self._approvals_on(standin.store)
+            for req in old.book.with_status("pending"):
                 if old.book.move(req.id, ("pending",), "expired", "void: the state database is back"):
                     old.tell(req, f":alarm_clock: `{req.code}` was recorded while the state database was down; "
                                   "it is void now that the state database is back, and nothing was applied. "

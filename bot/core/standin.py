@@ -59,9 +59,6 @@ class StandIn:
         book = ApprovalBook(self.store)
         return any(book.with_status(status) for status in BUSY)
 
-    def pending(self) -> list:
-        return ApprovalBook(self.store).with_status("pending")
-
     def hand_over(self, real: StateStore) -> int:
         """Copies the stand-in's audit entries into the state store; returns how many."""
         entries = self.store.audit_entries(limit=100_000)
