@@ -6,17 +6,18 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import Cancelled, DbopsError
-from .pginstance import PgBinariesError, bin_dir, pg_tool
+from .pginstance import PgBinariesError, bin_dir, pg_tool, sandbox_env
 from .report import Progress
 
 # libpq connection keywords and the environment variables libpq reads for them.
@@ -34,6 +35,7 @@ _ENV_FOR = {
 }
 
 
+_KEPT_FROM_THE_BOT = ("HOME", "TMPDIR")
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
@@ -42,12 +44,14 @@ class PgToolError(DbopsError):
 
 
 def libpq_env(dsn: str) -> dict[str, str]:
-    """An environment for a client program that connects as `dsn` says, with nothing on the command line.
+    """The whole environment of a client program that connects as `dsn` says, with nothing on the
+    command line and nothing of the bot's: its tokens and keys stay in the bot's process.
 
-    Inherited PG* variables are dropped so that the DSN alone decides where the program connects;
-    `libpq_env("")` is the environment of a program that must not connect anywhere.
+    Kept from the bot's environment: HOME (libpq's ~/.postgresql certificates) and TMPDIR. Its
+    messages are read by this module, so they are in English (LC_ALL=C). `libpq_env("")` is the
+    environment of a program that must not connect anywhere.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env = sandbox_env() | {name: os.environ[name] for name in _KEPT_FROM_THE_BOT if os.environ.get(name)}
     for key, value in conninfo_to_dict(dsn).items():
         var = _ENV_FOR.get(key)
         if var is None:
@@ -62,7 +66,8 @@ def libpq_env(dsn: str) -> dict[str, str]:
 def pg_dump_version() -> tuple[tuple[int, int], str]:
     """((major, minor), "pg_dump (PostgreSQL) 18.1") of the pg_dump that backups use."""
     try:
-        result = subprocess.run([pg_tool("pg_dump"), "--version"], capture_output=True, text=True, timeout=30)
+        result = subprocess.run([pg_tool("pg_dump"), "--version"], capture_output=True, text=True, timeout=30,
+                                env=libpq_env(""))
     except (PgBinariesError, OSError, subprocess.SubprocessError) as exc:
         raise PgToolError(f"pg_dump cannot be run: {exc}") from None
     text = result.stdout.strip()
@@ -97,10 +102,9 @@ def pg_dump_supports(method: str, pg_dump_path: str) -> bool:
     pg_dump checks the compression specification before it connects, so a connection that cannot
     succeed (a socket folder that does not exist) is enough to ask it.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     result = subprocess.run([pg_dump_path, "-Fc", "-Z", method, "-f", os.devnull, "-w",
                              "-d", "host=/nonexistent-dbops-probe dbname=probe connect_timeout=1"],
-                            capture_output=True, text=True, env=env, timeout=30)
+                            capture_output=True, text=True, env=libpq_env(""), timeout=30)
     return "does not support compression" not in result.stderr and "invalid compression" not in result.stderr
 
 
@@ -152,7 +156,7 @@ def full_read(archive: Path, timeout: float | None = None) -> tuple[bool, str]:
     archives; writing the whole restore script to /dev/null makes pg_restore read all the data.
     """
     result = subprocess.run([pg_tool("pg_restore"), "-f", os.devnull, str(archive)], capture_output=True,
-                            text=True, timeout=timeout)
+                            text=True, timeout=timeout, env=libpq_env(""))
     if result.returncode != 0:
         return False, last_line(result.stderr) or f"pg_restore exited with status {result.returncode}"
     return True, "every object and all table data read back"
@@ -178,8 +182,7 @@ class Finished:
 def run_streaming(cmd: list[str], env: dict[str, str], on_line: Callable[[str], None] | None = None,
                   cancel: threading.Event | None = None, cwd: str | None = None) -> Finished:
     """Run `cmd`, feeding each output line to `on_line`; stop it (and raise Cancelled) on `cancel`."""
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True, errors="replace")
+    proc = start_tool(cmd, env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
     lines: list[str] = []
 
     def pump() -> None:
@@ -204,20 +207,67 @@ def run_streaming(cmd: list[str], env: dict[str, str], on_line: Callable[[str], 
                 if cancel is not None and cancel.is_set():
                     raise Cancelled(f"cancelled while {Path(cmd[0]).name} ran")
     except BaseException:
-        _stop(proc)
+        stop_tool(proc)
         raise
     reader.join(timeout=10)
     return Finished(proc.returncode, lines)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
+def start_tool(cmd: list[str], env: dict[str, str], stdout: Any, stderr: Any, text: bool = False,
+               cwd: str | None = None) -> subprocess.Popen:
+    """Start a client program so that it can be stopped whole and never outlives the bot:
+    - its own session and process group: pg_dump -j and pg_restore -j workers stop with it;
+    - SIGTERM when the thread that started it dies (Linux), so a killed bot leaves no pg_dump
+      writing on into a partial file (callers wait for the program in that same thread);
+    - umask 077: what it writes (an archive, its folder) is private from its first byte."""
+    return subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                            text=text, errors="replace" if text else None, start_new_session=True,
+                            umask=0o077, preexec_fn=_parent_death_signal())
+
+
+def stop_tool(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM to the program's whole process group, SIGKILL after `grace_s`; always reaped."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            return
         try:
-            proc.wait(timeout=10)
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(grace_s)
+            return
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            continue
+    proc.wait()
+
+
+def exit_text(tool: str, returncode: int) -> str:
+    """"pg_dump was killed (SIGKILL)" or "pg_dump exited with status 1"."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"{tool} was killed ({name})"
+    return f"{tool} exited with status {returncode}"
+
+
+@functools.cache
+def _parent_death_signal() -> Callable[[], None] | None:
+    """prctl(PR_SET_PDEATHSIG, SIGTERM) for the child, looked up here: nothing may be imported or
+    loaded between fork and exec in a program with threads."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None  # not Linux: cleanup_incomplete still removes a dead backup's files at the next start
+
+    def set_it() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return set_it
 
 
 # -- pg_restore: reading an archive's table of contents, and restoring it ----------------------
@@ -238,13 +288,17 @@ class ArchiveContents:
     """What `pg_restore --list` says about an archive."""
 
     format: str = ""  # CUSTOM, DIRECTORY, TAR
-    entries: int = 0
+    entry_lines: list[str] = field(default_factory=list)  # as --use-list takes them
     table_data_lines: list[str] = field(default_factory=list)  # one "processing data" line each when restored
     owners: list[str] = field(default_factory=list)  # the roles the archive's objects belong to
     dumped_from: str = ""  # server version
     dumped_by: str = ""  # pg_dump version
     compression: str = ""
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def entries(self) -> int:
+        return len(self.entry_lines)
 
     @property
     def table_data(self) -> int:
@@ -268,7 +322,7 @@ def list_archive(archive: Path) -> ArchiveContents:
             if attr:
                 setattr(contents, attr, value.strip())
         elif _TOC_ENTRY.match(line):
-            contents.entries += 1
+            contents.entry_lines.append(line)
             if " TABLE DATA " in line:
                 contents.table_data_lines.append(line)
             parts = line.split()
@@ -307,32 +361,48 @@ class RestoreOutcome:
         return self.returncode == 0 and self.error_count == 0
 
 
+def toc_entry(line: str) -> str:
+    """What a table-of-contents line restores, without its ids: "SCHEMA - dbops postgres",
+    "TABLE DATA public notes app", "EXTENSION - pgcrypto"."""
+    return _TOC_ENTRY.sub("", line, count=1)
+
+
+def write_use_list(entries: list[str], path: Path) -> Path:
+    """A --use-list file restoring exactly `entries` (lines of the archive's table of contents)."""
+    path.write_text("\n".join(entries) + "\n")
+    return path
+
+
 def schemaless_toc(archive: Path, exclude_schemas: tuple[str, ...]) -> Path:
     """A table of contents for --use-list without the excluded schemas' own entries: --exclude-schema
     leaves out what is *in* a schema but still creates the schema, empty."""
-    done = _read_toc(archive)
-    if done.returncode != 0:
-        raise PgToolError(f"pg_restore --list failed: {last_line(chr(10).join(done.lines))}")
+    contents = list_archive(archive)
+    if contents.errors:
+        raise PgToolError(f"pg_restore --list failed: {contents.errors[-1][:400]}")
     unwanted = {("SCHEMA", "-", name) for name in exclude_schemas}
-    kept = [line for line in done.lines
-            if not (_TOC_ENTRY.match(line) and tuple(line.split()[3:6]) in unwanted)]
-    listing = archive.parent / f".{archive.name}.toc"
-    listing.write_text("\n".join(kept) + "\n")
-    return listing
+    kept = [line for line in contents.entry_lines if tuple(toc_entry(line).split()[:3]) not in unwanted]
+    return write_use_list(kept, archive.parent / f".{archive.name}.toc")
 
 
-def restore_command(archive: Path, archive_format: str, jobs: int,
-                    exclude_schemas: tuple[str, ...] = ()) -> tuple[list[str], int]:
+def restore_command(archive: Path, archive_format: str, jobs: int, exclude_schemas: tuple[str, ...] = (),
+                    use_list: Path | None = None, schema_only: bool = False) -> tuple[list[str], int]:
     """The pg_restore command line, and the number of jobs it uses (only custom and directory
     archives restore in parallel)."""
     # --no-owner --no-acl: the source's roles need not exist where the archive is restored; the
-    # objects belong to the connecting user. The connection is in the environment (libpq_env); an
-    # empty --dbname still makes pg_restore connect instead of printing SQL.
+    # objects belong to the connecting user. No security labels (their providers are the source
+    # server's) and no subscriptions: a copy that subscribes competes with the original for its
+    # publisher's slot. The connection is in the environment (libpq_env); an empty --dbname still
+    # makes pg_restore connect instead of printing SQL.
     jobs = max(1, jobs) if archive_format.upper() in ("CUSTOM", "DIRECTORY") else 1
-    cmd = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--verbose"]
+    cmd = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--no-security-labels", "--no-subscriptions",
+           "--verbose"]
     if exclude_schemas:
-        cmd += [f"--use-list={schemaless_toc(archive, exclude_schemas)}"]
+        use_list = schemaless_toc(archive, exclude_schemas)
         cmd += [f"--exclude-schema={schema}" for schema in exclude_schemas]
+    if use_list is not None:
+        cmd += [f"--use-list={use_list}"]
+    if schema_only:
+        cmd += ["--schema-only"]
     cmd += ["--dbname="]
     if jobs > 1:
         cmd += ["--jobs", str(jobs)]
@@ -341,10 +411,11 @@ def restore_command(archive: Path, archive_format: str, jobs: int,
 
 def run_pg_restore(archive: Path, dsn: str, archive_format: str, jobs: int, table_data_entries: int,
                    progress: Callable[[Progress], None], cancel: threading.Event | None = None,
-                   exclude_schemas: tuple[str, ...] = ()) -> RestoreOutcome:
+                   exclude_schemas: tuple[str, ...] = (), use_list: Path | None = None,
+                   schema_only: bool = False) -> RestoreOutcome:
     """pg_restore `archive` into `dsn`, every error counted and kept with the command it came from;
     progress ("restore" phase) for each table loaded. Raises Cancelled on `cancel`."""
-    cmd, used_jobs = restore_command(archive, archive_format, jobs, exclude_schemas)
+    cmd, used_jobs = restore_command(archive, archive_format, jobs, exclude_schemas, use_list, schema_only)
     errors: list[str] = []
     loaded = [0]
 

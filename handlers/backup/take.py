@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tarfile
 import tempfile
@@ -41,8 +40,8 @@ from ..target import Target, dsn_secrets, scrub
 from . import crypto
 from .catalog import BackupCatalog
 from .manifest import ArchiveInfo, BackupManifest, capture_manifest, seal
-from ..pgtools import (choose_compression, last_line, libpq_env, missing_table_data, require_pg_dump_for,
-                       server_facts)
+from ..pgtools import (choose_compression, exit_text, last_line, libpq_env, missing_table_data,
+                       require_pg_dump_for, server_facts, start_tool, stop_tool)
 from .settings import BackupSettings
 from .storage import S3Store, StorageError, fsync_dir, fsync_file, prepare_dir, sha256_file
 from .storecat import MANIFEST_SUFFIX, storage_for, write_durably, write_index
@@ -285,8 +284,7 @@ class _BackupRun:
         self.partials.append(dump_path)
         stderr = tempfile.TemporaryFile()
         self._phase("dumping", "pg_dump started")
-        self.proc = subprocess.Popen(cmd, env=libpq_env(self.target.dsn), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=_own_group_dies_with_parent)
+        self.proc = start_tool(cmd, libpq_env(self.target.dsn), stdout=subprocess.DEVNULL, stderr=stderr)
         box: dict = {}
 
         def measure() -> None:
@@ -328,28 +326,16 @@ class _BackupRun:
         if "error" in box and box.get("stopped_pg_dump"):
             raise box["error"]
         if rc != 0:
-            if rc < 0:
-                name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
-                raise BackupFailed(f"backup {self.id} failed: pg_dump was killed ({name}); nothing was kept",
-                                   self.id)
-            raise BackupFailed(f"backup {self.id} failed: pg_dump exited with status {rc}: "
-                               f"{last_line(err_text)}; nothing was kept", self.id)
+            reason = exit_text("pg_dump", rc) + (f": {last_line(err_text)}" if rc > 0 else "")
+            raise BackupFailed(f"backup {self.id} failed: {reason}; nothing was kept", self.id)
         if "error" in box:
             raise box["error"]
         manifest = box["manifest"]
         return manifest["tables"], manifest["schema"], manifest["checksum_method"]
 
     def _stop_pg_dump(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)  # -j workers are in its process group too
-                self.proc.wait(10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait()
+        if self.proc is not None:
+            stop_tool(self.proc)
 
     def _pack(self, dump_dir: Path, tar_path: Path) -> Path:
         """A directory-format dump as one uncompressed tar file (its members are compressed already)."""
@@ -451,21 +437,6 @@ class _BackupRun:
                     store.delete(key)
                 except DbopsError:
                     pass
-
-
-def _own_group_dies_with_parent() -> None:
-    """In the child before exec: its own process group (so -j workers can be stopped together), and
-    SIGTERM when the bot dies, so a killed bot leaves no pg_dump running on into a partial file.
-    Umask 077: pg_dump creates the partial archive (file, or folder and files) private from its first
-    byte, not with the bot's umask until the seal step."""
-    os.umask(0o077)
-    os.setsid()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
-    except (OSError, AttributeError):
-        pass  # not Linux: cleanup_incomplete still removes the files at the next start
 
 
 def _size_of(path: Path) -> int:

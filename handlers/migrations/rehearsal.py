@@ -25,7 +25,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -40,7 +39,8 @@ from psycopg import sql
 
 from handlers import fmt, schemas
 from handlers.backup.manifest import capture_manifest
-from handlers.pgtools import PgToolError, last_line, libpq_env, run_streaming
+from handlers.pgtools import (ArchiveContents, PgToolError, last_line, libpq_env, list_archive, run_pg_restore,
+                              run_streaming, toc_entry, write_use_list)
 from handlers.errors import Cancelled, DbopsError, TargetUnreachable, UsageError
 from handlers.pginstance import (MARKER_FILE, InstanceError, PgBinariesError, TemporaryInstance,
                                  pg_tool, private_work_dir, remove_leftover_instances)
@@ -489,9 +489,6 @@ def _stale_unmarked_work_dirs(place: Path) -> list[Path]:
 
 # -- loading the copy ------------------------------------------------------------------------
 
-_TOC_ENTRY = re.compile(r"^\d+; \d+ \d+ (?P<what>.*)$")
-
-
 def _superuser_entry(what: str) -> bool:
     """Archive entries restored as the superuser: extensions (most need one), their comments, and the
     schemas (an extension may live in one; they are handed to app_owner afterwards)."""
@@ -500,36 +497,35 @@ def _superuser_entry(what: str) -> bool:
 
 def _restore(archive: Path, admin_dsn: str, app_dsn: str, work: Path, jobs: int, schema_only: bool,
              cancel: threading.Event | None) -> list[str]:
-    """Restore so that app_owner owns every object of the application (see the module docstring)."""
-    listing = subprocess.run([pg_tool("pg_restore"), "--list", str(archive)], capture_output=True, text=True,
-                             errors="replace", env=libpq_env(""), stdin=subprocess.DEVNULL)
-    if listing.returncode != 0:
-        return _tool_problems("pg_restore", listing.returncode, listing.stderr)
-    entries = [line for line in listing.stdout.splitlines() if _TOC_ENTRY.match(line)]
-    first = [e for e in entries if _superuser_entry(_TOC_ENTRY.match(e)["what"])]
+    """Restore so that app_owner owns every object of the application (see the module docstring).
+    Publications are left out: creating one needs more than app_owner may, and UP and DOWN never
+    depend on them."""
+    contents = list_archive(archive)
+    if contents.errors:
+        return contents.errors[:20]
+    first = [e for e in contents.entry_lines if _superuser_entry(toc_entry(e))]
+    rest = [e for e in contents.entry_lines if e not in first and not toc_entry(e).startswith("PUBLICATION")]
     problems: list[str] = []
-    # --no-owner --no-acl: production's roles do not exist in the throwaway instance.
-    base = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--no-security-labels", "--no-publications",
-            "--no-subscriptions", "--dbname", REHEARSAL_DB]
-    if schema_only:
-        base.append("--schema-only")
-    if first:
-        first_list = work / "superuser.list"
-        first_list.write_text("\n".join(first) + "\n")
-        rc, stderr = _run_tool(base + ["-L", str(first_list), str(archive)], libpq_env(admin_dsn), cancel)
-        problems += _tool_problems("pg_restore", rc, stderr)
-        try:
-            with psycopg.connect(admin_dsn, autocommit=True) as admin:
-                _hand_schemas_to_app(admin)
-        except psycopg.Error as exc:
-            problems.append(f"could not hand the restored schemas to {APP_ROLE}: {error_text(exc)}")
-    rest_list = work / "app.list"
-    rest_list.write_text("\n".join(f";{e}" if e in first else e for e in entries) + "\n")
-    cmd = base + ["-L", str(rest_list)]
-    if jobs > 1:  # custom-format files and directory-format folders both restore in parallel
-        cmd += ["--jobs", str(jobs)]
-    rc, stderr = _run_tool(cmd + [str(archive)], libpq_env(app_dsn), cancel)
-    return (problems + _tool_problems("pg_restore", rc, stderr))[:20]
+    try:
+        if first:
+            problems += _restore_entries(archive, contents, first, admin_dsn, work / "superuser.list", 1,
+                                         schema_only, cancel)
+            try:
+                with psycopg.connect(admin_dsn, autocommit=True) as admin:
+                    _hand_schemas_to_app(admin)
+            except psycopg.Error as exc:
+                problems.append(f"could not hand the restored schemas to {APP_ROLE}: {error_text(exc)}")
+        problems += _restore_entries(archive, contents, rest, app_dsn, work / "app.list", jobs, schema_only, cancel)
+    except Cancelled:
+        raise Cancelled("the rehearsal was cancelled while copying the database") from None
+    return problems[:20]
+
+
+def _restore_entries(archive: Path, contents: ArchiveContents, entries: list[str], dsn: str, listing: Path,
+                     jobs: int, schema_only: bool, cancel: threading.Event | None) -> list[str]:
+    outcome = run_pg_restore(archive, dsn, contents.format, jobs, 0, no_progress, cancel,
+                             use_list=write_use_list(entries, listing), schema_only=schema_only)
+    return outcome.errors
 
 
 def _hand_schemas_to_app(admin: psycopg.Connection) -> None:
@@ -568,15 +564,6 @@ def _run_tool(cmd: list[str], env: dict[str, str], cancel: threading.Event | Non
     except Cancelled:
         raise Cancelled("the rehearsal was cancelled while copying the database") from None
     return done.returncode, "\n".join(done.lines)
-
-
-def _tool_problems(tool: str, rc: int, stderr: str) -> list[str]:
-    """The error lines of a pg_restore run (it goes on after an error and says so at the end)."""
-    errors = [line.split("error:", 1)[1].strip() for line in stderr.splitlines() if f"{tool}: error:" in line]
-    errors = [e for e in errors if not e.startswith("errors ignored on restore")]
-    if rc != 0 and not errors:
-        errors.append(f"{tool} exited with status {rc}: {last_line(stderr) or 'no message'}")
-    return errors[:20]
 
 
 def _compare_with_manifest(manifest: dict, rows: dict[str, int]) -> list[str]:
