@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.core.config import documented_sections, load_settings, main, written_docs
-from bot.core.environment import ENVIRONMENT
+from handlers.environment import ENVIRONMENT
 from handlers import config_values as cv
 from handlers.errors import ConfigError
 
@@ -78,7 +78,7 @@ def test_every_environment_variable_the_code_reads_is_declared():
     assert {"DBOPS_WORKERS", "SLACK_BOT_TOKEN", "RENDER_API_URL", "DBOPS_PG_BIN"} <= set(read)
     declared = {v.name for v in ENVIRONMENT}
     undeclared = {name: where for name, where in read.items() if name not in declared | NOT_DBOPS}
-    assert not undeclared, f"declare these in bot/core/environment.py: {undeclared}"
+    assert not undeclared, f"declare these in handlers/environment.py: {undeclared}"
 
 
 def test_the_pattern_finds_every_form_of_read():

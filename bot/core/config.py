@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from handlers import config_values as cv
+from handlers import environment
 from handlers.config_values import SettingError
+from handlers.environment import ENVIRONMENT
 from handlers.errors import ConfigError, UsageError
 from handlers.target import Target, dsn_secrets
-
-from . import environment
-from .environment import ENVIRONMENT
 
 DEFAULT_TARGET = "prod"
 SLACK_API_DEFAULT = "https://slack.com/api/"
