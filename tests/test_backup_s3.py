@@ -20,7 +20,7 @@ from bot.core.state import migrate
 from handlers import demo_data
 from handlers.backup import (BackupCatalog, BackupSettings, S3Settings, capture_manifest, compare_manifests,
                              materialize, prune, take_backup, verify_backup)
-from handlers.backup.storage import StorageError, part_size_for
+from handlers.backup.storage import StorageError, _reason, part_size_for
 from handlers.pginstance import pg_tool
 from handlers.report import Outcome
 from handlers.target import Target
@@ -135,6 +135,16 @@ def test_part_size_stays_within_the_part_limit():
     part = part_size_for(big, 64 * MiB)
     assert part % MiB == 0 and big / part <= 10_000
     assert part_size_for(1, 1) == 5 * MiB
+
+
+def test_the_reason_of_a_storage_error_shows_no_secret_of_the_environment(monkeypatch):
+    monkeypatch.setenv("DBOPS_S3_SECRET_ACCESS_KEY", "s3-secret-value")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token-value")
+    monkeypatch.setenv("DBOPS_DRILL_URL", "postgresql://u:drillpw99@db/x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "abc")  # too short to scrub without mangling the text
+    monkeypatch.setenv("DBOPS_CHANNEL", "C0123456789")  # not a secret
+    exc = Exception("denied: s3-secret-value, session-token-value, drillpw99, abc, C0123456789\nsecond line")
+    assert _reason(exc) == "denied: ***, ***, ***, abc, C0123456789"
 
 
 def test_s3_round_trip(demo_db, pg_server, catalog, s3, tmp_path):

@@ -4,28 +4,36 @@ allowed (its value shown only where that is safe), and every environment variabl
 is declared."""
 from __future__ import annotations
 
-import re
+import ast
 import shutil
 from pathlib import Path
 
 import pytest
 
 from bot.core.config import documented_sections, load_settings, main, written_docs
-from bot.core.environment import ENVIRONMENT
+from handlers.environment import ENVIRONMENT, secret_values
 from handlers import config_values as cv
 from handlers.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_example_and_the_readme_are_what_the_declarations_write():
+WRITTEN = ("README.md", "dbops.example.toml", ".env.example")
+
+
+def copy_docs(root: Path) -> None:
+    for name in WRITTEN:
+        shutil.copy(ROOT / name, root / name)
+
+
+def test_the_examples_and_the_readme_are_what_the_declarations_write():
+    assert sorted(path.name for path in written_docs(ROOT)) == sorted(WRITTEN)
     for path, text in written_docs(ROOT).items():
         assert path.read_text() == text, f"{path.name} is not current: run python -m bot.core.config --write-docs"
 
 
 def test_the_check_fails_on_a_stale_copy_and_write_docs_makes_it_current(tmp_path, capsys):
-    for name in ("README.md", "dbops.example.toml"):
-        shutil.copy(ROOT / name, tmp_path / name)
+    copy_docs(tmp_path)
     example = tmp_path / "dbops.example.toml"
     example.write_text(example.read_text().replace("window_days = 30", "window_days = 31"))
     assert main(["--root", str(tmp_path)]) == 1
@@ -36,14 +44,37 @@ def test_the_check_fails_on_a_stale_copy_and_write_docs_makes_it_current(tmp_pat
 
 
 def test_a_stale_table_of_environment_variables_is_found_and_rewritten(tmp_path, capsys):
-    for name in ("README.md", "dbops.example.toml"):
-        shutil.copy(ROOT / name, tmp_path / name)
+    copy_docs(tmp_path)
     readme = tmp_path / "README.md"
     readme.write_text(readme.read_text().replace("| `DBOPS_WORKERS` |", "| `DBOPS_WORKER_COUNT` |"))
     assert main(["--root", str(tmp_path)]) == 1
     assert "README.md is not current" in capsys.readouterr().out
     assert main(["--root", str(tmp_path), "--write-docs"]) == 0
     assert readme.read_text() == (ROOT / "README.md").read_text()
+
+
+def test_a_stale_env_example_is_found_and_rewritten(tmp_path, capsys):
+    copy_docs(tmp_path)
+    example = tmp_path / ".env.example"
+    example.write_text(example.read_text().replace("PORT=3000\n", "") + "DBOPS_OLD_NAME=1\n")
+    assert main(["--root", str(tmp_path)]) == 1
+    assert ".env.example is not current" in capsys.readouterr().out
+    assert main(["--root", str(tmp_path), "--write-docs"]) == 0
+    assert main(["--root", str(tmp_path)]) == 0
+    assert example.read_text() == (ROOT / ".env.example").read_text()
+
+
+def test_env_example_gives_each_variable_its_help_and_a_line_commented_out_without_an_example():
+    text = (ROOT / ".env.example").read_text()
+    lines = text.splitlines()
+    assert lines[0].startswith("# Copy to .env (never commit it).")
+    assert max(len(line) for line in lines) <= 100
+    for var in ENVIRONMENT:
+        line = f"# {var.name}=" if var.example is None else f"{var.name}={var.example}"
+        assert lines.count(line) == 1, var.name
+        assert lines[lines.index(line) - 1].startswith("# "), var.name  # its help, just above
+    assert "DATABASE_URL=postgresql://asidenote:CHANGE_ME@dpg-xxxx-a:5432/asidenote" in lines
+    assert "DBOPS_ALLOWED_USERS=" in lines and "# DBOPS_STATE_URL=" in lines
 
 
 def test_a_readme_without_the_markers_of_a_table_is_named(tmp_path):
@@ -53,53 +84,111 @@ def test_a_readme_without_the_markers_of_a_table_is_named(tmp_path):
         written_docs(tmp_path)
 
 
-# A read of one named variable: os.environ.get("X"), os.environ["X"], os.getenv("X"), and env.get("X") /
-# env["X"] where `env` is os.environ or a mapping standing in for it (bot/core/config.py, render).
-ENV_READ = re.compile(r"""(?:\bos\.environ|\benv)(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]*)["']|"""
-                      r"""\bos\.getenv\(\s*["']([A-Z][A-Z0-9_]*)["']""")
-# Read, but not dbops's to document: the terminal's width, and the libpq variables of the environments
-# the code builds for its child processes (`env` there is that dict, not os.environ).
-NOT_DBOPS = {"COLUMNS", "PGDATA", "PGDATABASE"}
+# Read, but not dbops's to document: the terminal's width, and a libpq variable of an environment the
+# code builds for a child process (`env` there is that dict, not os.environ).
+NOT_DBOPS = {"COLUMNS", "PGDATABASE"}
+# Reads of a variable whose name comes from configuration, not from the code: (file, the name's
+# expression) -> where the name comes from. A read through any other expression fails the test.
+NAMED_BY_CONFIGURATION = {
+    ("bot/core/config.py", "options['url_env']"): "a target's url_env in dbops.toml names it",
+    ("bot/core/config.py", "key"): "a loop over the literal names SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET",
+    ("handlers/drill/settings.py", "self.scratch_url_env"): "drill.scratch_url_env in dbops.toml names it",
+}
+
+
+def _is_environ(node: ast.expr) -> bool:
+    """os.environ, or `env`: the name the code gives os.environ or a mapping standing in for it."""
+    return (isinstance(node, ast.Attribute) and node.attr == "environ" and isinstance(node.value, ast.Name)
+            and node.value.id == "os") or (isinstance(node, ast.Name) and node.id == "env")
+
+
+def env_reads(source: str) -> list[tuple[str | None, str]]:
+    """Each read of the environment in `source`, in order: (the variable's name when the code writes it
+    out, else None; the source of the name's expression). The forms: os.environ.get(X), os.environ[X],
+    os.getenv(X), X in os.environ, and the same through `env`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.func, ast.Attribute) and (
+                (node.func.attr == "get" and _is_environ(node.func.value))
+                or (node.func.attr == "getenv" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "os")):
+            key = node.args[0]
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and _is_environ(node.value):
+            key = node.slice
+        elif isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)) \
+                and _is_environ(node.comparators[0]):
+            key = node.left
+        else:
+            continue
+        literal = key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else None
+        found.append((node.lineno, node.col_offset, literal, ast.unparse(key)))
+    return [(literal, expression) for *_, literal, expression in sorted(found)]
+
+
+def reads_in_the_code() -> list[tuple[str, str | None, str]]:
+    """(file, name or None, expression) for every read of the environment in bot/ and handlers/."""
+    return [(str(path.relative_to(ROOT)), literal, expression)
+            for top in ("bot", "handlers") for path in sorted((ROOT / top).rglob("*.py"))
+            for literal, expression in env_reads(path.read_text())]
 
 
 def variables_read() -> dict[str, str]:
     """name -> the first file reading it, over bot/ and handlers/."""
     found: dict[str, str] = {}
-    for top in ("bot", "handlers"):
-        for path in sorted((ROOT / top).rglob("*.py")):
-            for match in ENV_READ.finditer(path.read_text()):
-                found.setdefault(match.group(1) or match.group(2), str(path.relative_to(ROOT)))
+    for where, literal, _ in reads_in_the_code():
+        if literal is not None:
+            found.setdefault(literal, where)
     return found
 
 
 def test_every_environment_variable_the_code_reads_is_declared():
     read = variables_read()
-    # the pattern really sees each form of read, so an empty result cannot pass for "all declared"
+    # the scan really sees each form of read, so an empty result cannot pass for "all declared"
     assert {"DBOPS_WORKERS", "SLACK_BOT_TOKEN", "RENDER_API_URL", "DBOPS_PG_BIN"} <= set(read)
     declared = {v.name for v in ENVIRONMENT}
     undeclared = {name: where for name, where in read.items() if name not in declared | NOT_DBOPS}
-    assert not undeclared, f"declare these in bot/core/environment.py: {undeclared}"
+    assert not undeclared, f"declare these in handlers/environment.py: {undeclared}"
 
 
-def test_the_pattern_finds_every_form_of_read():
+def test_every_read_of_a_variable_named_elsewhere_is_known():
+    computed = {(where, expression) for where, literal, expression in reads_in_the_code() if literal is None}
+    unknown = computed - set(NAMED_BY_CONFIGURATION)
+    assert not unknown, f"name the variable in the code, or add the read to NAMED_BY_CONFIGURATION: {unknown}"
+    assert set(NAMED_BY_CONFIGURATION) <= computed, "a read in NAMED_BY_CONFIGURATION is gone: remove it"
+
+
+def test_the_scan_finds_every_form_of_read():
     source = ('os.environ.get("DBOPS_A")\nos.environ["DBOPS_B"]\nos.getenv( "DBOPS_C")\n'
-              "env.get('DBOPS_D', '1')\nenv['DBOPS_E']\nsettings.get(\"NOT_ONE\")\n")
-    assert [m.group(1) or m.group(2) for m in ENV_READ.finditer(source)] == [
-        "DBOPS_A", "DBOPS_B", "DBOPS_C", "DBOPS_D", "DBOPS_E"]
+              "env.get('DBOPS_D', '1')\nenv['DBOPS_E']\nsettings.get(\"NOT_ONE\")\n"
+              "if 'DBOPS_F' not in os.environ: pass\nos.environ.get(self.name_env)\nos.getenv(prefix + '_URL')\n"
+              "env['PGDATA'] = '/x'\nwsgi_environ.get('PATH_INFO')\nos.environ.items()\n")
+    assert env_reads(source) == [("DBOPS_A", "'DBOPS_A'"), ("DBOPS_B", "'DBOPS_B'"), ("DBOPS_C", "'DBOPS_C'"),
+                                 ("DBOPS_D", "'DBOPS_D'"), ("DBOPS_E", "'DBOPS_E'"), ("DBOPS_F", "'DBOPS_F'"),
+                                 (None, "self.name_env"), (None, "prefix + '_URL'")]
 
 
-def test_every_declared_variable_is_named_in_the_code_once_and_secrets_are_scrubbed(monkeypatch):
+def test_every_declared_variable_is_read_once_declared_and_secrets_are_scrubbed(monkeypatch):
     source = "".join(p.read_text() for top in ("bot", "handlers") for p in (ROOT / top).rglob("*.py")
                      if p.name != "environment.py")
     names = [v.name for v in ENVIRONMENT]
     assert len(names) == len(set(names))
-    assert [n for n in names if f'"{n}"' not in source] == []  # a declaration nothing reads is stale
+    # a declaration nothing reads is stale: dbops's code names it, or the library that reads it is named
+    assert [v.name for v in ENVIRONMENT if f'"{v.name}"' not in source and not v.read_by] == []
+    assert [v.name for v in ENVIRONMENT if v.read_by and v.name in variables_read()] == []
     for var in ENVIRONMENT:
         monkeypatch.setenv(var.name, f"postgresql://u:pw-{var.name}@db/x")
     found = load_settings({}, read_dotenv=False).secrets()
+    assert set(secret_values()) <= set(found)
     for var in ENVIRONMENT:
         assert (f"pw-{var.name}" in found) is var.connection, var.name
         assert any(f"pw-{var.name}" in s for s in found) is var.secret, var.name
+
+
+def test_secret_values_are_the_set_secrets_and_the_passwords_of_their_connection_strings():
+    environ = {"DBOPS_STATE_URL": "postgresql://u:statepw@db/x", "SLACK_BOT_TOKEN": "xoxb-1",
+               "AWS_SESSION_TOKEN": "sessiontoken", "DBOPS_CHANNEL": "C0123456789", "SLACK_APP_TOKEN": ""}
+    assert set(secret_values(environ)) == {"postgresql://u:statepw@db/x", "statepw", "xoxb-1", "sessiontoken"}
+    assert secret_values({}) == []
 
 
 def test_every_declared_key_is_in_the_example_and_the_readme():

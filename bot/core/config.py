@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from handlers import config_values as cv
+from handlers import environment
 from handlers.config_values import SettingError
 from handlers.errors import ConfigError, UsageError
 from handlers.target import Target, dsn_secrets
-
-from . import environment
-from .environment import ENVIRONMENT
 
 DEFAULT_TARGET = "prod"
 SLACK_API_DEFAULT = "https://slack.com/api/"
@@ -76,11 +74,7 @@ class Settings:
         if self.state_url:
             found += dsn_secrets(self.state_url)
         found += [s for s in (self.slack_bot_token, self.slack_signing_secret, self.slack_app_token) if s]
-        for var in ENVIRONMENT:
-            value = os.environ.get(var.name) if var.secret else None
-            if value:
-                found += dsn_secrets(value) if var.connection else [value]
-        return found
+        return found + environment.secret_values()
 
 
 TOP_LEVEL_SECTIONS = {"targets", "slack"}  # sections this module reads itself
@@ -304,7 +298,7 @@ def documented_sections() -> list[cv.Section]:
 
 
 def written_docs(root: Path) -> dict[Path, str]:
-    """What dbops.example.toml and README.md hold when they are current."""
+    """What dbops.example.toml, .env.example and README.md hold when they are current."""
     sections = documented_sections()
     readme = root / "README.md"
     text = readme.read_text()
@@ -315,15 +309,16 @@ def written_docs(root: Path) -> dict[Path, str]:
         head, rest = text.split(start, 1)
         tail = rest.split(end, 1)[1]
         text = f"{head}{start}\n{tables[what]}{end}{tail}"
-    return {root / "dbops.example.toml": cv.example_toml(sections, EXAMPLE_HEADING), readme: text}
+    return {root / "dbops.example.toml": cv.example_toml(sections, EXAMPLE_HEADING),
+            root / ".env.example": environment.env_example(), readme: text}
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bot.core.config",
-                                     description="write dbops.example.toml and the README's tables of settings "
-                                                 "and environment variables from their declarations")
+                                     description="write dbops.example.toml, .env.example and the README's tables "
+                                                 "of settings and environment variables from their declarations")
     parser.add_argument("--write-docs", action="store_true", help="rewrite the files that are not current")
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
     args = parser.parse_args(argv)

@@ -13,7 +13,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from ..environment import secret_values
 from ..errors import ConfigError, DbopsError
+from ..target import scrub
 from .settings import MiB, S3Settings
 
 MAX_PARTS = 10_000
@@ -169,7 +171,4 @@ class S3Store:
 def _reason(exc: Exception) -> str:
     """A short reason without credentials: botocore messages name the operation and the error code."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    for secret in (os.environ.get("DBOPS_S3_SECRET_ACCESS_KEY"), os.environ.get("AWS_SECRET_ACCESS_KEY")):
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text[:300]
+    return scrub(text, secret_values())[:300]

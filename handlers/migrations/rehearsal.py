@@ -37,7 +37,7 @@ from typing import Any, Iterator
 import psycopg
 from psycopg import sql
 
-from handlers import fmt, schemas
+from handlers import environment, fmt, schemas
 from handlers.backup.manifest import capture_manifest
 from handlers.pgtools import (ArchiveContents, PgToolError, last_line, libpq_env, list_archive, run_pg_restore,
                               run_streaming, toc_entry, write_use_list)
@@ -61,9 +61,6 @@ APP_ROLE = "app_owner"  # the role UP and DOWN run as
 PREVIEW = 200
 PRIVATE_TEXT_LIMIT = 300
 UNMARKED_WORK_MIN_AGE_S = 3600  # work folders of an older dbops carry no marker: removed when this stale
-# Scrubbed from error texts as a second line of defence (the sandbox holds none of them).
-_ENV_SECRETS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "DATABASE_URL", "DBOPS_BACKUP_KEY",
-                "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "DBOPS_DRILL_URL")
 
 # pg_locks mode -> the name in LOCK TABLE / the docs, and what it blocks for the application.
 LOCK_NAMES = {
@@ -327,7 +324,8 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
     instance = TemporaryInstance(purpose=REHEARSAL_PURPOSE, parent=settings.work_dir, settings={
         "maintenance_work_mem": "256MB", "autovacuum": "off", "wal_level": "minimal", "max_wal_senders": "0"})
     app_password = secrets.token_urlsafe(24)
-    hidden = [app_password, *_env_secrets(), *(dsn_secrets(schema_source.dsn) if schema_source else [])]
+    # the environment's secrets are scrubbed from error texts as a second line of defence (the sandbox holds none)
+    hidden = [app_password, *environment.secret_values(), *(dsn_secrets(schema_source.dsn) if schema_source else [])]
     try:
         if cancel is not None and cancel.is_set():
             raise Cancelled("the rehearsal was cancelled before it started")
@@ -369,16 +367,6 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
         result.total_s = time.monotonic() - started
     progress(Progress("rehearsal", 1.0, "done"))
     return result
-
-
-def _env_secrets() -> list[str]:
-    found = []
-    for name in _ENV_SECRETS:
-        value = os.environ.get(name)
-        if value:
-            found.append(value)
-            found += dsn_secrets(value)[1:] if "://" in value or "=" in value else []
-    return found
 
 
 def condition_name(sqlstate: str | None) -> str:

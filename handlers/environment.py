@@ -1,0 +1,103 @@
+"""Every environment variable dbops reads, declared once: the README's table and `.env.example` are
+written from this list (`python -m bot.core.config --write-docs`), the secrets to scrub are the ones
+marked `secret` (`secret_values`), and a test checks that every variable the code reads is here."""
+from __future__ import annotations
+
+import os
+import textwrap
+from dataclasses import dataclass
+from typing import Mapping
+
+from handlers.target import dsn_secrets
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    help: str
+    secret: bool = False  # scrubbed from every message and log line; never goes into dbops.toml
+    connection: bool = False  # a connection string: its password alone is scrubbed too
+    example: str | None = None  # its line in .env.example; None: the line is there commented out
+    read_by: str = ""  # a library that reads it (dbops's own code never names it)
+
+
+ENVIRONMENT = (
+    EnvVar("DATABASE_URL", "the default target, named `prod` (on Render: the database's Internal Database URL)",
+           secret=True, connection=True, example="postgresql://asidenote:CHANGE_ME@dpg-xxxx-a:5432/asidenote"),
+    EnvVar("DBOPS_STATE_URL", "where the bot keeps its state (schema `dbops`); default `DATABASE_URL`",
+           secret=True, connection=True),
+    EnvVar("SLACK_BOT_TOKEN", "the Slack app's Bot User OAuth Token (`xoxb-...`)", secret=True,
+           example="xoxb-CHANGE-ME"),
+    EnvVar("SLACK_SIGNING_SECRET", "the Slack app's Signing Secret", secret=True, example="CHANGE_ME"),
+    EnvVar("SLACK_APP_TOKEN", "optional: an app-level token (`xapp-...`, scope `connections:write`) for Socket Mode",
+           secret=True),
+    EnvVar("SLACK_API_URL", "optional base URL of the Slack Web API (tests point it at a fake)"),
+    EnvVar("DBOPS_CHANNEL", "channel for digests, alerts and approval requests", example="C0123456789"),
+    EnvVar("DBOPS_APPROVERS", "Slack user IDs who may approve (user groups: `[slack].approver_groups` in dbops.toml)",
+           example="U0123456789,U0987654321"),
+    EnvVar("DBOPS_ALLOWED_CHANNELS", "channels where commands may run; with `DBOPS_ALLOWED_USERS` both empty the "
+                                     "bot refuses to start unless `[slack] allow_everyone = true`",
+           example="C0123456789"),
+    EnvVar("DBOPS_ALLOWED_USERS", "users who may run commands (empty: anyone in an allowed channel). Commands that "
+                                  "destroy or cost (`backup prune` without `--dry-run`) are for approvers only",
+           example=""),
+    EnvVar("DBOPS_CONFIG", "path of `dbops.toml` (default `./dbops.toml`)"),
+    EnvVar("DBOPS_DOTENV", "the `.env` file read at start (default `./.env`); variables already set win"),
+    EnvVar("DBOPS_BACKUP_DIR", "local backup folder (default `./backups`)", example="./backups"),
+    EnvVar("DBOPS_BACKUP_KEY", "optional: base64 of 32 bytes (`openssl rand -base64 32`); backups are encrypted "
+                               "at rest (AES-256-GCM) when `backup.encrypt = true`", secret=True),
+    EnvVar("DBOPS_S3_ACCESS_KEY_ID", "optional: S3-compatible storage for backups (`backup.storage = \"s3\"`)"),
+    EnvVar("DBOPS_S3_SECRET_ACCESS_KEY", "optional: the secret of `DBOPS_S3_ACCESS_KEY_ID`", secret=True),
+    EnvVar("AWS_ACCESS_KEY_ID", "optional: S3 credentials from boto3's usual AWS_* chain, when the DBOPS_S3_* "
+                                "pair is not set", read_by="boto3"),
+    EnvVar("AWS_SECRET_ACCESS_KEY", "optional: the secret of `AWS_ACCESS_KEY_ID`", secret=True, read_by="boto3"),
+    EnvVar("AWS_SESSION_TOKEN", "optional: AWS session token for temporary S3 credentials", secret=True,
+           read_by="boto3"),
+    EnvVar("DBOPS_DRILL_URL", "optional: a scratch server for drills (`drill.instance = \"scratch\"`; another "
+                              "variable with `drill.scratch_url_env`)", secret=True, connection=True),
+    EnvVar("DBOPS_PG_BIN", "optional: PostgreSQL binaries to use instead of the bundled PostgreSQL 18"),
+    EnvVar("RENDER_API_KEY", "optional: Render's API key, for `render status` and `render drill`", secret=True),
+    EnvVar("RENDER_POSTGRES_ID", "optional: the production database's Render id (`dpg-...`); other targets name "
+                                 "theirs with `render_postgres_id`"),
+    EnvVar("RENDER_API_URL", "optional: Render's API base URL (default `https://api.render.com/v1`; tests point it "
+                             "at a fake)"),
+    EnvVar("PORT", "HTTP port (default 3000; Render sets it)", example="3000"),
+    EnvVar("DBOPS_WORKERS", "optional: commands run side by side in one bot process (default 4); work still "
+                            "waiting when the bot stops is told it did not run"),
+    EnvVar("DBOPS_JOB_HEARTBEAT_S", "optional: how often a running job beats (default 10 s); a job is taken for "
+                                    "dead only when its lock is free and its heartbeat is 3 beats old"),
+    EnvVar("DBOPS_SCHEDULER_INTERVAL", "optional: seconds between the scheduler's looks at what is due (default 5)"),
+    EnvVar("DBOPS_LOG_LEVEL", "optional: DEBUG, INFO (default), WARNING or ERROR"),
+    EnvVar("GITHUB_ACTOR", "set by GitHub Actions: a `migrate request` from CI is recorded as `cli:<actor>`"),
+)
+
+
+def markdown_table(variables: tuple[EnvVar, ...] = ENVIRONMENT) -> str:
+    rows = ["| variable | secret | meaning |", "|---|---|---|"]
+    rows += [f"| `{v.name}` | {'yes' if v.secret else ''} | {v.help.replace('|', chr(92) + '|')} |" for v in variables]
+    return "\n".join(rows) + "\n"
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The values of the declared secrets that are set, and the password of each connection string
+    among them: what every message, log line and error text is scrubbed of."""
+    environ = os.environ if environ is None else environ
+    found: list[str] = []
+    for var in ENVIRONMENT:
+        value = environ.get(var.name) if var.secret else None
+        if value:
+            found += dsn_secrets(value) if var.connection else [value]  # dsn_secrets starts with the value
+    return found
+
+
+ENV_EXAMPLE_HEADING = "# Copy to .env (never commit it). Every variable is read from the environment too."
+
+
+def env_example(variables: tuple[EnvVar, ...] = ENVIRONMENT) -> str:
+    """The text of .env.example: each variable's help, then its line (commented out without an example)."""
+    blocks = [ENV_EXAMPLE_HEADING]
+    for var in variables:
+        lines = textwrap.wrap(var.help, width=98, break_on_hyphens=False)
+        assignment = f"# {var.name}=" if var.example is None else f"{var.name}={var.example}"
+        blocks.append("\n".join([*(f"# {line}" for line in lines), assignment]))
+    return "\n\n".join(blocks) + "\n"
