@@ -11,7 +11,7 @@ from pathlib import Path
 from handlers import backup, drill
 from handlers.backup.settings import encryption_key_from_env
 from handlers.errors import ConfigError, UsageError
-from handlers.report import Report, Section
+from handlers.report import Report
 
 from ..core.command import Arg, command
 from ..core.config import Settings

@@ -167,7 +167,7 @@ def _large_objects(conn, role: str) -> Check:
         "SELECT l.oid, x.grantee = 0 FROM pg_largeobject_metadata l, aclexplode(l.lomacl) x"
         " WHERE x.privilege_type = 'UPDATE' AND x.grantee IN (0, (SELECT oid FROM pg_roles WHERE rolname = %s))"
         " ORDER BY 1", (role,)).fetchall()
-    found = ([f"lo_compat_privileges is on: every role may write every large object"] if compat else []) + \
+    found = (["lo_compat_privileges is on: every role may write every large object"] if compat else []) + \
         [f"large object {oid}" for oid, _ in rows]
     fixes = (["ALTER SYSTEM SET lo_compat_privileges = off (a superuser; on Render ask support)"] if compat else []) + \
         [f"REVOKE UPDATE ON LARGE OBJECT {oid} FROM {_grantee(conn, pub, role)}" for oid, pub in rows]
