@@ -121,7 +121,7 @@ def test_prune_dry_run_would_delete_the_backups_beyond_a_short_retention(archive
 REQUESTS = [
     (3, "add_notes_index", "failed", "apply failed: lock timeout on public.Notes", "U0CAROL", (25, 10), ["U0BOSS"]),
     (4, "add_archived_flag", "expired", "expired after 24 h with 1 of 2 approvals", "U0ALICE", (26, 9), ["U0BOSS"]),
-    (5, "drop_pinned", "rejected", "rejected by <@U0BOSS>", "U0ALICE", (27, 14), []),
+    (5, "drop_pinned", "rejected", "rejected by U0BOSS", "U0ALICE", (27, 14), []),
     (6, "add_archived_flag", "applied", "applied in 1.4 s; recorded in dbops.schema_migrations", "U0ALICE",
      (28, 9), ["U0BOSS", "U0BOSS2"]),
     (7, "drop_pinned", "applying", "applying on `prod` since 2026-11-30 10:02 UTC", "U0ALICE", (30, 9),

@@ -12,6 +12,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from handlers import fmt
 from handlers.errors import ConfigError, UsageError
 from handlers.migrations.model import Finding, Severity
 from handlers.report import Outcome, Progress, Report, Section, Table
@@ -246,12 +247,12 @@ def migrate_status(inv: Invocation) -> Report:
     book.expire_due(datetime.now(timezone.utc))
     only = getattr(inv.args, "target", None)
     requests = [r for r in book.recent() if r.kind == "migration" and only in (None, r.target)]
-    rows = [[r.code, r.name, r.target, r.status, r.requested_by, ", ".join(book.approvers_of(r.id)),
-             r.created_at, r.expires_at] for r in requests]
+    rows = [[r.code, r.name, r.target, r.status, r.requested_by, ", ".join(book.approvers_of(r.id)) or "-",
+             _request_detail(r)] for r in requests]
     counts = {}
     for row in rows:
         counts[row[3]] = counts.get(row[3], 0) + 1
-    headers = ["id", "name", "target", "status", "requested by", "approved by", "created", "expires"]
+    headers = ["id", "name", "target", "status", "by", "approved by", "detail"]
     if not rows:  # Slack's form asks for the files; a terminal names them
         ask = "migrate request" if inv.front_end == "slack" else "migrate request UP.sql --down DOWN.sql --name NAME"
         return Report(title="Migration requests",
@@ -260,6 +261,16 @@ def migrate_status(inv: Invocation) -> Report:
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     return Report(title="Migration requests", summary=summary, sections=[Section("Requests", table=Table(
         headers, rows))], data={"requests": [dict(zip(headers, row)) for row in rows]})
+
+
+def _request_detail(r: ApprovalRequest) -> str:
+    """What the status alone does not say: until when an open request can be approved, and why one
+    failed or was rejected (the book's own words)."""
+    if r.status in ("pending", "approved"):
+        return f"expires {fmt.when(r.expires_at)}"
+    if r.status == "expired":
+        return f"expired {fmt.when(r.expires_at)}"
+    return r.status_detail or "-"
 
 
 def pending_line(inv: Invocation) -> tuple[str, bool, str]:
