@@ -45,9 +45,11 @@ def status_command(inv: Invocation) -> Report:
     inv.settings.target(getattr(inv.args, "target", None))  # no target at all is a configuration error
     only = getattr(inv.args, "target", None)
     probes = [p for p in target_reachability(inv.settings) if only is None or p[0] == only]
+    # A problem is said once, in Problems, listed first: the table and the sections keep the rest.
     sections = [Section("Targets", table=Table(
         ["target", "at", "reachable", "detail"],
-        [[name, inv.settings.targets[name].label, "yes" if ok else "NO", detail] for name, ok, detail in probes]))]
+        [[name, inv.settings.targets[name].label, "yes" if ok else "NO", detail if ok else "see Problems"]
+         for name, ok, detail in probes]))]
     problems = [detail if f"`{name}`" in detail else f"target `{name}` is unreachable: {detail}"
                 for name, ok, detail in probes if not ok]
     data: dict = {"targets": [{"name": n, "reachable": ok, "detail": d} for n, ok, d in probes]}
@@ -65,9 +67,10 @@ def status_command(inv: Invocation) -> Report:
             title, ok, line = provider.line(for_target(inv, name) if name else inv)
             if name and len(inv.settings.targets) > 1:
                 title = f"{title} ({name})"
-            if not ok:
+            if ok:
+                sections.append(Section(title, text=line))
+            else:
                 problems.append(f"{title}: {line}")
-            sections.append(Section(title, text=("" if ok else ":warning: ") + line))
             data["checks"].append({"title": title, "target": name, "ok": ok, "text": line})
     now = datetime.now(timezone.utc)
     schedules = [s.describe(inv.settings, now) for s in inv.registry.schedules if s.describe]

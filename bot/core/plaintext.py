@@ -72,12 +72,13 @@ def plain(text: str) -> list[tuple[str, bool]]:
 
 
 def wrap(line: str, width: int) -> list[str]:
-    """A line wrapped to `width`, continuation lines indented under the text after a bullet."""
+    """A line wrapped to `width`, its continuation lines indented (under the text after a bullet or
+    a `warning:`), so that a wrapped line never reads as the start of the next one."""
     if len(line) <= width:
         return [line]
     indent = len(line) - len(line.lstrip())
-    bullet = re.match(r"\s*(?:[•*-]|\d+[.)])\s+", line)
-    hang = " " * (bullet.end() if bullet else indent)
+    bullet = re.match(r"\s*(?:[•*-]|\d+[.)]|warning:|ok:|x)\s+", line)
+    hang = " " * (bullet.end() if bullet else indent + 2)
     return textwrap.wrap(line, width, subsequent_indent=hang, break_on_hyphens=False) or [""]
 
 
