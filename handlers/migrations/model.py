@@ -94,8 +94,7 @@ class MigrationCheck:
             if rows:
                 sections.append(Section(titles[severity], table=Table(["line", "code", "message", "fix"], rows),
                                         problem=severity is not Severity.INFO))
-        facts = [("Verdict", verdict), ("Forbidden", str(forbidden)), ("Warnings", str(warnings)),
-                 ("Statements", str(self.statement_count)), ("SHA-256", self.sha256)]
+        facts = [("SHA-256", self.sha256)]  # the counts and the verdict are the summary's own words
         return Report(
             title=f"Migration check: {self.filename}",
             summary=summary,
