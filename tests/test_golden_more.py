@@ -1,6 +1,7 @@
 """The terminal text of the reports the CLI cases of tests/test_golden.py do not cover, at 80 and
-100 columns (tests/golden/): a new backup, backup verify, backup prune --dry-run and status with
-problems, and migrate status on a fixed approval book.
+100 columns (tests/golden/): a new backup, backup verify, backup prune --dry-run, status with
+problems, a restore that passed and one that failed its checks, render status with and without
+warnings (a fixed Render instance), and migrate status on a fixed approval book.
 
 They are built in-process from the fixed inputs of tests/test_golden.py and
 tests/test_golden_slack.py (the fixed catalog, a fixed backup result, a status with fixed
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -24,7 +26,10 @@ from handlers.backup.retention import prune
 from handlers.backup.catalog import BackupCatalog
 from handlers.backup.settings import BackupSettings, RetentionSettings
 from handlers.backup.verify import verify_backup
+from handlers.render.settings import RenderSettings
+from handlers.render.status import RenderStatus, check_status, status_report
 from handlers.report import Outcome
+from handlers.restore.runner import RestoreResult
 from handlers import demo_data
 from tests.test_golden import BACKUPS, _at, _new_database, catalog_dsn, check, dbops, normalise  # noqa: F401 (catalog_dsn: a fixture)
 from tests.test_golden_slack import FixedCatalog, _backup_result, _status_invocation
@@ -43,6 +48,59 @@ class FixedCatalogWithoutManifest(FixedCatalog):
         self.recorded = (backup_id, status, detail)
 
 
+def _restore_result(failed: bool = False) -> RestoreResult:
+    """A restore of b005 into `staging` as it is recorded: its steps, its checks, one missing role."""
+    steps = [{"step": "choose backup", "seconds": 0.1, "outcome": "ok", "detail": "b005 (newest verified)"},
+             {"step": "check target", "seconds": 0.2, "outcome": "ok", "detail": "staging is empty"},
+             {"step": "fetch archive", "seconds": 3.4, "outcome": "ok", "detail": "42.7 MB, SHA-256 matches"},
+             {"step": "restore", "seconds": 61.8, "outcome": "ok", "detail": "pg_restore -j 2, 3 tables"},
+             {"step": "verify", "seconds": 9.5, "outcome": "failed" if failed else "ok",
+              "detail": "1 of 3 checks failed" if failed else "3 checks"}]
+    checks = [{"name": "row counts and content checksums", "ok": not failed,
+               "detail": "public.Notes: 150,000 rows expected, 149,200 restored" if failed else "3 tables match"},
+              {"name": "schema", "ok": True, "detail": "tables, columns, indexes, constraints, sequences match"},
+              {"name": "pg_amcheck", "ok": True, "warning": True, "detail": "skipped: --no-amcheck"}]
+    manifest = {"target": "prod", "created_at": "2026-11-24T03:00:00+00:00", "archive": {"size": 44_773_376},
+                "tables": [{"rows": 150_000}, {"rows": 2_000}, {"rows": 48_000}]}
+    return RestoreResult(into="staging", backup_id="b005", steps=steps, checks=checks,
+                         roles=[("asidenote_app", 'CREATE ROLE "asidenote_app"; REASSIGN OWNED BY CURRENT_USER TO '
+                                                 '"asidenote_app";')], manifest=manifest)
+
+
+RENDER_NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+
+
+def _render_status(window_days: float, exports: int) -> RenderStatus:
+    """`render status` of a fixed Render instance: its recovery window `window_days` long, and
+    `exports` logical exports, a day apart."""
+    instance = {"name": "asidenote-db", "plan": "basic_1gb", "version": "18", "region": "oregon",
+                "status": "available", "diskSizeGB": 15, "diskAutoscalingEnabled": True,
+                "highAvailabilityEnabled": False, "suspended": "not_suspended"}
+    starts = RENDER_NOW - timedelta(days=window_days)
+    recovery = {"recoveryStatus": "AVAILABLE", "startsAt": starts.isoformat().replace("+00:00", "Z")}
+    export_list = [{"id": f"exp-{n}", "createdAt": (RENDER_NOW - timedelta(days=n + 1)).isoformat()}
+                   for n in range(exports)]
+    client = FixedRender(instance, recovery, export_list)
+    return check_status(client, "dpg-asidenote", RenderSettings(workspace_plan="professional",
+                                                                exports_expected=True), now=RENDER_NOW)
+
+
+class FixedRender:
+    """What RenderClient returns for one database, fixed."""
+
+    def __init__(self, instance: dict, recovery: dict, exports: list[dict]) -> None:
+        self.instance, self.recovery, self.exports = instance, recovery, exports
+
+    def get_postgres(self, postgres_id: str) -> dict:
+        return self.instance
+
+    def recovery_info(self, postgres_id: str) -> dict:
+        return self.recovery
+
+    def list_exports(self, postgres_id: str) -> list[dict]:
+        return self.exports
+
+
 def _status_report():
     inv = _status_invocation()
     return overview.status_command.run(dataclasses.replace(inv, front_end="cli"))
@@ -53,6 +111,10 @@ IN_PROCESS = {  # name -> the report, from fixed inputs only
     "backup-verify-no-archive": lambda: verify_backup(FixedCatalog(), BackupSettings(), "b004"),
     "backup-verify-no-manifest": lambda: verify_backup(FixedCatalogWithoutManifest(), BackupSettings(), "b005"),
     "status-problems": _status_report,
+    "restore-passed": lambda: _restore_result().to_report(),
+    "restore-failed": lambda: _restore_result(failed=True).to_report(),
+    "render-status": lambda: status_report(_render_status(7, 2), "prod"),
+    "render-status-warnings": lambda: status_report(_render_status(2.5, 0), "prod"),
 }
 
 
@@ -72,6 +134,11 @@ def test_the_in_process_reports_say_what_they_stand_for():
     assert catalog.recorded[:2] == ("b005", "failed")
     status = _status_report()
     assert status.outcome is Outcome.FAILED and status.sections[0].problem
+    assert IN_PROCESS["restore-passed"]().outcome is Outcome.OK
+    assert IN_PROCESS["restore-failed"]().outcome is Outcome.FAILED
+    assert IN_PROCESS["render-status"]().outcome is Outcome.OK
+    warned = IN_PROCESS["render-status-warnings"]()
+    assert warned.outcome is Outcome.FAILED and len(warned.data["warnings"]) == 2
 
 
 # -- prune, on the fixed catalog in a real state store -------------------------------------------

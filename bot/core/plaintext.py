@@ -71,25 +71,28 @@ def plain(text: str) -> list[tuple[str, bool]]:
     return out
 
 
-def wrap(line: str, width: int) -> list[str]:
-    """A line wrapped to `width`, its continuation lines indented (under the text after a bullet or
-    a `warning:`), so that a wrapped line never reads as the start of the next one."""
+def wrap(line: str, width: int, item: bool = True) -> list[str]:
+    """A line wrapped to `width`. An item of a list (a line among others) has its continuation lines
+    indented, under the text after a bullet or a `warning:`, so that a wrapped item never reads as
+    the start of the next one; a paragraph (`item=False`) wraps flush."""
     if len(line) <= width:
         return [line]
     indent = len(line) - len(line.lstrip())
     bullet = re.match(r"\s*(?:[•*-]|\d+[.)]|warning:|ok:|x)\s+", line)
-    hang = " " * (bullet.end() if bullet else indent + 2)
+    hang = " " * (bullet.end() if bullet else indent + 2 if item else indent)
     return textwrap.wrap(line, width, subsequent_indent=hang, break_on_hyphens=False) or [""]
 
 
 def fit(text: str, width: int) -> list[str]:
     """mrkdwn text as terminal lines no wider than `width`."""
+    pieces = plain(text)
+    items = sum(1 for line, code in pieces if line.strip() and not code) > 1
     lines = []
-    for line, code in plain(text):
+    for line, code in pieces:
         if code:
             lines += [line[i:i + width] for i in range(0, max(len(line), 1), width)] if len(line) > width else [line]
         else:
-            lines += wrap(line, width)
+            lines += wrap(line, width, items)
     return lines
 
 

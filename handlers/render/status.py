@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import fmt
-from ..report import Outcome, Report, Section, Table
+from ..report import Outcome, Report, Section, Table, key_values
 from .client import RenderClient, parse_time
 from .settings import EXPORT_KEEP_DAYS, NO_BACKUP_INSTANCE_PLANS, RenderSettings
 
@@ -82,28 +82,28 @@ def status_report(found: RenderStatus, target_name: str, prefix: str = "dbops") 
     i = found.instance
     disk = f"{i['diskSizeGB']} GB" if i.get("diskSizeGB") is not None else "-"
     disk += " (autoscaling)" if i.get("diskAutoscalingEnabled") else ""
-    instance_rows = [["name", i.get("name", "-")], ["id", found.postgres_id], ["plan", i.get("plan", "-")],
-                     ["PostgreSQL", i.get("version", "-")], ["region", i.get("region", "-")],
-                     ["status", i.get("status", "-")], ["disk", disk],
-                     ["high availability", "yes" if i.get("highAvailabilityEnabled") else "no"],
-                     ["suspended", i.get("suspended", "-")]]
     starts = found.recovery.get("startsAt")
-    recovery_rows = [["status", found.recovery.get("recoveryStatus", "-")],
-                     ["earliest restorable time", starts or "-"],
-                     ["reaches back", fmt.duration(found.window_s)],
-                     ["the plan documents", f"{found.documented_days} days"]]
-    export_rows = [[e.get("id", "?"), e.get("createdAt", "?")] for e in found.exports[:10]]
-    sections = [Section("Instance", table=Table(["", ""], instance_rows)),
-                Section("Point-in-time recovery", table=Table(["", ""], recovery_rows)),
-                Section(f"Logical exports (Render keeps them {EXPORT_KEEP_DAYS} days)",
+    facts = key_values([["name", i.get("name", "-")], ["id", found.postgres_id], ["plan", i.get("plan", "-")],
+                        ["PostgreSQL", i.get("version", "-")], ["region", i.get("region", "-")],
+                        ["status", i.get("status", "-")], ["disk", disk],
+                        ["high availability", "yes" if i.get("highAvailabilityEnabled") else "no"],
+                        ["suspended", i.get("suspended", "-")],
+                        ["point-in-time recovery", found.recovery.get("recoveryStatus", "-")],
+                        ["earliest restorable time", fmt.when(parse_time(starts)) if starts else "-"],
+                        ["reaches back", fmt.duration(found.window_s)],
+                        ["the plan documents", f"{found.documented_days} days"]])
+    export_rows = [[e.get("id", "?"), fmt.when(parse_time(e.get("createdAt"))) if e.get("createdAt") else "?"]
+                   for e in found.exports[:10]]
+    sections = [Section(f"Logical exports (Render keeps them {EXPORT_KEEP_DAYS} days)",
                         table=Table(["export", "created"], export_rows) if export_rows else None,
                         text="" if export_rows else "None. Make one in Render's Dashboard (Recovery > Export); "
                                                     f"`{prefix} render export-drill` then restores it.")]
     if found.warnings:
-        sections.insert(0, Section("Warnings", "\n".join(f":warning: {w}" for w in found.warnings)))
-    summary = found.line
+        sections.insert(0, Section("Warnings", "\n".join(f":warning: {w}" for w in found.warnings), problem=True))
+    name = i.get("name", found.postgres_id)
+    summary = found.line if found.ok else f"Render {name}: {fmt.plural(len(found.warnings), 'warning')}"
     return Report(f"Render backups of {target_name}", summary, Outcome.OK if found.ok else Outcome.FAILED,
-                  sections=sections,
+                  sections=sections, facts=facts,
                   data={"target": target_name, "postgres_id": found.postgres_id, "ok": found.ok,
                         "warnings": found.warnings,
                         "instance": {k: i.get(k) for k in ("name", "plan", "version", "region", "status",

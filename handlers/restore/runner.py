@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -65,6 +66,50 @@ class RestoreResult:
     @property
     def ok(self) -> bool:
         return self.error is None and all(c["ok"] for c in self.checks) and not self.restore_errors
+
+    def to_report(self) -> Report:
+        m = self.manifest or {}
+        failed = [c for c in self.checks if not c["ok"]]
+        total = sum(s["seconds"] for s in self.steps)
+        if self.error:
+            summary = f"Restore into `{self.into}` FAILED: {self.error}"
+        elif failed or self.restore_errors:
+            summary = (f"Restore of {self.backup_id} into `{self.into}` FAILED its checks: {len(failed)} of "
+                       f"{len(self.checks)} failed ({'; '.join(c['name'] for c in failed[:3])}). Do not point the "
+                       "application at it.")
+        else:
+            summary = (f"Restored {self.backup_id} of `{m.get('target')}` ({_taken_at(m)}) into "
+                       f"`{self.into}` in {fmt.duration(total)}: {len(self.checks)} checks passed, "
+                       f"{sum(int(t.get('rows', 0)) for t in m.get('tables', [])):,} rows.")
+        sections = [Section("Steps", table=Table(["step", "seconds", "outcome", "detail"],
+                                                 [[s["step"], s["seconds"], s["outcome"], s["detail"]]
+                                                  for s in self.steps]))]
+        if self.skipped:
+            sections.append(Section("Newer backups passed over", text="\n".join(self.skipped)))
+        if self.checks:
+            sections.append(Section("Checks", table=Table(["check", "result", "detail"], [
+                [c["name"], "ok" if c["ok"] and not c.get("warning") else "WARNING" if c["ok"] else "FAILED",
+                 c["detail"]] for c in self.checks])))
+        if self.roles:
+            sections.append(Section("Roles the archive's objects belong to, missing here", text=(
+                "The restored objects are owned by the target's own user (pg_restore --no-owner). To give them "
+                "their original owners, create these roles and reassign:\n```\n"
+                + "\n".join(statement for _, statement in self.roles) + "\n```")))
+        if self.ok:
+            sections.append(Section("Next steps on Render", text=next_steps(self.into)))
+        if self.backup_after is not None:
+            sections.append(Section("Backup of the restored database", text=self.backup_after.get("summary")
+                                    or f"FAILED: {self.backup_after.get('error')}"))
+        ok = self.ok and not (self.backup_after or {}).get("error")
+        return Report(title=f"Restore into {self.into}" + (f" (backup {self.backup_id})" if self.backup_id else ""),
+                      summary=summary, outcome=Outcome.OK if ok else Outcome.FAILED, sections=sections,
+                      data={"into": self.into, "backup_id": self.backup_id, "steps": self.steps, "checks": self.checks,
+                            "skipped": self.skipped, "missing_roles": [n for n, _ in self.roles],
+                            "role_statements": [s for _, s in self.roles], "dropped_schemas": self.dropped_schemas,
+                            "restore_errors": self.restore_errors, "error": self.error, "total_s": round(total, 3),
+                            "backup_after": self.backup_after,
+                            "size": (m.get("archive") or {}).get("size"),
+                            "size_text": fmt.size((m.get("archive") or {}).get("size"))})
 
 
 class _Failed(DbopsError):
@@ -137,7 +182,7 @@ class _Restore:
             self._step("restore", lambda: self._pg_restore(archive, manifest))
         except DbopsError as exc:
             self.result.error = self._clean(str(exc))
-            return self._report()
+            return self.result.to_report()
         finally:
             shutil.rmtree(work, ignore_errors=True)
         try:
@@ -151,7 +196,7 @@ class _Restore:
                 self.result.backup_after = report
             except DbopsError as exc:
                 self.result.backup_after = {"error": self._clean(str(exc))}
-        return self._report()
+        return self.result.to_report()
 
     # -- steps ---------------------------------------------------------------------------
     def _candidates(self) -> str:
@@ -250,51 +295,12 @@ class _Restore:
         failed = [c for c in self.result.checks if not c["ok"]]
         return f"{len(self.result.checks) - len(failed)} of {len(self.result.checks)} checks passed"
 
-    # -- the report ---------------------------------------------------------------------
-    def _report(self) -> Report:
-        r = self.result
-        m = r.manifest or {}
-        failed = [c for c in r.checks if not c["ok"]]
-        total = sum(s["seconds"] for s in r.steps)
-        if r.error:
-            summary = f"Restore into `{r.into}` FAILED: {r.error}"
-        elif failed or r.restore_errors:
-            summary = (f"Restore of {r.backup_id} into `{r.into}` FAILED its checks: {len(failed)} of "
-                       f"{len(r.checks)} failed ({'; '.join(c['name'] for c in failed[:3])}). Do not point the "
-                       "application at it.")
-        else:
-            summary = (f"Restored {r.backup_id} of `{m.get('target')}` ({m.get('created_at', '?')[:19]}) into "
-                       f"`{r.into}` in {fmt.duration(total)}: {len(r.checks)} checks passed, "
-                       f"{sum(int(t.get('rows', 0)) for t in m.get('tables', [])):,} rows.")
-        sections = [Section("Steps", table=Table(["step", "seconds", "outcome", "detail"],
-                                                 [[s["step"], s["seconds"], s["outcome"], s["detail"]]
-                                                  for s in r.steps]))]
-        if r.skipped:
-            sections.append(Section("Newer backups passed over", text="\n".join(r.skipped)))
-        if r.checks:
-            sections.append(Section("Checks", table=Table(["check", "result", "detail"], [
-                [c["name"], "ok" if c["ok"] and not c.get("warning") else "WARNING" if c["ok"] else "FAILED",
-                 c["detail"]] for c in r.checks])))
-        if r.roles:
-            sections.append(Section("Roles the archive's objects belong to, missing here", text=(
-                "The restored objects are owned by the target's own user (pg_restore --no-owner). To give them "
-                "their original owners, create these roles and reassign:\n"
-                + "\n".join(statement for _, statement in r.roles))))
-        if r.ok:
-            sections.append(Section("Next steps on Render", text=next_steps(r.into)))
-        if r.backup_after is not None:
-            sections.append(Section("Backup of the restored database", text=r.backup_after.get("summary")
-                                    or f"FAILED: {r.backup_after.get('error')}"))
-        ok = r.ok and not (r.backup_after or {}).get("error")
-        return Report(title=f"Restore into {r.into}" + (f" (backup {r.backup_id})" if r.backup_id else ""),
-                      summary=summary, outcome=Outcome.OK if ok else Outcome.FAILED, sections=sections,
-                      data={"into": r.into, "backup_id": r.backup_id, "steps": r.steps, "checks": r.checks,
-                            "skipped": r.skipped, "missing_roles": [n for n, _ in r.roles],
-                            "role_statements": [s for _, s in r.roles], "dropped_schemas": r.dropped_schemas,
-                            "restore_errors": r.restore_errors, "error": r.error, "total_s": round(total, 3),
-                            "backup_after": r.backup_after,
-                            "size": (m.get("archive") or {}).get("size"),
-                            "size_text": fmt.size((m.get("archive") or {}).get("size"))})
+
+def _taken_at(manifest: dict) -> str:
+    try:
+        return fmt.when(datetime.fromisoformat(manifest["created_at"]))
+    except (KeyError, TypeError, ValueError):
+        return "taken at an unknown time"
 
 
 def next_steps(into: str) -> str:
