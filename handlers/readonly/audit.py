@@ -53,8 +53,11 @@ def audit(conn: psycopg.Connection, role: str, bot: str) -> list[Check]:
 
 
 def _attributes(conn, role: str) -> Check:
-    row = conn.execute("SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles"
-                       " WHERE rolname = %s", (role,)).fetchone()
+    row = conn.execute(
+        """SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls
+           FROM pg_roles
+           WHERE rolname = %s""",
+        (role,)).fetchone()
     names = ("SUPERUSER", "CREATEROLE", "CREATEDB", "REPLICATION", "BYPASSRLS")
     found = [n for n, on in zip(names, row) if on]
     return _finding("role attributes", found, [f"ALTER ROLE {_q(conn, role)} " + " ".join(f"NO{n}" for n in found)],
@@ -62,8 +65,12 @@ def _attributes(conn, role: str) -> Check:
 
 
 def _memberships(conn, role: str) -> Check:
-    rows = conn.execute("SELECT r.rolname FROM pg_roles r WHERE r.rolname <> %s AND pg_has_role(%s, r.oid, 'MEMBER')"
-                        " ORDER BY 1", (role, role)).fetchall()
+    rows = conn.execute(
+        """SELECT r.rolname
+           FROM pg_roles r
+           WHERE r.rolname <> %s AND pg_has_role(%s, r.oid, 'MEMBER')
+           ORDER BY 1""",
+        (role, role)).fetchall()
     found = [r[0] for r in rows]
     dangerous = ", ".join(n for n in found if n in DANGEROUS_ROLES)
     return _finding("memberships (pg_write_all_data, pg_signal_backend, any role)", found,
@@ -73,11 +80,14 @@ def _memberships(conn, role: str) -> Check:
 
 def _owned(conn, role: str, bot: str) -> Check:
     rows = conn.execute(
-        "SELECT CASE WHEN s.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))"
-        " THEN pg_describe_object(s.classid, s.objid, s.objsubid)"
-        " ELSE 'an object in database ' || (SELECT datname FROM pg_database WHERE oid = s.dbid) END"
-        " FROM pg_shdepend s WHERE s.deptype = 'o' AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = %s)"
-        " ORDER BY 1", (role,)).fetchall()
+        """SELECT CASE WHEN s.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+                       THEN pg_describe_object(s.classid, s.objid, s.objsubid)
+                       ELSE 'an object in database ' || (SELECT datname FROM pg_database WHERE oid = s.dbid)
+                  END
+           FROM pg_shdepend s
+           WHERE s.deptype = 'o' AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = %s)
+           ORDER BY 1""",
+        (role,)).fetchall()
     return _finding("owned objects", [r[0] for r in rows],
                     [f"REASSIGN OWNED BY {_q(conn, role)} TO {_q(conn, bot)} (in each database)"], "owns nothing",
                     say=lambda listed: f"owns {listed}")
@@ -86,18 +96,26 @@ def _owned(conn, role: str, bot: str) -> Check:
 def _relation_writes(conn, role: str, version: int) -> Check:
     privileges = list(WRITE_PRIVILEGES) + (["MAINTAIN"] if version >= 170000 else [])
     rows = conn.execute(
-        "SELECT n.nspname, c.relname, p.priv, has_table_privilege('public', c.oid, p.priv)"
-        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN unnest(%s::text[]) p(priv)"
-        " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%'"
-        " AND has_table_privilege(%s, c.oid, p.priv) ORDER BY 1, 2, 3", (privileges, list(SYSTEM_SCHEMAS), role)).fetchall()
+        """SELECT n.nspname, c.relname, p.priv, has_table_privilege('public', c.oid, p.priv)
+           FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           CROSS JOIN unnest(%s::text[]) p(priv)
+           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+             AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%'
+             AND has_table_privilege(%s, c.oid, p.priv)
+           ORDER BY 1, 2, 3""",
+        (privileges, list(SYSTEM_SCHEMAS), role)).fetchall()
     # Column grants stay when a table-level privilege is absent; REVOKE on the table removes them too.
     cols = conn.execute(
-        "SELECT n.nspname, c.relname, p.priv, has_any_column_privilege('public', c.oid, p.priv)"
-        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " CROSS JOIN unnest(ARRAY['INSERT', 'UPDATE', 'REFERENCES']) p(priv)"
-        " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%'"
-        " AND has_any_column_privilege(%s, c.oid, p.priv) AND NOT has_table_privilege(%s, c.oid, p.priv)"
-        " ORDER BY 1, 2, 3", (list(SYSTEM_SCHEMAS), role, role)).fetchall()
+        """SELECT n.nspname, c.relname, p.priv, has_any_column_privilege('public', c.oid, p.priv)
+           FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           CROSS JOIN unnest(ARRAY['INSERT', 'UPDATE', 'REFERENCES']) p(priv)
+           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+             AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%'
+             AND has_any_column_privilege(%s, c.oid, p.priv) AND NOT has_table_privilege(%s, c.oid, p.priv)
+           ORDER BY 1, 2, 3""",
+        (list(SYSTEM_SCHEMAS), role, role)).fetchall()
     by_rel: dict[tuple[str, str, bool], list[str]] = {}
     for schema, name, priv, public in rows:
         by_rel.setdefault((schema, name, public), []).append(priv)
@@ -112,11 +130,14 @@ def _relation_writes(conn, role: str, version: int) -> Check:
 def _sequence_writes(conn, role: str) -> Check:
     rows = conn.execute(
         # The privilege functions inside CASE: the planner may test them before the relkind filter.
-        "SELECT n.nspname, c.relname, CASE WHEN c.relkind = 'S' THEN has_sequence_privilege('public', c.oid,"
-        " 'USAGE, UPDATE') END FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.relkind = 'S' AND n.nspname <> ALL(%s)"
-        " AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(%s, c.oid, 'USAGE, UPDATE') ELSE false END"
-        " ORDER BY 1, 2", (list(SYSTEM_SCHEMAS), role)).fetchall()
+        """SELECT n.nspname, c.relname,
+                  CASE WHEN c.relkind = 'S' THEN has_sequence_privilege('public', c.oid, 'USAGE, UPDATE') END
+           FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind = 'S' AND n.nspname <> ALL(%s)
+             AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(%s, c.oid, 'USAGE, UPDATE') ELSE false END
+           ORDER BY 1, 2""",
+        (list(SYSTEM_SCHEMAS), role)).fetchall()
     fixes = [f"REVOKE USAGE, UPDATE ON SEQUENCE {_q(conn, s, n)} FROM {_grantee(conn, pub, role)}" for s, n, pub in rows]
     return _finding("nextval/setval on sequences", [f"{s}.{n}" for s, n, _ in rows], fixes, "none",
                     say=lambda listed: f"can advance {listed}")
@@ -124,10 +145,12 @@ def _sequence_writes(conn, role: str) -> Check:
 
 def _security_definer(conn, role: str) -> Check:
     rows = conn.execute(
-        "SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner),"
-        " has_function_privilege('public', p.oid, 'EXECUTE')"
-        " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-        " WHERE p.prosecdef AND n.nspname <> ALL(%s) AND has_function_privilege(%s, p.oid, 'EXECUTE') ORDER BY 1",
+        """SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner),
+                  has_function_privilege('public', p.oid, 'EXECUTE')
+           FROM pg_proc p
+           JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE p.prosecdef AND n.nspname <> ALL(%s) AND has_function_privilege(%s, p.oid, 'EXECUTE')
+           ORDER BY 1""",
         (list(SYSTEM_SCHEMAS), role)).fetchall()
     fixes = [f"REVOKE EXECUTE ON ROUTINE {sig} FROM {_grantee(conn, pub, role)}" for sig, _, pub in rows]
     return _finding("SECURITY DEFINER functions it can execute", [f"{sig} (runs as {owner})" for sig, owner, _ in rows],
@@ -137,22 +160,35 @@ def _security_definer(conn, role: str) -> Check:
 
 def _remote_access(conn, role: str) -> list[Check]:
     rows = conn.execute(
-        "SELECT p.oid::regprocedure::text, has_function_privilege('public', p.oid, 'EXECUTE')"
-        " FROM pg_extension e JOIN pg_depend d ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid"
-        " AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e' JOIN pg_proc p ON p.oid = d.objid"
-        " WHERE e.extname = 'dblink' AND has_function_privilege(%s, p.oid, 'EXECUTE')"
-        " AND p.proname LIKE 'dblink%%' ORDER BY 1", (role,)).fetchall()
+        """SELECT p.oid::regprocedure::text, has_function_privilege('public', p.oid, 'EXECUTE')
+           FROM pg_extension e
+           JOIN pg_depend d ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
+                           AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+           JOIN pg_proc p ON p.oid = d.objid
+           WHERE e.extname = 'dblink' AND has_function_privilege(%s, p.oid, 'EXECUTE')
+             AND p.proname LIKE 'dblink%%'
+           ORDER BY 1""",
+        (role,)).fetchall()
     dblink = _finding("dblink", [sig for sig, _ in rows],
                       [f"REVOKE EXECUTE ON FUNCTION {sig} FROM {_grantee(conn, pub, role)}" for sig, pub in rows],
                       "not installed, or none of its functions executable",
                       say=lambda listed: f"can run {listed}: it can open connections as other roles")
     wrappers = conn.execute(
-        "SELECT 'FOREIGN DATA WRAPPER', fdwname, has_foreign_data_wrapper_privilege('public', oid, 'USAGE')"
-        " FROM pg_foreign_data_wrapper WHERE has_foreign_data_wrapper_privilege(%s, oid, 'USAGE')"
-        " UNION ALL SELECT 'FOREIGN SERVER', srvname, has_server_privilege('public', oid, 'USAGE')"
-        " FROM pg_foreign_server WHERE has_server_privilege(%s, oid, 'USAGE') ORDER BY 1, 2", (role, role)).fetchall()
-    mappings = conn.execute("SELECT srvname, usename FROM pg_user_mappings WHERE usename IN (%s, 'public')"
-                            " ORDER BY 1", (role,)).fetchall()
+        """SELECT 'FOREIGN DATA WRAPPER', fdwname, has_foreign_data_wrapper_privilege('public', oid, 'USAGE')
+           FROM pg_foreign_data_wrapper
+           WHERE has_foreign_data_wrapper_privilege(%s, oid, 'USAGE')
+           UNION ALL
+           SELECT 'FOREIGN SERVER', srvname, has_server_privilege('public', oid, 'USAGE')
+           FROM pg_foreign_server
+           WHERE has_server_privilege(%s, oid, 'USAGE')
+           ORDER BY 1, 2""",
+        (role, role)).fetchall()
+    mappings = conn.execute(
+        """SELECT srvname, usename
+           FROM pg_user_mappings
+           WHERE usename IN (%s, 'public')
+           ORDER BY 1""",
+        (role,)).fetchall()
     found = [f"{kind.lower()} {name}" for kind, name, _ in wrappers] + [f"user mapping for {u} on {s}" for s, u in mappings]
     fixes = [f"REVOKE USAGE ON {kind} {_q(conn, name)} FROM {_grantee(conn, pub, role)}" for kind, name, pub in wrappers]
     fixes += [f"DROP USER MAPPING FOR {'PUBLIC' if u == 'public' else _q(conn, u)} SERVER {_q(conn, s)}"
@@ -164,9 +200,11 @@ def _remote_access(conn, role: str) -> list[Check]:
 def _large_objects(conn, role: str) -> Check:
     compat = conn.execute("SELECT current_setting('lo_compat_privileges')").fetchone()[0] == "on"
     rows = conn.execute(
-        "SELECT l.oid, x.grantee = 0 FROM pg_largeobject_metadata l, aclexplode(l.lomacl) x"
-        " WHERE x.privilege_type = 'UPDATE' AND x.grantee IN (0, (SELECT oid FROM pg_roles WHERE rolname = %s))"
-        " ORDER BY 1", (role,)).fetchall()
+        """SELECT l.oid, x.grantee = 0
+           FROM pg_largeobject_metadata l, aclexplode(l.lomacl) x
+           WHERE x.privilege_type = 'UPDATE' AND x.grantee IN (0, (SELECT oid FROM pg_roles WHERE rolname = %s))
+           ORDER BY 1""",
+        (role,)).fetchall()
     found = (["lo_compat_privileges is on: every role may write every large object"] if compat else []) + \
         [f"large object {oid}" for oid, _ in rows]
     fixes = (["ALTER SYSTEM SET lo_compat_privileges = off (a superuser; on Render ask support)"] if compat else []) + \
@@ -178,10 +216,14 @@ def _large_objects(conn, role: str) -> Check:
 
 def _create_rights(conn, role: str) -> Check:
     rows = conn.execute(
-        "SELECT 'SCHEMA', nspname, has_schema_privilege('public', oid, 'CREATE') FROM pg_namespace"
-        " WHERE has_schema_privilege(%s, oid, 'CREATE')"
-        " UNION ALL SELECT 'DATABASE', datname, has_database_privilege('public', oid, 'CREATE') FROM pg_database"
-        " WHERE datname = current_database() AND has_database_privilege(%s, oid, 'CREATE') ORDER BY 1, 2",
+        """SELECT 'SCHEMA', nspname, has_schema_privilege('public', oid, 'CREATE')
+           FROM pg_namespace
+           WHERE has_schema_privilege(%s, oid, 'CREATE')
+           UNION ALL
+           SELECT 'DATABASE', datname, has_database_privilege('public', oid, 'CREATE')
+           FROM pg_database
+           WHERE datname = current_database() AND has_database_privilege(%s, oid, 'CREATE')
+           ORDER BY 1, 2""",
         (role, role)).fetchall()
     fixes = [f"REVOKE CREATE ON {kind} {_q(conn, name)} FROM {_grantee(conn, pub, role)}" for kind, name, pub in rows]
     return _finding("CREATE on a schema or the database", [f"{kind.lower()} {name}" for kind, name, _ in rows], fixes,
@@ -190,8 +232,11 @@ def _create_rights(conn, role: str) -> Check:
 
 def _parameters(conn, role: str) -> Check:
     rows = conn.execute(
-        "SELECT a.parname, x.privilege_type, x.grantee = 0 FROM pg_parameter_acl a, aclexplode(a.paracl) x"
-        " WHERE x.grantee IN (0, (SELECT oid FROM pg_roles WHERE rolname = %s)) ORDER BY 1", (role,)).fetchall()
+        """SELECT a.parname, x.privilege_type, x.grantee = 0
+           FROM pg_parameter_acl a, aclexplode(a.paracl) x
+           WHERE x.grantee IN (0, (SELECT oid FROM pg_roles WHERE rolname = %s))
+           ORDER BY 1""",
+        (role,)).fetchall()
     fixes = [f"REVOKE {priv} ON PARAMETER {name} FROM {_grantee(conn, pub, role)}" for name, priv, pub in rows]
     return _finding("SET/ALTER SYSTEM on protected settings", [f"{priv} on {name}" for name, priv, _ in rows], fixes,
                     "none")

@@ -76,8 +76,11 @@ def coverage(conn: psycopg.Connection, role: str, schemas: list[str], settings: 
                         "" if not gaps else f"{repair}, or as that creator: " + "; ".join(fixes[:4])))
 
     configured = dict(item.split("=", 1) for item in (conn.execute(
-        "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole"
-        " WHERE r.rolname = %s AND s.setdatabase = 0", (role,)).fetchone() or [[]])[0] or [])
+        """SELECT s.setconfig
+           FROM pg_db_role_setting s
+           JOIN pg_roles r ON r.oid = s.setrole
+           WHERE r.rolname = %s AND s.setdatabase = 0""",
+        (role,)).fetchone() or [[]])[0] or [])
     wrong = [f"{k} (is {configured.get(k, 'unset')})" for k, v in role_settings(settings).items()
              if configured.get(k) != v]
     checks.append(Check("session limits on the role", not wrong,

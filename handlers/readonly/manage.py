@@ -367,12 +367,16 @@ def drop_role(target: Target, name: str, settings: ReadonlySettings, book: RoleB
             with conn.transaction():
                 conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(name)))
                 _self_membership(conn, bot, name, inherit=True)
-            ended = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s",
-                                 (name,)).fetchone()[0]
+            ended = conn.execute(
+                """SELECT count(pg_terminate_backend(pid))
+                   FROM pg_stat_activity
+                   WHERE usename = %s""",
+                (name,)).fetchone()[0]
             with conn.transaction():
                 for creator, schema, objtype in sorted(system_catalog.default_grants(conn, name)):
                     objects = "TABLES" if objtype == "r" else "SEQUENCES"
-                    statement = sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} REVOKE ALL ON {} FROM {}").format(
+                    statement = sql.SQL(
+                        "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} REVOKE ALL ON {} FROM {}").format(
                         sql.Identifier(creator), sql.Identifier(schema), sql.SQL(objects), sql.Identifier(name))
                     try:
                         with conn.transaction():

@@ -75,8 +75,8 @@ def prove(conn: psycopg.Connection, role: str, schemas: list[str], settings: Rea
         withheld = settings.withheld_in(rel.schema, rel.name)
         cols = [c for c in rel.columns if c not in withheld] or None
         target = sql.SQL(", ").join(map(sql.Identifier, cols)) if cols else sql.SQL("1")
-        state, _ = _attempt(conn, [sql.SQL("SELECT {} FROM {} LIMIT 1").format(target, sql.Identifier(rel.schema, rel.name))],
-                            begin="BEGIN READ ONLY")
+        state, _ = _attempt(conn, [sql.SQL("SELECT {} FROM {} LIMIT 1").format(
+            target, sql.Identifier(rel.schema, rel.name))], begin="BEGIN READ ONLY")
         if state is not None:
             unreadable.append(f"{rel.label} ({state})")
     checks.append(Check(f"reads the {len(rels)} tables and views of {', '.join(schemas)}", not unreadable and bool(rels),
@@ -148,8 +148,8 @@ def prove(conn: psycopg.Connection, role: str, schemas: list[str], settings: Rea
         checks.append(_refused(f"reading withheld column {wc}", state))
     for rel in rels:
         if settings.withheld_in(rel.schema, rel.name) & set(rel.columns):
-            state, _ = _attempt(conn, [sql.SQL("SELECT * FROM {} LIMIT 1").format(sql.Identifier(rel.schema, rel.name))],
-                                begin="BEGIN READ ONLY")
+            state, _ = _attempt(conn, [sql.SQL("SELECT * FROM {} LIMIT 1").format(
+                sql.Identifier(rel.schema, rel.name))], begin="BEGIN READ ONLY")
             checks.append(_refused(f"SELECT * FROM {rel.label}", state, "by design: name the columns"))
 
     # Each way a session undoes default_transaction_read_only, then a write: privileges still refuse it.

@@ -30,31 +30,45 @@ def relations(conn: psycopg.Connection, schemas: list[str], kinds: tuple[str, ..
     they are read through their parent (and get its grants at attach time only, so the parent is what
     a role is given)."""
     rows = conn.execute(
-        "SELECT n.nspname, c.relname, c.relkind, pg_get_userbyid(c.relowner),"
-        " coalesce(array_agg(a.attname ORDER BY a.attnum) FILTER (WHERE a.attnum > 0), '{}')"
-        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
-        " WHERE n.nspname = ANY(%s) AND c.relkind = ANY(%s) AND NOT c.relispartition"
-        " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2", (schemas, list(kinds))).fetchall()
+        """SELECT n.nspname, c.relname, c.relkind, pg_get_userbyid(c.relowner),
+                  coalesce(array_agg(a.attname ORDER BY a.attnum) FILTER (WHERE a.attnum > 0), '{}')
+           FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           WHERE n.nspname = ANY(%s) AND c.relkind = ANY(%s) AND NOT c.relispartition
+           GROUP BY 1, 2, 3, 4
+           ORDER BY 1, 2""",
+        (schemas, list(kinds))).fetchall()
     return [Relation(r[0], r[1], r[2], r[3], tuple(r[4])) for r in rows]
 
 
 def existing_schemas(conn: psycopg.Connection, schemas: list[str]) -> list[str]:
-    rows = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (schemas,)).fetchall()
+    rows = conn.execute(
+        """SELECT nspname
+           FROM pg_namespace
+           WHERE nspname = ANY(%s)""",
+        (schemas,)).fetchall()
     found = {r[0] for r in rows}
     return [s for s in schemas if s in found]
 
 
 def role_exists(conn: psycopg.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is not None
+    return conn.execute(
+        """SELECT 1
+           FROM pg_roles
+           WHERE rolname = %s""",
+        (name,)).fetchone() is not None
 
 
 def creator_roles(conn: psycopg.Connection, schemas: list[str], extra: tuple[str, ...] = ()) -> list[str]:
     """Roles that create tables in `schemas`: the owners of what is there, the bot itself (it may run
     the migrations), and the configured migration owners. PostgreSQL's own roles are not among them."""
     rows = conn.execute(
-        "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')", (schemas,)).fetchall()
+        """SELECT DISTINCT pg_get_userbyid(c.relowner)
+           FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')""",
+        (schemas,)).fetchall()
     found = [r[0] for r in rows] + [conn.execute("SELECT current_user").fetchone()[0]] + list(extra)
     return sorted({name for name in found if not name.startswith("pg_")})
 
@@ -79,8 +93,10 @@ class BotRole:
 
 
 def bot_role(conn: psycopg.Connection) -> BotRole:
-    row = conn.execute("SELECT rolname, rolsuper, rolcreaterole, current_setting('server_version_num')::int"
-                       " FROM pg_roles WHERE rolname = current_user").fetchone()
+    row = conn.execute(
+        """SELECT rolname, rolsuper, rolcreaterole, current_setting('server_version_num')::int
+           FROM pg_roles
+           WHERE rolname = current_user""").fetchone()
     return BotRole(*row)
 
 
@@ -91,8 +107,10 @@ def has_admin_on(conn: psycopg.Connection, role: str) -> bool:
         return True
     if not bot.admin_option_matters:
         return bot.createrole
-    return bool(conn.execute("SELECT pg_has_role(current_user, %s, 'USAGE WITH ADMIN OPTION')"
-                             " OR pg_has_role(current_user, %s, 'MEMBER WITH ADMIN OPTION')", (role, role)).fetchone()[0])
+    return bool(conn.execute(
+        """SELECT pg_has_role(current_user, %s, 'USAGE WITH ADMIN OPTION')
+                  OR pg_has_role(current_user, %s, 'MEMBER WITH ADMIN OPTION')""",
+        (role, role)).fetchone()[0])
 
 
 def can_act_for(conn: psycopg.Connection, role: str) -> bool:
@@ -103,10 +121,11 @@ def can_act_for(conn: psycopg.Connection, role: str) -> bool:
 def default_grants(conn: psycopg.Connection, role: str) -> set[tuple[str, str, str]]:
     """(creator, schema, object type r|S) for which new objects grant SELECT to `role` by default."""
     rows = conn.execute(
-        "SELECT pg_get_userbyid(d.defaclrole), n.nspname, d.defaclobjtype"
-        " FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace,"
-        " aclexplode(d.defaclacl) x"
-        " WHERE x.grantee = (SELECT oid FROM pg_roles WHERE rolname = %s) AND x.privilege_type = 'SELECT'",
+        """SELECT pg_get_userbyid(d.defaclrole), n.nspname, d.defaclobjtype
+           FROM pg_default_acl d
+           JOIN pg_namespace n ON n.oid = d.defaclnamespace,
+                aclexplode(d.defaclacl) x
+           WHERE x.grantee = (SELECT oid FROM pg_roles WHERE rolname = %s) AND x.privilege_type = 'SELECT'""",
         (role,)).fetchall()
     return {(r[0], r[1], r[2]) for r in rows}
 
@@ -114,6 +133,8 @@ def default_grants(conn: psycopg.Connection, role: str) -> set[tuple[str, str, s
 def read_replicas(conn: psycopg.Connection) -> int:
     """Standbys streaming from this server (PostgreSQL shows the rows to every role)."""
     try:
-        return int(conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()[0])
+        return int(conn.execute(
+            """SELECT count(*)
+               FROM pg_stat_replication""").fetchone()[0])
     except psycopg.Error:
         return 0
