@@ -205,6 +205,24 @@ def test_a_column_added_to_a_withheld_table_is_caught_and_repaired(env):
     assert readonly.repair_role(env.target, name, env.settings, env.book).ok
 
 
+def test_a_withheld_column_made_readable_by_a_grant_and_a_sequence_made_unreadable_are_caught(env):
+    name, _, _ = env.create()
+    with env.owner() as conn:
+        conn.execute(sql.SQL('GRANT SELECT ("PasswordHash") ON "Users" TO {}').format(sql.Identifier(name)))
+        conn.execute(sql.SQL('GRANT SELECT ON "RefreshTokens" TO {}').format(sql.Identifier(name)))
+        conn.execute('CREATE SEQUENCE "InvoiceNumbers"')
+        conn.execute(sql.SQL('REVOKE ALL ON SEQUENCE "InvoiceNumbers" FROM {}').format(sql.Identifier(name)))
+    report = readonly.check_role(env.target, name, env.settings, env.book)
+    withheld = check_named(report, "Coverage", "withheld columns")
+    assert not withheld["ok"]
+    assert "public.Users.PasswordHash" in withheld["detail"]
+    assert "public.RefreshTokens: SELECT on the whole table reads" in withheld["detail"]
+    reads = check_named(report, "Coverage", "reads every table")
+    assert not reads["ok"] and "public.InvoiceNumbers (owner" in reads["detail"]
+    columns = check_named(report, "Coverage", "every column")
+    assert columns["ok"], columns["detail"]  # the other columns are all still readable
+
+
 def test_a_planted_security_definer_function_is_caught_with_its_fix(env):
     name, _, delivery = env.create()
     with env.owner() as conn:

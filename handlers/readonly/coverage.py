@@ -24,29 +24,28 @@ def coverage(conn: psycopg.Connection, role: str, schemas: list[str], settings: 
     dbname = conn.execute("SELECT current_database()").fetchone()[0]
     missing = [f"CONNECT on {dbname}"] if not conn.execute(
         "SELECT has_database_privilege(%s, current_database(), 'CONNECT')", (role,)).fetchone()[0] else []
-    missing += [f"USAGE on schema {s}" for s in schemas if not conn.execute(
-        "SELECT has_schema_privilege(%s, %s, 'USAGE')", (role, s)).fetchone()[0]]
+    missing += [f"USAGE on schema {s}" for s in system_catalog.schemas_without_usage(conn, role, schemas)]
     checks.append(Check("connects and reaches its schemas", not missing,
                         "CONNECT and USAGE held" if not missing else "lacks " + ", ".join(missing),
                         "" if not missing else repair))
 
     unreadable, new_columns, leaked = [], [], []
-    rels = system_catalog.relations(conn, schemas, system_catalog.READABLE_KINDS + ("S",))
+    kinds = system_catalog.READABLE_KINDS + ("S",)
+    rels = system_catalog.relations(conn, schemas, kinds)
+    readable = system_catalog.readable_by(conn, role, schemas, kinds)
     for rel in rels:
-        oid = f"{_q(conn, rel.schema, rel.name)}"
+        whole, columns = readable.get((rel.schema, rel.name), (False, frozenset()))
         withheld = settings.withheld_in(rel.schema, rel.name) & set(rel.columns)
         if rel.kind == "S" or not withheld:
-            if not conn.execute("SELECT has_table_privilege(%s, %s::regclass, 'SELECT')", (role, oid)).fetchone()[0]:
+            if not whole:
                 unreadable.append(f"{rel.label} (owner {rel.owner})")
             continue
-        if conn.execute("SELECT has_table_privilege(%s, %s::regclass, 'SELECT')", (role, oid)).fetchone()[0]:
+        if whole:
             leaked.append(f"{rel.label}: SELECT on the whole table reads {', '.join(sorted(withheld))}")
         for column in rel.columns:
-            readable = conn.execute("SELECT has_column_privilege(%s, %s::regclass, %s, 'SELECT')",
-                                    (role, oid, column)).fetchone()[0]
-            if column in withheld and readable:
+            if column in withheld and column in columns:
                 leaked.append(f"{rel.label}.{column}")
-            elif column not in withheld and not readable:
+            elif column not in withheld and column not in columns:
                 new_columns.append(f"{rel.label}.{column}")
     checks.append(Check(f"reads every table, view and sequence of {', '.join(schemas)} ({len(rels)})", not unreadable,
                         "all readable" if not unreadable else "cannot read " + ", ".join(unreadable[:10]),
@@ -61,8 +60,9 @@ def coverage(conn: psycopg.Connection, role: str, schemas: list[str], settings: 
                         "" if not leaked else repair))
 
     have = system_catalog.default_grants(conn, role)
+    creators = system_catalog.creator_roles(conn, schemas, settings.migration_owners)
     gaps = []
-    for creator in system_catalog.creator_roles(conn, schemas, settings.migration_owners):
+    for creator in creators:
         for schema in schemas:
             for objtype, label in (("r", "TABLES"), ("S", "SEQUENCES")):
                 if (creator, schema, objtype) not in have:
@@ -70,8 +70,7 @@ def coverage(conn: psycopg.Connection, role: str, schemas: list[str], settings: 
     fixes = [f"ALTER DEFAULT PRIVILEGES FOR ROLE {_q(conn, c)} IN SCHEMA {_q(conn, s)} GRANT SELECT ON {t} TO "
              f"{_q(conn, role)}" for c, s, t in gaps]
     checks.append(Check("default privileges cover every creator", not gaps,
-                        "tables and sequences made later by " + ", ".join(system_catalog.creator_roles(
-                            conn, schemas, settings.migration_owners)) + " are readable" if not gaps else
+                        "tables and sequences made later by " + ", ".join(creators) + " are readable" if not gaps else
                         "not covered: " + ", ".join(f"new {t.lower()} of {c} in {s}" for c, s, t in gaps[:6]),
                         "" if not gaps else f"{repair}, or as that creator: " + "; ".join(fixes[:4])))
 
