@@ -151,6 +151,29 @@ def test_a_terminal_rotate_prints_the_connection_string_once_and_stores_none(
     assert "readonly rotate" in stored and password not in stored and password not in caplog.text
 
 
+def test_a_terminal_rotate_with_format_json_prints_only_json_and_the_string_on_stderr(svc, monkeypatch, tmp_path,
+                                                                                    capsys):
+    from bot.frontends import cli
+
+    name = new_name()
+    target = svc.settings.targets["prod"]
+    report, _ = readonly.create_role(target, name, readonly.ReadonlySettings(), readonly.RoleBook(svc.store.dsn),
+                                     requested_by="cli:ops")
+    assert report.ok
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", target.dsn)
+    monkeypatch.setenv("DBOPS_STATE_URL", svc.store.dsn)
+    monkeypatch.setenv("DBOPS_DOTENV", str(tmp_path / "none.env"))
+    assert cli.main(["readonly", "rotate", name, "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    shown = json.loads(out)  # nothing but the report
+    assert "standard error" in shown["summary"] and not URL.findall(out)
+    urls = URL.findall(err)
+    assert len(urls) == 1
+    with psycopg.connect(urls[0]) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == name
+
+
 def test_the_terminal_requester_must_be_mapped_to_a_slack_user(svc):
     from handlers.errors import UsageError
 

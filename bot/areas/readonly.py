@@ -92,8 +92,12 @@ def _hand_over(inv: Invocation, report: Report, delivery: readonly.Delivery | No
     if delivery is None:
         return report
     if inv.front_end == "cli":
-        print(delivery.text(), file=sys.stdout, flush=True)  # the terminal is the requester's own
-        report.summary += "; the connection string was printed above, once"
+        # The terminal is the requester's own. With --format json or line, standard output is for a
+        # program: the connection string goes to standard error, so that output stays parseable.
+        plain = getattr(inv.args, "format", "text") == "text"
+        print(delivery.text(), file=sys.stdout if plain else sys.stderr, flush=True)
+        report.summary += ("; the connection string was printed above, once" if plain else
+                           "; the connection string was printed on standard error, once")
     elif deliver_in_slack(_slack_client(inv.settings), inv.channel, inv.actor, delivery):
         report.summary += "; the connection string was sent to you only"
     else:
