@@ -209,3 +209,58 @@ def test_the_enums_are_exactly_what_the_state_store_accepts(svc):
         stored = conn.execute("SELECT status FROM dbops.approval_requests WHERE id = %s", (req.id,)).fetchone()
     assert type(stored["status"]) is str and stored["status"] == "pending"
     assert svc.approvals.book.get(req.id).status is RequestStatus.PENDING
+
+
+# -- votes the bot never heard of, read back from the message ----------------------------------
+
+def test_votes_missed_while_the_bot_was_away_are_read_back_only_where_that_fails_closed(svc, fake_slack):
+    req = new_request(svc, required=2)
+    where = (req.channel, req.message_ts)
+    fake_slack.user_reacts(*where, BOSS, "white_check_mark")
+    assert react(svc, req, BOSS) is ReactionOutcome.COUNTED
+    # The bot restarts; meanwhile, with no event reaching it, BOSS takes the approval back and three
+    # others approve: a second approver (which would approve the request), a stranger and the requester.
+    fake_slack.user_reacts(*where, BOSS, "white_check_mark", added=False)
+    for user in (BOSS2, STRANGER, REQUESTER):
+        fake_slack.user_reacts(*where, user, "white_check_mark")
+    changes = svc.approvals.reconcile()
+    assert changes == [(req.code, BOSS, ReactionOutcome.WITHDRAWN), (req.code, BOSS2, ReactionOutcome.NO_CHANGE)]
+    assert svc.approvals.book.approvals_count(req.id) == 0  # BOSS2's read-back approval is not counted
+    assert status(svc, req) == "pending" and svc.applied == []
+    said = thread(fake_slack, req)
+    assert any(f"<@{BOSS}> withdrew" in line and "no longer on the message" in line for line in said)
+    asked = [line for line in said if f"<@{BOSS2}>" in line and "add it again" in line]
+    assert len(asked) == 1 and not any(f"<@{u}>" in line for line in said for u in (STRANGER, REQUESTER))
+    assert svc.approvals.reconcile() == []  # asked once; nothing else to bring in line
+    assert len([line for line in thread(fake_slack, req) if "add it again" in line]) == 1
+    assert react(svc, req, BOSS2) is ReactionOutcome.COUNTED  # re-added: Slack sends the event, it counts
+
+
+def test_a_rejection_missed_while_away_is_read_back_and_rejects(svc, fake_slack):
+    req, other = new_request(svc), new_request(svc)
+    fake_slack.user_reacts(req.channel, req.message_ts, BOSS2, "x")
+    fake_slack.user_reacts(other.channel, other.message_ts, STRANGER, "x")  # not an approver: ignored
+    assert svc.approvals.reconcile() == [(req.code, BOSS2, ReactionOutcome.REJECTED)]
+    assert status(svc, req) == "rejected" and status(svc, other) == "pending"
+    assert react(svc, req, BOSS) is ReactionOutcome.NO_CHANGE and svc.applied == []
+
+
+def test_an_approval_only_on_the_message_never_approves_however_many_read_backs(svc, fake_slack):
+    req = new_request(svc, required=1)
+    svc.approvals.notifier.react(req.channel, req.message_ts, "white_check_mark")  # the bot's own hint
+    fake_slack.user_reacts(req.channel, req.message_ts, BOSS, "white_check_mark")
+    for _ in range(3):
+        svc.approvals.reconcile()
+    assert status(svc, req) == "pending" and svc.applied == []
+    assert svc.approvals.book.active_votes(req.id) == set()
+
+
+def test_the_scheduler_reads_the_open_requests_back_once_a_minute(svc, fake_slack):
+    from bot.core.scheduler import Scheduler
+
+    req = new_request(svc)
+    scheduler, now = Scheduler(svc, interval=1), datetime.now(timezone.utc)
+    for seconds in (0, 10, 59, 61):
+        scheduler.tick(now + timedelta(seconds=seconds))
+    reads = [c for c in fake_slack.calls_to("reactions.get") if c.params.get("timestamp") == req.message_ts]
+    assert len(reads) == 2

@@ -15,6 +15,7 @@ from .registry import Bot, Schedule
 from .state import store as state_store
 
 log = logging.getLogger("dbops.scheduler")
+RECONCILE_EVERY = timedelta(minutes=1)  # open requests' reactions read back (one reactions.get each)
 
 
 def daily_slot(now: datetime, at: time, tz: ZoneInfo | None = None, weekdays: frozenset[int] | None = None) -> str | None:
@@ -45,6 +46,7 @@ class Scheduler:
         self.interval = interval or float(os.environ.get("DBOPS_SCHEDULER_INTERVAL", "5"))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dbops-scheduler", daemon=True)
+        self._reconciled_at: datetime | None = None  # the first tick reads back what a restart missed
 
     def start(self) -> None:
         self._thread.start()
@@ -72,6 +74,9 @@ class Scheduler:
             try:
                 approvals.expire(now)
                 approvals.post_unposted()
+                if self._reconciled_at is None or now - self._reconciled_at >= RECONCILE_EVERY:
+                    self._reconciled_at = now
+                    approvals.reconcile(now)
             except Exception:
                 log.exception("approval housekeeping failed")
         if not connected:

@@ -127,9 +127,12 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.failures: dict[str, list[tuple[int, int | None]]] = {}
         self.usergroups: dict[str, list[str]] = {}
-        self.users: dict[str, dict] = {}
+        self.users: dict[str, dict] = {"U0BOT": {"id": "U0BOT", "name": "dbops", "is_bot": True}}
         self.uploads: dict[str, dict[str, Any]] = {}  # file id -> filename, content (the bytes sent), channel, thread_ts
         self.reply_ts: set[str] = set()  # messages posted inside a thread (no thread can start from them)
+        # (channel, ts) -> reaction name -> the users who left it, in order: the bot's through
+        # reactions.add, a person's through user_reacts (which, like Slack, sends no event itself)
+        self.reactions: dict[tuple[str, str], dict[str, list[str]]] = {}
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -152,6 +155,16 @@ class FakeSlack:
     def fail_next(self, method: str, status: int, times: int = 1, retry_after: int | None = None) -> None:
         with self._lock:
             self.failures.setdefault(method, []).extend([(status, retry_after)] * times)
+
+    def user_reacts(self, channel: str, ts: str, user: str, name: str, added: bool = True) -> None:
+        """A person adds (or removes) a reaction in Slack; the bot hears of it only from an event,
+        or by reading the message back (reactions.get)."""
+        with self._lock:
+            users = self.reactions.setdefault((channel, ts), {}).setdefault(name, [])
+            if added and user not in users:
+                users.append(user)
+            elif not added and user in users:
+                users.remove(user)
 
     def calls_to(self, method: str, ok_only: bool = True) -> list[Call]:
         with self._lock:
@@ -216,7 +229,15 @@ class FakeSlack:
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": ts}
         if method == "reactions.add":
+            self.user_reacts(channel, params.get("timestamp", ""), "U0BOT", params.get("name", ""))
             return {"ok": True}
+        if method == "reactions.get":
+            with self._lock:
+                shown = self.reactions.get((channel, params.get("timestamp", "")), {})
+                listed = [{"name": name, "users": list(users), "count": len(users)}
+                          for name, users in shown.items() if users]
+            return {"ok": True, "type": "message", "channel": channel,
+                    "message": {"type": "message", "ts": params.get("timestamp"), "reactions": listed}}
         if method == "users.info":
             user = params.get("user")
             return {"ok": True, "user": self.users.get(user, {"id": user, "name": user, "is_bot": False})}

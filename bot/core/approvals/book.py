@@ -198,6 +198,13 @@ class ApprovalBook:
                                 " AND withdrawn_at IS NULL ORDER BY at", (request_id, Vote.APPROVE)).fetchall()
         return [r["voter"] for r in rows]
 
+    def active_votes(self, request_id: int) -> set[tuple[str, Vote]]:
+        """(voter, vote) of every vote on the request not withdrawn."""
+        with self.store.pool.connection() as conn:
+            rows = conn.execute("SELECT voter, vote FROM dbops.approval_votes WHERE request_id = %s"
+                                " AND withdrawn_at IS NULL", (request_id,)).fetchall()
+        return {(r["voter"], Vote(r["vote"])) for r in rows}
+
     def vote(self, request_id: int, voter: str, vote: Vote, added: bool, now: datetime,
              event_id: str | None = None) -> tuple[ApprovalRequest, VoteChange]:
         """Records a vote (or its withdrawal) and moves the request; returns it and what changed.

@@ -127,15 +127,72 @@ class Approvals:
             if self.book.record_event(event_id):
                 self._refused(req, user, f"{vote}-ignored", "not an approver")
             return ReactionOutcome.NOT_AN_APPROVER
+        return self._count_vote(req, user, vote, added, now, event_id)
+
+    def _count_vote(self, req: ApprovalRequest, user: str, vote: Vote, added: bool, now: datetime,
+                    event_id: str | None, why: str = "") -> ReactionOutcome:
         req, change = self.book.vote(req.id, user, vote, added, now, event_id=event_id)
         if change is VoteChange.DUPLICATE:
             return ReactionOutcome.DUPLICATE
         if change is VoteChange.NONE:
             return ReactionOutcome.NO_CHANGE
-        self.tell(req, self.vote_line(req, user, change), user, VOTE_ACTION[change], change)
+        self.tell(req, self.vote_line(req, user, change) + why, user, VOTE_ACTION[change], change)
         if change is VoteChange.APPROVED:
             self.start_apply(req)
         return ReactionOutcome(change.value)
+
+    def reconcile(self, now: datetime | None = None) -> list[tuple[str, str, ReactionOutcome]]:
+        """Reaction events the bot never processed (it was down or restarting, or processing failed
+        after Slack had its answer): each open request's reactions read back (reactions.get) and the
+        book brought in line where that fails closed. A rejection on the message rejects; an
+        approval the book counts but the message no longer shows is withdrawn. An approval the
+        message shows but the book lacks is not counted from a read-back, which may be stale by the
+        time it is counted: its voter is asked, once, to add it again, which Slack then sends.
+        Returns (request, user, outcome) for each change."""
+        now = now or datetime.now(timezone.utc)
+        changes = []
+        for req in self.book.with_status(RequestStatus.PENDING) + self.book.with_status(RequestStatus.APPROVED):
+            if not (req.channel and req.message_ts) or req.expired(now):
+                continue  # expiring is expire()'s
+            # The book read before and after the message: a vote counted by an event during the
+            # read-back is neither withdrawn nor asked for again.
+            before = self.book.active_votes(req.id)
+            shown = self._reactions_on(req)
+            if shown is None:
+                continue
+            approving, rejecting = shown.get(self.settings.approve_reaction, set()), \
+                shown.get(self.settings.reject_reaction, set())
+            active = self.book.active_votes(req.id)
+            for voter, vote in sorted(before & active):
+                if vote is Vote.APPROVE and voter not in approving:
+                    outcome = self._count_vote(req, voter, Vote.APPROVE, False, now, None,
+                                               " (the approval is no longer on the message)")
+                    changes.append((req.code, voter, outcome))
+            for user in sorted(rejecting):
+                if (user, Vote.REJECT) not in active and not self._is_bot(user) and self.is_approver(user):
+                    outcome = self._count_vote(req, user, Vote.REJECT, True, now, None,
+                                               " (read back from the message)")
+                    changes.append((req.code, user, outcome))
+                    if outcome is ReactionOutcome.REJECTED:
+                        break
+            counted = {voter for voter, vote in active if vote is Vote.APPROVE}
+            for user in sorted(approving - counted):
+                if self._is_bot(user) or not self.is_approver(user) or self.is_requester(req, user):
+                    continue
+                if self.book.record_event(f"unseen-approval:{req.id}:{user}"):  # asked once
+                    self.notifier.post(req.channel, f":warning: <@{user}>, your :{self.settings.approve_reaction}: "
+                                                    "is on this request but I did not see it added (was I "
+                                                    "restarting?), so it is not counted: remove it and add it "
+                                                    "again.", thread_ts=req.message_ts)
+                    changes.append((req.code, user, ReactionOutcome.NO_CHANGE))
+        return changes
+
+    def _reactions_on(self, req: ApprovalRequest) -> dict[str, set[str]] | None:
+        """Reaction name -> the users who left it on the request's message; None when Slack does not say."""
+        answer = self.notifier.call("reactions.get", channel=req.channel, timestamp=req.message_ts, full=True)
+        if not answer or not answer.get("ok"):
+            return None
+        return {r.get("name"): set(r.get("users") or []) for r in (answer.get("message") or {}).get("reactions") or []}
 
     def vote_line(self, req: ApprovalRequest, user: str, change: VoteChange) -> str:
         """What one vote did, as one short line in the request's thread."""
