@@ -492,7 +492,8 @@ def _restore(archive: Path, admin_dsn: str, app_dsn: str, work: Path, jobs: int,
     if contents.errors:
         return contents.errors[:20]
     first = [e for e in contents.entry_lines if _superuser_entry(toc_entry(e))]
-    rest = [e for e in contents.entry_lines if e not in first and not toc_entry(e).startswith("PUBLICATION")]
+    rest = [e for e in contents.entry_lines
+            if not _superuser_entry(toc_entry(e)) and not toc_entry(e).startswith("PUBLICATION")]
     problems: list[str] = []
     try:
         if first:
