@@ -8,9 +8,10 @@ from typing import Callable
 import psycopg
 from psycopg import sql
 
+from .. import schemas
 from .result import Check
 
-SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
+_NOT_SYSTEM = schemas.not_system("n")  # the bot's own schema is audited too: the role must not write there
 # Predefined roles that write, signal or reach outside the database; any membership fails anyway.
 DANGEROUS_ROLES = ("pg_write_all_data", "pg_signal_backend", "pg_write_server_files", "pg_execute_server_program",
                    "pg_read_server_files", "pg_create_subscription", "pg_maintain", "pg_checkpoint",
@@ -96,26 +97,26 @@ def _owned(conn, role: str, bot: str) -> Check:
 def _relation_writes(conn, role: str, version: int) -> Check:
     privileges = list(WRITE_PRIVILEGES) + (["MAINTAIN"] if version >= 170000 else [])
     rows = conn.execute(
-        """SELECT n.nspname, c.relname, p.priv, has_table_privilege('public', c.oid, p.priv)
+        f"""SELECT n.nspname, c.relname, p.priv, has_table_privilege('public', c.oid, p.priv)
            FROM pg_class c
            JOIN pg_namespace n ON n.oid = c.relnamespace
            CROSS JOIN unnest(%s::text[]) p(priv)
            WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-             AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%'
+             AND {_NOT_SYSTEM}
              AND has_table_privilege(%s, c.oid, p.priv)
            ORDER BY 1, 2, 3""",
-        (privileges, list(SYSTEM_SCHEMAS), role)).fetchall()
+        (privileges, role)).fetchall()
     # Column grants stay when a table-level privilege is absent; REVOKE on the table removes them too.
     cols = conn.execute(
-        """SELECT n.nspname, c.relname, p.priv, has_any_column_privilege('public', c.oid, p.priv)
+        f"""SELECT n.nspname, c.relname, p.priv, has_any_column_privilege('public', c.oid, p.priv)
            FROM pg_class c
            JOIN pg_namespace n ON n.oid = c.relnamespace
            CROSS JOIN unnest(ARRAY['INSERT', 'UPDATE', 'REFERENCES']) p(priv)
            WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-             AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%'
+             AND {_NOT_SYSTEM}
              AND has_any_column_privilege(%s, c.oid, p.priv) AND NOT has_table_privilege(%s, c.oid, p.priv)
            ORDER BY 1, 2, 3""",
-        (list(SYSTEM_SCHEMAS), role, role)).fetchall()
+        (role, role)).fetchall()
     by_rel: dict[tuple[str, str, bool], list[str]] = {}
     for schema, name, priv, public in rows:
         by_rel.setdefault((schema, name, public), []).append(priv)
@@ -130,14 +131,14 @@ def _relation_writes(conn, role: str, version: int) -> Check:
 def _sequence_writes(conn, role: str) -> Check:
     rows = conn.execute(
         # The privilege functions inside CASE: the planner may test them before the relkind filter.
-        """SELECT n.nspname, c.relname,
+        f"""SELECT n.nspname, c.relname,
                   CASE WHEN c.relkind = 'S' THEN has_sequence_privilege('public', c.oid, 'USAGE, UPDATE') END
            FROM pg_class c
            JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE c.relkind = 'S' AND n.nspname <> ALL(%s)
+           WHERE c.relkind = 'S' AND {_NOT_SYSTEM}
              AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(%s, c.oid, 'USAGE, UPDATE') ELSE false END
            ORDER BY 1, 2""",
-        (list(SYSTEM_SCHEMAS), role)).fetchall()
+        (role,)).fetchall()
     fixes = [f"REVOKE USAGE, UPDATE ON SEQUENCE {_q(conn, s, n)} FROM {_grantee(conn, pub, role)}" for s, n, pub in rows]
     return _finding("nextval/setval on sequences", [f"{s}.{n}" for s, n, _ in rows], fixes, "none",
                     say=lambda listed: f"can advance {listed}")
@@ -145,13 +146,13 @@ def _sequence_writes(conn, role: str) -> Check:
 
 def _security_definer(conn, role: str) -> Check:
     rows = conn.execute(
-        """SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner),
+        f"""SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner),
                   has_function_privilege('public', p.oid, 'EXECUTE')
            FROM pg_proc p
            JOIN pg_namespace n ON n.oid = p.pronamespace
-           WHERE p.prosecdef AND n.nspname <> ALL(%s) AND has_function_privilege(%s, p.oid, 'EXECUTE')
+           WHERE p.prosecdef AND {_NOT_SYSTEM} AND has_function_privilege(%s, p.oid, 'EXECUTE')
            ORDER BY 1""",
-        (list(SYSTEM_SCHEMAS), role)).fetchall()
+        (role,)).fetchall()
     fixes = [f"REVOKE EXECUTE ON ROUTINE {sig} FROM {_grantee(conn, pub, role)}" for sig, _, pub in rows]
     return _finding("SECURITY DEFINER functions it can execute", [f"{sig} (runs as {owner})" for sig, owner, _ in rows],
                     fixes, "none", say=lambda listed: f"{listed}: each runs with its owner's rights",
