@@ -91,7 +91,7 @@ def bot_factory(tmp_path, fake_slack):
                 "DBOPS_ALLOWED_CHANNELS": "C0OPS", "DBOPS_APPROVERS": "U0BOSS",
                 "DBOPS_BACKUP_DIR": str(tmp_path / "backups"), "DBOPS_SCHEDULER_INTERVAL": "1",
                 "DBOPS_JOB_HEARTBEAT_S": "1"}
-        bot = BotProcess({**base, **env}, tmp_path).start()
+        bot = BotProcess({**base, **env}, tmp_path, slack=fake_slack).start()
         started.append(bot)
         return bot
 

@@ -1,7 +1,8 @@
 """The terminal text of the reports the CLI cases of tests/test_golden.py do not cover, at 80 and
 100 columns (tests/golden/): a new backup, backup verify, backup prune --dry-run, status with
 problems, a restore that passed and one that failed its checks, render status with and without
-warnings (a fixed Render instance), and migrate status on a fixed approval book.
+warnings (a fixed Render instance), a migration's rehearsal that rolls back and one that does not,
+and migrate status on a fixed approval book.
 
 They are built in-process from the fixed inputs of tests/test_golden.py and
 tests/test_golden_slack.py (the fixed catalog, a fixed backup result, a status with fixed
@@ -26,6 +27,7 @@ from handlers.backup.retention import prune
 from handlers.backup.catalog import BackupCatalog
 from handlers.backup.settings import BackupSettings, RetentionSettings
 from handlers.backup.verify import verify_backup
+from handlers.migrations.rehearsal import Rehearsal
 from handlers.render.settings import RenderSettings
 from handlers.render.status import RenderStatus, check_status, status_report
 from handlers.report import Outcome
@@ -65,6 +67,30 @@ def _restore_result(failed: bool = False) -> RestoreResult:
     return RestoreResult(into="staging", backup_id="b005", steps=steps, checks=checks,
                          roles=[("asidenote_app", 'CREATE ROLE "asidenote_app"; REASSIGN OWNED BY CURRENT_USER TO '
                                                  '"asidenote_app";')], manifest=manifest)
+
+
+def _rehearsal(reversible: bool) -> Rehearsal:
+    """The rehearsal of add_archived_flag on a copy of b005: UP and DOWN timed with their locks, and
+    either a DOWN that brings everything back or one that leaves the column's index behind."""
+    exclusive = [{"mode": "AccessExclusiveLock", "relation": "public.Notes"}]
+    up = [{"line": 1, "statement": "SET lock_timeout = '2s'", "seconds": 0.001, "locks": [],
+           "outside_transaction": False},
+          {"line": 2, "statement": 'ALTER TABLE "Notes" ADD COLUMN "IsArchived" boolean NOT NULL DEFAULT false',
+           "seconds": 0.014, "locks": exclusive, "outside_transaction": False},
+          {"line": 3, "statement": 'CREATE INDEX CONCURRENTLY "IX_Notes_IsArchived" ON "Notes" ("IsArchived")',
+           "seconds": 1.82, "locks": [], "outside_transaction": True}]
+    down = [{"line": 1, "statement": 'DROP INDEX CONCURRENTLY IF EXISTS "IX_Notes_IsArchived"', "seconds": 0.02,
+             "locks": [], "outside_transaction": True},
+            {"line": 2, "statement": 'ALTER TABLE "Notes" DROP COLUMN "IsArchived"', "seconds": 0.004,
+             "locks": exclusive, "outside_transaction": False}]
+    return Rehearsal(
+        source="backup", backup_id="b005", backup_age_s=5 * 3600 + 120, up_statements=up,
+        down_statements=down if reversible else down[1:], down_given=True,
+        schema_diff=[] if reversible else ['index "IX_Notes_IsArchived" on public.Notes: left after DOWN'],
+        checked_columns=["public.Notes.IsArchived"],
+        downtime=[{"relation": "public.Notes", "mode": "ACCESS EXCLUSIVE", "seconds": 0.015,
+                   "blocks": "reads and writes"}],
+        restore_s=14.2, up_s=1.835, down_s=0.024, total_s=19.6)
 
 
 RENDER_NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
@@ -115,6 +141,8 @@ IN_PROCESS = {  # name -> the report, from fixed inputs only
     "restore-failed": lambda: _restore_result(failed=True).to_report(),
     "render-status": lambda: status_report(_render_status(7, 2), "prod"),
     "render-status-warnings": lambda: status_report(_render_status(2.5, 0), "prod"),
+    "migrate-rehearsal-reversible": lambda: _rehearsal(True).to_report(),
+    "migrate-rehearsal-irreversible": lambda: _rehearsal(False).to_report(),
 }
 
 
@@ -137,6 +165,9 @@ def test_the_in_process_reports_say_what_they_stand_for():
     assert IN_PROCESS["restore-passed"]().outcome is Outcome.OK
     assert IN_PROCESS["restore-failed"]().outcome is Outcome.FAILED
     assert IN_PROCESS["render-status"]().outcome is Outcome.OK
+    assert IN_PROCESS["migrate-rehearsal-reversible"]().outcome is Outcome.OK
+    irreversible = IN_PROCESS["migrate-rehearsal-irreversible"]()
+    assert irreversible.outcome is Outcome.APPROVAL_REQUIRED and "cannot be rolled back" in irreversible.summary
     warned = IN_PROCESS["render-status-warnings"]()
     assert warned.outcome is Outcome.FAILED and len(warned.data["warnings"]) == 2
 

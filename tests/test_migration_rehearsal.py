@@ -83,7 +83,7 @@ def test_reversible_migration_is_schema_identical_with_locks_and_downtime(demo_a
     assert data["reversible"] is True and data["up_statements"][0]["locks"][0]["mode"] == "AccessExclusiveLock"
     report = result.to_report()
     assert report.outcome is Outcome.OK
-    assert any(s.table and s.table.rows[0][3] == 'ACCESS EXCLUSIVE on "Notes"' for s in result.to_sections())
+    assert any(s.table and s.table.rows[0][2] == 'ACCESS EXCLUSIVE on "Notes"' for s in result.to_sections())
 
 
 def test_lossless_type_change_and_back_keeps_the_data(demo_archive, settings):

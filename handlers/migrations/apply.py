@@ -194,10 +194,10 @@ class ApplyResult:
             sections.append(Section("Failed statement", text=f"line {self.failed_line}: {self.failed_statement}\n"
                                                               f"error: {self.error}"))
         if self.statements:
-            sections.append(Section("Statements", table=Table(
-                ["line", "statement", "seconds", "ran"],
-                [[s["line"], s["statement"], s["seconds"],
-                  "alone (autocommit)" if s["outside_transaction"] else "in transaction"] for s in self.statements])))
+            sections.append(Section("Statements", table=Table(  # the statement last: it wraps under itself
+                ["line", "seconds", "ran", "statement"],
+                [[s["line"], s["seconds"], "alone (autocommit)" if s["outside_transaction"] else "in transaction",
+                  s["statement"]] for s in self.statements])))
         if self.notes:
             sections.append(Section("Notes", text="\n".join(f"• {n}" for n in self.notes)))
         return Report(title=f"Apply migration to {self.target}", summary=self.summary,

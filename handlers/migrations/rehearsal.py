@@ -210,9 +210,9 @@ class Rehearsal:
         sections = [Section("Rehearsal", text="\n".join(f"• {line}" for line in self.checklist_lines()))]
         for title, rows in (("UP in rehearsal", self.up_statements), ("DOWN in rehearsal", self.down_statements)):
             if rows:
-                sections.append(Section(title, table=Table(
-                    ["line", "statement", "seconds", "locks taken"],
-                    [[r["line"], _preview(r["statement"], 80), r["seconds"], _lock_text(r)] for r in rows])))
+                sections.append(Section(title, table=Table(  # the statement last: it wraps under itself
+                    ["line", "seconds", "locks held to commit", "statement"],
+                    [[r["line"], r["seconds"], _lock_text(r), _preview(r["statement"], 160)] for r in rows])))
         if self.downtime:
             sections.append(Section("Downtime estimate (locks held to commit)", table=Table(
                 ["relation", "lock", "seconds", "blocks"],
@@ -265,7 +265,7 @@ class Rehearsal:
 
 def _lock_text(row: dict) -> str:
     if row.get("outside_transaction"):
-        return "ran alone (autocommit): its locks end with it"
+        return "none (ran alone)"  # autocommit: its locks end with the statement
     return ", ".join(f"{LOCK_NAMES.get(l['mode'], l['mode'])} on {l['relation']}" for l in row["locks"]) or "-"
 
 

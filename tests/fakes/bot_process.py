@@ -36,9 +36,10 @@ def sign(body: str, timestamp: int | None = None, secret: str = SIGNING_SECRET) 
 
 
 class BotProcess:
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+    def __init__(self, env: dict[str, str], workdir: Path, slack=None) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.slack = slack  # the fake Slack: a reaction event is sent for a reaction that is on the message
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DBOPS_", "DATABASE_URL"))},
                     "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                     "PORT": str(self.port), "DBOPS_CONFIG": str(workdir / "bot.toml"),
@@ -102,6 +103,10 @@ class BotProcess:
         return self.post_signed(body, "application/x-www-form-urlencoded", **kw)
 
     def event(self, event: dict, event_id: str, retry_num: int | None = None) -> httpx.Response:
+        item = event.get("item") or {}
+        if self.slack is not None and event.get("type") in ("reaction_added", "reaction_removed"):
+            self.slack.user_reacts(item.get("channel", ""), item.get("ts", ""), event.get("user", ""),
+                                   event.get("reaction", ""), added=event["type"] == "reaction_added")
         body = json.dumps({"token": "legacy", "team_id": "T0001", "api_app_id": "A0001", "type": "event_callback",
                            "event_id": event_id, "event_time": int(time.time()), "event": event,
                            "authorizations": [{"team_id": "T0001", "user_id": "U0BOT", "is_bot": True}]})
