@@ -367,6 +367,15 @@ def toc_entry(line: str) -> str:
     return _TOC_ENTRY.sub("", line, count=1)
 
 
+# What restore_command leaves out (--no-subscriptions, --no-security-labels), by table-of-contents type.
+LEFT_OUT_ON_RESTORE = ("SUBSCRIPTION", "SECURITY LABEL")
+
+
+def left_out_on_restore(contents: ArchiveContents) -> list[str]:
+    """The archive's entries a restore skips, as "SUBSCRIPTION - notes_sync app"."""
+    return [toc_entry(line) for line in contents.entry_lines if toc_entry(line).startswith(LEFT_OUT_ON_RESTORE)]
+
+
 def write_use_list(entries: list[str], path: Path) -> Path:
     """A --use-list file restoring exactly `entries` (lines of the archive's table of contents)."""
     path.write_text("\n".join(entries) + "\n")

@@ -204,3 +204,26 @@ def test_restore_with_backup_after_and_a_typed_confirmation_is_refused_when_mist
     assert [s["step"] for s in data["steps"]][-1] == "backup after"
     listed = dbops("backup", "list", "--target", "recovery", env=env)
     assert data["backup_after"]["backup_id"] in listed.stdout
+
+
+def test_a_subscription_of_the_source_is_left_out_of_the_restore_and_said(live):
+    import json
+
+    env, prod, recovery = live
+    with psycopg.connect(prod, autocommit=True) as conn:  # connect = false: it never reaches a publisher
+        conn.execute("CREATE SUBSCRIPTION notes_sync CONNECTION 'host=/nonexistent dbname=notes'"
+                     " PUBLICATION notes WITH (connect = false, slot_name = NONE, enabled = false)")
+    try:
+        assert dbops("backup", env=env).returncode == 0
+        done = dbops("restore", "latest", "--into", "recovery", "--confirm", "recovery", "--format", "json", env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        left = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "left out of the restore"]
+        assert len(left) == 1 and left[0]["ok"] and left[0]["warning"]
+        assert "SUBSCRIPTION - notes_sync" in left[0]["detail"] and "create them again by hand" in left[0]["detail"]
+        with psycopg.connect(recovery) as conn:  # pg_subscription is the cluster's: this database's rows only
+            assert conn.execute("SELECT count(*) FROM pg_subscription WHERE subdbid = "
+                                "(SELECT oid FROM pg_database WHERE datname = current_database())").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM notes").fetchone()[0] == 3000
+    finally:
+        with psycopg.connect(prod, autocommit=True) as conn:
+            conn.execute("DROP SUBSCRIPTION notes_sync")

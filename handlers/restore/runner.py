@@ -34,7 +34,7 @@ from ..backup.storage import StorageError, prepare_dir
 from ..backup.verify import ArchiveDamaged, fetch_plain
 from ..drill import checks as C
 from ..errors import Cancelled, DbopsError, UsageError
-from ..pgtools import list_archive, major_version, run_pg_restore
+from ..pgtools import left_out_on_restore, list_archive, major_version, run_pg_restore
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from ..target import Target, dsn_secrets, scrub
 from .target import RestoreRefused, clear_target, inspect_target, missing_roles, refusals
@@ -175,8 +175,13 @@ class _Restore:
         try:
             record, manifest, archive = self._step("fetch archive", lambda: self._fetch(candidates, work, state))
             self.result.manifest = manifest.to_dict()
-            owners = list_archive(archive).owners
-            self.result.roles = missing_roles(self.into, owners)
+            contents = list_archive(archive)
+            self.result.roles = missing_roles(self.into, contents.owners)
+            skipped = left_out_on_restore(contents)
+            if skipped:
+                self._check(C.Check("left out of the restore", True, warning=True, detail=(
+                    f"{C.listed(skipped)}: a copy must not replicate or label as its source does; if this "
+                    "database replaces the source, create them again by hand")))
             if state.tables or self.options.overwrite:
                 self._step("clear target", self._clear)
             self._step("restore", lambda: self._pg_restore(archive, manifest))
