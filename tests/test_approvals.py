@@ -265,3 +265,14 @@ def test_the_scheduler_reads_the_open_requests_back_once_a_minute(svc, fake_slac
         scheduler.tick(now + timedelta(seconds=seconds))
     reads = [c for c in fake_slack.calls_to("reactions.get") if c.params.get("timestamp") == req.message_ts]
     assert len(reads) == 2
+
+
+def test_a_read_back_slack_does_not_answer_waits_before_the_next_try(svc, fake_slack):
+    req = new_request(svc)
+    fake_slack.fail_next("reactions.get", 404)  # the request's message was deleted, say
+    now = datetime.now(timezone.utc)
+    fake_slack.user_reacts(req.channel, req.message_ts, BOSS2, "x")
+    assert svc.approvals.reconcile(now) == []
+    assert svc.approvals.reconcile(now + timedelta(minutes=5)) == []  # not asked again yet
+    assert len(fake_slack.calls_to("reactions.get", ok_only=False)) == 1
+    assert svc.approvals.reconcile(now + timedelta(minutes=16)) == [(req.code, BOSS2, ReactionOutcome.REJECTED)]

@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Callable
 
@@ -40,6 +40,8 @@ class ReactionOutcome(StrEnum):
     EXPIRED = "expired"
 
 
+READ_BACK_PAUSE = timedelta(minutes=15)  # after a read-back Slack did not answer
+
 VOTE_ACTION = {VoteChange.EXPIRED: "expire", VoteChange.REJECTED: "reject", VoteChange.WITHDRAWN: "withdraw",
                VoteChange.COUNTED: "approve", VoteChange.APPROVED: "approve"}  # the audit log's action
 
@@ -63,6 +65,7 @@ class Approvals:
         self._guard = threading.Lock()
         self._drawing: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
         self._shown: dict[int, bytes] = {}  # request id -> digest of the blocks its message shows
+        self._read_back_paused: dict[int, datetime] = {}  # request id -> no read-back before then
 
     def redraw(self, request_id: int) -> None:
         """Shows the request's current state and votes on its message (chat.update), unless it shows
@@ -156,9 +159,12 @@ class Approvals:
                 continue  # expiring is expire()'s
             # The book read before and after the message: a vote counted by an event during the
             # read-back is neither withdrawn nor asked for again.
+            if self._read_back_paused.get(req.id, now) > now:
+                continue
             before = self.book.active_votes(req.id)
             shown = self._reactions_on(req)
-            if shown is None:
+            if shown is None:  # a deleted message, or Slack away: try again later, not every minute
+                self._read_back_paused[req.id] = now + READ_BACK_PAUSE
                 continue
             approving, rejecting = shown.get(self.settings.approve_reaction, set()), \
                 shown.get(self.settings.reject_reaction, set())
