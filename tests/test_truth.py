@@ -158,8 +158,9 @@ def test_a_state_database_error_when_starting_a_job_is_told_to_the_user(bot_fact
     assert told[0].params["user"] == "U0ALICE" and "try again" in told[0].params["text"]
 
 
-def test_work_still_queued_when_the_bot_stops_is_told_not_dropped(bot_factory, fake_slack, demo_db):
-    bot = bot_factory(demo_db, DBOPS_WORKERS="1")
+def _queue_behind_a_backup_then(stop: str, bot, fake_slack, demo_db) -> None:
+    """The one worker busy with a backup that waits for a lock, `indexes` from U0BOB queued behind
+    it; then the bot is stopped (`stop`: "stop" gracefully, "kill" with SIGKILL)."""
     conn = psycopg.connect(demo_db)
     conn.execute('LOCK TABLE "Notes" IN ACCESS EXCLUSIVE MODE')  # the one worker waits in pg_dump
     try:
@@ -167,9 +168,13 @@ def test_work_still_queued_when_the_bot_stops_is_told_not_dropped(bot_factory, f
         fake_slack.wait_for(lambda: [c for c in fake_slack.calls_to("chat.postMessage")
                                      if "started by" in c.params["text"]], what="the backup running")
         assert "queued" in bot.command("indexes", user="U0BOB").text
-        bot.stop()
+        getattr(bot, stop)()
     finally:
         conn.close()
+
+
+def test_work_still_queued_when_the_bot_stops_is_told_not_dropped(bot_factory, fake_slack, demo_db):
+    _queue_behind_a_backup_then("stop", bot_factory(demo_db, DBOPS_WORKERS="1"), fake_slack, demo_db)
     told = [c for c in fake_slack.calls_to("chat.postEphemeral") if "before `indexes` could start" in c.params["text"]]
     assert len(told) == 1 and told[0].params["user"] == "U0BOB"
 
@@ -181,3 +186,16 @@ def test_per_command_help_in_slack_too(bot_factory, fresh_db):
         answer = bot.command(text)
         assert answer.status_code == 200
         assert shows in json.dumps(answer.json()), text
+
+
+def test_work_still_queued_when_the_bot_is_killed_is_told_at_the_next_start(bot_factory, fake_slack, demo_db):
+    # SIGKILL: nothing of the bot runs to tell anyone
+    _queue_behind_a_backup_then("kill", bot_factory(demo_db, DBOPS_WORKERS="1"), fake_slack, demo_db)
+    assert not [c for c in fake_slack.calls_to("chat.postEphemeral") if "`indexes`" in c.params["text"]]
+    bot_factory(demo_db, DBOPS_WORKERS="1")
+    told = fake_slack.wait_for(lambda: [c for c in fake_slack.calls_to("chat.postEphemeral")
+                                        if "before `indexes` could start" in c.params["text"]],
+                               what="the requester told", timeout=60)
+    assert len(told) == 1 and told[0].params["user"] == "U0BOB" and "killed or crashed" in told[0].params["text"]
+    with psycopg.connect(demo_db) as check:
+        assert check.execute("SELECT count(*) FROM dbops.queued_work").fetchone()[0] == 0

@@ -29,6 +29,7 @@ from .state.store import StateStore
 if TYPE_CHECKING:  # the running bot's parts (slack_sdk, a thread pool): only the Slack front end needs them
     from .approvals.reactions import Approvals
     from .notify import Notifier
+    from .waiting import WaitingWork
     from .workers import JobRunner
 
 
@@ -39,6 +40,7 @@ class Bot(Protocol):
     store: StateStore
     notifier: Notifier
     runner: JobRunner
+    waiting: WaitingWork
     approvals: Approvals
     registry: "Registry"
 

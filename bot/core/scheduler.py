@@ -65,6 +65,7 @@ class Scheduler:
         started: list[str] = []
         connected = self.svc.reconnect()
         if connected:
+            self.svc.waiting.beat()
             try:
                 self.svc.recover_orphans()
             except Exception:

@@ -22,9 +22,11 @@ from .registry import Invocation, Registry
 from .scheduler import Scheduler
 from .standin import StandIn
 from .state.store import StateStore
+from .waiting import WaitingWork, not_run_text
 from .workers import JobRunner
 
 log = logging.getLogger("dbops.service")
+WAITING_STALE_BEATS = 12  # scheduler ticks without a beat before waiting work counts as abandoned
 
 
 class BotService:
@@ -37,6 +39,7 @@ class BotService:
         client = make_client(settings.slack_bot_token, settings.slack_api_url) if settings.slack_bot_token else None
         self.notifier = Notifier(client, self.secrets)
         self.runner = JobRunner()
+        self.waiting = WaitingWork(lambda: self.store)
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
         # Without its state database the bot still runs, degraded: the night production (and the
         # state store on it) is gone is the night `status`, `backup list` and `restore` matter most.
@@ -154,6 +157,11 @@ class BotService:
                 self.notifier.update(channel, job.message_ts, text)
             elif channel:
                 self.notifier.post(channel, text)
+        stale_after = WAITING_STALE_BEATS * (self.scheduler.interval if self.scheduler else 5.0)
+        for work in self.waiting.abandoned(stale_after):
+            self.store.audit("bot", "recover", "failed", channel=work["channel"], subcommand=work["command"],
+                             detail=f"waiting work of {work['requested_by']} not run: its process stopped")
+            self._tell_not_run(work["command"], work["channel"], work["slack_user"], "it was killed or crashed")
 
     def close(self) -> None:
         """Stops the background work; commands still waiting for a worker are told they did not run."""
@@ -166,16 +174,24 @@ class BotService:
             self.standin.close()
 
     def submit_command(self, cmd: Command, args, actor: str, channel: str | None, user: str | None) -> None:
-        def dropped() -> None:
-            text = (f":warning: dbops stopped (a restart or deploy) before `{cmd.name}` could start; nothing "
-                    "was done. Run it again.")
-            if channel and user:
-                self.notifier.ephemeral(channel, user, text)
-            elif channel:
-                self.notifier.post(channel, text)
+        work_id = self.waiting.record(cmd.name, actor, channel, user)
 
-        self.runner.submit(lambda: self.run_command(cmd, args, actor=actor, channel=channel, user_for_errors=user),
-                           on_dropped=dropped)
+        def start() -> None:
+            if self.waiting.take(work_id):  # else: told already that it would not run
+                self.run_command(cmd, args, actor=actor, channel=channel, user_for_errors=user)
+
+        def dropped() -> None:
+            if self.waiting.take(work_id):
+                self._tell_not_run(cmd.name, channel, user, "a restart or deploy")
+
+        self.runner.submit(start, on_dropped=dropped)
+
+    def _tell_not_run(self, command: str, channel: str | None, user: str | None, why: str) -> None:
+        text = not_run_text(command, why)
+        if channel and user:
+            self.notifier.ephemeral(channel, user, text)
+        elif channel:
+            self.notifier.post(channel, text)
 
     # -- running commands ----------------------------------------------------------
     def run_command(self, cmd: Command, args, actor: str, channel: str | None, user_for_errors: str | None) -> None:

@@ -210,6 +210,31 @@ class StateStore:
                     lock.release()
         return orphans
 
+    # -- Slack work waiting for a worker ---------------------------------------
+    def queue_work(self, command: str, requested_by: str, channel: str | None, slack_user: str | None) -> int:
+        with self.pool.connection() as conn:
+            return conn.execute("INSERT INTO dbops.queued_work (command, requested_by, channel, slack_user)"
+                                " VALUES (%s, %s, %s, %s) RETURNING id",
+                                (command, requested_by, channel, slack_user)).fetchone()["id"]
+
+    def beat_queued(self, work_ids: list[int]) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("UPDATE dbops.queued_work SET beat_at = now() WHERE id = ANY(%s)", (work_ids,))
+
+    def unqueue(self, work_id: int) -> bool:
+        """True for the one caller that removes the row: the worker starting the work, or whoever
+        tells its requester that it will not run."""
+        with self.pool.connection() as conn:
+            return conn.execute("DELETE FROM dbops.queued_work WHERE id = %s RETURNING id",
+                                (work_id,)).fetchone() is not None
+
+    def abandoned_work(self, stale_after_s: float) -> list[dict]:
+        """Queued work whose process stopped beating (it was killed): removed, to be told once."""
+        with self.pool.connection() as conn:
+            return conn.execute("DELETE FROM dbops.queued_work"
+                                " WHERE beat_at <= now() - make_interval(secs => %s) RETURNING *",
+                                (stale_after_s,)).fetchall()
+
     # -- schedules -----------------------------------------------------------
     def claim(self, schedule: str, slot: str, retry_after_s: float = 900) -> int | None:
         """The attempt number for exactly one caller per (schedule, slot), whatever the number of
