@@ -125,19 +125,25 @@ def test_create_by_approval_hands_the_connection_string_to_the_requester_only_an
         assert all(p not in d for d in deliveries for p in db_passwords)
 
 
-def test_a_terminal_rotate_prints_the_connection_string_once_and_stores_none(
-        svc, monkeypatch, tmp_path, capsys, caplog):
-    from bot.frontends import cli
-
+@pytest.fixture
+def terminal_role(svc, monkeypatch, tmp_path) -> str:
+    """A read-only role made from a terminal, and a terminal set up to run `dbops` on its target."""
     name = new_name()
     target = svc.settings.targets["prod"]
-    report, first = readonly.create_role(target, name, readonly.ReadonlySettings(), readonly.RoleBook(svc.store.dsn),
-                                         requested_by="cli:ops")
+    report, _ = readonly.create_role(target, name, readonly.ReadonlySettings(), readonly.RoleBook(svc.store.dsn),
+                                     requested_by="cli:ops")
     assert report.ok
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", target.dsn)
     monkeypatch.setenv("DBOPS_STATE_URL", svc.store.dsn)
     monkeypatch.setenv("DBOPS_DOTENV", str(tmp_path / "none.env"))
+    return name
+
+
+def test_a_terminal_rotate_prints_the_connection_string_once_and_stores_none(svc, terminal_role, capsys, caplog):
+    from bot.frontends import cli
+
+    name = terminal_role
     assert cli.main(["readonly", "rotate", name]) == 0
     out, err = capsys.readouterr()
     urls = URL.findall(out)
@@ -151,19 +157,10 @@ def test_a_terminal_rotate_prints_the_connection_string_once_and_stores_none(
     assert "readonly rotate" in stored and password not in stored and password not in caplog.text
 
 
-def test_a_terminal_rotate_with_format_json_prints_only_json_and_the_string_on_stderr(svc, monkeypatch, tmp_path,
-                                                                                    capsys):
+def test_a_terminal_rotate_with_format_json_prints_only_json_and_the_string_on_stderr(terminal_role, capsys):
     from bot.frontends import cli
 
-    name = new_name()
-    target = svc.settings.targets["prod"]
-    report, _ = readonly.create_role(target, name, readonly.ReadonlySettings(), readonly.RoleBook(svc.store.dsn),
-                                     requested_by="cli:ops")
-    assert report.ok
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", target.dsn)
-    monkeypatch.setenv("DBOPS_STATE_URL", svc.store.dsn)
-    monkeypatch.setenv("DBOPS_DOTENV", str(tmp_path / "none.env"))
+    name = terminal_role
     assert cli.main(["readonly", "rotate", name, "--format", "json"]) == 0
     out, err = capsys.readouterr()
     shown = json.loads(out)  # nothing but the report
