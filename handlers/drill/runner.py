@@ -122,6 +122,8 @@ class RestoreDrill:
             if deferred.caught:
                 self._interrupted()
             pool.shutdown(wait=True, cancel_futures=True)
+            if self.files_dir is not None:  # the background preparation may have made it after the delete step
+                shutil.rmtree(self.files_dir, ignore_errors=True)
             self.result.finished_at = time.time()
             if not self.interrupted:  # an interrupted drill says "interrupted", and no verdict
                 self.progress(Progress("done", 1.0, self.result.summary))
