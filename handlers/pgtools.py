@@ -219,10 +219,25 @@ def start_tool(cmd: list[str], env: dict[str, str], stdout: Any, stderr: Any, te
     - its own session and process group: pg_dump -j and pg_restore -j workers stop with it;
     - SIGTERM when the thread that started it dies (Linux), so a killed bot leaves no pg_dump
       writing on into a partial file (callers wait for the program in that same thread);
-    - umask 077: what it writes (an archive, its folder) is private from its first byte."""
-    return subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                            text=text, errors="replace" if text else None, start_new_session=True,
-                            umask=0o077, preexec_fn=_parent_death_signal())
+    - umask 077: what it writes (an archive, its folder) is private from its first byte.
+    Until its own session starts, the child is a copy of this process running Python (the
+    parent-death hook), in the terminal's process group: a Ctrl-C then would raise there. So SIGINT
+    is blocked around the fork: the child keeps it blocked (programs are stopped with SIGTERM),
+    and this process gets it as soon as the mask is restored."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                text=text, errors="replace" if text else None, start_new_session=True,
+                                umask=0o077, preexec_fn=_parent_death_signal())
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    except KeyboardInterrupt:  # the Ctrl-C that came during the fork: the program goes too
+        stop_tool(proc)
+        raise
+    return proc
 
 
 def stop_tool(proc: subprocess.Popen, grace_s: float = 10.0) -> None:

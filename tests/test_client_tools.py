@@ -5,6 +5,7 @@ pgtools starts exactly as it starts the PostgreSQL tools."""
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import threading
@@ -107,3 +108,14 @@ def test_what_a_program_writes_is_private_from_its_first_byte(tmp_path):
     assert done.returncode == 0
     assert stat.S_IMODE((tmp_path / "archive").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o700
+
+
+def test_a_ctrl_c_during_the_fork_is_this_process_s_and_the_program_keeps_sigint_blocked():
+    proc = start_tool(["/bin/sleep", "300"], libpq_env(""), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        blocked = int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+        assert blocked & (1 << (signal.SIGINT - 1))  # a group's SIGINT while it was still Python waits unseen
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # ours is restored
+    finally:
+        stop_tool(proc)
