@@ -71,6 +71,17 @@ def when(moment: datetime | float | None) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def when_written(text: object) -> str:
+    """`when` of a moment kept as ISO 8601 text (a manifest's created_at); "?" when there is none,
+    and the text as it is when it is not one (a record written by hand or by an older version)."""
+    if not text:
+        return "?"
+    try:
+        return when(datetime.fromisoformat(str(text)))
+    except ValueError:
+        return str(text)
+
+
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     """"1 backup", "2 backups", "0 backups"; `plural_form` for words that do not take an s ("1 index", "2 indexes")."""
     word = singular if count == 1 else (plural_form or f"{singular}s")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from .. import fmt
@@ -15,16 +14,6 @@ def _check_result(check: dict[str, Any]) -> str:
     if not check["ok"]:
         return "FAILED"
     return "warning" if check.get("warning") else "ok"
-
-
-def _taken(created_at: Any) -> str:
-    """When the backup was taken, in fmt's timestamp style; the manifest keeps it as ISO 8601 text."""
-    if not created_at:
-        return "?"
-    try:
-        return fmt.when(datetime.fromisoformat(str(created_at)))
-    except ValueError:  # a record written by hand or by an older version: shown as it is
-        return str(created_at)
 
 
 @dataclass
@@ -137,7 +126,7 @@ class DrillResult:
 
     def _recovery_text(self) -> str:
         return (f"Recovery point: the backup was {fmt.duration(self.recovery_point_age_s)} old when restored "
-                f"(taken {_taken(self.backup.get('created_at'))}).\n"
+                f"(taken {fmt.when_written(self.backup.get('created_at'))}).\n"
                 f"Recovery time: {fmt.duration(self.total_s)} in total "
                 f"(restore {fmt.duration(self.step_seconds('restore'))}, "
                 f"verify {fmt.duration(self.step_seconds('verify'))}).")
@@ -170,7 +159,7 @@ class DrillResult:
         passed = sum(1 for c in self.checks if c["ok"])
         return [
             ("Result", self.outcome + (f", {fmt.plural(len(self.warnings), 'warning')}" if self.warnings else "")),
-            ("Backup", f"{self.backup_id}, taken {_taken(self.backup.get('created_at'))}"),
+            ("Backup", f"{self.backup_id}, taken {fmt.when_written(self.backup.get('created_at'))}"),
             ("Recovery point", "-" if self.recovery_point_age_s is None
              else f"backup {fmt.duration(self.recovery_point_age_s)} old when restored"),
             ("Recovery time", fmt.duration(self.total_s)),
@@ -195,7 +184,7 @@ class DrillResult:
         lines = [f"# Restore drill{' ' + self.drill_id if self.drill_id else ''}: {verdict}", "",
                  self.summary, "",
                  f"- Target: {self.target}",
-                 f"- Backup: {self.backup_id}, taken {_taken(self.backup.get('created_at'))}, "
+                 f"- Backup: {self.backup_id}, taken {fmt.when_written(self.backup.get('created_at'))}, "
                  f"{self.backup.get('format', '?')} format, {self.backup.get('size', 0):,} bytes, "
                  f"integrity level {self.backup.get('integrity_level', '?')}, "
                  f"{self.backup.get('tables', 0)} tables, {self.backup.get('rows', 0):,} rows",

@@ -20,7 +20,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -78,7 +77,7 @@ class RestoreResult:
                        f"{len(self.checks)} failed ({'; '.join(c['name'] for c in failed[:3])}). Do not point the "
                        "application at it.")
         else:
-            summary = (f"Restored {self.backup_id} of `{m.get('target')}` ({_taken_at(m)}) into "
+            summary = (f"Restored {self.backup_id} of `{m.get('target')}` ({fmt.when_written(m.get('created_at'))}) into "
                        f"`{self.into}` in {fmt.duration(total)}: {len(self.checks)} checks passed, "
                        f"{sum(int(t.get('rows', 0)) for t in m.get('tables', [])):,} rows.")
         sections = [Section("Steps", table=Table(["step", "seconds", "outcome", "detail"],
@@ -299,13 +298,6 @@ class _Restore:
                 from None
         failed = [c for c in self.result.checks if not c["ok"]]
         return f"{len(self.result.checks) - len(failed)} of {len(self.result.checks)} checks passed"
-
-
-def _taken_at(manifest: dict) -> str:
-    try:
-        return fmt.when(datetime.fromisoformat(manifest["created_at"]))
-    except (KeyError, TypeError, ValueError):
-        return "taken at an unknown time"
 
 
 def next_steps(into: str) -> str:
