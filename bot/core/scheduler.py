@@ -18,6 +18,11 @@ log = logging.getLogger("dbops.scheduler")
 RECONCILE_EVERY = timedelta(minutes=1)  # open requests' reactions read back (one reactions.get each)
 
 
+def configured_interval() -> float:
+    """Seconds between the scheduler's ticks (DBOPS_SCHEDULER_INTERVAL, default 5)."""
+    return float(os.environ.get("DBOPS_SCHEDULER_INTERVAL", "5"))
+
+
 def daily_slot(now: datetime, at: time, tz: ZoneInfo | None = None, weekdays: frozenset[int] | None = None) -> str | None:
     """Today's slot (the local date) once today's run time has passed, else None."""
     local = now.astimezone(tz or timezone.utc)
@@ -43,7 +48,7 @@ class Scheduler:
     def __init__(self, svc: Bot, interval: float | None = None) -> None:
         self.svc = svc
         # Short: requests recorded from a terminal are posted on the next tick.
-        self.interval = interval or float(os.environ.get("DBOPS_SCHEDULER_INTERVAL", "5"))
+        self.interval = interval or configured_interval()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dbops-scheduler", daemon=True)
         self._reconciled_at: datetime | None = None  # the first tick reads back what a restart missed

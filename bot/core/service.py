@@ -19,7 +19,7 @@ from .config import Settings
 from .notify import Notifier, ProgressMessage, make_client
 from .reachability import target_reachability
 from .registry import Invocation, Registry
-from .scheduler import Scheduler
+from .scheduler import Scheduler, configured_interval
 from .standin import StandIn
 from .state.store import StateStore
 from .waiting import WaitingWork, not_run_text
@@ -157,7 +157,7 @@ class BotService:
                 self.notifier.update(channel, job.message_ts, text)
             elif channel:
                 self.notifier.post(channel, text)
-        stale_after = WAITING_STALE_BEATS * (self.scheduler.interval if self.scheduler else 5.0)
+        stale_after = WAITING_STALE_BEATS * (self.scheduler.interval if self.scheduler else configured_interval())
         for work in self.waiting.abandoned(stale_after):
             self.store.audit("bot", "recover", "failed", channel=work["channel"], subcommand=work["command"],
                              detail=f"waiting work of {work['requested_by']} not run: its process stopped")

@@ -49,12 +49,12 @@ class WaitingWork:
             return True
         store = self._store()
         try:
-            if store is None:
-                raise ConnectionError("no state store")
-            taken = store.unqueue(work_id)
+            taken = store.unqueue(work_id) if store is not None else None
         except Exception:
+            taken = None
+        if taken is None:  # kept beaten and removed at a later beat: never told as lost
             with self._lock:
-                self._to_remove.add(work_id)  # kept beaten, removed at a later beat: never told as lost
+                self._to_remove.add(work_id)
             return True
         with self._lock:
             self._beaten.discard(work_id)

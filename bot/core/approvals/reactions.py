@@ -157,10 +157,10 @@ class Approvals:
         for req in self.book.with_status(RequestStatus.PENDING) + self.book.with_status(RequestStatus.APPROVED):
             if not (req.channel and req.message_ts) or req.expired(now):
                 continue  # expiring is expire()'s
-            # The book read before and after the message: a vote counted by an event during the
-            # read-back is neither withdrawn nor asked for again.
             if self._read_back_paused.get(req.id, now) > now:
                 continue
+            # The book read before and after the message: a vote counted by an event during the
+            # read-back is neither withdrawn nor asked for again.
             before = self.book.active_votes(req.id)
             shown = self._reactions_on(req)
             if shown is None:  # a deleted message, or Slack away: try again later, not every minute
