@@ -28,7 +28,7 @@ from bot.core.state import migrate  # noqa: E402
 from handlers import demo_data  # noqa: E402
 from handlers.backup import BackupCatalog, BackupSettings, take_backup  # noqa: E402
 from handlers.fmt import size as human_bytes  # noqa: E402
-from handlers.pginstance import TemporaryInstance, pg_tool  # noqa: E402
+from handlers.postgres import TemporaryInstance, pg_tool  # noqa: E402
 from handlers.target import Target  # noqa: E402
 
 

@@ -29,7 +29,7 @@ import psycopg  # noqa: E402
 from handlers import demo_data  # noqa: E402
 from handlers.backup.manifest import capture_manifest, compare_manifests  # noqa: E402
 from handlers.drill import DrillSettings, run_drill  # noqa: E402
-from handlers.pginstance import TemporaryInstance, pg_tool, tool_version  # noqa: E402
+from handlers.postgres import TemporaryInstance, pg_tool, tool_version  # noqa: E402
 
 
 def build_source(work: Path, scale: int) -> tuple[TemporaryInstance, str]:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.core.state import migrate  # noqa: E402
 from handlers.demo_data import create_database  # noqa: E402
 from handlers.indexes import IndexSettings, review, take_snapshot  # noqa: E402
-from handlers.pginstance import TemporaryInstance  # noqa: E402
+from handlers.postgres import TemporaryInstance  # noqa: E402
 
 
 def build(dsn: str, tables: int) -> None:

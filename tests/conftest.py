@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from handlers import demo_data
-from handlers.pginstance import TemporaryInstance
+from handlers.postgres import TemporaryInstance
 
 _counter = itertools.count(1)
 

@@ -15,13 +15,26 @@ import pytest
 
 from bot.core.state import migrate
 from handlers import demo_data
-from handlers.backup import (BackupCatalog, BackupFailed, BackupSettings, backup_info, capture_manifest,
-                             cleanup_incomplete, compare_manifests, freshness, latest_verified, list_backups,
-                             materialize, next_run, schedule_report, take_backup, verify_backup)
-from handlers.pgtools import PgToolError, full_read, libpq_env, toc_table_data
+from handlers.backup import (
+    BackupCatalog,
+    BackupFailed,
+    BackupSettings,
+    backup_info,
+    capture_manifest,
+    cleanup_incomplete,
+    compare_manifests,
+    freshness,
+    latest_verified,
+    list_backups,
+    materialize,
+    next_run,
+    schedule_report,
+    take_backup,
+    verify_backup,
+)
 from handlers.backup.take import BackupCancelled
 from handlers.errors import ConfigError, TargetUnreachable, UsageError
-from handlers.pginstance import bin_dir, pg_tool
+from handlers.postgres import PgToolError, bin_dir, full_read, libpq_env, pg_tool, toc_table_data
 from handlers.report import Outcome, Progress
 from handlers.target import Target
 
@@ -386,7 +399,7 @@ def test_one_replica_claims_a_scheduled_run(state_dsn):
 
 
 def test_compression_choice_follows_what_pg_dump_was_built_with():
-    from handlers.pgtools import choose_compression, pg_dump_supports
+    from handlers.postgres import choose_compression, pg_dump_supports
 
     has_zstd = pg_dump_supports("zstd", pg_tool("pg_dump"))
     assert choose_compression("auto", None, 18) == ("zstd:3" if has_zstd else "gzip:6")

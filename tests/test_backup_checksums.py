@@ -15,9 +15,15 @@ from psycopg import sql
 from bot.core.state import migrate
 from handlers import demo_data
 from handlers.backup import BackupCatalog, BackupSettings, take_backup
+from handlers.backup.manifest import (
+    ROW_TEXT,
+    ROW_VALUES,
+    BackupManifest,
+    UnknownChecksumMethod,
+    capture_manifest,
+    checksum_method,
+)
 from handlers.backup.storage import sha256_file
-from handlers.backup.manifest import (ROW_TEXT, ROW_VALUES, BackupManifest, UnknownChecksumMethod, capture_manifest,
-                                      checksum_method)
 from handlers.drill import DrillSettings, run_drill
 from handlers.drill import checks as C
 from handlers.target import Target

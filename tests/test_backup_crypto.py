@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.core.state import migrate
-from handlers.backup import BackupCatalog, BackupSettings, materialize, take_backup, verify_backup
-from handlers.backup import crypto
+from handlers.backup import BackupCatalog, BackupSettings, crypto, materialize, take_backup, verify_backup
 from handlers.backup.verify import Unrestorable
 from handlers.report import Outcome
 from handlers.target import Target

@@ -13,7 +13,7 @@ from bot.core.state import migrate
 from handlers import demo_data
 from handlers.backup import BackupCatalog, BackupSettings, take_backup
 from handlers.drill import checks as C
-from handlers.pginstance import pg_tool
+from handlers.postgres import pg_tool
 from handlers.target import Target
 
 

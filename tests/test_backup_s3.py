@@ -18,10 +18,19 @@ from moto.server import ThreadedMotoServer
 
 from bot.core.state import migrate
 from handlers import demo_data
-from handlers.backup import (BackupCatalog, BackupSettings, S3Settings, capture_manifest, compare_manifests,
-                             materialize, prune, take_backup, verify_backup)
+from handlers.backup import (
+    BackupCatalog,
+    BackupSettings,
+    S3Settings,
+    capture_manifest,
+    compare_manifests,
+    materialize,
+    prune,
+    take_backup,
+    verify_backup,
+)
 from handlers.backup.storage import StorageError, _reason, part_size_for
-from handlers.pginstance import pg_tool
+from handlers.postgres import pg_tool
 from handlers.report import Outcome
 from handlers.target import Target
 

@@ -12,10 +12,18 @@ import pytest
 
 from bot.core.state import migrate
 from handlers import demo_data
-from handlers.backup import (BackupCatalog, BackupSettings, StorageCatalog, cleanup_incomplete, list_backups,
-                             sync_catalog, take_backup, verify_backup)
+from handlers.backup import (
+    BackupCatalog,
+    BackupSettings,
+    StorageCatalog,
+    cleanup_incomplete,
+    list_backups,
+    sync_catalog,
+    take_backup,
+    verify_backup,
+)
 from handlers.backup.manifest import ManifestDamaged, seal, unseal
-from handlers.backup.storecat import INDEX_NAME, LocalStorage, scan
+from handlers.backup.storage_catalog import INDEX_NAME, LocalStorage, scan
 from handlers.report import Outcome
 from handlers.target import Target
 

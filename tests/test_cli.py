@@ -91,7 +91,7 @@ def test_in_slack_the_empty_lists_name_the_slash_command(fresh_db, tmp_path):
         for words in ("backup list --target prod", "drill history", "migrate status", "readonly list"):
             cmd, args = registry.parse(words, "slack", prog="/db")
             inv = Invocation(command=cmd, args=args, settings=settings, actor="U0ALICE", registry=registry,
-                             state=store, front_end="slack")
+                             store=store, front_end="slack")
             said[words] = cmd.run(inv).summary
     finally:
         store.close()

@@ -9,7 +9,7 @@ import json
 import httpx
 
 from handlers import demo_data
-from handlers.pginstance import TemporaryInstance
+from handlers.postgres import TemporaryInstance
 from tests.test_cli import dbops
 
 
@@ -57,7 +57,8 @@ def test_with_the_state_database_down_a_restore_is_approved_in_slack_on_a_stand_
 
     import psycopg
 
-    from tests.test_migrate_e2e import ALICE, BOSS, dbops as dbops_in, react, request_message
+    from tests.test_migrate_e2e import ALICE, BOSS, react, request_message
+    from tests.test_migrate_e2e import dbops as dbops_in
     from tests.test_restore_slack import EVE, rows
 
     (tmp_path / "dbops.toml").write_text("")

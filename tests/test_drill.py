@@ -24,7 +24,7 @@ from handlers import demo_data
 from handlers.backup.manifest import capture_manifest
 from handlers.drill import DrillSettings, cleanup_leftovers, run_drill
 from handlers.drill.instance import SCRATCH_PREFIX
-from handlers.pginstance import MARKER_FILE, TemporaryInstance, pg_tool, tool_version
+from handlers.postgres import MARKER_FILE, TemporaryInstance, pg_tool, tool_version
 from handlers.report import Outcome
 
 PAGILA = Path(__file__).parent / "data" / "pagila"

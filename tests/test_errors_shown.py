@@ -13,7 +13,7 @@ import pytest
 from bot.frontends.cli import error_text
 from handlers.backup import crypto
 from handlers.errors import DbopsError
-from handlers.pginstance import pg_tool
+from handlers.postgres import pg_tool
 
 
 def test_missing_postgres_programs_say_where_dbops_looked(tmp_path, monkeypatch):

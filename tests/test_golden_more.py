@@ -6,7 +6,7 @@ and migrate status on a fixed approval book.
 
 They are built in-process from the fixed inputs of tests/test_golden.py and
 tests/test_golden_slack.py (the fixed catalog, a fixed backup result, a status with fixed
-stand-in lines) and rendered with `render.to_text`, as the CLI prints them. After a deliberate
+stand-in lines) and rendered with `output.to_text`, as the CLI prints them. After a deliberate
 change, write the files again with:
 
     DBOPS_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden_more.py -q
@@ -22,9 +22,10 @@ import psycopg
 import pytest
 
 from bot.areas import overview
-from bot.core import render
-from handlers.backup.retention import prune
+from bot.core import output
+from handlers import demo_data
 from handlers.backup.catalog import BackupCatalog
+from handlers.backup.retention import prune
 from handlers.backup.settings import BackupSettings, RetentionSettings
 from handlers.backup.verify import verify_backup
 from handlers.migrations.rehearsal import Rehearsal
@@ -32,7 +33,6 @@ from handlers.render.settings import RenderSettings
 from handlers.render.status import RenderStatus, check_status, status_report
 from handlers.report import Outcome
 from handlers.restore.runner import RestoreResult
-from handlers import demo_data
 from tests.test_golden import BACKUPS, _at, _new_database, catalog_dsn, check, dbops, normalise  # noqa: F401 (catalog_dsn: a fixture)
 from tests.test_golden_slack import FixedCatalog, _backup_result, _status_invocation
 
@@ -149,7 +149,7 @@ IN_PROCESS = {  # name -> the report, from fixed inputs only
 @pytest.mark.parametrize("columns", COLUMNS)
 @pytest.mark.parametrize("name", sorted(IN_PROCESS))
 def test_report_text_matches_golden_file(name, columns):
-    check(name, normalise(render.to_text(IN_PROCESS[name](), columns)), columns)
+    check(name, normalise(output.to_text(IN_PROCESS[name](), columns)), columns)
 
 
 def test_the_in_process_reports_say_what_they_stand_for():
@@ -202,7 +202,7 @@ def test_prune_dry_run_matches_golden_file(name, columns, archived_catalog):
     settings = BackupSettings(dir=where, retention=PRUNE_RETENTION[name])
     report = prune(catalog, settings, "prod", dry_run=True)
     assert not report.data["found_damaged"] and not report.data["deleted"]
-    check(name, normalise(render.to_text(report, columns)), columns)
+    check(name, normalise(output.to_text(report, columns)), columns)
 
 
 def test_prune_dry_run_would_delete_the_backups_beyond_a_short_retention(archived_catalog):

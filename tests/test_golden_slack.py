@@ -24,9 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.areas import AREAS
-from bot.areas import overview
-from bot.core import render
+from bot.areas import AREAS, overview
+from bot.core import output
 from bot.core.approvals.book import ApprovalRequest, RequestStatus, VoteChange, migration_sha256
 from bot.core.approvals.message import request_blocks
 from bot.core.approvals.reactions import Approvals
@@ -82,7 +81,7 @@ def check(kind: str, document: dict) -> None:
 
 def report_document(report: Report) -> dict:
     """A report as the bot posts it: the main message, its thread, and the file attached there."""
-    slack = render.slack_report(report)
+    slack = output.slack_report(report)
     return {"main": slack.main, "thread": slack.thread,
             "file": {"filename": slack.file.filename, "content": slack.file.content} if slack.file else None}
 
@@ -236,7 +235,7 @@ def test_report_messages_match_golden_file(kind):
 def test_long_report_has_a_main_message_a_thread_and_a_file():
     """The long report is the case it stands for: cut in the main message, the rest in the thread
     and the whole of it in the attached file."""
-    slack = render.slack_report(_long_report())
+    slack = output.slack_report(_long_report())
     assert slack.thread and slack.file is not None
     assert "public.Table40" in slack.file.content
     assert "public.Table40" not in json.dumps(slack.main)
@@ -252,7 +251,7 @@ def test_status_with_problems_names_them_first():
 
 def test_help_message_matches_golden_file():
     rows = Registry(AREAS).help_rows("slack")
-    check("help", {"message": {"text": "dbops commands", "blocks": render.help_blocks(rows)}})
+    check("help", {"message": {"text": "dbops commands", "blocks": output.help_blocks(rows)}})
 
 
 def test_approval_request_message_in_each_state_matches_golden_file():

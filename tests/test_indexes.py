@@ -21,7 +21,7 @@ from handlers.errors import ConfigError
 from handlers.indexes import IndexSettings, review, take_snapshot
 from handlers.indexes.checks import expected as exp
 from handlers.indexes.checks import slow_queries
-from handlers.pginstance import TemporaryInstance
+from handlers.postgres import TemporaryInstance
 
 ROOT = Path(__file__).resolve().parents[1]
 

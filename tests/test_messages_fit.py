@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from bot.core import plaintext, render
+from bot.core import output, plaintext
 from handlers.migrations import check_migration
 from handlers.report import Outcome, Report, Section, Table
 from tests.fakes.slack_api import all_texts, payload_violations
@@ -21,7 +21,7 @@ def sample() -> Report:
 
 def test_terminal_text_fits_the_width_and_has_no_slack_markup():
     for width in (60, 80, 100):
-        text = render.to_text(sample(), width)
+        text = output.to_text(sample(), width)
         assert all(len(line) <= width for line in text.splitlines()), text
         assert ":warning:" not in text and "```" not in text and "*2 problems*" not in text
         assert "warning: 2 problems in asidenote" in text
@@ -51,7 +51,7 @@ def test_width_comes_from_columns(monkeypatch):
 def test_slack_messages_of_a_wide_table_have_no_wide_monospace_line_and_keep_every_value():
     report = sample()
     report.sections.append(Section("Code", text="```" + "x" * 200 + "```"))
-    messages = render.slack_messages(report)
+    messages = output.slack_messages(report)
     for message in messages:
         assert payload_violations("chat.postMessage", message) == []
     blob = "".join(all_texts([m["blocks"] for m in messages]))
@@ -61,7 +61,7 @@ def test_slack_messages_of_a_wide_table_have_no_wide_monospace_line_and_keep_eve
 
 def test_slack_findings_of_a_real_check_fit_a_phone():
     report = check_migration(open("examples/migrations/drop_pinned.up.sql").read(), filename="drop_pinned.up.sql").to_report()
-    messages = render.slack_messages(report)
+    messages = output.slack_messages(report)
     for message in messages:
         assert payload_violations("chat.postMessage", message) == []
     blob = "".join(all_texts([m["blocks"] for m in messages]))
@@ -83,7 +83,7 @@ def test_the_fake_slack_check_catches_what_slack_or_a_phone_would_refuse():
 
 
 def test_a_long_title_is_one_header_line_within_slacks_limit():
-    (message,) = render.slack_messages(Report(title="T\n" + "t" * 300, summary="s"))
+    (message,) = output.slack_messages(Report(title="T\n" + "t" * 300, summary="s"))
     header = message["blocks"][0]["text"]["text"]
     assert len(header) <= 150 and "\n" not in header
 
@@ -122,9 +122,9 @@ def test_a_finding_on_a_very_long_sql_line_still_fits_the_terminal():
     report = check_migration(sql, filename="wide.sql").to_report()
     report.data["path"] = "migrations/wide.sql"
     for width in (40, 80):
-        text = render.to_text(report, width)
+        text = output.to_text(report, width)
         assert all(len(line) <= width for line in text.splitlines()), text
         assert "  --> migrations/wide.sql:1" in text and "..." in text
-    lines = render.to_format(report, "line").splitlines()
+    lines = output.to_format(report, "line").splitlines()
     assert lines and all(line.startswith("migrations/wide.sql") for line in lines)
-    assert "migrations/wide.sql:1: forbidden[drop-column]: " in render.to_lines(report)
+    assert "migrations/wide.sql:1: forbidden[drop-column]: " in output.to_lines(report)

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from handlers.errors import Cancelled
-from handlers.pgtools import libpq_env
-from handlers.errors import ConfigError, UsageError
+from handlers.errors import Cancelled, ConfigError, UsageError
 from handlers.migrations import Severity
 from handlers.migrations.rehearsal import Rehearsal, RehearsalSettings, rehearse
-from handlers.pginstance import find_leftover_instances, pg_tool
+from handlers.postgres import find_leftover_instances, libpq_env, pg_tool
 from handlers.report import Outcome
 from handlers.target import Target
 

@@ -374,9 +374,9 @@ def test_no_password_reaches_a_report_the_server_log_or_pg_stat_statements(env):
     _, rotated = readonly.rotate_password(env.target, name, env.settings, env.book, on_secret=env.secrets_seen.append)
     passwords = [delivery.password, rotated.password]
     assert all(p in env.secrets_seen for p in passwords)
-    from bot.core import render
+    from bot.core import output
 
-    shown = render.to_text(report) + render.to_json(report) + repr(delivery) + str(delivery)
+    shown = output.to_text(report) + output.to_json(report) + repr(delivery) + str(delivery)
     log = (env.server.server_dir / "server.log").read_text(errors="replace")
     with env.superuser() as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")

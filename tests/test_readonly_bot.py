@@ -176,7 +176,7 @@ def test_the_terminal_requester_must_be_mapped_to_a_slack_user(svc):
 
     cmd, args = svc.registry.parse(f"readonly create {new_name()}", "cli")
     inv = Invocation(command=cmd, args=args, settings=svc.settings, actor="cli:ops", registry=svc.registry,
-                     state=svc.store, front_end="cli")
+                     store=svc.store, front_end="cli")
     with pytest.raises(UsageError, match=r"\[identities\]"):
         cmd.run(inv)
 

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from bot.areas import AREAS
-from bot.areas.migrate.flow import MARK_SQL, apply_claim, ensure_marks_table, recover_applying
+from bot.areas.migrations.flow import MARK_SQL, apply_claim, ensure_marks_table, recover_applying
 from bot.core.approvals.book import migration_sha256
 from bot.core.approvals.settings import expires_at
 from bot.core.config import Settings

@@ -8,9 +8,19 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from handlers.errors import ConfigError
-from handlers.render import (RenderAuthError, RenderClient, RenderError, RenderNotFound, RenderSettings,
-                             RenderUnavailable, RetryPolicy, check_status, cleanup_leftover_instances,
-                             postgres_id_for, status_report)
+from handlers.render import (
+    RenderAuthError,
+    RenderClient,
+    RenderError,
+    RenderNotFound,
+    RenderSettings,
+    RenderUnavailable,
+    RetryPolicy,
+    check_status,
+    cleanup_leftover_instances,
+    postgres_id_for,
+    status_report,
+)
 from tests.fakes.render_api import FakeRender
 
 KEY = "rnd_S3cr3tK3y\"with'quotes\\and%2F"

@@ -16,10 +16,17 @@ import pytest
 from bot.core.state import migrate
 from handlers import demo_data
 from handlers.drill import DrillSettings, DrillStore, drill_alarm
-from handlers.pginstance import pg_tool
-from handlers.pgtools import libpq_env
-from handlers.render import (RenderClient, RenderSettings, RetryPolicy, UnsafeArchive, mirror_export,
-                             run_export_drill, run_render_drill, safe_extract)
+from handlers.postgres import libpq_env, pg_tool
+from handlers.render import (
+    RenderClient,
+    RenderSettings,
+    RetryPolicy,
+    UnsafeArchive,
+    mirror_export,
+    run_export_drill,
+    run_render_drill,
+    safe_extract,
+)
 from handlers.report import Progress
 from handlers.target import Target
 from tests.fakes.render_api import FakeRender

@@ -15,7 +15,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from handlers import demo_data
-from handlers.pginstance import TemporaryInstance
+from handlers.postgres import TemporaryInstance
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "dbops-restore"

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.test_migrate_e2e import (ALICE, BOSS, dbops, react, request_message, request_status, thread_texts,
-                                    wait_for_states)
+from tests.test_migrate_e2e import (
+    ALICE,
+    BOSS,
+    dbops,
+    react,
+    request_message,
+    request_status,
+    thread_texts,
+    wait_for_states,
+)
 
 EVE = "U0EVE"
 

@@ -19,11 +19,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from handlers import pginstance
-from handlers.pgtools import libpq_env
-from handlers.migrations.rehearsal import (APP_ROLE, Rehearsal, RehearsalSettings, rehearsal_work_dir, rehearse,
-                                           remove_leftover_rehearsals)
-from handlers.pginstance import InstanceError, TemporaryInstance, pg_tool
+from handlers.migrations.rehearsal import (
+    APP_ROLE,
+    Rehearsal,
+    RehearsalSettings,
+    rehearsal_work_dir,
+    rehearse,
+    remove_leftover_rehearsals,
+)
+from handlers.postgres import InstanceError, TemporaryInstance, asroot, libpq_env, pg_tool
+from handlers.postgres import instance as pginstance
 
 FAKE_SECRETS = {
     "SLACK_BOT_TOKEN": "xoxb-0000fake-bot-token-sandbox",
@@ -81,7 +86,7 @@ def test_socket_folder_is_private_and_a_password_is_required(tmp_path):
     with TemporaryInstance(purpose="sandbox-auth", parent=tmp_path) as inst:
         st = inst.socket_dir.stat()
         assert stat.S_IMODE(st.st_mode) == 0o700
-        expected_owner = pginstance._service_account()[0] if os.geteuid() == 0 else os.geteuid()
+        expected_owner = asroot._service_account()[0] if os.geteuid() == 0 else os.geteuid()
         assert st.st_uid == expected_owner
         host = inst.socket_dir
         for dsn in (f"host={host} dbname=postgres user=postgres",
@@ -105,7 +110,7 @@ def test_an_instance_error_does_not_show_the_password(tmp_path):
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")
 def test_as_root_no_folder_is_opened_up(tmp_path, monkeypatch):
     # The binaries below a private folder, as in a clone under a 0700 home: linked, not copied.
-    original = pginstance.bin_dir().parent
+    original = asroot.bin_dir().parent
     private = tmp_path / "private"
     site = private / "clone" / "site-packages"
     shutil.copytree(original, site / original.parent.name / original.name, symlinks=True, copy_function=os.link)
@@ -118,14 +123,14 @@ def test_as_root_no_folder_is_opened_up(tmp_path, monkeypatch):
     private.chmod(0o700)
     watched = [*work.parents, work, *binaries.parents, binaries]
     before = {p: p.stat().st_mode for p in watched}
-    copy = pginstance._root_base() / f"pg-{pginstance._install_fingerprint(binaries.parent)}"
+    copy = asroot._root_base() / f"pg-{asroot._install_fingerprint(binaries.parent)}"
     try:
         with TemporaryInstance(purpose="sandbox-root", parent=work) as inst:
             with psycopg.connect(inst.dsn()) as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
             # The private folder stays closed to the service user, so the server lives elsewhere.
             assert not inst.server_dir.is_relative_to(private)
-            assert Path(f"/proc/{postmaster_pid(inst)}").stat().st_uid == pginstance._service_account()[0]
+            assert Path(f"/proc/{postmaster_pid(inst)}").stat().st_uid == asroot._service_account()[0]
             assert copy.is_dir()
         assert {p: p.stat().st_mode for p in watched} == before
     finally:
@@ -266,7 +271,7 @@ def test_a_killed_rehearsal_server_and_work_folder_are_removed_at_the_next_start
         from pathlib import Path
         sys.path.insert(0, {os.getcwd()!r})
         from handlers.migrations.rehearsal import REHEARSAL_PURPOSE, RehearsalSettings, rehearsal_work_dir
-        from handlers.pginstance import TemporaryInstance
+        from handlers.postgres import TemporaryInstance
         settings = RehearsalSettings(work_dir=Path({str(work_dir)!r}))
         holder = rehearsal_work_dir(settings)
         folder = holder.__enter__()

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.core.config import documented_sections, load_settings, main, written_docs
-from handlers.environment import ENVIRONMENT, secret_values
 from handlers import config_values as cv
+from handlers.environment import ENVIRONMENT, secret_values
 from handlers.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ NAMED_BY_CONFIGURATION = {
     ("bot/core/config.py", "options['url_env']"): "a target's url_env in dbops.toml names it",
     ("bot/core/config.py", "key"): "a loop over the literal names SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET",
     ("handlers/drill/settings.py", "self.scratch_url_env"): "drill.scratch_url_env in dbops.toml names it",
-    ("handlers/pgtools.py", "name"): "HOME and TMPDIR, the only variables a client program keeps of the bot's",
+    ("handlers/postgres/client.py", "name"): "HOME and TMPDIR, the only variables a client program keeps of the bot's",
 }
 
 

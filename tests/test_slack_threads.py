@@ -7,7 +7,7 @@ import json
 import psycopg
 import pytest
 
-from bot.core import render
+from bot.core import output
 from bot.core.notify import Notifier, make_client
 from handlers import demo_data
 from handlers.drill.result import DrillResult
@@ -41,7 +41,7 @@ def test_a_long_index_review_posts_a_short_main_message_with_its_detail_and_file
     (main,) = [c.params for c in posts if not c.params.get("thread_ts")]
     replies = [c.params for c in posts if c.params.get("thread_ts")]
     blocks = main["blocks"]
-    assert len(blocks) <= render.MAIN_BLOCKS and blocks[0]["type"] == "header"
+    assert len(blocks) <= output.MAIN_BLOCKS and blocks[0]["type"] == "header"
     problems = sum(1 for s in report.sections if s.problem)
     assert _facts(main)["*Problems*"] == str(report.data["problems"]) and int(report.data["problems"]) >= 80
     # Right after the headline and facts: the first problem section, not the expected-index table or slow queries.
@@ -68,7 +68,7 @@ def test_a_small_table_is_a_table_block_a_long_or_wide_one_never():
         return Report("T", "s", sections=[Section("Rows", table=table)])
 
     def table_blocks(report: Report) -> list[dict]:
-        slack = render.slack_report(report)
+        slack = output.slack_report(report)
         for message in slack.messages:
             assert payload_violations("chat.postMessage", message) == []
         return [t for m in slack.messages for t in _tables(m)]
@@ -81,23 +81,23 @@ def test_a_small_table_is_a_table_block_a_long_or_wide_one_never():
     assert table_blocks(one(3, 2, cell="a sentence that goes on " * 4)) == []  # sentences are lines, not cells
     assert table_blocks(Report("T", "s", sections=[Section("Empty", table=Table(["a"], []))])) == []
     # 100 rows with the header is Slack's limit exactly; a longer table is never one block...
-    assert render.table_fits_a_block(one(99, 20).sections[0].table)
-    assert not render.table_fits_a_block(one(100, 2).sections[0].table)
+    assert output.table_fits_a_block(one(99, 20).sections[0].table)
+    assert not output.table_fits_a_block(one(100, 2).sections[0].table)
     # ...the thread shows its first rows, and the attached file has them all.
-    slack = render.slack_report(one(300, 2))
+    slack = output.slack_report(one(300, 2))
     (first_rows,) = table_blocks(one(300, 2))
-    assert len(first_rows["rows"]) == render.THREAD_TABLE_ROWS + 1
+    assert len(first_rows["rows"]) == output.THREAD_TABLE_ROWS + 1
     assert "270 more rows in the attached file" in json.dumps(slack.thread) and "v299" in slack.file.content
 
 
 def test_each_message_has_at_most_one_table_block_and_empty_cells_are_not_empty():
     narrow = [Section(f"Table {n}", table=Table(["k", "v"], [["a", None], ["b", ""]] * 20)) for n in range(3)]
-    (reply,) = render.slack_report(Report("T", "s", sections=narrow)).thread
+    (reply,) = output.slack_report(Report("T", "s", sections=narrow)).thread
     assert len(_tables(reply)) == 1 and reply["blocks"][1]["rows"][1][1]["text"] == "-"
     assert json.dumps(reply).count("```") == 4  # the other two narrow tables as aligned lines beside it
     # Tables too wide for aligned lines on a phone each get a table block: one message each.
     wide = [Section(f"Wide {n}", table=Table(["name", "detail"], [["x" * 40, "y" * 40]] * 5)) for n in range(3)]
-    slack = render.slack_report(Report("T", "s", sections=wide))
+    slack = output.slack_report(Report("T", "s", sections=wide))
     assert [len(_tables(m)) for m in slack.thread] == [1, 1, 1]
     assert all(table_violations(t) == [] for m in slack.thread for t in _tables(m))
 
@@ -105,7 +105,7 @@ def test_each_message_has_at_most_one_table_block_and_empty_cells_are_not_empty(
 def test_problems_come_first_in_the_main_message_and_the_rest_in_the_thread():
     report = Report("Drill", "failed", Outcome.FAILED, facts=[("Result", "failed"), ("Checks", "9 of 10")],
                     sections=[Section("Steps", "all ran\n" * 300), Section("Failed checks", "row counts differ", problem=True)])
-    slack = render.slack_report(report)
+    slack = output.slack_report(report)
     texts = [b.get("text", {}).get("text", "") for b in slack.main["blocks"]]
     assert texts[1].startswith(":x: failed") and _facts(slack.main) == {"*Result*": "failed", "*Checks*": "9 of 10"}
     assert texts[3].startswith("*Failed checks*") and "Steps" not in json.dumps(slack.main)
@@ -115,7 +115,7 @@ def test_problems_come_first_in_the_main_message_and_the_rest_in_the_thread():
 
 def test_many_facts_are_split_ten_fields_a_block():
     facts = [(f"Fact {n}", "x" * 500) for n in range(23)]
-    slack = render.slack_report(Report("T", "s", facts=facts))
+    slack = output.slack_report(Report("T", "s", facts=facts))
     assert [len(b["fields"]) for b in slack.main["blocks"] if "fields" in b] == [10, 10, 3]
     assert payload_violations("chat.postMessage", slack.main) == []
 
@@ -135,7 +135,7 @@ def test_a_drill_report_has_facts_problems_first_and_its_markdown_as_the_file(fa
     assert facts["Result"] == "failed" and facts["Checks"] == "7 of 8 passed" and facts["Recovery time"] == "1 min 5 s"
     assert report.sections[0].title == "Failed checks" and report.sections[0].problem
     assert report.sections[0].table.rows == [["rows in table 3", "FAILED", "3 rows"]]
-    text = render.to_text(report, 80)
+    text = output.to_text(report, 80)
     assert "\nRecovery point: backup 1 h old when restored\n" in text  # aligned Key: value lines
     assert report.to_json()["facts"]["Result"] == "failed"
 
@@ -158,7 +158,7 @@ def test_a_report_file_that_cannot_be_attached_is_said_in_the_thread(fake_slack)
 
 def test_a_short_report_is_one_message_without_a_thread():
     report = Report("Status", "1 problem", Outcome.FAILED, sections=[Section("Backups", "no verified backup yet")])
-    slack = render.slack_report(report)
+    slack = output.slack_report(report)
     assert slack.thread == [] and slack.file is None
     assert "no verified backup yet" in json.dumps(slack.main) and "thread" not in json.dumps(slack.main)
 
@@ -217,9 +217,9 @@ def test_every_message_of_a_migration_check_with_many_findings_fits(rows):
     from handlers.migrations import check_migration
 
     sql = "\n".join(f'ALTER TABLE "Notes" DROP COLUMN "c{i}";' for i in range(rows))
-    slack = render.slack_report(check_migration(sql, filename="many.sql").to_report())
+    slack = output.slack_report(check_migration(sql, filename="many.sql").to_report())
     for message in slack.messages:
         assert payload_violations("chat.postMessage", message) == []
-    assert len(slack.main["blocks"]) <= render.MAIN_BLOCKS
+    assert len(slack.main["blocks"]) <= output.MAIN_BLOCKS
     assert "needs manual approval" in json.dumps(slack.main["blocks"][:2])
     assert _facts(slack.main)["*SHA-256*"] == check_migration(sql, filename="many.sql").sha256

@@ -13,7 +13,6 @@ from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
 from ..core.scheduler import daily_slot
 
 
-
 def backup_settings(settings: Settings) -> backup.BackupSettings:
     section = dict(settings.section("backup"))
     found = backup.BackupSettings.from_dict(section)
@@ -27,19 +26,19 @@ STATE_DOWN_NOTE = "The state database is unreachable: this comes from the backup
 
 def catalog(inv: Invocation):
     """The catalog in the state store; with the state store configured but unreachable (the terminal
-    opens it and leaves inv.state None), the storage itself, read only."""
-    if inv.state is None:
+    opens it and leaves inv.store None), the storage itself, read only."""
+    if inv.store is None:
         if inv.settings.state_url:
             return backup.StorageCatalog(backup_settings(inv.settings))
         raise ConfigError("backups need the state store for their catalog: set DBOPS_STATE_URL (or DATABASE_URL)")
-    return backup.BackupCatalog(inv.state.dsn)
+    return backup.BackupCatalog(inv.store.dsn)
 
 
 def from_storage(fn):
     """Marks a command that still works with the state database down: it reads the storage instead."""
     def run(inv: Invocation) -> Report:
         report = fn(inv)
-        if inv.state is None and inv.settings.state_url:
+        if inv.store is None and inv.settings.state_url:
             report.summary = f"{STATE_DOWN_NOTE}\n{report.summary}"
             report.data["from_storage"] = True
         return report
@@ -100,10 +99,10 @@ def backup_verify(inv: Invocation) -> Report:
                         "process finished, quarantine archives without a manifest", takes_target=False,
          long_running=True, lock="backup")
 def backup_sync(inv: Invocation) -> Report:
-    if inv.state is None:
+    if inv.store is None:
         raise ConfigError("`backup sync` rebuilds the catalog in the state store: set DBOPS_STATE_URL "
                           "(or DATABASE_URL) to a reachable database")
-    return backup.sync_report(backup.BackupCatalog(inv.state.dsn), backup_settings(inv.settings))
+    return backup.sync_report(backup.BackupCatalog(inv.store.dsn), backup_settings(inv.settings))
 
 
 @command("backup prune", "delete backups beyond the retention policy (never the newest verified one)",
@@ -120,11 +119,11 @@ def backup_schedule(inv: Invocation) -> Report:
 
 # -- /db status, start-up, schedule -------------------------------------------------------
 def freshness_line(inv: Invocation) -> tuple[str, bool, str]:
-    if inv.state is None and inv.settings.state_url:
+    if inv.store is None and inv.settings.state_url:
         return "Backups", False, "the state database is unreachable: `backup list` reads the backup storage"
-    if inv.state is None:
+    if inv.store is None:
         return "Backups", True, "no state store: backups are not catalogued"
-    ok, line = backup.freshness(inv.state.dsn, inv.target_name, backup_settings(inv.settings))
+    ok, line = backup.freshness(inv.store.dsn, inv.target_name, backup_settings(inv.settings))
     return "Backups", ok, line
 
 

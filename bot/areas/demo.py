@@ -17,14 +17,14 @@ from handlers.errors import DbopsError
 from handlers.report import Outcome, Progress, Report
 from handlers.target import Target
 
-from ..core import jobs, render
+from ..core import jobs, output
 from ..core.command import Arg, command, whole_number
 from ..core.config import Settings
 from ..core.registry import Area, Invocation
 from ..core.state.store import StateStore
 
 if TYPE_CHECKING:  # imported when the demo runs: psycopg, the embedded server
-    from handlers.pginstance import TemporaryInstance
+    from handlers.postgres import TemporaryInstance
 
 # (command line, whether a FAILED report is what the demo expects to show)
 DEMO_STEPS: list[tuple[str, bool]] = [
@@ -90,7 +90,7 @@ class _AfterProgress:
          where="cli", takes_target=False, needs_state=False)
 def demo_command(inv: Invocation) -> Report:
     from handlers import demo_data
-    from handlers.pginstance import TemporaryInstance
+    from handlers.postgres import TemporaryInstance
 
     say = inv.progress
     out = _AfterProgress(inv.progress)
@@ -116,14 +116,14 @@ def demo_command(inv: Invocation) -> Report:
                 out.write(f"\n$ dbops {line}\n")
                 out.flush()
                 step = Invocation(command=cmd, args=args, settings=settings, actor=inv.actor, registry=inv.registry,
-                                  state=store, progress=inv.progress, front_end="cli")
+                                  store=store, progress=inv.progress, front_end="cli")
                 try:
                     report = jobs.run(step, store)
                 except DbopsError as exc:
                     out.write(f"error: {exc}\n")
                     unexpected.append(line)
                     continue
-                out.write(render.to_text(report))
+                out.write(output.to_text(report))
                 ran.append(line)
                 if report.outcome is Outcome.FAILED and not failure_expected:
                     unexpected.append(line)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -22,16 +21,15 @@ from .backup import catalog as backup_catalog
 from .indexes import index_settings
 
 
-
 def drill_settings(settings: Settings) -> drill.DrillSettings:
     return drill.DrillSettings.from_dict(settings.section("drill"))
 
 
 def _state(inv: Invocation):
-    if inv.state is None:
+    if inv.store is None:
         raise ConfigError("drills read the backup catalog and keep their reports in the state store: "
                           "set DBOPS_STATE_URL (or DATABASE_URL)")
-    return inv.state
+    return inv.store
 
 
 def _backup_to_drill(catalog: backup.BackupCatalog, target: str, backup_id: str | None) -> backup.BackupRecord:
@@ -82,8 +80,8 @@ def drill_command(inv: Invocation) -> Report:
         result, interrupted = stopped.result, stopped
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    drill_id = (drill.DrillStore(inv.state.dsn).record(inv.target_name, record.id, result, inv.actor)
-                if inv.state is not None else "(not recorded: no state database)")
+    drill_id = (drill.DrillStore(inv.store.dsn).record(inv.target_name, record.id, result, inv.actor)
+                if inv.store is not None else "(not recorded: no state database)")
     if interrupted is not None:
         raise interrupted
     report = result.to_report()
@@ -120,9 +118,9 @@ def drill_schedule(inv: Invocation) -> Report:
 
 # -- /db status, the digest, start-up, schedule ------------------------------------------------
 def drill_line(inv: Invocation) -> tuple[str, bool, str]:
-    if inv.state is None:
+    if inv.store is None:
         return "Drills", True, "no state store: drills are not recorded"
-    ok, line = drill.drill_alarm(inv.state.dsn, inv.target_name, drill_settings(inv.settings),
+    ok, line = drill.drill_alarm(inv.store.dsn, inv.target_name, drill_settings(inv.settings),
                                  prefix=inv.command_prefix)
     return "Drills", ok, line
 

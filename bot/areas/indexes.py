@@ -5,8 +5,8 @@ from datetime import datetime, time, timezone
 from zoneinfo import ZoneInfo
 
 from handlers import config_values, indexes
-from handlers.indexes.settings import DIGEST
 from handlers.errors import ConfigError
+from handlers.indexes.settings import DIGEST
 from handlers.report import Report
 
 from ..core.command import command
@@ -15,13 +15,12 @@ from ..core.registry import Area, Bot, Invocation, Schedule
 from ..core.scheduler import daily_slot, next_daily
 
 
-
 def index_settings(settings: Settings) -> indexes.IndexSettings:
     return indexes.IndexSettings.from_dict(settings.section("indexes"))
 
 
 def _state_dsn(inv: Invocation) -> str | None:
-    return inv.state.dsn if inv.state is not None else None
+    return inv.store.dsn if inv.store is not None else None
 
 
 @command("indexes", "index review: expected, unused, invalid, duplicate and missing indexes, slow queries",
@@ -30,8 +29,8 @@ def indexes_command(inv: Invocation) -> Report:
     settings = index_settings(inv.settings)
     with inv.target.connect() as conn:
         conn.autocommit = True
-        if inv.state is not None:  # today's counters join the history the unused check reads
-            indexes.take_snapshot(conn, inv.state.dsn, inv.target_name)
+        if inv.store is not None:  # today's counters join the history the unused check reads
+            indexes.take_snapshot(conn, inv.store.dsn, inv.target_name)
         found = indexes.review(conn, settings, _state_dsn(inv), inv.target_name, progress=inv.progress)
     return found.to_report()
 
@@ -39,19 +38,19 @@ def indexes_command(inv: Invocation) -> Report:
 @command("digest", "the index-health digest now: headline, what changed since the last one, backups, drills",
          long_running=True)
 def digest_command(inv: Invocation) -> Report:
-    if inv.state is None:
+    if inv.store is None:
         raise ConfigError("the digest compares with the previous one in the state store: set DBOPS_STATE_URL "
                           "(or DATABASE_URL)")
     settings = index_settings(inv.settings)
     with inv.target.connect() as conn:
         conn.autocommit = True
-        indexes.take_snapshot(conn, inv.state.dsn, inv.target_name)
-        found = indexes.review(conn, settings, inv.state.dsn, inv.target_name, progress=inv.progress)
+        indexes.take_snapshot(conn, inv.store.dsn, inv.target_name)
+        found = indexes.review(conn, settings, inv.store.dsn, inv.target_name, progress=inv.progress)
     extra = []
     for provider in inv.registry.status_lines:  # the same one-liners /db status shows: backup freshness, last drill
         title, ok, text = provider.line(inv)
         extra.append(f"{title}: " + ("" if ok else ":warning: ") + text)
-    return indexes.build_digest(inv.state.dsn, inv.target_name, found, extra).to_report()
+    return indexes.build_digest(inv.store.dsn, inv.target_name, found, extra).to_report()
 
 
 # -- schedules -----------------------------------------------------------------------------

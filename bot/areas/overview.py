@@ -53,8 +53,8 @@ def status_command(inv: Invocation) -> Report:
     problems = [detail if f"`{name}`" in detail else f"target `{name}` is unreachable: {detail}"
                 for name, ok, detail in probes if not ok]
     data: dict = {"targets": [{"name": n, "reachable": ok, "detail": d} for n, ok, d in probes]}
-    if inv.state is not None:
-        running = inv.state.running_jobs()
+    if inv.store is not None:
+        running = inv.store.running_jobs()
         sections.append(Section("Running jobs", table=Table(
             ["job", "command", "target", "started by", "started"],
             [[f"#{j.id}", j.command, j.target, j.requested_by, j.started_at] for j in running])))

@@ -108,7 +108,7 @@ def _hand_over(inv: Invocation, report: Report, delivery: readonly.Delivery | No
 
 # -- requests (create, drop) -----------------------------------------------------------------
 def _request(inv: Invocation, action: str, name: str, preview: Report, schemas: list[str] | None) -> Report:
-    if inv.state is None:
+    if inv.store is None:
         raise ConfigError("readonly requests need the state store: set DBOPS_STATE_URL (or DATABASE_URL)")
     requester_slack = slack_identity(inv.actor, identities(inv.settings))
     if requester_slack is None:
@@ -119,11 +119,11 @@ def _request(inv: Invocation, action: str, name: str, preview: Report, schemas: 
     payload = {"action": action, "role": name, "schemas": schemas, "requester_slack": requester_slack}
     sha = hashlib.sha256(json.dumps({**payload, "target": inv.target_name}, sort_keys=True).encode()).hexdigest()
     preview.outcome = Outcome.APPROVAL_REQUIRED
-    req = ApprovalBook(inv.state).create(
+    req = ApprovalBook(inv.store).create(
         kind="readonly", name=f"{action} {name}", target=inv.target_name, sha256=sha, payload=payload,
         analysis={"report": preview.to_dict()}, requires_approval=True, required=max(1, settings.required),
         requested_by=inv.actor, attested_by=None, channel=None, expires_at=expires_at(settings))
-    inv.state.audit(inv.actor, "request", "pending", channel=inv.channel, subcommand=f"readonly {req.code}",
+    inv.store.audit(inv.actor, "request", "pending", channel=inv.channel, subcommand=f"readonly {req.code}",
                     target=req.target, detail=f"{action} {name}")
     preview.summary = (f"request `{req.code}` recorded: an approver (not you) approves it in the ops channel. "
                        + preview.summary)
@@ -145,7 +145,7 @@ def readonly_create(inv: Invocation) -> Report:
          Arg("name", "the role", required=True), who="approvers", lock="readonly")
 def readonly_drop(inv: Invocation) -> Report:
     name = inv.args.name
-    managed = _book(inv.state).get(inv.target_name, name)
+    managed = _book(inv.store).get(inv.target_name, name)
     if managed is None:
         raise UsageError(f"`{name}` is not a read-only role dbops manages on `{inv.target_name}`; `readonly list` "
                          "shows them")
@@ -201,32 +201,32 @@ def apply_request(svc: Bot, req: ApprovalRequest) -> None:
 def readonly_rotate(inv: Invocation) -> Report:
     with _held_secrets() as held:
         report, delivery = readonly.rotate_password(inv.target, inv.args.name, readonly_settings(inv.settings),
-                                                    _book(inv.state), on_secret=_sink(held))
+                                                    _book(inv.store), on_secret=_sink(held))
         return _hand_over(inv, report, delivery)
 
 
 @command("readonly check", "re-prove a read-only role: reads everything it should, nothing withheld, no write",
          Arg("name", "the role", required=True), long_running=True, lock="readonly")
 def readonly_check(inv: Invocation) -> Report:
-    return readonly.check_role(inv.target, inv.args.name, readonly_settings(inv.settings), _book(inv.state))
+    return readonly.check_role(inv.target, inv.args.name, readonly_settings(inv.settings), _book(inv.store))
 
 
 @command("readonly repair", "re-apply a read-only role's grants, default privileges and limits",
          Arg("name", "the role", required=True), who="approvers", long_running=True, lock="readonly")
 def readonly_repair(inv: Invocation) -> Report:
-    return readonly.repair_role(inv.target, inv.args.name, readonly_settings(inv.settings), _book(inv.state))
+    return readonly.repair_role(inv.target, inv.args.name, readonly_settings(inv.settings), _book(inv.store))
 
 
 @command("readonly list", "the read-only roles dbops manages (Render's dashboard does not show them)")
 def readonly_list(inv: Invocation) -> Report:
-    return readonly.list_roles(_book(inv.state), getattr(inv.args, "target", None), prefix=inv.command_prefix)
+    return readonly.list_roles(_book(inv.store), getattr(inv.args, "target", None), prefix=inv.command_prefix)
 
 
 # -- status, digest, daily check -------------------------------------------------------------
 def readonly_line(inv: Invocation) -> tuple[str, bool, str]:
-    if inv.state is None:
+    if inv.store is None:
         return "Read-only roles", True, "no state store"
-    ok, line = readonly.status_line(readonly.RoleBook(inv.state.dsn), inv.target_name)
+    ok, line = readonly.status_line(readonly.RoleBook(inv.store.dsn), inv.target_name)
     return "Read-only roles", ok, line
 
 

@@ -10,13 +10,11 @@ from handlers.errors import ConfigError, DbopsError
 from handlers.report import Report, Section
 
 from ..core.command import command
-from ..core.config import DEFAULT_TARGET
-from ..core.config import Settings
+from ..core.config import DEFAULT_TARGET, Settings
 from ..core.registry import Area, Bot, Invocation, StatusLine
 from .backup import backup_settings
 from .drill import drill_settings
 from .indexes import index_settings
-
 
 log = logging.getLogger("dbops.render")
 
@@ -31,9 +29,9 @@ def _postgres_id(inv: Invocation) -> str:
 
 
 def _state(inv: Invocation):
-    if inv.state is None:
+    if inv.store is None:
         raise ConfigError("Render drills are recorded in the state store: set DBOPS_STATE_URL (or DATABASE_URL)")
-    return inv.state
+    return inv.store
 
 
 @command("render status", "Render's own backups: the instance, the point-in-time recovery window against the "

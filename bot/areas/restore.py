@@ -56,7 +56,7 @@ def run_restore(inv: Invocation) -> Report:
     source = inv.settings.targets.get(options.source)
     settings = backup_settings(inv.settings)
     found = catalog(inv)
-    if inv.args.backup_after and inv.state is None:
+    if inv.args.backup_after and inv.store is None:
         raise UsageError("--backup-after records the new backup in the state store, which is unreachable: "
                          "restore without it, then `backup --target " + into.name + "` once DBOPS_STATE_URL works")
     if not getattr(found, "from_storage", False):
@@ -66,7 +66,7 @@ def run_restore(inv: Invocation) -> Report:
             pass  # the catalog alone then; fetching the archive says what is wrong with the storage
 
     def fresh_backup() -> Report:
-        return backup.take_backup(into, settings, backup.BackupCatalog(inv.state.dsn), requested_by=inv.actor,
+        return backup.take_backup(into, settings, backup.BackupCatalog(inv.store.dsn), requested_by=inv.actor,
                                   progress=inv.progress, cancel=inv.cancel).to_report()
 
     inv.ensure_lock()
@@ -108,11 +108,11 @@ def restore_cli(inv: Invocation) -> Report:
 @recorded_on_standin
 def restore_slack(inv: Invocation) -> Report:
     into = inv.settings.target(inv.args.into)
-    store = inv.requests or inv.state
+    store = inv.requests or inv.store
     if store is None:
         raise ConfigError("restore requests in Slack wait for approvals in the state store, which is unreachable: "
                           "run `dbops restore` in a terminal")
-    if inv.state is None and inv.args.backup_after:
+    if inv.store is None and inv.args.backup_after:
         raise UsageError("--backup-after records the new backup in the state store, which is unreachable: "
                          "ask without it, and back up the restored target once the state store answers")
     options = _options(inv)
@@ -136,7 +136,7 @@ def restore_slack(inv: Invocation) -> Report:
         requested_by=inv.actor, attested_by=None, channel=None, expires_at=expires_at(settings))
     store.audit(inv.actor, "request", "pending", channel=inv.channel, subcommand=f"restore {req.code}",
                     target=into.name, detail=name)
-    if inv.state is None:
+    if inv.store is None:
         report.summary += (" The state database is unreachable: this request is recorded on a stand-in, and is "
                            "void if the state database answers before it is approved.")
     report.data = {"request": req.code, "required_approvals": required, **words}
@@ -154,7 +154,7 @@ def apply_approved(svc: Bot, req: ApprovalRequest) -> None:
                               backup_after=bool(p["backup_after"]), target=None, format="text", confirm=p["into"])
     setattr(args, "from", p["from"])
     inv = Invocation(command=restore_slack, args=args, settings=svc.settings, actor=req.requested_by,
-                     registry=svc.registry, channel=req.channel, state=svc.store, front_end="slack")
+                     registry=svc.registry, channel=req.channel, store=svc.store, front_end="slack")
     try:
         report = jobs.run(inv, approvals.store, work=run_restore)
         outcome, detail = (RequestStatus.APPLIED if report.ok else RequestStatus.FAILED), report.summary

@@ -20,7 +20,7 @@ from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryInterv
 from handlers.report import Progress, Report
 from handlers.target import scrub, scrub_data
 
-from . import render
+from . import output
 
 log = logging.getLogger("dbops.slack")
 
@@ -102,20 +102,20 @@ class Notifier:
     def post_report(self, channel: str, report: Report, thread_ts: str | None = None) -> str | None:
         """Posts a report's short main message, then its detail (and full report file) in the thread:
         the main message's own, or `thread_ts` when the report answers inside a thread already."""
-        slack = render.slack_report(report)
+        slack = output.slack_report(report)
         first = self.post(channel, slack.main["text"], slack.main["blocks"], thread_ts=thread_ts)
         self._post_detail(channel, thread_ts or first, slack)
         return first
 
     def replace_with_report(self, channel: str, ts: str, report: Report) -> None:
         """Turns a progress message into the report's main message, the detail in its thread."""
-        slack = render.slack_report(report)
+        slack = output.slack_report(report)
         if not self.update(channel, ts, slack.main["text"], slack.main["blocks"]):
             self.post_report(channel, report)
             return
         self._post_detail(channel, ts, slack)
 
-    def _post_detail(self, channel: str, thread_ts: str | None, slack: render.SlackReport) -> None:
+    def _post_detail(self, channel: str, thread_ts: str | None, slack: output.SlackReport) -> None:
         if thread_ts is None:  # the main message was not posted: its detail has nowhere to go
             return
         for message in slack.thread:
@@ -151,7 +151,7 @@ class ProgressMessage:
             if self.ts is None or now - self._last_sent < self.interval:
                 return
             self._last_sent = now
-        line = render.progress_line(progress, now - self.started)
+        line = output.progress_line(progress, now - self.started)
         self.notifier.update(self.channel, self.ts, f":hourglass_flowing_sand: {self.title}: {line}")
 
     def finish(self, report: Report) -> None:

@@ -64,7 +64,7 @@ class Invocation:
     actor: str  # Slack user id, "cli:<user>" or "scheduler"
     registry: "Registry"  # every command, status line and schedule (for help, status and the digest)
     channel: str | None = None
-    state: StateStore | None = None  # None: no state database configured, or it is unreachable
+    store: StateStore | None = None  # None: no state database configured, or it is unreachable
     # Where approval requests are recorded: the state store, or its stand-in while that is unreachable.
     requests: StateStore | None = None
     progress: ProgressFn = no_progress

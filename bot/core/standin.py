@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from handlers.pginstance import TemporaryInstance
+from handlers.postgres import TemporaryInstance
 
 from .approvals.book import ApprovalBook
 from .state.store import StateStore

@@ -16,7 +16,7 @@ from handlers.target import scrub
 
 from .. import __version__
 from ..areas import AREAS
-from ..core import jobs, plaintext, render
+from ..core import jobs, output, plaintext
 from ..core.config import load_settings
 from ..core.logs import setup_logging
 from ..core.registry import Invocation, Registry
@@ -36,7 +36,7 @@ class TerminalProgress:
 
     def __call__(self, progress: Progress) -> None:
         now = time.monotonic()
-        line = render.progress_line(progress, now - self.started)
+        line = output.progress_line(progress, now - self.started)
         if self.tty:
             if now - self.last_draw >= 0.2 or progress.phase != self.last_phase:
                 self.stream.write("\r\033[K" + line[:self.width - 1])
@@ -125,12 +125,12 @@ def main(argv: list[str] | None = None) -> int:
                     raise
         progress = TerminalProgress()
         inv = Invocation(command=cmd, args=args, settings=settings, actor=f"cli:{getpass.getuser()}",
-                         registry=registry, state=store, progress=progress, front_end="cli")
+                         registry=registry, store=store, progress=progress, front_end="cli")
         try:
             report = jobs.run(inv, store)
         finally:
             progress.done()
-        print(render.to_format(report, args.format), end="")
+        print(output.to_format(report, args.format), end="")
         return report.outcome.exit_code
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -11,7 +11,7 @@ The public API (what the bot's commands call):
 - cleanup_incomplete                            at start-up
 - capture_manifest / compare_manifests / BackupManifest   (manifest.py)
 - StorageCatalog(settings)                      the same reads, from storage alone (state database down)
-- sync_catalog / sync_report                    the catalog rebuilt from storage (storecat.py, sync.py)
+- sync_catalog / sync_report                    the catalog rebuilt from storage (storage_catalog.py, sync.py)
 - state_shares_target / state_placement_warning the state store on a database it protects
 """
 from typing import TYPE_CHECKING
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # at run time each name is imported on first use: see handler
     from .schedule import claim_scheduled_run, next_run, schedule_report, schedule_slot
     from .settings import BackupSettings, RetentionSettings, S3Settings
     from .storage import StorageError
-    from .storecat import StorageCatalog, storage_for
+    from .storage_catalog import StorageCatalog, storage_for
     from .sync import sync_catalog, sync_report
     from .take import BackupCancelled, BackupFailed, BackupResult, take_backup
     from .verify import ArchiveDamaged, NoKey, Unrestorable, materialize, verify_backup
@@ -52,7 +52,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     ".schedule": ("claim_scheduled_run", "next_run", "schedule_report", "schedule_slot"),
     ".settings": ("BackupSettings", "RetentionSettings", "S3Settings"),
     ".storage": ("StorageError",),
-    ".storecat": ("StorageCatalog", "storage_for"),
+    ".storage_catalog": ("StorageCatalog", "storage_for"),
     ".sync": ("sync_catalog", "sync_report"),
     ".take": ("BackupCancelled", "BackupFailed", "BackupResult", "take_backup"),
     ".verify": ("ArchiveDamaged", "NoKey", "Unrestorable", "materialize", "verify_backup"),

@@ -25,13 +25,13 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from .. import fmt
 from ..errors import DbopsError
 from ..report import Outcome, Report, Section, Table
 from .catalog import BackupCatalog, BackupRecord
-from .. import fmt
 from .settings import BackupSettings, RetentionSettings
 from .storage import S3Store, StorageError, prepare_dir
-from .storecat import MANIFEST_SUFFIX, VERIFIED_SUFFIX, storage_for, write_index
+from .storage_catalog import MANIFEST_SUFFIX, VERIFIED_SUFFIX, storage_for, write_index
 
 
 @dataclass

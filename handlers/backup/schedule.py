@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
-from ..report import Report, key_values
 from .. import fmt
+from ..report import Report, key_values
 from .settings import BackupSettings
 
 

@@ -20,7 +20,7 @@ from ..report import Outcome, Report, Section, Table
 from .catalog import BackupCatalog
 from .settings import BackupSettings
 from .storage import S3Store, StorageError, prepare_dir, sha256_file
-from .storecat import MANIFEST_SUFFIX, ARCHIVE_RE, S3Storage, Storage, StoredBackup, basename, scan, storage_for
+from .storage_catalog import ARCHIVE_RE, MANIFEST_SUFFIX, S3Storage, Storage, StoredBackup, basename, scan, storage_for
 
 
 @dataclass

@@ -10,7 +10,7 @@ The order of a backup, and why:
    encrypted if configured, fsynced, hashed, and only then renamed to its final name (or uploaded:
    an S3 object appears only when the multipart upload completes).
 4. Then the sealed manifest is written beside it (durably: partial name, fsync, rename, fsync of the
-   folder), then the storage's index: storage now lists a complete backup (storecat.py).
+   folder), then the storage's index: storage now lists a complete backup (storage_catalog.py).
 5. Only then the catalog row becomes `completed`. On any failure, cancel or kill the partial files
    are removed at once, or by `cleanup_incomplete` at the next start; a kill after the archive's
    rename leaves an archive without a manifest (quarantined at the next start), a kill after the
@@ -34,17 +34,26 @@ import psycopg
 
 from .. import fmt
 from ..errors import Cancelled, DbopsError
-from ..pginstance import pg_tool
+from ..postgres import (
+    choose_compression,
+    exit_text,
+    last_line,
+    libpq_env,
+    missing_table_data,
+    pg_tool,
+    require_pg_dump_for,
+    server_facts,
+    start_tool,
+    stop_tool,
+)
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Stopwatch, Table, key_values, no_progress
 from ..target import Target, dsn_secrets, scrub
 from . import crypto
 from .catalog import BackupCatalog
 from .manifest import ArchiveInfo, BackupManifest, capture_manifest, seal
-from ..pgtools import (choose_compression, exit_text, last_line, libpq_env, missing_table_data,
-                       require_pg_dump_for, server_facts, start_tool, stop_tool)
 from .settings import BackupSettings
 from .storage import S3Store, StorageError, fsync_dir, fsync_file, prepare_dir, sha256_file
-from .storecat import MANIFEST_SUFFIX, storage_for, write_durably, write_index
+from .storage_catalog import MANIFEST_SUFFIX, storage_for, write_durably, write_index
 
 PARTIAL_SUFFIX = ".partial"
 PARTIAL_RE = re.compile(r"^\.([ab]\d+)[._].*\.partial$")

@@ -14,16 +14,16 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import fmt
 from ..errors import ConfigError, DbopsError, UsageError
+from ..postgres import PgToolError, full_read, missing_table_data
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from . import crypto
 from .catalog import BackupCatalog, BackupRecord
 from .manifest import BackupManifest, ManifestDamaged, unseal
-from .. import fmt
-from ..pgtools import PgToolError, full_read, missing_table_data
 from .settings import BackupSettings, encryption_key_from_env
 from .storage import S3Store, StorageError, prepare_dir, sha256_file
-from .storecat import MANIFEST_SUFFIX, record_verification
+from .storage_catalog import MANIFEST_SUFFIX, record_verification
 
 
 class Unrestorable(DbopsError):

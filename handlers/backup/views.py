@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from .. import fmt
 from ..report import Outcome, Report, Section, Table
 from .catalog import BackupCatalog, BackupRecord
-from .. import fmt
 from .settings import BackupSettings
 
 

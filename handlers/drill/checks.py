@@ -15,9 +15,8 @@ from psycopg.conninfo import make_conninfo
 
 from .. import schemas
 from ..backup.manifest import capture_manifest, checksum_method, compare_manifests
-from ..pginstance import pg_tool
-from ..pgtools import libpq_env, run_streaming
 from ..indexes.settings import ExpectedIndex
+from ..postgres import libpq_env, pg_tool, run_streaming
 from .settings import SmokeQuery
 
 SCHEMA_PARTS = ("tables", "columns", "indexes", "constraints", "sequences")

@@ -1,7 +1,7 @@
 """Where a drill restores: a throwaway local PostgreSQL, a database on a scratch server, or (later) Render.
 
 Every kind marks what it creates so a later process can remove what a crashed one left:
-- local: pginstance's marker file (purpose "drill") in the instance folder;
+- local: the instance marker file (purpose "drill") in the instance folder;
 - scratch: the database name starts with `dbops_drill_` and its COMMENT holds the owner's
   host, pid and pid start time as JSON.
 
@@ -22,7 +22,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from .. import pginstance
+from .. import postgres
 from ..errors import ConfigError
 from ..target import connection_reason, describe_dsn
 from .settings import DrillSettings
@@ -51,7 +51,7 @@ class LocalDrillInstance:
 
     def __init__(self, settings: DrillSettings) -> None:
         # Restore-friendly memory: index builds and FK checks are most of a restore.
-        self._instance = pginstance.TemporaryInstance(
+        self._instance = postgres.TemporaryInstance(
             purpose=DRILL_PURPOSE, parent=settings.work_dir,
             settings={"maintenance_work_mem": "256MB", "max_parallel_maintenance_workers": "2",
                       "autovacuum": "off", "wal_level": "minimal", "max_wal_senders": "0"})
@@ -146,7 +146,7 @@ def make_instance(settings: DrillSettings) -> DrillInstance:
 def cleanup_leftovers(settings: DrillSettings) -> list[str]:
     """Remove what crashed or killed drills left behind; one line per thing removed (for the channel)."""
     said = [f"removed a leftover drill instance ({path.name}) from {path.parent}"
-            for path in pginstance.remove_leftover_instances(settings.work_dir, purpose=DRILL_PURPOSE)]
+            for path in postgres.remove_leftover_instances(settings.work_dir, purpose=DRILL_PURPOSE)]
     if settings.scratch_url:
         said += _drop_leftover_scratch_databases(settings.scratch_url, settings.stale_scratch_hours)
     for cleaner in _CLEANERS.values():

@@ -22,12 +22,19 @@ from typing import Any, Iterable
 import psutil
 import psycopg
 
+from .. import fmt
 from ..backup.storage import sha256_file
 from ..backup.verify import restorable_archive
 from ..errors import Cancelled
-from .. import fmt
-from ..pginstance import MARKER_FILE, tool_version
-from ..pgtools import ArchiveContents, list_archive, major_version, restore_command, run_pg_restore
+from ..postgres import (
+    MARKER_FILE,
+    ArchiveContents,
+    list_archive,
+    major_version,
+    restore_command,
+    run_pg_restore,
+    tool_version,
+)
 from ..report import Progress, ProgressFn, no_progress
 from ..target import dsn_secrets, scrub
 from . import checks as C

@@ -9,10 +9,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from .. import fmt
 from ..errors import UsageError
 from ..report import Outcome, Report, Section, Table
 from ..target import connect
-from .. import fmt
 from .result import DrillResult
 from .settings import DrillSettings
 

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 from ..lazy import lazy_exports
 
 if TYPE_CHECKING:  # at run time each name is imported on first use: see handlers/lazy.py
+    from .apply import ApplyResult, apply_migration, plan_batches
     from .check import check_migration
     from .model import Finding, MigrationCheck, Severity
     from .parsing import Statement, parse_statements
+    from .rehearsal import Rehearsal, rehearse
     from .rules import all_rules
     from .settings import ApplySettings, MigrationCheckSettings, RehearsalSettings
-    from .apply import ApplyResult, apply_migration, plan_batches
-    from .rehearsal import Rehearsal, rehearse
 
 __all__ = [
     "check_migration", "Finding", "MigrationCheck", "MigrationCheckSettings", "Severity", "Statement",

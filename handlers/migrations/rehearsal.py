@@ -10,7 +10,7 @@ Locks are held until the transaction ends, so the downtime estimate for a table 
 the statement that first took a blocking lock on it to the commit.
 
 The requester's SQL is hostile input, and the copy holds production's rows. So the instance is a
-sandbox (see handlers.pginstance), and UP and DOWN run connected as `app_owner`, an ordinary role
+sandbox (see handlers.postgres.instance), and UP and DOWN run connected as `app_owner`, an ordinary role
 that owns the application's objects, as the application's own user does on Render's managed
 Postgres: no superuser, no CREATEROLE/CREATEDB, no pg_execute_server_program, pg_read_server_files
 or pg_write_server_files. Extensions and schemas (which may need a superuser) are restored first as
@@ -39,11 +39,25 @@ from psycopg import sql
 
 from handlers import environment, fmt, schemas
 from handlers.backup.manifest import capture_manifest
-from handlers.pgtools import (ArchiveContents, PgToolError, last_line, libpq_env, list_archive, run_pg_restore,
-                              run_streaming, toc_entry, write_use_list)
 from handlers.errors import Cancelled, DbopsError, TargetUnreachable, UsageError
-from handlers.pginstance import (MARKER_FILE, InstanceError, PgBinariesError, TemporaryInstance,
-                                 pg_tool, private_work_dir, remove_leftover_instances)
+from handlers.postgres import (
+    MARKER_FILE,
+    ArchiveContents,
+    InstanceError,
+    PgBinariesError,
+    PgToolError,
+    TemporaryInstance,
+    last_line,
+    libpq_env,
+    list_archive,
+    pg_tool,
+    private_work_dir,
+    remove_leftover_instances,
+    run_pg_restore,
+    run_streaming,
+    toc_entry,
+    write_use_list,
+)
 from handlers.report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from handlers.schemadiff import ROLLED_BACK, schema_differences
 from handlers.target import Target, dsn_secrets, scrub

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .nodes import Node, TableName, alter_table_cmds, is_alter_table, const_value, strings, table_of, table_of_names
+from .nodes import Node, TableName, alter_table_cmds, const_value, is_alter_table, strings, table_of, table_of_names
 from .parsing import Statement
 from .sqltypes import SqlType, type_from_ast
 

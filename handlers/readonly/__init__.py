@@ -7,8 +7,17 @@ from ..lazy import lazy_exports
 if TYPE_CHECKING:  # at run time each name is imported on first use: see handlers/lazy.py
     from .book import ManagedRole, RoleBook
     from .credentials import Delivery
-    from .manage import (MissingPrivilege, check_role, create_role, drop_role, list_roles, plan, repair_role,
-                         rotate_password, status_line)
+    from .manage import (
+        MissingPrivilege,
+        check_role,
+        create_role,
+        drop_role,
+        list_roles,
+        plan,
+        repair_role,
+        rotate_password,
+        status_line,
+    )
     from .names import check_role_name
     from .settings import ReadonlySettings, WithheldColumn
 

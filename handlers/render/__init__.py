@@ -9,8 +9,14 @@ from ..lazy import lazy_exports
 
 if TYPE_CHECKING:  # at run time each name is imported on first use: see handlers/lazy.py
     from .client import ConnectionInfo, RenderClient, RetryPolicy
-    from .drill import (DRILL_PREFIX, InstanceNotDeleted, RenderDrillOutcome, cleanup_leftover_instances,
-                        delete_with_retries, run_render_drill)
+    from .drill import (
+        DRILL_PREFIX,
+        InstanceNotDeleted,
+        RenderDrillOutcome,
+        cleanup_leftover_instances,
+        delete_with_retries,
+        run_render_drill,
+    )
     from .errors import RenderAuthError, RenderError, RenderNotFound, RenderUnavailable, UnsafeArchive
     from .export import mirror_export, run_export_drill, safe_extract
     from .settings import RenderSettings, postgres_id_for

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
-from ..drill import checks as C
 from .. import fmt
+from ..drill import checks as C
 from ..drill.result import DrillResult
 from ..drill.runner import DrillInterrupted, _SigintDeferred
 from ..drill.settings import DrillSettings

@@ -15,11 +15,11 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
-from ..pgtools import list_archive
 from ..drill.runner import PreparedArchive, RestoreDrill
 from ..drill.settings import DrillSettings
 from ..drill.steps import checks_outcome
 from ..errors import UsageError
+from ..postgres import list_archive
 from ..report import Progress, ProgressFn, no_progress
 from ..target import Target
 from .client import RenderClient, parse_time

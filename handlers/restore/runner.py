@@ -25,15 +25,15 @@ from typing import Any, Callable
 
 import psycopg
 
-from ..backup.catalog import BackupRecord
 from .. import fmt
+from ..backup.catalog import BackupRecord
 from ..backup.manifest import BackupManifest
 from ..backup.settings import BackupSettings
 from ..backup.storage import StorageError, prepare_dir
 from ..backup.verify import ArchiveDamaged, fetch_plain
 from ..drill import checks as C
 from ..errors import Cancelled, DbopsError, UsageError
-from ..pgtools import left_out_on_restore, list_archive, major_version, run_pg_restore
+from ..postgres import left_out_on_restore, list_archive, major_version, run_pg_restore
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from ..target import Target, dsn_secrets, scrub
 from .target import RestoreRefused, clear_target, inspect_target, missing_roles, refusals

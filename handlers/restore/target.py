@@ -12,6 +12,7 @@ from ..backup.placement import state_shares_target
 from ..errors import DbopsError, UsageError
 from ..target import Target, connection_reason
 
+
 class RestoreRefused(UsageError):
     """The restore would destroy something it was not told to (exit status 2, nothing done)."""
 

@@ -13,7 +13,6 @@ from ..state.store import StateStore
 from .identity import slack_identity
 
 
-
 def text_sha256(text: str | None) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest() if text is not None else None
 

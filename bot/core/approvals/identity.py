@@ -7,7 +7,6 @@ from handlers.errors import ConfigError
 
 from ..config import Settings
 
-
 SLACK_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 
 def identities(settings: Settings) -> dict[str, str]:

@@ -5,11 +5,10 @@ from datetime import timezone
 
 from handlers.report import Report
 
-from .. import render
+from .. import output
 from .book import ApprovalRequest, RequestStatus, text_sha256
 from .identity import mention, slack_identity
 from .settings import ApprovalSettings
-
 
 INLINE_SQL_LIMIT = 2600  # characters (after Slack's escaping) of one SQL file shown in the message itself
 
@@ -24,7 +23,7 @@ def sql_inline(payload: dict) -> bool:
     texts = [t for t in (payload.get("up"), payload.get("down")) if t is not None]
     # A line wider than a phone's code block is attached as a file too: SQL is never rewrapped.
     return all(len(_slack_escape(t)) <= INLINE_SQL_LIMIT and "```" not in t
-               and all(len(line) <= render.MONOSPACE_WIDTH for line in _slack_escape(t).splitlines())
+               and all(len(line) <= output.MONOSPACE_WIDTH for line in _slack_escape(t).splitlines())
                for t in texts)
 
 
@@ -34,7 +33,7 @@ def _not_inline_because(payload: dict) -> str:
         return "too long to show here"
     if any("```" in t for t in texts):
         return "not shown here (it holds a code fence)"
-    return f"not shown here (a line is wider than a phone shows, {render.MONOSPACE_WIDTH} characters)"
+    return f"not shown here (a line is wider than a phone shows, {output.MONOSPACE_WIDTH} characters)"
 
 
 def sql_files(req: ApprovalRequest) -> list[tuple[str, str]]:
@@ -108,7 +107,7 @@ def request_blocks(req: ApprovalRequest, settings: ApprovalSettings, approvers: 
     head += sql_blocks(req)
     body = []
     if req.analysis.get("report"):
-        body = render.report_blocks(Report.from_dict(req.analysis["report"]))[1:]  # the header is ours
+        body = output.report_blocks(Report.from_dict(req.analysis["report"]))[1:]  # the header is ours
     attested = mention(req.attested_by, slack_identity(req.attested_by, {}) or (
         req.requester_slack if req.attested_by == req.requested_by else None)) if req.attested_by else "*not attested*"
     votes = ", ".join(f"<@{a}>" for a in approvers) or "none yet"

@@ -18,7 +18,6 @@ from .identity import SLACK_ID, identities, slack_identity
 from .message import request_blocks, sql_files
 from .settings import ApprovalSettings
 
-
 log = logging.getLogger("dbops.approvals")
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from slack_bolt import Ack, App, BoltContext
 
-from ...core import render
+from ...core import output
 from ...core.registry import Invocation
 from ...core.service import BotService
 from .access import audit_later, db_middleware
@@ -23,9 +23,9 @@ def handle_db_command(svc: BotService, ack: Ack, command: dict, cmd, args) -> No
             inv = Invocation(command=cmd, args=args, settings=svc.settings, actor=user, registry=svc.registry,
                              front_end="slack")
             report = cmd.run(inv)
-            ack(text=report.title, blocks=render.report_blocks(report)[:50])
+            ack(text=report.title, blocks=output.report_blocks(report)[:50])
         else:
-            ack(text="dbops commands", blocks=render.help_blocks(svc.registry.help_rows("slack")))
+            ack(text="dbops commands", blocks=output.help_blocks(svc.registry.help_rows("slack")))
         audit_later(svc, command, "command", "ok", "help")
         return
     if cmd.modal:

@@ -6,7 +6,7 @@ Good: an index whose leading columns are the foreign key's columns (in any order
 """
 from __future__ import annotations
 
-from ..model import IndexFinding, ForeignKeyInfo, IndexInfo, qualified, quote_ident
+from ..model import ForeignKeyInfo, IndexFinding, IndexInfo, qualified, quote_ident
 
 HEADERS = ["Table", "Foreign key", "Columns", "References", "Suggestion (not run)"]
 

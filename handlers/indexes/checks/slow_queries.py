@@ -13,8 +13,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ..system_catalog import TAG, SystemCatalog
 from ..model import quote_ident
+from ..system_catalog import TAG, SystemCatalog
 
 HEADERS = ["Mean ms", "Calls", "Total ms", "Rows", "Query"]
 

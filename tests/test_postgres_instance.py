@@ -5,8 +5,8 @@ import textwrap
 
 import psycopg
 
-from handlers import pginstance
-from handlers.pginstance import TemporaryInstance, find_leftover_instances, remove_leftover_instances
+from handlers.postgres import TemporaryInstance, find_leftover_instances, remove_leftover_instances
+from handlers.postgres import binaries as pginstance
 
 
 def test_instance_runs_postgres_18_on_a_private_socket_and_is_removed(tmp_path):
@@ -29,7 +29,7 @@ def test_leftover_of_a_killed_process_is_found_and_removed(tmp_path):
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {os.getcwd()!r})
-        from handlers.pginstance import TemporaryInstance
+        from handlers.postgres import TemporaryInstance
         inst = TemporaryInstance(purpose="drill", parent={str(tmp_path)!r}).start()
         print(inst.path, flush=True)
         os._exit(0)  # dies without cleaning up, like a killed bot

@@ -42,14 +42,14 @@ def rehearse_on_copy(inv: Invocation, up_sql: str, down_sql: str | None):
     settings = RehearsalSettings.from_dict(_section(inv.settings, "rehearsal"))
     bsettings = backup_settings(inv.settings)
     record = None
-    if settings.source == "backup" and inv.state is not None:
-        record = backup.latest_verified(backup.BackupCatalog(inv.state.dsn), inv.target_name)
+    if settings.source == "backup" and inv.store is not None:
+        record = backup.latest_verified(backup.BackupCatalog(inv.store.dsn), inv.target_name)
     try:
         with rehearsal_work_dir(settings) as work:
             archive = manifest = None
             if record is not None:
                 inv.progress(Progress(f"fetching backup {record.id} for the rehearsal"))
-                archive, found = backup.materialize(backup.BackupCatalog(inv.state.dsn), bsettings, record.id, work)
+                archive, found = backup.materialize(backup.BackupCatalog(inv.store.dsn), bsettings, record.id, work)
                 manifest = found.to_dict()
             inv.progress(Progress("rehearsing UP and DOWN on a temporary copy"))
             return run_rehearsal(up_sql, down_sql, archive=archive, manifest=manifest,

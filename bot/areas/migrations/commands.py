@@ -82,7 +82,7 @@ def migrate_check(inv: Invocation) -> Report:
 def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: str, attested_by: str | None,
                   apply_by: str, channel: str | None) -> tuple[ApprovalRequest, Report]:
     """Check, rehearse, and record a request; returns it with the report shown in the request message."""
-    if inv.state is None:
+    if inv.store is None:
         raise ConfigError("migrate request needs the state store: set DBOPS_STATE_URL (or DATABASE_URL)")
     if not name.strip():
         raise UsageError("give the migration a name (--name), e.g. --name add-notes-archived-flag")
@@ -106,7 +106,7 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
     requester_slack = slack_identity(requester, identities(inv.settings))
     required = approvals_needed(settings, check, rehearsal, verified=requester_slack is not None)
     note = rehearsal_error_note(rehearsal)
-    book = ApprovalBook(inv.state)
+    book = ApprovalBook(inv.store)
     req = book.create(
         kind="migration", name=name, target=inv.target_name, sha256=migration_sha256(up_sql, down_sql),
         payload={"up": up_sql, "down": down_sql, "apply_by": apply_by, "requester_slack": requester_slack,
@@ -115,7 +115,7 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
         requires_approval=required > 0, required=required, requested_by=requester,
         attested_by=attested_by, channel=None,
         expires_at=expires_at(settings))
-    inv.state.audit(requester, "request", "pending" if req.requires_approval else "recorded", channel=channel,
+    inv.store.audit(requester, "request", "pending" if req.requires_approval else "recorded", channel=channel,
                     subcommand=f"migration {req.code}", target=req.target, detail=name)
     if req.requires_approval:
         report.outcome = Outcome.APPROVAL_REQUIRED
@@ -200,10 +200,10 @@ def migrate_request(inv: Invocation) -> Report:
          lock="migrate", where="cli")
 def migrate_gate(inv: Invocation) -> Report:
     """Only `--apply-by pipeline` requests pass: a request has exactly one path to the database."""
-    if inv.state is None:
+    if inv.store is None:
         raise ConfigError("migrate gate needs the state store: set DBOPS_STATE_URL (or DATABASE_URL)")
     sha = migration_sha256(read_sql(inv.args.up, "UP"), read_sql(inv.args.down, "DOWN"))
-    book = ApprovalBook(inv.state)
+    book = ApprovalBook(inv.store)
     now = datetime.now(timezone.utc)
     book.expire_due(now)
     requests = book.by_sha(sha, inv.target_name)
@@ -241,9 +241,9 @@ def migrate_gate(inv: Invocation) -> Report:
 
 @command("migrate status", "migration requests: pending, approved, applied, rejected, expired", lock="migrate")
 def migrate_status(inv: Invocation) -> Report:
-    if inv.state is None:
+    if inv.store is None:
         raise ConfigError("migrate status needs the state store: set DBOPS_STATE_URL (or DATABASE_URL)")
-    book = ApprovalBook(inv.state)
+    book = ApprovalBook(inv.store)
     book.expire_due(datetime.now(timezone.utc))
     only = getattr(inv.args, "target", None)
     requests = [r for r in book.recent() if r.kind == "migration" and only in (None, r.target)]
@@ -274,9 +274,9 @@ def _request_detail(r: ApprovalRequest) -> str:
 
 
 def pending_line(inv: Invocation) -> tuple[str, bool, str]:
-    if inv.state is None:
+    if inv.store is None:
         return "Approvals", True, "no state store"
-    pending = [r for r in ApprovalBook(inv.state).recent(100) if r.status in ("pending", "approved", "applying")]
+    pending = [r for r in ApprovalBook(inv.store).recent(100) if r.status in ("pending", "approved", "applying")]
     if not pending:
         return "Approvals", True, "no pending requests"
     items = ", ".join(f"`{r.code}` {r.name} ({r.status}, expires {r.expires_at:%Y-%m-%d %H:%M %Z})" for r in pending[:5])

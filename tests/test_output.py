@@ -5,7 +5,7 @@ import json
 import logging
 import time
 
-from bot.core import render
+from bot.core import output
 from bot.core.logs import ScrubbingFormatter
 from bot.core.notify import Notifier, ProgressMessage, make_client
 from handlers.report import Progress, Report, Section, Table
@@ -20,12 +20,12 @@ def big_report(rows: int) -> Report:
 
 
 def test_a_long_table_goes_in_the_thread_within_slack_limits_and_every_row_is_in_the_file():
-    slack = render.slack_report(big_report(3000))
-    assert len(slack.main["blocks"]) <= render.MAIN_BLOCKS and 1 <= len(slack.thread) <= render.THREAD_MESSAGES
+    slack = output.slack_report(big_report(3000))
+    assert len(slack.main["blocks"]) <= output.MAIN_BLOCKS and 1 <= len(slack.thread) <= output.THREAD_MESSAGES
     for message in slack.messages:
         assert payload_violations("chat.postMessage", message) == []
     (shown,) = [b for m in slack.thread for b in m["blocks"] if b["type"] == "table"]  # the first rows only
-    assert len(shown["rows"]) == render.THREAD_TABLE_ROWS + 1
+    assert len(shown["rows"]) == output.THREAD_TABLE_ROWS + 1
     assert "IX_Table0_Column0" in json.dumps(slack.thread[0])
     assert "2970 more rows in the attached file" in json.dumps(slack.thread)  # the thread says where the rest is
     for i in (0, 1234, 2999):
@@ -35,7 +35,7 @@ def test_a_long_table_goes_in_the_thread_within_slack_limits_and_every_row_is_in
 
 
 def test_a_short_report_is_one_message_with_a_header_and_its_table_as_a_table_block():
-    slack = render.slack_report(big_report(3))
+    slack = output.slack_report(big_report(3))
     assert slack.thread == [] and slack.file is None
     assert slack.main["blocks"][0]["type"] == "header"
     (table,) = [b for b in slack.main["blocks"] if b["type"] == "table"]
@@ -78,7 +78,7 @@ def test_a_table_too_wide_only_for_its_last_column_wraps_that_column_under_itsel
     detail = "throwaway local PostgreSQL in /tmp/dbops-drill-abcdefgh, PostgreSQL 18.6, started as a sandbox"
     report = Report("Drill", "ok", sections=[Section("Steps", table=Table(
         ["step", "took", "detail"], [["create instance", "1.1 s", detail], ["restore", "0.6 s", "9 tables"]]))])
-    lines = render.to_text(report, width=60).splitlines()
+    lines = output.to_text(report, width=60).splitlines()
     start = lines.index("step             took   detail")
     assert all(len(line) <= 60 for line in lines)
     assert lines[start + 2].startswith("create instance  1.1 s  throwaway local")
@@ -90,5 +90,5 @@ def test_a_table_too_wide_only_for_its_last_column_wraps_that_column_under_itsel
 def test_a_table_whose_leading_columns_are_too_wide_becomes_key_value_rows():
     report = Report("Wide", "ok", sections=[Section("Rows", table=Table(
         ["name", "where", "note"], [["a" * 30, "b" * 30, "short"]]))])
-    text = render.to_text(report, width=60)
+    text = output.to_text(report, width=60)
     assert "name:  " + "a" * 30 in text and "note:  short" in text

@@ -63,7 +63,7 @@ def on_submission(svc: Bot, user: str, view: dict) -> None:
     cmd = migrate_request_form if mode == "request" else migrate_check_form
     args = argparse.Namespace(target=meta.get("target"), format="text")
     inv = Invocation(command=cmd, args=args, settings=svc.settings, actor=user, registry=svc.registry,
-                     channel=channel, state=svc.store, front_end="slack")
+                     channel=channel, store=svc.store, front_end="slack")
     posted = []
 
     def check(inv: Invocation) -> Report:
