@@ -57,8 +57,8 @@ def test_with_the_state_database_down_a_restore_is_approved_in_slack_on_a_stand_
 
     import psycopg
 
-    from tests.test_migrate_e2e import ALICE, BOSS, react, request_message
-    from tests.test_migrate_e2e import dbops as dbops_in
+    from tests.test_migrations_e2e import ALICE, BOSS, react, request_message
+    from tests.test_migrations_e2e import dbops as dbops_in
     from tests.test_restore_slack import EVE, rows
 
     (tmp_path / "dbops.toml").write_text("")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.test_migrate_e2e import (
+from tests.test_migrations_e2e import (
     ALICE,
     BOSS,
     dbops,

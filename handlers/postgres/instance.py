@@ -84,6 +84,7 @@ class TemporaryInstance:
     settings: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
     server_dir: Path | None = None
+    major: int | None = None  # the PostgreSQL major to run (None: the default binaries)
     _os_user: tuple[int, int] | None = field(default=None, repr=False)
     _password: str | None = field(default=None, repr=False)
     _install: Path | None = field(default=None, repr=False)
@@ -97,7 +98,7 @@ class TemporaryInstance:
         try:
             if _running_as_root():
                 self._os_user = _service_account()
-                self._install = _server_install_for_root()
+                self._install = _server_install_for_root(self.major)
                 if _traversable_by(parent, *self._os_user):
                     os.chmod(self.path, 0o711)  # our own folder: the server passes through to server/
                     self.server_dir = self.path / SERVER_SUBDIR
@@ -110,7 +111,7 @@ class TemporaryInstance:
                                   {**info, "instance_dir": str(self.path)})
                 os.chown(self.server_dir, *self._os_user)
             else:
-                self._install = bin_dir().parent
+                self._install = bin_dir(self.major).parent
                 self.server_dir = self.path / SERVER_SUBDIR
                 self.server_dir.mkdir(mode=0o700)
             _write_marker(self.path / MARKER_FILE, info)
@@ -181,7 +182,7 @@ class TemporaryInstance:
         return [self._password] if self._password else []
 
     def _tool(self, name: str) -> str:
-        path = (self._install or bin_dir().parent) / "bin" / name
+        path = (self._install or bin_dir(self.major).parent) / "bin" / name
         if not path.exists():
             raise PgBinariesError(f"{name} not found in {path.parent}")
         return str(path)

@@ -13,7 +13,7 @@ import pytest
 
 from handlers.target import dsn_secrets
 from tests.fakes.bot_process import BOT_TOKEN, SIGNING_SECRET
-from tests.test_migrate_e2e import dbops, prod, request_message, submit_form  # noqa: F401 (prod: a fixture)
+from tests.test_migrations_e2e import dbops, prod, request_message, submit_form  # noqa: F401 (prod: a fixture)
 
 
 def hostile_up(marker: Path) -> str:
