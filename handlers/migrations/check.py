@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Iterator
 from handlers.errors import DbopsError, UsageError
 
 from .context import DroppedColumn, MigrationContext, classify_type_changes
+from .lexing import refuse_lexing_changes
 from .model import Finding, MigrationCheck, Severity
 from .parsing import Statement, parse_statements
 from .rule import Hit, Rule
@@ -65,6 +66,8 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
     if not statements:
         raise UsageError(f"{filename} has no SQL statements (it is empty or holds only comments)")
     down = parse_statements(down_sql, down_filename) if down_sql is not None else None
+    refuse_lexing_changes(statements, filename)
+    refuse_lexing_changes(down or [], down_filename)
     if conn is None:
         ctx = _context(statements, down, filename, down_filename, {}, None)
     else:

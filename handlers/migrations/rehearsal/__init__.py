@@ -40,6 +40,7 @@ from handlers.target import Target, dsn_secrets, scrub
 
 from ..apply import Batch, plan_batches
 from ..parsing import parse_statements
+from ..session import SessionChanged, pin_session
 from ..settings import RehearsalSettings
 from .compare import changed_columns, data_differences, snapshot
 from .copy import compare_with_manifest, copy_schema, restore_copy
@@ -119,6 +120,8 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
         try:
             with psycopg.connect(app_dsn, autocommit=True) as conn, cancel_on(conn, cancel):
                 _rehearse_on(conn, result, up, down, manifest if with_data else {}, settings, progress, cancel, hidden)
+        except SessionChanged as exc:
+            raise DbopsError(f"the rehearsal could not prepare its session on the copy: {exc}") from None
         except psycopg.Error as exc:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("the rehearsal was cancelled") from None
@@ -155,6 +158,7 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
     result.checked_columns = [c.label for c in before.columns]
 
     progress(Progress("rehearsal", 0.5, "applying UP"))
+    pin_session(conn)
     run = run_batches(conn, up, settings, before.names, cancel, hidden)
     result.up_statements, result.up_s, result.downtime = run.statements, run.seconds, run.downtime
     result.every_row = run.every_row
@@ -167,6 +171,7 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
         return
     progress(Progress("rehearsal", 0.7, "applying DOWN"))
     conn.execute("DISCARD ALL")  # DOWN runs in a later session: no SET or temporary table of UP's carries over
+    pin_session(conn)
     back = run_batches(conn, down, settings, before.names, cancel, hidden)
     result.down_statements, result.down_s = back.statements, back.seconds
     if back.error:

@@ -18,6 +18,7 @@ from handlers.errors import Cancelled, DbopsError
 
 from ..apply import Batch, error_text
 from ..parsing import Statement
+from ..session import SessionChanged, milliseconds, run_statement
 from ..settings import RehearsalSettings
 from .result import BLOCKS_READS_AND_WRITES, BLOCKS_WRITES, LOCK_NAMES, PRIVATE_TEXT_LIMIT, cut, preview
 
@@ -92,7 +93,8 @@ def _own_locks(conn: psycopg.Connection, names: dict[int, str]) -> set[tuple[str
 def run_batches(conn: psycopg.Connection, batches: list[Batch], settings: RehearsalSettings,
                  names: dict[int, str], cancel: threading.Event | None, hidden: list[str]) -> BatchRun:
     run = BatchRun()
-    timeout = f"{int(settings.statement_timeout_s * 1000)}ms"
+    limits = {"statement_timeout": settings.statement_timeout_s}
+    timeout = f"{milliseconds(settings.statement_timeout_s)}ms"
     held_for: dict[tuple[str, str], float] = {}  # (relation, what it blocks) -> seconds held
     strongest: dict[tuple[str, str], str] = {}
     started = time.monotonic()
@@ -111,10 +113,14 @@ def run_batches(conn: psycopg.Connection, batches: list[Batch], settings: Rehear
             rows_before = _rows_of_target(conn, stmt)
             t0 = time.monotonic()
             try:
-                cursor = conn.execute(stmt.text)
+                cursor, _ = run_statement(conn, stmt, limits, local=batch.in_transaction)
             except psycopg.Error as exc:
                 run.statements.append(_row(stmt, time.monotonic() - t0, [], batch, failed=True))
                 return _failed(conn, run, stmt, exc, cancel, started, hidden)
+            except SessionChanged as changed:
+                run.statements.append(_row(stmt, time.monotonic() - t0, [], batch, failed=True))
+                return _refused(conn, run, stmt, f"line {stmt.line}: it changed how the server reads SQL text "
+                                                 f"({changed.what}), which dbops stops at", started)
             seconds = time.monotonic() - t0
             if rows_before and cursor.rowcount >= rows_before[1]:
                 run.every_row.append({"line": stmt.line, "kind": "DELETE" if stmt.kind == "DeleteStmt" else "UPDATE",
@@ -177,6 +183,15 @@ def _failed(conn: psycopg.Connection, run: BatchRun, stmt: Statement, exc: psyco
     run.error_line, run.error_statement = stmt.line, preview(stmt.text)
     run.error_sqlstate, run.error_condition = state, condition
     run.error_text = cut(error_text(exc, hidden), PRIVATE_TEXT_LIMIT)
+    run.seconds = time.monotonic() - started
+    return run
+
+
+def _refused(conn: psycopg.Connection, run: BatchRun, stmt: Statement, why: str, started: float) -> BatchRun:
+    """A statement dbops stops at without a server error (it changed how the server reads SQL text)."""
+    rollback(conn)
+    run.error = why
+    run.error_line, run.error_statement = stmt.line, preview(stmt.text)
     run.seconds = time.monotonic() - started
     return run
 
