@@ -110,11 +110,13 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
     req = book.create(
         kind="migration", name=name, target=inv.target_name, sha256=migration_sha256(up_sql, down_sql),
         payload={"up": up_sql, "down": down_sql, "apply_by": apply_by, "requester_slack": requester_slack,
-                 "requester_note": note, "rehearsal": rehearsal.to_dict() if rehearsal is not None else None},
+                 "rehearsal": rehearsal.to_dict() if rehearsal is not None else None},
         analysis={"report": report.to_dict(), "findings": check.to_json()["findings"]},
         requires_approval=required > 0, required=required, requested_by=requester,
         attested_by=attested_by, channel=None,
         expires_at=expires_at(settings))
+    if note:  # in memory only, for whoever posts this request now: error texts can quote the copy's rows
+        req.payload["requester_note"] = note
     inv.store.audit(requester, "request", "pending" if req.requires_approval else "recorded", channel=channel,
                     subcommand=f"migration {req.code}", target=req.target, detail=name)
     if req.requires_approval:

@@ -45,6 +45,7 @@ from ..settings import RehearsalSettings
 from .compare import changed_columns, data_differences, snapshot
 from .copy import compare_with_manifest, copy_schema, restore_copy
 from .leftovers import rehearsal_work_dir, remove_leftover_rehearsals
+from .names import Nameable, withhold
 from .result import APP_ROLE, REHEARSAL_DB, REHEARSAL_PURPOSE, Rehearsal
 from .run import cancel_on, condition_name, run_batches
 
@@ -157,9 +158,11 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
     result.restore_problems += compare_with_manifest(manifest, before.rows)
     result.checked_columns = [c.label for c in before.columns]
 
+    shown = Nameable.of(before.schema, before.namespaces, before.types,
+                        [s for b in up + (down or []) for s in b.statements])
     progress(Progress("rehearsal", 0.5, "applying UP"))
     pin_session(conn)
-    run = run_batches(conn, up, settings, before.names, cancel, hidden)
+    run = run_batches(conn, up, settings, before.names, shown, cancel, hidden)
     result.up_statements, result.up_s, result.downtime = run.statements, run.seconds, run.downtime
     result.every_row = run.every_row
     if run.error:
@@ -172,7 +175,7 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
     progress(Progress("rehearsal", 0.7, "applying DOWN"))
     conn.execute("DISCARD ALL")  # DOWN runs in a later session: no SET or temporary table of UP's carries over
     pin_session(conn)
-    back = run_batches(conn, down, settings, before.names, cancel, hidden)
+    back = run_batches(conn, down, settings, before.names, shown, cancel, hidden)
     result.down_statements, result.down_s = back.statements, back.seconds
     if back.error:
         result.down_error, result.down_error_line = back.error, back.error_line
@@ -181,7 +184,8 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
         return
     progress(Progress("rehearsal", 0.85, "comparing the schema and data with before UP"))
     after = snapshot(conn, None, before.columns)
-    result.schema_diff = schema_differences(before.schema, after.schema, ROLLED_BACK, sequence_values=False)
+    nameable, withheld = withhold(before.schema, after.schema, shown)
+    result.schema_diff = schema_differences(before.schema, nameable, ROLLED_BACK, sequence_values=False) + withheld
     result.data_diff = data_differences(before, after)
 
 

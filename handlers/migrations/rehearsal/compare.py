@@ -59,6 +59,8 @@ class Snapshot:
     names: dict[int, str]  # table oid -> regclass text, for locks on tables UP drops
     columns: list[WatchedColumn]
     checksums: dict[WatchedColumn, str]
+    namespaces: list[str]  # the schemas and the types the copy has: names the rehearsal may show
+    types: list[str]
 
 
 def snapshot(conn: psycopg.Connection, changed: list[tuple[TableName, str]] | None,
@@ -67,6 +69,8 @@ def snapshot(conn: psycopg.Connection, changed: list[tuple[TableName, str]] | No
     names = dict(conn.execute(
         "SELECT c.oid::int8, c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relkind IN ('r', 'p', 'm', 'f', 'v') AND " + schemas.not_system("n")).fetchall())
+    namespaces, types = conn.execute("SELECT array(SELECT nspname::text FROM pg_namespace), "
+                                     "array(SELECT DISTINCT format_type(oid, NULL) FROM pg_type)").fetchone()
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
         if changed is not None:
@@ -81,7 +85,7 @@ def snapshot(conn: psycopg.Connection, changed: list[tuple[TableName, str]] | No
         rollback(conn)
         raise
     rows = {f"{t['schema']}.{t['name']}": t["rows"] for t in manifest["tables"]}
-    return Snapshot(manifest["schema"], rows, names, list(columns or []), checksums)
+    return Snapshot(manifest["schema"], rows, names, list(columns or []), checksums, namespaces, types)
 
 
 def _resolve_columns(conn: psycopg.Connection, changed: list[tuple[TableName, str]]) -> list[WatchedColumn]:
