@@ -68,6 +68,7 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
     down = parse_statements(down_sql, down_filename) if down_sql is not None else None
     refuse_lexing_changes(statements, filename)
     refuse_lexing_changes(down or [], down_filename)
+    estimates = None
     if conn is None:
         ctx = _context(statements, down, filename, down_filename, {}, None)
     else:
@@ -81,6 +82,7 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
                              (f"{int(settings.fact_timeout_seconds * 1000)}ms",))
                 columns = facts.fetch_column_types(conn, touched_tables(statements))
                 ctx = _context(statements, down, filename, down_filename, columns, conn)
+                estimates = facts.estimate_rows(conn, ctx)
         except psycopg.errors.QueryCanceled:
             raise DbopsError(
                 f"reading the target database for {filename} took longer than {settings.fact_timeout_seconds:g}s "
@@ -92,6 +94,7 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
 
     result = MigrationCheck(filename, hashlib.sha256(up_sql.encode("utf-8")).hexdigest(), len(statements))
     result.findings = run_rules(ctx, frozenset(settings.disabled))
+    result.estimates = estimates
     return result
 
 

@@ -47,6 +47,9 @@ class MigrationCheck:
     sha256: str  # of the UP SQL text, so an approval can be tied to exactly this file
     statement_count: int
     findings: list[Finding] = field(default_factory=list)
+    # The planner's estimate of the rows each DELETE/UPDATE touches in the target (facts.estimate_rows);
+    # None when checked without a database.
+    estimates: list[dict] | None = None
 
     def add_finding(self, finding: Finding) -> None:
         self.findings.append(finding)
@@ -94,6 +97,11 @@ class MigrationCheck:
             if rows:
                 sections.append(Section(titles[severity], table=Table(["line", "code", "message", "fix"], rows),
                                         problem=severity is not Severity.INFO))
+        if self.estimates:
+            sections.append(Section("Rows in the target (the planner's estimate: EXPLAIN, not run)", table=Table(
+                ["line", "statement", "rows"],
+                [[e["line"], f"{e['kind']} {e['relation']}",
+                  "not estimated" if e["rows"] is None else f"~{e['rows']:,}"] for e in self.estimates])))
         facts = [("SHA-256", self.sha256)]  # the counts and the verdict are the summary's own words
         return Report(
             title=f"Migration check: {self.filename}",
@@ -101,5 +109,6 @@ class MigrationCheck:
             outcome=self.outcome,
             sections=sections,
             facts=facts,
-            data={**self.to_json(), "file": self.filename, "sha256": self.sha256},
+            data={**self.to_json(), "file": self.filename, "sha256": self.sha256,
+                  **({"estimates": self.estimates} if self.estimates is not None else {})},
         )

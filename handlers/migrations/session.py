@@ -48,10 +48,11 @@ def pin_session(conn: psycopg.Connection) -> None:
         raise SessionChanged(f"the session could not be pinned: {changed}", changed)
 
 
-def execute(conn: psycopg.Connection, stmt: Statement) -> psycopg.Cursor:
-    """Send `stmt` as one command with the extended protocol (see the module docstring)."""
+def execute(conn: psycopg.Connection, text: str) -> psycopg.Cursor:
+    """Send `text`, one analysed statement, as one command with the extended protocol (see the module
+    docstring)."""
     cursor = conn.cursor()
-    cursor.execute(stmt.text, binary=True)
+    cursor.execute(text, binary=True)
     return cursor
 
 
@@ -71,7 +72,7 @@ def run_statement(conn: psycopg.Connection, stmt: Statement, limits: dict[str, f
     Returns the cursor and the names of the limits the statement had switched off or raised.
     Raises psycopg.Error when the statement fails, SessionChanged when it changed how the server
     reads SQL text."""
-    cursor = execute(conn, stmt)
+    cursor = execute(conn, stmt.text)
     changed = lexing_changed(conn)
     if changed:
         raise SessionChanged(f"line {stmt.line} changed how the server reads SQL text ({changed}); dbops stopped "

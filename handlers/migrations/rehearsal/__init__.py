@@ -42,10 +42,11 @@ from ..apply import Batch, plan_batches
 from ..parsing import parse_statements
 from ..session import SessionChanged, pin_session
 from ..settings import RehearsalSettings
-from .compare import changed_columns, data_differences, snapshot
+from .compare import changed_columns, changed_tables, data_differences, snapshot
 from .copy import compare_with_manifest, copy_schema, restore_copy
 from .leftovers import rehearsal_work_dir, remove_leftover_rehearsals
 from .names import Nameable, withhold
+from .reach import beyond_copy
 from .result import APP_ROLE, REHEARSAL_DB, REHEARSAL_PURPOSE, Rehearsal
 from .run import cancel_on, condition_name, run_batches
 
@@ -151,12 +152,14 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
                  manifest: dict, settings: RehearsalSettings, progress: ProgressFn,
                  cancel: threading.Event | None, hidden: list[str]) -> None:
     progress(Progress("rehearsal", 0.4, "measuring the copy before UP"))
-    watched = changed_columns([s for b in up for s in b.statements])
-    before = snapshot(conn, watched, None)
+    up_statements = [s for b in up for s in b.statements]
+    before = snapshot(conn, changed_columns(up_statements), None, changed_tables(up_statements))
     if not before.schema.get("tables") and result.restore_problems:
         raise DbopsError(f"the copy to rehearse on could not be made: {result.restore_problems[0]}")
     result.restore_problems += compare_with_manifest(manifest, before.rows)
     result.checked_columns = [c.label for c in before.columns]
+    if result.source == "backup":  # a copy without rows cannot tell what lies past them
+        result.beyond_copy = beyond_copy(conn, up_statements)
 
     shown = Nameable.of(before.schema, before.namespaces, before.types,
                         [s for b in up + (down or []) for s in b.statements])
@@ -183,7 +186,7 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
         result.down_error_text = back.error_text
         return
     progress(Progress("rehearsal", 0.85, "comparing the schema and data with before UP"))
-    after = snapshot(conn, None, before.columns)
+    after = snapshot(conn, None, before.columns, tables=before.tables)
     nameable, withheld = withhold(before.schema, after.schema, shown)
     result.schema_diff = schema_differences(before.schema, nameable, ROLLED_BACK, sequence_values=False) + withheld
     result.data_diff = data_differences(before, after)

@@ -9,6 +9,7 @@ from handlers import fmt
 from handlers.report import Outcome, Report, Section, Table
 
 from ..model import Finding, Severity
+from ..nodes import quote_ident as quote
 
 REHEARSAL_PURPOSE = "rehearsal"
 WORK_PURPOSE = "rehearsal-work"  # the folder holding the fetched archive (see rehearsal_work_dir)
@@ -59,6 +60,9 @@ class Rehearsal:
     # DELETE/UPDATE statements of UP that touched every row of their table in the copy:
     # [{line, kind, relation, rows}]. `WHERE "Id" > 0` is a DELETE without WHERE in effect.
     every_row: list[dict] = field(default_factory=list)
+    # DELETE/UPDATE statements of UP selecting rows by a key or time range past the copy's largest value
+    # (reach.py): [{line, kind, relation, column}].
+    beyond_copy: list[dict] = field(default_factory=list)
     restore_problems: list[str] = field(default_factory=list)
     restore_s: float = 0.0
     up_s: float = 0.0
@@ -140,6 +144,14 @@ class Rehearsal:
                 message=f"{hit['kind']} {verb} every row of {hit['relation']} in the rehearsal copy "
                         f"({hit['rows']:,} of {hit['rows']:,}): in effect it has no WHERE",
                 hint="If that is meant, say so with an approver; otherwise narrow the WHERE clause."))
+        for hit in self.beyond_copy:
+            found.append(Finding(
+                code="beyond-the-copy", severity=Severity.FORBIDDEN, line=hit["line"], statement="",
+                message=f"{hit['kind']} selects rows of {hit['relation']} by a range of {quote(hit['column'])} "
+                        f"reaching past the largest value {self._copy_of()} holds: rows production wrote since "
+                        "are not in the copy, so the rehearsal cannot show what it does",
+                hint="Bound the range by values the backup holds (an upper bound on the key or time), take a "
+                     "fresh backup first, or have an approver accept it."))
         if self.up_error:
             found.append(Finding(
                 code="rehearsal-failed", severity=Severity.FORBIDDEN, line=self.up_error_line or 0,
@@ -211,7 +223,7 @@ class Rehearsal:
             "down_error_sqlstate": self.down_error_sqlstate, "down_error_condition": self.down_error_condition,
             "schema_diff": list(self.schema_diff), "data_diff": list(self.data_diff),
             "checked_columns": list(self.checked_columns), "downtime": [dict(d) for d in self.downtime],
-            "every_row": [dict(e) for e in self.every_row],
+            "every_row": [dict(e) for e in self.every_row], "beyond_copy": [dict(e) for e in self.beyond_copy],
             "up_error_statement": self.up_error_statement,
             "restore_problems": list(self.restore_problems), "restore_s": round(self.restore_s, 3),
             "up_s": round(self.up_s, 3), "down_s": round(self.down_s, 3), "total_s": round(self.total_s, 3),
