@@ -2,6 +2,7 @@
 questions, then hand each statement to the rules that look at its kind."""
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 from contextlib import contextmanager
@@ -68,9 +69,11 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
     down = parse_statements(down_sql, down_filename) if down_sql is not None else None
     refuse_lexing_changes(statements, filename)
     refuse_lexing_changes(down or [], down_filename)
+    # DOWN is analysed as what runs after UP: one replay of both, DOWN's statements numbered after UP's.
+    both = statements + [dataclasses.replace(s, index=s.index + len(statements)) for s in down or ()]
     estimates = None
     if conn is None:
-        ctx = _context(statements, down, filename, down_filename, {}, None)
+        ctx = _context(both, len(statements), down, filename, down_filename, {}, None)
     else:
         import psycopg
 
@@ -80,8 +83,8 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
             with conn.transaction():
                 conn.execute("SELECT set_config('statement_timeout', %s, true)",
                              (f"{int(settings.fact_timeout_seconds * 1000)}ms",))
-                columns = facts.fetch_column_types(conn, touched_tables(statements))
-                ctx = _context(statements, down, filename, down_filename, columns, conn)
+                columns = facts.fetch_column_types(conn, touched_tables(both))
+                ctx = _context(both, len(statements), down, filename, down_filename, columns, conn)
                 estimates = facts.estimate_rows(conn, ctx)
         except psycopg.errors.QueryCanceled:
             raise DbopsError(
@@ -94,17 +97,33 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
 
     result = MigrationCheck(filename, hashlib.sha256(up_sql.encode("utf-8")).hexdigest(), len(statements))
     result.findings = run_rules(ctx, frozenset(settings.disabled))
+    if down:
+        result.findings[:0] = down_findings(ctx, both, frozenset(settings.disabled))
     result.estimates = estimates
     return result
 
 
-def _context(statements: list[Statement], down: list[Statement] | None, filename: str, down_filename: str,
-             columns: dict, conn: psycopg.Connection | None) -> MigrationContext:
-    """Replay the file over the catalog's columns, classify type changes, and (with a database)
-    ask whether dropped columns hold data and how many rows would not fit a narrower type."""
-    timeline = replay(statements, columns)
+def down_findings(ctx: MigrationContext, both: list[Statement], disabled: frozenset[str]) -> list[Finding]:
+    """DOWN's forbidden findings, as what runs after UP (dropping a column UP added is no loss of old
+    data; dropping a table with its rows is): a DOWN is run in production when UP is rolled back.
+    Its warnings are left out: DOWN is rehearsed, never applied by the bot. Each is a finding about
+    the whole request (line 0) that names DOWN's file and line."""
+    down_ctx = dataclasses.replace(ctx, statements=both, filename=ctx.down_filename, down=[])
+    found = []
+    for f in run_rules(down_ctx, disabled, first=len(ctx.statements)):
+        if f.severity is Severity.FORBIDDEN:
+            found.append(dataclasses.replace(f, line=0, message=f"{ctx.down_filename} line {f.line}: {f.message}"))
+    return found
+
+
+def _context(statements: list[Statement], up_count: int, down: list[Statement] | None, filename: str,
+             down_filename: str, columns: dict, conn: psycopg.Connection | None) -> MigrationContext:
+    """Replay UP and DOWN (the first `up_count` of `statements` are UP's) over the catalog's columns,
+    classify type changes, and (with a database) ask whether dropped columns hold data and how many
+    rows would not fit a narrower type. The context is UP's; down_findings() widens it to DOWN."""
+    timeline = replay(statements, columns, new_session_at=up_count)
     ctx = MigrationContext(
-        filename=filename, statements=statements, timeline=timeline, down=down,
+        filename=filename, statements=statements[:up_count], timeline=timeline, down=down,
         down_filename=down_filename, has_database=conn is not None, catalog_tables=frozenset(columns),
         type_changes=classify_type_changes(timeline, frozenset(columns), conn is not None),
     )
@@ -125,11 +144,12 @@ def _context(statements: list[Statement], down: list[Statement] | None, filename
     return ctx
 
 
-def run_rules(ctx: MigrationContext, disabled: frozenset[str] = frozenset()) -> list[Finding]:
+def run_rules(ctx: MigrationContext, disabled: frozenset[str] = frozenset(), first: int = 0) -> list[Finding]:
+    """Findings for ctx.statements[first:] (the earlier ones are only there to be replayed)."""
     findings: list[Finding] = []
     by_kind = rules_by_kind()
     done_once: set[str] = set(disabled)  # codes not to run (again)
-    for stmt in ctx.statements:
+    for stmt in ctx.statements[first:]:
         rules = by_kind.get(stmt.kind)
         if not rules:
             continue
@@ -150,6 +170,8 @@ def run_rules(ctx: MigrationContext, disabled: frozenset[str] = frozenset()) -> 
         if rule.code in disabled:
             continue
         for stmt, hit in rule.check(ctx):
+            if first and (stmt is None or stmt.index < first):
+                continue
             finding = _finding(rule, stmt, hit)
             if finding is not None:
                 findings.append(finding)

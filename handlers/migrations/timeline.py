@@ -20,11 +20,13 @@ class Column:
     """A column as the file has left it so far. Its type is read from the parse tree only when
     asked (most columns a migration creates are never altered later)."""
 
-    __slots__ = ("_type", "_type_name", "db")
+    __slots__ = ("_type", "_type_name", "db", "added")
 
-    def __init__(self, type: SqlType | None, db: tuple[TableName, str] | None, type_name: Node | None = None):
+    def __init__(self, type: SqlType | None, db: tuple[TableName, str] | None, type_name: Node | None = None,
+                 added: bool = False):
         self._type, self._type_name = type, type_name
         self.db = db  # where its current values live in the database, while unchanged
+        self.added = added  # created by this migration (CREATE TABLE, ADD COLUMN): it held no data before
 
     @property
     def type(self) -> SqlType | None:  # None: unknown
@@ -48,6 +50,7 @@ class DropColumnSite:
     table: TableName
     column: str
     db: tuple[TableName, str] | None  # the column in the database whose data would go
+    added: bool = False  # an earlier statement of the migration added it (DOWN dropping what UP added)
 
 
 @dataclass
@@ -99,7 +102,8 @@ def touched_tables(statements: list[Statement]) -> set[TableName]:
     return tables
 
 
-def replay(statements: list[Statement], catalog: CatalogColumns) -> Timeline:
+def replay(statements: list[Statement], catalog: CatalogColumns, new_session_at: int | None = None) -> Timeline:
+    """`new_session_at`: the index where a new session starts (DOWN after UP): no SET carries over."""
     timeline = Timeline()
     tables: dict[TableName, dict[str, Column]] = {}
 
@@ -108,8 +112,10 @@ def replay(statements: list[Statement], catalog: CatalogColumns) -> Timeline:
             tables[table] = {name: Column(t, (table, name)) for name, t in catalog.get(table, {}).items()}
         return tables[table]
 
-    lock_timeout, epoch = False, 0
+    lock_timeout, epoch, epochs = False, 0, 0  # epochs: how many search_paths were seen (0: the default)
     for stmt in statements:
+        if stmt.index == new_session_at:
+            lock_timeout, epoch = False, 0  # the default search_path again
         timeline.lock_timeout_before.append(lock_timeout)
         timeline.search_path_epoch.append(epoch)
         kind, node = stmt.kind, stmt.node
@@ -120,17 +126,18 @@ def replay(statements: list[Statement], catalog: CatalogColumns) -> Timeline:
                 subtype, name = cmd.get("subtype"), cmd.get("name")
                 if subtype == "AT_AddColumn":
                     coldef = cmd["def"]["ColumnDef"]
-                    cols[coldef["colname"]] = Column(None, None, coldef["typeName"])
+                    cols[coldef["colname"]] = Column(None, None, coldef["typeName"], added=True)
                 elif subtype == "AT_AlterColumnType":
                     coldef = cmd["def"]["ColumnDef"]
                     new = type_from_ast(coldef["typeName"])
                     col = cols.get(name) or Column(None, None)
                     timeline.type_changes[(stmt.index, pos)] = TypeChangeSite(
                         table, name, col.type, new, coldef.get("raw_default"), col.db)
-                    cols[name] = Column(new, None)
+                    cols[name] = Column(new, None, added=col.added)
                 elif subtype == "AT_DropColumn":
                     col = cols.pop(name, None)
-                    timeline.dropped_columns[(stmt.index, pos)] = DropColumnSite(table, name, col.db if col else None)
+                    timeline.dropped_columns[(stmt.index, pos)] = DropColumnSite(
+                        table, name, col.db if col else None, added=col is not None and col.added)
         elif kind == "CreateStmt":
             table = table_of(node["relation"])
             if node.get("if_not_exists") and table in catalog:
@@ -138,7 +145,7 @@ def replay(statements: list[Statement], catalog: CatalogColumns) -> Timeline:
             if not node.get("if_not_exists"):
                 timeline.mark_created(table, stmt.index)
             tables[table] = {
-                elt["ColumnDef"]["colname"]: Column(None, None, elt["ColumnDef"]["typeName"])
+                elt["ColumnDef"]["colname"]: Column(None, None, elt["ColumnDef"]["typeName"], added=True)
                 for elt in node.get("tableElts", ()) if "ColumnDef" in elt
             }
         elif kind == "CreateTableAsStmt" and node.get("objtype") == "OBJECT_TABLE":
@@ -164,15 +171,18 @@ def replay(statements: list[Statement], catalog: CatalogColumns) -> Timeline:
                 lock_timeout = node.get("kind") == "VAR_SET_VALUE" and not _is_zero(value)
             elif node.get("kind") == "VAR_RESET_ALL":
                 lock_timeout = False
-                epoch += 1  # search_path too
+                epochs += 1
+                epoch = epochs  # search_path too
             elif name == "search_path":
-                epoch += 1
+                epochs += 1
+                epoch = epochs
         elif kind == "SelectStmt":
             value = _set_config(node, "lock_timeout")
             if value is not None:
                 lock_timeout = not _is_zero(value)
             if _set_config(node, "search_path") is not None:
-                epoch += 1
+                epochs += 1
+                epoch = epochs
     return timeline
 
 

@@ -185,7 +185,8 @@ def restore_command(archive: Path, archive_format: str, jobs: int, exclude_schem
     cmd = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--no-security-labels", "--no-subscriptions",
            "--verbose"]
     if exclude_schemas:
-        use_list = schemaless_toc(archive, exclude_schemas)
+        if use_list is None:  # a caller's own list leaves the schemas' entries out itself
+            use_list = schemaless_toc(archive, exclude_schemas)
         cmd += [f"--exclude-schema={schema}" for schema in exclude_schemas]
     if use_list is not None:
         cmd += [f"--use-list={use_list}"]

@@ -51,15 +51,15 @@ def _catalog_target(inv: Invocation):
     return None
 
 
-def analyse(inv: Invocation, up_sql: str, down_sql: str | None, filename: str):
+def analyse(inv: Invocation, up_sql: str, down_sql: str | None, filename: str, down_filename: str = "DOWN.sql"):
     from handlers.migrations import check_migration  # the parser and the rules: not needed to declare commands
 
     target = _catalog_target(inv)
     if target is None:
-        return check_migration(up_sql, down_sql, conn=None, filename=filename)
+        return check_migration(up_sql, down_sql, conn=None, filename=filename, down_filename=down_filename)
     with target.connect() as conn:
         conn.read_only = True
-        return check_migration(up_sql, down_sql, conn=conn, filename=filename)
+        return check_migration(up_sql, down_sql, conn=conn, filename=filename, down_filename=down_filename)
 
 
 SLACK_FILES_HINT = "In Slack, run `/db migrate request` with no arguments: a form opens to paste the UP and DOWN SQL."
@@ -71,7 +71,8 @@ SLACK_FILES_HINT = "In Slack, run `/db migrate request` with no arguments: a for
 def migrate_check(inv: Invocation) -> Report:
     up_sql = read_sql(inv.args.up, "UP")
     down_sql = read_sql(inv.args.down, "DOWN")
-    check = analyse(inv, up_sql, down_sql, Path(inv.args.up).name)
+    check = analyse(inv, up_sql, down_sql, Path(inv.args.up).name,
+                    Path(inv.args.down).name if inv.args.down else "DOWN.sql")
     report = check.to_report()
     report.exact_json = check.to_json()
     report.data["path"] = inv.args.up  # as typed, so a terminal or CI log can point at the file
@@ -175,7 +176,7 @@ def checklist_section(rehearsal, attested_by: str | None, apply_by: str) -> Sect
          Arg("--name", "a short name for the migration", required=True),
          Arg("--tested-on-staging", "you attest it was tested on staging with production-like data", flag=True),
          Arg("--apply-by", "who applies it once approved", default="bot", choices=("bot", "pipeline")),
-         long_running=True, lock="migrate", where="cli")
+         long_running=True, lock="rehearsal", where="cli")  # not "migrate": a rehearsal never blocks an apply
 def migrate_request(inv: Invocation) -> Report:
     up_sql = read_sql(inv.args.up, "UP")
     down_sql = read_sql(inv.args.down, "DOWN")

@@ -64,6 +64,7 @@ class Rehearsal:
     # (reach.py): [{line, kind, relation, column}].
     beyond_copy: list[dict] = field(default_factory=list)
     restore_problems: list[str] = field(default_factory=list)
+    stopped_by: str | None = None  # the rehearsal's own limit UP or DOWN passed (limits.py), also their error
     restore_s: float = 0.0
     up_s: float = 0.0
     down_s: float = 0.0
@@ -152,7 +153,13 @@ class Rehearsal:
                         "are not in the copy, so the rehearsal cannot show what it does",
                 hint="Bound the range by values the backup holds (an upper bound on the key or time), take a "
                      "fresh backup first, or have an approver accept it."))
-        if self.up_error:
+        if self.up_error and self.stopped_by == self.up_error:
+            found.append(Finding(
+                code="rehearsal-failed", severity=Severity.FORBIDDEN, line=0, statement="",
+                message=f"the rehearsal of UP on {self._copy_of()} stopped at {self.stopped_by}: it was not tried "
+                        "to the end",
+                hint="Split the migration, or raise the limit in [migrate.rehearsal] if the work is meant."))
+        elif self.up_error:
             found.append(Finding(
                 code="rehearsal-failed", severity=Severity.FORBIDDEN, line=self.up_error_line or 0,
                 statement=self.up_error_statement or "",
@@ -225,7 +232,8 @@ class Rehearsal:
             "checked_columns": list(self.checked_columns), "downtime": [dict(d) for d in self.downtime],
             "every_row": [dict(e) for e in self.every_row], "beyond_copy": [dict(e) for e in self.beyond_copy],
             "up_error_statement": self.up_error_statement,
-            "restore_problems": list(self.restore_problems), "restore_s": round(self.restore_s, 3),
+            "restore_problems": list(self.restore_problems), "stopped_by": self.stopped_by,
+            "restore_s": round(self.restore_s, 3),
             "up_s": round(self.up_s, 3), "down_s": round(self.down_s, 3), "total_s": round(self.total_s, 3),
             "reversible": self.reversible, "checklist": self.checklist_lines(),
         }

@@ -23,6 +23,9 @@ def check(stmt, ctx):
         dropped = ctx.dropped_column(stmt, pos)
         if ctx.created_before(table, stmt):
             yield Hit(f"drops {label} of a table this file created: no existing data is lost", WARNING)
+        elif dropped.site.added:
+            yield Hit(f"drops {label}, which an earlier statement added: only what was written to it since is lost",
+                      WARNING)
         elif dropped.has_data is False:
             yield Hit(f"drops {label}, which is empty (every row is NULL) in the target database", WARNING,
                       "Make sure no deployed code still reads or writes the column before dropping it.")
