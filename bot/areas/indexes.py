@@ -7,7 +7,7 @@ from datetime import datetime, time, timezone
 from zoneinfo import ZoneInfo
 
 from handlers import backup, config_values, indexes
-from handlers.errors import ConfigError, UsageError
+from handlers.errors import ConfigError, DbopsError, UsageError
 from handlers.indexes.settings import DIGEST
 from handlers.report import Progress, Report
 
@@ -58,11 +58,18 @@ def digest_command(inv: Invocation) -> Report:
         extra.append(f"{title}: " + ("" if ok else ":warning: ") + text)
 
     def suggested_indexes(previous: dict) -> tuple[list[str], dict]:
+        import psycopg
+
         from handlers.indexes.advice.followup import follow_up
 
-        with inv.target.connect() as conn:
-            conn.autocommit = True
-            lines, state = follow_up(conn, _followed(inv), previous, datetime.now(timezone.utc), settings.window_days)
+        try:
+            with inv.target.connect() as conn:
+                conn.autocommit = True
+                lines, state = follow_up(conn, _followed(inv), previous, datetime.now(timezone.utc),
+                                         settings.window_days)
+        except (DbopsError, psycopg.Error) as exc:  # the rest of the digest is posted all the same
+            reason = exc if isinstance(exc, DbopsError) else f"SQLSTATE {exc.sqlstate or 'unknown'}"
+            return [f":warning: the suggested indexes could not be followed today ({reason})"], previous
         return _last_suggestions(inv) + lines, state
 
     return indexes.build_digest(inv.store.dsn, inv.target_name, found, extra, indexes=suggested_indexes).to_report()
@@ -137,7 +144,7 @@ def _file_request(inv: Invocation, found, number: int, report: Report) -> Report
     request_report.summary = (f"suggestion {number}, {chosen.name}, filed as request `{req.code}`; the bot posts it "
                               f"to the ops channel. " + request_report.summary)
     request_report.data |= {"request": req.code, "sha256": req.sha256, "status": req.status,
-                            "suggestion": chosen.to_json()}
+                            "suggestion": chosen.to_json(), "advice": found.to_json()}
     return request_report
 
 
@@ -153,14 +160,16 @@ def _followed(inv: Invocation):
 
 
 def _last_suggestions(inv: Invocation) -> list[str]:
-    """One line for the newest `indexes suggest` of this target (its job's stored report)."""
+    """One line for the newest `indexes suggest` of this target (its job's stored report; with --request,
+    the request's report holding the suggestions under "advice")."""
     with inv.store.pool.connection() as conn:
         row = conn.execute(
-            "SELECT finished_at, result FROM dbops.jobs WHERE target = %s AND command LIKE 'indexes suggest%%'"
-            " AND result ? 'suggestions' ORDER BY finished_at DESC NULLS LAST LIMIT 1", (inv.target_name,)).fetchone()
+            "SELECT finished_at, coalesce(result -> 'advice', result) AS result FROM dbops.jobs WHERE target = %s"
+            " AND command LIKE 'indexes suggest%%' AND coalesce(result -> 'advice', result) ? 'suggestions'"
+            " ORDER BY finished_at DESC NULLS LAST LIMIT 1", (inv.target_name,)).fetchone()
     if row is None:
         return [f"no suggestion run yet: `{inv.command_prefix} indexes suggest` proves missing indexes on a copy"]
-    finished, result = row
+    finished, result = row["finished_at"], row["result"]  # the store's rows are dicts
     names = [f"{s['name']} ({s['table']})" for s in result.get("suggestions", [])]
     when = f"{finished:%Y-%m-%d}" if finished else "?"
     if not names:

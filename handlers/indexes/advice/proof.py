@@ -66,7 +66,7 @@ class Proof:
 
 def prove(copy: AdviceCopy, workload: Workload, settings: AdviceSettings, progress: ProgressFn) -> Proof:
     names = Names({key: t.columns for key, t in workload.tables.items()}, workload.search_path)
-    cases, skipped, notes = read_cases(workload, names)
+    cases, skipped, notes = read_cases(workload, names, settings.statements)
     rows, distinct, sizes = copy.table_stats()
     generic = copy.major >= GENERIC_PLANS_FROM
     planned: list[Case] = []
@@ -106,7 +106,8 @@ def prove(copy: AdviceCopy, workload: Workload, settings: AdviceSettings, progre
     return Proof(suggestions, unhelped, skipped, len(built), notes)
 
 
-def read_cases(workload: Workload, names: Names) -> tuple[list[Case], int, list[str]]:
+def read_cases(workload: Workload, names: Names, keep: int) -> tuple[list[Case], int, list[str]]:
+    """The statements an index could serve: `keep` by total time and `keep` by mean time."""
     cases, skipped, notes = [], 0, []
     for stats in workload.statements:
         try:
@@ -117,9 +118,13 @@ def read_cases(workload: Workload, names: Names) -> tuple[list[Case], int, list[
         if not stmt.tables:  # the catalog, a function, VALUES: no table of the application
             skipped += 1
             continue
-        notes += [n for n in stmt.notes if n not in notes]
         cases.append(Case(stats, stmt))
-    return cases, skipped, notes
+    chosen = {id(c) for c in sorted(cases, key=lambda c: -c.stats.total_ms)[:keep]}
+    chosen |= {id(c) for c in sorted(cases, key=lambda c: -c.stats.mean_ms)[:keep]}
+    kept = [c for c in cases if id(c) in chosen]
+    for case in kept:
+        notes += [n for n in case.stmt.notes if n not in notes]
+    return kept, skipped, notes
 
 
 def obstacle(stmt: Statement, rows: dict[tuple[str, str], float], min_rows: int) -> str | None:

@@ -21,6 +21,9 @@ from ..settings import IndexSettings
 from ..system_catalog import TAG, SystemCatalog
 
 SECONDS_PER_DAY = 86400.0
+# Rows read per list before the statements an index cannot serve (the bot's pg_dump, utility statements,
+# catalog reads) are left out: `statements` of each list remain after that.
+READ_AHEAD = 5
 
 
 @dataclass(frozen=True)
@@ -122,8 +125,9 @@ def pgss_columns(cat: SystemCatalog, schema: str) -> set[str]:
 
 def top_statements(cat: SystemCatalog, schema: str | None, version: str | None, limit: int,
                    days: float) -> tuple[list[StatementStats], str]:
-    """The `limit` statements with the largest total time and the `limit` slowest on average, largest
-    total first; or none and why."""
+    """The statements with the largest total time and the slowest on average (READ_AHEAD x `limit` of
+    each: the caller keeps `limit` of each among those an index could serve), largest total first; or
+    none and why."""
     if schema is None:
         return [], "pg_stat_statements is not installed in this database: " + slow_queries.ENABLE_HINT
     present = pgss_columns(cat, schema)
@@ -146,7 +150,7 @@ def top_statements(cat: SystemCatalog, schema: str | None, version: str | None, 
         WHERE by_total <= {limit} OR by_mean <= {limit}
         ORDER BY total_ms DESC""").format(
         tag=sql.SQL(TAG), total=sql.Identifier(chosen["total_ms"]), schema=sql.Identifier(schema),
-        own=sql.Literal(f"%{TAG}%"), limit=sql.Literal(limit),
+        own=sql.Literal(f"%{TAG}%"), limit=sql.Literal(limit * READ_AHEAD),
         toplevel=sql.SQL("AND s.toplevel" if "toplevel" in present else ""))
     try:
         with cat.conn.transaction():
