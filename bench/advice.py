@@ -44,7 +44,7 @@ def build(dsn: str, rows: int) -> None:
                          FROM generate_series(1, {users}) g""")
         conn.execute('CREATE TABLE "Notes" ("Id" bigint PRIMARY KEY, "UserId" int NOT NULL, "CreatedAt" timestamptz '
                      'NOT NULL, "IsArchived" boolean NOT NULL, "Title" text, "Body" text)')
-        conn.execute(f"""INSERT INTO "Notes" SELECT g, (g * 7919) % {users} + 1,
+        conn.execute(f"""INSERT INTO "Notes" SELECT g, (g::bigint * 7919) % {users} + 1,
                              timestamptz '2024-01-01' + g * interval '1 second', g % 2 = 0, 'title ' || g,
                              repeat(md5(g::text), 3)
                          FROM generate_series(1, {rows}) g""")

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from handlers import demo_data
+from handlers.errors import DbopsError
 from handlers.indexes import IndexSettings
 from handlers.indexes.advice import AdviceSettings, read_workload, suggest
 from handlers.indexes.advice.copy import AdviceCopy, CopyFailed
@@ -172,6 +173,17 @@ def test_the_report_and_json_say_what_was_proven_where(proven):
     assert "Statements no index helps (4)" in [s.title for s in report.sections]
 
 
+def test_the_slack_messages_fit_a_phone_and_name_the_request_command(proven):
+    from bot.core import output
+    from tests.fakes.slack_api import all_texts, payload_violations
+
+    messages = output.slack_messages(proven[0].to_report("/db"))
+    for message in messages:
+        assert payload_violations("chat.postMessage", message) == []
+    blob = "".join(all_texts([m["blocks"] for m in messages]))
+    assert "/db indexes suggest --request 2" in blob and "IX_Tokens_TokenHash" in blob
+
+
 # -- hostile statements ---------------------------------------------------------------------
 NAMES = Names({("public", "Notes"): ("Id", "UserId", "Title"), ("other", "Notes"): ("Id",)}, ["public"])
 
@@ -224,6 +236,16 @@ def test_the_copy_is_read_only_for_a_non_superuser_even_past_the_parser(proven):
         assert copy.conn.execute('SELECT count(*) FROM "Notes" WHERE "UserId" = 1').fetchone()[0] == 100
     finally:
         copy.stop()
+
+
+def test_a_major_that_is_not_installed_is_a_clear_error_naming_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.delenv("DBOPS_PG_BIN_11", raising=False)
+    copy = AdviceCopy(11, tmp_path, 1, 5.0)
+    with pytest.raises(DbopsError) as failed:
+        copy.start(tmp_path / "never-read.dump")
+    assert "PostgreSQL 11" in str(failed.value) and "dbops pg install 11" in str(failed.value)
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
+    copy.stop()
 
 
 # -- the terminal: suggest, --request, rehearsal, apply, digest --------------------------------------

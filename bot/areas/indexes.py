@@ -112,7 +112,7 @@ def indexes_suggest(inv: Invocation) -> Report:
         archive, manifest = backup.materialize(catalog, backup_settings(inv.settings), record.id, work)
         found = advice.suggest(workload, archive, backup_id=record.id, backup_created_at=manifest.created_at,
                                settings=wanted, work_dir=copy.work_dir, jobs=copy.jobs, progress=inv.progress,
-                               cancel=inv.cancel)
+                               cancel=inv.cancel, backup_version_num=manifest.server_version_num)
     report = found.to_report(inv.command_prefix)
     if inv.args.request is not None:
         return _file_request(inv, found, inv.args.request, report)

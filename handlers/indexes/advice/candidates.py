@@ -14,6 +14,9 @@ from ..model import IndexInfo
 from .statements import EQUALITY, JOIN, ORDER, RANGE, Statement
 
 EQUALITY_COLUMNS = 3  # the most selective equality columns paired at most
+# Equality columns whose values each match this share of the rows (a flag, a status of three values):
+# an index on them alone reads as much as the table, so it is not built (the statement's reason says so).
+UNSELECTIVE = 0.3
 NAME_BYTES = 63  # PostgreSQL's identifier limit
 
 
@@ -56,12 +59,29 @@ def candidates_for(stmt: Statement, existing: dict[tuple[str, str], list[tuple[s
         equal = sorted(columns(EQUALITY), key=lambda c: -distinct.get((*table, c), 0.0))[:EQUALITY_COLUMNS]
         ranges, joins = columns(RANGE), columns(JOIN)
         order = columns(ORDER)[:1] if stmt.limited else []
+        # A range or ORDER BY column alone only where nothing is compared with `=`: with an equality the
+        # pair (equality, range) serves the statement better, and a generic plan never prefers the range.
+        alone = [*equal, *joins] + ([] if equal else [*ranges, *order])
         tuples = [*combinations(equal, 2), *((e, r) for e in equal for r in [*ranges, *order] if r != e),
-                  *((c,) for c in [*equal, *ranges, *joins, *order])]
+                  *((c,) for c in alone)]
         for cols in dict.fromkeys(tuples):
-            if not _covered(cols, existing.get(table, []), set(cols) <= set(equal)):
+            equality_only = set(cols) <= set(equal)
+            if equality_only and _matched_share(table, cols, distinct) >= UNSELECTIVE:
+                continue
+            if not _covered(cols, existing.get(table, []), equality_only):
                 found.append(Candidate(table, cols))
     return found
+
+
+def _matched_share(table: tuple[str, str], cols: tuple[str, ...], distinct: dict) -> float:
+    """The share of rows one value of each column matches, taking the columns as independent; 0: unknown."""
+    share = 1.0
+    for c in cols:
+        n = distinct.get((*table, c), 0.0)
+        if n <= 0:
+            return 0.0
+        share /= n
+    return share
 
 
 def _covered(cols: tuple[str, ...], keys: list[tuple[str, ...]], equality_only: bool) -> bool:
