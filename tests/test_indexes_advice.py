@@ -22,7 +22,7 @@ from handlers.indexes.advice import AdviceSettings, read_workload, suggest
 from handlers.indexes.advice.copy import AdviceCopy, CopyFailed
 from handlers.indexes.advice.statements import Names, Skipped, read_statement
 from handlers.migrations.apply import ApplySettings, apply_migration
-from handlers.postgres import pg_tool
+from handlers.postgres import TemporaryInstance, pg_tool
 from handlers.target import Target
 from tests.fakes.bot_process import ROOT
 
@@ -86,28 +86,39 @@ def indexes_of(dsn: str) -> list[tuple]:
                             " WHERE schemaname = 'public' ORDER BY 1, 2, 3").fetchall()
 
 
-def dump(dsn: str, path) -> None:
-    subprocess.run([pg_tool("pg_dump"), "-Fc", "-f", str(path), "--dbname", dsn], check=True, capture_output=True)
+def dump(dsn: str, path, major: int | None = None) -> None:
+    subprocess.run([pg_tool("pg_dump", major), "-Fc", "-f", str(path), "--dbname", dsn], check=True,
+                   capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def proven(pg_server, tmp_path_factory):
-    """One proof on a copy: (the Advice, production's indexes before and after, the archive)."""
+# 18 (the session's server), and each other major this machine has binaries for (DBOPS_PG_BIN_<major>).
+MAJORS = [18] + sorted({int(k.rsplit("_", 1)[1]) for k in os.environ
+                        if k.startswith("DBOPS_PG_BIN_") and k.rsplit("_", 1)[1].isdigit()} - {18})
+
+
+@pytest.fixture(scope="module", params=MAJORS, ids=[f"pg{m}" for m in MAJORS])
+def proven(request, pg_server, tmp_path_factory):
+    """One proof on a copy, per major: (the Advice, production's indexes before and after, the archive)."""
+    major = request.param
+    server = pg_server if major == 18 else TemporaryInstance(
+        purpose="test", major=major, settings={"shared_preload_libraries": "pg_stat_statements"}).start()
     name = f"advice{os.getpid()}"
-    demo_data.create_database(pg_server.dsn(), name)
-    dsn = pg_server.dsn(name)
+    demo_data.create_database(server.dsn(), name)
+    dsn = server.dsn(name)
     try:
         build_prod(dsn)
         archive = tmp_path_factory.mktemp("advice") / "prod.dump"
-        dump(dsn, archive)
+        dump(dsn, archive, major)
         before = indexes_of(dsn)
         with psycopg.connect(dsn) as conn:
             conn.read_only = True
             workload = read_workload(conn, IndexSettings(), "prod")
         advice = suggest(workload, archive, backup_id="b001", backup_created_at=None, settings=AdviceSettings())
-        yield advice, before, indexes_of(dsn), archive
+        yield advice, before, indexes_of(dsn), archive, major
     finally:
-        demo_data.drop_database(pg_server.dsn(), name)
+        demo_data.drop_database(server.dsn(), name)
+        if server is not pg_server:
+            server.stop()
 
 
 def by_statement(advice, statement: str):
@@ -155,7 +166,7 @@ def test_no_suggestion_and_the_reason_for(proven, statement, reason):
 
 
 def test_production_indexes_are_unchanged_by_suggest(proven):
-    _, before, after, _ = proven
+    _, before, after, _, _ = proven
     assert before == after and len(before) == 6  # five primary keys and IX_Users_Email
 
 
@@ -222,7 +233,7 @@ def test_a_name_in_two_schemas_is_read_with_the_search_path_and_said_to_be_ambig
 
 def test_the_copy_is_read_only_for_a_non_superuser_even_past_the_parser(proven):
     """The second line of defence: a write that reached the copy's runner is refused by the server."""
-    copy = AdviceCopy(18, None, 1, 5.0)
+    copy = AdviceCopy(proven[4], None, 1, 5.0)
     try:
         copy.start(proven[3])
         role = copy.conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
