@@ -13,10 +13,12 @@ import pytest
 from handlers.errors import UsageError
 from handlers.migrations import check_migration
 from handlers.migrations.apply import ApplySettings, apply_migration
+from handlers.migrations.rehearsal import RehearsalSettings
 from handlers.migrations.session import execute, pin_session
 from handlers.target import Target
 from tests.test_migrations_apply import HeldLock
 from tests.test_migrations_e2e import dbops, prod, request_message, submit_form  # noqa: F401 (prod: a fixture)
+from tests.test_migrations_rehearsal import demo_archive, run  # noqa: F401 (demo_archive: a fixture)
 
 FAST = ApplySettings(lock_timeout_s=0.3, statement_timeout_s=30, lock_retries=1, retry_backoff_s=0.1)
 # The issue's file: pglast reads line 2 as one SELECT of a string; with standard strings off the
@@ -158,3 +160,17 @@ def test_the_issue_file_through_the_terminal_request_is_refused(prod, tmp_path):
                  dsn=prod, cwd=tmp_path)
     assert done.returncode == 2, done.stdout
     assert "it names standard_conforming_strings" in json.loads(done.stdout)["error"]
+
+
+def test_the_rehearsal_stops_where_a_statement_changed_the_setting(tmp_path, demo_archive):
+    up = ("DO $$BEGIN PERFORM set_config('standard_' || 'conforming_strings', 'off', false); END$$;\n" + HIDDEN)
+    result = run(up, "SELECT 1;", demo_archive, RehearsalSettings(work_dir=tmp_path / "work"))
+    assert result.up_error == ("line 1: it changed how the server reads SQL text (standard_conforming_strings is "
+                               "now off), which dbops stops at")
+    assert [f.code for f in result.findings()] == ["rehearsal-failed"] and len(result.up_statements) == 1
+
+
+def test_the_rehearsal_keeps_its_statement_timeout(tmp_path, demo_archive):
+    settings = RehearsalSettings(work_dir=tmp_path / "work", statement_timeout_s=0.3)
+    result = run("SET statement_timeout = 0;\nSELECT pg_sleep(5);", None, demo_archive, settings)
+    assert result.up_error == "line 2: SQLSTATE 57014 (query_canceled)"
