@@ -17,7 +17,9 @@ or pg_write_server_files. Extensions and schemas (which may need a superuser) ar
 the instance's superuser, the schemas handed to app_owner; everything else is restored connected as
 app_owner. A failing statement is reported by line, SQLSTATE and condition name; its message (which
 can quote rows: `RAISE EXCEPTION '%', (SELECT ...)`) is kept apart, for the requester only
-(`Rehearsal.private_error_text()`).
+(`Rehearsal.private_error_text()`). Names read back after UP are shown only when the copy had them
+before or UP and DOWN spell them out (names.py); the rest is counted by kind. The bot's own schema is
+not restored, and the rehearsal stops at its own time and disk limits (limits.py).
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
             instance.start()
             hidden += instance.secrets()
             with psycopg.connect(instance.dsn(), autocommit=True) as admin:
-                _create_app_role(admin, app_password, settings)
+                _create_app_role(admin, app_password, settings.temp_file_limit_mb)
         except (InstanceError, PgBinariesError, psycopg.Error) as exc:
             raise DbopsError(f"could not start the rehearsal's PostgreSQL: {scrub(str(exc), hidden)[:500]}") from None
         admin_dsn = instance.dsn(REHEARSAL_DB)
@@ -148,13 +150,14 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
 
 
 
-def _create_app_role(admin: psycopg.Connection, password: str, settings: RehearsalSettings) -> None:
+def _create_app_role(admin: psycopg.Connection, password: str,
+                     temp_file_limit_mb: int = RehearsalSettings.temp_file_limit_mb) -> None:
     """The application's role, as on a managed Postgres: owns the database (hence the public schema),
     may log in, and nothing more. Its temp_file_limit is one only a superuser may change."""
     admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
                           "NOBYPASSRLS").format(sql.Identifier(APP_ROLE), sql.Literal(password)))
     admin.execute(sql.SQL("ALTER ROLE {} SET temp_file_limit = {}").format(
-        sql.Identifier(APP_ROLE), sql.Literal(f"{settings.temp_file_limit_mb}MB")))
+        sql.Identifier(APP_ROLE), sql.Literal(f"{temp_file_limit_mb}MB")))
     admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(REHEARSAL_DB),
                                                                 sql.Identifier(APP_ROLE)))
 
