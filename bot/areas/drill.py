@@ -51,6 +51,8 @@ def _backup_to_drill(catalog: backup.BackupCatalog, target: str, backup_id: str 
                      "billed instance)", default="local", choices=("local", "render")),
          Arg("--from", "backup (the bot's own) or render-export (Render's newest logical export)",
              default="backup", choices=("backup", "render-export")),
+         Arg("--allow-newer-major", "when the backup's PostgreSQL major is not installed here, drill on a newer one "
+                                    "(it then proves restorability on that major only)", flag=True),
          long_running=True, approvers_when=("--on", "render"))
 @from_storage
 def drill_command(inv: Invocation) -> Report:
@@ -75,7 +77,8 @@ def drill_command(inv: Invocation) -> Report:
             encryption_key_from_env(required=True)  # a missing key fails here, before any instance starts
         archive, _ = stored_archive(record, manifest, backup_settings(inv.settings), work, inv.progress)
         result = drill.run_drill(manifest, archive, settings, expected_indexes=index_settings(inv.settings).expected,
-                                 progress=inv.progress, cancel=inv.cancel)
+                                 progress=inv.progress, cancel=inv.cancel,
+                                 allow_newer_major=getattr(inv.args, "allow_newer_major", False))
     except DrillInterrupted as stopped:  # Ctrl-C: recorded as cancelled, then the front end says "interrupted"
         result, interrupted = stopped.result, stopped
     finally:

@@ -38,6 +38,7 @@ def rehearse_on_copy(inv: Invocation, up_sql: str, down_sql: str | None):
     """Rehearses on a copy of the latest verified backup (or a schema-only copy); None when no copy could be made."""
     from handlers.migrations.rehearsal import RehearsalSettings, rehearsal_work_dir
     from handlers.migrations.rehearsal import rehearse as run_rehearsal
+    from handlers.postgres import PgBinariesError, VersionError
 
     settings = RehearsalSettings.from_dict(_section(inv.settings, "rehearsal"))
     bsettings = backup_settings(inv.settings)
@@ -56,7 +57,9 @@ def rehearse_on_copy(inv: Invocation, up_sql: str, down_sql: str | None):
                                  backup_id=record.id if record else None,
                                  backup_started_at=record.started_at if record else None,
                                  schema_source=None if record else inv.target, settings=settings,
-                                 progress=inv.progress, cancel=inv.cancel)
+                                 progress=inv.progress, cancel=inv.cancel, target=inv.target)
+    except (PgBinariesError, VersionError):
+        raise  # the target's PostgreSQL major cannot be run here: said with the install command, nothing recorded
     except DbopsError as exc:
         log.warning("rehearsal could not run: %s", exc)
         return None
