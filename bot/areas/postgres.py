@@ -52,7 +52,7 @@ def _majors_wanted(inv: Invocation) -> tuple[list[int], list[str]]:
          where="cli", takes_target=False, needs_state=False)
 def pg_install(inv: Invocation) -> Report:
     from handlers.postgres import PgBinariesError, cache_dir
-    from handlers.postgres.binaries import require_supported
+    from handlers.postgres.binaries import describe_major, require_supported
     from handlers.postgres.install import install_major
 
     notes: list[str] = []
@@ -60,9 +60,11 @@ def pg_install(inv: Invocation) -> Report:
         majors = [inv.args.major]
     else:
         majors, notes = _majors_wanted(inv)
-        if not majors:
-            raise UsageError("no major given, and none to be found: no target answered and [postgres] majors is "
-                             "empty; give one, e.g. `dbops pg install 16`")
+        if not majors:  # not a failure: a build step must not stop a deploy for it; status says what is missing
+            return Report(title="dbops pg install", summary="nothing to install: no target answered and [postgres] "
+                          "majors is empty; give a major (`dbops pg install 16`) or set [postgres] majors",
+                          sections=[Section("Targets", text="\n".join(notes))] if notes else [],
+                          data={"majors": [], "failed": []})
     for major in majors:
         try:
             require_supported(major)
@@ -70,6 +72,10 @@ def pg_install(inv: Invocation) -> Report:
             raise UsageError(str(exc)) from None
     rows, failed = [], []
     for major in majors:
+        here = describe_major(major)
+        if not inv.args.upgrade and here["version"] != "-" and not here["source"].startswith("dbops pg install"):
+            rows.append([str(major), here["version"], f"already here: {here['source']}"])
+            continue
         try:
             done = install_major(major, upgrade=inv.args.upgrade, progress=inv.progress)
         except PgBinariesError as exc:
@@ -122,7 +128,7 @@ def majors_line(inv: Invocation) -> tuple[str, bool, str]:
         copy = ".".join(map(str, tool_version("postgres", major)))
     except PgBinariesError as exc:
         return "PostgreSQL", False, f"{target.name}: PostgreSQL {version} · no copies: {exc}"
-    return "PostgreSQL", True, line(target.name, version, copy, "copies")
+    return "PostgreSQL", True, line(target.name, version, copy, "copies on")
 
 
 AREA = Area(

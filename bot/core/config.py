@@ -268,6 +268,7 @@ def documented_sections() -> list[cv.Section]:
     from handlers.drill.settings import DRILL
     from handlers.indexes.settings import DIGEST, INDEXES
     from handlers.migrations.settings import APPLY, CHECK, REHEARSAL
+    from handlers.postgres.settings import POSTGRES
     from handlers.readonly.settings import READONLY
     from handlers.render.settings import RENDER
 
@@ -294,6 +295,8 @@ def documented_sections() -> list[cv.Section]:
         cv.Section("migrate.check", "migrations: the safety check", CHECK),
         cv.Section("render", "Render's own backups (RENDER_API_KEY, RENDER_POSTGRES_ID in the environment)", RENDER),
         cv.Section("readonly", "read-only roles for analytics", READONLY),
+        cv.Section("postgres", "PostgreSQL majors for copies (drills, rehearsals, restores run on the database's "
+                               "major)", POSTGRES),
     ]
 
 

@@ -133,19 +133,16 @@ def not_valid_in_source(manifest: dict) -> set[tuple[str, str]] | None:
 
 
 def copy_major_check(source: str, source_version: str | int | None, copy_version: str | int | None,
-                     newer_is: str = "allowed with --allow-newer-major") -> Check:
+                     copy_word: str = "copy on", newer: str | None = None) -> Check:
     """The copy ran the source's PostgreSQL major; on a newer one (when that was asked for) it passes
-    with a warning that says what was proven, and on an older one it fails."""
-    line = majors_line(source, source_version, copy_version)
+    with a warning that says what that means (`newer`, see versions.majors_line), and on an older
+    one it fails."""
+    line = majors_line(source, source_version, copy_version, copy_word, newer)
     src, cpy = major_version(short_version(source_version)), major_version(short_version(copy_version))
     name = "copy on the source's PostgreSQL major"
     if src is None or cpy is None:
         return Check(name, True, f"{line}; the source's major is not recorded", warning=True)
-    if cpy == src:
-        return Check(name, True, line)
-    if cpy > src:
-        return Check(name, True, f"{line}; {newer_is}", warning=True)
-    return Check(name, False, line)
+    return Check(name, cpy >= src, line, warning=cpy > src)
 
 
 # -- soundness of the copy -------------------------------------------------------

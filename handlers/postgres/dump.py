@@ -50,17 +50,22 @@ def pg_dump_for(server_version_num: int, server_version: str) -> PgDump:
     archive restores only into that newer major); never an older one, which cannot read the newer
     catalogs correctly. Raises PgToolError when none fits."""
     server_major = server_version_num // 10000
+    server = server_version.split()[0] if server_version.split() else str(server_major)
     try:
         major, note = client_major(server_major)
-    except PgBinariesError as exc:
-        raise PgToolError(f"no pg_dump for PostgreSQL {server_version.split()[0]}: {exc}") from None
+    except PgBinariesError as exc:  # not that major, and the default binaries are older
+        path = pg_tool("pg_dump")
+        (found, minor), _ = pg_dump_version(path)
+        where = f"DBOPS_PG_BIN={os.environ['DBOPS_PG_BIN']}" if os.environ.get("DBOPS_PG_BIN") else path
+        reason = str(exc).split(";")[0]
+        raise PgToolError(f"pg_dump {found}.{minor} (from {where}) is older than the server, PostgreSQL {server}: "
+                          f"pg_dump must be at least the server's major version ({server_major}); {reason}") from None
     path = pg_tool("pg_dump", major)
     (found, minor), text = pg_dump_version(path)
     if found < server_major:
-        raise PgToolError(
-            f"pg_dump {found}.{minor} ({path}) is older than the server, PostgreSQL {server_version.split()[0]}: "
-            f"pg_dump must be at least the server's major version ({server_major}): run `dbops pg install "
-            f"{server_major}`, or set DBOPS_PG_BIN_{server_major}")
+        raise PgToolError(f"pg_dump {found}.{minor} ({path}) is older than the server, PostgreSQL {server}: pg_dump "
+                          f"must be at least the server's major version ({server_major}): run `dbops pg install "
+                          f"{server_major}`, or set DBOPS_PG_BIN_{server_major}")
     if note:
         note += f"; this archive restores only into PostgreSQL {found} or newer"
     return PgDump(path, found, minor, text, note)

@@ -67,7 +67,7 @@ def client_major(server_major: int) -> tuple[int | None, str | None]:
         missing = str(exc)
     fallback = default_major()
     if fallback < server_major:
-        raise PgBinariesError(f"{missing}; the bundled PostgreSQL {fallback} is older than the server")
+        raise PgBinariesError(f"{missing}; the default binaries are PostgreSQL {fallback}, older than the server")
     return None, (f"PostgreSQL {server_major}'s client programs are not here, so PostgreSQL {fallback}'s were used: "
                   f"{missing.split(': ', 1)[-1] if server_major >= 14 else missing}")
 
@@ -84,11 +84,12 @@ def restore_major(server_major: int, archive_major: int | None) -> int:
 
 
 def majors_line(source: str, source_version: str | int | None, copy_version: str | int | None,
-                copy_word: str = "copy") -> str:
-    """"prod: PostgreSQL 16.4 · copy on 16.15", and what a newer major means when the copy runs one."""
-    text = f"{source}: PostgreSQL {short_version(source_version)} · {copy_word} on {short_version(copy_version)}"
+                copy_word: str = "copy on", newer: str | None = None) -> str:
+    """"prod: PostgreSQL 16.4 · copy on 16.15", and what a newer major means when the copy runs one
+    (`newer`; default: that it proves things on that major only)."""
+    text = f"{source}: PostgreSQL {short_version(source_version)} · {copy_word} {short_version(copy_version)}"
     src, cpy = major_version(short_version(source_version)), major_version(short_version(copy_version))
     if src is not None and cpy is not None and cpy != src:
-        text += (f" (a newer major: this proves it on PostgreSQL {cpy}, not on {src})" if cpy > src
+        text += (f" ({newer or f'a newer major: this proves it on PostgreSQL {cpy}, not on {src}'})" if cpy > src
                  else f" (an older major than {source}'s)")
     return text

@@ -85,7 +85,8 @@ class RestoreResult:
         m = self.manifest or {}
         if not self.target_version or not m.get("server_version"):
             return ""
-        return majors_line(str(m.get("target")), m.get("server_version"), self.target_version, "restored into")
+        return majors_line(str(m.get("target")), m.get("server_version"), self.target_version, "restored into",
+                           newer="a major upgrade")
 
     def to_report(self) -> Report:
         m = self.manifest or {}
@@ -327,7 +328,7 @@ class _Restore:
                                            ).fetchone()[0]
                 self.progress(Progress("verify", 0.1, "rows, checksums and schema against the manifest"))
                 self._check(C.copy_major_check(manifest.target, manifest.server_version, self.result.target_version,
-                                               "a major upgrade: the restored database runs the newer major"))
+                                               "restored into", "a major upgrade"))
                 actual = C.capture_restored(conn, level, C.checksum_method(doc))
                 self._check(C.table_data_check(doc, actual))
                 for check in C.schema_checks(doc, actual):

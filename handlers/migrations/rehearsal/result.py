@@ -101,8 +101,9 @@ class Rehearsal:
         return "\n".join(parts) or None
 
     def checklist_lines(self) -> list[str]:
-        majors = (f"; {majors_line(self.source_name or 'target', self.source_version or None, self.copy_version)}"
-                  if self.copy_version else "")
+        majors = ("" if not self.copy_version else f"; copy on PostgreSQL {self.copy_version}"
+                  if not self.source_version
+                  else f"; {majors_line(self.source_name or 'target', self.source_version, self.copy_version)}")
         lines = [f"rehearsed on {self._copy_of()}{majors}"]
         if self.restore_problems:
             lines.append(f"the copy was restored with {fmt.plural(len(self.restore_problems), 'problem')}: {self.restore_problems[0]}")
