@@ -185,8 +185,7 @@ class DrillResult:
             ("Verify", fmt.duration(self.step_seconds("verify"))),
             ("Checks", f"{passed} of {len(self.checks)} passed"),
             ("Drill instance", self.instance or self.instance_kind or "-"),
-            ("PostgreSQL", self.majors or "-"),
-        ]
+        ] + ([("PostgreSQL", self.majors)] if self.majors else [])
 
     def to_markdown(self) -> str:
         """The written report: procedure, timings, versions and every check, for `drill report <id>`."""
@@ -208,7 +207,7 @@ class DrillResult:
                  f"integrity level {self.backup.get('integrity_level', '?')}, "
                  f"{self.backup.get('tables', 0)} tables, {self.backup.get('rows', 0):,} rows",
                  f"- Drill instance: {self.instance or self.instance_kind}",
-                 f"- PostgreSQL: {self.majors or '-'}",
+                 *([f"- PostgreSQL: {self.majors}"] if self.majors else []),
                  f"- Started {fmt.when(self.started_at)}, finished {fmt.when(self.finished_at)}", "",
                  "## Recovery point and recovery time", "", *self._recovery_text().split("\n"), "",
                  "## Procedure", ""]
