@@ -237,6 +237,36 @@ def test_allow_newer_major_drills_on_18_and_says_what_that_proves(world, tmp_pat
     assert "NOT NULL constraints" in names["schema compared across majors"]["detail"]
 
 
+# -- Render's export of a 16 database is drilled on 16 ----------------------------------------
+
+def test_render_export_drill_restores_into_the_exports_major(world, tmp_path):
+    import io
+    import tarfile
+
+    from handlers.postgres import libpq_env, pg_tool
+    from handlers.render import run_export_drill
+    from handlers.target import Target
+    from tests.fakes.render_api import FakeRender
+    from tests.test_render_drill import KEY, Clock, client, drill_settings, settings
+
+    folder = tmp_path / "dump"  # Render's export: its own pg_dump (of the database's major), directory format
+    subprocess.run([pg_tool("pg_dump", world.major), "--format", "directory", "--file", str(folder)], check=True,
+                   capture_output=True, env=libpq_env(world.prod))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(folder, arcname="asidenote.dir")
+    render = FakeRender(KEY, lambda instance: "", lambda instance: None).start()
+    try:
+        prod = render.add_instance("asidenote-db")
+        render.add_export(prod["id"], buffer.getvalue())
+        result = run_export_drill(client(render, Clock()), prod["id"], Target("prod", world.prod), settings(),
+                                  drill_settings(tmp_path))
+    finally:
+        render.stop()
+    assert result.passed, result.summary
+    assert result.copy_version.startswith(f"{world.major}.") and f"· copy on {world.major}." in result.summary
+
+
 # -- the one comparison knows the majors -----------------------------------------------------
 
 def _schema(not_null_rows: bool) -> dict:
