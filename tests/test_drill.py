@@ -338,18 +338,6 @@ def test_archive_from_a_newer_pg_dump_is_refused_before_restoring(pagila_backup,
     assert_nothing_left(work)
 
 
-def test_a_drill_without_the_source_major_installed_says_how_to_install_it(pagila_backup, work, monkeypatch):
-    monkeypatch.setenv("DBOPS_PG_DIR", str(work / "empty-cache"))
-    monkeypatch.delenv("DBOPS_PG_BIN_15", raising=False)
-    manifest, archive = pagila_backup
-    manifest = {**manifest, "server_version": "15.8", "server_version_num": 150008, "pg_dump_version": "15.8"}
-    result = run_drill(manifest, archive, settings(work))
-    assert not result.passed
-    assert "PostgreSQL 15 is not installed here: run `dbops pg install 15`" in result.error
-    assert "dbops pg install 15" in result.summary
-    assert_nothing_left(work)
-
-
 # -- the instance always goes ------------------------------------------------------------------
 
 def test_cancel_during_restore_deletes_the_instance(demo_backup, work):
