@@ -9,6 +9,8 @@ BAD = [
     'CREATE TABLE a (details json);\nALTER TABLE a ALTER COLUMN details TYPE jsonb;',
     'CREATE TABLE e (at timestamptz);\nALTER TABLE e ALTER COLUMN at TYPE date;',
     'CREATE TABLE e (at timestamp(6));\nALTER TABLE e ALTER COLUMN at TYPE timestamp(0);',
+    'CREATE TABLE e (took interval);\nALTER TABLE e ALTER COLUMN took TYPE interval(3);',
+    'CREATE TABLE e (took interval);\nALTER TABLE e ALTER COLUMN took TYPE interval day;',
     'CREATE TABLE u (name text);\nALTER TABLE u ALTER COLUMN name TYPE char(20);',
     'CREATE TABLE u (n bigint);\nALTER TABLE u ALTER COLUMN n TYPE double precision;',
     'CREATE TABLE u (email varchar(256));\nALTER TABLE u ALTER COLUMN email TYPE varchar(256) USING lower(email);',
