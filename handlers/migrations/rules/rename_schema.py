@@ -15,7 +15,8 @@ def check(stmt, ctx):
     node = stmt.node
     if node.get("renameType") != "OBJECT_SCHEMA":
         return
-    created = {s.node.get("schemaname") for s in ctx.statements[:stmt.index] if s.kind == "CreateSchemaStmt"}
+    created = {s.node.get("schemaname") for s in ctx.statements[:stmt.index]
+               if s.kind == "CreateSchemaStmt" and not s.node.get("if_not_exists")}
     if node["subname"] not in created:
         yield (f"renames schema {quote_ident(node['subname'])} to {quote_ident(node['newname'])}: clients naming "
                "its tables (or relying on it in search_path) break")

@@ -48,12 +48,21 @@ _WRITES_GO_ON = {"AT_ValidateConstraint", "AT_SetStatistics", "AT_SetOptions", "
 _TRIGGER_CMDS = {"AT_EnableTrig", "AT_EnableAlwaysTrig", "AT_EnableReplicaTrig", "AT_DisableTrig",
                  "AT_EnableTrigAll", "AT_DisableTrigAll", "AT_EnableTrigUser", "AT_DisableTrigUser"}
 _LOCK_MODES = {5: "SHARE", 6: SRE, 7: "EXCLUSIVE", 8: AE}  # LOCK TABLE modes that block writes
+# Statement kinds that may take a lock blocking writes, or run alone (the others are skipped).
+_MAY_LOCK = frozenset({"AlterTableStmt", "IndexStmt", "CreateTrigStmt", "LockStmt", "TruncateStmt", "RenameStmt",
+                       "ClusterStmt", "AlterObjectSchemaStmt", "CreateStmt", "DropStmt", "ReindexStmt", "VacuumStmt"})
 
 
 def check(ctx):
+    validated = {table_of(s.node["relation"]) for s in ctx.statements if s.kind == "AlterTableStmt" and any(
+        cmd.get("subtype") == "AT_ValidateConstraint" for _, cmd in alter_table_cmds(s.node))}
+    if not validated:
+        return
     held: dict[TableName, tuple[int, str]] = {}  # table: (line, mode) of the first lock blocking writes
     not_valid: dict[tuple[TableName, str], tuple[int, TableName | None]] = {}  # (table, name): (line, referenced)
     for stmt in ctx.statements:
+        if stmt.kind not in _MAY_LOCK:
+            continue
         if _runs_alone(stmt):
             held.clear()
             not_valid.clear()
@@ -64,10 +73,11 @@ def check(ctx):
                 message = _message(table, cmd["name"], held, not_valid)
                 if message:
                     yield stmt, message
-            if cmd is not None:
+            if cmd is not None and table in validated:
                 _remember_not_valid(table, cmd, stmt.line, not_valid)
             for locked, mode in locks:
-                held.setdefault(locked, (stmt.line, mode))
+                if locked in validated:
+                    held.setdefault(locked, (stmt.line, mode))
 
 
 def _message(table: TableName, name: str, held, not_valid) -> str | None:
