@@ -118,6 +118,19 @@ def test_columns_the_file_added_hold_nothing_to_lose(db):
     assert ("lossy-type-change", "forbidden", 4) in got
     # the catalog's own columns keep their data-aware verdicts
     assert ("drop-column", "forbidden", 2) in findings('ALTER TABLE users DROP COLUMN email;', db)
+    # ADD COLUMN IF NOT EXISTS of a column the database has changes nothing: its data is still there
+    assert ("drop-column", "forbidden", 3) in findings(
+        'ALTER TABLE users ADD COLUMN IF NOT EXISTS email text;\nALTER TABLE users DROP COLUMN email;', db)
+    assert ("drop-column", "warning", 3) in findings(
+        'ALTER TABLE users ADD COLUMN IF NOT EXISTS extra text;\nALTER TABLE users DROP COLUMN extra;', db)
+
+
+def test_a_column_the_file_may_not_have_added_is_assumed_to_hold_data():
+    for sql in ('ALTER TABLE t ADD COLUMN IF NOT EXISTS c int;\nALTER TABLE t DROP COLUMN c;',  # may exist already
+                'ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t ALTER COLUMN c SET EXPRESSION AS (1);\n'
+                'ALTER TABLE t DROP COLUMN c;',  # values computed for every row
+                'ALTER TABLE t ADD COLUMN c int;\nCALL fill_c();\nALTER TABLE t DROP COLUMN c;'):
+        assert [s for c, s, _ in findings(sql) if c == "drop-column"] == ["forbidden"], sql
 
 
 def test_validate_constraint_under_lock_follows_the_batches_dbops_runs():

@@ -45,6 +45,9 @@ class CatalogConstraints:
 # file added is no longer known to hold only NULLs.
 _MAY_WRITE = frozenset(MAY_CHANGE_ROWS) | {"DoStmt", "CallStmt", "ExecuteStmt"}
 _FILLS_ROWS = {"CONSTR_DEFAULT", "CONSTR_IDENTITY", "CONSTR_GENERATED"}
+# ALTER TABLE commands on a column that leave its stored values as they are.
+_KEEPS_VALUES = {"AT_ColumnDefault", "AT_SetStatistics", "AT_SetStorage", "AT_SetCompression", "AT_SetOptions",
+                 "AT_ResetOptions", "AT_ValidateConstraint", "AT_DropConstraint"}
 
 
 class Column:
@@ -199,7 +202,10 @@ def replay(statements: list[Statement], catalog: CatalogColumns,
                 subtype, name, key = cmd.get("subtype"), cmd.get("name"), (stmt.index, pos)
                 if subtype == "AT_AddColumn":
                     coldef = cmd["def"]["ColumnDef"]
-                    col = cols[coldef["colname"]] = _added_column(coldef)
+                    if cmd.get("missing_ok") and coldef["colname"] in cols:
+                        continue  # ADD COLUMN IF NOT EXISTS of a column that exists: nothing changes
+                    certain = not cmd.get("missing_ok") or table in catalog  # that it did not exist
+                    col = cols[coldef["colname"]] = _added_column(coldef, certain)
                     if col.empty:
                         fresh.append(col)
                 elif subtype == "AT_AlterColumnType":
@@ -228,6 +234,8 @@ def replay(statements: list[Statement], catalog: CatalogColumns,
                             cols.setdefault(k, Column(None, None)).not_null = True
                 elif subtype in ("AT_ValidateConstraint", "AT_DropConstraint"):
                     nulls.change_check(table, name, validate=subtype == "AT_ValidateConstraint")
+                elif name in cols and subtype not in _KEEPS_VALUES:
+                    cols[name].empty = False  # e.g. SET EXPRESSION computes values for every row
         elif kind == "CreateStmt":
             table = table_of(node["relation"])
             if node.get("if_not_exists") and table in catalog:
@@ -279,12 +287,13 @@ def _declares_not_null(coldef: Node) -> bool:
     return bool(coldef.get("is_not_null") or contypes & {"CONSTR_NOTNULL", "CONSTR_PRIMARY"})
 
 
-def _added_column(coldef: Node) -> Column:
-    """A column ADD COLUMN makes: empty unless a default, identity, generation or serial fills its rows."""
+def _added_column(coldef: Node, certain: bool) -> Column:
+    """A column ADD COLUMN makes: empty unless a default, identity, generation or serial fills its rows,
+    or (not `certain`: ADD COLUMN IF NOT EXISTS without a database to say) it may exist already."""
     contypes = {c.get("contype") for c in column_constraints(coldef)}
     serial = bool(set(strings(coldef["typeName"].get("names"))[-1:]) & SERIALS)
     return Column(None, None, coldef["typeName"], not_null=_declares_not_null(coldef),
-                  empty=not (contypes & _FILLS_ROWS or serial))
+                  empty=certain and not (contypes & _FILLS_ROWS or serial))
 
 
 def _created_columns(node: Node) -> dict[str, Column]:
