@@ -129,7 +129,11 @@ def test_a_column_the_file_may_not_have_added_is_assumed_to_hold_data():
     for sql in ('ALTER TABLE t ADD COLUMN IF NOT EXISTS c int;\nALTER TABLE t DROP COLUMN c;',  # may exist already
                 'ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t ALTER COLUMN c SET EXPRESSION AS (1);\n'
                 'ALTER TABLE t DROP COLUMN c;',  # values computed for every row
-                'ALTER TABLE t ADD COLUMN c int;\nCALL fill_c();\nALTER TABLE t DROP COLUMN c;'):
+                'ALTER TABLE t ADD COLUMN c int;\nCALL fill_c();\nALTER TABLE t DROP COLUMN c;',
+                # another t once search_path changes; and the ADD (which may have failed) is undone
+                'ALTER TABLE t ADD COLUMN c int;\nSET search_path = billing;\nALTER TABLE t DROP COLUMN c;',
+                'SAVEPOINT s;\nALTER TABLE t ADD COLUMN c int;\nROLLBACK TO SAVEPOINT s;\n'
+                'ALTER TABLE t DROP COLUMN c;'):
         assert [s for c, s, _ in findings(sql) if c == "drop-column"] == ["forbidden"], sql
 
 

@@ -191,7 +191,7 @@ def replay(statements: list[Statement], catalog: CatalogColumns,
         timeline.lock_timeout_before.append(lock_timeout)
         timeline.search_path_epoch.append(epoch)
         kind, node = stmt.kind, stmt.node
-        if kind in _MAY_WRITE:
+        if kind in _MAY_WRITE or _unsettles_names(kind, node):
             for col in fresh:
                 col.empty = False
             fresh.clear()
@@ -280,6 +280,16 @@ def replay(statements: list[Statement], catalog: CatalogColumns,
             if _set_config(node, "search_path") is not None:
                 epoch += 1
     return timeline
+
+
+def _unsettles_names(kind: str, node: Node) -> bool:
+    """After a ROLLBACK (TO SAVEPOINT) the file's ADD COLUMNs may not have happened, and after a
+    search_path change an unqualified name may mean another table: a column this file added is no
+    longer surely the one a later statement names."""
+    if kind == "TransactionStmt":
+        return node.get("kind") in ("TRANS_STMT_ROLLBACK", "TRANS_STMT_ROLLBACK_TO")
+    return kind == "VariableSetStmt" and (
+        node.get("kind") == "VAR_RESET_ALL" or (node.get("name") or "").lower() == "search_path")
 
 
 def _declares_not_null(coldef: Node) -> bool:
