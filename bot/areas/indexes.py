@@ -10,11 +10,12 @@ from handlers.indexes.settings import DIGEST
 from handlers.report import Report
 
 from ..core.command import command
-from ..core.config import Settings
+from ..core.config import Settings, read_once
 from ..core.registry import Area, Bot, Invocation, Schedule
 from ..core.scheduler import daily_slot, next_daily
 
 
+@read_once
 def index_settings(settings: Settings) -> indexes.IndexSettings:
     return indexes.IndexSettings.from_dict(settings.section("indexes"))
 
@@ -48,12 +49,16 @@ def digest_command(inv: Invocation) -> Report:
         found = indexes.review(conn, settings, inv.store.dsn, inv.target_name, progress=inv.progress)
     extra = []
     for provider in inv.registry.status_lines:  # the same one-liners /db status shows: backup freshness, last drill
-        title, ok, text = provider.line(inv)
+        said = provider.line(inv)
+        if said is None:
+            continue
+        title, ok, text = said
         extra.append(f"{title}: " + ("" if ok else ":warning: ") + text)
     return indexes.build_digest(inv.store.dsn, inv.target_name, found, extra).to_report()
 
 
 # -- schedules -----------------------------------------------------------------------------
+@read_once
 def digest_time(settings: Settings) -> tuple[time | None, ZoneInfo]:
     found = config_values.read("digest", DIGEST, settings.section("digest"))
     return found["time"], ZoneInfo(found["timezone"])

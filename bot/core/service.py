@@ -11,7 +11,7 @@ from handlers.errors import DbopsError, TargetUnreachable
 from handlers.report import Report
 
 from .. import __version__
-from . import jobs
+from . import applier, jobs
 from .approvals.book import ApprovalRequest
 from .approvals.reactions import Approvals
 from .command import Command
@@ -133,7 +133,7 @@ class BotService:
 
     def _recover(self) -> None:
         self.recover_orphans()
-        for hook in self.registry.startup_hooks:
+        for hook in (applier.recover_applying, *self.registry.startup_hooks):
             try:
                 lines = hook(self)
             except Exception:
@@ -199,7 +199,7 @@ class BotService:
         progress = None
         try:
             store = self.store
-            if store is None and getattr(cmd.run, "recorded_on_standin", False):
+            if store is None and cmd.recorded_on_standin:
                 store = self.requests_store()
             inv = Invocation(command=cmd, args=args, settings=self.settings, actor=actor, registry=self.registry,
                              channel=channel, store=self.store, requests=store, front_end="slack")
@@ -231,12 +231,8 @@ class BotService:
         self.run_command(cmd, args, actor="scheduler", channel=self.settings.channel, user_for_errors=None)
 
     def start_apply(self, req: ApprovalRequest) -> None:
-        """An approved request is applied in the worker pool by the applier of its kind."""
-        applier = self.registry.appliers.get(req.kind)
-        if applier is None:
-            log.error("no applier for %s requests", req.kind)
-            return
-        self.runner.submit(lambda: applier(self, req))
+        """An approved request is applied in the worker pool (bot/core/applier.py)."""
+        self.runner.submit(lambda: applier.apply_approved(self, req))
 
     def _tell_error(self, channel: str | None, user: str | None, text: str, progress: ProgressMessage | None) -> None:
         if progress is not None and progress.ts:
@@ -279,8 +275,7 @@ class BotService:
         serving = self.scheduler is None or self.scheduler.alive()
         warnings = []
         if not state_ok:
-            warnings.append("the state database is unreachable: only status, backup list/info/verify, drill and "
-                            "restore work, from the backup storage (restore approvals are recorded on a stand-in)")
+            warnings.append(f"the state database is unreachable: only {self.registry.works_degraded('slack')} work")
         shared = state_shares_target(self.settings.state_url,
                                      {name: t.dsn for name, t in self.settings.targets.items()})
         if shared:
