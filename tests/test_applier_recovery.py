@@ -70,7 +70,7 @@ def test_a_restore_killed_while_applying_is_failed_at_the_next_start_and_its_tar
     bot_factory(prod, **env)
     fake_slack.wait_for(lambda: request_status(prod, "r001") == "failed", what="the restore settled", timeout=60)
     told = thread_texts(fake_slack, ts)
-    assert any(t.startswith(":x: `r001` failed (found at start-up): the bot stopped while restoring into `recovery`")
+    assert any(t.startswith(":x: `r001` failed (found after its process stopped): the bot stopped while restoring into `recovery`")
                for t in told), told
     with psycopg.connect(prod) as conn:
         detail = conn.execute("SELECT status_detail FROM dbops.approval_requests WHERE id = 1").fetchone()[0]
@@ -82,6 +82,8 @@ def test_a_restore_killed_while_applying_is_failed_at_the_next_start_and_its_tar
                       env=_terminal(prod, recovery, tmp_path), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert restore_mark(Target("recovery", recovery)) is None  # a restore finished: the mark is gone
+    with psycopg.connect(recovery) as conn:  # and with it the schema: the restored database holds only the backup
+        assert conn.execute("SELECT to_regnamespace('dbops')").fetchone()[0] is None
 
 
 def _terminal(prod: str, recovery: str, tmp_path) -> dict[str, str]:
@@ -102,9 +104,14 @@ def test_a_read_only_role_request_killed_while_applying_is_failed_at_the_next_st
     bot_factory(demo_db, **env)
     fake_slack.wait_for(lambda: request_status(demo_db, "r001") == "failed", what="the request settled", timeout=60)
     told = thread_texts(fake_slack, ts)
-    assert any(t.startswith(f":x: `r001` failed (found at start-up): the bot stopped while creating `{name}`")
+    assert any(t.startswith(f":x: `r001` failed (found after its process stopped): the bot stopped while creating `{name}`")
                for t in told), told
     with psycopg.connect(demo_db) as conn:
         assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is None
-        jobs = conn.execute("SELECT kind, status FROM dbops.jobs WHERE command = 'readonly r001'").fetchall()
-    assert jobs == [("readonly", "failed")]  # it ran as a readonly job: never beside a `readonly rotate`
+
+    def job() -> list:
+        with psycopg.connect(demo_db) as conn:
+            return conn.execute("SELECT kind, status FROM dbops.jobs WHERE command = 'readonly r001'").fetchall()
+
+    # It ran as a readonly job (never beside a `readonly rotate`), marked failed once its heartbeat is stale.
+    fake_slack.wait_for(lambda: job() == [("readonly", "failed")], what="the interrupted job marked", timeout=60)

@@ -10,7 +10,8 @@
 4. one error path: what the area raises (DbopsError, or anything else: logged, "internal error"), a
    busy job family, and a request changed since it was approved, all end the request `failed`;
 5. the thread: the area's report, then one line with the outcome (and the audit entry);
-6. at start-up, every request a stopped process left `applying` is settled by its area's `recover`.
+6. at start-up and at every tick, a request a stopped process left `applying` is settled by its area's
+   `recover`.
 
 What is applied is what was approved: each area calls `inv.ensure_approved()` right before its first
 change, which recomputes the SHA-256 the approval binds from the request it is about to run and
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 
 from handlers.errors import DbopsError, JobBusy
 from handlers.report import Outcome, Report
@@ -49,9 +51,13 @@ def apply_claim(store: StateStore, req: ApprovalRequest) -> JobLock:
     return JobLock(store.dsn, req.target, f"apply-{req.id}")
 
 
+def job_name(req: ApprovalRequest) -> str:
+    return f"{req.kind} {req.code}"
+
+
 def _job_command(applier: Applier, req: ApprovalRequest) -> Command:
     """The job the apply runs as: its family's lock, named by the request (`restore r004`)."""
-    return Command(name=f"{req.kind} {req.code}", summary=f"apply the approved {req.kind} request {req.code}",
+    return Command(name=job_name(req), summary=f"apply the approved {req.kind} request {req.code}",
                    run=lambda inv: Report(title=req.code), long_running=True, lock=applier.lock,
                    takes_target=applier.per_target)
 
@@ -119,7 +125,7 @@ OUTCOME_WORDS = {RequestStatus.APPLIED: (":white_check_mark:", "applied"), Reque
                  RequestStatus.PENDING: (":leftwards_arrow_with_hook:", "waits for approval again")}
 
 
-def _conclude(bot: Bot, req: ApprovalRequest, applied: Applied, action: str, found_at_startup: bool = False) -> bool:
+def _conclude(bot: Bot, req: ApprovalRequest, applied: Applied, action: str, found_later: bool = False) -> bool:
     """The request moved to its outcome, the report and one line in its thread, the audit entry."""
     approvals = bot.approvals
     if not approvals.book.move(req.id, (RequestStatus.APPLYING,), applied.status, applied.detail[:500]):
@@ -127,7 +133,7 @@ def _conclude(bot: Bot, req: ApprovalRequest, applied: Applied, action: str, fou
     if applied.report is not None and req.channel:
         approvals.notifier.post_report(req.channel, applied.report, thread_ts=req.message_ts)
     icon, word = (":no_entry:", "refused") if applied.refused else OUTCOME_WORDS[applied.status]
-    when = " (found at start-up)" if found_at_startup else ""
+    when = " (found after its process stopped)" if found_later else ""
     approvals.tell(req, f"{icon} `{req.code}` {word}{when}: {applied.detail}", "bot", action,
                    "refused" if applied.refused else applied.status)
     return True
@@ -138,13 +144,19 @@ def unknown_outcome(req: ApprovalRequest) -> Applied:
                                          f"check `{req.target}` before asking again")
 
 
-def recover_applying(bot: Bot) -> list[str]:
-    """At start-up: requests of every kind left `applying` by a process that stopped (nobody holds
-    their claim), each settled by its area's `recover` and told in its thread. Returns lines for the
-    channel."""
-    approvals = bot.approvals
+RETRY_UNTOLD_S = 60  # a request whose outcome could not be told is tried again after this
+
+
+def recover_applying(bot: Bot, untold: dict[int, float] | None = None) -> list[str]:
+    """At start-up and at every scheduler tick: requests of every kind left `applying` by a process
+    that stopped (nobody holds their claim, their job does not beat), each settled by its area's
+    `recover` and told in its thread. `untold`: request id -> when to try again one whose outcome
+    could not be told (said once). Returns lines for the channel."""
+    approvals, untold = bot.approvals, {} if untold is None else untold
     lines = []
     for req in approvals.book.with_status(RequestStatus.APPLYING):
+        if untold.get(req.id, 0.0) > time.monotonic() or approvals.store.job_beats(job_name(req)):
+            continue  # tried just now, or a live process applies it (its claim's connection may have dropped)
         claim = apply_claim(approvals.store, req)
         if not claim.try_acquire():
             continue  # a live process is applying it right now
@@ -155,17 +167,20 @@ def recover_applying(bot: Bot) -> list[str]:
             applier = bot.registry.appliers.get(current.kind)
             try:
                 found = applier.recover(bot, current) if applier and applier.recover else unknown_outcome(current)
-            except DbopsError as exc:
-                lines.append(f":warning: `{current.code}` was being applied when the bot stopped; it could not be "
-                             f"checked now ({exc}) and stays `applying` until the next start")
+            except Exception as exc:
+                if not isinstance(exc, DbopsError):
+                    log.exception("recovering %s failed", current.code)
+                if current.id not in untold:
+                    why = exc if isinstance(exc, DbopsError) else f"internal error ({type(exc).__name__})"
+                    lines.append(f":warning: `{current.code}` was being applied when the bot stopped; what it did "
+                                 f"cannot be told now ({why}): it stays `applying` until it can")
+                untold[current.id] = time.monotonic() + RETRY_UNTOLD_S
                 continue
-            except Exception:
-                log.exception("recovering %s failed", current.code)
-                continue
-            if _conclude(bot, current, found, "recover", found_at_startup=True):
+            untold.pop(current.id, None)
+            if _conclude(bot, current, found, "recover", found_later=True):
                 icon, word = OUTCOME_WORDS.get(found.status, (":x:", str(found.status)))
-                lines.append(f"{icon} `{current.code}` {current.kind} {current.name}: {word} (found `applying` at "
-                             "start-up)")
+                lines.append(f"{icon} `{current.code}` {current.kind} {current.name}: {word} (found `applying` after "
+                             "its process stopped)")
         finally:
             claim.release()
     return lines

@@ -49,6 +49,7 @@ class BotService:
         self.scheduler: Scheduler | None = None
         self.standin: StandIn | None = None  # records restore requests while the state database is down
         self._standin_lock = threading.Lock()
+        self._untold: dict[int, float] = {}  # requests left `applying` whose outcome could not be told yet
         self._open_store()
         if start_background:
             self.startup()
@@ -133,7 +134,7 @@ class BotService:
 
     def _recover(self) -> None:
         self.recover_orphans()
-        for hook in (applier.recover_applying, *self.registry.startup_hooks):
+        for hook in self.registry.startup_hooks:
             try:
                 lines = hook(self)
             except Exception:
@@ -144,8 +145,8 @@ class BotService:
 
     def recover_orphans(self) -> None:
         """Jobs whose process died (this replica's before a restart, or another replica's) are marked
-        failed and reported. Runs at start-up and on every scheduler tick: a dead process's lock can
-        take a moment to be released by the server."""
+        failed and reported, and approved requests it left `applying` are settled. Runs at start-up and
+        on every scheduler tick: a dead process's lock can take a moment to be released by the server."""
         for job in self.store.orphaned_jobs():
             text = (f":warning: Job #{job.id} `{job.command}` on `{job.target}` (started by "
                     f"{jobs.who(job.requested_by)}) was interrupted: the bot process running it stopped. "
@@ -157,6 +158,9 @@ class BotService:
                 self.notifier.update(channel, job.message_ts, text)
             elif channel:
                 self.notifier.post(channel, text)
+        for line in applier.recover_applying(self, self._untold):  # requests left `applying`, of every kind
+            if self.settings.channel:
+                self.notifier.post(self.settings.channel, line)
         stale_after = WAITING_STALE_BEATS * (self.scheduler.interval if self.scheduler else configured_interval())
         for work in self.waiting.abandoned(stale_after):
             self.store.audit("bot", "recover", "failed", channel=work["channel"], subcommand=work["command"],

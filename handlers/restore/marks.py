@@ -3,7 +3,7 @@ failed half-way says so itself (`status` reads it), whoever looks and whatever t
 
 It is one row in `dbops.restore_marks` of the target (schema `dbops` is the bot's own in every
 database it touches: pg_restore and --overwrite leave it alone), written before the first change to
-the target and removed when a restore into it finishes with every check passed."""
+the target and removed, table and all, when a restore into it finishes with every check passed."""
 from __future__ import annotations
 
 import psycopg
@@ -33,14 +33,19 @@ def mark_unfinished(target: Target, backup_id: str | None) -> str | None:
 
 
 def settle_mark(target: Target, finished: bool, why: str = "") -> str | None:
-    """A restore that finished removes the mark; one that failed says why in it. Returns why it could not."""
+    """A restore that finished removes the mark, and schema `dbops` with it when nothing else is in it
+    (the restored database holds the backup and nothing of the bot's); one that failed says why in it.
+    Returns why it could not."""
     try:
-        with target.connect(connect_timeout=10) as conn:
-            if finished:
-                conn.execute("DELETE FROM dbops.restore_marks")
-            else:
+        with target.connect(connect_timeout=10, autocommit=True) as conn:
+            if not finished:
                 conn.execute("UPDATE dbops.restore_marks SET state = %s", (f"failed: {why}"[:300],))
-            conn.commit()
+                return None
+            conn.execute("DROP TABLE IF EXISTS dbops.restore_marks")
+            try:
+                conn.execute("DROP SCHEMA IF EXISTS dbops")  # RESTRICT: kept when it holds the bot's state
+            except psycopg.errors.DependentObjectsStillExist:
+                pass
         return None
     except DbopsError as exc:
         return str(exc)

@@ -13,7 +13,7 @@ from handlers.errors import DbopsError
 from handlers.report import Progress
 from handlers.target import dsn_secrets
 
-from ...core.applier import RequestChanged, changed_since_approval
+from ...core.applier import RequestChanged
 from ...core.approvals.book import ApprovalRequest, RequestStatus, migration_sha256
 from ...core.config import Settings, read_once
 from ...core.registry import Applied, Applier, Bot, Invocation
@@ -132,7 +132,7 @@ def apply_with_backup(svc: Bot, req: ApprovalRequest, inv: Invocation) -> Applie
     target = svc.settings.target(req.target)
     started = time.monotonic()
     backup_id = None
-    up, down = req.payload["up"], req.payload.get("down")
+    up = req.payload["up"]
     try:
         def thread(text: str) -> None:
             if req.message_ts:
@@ -149,9 +149,7 @@ def apply_with_backup(svc: Bot, req: ApprovalRequest, inv: Invocation) -> Applie
 
         def before_first_statement() -> bool:
             inv.ensure_lock()
-            changed = changed_since_approval(req, migration_sha256(up, down))  # from what is about to run
-            if changed:
-                raise RequestChanged(changed)
+            inv.ensure_approved()  # UP (`up`: what runs) and DOWN hashed again, against what the approval binds
             return not req.requires_approval or svc.approvals.book.approvals_count(req.id) >= req.required_approvals
 
         unmarked = ensure_marks_table(target)
