@@ -48,6 +48,7 @@ from ..postgres import (
 )
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from ..target import Target, dsn_secrets, scrub
+from .marks import mark_unfinished, settle_mark
 from .target import RestoreRefused, clear_target, inspect_target, missing_roles, refusals
 
 
@@ -157,6 +158,7 @@ class _Restore:
         self.result = RestoreResult(into=into.name)
         self._target_major: int | None = None  # the target's PostgreSQL major: pg_restore and pg_amcheck run it
         self.secrets = dsn_secrets(into.dsn) + (dsn_secrets(source.dsn) if source else [])
+        self._marked = False  # the target holds this restore's mark (marks.py)
 
     def _step(self, name: str, work: Callable[[], str]) -> str:
         record = {"step": name, "seconds": 0.0, "outcome": "running", "detail": ""}
@@ -212,11 +214,13 @@ class _Restore:
                 self._check(C.Check("left out of the restore", True, warning=True, detail=(
                     f"{C.listed(skipped)}: a copy must not replicate or label as its source does; if this "
                     "database replaces the source, create them again by hand")))
+            self._mark_unfinished(record.id)  # before the first change to the target
             if state.tables or self.options.overwrite:
                 self._step("clear target", self._clear)
             self._step("restore", lambda: self._pg_restore(archive, manifest))
         except DbopsError as exc:
             self.result.error = self._clean(str(exc))
+            self._settle_mark()
             return self.result.to_report()
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -224,6 +228,7 @@ class _Restore:
             self._step("verify", lambda: self._verify(manifest))
         except DbopsError as exc:
             self.result.error = self._clean(str(exc))
+        self._settle_mark()
         if backup_after is not None and self.result.ok:
             try:
                 report = {}
@@ -232,6 +237,18 @@ class _Restore:
             except DbopsError as exc:
                 self.result.backup_after = {"error": self._clean(str(exc))}
         return self.result.to_report()
+
+    def _mark_unfinished(self, backup_id: str) -> None:
+        self._marked = mark_unfinished(self.into, backup_id) is None
+        if not self._marked:
+            self._check(C.Check("target marked while restoring", True, warning=True, detail=(
+                "could not write dbops.restore_marks in the target: if this restore stops half-way, the target "
+                "will not say so itself")))
+
+    def _settle_mark(self) -> None:
+        """The mark goes once the restore finished with every check passed; else it says why."""
+        if self._marked:
+            settle_mark(self.into, self.result.ok, self.result.error or "its checks failed")
 
     # -- steps ---------------------------------------------------------------------------
     def _candidates(self) -> str:
