@@ -55,7 +55,14 @@ ENVIRONMENT = (
            read_by="boto3"),
     EnvVar("DBOPS_DRILL_URL", "optional: a scratch server for drills (`drill.instance = \"scratch\"`; another "
                               "variable with `drill.scratch_url_env`)", secret=True, connection=True),
-    EnvVar("DBOPS_PG_BIN", "optional: PostgreSQL binaries to use instead of the bundled PostgreSQL 18"),
+    EnvVar("DBOPS_PG_BIN", "optional: PostgreSQL binaries to use instead of the bundled PostgreSQL 18 for the bot's "
+                           "own work (reading archives). One variable per major, `DBOPS_PG_BIN_14` to "
+                           "`DBOPS_PG_BIN_18`, names the bin folder copies of a database on that major run from, "
+                           "e.g. `DBOPS_PG_BIN_16=/usr/lib/postgresql/16/bin` (Debian's postgresql-16); without it, "
+                           "`dbops pg install 16`'s"),
+    EnvVar("DBOPS_PG_DIR", "optional: where `dbops pg install` keeps PostgreSQL majors (default "
+                           "`$XDG_CACHE_HOME/dbops/postgres`, or `~/.cache/dbops/postgres`)"),
+    EnvVar("XDG_CACHE_HOME", "optional: the user's cache folder (the default `DBOPS_PG_DIR` is inside it)"),
     EnvVar("RENDER_API_KEY", "optional: Render's API key, for `render status` and `render drill`", secret=True),
     EnvVar("RENDER_POSTGRES_ID", "optional: the production database's Render id (`dpg-...`); other targets name "
                                  "theirs with `render_postgres_id`"),

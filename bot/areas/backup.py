@@ -1,18 +1,20 @@
 """`backup`, `backup list | info | verify | prune | schedule`, the daily backup, and the staleness line."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 
 from handlers import backup
 from handlers.errors import ConfigError
 from handlers.report import Report
 
-from ..core.command import Arg, command
-from ..core.config import Settings
+from ..core.command import Arg, Command, command
+from ..core.config import Settings, read_once
 from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
 from ..core.scheduler import daily_slot
 
 
+@read_once
 def backup_settings(settings: Settings) -> backup.BackupSettings:
     section = dict(settings.section("backup"))
     found = backup.BackupSettings.from_dict(section)
@@ -34,18 +36,17 @@ def catalog(inv: Invocation):
     return backup.BackupCatalog(inv.store.dsn)
 
 
-def from_storage(fn):
-    """Marks a command that still works with the state database down: it reads the storage instead."""
+def from_storage(cmd: Command) -> Command:
+    """A command that still works with the state database down (written above its `@command`): it
+    reads the storage instead, and its report says so."""
     def run(inv: Invocation) -> Report:
-        report = fn(inv)
+        report = cmd.run(inv)
         if inv.store is None and inv.settings.state_url:
             report.summary = f"{STATE_DOWN_NOTE}\n{report.summary}"
             report.data["from_storage"] = True
         return report
 
-    run.__name__, run.__doc__ = fn.__name__, fn.__doc__
-    run.works_from_storage = True
-    return run
+    return dataclasses.replace(cmd, run=run, works_from_storage=True)
 
 
 @command("backup", "take a consistent, checksummed, verified backup now", long_running=True)
@@ -66,8 +67,8 @@ def _catch_up(inv: Invocation, found) -> str | None:
     return None
 
 
-@command("backup list", "the backup catalog, newest first")
 @from_storage
+@command("backup list", "the backup catalog, newest first")
 def backup_list(inv: Invocation) -> Report:
     found = catalog(inv)
     note = _catch_up(inv, found)
@@ -77,18 +78,18 @@ def backup_list(inv: Invocation) -> Report:
     return report
 
 
+@from_storage
 @command("backup info", "everything known about one backup", Arg("id", "a backup id, e.g. b042", required=True),
          takes_target=False)
-@from_storage
 def backup_info(inv: Invocation) -> Report:
     found = catalog(inv)
     _catch_up(inv, found)
     return backup.backup_info(found, inv.args.id)
 
 
+@from_storage
 @command("backup verify", "check a backup's manifest seal and SHA-256, decrypt it and read the whole archive",
          Arg("id", "a backup id, e.g. b042", required=True), long_running=True, lock="backup")
-@from_storage
 def backup_verify(inv: Invocation) -> Report:
     found = catalog(inv)
     _catch_up(inv, found)

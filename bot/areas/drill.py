@@ -13,7 +13,7 @@ from handlers.errors import ConfigError, UsageError
 from handlers.report import Report
 
 from ..core.command import Arg, command
-from ..core.config import Settings
+from ..core.config import Settings, read_once
 from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
 from ..core.scheduler import daily_slot
 from .backup import backup_settings, from_storage
@@ -21,6 +21,7 @@ from .backup import catalog as backup_catalog
 from .indexes import index_settings
 
 
+@read_once
 def drill_settings(settings: Settings) -> drill.DrillSettings:
     return drill.DrillSettings.from_dict(settings.section("drill"))
 
@@ -45,14 +46,16 @@ def _backup_to_drill(catalog: backup.BackupCatalog, target: str, backup_id: str 
     raise UsageError(f"no completed backup of `{target}` to restore: take one first with `backup`")
 
 
+@from_storage
 @command("drill", "restore drill: restore a backup into a throwaway instance, verify everything, delete it, report",
          Arg("backup_id", "a backup id (default: the latest completed backup of the target)"),
          Arg("--on", "local (a throwaway PostgreSQL) or render (Render's point-in-time recovery into a new, "
                      "billed instance)", default="local", choices=("local", "render")),
          Arg("--from", "backup (the bot's own) or render-export (Render's newest logical export)",
              default="backup", choices=("backup", "render-export")),
+         Arg("--allow-newer-major", "when the backup's PostgreSQL major is not installed here, drill on a newer one "
+                                    "(it then proves restorability on that major only)", flag=True),
          long_running=True, approvers_when=("--on", "render"))
-@from_storage
 def drill_command(inv: Invocation) -> Report:
     if inv.args.on == "render":
         return _run_instead(inv, "render drill")
@@ -75,7 +78,8 @@ def drill_command(inv: Invocation) -> Report:
             encryption_key_from_env(required=True)  # a missing key fails here, before any instance starts
         archive, _ = stored_archive(record, manifest, backup_settings(inv.settings), work, inv.progress)
         result = drill.run_drill(manifest, archive, settings, expected_indexes=index_settings(inv.settings).expected,
-                                 progress=inv.progress, cancel=inv.cancel)
+                                 progress=inv.progress, cancel=inv.cancel,
+                                 allow_newer_major=getattr(inv.args, "allow_newer_major", False))
     except DrillInterrupted as stopped:  # Ctrl-C: recorded as cancelled, then the front end says "interrupted"
         result, interrupted = stopped.result, stopped
     finally:

@@ -11,7 +11,7 @@ from handlers.errors import DbopsError, TargetUnreachable
 from handlers.report import Report
 
 from .. import __version__
-from . import jobs
+from . import applier, jobs
 from .approvals.book import ApprovalRequest
 from .approvals.reactions import Approvals
 from .command import Command
@@ -49,6 +49,7 @@ class BotService:
         self.scheduler: Scheduler | None = None
         self.standin: StandIn | None = None  # records restore requests while the state database is down
         self._standin_lock = threading.Lock()
+        self._untold: dict[int, float] = {}  # requests left `applying` whose outcome could not be told yet
         self._open_store()
         if start_background:
             self.startup()
@@ -144,8 +145,8 @@ class BotService:
 
     def recover_orphans(self) -> None:
         """Jobs whose process died (this replica's before a restart, or another replica's) are marked
-        failed and reported. Runs at start-up and on every scheduler tick: a dead process's lock can
-        take a moment to be released by the server."""
+        failed and reported, and approved requests it left `applying` are settled. Runs at start-up and
+        on every scheduler tick: a dead process's lock can take a moment to be released by the server."""
         for job in self.store.orphaned_jobs():
             text = (f":warning: Job #{job.id} `{job.command}` on `{job.target}` (started by "
                     f"{jobs.who(job.requested_by)}) was interrupted: the bot process running it stopped. "
@@ -157,6 +158,9 @@ class BotService:
                 self.notifier.update(channel, job.message_ts, text)
             elif channel:
                 self.notifier.post(channel, text)
+        for line in applier.recover_applying(self, self._untold):  # requests left `applying`, of every kind
+            if self.settings.channel:
+                self.notifier.post(self.settings.channel, line)
         stale_after = WAITING_STALE_BEATS * (self.scheduler.interval if self.scheduler else configured_interval())
         for work in self.waiting.abandoned(stale_after):
             self.store.audit("bot", "recover", "failed", channel=work["channel"], subcommand=work["command"],
@@ -199,7 +203,7 @@ class BotService:
         progress = None
         try:
             store = self.store
-            if store is None and getattr(cmd.run, "recorded_on_standin", False):
+            if store is None and cmd.recorded_on_standin:
                 store = self.requests_store()
             inv = Invocation(command=cmd, args=args, settings=self.settings, actor=actor, registry=self.registry,
                              channel=channel, store=self.store, requests=store, front_end="slack")
@@ -231,12 +235,8 @@ class BotService:
         self.run_command(cmd, args, actor="scheduler", channel=self.settings.channel, user_for_errors=None)
 
     def start_apply(self, req: ApprovalRequest) -> None:
-        """An approved request is applied in the worker pool by the applier of its kind."""
-        applier = self.registry.appliers.get(req.kind)
-        if applier is None:
-            log.error("no applier for %s requests", req.kind)
-            return
-        self.runner.submit(lambda: applier(self, req))
+        """An approved request is applied in the worker pool (bot/core/applier.py)."""
+        self.runner.submit(lambda: applier.apply_approved(self, req))
 
     def _tell_error(self, channel: str | None, user: str | None, text: str, progress: ProgressMessage | None) -> None:
         if progress is not None and progress.ts:
@@ -279,8 +279,7 @@ class BotService:
         serving = self.scheduler is None or self.scheduler.alive()
         warnings = []
         if not state_ok:
-            warnings.append("the state database is unreachable: only status, backup list/info/verify, drill and "
-                            "restore work, from the backup storage (restore approvals are recorded on a stand-in)")
+            warnings.append(f"the state database is unreachable: only {self.registry.works_degraded('slack')} work")
         shared = state_shares_target(self.settings.state_url,
                                      {name: t.dsn for name, t in self.settings.targets.items()})
         if shared:

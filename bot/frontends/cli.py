@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             except TargetUnreachable:
                 # The night production (and the state store on it) is gone: the commands that can
                 # read the backup storage instead run without it and say so.
-                if not (getattr(cmd.run, "works_from_storage", False) or cmd.name == "status"):
+                if not cmd.runs_degraded:
                     raise
         progress = TerminalProgress()
         inv = Invocation(command=cmd, args=args, settings=settings, actor=f"cli:{getpass.getuser()}",

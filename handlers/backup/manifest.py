@@ -26,7 +26,7 @@ from psycopg import sql
 
 from .. import schemas
 from ..errors import DbopsError
-from ..schemadiff import RESTORED, schema_differences
+from ..schemadiff import RESTORED, major_of, schema_differences
 
 FORMAT_VERSION = 1
 SEAL_VERSION = 1  # the sealed file around a manifest (seal/unseal)
@@ -96,6 +96,8 @@ def capture_manifest(conn: psycopg.Connection, level: str, method: str | None = 
     tables = data_tables(conn)
     measured = measure_tables(conn, tables, method)
     return {
+        # What the schema inventory's shape depends on: compare_manifests normalises across majors.
+        "server_version_num": int(conn.execute("SELECT current_setting('server_version_num')").fetchone()[0]),
         "integrity_level": level,
         "checksum_method": method,
         "tables": [
@@ -320,7 +322,9 @@ def compare_manifests(expected: dict, actual: dict) -> list[str]:
         expected = {**expected, "tables": [{**t, "checksum": None} for t in expected.get("tables", [])]}
     diffs += _compare_table_data(expected.get("tables", []), actual.get("tables", []))
     diffs += schema_differences(expected.get("schema", {}), actual.get("schema", {}), RESTORED,
-                                sequence_values=True)
+                                sequence_values=True,
+                                majors=(major_of(expected.get("server_version_num")),
+                                        major_of(actual.get("server_version_num"))))
     return diffs
 
 
@@ -388,6 +392,8 @@ class BackupManifest:
     requested_by: str = ""
     scheduled: bool = False
     duration_s: float | None = None
+    # The client programs that made the backup, e.g. {"pg_dump": "16.15"}; {} from an older dbops.
+    client_versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
@@ -404,6 +410,8 @@ class BackupManifest:
         }
         if self.checksum_method is not None:  # absent, as an older dbops wrote it, when not known
             doc["checksum_method"] = self.checksum_method
+        if self.client_versions:  # absent, as an older dbops wrote it, when not known
+            doc["client_versions"] = dict(self.client_versions)
         return doc
 
     @classmethod
@@ -420,7 +428,7 @@ class BackupManifest:
             checksum_method=d.get("checksum_method"), tables=list(d.get("tables", [])),
             schema=dict(d.get("schema", {})), format_version=version,
             requested_by=str(d.get("requested_by") or ""), scheduled=bool(d.get("scheduled", False)),
-            duration_s=d.get("duration_s"),
+            duration_s=d.get("duration_s"), client_versions=dict(d.get("client_versions") or {}),
         )
 
 

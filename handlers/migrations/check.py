@@ -18,7 +18,7 @@ from .rule import Hit, Rule
 from .rules import file_rules, rules_by_kind
 from .rules.type_table import Change
 from .settings import MigrationCheckSettings
-from .timeline import replay, touched_tables
+from .timeline import not_null_tables, replay, touched_tables
 
 # psycopg (and the queries for the target's facts) are imported only when there is a database to ask:
 # a check without one, the usual `dbops migrate check` in CI, needs only the parser and the rules.
@@ -118,13 +118,20 @@ def down_findings(ctx: MigrationContext, both: list[Statement], disabled: frozen
 
 def _context(statements: list[Statement], up_count: int, down: list[Statement] | None, filename: str,
              down_filename: str, columns: dict, conn: psycopg.Connection | None) -> MigrationContext:
-    """Replay UP and DOWN (the first `up_count` of `statements` are UP's) over the catalog's columns,
-    classify type changes, and (with a database) ask whether dropped columns hold data and how many
-    rows would not fit a narrower type. The context is UP's; down_findings() widens it to DOWN."""
-    timeline = replay(statements, columns, new_session_at=up_count)
+    """Replay UP and DOWN (the first `up_count` of `statements` are UP's) over the catalog's columns
+    (and, for tables they set NOT NULL or add a primary key to, their NOT NULL columns, checks and
+    indexes), classify type changes, and (with a database) ask whether dropped columns hold data and
+    how many rows would not fit a narrower type. The context is UP's; down_findings() widens it to DOWN."""
+    constraints: dict = {}
+    if conn is not None:
+        from . import facts
+
+        constraints = facts.fetch_constraints(conn, not_null_tables(statements))
+    timeline = replay(statements, columns, constraints, new_session_at=up_count)
     ctx = MigrationContext(
         filename=filename, statements=statements[:up_count], timeline=timeline, down=down,
         down_filename=down_filename, has_database=conn is not None, catalog_tables=frozenset(columns),
+        server_version=conn.info.server_version if conn is not None else None,
         type_changes=classify_type_changes(timeline, frozenset(columns), conn is not None),
     )
     drops = ctx.timeline.dropped_columns

@@ -173,16 +173,18 @@ def schemaless_toc(archive: Path, exclude_schemas: tuple[str, ...]) -> Path:
 
 
 def restore_command(archive: Path, archive_format: str, jobs: int, exclude_schemas: tuple[str, ...] = (),
-                    use_list: Path | None = None, schema_only: bool = False) -> tuple[list[str], int]:
+                    use_list: Path | None = None, schema_only: bool = False,
+                    major: int | None = None) -> tuple[list[str], int]:
     """The pg_restore command line, and the number of jobs it uses (only custom and directory
-    archives restore in parallel)."""
+    archives restore in parallel). `major`: the pg_restore of the server restored into
+    (versions.restore_major); None: the default binaries'."""
     # --no-owner --no-acl: the source's roles need not exist where the archive is restored; the
     # objects belong to the connecting user. No security labels (their providers are the source
     # server's) and no subscriptions: a copy that subscribes competes with the original for its
     # publisher's slot. The connection is in the environment (libpq_env); an empty --dbname still
     # makes pg_restore connect instead of printing SQL.
     jobs = max(1, jobs) if archive_format.upper() in ("CUSTOM", "DIRECTORY") else 1
-    cmd = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--no-security-labels", "--no-subscriptions",
+    cmd = [pg_tool("pg_restore", major), "--no-owner", "--no-acl", "--no-security-labels", "--no-subscriptions",
            "--verbose"]
     if exclude_schemas:
         if use_list is None:  # a caller's own list leaves the schemas' entries out itself
@@ -201,10 +203,11 @@ def restore_command(archive: Path, archive_format: str, jobs: int, exclude_schem
 def run_pg_restore(archive: Path, dsn: str, archive_format: str, jobs: int, table_data_entries: int,
                    progress: Callable[[Progress], None], cancel: threading.Event | None = None,
                    exclude_schemas: tuple[str, ...] = (), use_list: Path | None = None,
-                   schema_only: bool = False) -> RestoreOutcome:
+                   schema_only: bool = False, major: int | None = None) -> RestoreOutcome:
     """pg_restore `archive` into `dsn`, every error counted and kept with the command it came from;
-    progress ("restore" phase) for each table loaded. Raises Cancelled on `cancel`."""
-    cmd, used_jobs = restore_command(archive, archive_format, jobs, exclude_schemas, use_list, schema_only)
+    progress ("restore" phase) for each table loaded. Raises Cancelled on `cancel`. `major`: as in
+    restore_command."""
+    cmd, used_jobs = restore_command(archive, archive_format, jobs, exclude_schemas, use_list, schema_only, major)
     errors: list[str] = []
     loaded = [0]
 

@@ -18,7 +18,8 @@ from handlers.migrations.model import Finding, Severity
 from handlers.report import Outcome, Progress, Report, Section, Table
 from handlers.target import scrub
 
-from ...core.approvals.book import ApprovalBook, ApprovalRequest, migration_sha256
+from ...core.applier import changed_since_approval
+from ...core.approvals.book import ApprovalBook, ApprovalRequest, RequestStatus, migration_sha256
 from ...core.approvals.identity import identities, slack_identity
 from ...core.approvals.settings import ApprovalSettings, expires_at
 from ...core.command import Arg, command
@@ -232,6 +233,14 @@ def migrate_gate(inv: Invocation) -> Report:
                           "pipeline: a request has one path to the database. Request it with --apply-by pipeline")
         return refuse("not approved: its request is " + ", ".join(f"`{r.code}` {r.status}" for r in requests[:3]))
     req = usable[0]
+    # What the pipeline runs hashes to what the request binds; what the request holds must too, or it was
+    # rewritten in the state store after it was posted (and the approvers may have read the rewrite).
+    changed = changed_since_approval(req, migration_sha256(req.payload.get("up") or "", req.payload.get("down")))
+    if changed:
+        book.move(req.id, (RequestStatus.APPROVED,), RequestStatus.FAILED, changed)
+        inv.store.audit(inv.actor, "gate", "refused", subcommand=f"migration {req.code}", target=req.target,
+                        detail=changed[:500])
+        return refuse(changed)
     if inv.args.mark_applied and not book.move(req.id, ("approved",), "applied", f"applied by the pipeline ({inv.actor})"):
         now_req = book.get(req.id)
         if now_req is not None and now_req.status == "applied":

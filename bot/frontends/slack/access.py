@@ -69,13 +69,11 @@ def db_middleware(svc: BotService) -> list[Middleware]:
 
     def without_state(ack: Ack, command: dict, context: BoltContext, next: Callable[[], None]) -> BoltResponse | None:
         cmd, _ = context["dbops_command"]
-        if (svc.store is not None or cmd.name in ("help", "status") or getattr(cmd.run, "works_from_storage", False)
-                or getattr(cmd.run, "recorded_on_standin", False)):
+        if svc.store is not None or cmd.runs_degraded:
             next()
             return None
         audit_later(svc, command, "refused", "degraded", cmd.name, "the state database is unreachable")
         return ack(f":warning: the state database is unreachable: `{cmd.name}` cannot run now. Working without "
-                   "it: `/db status`, `/db backup list`, `/db backup info`, `/db backup verify`, `/db drill`, "
-                   "`/db restore`.")
+                   f"it: {svc.registry.works_degraded('slack', '/db ')}.")
 
     return [allowed_here, parsed, approvers_only, without_state]
