@@ -57,12 +57,12 @@ class Column:
     __slots__ = ("_type", "_type_name", "db", "not_null", "empty", "added")
 
     def __init__(self, type: SqlType | None, db: tuple[TableName, str] | None, type_name: Node | None = None,
-                 not_null: bool | None = None, empty: bool = False, added: bool = False):
+                 not_null: bool | None = None, empty: bool = False, added: tuple[int, int] | None = None):
         self._type, self._type_name = type, type_name
         self.db = db  # where its current values live in the database, while unchanged
         self.not_null = not_null  # None: not known
         self.empty = empty  # added by this file and every row still NULL
-        self.added = added  # created by this migration (CREATE TABLE, ADD COLUMN): it held no data before
+        self.added = added  # (statement, search_path epoch) of the CREATE TABLE or ADD COLUMN that made it
 
     @property
     def type(self) -> SqlType | None:  # None: unknown
@@ -88,7 +88,7 @@ class DropColumnSite:
     column: str
     db: tuple[TableName, str] | None  # the column in the database whose data would go
     empty: bool = False  # added earlier in this file, every row still NULL
-    added: bool = False  # an earlier statement of the migration added it (DOWN dropping what UP added)
+    added_by_up: bool = False  # DOWN drops a column UP added (same table, by name and search_path)
 
 
 @dataclass
@@ -212,6 +212,7 @@ def replay(statements: list[Statement], catalog: CatalogColumns,
                         continue  # ADD COLUMN IF NOT EXISTS of a column that exists: nothing changes
                     certain = not cmd.get("missing_ok") or table in catalog  # that it did not exist
                     col = cols[coldef["colname"]] = _added_column(coldef, certain)
+                    col.added = (stmt.index, epoch) if certain else None
                     if col.empty:
                         fresh.append(col)
                 elif subtype == "AT_AlterColumnType":
@@ -225,8 +226,10 @@ def replay(statements: list[Statement], catalog: CatalogColumns,
                         fresh.append(cols[name])
                 elif subtype == "AT_DropColumn":
                     col = cols.pop(name, None)
+                    by_up = bool(col and col.added and new_session_at is not None
+                                 and col.added[0] < new_session_at <= stmt.index and col.added[1] == epoch)
                     timeline.dropped_columns[key] = DropColumnSite(
-                        table, name, col.db if col else None, bool(col and col.empty), bool(col and col.added))
+                        table, name, col.db if col else None, bool(col and col.empty), by_up)
                 elif subtype in ("AT_SetNotNull", "AT_DropNotNull"):
                     if subtype == "AT_SetNotNull":
                         timeline.set_not_null[key] = nulls.site(table, name, cols.get(name))
@@ -313,7 +316,7 @@ def _added_column(coldef: Node, certain: bool) -> Column:
     contypes = {c.get("contype") for c in column_constraints(coldef)}
     serial = bool(set(strings(coldef["typeName"].get("names"))[-1:]) & SERIALS)
     return Column(None, None, coldef["typeName"], not_null=_declares_not_null(coldef),
-                  empty=certain and not (contypes & _FILLS_ROWS or serial), added=certain)
+                  empty=certain and not (contypes & _FILLS_ROWS or serial))
 
 
 def _created_columns(node: Node) -> dict[str, Column]:
@@ -322,7 +325,7 @@ def _created_columns(node: Node) -> dict[str, Column]:
     return {
         elt["ColumnDef"]["colname"]: Column(None, None, elt["ColumnDef"]["typeName"],
                                             not_null=_declares_not_null(elt["ColumnDef"])
-                                            or elt["ColumnDef"]["colname"] in keys, added=True)
+                                            or elt["ColumnDef"]["colname"] in keys)
         for elt in node.get("tableElts", ()) if "ColumnDef" in elt
     }
 
