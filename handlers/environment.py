@@ -45,7 +45,9 @@ ENVIRONMENT = (
     EnvVar("DBOPS_DOTENV", "the `.env` file read at start (default `./.env`); variables already set win"),
     EnvVar("DBOPS_BACKUP_DIR", "local backup folder (default `./backups`)", example="./backups"),
     EnvVar("DBOPS_BACKUP_KEY", "optional: base64 of 32 bytes (`openssl rand -base64 32`); backups are encrypted "
-                               "at rest (AES-256-GCM) when `backup.encrypt = true`", secret=True),
+                               "at rest (AES-256-GCM) when `backup.encrypt = true`, and their manifests are sealed "
+                               "with a key derived from it (a backup planted in the storage is then refused)",
+           secret=True),
     EnvVar("DBOPS_S3_ACCESS_KEY_ID", "optional: S3-compatible storage for backups (`backup.storage = \"s3\"`)"),
     EnvVar("DBOPS_S3_SECRET_ACCESS_KEY", "optional: the secret of `DBOPS_S3_ACCESS_KEY_ID`", secret=True),
     EnvVar("AWS_ACCESS_KEY_ID", "optional: S3 credentials from boto3's usual AWS_* chain, when the DBOPS_S3_* "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from handlers import backup
+from handlers import backup, fmt
 from handlers.errors import ConfigError
 from handlers.report import Report
 
@@ -60,9 +60,13 @@ def _catch_up(inv: Invocation, found) -> str | None:
     if getattr(found, "from_storage", False):
         return None
     try:
-        backup.sync_catalog(found, backup_settings(inv.settings), adopt=False)
+        synced = backup.sync_catalog(found, backup_settings(inv.settings), adopt=False)
     except backup.StorageError as exc:
         return f"The backup storage could not be read ({exc}): this is the catalog alone."
+    if synced.pending:  # catalogued only after a full verify: never on the way to a read
+        return (f"Storage holds {fmt.plural(len(synced.pending), 'backup')} the catalog does not know "
+                f"({', '.join(synced.pending[:5])}): `{inv.command_prefix} backup sync` verifies them in full and "
+                "catalogues those that pass.")
     return None
 
 

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +29,7 @@ import psycopg
 from .. import fmt
 from ..backup.catalog import BackupRecord
 from ..backup.manifest import BackupManifest
+from ..backup.seal import FUTURE_SKEW
 from ..backup.settings import BackupSettings
 from ..backup.storage import StorageError, prepare_dir
 from ..backup.verify import ArchiveDamaged, fetch_plain
@@ -214,6 +216,10 @@ class _Restore:
             self._chosen = [record]
             return f"{record.id}, as asked"
         records = [r for r in self.catalog.list(self.options.source) if r.usable and r.target == self.options.source]
+        latest_true = datetime.now(timezone.utc) + FUTURE_SKEW
+        self.result.skipped += [f"{r.id}: dated {fmt.when(r.started_at)}, in the future (a wrong clock, or a "
+                                "planted backup)" for r in records if r.started_at > latest_true]
+        records = [r for r in records if r.started_at <= latest_true]
         from_storage = getattr(self.catalog, "from_storage", False)
         # From storage alone nothing is marked verified: each is checked when fetched, newest first.
         chosen = records if from_storage else [r for r in records if r.verified]
