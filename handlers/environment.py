@@ -92,6 +92,26 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     return found
 
 
+def secret_problem(name: str, value: str, connection: bool) -> str | None:
+    """Why a secret's value cannot be kept out of messages (None: it can); never quotes the value.
+    A connection string must read the same to libpq and to a URL parser (else a piece of its
+    password is shown as a host or a port), and no secret may be shorter than SHORTEST_SECRET."""
+    from handlers.errors import ConfigError
+    from handlers.target import SHORTEST_SECRET, check_connection_string, connection_password
+
+    what = name
+    if connection:
+        try:
+            check_connection_string(name, value)
+        except ConfigError as exc:
+            return str(exc)
+        value, what = connection_password(value) or "", f"the password in {name}"
+    if value and len(value) < SHORTEST_SECRET:
+        return (f"{what} is shorter than {SHORTEST_SECRET} characters: dbops cannot keep a value that short out "
+                "of its messages and logs; use a longer one")
+    return None
+
+
 ENV_EXAMPLE_HEADING = "# Copy to .env (never commit it). Every variable is read from the environment too."
 
 
