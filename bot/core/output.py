@@ -160,7 +160,10 @@ def _mrkdwn(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
-def _slack_escape(text: str) -> str:
+def escape(text: str) -> str:
+    """Text for Slack mrkdwn that Slack reads as text: its three control characters escaped, so
+    nothing in it is a mention, a `<!channel>` or a link. The one escape of the bot: every piece of
+    text it did not write itself (names, echoed arguments, SQL, error text, values) passes here."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -184,11 +187,11 @@ def _row_lines(table: Table) -> str:
     migration findings as `code` (line N): message, then the fix."""
     if table.headers == diagnostics.FINDING_HEADERS:
         return "\n\n".join(
-            f"`{code}`" + (f" (line {line})" if line else "") + f": {_slack_escape(str(message))}"
-            + (f"\n_fix:_ {_slack_escape(str(fix))}" if fix else "") for line, code, message, fix in table.rows)
+            f"`{code}`" + (f" (line {line})" if line else "") + f": {escape(str(message))}"
+            + (f"\n_fix:_ {escape(str(fix))}" if fix else "") for line, code, message, fix in table.rows)
     rows = []
     for row in table.rows:
-        rows.append("\n".join(f"*{_slack_escape(h)}:* {_slack_escape(str(_cell(v)))}"
+        rows.append("\n".join(f"*{escape(h)}:* {escape(str(_cell(v)))}"
                               for h, v in zip(table.headers, row) if str(_cell(v)) != ""))
     return "\n\n".join(rows)
 
@@ -243,7 +246,7 @@ def section_blocks(section: Section, table_block_ok: bool = False) -> list[dict]
                     label = (label + " " if label else "") + f"_(part {i + 1} of {len(pieces)})_"
                 blocks.append(_mrkdwn((label + "\n" if label else "") + piece))
             return blocks
-        header, rows = "\n".join(lines[:2]), "\n".join(lines[2:])
+        header, rows = escape("\n".join(lines[:2])), escape("\n".join(lines[2:]))
         # Each part repeats the header so it reads on its own; room is kept for it, the label and the fences.
         room = SECTION_LIMIT - len(header) - len(head) - 60
         pieces = _chunks(rows, room)
@@ -262,7 +265,7 @@ def _header_text(title: str) -> str:
 
 def fact_blocks(facts: list[tuple[str, str]]) -> list[dict]:
     """Facts as section fields (`*Name*` over its value), ten to a block as Slack allows."""
-    fields = [{"type": "mrkdwn", "text": f"*{_slack_escape(name)}*\n{_slack_escape(_short(value, FIELD_CHARS))}"}
+    fields = [{"type": "mrkdwn", "text": f"*{escape(name)}*\n{escape(_short(value, FIELD_CHARS))}"}
               for name, value in facts]
     return [{"type": "section", "fields": fields[i:i + FIELDS_PER_BLOCK]}
             for i in range(0, len(fields), FIELDS_PER_BLOCK)]
@@ -432,7 +435,7 @@ def slack_report(report: Report) -> SlackReport:
         where = "Details in the thread" if packed else "In the thread"
         where += f", the full report as `{file.filename}`." if file else "."
         main.append(_note(where))
-    title = " ".join(report.title.split())
+    title = escape(" ".join(report.title.split()))  # the notification's text is mrkdwn too
     thread = [{"text": _short(f"{title}: details" + (f" ({i + 1}/{len(packed)})" if len(packed) > 1 else ""), 3000),
                "blocks": blocks} for i, blocks in enumerate(packed)]
     return SlackReport({"text": _short(headline(title, report.summary), 3000), "blocks": main}, thread, file)

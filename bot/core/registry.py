@@ -113,10 +113,12 @@ class Schedule:
 @dataclass(frozen=True)
 class Form:
     """A Slack form that an area's command opens (`Command.modal`), and what runs, off the request
-    path, when it is sent: `submitted(bot, user, view)`."""
+    path, when it is sent: `submitted(bot, user, view)`. `errors(view)`, when given, is asked first:
+    {block_id: message} keeps the form open with each message under its field."""
 
     callback_id: str
     submitted: Callable[[Bot, str, dict], None]
+    errors: Callable[[dict], dict[str, str]] | None = None
 
 
 SettingsCheck = Callable[[Settings], Any]  # parses its section of dbops.toml; raises ConfigError naming the key

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Callable
 
+from .. import output
 from ..config import Settings
 from ..notify import Notifier
 from ..state.store import StateStore
@@ -225,7 +226,7 @@ class Approvals:
             log.error("request %s cannot be posted: DBOPS_CHANNEL is not set", req.code)
             return False
         req.channel = channel
-        ts = self.notifier.post(channel, f"{req.kind} request {req.code}: {req.name} ({req.status})",
+        ts = self.notifier.post(channel, f"{req.kind} request {req.code}: {output.escape(req.name)} ({req.status})",
                                 request_blocks(req, self.settings, []))
         if ts is None:
             return False
