@@ -38,7 +38,15 @@ from ..errors import Cancelled, DbopsError, UsageError
 from ..postgres import left_out_on_restore, list_archive, major_version, run_pg_restore
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from ..target import Target, dsn_secrets, scrub
-from .target import RestoreRefused, clear_target, inspect_target, missing_roles, refusals
+from .target import (
+    RestoreRefused,
+    clear_target,
+    extension_entries,
+    extensions_of_others,
+    inspect_target,
+    missing_roles,
+    refusals,
+)
 
 
 @dataclass
@@ -183,9 +191,16 @@ class _Restore:
                 self._check(C.Check("left out of the restore", True, warning=True, detail=(
                     f"{C.listed(skipped)}: a copy must not replicate or label as its source does; if this "
                     "database replaces the source, create them again by hand")))
+            theirs = extensions_of_others(self.into)
+            kept = extension_entries(contents.entry_lines, theirs)
+            if kept:
+                self._check(C.Check("extensions the target keeps", True, warning=True, detail=(
+                    f"{C.listed(sorted({e.rsplit(' ', 1)[-1] for e in kept}))}: already there, owned by "
+                    f"{C.listed(sorted({theirs[e.rsplit(' ', 1)[-1]] for e in kept}))}; restored as the target has "
+                    "them (only their owner may change them or their comments)")))
             if state.tables or self.options.overwrite:
                 self._step("clear target", self._clear)
-            self._step("restore", lambda: self._pg_restore(archive, manifest))
+            self._step("restore", lambda: self._pg_restore(archive, manifest, kept))
         except DbopsError as exc:
             self.result.error = self._clean(str(exc))
             return self.result.to_report()
@@ -262,11 +277,12 @@ class _Restore:
         dropped = self.result.dropped_schemas
         return f"dropped {'schema' if len(dropped) == 1 else 'schemas'} {', '.join(dropped) or '(none)'}"
 
-    def _pg_restore(self, archive: Path, manifest: BackupManifest) -> str:
+    def _pg_restore(self, archive: Path, manifest: BackupManifest, leave_out: tuple[str, ...]) -> str:
         # The bot's own `dbops` schema is never restored over the target's: it is the state store's.
         try:
             outcome = run_pg_restore(archive, self.into.dsn, manifest.archive.format or "custom", self.options.jobs,
-                                     len(manifest.tables), self.progress, self.cancel, exclude_schemas=("dbops",))
+                                     len(manifest.tables), self.progress, self.cancel, exclude_schemas=("dbops",),
+                                     leave_out=leave_out)
         except Cancelled:
             raise _Failed("cancelled while pg_restore ran: the target holds a partial restore") from None
         self.result.restore_errors = [self._clean(e) for e in outcome.errors]
