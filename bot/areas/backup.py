@@ -11,6 +11,7 @@ from ..core.command import Arg, command
 from ..core.config import Settings
 from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
 from ..core.scheduler import daily_slot
+from ..core.state.store import StateStore
 
 
 def backup_settings(settings: Settings) -> backup.BackupSettings:
@@ -143,6 +144,10 @@ def cleanup_at_startup(svc: Bot) -> list[str]:
     return backup.cleanup_incomplete(svc.store.dsn, backup_settings(svc.settings))
 
 
+def cleanup_before_a_command(settings: Settings, store: StateStore) -> list[str]:
+    return backup.cleanup_incomplete(store.dsn, backup_settings(settings), thorough=False)
+
+
 def _backup_slot(svc: Bot, now: datetime) -> str | None:
     s = backup_settings(svc.settings)
     return daily_slot(now, s.schedule_time, s.tz) if s.schedule_enabled else None
@@ -164,6 +169,7 @@ AREA = Area(
     settings=(("backup", backup_settings),),
     status_lines=(StatusLine(freshness_line), StatusLine(state_placement_line, per_target=False)),
     startup=(cleanup_at_startup,),
+    cleanup=(cleanup_before_a_command,),
     schedules=(Schedule("backup", _backup_slot, _scheduled_backup,
                         lambda settings, now: backup.schedule_report(backup_settings(settings), now).summary),),
 )

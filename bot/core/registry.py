@@ -123,6 +123,9 @@ class Form:
 
 SettingsCheck = Callable[[Settings], Any]  # parses its section of dbops.toml; raises ConfigError naming the key
 StartupHook = Callable[[Bot], list[str]]  # returns lines to tell the channel
+# What a killed process left (a `running` row, a .partial file), made right before each terminal
+# command: a setup without a bot has no start-up to do it. Returns lines to tell the person.
+CleanupHook = Callable[[Settings, StateStore], list[str]]
 Applier = Callable[[Bot, ApprovalRequest], None]  # applies an approved request of its kind
 
 
@@ -135,6 +138,7 @@ class Area:
     settings: tuple[tuple[str, SettingsCheck], ...] = ()  # (dbops.toml section, its check)
     status_lines: tuple[StatusLine, ...] = ()
     startup: tuple[StartupHook, ...] = ()
+    cleanup: tuple[CleanupHook, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     appliers: Mapping[str, Applier] = field(default_factory=dict)  # request kind -> its applier
     forms: tuple[Form, ...] = ()
@@ -151,7 +155,7 @@ HELP_FLAGS = ("--help", "-h")
 
 class Registry:
     """The areas, joined: every command (looked up by its words), settings check, status line,
-    start-up hook, schedule, applier and form, in the order the areas are listed."""
+    start-up and clean-up hook, schedule, applier and form, in the order the areas are listed."""
 
     def __init__(self, areas: Iterable[Area]) -> None:
         self.areas = tuple(areas)
@@ -162,6 +166,7 @@ class Registry:
         self.settings_checks = [check for area in self.areas for check in area.settings] + list(CORE_SETTINGS)
         self.status_lines = [line for area in self.areas for line in area.status_lines]
         self.startup_hooks = [hook for area in self.areas for hook in area.startup]
+        self.cleanup_hooks = [hook for area in self.areas for hook in area.cleanup]
         self.schedules = [schedule for area in self.areas for schedule in area.schedules]
         self.appliers: dict[str, Applier] = {}
         self.forms: dict[str, Form] = {}
