@@ -226,3 +226,21 @@ def test_a_rebuilt_catalog_adopts_only_after_a_full_verify(dbs, tmp_path, pg_ser
         assert any("after a full verify" in line for line in synced.lines())
     finally:
         demo_data.drop_database(pg_server.dsn(), name)
+
+
+def test_the_bot_says_in_the_channel_what_it_catalogued_after_a_full_verify_and_what_it_refused(
+        bot_factory, fake_slack, dbs, tmp_path, monkeypatch):
+    """A bot started on an empty catalog beside a storage that holds its own backup and a planted one."""
+    monkeypatch.setenv("DBOPS_BACKUP_KEY", KEY)
+    folder = tmp_path / "backups"  # the bot's DBOPS_BACKUP_DIR (bot_factory)
+    genuine = take_backup(Target("prod", dbs["prod"]), BackupSettings(dir=folder, min_free_mb=0),
+                          BackupCatalog(dbs["elsewhere"]), "U1")  # another state store: this bot's is empty
+    plant(folder, Path(genuine.location), "b901", resealed_with=None)
+    bot_factory(dbs["prod"], DBOPS_STATE_URL=dbs["state"], DBOPS_BACKUP_KEY=KEY)
+    said = fake_slack.wait_for(lambda: [c.params["text"] for c in fake_slack.calls_to("chat.postMessage")
+                                        if "after a full verify" in c.params["text"]], what="the start-up lines",
+                               timeout=120)[0]
+    assert f"each after a full verify: {genuine.backup_id}" in said
+    assert "b901 in storage is not catalogued: it is sealed without a key" in said
+    assert [r.id for r in BackupCatalog(dbs["state"]).list()] == [genuine.backup_id]
+    assert KEY not in " ".join(fake_slack.raw_bodies())
