@@ -9,6 +9,7 @@ rows and 20 cells a row, and no monospace line wider than a phone shows.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -160,11 +161,17 @@ def _mrkdwn(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
-def escape(text: str) -> str:
+_USER_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{2,})&gt;")
+
+
+def escape(text: str, mentions: bool = False) -> str:
     """Text for Slack mrkdwn that Slack reads as text: its three control characters escaped, so
     nothing in it is a mention, a `<!channel>` or a link. The one escape of the bot: every piece of
-    text it did not write itself (names, echoed arguments, SQL, error text, values) passes here."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text it did not write itself (names, echoed arguments, SQL, error text, values) passes here.
+    `mentions`: a plain user mention `<@U…>` stays one (an error naming who runs a job; it is
+    shown to one person only, and a mention of a user is never `<!channel>` or a link)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _USER_MENTION.sub(r"<@\1>", text) if mentions else text
 
 
 def fit_code(text: str, width: int = MONOSPACE_WIDTH) -> str:

@@ -240,13 +240,15 @@ class BotService:
         self.runner.submit(lambda: applier(self, req))
 
     def _tell_error(self, channel: str | None, user: str | None, text: str, progress: ProgressMessage | None) -> None:
-        text = output.escape(text)  # an error is text: what it quotes of the command typed is no markup
+        # An error is text: what it quotes of a command is no markup. Only the person who asked sees
+        # the mention of whoever runs the job in the way.
+        shown = output.escape(text)
         if progress is not None and progress.ts:
-            self.notifier.update(progress.channel, progress.ts, f":x: {progress.title}: {text}")
+            self.notifier.update(progress.channel, progress.ts, f":x: {progress.title}: {shown}")
         if channel and user:
-            self.notifier.ephemeral(channel, user, f":warning: {text}")
+            self.notifier.ephemeral(channel, user, f":warning: {output.escape(text, mentions=True)}")
         elif channel:
-            self.notifier.post(channel, f":warning: {text}")
+            self.notifier.post(channel, f":warning: {shown}")
 
     def post_report(self, report: Report, channel: str | None = None) -> None:
         channel = channel or self.settings.channel
