@@ -95,6 +95,7 @@ NAMED_BY_CONFIGURATION = {
     ("bot/core/config.py", "name"): "a loop over the declared secrets and the targets' url_env",
     ("handlers/drill/settings.py", "self.scratch_url_env"): "drill.scratch_url_env in dbops.toml names it",
     ("handlers/postgres/client.py", "name"): "HOME and TMPDIR, the only variables a client program keeps of the bot's",
+    ("handlers/postgres/binaries.py", "f'DBOPS_PG_BIN_{major}'"): "DBOPS_PG_BIN_<major>, one per PostgreSQL major",
 }
 
 
