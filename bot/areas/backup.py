@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timezone
 
-from handlers import backup
+from handlers import backup, fmt
 from handlers.errors import ConfigError
 from handlers.report import Report
 
@@ -12,6 +12,7 @@ from ..core.command import Arg, Command, command
 from ..core.config import Settings, read_once
 from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
 from ..core.scheduler import daily_slot
+from ..core.state.store import StateStore
 
 
 @read_once
@@ -61,9 +62,13 @@ def _catch_up(inv: Invocation, found) -> str | None:
     if getattr(found, "from_storage", False):
         return None
     try:
-        backup.sync_catalog(found, backup_settings(inv.settings), adopt=False)
+        synced = backup.sync_catalog(found, backup_settings(inv.settings), adopt=False)
     except backup.StorageError as exc:
         return f"The backup storage could not be read ({exc}): this is the catalog alone."
+    if synced.pending:  # catalogued only after a full verify: never on the way to a read
+        return (f"Storage holds {fmt.plural(len(synced.pending), 'backup')} the catalog does not know "
+                f"({', '.join(synced.pending[:5])}): `{inv.command_prefix} backup sync` verifies them in full and "
+                "catalogues those that pass.")
     return None
 
 
@@ -140,6 +145,10 @@ def cleanup_at_startup(svc: Bot) -> list[str]:
     return backup.cleanup_incomplete(svc.store.dsn, backup_settings(svc.settings))
 
 
+def cleanup_before_a_command(settings: Settings, store: StateStore) -> list[str]:
+    return backup.cleanup_incomplete(store.dsn, backup_settings(settings), thorough=False)
+
+
 def _backup_slot(svc: Bot, now: datetime) -> str | None:
     s = backup_settings(svc.settings)
     return daily_slot(now, s.schedule_time, s.tz) if s.schedule_enabled else None
@@ -161,6 +170,7 @@ AREA = Area(
     settings=(("backup", backup_settings),),
     status_lines=(StatusLine(freshness_line), StatusLine(state_placement_line, per_target=False)),
     startup=(cleanup_at_startup,),
+    cleanup=(cleanup_before_a_command,),
     schedules=(Schedule("backup", _backup_slot, _scheduled_backup,
                         lambda settings, now: backup.schedule_report(backup_settings(settings), now).summary),),
 )

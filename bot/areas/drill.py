@@ -62,7 +62,8 @@ def drill_command(inv: Invocation) -> Report:
     if getattr(inv.args, "from") == "render-export":
         return _run_instead(inv, "render export-drill")
     # Here, not at the top: psycopg, boto3 and psutil are for running a drill, not for declaring it.
-    from handlers.backup.verify import stored_archive
+    from handlers.backup.crypto import is_encrypted_file
+    from handlers.backup.verify import NOT_ENCRYPTED, stored_archive
     from handlers.drill.runner import DrillInterrupted
 
     settings = drill_settings(inv.settings)
@@ -77,6 +78,8 @@ def drill_command(inv: Invocation) -> Report:
         if record.encrypted:
             encryption_key_from_env(required=True)  # a missing key fails here, before any instance starts
         archive, _ = stored_archive(record, manifest, backup_settings(inv.settings), work, inv.progress)
+        if backup_settings(inv.settings).encrypt and archive.is_file() and not is_encrypted_file(archive):
+            raise UsageError(f"backup {record.id}: {NOT_ENCRYPTED}")
         result = drill.run_drill(manifest, archive, settings, expected_indexes=index_settings(inv.settings).expected,
                                  progress=inv.progress, cancel=inv.cancel,
                                  allow_newer_major=getattr(inv.args, "allow_newer_major", False))

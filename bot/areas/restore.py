@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,11 @@ def _options(inv: Invocation) -> RestoreOptions:
     from handlers.restore import RestoreOptions
 
     drills = drill_settings(inv.settings)
+    # Both are shown in the request message and the report: only the shapes they can have get there.
+    if not re.fullmatch(r"latest|[abAB]\d+", inv.args.backup or "latest"):
+        raise UsageError("give a backup id (e.g. b042) or `latest`; `backup list` shows the ids")
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", getattr(inv.args, "from") or "prod"):
+        raise UsageError("--from names a target: letters, digits, `.`, `_` or `-`")
     return RestoreOptions(backup=inv.args.backup or "latest", source=getattr(inv.args, "from") or "prod",
                           overwrite=inv.args.overwrite, jobs=max(1, drills.jobs), amcheck=drills.amcheck)
 

@@ -196,6 +196,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
 
     targets: dict[str, Target] = {}
     target_options: dict[str, dict[str, Any]] = {}
+    target_vars: list[str] = []  # the variables holding the configured targets' connection strings
     if env.get("DATABASE_URL"):
         targets[DEFAULT_TARGET] = Target(DEFAULT_TARGET, env["DATABASE_URL"])
     raw_targets = doc.get("targets") or {}
@@ -212,7 +213,15 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
             raise ConfigError(f"{options['url_env']} is not set: put the connection string of target "
                               f"`{name}` there ([targets.{name}].url_env in {config_path})")
         targets[name] = Target(name, url)
+        target_vars.append(options["url_env"])
         target_options[name] = {k: v for k, v in options.items() if k != "url_env"}
+
+    # Every secret, before anything uses one, must be one that can be kept out of messages.
+    connections = {var.name for var in environment.ENVIRONMENT if var.connection} | set(target_vars)
+    for name in sorted({var.name for var in environment.ENVIRONMENT if var.secret} | connections):
+        problem = env.get(name) and environment.secret_problem(name, env[name], name in connections)
+        if problem:
+            raise ConfigError(problem)
 
     if require_slack:
         for key in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):

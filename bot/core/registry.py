@@ -117,10 +117,12 @@ class Schedule:
 @dataclass(frozen=True)
 class Form:
     """A Slack form that an area's command opens (`Command.modal`), and what runs, off the request
-    path, when it is sent: `submitted(bot, user, view)`."""
+    path, when it is sent: `submitted(bot, user, view)`. `errors(view)`, when given, is asked first:
+    {block_id: message} keeps the form open with each message under its field."""
 
     callback_id: str
     submitted: Callable[[Bot, str, dict], None]
+    errors: Callable[[dict], dict[str, str]] | None = None
 
 
 SettingsCheck = Callable[[Settings], Any]  # parses its section of dbops.toml; raises ConfigError naming the key
@@ -155,6 +157,11 @@ class Applier:
     per_target: bool = True  # False: one job of the family at a time, whatever the target (restore)
 
 
+# What a killed process left (a `running` row, a .partial file), made right before each terminal
+# command: a setup without a bot has no start-up to do it. Returns lines to tell the person.
+CleanupHook = Callable[[Settings, StateStore], list[str]]
+
+
 @dataclass(frozen=True)
 class Area:
     """Everything one job area adds to the bot."""
@@ -164,6 +171,7 @@ class Area:
     settings: tuple[tuple[str, SettingsCheck], ...] = ()  # (dbops.toml section, its check)
     status_lines: tuple[StatusLine, ...] = ()
     startup: tuple[StartupHook, ...] = ()
+    cleanup: tuple[CleanupHook, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     appliers: tuple[Applier, ...] = ()  # one per request kind the area applies
     forms: tuple[Form, ...] = ()
@@ -185,7 +193,7 @@ HELP_FLAGS = ("--help", "-h")
 
 class Registry:
     """The areas, joined: every command (looked up by its words), settings check, status line,
-    start-up hook, schedule, applier and form, in the order the areas are listed."""
+    start-up and clean-up hook, schedule, applier and form, in the order the areas are listed."""
 
     def __init__(self, areas: Iterable[Area]) -> None:
         self.areas = tuple(areas)
@@ -196,6 +204,7 @@ class Registry:
         self.settings_checks = [check for area in self.areas for check in area.settings] + list(CORE_SETTINGS)
         self.status_lines = [line for area in self.areas for line in area.status_lines]
         self.startup_hooks = [hook for area in self.areas for hook in area.startup]
+        self.cleanup_hooks = [hook for area in self.areas for hook in area.cleanup]
         self.schedules = [schedule for area in self.areas for schedule in area.schedules]
         self.appliers: dict[str, Applier] = {}
         self.forms: dict[str, Form] = {}

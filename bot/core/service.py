@@ -11,7 +11,7 @@ from handlers.errors import DbopsError, TargetUnreachable
 from handlers.report import Report
 
 from .. import __version__
-from . import applier, jobs
+from . import applier, jobs, output
 from .approvals.book import ApprovalRequest
 from .approvals.reactions import Approvals
 from .command import Command
@@ -148,8 +148,8 @@ class BotService:
         failed and reported, and approved requests it left `applying` are settled. Runs at start-up and
         on every scheduler tick: a dead process's lock can take a moment to be released by the server."""
         for job in self.store.orphaned_jobs():
-            text = (f":warning: Job #{job.id} `{job.command}` on `{job.target}` (started by "
-                    f"{jobs.who(job.requested_by)}) was interrupted: the bot process running it stopped. "
+            text = (f":warning: Job #{job.id} `{output.escape(job.command)}` on `{output.escape(job.target)}` "
+                    f"(started by {jobs.who(job.requested_by)}) was interrupted: the bot process running it stopped. "
                     "It is marked failed; run it again.")
             self.store.audit("bot", "recover", "failed", subcommand=job.command, target=job.target,
                              detail=f"job #{job.id} marked failed: its process stopped")
@@ -209,7 +209,8 @@ class BotService:
                              channel=channel, store=self.store, requests=store, front_end="slack")
             handle = jobs.acquire(inv, store)
             if cmd.long_running:
-                title = f"`{cmd.name}` on `{inv.target_name}`" + (f" (job #{handle.job.id})" if handle.job else "")
+                title = (f"`{cmd.name}` on `{output.escape(inv.target_name)}`"  # as typed: not checked yet
+                         + (f" (job #{handle.job.id})" if handle.job else ""))
                 progress = ProgressMessage(self.notifier, channel, title)
                 ts = progress.start(f"started by {jobs.who(actor)}")
                 if ts and handle.job:
@@ -239,12 +240,15 @@ class BotService:
         self.runner.submit(lambda: applier.apply_approved(self, req))
 
     def _tell_error(self, channel: str | None, user: str | None, text: str, progress: ProgressMessage | None) -> None:
+        # An error is text: what it quotes of a command is no markup. Only the person who asked sees
+        # the mention of whoever runs the job in the way.
+        shown = output.escape(text)
         if progress is not None and progress.ts:
-            self.notifier.update(progress.channel, progress.ts, f":x: {progress.title}: {text}")
+            self.notifier.update(progress.channel, progress.ts, f":x: {progress.title}: {shown}")
         if channel and user:
-            self.notifier.ephemeral(channel, user, f":warning: {text}")
+            self.notifier.ephemeral(channel, user, f":warning: {output.escape(text, mentions=True)}")
         elif channel:
-            self.notifier.post(channel, f":warning: {text}")
+            self.notifier.post(channel, f":warning: {shown}")
 
     def post_report(self, report: Report, channel: str | None = None) -> None:
         channel = channel or self.settings.channel

@@ -16,8 +16,6 @@ the transaction ends):
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +27,6 @@ from ..errors import DbopsError
 from ..schemadiff import RESTORED, major_of, schema_differences
 
 FORMAT_VERSION = 1
-SEAL_VERSION = 1  # the sealed file around a manifest (seal/unseal)
 INTEGRITY_LEVELS = ("counts", "checksums")
 # How a table's content checksum is computed; the manifest records it, and a drill recomputes the
 # checksums of the restored copy with the method its manifest names.
@@ -430,57 +427,3 @@ class BackupManifest:
             requested_by=str(d.get("requested_by") or ""), scheduled=bool(d.get("scheduled", False)),
             duration_s=d.get("duration_s"), client_versions=dict(d.get("client_versions") or {}),
         )
-
-
-# -- the sealed file in storage ----------------------------------------------------
-
-class ManifestDamaged(DbopsError):
-    """A manifest file in storage that is not exactly what dbops wrote."""
-
-
-def _canonical(doc: dict) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def seal(manifest: BackupManifest) -> bytes:
-    """The manifest file as stored: the document and the SHA-256 of its canonical JSON.
-
-    The file is a deterministic rendering, so `unseal` can demand the exact bytes back: a flipped
-    byte anywhere (a value, the digest, even whitespace) is caught.
-    """
-    doc = manifest.to_dict()
-    return _render({"dbops_manifest": SEAL_VERSION, "sha256": hashlib.sha256(_canonical(doc)).hexdigest(),
-                    "manifest": doc})
-
-
-def _render(sealed: dict) -> bytes:
-    return (json.dumps(sealed, sort_keys=True, indent=1, ensure_ascii=True) + "\n").encode()
-
-
-def unseal(data: bytes, name: str = "the manifest") -> tuple[BackupManifest, bool]:
-    """(manifest, sealed) from a manifest file; sealed is False for an older dbops's plain manifest,
-    which carries no digest. Raises ManifestDamaged for anything not exactly as written."""
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise ManifestDamaged(f"{name} is not valid JSON any more: it was changed or damaged") from None
-    if not isinstance(doc, dict):
-        raise ManifestDamaged(f"{name} is not a dbops manifest")
-    if "dbops_manifest" not in doc:
-        try:
-            return BackupManifest.from_dict(doc), False
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestDamaged(f"{name} is not a dbops manifest ({type(exc).__name__}: {exc})") from None
-    inner = doc.get("manifest")
-    if doc.get("dbops_manifest") != SEAL_VERSION or not isinstance(inner, dict) or not isinstance(doc.get("sha256"), str):
-        raise ManifestDamaged(f"{name} has an unknown or damaged seal")
-    digest = hashlib.sha256(_canonical(inner)).hexdigest()
-    if digest != doc["sha256"]:
-        raise ManifestDamaged(f"{name} was changed after the backup: its content's SHA-256 is {digest[:16]}…, "
-                              f"the seal says {doc['sha256'][:16]}…")
-    if _render(doc) != data:
-        raise ManifestDamaged(f"{name} differs from what dbops wrote (its bytes were changed)")
-    try:
-        return BackupManifest.from_dict(inner), True
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ManifestDamaged(f"{name} is not a dbops manifest ({type(exc).__name__}: {exc})") from None

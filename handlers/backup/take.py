@@ -52,7 +52,8 @@ from ..report import Outcome, Progress, ProgressFn, Report, Section, Stopwatch, 
 from ..target import Target, dsn_secrets, scrub
 from . import crypto
 from .catalog import BackupCatalog
-from .manifest import ArchiveInfo, BackupManifest, capture_manifest, seal
+from .manifest import ArchiveInfo, BackupManifest, capture_manifest
+from .seal import seal
 from .settings import BackupSettings
 from .storage import S3Store, StorageError, fsync_dir, fsync_file, prepare_dir, sha256_file
 from .storage_catalog import MANIFEST_SUFFIX, storage_for, write_durably, write_index
@@ -387,6 +388,7 @@ class _BackupRun:
 
     def _store(self, stored: Path, folder: Path, final_name: str, manifest: BackupManifest) -> str:
         s = self.settings
+        seal_key = s.seal_key()  # with a key the seal cannot be forged by whoever can write to the storage
         if s.storage == "s3":
             store = S3Store(s.s3)
             key = store.key_for(self.target.name, final_name)
@@ -405,7 +407,7 @@ class _BackupRun:
             store.upload(stored, key, on_bytes)
             self.uploaded.append((store, key))
             self.uploaded.append((store, key + MANIFEST_SUFFIX))
-            store.put_bytes(key + MANIFEST_SUFFIX, seal(manifest))  # last: the backup is listed from now on
+            store.put_bytes(key + MANIFEST_SUFFIX, seal(manifest, seal_key))  # last: the backup is listed from now on
             self._update_index()
             location = store.url(key)
             if not s.s3.keep_local:
@@ -420,7 +422,7 @@ class _BackupRun:
         self.finals += [folder / (final_name + MANIFEST_SUFFIX), final]
         os.replace(stored, final)
         fsync_dir(folder)
-        write_durably(folder / (final_name + MANIFEST_SUFFIX), seal(manifest))  # last: now it is a backup
+        write_durably(folder / (final_name + MANIFEST_SUFFIX), seal(manifest, seal_key))  # last: now it is a backup
         self._update_index()
         return str(final.resolve())
 

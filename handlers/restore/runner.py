@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +31,7 @@ import psycopg
 from .. import fmt
 from ..backup.catalog import BackupRecord
 from ..backup.manifest import BackupManifest
+from ..backup.seal import FUTURE_SKEW
 from ..backup.settings import BackupSettings
 from ..backup.storage import StorageError, prepare_dir
 from ..backup.verify import ArchiveDamaged, fetch_plain
@@ -49,7 +51,15 @@ from ..postgres import (
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from ..target import Target, dsn_secrets, scrub
 from .marks import mark_unfinished, settle_mark
-from .target import RestoreRefused, clear_target, inspect_target, missing_roles, refusals
+from .target import (
+    RestoreRefused,
+    clear_target,
+    extension_entries,
+    extensions_of_others,
+    inspect_target,
+    missing_roles,
+    refusals,
+)
 
 
 @dataclass
@@ -215,9 +225,16 @@ class _Restore:
                     f"{C.listed(skipped)}: a copy must not replicate or label as its source does; if this "
                     "database replaces the source, create them again by hand")))
             self._mark_unfinished(record.id)  # before the first change to the target
+            theirs = extensions_of_others(self.into)
+            kept = extension_entries(contents.entry_lines, theirs)
+            if kept:
+                self._check(C.Check("extensions the target keeps", True, warning=True, detail=(
+                    f"{C.listed(sorted({e.rsplit(' ', 1)[-1] for e in kept}))}: already there, owned by "
+                    f"{C.listed(sorted({theirs[e.rsplit(' ', 1)[-1]] for e in kept}))}; restored as the target has "
+                    "them (only their owner may change them or their comments)")))
             if state.tables or self.options.overwrite:
                 self._step("clear target", self._clear)
-            self._step("restore", lambda: self._pg_restore(archive, manifest))
+            self._step("restore", lambda: self._pg_restore(archive, manifest, kept))
         except DbopsError as exc:
             self.result.error = self._clean(str(exc))
             self._settle_mark()
@@ -262,6 +279,10 @@ class _Restore:
             self._chosen = [record]
             return f"{record.id}, as asked"
         records = [r for r in self.catalog.list(self.options.source) if r.usable and r.target == self.options.source]
+        latest_true = datetime.now(timezone.utc) + FUTURE_SKEW
+        self.result.skipped += [f"{r.id}: dated {fmt.when(r.started_at)}, in the future (a wrong clock, or a "
+                                "planted backup)" for r in records if r.started_at > latest_true]
+        records = [r for r in records if r.started_at <= latest_true]
         from_storage = getattr(self.catalog, "from_storage", False)
         # From storage alone nothing is marked verified: each is checked when fetched, newest first.
         chosen = records if from_storage else [r for r in records if r.verified]
@@ -320,13 +341,13 @@ class _Restore:
         dropped = self.result.dropped_schemas
         return f"dropped {'schema' if len(dropped) == 1 else 'schemas'} {', '.join(dropped) or '(none)'}"
 
-    def _pg_restore(self, archive: Path, manifest: BackupManifest) -> str:
+    def _pg_restore(self, archive: Path, manifest: BackupManifest, leave_out: tuple[str, ...]) -> str:
         # The bot's own `dbops` schema is never restored over the target's: it is the state store's.
         try:
             # The target's own major's pg_restore (checked in "check target").
             outcome = run_pg_restore(archive, self.into.dsn, manifest.archive.format or "custom", self.options.jobs,
                                      len(manifest.tables), self.progress, self.cancel, exclude_schemas=("dbops",),
-                                     major=self._target_major)
+                                     major=self._target_major, leave_out=leave_out)
         except Cancelled:
             raise _Failed("cancelled while pg_restore ran: the target holds a partial restore") from None
         self.result.restore_errors = [self._clean(e) for e in outcome.errors]

@@ -26,6 +26,7 @@ from ...core.command import Arg, command
 from ...core.jobs import who
 from ...core.registry import Invocation
 from .flow import rehearse_on_copy
+from .naming import request_name
 
 MAX_SQL_BYTES = 5 * 1024 * 1024
 
@@ -107,7 +108,8 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
         report.sections[1:1] = rehearsal.to_sections()[1:]
     settings = ApprovalSettings.from_dict(inv.settings.section("approvals"))
     requester_slack = slack_identity(requester, identities(inv.settings))
-    required = approvals_needed(settings, check, rehearsal, verified=requester_slack is not None)
+    required = approvals_needed(settings, check, rehearsal, verified=requester_slack is not None,
+                                claimed=requester.startswith("cli:"))
     note = rehearsal_error_note(rehearsal)
     book = ApprovalBook(inv.store)
     req = book.create(
@@ -141,10 +143,11 @@ def requester_of(inv: Invocation) -> str:
     return inv.actor
 
 
-def approvals_needed(settings: ApprovalSettings, check, rehearsal, verified: bool) -> int:
+def approvals_needed(settings: ApprovalSettings, check, rehearsal, verified: bool, claimed: bool = False) -> int:
     """`required` approvals; none only when the team opted in and nothing at all was found in a request
-    that was rehearsed; one more when the requester is unverified (they could approve as someone else)."""
-    clean = settings.auto_apply_clean and rehearsal is not None and not check.findings
+    that was rehearsed, asked by someone Slack vouches for (a terminal login is a claim: `claimed`);
+    one more when the requester is unverified (they could approve as someone else)."""
+    clean = settings.auto_apply_clean and not claimed and rehearsal is not None and not check.findings
     return (0 if clean else settings.required) + (0 if verified else 1)
 
 
@@ -180,9 +183,10 @@ def checklist_section(rehearsal, attested_by: str | None, apply_by: str) -> Sect
          Arg("--apply-by", "who applies it once approved", default="bot", choices=("bot", "pipeline")),
          long_running=True, lock="rehearsal", where="cli")  # not "migrate": a rehearsal never blocks an apply
 def migrate_request(inv: Invocation) -> Report:
+    name = request_name(inv.args.name)
     up_sql = read_sql(inv.args.up, "UP")
     down_sql = read_sql(inv.args.down, "DOWN")
-    req, report = build_request(inv, up_sql=up_sql, down_sql=down_sql, name=inv.args.name,
+    req, report = build_request(inv, up_sql=up_sql, down_sql=down_sql, name=name,
                                 attested_by=inv.actor if inv.args.tested_on_staging else None,
                                 apply_by=inv.args.apply_by, channel=None)
     # The bot posts it to DBOPS_CHANNEL (it holds the Slack token); the terminal needs only the database.

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Callable
 
+from .. import output
 from ..config import Settings
 from ..notify import Notifier
 from ..state.store import StateStore
@@ -237,7 +238,7 @@ class Approvals:
 
             def post(req: ApprovalRequest) -> str | None:
                 req.channel = channel
-                ts = self.notifier.post(channel, f"{req.kind} request {req.code}: {req.name} ({req.status})",
+                ts = self.notifier.post(channel, f"{req.kind} request {req.code}: {output.escape(req.name)} ({req.status})",
                                         request_blocks(req, self.settings, []))
                 if ts is not None:
                     sent.append(ts)

@@ -9,6 +9,7 @@ from slack_bolt import Ack, BoltContext, BoltResponse
 
 from handlers.errors import UsageError
 
+from ...core import output
 from ...core.service import BotService
 
 Middleware = Callable[..., BoltResponse | None]
@@ -54,7 +55,7 @@ def db_middleware(svc: BotService) -> list[Middleware]:
             context["dbops_command"] = svc.registry.parse(text, "slack", prog="/db")
         except UsageError as exc:
             audit_later(svc, command, "command", "usage-error", text[:200], str(exc)[:500])
-            return ack(f":warning: {exc}")
+            return ack(f":warning: {output.escape(str(exc))}")  # it quotes what was typed
         next()
         return None
 
