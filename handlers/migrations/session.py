@@ -82,15 +82,29 @@ def run_statement(conn: psycopg.Connection, stmt: Statement, limits: dict[str, f
 
 
 def repin_limits(conn: psycopg.Connection, limits: dict[str, float], local: bool) -> list[str]:
-    """Set again each of `limits` that is now off (0) or longer than the caller's; one round trip."""
+    """Set again each of `limits` that is now off (0) or longer than the caller's: one cheap read per
+    statement (current_setting, not the pg_settings view), and a write only when one was changed."""
     if not limits:
         return []
     names = list(limits)
-    rows = conn.execute(
-        "SELECT l.name, set_config(l.name, l.ms || 'ms', %s) FROM unnest(%s::text[], %s::bigint[]) AS l(name, ms) "
-        "JOIN pg_settings s ON s.name = l.name WHERE s.setting::bigint NOT BETWEEN 1 AND l.ms",
-        (local, names, [milliseconds(limits[n]) for n in names])).fetchall()
-    return [name for name, _ in rows]
+    now = conn.execute("SELECT " + ", ".join("current_setting(%s)" for _ in names), names).fetchone()
+    changed = [name for name, value in zip(names, now) if not 0 < _as_ms(value) <= milliseconds(limits[name])]
+    for name in changed:
+        conn.execute("SELECT set_config(%s, %s, %s)", (name, f"{milliseconds(limits[name])}ms", local))
+    return changed
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _as_ms(value: str) -> float:
+    """A time setting as current_setting shows it ("0", "250ms", "5s", "15min") in milliseconds; -1 when
+    it cannot be read (re-pinned then)."""
+    digits = value.rstrip("abcdefghijklmnopqrstuvwxyz")
+    try:
+        return float(digits) * _UNITS_MS[value[len(digits):] or "ms"]
+    except (KeyError, ValueError):
+        return -1
 
 
 def milliseconds(seconds: float) -> int:
