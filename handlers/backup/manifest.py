@@ -388,6 +388,9 @@ class BackupManifest:
     requested_by: str = ""
     scheduled: bool = False
     duration_s: float | None = None
+    # Where it was dumped when not from the target itself: {"kind": "render-recovery", "recovery_time",
+    # "instance", "plan"}: a Render point-in-time copy of the target at recovery_time.
+    source: dict | None = None
 
     @property
     def total_rows(self) -> int:
@@ -404,6 +407,8 @@ class BackupManifest:
         }
         if self.checksum_method is not None:  # absent, as an older dbops wrote it, when not known
             doc["checksum_method"] = self.checksum_method
+        if self.source is not None:  # absent for a dump of the target itself
+            doc["source"] = self.source
         return doc
 
     @classmethod
@@ -420,8 +425,16 @@ class BackupManifest:
             checksum_method=d.get("checksum_method"), tables=list(d.get("tables", [])),
             schema=dict(d.get("schema", {})), format_version=version,
             requested_by=str(d.get("requested_by") or ""), scheduled=bool(d.get("scheduled", False)),
-            duration_s=d.get("duration_s"),
+            duration_s=d.get("duration_s"), source=d.get("source"),
         )
+
+
+def describe_source(source: dict) -> str:
+    """"Render recovery copy at 2025-06-01T02:45:00Z (dbops-backup-..., plan basic_1gb)"."""
+    if source.get("kind") == "render-recovery":
+        return (f"Render recovery copy at {source.get('recovery_time', '?')} ({source.get('instance', '?')}, "
+                f"plan {source.get('plan', '?')})")
+    return str(source.get("kind", "?"))
 
 
 # -- the sealed file in storage ----------------------------------------------------

@@ -87,19 +87,12 @@ def _verify(catalog: BackupCatalog, settings: BackupSettings, record: BackupReco
         if manifest is None:
             raise ArchiveDamaged("the catalog has no manifest for it")
         check_stored_manifest(record, manifest, settings, checks)
-        work_parent = prepare_dir(Path(settings.dir))
-        with tempfile.TemporaryDirectory(prefix=f".{record.id}.verify-", suffix=".partial", dir=work_parent) as work:
-            plain = fetch_plain(record, manifest, settings, Path(work), progress, checks, copy=False)
-            progress(Progress("verifying", None, f"{record.id}: table of contents"))
-            missing = missing_table_data(plain, manifest.tables)
-            if missing:
-                raise ArchiveDamaged(f"the archive has no data for {fmt.plural(len(missing), 'table')}: {', '.join(missing[:5])}")
-            checks.append(["table of contents", f"data for all {len(manifest.tables)} tables listed"])
-            progress(Progress("verifying", None, f"{record.id}: full read of the archive"))
-            ok, reason = full_read(plain)
-            if not ok:
-                raise ArchiveDamaged(f"a full read of the archive failed: {reason}")
-            checks.append(["full read", reason])
+        if record.storage == "s3" and manifest.archive.format == "custom":
+            from .stream_verify import verify_streamed  # read as it downloads: never whole on this disk
+
+            verify_streamed(record, manifest, settings, progress, checks)
+        else:
+            verify_on_disk(record, manifest, settings, progress, checks)
         detail = f"SHA-256 matches, {'decrypts, ' if record.encrypted else ''}all {len(manifest.tables)} tables' data " \
                  "present, full read OK"
         outcome = VerifyOutcome("verified", detail, checks)
@@ -120,6 +113,26 @@ def _verify(catalog: BackupCatalog, settings: BackupSettings, record: BackupReco
     if unrecorded:
         checks.append(["storage", unrecorded])
     return outcome
+
+
+def verify_on_disk(record: BackupRecord, manifest: BackupManifest, settings: BackupSettings, progress: ProgressFn,
+                   checks: list[list[str]]) -> None:
+    work_parent = prepare_dir(Path(settings.dir))
+    with tempfile.TemporaryDirectory(prefix=f".{record.id}.verify-", suffix=".partial", dir=work_parent) as work:
+        plain = fetch_plain(record, manifest, settings, Path(work), progress, checks, copy=False)
+        progress(Progress("verifying", None, f"{record.id}: table of contents"))
+        require_table_data(missing_table_data(plain, manifest.tables), checks, len(manifest.tables))
+        progress(Progress("verifying", None, f"{record.id}: full read of the archive"))
+        ok, reason = full_read(plain)
+        if not ok:
+            raise ArchiveDamaged(f"a full read of the archive failed: {reason}")
+        checks.append(["full read", reason])
+
+
+def require_table_data(missing: list[str], checks: list[list[str]], tables: int) -> None:
+    if missing:
+        raise ArchiveDamaged(f"the archive has no data for {fmt.plural(len(missing), 'table')}: {', '.join(missing[:5])}")
+    checks.append(["table of contents", f"data for all {tables} tables listed"])
 
 
 def check_stored_manifest(record: BackupRecord, manifest: BackupManifest, settings: BackupSettings,
@@ -273,8 +286,8 @@ def unpack_directory(stored: Path, into: Path) -> Path:
     return found[0]
 
 
-def decrypt_archive(src: Path, dst: Path) -> None:
-    """Decrypt `src` into `dst` (0600) with DBOPS_BACKUP_KEY: NoKey without one, Unrestorable with another."""
+def decryption_key() -> bytes:
+    """DBOPS_BACKUP_KEY, to decrypt an archive: NoKey without one, Unrestorable when it is malformed."""
     try:
         key = encryption_key_from_env()
     except ConfigError as exc:
@@ -282,13 +295,23 @@ def decrypt_archive(src: Path, dst: Path) -> None:
     if key is None:
         raise NoKey("it is encrypted and DBOPS_BACKUP_KEY is not set here: without the key it was made with "
                     "it cannot be decrypted")
+    return key
+
+
+def decryption_failure(exc: crypto.DecryptionError) -> DbopsError:
+    """Unrestorable for another key than the archive's, ArchiveDamaged for anything else."""
+    if isinstance(exc, crypto.WrongKey):
+        return Unrestorable(f"{exc}; the key it was made with is needed to restore it")
+    return ArchiveDamaged(str(exc))
+
+
+def decrypt_archive(src: Path, dst: Path) -> None:
+    """Decrypt `src` into `dst` (0600) with DBOPS_BACKUP_KEY: NoKey without one, Unrestorable with another."""
+    key = decryption_key()
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with open(src, "rb") as s, os.fdopen(fd, "wb") as d:
             crypto.decrypt_stream(s, d, key)
-    except crypto.WrongKey as exc:
-        dst.unlink(missing_ok=True)
-        raise Unrestorable(f"{exc}; the key it was made with is needed to restore it") from None
     except crypto.DecryptionError as exc:
         dst.unlink(missing_ok=True)
-        raise ArchiveDamaged(str(exc)) from None
+        raise decryption_failure(exc) from None
