@@ -249,3 +249,40 @@ def test_bot_killed_mid_stream_leaves_nothing_after_the_next_start(bulky_db, cat
     lines = cleanup_incomplete(catalog.state_dsn, settings)
     assert any("aborted the unfinished upload" in line for line in lines), lines
     nothing_left(client, catalog, settings)
+
+
+def test_a_directory_format_dump_in_parallel_is_streamed_as_one_tar_and_restores(
+        bulky_db, pg_server, catalog, s3, tmp_path):
+    client, proxy = s3
+    settings = streamed_settings(tmp_path, proxy.url)
+    settings.format, settings.jobs = "directory", 2
+    result = take_backup(Target("prod", bulky_db), settings, catalog, "U1")
+    assert result.verify_status == "verified", result.verify_detail
+    assert result.manifest.archive.format == "directory" and result.manifest.archive.key.endswith(".tar")
+    assert local_files(settings.dir) == [] and uploads(client) == []
+    path, manifest = materialize(catalog, settings, result.backup_id, tmp_path / "restore")
+    assert (path / "toc.dat").is_file()
+    name = "dirrestored"
+    demo_data.create_database(pg_server.dsn(), name)
+    try:
+        done = subprocess.run([pg_tool("pg_restore"), "--no-owner", "-j", "2", "--dbname=", str(path)],
+                              env=libpq_env(pg_server.dsn(name)), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        with psycopg.connect(pg_server.dsn(name)) as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            assert compare_manifests(manifest.to_dict(), capture_manifest(conn, "checksums")) == []
+    finally:
+        demo_data.drop_database(pg_server.dsn(), name)
+
+
+def test_format_auto_dumps_a_large_database_in_parallel_where_the_disk_holds_it(tmp_path):
+    settings = s3_settings(tmp_path, "http://127.0.0.1:1")
+    assert settings.format == "auto" and settings.parallel_from_gb == 2.0
+    gb = 1000 ** 3
+    assert settings.format_for(gb, 100 * gb) == "custom"  # small: one pg_dump -Fc
+    assert settings.format_for(5 * gb, 100 * gb) == "directory"
+    assert settings.format_for(5 * gb, 5 * gb) == "custom"  # the disk could not hold it twice
+    settings.jobs = 1
+    assert settings.format_for(5 * gb, 100 * gb) == "custom"
+    settings.format = "directory"
+    assert settings.format_for(1, 1) == "directory"  # a format chosen by hand is kept
