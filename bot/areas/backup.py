@@ -48,8 +48,20 @@ def from_storage(fn):
     return run
 
 
-@command("backup", "take a consistent, checksummed, verified backup now", long_running=True)
+def _recovery_copy_for_anyone(settings: Settings) -> bool:
+    return backup_settings(settings).recovery_copy_for == "anyone"
+
+
+@command("backup", "take a consistent, checksummed, verified backup now",
+         Arg("--from", "target (pg_dump of the database itself) or render-recovery (of a Render point-in-time "
+                       "copy made for it and deleted after: no load on production; billed while it exists)",
+             default="target", choices=("target", "render-recovery")),
+         long_running=True, approvers_when=("--from", "render-recovery"), opened_by=_recovery_copy_for_anyone)
 def backup_now(inv: Invocation) -> Report:
+    if getattr(inv.args, "from", "target") == "render-recovery":
+        from .render import recovery_copy_backup  # the render area imports this one
+
+        return recovery_copy_backup(inv)
     result = backup.take_backup(inv.target, backup_settings(inv.settings), catalog(inv), requested_by=inv.actor,
                                 scheduled=inv.actor == "scheduler", progress=inv.progress, cancel=inv.cancel)
     return result.to_report()
@@ -145,8 +157,9 @@ def _backup_slot(svc: Bot, now: datetime) -> str | None:
 
 
 def _scheduled_backup(svc: Bot) -> None:
+    source = backup_settings(svc.settings).scheduled_from
     for name in svc.settings.targets:
-        svc.run_scheduled(["backup", "--target", name])
+        svc.run_scheduled(["backup", "--from", source, "--target", name])
     for name in svc.settings.targets:
         ok, line = backup.freshness(svc.store.dsn, name, backup_settings(svc.settings))
         if not ok and svc.settings.channel:
