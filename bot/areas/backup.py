@@ -9,7 +9,7 @@ from handlers.report import Report
 
 from ..core.command import Arg, command
 from ..core.config import Settings
-from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
+from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine, run_instead
 from ..core.scheduler import daily_slot
 
 
@@ -48,7 +48,8 @@ def from_storage(fn):
     return run
 
 
-def _recovery_copy_for_anyone(settings: Settings) -> bool:
+def recovery_copy_for_anyone(settings: Settings) -> bool:
+    """backup.recovery_copy_for = "anyone": a backup from a (billed) Render recovery copy is not for approvers only."""
     return backup_settings(settings).recovery_copy_for == "anyone"
 
 
@@ -56,12 +57,10 @@ def _recovery_copy_for_anyone(settings: Settings) -> bool:
          Arg("--from", "target (pg_dump of the database itself) or render-recovery (of a Render point-in-time "
                        "copy made for it and deleted after: no load on production; billed while it exists)",
              default="target", choices=("target", "render-recovery")),
-         long_running=True, approvers_when=("--from", "render-recovery"), opened_by=_recovery_copy_for_anyone)
+         long_running=True, approvers_when=("--from", "render-recovery"), opened_by=recovery_copy_for_anyone)
 def backup_now(inv: Invocation) -> Report:
     if getattr(inv.args, "from", "target") == "render-recovery":
-        from .render import recovery_copy_backup  # the render area imports this one
-
-        return recovery_copy_backup(inv)
+        return run_instead(inv, "render backup")  # the Render area's
     result = backup.take_backup(inv.target, backup_settings(inv.settings), catalog(inv), requested_by=inv.actor,
                                 scheduled=inv.actor == "scheduler", progress=inv.progress, cancel=inv.cancel)
     return result.to_report()

@@ -12,7 +12,7 @@ from handlers.report import Report, Section
 from ..core.command import command
 from ..core.config import DEFAULT_TARGET, Settings
 from ..core.registry import Area, Bot, Invocation, StatusLine
-from .backup import backup_settings
+from .backup import backup_settings, recovery_copy_for_anyone
 from .backup import catalog as backup_catalog
 from .drill import drill_settings
 from .indexes import index_settings
@@ -81,9 +81,11 @@ def _with_alarm(report: Report, alarm: str | None) -> Report:
     return report
 
 
-def recovery_copy_backup(inv: Invocation) -> Report:
-    """`backup --from render-recovery`: Render restores production into a new instance, the backup is
-    dumped from that, and the instance is deleted."""
+@command("render backup", "a backup dumped from a Render point-in-time copy of the target, made for it and deleted "
+                          "after (no load on production; billed while it exists); also `backup --from "
+                          "render-recovery`", long_running=True, lock="backup", who="approvers",
+         opened_by=recovery_copy_for_anyone)
+def render_backup(inv: Invocation) -> Report:
     settings = render_settings(inv.settings)
     with settings.client() as client:
         outcome = render.backup_from_recovery_copy(
@@ -163,7 +165,7 @@ def cleanup_at_startup(svc: Bot) -> list[str]:
 
 AREA = Area(
     "render",
-    commands=(render_status, render_drill, render_export_drill),
+    commands=(render_status, render_drill, render_export_drill, render_backup),
     settings=(("render", render_settings),),
     status_lines=(StatusLine(render_line),),
     startup=(cleanup_at_startup,),

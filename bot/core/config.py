@@ -270,6 +270,7 @@ def documented_sections() -> list[cv.Section]:
     from handlers.migrations.settings import APPLY, CHECK, REHEARSAL
     from handlers.readonly.settings import READONLY
     from handlers.render.settings import RENDER
+    from handlers.sizeplan.settings import SIZEPLAN
 
     from .approvals.settings import APPROVALS
 
@@ -294,6 +295,7 @@ def documented_sections() -> list[cv.Section]:
         cv.Section("migrate.check", "migrations: the safety check", CHECK),
         cv.Section("render", "Render's own backups (RENDER_API_KEY, RENDER_POSTGRES_ID in the environment)", RENDER),
         cv.Section("readonly", "read-only roles for analytics", READONLY),
+        cv.Section("sizeplan", "the size plan: the limits its dates are projected against", SIZEPLAN),
     ]
 
 
