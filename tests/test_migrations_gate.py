@@ -18,7 +18,17 @@ import pytest
 
 from bot.core.approvals.book import migration_sha256, text_sha256
 from tests.fakes.bot_process import BotProcess
-from tests.test_migrations_e2e import BOSS, EVE, columns, dbops, prod, react, request_message, request_status, submit_form  # noqa: F401
+from tests.test_migrations_e2e import (  # noqa: F401
+    BOSS,
+    EVE,
+    columns,
+    dbops,
+    prod,
+    react,
+    request_message,
+    request_status,
+    submit_form,
+)
 
 ALICE = "U0ALICE"
 ADD_UP = 'SET lock_timeout = \'5s\';\nALTER TABLE "Notes" ADD COLUMN "Archived" boolean;\n'

@@ -94,6 +94,7 @@ NAMED_BY_CONFIGURATION = {
     ("bot/core/config.py", "key"): "a loop over the literal names SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET",
     ("handlers/drill/settings.py", "self.scratch_url_env"): "drill.scratch_url_env in dbops.toml names it",
     ("handlers/postgres/client.py", "name"): "HOME and TMPDIR, the only variables a client program keeps of the bot's",
+    ("handlers/postgres/binaries.py", "f'DBOPS_PG_BIN_{major}'"): "DBOPS_PG_BIN_<major>, one per PostgreSQL major",
 }
 
 
