@@ -54,8 +54,8 @@ def recovery_copy_for_anyone(settings: Settings) -> bool:
 
 
 @command("backup", "take a consistent, checksummed, verified backup now",
-         Arg("--from", "target (pg_dump of the database itself) or render-recovery (of a Render point-in-time "
-                       "copy made for it and deleted after: no load on production; billed while it exists)",
+         Arg("--from", "target (the database itself) or render-recovery (a Render point-in-time copy, made for "
+                       "the backup and deleted after: no load on production; billed)",
              default="target", choices=("target", "render-recovery")),
          long_running=True, approvers_when=("--from", "render-recovery"), opened_by=recovery_copy_for_anyone)
 def backup_now(inv: Invocation) -> Report:
