@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from handlers.backup import BackupCatalog, BackupFailed, BackupSettings
+from handlers.backup import BackupCatalog, BackupFailed, BackupSettings, backup_info
 from handlers.render import BACKUP_PREFIX, backup_from_recovery_copy, cleanup_leftover_instances
 from handlers.target import Target
 from tests.test_backup import kill_the_backups_pg_dump
@@ -47,6 +47,7 @@ def test_a_backup_from_a_recovery_copy_dumps_the_copy_in_parallel_and_deletes_it
     [row] = BackupCatalog(state).list("prod")
     assert row.status == "completed" and row.target == "prod"
     assert BackupCatalog(state).manifest(row.id).source == source  # what a rebuilt catalog reads too
+    assert dict(backup_info(BackupCatalog(state), row.id).facts)["Dumped from"].startswith("Render recovery copy at")
     report = outcome.to_report()
     facts = dict(report.facts)
     assert facts["Source"].startswith(f"Render recovery copy at {asked.body['restoreTime']}")
