@@ -70,10 +70,10 @@ class PeakDisk:
 
 def moto_s3():
     """A local S3 (moto's server) and a bucket in it; (endpoint, client, server)."""
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
-
-    import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
