@@ -7,8 +7,8 @@ The order of a backup, and why:
    rows written after the export are in neither.
 3. The archive is written under a hidden `.partial` name; pg_dump fsyncs it, its table of contents
    is checked against the manifest (every table has its data), it is packed (directory format) and
-   encrypted if configured, fsynced, hashed, and only then renamed to its final name (or uploaded:
-   an S3 object appears only when the multipart upload completes).
+   encrypted if configured, fsynced, hashed, and only then renamed to its final name; with S3 it is
+   streamed instead (stream.py): checked, encrypted, hashed and uploaded as pg_dump writes it.
 4. Then the sealed manifest is written beside it (durably: partial name, fsync, rename, fsync of the
    folder), then the storage's index: storage now lists a complete backup (storage_catalog.py).
 5. Only then the catalog row becomes `completed`. On any failure, cancel or kill the partial files
