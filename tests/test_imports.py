@@ -20,7 +20,8 @@ EXAMPLES = ROOT / "examples" / "migrations"
 # The heavy clients: none of them is needed to list commands or to check a file without a database.
 HEAVY = ("psycopg", "psycopg_pool", "slack_sdk", "slack_bolt", "boto3", "botocore", "httpx", "cryptography",
          "psutil")
-LAZY_PACKAGES = ("handlers.backup", "handlers.drill", "handlers.indexes", "handlers.migrations",
+LAZY_PACKAGES = ("handlers.backup", "handlers.drill", "handlers.indexes", "handlers.indexes.advice",
+                 "handlers.migrations",
                  "handlers.readonly", "handlers.render", "handlers.restore")
 
 

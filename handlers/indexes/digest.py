@@ -11,7 +11,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Callable
 
 from psycopg.types.json import Jsonb
 
@@ -55,6 +55,7 @@ class Digest:
     changes: list[str] = field(default_factory=list)
     extra_lines: list[str] = field(default_factory=list)
     problem_counts: list[int] = field(default_factory=list)  # per digest, oldest first, today's last
+    index_lines: list[str] = field(default_factory=list)  # suggested indexes: the last suggestions, applied ones
 
     @property
     def changed(self) -> bool:
@@ -80,7 +81,8 @@ class Digest:
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "created_at": self.created_at.isoformat(), "problems": self.problems,
                 "headline": self.headline, "previous_at": self.previous_at.isoformat() if self.previous_at else None,
-                "changes": self.changes, "extra": self.extra_lines, "problem_counts": self.problem_counts}
+                "changes": self.changes, "extra": self.extra_lines, "problem_counts": self.problem_counts,
+                "suggested_indexes": self.index_lines}
 
     def to_report(self) -> Report:
         # Quiet days stay short: one line for "no change", then the extra lines.
@@ -91,6 +93,8 @@ class Digest:
         trend = self.trend_line()
         if trend:
             sections.append(Section("Trend", text=trend))
+        if self.index_lines:
+            sections.append(Section("Missing indexes (indexes suggest)", text="\n".join(self.index_lines)))
         if self.extra_lines:
             sections.append(Section("Backups and drills", text="\n".join(self.extra_lines)))
         return Report(
@@ -134,10 +138,15 @@ def compare(previous: dict[str, Any], current: dict[str, Any], factor: float, mi
     return changes
 
 
+# Given the previous digest's state of the suggested indexes: (lines for today, today's state).
+IndexFollowUp = Callable[[dict[str, Any]], tuple[list[str], dict[str, Any]]]
+
+
 def build_digest(state_dsn: str, target_name: str, review: IndexReview, extra_lines: list[str],
-                 now: datetime | None = None) -> Digest:
+                 now: datetime | None = None, indexes: IndexFollowUp | None = None) -> Digest:
     now = utc_now(now)
     current = digest_state(review)
+    index_lines: list[str] = []
     with connect(state_dsn, name="state store") as conn:
         with conn.transaction():
             row = conn.execute(
@@ -150,6 +159,9 @@ def build_digest(state_dsn: str, target_name: str, review: IndexReview, extra_li
                 " ORDER BY created_at DESC LIMIT %s",
                 (target_name, now, TREND_DAYS - 1),
             ).fetchall()
+            if indexes is not None:
+                before = (row[1] if row else {}).get("suggested_indexes", {})
+                index_lines, current["suggested_indexes"] = indexes(before)
             conn.execute(
                 "INSERT INTO dbops.digest_states (target, created_at, problems, state) VALUES (%s, %s, %s, %s)",
                 (target_name, now, review.problems, Jsonb(current)),
@@ -159,4 +171,4 @@ def build_digest(state_dsn: str, target_name: str, review: IndexReview, extra_li
         previous, current, review.settings.slow_query_regression_factor, review.settings.slow_query_regression_min_ms)
     return Digest(target=target_name, created_at=now, problems=review.problems, headline=review.summary_line(),
                   previous_at=previous_at, changes=changes, extra_lines=list(extra_lines),
-                  problem_counts=[r[0] for r in reversed(earlier)] + [review.problems])
+                  problem_counts=[r[0] for r in reversed(earlier)] + [review.problems], index_lines=index_lines)

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import config_values as cv
 from ..errors import ConfigError
+from .advice.settings import ADVICE, AdviceSettings
 
 # The checks a finding can come from; an ignore entry may name one to narrow itself.
 CHECKS = ("expected", "unused", "invalid", "duplicate", "foreign_key", "seq_scan")
@@ -140,6 +141,7 @@ INDEXES = (
     cv.entries("ignore", IGNORE_FIELDS, "leave one finding out of the problems", _ignore,
                example=[{"name": "IX_AuditLogs_ActionType", "check": "unused",
                          "reason": "used by the yearly compliance export only"}]),
+    cv.table("advice", ADVICE, "`indexes suggest`: missing indexes proven on a copy", lambda d: AdviceSettings(**d)),
 )
 
 
@@ -160,6 +162,7 @@ class IndexSettings:
     slow_query_regression_factor: float = 1.5
     slow_query_regression_min_ms: float = 5.0
     exclude_schemas: list[str] = field(default_factory=lambda: ["dbops"])
+    advice: AdviceSettings = field(default_factory=AdviceSettings)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "IndexSettings":

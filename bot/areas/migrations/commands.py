@@ -80,8 +80,9 @@ def migrate_check(inv: Invocation) -> Report:
 
 # -- requests ------------------------------------------------------------------------
 def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: str, attested_by: str | None,
-                  apply_by: str, channel: str | None) -> tuple[ApprovalRequest, Report]:
-    """Check, rehearse, and record a request; returns it with the report shown in the request message."""
+                  apply_by: str, channel: str | None, extra: dict | None = None) -> tuple[ApprovalRequest, Report]:
+    """Check, rehearse, and record a request; returns it with the report shown in the request message.
+    `extra` joins the stored payload (e.g. the index suggestion a request came from, for the digest)."""
     if inv.store is None:
         raise ConfigError("migrate request needs the state store: set DBOPS_STATE_URL (or DATABASE_URL)")
     if not name.strip():
@@ -110,7 +111,8 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
     req = book.create(
         kind="migration", name=name, target=inv.target_name, sha256=migration_sha256(up_sql, down_sql),
         payload={"up": up_sql, "down": down_sql, "apply_by": apply_by, "requester_slack": requester_slack,
-                 "requester_note": note, "rehearsal": rehearsal.to_dict() if rehearsal is not None else None},
+                 "requester_note": note, "rehearsal": rehearsal.to_dict() if rehearsal is not None else None,
+                 **(extra or {})},
         analysis={"report": report.to_dict(), "findings": check.to_json()["findings"]},
         requires_approval=required > 0, required=required, requested_by=requester,
         attested_by=attested_by, channel=None,
