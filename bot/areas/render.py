@@ -10,7 +10,7 @@ from handlers.errors import ConfigError, DbopsError
 from handlers.report import Report, Section
 
 from ..core.command import command
-from ..core.config import DEFAULT_TARGET, Settings
+from ..core.config import DEFAULT_TARGET, Settings, read_once
 from ..core.registry import Area, Bot, Invocation, StatusLine
 from .backup import backup_settings, recovery_copy_for_anyone
 from .backup import catalog as backup_catalog
@@ -20,6 +20,7 @@ from .indexes import index_settings
 log = logging.getLogger("dbops.render")
 
 
+@read_once
 def render_settings(settings: Settings) -> render.RenderSettings:
     return render.RenderSettings.from_config(settings.section("render"))
 

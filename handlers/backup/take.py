@@ -36,22 +36,26 @@ import psycopg
 from .. import fmt
 from ..errors import Cancelled, DbopsError
 from ..postgres import (
+    PgDump,
     choose_compression,
+    compression_argument,
     exit_text,
     last_line,
     libpq_env,
     missing_table_data,
-    pg_tool,
-    require_pg_dump_for,
+    pg_dump_for,
     server_facts,
     start_tool,
     stop_tool,
 )
+from ..postgres.versions import short_version
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Stopwatch, Table, key_values, no_progress
 from ..target import Target, dsn_secrets, scrub
 from . import crypto
 from .catalog import BackupCatalog
-from .manifest import ArchiveInfo, BackupManifest, capture_manifest, describe_source, seal
+from .failures import failure_message
+from .manifest import ArchiveInfo, BackupManifest, capture_manifest, describe_source
+from .seal import seal
 from .settings import BackupSettings
 from .storage import S3Store, StorageError, fsync_dir, fsync_file, prepare_dir, remove_path, sha256_file, size_of
 from .storage_catalog import MANIFEST_SUFFIX, storage_for, write_durably, write_index
@@ -84,6 +88,7 @@ class BackupResult:
     steps: list[dict] = field(default_factory=list)
     verify_status: str = "pending"  # pending (not verified yet) | verified | failed | unrestorable
     verify_detail: str = ""
+    client_note: str | None = None  # pg_dump is not the server's major: what that costs
     peak_disk: int | None = None  # a streamed backup: the most local disk its upload's parts held at once
 
     @property
@@ -118,19 +123,25 @@ class BackupResult:
         summary = (f"Backup {self.backup_id} of `{self.target_name}` completed: {fmt.size(a.size)} in "
                    f"{fmt.duration(self.duration_s)}, {len(m.tables)} tables, {m.total_rows:,} rows "
                    f"({m.integrity_level}); {verification.split(':')[0]}.")
+        sections = [Section("Tables", table=Table(["table", "rows", "checksum"], table_rows)),
+                    Section("Steps", text=_steps_line(self.steps))]
+        if self.client_note:
+            summary += f" Warning: {self.client_note}."
+            sections.insert(0, Section("PostgreSQL versions", text=f":warning: {self.client_note}.", problem=True))
         return Report(
             title=f"Backup {self.backup_id} of {self.target_name}",
             summary=summary,
             outcome=self.outcome,
             facts=key_values(details),
-            sections=[Section("Tables", table=Table(["table", "rows", "checksum"], table_rows)),
-                      Section("Steps", text=_steps_line(self.steps))],
+            sections=sections,
             data={"backup_id": self.backup_id, "target": self.target_name, "location": self.location,
                   "duration_s": round(self.duration_s, 3), "size": a.size, "sha256": a.sha256,
                   "tables": len(m.tables), "rows": m.total_rows, "integrity_level": m.integrity_level,
                   "verify_status": self.verify_status, "verify_detail": self.verify_detail,
                   "format": a.format, "compression": a.compression, "encrypted": a.encrypted,
-                  "storage": a.storage, "steps": self.steps, "source": m.source, "peak_local_disk": self.peak_disk},
+                  "storage": a.storage, "steps": self.steps, "server_version": m.server_version,
+                  "pg_dump_version": short_version(m.pg_dump_version), "client_note": self.client_note,
+                  "source": m.source, "peak_local_disk": self.peak_disk},
         )
 
 
@@ -152,7 +163,7 @@ def take_backup(target: Target, settings: BackupSettings, catalog: BackupCatalog
         return run.execute()
     except BaseException as exc:
         run.discard()
-        message = _failure_message(exc, target)
+        message = failure_message(exc, target)
         try:
             catalog.fail(backup_id, message, run.watch.elapsed)
         except psycopg.Error:
@@ -164,25 +175,6 @@ def take_backup(target: Target, settings: BackupSettings, catalog: BackupCatalog
         if isinstance(exc, (psycopg.Error, OSError)):
             raise BackupFailed(f"backup {backup_id} failed: {message}", backup_id) from None
         raise
-
-
-def _failure_message(exc: BaseException, target: Target) -> str:
-    if isinstance(exc, DbopsError):
-        text = str(exc)
-    elif isinstance(exc, psycopg.errors.LockNotAvailable):
-        text = (f"a table of `{target.name}` stayed locked longer than backup.lock_wait_seconds "
-                f"(a long migration or a stuck transaction?): {last_line(str(exc))}")
-    elif isinstance(exc, psycopg.OperationalError):
-        text = f"lost the connection to target `{target.name}`: {last_line(str(exc))}"
-    elif isinstance(exc, psycopg.Error):
-        text = f"the database refused a query: {last_line(str(exc))}"
-    elif isinstance(exc, OSError):
-        text = f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
-    elif isinstance(exc, KeyboardInterrupt):
-        text = "interrupted"
-    else:
-        text = f"unexpected error: {type(exc).__name__}"
-    return scrub(text, dsn_secrets(target.dsn))
 
 
 class _BackupRun:
@@ -200,6 +192,7 @@ class _BackupRun:
         self.uploaded: list[tuple[S3Store, str]] = []
         self.completed = False
         self.requested_by, self.scheduled, self.source = "", False, None
+        self.pg_dump: PgDump | None = None
         # S3 storage: pg_dump's output is uploaded as it is written (stream.py), never whole on this disk.
         self.streams = settings.storage == "s3" and settings.s3.stream and not settings.s3.keep_local
         self.streamed: StreamedArchive | None = None
@@ -222,8 +215,10 @@ class _BackupRun:
             facts = server_facts(self.conn)
         self.catalog.heartbeat(self.id, "checking", facts["database"])
         with self.watch.step("preflight"):
-            dump_major, dump_version = require_pg_dump_for(facts["server_version_num"], facts["server_version"])
-            compression = choose_compression(s.compression, s.compression_level, dump_major)
+            # pg_dump of the server's major: its archive restores into that major (a drill's copy).
+            self.pg_dump = pg_dump_for(facts["server_version_num"], facts["server_version"])
+            compression = choose_compression(s.compression, s.compression_level, self.pg_dump.major,
+                                             self.pg_dump.path)
             s = self.settings = dataclasses.replace(s, format=s.format_for(facts["database_size"],
                                                                                   shutil.disk_usage(folder).free))
             self._check_space(folder, facts["database_size"])
@@ -275,7 +270,8 @@ class _BackupRun:
         manifest = BackupManifest(
             backup_id=self.id, target=self.target.name, database=facts["database"],
             created_at=created.isoformat(), snapshot=snapshot, server_version=facts["server_version"],
-            server_version_num=facts["server_version_num"], pg_dump_version=dump_version,
+            server_version_num=facts["server_version_num"], pg_dump_version=self.pg_dump.version_text,
+            client_versions={"pg_dump": self.pg_dump.version},
             archive=ArchiveInfo(format=s.format, compression=compression, path="", size=size, sha256=digest,
                                 encrypted=key is not None, storage=s.storage,
                                 key=None, encryption=crypto.parameters(key)),
@@ -288,7 +284,7 @@ class _BackupRun:
         self.catalog.complete(self.id, manifest, location, self.watch.elapsed)
         self.completed = True
         result = BackupResult(self.id, self.target.name, self.target.label, manifest, location,
-                              self.watch.elapsed, self.watch.steps,
+                              self.watch.elapsed, self.watch.steps, client_note=self.pg_dump.note,
                               peak_disk=self.streamed.upload.peak_disk if self.streamed else None)
         if s.verify_after:
             from .verify import verify_record
@@ -322,8 +318,9 @@ class _BackupRun:
     def _dump_and_measure(self, dump_path: Path, snapshot: str,
                           compression: str) -> tuple[list[dict], dict, str | None]:
         s = self.settings
-        cmd = [pg_tool("pg_dump"), "-w", f"--snapshot={snapshot}", f"--lock-wait-timeout={int(s.lock_wait_seconds * 1000)}ms",
-               "-Z", compression]
+        dump = self.pg_dump
+        cmd = [dump.path, "-w", f"--snapshot={snapshot}", f"--lock-wait-timeout={int(s.lock_wait_seconds * 1000)}ms",
+               "-Z", compression_argument(compression, dump.major)]
         piped = self.streamed is not None and self.streamed.pipes
         cmd += [] if piped else ["-f", str(dump_path)]
         cmd += ["-Fc"] if s.format == "custom" else ["-Fd", "-j", str(s.jobs)]
@@ -415,6 +412,7 @@ class _BackupRun:
 
     def _store(self, stored: Path, folder: Path, final_name: str, manifest: BackupManifest) -> str:
         s = self.settings
+        seal_key = s.seal_key()  # with a key the seal cannot be forged by whoever can write to the storage
         if s.storage == "s3":
             store = S3Store(s.s3)
             key = store.key_for(self.target.name, final_name)
@@ -436,7 +434,7 @@ class _BackupRun:
                 store.upload(stored, key, on_bytes)
             self.uploaded.append((store, key))
             self.uploaded.append((store, key + MANIFEST_SUFFIX))
-            store.put_bytes(key + MANIFEST_SUFFIX, seal(manifest))  # last: the backup is listed from now on
+            store.put_bytes(key + MANIFEST_SUFFIX, seal(manifest, seal_key))  # last: the backup is listed from now on
             self._update_index()
             location = store.url(key)
             if not s.s3.keep_local:
@@ -451,7 +449,7 @@ class _BackupRun:
         self.finals += [folder / (final_name + MANIFEST_SUFFIX), final]
         os.replace(stored, final)
         fsync_dir(folder)
-        write_durably(folder / (final_name + MANIFEST_SUFFIX), seal(manifest))  # last: now it is a backup
+        write_durably(folder / (final_name + MANIFEST_SUFFIX), seal(manifest, seal_key))  # last: now it is a backup
         self._update_index()
         return str(final.resolve())
 
