@@ -77,6 +77,19 @@ def who(actor: str) -> str:
     return f"<@{actor}>" if actor[:1] in ("U", "W") else actor
 
 
+def job_words(cmd, args) -> list[str]:
+    """The arguments a job row shows: positional values, and options given away from their default
+    (a plain `backup` reads `backup`, not `backup target`)."""
+    words = []
+    for arg in cmd.args:
+        key = arg.name.lstrip("-").replace("-", "_")
+        value = getattr(args, key, None)
+        if key in ("format", "target") or value in (None, False) or value == arg.default:
+            continue
+        words.append(str(value) if arg.positional else arg.name if arg.flag else f"{arg.name} {value}")
+    return words
+
+
 def acquire(inv: Invocation, store: StateStore | None) -> JobHandle:
     """Takes the (target, kind) lock and records the job; raises JobBusy naming who runs the other one."""
     cmd = inv.command
@@ -85,8 +98,7 @@ def acquire(inv: Invocation, store: StateStore | None) -> JobHandle:
     import psycopg  # loaded already by the store; imported here so that commands without one never load it
 
     target = inv.target_name if cmd.takes_target else "-"
-    words = [cmd.name] + [str(v) for k, v in vars(inv.args).items()
-                          if k not in ("format", "target") and v not in (None, False)]
+    words = [cmd.name] + job_words(cmd, inv.args)
     try:
         lock, job = store.start_job(target, cmd.lock_kind, " ".join(words), inv.actor, inv.channel)
     except psycopg.Error:
