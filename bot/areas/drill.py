@@ -71,8 +71,10 @@ def drill_command(inv: Invocation) -> Report:
     work = Path(tempfile.mkdtemp(prefix="dbops-drill-work-", dir=settings.work_dir))
     interrupted = None
     try:
-        if record.encrypted:
-            encryption_key_from_env(required=True)  # a missing key fails here, before any instance starts
+        if record.encrypted and encryption_key_from_env() is None:  # here, before any instance starts
+            raise ConfigError(f"backup {record.id} is encrypted and DBOPS_BACKUP_KEY is not set here: the drill "
+                              "decrypts it with the key it was made with; set that key, or run the drill where "
+                              "the bot runs (/db drill)")
         archive, _ = stored_archive(record, manifest, backup_settings(inv.settings), work, inv.progress)
         result = drill.run_drill(manifest, archive, settings, expected_indexes=index_settings(inv.settings).expected,
                                  progress=inv.progress, cancel=inv.cancel)

@@ -18,7 +18,7 @@ from .. import fmt
 from ..errors import ConfigError, DbopsError, UsageError
 from ..postgres import PgToolError, full_read, missing_table_data
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
-from . import crypto
+from . import crypto, views
 from .catalog import BackupCatalog, BackupRecord
 from .manifest import BackupManifest, ManifestDamaged, unseal
 from .settings import BackupSettings, encryption_key_from_env
@@ -36,15 +36,15 @@ class ArchiveDamaged(DbopsError):
 
 class NoKey(Unrestorable):
     """Encrypted, and this process has no DBOPS_BACKUP_KEY: not restorable *here*, which says nothing
-    about the archive (verify records "no_key", never "unrestorable")."""
+    about the archive (verify records nothing: never "unrestorable", never a change of its standing)."""
 
 
-NO_KEY_LABEL = "not checked here (no key)"
+NO_KEY_LABEL = views.NO_KEY_LABEL
 
 
 @dataclass
 class VerifyOutcome:
-    status: str  # verified | failed | unrestorable | error (could not check now: nothing recorded)
+    status: str  # verified | failed | unrestorable (recorded) | no_key | error (not checked here: nothing recorded)
     detail: str
     checks: list[list[str]] = field(default_factory=list)  # [check, result]
 
@@ -66,6 +66,8 @@ def verify_backup(catalog: BackupCatalog, settings: BackupSettings, backup_id: s
         "failed": f"Backup {record.id} FAILED verification: {outcome.detail}",
         "error": f"Backup {record.id} could not be verified now: {outcome.detail}",
     }[outcome.status]
+    if outcome.status in ("no_key", "error"):
+        summary += f" Nothing was recorded: its verification stays \"{views.verified_label(record)}\"."
     return Report(title=f"Verify backup {record.id}", summary=summary,
                   outcome=Outcome.OK if outcome.status == "verified" else Outcome.FAILED,
                   sections=[Section("Checks", table=Table(["check", "result"], outcome.checks))],
@@ -103,9 +105,9 @@ def _verify(catalog: BackupCatalog, settings: BackupSettings, record: BackupReco
         detail = f"SHA-256 matches, {'decrypts, ' if record.encrypted else ''}all {len(manifest.tables)} tables' data " \
                  "present, full read OK"
         outcome = VerifyOutcome("verified", detail, checks)
-    except NoKey as exc:
+    except NoKey as exc:  # a check that could not be made here: the backup's standing stays as it was
         checks.append(["result", f"{NO_KEY_LABEL}: {exc}"])
-        outcome = VerifyOutcome("no_key", f"SHA-256 matches; {exc}", checks)
+        return VerifyOutcome("no_key", f"SHA-256 matches; {exc}", checks)
     except Unrestorable as exc:
         checks.append(["result", f"unrestorable: {exc}"])
         outcome = VerifyOutcome("unrestorable", str(exc), checks)
