@@ -47,9 +47,11 @@ class MigrationCheck:
     sha256: str  # of the UP SQL text, so an approval can be tied to exactly this file
     statement_count: int
     findings: list[Finding] = field(default_factory=list)
+    added: list[Finding] = field(default_factory=list)  # by later steps: `migrate check` alone cannot find them
 
     def add_finding(self, finding: Finding) -> None:
         self.findings.append(finding)
+        self.added.append(finding)
         self.findings.sort(key=lambda f: f.line)  # stable: keeps rule order within a line
 
     @property
@@ -76,8 +78,11 @@ class MigrationCheck:
     def to_report(self) -> Report:
         forbidden, warnings, infos = (self.count(s) for s in Severity)
         verdict = "needs manual approval" if self.requires_approval else "no forbidden operation"
+        later = [f.code for f in self.added if f.severity is Severity.FORBIDDEN]
+        # Why `migrate request` may count more than `migrate check` for the same file: the rehearsal's own.
+        why = f" ({len(later)} from the rehearsal: {', '.join(later)})" if later else ""
         summary = (
-            f"{self.filename}: {fmt.plural(self.statement_count, 'statement')}, {forbidden} forbidden, "
+            f"{self.filename}: {fmt.plural(self.statement_count, 'statement')}, {forbidden} forbidden{why}, "
             f"{fmt.plural(warnings, 'warning')}, {infos} info: {verdict}."
         )
         sections = []
