@@ -41,15 +41,27 @@ class Command:
     # (option, value): the command is for approvers only when that option has that value, e.g.
     # ("--on", "render") for a drill that bills a Render instance.
     approvers_when: tuple[str, str] | None = None
+    # Given the bot's settings: True when they open this approvers-only command to anyone (a setting
+    # like backup.recovery_copy_for = "anyone").
+    opened_by: Callable[[Any], bool] | None = None
     where: str = "both"  # "both", "cli" or "slack"
     takes_target: bool = True
     needs_state: bool = True  # opens the state store when one is configured
+    # With the state database unreachable the command still runs: it does without (`status`), it reads
+    # the backup storage instead, or (Slack) it records its approval request on the stand-in (only a
+    # request that cannot wait for the state database belongs there: a restore).
+    works_without_state: bool = False
+    works_from_storage: bool = False
+    recorded_on_standin: bool = False
+    instant: bool = False  # Slack answers it in the acknowledgement itself, not from a worker (`help`)
     # Slack only: the command opens this form instead of running; given (channel, target), returns the view.
     modal: Callable[[str, str | None], dict] | None = None
 
-    def approver_only(self, args: argparse.Namespace | None) -> bool:
-        """Whether this invocation (its arguments decide, for `open_with` and `approvers_when`) is for
-        approvers only."""
+    def approver_only(self, args: argparse.Namespace | None, settings: Any = None) -> bool:
+        """Whether this invocation (its arguments decide, for `open_with` and `approvers_when`, and the
+        settings for `opened_by`) is for approvers only."""
+        if self.opened_by is not None and settings is not None and self.opened_by(settings):
+            return False
         if self.approvers_when is not None:
             option, value = self.approvers_when
             return args is None or getattr(args, option.lstrip("-").replace("-", "_"), None) == value
@@ -58,6 +70,12 @@ class Command:
         if self.open_with and args is not None:
             return not getattr(args, self.open_with.lstrip("-").replace("-", "_"), False)
         return True
+
+    @property
+    def runs_degraded(self) -> bool:
+        """Whether it runs while the state database is unreachable."""
+        return (not self.needs_state or self.works_without_state or self.works_from_storage
+                or self.recorded_on_standin)
 
     @property
     def who_text(self) -> str:

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta, timezone
 from .. import fmt
 from ..report import Outcome, Report, Section, Table
 from .catalog import BackupCatalog, BackupRecord
+from .manifest import describe_source
+from .seal import FUTURE_SKEW
 from .settings import BackupSettings
 
 NO_KEY_LABEL = "not checked here (no key)"
@@ -102,6 +104,8 @@ def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
     if manifest:
         details += [["server", f"PostgreSQL {manifest.server_version}"], ["dumped with", manifest.pg_dump_version],
                     ["snapshot", manifest.snapshot]]
+        if manifest.source:
+            details.append(["dumped from", describe_source(manifest.source)])
         sections.append(Section("Tables", table=Table(
             ["table", "rows", "checksum"],
             [[f"{t['schema']}.{t['name']}", f"{t['rows']:,}", t.get("checksum") or "-"] for t in manifest.tables])))
@@ -119,9 +123,11 @@ def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
 
 
 def latest_verified(catalog: BackupCatalog, target_name: str) -> BackupRecord | None:
-    """The newest completed, verified, not pruned backup of a target (what a restore drill should use)."""
+    """The newest completed, verified, not pruned backup of a target (what a restore drill should use);
+    never one dated in the future (a wrong clock, or a planted backup: it would stay the newest)."""
+    latest_true = datetime.now(timezone.utc) + FUTURE_SKEW
     for r in catalog.list(target_name):
-        if r.usable and r.verified:
+        if r.usable and r.verified and r.started_at <= latest_true:
             return r
     return None
 
