@@ -100,9 +100,8 @@ def to_text(report: Report, width: int | None = None) -> str:
 
 
 def to_lines(report: Report) -> str:
-    """`--format line`, for CI logs and grep: a migration's findings one `file:line: severity[code]:
-    message` line each; any other report its headline on one line, then one `section: ...` line per
-    problem (a table row, a line of text). Lines are not wrapped."""
+    """`--format line`, for CI logs and grep (not wrapped): a migration's findings one `file:line:
+    severity[code]: message` line each; any other report its headline, then a line per problem."""
     findings = report.data.get("findings")
     if diagnostics.is_findings(findings):
         return diagnostics.diagnostics_oneline(findings,
@@ -167,15 +166,6 @@ def progress_line(progress: Progress, elapsed: float) -> str:
         bar = f" [{'#' * filled}{'.' * (20 - filled)}] {progress.fraction:4.0%}"
     detail = f" {progress.detail}" if progress.detail else ""
     return f"{progress.phase}{bar}{detail} ({elapsed:.0f}s)"
-
-
-def progress_plain(progress: Progress, elapsed: float) -> str:
-    """A step as one plain line, for a log or a file: no bar, no redrawing; the detail once (a step's
-    detail that starts with its own name does not say it twice)."""
-    detail = plaintext.plain_line(progress.detail)
-    if detail.startswith(f"{progress.phase}:"):
-        detail = detail[len(progress.phase) + 1:].strip()
-    return f"{progress.phase}{': ' + detail if detail else ''} ({elapsed:.0f}s)"
 
 
 # -- Slack ------------------------------------------------------------------

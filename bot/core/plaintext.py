@@ -107,11 +107,12 @@ def code_lines(line: str, width: int) -> list[str]:
         return [line]
     indent = " " * (len(line) - len(line.lstrip(" ")))
     hang = indent + "  " if len(indent) + 2 < width // 2 else ""
-    out, current = [], indent
+    out, current, comment = [], indent, False
     for word in _code_words(line):
         if current.strip() and len(current) + 1 + len(word) > width:
             out.append(current)
-            current = hang
+            current = hang + ("--" if comment else "")  # a comment's next line is a comment too
+        comment = comment or word.startswith("--")
         current += ("" if not current.strip() else " ") + word
     out.append(current)
     return [piece for part in out for piece in _cut(part, width)]

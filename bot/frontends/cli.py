@@ -48,7 +48,7 @@ class TerminalProgress:
                 self.stream.flush()
                 self.last_draw = now
         elif progress.phase != self.last_phase and progress.phase != "done":
-            line = output.progress_plain(progress, now - self.started)
+            line = progress_plain(progress, now - self.started)
             self.stream.write("\n".join(plaintext.wrap(line, self.width)) + "\n")
             self.stream.flush()
         self.last_phase = progress.phase
@@ -60,6 +60,15 @@ class TerminalProgress:
             self.stream.write("\r\033[K")
             self.stream.flush()
             self.last_phase = None
+
+
+def progress_plain(progress: Progress, elapsed: float) -> str:
+    """A step as one plain line, for a log or a file: no bar, no redrawing; the detail once (a step's
+    detail that starts with its own name does not say it twice)."""
+    detail = plaintext.plain_line(progress.detail)
+    if detail.startswith(f"{progress.phase}:"):
+        detail = detail[len(progress.phase) + 1:].strip()
+    return f"{progress.phase}{': ' + detail if detail else ''} ({elapsed:.0f}s)"
 
 
 def help_text(registry: Registry, width: int | None = None) -> str:

@@ -18,6 +18,7 @@ import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import fmt
@@ -115,8 +116,9 @@ def _verify(catalog: BackupCatalog, settings: BackupSettings, record: BackupReco
         return outcome
     if outcome.reseal and manifest is not None:
         outcome.checks.append(["manifest", reseal_manifest(record, manifest, settings)])
-    catalog.set_verification(record.id, outcome.status, outcome.detail)
-    unrecorded = manifest and record_verification(record, manifest, settings, outcome.status, outcome.detail)
+    at = datetime.now(timezone.utc)  # one time for both: a later read of storage learns nothing new
+    catalog.set_verification(record.id, outcome.status, outcome.detail, at=at)
+    unrecorded = manifest and record_verification(record, manifest, settings, outcome.status, outcome.detail, at)
     if unrecorded:
         outcome.checks.append(["storage", unrecorded])
     return outcome

@@ -22,8 +22,8 @@ def no_key_note(settings: BackupSettings) -> str | None:
     """With backup.encrypt on and no DBOPS_BACKUP_KEY here (an operator's laptop): what still works."""
     if not settings.encrypt or settings.encryption_key() is not None:
         return None
-    return (f"encrypted backups: {NO_KEY_LABEL}: DBOPS_BACKUP_KEY is not set here, so a new backup, verify, "
-            "drill and restore refuse; the verification shown is the one recorded where the key is")
+    return (f"encrypted backups: {NO_KEY_LABEL}; DBOPS_BACKUP_KEY is not set here (verify, drill, restore and "
+            "a new backup need it), the verification shown is the one recorded where the key is")
 
 
 def _status_label(r: BackupRecord) -> str:

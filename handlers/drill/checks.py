@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from .. import schemas
+from .. import fmt, schemas
 from ..backup.manifest import capture_manifest, checksum_method, compare_manifests
 from ..indexes.settings import ExpectedIndex
 from ..postgres import libpq_env, major_version, majors_line, pg_tool, run_streaming, short_version
@@ -21,6 +21,8 @@ from ..schemadiff import comparable, major_of
 from .settings import SmokeQuery
 
 SCHEMA_PARTS = ("tables", "columns", "indexes", "constraints", "sequences")
+SCHEMA_PART_ONE = {"tables": "table", "columns": "column", "indexes": "index", "constraints": "constraint",
+                   "sequences": "sequence"}
 _MAX_LISTED = 15  # differences listed in one check's detail; the count says how many more
 
 _USER_NAMESPACE = schemas.application("n")
@@ -103,7 +105,8 @@ def schema_checks(expected: dict, actual: dict) -> list[Check]:
         label = "sequences (value >= largest value of their column)" if part == "sequences" else part
         n = len(exp.get(part, []))
         checks.append(Check(f"schema: {n} {label}", not diffs, listed(diffs) if diffs else "equal",
-                            headline=f"schema differs: {len(diffs)} {part}" if diffs else ""))
+                            headline=f"schema differs: {fmt.plural(len(diffs), SCHEMA_PART_ONE[part], part)}"
+                            if diffs else ""))
     if invalid:
         names = [f"{i['name']} on {i['table']}" for i in invalid]
         checks.append(Check(

@@ -12,7 +12,7 @@ STEP_NAMES = ("create instance", "restore", "verify", "delete instance")
 
 
 HEADLINE_ITEMS = 3  # kinds of failure named in a summary; the count says how many more
-HEADLINE_ERROR_CHARS = 160  # a step's error in the summary: its start, the whole of it in the Error section
+HEADLINE_ERROR_CHARS = 400  # a step's error in the summary (a Render alarm with its link fits), the whole in Error
 
 
 def check_headline(check: dict[str, Any]) -> str:

@@ -28,6 +28,9 @@ NO_EXPECTED = ("No expected indexes are configured, so none was checked: list th
                "needs in dbops.toml (DBOPS_CONFIG, default ./dbops.toml), one [[indexes.expected]] entry each "
                "with table, columns and unique = true where required; dbops.example.toml shows one.")
 
+EXPECTED_COVERED = ("Covered by another index but expected in dbops.toml, so no DROP is suggested (if the wider "
+                    "index is the one the application needs, change its [[indexes.expected]] entry): ")
+
 _SECTIONS = [  # (check, title, headers)
     ("invalid", "Invalid indexes", invalid.HEADERS),
     ("unused", "Unused indexes", unused.HEADERS),
@@ -52,6 +55,7 @@ class IndexReview:
     stats_reset: datetime | None
     unused_skipped: dict[str, int]
     expected_unused: list[IndexInfo]  # expected (dbops.toml) and not scanned in the whole window
+    expected_covered: list[str]  # expected (dbops.toml) and covered by another index: said, never a DROP
     index_count: int
     table_count: int
     query_count: int  # catalog queries on the target: constant, whatever the number of tables
@@ -117,6 +121,7 @@ class IndexReview:
                 for r in self.expected if not r.ok and self._expected_ignored(r)],
             "unused_not_judged": self.unused_skipped,
             "expected_unused": [f"{i.schema}.{i.name}" for i in self.expected_unused],
+            "expected_covered": self.expected_covered,
             "slow_queries": self.slow.to_json(),
             "indexes": self.index_count, "tables": self.table_count,
             "catalog_queries": self.query_count, "state_queries": self.state_queries,
@@ -148,7 +153,12 @@ class IndexReview:
             if check == "unused":
                 sections.append(self._unused_section(found, headers))
                 continue
-            if found:
+            kept = self.expected_covered if check == "duplicate" else []
+            if kept:  # an expected index is never suggested for dropping; that another covers it is said
+                sections.append(Section(f"{title} ({len(found)})", text=EXPECTED_COVERED + "; ".join(kept) + ".",
+                                        table=Table(headers, [f.row for f in found]) if found else None,
+                                        problem=bool(found)))
+            elif found:
                 sections.append(Section(f"{title} ({len(found)})", table=Table(headers, [f.row for f in found]),
                                         problem=True))
         fixes = self._fixes_section()
@@ -268,7 +278,8 @@ def review(conn: psycopg.Connection, settings: IndexSettings, state_dsn: str | N
     relied_on = {r.index.oid for r in expected_results if r.index is not None and r.ok}
     unused_found, skipped, expected_unused = unused.check_unused(all_indexes, usage_of, hist.is_young, relied_on,
                                                                  settings.window_days)
-    findings = (invalid.check_invalid(all_indexes) + unused_found + duplicates.check_duplicates(all_indexes, relied_on)
+    duplicate_found, expected_covered = duplicates.check_duplicates(all_indexes, relied_on)
+    findings = (invalid.check_invalid(all_indexes) + unused_found + duplicate_found
                 + foreign_keys.check_foreign_keys(fks, all_indexes)
                 + seq_scans.check_seq_scans(table_stats, settings.seq_scan_min_rows, settings.seq_scan_min_count,
                                             settings.seq_scan_min_share))
@@ -285,7 +296,8 @@ def review(conn: psycopg.Connection, settings: IndexSettings, state_dsn: str | N
         expected=expected_results, findings=findings, slow=slow,
         history_days=max(0, int((now - hist.baseline_taken_at).total_seconds() // 86400)) if hist.baseline_taken_at else 0,
         history_complete=hist.complete, resets=hist.resets, stats_reset=env.stats_reset,
-        unused_skipped=skipped, expected_unused=expected_unused, index_count=len(all_indexes),
+        unused_skipped=skipped, expected_unused=expected_unused, expected_covered=expected_covered,
+        index_count=len(all_indexes),
         table_count=len(table_stats),
         query_count=cat.queries, state_queries=hist.state_queries, seconds=time.monotonic() - started, notes=notes,
     )

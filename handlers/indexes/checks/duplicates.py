@@ -30,8 +30,11 @@ def _keep_order(i: IndexInfo, relied_on: frozenset[int] | set[int] = frozenset()
     return (not i.backs_constraint, i.oid not in relied_on, not i.is_unique, i.oid)
 
 
-def check_duplicates(indexes: list[IndexInfo], relied_on: set[int] | None = None) -> list[IndexFinding]:
+def check_duplicates(indexes: list[IndexInfo], relied_on: set[int] | None = None
+                     ) -> tuple[list[IndexFinding], list[str]]:
+    """Findings, and what an expected index keeps ("IX_A on T is a leading prefix of IX_B"): said, never a DROP."""
     relied_on = relied_on or set()
+    kept: list[str] = []
     by_table: dict[tuple[str, str], list[IndexInfo]] = {}
     for index in indexes:
         # Invalid ones belong to the invalid check; partition children repeat their parent's finding.
@@ -44,11 +47,14 @@ def check_duplicates(indexes: list[IndexInfo], relied_on: set[int] | None = None
         flagged: set[int] = set()
         for a in group:
             for b in group:
-                if a is b or a.oid in flagged or a.oid in relied_on or not _comparable(a, b):
+                if a is b or a.oid in flagged or not _comparable(a, b):
                     continue
                 cover = _covered_by(a, b, relied_on)
                 if cover is None:
                     continue
+                if a.oid in relied_on:
+                    kept.append(f"{a.name} on {a.table} is {cover} of {b.name}")
+                    break
                 flagged.add(a.oid)
                 findings.append(IndexFinding(
                     check="duplicate", schema=a.schema, names=(a.name, a.table, b.name),
@@ -58,7 +64,7 @@ def check_duplicates(indexes: list[IndexInfo], relied_on: set[int] | None = None
                     fix=a.drop_sql,
                 ))
                 break
-    return findings
+    return findings, kept
 
 
 def _covered_by(a: IndexInfo, b: IndexInfo, relied_on: set[int]) -> str | None:
