@@ -51,6 +51,7 @@ class Report:
     file: ReportFile | None = None  # else Slack attaches the text report when the detail is long
     data: dict[str, Any] = field(default_factory=dict)  # machine-readable, for --format json
     exact_json: dict[str, Any] | None = None  # when a command's JSON shape is fixed, exactly this is printed
+    verdict: bool = True  # False: information (help), not a check: the terminal shows no "OK" after its title
 
     @property
     def ok(self) -> bool:

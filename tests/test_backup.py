@@ -334,11 +334,15 @@ def test_settings_from_dict_names_bad_keys(monkeypatch):
     assert BackupSettings.from_dict({"dir": "/srv/b"}).dir == Path("/env/dir")
     for bad, words in [({"retention": {"daily": -1}}, "backup.retention.daily must be a whole number >= 0"),
                        ({"format": "tar"}, "backup.format"), ({"schedule": "25:00"}, "backup.schedule"),
-                       ({"storage": "s3"}, "backup.s3.bucket"), ({"colour": 1}, "backup.colour"),
-                       ({"encrypt": True}, "DBOPS_BACKUP_KEY")]:
+                       ({"storage": "s3"}, "backup.s3.bucket"), ({"colour": 1}, "backup.colour")]:
         monkeypatch.delenv("DBOPS_BACKUP_KEY", raising=False)
         with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
             BackupSettings.from_dict(bad)
+    # Encryption without a key stops the bot (it takes the backups), not a terminal: there only what
+    # needs the key refuses.
+    with pytest.raises(ConfigError, match="DBOPS_BACKUP_KEY"):
+        BackupSettings.from_dict({"encrypt": True}, serving=True)
+    assert BackupSettings.from_dict({"encrypt": True}).encrypt
     monkeypatch.setenv("DBOPS_BACKUP_KEY", "not-a-key")
     with pytest.raises(ConfigError) as info:
         BackupSettings.from_dict({"encrypt": True})

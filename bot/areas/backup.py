@@ -18,7 +18,7 @@ from ..core.state.store import StateStore
 @read_once
 def backup_settings(settings: Settings) -> backup.BackupSettings:
     section = dict(settings.section("backup"))
-    found = backup.BackupSettings.from_dict(section)
+    found = backup.BackupSettings.from_dict(section, serving=settings.serving)
     if "dir" not in section:
         found.dir = settings.backup_dir  # DBOPS_BACKUP_DIR, or the demo's temporary folder
     return found
@@ -61,9 +61,13 @@ def recovery_copy_for_anyone(settings: Settings) -> bool:
              default="target", choices=("target", "render-recovery")),
          long_running=True, approvers_when=("--from", "render-recovery"), opened_by=recovery_copy_for_anyone)
 def backup_now(inv: Invocation) -> Report:
+    settings = backup_settings(inv.settings)
+    if settings.encrypt and settings.encryption_key() is None:  # refused here, before the catalog records a failure
+        raise ConfigError("backup.encrypt is on and DBOPS_BACKUP_KEY is not set here: a new backup is encrypted "
+                          "with that key; set it (the key the bot has), or take the backup from the bot: /db backup")
     if getattr(inv.args, "from", "target") == "render-recovery":
         return run_instead(inv, "render backup")  # the Render area's
-    result = backup.take_backup(inv.target, backup_settings(inv.settings), catalog(inv), requested_by=inv.actor,
+    result = backup.take_backup(inv.target, settings, catalog(inv), requested_by=inv.actor,
                                 scheduled=inv.actor == "scheduler", progress=inv.progress, cancel=inv.cancel)
     return result.to_report()
 
@@ -89,8 +93,11 @@ def backup_list(inv: Invocation) -> Report:
     found = catalog(inv)
     note = _catch_up(inv, found)
     report = backup.list_backups(found, getattr(inv.args, "target", None), prefix=inv.command_prefix)
-    if note:
-        report.summary = f"{note}\n{report.summary}"
+    from handlers.backup.views import no_key_note  # here: the views read the catalog (psycopg)
+
+    no_key = no_key_note(backup_settings(inv.settings))
+    notes = [line for line in (note, no_key and f"{no_key[:1].upper()}{no_key[1:]}.") if line]
+    report.summary = "\n".join(notes + [report.summary])
     return report
 
 

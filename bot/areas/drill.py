@@ -74,8 +74,10 @@ def drill_command(inv: Invocation) -> Report:
     work = Path(tempfile.mkdtemp(prefix="dbops-drill-work-", dir=settings.work_dir))
     interrupted = None
     try:
-        if record.encrypted:
-            encryption_key_from_env(required=True)  # a missing key fails here, before any instance starts
+        if record.encrypted and encryption_key_from_env() is None:  # here, before any instance starts
+            raise ConfigError(f"backup {record.id} is encrypted and DBOPS_BACKUP_KEY is not set here: the drill "
+                              "decrypts it with the key it was made with; set that key, or run the drill where "
+                              "the bot runs (/db drill)")
         archive, _ = stored_archive(record, manifest, backup_settings(inv.settings), work, inv.progress)
         if backup_settings(inv.settings).encrypt and archive.is_file() and not is_encrypted_file(archive):
             raise UsageError(f"backup {record.id}: {NOT_ENCRYPTED}")

@@ -26,10 +26,11 @@ def help_command(inv: Invocation) -> Report:
         sections = [Section(f"{prefix} {c.name}", table=Table(["usage", "what it does"],
                                                               [list(r) for r in command_help(c, prefix)]))
                     for c in chosen]
-        return Report(title=f"dbops help: {topic}", summary=chosen[0].summary, sections=sections,
+        return Report(title=f"dbops help: {topic}", summary=chosen[0].summary, sections=sections, verdict=False,
                       data={"commands": [{"usage": c.usage, "summary": c.summary} for c in chosen]})
     rows = inv.registry.help_rows(inv.front_end)
     return Report(title="dbops commands", summary=f"{len(rows)} commands; add --target NAME for another database",
+                  verdict=False,
                   sections=[Section("Commands", table=Table(["command", "what it does"],
                                                             [[f"{prefix} {u}", s] for u, s in rows]))],
                   data={"commands": [{"usage": u, "summary": s} for u, s in rows]})

@@ -50,6 +50,7 @@ class Settings:
     sections: dict[str, Any] = field(default_factory=dict)  # dbops.toml sections for the handlers
     target_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # [targets.NAME] beyond its URL
     config_path: Path | None = None
+    serving: bool = False  # the bot, serving Slack (load_settings(require_slack=True)), not a terminal or CI
     # Each section read into its object once (`read_once`), not again at every use or scheduler tick.
     _read: dict[Callable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -272,6 +273,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
         sections={k: v for k, v in doc.items() if k not in ("targets",)},
         config_path=config_path,
         target_options=target_options,
+        serving=require_slack,
     )
     if checks is not None:
         validate_settings(found, checks)

@@ -201,6 +201,21 @@ CORE_SETTINGS: tuple[tuple[str, SettingsCheck], ...] = (
 HELP_FLAGS = ("--help", "-h")
 
 
+def _next_words(name: str, commands: dict[str, Command]) -> list[str]:
+    """The words that may follow `name` ("" for the first word) in a command's name."""
+    depth = len(name.split())
+    return sorted({n.split()[depth] for n in commands if len(n.split()) > depth
+                   and n.split()[:depth] == name.split()})
+
+
+def _close_word(typed: str, words: list[str]) -> str | None:
+    """The one of `words` that `typed` is a typo of, if any (never a word merely as long)."""
+    if typed in words:
+        return None
+    close = difflib.get_close_matches(typed, words, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 class Registry:
     """The areas, joined: every command (looked up by its words), settings check, status line,
     start-up and clean-up hook, schedule, applier and form, in the order the areas are listed."""
@@ -293,10 +308,23 @@ class Registry:
         for length in range(min(3, len(words)), 0, -1):
             name = " ".join(words[:length])
             if name in commands:
-                return commands[name], words[length:]
+                rest = words[length:]
+                if rest and not rest[0].startswith("-"):  # `backup lst`: a mistyped subcommand, not an argument
+                    close = _close_word(rest[0], _next_words(name, commands))
+                    if close:
+                        raise UsageError(f"unknown subcommand `{name} {rest[0]}`. Did you mean `{name} {close}`? "
+                                         f"Try `{prog} help {name.split()[0]}`.")
+                return commands[name], rest
         typed = " ".join(w for w in words[:2] if not w.startswith("-")) or "(nothing)"
-        candidates = list(commands) + sorted({n.split()[0] for n in commands})
-        close = difflib.get_close_matches(typed, candidates, n=1, cutoff=0.5) or \
-            difflib.get_close_matches(words[0] if words else "", candidates, n=1, cutoff=0.5)
-        hint = f" Did you mean `{close[0]}`?" if close else ""
+        first = words[0] if words else ""
+        family = _next_words("", commands)
+        if first in family and len(typed.split()) == 1:
+            raise UsageError(f"`{first}` needs a subcommand: {', '.join(_next_words(first, commands))}. "
+                             f"Try `{prog} help {first}`.")
+        if first in family:  # `readonly lsit`: the family is right, its subcommand is not
+            close = _close_word(typed.split()[-1], _next_words(first, commands))
+            close = f"{first} {close}" if close else None
+        else:  # `stauts`, `frobnicate`: the first word alone against the first words there are
+            close = _close_word(first, family)
+        hint = f" Did you mean `{close}`?" if close else ""
         raise UsageError(f"unknown subcommand `{typed}`.{hint} Try `{prog} help`.")

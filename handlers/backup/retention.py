@@ -32,6 +32,7 @@ from .catalog import BackupCatalog, BackupRecord
 from .settings import BackupSettings, RetentionSettings
 from .storage import S3Store, StorageError, prepare_dir
 from .storage_catalog import MANIFEST_SUFFIX, VERIFIED_SUFFIX, storage_for, write_index
+from .views import NO_KEY_LABEL
 
 
 @dataclass
@@ -181,10 +182,12 @@ def prune(catalog: BackupCatalog, settings: BackupSettings, target_name: str, dr
         summary += (f" Re-checked before deleting anything: {fmt.plural(len(found_bad), 'kept backup')} no longer "
                     f"{'matches its' if len(found_bad) == 1 else 'match their'} "
                     f"manifest and {'was' if len(found_bad) == 1 else 'were'} marked FAILED ({'; '.join(found_bad)}).")
-    rows_delete = [[rec.id, fmt.when(rec.started_at), fmt.size(rec.size_bytes), rec.verify_status, why]
-                   for rec, why in plan.delete]
-    rows_keep = [[rec.id, fmt.when(rec.started_at), fmt.size(rec.size_bytes), rec.verify_status, why]
-                 for rec, why in plan.keep]
+    def row(rec: BackupRecord, why: str) -> list:
+        shown = NO_KEY_LABEL if rec.verify_status == "no_key" else rec.verify_status  # a word, not a code
+        return [rec.id, fmt.when(rec.started_at), fmt.size(rec.size_bytes), shown, why]
+
+    rows_delete = [row(rec, why) for rec, why in plan.delete]
+    rows_keep = [row(rec, why) for rec, why in plan.keep]
     headers = ["id", "started", "size", "verification", "why"]
     return Report(
         title=f"Prune backups of {target_name}" + (" (dry run)" if dry_run else ""),

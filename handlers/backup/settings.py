@@ -113,7 +113,9 @@ class BackupSettings:
         return seal_key(key)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "BackupSettings":
+    def from_dict(cls, d: dict[str, Any] | None, serving: bool = False) -> "BackupSettings":
+        """With `serving` (the bot: it takes the scheduled backups) backup.encrypt needs DBOPS_BACKUP_KEY
+        now, not at 3 a.m.; elsewhere (an operator's laptop) only what needs the key refuses, naming it."""
         found = cv.read("backup", BACKUP, d)
         if "schedule" in found:
             found["schedule_enabled"], found["schedule_time"] = found.pop("schedule")
@@ -122,7 +124,9 @@ class BackupSettings:
         s = cls(**found)
         if s.storage == "s3" and not s.s3.bucket:
             raise ConfigError("backup.s3.bucket must be set when backup.storage = \"s3\"")
-        encryption_key_from_env(required=s.encrypt)  # fail at start-up, not at 3 a.m. (it seals manifests too)
+        # A malformed key is an error anywhere; a missing one stops the bot at start-up, not at 3 a.m. (it
+        # seals manifests too); elsewhere (an operator's laptop) only what needs the key refuses, naming it.
+        encryption_key_from_env(required=s.encrypt and serving)
         return s
 
 

@@ -11,6 +11,27 @@ from ..report import Outcome, Report, ReportFile, Section, Table
 STEP_NAMES = ("create instance", "restore", "verify", "delete instance")
 
 
+HEADLINE_ITEMS = 3  # kinds of failure named in a summary; the count says how many more
+HEADLINE_ERROR_CHARS = 400  # a step's error in the summary (a Render alarm with its link fits), the whole in Error
+
+
+def check_headline(check: dict[str, Any]) -> str:
+    """A failed check or a warning in a few words with its count ("schema differs: 31 constraints");
+    a check recorded before checks had headlines: its name."""
+    return check.get("headline") or (check["name"] if check["ok"] else f"{check['name']}: failed")
+
+
+def headline_list(items: list[str], limit: int = HEADLINE_ITEMS) -> str:
+    """"a; b; c; and 2 more": at most `limit` items, the rest counted."""
+    shown = "; ".join(items[:limit])
+    return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def short_error(text: str, limit: int = HEADLINE_ERROR_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1].rsplit(" ", 1)[0] + "…"
+
+
 def _check_result(check: dict[str, Any]) -> str:
     if not check["ok"]:
         return "FAILED"
@@ -98,16 +119,16 @@ class DrillResult:
                     f"{self._checks_by_step()}; total time {fmt.duration(self.total_s)}.")
             if self.warnings:
                 n = len(self.warnings)
-                text += f" {fmt.plural(n, 'warning')} about the source: " + \
-                    " | ".join(c["name"] for c in self.warnings) + "."
+                text += (f" {fmt.plural(n, 'warning')} about the source: "
+                         f"{headline_list([check_headline(c) for c in self.warnings])}.")
             return text
         if self.cancelled:
             return f"Drill cancelled after {fmt.duration(self.total_s)}; the drill instance was deleted."
-        problems = [f"{c['name']}: {c['detail']}" for c in self.failed_checks]
+        # The kinds of failure, counted; which tables, constraints or files: in the Failed checks table.
+        problems = [check_headline(c) for c in self.failed_checks]
         if self.error:
-            problems.insert(0, self.error)
-        shown = " | ".join(problems[:3]) + (f" | and {len(problems) - 3} more" if len(problems) > 3 else "")
-        return f"Drill FAILED on {restored}{age}: {shown}"
+            problems.insert(0, short_error(self.error))
+        return f"Drill FAILED on {restored}{age}: {headline_list(problems)}."
 
     # -- renderings ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

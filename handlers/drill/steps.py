@@ -51,7 +51,7 @@ def run_step(result: DrillResult, name: str, work: StepWork, progress: ProgressF
     checks_before = len(result.checks)
     go_on = True
     try:
-        progress(Progress(name, None, "starting"))
+        progress(Progress(name))
         done = work()
         if isinstance(done, Failed):
             record.update(outcome=StepOutcome.FAILED, detail=clean(done.detail))

@@ -13,7 +13,7 @@ from handlers.errors import DbopsError, UsageError
 from .context import DroppedColumn, MigrationContext, classify_type_changes
 from .lexing import refuse_lexing_changes
 from .model import Finding, MigrationCheck, Severity
-from .parsing import Statement, parse_statements
+from .parsing import Statement, parse_statements, starts_with_bom
 from .rule import Hit, Rule
 from .rules import file_rules, rules_by_kind
 from .rules.type_table import Change
@@ -100,6 +100,13 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
     if down:
         result.findings[:0] = down_findings(ctx, both, frozenset(settings.disabled))
     result.estimates = estimates
+    for name, sql in ((filename, up_sql), (down_filename, down_sql)):
+        if sql is not None and starts_with_bom(sql):
+            result.findings.insert(0, Finding(
+                code="byte-order-mark", severity=Severity.INFO, line=1, statement="",
+                message=f"{name} starts with a UTF-8 byte order mark: dbops leaves it out (it is not SQL); "
+                        "the SHA-256 is of the file as it is",
+                hint="Save the file as UTF-8 without BOM (in Visual Studio: File > Save As > Save with Encoding)."))
     return result
 
 

@@ -50,9 +50,11 @@ class MigrationCheck:
     # The planner's estimate of the rows each DELETE/UPDATE touches in the target (facts.estimate_rows);
     # None when checked without a database.
     estimates: list[dict] | None = None
+    added: list[Finding] = field(default_factory=list)  # by later steps: `migrate check` alone cannot find them
 
     def add_finding(self, finding: Finding) -> None:
         self.findings.append(finding)
+        self.added.append(finding)
         self.findings.sort(key=lambda f: f.line)  # stable: keeps rule order within a line
 
     @property
@@ -79,8 +81,11 @@ class MigrationCheck:
     def to_report(self) -> Report:
         forbidden, warnings, infos = (self.count(s) for s in Severity)
         verdict = "needs manual approval" if self.requires_approval else "no forbidden operation"
+        later = [f.code for f in self.added if f.severity is Severity.FORBIDDEN]
+        # Why `migrate request` may count more than `migrate check` for the same file: the rehearsal's own.
+        why = f" ({len(later)} from the rehearsal: {', '.join(later)})" if later else ""
         summary = (
-            f"{self.filename}: {fmt.plural(self.statement_count, 'statement')}, {forbidden} forbidden, "
+            f"{self.filename}: {fmt.plural(self.statement_count, 'statement')}, {forbidden} forbidden{why}, "
             f"{fmt.plural(warnings, 'warning')}, {infos} info: {verdict}."
         )
         sections = []

@@ -36,6 +36,7 @@ from ..backup.settings import BackupSettings
 from ..backup.storage import StorageError, prepare_dir
 from ..backup.verify import ArchiveDamaged, fetch_plain
 from ..drill import checks as C
+from ..drill.result import check_headline, headline_list, short_error
 from ..errors import Cancelled, DbopsError, UsageError
 from ..postgres import (
     PgBinariesError,
@@ -104,18 +105,20 @@ class RestoreResult:
         failed = [c for c in self.checks if not c["ok"]]
         total = sum(s["seconds"] for s in self.steps)
         if self.error:
-            summary = f"Restore into `{self.into}` FAILED: {self.error}"
+            summary = f"Restore into `{self.into}` FAILED: {short_error(self.error)}"
         elif failed or self.restore_errors:
             summary = (f"Restore of {self.backup_id} into `{self.into}` FAILED its checks: {len(failed)} of "
-                       f"{len(self.checks)} failed ({'; '.join(c['name'] for c in failed[:3])}). Do not point the "
-                       "application at it.")
+                       f"{len(self.checks)} failed ({headline_list([check_headline(c) for c in failed])}). Do not "
+                       "point the application at it.")
         else:
             summary = (f"Restored {self.backup_id} of `{m.get('target')}` ({fmt.when_written(m.get('created_at'))}) "
                        f"into `{self.into}` in {fmt.duration(total)}: {len(self.checks)} checks passed, "
                        f"{sum(int(t.get('rows', 0)) for t in m.get('tables', [])):,} rows.")
         if self.majors:
             summary += f" {self.majors}."
-        sections = [Section("Steps", table=Table(["step", "seconds", "outcome", "detail"],
+        cut = self.error is not None and short_error(self.error) != self.error
+        sections = [Section("Error", self.error, problem=True)] if cut else []
+        sections += [Section("Steps", table=Table(["step", "seconds", "outcome", "detail"],
                                                  [[s["step"], s["seconds"], s["outcome"], s["detail"]]
                                                   for s in self.steps]))]
         if self.skipped:
@@ -174,7 +177,7 @@ class _Restore:
         record = {"step": name, "seconds": 0.0, "outcome": "running", "detail": ""}
         self.result.steps.append(record)
         started = time.monotonic()
-        self.progress(Progress(name, 0.0, f"{name}..."))
+        self.progress(Progress(name))
         try:
             value = work()
             record.update(outcome="ok", detail=value if isinstance(value, str) else record["detail"])
@@ -352,8 +355,9 @@ class _Restore:
             raise _Failed("cancelled while pg_restore ran: the target holds a partial restore") from None
         self.result.restore_errors = [self._clean(e) for e in outcome.errors]
         ok = outcome.ok
-        self._check(C.Check("restore without errors", ok, "pg_restore reported no errors" if ok else
-                            f"{fmt.plural(outcome.error_count, 'error')}: {C.listed(self.result.restore_errors)}"))
+        self._check(C.Check("pg_restore errors", ok, "pg_restore reported no errors" if ok else
+                            f"{fmt.plural(outcome.error_count, 'error')}: {C.listed(self.result.restore_errors)}",
+                            headline="" if ok else f"pg_restore: {fmt.plural(outcome.error_count, 'error')}"))
         return f"{outcome.tables_loaded} tables loaded with {outcome.jobs} jobs"
 
     def _verify(self, manifest: BackupManifest) -> str:

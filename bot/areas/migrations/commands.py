@@ -194,7 +194,9 @@ def migrate_request(inv: Invocation) -> Report:
              + ("" if req.requester_slack else f" (one more because `{req.requested_by}` is not mapped to a Slack "
                                                 "user under [identities]: unverified)")
              if req.requires_approval else "no approval needed (approvals.auto_apply_clean)")
-    report.summary = f"request `{req.code}` recorded; the bot posts it to the ops channel; {needs}. " + report.summary
+    report.summary = (f"request `{req.code}` recorded in the state store; {needs}. A bot running on this state "
+                      "store posts it to its channel for approval within a minute (`migrate status` lists it). "
+                      + report.summary)
     report.data |= {"request": req.code, "sha256": req.sha256, "status": req.status,
                     "required_approvals": req.required_approvals, "verified_requester": bool(req.requester_slack)}
     note = req.payload.get("requester_note")

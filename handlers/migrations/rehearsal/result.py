@@ -123,10 +123,10 @@ class Rehearsal:
         elif self.down_error:
             lines.append(f"rollback tested: DOWN failed at {self.down_error}")
         elif self.schema_diff:
-            lines.append(f"rollback tested: DOWN does not bring the schema back: {some(self.schema_diff)}")
+            lines.append(f"rollback tested: DOWN does not bring the schema back: {differences(self.schema_diff)}")
         elif self.data_diff:
             lines.append(f"rollback tested: schema identical, but DOWN does not bring the data back: "
-                         f"{some(self.data_diff)}")
+                         f"{differences(self.data_diff)}")
         else:
             data = (f", data of {fmt.plural(len(self.checked_columns), 'changed column')} identical"
                     if self.checked_columns and self.source == "backup" else "")
@@ -177,9 +177,9 @@ class Rehearsal:
             if self.down_error:
                 problem = f"DOWN fails in the rehearsal at {self.down_error}"
             elif self.schema_diff:
-                problem = f"DOWN does not bring the schema back: {some(self.schema_diff, 5)}"
+                problem = f"DOWN does not bring the schema back: {differences(self.schema_diff)}"
             elif self.data_diff:
-                problem = f"DOWN brings the schema back but not the data: {some(self.data_diff, 5)}"
+                problem = f"DOWN brings the schema back but not the data: {differences(self.data_diff)}"
             if problem:
                 found.append(Finding(
                     code="irreversible", severity=Severity.FORBIDDEN, line=0, statement="",
@@ -251,6 +251,13 @@ def lock_text(row: dict) -> str:
     if row.get("outside_transaction"):
         return "none (ran alone)"  # autocommit: its locks end with the statement
     return ", ".join(f"{LOCK_NAMES.get(lock['mode'], lock['mode'])} on {lock['relation']}" for lock in row["locks"]) or "-"
+
+
+def differences(diffs: list[str], limit: int = 3) -> str:
+    """"2 differences (column "public"."Notes"."IsPinned"; ...)": what differs, counted and named; how it
+    differs (checksums, definitions) is said once, in the report's Rollback section."""
+    named = [d.split(": ", 1)[0] for d in diffs]
+    return f"{fmt.plural(len(diffs), 'difference')} ({some(named, limit)}), listed under Rollback"
 
 
 def some(items: list[str], limit: int = 3) -> str:
