@@ -216,7 +216,7 @@ def test_unreachable_target_is_named_and_secret_free(catalog, settings):
     with pytest.raises(TargetUnreachable) as info:
         take_backup(target, settings, catalog, "U1")
     message = str(info.value)
-    assert "target `staging` is unreachable: connection refused" in message
+    assert "target `staging` (127.0.0.1:1/asidenote) is unreachable: connection refused" in message
     assert "hunter2secret" not in message
     [row] = catalog.list("staging")
     assert row.status == "failed" and "hunter2secret" not in row.error

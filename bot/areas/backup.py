@@ -145,9 +145,9 @@ def _backup_slot(svc: Bot, now: datetime) -> str | None:
 
 
 def _scheduled_backup(svc: Bot) -> None:
-    for name in svc.settings.targets:
+    for name in svc.settings.watched_targets:
         svc.run_scheduled(["backup", "--target", name])
-    for name in svc.settings.targets:
+    for name in svc.settings.watched_targets:
         ok, line = backup.freshness(svc.store.dsn, name, backup_settings(svc.settings))
         if not ok and svc.settings.channel:
             svc.notifier.post(svc.settings.channel, f":rotating_light: backup alarm: {line}")

@@ -46,9 +46,11 @@ def status_command(inv: Invocation) -> Report:
     only = getattr(inv.args, "target", None)
     probes = [p for p in target_reachability(inv.settings) if only is None or p[0] == only]
     # A problem is said once, in Problems, listed first: the table and the sections keep the rest.
+    restore_only = " (restore target)"
     sections = [Section("Targets", table=Table(
         ["target", "at", "reachable", "detail"],
-        [[name, inv.settings.targets[name].label, "yes" if ok else "NO", detail if ok else "see Problems"]
+        [[name, inv.settings.targets[name].label, "yes" if ok else "NO",
+          (detail + (restore_only if inv.settings.is_restore_target(name) else "")) if ok else "see Problems"]
          for name, ok, detail in probes]))]
     problems = [detail if f"`{name}`" in detail else f"target `{name}` is unreachable: {detail}"
                 for name, ok, detail in probes if not ok]
@@ -62,10 +64,12 @@ def status_command(inv: Invocation) -> Report:
                                  "started_at": j.started_at.isoformat() if j.started_at else None} for j in running]
     data["checks"] = []
     for provider in inv.registry.status_lines:
-        names = ([only] if only else list(inv.settings.targets)) if provider.per_target else [None]
+        # A restore target is only restored into: no backups, drills or roles are expected of it.
+        watched = [n for n in ([only] if only else inv.settings.targets) if n in inv.settings.watched_targets]
+        names = watched if provider.per_target else [None]
         for name in names:
             title, ok, line = provider.line(for_target(inv, name) if name else inv)
-            if name and len(inv.settings.targets) > 1:
+            if name and len(inv.settings.watched_targets) > 1:
                 title = f"{title} ({name})"
             if ok:
                 sections.append(Section(title, text=line))

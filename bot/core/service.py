@@ -59,7 +59,7 @@ class BotService:
         if self.store is not None:
             return True
         try:
-            self.store = StateStore(self.settings.state_url)
+            self.store = StateStore(self.settings.state_url, named=self.settings.state_url_env)
         except TargetUnreachable as exc:
             if self.state_down is None:
                 log.warning("starting degraded: %s", exc)

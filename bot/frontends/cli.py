@@ -17,7 +17,7 @@ from handlers.target import scrub
 from .. import __version__
 from ..areas import AREAS
 from ..core import jobs, output, plaintext
-from ..core.config import load_settings
+from ..core.config import load_settings, prepare_folders
 from ..core.logs import setup_logging
 from ..core.registry import Invocation, Registry
 from ..core.state.store import StateStore
@@ -112,12 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cmd, args = registry.parse(argv, "cli")
         settings = load_settings(checks=registry.settings_checks)
+        prepare_folders()  # TMPDIR only: a command in a shell on Render must not fill the small root disk
         setup_logging(settings.secrets(), level="WARNING")
         if getattr(args, "target", None):
             settings.target(args.target)  # an unknown target is named before anything is opened
         if cmd.needs_state and settings.state_url:
             try:
-                store = StateStore(settings.state_url, max_size=4)
+                store = StateStore(settings.state_url, max_size=4, named=settings.state_url_env)
             except TargetUnreachable:
                 # The night production (and the state store on it) is gone: the commands that can
                 # read the backup storage instead run without it and say so.

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from handlers.errors import ConfigError, TargetUnreachable
-from handlers.target import connection_reason
+from handlers.target import connection_reason, describe_dsn
 
 from . import migrate
 
@@ -56,8 +56,15 @@ class JobRow:
     heartbeat_at: datetime | None = None
 
 
+def state_database(named: str, dsn: str) -> str:
+    """How a message names the state database: the variable the user set, and where it points."""
+    why = ", as DBOPS_STATE_URL is not set" if named == "DATABASE_URL" else ""
+    return f"the state database ({named}{why}: {describe_dsn(dsn)})"
+
+
 class StateStore:
-    def __init__(self, dsn: str, min_size: int = 1, max_size: int = 8) -> None:
+    def __init__(self, dsn: str, min_size: int = 1, max_size: int = 8, named: str = "DBOPS_STATE_URL") -> None:
+        """`named`: the variable that gave `dsn` (Settings.state_url_env), for the messages."""
         import psycopg
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool
@@ -67,10 +74,10 @@ class StateStore:
             with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
                 migrate.apply_migrations(conn)
         except psycopg.OperationalError as exc:
-            raise TargetUnreachable("the state database (DBOPS_STATE_URL, default DATABASE_URL) is unreachable: "
+            raise TargetUnreachable(f"{state_database(named, dsn)} is unreachable: "
                                     f"{connection_reason(exc, dsn)}") from None
         except psycopg.Error as exc:
-            raise ConfigError(f"cannot prepare the state store (DBOPS_STATE_URL): {connection_reason(exc, dsn)}") from None
+            raise ConfigError(f"cannot prepare {state_database(named, dsn)}: {connection_reason(exc, dsn)}") from None
         self.pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, open=True,
                                    kwargs={"autocommit": True, "row_factory": dict_row}, name="dbops-state")
 
