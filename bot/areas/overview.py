@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from handlers.errors import UsageError
 from handlers.report import Outcome, Report, Section, Table
 
+from ..core import jobs
 from ..core.command import Arg, command, command_help
 from ..core.reachability import target_reachability
 from ..core.registry import Area, Invocation
@@ -88,4 +89,19 @@ def status_command(inv: Invocation) -> Report:
                   outcome=Outcome.OK if not problems else Outcome.FAILED, data=data)
 
 
-AREA = Area("overview", commands=(help_command, status_command))
+def _job_number(text: str) -> int:
+    """`7` or `#7`, as `status` shows it."""
+    try:
+        return int(text.lstrip("#"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job number (status shows them as #7)") from None
+
+
+@command("job cancel", "stop a running backup or drill by its job number (from `status`): what it made is removed, "
+                       "the channel is told", Arg("id", "the job's number, e.g. 7 or #7", required=True,
+                                                  type=_job_number), takes_target=False)
+def job_cancel(inv: Invocation) -> Report:
+    return jobs.cancel(inv, jobs.job_by_id(inv, inv.args.id))
+
+
+AREA = Area("overview", commands=(help_command, status_command, job_cancel))

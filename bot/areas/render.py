@@ -49,7 +49,7 @@ def _record(inv: Invocation, result: drill.DrillResult) -> str:
 
 @command("render drill", "restore drill on Render: point-in-time recovery into a new instance, verify it against "
                          "production, delete it, report (the instance is billed while it exists)",
-         long_running=True, lock="drill", who="approvers")
+         long_running=True, lock="drill", who="approvers", cancellable=True)
 def render_drill(inv: Invocation) -> Report:
     from handlers.drill.runner import DrillInterrupted  # psycopg, psutil: imported when a drill runs
 
@@ -76,7 +76,7 @@ def render_drill(inv: Invocation) -> Report:
 
 
 @command("render export-drill", "restore drill of Render's newest logical export in a throwaway local instance",
-         long_running=True, lock="drill")
+         long_running=True, lock="drill", cancellable=True)
 def render_export_drill(inv: Invocation) -> Report:
     from handlers.backup.storage import S3Store  # boto3
     from handlers.drill.runner import DrillInterrupted  # psycopg, psutil

@@ -72,6 +72,8 @@ class Invocation:
     front_end: str = "cli"  # "cli" or "slack"
     # Raises when the job lost its lock; called before anything irreversible.
     ensure_lock: Callable[[], None] = lambda: None
+    # Whether a Slack user may approve (the running bot's check, user groups included); None in a terminal.
+    is_approver: Callable[[str], bool] | None = None
 
     @property
     def target(self) -> Target:

@@ -202,7 +202,8 @@ class BotService:
             if store is None and getattr(cmd.run, "recorded_on_standin", False):
                 store = self.requests_store()
             inv = Invocation(command=cmd, args=args, settings=self.settings, actor=actor, registry=self.registry,
-                             channel=channel, store=self.store, requests=store, front_end="slack")
+                             channel=channel, store=self.store, requests=store, front_end="slack",
+                             is_approver=self.is_approver)
             handle = jobs.acquire(inv, store)
             if cmd.long_running:
                 title = f"`{cmd.name}` on `{inv.target_name}`" + (f" (job #{handle.job.id})" if handle.job else "")

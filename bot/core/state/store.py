@@ -54,6 +54,8 @@ class JobRow:
     phase: str | None = None
     result: Any = None
     heartbeat_at: datetime | None = None
+    cancel_requested_by: str | None = None  # who asked it to stop (`job cancel N`), read at its heartbeat
+    cancel_requested_at: datetime | None = None
 
 
 def state_database(named: str, dsn: str) -> str:
@@ -167,19 +169,31 @@ class StateStore:
         lock.conn = conn
         return lock, _job_row(row)
 
-    def beat(self, lock: "JobLock", job_id: int) -> bool:
+    def beat(self, lock: "JobLock", job_id: int) -> str | bool:
         """The job's heartbeat: keeps its lock (re-taken after a dropped connection) and its
-        heartbeat_at fresh. False when the lock is lost to another process."""
+        heartbeat_at fresh. False when the lock is lost to another process; the name of whoever
+        asked the job to stop (`request_cancel`), once someone has."""
         import psycopg
 
         if not lock.keep():
             return False
         try:
             assert lock.conn is not None
-            lock.conn.execute("UPDATE dbops.jobs SET heartbeat_at = now() WHERE id = %s", (job_id,))
+            row = lock.conn.execute("UPDATE dbops.jobs SET heartbeat_at = now() WHERE id = %s"
+                                    " RETURNING cancel_requested_by", (job_id,)).fetchone()
         except psycopg.Error:
-            pass  # the lock connection dropped just now; the next beat re-takes it
-        return True
+            return True  # the lock connection dropped just now; the next beat re-takes it
+        return (row or {}).get("cancel_requested_by") or True
+
+    def request_cancel(self, job_id: int, by: str) -> JobRow | None:
+        """Asks a queued or running job to stop; its process reads it at the next heartbeat. None when
+        the job is not running (any more)."""
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "UPDATE dbops.jobs SET cancel_requested_by = coalesce(cancel_requested_by, %s),"
+                " cancel_requested_at = coalesce(cancel_requested_at, now())"
+                " WHERE id = %s AND status IN ('queued', 'running') RETURNING *", (by, job_id)).fetchone()
+        return _job_row(row) if row else None
 
     def running_jobs(self) -> list[JobRow]:
         with self.pool.connection() as conn:
