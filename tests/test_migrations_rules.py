@@ -81,6 +81,9 @@ TABLE_ROWS = [
     (SqlType("timestamp", (3,)), TS, Change.SAFE),
     (SqlType("timestamptz", (0,)), SqlType("timestamptz"), Change.SAFE),
     (SqlType("cidr"), SqlType("inet"), Change.SAFE),
+    (SqlType("interval", (0x7FFF, 3)), SqlType("interval"), Change.SAFE),
+    (SqlType("interval", (0x7FFF, 3)), SqlType("interval", (0x7FFF, 6)), Change.SAFE),
+    (SqlType("interval", (8, 0xFFFF)), SqlType("interval"), Change.SAFE),  # DAY to unrestricted
     (SqlType("int4"), SqlType("int8"), Change.REWRITE),
     (SqlType("int2"), SqlType("int4"), Change.REWRITE),
     (SqlType("float4"), SqlType("float8"), Change.REWRITE),
@@ -111,6 +114,8 @@ TABLE_ROWS = [
     (TS, SqlType("date"), Change.LOSSY),
     (SqlType("timestamptz"), SqlType("timestamp"), Change.LOSSY),
     (SqlType("inet"), SqlType("cidr"), Change.LOSSY),
+    (SqlType("interval"), SqlType("interval", (0x7FFF, 3)), Change.LOSSY),
+    (SqlType("interval"), SqlType("interval", (4, 0xFFFF)), Change.LOSSY),  # INTERVAL YEAR
     (SqlType("json"), SqlType("jsonb"), Change.LOSSY),
     (SqlType("text"), SqlType("bpchar", (10,)), Change.LOSSY),
     (SqlType("text"), SqlType("uuid"), Change.LOSSY),

@@ -16,7 +16,7 @@ from .rule import Hit, Rule
 from .rules import file_rules, rules_by_kind
 from .rules.type_table import Change
 from .settings import MigrationCheckSettings
-from .timeline import replay, touched_tables
+from .timeline import not_null_tables, replay, touched_tables
 
 # psycopg (and the queries for the target's facts) are imported only when there is a database to ask:
 # a check without one, the usual `dbops migrate check` in CI, needs only the parser and the rules.
@@ -94,12 +94,19 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
 
 def _context(statements: list[Statement], down: list[Statement] | None, filename: str, down_filename: str,
              columns: dict, conn: psycopg.Connection | None) -> MigrationContext:
-    """Replay the file over the catalog's columns, classify type changes, and (with a database)
+    """Replay the file over the catalog's columns (and, for tables it sets NOT NULL or adds a primary
+    key to, their NOT NULL columns, checks and indexes), classify type changes, and (with a database)
     ask whether dropped columns hold data and how many rows would not fit a narrower type."""
-    timeline = replay(statements, columns)
+    constraints: dict = {}
+    if conn is not None:
+        from . import facts
+
+        constraints = facts.fetch_constraints(conn, not_null_tables(statements))
+    timeline = replay(statements, columns, constraints)
     ctx = MigrationContext(
         filename=filename, statements=statements, timeline=timeline, down=down,
         down_filename=down_filename, has_database=conn is not None, catalog_tables=frozenset(columns),
+        server_version=conn.info.server_version if conn is not None else None,
         type_changes=classify_type_changes(timeline, frozenset(columns), conn is not None),
     )
     drops = ctx.timeline.dropped_columns

@@ -44,6 +44,7 @@ class MigrationContext:
     down: list[Statement] | None  # the DOWN migration's statements; None when none was given
     down_filename: str = "DOWN.sql"
     has_database: bool = False
+    server_version: int | None = None  # the target's server_version_num, when a database is given
     catalog_tables: frozenset[TableName] = frozenset()  # touched tables the database has
     type_changes: dict[tuple[int, int], TypeChange] = field(default_factory=dict)
     dropped_columns: dict[tuple[int, int], DroppedColumn] = field(default_factory=dict)
@@ -104,7 +105,11 @@ def classify_type_changes(timeline: Timeline, catalog_tables: frozenset[TableNam
     changes = {}
     for key, site in timeline.type_changes.items():
         classification = classify(site.old, site.new, site.using, site.column)
-        if classification.change is Change.UNKNOWN:
+        if site.empty and classification.change in (Change.LOSSY, Change.UNKNOWN, Change.NARROWING):
+            classification = Classification(Change.REWRITE, (
+                f"{classification.reason}, but the column was added earlier in this file and every row "
+                "is still NULL, so no value can be lost or fail to fit"))
+        elif classification.change is Change.UNKNOWN:
             if not has_database:
                 where = "no database was given to look it up, and this file does not define it"
             elif site.table in catalog_tables:

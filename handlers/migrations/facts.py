@@ -2,15 +2,16 @@
 touches (PgHero style: one named function around one SQL statement)."""
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 import psycopg
 from psycopg import sql
 
-from .nodes import TableName
+from .nodes import TableName, not_null_columns
 from .rules.type_table import Misfit
 from .sqltypes import type_from_catalog
-from .timeline import CatalogColumns
+from .timeline import CatalogColumns, CatalogConstraints
 
 ColumnKey = tuple[TableName, str]
 
@@ -41,6 +42,65 @@ def fetch_column_types(conn: psycopg.Connection, tables: set[TableName]) -> Cata
     for i, column, typname, typmod, is_array in rows:
         result[ordered[i - 1]][column] = type_from_catalog(typname, typmod, is_array)
     return dict(result)
+
+
+def fetch_constraints(conn: psycopg.Connection, tables: set[TableName]) -> dict[TableName, CatalogConstraints]:
+    """For each table in `tables` that exists: its NOT NULL columns, the CHECK constraints that prove
+    columns NOT NULL (and whether each is valid), and its indexes' columns, in one query."""
+    if not tables:
+        return {}
+    ordered = sorted(tables, key=lambda t: (t.schema or "", t.name))
+    rows = conn.execute(
+        """
+        WITH req AS (
+            SELECT i, to_regclass(CASE WHEN sch IS NULL THEN quote_ident(rel)
+                                       ELSE quote_ident(sch) || '.' || quote_ident(rel) END) AS oid
+            FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS r(sch, rel, i))
+        SELECT req.i, 'table', NULL::name, NULL::text, NULL::bool, NULL::name[] FROM req WHERE req.oid IS NOT NULL
+        UNION ALL
+        SELECT req.i, 'not null', a.attname, NULL, NULL, NULL FROM req
+          JOIN pg_attribute a ON a.attrelid = req.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
+        UNION ALL
+        SELECT req.i, 'check', c.conname, pg_get_expr(c.conbin, c.conrelid), c.convalidated, NULL FROM req
+          JOIN pg_constraint c ON c.conrelid = req.oid AND c.contype = 'c'
+        UNION ALL
+        SELECT req.i, 'index', ic.relname, NULL, NULL,
+               array(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY AS k(attnum, n)
+                     LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.n)
+        FROM req JOIN pg_index x ON x.indrelid = req.oid JOIN pg_class ic ON ic.oid = x.indexrelid
+        """,
+        ([t.schema for t in ordered], [t.name for t in ordered]),
+    ).fetchall()
+    not_null: dict[TableName, set[str]] = defaultdict(set)
+    result = {}
+    for i, kind, name, expr, valid, columns in rows:
+        table = ordered[i - 1]
+        facts = result.setdefault(table, CatalogConstraints())
+        if kind == "not null":
+            not_null[table].add(name)
+        elif kind == "check":
+            proves = _proves_not_null(expr)
+            if proves:
+                facts.checks[name] = (proves, valid)
+        elif kind == "index":
+            facts.indexes[name] = tuple(columns)  # an expression's attnum is 0: no attname, None
+        # (a 'table' row only makes sure the table is in the result)
+    for table, columns in not_null.items():
+        result[table].not_null = frozenset(columns)
+    return result
+
+
+def _proves_not_null(expr: str) -> frozenset[str]:
+    """The columns a CHECK's expression (as pg_get_expr prints it) proves NOT NULL, read with the
+    same parser as the migration."""
+    from pglast.parser import ParseError, parse_sql_json
+
+    try:
+        tree = json.loads(parse_sql_json(f"SELECT {expr}"))
+        target = tree["stmts"][0]["stmt"]["SelectStmt"]["targetList"][0]["ResTarget"]["val"]
+    except (ParseError, KeyError, IndexError):
+        return frozenset()
+    return not_null_columns(target)
 
 
 def fetch_columns_with_data(conn: psycopg.Connection, columns: list[ColumnKey]) -> dict[ColumnKey, bool]:

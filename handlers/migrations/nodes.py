@@ -86,6 +86,22 @@ def is_column_ref(node: Node | None, column: str) -> bool:
     return bool(fields) and fields[-1] == column
 
 
+def not_null_columns(expr: Node | None) -> frozenset[str]:
+    """Columns a CHECK expression proves NOT NULL: `col IS NOT NULL`, alone or ANDed with other
+    conditions. (PostgreSQL 12+ skips SET NOT NULL's scan when a valid check proves it; a check
+    such as `col > 0` does not, since a NULL passes it.)"""
+    if not expr:
+        return frozenset()
+    if "NullTest" in expr:
+        test = expr["NullTest"]
+        arg = test.get("arg") or {}
+        fields = strings(arg.get("ColumnRef", {}).get("fields")) if "ColumnRef" in arg else []
+        return frozenset(fields[-1:]) if test.get("nulltesttype") == "IS_NOT_NULL" else frozenset()
+    if "BoolExpr" in expr and expr["BoolExpr"].get("boolop") == "AND_EXPR":
+        return frozenset().union(*(not_null_columns(arg) for arg in expr["BoolExpr"].get("args", ())))
+    return frozenset()
+
+
 def is_alter_table(node: Node) -> bool:
     """An ALTER TABLE on a table (not ALTER INDEX / VIEW / SEQUENCE, which share the node kind)."""
     return node.get("objtype", "OBJECT_TABLE") == "OBJECT_TABLE" and "relation" in node

@@ -23,6 +23,9 @@ _DISPLAY = {
 # Types whose catalog typmod is "length + 4" (VARHDRSZ) or a plain precision.
 _LENGTH_TYPES = frozenset({"varchar", "bpchar"})
 _PRECISION_TYPES = frozenset({"timestamp", "timestamptz", "time", "timetz", "bit", "varbit"})
+# interval's typmod packs a fields restriction (YEAR, DAY TO SECOND, ...) and a precision; both "none"
+# are these values. An interval's mods are (fields, precision), or () for a plain interval.
+INTERVAL_ALL_FIELDS, INTERVAL_FULL_PRECISION = 0x7FFF, 0xFFFF
 
 
 class SqlType(NamedTuple):
@@ -32,7 +35,11 @@ class SqlType(NamedTuple):
 
     def __str__(self) -> str:
         text = _DISPLAY.get(self.name, self.name)
-        if self.mods:
+        if self.name == "interval" and self.mods:
+            fields, precision = self.mods
+            text += f"({precision})" if precision != INTERVAL_FULL_PRECISION else ""
+            text += " (restricted fields)" if fields != INTERVAL_ALL_FIELDS else ""
+        elif self.mods:
             text += "(" + ",".join(str(m) for m in self.mods) + ")"
         return text + ("[]" if self.array else "")
 
@@ -48,7 +55,7 @@ def type_from_ast(type_name: Node) -> SqlType:
     if name == "numeric" and len(mods) == 1:
         mods = (mods[0], 0)  # numeric(p) means numeric(p,0)
     if name == "interval":
-        mods = ()  # interval typmods mix field masks and precision: compared by name only
+        mods = _interval_mods(*(mods + (INTERVAL_FULL_PRECISION,))[:2]) if mods else ()
     return SqlType(name, mods, bool(type_name.get("arrayBounds")))
 
 
@@ -64,4 +71,10 @@ def type_from_catalog(typname: str, typmod: int, is_array: bool) -> SqlType:
             mods = ((packed >> 16) & 0xFFFF, scale)
         elif typname in _PRECISION_TYPES:
             mods = (typmod,)
+        elif typname == "interval":
+            mods = _interval_mods((typmod >> 16) & 0x7FFF, typmod & 0xFFFF)
     return SqlType(typname, mods, is_array)
+
+
+def _interval_mods(fields: int, precision: int) -> tuple[int, ...]:
+    return () if (fields, precision) == (INTERVAL_ALL_FIELDS, INTERVAL_FULL_PRECISION) else (fields, precision)

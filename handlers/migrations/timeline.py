@@ -1,30 +1,67 @@
 """One pass over the migration that replays its schema changes in order, so each rule knows
 what the schema looked like at its statement: the old type of a column being altered, whether
-a table was created earlier in this file, whether lock_timeout is set at that point.
+a table was created earlier in this file, whether lock_timeout is set at that point, whether a
+column is NOT NULL (or proven so by a valid CHECK), and whether a column this file added still
+holds only NULLs (nothing in it can be lost).
 
 Column types start from the catalog (when a database is given) and follow the file's own
-CREATE TABLE / ADD COLUMN / ALTER TYPE / RENAME / DROP statements.
+CREATE TABLE / ADD COLUMN / ALTER TYPE / RENAME / DROP statements; NOT NULL, CHECK constraints
+and index columns start from the catalog for the tables whose NOT NULL matters (SET NOT NULL,
+ADD PRIMARY KEY) and follow the file's own statements.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .nodes import Node, TableName, alter_table_cmds, const_value, is_alter_table, strings, table_of, table_of_names
+from .nodes import (
+    MAY_CHANGE_ROWS,
+    Node,
+    TableName,
+    alter_table_cmds,
+    column_constraints,
+    const_value,
+    is_alter_table,
+    not_null_columns,
+    strings,
+    table_of,
+    table_of_names,
+)
 from .parsing import Statement
-from .sqltypes import SqlType, type_from_ast
+from .sqltypes import SERIALS, SqlType, type_from_ast
 
 CatalogColumns = dict[TableName, dict[str, SqlType]]
+
+
+@dataclass
+class CatalogConstraints:
+    """What the catalog says about one table's NOT NULL columns (facts.fetch_constraints)."""
+
+    not_null: frozenset[str] = frozenset()
+    checks: dict[str, tuple[frozenset[str], bool]] = field(default_factory=dict)  # name: (proves NOT NULL, valid)
+    indexes: dict[str, tuple[str | None, ...]] = field(default_factory=dict)  # name: columns (None: expression)
+
+
+# Statements that may write rows (a function call can write anywhere): after one, a column this
+# file added is no longer known to hold only NULLs.
+_MAY_WRITE = frozenset(MAY_CHANGE_ROWS) | {"DoStmt", "CallStmt", "ExecuteStmt"}
+_FILLS_ROWS = {"CONSTR_DEFAULT", "CONSTR_IDENTITY", "CONSTR_GENERATED"}
+# ALTER TABLE commands on a column that leave its stored values as they are.
+_KEEPS_VALUES = {"AT_ColumnDefault", "AT_SetStatistics", "AT_SetStorage", "AT_SetCompression", "AT_SetOptions",
+                 "AT_ResetOptions", "AT_ValidateConstraint", "AT_DropConstraint"}
 
 
 class Column:
     """A column as the file has left it so far. Its type is read from the parse tree only when
     asked (most columns a migration creates are never altered later)."""
 
-    __slots__ = ("_type", "_type_name", "db")
+    __slots__ = ("_type", "_type_name", "db", "not_null", "empty")
 
-    def __init__(self, type: SqlType | None, db: tuple[TableName, str] | None, type_name: Node | None = None):
+    def __init__(self, type: SqlType | None, db: tuple[TableName, str] | None, type_name: Node | None = None,
+                 not_null: bool | None = None, empty: bool = False):
         self._type, self._type_name = type, type_name
         self.db = db  # where its current values live in the database, while unchanged
+        self.not_null = not_null  # None: not known
+        self.empty = empty  # added by this file and every row still NULL
 
     @property
     def type(self) -> SqlType | None:  # None: unknown
@@ -41,6 +78,7 @@ class TypeChangeSite:
     new: SqlType
     using: Node | None
     db: tuple[TableName, str] | None  # set when the old values are the database's, untouched
+    empty: bool = False  # added earlier in this file, every row still NULL: no value to lose
 
 
 @dataclass
@@ -48,6 +86,24 @@ class DropColumnSite:
     table: TableName
     column: str
     db: tuple[TableName, str] | None  # the column in the database whose data would go
+    empty: bool = False  # added earlier in this file, every row still NULL
+
+
+@dataclass
+class NotNullSite:
+    """A column that SET NOT NULL (or an ADD PRIMARY KEY) makes NOT NULL, as it was just before."""
+
+    table: TableName
+    column: str
+    state: str  # "not null" (already: nothing to check), "proven" (a valid CHECK), "nullable", "unknown"
+    check: str | None = None  # the CHECK proving it, or one that would once validated
+
+
+@dataclass
+class PrimaryKeySite:
+    table: TableName
+    index: str | None  # USING INDEX name
+    columns: list[NotNullSite] | None  # None: the index's columns are not known
 
 
 @dataclass
@@ -57,6 +113,8 @@ class Timeline:
     created: dict[TableName, list[list]] = field(default_factory=dict)
     type_changes: dict[tuple[int, int], TypeChangeSite] = field(default_factory=dict)  # (stmt, cmd)
     dropped_columns: dict[tuple[int, int], DropColumnSite] = field(default_factory=dict)
+    set_not_null: dict[tuple[int, int], NotNullSite] = field(default_factory=dict)  # (stmt, cmd)
+    primary_keys: dict[tuple[int, int], PrimaryKeySite] = field(default_factory=dict)  # (stmt, cmd)
     lock_timeout_before: list[bool] = field(default_factory=list)  # per statement: set before it?
     # per statement: how many search_path changes came before it. An unqualified name means
     # another table once search_path changes, so "created in this file" holds only within one.
@@ -99,13 +157,33 @@ def touched_tables(statements: list[Statement]) -> set[TableName]:
     return tables
 
 
-def replay(statements: list[Statement], catalog: CatalogColumns) -> Timeline:
+def not_null_tables(statements: list[Statement]) -> set[TableName]:
+    """Tables whose NOT NULL columns, CHECK constraints and indexes the file needs to know: those
+    it runs SET NOT NULL or ADD PRIMARY KEY on."""
+    tables = set()
+    for stmt in statements:
+        if stmt.kind == "AlterTableStmt" and is_alter_table(stmt.node):
+            for _, cmd in alter_table_cmds(stmt.node):
+                if cmd.get("subtype") == "AT_SetNotNull" or (
+                        cmd.get("subtype") == "AT_AddConstraint"
+                        and cmd.get("def", {}).get("Constraint", {}).get("contype") == "CONSTR_PRIMARY"):
+                    tables.add(table_of(stmt.node["relation"]))
+    return tables
+
+
+def replay(statements: list[Statement], catalog: CatalogColumns,
+           constraints: dict[TableName, CatalogConstraints] | None = None) -> Timeline:
     timeline = Timeline()
     tables: dict[TableName, dict[str, Column]] = {}
+    known = constraints or {}
+    nulls = _NotNullState(known)
+    fresh: list[Column] = []  # columns this file added that hold only NULLs so far
 
     def columns(table: TableName) -> dict[str, Column]:
         if table not in tables:
-            tables[table] = {name: Column(t, (table, name)) for name, t in catalog.get(table, {}).items()}
+            not_null = known[table].not_null if table in known else None
+            tables[table] = {name: Column(t, (table, name), not_null=None if not_null is None else name in not_null)
+                             for name, t in catalog.get(table, {}).items()}
         return tables[table]
 
     lock_timeout, epoch = False, 0
@@ -113,34 +191,61 @@ def replay(statements: list[Statement], catalog: CatalogColumns) -> Timeline:
         timeline.lock_timeout_before.append(lock_timeout)
         timeline.search_path_epoch.append(epoch)
         kind, node = stmt.kind, stmt.node
+        if kind in _MAY_WRITE or _unsettles_names(kind, node):
+            for col in fresh:
+                col.empty = False
+            fresh.clear()
         if kind == "AlterTableStmt" and is_alter_table(node):
             table = table_of(node["relation"])
             cols = columns(table)
             for pos, cmd in alter_table_cmds(node):
-                subtype, name = cmd.get("subtype"), cmd.get("name")
+                subtype, name, key = cmd.get("subtype"), cmd.get("name"), (stmt.index, pos)
                 if subtype == "AT_AddColumn":
                     coldef = cmd["def"]["ColumnDef"]
-                    cols[coldef["colname"]] = Column(None, None, coldef["typeName"])
+                    if cmd.get("missing_ok") and coldef["colname"] in cols:
+                        continue  # ADD COLUMN IF NOT EXISTS of a column that exists: nothing changes
+                    certain = not cmd.get("missing_ok") or table in catalog  # that it did not exist
+                    col = cols[coldef["colname"]] = _added_column(coldef, certain)
+                    if col.empty:
+                        fresh.append(col)
                 elif subtype == "AT_AlterColumnType":
                     coldef = cmd["def"]["ColumnDef"]
-                    new = type_from_ast(coldef["typeName"])
+                    new, using = type_from_ast(coldef["typeName"]), coldef.get("raw_default")
                     col = cols.get(name) or Column(None, None)
-                    timeline.type_changes[(stmt.index, pos)] = TypeChangeSite(
-                        table, name, col.type, new, coldef.get("raw_default"), col.db)
-                    cols[name] = Column(new, None)
+                    timeline.type_changes[key] = TypeChangeSite(table, name, col.type, new, using, col.db, col.empty)
+                    cols[name] = Column(new, None, not_null=col.not_null, empty=col.empty and using is None)
+                    if cols[name].empty:
+                        fresh.append(cols[name])
                 elif subtype == "AT_DropColumn":
                     col = cols.pop(name, None)
-                    timeline.dropped_columns[(stmt.index, pos)] = DropColumnSite(table, name, col.db if col else None)
+                    timeline.dropped_columns[key] = DropColumnSite(
+                        table, name, col.db if col else None, bool(col and col.empty))
+                elif subtype in ("AT_SetNotNull", "AT_DropNotNull"):
+                    if subtype == "AT_SetNotNull":
+                        timeline.set_not_null[key] = nulls.site(table, name, cols.get(name))
+                    cols.setdefault(name, Column(None, None)).not_null = subtype == "AT_SetNotNull"
+                elif subtype == "AT_AddConstraint" and "Constraint" in cmd.get("def", {}):
+                    keys = nulls.add_constraint(table, cmd["def"]["Constraint"])
+                    if keys is not False:  # a primary key
+                        timeline.primary_keys[key] = PrimaryKeySite(
+                            table, cmd["def"]["Constraint"].get("indexname"),
+                            None if keys is None else [nulls.site(table, k, cols.get(k)) for k in keys])
+                        for k in keys or ():
+                            cols.setdefault(k, Column(None, None)).not_null = True
+                elif subtype in ("AT_ValidateConstraint", "AT_DropConstraint"):
+                    nulls.change_check(table, name, validate=subtype == "AT_ValidateConstraint")
+                elif name in cols and subtype not in _KEEPS_VALUES:
+                    cols[name].empty = False  # e.g. SET EXPRESSION computes values for every row
         elif kind == "CreateStmt":
             table = table_of(node["relation"])
             if node.get("if_not_exists") and table in catalog:
                 continue  # it exists: the definition is ignored
             if not node.get("if_not_exists"):
                 timeline.mark_created(table, stmt.index)
-            tables[table] = {
-                elt["ColumnDef"]["colname"]: Column(None, None, elt["ColumnDef"]["typeName"])
-                for elt in node.get("tableElts", ()) if "ColumnDef" in elt
-            }
+            tables[table] = _created_columns(node)
+            nulls.checks[table] = {}
+        elif kind == "IndexStmt" and node.get("idxname"):
+            nulls.add_index(table_of(node["relation"]), node)
         elif kind == "CreateTableAsStmt" and node.get("objtype") == "OBJECT_TABLE":
             table = table_of(node["into"]["rel"])
             if not node.get("if_not_exists"):
@@ -152,6 +257,7 @@ def replay(statements: list[Statement], catalog: CatalogColumns) -> Timeline:
             for names in node.get("objects", ()):
                 table = table_of_names(names["List"]["items"])
                 tables[table] = {}
+                nulls.checks[table] = {}
                 timeline.mark_gone(table, stmt.index)
         elif kind == "AlterObjectSchemaStmt" and node.get("objectType") == "OBJECT_TABLE" and "relation" in node:
             timeline.mark_gone(table_of(node["relation"]), stmt.index)
@@ -174,6 +280,89 @@ def replay(statements: list[Statement], catalog: CatalogColumns) -> Timeline:
             if _set_config(node, "search_path") is not None:
                 epoch += 1
     return timeline
+
+
+def _unsettles_names(kind: str, node: Node) -> bool:
+    """After a ROLLBACK (TO SAVEPOINT) the file's ADD COLUMNs may not have happened, and after a
+    search_path change an unqualified name may mean another table: a column this file added is no
+    longer surely the one a later statement names."""
+    if kind == "TransactionStmt":
+        return node.get("kind") in ("TRANS_STMT_ROLLBACK", "TRANS_STMT_ROLLBACK_TO")
+    return kind == "VariableSetStmt" and (
+        node.get("kind") == "VAR_RESET_ALL" or (node.get("name") or "").lower() == "search_path")
+
+
+def _declares_not_null(coldef: Node) -> bool:
+    contypes = {c.get("contype") for c in column_constraints(coldef)}
+    return bool(coldef.get("is_not_null") or contypes & {"CONSTR_NOTNULL", "CONSTR_PRIMARY"})
+
+
+def _added_column(coldef: Node, certain: bool) -> Column:
+    """A column ADD COLUMN makes: empty unless a default, identity, generation or serial fills its rows,
+    or (not `certain`: ADD COLUMN IF NOT EXISTS without a database to say) it may exist already."""
+    contypes = {c.get("contype") for c in column_constraints(coldef)}
+    serial = bool(set(strings(coldef["typeName"].get("names"))[-1:]) & SERIALS)
+    return Column(None, None, coldef["typeName"], not_null=_declares_not_null(coldef),
+                  empty=certain and not (contypes & _FILLS_ROWS or serial))
+
+
+def _created_columns(node: Node) -> dict[str, Column]:
+    keys = {k for elt in node.get("tableElts", ()) if elt.get("Constraint", {}).get("contype") == "CONSTR_PRIMARY"
+            for k in strings(elt["Constraint"].get("keys"))}
+    return {
+        elt["ColumnDef"]["colname"]: Column(None, None, elt["ColumnDef"]["typeName"],
+                                            not_null=_declares_not_null(elt["ColumnDef"])
+                                            or elt["ColumnDef"]["colname"] in keys)
+        for elt in node.get("tableElts", ()) if "ColumnDef" in elt
+    }
+
+
+class _NotNullState:
+    """CHECK constraints that prove columns NOT NULL, and index columns, as the file leaves them."""
+
+    def __init__(self, known: dict[TableName, CatalogConstraints]):
+        self.checks: dict[TableName, dict[str, list]] = {  # name: [columns it proves NOT NULL, valid]
+            table: {name: [cols, valid] for name, (cols, valid) in facts.checks.items()}
+            for table, facts in known.items()}
+        self.indexes: dict[TableName, tuple[str | None, ...]] = {  # (schema, index name): columns
+            TableName(table.schema, name): cols
+            for table, facts in known.items() for name, cols in facts.indexes.items()}
+
+    def site(self, table: TableName, column: str, col: Column | None) -> NotNullSite:
+        if col is not None and col.not_null:
+            return NotNullSite(table, column, "not null")
+        proving = [(name, valid) for name, (cols, valid) in self.checks.get(table, {}).items() if column in cols]
+        valid = [name for name, ok in proving if ok]
+        if valid:
+            return NotNullSite(table, column, "proven", valid[0])
+        state = "nullable" if col is not None and col.not_null is False else "unknown"
+        return NotNullSite(table, column, state, proving[0][0] if proving else None)
+
+    def add_constraint(self, table: TableName, constraint: Node) -> list[str] | None | bool:
+        """Record a CHECK; for a PRIMARY KEY return its columns (None: not known), else False."""
+        contype = constraint.get("contype")
+        if contype == "CONSTR_CHECK":
+            proves = not_null_columns(constraint.get("raw_expr"))
+            if proves:
+                name = constraint.get("conname") or f"{table.name}_{min(proves)}_check"
+                self.checks.setdefault(table, {})[name] = [proves, not constraint.get("skip_validation")]
+        if contype != "CONSTR_PRIMARY":
+            return False
+        if not constraint.get("indexname"):
+            return strings(constraint.get("keys"))
+        cols = self.indexes.get(TableName(table.schema, constraint["indexname"]))
+        return list(cols) if cols and None not in cols else None
+
+    def change_check(self, table: TableName, name: str, validate: bool) -> None:
+        checks = self.checks.get(table, {})
+        if validate and name in checks:
+            checks[name][1] = True
+        elif not validate:
+            checks.pop(name, None)
+
+    def add_index(self, table: TableName, node: Node) -> None:
+        params = [p.get("IndexElem", {}) for p in node.get("indexParams", ())]
+        self.indexes[TableName(table.schema, node["idxname"])] = tuple(p.get("name") for p in params)
 
 
 def _rename(node: Node, columns, tables, timeline: Timeline, index: int) -> None:

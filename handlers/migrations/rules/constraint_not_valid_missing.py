@@ -29,8 +29,9 @@ RULE = Rule(
     code="constraint-not-valid-missing",
     severity=WARNING,
     summary="Adding a FOREIGN KEY or CHECK constraint validates all rows while holding a lock that blocks writes.",
-    hint="Add it with NOT VALID (instant; new rows are checked), then in a separate statement or "
-         "transaction run ALTER TABLE ... VALIDATE CONSTRAINT, which does not block writes.",
+    hint="Add it with NOT VALID (instant; new rows are checked), then run ALTER TABLE ... VALIDATE CONSTRAINT "
+         "in a later migration: on its own it does not block writes (dbops applies a migration as one "
+         "transaction, so in the same file it would scan under the ADD's lock).",
     check=check, on=("AlterTableStmt",), bad=tuple(BAD), good=tuple(GOOD),
     cmds=("AT_AddConstraint", "AT_AddColumn"),
 )

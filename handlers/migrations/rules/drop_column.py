@@ -5,6 +5,8 @@ from ..rule import FORBIDDEN, WARNING, Hit, Rule
 BAD = [
     'ALTER TABLE "Users" DROP COLUMN "DisplayName";',
     'ALTER TABLE "Notes" DROP COLUMN IF EXISTS "IsPinned" CASCADE;',
+    # added earlier in this file and still all NULL: reported as a warning only
+    'ALTER TABLE "Users" ADD COLUMN "Nickname" text;\nALTER TABLE "Users" DROP COLUMN "Nickname";',
 ]
 GOOD = [
     'ALTER TABLE "Users" ADD COLUMN "Nickname" text;',
@@ -23,6 +25,9 @@ def check(stmt, ctx):
         dropped = ctx.dropped_column(stmt, pos)
         if ctx.created_before(table, stmt):
             yield Hit(f"drops {label} of a table this file created: no existing data is lost", WARNING)
+        elif dropped.site.empty:
+            yield Hit(f"drops {label}, which this file added earlier and which holds only NULLs: no existing "
+                      "data is lost", WARNING)
         elif dropped.has_data is False:
             yield Hit(f"drops {label}, which is empty (every row is NULL) in the target database", WARNING,
                       "Make sure no deployed code still reads or writes the column before dropping it.")

@@ -7,6 +7,9 @@ from .type_table import Change
 BAD = [
     # the old type comes from the ADD COLUMN earlier in the same file
     'ALTER TABLE "Notes" ADD COLUMN "Views" integer;\nALTER TABLE "Notes" ALTER COLUMN "Views" TYPE bigint;',
+    # lossy in general, but the column this file added holds only NULLs: just the rewrite
+    'ALTER TABLE "Notes" ADD COLUMN "Score" numeric(12,2);\n'
+    'ALTER TABLE "Notes" ALTER COLUMN "Score" TYPE numeric(12,1);',
     'ALTER TABLE "Notes" ADD COLUMN "Uid" uuid DEFAULT gen_random_uuid();',
     'ALTER TABLE "Notes" ADD COLUMN "Seq" bigserial;',
     'ALTER TABLE "Notes" ADD COLUMN "Words" integer GENERATED ALWAYS AS (length("Content")) STORED;',

@@ -42,6 +42,9 @@ the new type) is LOSSY too: it computes new values.
   timestamp(p)        timestamp(q<p)       LOSSY      rounds fractional seconds
   timestamp           timestamptz          REWRITE    read as local time in the session TimeZone
   timestamptz         timestamp            LOSSY      the repeated DST hour maps two instants to one
+  interval(p)         interval(q>=p)       SAFE       (or fewer restricted fields; default p=6)
+  interval(p)         interval(q<p)        LOSSY      rounds fractional seconds
+  interval            interval YEAR, ...   LOSSY      a new fields restriction truncates values
   date                timestamp(tz)        REWRITE
   timestamp(tz)       date                 LOSSY      drops the time of day
   cidr                inet                 SAFE       every cidr is an inet, same storage
@@ -57,7 +60,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..nodes import Node, is_column_ref
-from ..sqltypes import SqlType, type_from_ast
+from ..sqltypes import INTERVAL_ALL_FIELDS, INTERVAL_FULL_PRECISION, SqlType, type_from_ast
 
 
 class Change(enum.Enum):
@@ -178,6 +181,18 @@ def _timestamp_to_tz(old: SqlType, new: SqlType) -> Classification:
         Change.REWRITE, "values are read as local time in the session TimeZone (no rewrite only when it is UTC)")
 
 
+def _interval(old: SqlType, new: SqlType) -> Classification:
+    (old_fields, old_p), (new_fields, new_p) = (t.mods or (INTERVAL_ALL_FIELDS, INTERVAL_FULL_PRECISION)
+                                                for t in (old, new))
+    old_p, new_p = (6 if p == INTERVAL_FULL_PRECISION else p for p in (old_p, new_p))  # 6: microseconds
+    if new_p < old_p:
+        return Classification(Change.LOSSY, f"fractional seconds are rounded from {old_p} to {new_p} digits")
+    if new_fields != INTERVAL_ALL_FIELDS and new_fields != old_fields:
+        return Classification(Change.LOSSY, "the fields restriction truncates values (INTERVAL YEAR drops months "
+                                            "and days)")
+    return Classification(Change.SAFE, "no value changes; no rewrite, only the catalog changes")
+
+
 TYPE_CHANGES: dict[tuple[str, str], Classifier] = {
     ("varchar", "varchar"): _text_limit,
     ("varchar", "text"): _text_limit,
@@ -202,6 +217,7 @@ TYPE_CHANGES: dict[tuple[str, str], Classifier] = {
     ("date", "timestamptz"): _fixed(Change.REWRITE, "every date becomes midnight of that day in the session TimeZone"),
     ("timestamp", "date"): _fixed(Change.LOSSY, "drops the time of day"),
     ("timestamptz", "date"): _fixed(Change.LOSSY, "drops the time of day"),
+    ("interval", "interval"): _interval,
     ("cidr", "inet"): _fixed(Change.SAFE, "every cidr is a valid inet with the same storage; no rewrite"),
     ("inet", "cidr"): _fixed(Change.LOSSY, "cidr zeroes the host bits (10.1.2.3/24 becomes 10.1.2.0/24)"),
     ("json", "jsonb"): _fixed(Change.LOSSY, "jsonb drops duplicate keys, key order and whitespace"),

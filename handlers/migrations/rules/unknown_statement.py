@@ -43,6 +43,7 @@ GOOD = [
     'ANALYZE "Notes";\nREFRESH MATERIALIZED VIEW "NoteStats";\nREINDEX INDEX CONCURRENTLY "IX_Notes_Title";',
     'EXPLAIN SELECT * FROM "Notes" WHERE "Id" = 1;',
     'ALTER TABLE "Notes" SET SCHEMA archive;',
+    'ALTER TABLE "AuditLogs" DETACH PARTITION "AuditLogs_2023";  -- detach-partition warns',
 ]
 
 Check = Callable[[Node], "str | None"]  # None: understood; else why not
@@ -56,7 +57,7 @@ _ALTER_TABLE_CMDS = frozenset({
     "AT_SetLogged", "AT_SetUnLogged", "AT_SetAccessMethod", "AT_SetTableSpace", "AT_SetRelOptions",
     "AT_ResetRelOptions", "AT_ReplaceRelOptions", "AT_AddIdentity", "AT_SetIdentity", "AT_DropIdentity",
     "AT_AttachPartition", "AT_ReplicaIdentity", "AT_AddInherit", "AT_DropInherit", "AT_DropExpression",
-    "AT_AlterColumnGenericOptions",
+    "AT_AlterColumnGenericOptions", "AT_DetachPartition", "AT_DetachPartitionFinalize",
 }) | frozenset(PRIVILEGE_CMDS) | frozenset(TRIGGER_CMDS)
 _ALTER_OBJECTS = {"OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_SEQUENCE", "OBJECT_VIEW", "OBJECT_MATVIEW"}
 _DROP_OBJECTS = {
