@@ -21,6 +21,7 @@ from ..core.registry import Area, Bot, Invocation
 from ..core.standin import recorded_on_standin
 from .backup import backup_settings, catalog, from_storage
 from .drill import drill_settings
+from .render import render_settings
 
 # handlers.restore (psycopg) is imported by the functions that restore: declaring the commands,
 # which every `dbops` invocation does, must not load it.
@@ -31,9 +32,10 @@ log = logging.getLogger("dbops.restore")
 
 _ARGS = (
     Arg("backup", "a backup id, or latest: the newest verified backup of --from", default="latest"),
-    Arg("--into", "the configured target to restore into, e.g. recovery ([targets.recovery] in dbops.toml)",
-        required=True),
+    Arg("--into", "the configured target to restore into, e.g. recovery ([targets.recovery] in dbops.toml)"),
     Arg("--from", "whose backups `latest` picks from", default="prod"),
+    Arg("--from-url", "an archive made elsewhere (pg_dump -Fc, a Render export), downloaded from this http(s) "
+                      "URL: verified as far as it can be, and marked as not from the catalog"),
     Arg("--overwrite", "drop what the target holds first (also needed to restore over the source itself)",
         flag=True),
     Arg("--backup-after", "take a fresh backup of the restored target", flag=True),
@@ -48,10 +50,36 @@ def _options(inv: Invocation) -> RestoreOptions:
                           overwrite=inv.args.overwrite, jobs=max(1, drills.jobs), amcheck=drills.amcheck)
 
 
-def run_restore(inv: Invocation) -> Report:
-    from handlers.restore import restore_backup
+def _into(inv: Invocation):
+    if not inv.args.into:
+        raise UsageError("restore needs --into TARGET: the configured target to restore into, e.g. --into recovery")
+    return inv.settings.target(inv.args.into)
 
-    into = inv.settings.target(inv.args.into)
+
+def _foreign(inv: Invocation):
+    """The archive made elsewhere (`--from-file` / `--from-url`), or None for a backup of the catalog."""
+    from handlers.restore import ForeignArchive
+
+    path, url = getattr(inv.args, "from_file", None), getattr(inv.args, "from_url", None)
+    if path is None and url is None:
+        return None
+    if inv.args.backup not in (None, "latest") or inv.args.backup_after:
+        raise UsageError("--from-file and --from-url restore that archive: give no backup id, and no --backup-after "
+                         "(back the target up once it is in use)")
+    limits = render_settings(inv.settings)
+    return ForeignArchive.of(path, url, max_bytes=limits.export_max_bytes, max_files=limits.export_max_files)
+
+
+def run_restore(inv: Invocation) -> Report:
+    from handlers.restore import restore_backup, restore_foreign
+
+    into = _into(inv)
+    foreign = _foreign(inv)
+    if foreign is not None:
+        drills = drill_settings(inv.settings)
+        inv.ensure_lock()
+        return restore_foreign(foreign, into, _options(inv), backup_settings(inv.settings), drills.smoke_queries,
+                               drills.smoke_timeout_s, progress=inv.progress, cancel=inv.cancel)
     options = _options(inv)
     source = inv.settings.targets.get(options.source)
     settings = backup_settings(inv.settings)
@@ -93,11 +121,14 @@ def confirm_in_terminal(into: str, given: str | None, stdin=None) -> None:
 
 
 @command("restore", "restore a backup into a configured target, and prove it against the backup's manifest",
-         *_ARGS, Arg("--confirm", "the target's name again, so no question is asked"),
+         *_ARGS, Arg("--from-file", "an archive made elsewhere on this machine (a pg_dump -Fc file, a directory "
+                                    "dump, a Render export): verified as far as it can be, not from the catalog"),
+         Arg("--confirm", "the target's name again, so no question is asked"),
          long_running=True, lock="restore", takes_target=False, who="approvers", where="cli")
 @from_storage
 def restore_cli(inv: Invocation) -> Report:
-    inv.settings.target(inv.args.into)  # an unknown target is named before the question
+    _into(inv)  # an unknown target is named before the question
+    _foreign(inv)  # and a wrong combination of arguments
     confirm_in_terminal(inv.args.into, inv.args.confirm)
     return run_restore(inv)
 
@@ -107,7 +138,8 @@ def restore_cli(inv: Invocation) -> Report:
          *_ARGS, long_running=True, lock="restore", takes_target=False, who="approvers", where="slack")
 @recorded_on_standin
 def restore_slack(inv: Invocation) -> Report:
-    into = inv.settings.target(inv.args.into)
+    into = _into(inv)
+    foreign = _foreign(inv)
     store = inv.requests or inv.store
     if store is None:
         raise ConfigError("restore requests in Slack wait for approvals in the state store, which is unreachable: "
@@ -119,16 +151,23 @@ def restore_slack(inv: Invocation) -> Report:
     required = 2 if options.overwrite else 1
     words = {"backup": options.backup, "into": into.name, "from": options.source, "overwrite": options.overwrite,
              "backup_after": bool(inv.args.backup_after)}
+    if foreign is not None:
+        words["from_url"] = foreign.url  # in the state store only; every message shows foreign.label
     settings = ApprovalSettings.from_dict(inv.settings.section("approvals"))
-    name = f"{options.backup} into {into.name}" + (" (overwrite)" if options.overwrite else "")
+    what = foreign.label if foreign is not None else options.backup
+    name = f"{what} into {into.name}" + (" (overwrite)" if options.overwrite else "")
+    whose = " (made elsewhere: not from the catalog)" if foreign is not None else f" of `{options.source}`"
+    how = ("The bot downloads the archive, reads its table of contents and all of it, restores it with pg_restore, "
+           "then checks the restored database (the archive's tables there, constraints, indexes, pg_amcheck, the "
+           "smoke queries): it has no manifest to compare rows with." if foreign is not None else
+           "The bot restores the backup with pg_restore, then proves it against the backup's manifest "
+           "(rows, checksums, schema, sequences, constraints, pg_amcheck) and posts the report.")
     report = Report(title=f"Restore request: {name}",
-                    summary=f"Restore {options.backup} of `{options.source}` into `{into.name}`"
+                    summary=f"Restore {what}{whose} into `{into.name}`"
                             f"{', dropping what it holds' if options.overwrite else ''}: needs {required} "
                             f"approval{'s' if required > 1 else ''} (react on the request message).",
                     outcome=Outcome.APPROVAL_REQUIRED,
-                    sections=[Section("What happens once approved", text=(
-                        "The bot restores the backup with pg_restore, then proves it against the backup's manifest "
-                        "(rows, checksums, schema, sequences, constraints, pg_amcheck) and posts the report."))])
+                    sections=[Section("What happens once approved", text=how)])
     req = ApprovalBook(store).create(
         kind="restore", name=name, target=into.name,
         sha256=hashlib.sha256(repr(sorted(words.items())).encode()).hexdigest(), payload=words,
@@ -139,7 +178,8 @@ def restore_slack(inv: Invocation) -> Report:
     if inv.store is None:
         report.summary += (" The state database is unreachable: this request is recorded on a stand-in, and is "
                            "void if the state database answers before it is approved.")
-    report.data = {"request": req.code, "required_approvals": required, **words}
+    report.data = {"request": req.code, "required_approvals": required, **words,
+                   **({"from_url": foreign.label} if foreign is not None else {})}
     return report
 
 
@@ -151,7 +191,8 @@ def apply_approved(svc: Bot, req: ApprovalRequest) -> None:
         return  # another replica took it, or it was withdrawn
     p = req.payload
     args = argparse.Namespace(backup=p["backup"], into=p["into"], overwrite=bool(p["overwrite"]),
-                              backup_after=bool(p["backup_after"]), target=None, format="text", confirm=p["into"])
+                              backup_after=bool(p["backup_after"]), target=None, format="text", confirm=p["into"],
+                              from_url=p.get("from_url"), from_file=None)
     setattr(args, "from", p["from"])
     inv = Invocation(command=restore_slack, args=args, settings=svc.settings, actor=req.requested_by,
                      registry=svc.registry, channel=req.channel, store=svc.store, front_end="slack")

@@ -272,19 +272,27 @@ class _Restore:
     def _verify(self, manifest: BackupManifest) -> str:
         doc = manifest.to_dict()
         level = manifest.integrity_level or "counts"
+
+        def against_the_manifest(conn: psycopg.Connection) -> None:
+            self.progress(Progress("verify", 0.1, "rows, checksums and schema against the manifest"))
+            actual = C.capture_restored(conn, level, C.checksum_method(doc))
+            self._check(C.table_data_check(doc, actual))
+            for check in C.schema_checks(doc, actual):
+                self._check(check)
+            self.progress(Progress("verify", 0.5, "constraints and indexes"))
+            self._check(C.constraints_valid_check(conn, C.not_valid_in_source(doc)))
+            self._check(C.indexes_valid_check(conn))
+
+        return self._verify_with(against_the_manifest)
+
+    def _verify_with(self, checks: Callable[[psycopg.Connection], None]) -> str:
+        """`checks` on the restored database, then pg_amcheck; the extension it installs is dropped again."""
         try:
             with self.into.connect(connect_timeout=10) as conn:
                 conn.autocommit = True
                 had_amcheck = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'amcheck')"
                                            ).fetchone()[0]
-                self.progress(Progress("verify", 0.1, "rows, checksums and schema against the manifest"))
-                actual = C.capture_restored(conn, level, C.checksum_method(doc))
-                self._check(C.table_data_check(doc, actual))
-                for check in C.schema_checks(doc, actual):
-                    self._check(check)
-                self.progress(Progress("verify", 0.5, "constraints and indexes"))
-                self._check(C.constraints_valid_check(conn, C.not_valid_in_source(doc)))
-                self._check(C.indexes_valid_check(conn))
+                checks(conn)
                 if self.options.amcheck:
                     self.progress(Progress("verify", 0.7, "pg_amcheck"))
                     self._check(_amcheck(self.into.dsn, self.options.jobs, self.cancel))
@@ -298,7 +306,6 @@ class _Restore:
                 from None
         failed = [c for c in self.result.checks if not c["ok"]]
         return f"{len(self.result.checks) - len(failed)} of {len(self.result.checks)} checks passed"
-
 
 def next_steps(into: str) -> str:
     return (f"1. Point the application at `{into}`: in the Render dashboard, set the web service's DATABASE_URL "
