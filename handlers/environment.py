@@ -53,7 +53,9 @@ ENVIRONMENT = (
            not_in_blueprint="no .env file on Render: the Blueprint sets the environment"),
     EnvVar("DBOPS_BACKUP_DIR", "local backup folder (default `./backups`), created at start", example="./backups"),
     EnvVar("DBOPS_BACKUP_KEY", "optional: base64 of 32 bytes (`openssl rand -base64 32`); backups are encrypted "
-                               "at rest (AES-256-GCM) when `backup.encrypt = true`", secret=True),
+                               "at rest (AES-256-GCM) when `backup.encrypt = true`, and their manifests are sealed "
+                               "with a key derived from it (a backup planted in the storage is then refused)",
+           secret=True),
     EnvVar("DBOPS_S3_ACCESS_KEY_ID", "optional: S3-compatible storage for backups (`backup.storage = \"s3\"`)",
            not_in_blueprint="add it with its secret when backup.storage = \"s3\""),
     EnvVar("DBOPS_S3_SECRET_ACCESS_KEY", "optional: the secret of `DBOPS_S3_ACCESS_KEY_ID`", secret=True,
@@ -67,8 +69,15 @@ ENVIRONMENT = (
     EnvVar("DBOPS_DRILL_URL", "optional: a scratch server for drills (`drill.instance = \"scratch\"`; another "
                               "variable with `drill.scratch_url_env`)", secret=True, connection=True,
            not_in_blueprint="drills run in a throwaway local instance by default"),
-    EnvVar("DBOPS_PG_BIN", "optional: PostgreSQL binaries to use instead of the bundled PostgreSQL 18",
-           not_in_blueprint="the bundled binaries are used"),
+    EnvVar("DBOPS_PG_BIN", "optional: PostgreSQL binaries to use instead of the bundled PostgreSQL 18 for the bot's "
+                           "own work (reading archives). One variable per major, `DBOPS_PG_BIN_14` to "
+                           "`DBOPS_PG_BIN_18`, names the bin folder copies of a database on that major run from, "
+                           "e.g. `DBOPS_PG_BIN_16=/usr/lib/postgresql/16/bin` (Debian's postgresql-16); without it, "
+                           "`dbops pg install 16`'s", not_in_blueprint="the bundled binaries, and `dbops pg install`'s"),
+    EnvVar("DBOPS_PG_DIR", "optional: where `dbops pg install` keeps PostgreSQL majors (default "
+                           "`$XDG_CACHE_HOME/dbops/postgres`, or `~/.cache/dbops/postgres`)"),
+    EnvVar("XDG_CACHE_HOME", "optional: the user's cache folder (the default `DBOPS_PG_DIR` is inside it)",
+           not_in_blueprint="the Blueprint sets DBOPS_PG_DIR itself"),
     EnvVar("RENDER_API_KEY", "optional: Render's API key, for `render status`, `render drill` and "
                              "`restore --from render`", secret=True),
     EnvVar("RENDER_POSTGRES_ID", "optional: the production database's Render id (`dpg-...`, in its Dashboard URL); "
@@ -112,6 +121,26 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
         if value:
             found += dsn_secrets(value) if var.connection else [value]  # dsn_secrets starts with the value
     return found
+
+
+def secret_problem(name: str, value: str, connection: bool) -> str | None:
+    """Why a secret's value cannot be kept out of messages (None: it can); never quotes the value.
+    A connection string must read the same to libpq and to a URL parser (else a piece of its
+    password is shown as a host or a port), and no secret may be shorter than SHORTEST_SECRET."""
+    from handlers.errors import ConfigError
+    from handlers.target import SHORTEST_SECRET, check_connection_string, connection_password
+
+    what = name
+    if connection:
+        try:
+            check_connection_string(name, value)
+        except ConfigError as exc:
+            return str(exc)
+        value, what = connection_password(value) or "", f"the password in {name}"
+    if value and len(value) < SHORTEST_SECRET:
+        return (f"{what} is shorter than {SHORTEST_SECRET} characters: dbops cannot keep a value that short out "
+                "of its messages and logs; use a longer one")
+    return None
 
 
 ENV_EXAMPLE_HEADING = "# Copy to .env (never commit it). Every variable is read from the environment too."

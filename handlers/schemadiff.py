@@ -3,6 +3,10 @@
 A drill compares a backup with the database restored from it; a rehearsal compares the schema before
 UP with the schema after DOWN. Both ask the same question, so one comparison serves, and `Sides` says
 what the two captures are called in the sentences.
+
+The two captures may come from servers of different PostgreSQL majors (a restore into a newer major,
+a drill run with --allow-newer-major). What only the major changes is not a difference of the
+database, so `comparable` takes it out of both, here, for every caller (see `_VERSION_SHAPES`).
 """
 from __future__ import annotations
 
@@ -28,13 +32,53 @@ _PARTS = (("column", "columns", ("type", "not_null", "default")),
           ("constraint", "constraints", ("type", "definition", "validated")))
 
 
-def schema_differences(old: dict, new: dict, sides: Sides, *, sequence_values: bool) -> list[str]:
+def major_of(server_version_num: int | str | None) -> int | None:
+    """16 from 160004; None when unknown (0 or missing, as an older manifest may have it)."""
+    try:
+        num = int(server_version_num or 0)
+    except (TypeError, ValueError):
+        return None
+    return num // 10000 if num >= 100000 else None
+
+
+def _not_null_rows(old_major: int, new_major: int) -> bool:
+    """From 18 on a NOT NULL is also a pg_constraint row (named "<table>_<column>_not_null", with a
+    definition); before 18 it is only attnotnull, which both sides' columns carry as not_null."""
+    return (old_major >= 18) != (new_major >= 18)
+
+
+# (what differs by major, when, how it is taken out of both captures)
+_VERSION_SHAPES = (
+    ("NOT NULL constraints", _not_null_rows,
+     lambda capture: {**capture, "constraints": [c for c in capture.get("constraints", [])
+                                                 if c.get("type") != "not null"]}),
+)
+
+
+def comparable(old: dict, new: dict, majors: tuple[int | None, int | None]) -> tuple[dict, dict, list[str]]:
+    """The two schema captures with what only their servers' majors make differ taken out of both, and
+    what was taken out, in words. Unknown or equal majors: the captures as they are."""
+    old_major, new_major = majors
+    if old_major is None or new_major is None or old_major == new_major:
+        return old, new, []
+    said = []
+    for what, applies, strip in _VERSION_SHAPES:
+        if applies(old_major, new_major):
+            old, new = strip(old), strip(new)
+            said.append(f"{what} (PostgreSQL {old_major} and {new_major} record them differently)")
+    return old, new, said
+
+
+def schema_differences(old: dict, new: dict, sides: Sides, *, sequence_values: bool,
+                       majors: tuple[int | None, int | None] = (None, None)) -> list[str]:
     """Differences between two schema captures; [] = the same.
 
     The columns, indexes and constraints of a table that only one side has go without saying.
     `sequence_values`: also demand that each sequence hands out values above its column's largest
     (true for a restore; a rehearsal's sequences move outside transactions and are not compared).
+    `majors`: the PostgreSQL majors the two captures were made on (see `comparable`).
     """
+    old, new, _ = comparable(old, new, majors)
     diffs: list[str] = []
     old_tables = {f"{t['schema']}.{t['name']}": t for t in old.get("tables", [])}
     new_tables = {f"{t['schema']}.{t['name']}": t for t in new.get("tables", [])}

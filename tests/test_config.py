@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def env_for(path: Path, **extra: str) -> dict[str, str]:
-    return {"DBOPS_CONFIG": str(path), "DATABASE_URL": "postgresql://u:pw@localhost/asidenote", **extra}
+    return {"DBOPS_CONFIG": str(path), "DATABASE_URL": "postgresql://u:pw0rd@localhost/asidenote", **extra}
 
 
 @pytest.mark.parametrize("name", ["dbops.toml", "dbops.example.toml"])

@@ -134,7 +134,8 @@ def _drill(backup_id: str, day: int, restore_s: float, passed: bool) -> DrillRes
                "table public.Notes: 150,000 rows expected, 149,200 restored"}]
     return DrillResult(backup_id=backup_id, target="prod", instance_kind="local", started_at=start, finished_at=at,
                        instance="throwaway local PostgreSQL", steps=steps, checks=checks,
-                       versions={"backup server": "PostgreSQL 18.1", "drill server": "PostgreSQL 18.1"},
+                       versions={"source server": "PostgreSQL 16.4", "drill server": "PostgreSQL 16.15"},
+                       source_version="16.4", copy_version="16.15",
                        backup={"created_at": _at(day - 1).isoformat(), "format": "custom", "size": 44_800_000,
                                "integrity_level": "checksums", "tables": 3, "rows": 200_000},
                        procedure=["Created a throwaway local PostgreSQL.", "Restored the backup with pg_restore.",

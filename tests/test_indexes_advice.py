@@ -250,11 +250,12 @@ def test_the_copy_is_read_only_for_a_non_superuser_even_past_the_parser(proven):
 
 
 def test_a_major_that_is_not_installed_is_a_clear_error_naming_the_install_command(monkeypatch, tmp_path):
-    monkeypatch.delenv("DBOPS_PG_BIN_11", raising=False)
-    copy = AdviceCopy(11, tmp_path, 1, 5.0)
+    monkeypatch.delenv("DBOPS_PG_BIN_15", raising=False)
+    monkeypatch.setenv("DBOPS_PG_DIR", str(tmp_path / "no-postgres-here"))
+    copy = AdviceCopy(15, tmp_path, 1, 5.0)
     with pytest.raises(DbopsError) as failed:
         copy.start(tmp_path / "never-read.dump")
-    assert "PostgreSQL 11" in str(failed.value) and "dbops pg install 11" in str(failed.value)
+    assert "PostgreSQL 15" in str(failed.value) and "dbops pg install 15" in str(failed.value)
     assert list(tmp_path.iterdir()) == []  # nothing left behind
     copy.stop()
 

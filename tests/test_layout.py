@@ -131,3 +131,45 @@ def test_each_area_module_declares_one_area():
 
     assert all(isinstance(area, Area) for area in AREAS)
     assert len({area.name for area in AREAS}) == len(AREAS)
+
+
+def declared_commands(path: Path) -> list[str]:
+    """The names a module binds to a command it declares: `@command(...)` over a function, or
+    `name = command(...)(run)`; imported commands are not its declarations."""
+    def declares(call: ast.AST) -> bool:
+        while isinstance(call, ast.Call):
+            if isinstance(call.func, ast.Name) and call.func.id == "command":
+                return True
+            call = call.func
+        return False
+
+    found = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef) and any(declares(d) for d in node.decorator_list):
+            found.append(node.name)
+        elif isinstance(node, ast.Assign) and declares(node.value):
+            found += [t.id for t in node.targets if isinstance(t, ast.Name)]
+    return found
+
+
+def test_every_command_declared_in_an_area_is_listed_in_its_area():
+    """A command declared and not listed is not a command: `dbops drill last` once ran `drill` with a
+    backup id "last" because `drill last` was left out of the drill area's list."""
+    import importlib
+
+    from bot.core.command import Command
+
+    forgotten, seen = [], 0
+    for path in sorted((ROOT / "bot" / "areas").rglob("*.py")):
+        name = module_name(path)
+        if name == "bot.areas":
+            continue
+        area = importlib.import_module(".".join(name.split(".")[:3])).AREA  # bot.areas.<area>
+        module = importlib.import_module(name)
+        for attr in declared_commands(path):
+            cmd = getattr(module, attr)
+            assert isinstance(cmd, Command), f"{name}.{attr}"
+            seen += 1
+            if cmd not in area.commands:
+                forgotten.append(f"{name}.{attr} (`{cmd.name}`) is not in {area.name}'s AREA")
+    assert forgotten == [] and seen > 30

@@ -7,7 +7,8 @@ import psycopg
 import pytest
 
 from bot.areas import AREAS
-from bot.areas.migrations.flow import MARK_SQL, apply_claim, ensure_marks_table, recover_applying
+from bot.areas.migrations.flow import MARK_SQL, ensure_marks_table
+from bot.core.applier import apply_claim, recover_applying
 from bot.core.approvals.book import migration_sha256
 from bot.core.approvals.settings import expires_at
 from bot.core.config import Settings
@@ -59,7 +60,7 @@ def test_a_change_that_committed_before_the_crash_is_reported_applied(svc, demo_
     lines = recover_applying(svc)
     assert svc.approvals.book.get(req.id).status == "applied"
     assert ledger(demo_db) == [(req.id, "applied", ["U0BOSS"])]
-    assert any("applied" in t and "found at start-up" in t for t in thread_texts(fake_slack, req.message_ts))
+    assert any("applied" in t and "found after its process stopped" in t for t in thread_texts(fake_slack, req.message_ts))
     assert len(lines) == 1 and req.code in lines[0]
     assert recover_applying(svc) == []  # once
 
@@ -75,7 +76,7 @@ def test_a_change_whose_transaction_never_committed_is_reported_failed(svc, demo
 
 def test_a_request_a_live_process_is_applying_is_left_alone(svc, demo_db):
     req = applying_request(svc)
-    claim = apply_claim(svc, req)
+    claim = apply_claim(svc.store, req)
     assert claim.try_acquire()  # the process applying it holds its claim
     try:
         assert recover_applying(svc) == []

@@ -59,7 +59,7 @@ def test_reversible_migration_is_schema_identical_with_locks_and_downtime(demo_a
     assert result.schema_diff == [] and result.data_diff == []
     assert result.findings() == []
     lines = result.checklist_lines()
-    assert lines[0] == "rehearsed on a copy of backup b042 (3 h old)"
+    assert lines[0].startswith("rehearsed on a copy of backup b042 (3 h old); copy on PostgreSQL 18.")
     assert "rollback tested: schema identical" in lines
     first = result.up_statements[0]
     assert first["line"] == 1 and first["statement"].startswith('ALTER TABLE "Notes"')
@@ -223,7 +223,9 @@ def test_schema_only_copy_of_a_target(demo_db, settings):
     assert_instance_gone(settings)
     assert result.source == "schema" and result.backup_id is None
     lines = result.checklist_lines()
-    assert lines[0] == "rehearsed on a schema-only copy of `prod` (no data)"
+    # the copy ran the target's own major, and says so
+    assert lines[0].startswith("rehearsed on a schema-only copy of `prod` (no data); prod: PostgreSQL 18.")
+    assert result.copy_version == result.source_version
     assert "rollback tested: schema identical" in lines
     assert any(line.endswith("expect longer in production") for line in lines if line.startswith("downtime"))
     assert result.findings() == []
@@ -234,7 +236,7 @@ def test_schema_only_setting_restores_only_the_schema_of_the_archive(demo_archiv
     # Deleting rows changes nothing on a copy without rows: proof that no data was restored.
     result = run('DELETE FROM "Notes";', "SELECT 1;", demo_archive, settings)
     assert result.source == "schema"
-    assert result.checklist_lines()[0] == "rehearsed on a schema-only copy of backup b042 (no data)"
+    assert result.checklist_lines()[0].startswith("rehearsed on a schema-only copy of backup b042 (no data)")
     assert result.data_diff == []
 
 

@@ -17,6 +17,7 @@ from bot.core.service import BotService
 from handlers import readonly
 from handlers.target import Target
 
+from .test_applier import approve_and_wait
 from .test_readonly import OWNER, hand_to_owner, new_name, owner_dsn, owner_password  # noqa: F401
 
 BOSS, BOSS2 = "U0BOSS", "U0BOSS2"
@@ -46,24 +47,7 @@ def run(svc, text: str, user: str = BOSS) -> None:
 def approve(svc, fake_slack, code_text: str, approver: str = BOSS2) -> None:
     svc.approvals.post_unposted()
     req = [r for r in svc.approvals.book.recent() if r.name == code_text][0]
-    req = svc.approvals.book.get(req.id)
-    done = threading.Event()
-    original = svc.runner.submit
-
-    def submit(fn, on_dropped=None):
-        def wrapped():
-            try:
-                fn()
-            finally:
-                done.set()
-        return original(wrapped, on_dropped)
-
-    svc.runner.submit = submit
-    event = {"user": approver, "reaction": "white_check_mark",
-             "item": {"type": "message", "channel": req.channel, "ts": req.message_ts}}
-    assert svc.approvals.on_reaction(event, f"Ev{req.id}", added=True) == "approved"
-    assert done.wait(60)
-    svc.runner.submit = original
+    approve_and_wait(svc, svc.approvals.book.get(req.id), approver)
 
 
 def handed_over(fake_slack) -> list[tuple[str, str, str]]:

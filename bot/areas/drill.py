@@ -14,7 +14,7 @@ from handlers.report import Report
 
 from ..core import jobs
 from ..core.command import Arg, command
-from ..core.config import Settings
+from ..core.config import Settings, read_once
 from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
 from ..core.scheduler import daily_slot
 from .backup import backup_settings, from_storage
@@ -22,6 +22,7 @@ from .backup import catalog as backup_catalog
 from .indexes import index_settings
 
 
+@read_once
 def drill_settings(settings: Settings) -> drill.DrillSettings:
     return drill.DrillSettings.from_dict(settings.section("drill"))
 
@@ -46,21 +47,24 @@ def _backup_to_drill(catalog: backup.BackupCatalog, target: str, backup_id: str 
     raise UsageError(f"no completed backup of `{target}` to restore: take one first with `backup`")
 
 
+@from_storage
 @command("drill", "restore drill: restore a backup into a throwaway instance, verify everything, delete it, report",
          Arg("backup_id", "a backup id (default: the latest completed backup of the target)"),
          Arg("--on", "local (a throwaway PostgreSQL) or render (Render's point-in-time recovery into a new, "
                      "billed instance)", default="local", choices=("local", "render")),
          Arg("--from", "backup (the bot's own) or render-export (Render's newest logical export)",
              default="backup", choices=("backup", "render-export")),
+         Arg("--allow-newer-major", "when the backup's PostgreSQL major is not installed here, drill on a newer one "
+                                    "(it then proves restorability on that major only)", flag=True),
          long_running=True, approvers_when=("--on", "render"), cancellable=True)
-@from_storage
 def drill_command(inv: Invocation) -> Report:
     if inv.args.on == "render":
         return _run_instead(inv, "render drill")
     if getattr(inv.args, "from") == "render-export":
         return _run_instead(inv, "render export-drill")
     # Here, not at the top: psycopg, boto3 and psutil are for running a drill, not for declaring it.
-    from handlers.backup.verify import stored_archive
+    from handlers.backup.crypto import is_encrypted_file
+    from handlers.backup.verify import NOT_ENCRYPTED, stored_archive
     from handlers.drill.runner import DrillInterrupted
 
     settings = drill_settings(inv.settings)
@@ -75,8 +79,11 @@ def drill_command(inv: Invocation) -> Report:
         if record.encrypted:
             encryption_key_from_env(required=True)  # a missing key fails here, before any instance starts
         archive, _ = stored_archive(record, manifest, backup_settings(inv.settings), work, inv.progress)
+        if backup_settings(inv.settings).encrypt and archive.is_file() and not is_encrypted_file(archive):
+            raise UsageError(f"backup {record.id}: {NOT_ENCRYPTED}")
         result = drill.run_drill(manifest, archive, settings, expected_indexes=index_settings(inv.settings).expected,
-                                 progress=inv.progress, cancel=inv.cancel)
+                                 progress=inv.progress, cancel=inv.cancel,
+                                 allow_newer_major=getattr(inv.args, "allow_newer_major", False))
     except DrillInterrupted as stopped:  # Ctrl-C: recorded as cancelled, then the front end says "interrupted"
         result, interrupted = stopped.result, stopped
     finally:

@@ -12,7 +12,7 @@ from handlers.indexes.settings import DIGEST
 from handlers.report import Progress, Report
 
 from ..core.command import Arg, command, whole_number
-from ..core.config import Settings
+from ..core.config import Settings, read_once
 from ..core.registry import Area, Bot, Invocation, Schedule
 from ..core.scheduler import daily_slot, next_daily
 from .backup import backup_settings
@@ -21,6 +21,7 @@ from .backup import catalog as backup_catalog
 ADVICE_WORK = "advice-work"  # the folder holding the backup restored for `indexes suggest`
 
 
+@read_once
 def index_settings(settings: Settings) -> indexes.IndexSettings:
     return indexes.IndexSettings.from_dict(settings.section("indexes"))
 
@@ -54,7 +55,10 @@ def digest_command(inv: Invocation) -> Report:
         found = indexes.review(conn, settings, inv.store.dsn, inv.target_name, progress=inv.progress)
     extra = []
     for provider in inv.registry.status_lines:  # the same one-liners /db status shows: backup freshness, last drill
-        title, ok, text = provider.line(inv)
+        said = provider.line(inv)
+        if said is None:
+            continue
+        title, ok, text = said
         extra.append(f"{title}: " + ("" if ok else ":warning: ") + text)
 
     def suggested_indexes(previous: dict) -> tuple[list[str], dict]:
@@ -191,6 +195,7 @@ def leftover_copies_at_startup(svc: Bot) -> list[str]:
 
 
 # -- schedules -----------------------------------------------------------------------------
+@read_once
 def digest_time(settings: Settings) -> tuple[time | None, ZoneInfo]:
     found = config_values.read("digest", DIGEST, settings.section("digest"))
     return found["time"], ZoneInfo(found["timezone"])

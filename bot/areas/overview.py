@@ -16,7 +16,7 @@ from ..core.registry import Area, Invocation
 
 @command("help", "list the commands, or explain one (`help backup`, `backup --help`)",
          Arg("topic", "a command or a family of commands, e.g. backup or \"migrate check\""),
-         takes_target=False, needs_state=False)
+         takes_target=False, needs_state=False, instant=True)
 def help_command(inv: Invocation) -> Report:
     prefix = inv.command_prefix
     topic = getattr(inv.args, "topic", None)
@@ -41,7 +41,7 @@ def for_target(inv: Invocation, name: str) -> Invocation:
 
 
 @command("status", "targets and their reachability, running jobs, the newest backup and drill of each target, "
-                   "pending approvals, schedules", takes_target=False)
+                   "pending approvals, schedules", takes_target=False, works_without_state=True)
 def status_command(inv: Invocation) -> Report:
     inv.settings.target(getattr(inv.args, "target", None))  # no target at all is a configuration error
     only = getattr(inv.args, "target", None)
@@ -66,10 +66,14 @@ def status_command(inv: Invocation) -> Report:
     data["checks"] = []
     for provider in inv.registry.status_lines:
         # A restore target is only restored into: no backups, drills or roles are expected of it.
-        watched = [n for n in ([only] if only else inv.settings.targets) if n in inv.settings.watched_targets]
+        watched = [n for n in ([only] if only else inv.settings.targets)
+                   if provider.restore_targets or n in inv.settings.watched_targets]
         names = watched if provider.per_target else [None]
         for name in names:
-            title, ok, line = provider.line(for_target(inv, name) if name else inv)
+            said = provider.line(for_target(inv, name) if name else inv)
+            if said is None:
+                continue
+            title, ok, line = said
             if name and len(inv.settings.watched_targets) > 1:
                 title = f"{title} ({name})"
             if ok:

@@ -14,20 +14,21 @@ from typing import Iterator
 from handlers import readonly
 from handlers.errors import ConfigError, DbopsError, UsageError
 from handlers.report import Outcome, Report
-from handlers.target import hold, release
+from handlers.target import hold, release, scrub, scrub_data
 
-from ..core.approvals.book import ApprovalBook, ApprovalRequest
+from ..core.approvals.book import ApprovalBook, ApprovalRequest, RequestStatus
 from ..core.approvals.identity import identities, slack_identity
-from ..core.approvals.settings import ApprovalSettings, expires_at
+from ..core.approvals.settings import expires_at
 from ..core.command import Arg, command
-from ..core.config import Settings
+from ..core.config import Settings, read_once
 from ..core.handover import hand_over, send_privately
-from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
+from ..core.registry import Applied, Applier, Area, Bot, Invocation, Schedule, StatusLine, approval_settings
 from ..core.scheduler import daily_slot, next_daily
 
 log = logging.getLogger("dbops.readonly")
 
 
+@read_once
 def readonly_settings(settings: Settings) -> readonly.ReadonlySettings:
     return readonly.ReadonlySettings.from_dict(settings.section("readonly"))
 
@@ -86,9 +87,9 @@ def _request(inv: Invocation, action: str, name: str, preview: Report, schemas: 
         raise UsageError(f"the connection string is handed over in Slack: map your login to your Slack user under "
                          f"[identities] in dbops.toml (e.g. {inv.actor.removeprefix('cli:')} = \"U0123456789\"), "
                          "or ask in Slack with /db readonly " + action)
-    settings = ApprovalSettings.from_dict(inv.settings.section("approvals"))
+    settings = approval_settings(inv.settings)
     payload = {"action": action, "role": name, "schemas": schemas, "requester_slack": requester_slack}
-    sha = hashlib.sha256(json.dumps({**payload, "target": inv.target_name}, sort_keys=True).encode()).hexdigest()
+    sha = request_binding(payload, inv.target_name)
     preview.outcome = Outcome.APPROVAL_REQUIRED
     req = ApprovalBook(inv.store).create(
         kind="readonly", name=f"{action} {name}", target=inv.target_name, sha256=sha, payload=payload,
@@ -125,45 +126,63 @@ def readonly_drop(inv: Invocation) -> Report:
     return _request(inv, "drop", name, preview, None)
 
 
-def apply_request(svc: Bot, req: ApprovalRequest) -> None:
-    """Runs once a readonly request is approved: the role is made (or dropped), the report goes to the
-    request's thread, the connection string to the requester only."""
-    book = svc.approvals.book
-    if not book.move(req.id, ("approved",), "applying"):
-        return
+def request_binding(payload: dict, target: str) -> str:
+    """What an approval of a read-only request binds: its action, role, schemas, requester and target."""
+    return hashlib.sha256(json.dumps({**payload, "target": target}, sort_keys=True).encode()).hexdigest()
+
+
+def apply_request(svc: Bot, req: ApprovalRequest, inv: Invocation) -> Applied:
+    """The area's work on an approved readonly request (bot/core/applier.py does the rest, under the
+    `readonly` job lock, so never beside a `readonly rotate`): the role is made (or dropped), the
+    connection string goes to the requester only."""
     action, name = req.payload["action"], req.payload["role"]
     settings = readonly_settings(svc.settings)
     roles = readonly.RoleBook(svc.store.dsn)
     delivery = None
+    # What is told of it is told after the secrets it made are released: scrubbed of them here.
     with _held_secrets() as held:
+        target = svc.settings.target(req.target)
+        inv.ensure_lock()
+        inv.ensure_approved()
         try:
-            target = svc.settings.target(req.target)
             if action == "create":
-                report, delivery = readonly.create_role(target, name, settings, roles, requested_by=req.requested_by,
+                report, delivery = readonly.create_role(target, name, settings, roles,
+                                                        requested_by=req.requested_by,
                                                         schemas=req.payload.get("schemas"), request_id=req.id,
                                                         on_secret=_sink(held))
             else:
                 report = readonly.drop_role(target, name, settings, roles)
         except DbopsError as exc:
-            book.move(req.id, ("applying",), "failed", str(exc)[:500])
-            svc.approvals.tell(req, f":x: `{req.code}` failed: {exc}", "bot", "apply", "failed")
-            return
-        except Exception as exc:
-            log.exception("applying %s failed", req.code)
-            book.move(req.id, ("applying",), "failed", f"internal error ({type(exc).__name__})")
-            svc.approvals.tell(req, f":x: `{req.code}` failed with an internal error ({type(exc).__name__}); "
-                                    "see the bot's log", "bot", "apply", "failed")
-            return
-        if delivery is not None and not deliver_in_slack(svc.notifier.client, req.channel, req.requester_slack, delivery):
+            raise DbopsError(scrub(str(exc), held)) from None
+        if delivery is not None and not deliver_in_slack(svc.notifier.client, req.channel, req.requester_slack,
+                                                         delivery):
             report.summary += f"; the connection string could NOT be sent to the requester: `readonly rotate {name}`"
         elif delivery is not None:
             report.summary += "; the connection string was sent to the requester only"
-        outcome = "applied" if report.ok else "failed"
-        book.move(req.id, ("applying",), outcome, report.summary[:500])
-        if req.channel:
-            svc.notifier.post_report(req.channel, report, thread_ts=req.message_ts)
-        icon = ":white_check_mark:" if report.ok else ":x:"
-        svc.approvals.tell(req, f"{icon} `{req.code}` {outcome}: {report.summary}", "bot", "apply", outcome)
+        report = Report.from_dict(scrub_data(report.to_dict(), held))
+    return Applied(RequestStatus.APPLIED if report.ok else RequestStatus.FAILED, report.summary, report)
+
+
+def recover_request(svc: Bot, req: ApprovalRequest) -> Applied:
+    """A readonly request left `applying` by a process that stopped: the role book says how far it got."""
+    action, name = req.payload["action"], req.payload["role"]
+    managed = readonly.RoleBook(svc.store.dsn).get(req.target, name)
+    if action == "create" and managed is not None:
+        detail = (f"the bot stopped while creating `{name}`: the role was made, but its connection string was "
+                  f"never handed over; `readonly rotate {name}` gives a new one and proves the role again")
+    elif action == "create":
+        detail = (f"the bot stopped while creating `{name}`: it is not recorded, and nothing was handed over; if "
+                  f"the role exists on `{req.target}` anyway, drop it by hand, then ask again")
+    elif managed is not None:
+        detail = f"the bot stopped while dropping `{name}`, which is still managed: ask again to drop it"
+    else:
+        detail = (f"the bot stopped while dropping `{name}`; it is no longer managed: check it is gone from "
+                  f"`{req.target}`")
+    return Applied(RequestStatus.FAILED, detail)
+
+
+APPLIER = Applier("readonly", lock="readonly", apply=apply_request, recover=recover_request,
+                  binds=lambda req: request_binding(req.payload, req.target))
 
 
 # -- rotate, check, repair, list -------------------------------------------------------------
@@ -237,5 +256,5 @@ AREA = Area(
     settings=(("readonly", readonly_settings),),
     status_lines=(StatusLine(readonly_line),),
     schedules=(Schedule("readonly-check", _check_slot, _daily_check, _describe),),
-    appliers={"readonly": apply_request},
+    appliers=(APPLIER,),
 )

@@ -10,7 +10,7 @@ from handlers.errors import ConfigError, DbopsError
 from handlers.report import Report, Section
 
 from ..core.command import command
-from ..core.config import DEFAULT_TARGET, Settings
+from ..core.config import DEFAULT_TARGET, Settings, read_once
 from ..core.registry import Area, Bot, Invocation, StatusLine
 from .backup import backup_settings
 from .drill import drill_settings
@@ -19,6 +19,7 @@ from .indexes import index_settings
 log = logging.getLogger("dbops.render")
 
 
+@read_once
 def render_settings(settings: Settings) -> render.RenderSettings:
     return render.RenderSettings.from_config(settings.section("render"))
 

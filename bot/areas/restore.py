@@ -4,8 +4,9 @@ the bot once approved. Works with the state database down, from the backup stora
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
-import logging
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -13,12 +14,10 @@ from handlers import backup
 from handlers.errors import ConfigError, DbopsError, UsageError
 from handlers.report import Outcome, Report, Section
 
-from ..core import jobs
 from ..core.approvals.book import ApprovalBook, ApprovalRequest, RequestStatus
-from ..core.approvals.settings import ApprovalSettings, expires_at
+from ..core.approvals.settings import expires_at
 from ..core.command import Arg, command
-from ..core.registry import Area, Bot, Invocation
-from ..core.standin import recorded_on_standin
+from ..core.registry import Applied, Applier, Area, Bot, Invocation, StatusLine, approval_settings
 from .backup import backup_settings, catalog, from_storage
 from .drill import drill_settings
 from .render import render_settings
@@ -27,8 +26,6 @@ from .render import render_settings
 # which every `dbops` invocation does, must not load it.
 if TYPE_CHECKING:
     from handlers.restore import RestoreOptions
-
-log = logging.getLogger("dbops.restore")
 
 _ARGS = (
     Arg("backup", "a backup id, or latest: the newest verified backup of --from", default="latest"),
@@ -46,6 +43,11 @@ def _options(inv: Invocation) -> RestoreOptions:
     from handlers.restore import RestoreOptions
 
     drills = drill_settings(inv.settings)
+    # Both are shown in the request message and the report: only the shapes they can have get there.
+    if not re.fullmatch(r"latest|[abAB]\d+", inv.args.backup or "latest"):
+        raise UsageError("give a backup id (e.g. b042) or `latest`; `backup list` shows the ids")
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", getattr(inv.args, "from") or "prod"):
+        raise UsageError("--from names a target: letters, digits, `.`, `_` or `-`")
     return RestoreOptions(backup=inv.args.backup or "latest", source=getattr(inv.args, "from") or "prod",
                           overwrite=inv.args.overwrite, jobs=max(1, drills.jobs), amcheck=drills.amcheck)
 
@@ -78,6 +80,7 @@ def run_restore(inv: Invocation) -> Report:
     if foreign is not None:
         drills = drill_settings(inv.settings)
         inv.ensure_lock()
+        inv.ensure_approved()
         return restore_foreign(foreign, into, _options(inv), backup_settings(inv.settings), drills.smoke_queries,
                                drills.smoke_timeout_s, progress=inv.progress, cancel=inv.cancel)
     options = _options(inv)
@@ -98,6 +101,7 @@ def run_restore(inv: Invocation) -> Report:
                                   progress=inv.progress, cancel=inv.cancel).to_report()
 
     inv.ensure_lock()
+    inv.ensure_approved()
     return restore_backup(found, settings, options, into, source, progress=inv.progress, cancel=inv.cancel,
                           backup_after=fresh_backup if inv.args.backup_after else None)
 
@@ -120,12 +124,12 @@ def confirm_in_terminal(into: str, given: str | None, stdin=None) -> None:
         raise RestoreRefused(f"the name typed is not `{into}`; nothing was changed")
 
 
+@from_storage
 @command("restore", "restore a backup into a configured target, and prove it against the backup's manifest",
          *_ARGS, Arg("--from-file", "an archive made elsewhere on this machine (a pg_dump -Fc file, a directory "
                                     "dump, a Render export): verified as far as it can be, not from the catalog"),
          Arg("--confirm", "the target's name again, so no question is asked"),
          long_running=True, lock="restore", takes_target=False, who="approvers", where="cli")
-@from_storage
 def restore_cli(inv: Invocation) -> Report:
     _into(inv)  # an unknown target is named before the question
     _foreign(inv)  # and a wrong combination of arguments
@@ -135,8 +139,8 @@ def restore_cli(inv: Invocation) -> Report:
 
 # -- Slack: an approval request, applied once approved ---------------------------------------
 @command("restore", "ask to restore a backup into a configured target (approvers; two with --overwrite)",
-         *_ARGS, long_running=True, lock="restore", takes_target=False, who="approvers", where="slack")
-@recorded_on_standin
+         *_ARGS, long_running=True, lock="restore", takes_target=False, who="approvers", where="slack",
+         recorded_on_standin=True)
 def restore_slack(inv: Invocation) -> Report:
     into = _into(inv)
     foreign = _foreign(inv)
@@ -153,7 +157,7 @@ def restore_slack(inv: Invocation) -> Report:
              "backup_after": bool(inv.args.backup_after)}
     if foreign is not None:
         words["from_url"] = foreign.url  # in the state store only; every message shows foreign.label
-    settings = ApprovalSettings.from_dict(inv.settings.section("approvals"))
+    settings = approval_settings(inv.settings)
     what = foreign.label if foreign is not None else options.backup
     name = f"{what} into {into.name}" + (" (overwrite)" if options.overwrite else "")
     whose = " (made elsewhere: not from the catalog)" if foreign is not None else f" of `{options.source}`"
@@ -170,7 +174,7 @@ def restore_slack(inv: Invocation) -> Report:
                     sections=[Section("What happens once approved", text=how)])
     req = ApprovalBook(store).create(
         kind="restore", name=name, target=into.name,
-        sha256=hashlib.sha256(repr(sorted(words.items())).encode()).hexdigest(), payload=words,
+        sha256=restore_binding(words), payload=words,
         analysis={"report": report.to_dict()}, requires_approval=True, required=required,
         requested_by=inv.actor, attested_by=None, channel=None, expires_at=expires_at(settings))
     store.audit(inv.actor, "request", "pending", channel=inv.channel, subcommand=f"restore {req.code}",
@@ -183,33 +187,48 @@ def restore_slack(inv: Invocation) -> Report:
     return report
 
 
-def apply_approved(svc: Bot, req: ApprovalRequest) -> None:
-    """In the worker pool once approved: runs the restore as the requester asked and tells the thread."""
-    approvals = svc.approvals  # with the state database down, the stand-in's: where the votes were counted
-    book = approvals.book
-    if not book.move(req.id, (RequestStatus.APPROVED,), RequestStatus.APPLYING):
-        return  # another replica took it, or it was withdrawn
+def restore_binding(payload: dict) -> str:
+    """What an approval of a restore binds: every word of the request."""
+    return hashlib.sha256(repr(sorted(payload.items())).encode()).hexdigest()
+
+
+def apply_restore(svc: Bot, req: ApprovalRequest, inv: Invocation) -> Applied:
+    """The area's work on an approved restore (bot/core/applier.py does the rest): the restore, as the
+    requester asked."""
     p = req.payload
     args = argparse.Namespace(backup=p["backup"], into=p["into"], overwrite=bool(p["overwrite"]),
-                              backup_after=bool(p["backup_after"]), target=None, format="text", confirm=p["into"],
-                              from_url=p.get("from_url"), from_file=None)
+                              backup_after=bool(p["backup_after"]), target=req.target, format="text",
+                              confirm=p["into"], from_url=p.get("from_url"), from_file=None)
     setattr(args, "from", p["from"])
-    inv = Invocation(command=restore_slack, args=args, settings=svc.settings, actor=req.requested_by,
-                     registry=svc.registry, channel=req.channel, store=svc.store, front_end="slack")
+    report = run_restore(dataclasses.replace(inv, args=args))
+    return Applied(RequestStatus.APPLIED if report.ok else RequestStatus.FAILED, report.summary, report)
+
+
+def recover_restore(svc: Bot, req: ApprovalRequest) -> Applied:
+    """A restore left `applying` by a process that stopped: whatever it did to the target is unfinished,
+    and the target says so (handlers/restore/marks.py) until a restore into it finishes."""
+    into = req.payload.get("into", req.target)
+    return Applied(RequestStatus.FAILED, f"the bot stopped while restoring into `{into}`: it may hold a partial "
+                                         "restore, marked incomplete until a restore into it finishes (`status` "
+                                         f"shows it). Do not point the application at it; ask again with --overwrite")
+
+
+def incomplete_restore_line(inv: Invocation) -> tuple[str, bool, str] | None:
+    """A target holding a restore that did not finish (the process stopped, or it failed) is a problem;
+    otherwise nothing is said (an unreachable target is said by the targets' table)."""
+    from handlers.restore import restore_mark
+
     try:
-        report = jobs.run(inv, approvals.store, work=run_restore)
-        outcome, detail = (RequestStatus.APPLIED if report.ok else RequestStatus.FAILED), report.summary
-    except DbopsError as exc:
-        report, outcome, detail = None, RequestStatus.FAILED, str(exc)
-    except Exception as exc:
-        log.exception("restore %s failed", req.code)
-        report, outcome, detail = None, RequestStatus.FAILED, f"internal error ({type(exc).__name__}); see the bot's log"
-    book.move(req.id, (RequestStatus.APPLYING,), outcome, detail[:500])
-    icon = ":white_check_mark:" if outcome is RequestStatus.APPLIED else ":x:"
-    approvals.tell(req, f"{icon} `{req.code}` {outcome}: {detail}", "bot", "apply", outcome)
-    if report is not None:
-        svc.post_report(report, req.channel)
+        mark = restore_mark(inv.target)
+    except DbopsError:
+        return None
+    if mark is None:
+        return None
+    return "Restore", False, (f"`{inv.target_name}` holds an unfinished restore ({mark}): do not point the "
+                              f"application at it; restore into it again with --overwrite")
 
 
-
-AREA = Area("restore", commands=(restore_cli, restore_slack), appliers={"restore": apply_approved})
+APPLIER = Applier("restore", lock="restore", per_target=False, apply=apply_restore, recover=recover_restore,
+                  binds=lambda req: restore_binding(req.payload))
+AREA = Area("restore", commands=(restore_cli, restore_slack), status_lines=(StatusLine(incomplete_restore_line),),
+            appliers=(APPLIER,))

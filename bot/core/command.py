@@ -45,6 +45,13 @@ class Command:
     where: str = "both"  # "both", "cli" or "slack"
     takes_target: bool = True
     needs_state: bool = True  # opens the state store when one is configured
+    # With the state database unreachable the command still runs: it does without (`status`), it reads
+    # the backup storage instead, or (Slack) it records its approval request on the stand-in (only a
+    # request that cannot wait for the state database belongs there: a restore).
+    works_without_state: bool = False
+    works_from_storage: bool = False
+    recorded_on_standin: bool = False
+    instant: bool = False  # Slack answers it in the acknowledgement itself, not from a worker (`help`)
     # Slack only: the command opens this form instead of running; given (channel, target), returns the view.
     modal: Callable[[str, str | None], dict] | None = None
 
@@ -59,6 +66,12 @@ class Command:
         if self.open_with and args is not None:
             return not getattr(args, self.open_with.lstrip("-").replace("-", "_"), False)
         return True
+
+    @property
+    def runs_degraded(self) -> bool:
+        """Whether it runs while the state database is unreachable."""
+        return (not self.needs_state or self.works_without_state or self.works_from_storage
+                or self.recorded_on_standin)
 
     @property
     def who_text(self) -> str:

@@ -6,11 +6,12 @@ to put there. Connection strings and tokens are never echoed back.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from handlers import config_values as cv
 from handlers import environment
@@ -51,6 +52,8 @@ class Settings:
     sections: dict[str, Any] = field(default_factory=dict)  # dbops.toml sections for the handlers
     target_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # [targets.NAME] beyond its URL
     config_path: Path | None = None
+    # Each section read into its object once (`read_once`), not again at every use or scheduler tick.
+    _read: dict[Callable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def target(self, name: str | None = None) -> Target:
         name = name or DEFAULT_TARGET
@@ -86,6 +89,21 @@ class Settings:
             found += dsn_secrets(self.state_url)
         found += [s for s in (self.slack_bot_token, self.slack_signing_secret, self.slack_app_token) if s]
         return found + environment.secret_values()
+
+
+T = TypeVar("T")
+
+
+def read_once(parse: Callable[[Settings], T]) -> Callable[[Settings], T]:
+    """Declares a section's reader: `parse(settings)` runs once for each Settings (the bot's lives as
+    long as the bot), every later call gets the same object, which is shared: never change it."""
+    @functools.wraps(parse)
+    def read(settings: Settings) -> T:
+        if parse not in settings._read:
+            settings._read[parse] = parse(settings)
+        return settings._read[parse]
+
+    return read
 
 
 TOP_LEVEL_SECTIONS = {"targets", "slack"}  # sections this module reads itself
@@ -192,6 +210,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
 
     targets: dict[str, Target] = {}
     target_options: dict[str, dict[str, Any]] = {}
+    target_vars: list[str] = []  # the variables holding the configured targets' connection strings
     if env.get("DATABASE_URL"):
         targets[DEFAULT_TARGET] = Target(DEFAULT_TARGET, env["DATABASE_URL"])
     raw_targets = doc.get("targets") or {}
@@ -208,7 +227,15 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
             raise ConfigError(f"{options['url_env']} is not set: put the connection string of target "
                               f"`{name}` there ([targets.{name}].url_env in {config_path})")
         targets[name] = Target(name, url)
+        target_vars.append(options["url_env"])
         target_options[name] = {k: v for k, v in options.items() if k != "url_env"}
+
+    # Every secret, before anything uses one, must be one that can be kept out of messages.
+    connections = {var.name for var in environment.ENVIRONMENT if var.connection} | set(target_vars)
+    for name in sorted({var.name for var in environment.ENVIRONMENT if var.secret} | connections):
+        problem = env.get(name) and environment.secret_problem(name, env[name], name in connections)
+        if problem:
+            raise ConfigError(problem)
 
     if require_slack:
         for key in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
@@ -309,6 +336,7 @@ def documented_sections() -> list[cv.Section]:
     from handlers.drill.settings import DRILL
     from handlers.indexes.settings import DIGEST, INDEXES
     from handlers.migrations.settings import APPLY, CHECK, REHEARSAL
+    from handlers.postgres.settings import POSTGRES
     from handlers.readonly.settings import READONLY
     from handlers.render.settings import RENDER
 
@@ -335,6 +363,8 @@ def documented_sections() -> list[cv.Section]:
         cv.Section("migrate.check", "migrations: the safety check", CHECK),
         cv.Section("render", "Render's own backups (RENDER_API_KEY, RENDER_POSTGRES_ID in the environment)", RENDER),
         cv.Section("readonly", "read-only roles for analytics", READONLY),
+        cv.Section("postgres", "PostgreSQL majors for copies (drills, rehearsals, restores run on the database's "
+                               "major)", POSTGRES),
     ]
 
 

@@ -9,6 +9,7 @@ rows and 20 cells a row, and no monospace line wider than a phone shows.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -160,8 +161,17 @@ def _mrkdwn(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
-def _slack_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+_USER_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{2,})&gt;")
+
+
+def escape(text: str, mentions: bool = False) -> str:
+    """Text for Slack mrkdwn that Slack reads as text: its three control characters escaped, so
+    nothing in it is a mention, a `<!channel>` or a link. The one escape of the bot: every piece of
+    text it did not write itself (names, echoed arguments, SQL, error text, values) passes here.
+    `mentions`: a plain user mention `<@U…>` stays one (an error naming who runs a job; it is
+    shown to one person only, and a mention of a user is never `<!channel>` or a link)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _USER_MENTION.sub(r"<@\1>", text) if mentions else text
 
 
 def fit_code(text: str, width: int = MONOSPACE_WIDTH) -> str:
@@ -184,11 +194,11 @@ def _row_lines(table: Table) -> str:
     migration findings as `code` (line N): message, then the fix."""
     if table.headers == diagnostics.FINDING_HEADERS:
         return "\n\n".join(
-            f"`{code}`" + (f" (line {line})" if line else "") + f": {_slack_escape(str(message))}"
-            + (f"\n_fix:_ {_slack_escape(str(fix))}" if fix else "") for line, code, message, fix in table.rows)
+            f"`{code}`" + (f" (line {line})" if line else "") + f": {escape(str(message))}"
+            + (f"\n_fix:_ {escape(str(fix))}" if fix else "") for line, code, message, fix in table.rows)
     rows = []
     for row in table.rows:
-        rows.append("\n".join(f"*{_slack_escape(h)}:* {_slack_escape(str(_cell(v)))}"
+        rows.append("\n".join(f"*{escape(h)}:* {escape(str(_cell(v)))}"
                               for h, v in zip(table.headers, row) if str(_cell(v)) != ""))
     return "\n\n".join(rows)
 
@@ -243,7 +253,7 @@ def section_blocks(section: Section, table_block_ok: bool = False) -> list[dict]
                     label = (label + " " if label else "") + f"_(part {i + 1} of {len(pieces)})_"
                 blocks.append(_mrkdwn((label + "\n" if label else "") + piece))
             return blocks
-        header, rows = "\n".join(lines[:2]), "\n".join(lines[2:])
+        header, rows = escape("\n".join(lines[:2])), escape("\n".join(lines[2:]))
         # Each part repeats the header so it reads on its own; room is kept for it, the label and the fences.
         room = SECTION_LIMIT - len(header) - len(head) - 60
         pieces = _chunks(rows, room)
@@ -262,7 +272,7 @@ def _header_text(title: str) -> str:
 
 def fact_blocks(facts: list[tuple[str, str]]) -> list[dict]:
     """Facts as section fields (`*Name*` over its value), ten to a block as Slack allows."""
-    fields = [{"type": "mrkdwn", "text": f"*{_slack_escape(name)}*\n{_slack_escape(_short(value, FIELD_CHARS))}"}
+    fields = [{"type": "mrkdwn", "text": f"*{escape(name)}*\n{escape(_short(value, FIELD_CHARS))}"}
               for name, value in facts]
     return [{"type": "section", "fields": fields[i:i + FIELDS_PER_BLOCK]}
             for i in range(0, len(fields), FIELDS_PER_BLOCK)]
@@ -432,7 +442,7 @@ def slack_report(report: Report) -> SlackReport:
         where = "Details in the thread" if packed else "In the thread"
         where += f", the full report as `{file.filename}`." if file else "."
         main.append(_note(where))
-    title = " ".join(report.title.split())
+    title = escape(" ".join(report.title.split()))  # the notification's text is mrkdwn too
     thread = [{"text": _short(f"{title}: details" + (f" ({i + 1}/{len(packed)})" if len(packed) > 1 else ""), 3000),
                "blocks": blocks} for i, blocks in enumerate(packed)]
     return SlackReport({"text": _short(headline(title, report.summary), 3000), "blocks": main}, thread, file)

@@ -13,17 +13,17 @@ import shlex
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from handlers.errors import UsageError
 from handlers.report import ProgressFn, Report, no_progress
 from handlers.target import Target
 
-from .approvals.book import ApprovalRequest
+from .approvals.book import ApprovalRequest, RequestStatus
 from .approvals.identity import identities
 from .approvals.settings import ApprovalSettings
 from .command import Command, parser_for
-from .config import Settings
+from .config import Settings, read_once
 from .state.store import StateStore
 
 if TYPE_CHECKING:  # the running bot's parts (slack_sdk, a thread pool): only the Slack front end needs them
@@ -74,6 +74,9 @@ class Invocation:
     ensure_lock: Callable[[], None] = lambda: None
     # Whether a Slack user may approve (the running bot's check, user groups included); None in a terminal.
     is_approver: Callable[[str], bool] | None = None
+    # Applying an approved request: raises RequestChanged (bot/core/applier.py) when what is about to
+    # run is not what the approval binds; called right before the first change, after ensure_lock.
+    ensure_approved: Callable[[], None] = lambda: None
 
     @property
     def target(self) -> Target:
@@ -98,10 +101,12 @@ def check_target(inv: Invocation) -> None:
 
 @dataclass(frozen=True)
 class StatusLine:
-    """One line of `/db status` (and the digest): `line(inv)` gives (title, ok, text) for inv's target."""
+    """One line of `/db status` (and the digest): `line(inv)` gives (title, ok, text) for inv's target,
+    or None when there is nothing to say."""
 
-    line: Callable[[Invocation], tuple[str, bool, str]]
+    line: Callable[[Invocation], tuple[str, bool, str] | None]
     per_target: bool = True  # asked once per configured target; else once in all
+    restore_targets: bool = False  # asked of a restore target too (one only restored into: no backups expected)
 
 
 @dataclass(frozen=True)
@@ -115,15 +120,49 @@ class Schedule:
 @dataclass(frozen=True)
 class Form:
     """A Slack form that an area's command opens (`Command.modal`), and what runs, off the request
-    path, when it is sent: `submitted(bot, user, view)`."""
+    path, when it is sent: `submitted(bot, user, view)`. `errors(view)`, when given, is asked first:
+    {block_id: message} keeps the form open with each message under its field."""
 
     callback_id: str
     submitted: Callable[[Bot, str, dict], None]
+    errors: Callable[[dict], dict[str, str]] | None = None
 
 
 SettingsCheck = Callable[[Settings], Any]  # parses its section of dbops.toml; raises ConfigError naming the key
 StartupHook = Callable[[Bot], list[str]]  # returns lines to tell the channel
-Applier = Callable[[Bot, ApprovalRequest], None]  # applies an approved request of its kind
+
+
+@dataclass
+class Applied:
+    """How applying an approved request ended: the request's new status, what to tell, the report."""
+
+    status: RequestStatus  # APPLIED, FAILED, or PENDING: an approval was withdrawn before anything ran
+    detail: str
+    report: Report | None = None  # posted in the request's thread
+    refused: bool = False  # nothing ran: what was about to run is not what the approval binds
+
+
+@dataclass(frozen=True)
+class Applier:
+    """An area's own work on an approved request of one kind. The lifecycle around it is core's
+    (bot/core/applier.py): the claim, the job lock, the status, the one error path, the thread,
+    and at start-up the requests a stopped process left `applying`."""
+
+    kind: str  # the request kind, e.g. "restore"
+    lock: str  # the job family it runs in: never beside another job of it on the same target
+    # The work, given the running bot, the request and the job's Invocation (which it calls
+    # `ensure_approved()` on right before its first change); raises DbopsError when it failed.
+    apply: Callable[[Bot, ApprovalRequest, Invocation], Applied]
+    binds: Callable[[ApprovalRequest], str]  # the SHA-256 an approval binds, recomputed from the request
+    # What a request left `applying` by a stopped process became; raises DbopsError when that cannot
+    # be told now (it stays `applying` until the next start). None: failed, its effect unknown.
+    recover: Callable[[Bot, ApprovalRequest], Applied] | None = None
+    per_target: bool = True  # False: one job of the family at a time, whatever the target (restore)
+
+
+# What a killed process left (a `running` row, a .partial file), made right before each terminal
+# command: a setup without a bot has no start-up to do it. Returns lines to tell the person.
+CleanupHook = Callable[[Settings, StateStore], list[str]]
 
 
 @dataclass(frozen=True)
@@ -135,15 +174,21 @@ class Area:
     settings: tuple[tuple[str, SettingsCheck], ...] = ()  # (dbops.toml section, its check)
     status_lines: tuple[StatusLine, ...] = ()
     startup: tuple[StartupHook, ...] = ()
+    cleanup: tuple[CleanupHook, ...] = ()
     schedules: tuple[Schedule, ...] = ()
-    appliers: Mapping[str, Applier] = field(default_factory=dict)  # request kind -> its applier
+    appliers: tuple[Applier, ...] = ()  # one per request kind the area applies
     forms: tuple[Form, ...] = ()
+
+
+@read_once
+def approval_settings(settings: Settings) -> ApprovalSettings:
+    return ApprovalSettings.from_dict(settings.section("approvals"))
 
 
 # The approval sections belong to core (every kind of request uses them), not to an area.
 CORE_SETTINGS: tuple[tuple[str, SettingsCheck], ...] = (
     ("identities", identities),
-    ("approvals", lambda settings: ApprovalSettings.from_dict(settings.section("approvals"))),
+    ("approvals", approval_settings),
 )
 
 HELP_FLAGS = ("--help", "-h")
@@ -151,7 +196,7 @@ HELP_FLAGS = ("--help", "-h")
 
 class Registry:
     """The areas, joined: every command (looked up by its words), settings check, status line,
-    start-up hook, schedule, applier and form, in the order the areas are listed."""
+    start-up and clean-up hook, schedule, applier and form, in the order the areas are listed."""
 
     def __init__(self, areas: Iterable[Area]) -> None:
         self.areas = tuple(areas)
@@ -162,14 +207,15 @@ class Registry:
         self.settings_checks = [check for area in self.areas for check in area.settings] + list(CORE_SETTINGS)
         self.status_lines = [line for area in self.areas for line in area.status_lines]
         self.startup_hooks = [hook for area in self.areas for hook in area.startup]
+        self.cleanup_hooks = [hook for area in self.areas for hook in area.cleanup]
         self.schedules = [schedule for area in self.areas for schedule in area.schedules]
         self.appliers: dict[str, Applier] = {}
         self.forms: dict[str, Form] = {}
         for area in self.areas:
-            for kind, applier in area.appliers.items():
-                if kind in self.appliers:
-                    raise RuntimeError(f"two areas apply {kind!r} requests")
-                self.appliers[kind] = applier
+            for applier in area.appliers:
+                if applier.kind in self.appliers:
+                    raise RuntimeError(f"two areas apply {applier.kind!r} requests")
+                self.appliers[applier.kind] = applier
             for form in area.forms:
                 if form.callback_id in self.forms:
                     raise RuntimeError(f"two forms share the callback id {form.callback_id!r}")
@@ -184,6 +230,16 @@ class Registry:
 
     def available(self, front_end: str) -> list[Command]:
         return [c for c in self.commands.values() if c.where in ("both", front_end)]
+
+    def works_degraded(self, front_end: str, prefix: str = "") -> str:
+        """What runs with the state database unreachable, from the commands' declarations: for the
+        refusal in Slack and the health check's warning."""
+        runs = [c for c in self.available(front_end) if c.runs_degraded and not c.instant]
+        groups = [("", [c for c in runs if not (c.works_from_storage or c.recorded_on_standin)]),
+                  ("from the backup storage: ", [c for c in runs if c.works_from_storage]),
+                  ("asked for and approved on a stand-in of the state database: ",
+                   [c for c in runs if c.recorded_on_standin])]
+        return "; ".join(lead + ", ".join(f"`{prefix}{c.name}`" for c in cmds) for lead, cmds in groups if cmds)
 
     def help_rows(self, front_end: str) -> list[tuple[str, str]]:
         return [(c.usage, c.summary + c.who_text) for c in self.available(front_end)]

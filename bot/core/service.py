@@ -11,7 +11,7 @@ from handlers.errors import DbopsError, TargetUnreachable
 from handlers.report import Report
 
 from .. import __version__
-from . import jobs
+from . import applier, jobs, output
 from .approvals.book import ApprovalRequest
 from .approvals.reactions import Approvals
 from .command import Command
@@ -49,6 +49,7 @@ class BotService:
         self.scheduler: Scheduler | None = None
         self.standin: StandIn | None = None  # records restore requests while the state database is down
         self._standin_lock = threading.Lock()
+        self._untold: dict[int, float] = {}  # requests left `applying` whose outcome could not be told yet
         self._open_store()
         if start_background:
             self.startup()
@@ -144,11 +145,11 @@ class BotService:
 
     def recover_orphans(self) -> None:
         """Jobs whose process died (this replica's before a restart, or another replica's) are marked
-        failed and reported. Runs at start-up and on every scheduler tick: a dead process's lock can
-        take a moment to be released by the server."""
+        failed and reported, and approved requests it left `applying` are settled. Runs at start-up and
+        on every scheduler tick: a dead process's lock can take a moment to be released by the server."""
         for job in self.store.orphaned_jobs():
-            text = (f":warning: Job #{job.id} `{job.command}` on `{job.target}` (started by "
-                    f"{jobs.who(job.requested_by)}) was interrupted: the bot process running it stopped. "
+            text = (f":warning: Job #{job.id} `{output.escape(job.command)}` on `{output.escape(job.target)}` "
+                    f"(started by {jobs.who(job.requested_by)}) was interrupted: the bot process running it stopped. "
                     "It is marked failed; run it again.")
             self.store.audit("bot", "recover", "failed", subcommand=job.command, target=job.target,
                              detail=f"job #{job.id} marked failed: its process stopped")
@@ -157,6 +158,9 @@ class BotService:
                 self.notifier.update(channel, job.message_ts, text)
             elif channel:
                 self.notifier.post(channel, text)
+        for line in applier.recover_applying(self, self._untold):  # requests left `applying`, of every kind
+            if self.settings.channel:
+                self.notifier.post(self.settings.channel, line)
         stale_after = WAITING_STALE_BEATS * (self.scheduler.interval if self.scheduler else configured_interval())
         for work in self.waiting.abandoned(stale_after):
             self.store.audit("bot", "recover", "failed", channel=work["channel"], subcommand=work["command"],
@@ -199,14 +203,15 @@ class BotService:
         progress = None
         try:
             store = self.store
-            if store is None and getattr(cmd.run, "recorded_on_standin", False):
+            if store is None and cmd.recorded_on_standin:
                 store = self.requests_store()
             inv = Invocation(command=cmd, args=args, settings=self.settings, actor=actor, registry=self.registry,
                              channel=channel, store=self.store, requests=store, front_end="slack",
                              is_approver=self.is_approver)
             handle = jobs.acquire(inv, store)
             if cmd.long_running:
-                title = f"`{cmd.name}` on `{inv.target_name}`" + (f" (job #{handle.job.id})" if handle.job else "")
+                title = (f"`{cmd.name}` on `{output.escape(inv.target_name)}`"  # as typed: not checked yet
+                         + (f" (job #{handle.job.id})" if handle.job else ""))
                 progress = ProgressMessage(self.notifier, channel, title)
                 ts = progress.start(f"started by {jobs.who(actor)}")
                 if ts and handle.job:
@@ -232,20 +237,19 @@ class BotService:
         self.run_command(cmd, args, actor="scheduler", channel=self.settings.channel, user_for_errors=None)
 
     def start_apply(self, req: ApprovalRequest) -> None:
-        """An approved request is applied in the worker pool by the applier of its kind."""
-        applier = self.registry.appliers.get(req.kind)
-        if applier is None:
-            log.error("no applier for %s requests", req.kind)
-            return
-        self.runner.submit(lambda: applier(self, req))
+        """An approved request is applied in the worker pool (bot/core/applier.py)."""
+        self.runner.submit(lambda: applier.apply_approved(self, req))
 
     def _tell_error(self, channel: str | None, user: str | None, text: str, progress: ProgressMessage | None) -> None:
+        # An error is text: what it quotes of a command is no markup. Only the person who asked sees
+        # the mention of whoever runs the job in the way.
+        shown = output.escape(text)
         if progress is not None and progress.ts:
-            self.notifier.update(progress.channel, progress.ts, f":x: {progress.title}: {text}")
+            self.notifier.update(progress.channel, progress.ts, f":x: {progress.title}: {shown}")
         if channel and user:
-            self.notifier.ephemeral(channel, user, f":warning: {text}")
+            self.notifier.ephemeral(channel, user, f":warning: {output.escape(text, mentions=True)}")
         elif channel:
-            self.notifier.post(channel, f":warning: {text}")
+            self.notifier.post(channel, f":warning: {shown}")
 
     def post_report(self, report: Report, channel: str | None = None) -> None:
         channel = channel or self.settings.channel
@@ -280,8 +284,7 @@ class BotService:
         serving = self.scheduler is None or self.scheduler.alive()
         warnings = []
         if not state_ok:
-            warnings.append("the state database is unreachable: only status, backup list/info/verify, drill and "
-                            "restore work, from the backup storage (restore approvals are recorded on a stand-in)")
+            warnings.append(f"the state database is unreachable: only {self.registry.works_degraded('slack')} work")
         shared = state_shares_target(self.settings.state_url,
                                      {name: t.dsn for name, t in self.settings.targets.items()})
         if shared:

@@ -25,13 +25,6 @@ FIRST_REQUEST_ID = 9001
 BUSY = ("approved", "applying")
 
 
-def recorded_on_standin(fn):
-    """Marks a Slack command that, with the state database down, records its approval request on
-    the stand-in instead of being refused. Only a request that cannot wait belongs here."""
-    fn.recorded_on_standin = True
-    return fn
-
-
 @dataclass
 class StandIn:
     instance: TemporaryInstance

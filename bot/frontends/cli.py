@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import sys
 import textwrap
 import time
@@ -21,6 +22,8 @@ from ..core.config import load_settings, prepare_folders
 from ..core.logs import setup_logging
 from ..core.registry import Invocation, Registry
 from ..core.state.store import StateStore
+
+log = logging.getLogger("dbops.cli")
 
 
 class TerminalProgress:
@@ -90,6 +93,23 @@ def error_text(message: str, width: int | None = None) -> str:
     return "\n".join(lines)
 
 
+def clean_up_after_kills(registry: Registry, settings, store: StateStore) -> list[str]:
+    """What a killed process left, made right before a terminal command, as the bot does at its
+    start-up: a setup without a bot has no start-up, and its `running` rows and `.partial` files
+    would stay for good. A clean-up that fails is logged and the command runs anyway."""
+    lines = []
+    for job in store.orphaned_jobs():
+        store.audit("cli", "recover", "failed", subcommand=job.command, target=job.target,
+                    detail=f"job #{job.id} marked failed: its process stopped")
+        lines.append(f"job #{job.id} `{job.command}` on `{job.target}` marked failed: its process stopped")
+    for hook in registry.cleanup_hooks:
+        try:
+            lines += hook(settings, store)
+        except Exception:  # noqa: BLE001 -- the command the person asked for matters more
+            log.warning("clean-up %s failed", getattr(hook, "__name__", hook), exc_info=True)
+    return lines
+
+
 def print_help(registry: Registry) -> None:
     print(help_text(registry), end="")
 
@@ -122,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
             except TargetUnreachable:
                 # The night production (and the state store on it) is gone: the commands that can
                 # read the backup storage instead run without it and say so.
-                if not (getattr(cmd.run, "works_from_storage", False) or cmd.name == "status"):
+                if not cmd.runs_degraded:
                     raise
+        if store is not None:
+            for line in clean_up_after_kills(registry, settings, store):
+                print(f"dbops: {plaintext.plain_text(scrub(line, settings.secrets()))}", file=sys.stderr)
         progress = TerminalProgress()
         inv = Invocation(command=cmd, args=args, settings=settings, actor=f"cli:{getpass.getuser()}",
                          registry=registry, store=store, progress=progress, front_end="cli")

@@ -10,7 +10,7 @@ The public API (what the bot's commands call):
 - latest_verified, materialize                  for the restore drill
 - freshness                                     for /db status, the digest and the staleness alarm
 - cleanup_incomplete                            at start-up
-- capture_manifest / compare_manifests / BackupManifest   (manifest.py)
+- capture_manifest / compare_manifests / BackupManifest   (manifest.py; its sealed file: seal.py)
 - StorageCatalog(settings)                      the same reads, from storage alone (state database down)
 - sync_catalog / sync_report                    the catalog rebuilt from storage (storage_catalog.py, sync.py)
 - state_shares_target / state_placement_warning the state store on a database it protects
@@ -23,10 +23,11 @@ if TYPE_CHECKING:  # at run time each name is imported on first use: see handler
     from .catalog import BackupCatalog, BackupRecord
     from .cleanup import cleanup_incomplete
     from .download import download_backup, download_link
-    from .manifest import ArchiveInfo, BackupManifest, ManifestDamaged, capture_manifest, compare_manifests
+    from .manifest import ArchiveInfo, BackupManifest, capture_manifest, compare_manifests
     from .placement import state_placement_warning, state_shares_target
     from .retention import delete_backup, plan_retention, prune
     from .schedule import claim_scheduled_run, next_run, schedule_report, schedule_slot
+    from .seal import ManifestDamaged
     from .settings import BackupSettings, RetentionSettings, S3Settings
     from .storage import StorageError
     from .storage_catalog import StorageCatalog, storage_for
@@ -50,10 +51,11 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     ".catalog": ("BackupCatalog", "BackupRecord"),
     ".cleanup": ("cleanup_incomplete",),
     ".download": ("download_backup", "download_link"),
-    ".manifest": ("ArchiveInfo", "BackupManifest", "ManifestDamaged", "capture_manifest", "compare_manifests"),
+    ".manifest": ("ArchiveInfo", "BackupManifest", "capture_manifest", "compare_manifests"),
     ".placement": ("state_placement_warning", "state_shares_target"),
     ".retention": ("delete_backup", "plan_retention", "prune"),
     ".schedule": ("claim_scheduled_run", "next_run", "schedule_report", "schedule_slot"),
+    ".seal": ("ManifestDamaged",),
     ".settings": ("BackupSettings", "RetentionSettings", "S3Settings"),
     ".storage": ("StorageError",),
     ".storage_catalog": ("StorageCatalog", "storage_for"),

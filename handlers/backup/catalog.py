@@ -77,6 +77,9 @@ class BackupCatalog:
     def _connect(self) -> psycopg.Connection:
         return psycopg.connect(self.state_dsn, autocommit=True, connect_timeout=10)
 
+    # Not a StorageCatalog (whose `from_storage` is True): the front ends and the restore ask this.
+    from_storage = False
+
     # -- writing ---------------------------------------------------------------
     def start(self, target: str, requested_by: str, scheduled: bool = False) -> str:
         """A new `running` row; returns its id (b042 for a manual backup, a017 for a scheduled one)."""
@@ -107,7 +110,7 @@ class BackupCatalog:
             # Someone (cleanup at another replica's start) declared it dead meanwhile: not completed.
             raise RuntimeError(f"backup {backup_id} is no longer running in the catalog")
 
-    def from_storage(self, manifest: BackupManifest, location: str, adopt: bool) -> str | None:
+    def add_from_storage(self, manifest: BackupManifest, location: str, adopt: bool) -> str | None:
         """Catalogue a backup found in storage: "added" (the catalog had no row), "adopted" (a row
         that never became `completed`: the process died after writing the manifest), or None.
 

@@ -13,14 +13,17 @@ from .sync import sync_catalog
 from .take import PARTIAL_RE
 
 
-def cleanup_incomplete(state_dsn: str, settings: BackupSettings) -> list[str]:
+def cleanup_incomplete(state_dsn: str, settings: BackupSettings, thorough: bool = True) -> list[str]:
     """Mark dead `running` backups failed and remove partial files no live backup is writing.
 
-    Returns one line per thing done, for the start-up log.
+    Returns one line per thing done, for the start-up log. `thorough` (the bot's start-up) also
+    brings the catalog up to storage, verifying in full what it does not know; without it (before
+    each terminal command) storage is read only when a backup was just found dead, to adopt what
+    it finished writing.
     """
     catalog = BackupCatalog(state_dsn)
-    done = [f"backup {i} marked failed: interrupted before it finished"
-            for i in catalog.fail_stale_running(timedelta(minutes=settings.stale_after_minutes))]
+    dead = catalog.fail_stale_running(timedelta(minutes=settings.stale_after_minutes))
+    done = [f"backup {i} marked failed: interrupted before it finished" for i in dead]
     running = catalog.running_ids()
     folder = Path(settings.dir)
     if folder.is_dir():
@@ -38,8 +41,10 @@ def cleanup_incomplete(state_dsn: str, settings: BackupSettings) -> list[str]:
             done.append(f"removed the unfinished file {entry.name}")
     if settings.storage == "s3" and settings.s3.bucket:
         done += _abort_orphan_uploads(settings, running)
+    if not thorough and not dead:
+        return done
     try:  # then the catalog catches up with storage: adopt, quarantine, add what it lacks
-        done += sync_catalog(catalog, settings, adopt=True).lines()
+        done += sync_catalog(catalog, settings, adopt=True, verify_unknown=thorough).lines()
     except StorageError as exc:
         done.append(f"could not compare the catalog with storage ({exc}); will try at the next start")
     return done

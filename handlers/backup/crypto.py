@@ -14,6 +14,10 @@ plaintext except the last, which may be shorter (even empty).
   MAX_CHUNK before anything is allocated: a tampered header cannot make the reader allocate gigabytes.
 - key id = first 8 bytes of HMAC-SHA256(key, "dbops backup key id"): tells "wrong key" apart from
   "damaged file" without revealing anything about the key.
+
+The manifests and verification records in storage are sealed with HMAC-SHA256 under `seal_key`, a
+key derived from DBOPS_BACKUP_KEY with HKDF-SHA256 (its own purpose, so the seal never uses the
+encryption key itself): whoever can write to the storage cannot write a seal this dbops accepts.
 """
 from __future__ import annotations
 
@@ -47,6 +51,29 @@ class WrongKey(DecryptionError):
 
 def key_id(key: bytes) -> bytes:
     return hmac.new(key, b"dbops backup key id", hashlib.sha256).digest()[:8]
+
+
+def seal_key(backup_key: bytes) -> bytes:
+    """The key that seals manifests and verification records, derived from DBOPS_BACKUP_KEY."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"dbops manifest seal v1").derive(backup_key)
+
+
+def mac(key: bytes, data: bytes) -> str:
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def mac_matches(key: bytes, data: bytes, claimed: object) -> bool:
+    return isinstance(claimed, str) and hmac.compare_digest(mac(key, data), claimed)
+
+
+def is_encrypted_file(path) -> bool:
+    """Whether a stored archive is a dbops encrypted archive, read from its own first bytes (never
+    from its manifest, which says what its writer wanted it to say)."""
+    with open(path, "rb") as f:
+        return f.read(len(MAGIC)) == MAGIC
 
 
 def encrypt_stream(src: BinaryIO, dst: BinaryIO, key: bytes, on_write: Callable[[bytes], None] | None = None,

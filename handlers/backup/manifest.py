@@ -16,8 +16,6 @@ the transaction ends):
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +24,9 @@ from psycopg import sql
 
 from .. import schemas
 from ..errors import DbopsError
-from ..schemadiff import RESTORED, schema_differences
+from ..schemadiff import RESTORED, major_of, schema_differences
 
 FORMAT_VERSION = 1
-SEAL_VERSION = 1  # the sealed file around a manifest (seal/unseal)
 INTEGRITY_LEVELS = ("counts", "checksums")
 # How a table's content checksum is computed; the manifest records it, and a drill recomputes the
 # checksums of the restored copy with the method its manifest names.
@@ -96,6 +93,8 @@ def capture_manifest(conn: psycopg.Connection, level: str, method: str | None = 
     tables = data_tables(conn)
     measured = measure_tables(conn, tables, method)
     return {
+        # What the schema inventory's shape depends on: compare_manifests normalises across majors.
+        "server_version_num": int(conn.execute("SELECT current_setting('server_version_num')").fetchone()[0]),
         "integrity_level": level,
         "checksum_method": method,
         "tables": [
@@ -320,7 +319,9 @@ def compare_manifests(expected: dict, actual: dict) -> list[str]:
         expected = {**expected, "tables": [{**t, "checksum": None} for t in expected.get("tables", [])]}
     diffs += _compare_table_data(expected.get("tables", []), actual.get("tables", []))
     diffs += schema_differences(expected.get("schema", {}), actual.get("schema", {}), RESTORED,
-                                sequence_values=True)
+                                sequence_values=True,
+                                majors=(major_of(expected.get("server_version_num")),
+                                        major_of(actual.get("server_version_num"))))
     return diffs
 
 
@@ -388,6 +389,8 @@ class BackupManifest:
     requested_by: str = ""
     scheduled: bool = False
     duration_s: float | None = None
+    # The client programs that made the backup, e.g. {"pg_dump": "16.15"}; {} from an older dbops.
+    client_versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
@@ -404,6 +407,8 @@ class BackupManifest:
         }
         if self.checksum_method is not None:  # absent, as an older dbops wrote it, when not known
             doc["checksum_method"] = self.checksum_method
+        if self.client_versions:  # absent, as an older dbops wrote it, when not known
+            doc["client_versions"] = dict(self.client_versions)
         return doc
 
     @classmethod
@@ -420,59 +425,5 @@ class BackupManifest:
             checksum_method=d.get("checksum_method"), tables=list(d.get("tables", [])),
             schema=dict(d.get("schema", {})), format_version=version,
             requested_by=str(d.get("requested_by") or ""), scheduled=bool(d.get("scheduled", False)),
-            duration_s=d.get("duration_s"),
+            duration_s=d.get("duration_s"), client_versions=dict(d.get("client_versions") or {}),
         )
-
-
-# -- the sealed file in storage ----------------------------------------------------
-
-class ManifestDamaged(DbopsError):
-    """A manifest file in storage that is not exactly what dbops wrote."""
-
-
-def _canonical(doc: dict) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def seal(manifest: BackupManifest) -> bytes:
-    """The manifest file as stored: the document and the SHA-256 of its canonical JSON.
-
-    The file is a deterministic rendering, so `unseal` can demand the exact bytes back: a flipped
-    byte anywhere (a value, the digest, even whitespace) is caught.
-    """
-    doc = manifest.to_dict()
-    return _render({"dbops_manifest": SEAL_VERSION, "sha256": hashlib.sha256(_canonical(doc)).hexdigest(),
-                    "manifest": doc})
-
-
-def _render(sealed: dict) -> bytes:
-    return (json.dumps(sealed, sort_keys=True, indent=1, ensure_ascii=True) + "\n").encode()
-
-
-def unseal(data: bytes, name: str = "the manifest") -> tuple[BackupManifest, bool]:
-    """(manifest, sealed) from a manifest file; sealed is False for an older dbops's plain manifest,
-    which carries no digest. Raises ManifestDamaged for anything not exactly as written."""
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise ManifestDamaged(f"{name} is not valid JSON any more: it was changed or damaged") from None
-    if not isinstance(doc, dict):
-        raise ManifestDamaged(f"{name} is not a dbops manifest")
-    if "dbops_manifest" not in doc:
-        try:
-            return BackupManifest.from_dict(doc), False
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestDamaged(f"{name} is not a dbops manifest ({type(exc).__name__}: {exc})") from None
-    inner = doc.get("manifest")
-    if doc.get("dbops_manifest") != SEAL_VERSION or not isinstance(inner, dict) or not isinstance(doc.get("sha256"), str):
-        raise ManifestDamaged(f"{name} has an unknown or damaged seal")
-    digest = hashlib.sha256(_canonical(inner)).hexdigest()
-    if digest != doc["sha256"]:
-        raise ManifestDamaged(f"{name} was changed after the backup: its content's SHA-256 is {digest[:16]}…, "
-                              f"the seal says {doc['sha256'][:16]}…")
-    if _render(doc) != data:
-        raise ManifestDamaged(f"{name} differs from what dbops wrote (its bytes were changed)")
-    try:
-        return BackupManifest.from_dict(inner), True
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ManifestDamaged(f"{name} is not a dbops manifest ({type(exc).__name__}: {exc})") from None

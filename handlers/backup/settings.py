@@ -86,6 +86,16 @@ class BackupSettings:
         """The key from DBOPS_BACKUP_KEY (base64 of 32 bytes), or None when it is not set."""
         return encryption_key_from_env()
 
+    def seal_key(self) -> bytes | None:
+        """The key manifests and verification records are sealed with (derived from DBOPS_BACKUP_KEY);
+        None without a key: seals are then a plain SHA-256, which anyone can write."""
+        key = encryption_key_from_env()
+        if key is None:
+            return None
+        from .crypto import seal_key
+
+        return seal_key(key)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "BackupSettings":
         found = cv.read("backup", BACKUP, d)
@@ -96,8 +106,7 @@ class BackupSettings:
         s = cls(**found)
         if s.storage == "s3" and not s.s3.bucket:
             raise ConfigError("backup.s3.bucket must be set when backup.storage = \"s3\"")
-        if s.encrypt:
-            encryption_key_from_env(required=True)  # fail at start-up, not at 3 a.m.
+        encryption_key_from_env(required=s.encrypt)  # fail at start-up, not at 3 a.m. (it seals manifests too)
         return s
 
 

@@ -14,6 +14,10 @@ the index at `<prefix>/dbops-index.json`. Quarantined files go to `quarantine/` 
 The newest verification of a backup is `<archive>.verified.json` beside it (status, detail, time,
 and the SHA-256 of the archive it checked): a catalog rebuilt from storage, or the bot answering
 from storage alone, knows which backups were verified, so `restore latest` picks the same one.
+
+Both files are sealed with the key derived from DBOPS_BACKUP_KEY (seal.py). With a key here, a
+manifest or a verification record not sealed with it is not taken on its word: a backup planted in
+the storage, or a record copied beside another archive, is listed as untrusted, never as good.
 """
 from __future__ import annotations
 
@@ -25,8 +29,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import UsageError
+from . import crypto
 from .catalog import BackupRecord
-from .manifest import BackupManifest, ManifestDamaged, unseal
+from .manifest import BackupManifest
+from .seal import ManifestDamaged, Seal, future_dated, unseal, untrusted_because
 from .settings import BackupSettings
 from .storage import S3Store, StorageError, fsync_dir
 
@@ -207,26 +213,42 @@ class StoredBackup:
     backup_id: str
     archive: str  # the archive's name in the storage
     manifest: BackupManifest | None  # None when the manifest is damaged
-    sealed: bool  # False: an older dbops's manifest, without its own digest
-    problem: str | None  # why the manifest cannot be trusted
+    seal: Seal | None  # what its manifest's seal proves (None: damaged)
+    problem: str | None  # why the manifest is damaged
     archive_present: bool
     location: str
     verification: StoredVerification | None = None  # the newest, if it checked this very archive
+    untrusted: str | None = None  # why the manifest, intact, cannot be taken on its word (seal, date)
 
 
-def write_verification(storage: Storage, archive: str, archive_sha256: str, status: str, detail: str) -> None:
-    """Records a verification beside the archive it checked (replacing the previous one)."""
+def _record_body(doc: dict) -> bytes:
+    return json.dumps({k: v for k, v in doc.items() if k != "hmac_sha256"}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def write_verification(storage: Storage, archive: str, archive_sha256: str, status: str, detail: str,
+                       key: bytes | None = None) -> None:
+    """Records a verification beside the archive it checked (replacing the previous one), sealed
+    with `key` (BackupSettings.seal_key) when there is one."""
     doc = {"dbops_verification": 1, "status": status, "detail": detail,
            "verified_at": datetime.now(timezone.utc).isoformat(), "archive_sha256": archive_sha256}
+    if key is not None:
+        doc["hmac_sha256"] = crypto.mac(key, _record_body(doc))
     storage.write(archive + VERIFIED_SUFFIX, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
 
 
-def read_verification(storage: Storage, archive: str, manifest: BackupManifest) -> StoredVerification | None:
-    """The recorded verification, or None when there is none, it is unreadable, or it checked
-    another archive than the one the manifest describes (then it says nothing about this one)."""
+def read_verification(storage: Storage, archive: str, archive_sha256: str,
+                      key: bytes | None = None) -> StoredVerification | None:
+    """The recorded verification, or None when there is none, it is unreadable, it checked another
+    archive than this SHA-256 (then it says nothing about this one), it is dated in the future, or
+    (with a key here) it is not sealed with that key: a copied or written record counts for nothing."""
     try:
         doc = json.loads(storage.read(archive + VERIFIED_SUFFIX))
-        if doc.get("archive_sha256") != manifest.archive.sha256 or doc.get("status") not in VERIFICATION_STATUSES:
+        if doc.get("archive_sha256") != archive_sha256 or doc.get("status") not in VERIFICATION_STATUSES:
+            return None
+        if key is not None and not crypto.mac_matches(key, _record_body(doc), doc.get("hmac_sha256")):
+            return None
+        if future_dated(doc["verified_at"]):
             return None
         at = datetime.fromisoformat(doc["verified_at"])
         return StoredVerification(doc["status"], str(doc.get("detail") or ""), at)
@@ -241,8 +263,10 @@ class StorageScan:
     index_missing: list[str]  # ids the index lists whose manifest is gone
 
 
-def scan(storage: Storage) -> StorageScan:
-    """Every backup in storage, newest first; damaged manifests are listed with their problem."""
+def scan(storage: Storage, key: bytes | None = None) -> StorageScan:
+    """Every backup in storage, newest first; damaged manifests are listed with their problem, and
+    intact ones that cannot be taken on their word (`untrusted_because`, `future_dated`) say why.
+    `key`: the seal key (BackupSettings.seal_key) the seals are checked with."""
     names = storage.names()
     present = set(names)
     backups, orphans = [], []
@@ -254,17 +278,20 @@ def scan(storage: Storage) -> StorageScan:
             if not match:
                 continue
             label = f"the manifest {storage.location(name)}"
+            untrusted = None
             try:
-                manifest, sealed = unseal(storage.read(name), label)
+                manifest, sealed = unseal(storage.read(name), label, key)
                 problem = None
                 if manifest.backup_id != match.group(1):
                     problem, manifest = f"{label} names backup {manifest.backup_id}, not {match.group(1)}", None
+                else:
+                    untrusted = untrusted_because(sealed, key is not None) or future_dated(manifest.created_at)
             except ManifestDamaged as exc:
-                manifest, sealed, problem = None, False, str(exc)
-            verification = (read_verification(storage, archive, manifest)
+                manifest, sealed, problem = None, None, str(exc)
+            verification = (read_verification(storage, archive, manifest.archive.sha256, key)
                             if manifest is not None and archive + VERIFIED_SUFFIX in present else None)
             backups.append(StoredBackup(match.group(1), archive, manifest, sealed, problem, archive in present,
-                                        storage.location(archive), verification))
+                                        storage.location(archive), verification, untrusted))
         elif ARCHIVE_RE.match(base) and name + MANIFEST_SUFFIX not in present:
             orphans.append(name)
     backups.sort(key=lambda b: (b.manifest.created_at if b.manifest else "", b.backup_id), reverse=True)
@@ -294,15 +321,17 @@ def write_index(storage: Storage) -> None:
 
 
 def record_from_storage(b: StoredBackup) -> BackupRecord:
-    """A catalog row as the storage alone tells it: completed, verification not known here."""
-    if b.manifest is None:
+    """A catalog row as the storage alone tells it: completed, verification not known here; failed
+    when its manifest is damaged or cannot be taken on its word."""
+    if b.manifest is None or b.untrusted:
+        why = b.problem or b.untrusted
         return BackupRecord(
             id=b.backup_id, target="?", database=None, scheduled=b.backup_id.startswith("a"), requested_by="?",
-            status="failed", phase=None, error=f"its manifest cannot be trusted: {b.problem}", owner=None,
+            status="failed", phase=None, error=f"its manifest cannot be trusted: {why}", owner=None,
             heartbeat_at=None, started_at=datetime.fromtimestamp(0, timezone.utc), finished_at=None,
             duration_s=None, format=None, compression=None, encrypted=False, storage=None, location=b.location,
             size_bytes=None, sha256=None, integrity_level=None, tables=None, total_rows=None,
-            verify_status="failed", verified_at=None, verify_detail=b.problem, deleted_at=None)
+            verify_status="failed", verified_at=None, verify_detail=why, deleted_at=None)
     m, a, v = b.manifest, b.manifest.archive, b.verification
     started = datetime.fromisoformat(m.created_at)
     return BackupRecord(
@@ -329,7 +358,7 @@ class StorageCatalog:
 
     def _found(self) -> list[StoredBackup]:
         if self._scan is None:
-            self._scan = scan(self.storage)
+            self._scan = scan(self.storage, self.settings.seal_key())
         return self._scan.backups
 
     def _fix(self, b: StoredBackup) -> StoredBackup:
@@ -357,7 +386,7 @@ class StorageCatalog:
     def manifest(self, backup_id: str) -> BackupManifest | None:
         for b in self._found():
             if b.backup_id == backup_id:
-                return self._fix(b).manifest
+                return None if b.untrusted else self._fix(b).manifest
         return None
 
     def set_verification(self, backup_id: str, status: str, detail: str) -> None:
@@ -388,7 +417,8 @@ def record_verification(record: BackupRecord, manifest: BackupManifest, settings
     if archive is None or status not in VERIFICATION_STATUSES:
         return None
     try:
-        write_verification(storage_of(record, settings), archive, manifest.archive.sha256, status, detail)
+        write_verification(storage_of(record, settings), archive, manifest.archive.sha256, status, detail,
+                           settings.seal_key())
     except (StorageError, OSError) as exc:
         return f"the verification could not be written to storage: {exc}"
     return None

@@ -1,8 +1,10 @@
 """The catalog as a cache of the storage: rebuilt from it, and what a killed backup left adopted or
 quarantined.
 
-- A backup in storage (archive + sealed manifest) the catalog has no row for is added: a new bot
-  pointed at the same storage with an empty state database lists every backup.
+- A backup in storage (archive + sealed manifest) the catalog has no row for is added once its
+  seal proves this dbops wrote it (with DBOPS_BACKUP_KEY: sealed with the key) and a full verify
+  passes: a new bot pointed at the same storage with an empty state database lists every backup,
+  and an archive someone copied into the storage with a manifest of their own is refused.
 - A row that never became `completed` while storage holds its whole backup (the process died after
   writing the manifest, before the catalog update) is adopted once the archive's SHA-256 matches
   its manifest; if it does not match, both files are quarantined.
@@ -18,9 +20,21 @@ from pathlib import Path
 from .. import fmt
 from ..report import Outcome, Report, Section, Table
 from .catalog import BackupCatalog
+from .seal import Seal
 from .settings import BackupSettings
 from .storage import S3Store, StorageError, prepare_dir, sha256_file
-from .storage_catalog import ARCHIVE_RE, MANIFEST_SUFFIX, S3Storage, Storage, StoredBackup, basename, scan, storage_for
+from .storage_catalog import (
+    ARCHIVE_RE,
+    MANIFEST_SUFFIX,
+    S3Storage,
+    Storage,
+    StoredBackup,
+    basename,
+    record_from_storage,
+    record_verification,
+    scan,
+    storage_for,
+)
 
 
 @dataclass
@@ -29,12 +43,18 @@ class SyncResult:
     adopted: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # in storage, not catalogued: not verified in this run
+    unkeyed: list[str] = field(default_factory=list)  # of `added`: sealed without a key (none is set)
     seen: int = 0
 
     def lines(self) -> list[str]:
         out = []
         if self.added:
-            out.append(f"catalogued {fmt.plural(len(self.added), 'backup')} found in storage: {', '.join(self.added)}")
+            out.append(f"catalogued {fmt.plural(len(self.added), 'backup')} found in storage, each after a full "
+                       f"verify: {', '.join(self.added)}")
+        if self.unkeyed:
+            out.append(f"{', '.join(self.unkeyed)}: sealed without a key (DBOPS_BACKUP_KEY is not set), so nothing "
+                       "proves dbops wrote them: anyone who can write to the storage could have put them there")
         out += [f"backup {i} adopted: its process stopped after writing it whole (SHA-256 checked)"
                 for i in self.adopted]
         out += [f"quarantined {q}" for q in self.quarantined]
@@ -42,12 +62,15 @@ class SyncResult:
 
 
 def sync_catalog(catalog: BackupCatalog, settings: BackupSettings, adopt: bool = True,
-                 storage: Storage | None = None) -> SyncResult:
+                 storage: Storage | None = None, verify_unknown: bool | None = None) -> SyncResult:
     """Bring the catalog up to what storage holds. `adopt` (start-up, `backup sync`) also adopts or
-    quarantines what killed backups left; without it only missing rows are added (cheap)."""
+    quarantines what killed backups left; without it only verifications are learnt (cheap, before
+    a read). `verify_unknown` (default: `adopt`): backups the catalog does not know are verified in
+    full and catalogued if they pass; else they are only counted (`pending`)."""
     storage = storage or storage_for(settings)
+    verify_unknown = adopt if verify_unknown is None else verify_unknown
     result = SyncResult()
-    found = scan(storage)  # StorageError: nothing is changed
+    found = scan(storage, settings.seal_key())  # StorageError: nothing is changed
     result.seen = len(found.backups)
     running = catalog.running_ids() if adopt else set()
     for b in found.backups:
@@ -62,19 +85,26 @@ def sync_catalog(catalog: BackupCatalog, settings: BackupSettings, adopt: bool =
             result.problems.append(f"backup {b.backup_id} has a manifest but no archive in storage ({b.location})")
             continue
         record = catalog.get(b.backup_id)
-        # A verification storage knows and the catalog does not (the catalog was rebuilt, or the
-        # backup was verified from storage alone while the state database was down) is learnt.
-        v = b.verification
-        newer = v is not None and (record is None or record.verified_at is None or record.verified_at < v.at)
         if record is None:
-            if catalog.from_storage(b.manifest, b.location, adopt=False) == "added":
-                result.added.append(b.backup_id)
-                if newer:
-                    catalog.set_verification(b.backup_id, v.status, v.detail, at=v.at)
+            if b.untrusted:
+                result.problems.append(f"backup {b.backup_id} in storage is not catalogued: {b.untrusted}")
+            elif verify_unknown:
+                _catalogue_after_verify(catalog, settings, b, result)
+            else:
+                result.pending.append(b.backup_id)
             continue
-        if newer and record.status == "completed":
+        # A verification storage knows and the catalog does not (the catalog was rebuilt, or the
+        # backup was verified from storage alone while the state database was down) is learnt, when
+        # it checked the very archive the catalog knows.
+        v = b.verification
+        if (v is not None and record.status == "completed" and record.sha256 == b.manifest.archive.sha256
+                and (record.verified_at is None or record.verified_at < v.at)):
             catalog.set_verification(b.backup_id, v.status, v.detail, at=v.at)
         if record.status == "completed" or not adopt:
+            continue
+        if b.untrusted:
+            result.problems.append(f"backup {b.backup_id} stopped before it was catalogued and storage holds it, "
+                                   f"but it is not adopted: {b.untrusted}")
             continue
         problem = _archive_problem(storage, b, settings)
         if problem:
@@ -84,7 +114,7 @@ def sync_catalog(catalog: BackupCatalog, settings: BackupSettings, adopt: bool =
                 except (StorageError, OSError) as exc:
                     result.problems.append(f"could not quarantine {name}: {exc}")
             continue
-        if catalog.from_storage(b.manifest, b.location, adopt=True) == "adopted":
+        if catalog.add_from_storage(b.manifest, b.location, adopt=True) == "adopted":
             result.adopted.append(b.backup_id)
     if adopt:
         for name in found.orphans:
@@ -99,6 +129,28 @@ def sync_catalog(catalog: BackupCatalog, settings: BackupSettings, adopt: bool =
     result.problems += [f"backup {i} is in the storage's index but its manifest is gone from storage"
                         for i in found.index_missing]
     return result
+
+
+def _catalogue_after_verify(catalog: BackupCatalog, settings: BackupSettings, b: StoredBackup,
+                            result: SyncResult) -> None:
+    """A backup the catalog never knew: catalogued only once a full verify (seal, SHA-256, decryption,
+    table of contents, full read) passes on the manifest's own word."""
+    from .verify import check_backup  # the verification imports pg_restore's helpers: only when needed
+
+    record = record_from_storage(b)
+    outcome = check_backup(record, b.manifest, settings, vouched=False)
+    if outcome.status != "verified":
+        found = (f"a full verify found it {outcome.status}" if outcome.status in ("failed", "unrestorable")
+                 else "it could not be verified here")
+        result.problems.append(f"backup {b.backup_id} in storage is not catalogued: {found}: {outcome.detail}")
+        return
+    if catalog.add_from_storage(b.manifest, b.location, adopt=False) != "added":
+        return  # catalogued meanwhile by another process
+    catalog.set_verification(b.backup_id, outcome.status, outcome.detail)
+    record_verification(record, b.manifest, settings, outcome.status, outcome.detail)
+    result.added.append(b.backup_id)
+    if b.seal is not Seal.KEYED:
+        result.unkeyed.append(b.backup_id)
 
 
 def _archive_problem(storage: Storage, b: StoredBackup, settings: BackupSettings) -> str | None:
@@ -127,4 +179,4 @@ def sync_report(catalog: BackupCatalog, settings: BackupSettings) -> Report:
                   outcome=Outcome.FAILED if result.problems else Outcome.OK,
                   sections=[Section("Done", table=Table(["what"], [[line] for line in result.lines()]))],
                   data={"added": result.added, "adopted": result.adopted, "quarantined": result.quarantined,
-                        "problems": result.problems, "seen": result.seen})
+                        "problems": result.problems, "seen": result.seen, "unkeyed": result.unkeyed})

@@ -35,22 +35,25 @@ import psycopg
 from .. import fmt
 from ..errors import Cancelled, DbopsError
 from ..postgres import (
+    PgDump,
     choose_compression,
+    compression_argument,
     exit_text,
     last_line,
     libpq_env,
     missing_table_data,
-    pg_tool,
-    require_pg_dump_for,
+    pg_dump_for,
     server_facts,
     start_tool,
     stop_tool,
 )
+from ..postgres.versions import short_version
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Stopwatch, Table, key_values, no_progress
 from ..target import Target, dsn_secrets, scrub
 from . import crypto
 from .catalog import BackupCatalog
-from .manifest import ArchiveInfo, BackupManifest, capture_manifest, seal
+from .manifest import ArchiveInfo, BackupManifest, capture_manifest
+from .seal import seal
 from .settings import BackupSettings
 from .storage import S3Store, StorageError, fsync_dir, fsync_file, prepare_dir, sha256_file
 from .storage_catalog import MANIFEST_SUFFIX, storage_for, write_durably, write_index
@@ -82,6 +85,7 @@ class BackupResult:
     steps: list[dict] = field(default_factory=list)
     verify_status: str = "pending"  # pending (not verified yet) | verified | failed | unrestorable
     verify_detail: str = ""
+    client_note: str | None = None  # pg_dump is not the server's major: what that costs
 
     @property
     def outcome(self) -> Outcome:
@@ -111,19 +115,24 @@ class BackupResult:
         summary = (f"Backup {self.backup_id} of `{self.target_name}` completed: {fmt.size(a.size)} in "
                    f"{fmt.duration(self.duration_s)}, {len(m.tables)} tables, {m.total_rows:,} rows "
                    f"({m.integrity_level}); {verification.split(':')[0]}.")
+        sections = [Section("Tables", table=Table(["table", "rows", "checksum"], table_rows)),
+                    Section("Steps", text=_steps_line(self.steps))]
+        if self.client_note:
+            summary += f" Warning: {self.client_note}."
+            sections.insert(0, Section("PostgreSQL versions", text=f":warning: {self.client_note}.", problem=True))
         return Report(
             title=f"Backup {self.backup_id} of {self.target_name}",
             summary=summary,
             outcome=self.outcome,
             facts=key_values(details),
-            sections=[Section("Tables", table=Table(["table", "rows", "checksum"], table_rows)),
-                      Section("Steps", text=_steps_line(self.steps))],
+            sections=sections,
             data={"backup_id": self.backup_id, "target": self.target_name, "location": self.location,
                   "duration_s": round(self.duration_s, 3), "size": a.size, "sha256": a.sha256,
                   "tables": len(m.tables), "rows": m.total_rows, "integrity_level": m.integrity_level,
                   "verify_status": self.verify_status, "verify_detail": self.verify_detail,
                   "format": a.format, "compression": a.compression, "encrypted": a.encrypted,
-                  "storage": a.storage, "steps": self.steps},
+                  "storage": a.storage, "steps": self.steps, "server_version": m.server_version,
+                  "pg_dump_version": short_version(m.pg_dump_version), "client_note": self.client_note},
         )
 
 
@@ -192,6 +201,7 @@ class _BackupRun:
         self.uploaded: list[tuple[S3Store, str]] = []
         self.completed = False
         self.requested_by, self.scheduled = "", False
+        self.pg_dump: PgDump | None = None
 
     # -- the whole run -----------------------------------------------------------
     def execute(self) -> BackupResult:
@@ -211,8 +221,10 @@ class _BackupRun:
             facts = server_facts(self.conn)
         self.catalog.heartbeat(self.id, "checking", facts["database"])
         with self.watch.step("preflight"):
-            dump_major, dump_version = require_pg_dump_for(facts["server_version_num"], facts["server_version"])
-            compression = choose_compression(s.compression, s.compression_level, dump_major)
+            # pg_dump of the server's major: its archive restores into that major (a drill's copy).
+            self.pg_dump = pg_dump_for(facts["server_version_num"], facts["server_version"])
+            compression = choose_compression(s.compression, s.compression_level, self.pg_dump.major,
+                                             self.pg_dump.path)
             self._check_space(folder, facts["database_size"])
             snapshot = self.conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
 
@@ -253,7 +265,8 @@ class _BackupRun:
         manifest = BackupManifest(
             backup_id=self.id, target=self.target.name, database=facts["database"],
             created_at=created.isoformat(), snapshot=snapshot, server_version=facts["server_version"],
-            server_version_num=facts["server_version_num"], pg_dump_version=dump_version,
+            server_version_num=facts["server_version_num"], pg_dump_version=self.pg_dump.version_text,
+            client_versions={"pg_dump": self.pg_dump.version},
             archive=ArchiveInfo(format=s.format, compression=compression, path="", size=size, sha256=digest,
                                 encrypted=key is not None, storage=s.storage,
                                 key=None, encryption=_encryption_parameters(key)),
@@ -266,7 +279,7 @@ class _BackupRun:
         self.catalog.complete(self.id, manifest, location, self.watch.elapsed)
         self.completed = True
         result = BackupResult(self.id, self.target.name, self.target.label, manifest, location,
-                              self.watch.elapsed, self.watch.steps)
+                              self.watch.elapsed, self.watch.steps, client_note=self.pg_dump.note)
         if s.verify_after:
             from .verify import verify_record
 
@@ -293,8 +306,9 @@ class _BackupRun:
     def _dump_and_measure(self, dump_path: Path, snapshot: str,
                           compression: str) -> tuple[list[dict], dict, str | None]:
         s = self.settings
-        cmd = [pg_tool("pg_dump"), "-w", f"--snapshot={snapshot}", f"--lock-wait-timeout={int(s.lock_wait_seconds * 1000)}ms",
-               "-Z", compression, "-f", str(dump_path)]
+        dump = self.pg_dump
+        cmd = [dump.path, "-w", f"--snapshot={snapshot}", f"--lock-wait-timeout={int(s.lock_wait_seconds * 1000)}ms",
+               "-Z", compression_argument(compression, dump.major), "-f", str(dump_path)]
         cmd += ["-Fc"] if s.format == "custom" else ["-Fd", "-j", str(s.jobs)]
         self.partials.append(dump_path)
         stderr = tempfile.TemporaryFile()
@@ -375,6 +389,7 @@ class _BackupRun:
 
     def _store(self, stored: Path, folder: Path, final_name: str, manifest: BackupManifest) -> str:
         s = self.settings
+        seal_key = s.seal_key()  # with a key the seal cannot be forged by whoever can write to the storage
         if s.storage == "s3":
             store = S3Store(s.s3)
             key = store.key_for(self.target.name, final_name)
@@ -393,7 +408,7 @@ class _BackupRun:
             store.upload(stored, key, on_bytes)
             self.uploaded.append((store, key))
             self.uploaded.append((store, key + MANIFEST_SUFFIX))
-            store.put_bytes(key + MANIFEST_SUFFIX, seal(manifest))  # last: the backup is listed from now on
+            store.put_bytes(key + MANIFEST_SUFFIX, seal(manifest, seal_key))  # last: the backup is listed from now on
             self._update_index()
             location = store.url(key)
             if not s.s3.keep_local:
@@ -408,7 +423,7 @@ class _BackupRun:
         self.finals += [folder / (final_name + MANIFEST_SUFFIX), final]
         os.replace(stored, final)
         fsync_dir(folder)
-        write_durably(folder / (final_name + MANIFEST_SUFFIX), seal(manifest))  # last: now it is a backup
+        write_durably(folder / (final_name + MANIFEST_SUFFIX), seal(manifest, seal_key))  # last: now it is a backup
         self._update_index()
         return str(final.resolve())
 

@@ -1,9 +1,14 @@
 """Proving an archive can be restored, and handing a restorable copy to the restore drill.
 
-`verify` checks, in order: the stored bytes against the catalog's SHA-256; that it decrypts with
-the current key (a backup whose key is gone is reported *unrestorable*); that its table of contents
-has the data of every table in the manifest; and finally a full read of the archive
-(`pg_restore -f /dev/null`), because `pg_restore --list` passes truncated and corrupted archives.
+`verify` checks, in order: the manifest in storage (its seal, and that it describes this archive);
+the stored bytes against the catalog's SHA-256; that it decrypts with the current key (a backup
+whose key is gone is reported *unrestorable*; with `backup.encrypt = true` an archive that is not
+encrypted, read from its own bytes, is refused); that its table of contents has the data of every
+table in the manifest; and finally a full read of the archive (`pg_restore -f /dev/null`), because
+`pg_restore --list` passes truncated and corrupted archives.
+
+What could not be checked here (no key, storage out of reach) is said and recorded nowhere: the
+catalog keeps what the last check that could be made found.
 """
 from __future__ import annotations
 
@@ -20,10 +25,11 @@ from ..postgres import PgToolError, full_read, missing_table_data
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from . import crypto
 from .catalog import BackupCatalog, BackupRecord
-from .manifest import BackupManifest, ManifestDamaged, unseal
+from .manifest import BackupManifest
+from .seal import ManifestDamaged, Seal, future_dated, seal, unseal, untrusted_because
 from .settings import BackupSettings, encryption_key_from_env
 from .storage import S3Store, StorageError, prepare_dir, sha256_file
-from .storage_catalog import MANIFEST_SUFFIX, record_verification
+from .storage_catalog import MANIFEST_SUFFIX, archive_name_for, record_verification, storage_of
 
 
 class Unrestorable(DbopsError):
@@ -34,19 +40,28 @@ class ArchiveDamaged(DbopsError):
     """The archive is missing, changed, truncated or corrupted."""
 
 
+class NotEncrypted(ArchiveDamaged):
+    """The archive is not encrypted where it must be (backup.encrypt is on, or its manifest says so)."""
+
+
 class NoKey(Unrestorable):
-    """Encrypted, and this process has no DBOPS_BACKUP_KEY: not restorable *here*, which says nothing
-    about the archive (verify records "no_key", never "unrestorable")."""
+    """Encrypted (or its manifest sealed with a key), and this process has no DBOPS_BACKUP_KEY: not
+    checkable *here*, which says nothing about the archive (verify records nothing)."""
 
 
 NO_KEY_LABEL = "not checked here (no key)"
+NOT_ENCRYPTED = ("backup.encrypt is on and this archive is not encrypted: dbops with encryption on never writes one "
+                 "so (it was taken before encryption was turned on, or put in the storage by someone else); it is "
+                 "not used")
+RECORDED = ("verified", "failed", "unrestorable")  # what a check found; "no_key" and "error" found nothing
 
 
 @dataclass
 class VerifyOutcome:
-    status: str  # verified | failed | unrestorable | error (could not check now: nothing recorded)
+    status: str  # verified | failed | unrestorable | no_key, error (could not check here: nothing recorded)
     detail: str
     checks: list[list[str]] = field(default_factory=list)  # [check, result]
+    reseal: bool = False  # verified, and its manifest in storage is not sealed with the key held here
 
 
 def verify_backup(catalog: BackupCatalog, settings: BackupSettings, backup_id: str,
@@ -82,49 +97,75 @@ def verify_record(catalog: BackupCatalog, settings: BackupSettings, record: Back
 def _verify(catalog: BackupCatalog, settings: BackupSettings, record: BackupRecord,
             progress: ProgressFn) -> VerifyOutcome:
     manifest = catalog.manifest(record.id)
+    # A row of the state database's catalog vouches for its archive (the bot wrote it when the backup
+    # completed); read from storage alone, the manifest must vouch for itself.
+    outcome = check_backup(record, manifest, settings, progress, vouched=not getattr(catalog, "from_storage", False))
+    if outcome.status not in RECORDED:
+        return outcome
+    if outcome.reseal and manifest is not None:
+        outcome.checks.append(["manifest", reseal_manifest(record, manifest, settings)])
+    catalog.set_verification(record.id, outcome.status, outcome.detail)
+    unrecorded = manifest and record_verification(record, manifest, settings, outcome.status, outcome.detail)
+    if unrecorded:
+        outcome.checks.append(["storage", unrecorded])
+    return outcome
+
+
+def check_backup(record: BackupRecord, manifest: BackupManifest | None, settings: BackupSettings,
+                 progress: ProgressFn = no_progress, vouched: bool = True) -> VerifyOutcome:
+    """Every check of `verify`, recording nothing. `vouched`: the state database's catalog knows
+    this archive (else the manifest in storage must prove itself with its seal)."""
     checks: list[list[str]] = []
     try:
         if manifest is None:
             raise ArchiveDamaged("the catalog has no manifest for it")
-        check_stored_manifest(record, manifest, settings, checks)
+        state = check_stored_manifest(record, manifest, settings, checks, vouched)
         work_parent = prepare_dir(Path(settings.dir))
         with tempfile.TemporaryDirectory(prefix=f".{record.id}.verify-", suffix=".partial", dir=work_parent) as work:
             plain = fetch_plain(record, manifest, settings, Path(work), progress, checks, copy=False)
             progress(Progress("verifying", None, f"{record.id}: table of contents"))
             missing = missing_table_data(plain, manifest.tables)
             if missing:
-                raise ArchiveDamaged(f"the archive has no data for {fmt.plural(len(missing), 'table')}: {', '.join(missing[:5])}")
+                raise ArchiveDamaged(f"the archive has no data for {fmt.plural(len(missing), 'table')}: "
+                                     f"{', '.join(missing[:5])}")
             checks.append(["table of contents", f"data for all {len(manifest.tables)} tables listed"])
             progress(Progress("verifying", None, f"{record.id}: full read of the archive"))
             ok, reason = full_read(plain)
             if not ok:
                 raise ArchiveDamaged(f"a full read of the archive failed: {reason}")
             checks.append(["full read", reason])
-        detail = f"SHA-256 matches, {'decrypts, ' if record.encrypted else ''}all {len(manifest.tables)} tables' data " \
+        decrypted = any(name == "decryption" for name, _ in checks)
+        detail = f"SHA-256 matches, {'decrypts, ' if decrypted else ''}all {len(manifest.tables)} tables' data " \
                  "present, full read OK"
-        outcome = VerifyOutcome("verified", detail, checks)
+        return VerifyOutcome("verified", detail, checks,
+                             reseal=settings.seal_key() is not None and state is not Seal.KEYED)
     except NoKey as exc:
         checks.append(["result", f"{NO_KEY_LABEL}: {exc}"])
-        outcome = VerifyOutcome("no_key", f"SHA-256 matches; {exc}", checks)
+        return VerifyOutcome("no_key", str(exc), checks)
     except Unrestorable as exc:
         checks.append(["result", f"unrestorable: {exc}"])
-        outcome = VerifyOutcome("unrestorable", str(exc), checks)
+        return VerifyOutcome("unrestorable", str(exc), checks)
     except (ArchiveDamaged, PgToolError) as exc:
         checks.append(["result", f"failed: {exc}"])
-        outcome = VerifyOutcome("failed", str(exc), checks)
+        return VerifyOutcome("failed", str(exc), checks)
     except StorageError as exc:
         checks.append(["result", f"could not check: {exc}"])
         return VerifyOutcome("error", str(exc), checks)  # storage out of reach: says nothing about the archive
-    catalog.set_verification(record.id, outcome.status, outcome.detail)
-    unrecorded = manifest and record_verification(record, manifest, settings, outcome.status, outcome.detail)
-    if unrecorded:
-        checks.append(["storage", unrecorded])
-    return outcome
+
+
+_SEAL_CHECK = {
+    Seal.KEYED: "sealed with the key, intact, describes this archive",
+    Seal.OTHER_KEY: "sealed with another key than DBOPS_BACKUP_KEY holds (it was replaced since): describes the "
+                    "archive the catalog knows",
+    Seal.UNKEYED: "sealed without a key: intact, describes this archive",
+    Seal.PLAIN: "written by an older dbops without a seal: describes this archive",
+}
 
 
 def check_stored_manifest(record: BackupRecord, manifest: BackupManifest, settings: BackupSettings,
-                          checks: list[list[str]]) -> None:
-    """The manifest file in storage is intact (its seal) and describes this archive."""
+                          checks: list[list[str]], vouched: bool = True) -> Seal:
+    """The manifest file in storage is intact (its seal) and describes this archive; unless the
+    catalog vouches for the archive, its seal must also prove that this dbops wrote it."""
     if record.storage == "s3":
         key = (manifest.archive.key or "") + MANIFEST_SUFFIX
         where = S3Store(settings.s3).url(key)
@@ -143,15 +184,36 @@ def check_stored_manifest(record: BackupRecord, manifest: BackupManifest, settin
             raise ArchiveDamaged(f"its manifest {where} is missing from storage") from None
         except OSError as exc:
             raise StorageError(f"cannot read {where}: {exc.strerror}") from None
+    key = settings.seal_key()
     try:
-        stored, sealed = unseal(data, f"its manifest {where}")
+        stored, state = unseal(data, f"its manifest {where}", key)
     except ManifestDamaged as exc:
         raise ArchiveDamaged(str(exc)) from None
     if stored.backup_id != record.id or stored.archive.sha256 != (record.sha256 or manifest.archive.sha256):
         raise ArchiveDamaged(f"its manifest {where} describes another archive (backup {stored.backup_id}, "
                              f"SHA-256 {stored.archive.sha256[:16]}…)")
-    checks.append(["manifest", "sealed, intact, describes this archive" if sealed
-                   else "written by an older dbops without a seal: describes this archive"])
+    if state is Seal.UNCHECKED:
+        raise NoKey("its manifest is sealed with a key and DBOPS_BACKUP_KEY is not set here: its seal cannot be "
+                    "checked without it")
+    why = None if vouched else untrusted_because(state, key is not None) or future_dated(stored.created_at)
+    if why:
+        raise ArchiveDamaged(f"its manifest {where} cannot be taken on its word: {why}")
+    checks.append(["manifest", _SEAL_CHECK[state]])
+    return state
+
+
+def reseal_manifest(record: BackupRecord, manifest: BackupManifest, settings: BackupSettings) -> str:
+    """Writes the catalog's manifest of a verified backup back to storage sealed with the key held
+    here (it was sealed without one, or with a replaced one); returns what was done."""
+    archive = archive_name_for(record, manifest)
+    key = settings.seal_key()
+    if archive is None or key is None:
+        return "not re-sealed: its place in storage is not known"
+    try:
+        storage_of(record, settings).write(archive + MANIFEST_SUFFIX, seal(manifest, key))
+    except (StorageError, OSError) as exc:
+        return f"could not be re-sealed with the key: {exc}"
+    return "re-sealed with the key held here (DBOPS_BACKUP_KEY): storage alone now vouches for it"
 
 
 def materialize(catalog: BackupCatalog, settings: BackupSettings, backup_id: str, dest_dir: Path,
@@ -180,8 +242,8 @@ def fetch_plain(record: BackupRecord, manifest: BackupManifest, settings: Backup
     With copy=False a local, plain, custom-format archive is used where it is (read only).
     """
     stored = checked_archive(record, manifest, settings, work, progress, checks)
-    return restorable_archive(stored, record.id, record.encrypted, manifest.archive.format, work, progress,
-                              checks, copy)
+    return restorable_archive(stored, record.id, settings.encrypt or record.encrypted, manifest.archive.format,
+                              work, progress, checks, copy, encrypt_setting=settings.encrypt)
 
 
 def checked_archive(record: BackupRecord, manifest: BackupManifest | None, settings: BackupSettings, work: Path,
@@ -222,16 +284,23 @@ def require_sha256(digest: str, catalog_sha256: str | None) -> None:
                              f"({(catalog_sha256 or '')[:16]}…): it was changed or damaged after the backup")
 
 
-def restorable_archive(stored: Path, backup_id: str, encrypted: bool, archive_format: str, work: Path,
+def restorable_archive(stored: Path, backup_id: str, must_be_encrypted: bool, archive_format: str, work: Path,
                        progress: ProgressFn = no_progress, checks: list[list[str]] | None = None,
-                       copy: bool = True) -> Path:
+                       copy: bool = True, encrypt_setting: bool = False) -> Path:
     """What pg_restore reads, made under `work` from the stored archive: decrypted with DBOPS_BACKUP_KEY
     (the plaintext, 0600, only ever under `work`), a directory-format tar unpacked.
 
-    Intermediate files in `work` are removed on the way; the stored archive is left alone unless it
-    is itself in `work` (a download). With copy=False a plain custom-format archive is used where it is.
+    Whether it is encrypted is read from the archive's own first bytes; one that is not, where it
+    must be (`must_be_encrypted`: backup.encrypt is on, said by `encrypt_setting`, or its manifest
+    says so), is refused. Intermediate files in `work` are removed on the way; the stored archive is
+    left alone unless it is itself in `work` (a download). With copy=False a plain custom-format
+    archive is used where it is.
     """
     checks = checks if checks is not None else []
+    encrypted = crypto.is_encrypted_file(stored)
+    if must_be_encrypted and not encrypted:
+        raise NotEncrypted(NOT_ENCRYPTED if encrypt_setting else
+                           "its manifest says it is encrypted and the archive is not: it was replaced or damaged")
     if encrypted:
         progress(Progress("verifying", None, f"{backup_id}: decrypting"))
         plain = work / f"{backup_id}.plain"

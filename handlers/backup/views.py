@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from .. import fmt
 from ..report import Outcome, Report, Section, Table
 from .catalog import BackupCatalog, BackupRecord
+from .seal import FUTURE_SKEW
 from .settings import BackupSettings
 
 
@@ -109,9 +110,11 @@ def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
 
 
 def latest_verified(catalog: BackupCatalog, target_name: str) -> BackupRecord | None:
-    """The newest completed, verified, not pruned backup of a target (what a restore drill should use)."""
+    """The newest completed, verified, not pruned backup of a target (what a restore drill should use);
+    never one dated in the future (a wrong clock, or a planted backup: it would stay the newest)."""
+    latest_true = datetime.now(timezone.utc) + FUTURE_SKEW
     for r in catalog.list(target_name):
-        if r.usable and r.verified:
+        if r.usable and r.verified and r.started_at <= latest_true:
             return r
     return None
 

@@ -16,7 +16,8 @@ from psycopg.conninfo import make_conninfo
 from .. import schemas
 from ..backup.manifest import capture_manifest, checksum_method, compare_manifests
 from ..indexes.settings import ExpectedIndex
-from ..postgres import libpq_env, pg_tool, run_streaming
+from ..postgres import libpq_env, major_version, majors_line, pg_tool, run_streaming, short_version
+from ..schemadiff import comparable, major_of
 from .settings import SmokeQuery
 
 SCHEMA_PARTS = ("tables", "columns", "indexes", "constraints", "sequences")
@@ -87,6 +88,8 @@ def schema_checks(expected: dict, actual: dict) -> list[Check]:
     exp["indexes"] = [i for i in exp.get("indexes", []) if (i["table"], i["name"]) not in skipped]
     act["indexes"] = [i for i in act.get("indexes", []) if (i["table"], i["name"]) not in skipped]
     act["constraints"] = _as_in_source_when_stronger(exp.get("constraints", []), act.get("constraints", []))
+    majors = (major_of(expected.get("server_version_num")), major_of(actual.get("server_version_num")))
+    exp, act, normalised = comparable(exp, act, majors)
     checks = []
     for part in SCHEMA_PARTS:
         diffs = compare_manifests({"schema": {part: exp.get(part, [])}}, {"schema": {part: act.get(part, [])}})
@@ -100,6 +103,10 @@ def schema_checks(expected: dict, actual: dict) -> list[Check]:
             f"invalid in the source, what a failed CREATE INDEX CONCURRENTLY leaves; pg_dump does not dump an "
             f"invalid index, so the copy is not compared for it: {listed(names)}. Not a restore problem; "
             f"{INDEXES_HINT}.", warning=True))
+    if normalised:
+        checks.append(Check("schema compared across majors", True,
+                            f"the source ran PostgreSQL {majors[0]}, the copy {majors[1]}; left out of the comparison "
+                            f"on both sides: {'; '.join(normalised)}"))
     return checks
 
 
@@ -123,6 +130,19 @@ def not_valid_in_source(manifest: dict) -> set[tuple[str, str]] | None:
     if any("validated" not in c for c in constraints):
         return None
     return {(c["table"], c["name"]) for c in constraints if c["validated"] is False}
+
+
+def copy_major_check(source: str, source_version: str | int | None, copy_version: str | int | None,
+                     copy_word: str = "copy on", newer: str | None = None) -> Check:
+    """The copy ran the source's PostgreSQL major; on a newer one (when that was asked for) it passes
+    with a warning that says what that means (`newer`, see versions.majors_line), and on an older
+    one it fails."""
+    line = majors_line(source, source_version, copy_version, copy_word, newer)
+    src, cpy = major_version(short_version(source_version)), major_version(short_version(copy_version))
+    name = "copy on the source's PostgreSQL major"
+    if src is None or cpy is None:
+        return Check(name, True, f"{line}; the source's major is not recorded", warning=True)
+    return Check(name, cpy >= src, line, warning=cpy > src)
 
 
 # -- soundness of the copy -------------------------------------------------------
@@ -261,13 +281,15 @@ def _every_source_index_restored(manifest: dict, restored: dict) -> bool:
 
 # -- pg_amcheck ----------------------------------------------------------------------
 
-def amcheck_check(dsn: str, jobs: int, heapallindexed: bool, cancel: threading.Event | None = None) -> Check:
-    """pg_amcheck over every table (heap, with its TOAST) and every B-tree index of the restored database."""
+def amcheck_check(dsn: str, jobs: int, heapallindexed: bool, cancel: threading.Event | None = None,
+                  major: int | None = None) -> Check:
+    """pg_amcheck over every table (heap, with its TOAST) and every B-tree index of the restored database;
+    `major`: the server's (None: the default binaries')."""
     env = libpq_env(dsn)
     # Only the database's name on the command line, so that pg_amcheck checks that one database and
     # not the one libpq would default to; host, user and password come from the environment.
     database = make_conninfo(dbname=env["PGDATABASE"])
-    cmd = [pg_tool("pg_amcheck"), "--install-missing", "--jobs", str(max(1, jobs)), "--no-password"]
+    cmd = [pg_tool("pg_amcheck", major), "--install-missing", "--jobs", str(max(1, jobs)), "--no-password"]
     if heapallindexed:
         cmd.append("--heapallindexed")
     done = run_streaming(cmd + [database], env=env, cancel=cancel)

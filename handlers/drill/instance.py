@@ -6,8 +6,10 @@ Every kind marks what it creates so a later process can remove what a crashed on
   host, pid and pid start time as JSON.
 
 New kinds (the Render issue) register a factory with `register_instance_kind("render", factory)`:
-the factory takes the DrillSettings and returns an object with the `DrillInstance` methods, and
-`register_leftover_cleaner` adds its start-up cleanup.
+the factory takes the DrillSettings and the PostgreSQL major to run (None: the default binaries'),
+and returns an object with the `DrillInstance` methods; `register_leftover_cleaner` adds its
+start-up cleanup. A kind that cannot choose its major (a scratch server runs its own) starts
+anyway: the drill compares the major it got with the one it asked for.
 """
 from __future__ import annotations
 
@@ -45,14 +47,14 @@ class DrillInstance(Protocol):
 
 
 class LocalDrillInstance:
-    """A private PostgreSQL 18 in a temporary folder under `work_dir`, on a Unix socket only."""
+    """A private PostgreSQL of the chosen major in a temporary folder under `work_dir`, on a Unix socket only."""
 
     kind = "local"
 
-    def __init__(self, settings: DrillSettings) -> None:
+    def __init__(self, settings: DrillSettings, major: int | None = None) -> None:
         # Restore-friendly memory: index builds and FK checks are most of a restore.
         self._instance = postgres.TemporaryInstance(
-            purpose=DRILL_PURPOSE, parent=settings.work_dir,
+            purpose=DRILL_PURPOSE, parent=settings.work_dir, major=major,
             settings={"maintenance_work_mem": "256MB", "max_parallel_maintenance_workers": "2",
                       "autovacuum": "off", "wal_level": "minimal", "max_wal_senders": "0"})
         self.path = None
@@ -84,7 +86,7 @@ class ScratchDrillInstance:
 
     kind = "scratch"
 
-    def __init__(self, settings: DrillSettings) -> None:
+    def __init__(self, settings: DrillSettings, major: int | None = None) -> None:
         url = settings.scratch_url
         if not url:
             raise ConfigError(f"drill.instance is \"scratch\" but {settings.scratch_url_env} is not set: put the "
@@ -119,7 +121,7 @@ class ScratchDrillInstance:
         self._created = False
 
 
-InstanceFactory = Callable[[DrillSettings], DrillInstance]
+InstanceFactory = Callable[[DrillSettings, "int | None"], DrillInstance]
 _FACTORIES: dict[str, InstanceFactory] = {"local": LocalDrillInstance, "scratch": ScratchDrillInstance}
 _CLEANERS: dict[str, Callable[[DrillSettings], list[str]]] = {}
 
@@ -133,12 +135,12 @@ def register_leftover_cleaner(kind: str, cleaner: Callable[[DrillSettings], list
     _CLEANERS[kind] = cleaner
 
 
-def make_instance(settings: DrillSettings) -> DrillInstance:
+def make_instance(settings: DrillSettings, major: int | None = None) -> DrillInstance:
     factory = _FACTORIES.get(settings.instance)
     if factory is None:
         raise ConfigError(f"drill.instance \"{settings.instance}\" is not available in this dbops "
                           f"(available: {', '.join(sorted(_FACTORIES))})")
-    return factory(settings)
+    return factory(settings, major)
 
 
 # -- start-up cleanup ----------------------------------------------------------

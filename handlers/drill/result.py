@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import fmt
+from ..postgres.versions import majors_line
 from ..report import Outcome, Report, ReportFile, Section, Table
 
 STEP_NAMES = ("create instance", "restore", "verify", "delete instance")
@@ -34,6 +35,8 @@ class DrillResult:
     cancelled: bool = False
     error: str | None = None  # a step that could not run at all
     drill_id: str | None = None
+    source_version: str = ""  # the PostgreSQL the backup was taken of, "16.4"
+    copy_version: str = ""  # the PostgreSQL the drill restored into, "16.15"
 
     # -- verdict -------------------------------------------------------------------
     @property
@@ -73,9 +76,22 @@ class DrillResult:
         return f" ({', '.join(parts)})" if len(parts) > 1 else ""
 
     @property
+    def majors(self) -> str:
+        """"prod: PostgreSQL 16.4 · copy on 16.15"; "" when the drill did not get that far."""
+        if not self.copy_version:
+            return ""
+        return majors_line(self.target, self.source_version or None, self.copy_version)
+
+    @property
     def summary(self) -> str:
+        text = self._verdict
+        return f"{text} ({self.majors})" if self.majors and not self.cancelled else text
+
+    @property
+    def _verdict(self) -> str:
         restored = f"backup {self.backup_id} of {self.target}"
-        age = f" (age {fmt.duration(self.recovery_point_age_s)} when restored)" if self.recovery_point_age_s is not None else ""
+        age = (f" (age {fmt.duration(self.recovery_point_age_s)} when restored)"
+               if self.recovery_point_age_s is not None else "")
         if self.passed:
             checks = fmt.plural(len(self.checks), "check")
             text = (f"Drill passed: restored {restored}{age} and verified it; all {checks} passed"
@@ -103,6 +119,7 @@ class DrillResult:
             "recovery_point_age_s": self.recovery_point_age_s, "steps": self.steps, "checks": self.checks,
             "versions": self.versions, "backup": self.backup, "procedure": self.procedure,
             "restore_errors": self.restore_errors, "cancelled": self.cancelled, "error": self.error,
+            "source_version": self.source_version, "copy_version": self.copy_version,
         }
 
     @classmethod
@@ -114,7 +131,8 @@ class DrillResult:
             versions=dict(d.get("versions", {})), backup=dict(d.get("backup", {})),
             procedure=list(d.get("procedure", [])), restore_errors=list(d.get("restore_errors", [])),
             recovery_point_age_s=d.get("recovery_point_age_s"), cancelled=bool(d.get("cancelled")),
-            error=d.get("error"), drill_id=d.get("drill_id"),
+            error=d.get("error"), drill_id=d.get("drill_id"), source_version=d.get("source_version") or "",
+            copy_version=d.get("copy_version") or "",
         )
 
     def _step_rows(self) -> list[list[Any]]:
@@ -167,7 +185,7 @@ class DrillResult:
             ("Verify", fmt.duration(self.step_seconds("verify"))),
             ("Checks", f"{passed} of {len(self.checks)} passed"),
             ("Drill instance", self.instance or self.instance_kind or "-"),
-        ]
+        ] + ([("PostgreSQL", self.majors)] if self.majors else [])
 
     def to_markdown(self) -> str:
         """The written report: procedure, timings, versions and every check, for `drill report <id>`."""
@@ -189,6 +207,7 @@ class DrillResult:
                  f"integrity level {self.backup.get('integrity_level', '?')}, "
                  f"{self.backup.get('tables', 0)} tables, {self.backup.get('rows', 0):,} rows",
                  f"- Drill instance: {self.instance or self.instance_kind}",
+                 *([f"- PostgreSQL: {self.majors}"] if self.majors else []),
                  f"- Started {fmt.when(self.started_at)}, finished {fmt.when(self.finished_at)}", "",
                  "## Recovery point and recovery time", "", *self._recovery_text().split("\n"), "",
                  "## Procedure", ""]

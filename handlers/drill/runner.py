@@ -29,10 +29,12 @@ from ..errors import Cancelled
 from ..postgres import (
     MARKER_FILE,
     ArchiveContents,
+    copy_major,
     list_archive,
     major_version,
     restore_command,
     run_pg_restore,
+    short_version,
     tool_version,
 )
 from ..report import Progress, ProgressFn, no_progress
@@ -63,22 +65,29 @@ class DrillInterrupted(KeyboardInterrupt):
 
 def run_drill(manifest: Any, archive_path: Path | str, settings: DrillSettings,
               expected_indexes: Iterable[Any] | None = None, progress: ProgressFn = no_progress,
-              cancel: threading.Event | None = None) -> DrillResult:
+              cancel: threading.Event | None = None, allow_newer_major: bool = False) -> DrillResult:
     """Restore `archive_path` (the archive as stored: what the manifest's sha256 is of) into a fresh
-    instance and verify it against `manifest` (a BackupManifest or its dict).
+    instance of the backup's source major and verify it against `manifest` (a BackupManifest or its dict).
 
     An encrypted archive is decrypted with DBOPS_BACKUP_KEY, as `backup verify` and `restore` do.
     `cancel` stops it with a cancelled result; Ctrl-C (KeyboardInterrupt) stops it too, deletes the
     instance and raises DrillInterrupted, never a report of checks that did not all run.
+    `allow_newer_major`: when that major is not installed (or cannot read the archive), run on the
+    oldest newer one installed; the report says it proved restorability on that major only.
     """
     doc = manifest.to_dict() if hasattr(manifest, "to_dict") else dict(manifest)
-    return RestoreDrill(doc, Path(archive_path), settings, expected_indexes, progress, cancel).run()
+    return RestoreDrill(doc, Path(archive_path), settings, expected_indexes, progress, cancel,
+                        allow_newer_major=allow_newer_major).run()
 
 
 class RestoreDrill:
     def __init__(self, manifest: dict, archive: Path, settings: DrillSettings, expected_indexes,
-                 progress: ProgressFn, cancel: threading.Event | None) -> None:
+                 progress: ProgressFn, cancel: threading.Event | None, allow_newer_major: bool = False) -> None:
         self.manifest, self.archive, self.settings = manifest, archive, settings
+        self.allow_newer_major = allow_newer_major
+        # The major the copy must run (the source's), and the one it runs (set when it starts).
+        self.source_major = major_version(manifest.get("server_version_num") or manifest.get("server_version")) or None
+        self.copy_major: int | None = None
         self.expected_indexes = list(expected_indexes) if expected_indexes is not None else None
         self.progress, self.cancel = _never_raising(progress), cancel or threading.Event()
         info = manifest.get("archive", {}) or {}
@@ -166,7 +175,12 @@ class RestoreDrill:
 
     # -- step 1 --------------------------------------------------------------------------
     def _create_instance(self) -> str:
-        self.instance = make_instance(self.settings)
+        wanted = None
+        if self.source_major is not None:
+            # The source's major; a backup written by a newer pg_dump cannot be restored on it.
+            dumped_by = major_version(self.manifest.get("pg_dump_version")) or None
+            wanted = copy_major(self.source_major, dumped_by, self.allow_newer_major)
+        self.instance = make_instance(self.settings, wanted)
         self.instance.start()
         dsn = self.instance.database_dsn()
         self._secrets += dsn_secrets(dsn)
@@ -174,8 +188,17 @@ class RestoreDrill:
         with psycopg.connect(dsn, connect_timeout=10) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
         self.server_version = version
+        self.copy_major = major_version(version)
         self.result.versions["drill server"] = f"PostgreSQL {version}"
+        self.result.copy_version = short_version(version)
         self.result.procedure.append(f"Created the drill instance: {self.result.instance}, PostgreSQL {version}.")
+        if self.source_major is not None:
+            self.result.source_version = short_version(self.manifest.get("server_version")
+                                                       or self.manifest.get("server_version_num"))
+            check = self._check(C.copy_major_check(self.result.target, self.result.source_version, version))
+            if not check.ok or (self.copy_major != self.source_major and not self.allow_newer_major):
+                raise StepFailed(f"{check.detail}: a drill runs on the backup's source major "
+                                 f"(--allow-newer-major to run on a newer one)")
         return f"{self.result.instance}, PostgreSQL {version}"
 
     # -- step 2 --------------------------------------------------------------------------
@@ -224,8 +247,8 @@ class RestoreDrill:
                                 "given an unpacked folder: the stored file's SHA-256 could not be checked"
                                 if prepared.problem is None else prepared.problem))
         elif not want:
-            self._check(C.Check("archive SHA-256 matches the catalog", False,
-                                f"the catalog has no SHA-256 for this backup (the file's is {prepared.sha256[:16]}...)"))
+            self._check(C.Check("archive SHA-256 matches the catalog", False, f"the catalog has no SHA-256 for this "
+                                f"backup (the file's is {prepared.sha256[:16]}...)"))
         else:
             same = prepared.sha256 == want
             self._check(C.Check("archive SHA-256 matches the catalog", same,
@@ -251,7 +274,7 @@ class RestoreDrill:
         source = self.manifest.get("server_version") or contents.dumped_from
         if source:
             self.result.versions["source server"] = f"PostgreSQL {source}"
-        self.result.versions["pg_restore"] = ".".join(map(str, tool_version("pg_restore")))
+        self.result.versions["pg_restore"] = ".".join(map(str, tool_version("pg_restore", self._client_major())))
         need, have = major_version(dumped_by), major_version(getattr(self, "server_version", None))
         fits = need is not None and have is not None and have >= need
         self._check(C.Check("drill server version >= archive's pg_dump version", fits,
@@ -265,12 +288,13 @@ class RestoreDrill:
             self.result.recovery_point_age_s = round(time.time() - created, 1)
         archive_format = (self.archive_info.get("format") or contents.format or "custom").lower()
         dsn = self.instance.database_dsn()
-        cmd, jobs = restore_command(prepared.restorable, archive_format, self.settings.jobs)
+        cmd, jobs = restore_command(prepared.restorable, archive_format, self.settings.jobs,
+                                    major=self._client_major())
         self.result.procedure.append(
             f"Checked the stored archive ({self.result.backup['size']:,} bytes) against the catalog's SHA-256 and read "
             f"its table of contents ({contents.entries} entries).")
         outcome = run_pg_restore(prepared.restorable, dsn, archive_format, self.settings.jobs, contents.table_data,
-                                 self.progress, self.cancel)
+                                 self.progress, self.cancel, major=self._client_major())
         self.result.restore_errors = [self._clean(e) for e in outcome.errors]
         shown = " ".join(a for a in cmd[1:-1] if a != "--dbname=")
         self.result.procedure.append(f"Restored it with `pg_restore {shown}` "
@@ -298,7 +322,8 @@ class RestoreDrill:
         if self.settings.amcheck:
             self.progress(Progress("verify", 0.05, "pg_amcheck started"))
             pending = amcheck.submit(C.amcheck_check, dsn, self.settings.jobs,
-                                     self.settings.amcheck_heapallindexed, _Either(self.cancel, stop_amcheck))
+                                     self.settings.amcheck_heapallindexed, _Either(self.cancel, stop_amcheck),
+                                     self._client_major())
         try:
             with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
                 self.progress(Progress("verify", 0.1, "row counts, checksums and schema against the manifest"))
@@ -319,7 +344,8 @@ class RestoreDrill:
             if pending is not None:
                 self.progress(Progress("verify", 0.8, "waiting for pg_amcheck"))
                 self._check(pending.result())
-                self.result.versions["pg_amcheck"] = ".".join(map(str, tool_version("pg_amcheck")))
+                self.result.versions["pg_amcheck"] = ".".join(map(str, tool_version("pg_amcheck",
+                                                                                     self._client_major())))
         finally:
             stop_amcheck.set()  # done, or the SQL checks broke off: pg_amcheck need not go on
             amcheck.shutdown(wait=True)
@@ -330,6 +356,11 @@ class RestoreDrill:
             f"{', pg_amcheck' if self.settings.amcheck else ''}"
             f"{_count(len(self.settings.smoke_queries), ' and {} smoke quer', 'y', 'ies')}.")
         return checks_outcome(self.result.checks[before:])
+
+    def _client_major(self) -> int | None:
+        """The major of pg_restore and pg_amcheck: the drill server's own (a newer pg_restore sends
+        settings an older server rejects); the default binaries' for a drill without a known source."""
+        return self.copy_major if self.source_major is not None else None
 
     # -- step 4 --------------------------------------------------------------------------
     def _delete_instance(self) -> str:

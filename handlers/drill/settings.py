@@ -124,7 +124,8 @@ SMOKE_QUERY_FIELDS = (
 
 DRILL = (
     cv.choice("instance", "local", INSTANCE_KINDS,
-              "\"local\": throwaway PostgreSQL 18 on a private socket; \"scratch\": a server named below"),
+              "\"local\": a throwaway PostgreSQL of the backup's source major on a private socket; \"scratch\": a "
+              "server named below"),
     cv.custom("scratch_url_env", DEFAULT_SCRATCH_ENV, _env_name,
               "the name of an environment variable, e.g. DBOPS_DRILL_URL (the URL itself never goes into dbops.toml)",
               "\"scratch\": the variable with the server's URL; a uniquely named database there, dropped after",

@@ -105,7 +105,8 @@ def list_archive(archive: Path) -> ArchiveContents:
             if " TABLE DATA " in line:
                 contents.table_data_lines.append(line)
             parts = line.split()
-            if len(parts) >= 6 and parts[-1] != "-":
+            # An entry without an owner (an extension, its comment) ends in the space before its empty owner.
+            if len(parts) >= 6 and parts[-1] != "-" and not line.endswith(" "):
                 owners.add(parts[-1])
         elif "pg_restore:" in line:
             contents.errors.append(line)
@@ -161,31 +162,35 @@ def write_use_list(entries: list[str], path: Path) -> Path:
     return path
 
 
-def schemaless_toc(archive: Path, exclude_schemas: tuple[str, ...]) -> Path:
-    """A table of contents for --use-list without the excluded schemas' own entries: --exclude-schema
-    leaves out what is *in* a schema but still creates the schema, empty."""
+def schemaless_toc(archive: Path, exclude_schemas: tuple[str, ...], leave_out: tuple[str, ...] = ()) -> Path:
+    """A table of contents for --use-list without the excluded schemas' own entries (--exclude-schema
+    leaves out what is *in* a schema but still creates the schema, empty) and without the entries
+    `leave_out` names (as `toc_entry` spells them, e.g. "COMMENT - EXTENSION citext")."""
     contents = list_archive(archive)
     if contents.errors:
         raise PgToolError(f"pg_restore --list failed: {contents.errors[-1][:400]}")
     unwanted = {("SCHEMA", "-", name) for name in exclude_schemas}
-    kept = [line for line in contents.entry_lines if tuple(toc_entry(line).split()[:3]) not in unwanted]
+    kept = [line for line in contents.entry_lines if tuple(toc_entry(line).split()[:3]) not in unwanted
+            and toc_entry(line).strip() not in leave_out]
     return write_use_list(kept, archive.parent / f".{archive.name}.toc")
 
 
 def restore_command(archive: Path, archive_format: str, jobs: int, exclude_schemas: tuple[str, ...] = (),
-                    use_list: Path | None = None, schema_only: bool = False) -> tuple[list[str], int]:
+                    use_list: Path | None = None, schema_only: bool = False,
+                    major: int | None = None, leave_out: tuple[str, ...] = ()) -> tuple[list[str], int]:
     """The pg_restore command line, and the number of jobs it uses (only custom and directory
-    archives restore in parallel)."""
+    archives restore in parallel). `major`: the pg_restore of the server restored into
+    (versions.restore_major); None: the default binaries'."""
     # --no-owner --no-acl: the source's roles need not exist where the archive is restored; the
     # objects belong to the connecting user. No security labels (their providers are the source
     # server's) and no subscriptions: a copy that subscribes competes with the original for its
     # publisher's slot. The connection is in the environment (libpq_env); an empty --dbname still
     # makes pg_restore connect instead of printing SQL.
     jobs = max(1, jobs) if archive_format.upper() in ("CUSTOM", "DIRECTORY") else 1
-    cmd = [pg_tool("pg_restore"), "--no-owner", "--no-acl", "--no-security-labels", "--no-subscriptions",
+    cmd = [pg_tool("pg_restore", major), "--no-owner", "--no-acl", "--no-security-labels", "--no-subscriptions",
            "--verbose"]
-    if exclude_schemas:
-        use_list = schemaless_toc(archive, exclude_schemas)
+    if exclude_schemas or leave_out:
+        use_list = schemaless_toc(archive, exclude_schemas, leave_out)
         cmd += [f"--exclude-schema={schema}" for schema in exclude_schemas]
     if use_list is not None:
         cmd += [f"--use-list={use_list}"]
@@ -200,10 +205,13 @@ def restore_command(archive: Path, archive_format: str, jobs: int, exclude_schem
 def run_pg_restore(archive: Path, dsn: str, archive_format: str, jobs: int, table_data_entries: int,
                    progress: Callable[[Progress], None], cancel: threading.Event | None = None,
                    exclude_schemas: tuple[str, ...] = (), use_list: Path | None = None,
-                   schema_only: bool = False) -> RestoreOutcome:
+                   schema_only: bool = False, major: int | None = None,
+                   leave_out: tuple[str, ...] = ()) -> RestoreOutcome:
     """pg_restore `archive` into `dsn`, every error counted and kept with the command it came from;
-    progress ("restore" phase) for each table loaded. Raises Cancelled on `cancel`."""
-    cmd, used_jobs = restore_command(archive, archive_format, jobs, exclude_schemas, use_list, schema_only)
+    progress ("restore" phase) for each table loaded. Raises Cancelled on `cancel`. `major`: as in
+    restore_command."""
+    cmd, used_jobs = restore_command(archive, archive_format, jobs, exclude_schemas, use_list, schema_only, major,
+                                     leave_out)
     errors: list[str] = []
     loaded = [0]
 

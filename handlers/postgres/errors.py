@@ -14,3 +14,8 @@ class InstanceError(DbopsError):
 
 class PgToolError(DbopsError):
     """A client program cannot be run, or cannot be given this connection."""
+
+
+class VersionError(DbopsError):
+    """The PostgreSQL majors do not fit: an archive an older server cannot take, a copy that would not be
+    faithful to its source. The message says which majors, and what to do."""

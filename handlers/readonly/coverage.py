@@ -1,6 +1,7 @@
 """Whether the role still reads what it should and nothing it must not: every table, view and
 sequence of its schemas (a table made by a creator the default privileges miss, or a column a
-migration added to a table read column by column, is not readable), no withheld column, default
+migration added to a table read column by column, is not readable), no withheld column (nor a view
+or materialized view that reads one: the owner's default privileges grant those), default
 privileges for every creator, and the limits on its sessions."""
 from __future__ import annotations
 
@@ -29,12 +30,19 @@ def coverage(conn: psycopg.Connection, role: str, schemas: list[str], settings: 
                         "CONNECT and USAGE held" if not missing else "lacks " + ", ".join(missing),
                         "" if not missing else repair))
 
-    unreadable, new_columns, leaked = [], [], []
+    unreadable, new_columns, leaked, revokes = [], [], [], []
     kinds = system_catalog.READABLE_KINDS + ("S",)
     rels = system_catalog.relations(conn, schemas, kinds)
     readable = system_catalog.readable_by(conn, role, schemas, kinds)
+    views = system_catalog.views_reading(conn, settings.withheld)
     for rel in rels:
         whole, columns = readable.get((rel.schema, rel.name), (False, frozenset()))
+        through = views.get((rel.schema, rel.name))
+        if through:  # a view of a withheld column: withheld as a whole (default privileges grant it)
+            if whole or columns:
+                leaked.append(f"{rel.label} ({system_catalog.KIND_NAMES[rel.kind]} reading {', '.join(through)})")
+                revokes.append(f"REVOKE SELECT ON TABLE {_q(conn, rel.schema, rel.name)} FROM {_q(conn, role)}")
+            continue
         withheld = settings.withheld_in(rel.schema, rel.name) & set(rel.columns)
         if rel.kind == "S" or not withheld:
             if not whole:
@@ -55,9 +63,9 @@ def coverage(conn: psycopg.Connection, role: str, schemas: list[str], settings: 
                         " (added after the grants: column-level grants do not cover new columns)",
                         "" if not new_columns else repair))
     shown = ", ".join(str(c) for c in settings.withheld) or "none configured"
-    checks.append(Check("withheld columns stay unreadable", not leaked,
+    checks.append(Check("withheld columns stay unreadable, through views too", not leaked,
                         f"withheld: {shown}" if not leaked else "READABLE: " + ", ".join(leaked[:10]),
-                        "" if not leaked else repair))
+                        "" if not leaked else "; ".join(revokes[:4] + [repair])))
 
     have = system_catalog.default_grants(conn, role)
     creators = system_catalog.creator_roles(conn, schemas, settings.migration_owners)

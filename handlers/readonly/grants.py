@@ -40,13 +40,17 @@ class Step:
     statement: sql.Composable
 
 
-def relation_grant(role: str, rel: system_catalog.Relation, settings: ReadonlySettings) -> list[Step]:
+def relation_grant(role: str, rel: system_catalog.Relation, settings: ReadonlySettings,
+                   reads_withheld: list[str] | None = None) -> list[Step]:
     """Whatever the role had on `rel` is revoked, then SELECT given: on the whole relation, or on its
-    columns but the withheld ones (a table-level SELECT would cover every column)."""
+    columns but the withheld ones (a table-level SELECT would cover every column); nothing on a view
+    that reads a withheld column (`reads_withheld`, system_catalog.views_reading)."""
     name = sql.Identifier(rel.schema, rel.name)
     kind = sql.SQL("SEQUENCE" if rel.kind == "S" else "TABLE")
     steps = [Step(f"reset privileges on {rel.label}", sql.SQL("REVOKE ALL ON {} {} FROM {}").format(
         kind, name, sql.Identifier(role)))]
+    if reads_withheld:
+        return steps
     withheld = settings.withheld_in(rel.schema, rel.name) & set(rel.columns)
     if rel.kind == "S" or not withheld:
         steps.append(Step(f"SELECT on {rel.label}", sql.SQL("GRANT SELECT ON {} {} TO {}").format(
@@ -68,8 +72,9 @@ def grant_steps(conn: psycopg.Connection, role: str, schemas: list[str], setting
     for schema in schemas:
         steps.append(Step(f"USAGE on schema {schema}", sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
             sql.Identifier(schema), ident)))
+    views = system_catalog.views_reading(conn, settings.withheld)
     for rel in system_catalog.relations(conn, schemas, system_catalog.READABLE_KINDS + ("S",)):
-        steps += relation_grant(role, rel, settings)
+        steps += relation_grant(role, rel, settings, views.get((rel.schema, rel.name)))
     for creator in system_catalog.creator_roles(conn, schemas, settings.migration_owners):
         for schema in schemas:
             for objects in ("TABLES", "SEQUENCES"):

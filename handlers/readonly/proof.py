@@ -71,7 +71,8 @@ def prove(conn: psycopg.Connection, role: str, schemas: list[str], settings: Rea
     checks: list[Check] = []
 
     unreadable = []
-    for rel in rels:
+    views = system_catalog.views_reading(conn, settings.withheld)
+    for rel in [r for r in rels if (r.schema, r.name) not in views]:
         withheld = settings.withheld_in(rel.schema, rel.name)
         cols = [c for c in rel.columns if c not in withheld] or None
         target = sql.SQL(", ").join(map(sql.Identifier, cols)) if cols else sql.SQL("1")
@@ -146,6 +147,10 @@ def prove(conn: psycopg.Connection, role: str, schemas: list[str], settings: Rea
         state, _ = _attempt(conn, [sql.SQL("SELECT {} FROM {} LIMIT 1").format(
             sql.Identifier(wc.column), sql.Identifier(wc.schema, wc.table))], begin="BEGIN READ ONLY")
         checks.append(_refused(f"reading withheld column {wc}", state))
+    for rel in [r for r in rels if (r.schema, r.name) in views]:
+        state, _ = _attempt(conn, [sql.SQL("SELECT * FROM {} LIMIT 1").format(
+            sql.Identifier(rel.schema, rel.name))], begin="BEGIN READ ONLY")
+        checks.append(_refused(f"reading {rel.label}, a view of {', '.join(views[(rel.schema, rel.name)])}", state))
     for rel in rels:
         if settings.withheld_in(rel.schema, rel.name) & set(rel.columns):
             state, _ = _attempt(conn, [sql.SQL("SELECT * FROM {} LIMIT 1").format(

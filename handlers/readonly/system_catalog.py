@@ -59,6 +59,47 @@ def readable_by(conn: psycopg.Connection, role: str, schemas: list[str],
     return {(r[0], r[1]): (r[2], frozenset(r[3])) for r in rows}
 
 
+def views_reading(conn: psycopg.Connection, columns) -> dict[tuple[str, str], list[str]]:
+    """Views and materialized views that read one of `columns` (each with .schema, .table, .column:
+    the withheld ones), directly (their rule depends on the column: pg_depend through pg_rewrite)
+    or through another such view: (schema, name) -> the columns they read, "schema.table.column".
+    A view reading any column of such a view counts (which of its columns comes from which is not
+    in the catalog): a read-only role given SELECT on any of them reads the withheld column."""
+    columns = list(columns)
+    if not columns:
+        return {}
+    rows = conn.execute(
+        """WITH RECURSIVE withheld(relid, attnum, label) AS (
+               SELECT c.oid, a.attnum, w.s || '.' || w.t || '.' || w.c
+               FROM unnest(%s::text[], %s::text[], %s::text[]) AS w(s, t, c)
+               JOIN pg_namespace n ON n.nspname = w.s
+               JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.t
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = w.c AND NOT a.attisdropped
+           ), reading(view, label) AS (
+               SELECT r.ev_class, w.label
+               FROM withheld w
+               JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+                               AND d.refobjid = w.relid AND d.refobjsubid = w.attnum
+               JOIN pg_rewrite r ON r.oid = d.objid
+               WHERE r.ev_class <> w.relid
+             UNION
+               SELECT r.ev_class, v.label
+               FROM reading v
+               JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+                               AND d.refobjid = v.view
+               JOIN pg_rewrite r ON r.oid = d.objid
+               WHERE r.ev_class <> v.view
+           )
+           SELECT n.nspname, c.relname, array_agg(DISTINCT v.label ORDER BY v.label)
+           FROM reading v
+           JOIN pg_class c ON c.oid = v.view
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('v', 'm')
+           GROUP BY 1, 2""",
+        ([c.schema for c in columns], [c.table for c in columns], [c.column for c in columns])).fetchall()
+    return {(r[0], r[1]): list(r[2]) for r in rows}
+
+
 def schemas_without_usage(conn: psycopg.Connection, role: str, schemas: list[str]) -> list[str]:
     rows = conn.execute(
         """SELECT s.name

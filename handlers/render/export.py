@@ -180,8 +180,10 @@ def run_export_drill(client: RenderClient, postgres_id: str, source: Target, set
         kept = keep(download, export) if keep is not None else None
         reference = capture_source(source)
         fmt = "custom" if restorable.is_file() else "directory"
+        header = list_archive(restorable)  # the export's own major: the local copy runs that one
         manifest = {"backup_id": f"render-export {export.get('id')}", "target": source.name,
                     "created_at": export.get("createdAt"), "integrity_level": "counts",
+                    "server_version": header.dumped_from, "pg_dump_version": header.dumped_by,
                     "archive": {"format": fmt, "size": size, "sha256": digest.hexdigest(), "encrypted": False},
                     "tables": reference["tables"], "schema": reference["schema"]}
         drill = ExportDrill(download, restorable, reference, expected_indexes, drill_settings, manifest, progress, cancel)

@@ -24,7 +24,18 @@ from .. import fmt
 from ..backup.storage import prepare_dir
 from ..drill import checks as C
 from ..errors import Cancelled, DbopsError, UsageError
-from ..postgres import full_read, left_out_on_restore, list_archive, major_version, run_pg_restore, toc_entry
+from ..postgres import (
+    PgBinariesError,
+    VersionError,
+    full_read,
+    left_out_on_restore,
+    list_archive,
+    major_version,
+    restore_major,
+    run_pg_restore,
+    short_version,
+    toc_entry,
+)
 from ..report import Outcome, Progress, Report, Section
 from .runner import RestoreResult, _Failed, _Restore
 from .target import RestoreRefused, inspect_target, missing_roles, refusals
@@ -93,11 +104,14 @@ class _ForeignRestore(_Restore):
             if skipped:
                 self._check(C.Check("left out of the restore", True, warning=True, detail=(
                     f"{C.listed(skipped)}: a copy must not replicate or label as its source does")))
+            self._mark_unfinished(None)  # before the first change to the target
+            kept = self._extensions_kept(contents)
             if state.tables or self.options.overwrite:
                 self._step("clear target", self._clear)
-            self._step("restore", lambda: self._restore(restorable, contents))
+            self._step("restore", lambda: self._restore(restorable, contents, kept))
         except DbopsError as exc:
             self.result.error = self._clean(str(exc))
+            self._settle_mark()
             return self._report()
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -105,6 +119,7 @@ class _ForeignRestore(_Restore):
             self._step("verify", lambda: self._verify_foreign(contents))
         except DbopsError as exc:
             self.result.error = self._clean(str(exc))
+        self._settle_mark()
         return self._report()
 
     # -- steps ---------------------------------------------------------------------------
@@ -113,6 +128,8 @@ class _ForeignRestore(_Restore):
         why = refusals(self.into, self.state, "(the archive)", None, self.options.overwrite)
         if why:
             raise RestoreRefused("restore refused, nothing was changed: " + "; ".join(why))
+        self.result.target_version = short_version(self.state.server_version)
+        self._target_major = self.state.server_version_num // 10000
         return self.state
 
     def _fetch_foreign(self, work: Path) -> Path:
@@ -150,10 +167,11 @@ class _ForeignRestore(_Restore):
         contents = list_archive(restorable)
         if contents.errors:
             raise _Failed(f"{self.archive.label} is not an archive pg_restore can read: {contents.errors[-1][:300]}")
-        need = major_version(contents.dumped_by)
-        if need is not None and self.state.server_version_num // 10000 < need:
-            raise _Failed(f"`{self.into.name}` runs PostgreSQL {self.state.server_version}, which cannot take an "
-                          f"archive from pg_dump {need}: restore into PostgreSQL {need} or newer")
+        try:  # the target's own major's pg_restore must read it (and be installed here)
+            restore_major(self._target_major, major_version(contents.dumped_by))
+        except (VersionError, PgBinariesError) as exc:
+            raise _Failed(f"`{self.into.name}` runs PostgreSQL {short_version(self.state.server_version)}: "
+                          f"{exc}") from None
         self._check(C.Check("archive: table of contents", True,
                             f"{contents.format or '?'} format, {contents.entries} entries, data of "
                             f"{fmt.plural(contents.table_data, 'table')}; dumped from PostgreSQL "
@@ -165,11 +183,12 @@ class _ForeignRestore(_Restore):
         self._check(C.Check("archive: full read", True, reason))
         return contents
 
-    def _restore(self, restorable: Path, contents) -> str:
+    def _restore(self, restorable: Path, contents, kept: tuple[str, ...]) -> str:
         fmt_name = "directory" if contents.format.upper() == "DIRECTORY" else "custom"
         try:
             outcome = run_pg_restore(restorable, self.into.dsn, fmt_name, self.options.jobs, contents.table_data,
-                                     self.progress, self.cancel, exclude_schemas=("dbops",))
+                                     self.progress, self.cancel, exclude_schemas=("dbops",),
+                                     major=self._target_major, leave_out=kept)
         except Cancelled:
             raise _Failed("cancelled while pg_restore ran: the target holds a partial restore") from None
         self.result.restore_errors = [self._clean(e) for e in outcome.errors]

@@ -3,8 +3,10 @@
 The order, and why:
 1. choose the backup: the id given, or `latest`: the newest verified backup of the source (from
    storage alone: the newest whose archive still matches its sealed manifest);
-2. check the target: reachable, new enough for the archive, and empty and not the source itself
-   unless --overwrite (restoring is destructive: anything unsure refuses, before any byte moves);
+2. check the target: reachable, of the backup's source major or newer (a newer one is an upgrade,
+   said in the report; an older one is refused), with pg_restore of its major here, and empty and
+   not the source itself unless --overwrite (restoring is destructive: anything unsure refuses,
+   before any byte moves);
 3. fetch the archive: SHA-256 against the manifest, decrypted with DBOPS_BACKUP_KEY alone, unpacked;
    a damaged `latest` is skipped for the next one, and the report says so;
 4. with --overwrite, drop the target's application schemas;
@@ -20,6 +22,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,15 +31,35 @@ import psycopg
 from .. import fmt
 from ..backup.catalog import BackupRecord
 from ..backup.manifest import BackupManifest
+from ..backup.seal import FUTURE_SKEW
 from ..backup.settings import BackupSettings
 from ..backup.storage import StorageError, prepare_dir
 from ..backup.verify import ArchiveDamaged, fetch_plain
 from ..drill import checks as C
 from ..errors import Cancelled, DbopsError, UsageError
-from ..postgres import left_out_on_restore, list_archive, major_version, run_pg_restore
+from ..postgres import (
+    PgBinariesError,
+    VersionError,
+    left_out_on_restore,
+    list_archive,
+    major_version,
+    majors_line,
+    restore_major,
+    run_pg_restore,
+    short_version,
+)
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from ..target import Target, dsn_secrets, scrub
-from .target import RestoreRefused, clear_target, inspect_target, missing_roles, refusals
+from .marks import mark_unfinished, settle_mark
+from .target import (
+    RestoreRefused,
+    clear_target,
+    extension_entries,
+    extensions_of_others,
+    inspect_target,
+    missing_roles,
+    refusals,
+)
 
 
 @dataclass
@@ -61,10 +84,20 @@ class RestoreResult:
     error: str | None = None
     backup_after: dict | None = None
     manifest: dict | None = None
+    target_version: str = ""  # the PostgreSQL restored into, "16.15"
 
     @property
     def ok(self) -> bool:
         return self.error is None and all(c["ok"] for c in self.checks) and not self.restore_errors
+
+    @property
+    def majors(self) -> str:
+        """"prod: PostgreSQL 16.4 · restored into 17.2 (...)": the source's major and the target's."""
+        m = self.manifest or {}
+        if not self.target_version or not m.get("server_version"):
+            return ""
+        return majors_line(str(m.get("target")), m.get("server_version"), self.target_version, "restored into",
+                           newer="a major upgrade")
 
     def to_report(self) -> Report:
         m = self.manifest or {}
@@ -77,9 +110,11 @@ class RestoreResult:
                        f"{len(self.checks)} failed ({'; '.join(c['name'] for c in failed[:3])}). Do not point the "
                        "application at it.")
         else:
-            summary = (f"Restored {self.backup_id} of `{m.get('target')}` ({fmt.when_written(m.get('created_at'))}) into "
-                       f"`{self.into}` in {fmt.duration(total)}: {len(self.checks)} checks passed, "
+            summary = (f"Restored {self.backup_id} of `{m.get('target')}` ({fmt.when_written(m.get('created_at'))}) "
+                       f"into `{self.into}` in {fmt.duration(total)}: {len(self.checks)} checks passed, "
                        f"{sum(int(t.get('rows', 0)) for t in m.get('tables', [])):,} rows.")
+        if self.majors:
+            summary += f" {self.majors}."
         sections = [Section("Steps", table=Table(["step", "seconds", "outcome", "detail"],
                                                  [[s["step"], s["seconds"], s["outcome"], s["detail"]]
                                                   for s in self.steps]))]
@@ -106,7 +141,8 @@ class RestoreResult:
                             "skipped": self.skipped, "missing_roles": [n for n, _ in self.roles],
                             "role_statements": [s for _, s in self.roles], "dropped_schemas": self.dropped_schemas,
                             "restore_errors": self.restore_errors, "error": self.error, "total_s": round(total, 3),
-                            "backup_after": self.backup_after,
+                            "backup_after": self.backup_after, "target_version": self.target_version,
+                            "source_version": short_version(m.get("server_version")) if m else None,
                             "size": (m.get("archive") or {}).get("size"),
                             "size_text": fmt.size((m.get("archive") or {}).get("size"))})
 
@@ -130,7 +166,9 @@ class _Restore:
         self.catalog, self.settings, self.options = catalog, settings, options
         self.into, self.source, self.progress, self.cancel = into, source, progress, cancel
         self.result = RestoreResult(into=into.name)
+        self._target_major: int | None = None  # the target's PostgreSQL major: pg_restore and pg_amcheck run it
         self.secrets = dsn_secrets(into.dsn) + (dsn_secrets(source.dsn) if source else [])
+        self._marked = False  # the target holds this restore's mark (marks.py)
 
     def _step(self, name: str, work: Callable[[], str]) -> str:
         record = {"step": name, "seconds": 0.0, "outcome": "running", "detail": ""}
@@ -164,8 +202,13 @@ class _Restore:
             nonlocal state
             state = inspect_target(self.into)
             why = refusals(self.into, state, self.options.source, self.source, self.options.overwrite)
+            first = self.catalog.manifest(self._chosen[0].id) if self._chosen else None
+            if first is not None:
+                why += self._major_refusals(state, first)
             if why:
                 raise RestoreRefused("restore refused, nothing was changed: " + "; ".join(why))
+            self.result.target_version = short_version(state.server_version)
+            self._target_major = state.server_version_num // 10000
             return f"{state.database} on PostgreSQL {state.server_version}, " + (
                 f"{fmt.plural(len(state.tables), 'table')} to drop (--overwrite)" if state.tables else "empty")
 
@@ -181,11 +224,14 @@ class _Restore:
                 self._check(C.Check("left out of the restore", True, warning=True, detail=(
                     f"{C.listed(skipped)}: a copy must not replicate or label as its source does; if this "
                     "database replaces the source, create them again by hand")))
+            self._mark_unfinished(record.id)  # before the first change to the target
+            kept = self._extensions_kept(contents)
             if state.tables or self.options.overwrite:
                 self._step("clear target", self._clear)
-            self._step("restore", lambda: self._pg_restore(archive, manifest))
+            self._step("restore", lambda: self._pg_restore(archive, manifest, kept))
         except DbopsError as exc:
             self.result.error = self._clean(str(exc))
+            self._settle_mark()
             return self.result.to_report()
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -193,6 +239,7 @@ class _Restore:
             self._step("verify", lambda: self._verify(manifest))
         except DbopsError as exc:
             self.result.error = self._clean(str(exc))
+        self._settle_mark()
         if backup_after is not None and self.result.ok:
             try:
                 report = {}
@@ -201,6 +248,29 @@ class _Restore:
             except DbopsError as exc:
                 self.result.backup_after = {"error": self._clean(str(exc))}
         return self.result.to_report()
+
+    def _extensions_kept(self, contents) -> tuple[str, ...]:
+        """The archive's extension entries the target has already, owned by another role: left as they are."""
+        theirs = extensions_of_others(self.into)
+        kept = extension_entries(contents.entry_lines, theirs)
+        if kept:
+            self._check(C.Check("extensions the target keeps", True, warning=True, detail=(
+                f"{C.listed(sorted({e.rsplit(' ', 1)[-1] for e in kept}))}: already there, owned by "
+                f"{C.listed(sorted({theirs[e.rsplit(' ', 1)[-1]] for e in kept}))}; restored as the target has "
+                "them (only their owner may change them or their comments)")))
+        return kept
+
+    def _mark_unfinished(self, backup_id: str | None) -> None:
+        self._marked = mark_unfinished(self.into, backup_id) is None
+        if not self._marked:
+            self._check(C.Check("target marked while restoring", True, warning=True, detail=(
+                "could not write dbops.restore_marks in the target: if this restore stops half-way, the target "
+                "will not say so itself")))
+
+    def _settle_mark(self) -> None:
+        """The mark goes once the restore finished with every check passed; else it says why."""
+        if self._marked:
+            settle_mark(self.into, self.result.ok, self.result.error or "its checks failed")
 
     # -- steps ---------------------------------------------------------------------------
     def _candidates(self) -> str:
@@ -214,6 +284,10 @@ class _Restore:
             self._chosen = [record]
             return f"{record.id}, as asked"
         records = [r for r in self.catalog.list(self.options.source) if r.usable and r.target == self.options.source]
+        latest_true = datetime.now(timezone.utc) + FUTURE_SKEW
+        self.result.skipped += [f"{r.id}: dated {fmt.when(r.started_at)}, in the future (a wrong clock, or a "
+                                "planted backup)" for r in records if r.started_at > latest_true]
+        records = [r for r in records if r.started_at <= latest_true]
         from_storage = getattr(self.catalog, "from_storage", False)
         # From storage alone nothing is marked verified: each is checked when fetched, newest first.
         chosen = records if from_storage else [r for r in records if r.verified]
@@ -230,10 +304,9 @@ class _Restore:
             if manifest is None:
                 self.result.skipped.append(f"{record.id}: no manifest")
                 continue
-            need = major_version(manifest.pg_dump_version)
-            if need is not None and state.server_version_num // 10000 < need:
-                raise _Failed(f"`{self.into.name}` runs PostgreSQL {state.server_version}, which cannot take an "
-                              f"archive from pg_dump {need}: restore into PostgreSQL {need} or newer")
+            refused = self._major_refusals(state, manifest)
+            if refused:
+                raise _Failed(f"backup {record.id}: " + "; ".join(refused))
             checks: list[list[str]] = []
             try:
                 archive = fetch_plain(record, manifest, self.settings, work, self.progress, checks, copy=True)
@@ -251,16 +324,35 @@ class _Restore:
             return record, manifest, archive
         raise _Failed("no intact backup to restore: " + "; ".join(self.result.skipped))
 
+    def _major_refusals(self, state, manifest: BackupManifest) -> list[str]:
+        """Why the target's PostgreSQL major cannot take this backup; [] when it can. The source's major
+        or a newer one (an upgrade); with pg_restore of the target's own major, which must read the
+        archive, and is installed here (else the reason says how to install it)."""
+        target_major = state.server_version_num // 10000
+        source_major = major_version(manifest.server_version_num or manifest.server_version) or None
+        if source_major is not None and target_major < source_major:
+            return [f"`{self.into.name}` runs PostgreSQL {short_version(state.server_version)}, an older major than "
+                    f"the backup's source (PostgreSQL {short_version(manifest.server_version)}): a restore into an "
+                    f"older major is refused (what pg_dump wrote for {source_major} may not load into {target_major}, "
+                    f"and the drill's checks could not prove it); restore into PostgreSQL {source_major} or newer"]
+        try:
+            restore_major(target_major, major_version(manifest.pg_dump_version))
+        except (VersionError, PgBinariesError) as exc:
+            return [f"`{self.into.name}` runs PostgreSQL {short_version(state.server_version)}: {exc}"]
+        return []
+
     def _clear(self) -> str:
         self.result.dropped_schemas = clear_target(self.into)
         dropped = self.result.dropped_schemas
         return f"dropped {'schema' if len(dropped) == 1 else 'schemas'} {', '.join(dropped) or '(none)'}"
 
-    def _pg_restore(self, archive: Path, manifest: BackupManifest) -> str:
+    def _pg_restore(self, archive: Path, manifest: BackupManifest, leave_out: tuple[str, ...]) -> str:
         # The bot's own `dbops` schema is never restored over the target's: it is the state store's.
         try:
+            # The target's own major's pg_restore (checked in "check target").
             outcome = run_pg_restore(archive, self.into.dsn, manifest.archive.format or "custom", self.options.jobs,
-                                     len(manifest.tables), self.progress, self.cancel, exclude_schemas=("dbops",))
+                                     len(manifest.tables), self.progress, self.cancel, exclude_schemas=("dbops",),
+                                     major=self._target_major, leave_out=leave_out)
         except Cancelled:
             raise _Failed("cancelled while pg_restore ran: the target holds a partial restore") from None
         self.result.restore_errors = [self._clean(e) for e in outcome.errors]
@@ -275,6 +367,8 @@ class _Restore:
 
         def against_the_manifest(conn: psycopg.Connection) -> None:
             self.progress(Progress("verify", 0.1, "rows, checksums and schema against the manifest"))
+            self._check(C.copy_major_check(manifest.target, manifest.server_version, self.result.target_version,
+                                           "restored into", "a major upgrade"))
             actual = C.capture_restored(conn, level, C.checksum_method(doc))
             self._check(C.table_data_check(doc, actual))
             for check in C.schema_checks(doc, actual):
@@ -295,7 +389,7 @@ class _Restore:
                 checks(conn)
                 if self.options.amcheck:
                     self.progress(Progress("verify", 0.7, "pg_amcheck"))
-                    self._check(_amcheck(self.into.dsn, self.options.jobs, self.cancel))
+                    self._check(_amcheck(self.into.dsn, self.options.jobs, self.cancel, self._target_major))
                     if not had_amcheck:  # pg_amcheck --install-missing added it: the restored copy stays as backed up
                         try:
                             conn.execute("DROP EXTENSION IF EXISTS amcheck")
@@ -306,6 +400,7 @@ class _Restore:
                 from None
         failed = [c for c in self.result.checks if not c["ok"]]
         return f"{len(self.result.checks) - len(failed)} of {len(self.result.checks)} checks passed"
+
 
 def next_steps(into: str) -> str:
     return (f"1. Point the application at `{into}`: in the Render dashboard, set the web service's DATABASE_URL "
@@ -323,10 +418,10 @@ def _keep(box: dict, report: Report) -> str:
     return report.summary
 
 
-def _amcheck(dsn: str, jobs: int, cancel: threading.Event) -> C.Check:
+def _amcheck(dsn: str, jobs: int, cancel: threading.Event, major: int | None = None) -> C.Check:
     """pg_amcheck, as in drills; a server where it cannot run (a managed one without the extension)
     is a warning, not a failed restore: the other checks have proven the data."""
-    check = C.amcheck_check(dsn, jobs, False, cancel)
+    check = C.amcheck_check(dsn, jobs, False, cancel, major)
     if not check.ok and "could not run" in check.detail:
         return C.Check(check.name, True, check.detail, warning=True)
     return check

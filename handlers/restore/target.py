@@ -82,3 +82,26 @@ def missing_roles(target: Target, roles: list[str]) -> list[tuple[str, str]]:
         have = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (roles,))}
         return [(r, sql.SQL("CREATE ROLE {} NOLOGIN;").format(sql.Identifier(r)).as_string(conn))
                 for r in roles if r not in have]
+
+
+def extensions_of_others(target: Target) -> dict[str, str]:
+    """Extensions the target has that its connecting role neither owns nor may act for (it is not a
+    superuser): extension name -> owner. Such an extension stays as the target has it: creating it
+    again is a no-op and commenting on it is refused (only its owner may)."""
+    with target.connect(connect_timeout=10) as conn:
+        rows = conn.execute(
+            """SELECT e.extname, pg_get_userbyid(e.extowner)
+               FROM pg_extension e
+               WHERE NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                 AND NOT pg_has_role(current_user, e.extowner, 'USAGE')
+               ORDER BY 1""").fetchall()
+    return {name: owner for name, owner in rows}
+
+
+def extension_entries(entry_lines: list[str], extensions: dict[str, str]) -> tuple[str, ...]:
+    """The archive's entries for `extensions` (as toc_entry spells them): the extension itself and
+    its comment, left out of a restore into a target that keeps its own."""
+    from ..postgres import toc_entry
+
+    wanted = {f"EXTENSION - {name}" for name in extensions} | {f"COMMENT - EXTENSION {name}" for name in extensions}
+    return tuple(entry for entry in (toc_entry(line).strip() for line in entry_lines) if entry in wanted)

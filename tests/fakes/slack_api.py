@@ -228,6 +228,8 @@ class FakeSlack:
             return {"ok": True, "channel": channel, "ts": params.get("ts"), "text": params.get("text")}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": ts}
+        if method == "chat.delete":
+            return {"ok": True, "channel": channel, "ts": params.get("ts")}
         if method == "reactions.add":
             self.user_reacts(channel, params.get("timestamp", ""), "U0BOT", params.get("name", ""))
             return {"ok": True}

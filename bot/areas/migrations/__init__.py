@@ -1,5 +1,5 @@
 """Migrations: check, request (rehearsed, approved by reaction), gate for the deploy pipeline,
-apply after a fresh backup, and recovery of an apply a stopped process left.
+apply after a fresh backup, and what an apply a stopped process left did.
 
 `commands` holds the terminal commands and the request they record, `flow` the rehearsal,
 apply and recovery, `slack` the Slack form.
@@ -12,7 +12,7 @@ from handlers.errors import ConfigError
 from ...core.config import Settings
 from ...core.registry import Area, StatusLine
 from .commands import migrate_check, migrate_gate, migrate_request, migrate_status, pending_line
-from .flow import apply_approved, leftover_rehearsals_at_startup, recover_applying
+from .flow import APPLIER, leftover_rehearsals_at_startup
 from .slack import FORM, migrate_check_form, migrate_request_form
 
 
@@ -38,7 +38,7 @@ AREA = Area(
     commands=(migrate_check, migrate_request, migrate_gate, migrate_status, migrate_request_form, migrate_check_form),
     settings=(("migrate", migrate_settings),),
     status_lines=(StatusLine(pending_line, per_target=False),),
-    startup=(recover_applying, leftover_rehearsals_at_startup),
-    appliers={"migration": apply_approved},
+    startup=(leftover_rehearsals_at_startup,),
+    appliers=(APPLIER,),
     forms=(FORM,),
 )

@@ -18,13 +18,15 @@ from handlers.migrations.model import Finding, Severity
 from handlers.report import Outcome, Progress, Report, Section, Table
 from handlers.target import scrub
 
-from ...core.approvals.book import ApprovalBook, ApprovalRequest, migration_sha256
+from ...core.applier import changed_since_approval
+from ...core.approvals.book import ApprovalBook, ApprovalRequest, RequestStatus, migration_sha256
 from ...core.approvals.identity import identities, slack_identity
 from ...core.approvals.settings import ApprovalSettings, expires_at
 from ...core.command import Arg, command
 from ...core.jobs import who
 from ...core.registry import Invocation
 from .flow import rehearse_on_copy
+from .naming import request_name
 
 MAX_SQL_BYTES = 5 * 1024 * 1024
 
@@ -105,7 +107,8 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
         report.sections[1:1] = rehearsal.to_sections()[1:]
     settings = ApprovalSettings.from_dict(inv.settings.section("approvals"))
     requester_slack = slack_identity(requester, identities(inv.settings))
-    required = approvals_needed(settings, check, rehearsal, verified=requester_slack is not None)
+    required = approvals_needed(settings, check, rehearsal, verified=requester_slack is not None,
+                                claimed=requester.startswith("cli:"))
     note = rehearsal_error_note(rehearsal)
     book = ApprovalBook(inv.store)
     req = book.create(
@@ -138,10 +141,11 @@ def requester_of(inv: Invocation) -> str:
     return inv.actor
 
 
-def approvals_needed(settings: ApprovalSettings, check, rehearsal, verified: bool) -> int:
+def approvals_needed(settings: ApprovalSettings, check, rehearsal, verified: bool, claimed: bool = False) -> int:
     """`required` approvals; none only when the team opted in and nothing at all was found in a request
-    that was rehearsed; one more when the requester is unverified (they could approve as someone else)."""
-    clean = settings.auto_apply_clean and rehearsal is not None and not check.findings
+    that was rehearsed, asked by someone Slack vouches for (a terminal login is a claim: `claimed`);
+    one more when the requester is unverified (they could approve as someone else)."""
+    clean = settings.auto_apply_clean and not claimed and rehearsal is not None and not check.findings
     return (0 if clean else settings.required) + (0 if verified else 1)
 
 
@@ -177,9 +181,10 @@ def checklist_section(rehearsal, attested_by: str | None, apply_by: str) -> Sect
          Arg("--apply-by", "who applies it once approved", default="bot", choices=("bot", "pipeline")),
          long_running=True, lock="migrate", where="cli")
 def migrate_request(inv: Invocation) -> Report:
+    name = request_name(inv.args.name)
     up_sql = read_sql(inv.args.up, "UP")
     down_sql = read_sql(inv.args.down, "DOWN")
-    req, report = build_request(inv, up_sql=up_sql, down_sql=down_sql, name=inv.args.name,
+    req, report = build_request(inv, up_sql=up_sql, down_sql=down_sql, name=name,
                                 attested_by=inv.actor if inv.args.tested_on_staging else None,
                                 apply_by=inv.args.apply_by, channel=None)
     # The bot posts it to DBOPS_CHANNEL (it holds the Slack token); the terminal needs only the database.
@@ -230,6 +235,14 @@ def migrate_gate(inv: Invocation) -> Report:
                           "pipeline: a request has one path to the database. Request it with --apply-by pipeline")
         return refuse("not approved: its request is " + ", ".join(f"`{r.code}` {r.status}" for r in requests[:3]))
     req = usable[0]
+    # What the pipeline runs hashes to what the request binds; what the request holds must too, or it was
+    # rewritten in the state store after it was posted (and the approvers may have read the rewrite).
+    changed = changed_since_approval(req, migration_sha256(req.payload.get("up") or "", req.payload.get("down")))
+    if changed:
+        book.move(req.id, (RequestStatus.APPROVED,), RequestStatus.FAILED, changed)
+        inv.store.audit(inv.actor, "gate", "refused", subcommand=f"migration {req.code}", target=req.target,
+                        detail=changed[:500])
+        return refuse(changed)
     if inv.args.mark_applied and not book.move(req.id, ("approved",), "applied", f"applied by the pipeline ({inv.actor})"):
         now_req = book.get(req.id)
         if now_req is not None and now_req.status == "applied":

@@ -7,39 +7,46 @@ from __future__ import annotations
 
 import logging
 import time
-from enum import StrEnum
 
 from handlers import backup
 from handlers.errors import DbopsError
 from handlers.report import Progress
 from handlers.target import dsn_secrets
 
-from ...core.approvals.book import ApprovalRequest, RequestStatus
-from ...core.registry import Bot, Invocation
-from ...core.state.store import JobLock
+from ...core.applier import RequestChanged
+from ...core.approvals.book import ApprovalRequest, RequestStatus, migration_sha256
+from ...core.config import Settings, read_once
+from ...core.registry import Applied, Applier, Bot, Invocation
 from ..backup import backup_settings
 
 log = logging.getLogger("dbops.migrate")
-
-
-class ApplyOutcome(StrEnum):
-    """How an apply ended; APPLIED and FAILED are also the request's status and the ledger's result."""
-
-    APPLIED = RequestStatus.APPLIED.value
-    FAILED = RequestStatus.FAILED.value
-    WITHDRAWN = "withdrawn"  # an approval was withdrawn before any statement ran: the request waits again
 
 
 def _section(settings, name: str) -> dict:
     return dict(settings.section("migrate").get(name, {}))
 
 
+@read_once
+def rehearsal_settings(settings: Settings):
+    from handlers.migrations.rehearsal import RehearsalSettings
+
+    return RehearsalSettings.from_dict(_section(settings, "rehearsal"))
+
+
+@read_once
+def apply_settings(settings: Settings):
+    from handlers.migrations.apply import ApplySettings
+
+    return ApplySettings.from_dict(_section(settings, "apply"))
+
+
 def rehearse_on_copy(inv: Invocation, up_sql: str, down_sql: str | None):
     """Rehearses on a copy of the latest verified backup (or a schema-only copy); None when no copy could be made."""
-    from handlers.migrations.rehearsal import RehearsalSettings, rehearsal_work_dir
+    from handlers.migrations.rehearsal import rehearsal_work_dir
     from handlers.migrations.rehearsal import rehearse as run_rehearsal
+    from handlers.postgres import PgBinariesError, VersionError
 
-    settings = RehearsalSettings.from_dict(_section(inv.settings, "rehearsal"))
+    settings = rehearsal_settings(inv.settings)
     bsettings = backup_settings(inv.settings)
     record = None
     if settings.source == "backup" and inv.store is not None:
@@ -56,7 +63,9 @@ def rehearse_on_copy(inv: Invocation, up_sql: str, down_sql: str | None):
                                  backup_id=record.id if record else None,
                                  backup_started_at=record.started_at if record else None,
                                  schema_source=None if record else inv.target, settings=settings,
-                                 progress=inv.progress, cancel=inv.cancel)
+                                 progress=inv.progress, cancel=inv.cancel, target=inv.target)
+    except (PgBinariesError, VersionError):
+        raise  # the target's PostgreSQL major cannot be run here: said with the install command, nothing recorded
     except DbopsError as exc:
         log.warning("rehearsal could not run: %s", exc)
         return None
@@ -64,9 +73,9 @@ def rehearse_on_copy(inv: Invocation, up_sql: str, down_sql: str | None):
 
 def leftover_rehearsals_at_startup(svc: Bot) -> list[str]:
     """A killed rehearsal leaves a server holding a copy of production and its archive: remove both."""
-    from handlers.migrations.rehearsal import RehearsalSettings, remove_leftover_rehearsals
+    from handlers.migrations.rehearsal import remove_leftover_rehearsals
 
-    return remove_leftover_rehearsals(RehearsalSettings.from_dict(_section(svc.settings, "rehearsal")).work_dir)
+    return remove_leftover_rehearsals(rehearsal_settings(svc.settings).work_dir)
 
 
 # -- did it land? ----------------------------------------------------------------------
@@ -117,14 +126,16 @@ def all_in_one_transaction(up_sql: str) -> bool:
     return all(b.in_transaction for b in batches)  # batches in a transaction are only cut by those not
 
 
-def apply_with_backup(svc: Bot, req: ApprovalRequest) -> tuple[ApplyOutcome, str]:
-    """Fresh backup, approvals re-checked, UP applied (with its mark), ledger written. The caller holds
-    the target's migrate lock. Returns how it ended and what to tell."""
-    from handlers.migrations.apply import ApplySettings, apply_migration
+def apply_with_backup(svc: Bot, req: ApprovalRequest, inv: Invocation) -> Applied:
+    """The area's work on an approved migration (bot/core/applier.py does the rest): a fresh backup,
+    then right before the first statement the lock, the SHA-256 of what is about to run and the
+    approvals re-checked, UP applied (with its mark), the ledger written."""
+    from handlers.migrations.apply import apply_migration
 
     target = svc.settings.target(req.target)
     started = time.monotonic()
     backup_id = None
+    up = req.payload["up"]
     try:
         def thread(text: str) -> None:
             if req.message_ts:
@@ -135,34 +146,38 @@ def apply_with_backup(svc: Bot, req: ApprovalRequest) -> tuple[ApplyOutcome, str
                                     requested_by=f"migration {req.code}")
         backup_id = result.backup_id
         if result.verify_status in ("failed", "unrestorable"):
-            return _ledger(svc, req, backup_id, started, ApplyOutcome.FAILED,
+            return _ledger(svc, req, backup_id, started, RequestStatus.FAILED,
                            f"the pre-apply backup {backup_id} failed verification; nothing was applied")
         thread(f":floppy_disk: backup {backup_id} taken ({result.manifest.total_rows:,} rows); applying UP…")
 
-        def still_approved() -> bool:
+        def before_first_statement() -> bool:
+            inv.ensure_lock()
+            inv.ensure_approved()  # UP (`up`: what runs) and DOWN hashed again, against what the approval binds
             return not req.requires_approval or svc.approvals.book.approvals_count(req.id) >= req.required_approvals
 
         unmarked = ensure_marks_table(target)
         if unmarked:
             thread(f":warning: could not create dbops.migration_marks in `{req.target}` ({unmarked}): if the bot "
                    "stops while applying, it cannot tell afterwards whether the change landed")
-        applied = apply_migration(target, req.payload["up"],
-                                  ApplySettings.from_dict(_section(svc.settings, "apply")),
-                                  before_first_statement=still_approved,
+        applied = apply_migration(target, up, apply_settings(svc.settings),
+                                  before_first_statement=before_first_statement,
                                   mark=None if unmarked else (MARK_SQL, (req.id, req.sha256, req.name)))
         if applied.aborted:
-            return ApplyOutcome.WITHDRAWN, (f"an approval of `{req.code}` was withdrawn before it was applied; nothing was "
-                                 f"applied (backup {backup_id} was taken)")
-        if req.message_ts:
-            svc.notifier.post_report(req.channel, applied.to_report(), thread_ts=req.message_ts)
-        outcome = ApplyOutcome.APPLIED if applied.ok else ApplyOutcome.FAILED
+            return Applied(RequestStatus.PENDING, f"an approval was withdrawn before it was applied; nothing was "
+                                                  f"applied (backup {backup_id} was taken)")
+        status = RequestStatus.APPLIED if applied.ok else RequestStatus.FAILED
         detail = (f"applied in {applied.duration_s:.1f} s after backup {backup_id}" if applied.ok
                   else f"line {applied.failed_line}: {applied.error}; rolled back" +
                   (f" (already committed: lines {applied.committed_before_failure})"
                    if applied.committed_before_failure else ""))
-        return _ledger(svc, req, backup_id, started, outcome, detail)
+        found = _ledger(svc, req, backup_id, started, status, detail)
+        found.report = applied.to_report()
+        return found
+    except RequestChanged as exc:
+        _ledger(svc, req, backup_id, started, RequestStatus.FAILED, str(exc))
+        raise
     except DbopsError as exc:
-        return _ledger(svc, req, backup_id, started, ApplyOutcome.FAILED, str(exc))
+        return _ledger(svc, req, backup_id, started, RequestStatus.FAILED, str(exc))
 
 
 def ledger_has(svc: Bot, req: ApprovalRequest) -> bool:
@@ -170,112 +185,37 @@ def ledger_has(svc: Bot, req: ApprovalRequest) -> bool:
         return conn.execute("SELECT 1 FROM dbops.migration_ledger WHERE request_id = %s", (req.id,)).fetchone() is not None
 
 
-def record_ledger(svc: Bot, req: ApprovalRequest, outcome: ApplyOutcome, detail: str) -> None:
-    """A ledger row written after the fact (the process that applied it stopped before writing one)."""
-    with svc.store.pool.connection() as conn:
-        conn.execute(
-            "INSERT INTO dbops.migration_ledger (request_id, name, target, sha256, approvers, result, detail)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (req.id, req.name, req.target, req.sha256, svc.approvals.book.approvers_of(req.id), outcome, detail[:2000]))
-
-
-def _ledger(svc: Bot, req: ApprovalRequest, backup_id: str | None, started: float, outcome: ApplyOutcome,
-            detail: str) -> tuple[ApplyOutcome, str]:
+def _ledger(svc: Bot, req: ApprovalRequest, backup_id: str | None, started: float | None, status: RequestStatus,
+            detail: str) -> Applied:
+    """The ledger row of an apply that ran to its end (`started` None: one a stopped process did not write)."""
     with svc.store.pool.connection() as conn:
         conn.execute(
             "INSERT INTO dbops.migration_ledger (request_id, name, target, sha256, approvers, backup_id, duration_ms,"
             " result, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (req.id, req.name, req.target, req.sha256, svc.approvals.book.approvers_of(req.id), backup_id,
-             int((time.monotonic() - started) * 1000), outcome, detail[:2000]))
-    return outcome, detail
+             None if started is None else int((time.monotonic() - started) * 1000), status, detail[:2000]))
+    return Applied(status, detail)
 
 
-def apply_approved(svc: Bot, req: ApprovalRequest) -> None:
-    """Runs in the worker pool once a request is approved: fresh backup, apply, ledger, thread report.
-
-    Two locks: the target's migrate lock (one migration job at a time), and this request's own
-    apply claim, taken before the request is moved to `applying` and held until it leaves it. A
-    request found `applying` whose claim nobody holds was left by a process that died."""
-    book = svc.approvals.book
-    if req.apply_by == "pipeline":
-        svc.approvals.tell(req, f":inbox_tray: `{req.code}` is approved; the deploy pipeline may apply it now "
-                                "(`dbops migrate gate`). The bot never applies it.", "bot", "approved-for-pipeline",
-                           RequestStatus.APPROVED)
-        return
-    lock = JobLock(svc.store.dsn, req.target, "migrate")
-    if not lock.try_acquire():
-        detail = f"another migration job runs on `{req.target}`; nothing was applied: request it again when it is done"
-        if book.move(req.id, (RequestStatus.APPROVED,), RequestStatus.FAILED, detail):
-            svc.approvals.tell(req, f":x: `{req.code}` failed: {detail}", "bot", "apply", ApplyOutcome.FAILED)
-        return
-    claim = apply_claim(svc, req)
-    try:
-        if not claim.try_acquire() or not book.move(req.id, (RequestStatus.APPROVED,), RequestStatus.APPLYING):
-            return  # another replica took it, or it was withdrawn
-        try:
-            outcome, detail = apply_with_backup(svc, req)
-        except DbopsError as exc:
-            outcome, detail = ApplyOutcome.FAILED, str(exc)
-        except Exception as exc:
-            log.exception("applying %s failed", req.code)
-            outcome, detail = ApplyOutcome.FAILED, f"internal error ({type(exc).__name__}); see the bot's log"
-        if outcome is ApplyOutcome.WITHDRAWN:
-            book.move(req.id, (RequestStatus.APPLYING,), RequestStatus.PENDING, detail)
-            svc.approvals.tell(req, f":leftwards_arrow_with_hook: {detail}", "bot", "apply", outcome)
-            return
-        book.move(req.id, (RequestStatus.APPLYING,), RequestStatus(outcome), detail)
-        icon = ":white_check_mark:" if outcome is ApplyOutcome.APPLIED else ":x:"
-        svc.approvals.tell(req, f"{icon} `{req.code}` {outcome}: {detail}", "bot", "apply", outcome)
-    finally:
-        claim.release()
-        lock.release()
+def recover_migration(svc: Bot, req: ApprovalRequest) -> Applied:
+    """A migration left `applying` by a process that stopped: the target says whether the change landed
+    (its mark, written in the migration's own transaction), and the ledger gets the row the crash did
+    not write. Raises DbopsError (TargetUnreachable) when the target cannot tell now."""
+    did_land = landed(svc.settings.target(req.target), req)
+    if did_land:
+        found = Applied(RequestStatus.APPLIED, "the bot stopped while applying it, after the change committed: "
+                                               "the target holds its mark")
+    elif all_in_one_transaction(req.payload.get("up", "")):
+        found = Applied(RequestStatus.FAILED, "the bot stopped while applying it, before its transaction committed: "
+                                              "nothing was applied; approve a new request to try again")
+    else:
+        found = Applied(RequestStatus.FAILED, "the bot stopped while applying it; its statements that run outside a "
+                                              "transaction (e.g. CREATE INDEX CONCURRENTLY) may have been applied: "
+                                              f"check `{req.target}` before requesting it again")
+    if not ledger_has(svc, req):
+        _ledger(svc, req, None, None, found.status, found.detail)
+    return found
 
 
-def apply_claim(svc: Bot, req: ApprovalRequest) -> JobLock:
-    return JobLock(svc.store.dsn, req.target, f"apply-{req.id}")
-
-
-def recover_applying(svc: Bot) -> list[str]:
-    """At start-up: requests left `applying` by a process that stopped. The target says whether the
-    change landed (its mark, written in the migration's own transaction); each is reported applied or
-    failed in its thread, with the ledger row the crash did not write. Returns lines for the channel."""
-    book = svc.approvals.book
-    lines = []
-    for req in book.with_status(RequestStatus.APPLYING):
-        if req.kind != "migration":
-            continue
-        claim = apply_claim(svc, req)
-        if not claim.try_acquire():
-            continue  # a live process is applying it right now
-        try:
-            current = book.get(req.id)
-            if current is None or current.status is not RequestStatus.APPLYING:
-                continue
-            try:
-                target = svc.settings.target(req.target)
-                did_land = landed(target, req)
-            except DbopsError as exc:
-                lines.append(f":warning: `{req.code}` was being applied when the bot stopped; it could not be "
-                             f"checked now ({exc}) and stays `applying` until the next start")
-                continue
-            if did_land:
-                outcome, detail = ApplyOutcome.APPLIED, ("the bot stopped while applying it, after the change committed: "
-                                              "the target holds its mark")
-            elif all_in_one_transaction(req.payload.get("up", "")):
-                outcome, detail = ApplyOutcome.FAILED, ("the bot stopped while applying it, before its transaction committed: "
-                                             "nothing was applied; approve a new request to try again")
-            else:
-                outcome, detail = ApplyOutcome.FAILED, ("the bot stopped while applying it; its statements that run outside a "
-                                             "transaction (e.g. CREATE INDEX CONCURRENTLY) may have been applied: "
-                                             f"check `{req.target}` before requesting it again")
-            if not book.move(req.id, (RequestStatus.APPLYING,), RequestStatus(outcome), detail):
-                continue
-            if not ledger_has(svc, req):
-                record_ledger(svc, req, outcome, detail)
-            icon = ":white_check_mark:" if outcome is ApplyOutcome.APPLIED else ":x:"
-            svc.approvals.tell(req, f"{icon} `{req.code}` {outcome} (found at start-up): {detail}", "bot",
-                               "recover", outcome)
-            lines.append(f"{icon} `{req.code}` {req.name}: {outcome} (found `applying` at start-up)")
-        finally:
-            claim.release()
-    return lines
+APPLIER = Applier("migration", lock="migrate", apply=apply_with_backup, recover=recover_migration,
+                  binds=lambda req: migration_sha256(req.payload.get("up") or "", req.payload.get("down")))

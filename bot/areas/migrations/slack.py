@@ -7,10 +7,11 @@ import json
 from handlers.errors import DbopsError, UsageError
 from handlers.report import Report
 
-from ...core import jobs
+from ...core import jobs, output
 from ...core.command import command
 from ...core.registry import Bot, Form, Invocation
 from .commands import analyse, build_request
+from .naming import request_name
 
 CALLBACK = "dbops_migrate"
 
@@ -53,6 +54,18 @@ def _value(values: dict, block: str) -> str | None:
     return element.get("value")
 
 
+def form_errors(view: dict) -> dict[str, str]:
+    """What Slack shows under the form's fields before it closes: a request's name must be a valid one."""
+    meta = json.loads(view.get("private_metadata") or "{}")
+    if meta.get("mode") != "request":
+        return {}
+    try:
+        request_name(_value(view.get("state", {}).get("values", {}), "name"))
+    except UsageError as exc:
+        return {"name": str(exc)}
+    return {}
+
+
 def on_submission(svc: Bot, user: str, view: dict) -> None:
     """Runs off the request path: check (and for a request, rehearse, record and post)."""
     meta = json.loads(view.get("private_metadata") or "{}")
@@ -70,7 +83,7 @@ def on_submission(svc: Bot, user: str, view: dict) -> None:
         return analyse(inv, up, down, "pasted SQL").to_report()
 
     def request(inv: Invocation) -> Report:
-        req, report = build_request(inv, up_sql=up, down_sql=down, name=_value(values, "name") or "",
+        req, report = build_request(inv, up_sql=up, down_sql=down, name=request_name(_value(values, "name")),
                                     attested_by=user if _value(values, "staging") else None, apply_by="bot",
                                     channel=channel)
         posted.append(req)
@@ -79,7 +92,7 @@ def on_submission(svc: Bot, user: str, view: dict) -> None:
     try:
         report = jobs.run(inv, svc.store, work=check if mode == "check" else request)
     except DbopsError as exc:
-        svc.notifier.ephemeral(channel, user, f":warning: {exc}")
+        svc.notifier.ephemeral(channel, user, f":warning: {output.escape(str(exc))}")
         return
     if mode == "check":
         svc.notifier.post_report(channel, report)
@@ -94,4 +107,4 @@ migrate_request_form = command(
 migrate_check_form = command(
     "migrate check", "analyse a migration without asking for approval: opens a form for the SQL",
     where="slack", modal=lambda channel, target: modal_view("check", channel, target), lock="migrate")(_slack_only)
-FORM = Form(CALLBACK, on_submission)
+FORM = Form(CALLBACK, on_submission, form_errors)

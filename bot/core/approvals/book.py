@@ -275,21 +275,28 @@ class ApprovalBook:
             self.on_move(request_id)
         return row is not None
 
-    def claim_unposted(self, channel: str) -> list[ApprovalRequest]:
-        """Requests recorded from a terminal or CI and not yet posted: claimed for `channel` by this
-        replica (another replica skips the rows this one holds)."""
-        with self.store.pool.connection() as conn:
-            rows = conn.execute(
-                "UPDATE dbops.approval_requests SET channel = %s WHERE id IN (SELECT id FROM dbops.approval_requests"
-                " WHERE message_ts IS NULL AND channel IS NULL AND status = ANY(%s)"
-                " FOR UPDATE SKIP LOCKED) RETURNING *", (channel, list(WAITING))).fetchall()
-        return [ApprovalRequest(**r) for r in rows]
-
-    def unclaim(self, request_id: int) -> None:
-        """Lets a later claim try again: the request could not be posted."""
-        with self.store.pool.connection() as conn:
-            conn.execute("UPDATE dbops.approval_requests SET channel = NULL WHERE id = %s AND message_ts IS NULL",
-                         (request_id,))
+    def post_next(self, post: Callable[[ApprovalRequest], str | None], tried: list[int],
+                  only: int | None = None) -> ApprovalRequest | None:
+        """The next request not posted yet (recorded from a terminal, CI or a Slack command; `only`: that
+        one), posted by `post(req) -> its message ts` and recorded with its message in one transaction
+        that holds its row: another replica skips it meanwhile, and one whose recording fails stays
+        unposted, to be posted again (nothing is claimed ahead of posting). Its id goes in `tried`;
+        its message_ts stays None when Slack did not take it. None when there is no other."""
+        with self.store.pool.connection() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT * FROM dbops.approval_requests WHERE message_ts IS NULL AND status = ANY(%s)"
+                " AND id <> ALL(%s) AND (%s::bigint IS NULL OR id = %s) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (list(WAITING), tried, only, only)).fetchone()
+            if row is None:
+                return None
+            req = ApprovalRequest(**row)
+            tried.append(req.id)
+            ts = post(req)
+            if ts is not None:
+                conn.execute("UPDATE dbops.approval_requests SET channel = %s, message_ts = %s WHERE id = %s",
+                             (req.channel, ts, req.id))
+        req.message_ts = ts
+        return req
 
     def expire_due(self, now: datetime) -> list[ApprovalRequest]:
         with self.store.pool.connection() as conn:

@@ -38,3 +38,12 @@ def mention(actor: str, slack_id: str | None = None) -> str:
     if slack_id:
         return f"<@{slack_id}>" + ("" if slack_id == actor else f" (`{shown_actor(actor)}`)")
     return f"`{shown_actor(actor)}` (unverified)"
+
+
+def terminal_claim(actor: str) -> str | None:
+    """What a request says of a terminal requester: its login is whatever the terminal's LOGNAME,
+    USER or GITHUB_ACTOR say, so it is a claim (None for a Slack user, whom Slack vouches for)."""
+    if not actor.startswith("cli:"):
+        return None
+    return (f"The requester `{shown_actor(actor)}` is a terminal login: a claim (the terminal's LOGNAME, USER or "
+            "GITHUB_ACTOR say it), not proof of who asked, so it never lets a request apply without an approval.")

@@ -7,28 +7,23 @@ from handlers.report import Report
 
 from .. import output
 from .book import ApprovalRequest, RequestStatus, text_sha256
-from .identity import mention, slack_identity
+from .identity import mention, slack_identity, terminal_claim
 from .settings import ApprovalSettings
 
 INLINE_SQL_LIMIT = 2600  # characters (after Slack's escaping) of one SQL file shown in the message itself
-
-
-def _slack_escape(text: str) -> str:
-    # Slack's three control characters: unescaped, SQL could carry a <!channel> or a fake <@mention>.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def sql_inline(payload: dict) -> bool:
     """Both files short enough (in all and in each line), and neither able to close the code block they are shown in."""
     texts = [t for t in (payload.get("up"), payload.get("down")) if t is not None]
     # A line wider than a phone's code block is attached as a file too: SQL is never rewrapped.
-    return all(len(_slack_escape(t)) <= INLINE_SQL_LIMIT and "```" not in t
-               and all(len(line) <= output.MONOSPACE_WIDTH for line in _slack_escape(t).splitlines())
+    return all(len(output.escape(t)) <= INLINE_SQL_LIMIT and "```" not in t
+               and all(len(line) <= output.MONOSPACE_WIDTH for line in output.escape(t).splitlines())
                for t in texts)
 
 
 def _not_inline_because(payload: dict) -> str:
-    texts = [_slack_escape(t) for t in (payload.get("up"), payload.get("down")) if t is not None]
+    texts = [output.escape(t) for t in (payload.get("up"), payload.get("down")) if t is not None]
     if any(len(t) > INLINE_SQL_LIMIT for t in texts):
         return "too long to show here"
     if any("```" in t for t in texts):
@@ -83,7 +78,7 @@ def sql_blocks(req: ApprovalRequest) -> list[dict]:
             if text is None:
                 blocks.append(_mrkdwn(f"*{label} SQL*: none given"))
             else:
-                blocks.append(_mrkdwn(f"*{label} SQL*\n```{_slack_escape(text.rstrip()) or ' '}```"))
+                blocks.append(_mrkdwn(f"*{label} SQL*\n```{output.escape(text.rstrip()) or ' '}```"))
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
             f"The same SQL is attached in this message's thread as {names}.")}]})
     else:
@@ -98,12 +93,16 @@ def sql_blocks(req: ApprovalRequest) -> list[dict]:
 
 
 def request_blocks(req: ApprovalRequest, settings: ApprovalSettings, approvers: list[str]) -> list[dict]:
-    head = [_mrkdwn(f"{state_line(req, len(approvers))}\nRequest `{req.code}`: {req.kind} `{req.name}` on `{req.target}`"
+    head = [_mrkdwn(f"{state_line(req, len(approvers))}\nRequest `{req.code}`: {req.kind} `{output.escape(req.name)}` "
+                    f"on `{output.escape(req.target)}`"
                     + (f"\n{req.status_detail}" if req.status_detail else ""))]
     if not req.requester_slack:
         head.append(_mrkdwn(f":warning: The requester {mention(req.requested_by)} is *unverified*: no Slack user is "
                             "mapped to that login under [identities] in dbops.toml, so they could approve their own "
                             f"request as someone else. It needs one approval more than usual ({req.required_approvals})."))
+    claim = terminal_claim(req.requested_by)
+    if claim:
+        head.append(_mrkdwn(f":information_source: {claim}"))
     head += sql_blocks(req)
     body = []
     if req.analysis.get("report"):

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Callable
 
+from .. import output
 from ..config import Settings
 from ..notify import Notifier
 from ..state.store import StateStore
@@ -219,29 +220,56 @@ class Approvals:
         return user in (req.requested_by, req.requester_slack, slack_identity(req.requested_by, known))
 
     def post_request(self, req: ApprovalRequest) -> bool:
-        """Posts the request message (with the approve/reject reactions as a hint) and remembers it."""
-        channel = self.bot_settings.channel or req.channel
+        """Posts this request's message now (else the next scheduler tick does)."""
+        return self.post_unposted(only=req.id) > 0
+
+    def post_unposted(self, only: int | None = None) -> int:
+        """Requests recorded and not posted yet (from a terminal, CI or a Slack command): each posted,
+        its message recorded, then the approve/reject hints (or the apply, when it needs no vote).
+        Returns how many were posted."""
+        channel = self.bot_settings.channel
         if not channel:
-            log.error("request %s cannot be posted: DBOPS_CHANNEL is not set", req.code)
-            return False
-        req.channel = channel
-        ts = self.notifier.post(channel, f"{req.kind} request {req.code}: {req.name} ({req.status})",
-                                request_blocks(req, self.settings, []))
-        if ts is None:
-            return False
-        self.book.set_message(req.id, channel, ts)
-        req.message_ts = ts
+            log.error("requests cannot be posted: DBOPS_CHANNEL is not set")
+            return 0
+        tried: list[int] = []
+        posted = 0
+        while True:
+            sent: list[str] = []
+
+            def post(req: ApprovalRequest) -> str | None:
+                req.channel = channel
+                ts = self.notifier.post(channel, f"{req.kind} request {req.code}: {output.escape(req.name)} ({req.status})",
+                                        request_blocks(req, self.settings, []))
+                if ts is not None:
+                    sent.append(ts)
+                return ts
+
+            try:
+                req = self.book.post_next(post, tried, only)
+            except Exception:
+                # Posted but not recorded: its votes could never be counted. The message goes, and the
+                # request, still unposted, is posted again at the next tick.
+                log.exception("recording a posted request failed; it is posted again later")
+                for ts in sent:
+                    self.notifier.call("chat.delete", channel=channel, ts=ts)
+                return posted
+            if req is None:
+                return posted
+            if req.message_ts is not None:
+                self._posted(req)
+                posted += 1
+
+    def _posted(self, req: ApprovalRequest) -> None:
         if "up" in req.payload:
             self._attach_sql(req)
         note = req.payload.get("requester_note")
         if note and SLACK_ID.fullmatch(req.requested_by):  # a terminal requester saw it on the terminal
-            self.notifier.ephemeral(channel, req.requested_by, note)
+            self.notifier.ephemeral(req.channel, req.requested_by, note)
         if req.status is RequestStatus.PENDING:
-            self.notifier.react(channel, ts, self.settings.approve_reaction)
-            self.notifier.react(channel, ts, self.settings.reject_reaction)
+            self.notifier.react(req.channel, req.message_ts, self.settings.approve_reaction)
+            self.notifier.react(req.channel, req.message_ts, self.settings.reject_reaction)
         elif req.status is RequestStatus.APPROVED:  # nothing forbidden: recorded, and applied without a vote
             self.start_apply(req)
-        return True
 
     def _attach_sql(self, req: ApprovalRequest) -> None:
         failed = [name for name, content in sql_files(req)
@@ -251,17 +279,6 @@ class Approvals:
             self.notifier.post(req.channel, f":warning: {', '.join(failed)} could not be attached here. Do not "
                                             "approve what you have not read: ask the requester for the files and "
                                             "compare their SHA-256 with the message.", thread_ts=req.message_ts)
-
-    def post_unposted(self) -> int:
-        """Requests recorded from a terminal or CI: this replica claims and posts them."""
-        channel = self.bot_settings.channel
-        if not channel:
-            return 0
-        claimed = self.book.claim_unposted(channel)
-        for req in claimed:
-            if not self.post_request(req):
-                self.book.unclaim(req.id)
-        return len(claimed)
 
     def expire(self, now: datetime | None = None) -> list[ApprovalRequest]:
         expired = self.book.expire_due(now or datetime.now(timezone.utc))

@@ -206,6 +206,13 @@ class StateStore:
             row = conn.execute("SELECT * FROM dbops.jobs WHERE id = %s", (job_id,)).fetchone()
         return _job_row(row) if row else None
 
+    def job_beats(self, command: str) -> bool:
+        """Whether a job running `command` has a fresh heartbeat: its process is alive."""
+        with self.pool.connection() as conn:
+            return conn.execute("SELECT 1 FROM dbops.jobs WHERE command = %s AND status IN ('queued', 'running')"
+                                " AND heartbeat_at > now() - make_interval(secs => %s)",
+                                (command, STALE_AFTER_S)).fetchone() is not None
+
     def orphaned_jobs(self) -> list[JobRow]:
         """Jobs marked running whose lock nobody holds and whose heartbeat stopped: their process is gone.
 

@@ -9,6 +9,7 @@ from slack_bolt import Ack, BoltContext, BoltResponse
 
 from handlers.errors import UsageError
 
+from ...core import output
 from ...core.service import BotService
 
 Middleware = Callable[..., BoltResponse | None]
@@ -54,7 +55,7 @@ def db_middleware(svc: BotService) -> list[Middleware]:
             context["dbops_command"] = svc.registry.parse(text, "slack", prog="/db")
         except UsageError as exc:
             audit_later(svc, command, "command", "usage-error", text[:200], str(exc)[:500])
-            return ack(f":warning: {exc}")
+            return ack(f":warning: {output.escape(str(exc))}")  # it quotes what was typed
         next()
         return None
 
@@ -69,13 +70,11 @@ def db_middleware(svc: BotService) -> list[Middleware]:
 
     def without_state(ack: Ack, command: dict, context: BoltContext, next: Callable[[], None]) -> BoltResponse | None:
         cmd, _ = context["dbops_command"]
-        if (svc.store is not None or cmd.name in ("help", "status") or getattr(cmd.run, "works_from_storage", False)
-                or getattr(cmd.run, "recorded_on_standin", False)):
+        if svc.store is not None or cmd.runs_degraded:
             next()
             return None
         audit_later(svc, command, "refused", "degraded", cmd.name, "the state database is unreachable")
         return ack(f":warning: the state database is unreachable: `{cmd.name}` cannot run now. Working without "
-                   "it: `/db status`, `/db backup list`, `/db backup info`, `/db backup verify`, `/db drill`, "
-                   "`/db restore`.")
+                   f"it: {svc.registry.works_degraded('slack', '/db ')}.")
 
     return [allowed_here, parsed, approvers_only, without_state]

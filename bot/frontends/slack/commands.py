@@ -18,7 +18,7 @@ def register(app: App, svc: BotService) -> None:
 def handle_db_command(svc: BotService, ack: Ack, command: dict, cmd, args) -> None:
     """Runs once the access checks let the command through."""
     user, channel = command.get("user_id", ""), command.get("channel_id", "")
-    if cmd.name == "help":
+    if cmd.instant:
         if getattr(args, "topic", None):  # `/db help backup`, `/db backup --help`
             inv = Invocation(command=cmd, args=args, settings=svc.settings, actor=user, registry=svc.registry,
                              front_end="slack")
@@ -26,7 +26,7 @@ def handle_db_command(svc: BotService, ack: Ack, command: dict, cmd, args) -> No
             ack(text=report.title, blocks=output.report_blocks(report)[:50])
         else:
             ack(text="dbops commands", blocks=output.help_blocks(svc.registry.help_rows("slack")))
-        audit_later(svc, command, "command", "ok", "help")
+        audit_later(svc, command, "command", "ok", cmd.name)
         return
     if cmd.modal:
         ack()

@@ -14,6 +14,10 @@ def register(app: App, svc: BotService) -> None:
 
 def _submitted(svc: BotService, form: Form):
     def submitted(ack: Ack, body: dict, view: dict) -> None:
+        errors = form.errors(view) if form.errors else {}
+        if errors:  # the form stays open, each message under its field
+            ack(response_action="errors", errors=errors)
+            return
         ack()  # closes the form at once; the work is posted to the channel
         user = body.get("user", {}).get("id", "")
         svc.runner.submit(lambda: form.submitted(svc, user, view))

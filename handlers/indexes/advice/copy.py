@@ -77,7 +77,7 @@ class AdviceCopy:
         app_dsn = self.instance.dsn(REHEARSAL_DB, user=APP_ROLE, password=password)
         t0 = time.monotonic()
         problems = restore_copy(archive, self.instance.dsn(REHEARSAL_DB), app_dsn, Path(self.instance.path),
-                                self.jobs, schema_only=False, cancel=self.cancel)
+                                self.jobs, schema_only=False, cancel=self.cancel, major=self.major)
         self.restore_problems = [scrub(p, self.hidden) for p in problems]
         self.restore_s = time.monotonic() - t0
         self._stop_if_cancelled()

@@ -33,7 +33,14 @@ from psycopg import sql
 
 from handlers import environment
 from handlers.errors import Cancelled, DbopsError, UsageError
-from handlers.postgres import InstanceError, PgBinariesError, TemporaryInstance
+from handlers.postgres import (
+    InstanceError,
+    PgBinariesError,
+    TemporaryInstance,
+    copy_major,
+    major_version,
+    short_version,
+)
 from handlers.report import Progress, ProgressFn, no_progress
 from handlers.schemadiff import ROLLED_BACK, schema_differences
 from handlers.target import Target, dsn_secrets, scrub
@@ -52,14 +59,17 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
              backup_id: str | None = None, backup_started_at: datetime | None = None,
              schema_source: Target | None = None, settings: RehearsalSettings,
              progress: ProgressFn = no_progress, cancel: threading.Event | None = None,
-             up_filename: str = "UP.sql", down_filename: str = "DOWN.sql") -> Rehearsal:
+             up_filename: str = "UP.sql", down_filename: str = "DOWN.sql", target: Target | None = None) -> Rehearsal:
     """Rehearse UP (and DOWN) on a throwaway copy; see the module docstring.
 
     `archive` is a custom-format file or directory-format folder ready for pg_restore (from
     `handlers.backup.materialize`), `manifest` its backup manifest (BackupManifest.to_dict()),
     used to check the copy's row counts. `schema_source` is used when there is no archive or
-    settings.source is "schema". Raises UsageError (SQL does not parse, nothing to copy),
-    TargetUnreachable (schema source), DbopsError (the copy cannot be made), Cancelled.
+    settings.source is "schema". `target` is the database the migration is for: the copy runs its
+    current PostgreSQL major (the backup's source major when it cannot be asked). Raises UsageError
+    (SQL does not parse, nothing to copy), TargetUnreachable (schema source), PgBinariesError (that
+    major is not installed: the message has the install command), VersionError (the backup cannot
+    be restored on that major), DbopsError (the copy cannot be made), Cancelled.
     A failing UP or DOWN statement is a result, not an exception."""
     started = time.monotonic()
     up = plan_batches(parse_statements(up_sql, up_filename), up_filename)
@@ -84,7 +94,11 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
             backup_started_at = backup_started_at.replace(tzinfo=timezone.utc)
         result.backup_age_s = (datetime.now(timezone.utc) - backup_started_at).total_seconds()
 
-    instance = TemporaryInstance(purpose=REHEARSAL_PURPOSE, parent=settings.work_dir, settings={
+    result.source_name, result.source_version = _current_version(target or schema_source, manifest)
+    source_major = major_version(result.source_version) if result.source_version else None
+    major = None if source_major is None else copy_major(
+        source_major, major_version(manifest.get("pg_dump_version")) if archive is not None else None)
+    instance = TemporaryInstance(purpose=REHEARSAL_PURPOSE, parent=settings.work_dir, major=major, settings={
         "maintenance_work_mem": "256MB", "autovacuum": "off", "wal_level": "minimal", "max_wal_senders": "0"})
     app_password = secrets.token_urlsafe(24)
     # the environment's secrets are scrubbed from error texts as a second line of defence (the sandbox holds none)
@@ -98,6 +112,7 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
             hidden += instance.secrets()
             with psycopg.connect(instance.dsn(), autocommit=True) as admin:
                 _create_app_role(admin, app_password)
+                result.copy_version = short_version(admin.execute("SHOW server_version").fetchone()[0])
         except (InstanceError, PgBinariesError, psycopg.Error) as exc:
             raise DbopsError(f"could not start the rehearsal's PostgreSQL: {scrub(str(exc), hidden)[:500]}") from None
         admin_dsn = instance.dsn(REHEARSAL_DB)
@@ -107,11 +122,12 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
             progress(Progress("rehearsal", 0.05, f"restoring {'backup ' + backup_id if backup_id else 'the archive'}"
                                                  f"{'' if with_data else ' (schema only)'}"))
             problems = restore_copy(Path(archive), admin_dsn, app_dsn, Path(instance.path), settings.jobs,
-                                schema_only=not with_data, cancel=cancel)
+                                schema_only=not with_data, cancel=cancel, major=major)
         else:
             assert schema_source is not None
             progress(Progress("rehearsal", 0.05, f"copying the schema of `{schema_source.name}`"))
-            problems = copy_schema(schema_source, admin_dsn, app_dsn, Path(instance.path), settings.jobs, cancel)
+            problems = copy_schema(schema_source, admin_dsn, app_dsn, Path(instance.path), settings.jobs, cancel,
+                                   major=major)
         result.restore_problems = [scrub(p, hidden) for p in problems]
         result.restore_s = time.monotonic() - t0
         if cancel is not None and cancel.is_set():
@@ -132,6 +148,19 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
     return result
 
 
+
+
+def _current_version(target: Target | None, manifest: dict) -> tuple[str, str]:
+    """(the database's name, its PostgreSQL version now, "16.4"): asked of the target; the backup's
+    source version when the target cannot be asked; "" when neither says."""
+    if target is not None:
+        try:
+            with target.connect(connect_timeout=10) as conn:
+                return target.name, short_version(conn.execute("SHOW server_version").fetchone()[0])
+        except DbopsError:
+            pass  # the copy then runs the backup's major; applying needs the target anyway
+    version = manifest.get("server_version") or manifest.get("server_version_num")
+    return str(manifest.get("target") or (target.name if target else "")), short_version(version) if version else ""
 
 
 def _create_app_role(admin: psycopg.Connection, password: str) -> None:

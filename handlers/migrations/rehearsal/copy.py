@@ -39,10 +39,11 @@ def _superuser_entry(what: str) -> bool:
 
 
 def restore_copy(archive: Path, admin_dsn: str, app_dsn: str, work: Path, jobs: int, schema_only: bool,
-             cancel: threading.Event | None) -> list[str]:
+             cancel: threading.Event | None, major: int | None = None) -> list[str]:
     """Restore so that app_owner owns every object of the application (see the module docstring).
     Publications are left out: creating one needs more than app_owner may, and UP and DOWN never
-    depend on them."""
+    depend on them. `major`: the copy's PostgreSQL major, whose pg_restore restores (None: the
+    default binaries')."""
     contents = list_archive(archive)
     if contents.errors:
         return contents.errors[:20]
@@ -53,22 +54,23 @@ def restore_copy(archive: Path, admin_dsn: str, app_dsn: str, work: Path, jobs: 
     try:
         if first:
             problems += _restore_entries(archive, contents, first, admin_dsn, work / "superuser.list", 1,
-                                         schema_only, cancel)
+                                         schema_only, cancel, major)
             try:
                 with psycopg.connect(admin_dsn, autocommit=True) as admin:
                     _hand_schemas_to_app(admin)
             except psycopg.Error as exc:
                 problems.append(f"could not hand the restored schemas to {APP_ROLE}: {error_text(exc)}")
-        problems += _restore_entries(archive, contents, rest, app_dsn, work / "app.list", jobs, schema_only, cancel)
+        problems += _restore_entries(archive, contents, rest, app_dsn, work / "app.list", jobs, schema_only, cancel,
+                                     major)
     except Cancelled:
         raise Cancelled("the rehearsal was cancelled while copying the database") from None
     return problems[:20]
 
 
 def _restore_entries(archive: Path, contents: ArchiveContents, entries: list[str], dsn: str, listing: Path,
-                     jobs: int, schema_only: bool, cancel: threading.Event | None) -> list[str]:
+                     jobs: int, schema_only: bool, cancel: threading.Event | None, major: int | None) -> list[str]:
     outcome = run_pg_restore(archive, dsn, contents.format, jobs, 0, no_progress, cancel,
-                             use_list=write_use_list(entries, listing), schema_only=schema_only)
+                             use_list=write_use_list(entries, listing), schema_only=schema_only, major=major)
     return outcome.errors
 
 
@@ -82,21 +84,23 @@ def _hand_schemas_to_app(admin: psycopg.Connection) -> None:
 
 
 def copy_schema(source: Target, admin_dsn: str, app_dsn: str, work: Path, jobs: int,
-                 cancel: threading.Event | None) -> list[str]:
+                 cancel: threading.Event | None, major: int | None = None) -> list[str]:
+    """The target's schema (pg_dump --schema-only) restored into the copy. `major`: the target's and the
+    copy's PostgreSQL major: pg_dump and pg_restore of that major (None: the default binaries')."""
     dump = work / "schema.dump"
     try:
         env = libpq_env(source.dsn)
     except PgToolError as exc:
         raise DbopsError(f"cannot copy the schema of `{source.name}`: {exc}") from None
     os.close(os.open(dump, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # pg_dump keeps the mode
-    rc, stderr = _run_tool([pg_tool("pg_dump"), "--schema-only", "-Fc", "-w", "-f", str(dump)], env, cancel)
+    rc, stderr = _run_tool([pg_tool("pg_dump", major), "--schema-only", "-Fc", "-w", "-f", str(dump)], env, cancel)
     if rc != 0:
         reason = scrub(last_line(stderr), dsn_secrets(source.dsn))
         if "connection to server" in stderr or "could not connect" in stderr:
             raise TargetUnreachable(f"target `{source.name}` ({source.label}) is unreachable: {reason}")
         raise DbopsError(f"pg_dump --schema-only of `{source.name}` failed: {reason}")
     try:
-        return restore_copy(dump, admin_dsn, app_dsn, work, jobs, schema_only=True, cancel=cancel)
+        return restore_copy(dump, admin_dsn, app_dsn, work, jobs, schema_only=True, cancel=cancel, major=major)
     finally:
         dump.unlink(missing_ok=True)
 

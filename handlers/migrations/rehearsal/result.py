@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handlers import fmt
+from handlers.postgres.versions import majors_line
 from handlers.report import Outcome, Report, Section, Table
 
 from ..model import Finding, Severity
@@ -64,6 +65,9 @@ class Rehearsal:
     up_s: float = 0.0
     down_s: float = 0.0
     total_s: float = 0.0
+    source_name: str = ""  # the database the migration is for, and its PostgreSQL now ("16.4")
+    source_version: str = ""
+    copy_version: str = ""  # the PostgreSQL the copy ran ("16.15")
 
     # -- verdicts --------------------------------------------------------------
     @property
@@ -97,7 +101,10 @@ class Rehearsal:
         return "\n".join(parts) or None
 
     def checklist_lines(self) -> list[str]:
-        lines = [f"rehearsed on {self._copy_of()}"]
+        majors = ("" if not self.copy_version else f"; copy on PostgreSQL {self.copy_version}"
+                  if not self.source_version
+                  else f"; {majors_line(self.source_name or 'target', self.source_version, self.copy_version)}")
+        lines = [f"rehearsed on {self._copy_of()}{majors}"]
         if self.restore_problems:
             lines.append(f"the copy was restored with {fmt.plural(len(self.restore_problems), 'problem')}: {self.restore_problems[0]}")
         if self.up_error:
@@ -216,6 +223,7 @@ class Rehearsal:
             "restore_problems": list(self.restore_problems), "restore_s": round(self.restore_s, 3),
             "up_s": round(self.up_s, 3), "down_s": round(self.down_s, 3), "total_s": round(self.total_s, 3),
             "reversible": self.reversible, "checklist": self.checklist_lines(),
+            "source_name": self.source_name, "source_version": self.source_version, "copy_version": self.copy_version,
         }
 
 
