@@ -57,7 +57,7 @@ def test_backup_cancel_in_slack_leaves_no_partial_file_and_a_cancelled_row(bot_f
     bot.command("backup cancel", user="U0ALICE")  # its requester may
     told = fake_slack.wait_for(lambda: [t for t in fake_slack.texts() if "cancelled; nothing was kept" in t],
                                what="the channel told the backup was cancelled")
-    assert "stopped at the request of <@U0ALICE>" in told[0]
+    assert "stopped at the request of &lt;@U0ALICE&gt;" in told[0]  # the channel's copy keeps no mention
     assert any(f"Asked job #{job_id}" in t for t in fake_slack.texts("chat.postMessage"))
     wait_for(lambda: jobs(demo_db)[0][2] != "running", what="the job's end")
     [(_, kind, status, _, summary)] = jobs(demo_db)

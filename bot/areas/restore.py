@@ -230,5 +230,5 @@ def incomplete_restore_line(inv: Invocation) -> tuple[str, bool, str] | None:
 
 APPLIER = Applier("restore", lock="restore", per_target=False, apply=apply_restore, recover=recover_restore,
                   binds=lambda req: restore_binding(req.payload))
-AREA = Area("restore", commands=(restore_cli, restore_slack), status_lines=(StatusLine(incomplete_restore_line),),
+AREA = Area("restore", commands=(restore_cli, restore_slack), status_lines=(StatusLine(incomplete_restore_line, restore_targets=True),),
             appliers=(APPLIER,))

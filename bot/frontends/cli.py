@@ -11,7 +11,7 @@ import sys
 import textwrap
 import time
 
-from handlers.errors import DbopsError, TargetUnreachable
+from handlers.errors import ConfigError, DbopsError, TargetUnreachable
 from handlers.report import Progress
 from handlers.target import scrub
 
@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cmd, args = registry.parse(argv, "cli")
         settings = load_settings(checks=registry.settings_checks)
-        prepare_folders()  # TMPDIR only: a command in a shell on Render must not fill the small root disk
+        try:  # TMPDIR only: a command in a shell on Render must not fill the small root disk
+            prepare_folders()
+        except ConfigError as exc:  # e.g. Render's build, before the disk is mounted: said, and not fatal here
+            print(f"dbops: warning: {exc}; temporary files go to the system's default folder", file=sys.stderr)
         setup_logging(settings.secrets(), level="WARNING")
         if getattr(args, "target", None):
             settings.target(args.target)  # an unknown target is named before anything is opened
