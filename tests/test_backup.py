@@ -169,11 +169,10 @@ def test_partitioned_tables_counted_by_leaf(fresh_db):
 
 # -- nothing half-done ------------------------------------------------------------
 
-def test_pg_dump_killed_mid_run_leaves_nothing(demo_db, catalog, settings):
-    killed = []
-
+def kill_the_backups_pg_dump(killed: list[int], within_s: float = 30) -> threading.Thread:
+    """A thread that SIGKILLs the backup's pg_dump (a child of this process) as soon as it runs."""
     def killer() -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + within_s
         while time.monotonic() < deadline and not killed:
             for child in psutil.Process().children(recursive=True):
                 try:
@@ -187,6 +186,12 @@ def test_pg_dump_killed_mid_run_leaves_nothing(demo_db, catalog, settings):
 
     watcher = threading.Thread(target=killer)
     watcher.start()
+    return watcher
+
+
+def test_pg_dump_killed_mid_run_leaves_nothing(demo_db, catalog, settings):
+    killed: list[int] = []
+    watcher = kill_the_backups_pg_dump(killed)
     with pytest.raises(BackupFailed) as info:
         take_backup(Target("prod", demo_db), settings, catalog, "U1")
     watcher.join()

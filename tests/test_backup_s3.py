@@ -5,6 +5,7 @@ as a flaky network or a storage outage would.
 """
 from __future__ import annotations
 
+import re
 import socket
 import socketserver
 import subprocess
@@ -39,11 +40,16 @@ MiB = 1024 * 1024
 
 
 class CuttingProxy:
-    """Forwards TCP to the S3 server; with `cut_parts` set, drops any UploadPart mid-body."""
+    """Forwards TCP to the S3 server; with `cut_parts` set, drops any UploadPart mid-body (with
+    `cut_part` only that part number). `hold_part`: that UploadPart waits (`holding` is set) until
+    `release` is set, so a test can act while an upload is under way."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.cut_parts = False
+        self.cut_part: int | None = None
+        self.hold_part: int | None = None
+        self.holding, self.release = threading.Event(), threading.Event()
         self.cuts = 0
         proxy = self
 
@@ -55,7 +61,11 @@ class CuttingProxy:
                 budget = None  # bytes still to forward before cutting this connection
                 try:
                     while data := self.request.recv(65536):
-                        if proxy.cut_parts and budget is None and b"partNumber=" in data:
+                        part = re.search(rb"[?&]partNumber=(\d+)", data) if budget is None else None
+                        if part and int(part.group(1)) == proxy.hold_part:
+                            proxy.holding.set()
+                            proxy.release.wait(120)
+                        if part and (proxy.cut_parts or int(part.group(1)) == proxy.cut_part):
                             budget = 256 * 1024
                             proxy.cuts += 1
                         if budget is not None:
@@ -83,6 +93,7 @@ class CuttingProxy:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def stop(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 

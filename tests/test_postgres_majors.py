@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from handlers import demo_data
-from handlers.backup.manifest import unseal
+from handlers.backup.seal import unseal
 from handlers.backup.storage_catalog import MANIFEST_SUFFIX
 from handlers.drill import checks as C
 from handlers.postgres import cache_dir, compression_argument, short_version

@@ -4,7 +4,7 @@ The front ends hand `Registry(AREAS)` to the service, the CLI and the Slack app.
 from __future__ import annotations
 
 from ..core.registry import Area
-from . import backup, demo, drill, indexes, migrations, overview, postgres, readonly, render, restore
+from . import backup, demo, drill, indexes, migrations, overview, postgres, readonly, render, restore, sizeplan
 
 AREAS: tuple[Area, ...] = (overview.AREA, backup.AREA, demo.AREA, indexes.AREA, drill.AREA, migrations.AREA,
-                           readonly.AREA, render.AREA, restore.AREA, postgres.AREA)
+                           readonly.AREA, render.AREA, restore.AREA, postgres.AREA, sizeplan.AREA)

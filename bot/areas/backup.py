@@ -12,7 +12,7 @@ from ..core import jobs
 from ..core.command import Arg, Command, command
 from ..core.config import Settings, read_once
 from ..core.handover import hand_over
-from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
+from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine, run_instead
 from ..core.scheduler import daily_slot
 from ..core.state.store import StateStore
 
@@ -52,8 +52,20 @@ def from_storage(cmd: Command) -> Command:
     return dataclasses.replace(cmd, run=run, works_from_storage=True)
 
 
-@command("backup", "take a consistent, checksummed, verified backup now", long_running=True, cancellable=True)
+def recovery_copy_for_anyone(settings: Settings) -> bool:
+    """backup.recovery_copy_for = "anyone": a backup from a (billed) Render recovery copy is not for approvers only."""
+    return backup_settings(settings).recovery_copy_for == "anyone"
+
+
+@command("backup", "take a consistent, checksummed, verified backup now",
+         Arg("--from", "target (the database itself) or render-recovery (a Render point-in-time copy, made for "
+                       "the backup and deleted after: no load on production; billed)",
+             default="target", choices=("target", "render-recovery")),
+         long_running=True, approvers_when=("--from", "render-recovery"), opened_by=recovery_copy_for_anyone,
+         cancellable=True)
 def backup_now(inv: Invocation) -> Report:
+    if getattr(inv.args, "from", "target") == "render-recovery":
+        return run_instead(inv, "render backup")  # the Render area's
     result = backup.take_backup(inv.target, backup_settings(inv.settings), catalog(inv), requested_by=inv.actor,
                                 scheduled=inv.actor == "scheduler", progress=inv.progress, cancel=inv.cancel)
     return result.to_report()
@@ -205,8 +217,9 @@ def _backup_slot(svc: Bot, now: datetime) -> str | None:
 
 
 def _scheduled_backup(svc: Bot) -> None:
+    source = backup_settings(svc.settings).scheduled_from
     for name in svc.settings.watched_targets:
-        svc.run_scheduled(["backup", "--target", name])
+        svc.run_scheduled(["backup", "--from", source, "--target", name])
     for name in svc.settings.watched_targets:
         ok, line = backup.freshness(svc.store.dsn, name, backup_settings(svc.settings))
         if not ok and svc.settings.channel:

@@ -1,7 +1,6 @@
 """`drill [backup-id]`, `drill history | report | schedule`, the drill schedule, the alarm line, start-up cleanup."""
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -15,7 +14,7 @@ from handlers.report import Report
 from ..core import jobs
 from ..core.command import Arg, command
 from ..core.config import Settings, read_once
-from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
+from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine, run_instead
 from ..core.scheduler import daily_slot
 from .backup import backup_settings, from_storage
 from .backup import catalog as backup_catalog
@@ -59,9 +58,9 @@ def _backup_to_drill(catalog: backup.BackupCatalog, target: str, backup_id: str 
          long_running=True, approvers_when=("--on", "render"), cancellable=True)
 def drill_command(inv: Invocation) -> Report:
     if inv.args.on == "render":
-        return _run_instead(inv, "render drill")
+        return run_instead(inv, "render drill")  # the Render area's drills
     if getattr(inv.args, "from") == "render-export":
-        return _run_instead(inv, "render export-drill")
+        return run_instead(inv, "render export-drill")
     # Here, not at the top: psycopg, boto3 and psutil are for running a drill, not for declaring it.
     from handlers.backup.crypto import is_encrypted_file
     from handlers.backup.verify import NOT_ENCRYPTED, stored_archive
@@ -96,14 +95,6 @@ def drill_command(inv: Invocation) -> Report:
     report.title = f"Restore drill {drill_id} of {inv.target_name} (backup {record.id})"
     report.data |= {"drill_id": drill_id, "backup_id": record.id}
     return report
-
-
-def _run_instead(inv: Invocation, name: str) -> Report:
-    """`drill --on render` and `drill --from render-export` are the Render area's drills."""
-    found = [c for c in inv.registry.available(inv.front_end) if c.name == name]
-    if not found:
-        raise UsageError(f"`{name}` is not available here")
-    return found[0].run(dataclasses.replace(inv, command=found[0]))
 
 
 @command("drill history", "past drills: when, backup used, its age, time per step, total, result, trend")

@@ -12,7 +12,8 @@ from handlers.report import Report, Section
 from ..core.command import command
 from ..core.config import DEFAULT_TARGET, Settings, read_once
 from ..core.registry import Area, Bot, Invocation, StatusLine
-from .backup import backup_settings
+from .backup import backup_settings, recovery_copy_for_anyone
+from .backup import catalog as backup_catalog
 from .drill import drill_settings
 from .indexes import index_settings
 
@@ -68,12 +69,30 @@ def render_drill(inv: Invocation) -> Report:
     report = outcome.result.to_report()
     report.title = f"Render restore drill {drill_id} of {inv.target_name}"
     report.data |= {"drill_id": drill_id}
-    if outcome.alarm:
-        log.error("%s", outcome.alarm)
-        report.summary = f":rotating_light: {outcome.alarm}\n{report.summary}"
-        report.sections.insert(0, Section("ALARM: a billed instance is left", f":rotating_light: {outcome.alarm}"))
-        report.data["alarm"] = outcome.alarm
+    return _with_alarm(report, outcome.alarm)
+
+
+def _with_alarm(report: Report, alarm: str | None) -> Report:
+    """A billed instance left behind: said first, loudly, and logged."""
+    if alarm:
+        log.error("%s", alarm)
+        report.summary = f":rotating_light: {alarm}\n{report.summary}"
+        report.sections.insert(0, Section("ALARM: a billed instance is left", f":rotating_light: {alarm}"))
+        report.data["alarm"] = alarm
     return report
+
+
+@command("render backup", "a backup dumped from a Render point-in-time copy of the target, made for it and deleted "
+                          "after (no load on production; billed while it exists); also `backup --from "
+                          "render-recovery`", long_running=True, lock="backup", who="approvers",
+         opened_by=recovery_copy_for_anyone)
+def render_backup(inv: Invocation) -> Report:
+    settings = render_settings(inv.settings)
+    with settings.client() as client:
+        outcome = render.backup_from_recovery_copy(
+            client, _postgres_id(inv), inv.target, settings, backup_settings(inv.settings), backup_catalog(inv),
+            requested_by=inv.actor, scheduled=inv.actor == "scheduler", progress=inv.progress, cancel=inv.cancel)
+    return _with_alarm(outcome.to_report(), outcome.alarm)
 
 
 @command("render export-drill", "restore drill of Render's newest logical export in a throwaway local instance",
@@ -132,12 +151,12 @@ def render_line(inv: Invocation) -> tuple[str, bool, str]:
 
 
 def cleanup_at_startup(svc: Bot) -> list[str]:
-    """Delete dbops-drill-* instances a crashed drill left (billed until gone); never while a Render
-    drill runs on another replica."""
+    """Delete the recovery copies (dbops-drill-*, dbops-backup-*) a crashed drill or backup left (billed
+    until gone); never while a Render drill or a backup runs on another replica."""
     settings = render_settings(svc.settings)
     if not settings.api_key:
         return []
-    if any(job.command == "render drill" for job in svc.store.running_jobs()):
+    if any(job.command in ("render drill", "backup") for job in svc.store.running_jobs()):
         return []
     with settings.client() as client:
         said, alarms = render.cleanup_leftover_instances(client, settings.delete_retries)
@@ -147,7 +166,7 @@ def cleanup_at_startup(svc: Bot) -> list[str]:
 
 AREA = Area(
     "render",
-    commands=(render_status, render_drill, render_export_drill),
+    commands=(render_status, render_drill, render_export_drill, render_backup),
     settings=(("render", render_settings),),
     status_lines=(StatusLine(render_line),),
     startup=(cleanup_at_startup,),

@@ -42,6 +42,9 @@ class Command:
     # (option, value): the command is for approvers only when that option has that value, e.g.
     # ("--on", "render") for a drill that bills a Render instance.
     approvers_when: tuple[str, str] | None = None
+    # Given the bot's settings: True when they open this approvers-only command to anyone (a setting
+    # like backup.recovery_copy_for = "anyone").
+    opened_by: Callable[[Any], bool] | None = None
     where: str = "both"  # "both", "cli" or "slack"
     takes_target: bool = True
     needs_state: bool = True  # opens the state store when one is configured
@@ -55,9 +58,11 @@ class Command:
     # Slack only: the command opens this form instead of running; given (channel, target), returns the view.
     modal: Callable[[str, str | None], dict] | None = None
 
-    def approver_only(self, args: argparse.Namespace | None) -> bool:
-        """Whether this invocation (its arguments decide, for `open_with` and `approvers_when`) is for
-        approvers only."""
+    def approver_only(self, args: argparse.Namespace | None, settings: Any = None) -> bool:
+        """Whether this invocation (its arguments decide, for `open_with` and `approvers_when`, and the
+        settings for `opened_by`) is for approvers only."""
+        if self.opened_by is not None and settings is not None and self.opened_by(settings):
+            return False
         if self.approvers_when is not None:
             option, value = self.approvers_when
             return args is None or getattr(args, option.lstrip("-").replace("-", "_"), None) == value

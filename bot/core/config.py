@@ -339,6 +339,7 @@ def documented_sections() -> list[cv.Section]:
     from handlers.postgres.settings import POSTGRES
     from handlers.readonly.settings import READONLY
     from handlers.render.settings import RENDER
+    from handlers.sizeplan.settings import SIZEPLAN
 
     from .approvals.settings import APPROVALS
 
@@ -365,6 +366,7 @@ def documented_sections() -> list[cv.Section]:
         cv.Section("readonly", "read-only roles for analytics", READONLY),
         cv.Section("postgres", "PostgreSQL majors for copies (drills, rehearsals, restores run on the database's "
                                "major)", POSTGRES),
+        cv.Section("sizeplan", "the size plan: the limits its dates are projected against", SIZEPLAN),
     ]
 
 

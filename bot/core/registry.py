@@ -8,6 +8,7 @@ so it never imports an area.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import shlex
 import threading
@@ -90,6 +91,15 @@ class Invocation:
     def command_prefix(self) -> str:
         """How a person types a command here, for messages that name the next one: "/db" or "dbops"."""
         return "/db" if self.front_end == "slack" else "dbops"
+
+
+def run_instead(inv: Invocation, name: str) -> Report:
+    """Runs the command `name` for this invocation: `drill --on render` is `render drill`, declared by
+    another area, which this one need not import."""
+    found = [c for c in inv.registry.available(inv.front_end) if c.name == name]
+    if not found:
+        raise UsageError(f"`{name}` is not available here")
+    return found[0].run(dataclasses.replace(inv, command=found[0]))
 
 
 def check_target(inv: Invocation) -> None:

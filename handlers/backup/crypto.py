@@ -53,6 +53,13 @@ def key_id(key: bytes) -> bytes:
     return hmac.new(key, b"dbops backup key id", hashlib.sha256).digest()[:8]
 
 
+def parameters(key: bytes | None) -> dict | None:
+    """What decrypting needs besides DBOPS_BACKUP_KEY; the key id tells a wrong key from a damaged file."""
+    if key is None:
+        return None
+    return {"algorithm": "AES-256-GCM", "chunk_bytes": CHUNK, "format_version": VERSION, "key_id": key_id(key).hex()}
+
+
 def seal_key(backup_key: bytes) -> bytes:
     """The key that seals manifests and verification records, derived from DBOPS_BACKUP_KEY."""
     from cryptography.hazmat.primitives import hashes
@@ -79,21 +86,42 @@ def is_encrypted_file(path) -> bool:
 def encrypt_stream(src: BinaryIO, dst: BinaryIO, key: bytes, on_write: Callable[[bytes], None] | None = None,
                    chunk: int = CHUNK) -> int:
     """Encrypt all of `src` into `dst`; returns the bytes written. `on_write` sees every byte written."""
-    if not 1 <= chunk <= MAX_CHUNK:
-        raise ValueError(f"chunk size must be from 1 to {MAX_CHUNK} bytes")
-    aes = AESGCM(key)
-    header = _HEADER.pack(MAGIC, VERSION, b"\0\0\0", chunk, key_id(key), os.urandom(8))
-    written = _emit(dst, header, on_write)
-    counter = 0
-    block = _read_full(src, chunk)
-    while True:
-        following = _read_full(src, chunk) if len(block) == chunk else b""
-        final = not following
-        sealed = aes.encrypt(_nonce(header, counter), block, _aad(header, counter, final))
-        written += _emit(dst, sealed, on_write)
-        if final:
-            return written
-        block, counter = following, counter + 1
+    encryptor = Encryptor(key, chunk)
+    written = _emit(dst, encryptor.header, on_write)
+    while block := src.read(chunk):
+        written += _emit(dst, encryptor.update(block), on_write)
+    return written + _emit(dst, encryptor.finish(), on_write)
+
+
+class Encryptor:
+    """The same file as encrypt_stream writes, made from pieces as they come (a pipe): `header`, then
+    what each `update` returns, then what `finish` returns. A chunk is sealed once the next byte is
+    known to exist, so the last one, sealed by `finish`, carries the final flag."""
+
+    def __init__(self, key: bytes, chunk: int = CHUNK) -> None:
+        if not 1 <= chunk <= MAX_CHUNK:
+            raise ValueError(f"chunk size must be from 1 to {MAX_CHUNK} bytes")
+        self._aes = AESGCM(key)
+        self._chunk = chunk
+        self.header = _HEADER.pack(MAGIC, VERSION, b"\0\0\0", chunk, key_id(key), os.urandom(8))
+        self._pending = bytearray()
+        self._counter = 0
+
+    def update(self, data: bytes) -> bytes:
+        self._pending += data
+        sealed = []
+        while len(self._pending) > self._chunk:  # more follows this chunk: it is not the last
+            sealed.append(self._seal(bytes(self._pending[:self._chunk]), final=False))
+            del self._pending[:self._chunk]
+        return b"".join(sealed)
+
+    def finish(self) -> bytes:
+        return self._seal(bytes(self._pending), final=True)
+
+    def _seal(self, block: bytes, final: bool) -> bytes:
+        sealed = self._aes.encrypt(_nonce(self.header, self._counter), block, _aad(self.header, self._counter, final))
+        self._counter += 1
+        return sealed
 
 
 def decrypt_stream(src: BinaryIO, dst: BinaryIO, key: bytes) -> int:
@@ -160,6 +188,8 @@ def _read_full(src: BinaryIO, n: int) -> bytes:
 
 
 def _emit(dst: BinaryIO, data: bytes, on_write: Callable[[bytes], None] | None) -> int:
+    if not data:
+        return 0
     dst.write(data)
     if on_write:
         on_write(data)

@@ -391,6 +391,9 @@ class BackupManifest:
     duration_s: float | None = None
     # The client programs that made the backup, e.g. {"pg_dump": "16.15"}; {} from an older dbops.
     client_versions: dict[str, str] = field(default_factory=dict)
+    # Where it was dumped when not from the target itself: {"kind": "render-recovery", "recovery_time",
+    # "instance", "plan"}: a Render point-in-time copy of the target at recovery_time.
+    source: dict | None = None
 
     @property
     def total_rows(self) -> int:
@@ -409,6 +412,8 @@ class BackupManifest:
             doc["checksum_method"] = self.checksum_method
         if self.client_versions:  # absent, as an older dbops wrote it, when not known
             doc["client_versions"] = dict(self.client_versions)
+        if self.source is not None:  # absent for a dump of the target itself
+            doc["source"] = self.source
         return doc
 
     @classmethod
@@ -426,4 +431,13 @@ class BackupManifest:
             schema=dict(d.get("schema", {})), format_version=version,
             requested_by=str(d.get("requested_by") or ""), scheduled=bool(d.get("scheduled", False)),
             duration_s=d.get("duration_s"), client_versions=dict(d.get("client_versions") or {}),
+            source=d.get("source"),
         )
+
+
+def describe_source(source: dict) -> str:
+    """"Render recovery copy at 2025-06-01T02:45:00Z (dbops-backup-..., plan basic_1gb)"."""
+    if source.get("kind") == "render-recovery":
+        return (f"Render recovery copy at {source.get('recovery_time', '?')} ({source.get('instance', '?')}, "
+                f"plan {source.get('plan', '?')})")
+    return str(source.get("kind", "?"))

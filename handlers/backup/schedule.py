@@ -39,7 +39,10 @@ def schedule_report(settings: BackupSettings, now: datetime) -> Report:
     rows = [
         ["retention", f"{r.daily} daily, {r.weekly} weekly, {r.monthly} monthly (verified backups only)"],
         ["integrity", settings.integrity],
-        ["format", settings.format + (f", {settings.jobs} jobs" if settings.format == "directory" else "")],
+        ["format", {"directory": f"directory, {settings.jobs} jobs",
+                    "auto": f"custom; directory with {settings.jobs} jobs from {settings.parallel_from_gb:g} GB"}.get(
+            settings.format, settings.format)],
+        ["dumped from", "a Render recovery copy" if settings.scheduled_from == "render-recovery" else "the target"],
         ["storage", settings.storage + (f" (s3://{settings.s3.bucket}/{settings.s3.prefix})"
                                         if settings.storage == "s3" else f" ({settings.dir})")],
         ["encrypted", "yes" if settings.encrypt else "no"],

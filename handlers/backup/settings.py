@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 from .. import config_values as cv
 from ..errors import ConfigError
 
-FORMATS = ("custom", "directory")
+FORMATS = ("auto", "custom", "directory")
+SOURCES = ("target", "render-recovery")  # what a backup dumps: the target itself, or a Render recovery copy
 COMPRESSIONS = ("auto", "zstd", "gzip", "lz4", "none")
 STORAGES = ("local", "s3")
 INTEGRITY_LEVELS = ("counts", "checksums")
@@ -42,6 +43,8 @@ class S3Settings:
     part_size_mb: int = 64  # raised automatically so a dump never needs more than 10,000 parts
     keep_local: bool = False  # keep the local copy after a successful upload
     url_minutes: int = 15  # how long a `backup url` link lets anyone holding it download the archive
+    stream: bool = True  # pg_dump's output uploaded as it is written, never whole on local disk (not with keep_local)
+    stream_max_gb: int = 500  # a streamed upload's parts are sized so that 10,000 of them hold this much
 
     @property
     def access_key_id(self) -> str | None:
@@ -55,8 +58,11 @@ class S3Settings:
 @dataclass
 class BackupSettings:
     dir: Path = field(default_factory=lambda: Path(os.environ.get("DBOPS_BACKUP_DIR") or "backups"))
-    format: str = "custom"
+    format: str = "auto"  # auto: directory (-j jobs) from parallel_from_gb on, where the disk holds it; else custom
     jobs: int = 2  # parallel pg_dump workers for the directory format
+    parallel_from_gb: float = 2.0  # "auto" dumps a database this large in the directory format, in parallel
+    scheduled_from: str = "target"  # what the daily backup dumps: "target" or "render-recovery" (a Render copy)
+    recovery_copy_for: str = "approvers"  # who may ask for `backup --from render-recovery` (billed): or "anyone"
     compression: str = "auto"  # auto: zstd where pg_dump was built with it, gzip otherwise
     compression_level: int | None = None
     integrity: str = "checksums"  # "counts" does not catch a changed row
@@ -81,6 +87,17 @@ class BackupSettings:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.schedule_timezone)
+
+    def format_for(self, database_size: int, free_bytes: int) -> str:
+        """The archive format of a backup: "auto" is the directory format, dumped in parallel, for a
+        database from parallel_from_gb on when the disk holds its archive twice over (the archive and
+        its verification); the custom format otherwise."""
+        if self.format != "auto":
+            return self.format
+        if self.jobs < 2 or database_size < self.parallel_from_gb * 1000 ** 3:
+            return "custom"
+        needed = int(database_size * self.size_factor * 2) + self.min_free_bytes
+        return "directory" if free_bytes >= needed else "custom"
 
     def encryption_key(self) -> bytes | None:
         """The key from DBOPS_BACKUP_KEY (base64 of 32 bytes), or None when it is not set."""
@@ -172,13 +189,23 @@ S3 = (
     cv.flag("keep_local", False, "keep the local copy after a successful upload"),
     cv.whole("url_minutes", 15, "a `backup url` link lets whoever holds it download the archive this long",
              low=1, high=720),
+    cv.flag("stream", True, "upload pg_dump's output as it is written: never whole on local disk "
+                            "(not with keep_local)"),
+    cv.whole("stream_max_gb", 500, "a streamed upload's parts are sized so that 10,000 of them hold this much",
+             low=1),
 )
 
 BACKUP = (
     cv.custom("dir", None, _folder, "a folder path, e.g. \"/var/lib/dbops/backups\"",
               "DBOPS_BACKUP_DIR overrides this; default ./backups", example="/var/lib/dbops/backups", commented=True),
-    cv.choice("format", "custom", FORMATS, "\"custom\" (-Fc) or \"directory\" (-Fd -j jobs, stored as one .tar)"),
+    cv.choice("format", "auto", FORMATS, "\"custom\" (-Fc), \"directory\" (-Fd -j jobs, stored as one .tar), "
+              "or \"auto\": directory from parallel_from_gb on where the disk holds it"),
     cv.whole("jobs", 2, "parallel pg_dump workers for the directory format", low=1),
+    cv.number("parallel_from_gb", 2.0, "format \"auto\" dumps a database this large in the directory format", low=0.0),
+    cv.choice("scheduled_from", "target", SOURCES, "what the daily backup dumps: the target, or \"render-recovery\": "
+              "a Render point-in-time copy (no load on production; billed while it exists)"),
+    cv.choice("recovery_copy_for", "approvers", ("approvers", "anyone"),
+              "who may run `backup --from render-recovery` (it bills a Render instance)"),
     cv.choice("compression", "auto", COMPRESSIONS, "auto = zstd where pg_dump has it, else gzip"),
     cv.whole("compression_level", None, "default: the compressor's own", example=3, commented=True),
     cv.choice("integrity", "checksums", INTEGRITY_LEVELS,

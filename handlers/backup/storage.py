@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -47,6 +48,27 @@ def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> st
             if on_bytes:
                 on_bytes(len(block))
     return digest.hexdigest()
+
+
+def size_of(path: Path) -> int:
+    """Bytes in a file, or in the files of a folder (not its subfolders); 0 when it is gone."""
+    try:
+        if path.is_dir():
+            return sum(e.stat().st_size for e in os.scandir(path) if e.is_file())
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def remove_path(path: Path) -> None:
+    """A file or a folder gone, whatever of it there was."""
+    try:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def prepare_dir(path: Path) -> Path:

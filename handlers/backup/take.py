@@ -7,8 +7,8 @@ The order of a backup, and why:
    rows written after the export are in neither.
 3. The archive is written under a hidden `.partial` name; pg_dump fsyncs it, its table of contents
    is checked against the manifest (every table has its data), it is packed (directory format) and
-   encrypted if configured, fsynced, hashed, and only then renamed to its final name (or uploaded:
-   an S3 object appears only when the multipart upload completes).
+   encrypted if configured, fsynced, hashed, and only then renamed to its final name; with S3 it is
+   streamed instead (stream.py): checked, encrypted, hashed and uploaded as pg_dump writes it.
 4. Then the sealed manifest is written beside it (durably: partial name, fsync, rename, fsync of the
    folder), then the storage's index: storage now lists a complete backup (storage_catalog.py).
 5. Only then the catalog row becomes `completed`. On any failure, cancel or kill the partial files
@@ -18,6 +18,7 @@ The order of a backup, and why:
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -52,11 +53,13 @@ from ..report import Outcome, Progress, ProgressFn, Report, Section, Stopwatch, 
 from ..target import Target, dsn_secrets, scrub
 from . import crypto
 from .catalog import BackupCatalog
-from .manifest import ArchiveInfo, BackupManifest, capture_manifest
+from .failures import failure_message
+from .manifest import ArchiveInfo, BackupManifest, capture_manifest, describe_source
 from .seal import seal
 from .settings import BackupSettings
-from .storage import S3Store, StorageError, fsync_dir, fsync_file, prepare_dir, sha256_file
+from .storage import S3Store, StorageError, fsync_dir, fsync_file, prepare_dir, remove_path, sha256_file, size_of
 from .storage_catalog import MANIFEST_SUFFIX, storage_for, write_durably, write_index
+from .stream import SPOOLED_PARTS, StreamedArchive, stream_part_size
 
 PARTIAL_SUFFIX = ".partial"
 PARTIAL_RE = re.compile(r"^\.([ab]\d+)[._].*\.partial$")
@@ -86,6 +89,7 @@ class BackupResult:
     verify_status: str = "pending"  # pending (not verified yet) | verified | failed | unrestorable
     verify_detail: str = ""
     client_note: str | None = None  # pg_dump is not the server's major: what that costs
+    peak_disk: int | None = None  # a streamed backup: the most local disk its upload's parts held at once
 
     @property
     def outcome(self) -> Outcome:
@@ -110,6 +114,10 @@ class BackupResult:
             ["stored at", self.location],
             ["verification", verification],
         ]
+        if m.source:
+            details.insert(2, ["source", describe_source(m.source)])
+        if self.peak_disk is not None:
+            details.append(["local disk", f"streamed to storage, at most {fmt.size(self.peak_disk)} at once"])
         table_rows = [[f"{t['schema']}.{t['name']}", f"{t['rows']:,}", (t.get("checksum") or "-")[:12]]
                       for t in m.tables]
         summary = (f"Backup {self.backup_id} of `{self.target_name}` completed: {fmt.size(a.size)} in "
@@ -132,7 +140,8 @@ class BackupResult:
                   "verify_status": self.verify_status, "verify_detail": self.verify_detail,
                   "format": a.format, "compression": a.compression, "encrypted": a.encrypted,
                   "storage": a.storage, "steps": self.steps, "server_version": m.server_version,
-                  "pg_dump_version": short_version(m.pg_dump_version), "client_note": self.client_note},
+                  "pg_dump_version": short_version(m.pg_dump_version), "client_note": self.client_note,
+                  "source": m.source, "peak_local_disk": self.peak_disk},
         )
 
 
@@ -144,15 +153,17 @@ def _steps_line(steps: list[dict]) -> str:
 
 def take_backup(target: Target, settings: BackupSettings, catalog: BackupCatalog, requested_by: str,
                 scheduled: bool = False, progress: ProgressFn = no_progress,
-                cancel: threading.Event | None = None) -> BackupResult:
+                cancel: threading.Event | None = None, source: dict | None = None) -> BackupResult:
+    """`source`: where the dump was taken when not from `target` itself (a Render recovery copy: its
+    connection is `target.dsn`); recorded in the manifest."""
     backup_id = catalog.start(target.name, requested_by, scheduled)
     run = _BackupRun(backup_id, target, settings, catalog, progress, cancel or threading.Event())
-    run.requested_by, run.scheduled = requested_by, scheduled
+    run.requested_by, run.scheduled, run.source = requested_by, scheduled, source
     try:
         return run.execute()
     except BaseException as exc:
         run.discard()
-        message = _failure_message(exc, target)
+        message = failure_message(exc, target)
         stopped = isinstance(exc, (Cancelled, KeyboardInterrupt))  # asked to stop: `cancelled`, not `failed`
         try:
             catalog.fail(backup_id, message, run.watch.elapsed, status="cancelled" if stopped else "failed")
@@ -165,25 +176,6 @@ def take_backup(target: Target, settings: BackupSettings, catalog: BackupCatalog
         if isinstance(exc, (psycopg.Error, OSError)):
             raise BackupFailed(f"backup {backup_id} failed: {message}", backup_id) from None
         raise
-
-
-def _failure_message(exc: BaseException, target: Target) -> str:
-    if isinstance(exc, DbopsError):
-        text = str(exc)
-    elif isinstance(exc, psycopg.errors.LockNotAvailable):
-        text = (f"a table of `{target.name}` stayed locked longer than backup.lock_wait_seconds "
-                f"(a long migration or a stuck transaction?): {last_line(str(exc))}")
-    elif isinstance(exc, psycopg.OperationalError):
-        text = f"lost the connection to target `{target.name}`: {last_line(str(exc))}"
-    elif isinstance(exc, psycopg.Error):
-        text = f"the database refused a query: {last_line(str(exc))}"
-    elif isinstance(exc, OSError):
-        text = f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
-    elif isinstance(exc, KeyboardInterrupt):
-        text = "interrupted"
-    else:
-        text = f"unexpected error: {type(exc).__name__}"
-    return scrub(text, dsn_secrets(target.dsn))
 
 
 class _BackupRun:
@@ -200,8 +192,11 @@ class _BackupRun:
         self.finals: list[Path] = []  # written under their final names, not yet in the catalog
         self.uploaded: list[tuple[S3Store, str]] = []
         self.completed = False
-        self.requested_by, self.scheduled = "", False
+        self.requested_by, self.scheduled, self.source = "", False, None
         self.pg_dump: PgDump | None = None
+        # S3 storage: pg_dump's output is uploaded as it is written (stream.py), never whole on this disk.
+        self.streams = settings.storage == "s3" and settings.s3.stream and not settings.s3.keep_local
+        self.streamed: StreamedArchive | None = None
 
     # -- the whole run -----------------------------------------------------------
     def execute(self) -> BackupResult:
@@ -225,6 +220,8 @@ class _BackupRun:
             self.pg_dump = pg_dump_for(facts["server_version_num"], facts["server_version"])
             compression = choose_compression(s.compression, s.compression_level, self.pg_dump.major,
                                              self.pg_dump.path)
+            s = self.settings = dataclasses.replace(s, format=s.format_for(facts["database_size"],
+                                                                                  shutil.disk_usage(folder).free))
             self._check_space(folder, facts["database_size"])
             snapshot = self.conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
 
@@ -233,6 +230,13 @@ class _BackupRun:
         safe_target = re.sub(r"[^A-Za-z0-9_.-]", "_", self.target.name)
         base = f"{self.id}_{safe_target}_{stamp}"
         dump_path = folder / f".{self.id}.{'dump' if s.format == 'custom' else 'd'}{PARTIAL_SUFFIX}"
+        ext = ("dump" if s.format == "custom" else "tar") + (".enc" if key is not None else "")
+        final_name = f"{base}.{ext}"
+        if self.streams:
+            store = S3Store(s.s3)
+            self.streamed = StreamedArchive(store, store.key_for(self.target.name, final_name), self._part_size(
+                facts["database_size"]), folder, self.id, s.format, key)
+            self.streamed.start()
 
         with self.watch.step("dump"):
             tables, schema, checksum_method = self._dump_and_measure(dump_path, snapshot, compression)
@@ -241,26 +245,28 @@ class _BackupRun:
 
         with self.watch.step("check"):
             self._phase("checking archive", "table of contents against the manifest")
-            missing = missing_table_data(dump_path, tables)
+            missing = (self.streamed.missing(dump_path, tables) if self.streamed
+                       else missing_table_data(dump_path, tables))
             if missing:
                 raise BackupFailed(f"backup {self.id} failed: the archive has no data for "
                                    f"{fmt.plural(len(missing), 'table')}: {', '.join(missing[:5])}", self.id)
 
         stored = dump_path
-        if s.format == "directory":
+        if s.format == "directory" and not self.streamed:
             with self.watch.step("pack"):
                 stored = self._pack(dump_path, folder / f".{self.id}.tar{PARTIAL_SUFFIX}")
-        if key is not None:
+        if key is not None and not self.streamed:
             with self.watch.step("encrypt"):
                 stored = self._encrypt(stored, folder / f".{self.id}.enc{PARTIAL_SUFFIX}", key)
         with self.watch.step("seal"):
-            self._phase("sealing", "fsync and SHA-256")
-            fsync_file(stored)
-            os.chmod(stored, 0o600)
-            size = stored.stat().st_size
-            digest = sha256_file(stored)
-        ext = ("dump" if s.format == "custom" else "tar") + (".enc" if key is not None else "")
-        final_name = f"{base}.{ext}"
+            self._phase("sealing", "the last part" if self.streamed else "fsync and SHA-256")
+            if self.streamed:
+                size, digest = self.streamed.seal(dump_path)
+            else:
+                fsync_file(stored)
+                os.chmod(stored, 0o600)
+                size = stored.stat().st_size
+                digest = sha256_file(stored)
 
         manifest = BackupManifest(
             backup_id=self.id, target=self.target.name, database=facts["database"],
@@ -269,9 +275,9 @@ class _BackupRun:
             client_versions={"pg_dump": self.pg_dump.version},
             archive=ArchiveInfo(format=s.format, compression=compression, path="", size=size, sha256=digest,
                                 encrypted=key is not None, storage=s.storage,
-                                key=None, encryption=_encryption_parameters(key)),
+                                key=None, encryption=crypto.parameters(key)),
             integrity_level=s.integrity, checksum_method=checksum_method, tables=tables, schema=schema,
-            requested_by=self.requested_by, scheduled=self.scheduled)
+            requested_by=self.requested_by, scheduled=self.scheduled, source=self.source)
 
         with self.watch.step("store"):
             manifest.duration_s = round(self.watch.elapsed, 3)
@@ -279,7 +285,8 @@ class _BackupRun:
         self.catalog.complete(self.id, manifest, location, self.watch.elapsed)
         self.completed = True
         result = BackupResult(self.id, self.target.name, self.target.label, manifest, location,
-                              self.watch.elapsed, self.watch.steps, client_note=self.pg_dump.note)
+                              self.watch.elapsed, self.watch.steps, client_note=self.pg_dump.note,
+                              peak_disk=self.streamed.upload.peak_disk if self.streamed else None)
         if s.verify_after:
             from .verify import verify_record
 
@@ -291,16 +298,22 @@ class _BackupRun:
         return result
 
     # -- steps -------------------------------------------------------------------
+    def _part_size(self, database_size: int) -> int:
+        return stream_part_size(self.settings.s3, int(database_size * self.settings.size_factor))
+
     def _check_space(self, folder: Path, database_size: int) -> None:
         s = self.settings
         copies = 2 if (s.encrypt or s.format == "directory") else 1  # plain + packed/encrypted, briefly
         needed = int(database_size * s.size_factor * copies) + s.min_free_bytes
         free = shutil.disk_usage(folder).free
+        why = f"database {fmt.size(database_size)} x {s.size_factor:g}{' x 2' if copies == 2 else ''}"
+        if self.streams and s.format == "custom":  # only the parts in flight are ever on this disk
+            needed = SPOOLED_PARTS * self._part_size(database_size) + s.min_free_bytes
+            why = f"{SPOOLED_PARTS} parts of the streamed upload"
         if free < needed:
             raise BackupFailed(
                 f"not enough free space in the backup folder {folder}: {fmt.size(free)} free, about "
-                f"{fmt.size(needed)} needed (database {fmt.size(database_size)} x {s.size_factor:g}"
-                f"{' x 2' if copies == 2 else ''} + {fmt.size(s.min_free_bytes)} reserve). Free some space, "
+                f"{fmt.size(needed)} needed ({why} + {fmt.size(s.min_free_bytes)} reserve). Free some space, "
                 "run `backup prune`, or point DBOPS_BACKUP_DIR at a bigger disk.", self.id)
 
     def _dump_and_measure(self, dump_path: Path, snapshot: str,
@@ -308,12 +321,18 @@ class _BackupRun:
         s = self.settings
         dump = self.pg_dump
         cmd = [dump.path, "-w", f"--snapshot={snapshot}", f"--lock-wait-timeout={int(s.lock_wait_seconds * 1000)}ms",
-               "-Z", compression_argument(compression, dump.major), "-f", str(dump_path)]
+               "-Z", compression_argument(compression, dump.major)]
+        piped = self.streamed is not None and self.streamed.pipes
+        cmd += [] if piped else ["-f", str(dump_path)]
         cmd += ["-Fc"] if s.format == "custom" else ["-Fd", "-j", str(s.jobs)]
         self.partials.append(dump_path)
         stderr = tempfile.TemporaryFile()
         self._phase("dumping", "pg_dump started")
-        self.proc = start_tool(cmd, libpq_env(self.target.dsn), stdout=subprocess.DEVNULL, stderr=stderr)
+        self.proc = start_tool(cmd, libpq_env(self.target.dsn), stdout=subprocess.PIPE if piped else subprocess.DEVNULL,
+                               stderr=stderr)
+        producer = self.streamed.producer if self.streamed else None
+        if producer is not None:
+            producer.start(self.proc, dump_path)
         box: dict = {}
 
         def measure() -> None:
@@ -326,9 +345,11 @@ class _BackupRun:
         worker.start()
         started, last_tick = time.monotonic(), 0.0
         try:
-            while self.proc.poll() is None or worker.is_alive():
+            while self.proc.poll() is None or worker.is_alive() or (producer is not None and producer.alive()):
                 if self.cancel.is_set():
                     raise BackupCancelled(f"backup {self.id} cancelled; nothing was kept", self.id)
+                if producer is not None and producer.error is not None:
+                    raise producer.error  # the upload failed: pg_dump and the measuring are stopped below
                 if self.proc.poll() not in (None, 0) and worker.is_alive():
                     self.conn.cancel_safe()  # pg_dump failed: stop measuring too
                 if "error" in box and self.proc.poll() is None:
@@ -337,9 +358,10 @@ class _BackupRun:
                 now = time.monotonic()
                 if now - last_tick >= TICK_EVERY:
                     last_tick = now
-                    written = _size_of(dump_path)
+                    written = self.streamed.written if self.streamed else size_of(dump_path)
                     what = "pg_dump" if self.proc.poll() is None else "manifest"
-                    self._phase("dumping", f"{fmt.size(written)} written, {now - started:.0f} s "
+                    sent = f", {fmt.size(self.streamed.upload.sent)} uploaded" if self.streamed else ""
+                    self._phase("dumping", f"{fmt.size(written)} written{sent}, {now - started:.0f} s "
                                            f"(waiting for {what})")
                 time.sleep(0.05)
         except BaseException:
@@ -348,6 +370,8 @@ class _BackupRun:
                 self.conn.cancel_safe()
                 worker.join(30)
             raise
+        if producer is not None and producer.error is not None:
+            raise producer.error
         rc = self.proc.returncode
         stderr.seek(0)
         err_text = scrub(stderr.read().decode("utf-8", "replace"), self.secrets)
@@ -384,7 +408,7 @@ class _BackupRun:
         fd = os.open(enc_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(plain, "rb") as src, os.fdopen(fd, "wb") as dst:
             crypto.encrypt_stream(src, dst, key)
-        _remove(plain)  # the plaintext never outlives this step
+        remove_path(plain)  # the plaintext never outlives this step
         return enc_path
 
     def _store(self, stored: Path, folder: Path, final_name: str, manifest: BackupManifest) -> str:
@@ -395,7 +419,7 @@ class _BackupRun:
             key = store.key_for(self.target.name, final_name)
             manifest.archive.key = key
             manifest.archive.path = key
-            total = stored.stat().st_size
+            total = manifest.archive.size
             sent = [0]
 
             def on_bytes(n: int) -> None:
@@ -405,14 +429,17 @@ class _BackupRun:
                             fraction=sent[0] / total if total else 1.0)
 
             self._phase("uploading", f"to {store.url(key)}", fraction=0.0)
-            store.upload(stored, key, on_bytes)
+            if self.streamed:
+                self.streamed.complete()  # the object appears now, whole
+            else:
+                store.upload(stored, key, on_bytes)
             self.uploaded.append((store, key))
             self.uploaded.append((store, key + MANIFEST_SUFFIX))
             store.put_bytes(key + MANIFEST_SUFFIX, seal(manifest, seal_key))  # last: the backup is listed from now on
             self._update_index()
             location = store.url(key)
             if not s.s3.keep_local:
-                _remove(stored)
+                remove_path(stored)
                 return location
             final = folder / final_name
             os.replace(stored, final)  # the kept local copy: no manifest beside it, storage is S3
@@ -457,40 +484,15 @@ class _BackupRun:
             except Exception:
                 pass
             self.conn.close()
+        if self.streamed is not None and not self.completed:
+            self.streamed.discard()  # AbortMultipartUpload: no object, no billed parts
         for path in self.partials:
-            _remove(path)
+            remove_path(path)
         if not self.completed:  # stored under final names but never recorded: not a backup
             for path in self.finals:
-                _remove(path)
+                remove_path(path)
             for store, key in self.uploaded:
                 try:
                     store.delete(key)
                 except DbopsError:
                     pass
-
-
-def _size_of(path: Path) -> int:
-    try:
-        if path.is_dir():
-            return sum(e.stat().st_size for e in os.scandir(path) if e.is_file())
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _remove(path: Path) -> None:
-    try:
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def _encryption_parameters(key: bytes | None) -> dict | None:
-    """What decrypting needs besides DBOPS_BACKUP_KEY; the key id tells a wrong key from a damaged file."""
-    if key is None:
-        return None
-    return {"algorithm": "AES-256-GCM", "chunk_bytes": crypto.CHUNK, "format_version": crypto.VERSION,
-            "key_id": crypto.key_id(key).hex()}

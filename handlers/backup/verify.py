@@ -12,6 +12,7 @@ catalog keeps what the last check that could be made found.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tarfile
@@ -21,14 +22,22 @@ from pathlib import Path
 
 from .. import fmt
 from ..errors import ConfigError, DbopsError, UsageError
-from ..postgres import PgToolError, full_read, missing_table_data
+from ..postgres import (
+    PgToolError,
+    full_read,
+    full_read_piped,
+    missing_table_data,
+    read_listing,
+    tables_without_data,
+    toc_listing,
+)
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from . import crypto
 from .catalog import BackupCatalog, BackupRecord
 from .manifest import BackupManifest
 from .seal import ManifestDamaged, Seal, future_dated, seal, unseal, untrusted_because
-from .settings import BackupSettings, encryption_key_from_env
-from .storage import S3Store, StorageError, prepare_dir, sha256_file
+from .settings import BackupSettings, MiB, encryption_key_from_env
+from .storage import S3Store, StorageError, _reason, prepare_dir, sha256_file
 from .storage_catalog import MANIFEST_SUFFIX, archive_name_for, record_verification, storage_of
 
 
@@ -120,20 +129,10 @@ def check_backup(record: BackupRecord, manifest: BackupManifest | None, settings
         if manifest is None:
             raise ArchiveDamaged("the catalog has no manifest for it")
         state = check_stored_manifest(record, manifest, settings, checks, vouched)
-        work_parent = prepare_dir(Path(settings.dir))
-        with tempfile.TemporaryDirectory(prefix=f".{record.id}.verify-", suffix=".partial", dir=work_parent) as work:
-            plain = fetch_plain(record, manifest, settings, Path(work), progress, checks, copy=False)
-            progress(Progress("verifying", None, f"{record.id}: table of contents"))
-            missing = missing_table_data(plain, manifest.tables)
-            if missing:
-                raise ArchiveDamaged(f"the archive has no data for {fmt.plural(len(missing), 'table')}: "
-                                     f"{', '.join(missing[:5])}")
-            checks.append(["table of contents", f"data for all {len(manifest.tables)} tables listed"])
-            progress(Progress("verifying", None, f"{record.id}: full read of the archive"))
-            ok, reason = full_read(plain)
-            if not ok:
-                raise ArchiveDamaged(f"a full read of the archive failed: {reason}")
-            checks.append(["full read", reason])
+        if record.storage == "s3" and manifest.archive.format == "custom":
+            verify_streamed(record, manifest, settings, progress, checks)  # never whole on this disk
+        else:
+            verify_on_disk(record, manifest, settings, progress, checks)
         decrypted = any(name == "decryption" for name, _ in checks)
         detail = f"SHA-256 matches, {'decrypts, ' if decrypted else ''}all {len(manifest.tables)} tables' data " \
                  "present, full read OK"
@@ -160,6 +159,27 @@ _SEAL_CHECK = {
     Seal.UNKEYED: "sealed without a key: intact, describes this archive",
     Seal.PLAIN: "written by an older dbops without a seal: describes this archive",
 }
+
+
+def verify_on_disk(record: BackupRecord, manifest: BackupManifest, settings: BackupSettings, progress: ProgressFn,
+                   checks: list[list[str]]) -> None:
+    work_parent = prepare_dir(Path(settings.dir))
+    with tempfile.TemporaryDirectory(prefix=f".{record.id}.verify-", suffix=".partial", dir=work_parent) as work:
+        plain = fetch_plain(record, manifest, settings, Path(work), progress, checks, copy=False)
+        progress(Progress("verifying", None, f"{record.id}: table of contents"))
+        require_table_data(missing_table_data(plain, manifest.tables), checks, len(manifest.tables))
+        progress(Progress("verifying", None, f"{record.id}: full read of the archive"))
+        ok, reason = full_read(plain)
+        if not ok:
+            raise ArchiveDamaged(f"a full read of the archive failed: {reason}")
+        checks.append(["full read", reason])
+
+
+def require_table_data(missing: list[str], checks: list[list[str]], tables: int) -> None:
+    if missing:
+        raise ArchiveDamaged(f"the archive has no data for {fmt.plural(len(missing), 'table')}: "
+                             f"{', '.join(missing[:5])}")
+    checks.append(["table of contents", f"data for all {tables} tables listed"])
 
 
 def check_stored_manifest(record: BackupRecord, manifest: BackupManifest, settings: BackupSettings,
@@ -342,8 +362,8 @@ def unpack_directory(stored: Path, into: Path) -> Path:
     return found[0]
 
 
-def decrypt_archive(src: Path, dst: Path) -> None:
-    """Decrypt `src` into `dst` (0600) with DBOPS_BACKUP_KEY: NoKey without one, Unrestorable with another."""
+def decryption_key() -> bytes:
+    """DBOPS_BACKUP_KEY, to decrypt an archive: NoKey without one, Unrestorable when it is malformed."""
     try:
         key = encryption_key_from_env()
     except ConfigError as exc:
@@ -351,13 +371,125 @@ def decrypt_archive(src: Path, dst: Path) -> None:
     if key is None:
         raise NoKey("it is encrypted and DBOPS_BACKUP_KEY is not set here: without the key it was made with "
                     "it cannot be decrypted")
+    return key
+
+
+def decryption_failure(exc: crypto.DecryptionError) -> DbopsError:
+    """Unrestorable for another key than the archive's, ArchiveDamaged for anything else."""
+    if isinstance(exc, crypto.WrongKey):
+        return Unrestorable(f"{exc}; the key it was made with is needed to restore it")
+    return ArchiveDamaged(str(exc))
+
+
+def decrypt_archive(src: Path, dst: Path) -> None:
+    """Decrypt `src` into `dst` (0600) with DBOPS_BACKUP_KEY: NoKey without one, Unrestorable with another."""
+    key = decryption_key()
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with open(src, "rb") as s, os.fdopen(fd, "wb") as d:
             crypto.decrypt_stream(s, d, key)
-    except crypto.WrongKey as exc:
-        dst.unlink(missing_ok=True)
-        raise Unrestorable(f"{exc}; the key it was made with is needed to restore it") from None
     except crypto.DecryptionError as exc:
         dst.unlink(missing_ok=True)
-        raise ArchiveDamaged(str(exc)) from None
+        raise decryption_failure(exc) from None
+
+
+# -- a custom-format archive in S3, verified as it downloads ------------------------------------
+# Never whole on local disk: the same checks as on disk (SHA-256 of the stored bytes, decryption of
+# every chunk, the table of contents, a full read by pg_restore), made by one pass over the object;
+# a custom-format archive written to a pipe carries its table of contents first and its data in
+# order, so pg_restore reads it from one. Which failure is told: the SHA-256 first, as on disk (a
+# changed object is "changed", whatever else breaks in it), then decryption, then pg_restore's.
+
+PROGRESS_EVERY = 64 * MiB
+
+
+class _Reading:
+    """The object's body, hashed as it is read; a read error is a StorageError."""
+
+    def __init__(self, body, url: str, progress: ProgressFn, backup_id: str) -> None:
+        self.body, self.url, self.progress, self.backup_id = body, url, progress, backup_id
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self._told = 0
+
+    def read(self, n: int = MiB) -> bytes:
+        try:
+            data = self.body.read(n)
+        except Exception as exc:
+            raise StorageError(f"cannot download {self.url}: {_reason(exc)}") from None
+        self.digest.update(data)
+        self.size += len(data)
+        if self.size - self._told >= PROGRESS_EVERY:
+            self._told = self.size
+            self.progress(Progress("verifying", None, f"{self.backup_id}: {fmt.size(self.size)} read and checked"))
+        return data
+
+    def drain(self) -> None:
+        while self.read(MiB):
+            pass
+
+
+class _Both:
+    """Plaintext to both readers: the table of contents and the full read."""
+
+    def __init__(self, *readers) -> None:
+        self.readers = readers
+
+    def write(self, data: bytes) -> int:
+        for reader in self.readers:
+            reader.feed(data)
+        return len(data)
+
+
+def verify_streamed(record: BackupRecord, manifest: BackupManifest, settings: BackupSettings,
+                    progress: ProgressFn, checks: list[list[str]]) -> None:
+    """Raises ArchiveDamaged, NoKey, Unrestorable, PgToolError or StorageError, as the checks on disk."""
+    key_problem: DbopsError | None = None
+    key = None
+    if record.encrypted:
+        try:
+            key = decryption_key()
+        except DbopsError as exc:  # told once the SHA-256 is known to match
+            key_problem = exc
+    store = S3Store(settings.s3)
+    object_key = manifest.archive.key or ""
+    progress(Progress("verifying", None, f"{record.id}: reading {store.url(object_key)} as it downloads"))
+    try:
+        body = store.client.get_object(Bucket=store.bucket, Key=object_key)["Body"]
+    except Exception as exc:
+        raise StorageError(f"cannot download {store.url(object_key)}: {_reason(exc)}") from None
+    reading = _Reading(body, store.url(object_key), progress, record.id)
+    toc, full = toc_listing(), full_read_piped()
+    damaged: crypto.DecryptionError | None = None
+    try:
+        readers = _Both(toc, full)
+        if key is not None:
+            try:
+                crypto.decrypt_stream(reading, readers, key)
+            except crypto.DecryptionError as exc:
+                damaged = exc
+        elif key_problem is None:
+            while block := reading.read(MiB):
+                readers.write(block)
+        reading.drain()  # the rest, for the SHA-256 of every stored byte
+    except BaseException:
+        toc.stop()
+        full.stop()
+        raise
+    listed, read = toc.finish(), full.finish()
+    require_sha256(reading.digest.hexdigest(), record.sha256)
+    checks.append(["sha256", f"matches the catalog ({record.sha256[:16]}…), read as it downloaded"])
+    if key_problem is not None:
+        raise key_problem
+    if damaged is not None:
+        raise decryption_failure(damaged)
+    if record.encrypted:
+        checks.append(["decryption", "every chunk authenticated with the current DBOPS_BACKUP_KEY"])
+    contents = read_listing(listed)
+    if contents.errors:
+        raise PgToolError(f"pg_restore cannot read the archive's table of contents: {contents.errors[-1][:400]}")
+    require_table_data(tables_without_data(contents.table_data_lines, manifest.tables), checks, len(manifest.tables))
+    if read.returncode != 0:
+        reason = next((line for line in reversed(read.lines) if line.strip()), f"status {read.returncode}")
+        raise ArchiveDamaged(f"a full read of the archive failed: {reason[:400]}")
+    checks.append(["full read", "every object and all table data read back"])

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from .. import fmt
 from ..report import Outcome, Report, Section, Table
 from .catalog import BackupCatalog, BackupRecord
+from .manifest import describe_source
 from .seal import FUTURE_SKEW
 from .settings import BackupSettings
 
@@ -93,6 +94,8 @@ def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
     if manifest:
         details += [["server", manifest.server_version], ["pg_dump", manifest.pg_dump_version],
                     ["snapshot", manifest.snapshot]]
+        if manifest.source:
+            details.append(["dumped from", describe_source(manifest.source)])
         sections.append(Section("Tables", table=Table(
             ["table", "rows", "checksum"],
             [[f"{t['schema']}.{t['name']}", f"{t['rows']:,}", t.get("checksum") or "-"] for t in manifest.tables])))

@@ -13,9 +13,11 @@ from .archive import (
                       list_archive,
                       major_version,
                       missing_table_data,
+                      read_listing,
                       restore_command,
                       run_pg_restore,
                       schemaless_toc,
+                      tables_without_data,
                       toc_entry,
                       toc_table_data,
                       write_use_list,
@@ -42,6 +44,7 @@ from .instance import (
                       private_work_dir,
                       remove_leftover_instances,
 )
+from .piped import PipedRestore, full_read_piped, toc_listing
 from .versions import client_major, copy_major, majors_line, restore_major, short_version
 
 __all__ = [
@@ -50,7 +53,8 @@ __all__ = [
     "short_version", "ArchiveContents", "Finished", "InstanceError",
     "PgBinariesError", "PgToolError", "RestoreOutcome", "TemporaryInstance", "bin_dir", "choose_compression",
     "exit_text", "find_leftover_instances", "full_read", "last_line", "left_out_on_restore", "libpq_env",
-    "list_archive", "major_version", "missing_table_data", "pg_dump_supports", "pg_dump_version", "pg_tool",
+    "list_archive", "major_version", "missing_table_data", "PipedRestore", "full_read_piped", "read_listing",
+    "tables_without_data", "toc_listing", "pg_dump_supports", "pg_dump_version", "pg_tool",
     "private_work_dir", "remove_leftover_instances", "PgDump", "compression_argument", "pg_dump_for",
     "restore_command", "run_pg_restore",
     "run_streaming", "sandbox_env", "schemaless_toc", "server_facts", "start_tool", "stop_tool", "tool_version",

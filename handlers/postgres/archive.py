@@ -27,7 +27,11 @@ def toc_table_data(archive: Path) -> list[str]:
 
 def missing_table_data(archive: Path, tables: list[dict]) -> list[str]:
     """Manifest tables that have no TABLE DATA entry in the archive."""
-    lines = toc_table_data(archive)
+    return tables_without_data(toc_table_data(archive), tables)
+
+
+def tables_without_data(lines: list[str], tables: list[dict]) -> list[str]:
+    """Manifest tables that no TABLE DATA line of a table of contents names."""
     missing = []
     for t in tables:
         needle = f" TABLE DATA {t['schema']} {t['name']} "
@@ -91,7 +95,11 @@ def _read_toc(archive: Path) -> Finished:
 
 def list_archive(archive: Path) -> ArchiveContents:
     """Read the table of contents (no connection); a truncated or foreign file shows up here first."""
-    done = _read_toc(archive)
+    return read_listing(_read_toc(archive))
+
+
+def read_listing(done: Finished) -> ArchiveContents:
+    """What `pg_restore --list` printed, read."""
     contents = ArchiveContents()
     owners = set()
     for line in done.lines:

@@ -111,7 +111,7 @@ def run_streaming(cmd: list[str], env: dict[str, str], on_line: Callable[[str], 
 
 
 def start_tool(cmd: list[str], env: dict[str, str], stdout: Any, stderr: Any, text: bool = False,
-               cwd: str | None = None) -> subprocess.Popen:
+               cwd: str | None = None, stdin: Any = subprocess.DEVNULL) -> subprocess.Popen:
     """Start a client program so that it can be stopped whole and never outlives the bot:
     - its own session and process group: pg_dump -j and pg_restore -j workers stop with it;
     - SIGTERM when the thread that started it dies (Linux), so a killed bot leaves no pg_dump
@@ -123,7 +123,7 @@ def start_tool(cmd: list[str], env: dict[str, str], stdout: Any, stderr: Any, te
     and this process gets it as soon as the mask is restored."""
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
                                 text=text, errors="replace" if text else None, start_new_session=True,
                                 umask=0o077, preexec_fn=_parent_death_signal())
     except BaseException:

@@ -24,6 +24,7 @@ import httpx
 from .errors import RenderAuthError, RenderError, RenderNotFound, RenderUnavailable
 
 PAGE_LIMIT = 100  # Render's maximum page size
+_UNIT_BYTES = {"B": 1, "BYTES": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
 
 log = logging.getLogger("dbops.render")
 
@@ -146,6 +147,19 @@ class RenderClient:
         except RenderNotFound:
             return False
         return True
+
+    def disk_usage(self, postgres_id: str) -> int | None:
+        """Bytes of disk the instance uses, by Render's disk-usage metric (its newest point in the last
+        hour); None when the metric has nothing for it."""
+        found = self._json("GET", "/metrics/disk-usage", None, params={"resource": _path_segment(postgres_id)})
+        newest: tuple[str, int] | None = None
+        for series in found if isinstance(found, list) else []:
+            scale = _UNIT_BYTES.get(str(series.get("unit", "")).upper())
+            for point in series.get("values") or [] if scale else []:
+                when, value = str(point.get("timestamp", "")), point.get("value")
+                if isinstance(value, (int, float)) and (newest is None or when > newest[0]):
+                    newest = (when, int(value * scale))
+        return newest[1] if newest else None
 
     def list_exports(self, postgres_id: str) -> list[dict[str, Any]]:
         """The instance's logical exports, newest first (Render keeps them 7 days)."""

@@ -18,6 +18,11 @@ DEFAULT_API_URL = "https://api.render.com/v1"
 DEFAULT_WINDOW_DAYS = {"hobby": 3, "professional": 7, "organization": 7, "enterprise": 7}
 NO_BACKUP_INSTANCE_PLANS = frozenset({"free"})  # the Free instance type has no backups at all
 EXPORT_KEEP_DAYS = 7  # Render deletes an export after this long
+# Render's list prices of Postgres instance types, US dollars a month (render.com/pricing, 2025), and
+# of their storage per GB and month: what the report of a billed recovery copy estimates its cost with.
+DEFAULT_PLAN_PRICES_USD = {"basic_256mb": 6, "basic_1gb": 19, "basic_4gb": 75, "pro_4gb": 55, "pro_8gb": 100,
+                           "pro_16gb": 200, "pro_32gb": 400, "pro_64gb": 800, "pro_128gb": 1600}
+DEFAULT_DISK_PRICE_USD_PER_GB = 0.30
 
 
 def _window_days(raw: Any) -> dict[str, int]:
@@ -25,6 +30,13 @@ def _window_days(raw: Any) -> dict[str, int]:
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw.values()):
         raise ValueError("")
     return {**DEFAULT_WINDOW_DAYS, **{str(k).lower(): v for k, v in raw.items()}}
+
+
+def _prices(raw: Any) -> dict[str, float]:
+    if not isinstance(raw, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in raw.values()):
+        raise ValueError("")
+    return {**DEFAULT_PLAN_PRICES_USD, **{str(k).lower(): float(v) for k, v in raw.items()}}
 
 
 def _plan(raw: Any) -> str:
@@ -58,6 +70,10 @@ RENDER = (
     cv.choice("connection", "external", ("external", "internal"),
               "\"external\" (the bot runs outside Render's region) or \"internal\" (on Render, same region)"),
     cv.whole("delete_retries", 6, "tries to delete a recovery instance before it is reported left over"),
+    cv.custom("plan_prices_usd", None, _prices, "a table of plan = US dollars a month, e.g. { basic_1gb = 19 }",
+              "overrides Render's list prices, which reports of billed recovery copies estimate their cost with",
+              example={"basic_1gb": 19, "pro_4gb": 55}, commented=True),
+    cv.number("disk_price_usd_per_gb", DEFAULT_DISK_PRICE_USD_PER_GB, "Render's storage price, a GB a month"),
     cv.number("timeout_s", 30.0, "timeout of one API call"),
 )
 
@@ -83,6 +99,8 @@ class RenderSettings:
     connection: str = "external"  # which connection string of the recovery instance the drill uses
     delete_retries: int = 6
     timeout_s: float = 30.0
+    plan_prices_usd: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PLAN_PRICES_USD))
+    disk_price_usd_per_gb: float = DEFAULT_DISK_PRICE_USD_PER_GB
 
     @property
     def documented_window_days(self) -> int:

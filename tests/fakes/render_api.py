@@ -112,6 +112,7 @@ class FakeRender:
         self.recovery: dict[str, dict[str, Any]] = {}
         self.exports: dict[str, list[dict[str, Any]]] = {}
         self.downloads: dict[str, bytes] = {}
+        self.disk_used_gb: dict[str, float] = {}  # instance id -> what its disk-usage metric says
         self.copies: dict[str, str] = {}  # instance id -> DSN of its restored copy
         self.polls: dict[str, int] = {}
         self.available_after_polls: int | None = 2
@@ -297,6 +298,14 @@ class FakeRender:
                          "psqlCommand": f"psql {dsn}"}, {}
         if (method, template) == ("GET", "/postgres/{postgresId}/export"):
             return 200, self.exports[pid], {}
+        if (method, template) == ("GET", "/metrics/disk-usage"):
+            resource = seen.query.get("resource", [""])[0]
+            if resource not in self.disk_used_gb:
+                return 200, [], {}
+            return 200, [{"labels": [{"field": "resource", "value": resource}], "unit": "GB",
+                          "values": [{"timestamp": _iso(_now() - timedelta(minutes=m)), "value": value, "unit": "GB"}
+                                     for m, value in ((10, self.disk_used_gb[resource] * 0.99),
+                                                      (1, self.disk_used_gb[resource]))]}], {}
         return 405, {"message": "not in this fake"}, {}
 
     def _list(self, query: dict[str, list[str]]) -> list[dict]:

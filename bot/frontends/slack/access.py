@@ -61,7 +61,7 @@ def db_middleware(svc: BotService) -> list[Middleware]:
 
     def approvers_only(ack: Ack, command: dict, context: BoltContext, next: Callable[[], None]) -> BoltResponse | None:
         cmd, args = context["dbops_command"]
-        if cmd.approver_only(args) and not svc.is_approver(command.get("user_id", "")):
+        if cmd.approver_only(args, svc.settings) and not svc.is_approver(command.get("user_id", "")):
             unless = f" (anyone may run it with `{cmd.open_with}`)" if cmd.open_with else ""
             audit_later(svc, command, "refused", "refused", cmd.name, "not an approver")
             return ack(f":no_entry: `{cmd.name}` is for approvers only{unless}.")
