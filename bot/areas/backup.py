@@ -174,7 +174,7 @@ def backup_url(inv: Invocation) -> Report:
     report, link = backup.download_link(found, backup_settings(inv.settings), inv.args.id)
     hold(link.url)  # scrubbed from every log line and message while it is handed over
     try:
-        return hand_over(inv, report, link.text(), "the link", f"backup url {link.backup_id}")
+        return hand_over(inv, report, link.text(), "the link", f"run `backup url {link.backup_id}` again")
     finally:
         release(link.url)
 

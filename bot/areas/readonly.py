@@ -75,7 +75,7 @@ def deliver_in_slack(client, channel: str | None, user: str, delivery: readonly.
 def _hand_over(inv: Invocation, report: Report, delivery: readonly.Delivery | None) -> Report:
     if delivery is None:
         return report
-    return hand_over(inv, report, delivery.text(), "the connection string", f"readonly rotate {delivery.role}")
+    return hand_over(inv, report, delivery.text(), "the connection string", f"run `readonly rotate {delivery.role}`")
 
 
 # -- requests (create, drop) -----------------------------------------------------------------

@@ -38,7 +38,7 @@ def slack_client(settings: Settings):
 
 def hand_over(inv: Invocation, report: Report, text: str, what: str, again: str) -> Report:
     """`text` to the requester only; the report says where it went (`what`: "the connection string"),
-    or that it could not be sent and `again` gets another."""
+    or that it could not be sent and how to get it again (`again`: "run `readonly rotate x`")."""
     if inv.front_end == "cli":
         # The terminal is the requester's own. With --format json or line, standard output is for a
         # program: the secret goes to standard error, so that output stays parseable.
@@ -50,5 +50,5 @@ def hand_over(inv: Invocation, report: Report, text: str, what: str, again: str)
         report.summary += f"; {what} was sent to you only"
     else:
         report.outcome = Outcome.FAILED
-        report.summary += f"; {what} could NOT be sent to you: run `{again}`"
+        report.summary += f"; {what} could NOT be sent to you: {again}"
     return report
