@@ -246,7 +246,7 @@ def test_status_with_problems_names_them_first():
     report = overview.status_command.run(_status_invocation())
     problems = report.sections[0]
     assert report.outcome is Outcome.FAILED and problems.problem
-    assert "target `prod` is unreachable: no such file or directory" in problems.text
+    assert "target `prod` (local socket/asidenote) is unreachable: no such file or directory" in problems.text
     assert "Backups: newest backup of `prod`, b004" in problems.text
 
 

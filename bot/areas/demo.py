@@ -130,7 +130,7 @@ def demo_command(inv: Invocation) -> Report:
         say(Progress(f"loading the asidenote schema and about {200_000 * inv.args.scale:,} rows"))
         demo_data.load(instance.dsn("asidenote"), scale=inv.args.scale)
         settings = _settings(instance, workdir, _sections(inv.settings))
-        store = StateStore(settings.state_url, max_size=4)
+        store = StateStore(settings.state_url, max_size=4, named=settings.state_url_env)
         try:
             for line, failure_expected in DEMO_STEPS:
                 if "{examples}" in line and not EXAMPLES.exists():

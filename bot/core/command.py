@@ -35,6 +35,7 @@ class Command:
     run: Callable[..., Report]  # given the Invocation (bot.core.registry), returns the report
     args: tuple[Arg, ...] = ()
     long_running: bool = False  # runs as a job: queued, progress message, one per (target, lock)
+    cancellable: bool = False  # `job cancel N` stops it half-way, removing what it made (it checks inv.cancel)
     lock: str | None = None  # the job family sharing the one-at-a-time rule; default: first word
     who: str = "anyone"  # "anyone" (allowed users) or "approvers": commands that destroy or cost
     open_with: str | None = None  # an approvers-only command's flag that makes it anyone's, e.g. "--dry-run"

@@ -73,6 +73,8 @@ class Invocation:
     front_end: str = "cli"  # "cli" or "slack"
     # Raises when the job lost its lock; called before anything irreversible.
     ensure_lock: Callable[[], None] = lambda: None
+    # Whether a Slack user may approve (the running bot's check, user groups included); None in a terminal.
+    is_approver: Callable[[str], bool] | None = None
     # Applying an approved request: raises RequestChanged (bot/core/applier.py) when what is about to
     # run is not what the approval binds; called right before the first change, after ensure_lock.
     ensure_approved: Callable[[], None] = lambda: None
@@ -114,6 +116,7 @@ class StatusLine:
 
     line: Callable[[Invocation], tuple[str, bool, str] | None]
     per_target: bool = True  # asked once per configured target; else once in all
+    restore_targets: bool = False  # asked of a restore target too (one only restored into: no backups expected)
 
 
 @dataclass(frozen=True)

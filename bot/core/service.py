@@ -61,7 +61,7 @@ class BotService:
         if self.store is not None:
             return True
         try:
-            self.store = StateStore(self.settings.state_url)
+            self.store = StateStore(self.settings.state_url, named=self.settings.state_url_env)
         except TargetUnreachable as exc:
             if self.state_down is None:
                 log.warning("starting degraded: %s", exc)
@@ -211,7 +211,8 @@ class BotService:
             if store is None and cmd.recorded_on_standin:
                 store = self.requests_store()
             inv = Invocation(command=cmd, args=args, settings=self.settings, actor=actor, registry=self.registry,
-                             channel=channel, store=self.store, requests=store, front_end="slack")
+                             channel=channel, store=self.store, requests=store, front_end="slack",
+                             is_approver=self.is_approver)
             handle = jobs.acquire(inv, store)
             if cmd.long_running:
                 title = (f"`{cmd.name}` on `{output.escape(inv.target_name)}`"  # as typed: not checked yet

@@ -11,14 +11,14 @@ import sys
 import textwrap
 import time
 
-from handlers.errors import DbopsError, TargetUnreachable
+from handlers.errors import ConfigError, DbopsError, TargetUnreachable
 from handlers.report import Progress
 from handlers.target import scrub
 
 from .. import __version__
 from ..areas import AREAS
 from ..core import jobs, output, plaintext
-from ..core.config import load_settings
+from ..core.config import load_settings, prepare_folders
 from ..core.logs import setup_logging
 from ..core.registry import Invocation, Registry
 from ..core.state.store import StateStore
@@ -144,12 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cmd, args = registry.parse(argv, "cli")
         settings = load_settings(checks=registry.settings_checks)
+        try:  # TMPDIR only: a command in a shell on Render must not fill the small root disk
+            prepare_folders()
+        except ConfigError as exc:  # e.g. Render's build, before the disk is mounted: said, and not fatal here
+            print(f"dbops: warning: {exc}; temporary files go to the system's default folder", file=sys.stderr)
         setup_logging(settings.secrets(), level="WARNING")
         if getattr(args, "target", None):
             settings.target(args.target)  # an unknown target is named before anything is opened
         if cmd.needs_state and settings.state_url:
             try:
-                store = StateStore(settings.state_url, max_size=4)
+                store = StateStore(settings.state_url, max_size=4, named=settings.state_url_env)
             except TargetUnreachable:
                 # The night production (and the state store on it) is gone: the commands that can
                 # read the backup storage instead run without it and say so.

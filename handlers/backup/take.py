@@ -164,8 +164,9 @@ def take_backup(target: Target, settings: BackupSettings, catalog: BackupCatalog
     except BaseException as exc:
         run.discard()
         message = failure_message(exc, target)
+        stopped = isinstance(exc, (Cancelled, KeyboardInterrupt))  # asked to stop: `cancelled`, not `failed`
         try:
-            catalog.fail(backup_id, message, run.watch.elapsed)
+            catalog.fail(backup_id, message, run.watch.elapsed, status="cancelled" if stopped else "failed")
         except psycopg.Error:
             pass  # the state database is gone too: cleanup_incomplete marks the row at the next start
         if isinstance(exc, BackupFailed):

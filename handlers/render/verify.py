@@ -24,17 +24,19 @@ def capture_source(source: Target) -> dict[str, Any]:
         return C.capture_restored(conn, SOURCE_LEVEL)
 
 
-def row_differences_check(source: dict, copy: dict) -> C.Check:
+def row_differences_check(source: dict, copy: dict, against: str = "production now") -> C.Check:
+    """Row counts of the copy against `against` (production now, or a backup: a copy is of another
+    moment, so differences are shown, never failures)."""
     prod = {f"{t['schema']}.{t['name']}": int(t["rows"]) for t in source.get("tables", [])}
     restored = {f"{t['schema']}.{t['name']}": int(t["rows"]) for t in copy.get("tables", [])}
-    diffs = [f"{name}: {restored[name]:,} in the copy, {prod[name]:,} in production now "
+    diffs = [f"{name}: {restored[name]:,} in the copy, {prod[name]:,} in {against} "
              f"({restored[name] - prod[name]:+,})" for name in sorted(prod.keys() & restored.keys())
              if prod[name] != restored[name]]
-    name = f"row counts of {len(prod)} tables against production now"
+    name = f"row counts of {len(prod)} tables against {against}"
     total = sum(restored.values())
     if not diffs:
-        return C.Check(name, True, f"{total:,} rows, every table as in production now")
-    return C.Check(name, True, f"{total:,} rows; differences, expected since the copy is of an earlier moment "
+        return C.Check(name, True, f"{total:,} rows, every table as in {against}")
+    return C.Check(name, True, f"{total:,} rows; differences, expected since the copy is of another moment "
                                f"(not failures): {C.listed(diffs)}")
 
 
@@ -53,19 +55,21 @@ def amcheck_allowed(conn: psycopg.Connection) -> tuple[bool, str]:
     return False, "this role may not create the amcheck extension on this server"
 
 
-def verify_copy(dsn: str, source: dict, expected_indexes: Iterable[Any] | None, *, amcheck: bool, jobs: int,
+def verify_copy(dsn: str, source: dict | None, expected_indexes: Iterable[Any] | None, *, amcheck: bool, jobs: int,
                 heapallindexed: bool, record: Callable[[C.Check], Any],
-                cancel: threading.Event | None = None) -> list[str]:
-    """Run every check on the copy at `dsn`, passing each to `record`; returns what was checked, in words."""
+                cancel: threading.Event | None = None, against: str = "production now") -> list[str]:
+    """Run every check on the copy at `dsn`, passing each to `record`; returns what was checked, in words.
+    `source`: the inventory to compare with (`against` names it); None: the copy's soundness only."""
     done = []
     with psycopg.connect(dsn, autocommit=True, connect_timeout=15) as conn:
         copy = C.capture_restored(conn, SOURCE_LEVEL)
-        for check in C.schema_checks(source, copy):
-            record(check)
-        done.append("the schema inventory against production's now")
-        record(row_differences_check(source, copy))
-        done.append("row counts per table against production's (shown as differences)")
-        record(C.constraints_valid_check(conn, C.not_valid_in_source(source)))
+        if source is not None:
+            for check in C.schema_checks(source, copy):
+                record(check)
+            done.append(f"the schema inventory against {against}")
+            record(row_differences_check(source, copy, against))
+            done.append(f"row counts per table against {against} (shown as differences)")
+        record(C.constraints_valid_check(conn, C.not_valid_in_source(source) if source is not None else None))
         record(C.indexes_valid_check(conn))
         done.append("constraint and index validity")
         if expected_indexes is not None:

@@ -228,13 +228,7 @@ class _Restore:
                     f"{C.listed(skipped)}: a copy must not replicate or label as its source does; if this "
                     "database replaces the source, create them again by hand")))
             self._mark_unfinished(record.id)  # before the first change to the target
-            theirs = extensions_of_others(self.into)
-            kept = extension_entries(contents.entry_lines, theirs)
-            if kept:
-                self._check(C.Check("extensions the target keeps", True, warning=True, detail=(
-                    f"{C.listed(sorted({e.rsplit(' ', 1)[-1] for e in kept}))}: already there, owned by "
-                    f"{C.listed(sorted({theirs[e.rsplit(' ', 1)[-1]] for e in kept}))}; restored as the target has "
-                    "them (only their owner may change them or their comments)")))
+            kept = self._extensions_kept(contents)
             if state.tables or self.options.overwrite:
                 self._step("clear target", self._clear)
             self._step("restore", lambda: self._pg_restore(archive, manifest, kept))
@@ -258,7 +252,18 @@ class _Restore:
                 self.result.backup_after = {"error": self._clean(str(exc))}
         return self.result.to_report()
 
-    def _mark_unfinished(self, backup_id: str) -> None:
+    def _extensions_kept(self, contents) -> tuple[str, ...]:
+        """The archive's extension entries the target has already, owned by another role: left as they are."""
+        theirs = extensions_of_others(self.into)
+        kept = extension_entries(contents.entry_lines, theirs)
+        if kept:
+            self._check(C.Check("extensions the target keeps", True, warning=True, detail=(
+                f"{C.listed(sorted({e.rsplit(' ', 1)[-1] for e in kept}))}: already there, owned by "
+                f"{C.listed(sorted({theirs[e.rsplit(' ', 1)[-1]] for e in kept}))}; restored as the target has "
+                "them (only their owner may change them or their comments)")))
+        return kept
+
+    def _mark_unfinished(self, backup_id: str | None) -> None:
         self._marked = mark_unfinished(self.into, backup_id) is None
         if not self._marked:
             self._check(C.Check("target marked while restoring", True, warning=True, detail=(
@@ -363,21 +368,29 @@ class _Restore:
     def _verify(self, manifest: BackupManifest) -> str:
         doc = manifest.to_dict()
         level = manifest.integrity_level or "counts"
+
+        def against_the_manifest(conn: psycopg.Connection) -> None:
+            self.progress(Progress("verify", 0.1, "rows, checksums and schema against the manifest"))
+            self._check(C.copy_major_check(manifest.target, manifest.server_version, self.result.target_version,
+                                           "restored into", "a major upgrade"))
+            actual = C.capture_restored(conn, level, C.checksum_method(doc))
+            self._check(C.table_data_check(doc, actual))
+            for check in C.schema_checks(doc, actual):
+                self._check(check)
+            self.progress(Progress("verify", 0.5, "constraints and indexes"))
+            self._check(C.constraints_valid_check(conn, C.not_valid_in_source(doc)))
+            self._check(C.indexes_valid_check(conn))
+
+        return self._verify_with(against_the_manifest)
+
+    def _verify_with(self, checks: Callable[[psycopg.Connection], None]) -> str:
+        """`checks` on the restored database, then pg_amcheck; the extension it installs is dropped again."""
         try:
             with self.into.connect(connect_timeout=10) as conn:
                 conn.autocommit = True
                 had_amcheck = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'amcheck')"
                                            ).fetchone()[0]
-                self.progress(Progress("verify", 0.1, "rows, checksums and schema against the manifest"))
-                self._check(C.copy_major_check(manifest.target, manifest.server_version, self.result.target_version,
-                                               "restored into", "a major upgrade"))
-                actual = C.capture_restored(conn, level, C.checksum_method(doc))
-                self._check(C.table_data_check(doc, actual))
-                for check in C.schema_checks(doc, actual):
-                    self._check(check)
-                self.progress(Progress("verify", 0.5, "constraints and indexes"))
-                self._check(C.constraints_valid_check(conn, C.not_valid_in_source(doc)))
-                self._check(C.indexes_valid_check(conn))
+                checks(conn)
                 if self.options.amcheck:
                     self.progress(Progress("verify", 0.7, "pg_amcheck"))
                     self._check(_amcheck(self.into.dsn, self.options.jobs, self.cancel, self._target_major))

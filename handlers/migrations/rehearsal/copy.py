@@ -99,7 +99,7 @@ def copy_schema(source: Target, admin_dsn: str, app_dsn: str, work: Path, jobs: 
     if rc != 0:
         reason = scrub(last_line(stderr), dsn_secrets(source.dsn))
         if "connection to server" in stderr or "could not connect" in stderr:
-            raise TargetUnreachable(f"target `{source.name}` is unreachable: {reason}")
+            raise TargetUnreachable(f"target `{source.name}` ({source.label}) is unreachable: {reason}")
         raise DbopsError(f"pg_dump --schema-only of `{source.name}` failed: {reason}")
     try:
         return restore_copy(dump, admin_dsn, app_dsn, work, jobs, schema_only=True, cancel=cancel, major=major)
