@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Iterator
 from handlers.errors import DbopsError, UsageError
 
 from .context import DroppedColumn, MigrationContext, classify_type_changes
+from .efcore import see_through_guards
 from .model import Finding, MigrationCheck, Severity
 from .parsing import Statement, parse_statements
 from .rule import Hit, Rule
@@ -61,10 +62,11 @@ def _gc_paused() -> Iterator[None]:
 
 def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, filename: str,
            down_filename: str, settings: MigrationCheckSettings) -> MigrationCheck:
-    statements = parse_statements(up_sql, filename)
-    if not statements:
+    parsed = parse_statements(up_sql, filename)
+    if not parsed:
         raise UsageError(f"{filename} has no SQL statements (it is empty or holds only comments)")
-    down = parse_statements(down_sql, down_filename) if down_sql is not None else None
+    statements = see_through_guards(parsed)  # EF Core's guard blocks are analysed as what they guard
+    down = see_through_guards(parse_statements(down_sql, down_filename)) if down_sql is not None else None
     if conn is None:
         ctx = _context(statements, down, filename, down_filename, {}, None)
     else:
@@ -87,7 +89,7 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
             detail = exc.diag.message_primary or type(exc).__name__
             raise DbopsError(f"reading the target database for {filename} failed: {detail}") from None
 
-    result = MigrationCheck(filename, hashlib.sha256(up_sql.encode("utf-8")).hexdigest(), len(statements))
+    result = MigrationCheck(filename, hashlib.sha256(up_sql.encode("utf-8")).hexdigest(), len(parsed))
     result.findings = run_rules(ctx, frozenset(settings.disabled))
     return result
 
@@ -167,6 +169,9 @@ def _finding(rule: Rule, stmt: Statement | None, hit: Hit | str) -> Finding | No
         if severity is not Severity.FORBIDDEN:
             return None
         message += _NO_IGNORE_NOTE
+    migration = stmt.guard.migration_id if stmt is not None and stmt.guard is not None else ""
+    if migration:
+        message += f" (EF migration {migration})"
     return Finding(
         code=rule.code,
         severity=severity,
@@ -174,4 +179,5 @@ def _finding(rule: Rule, stmt: Statement | None, hit: Hit | str) -> Finding | No
         statement=stmt.text if stmt is not None else "",
         message=message,
         hint=hit.hint or rule.hint,
+        migration=migration,
     )
