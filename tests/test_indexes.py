@@ -344,13 +344,13 @@ def test_snapshot_is_idempotent_per_day_and_keeps_first_seen(schema_db, state_ds
     with psycopg.connect(schema_db, autocommit=True) as conn:
         first = take_snapshot(conn, state_dsn, "prod", now=now - timedelta(hours=1))
         second = take_snapshot(conn, state_dsn, "prod", now=now)
-    assert first.indexes == second.indexes == 29 and first.first_seen_now == 29 and second.first_seen_now == 0
+    assert first.indexes == second.indexes == 30 and first.first_seen_now == 30 and second.first_seen_now == 0
     with psycopg.connect(state_dsn) as conn:
         days = conn.execute("SELECT count(*) FROM dbops.index_snapshot_days").fetchone()[0]
         rows = conn.execute("SELECT count(*) FROM dbops.index_snapshots").fetchone()[0]
         seen = conn.execute("SELECT min(first_seen), max(first_seen) FROM dbops.index_first_seen").fetchone()
     if (now - timedelta(hours=1)).date() == now.date():
-        assert (days, rows) == (1, 29)
+        assert (days, rows) == (1, 30)
     assert seen[0] == seen[1] == now - timedelta(hours=1)
 
 

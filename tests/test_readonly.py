@@ -103,7 +103,7 @@ def test_create_proves_every_write_refused_by_privileges_and_audits_clean(env):
         row = check_named(report, proof, part)
         assert row["ok"] and "42501" in row["detail"], row
     assert check_named(report, proof, "created after the grants")["ok"]
-    assert check_named(report, proof, "reads the 9 tables")["ok"]
+    assert check_named(report, proof, "reads the 10 tables")["ok"]
     assert all(c["ok"] for c in report.data["checks"]["Audit"])
     assert all(c["ok"] for c in report.data["checks"]["Coverage"])
     text = json.dumps(report.to_json())

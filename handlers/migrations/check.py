@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Iterator
 from handlers.errors import DbopsError, UsageError
 
 from .context import DroppedColumn, MigrationContext, classify_type_changes
+from .efcore import see_through_guards
 from .lexing import refuse_lexing_changes
 from .model import Finding, MigrationCheck, Severity
 from .parsing import Statement, parse_statements, starts_with_bom
@@ -63,11 +64,15 @@ def _gc_paused() -> Iterator[None]:
 
 def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, filename: str,
            down_filename: str, settings: MigrationCheckSettings) -> MigrationCheck:
-    statements = parse_statements(up_sql, filename)
-    if not statements:
+    parsed = parse_statements(up_sql, filename)
+    if not parsed:
         raise UsageError(f"{filename} has no SQL statements (it is empty or holds only comments)")
-    down = parse_statements(down_sql, down_filename) if down_sql is not None else None
-    refuse_lexing_changes(statements, filename)
+    refuse_lexing_changes(parsed, filename)
+    statements = see_through_guards(parsed)  # EF Core's guard blocks are analysed as what they guard
+    refuse_lexing_changes(statements, filename)  # a guarded SET changes the session as a plain one does
+    down_parsed = parse_statements(down_sql, down_filename) if down_sql is not None else None
+    refuse_lexing_changes(down_parsed or [], down_filename)
+    down = see_through_guards(down_parsed) if down_parsed is not None else None
     refuse_lexing_changes(down or [], down_filename)
     # DOWN is analysed as what runs after UP: one replay of both, DOWN's statements numbered after UP's.
     both = statements + [dataclasses.replace(s, index=s.index + len(statements)) for s in down or ()]
@@ -95,7 +100,7 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
             detail = exc.diag.message_primary or type(exc).__name__
             raise DbopsError(f"reading the target database for {filename} failed: {detail}") from None
 
-    result = MigrationCheck(filename, hashlib.sha256(up_sql.encode("utf-8")).hexdigest(), len(statements))
+    result = MigrationCheck(filename, hashlib.sha256(up_sql.encode("utf-8")).hexdigest(), len(parsed))
     result.findings = run_rules(ctx, frozenset(settings.disabled))
     if down:
         result.findings[:0] = down_findings(ctx, both, frozenset(settings.disabled))
@@ -202,6 +207,9 @@ def _finding(rule: Rule, stmt: Statement | None, hit: Hit | str) -> Finding | No
         if severity is not Severity.FORBIDDEN:
             return None
         message += _NO_IGNORE_NOTE
+    migration = stmt.guard.migration_id if stmt is not None and stmt.guard is not None else ""
+    if migration:
+        message += f" (EF migration {migration})"
     return Finding(
         code=rule.code,
         severity=severity,
@@ -209,4 +217,5 @@ def _finding(rule: Rule, stmt: Statement | None, hit: Hit | str) -> Finding | No
         statement=stmt.text if stmt is not None else "",
         message=message,
         hint=hit.hint or rule.hint,
+        migration=migration,
     )

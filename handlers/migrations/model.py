@@ -26,9 +26,10 @@ class Finding:
     statement: str  # the statement's source text ("" for findings about the whole file)
     message: str
     hint: str
+    migration: str = ""  # the EF Core migration whose guard block holds the statement (efcore.py)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        found = {
             "code": self.code,
             "severity": self.severity.value,
             "line": self.line,
@@ -36,6 +37,7 @@ class Finding:
             "message": self.message,
             "hint": self.hint,
         }
+        return found | ({"migration": self.migration} if self.migration else {})
 
 
 @dataclass

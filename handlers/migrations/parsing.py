@@ -24,6 +24,16 @@ IGNORE_MARK = b"dbops:ignore"
 BOM = "\ufeff"  # a UTF-8 byte order mark, as Windows editors (and Visual Studio's EF Core scripts) write one
 
 
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """EF Core's guard around a statement (efcore.py): it runs only when migration `migration_id` is not
+    recorded yet (an UP script), or, `recorded`, only when it is (a DOWN script)."""
+
+    migration_id: str
+    recorded: bool
+    block_line: int  # where the DO block starts
+
+
 @dataclass(slots=True)
 class Statement:
     index: int  # 0-based position in the file
@@ -37,6 +47,7 @@ class Statement:
     ignored: frozenset[str] = frozenset()  # codes named in `-- dbops:ignore` comments just before it
     tree_json: str = field(default="", repr=False)  # the whole file's parse tree as JSON text
     tree_span: tuple[int, int] = (0, -1)  # where this statement's tree is in it
+    guard: Guard | None = None  # EF Core's guard it runs in: a statement of a DO block (efcore.py)
 
     @property
     def text(self) -> str:

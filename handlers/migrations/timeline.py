@@ -8,6 +8,10 @@ Column types start from the catalog (when a database is given) and follow the fi
 CREATE TABLE / ADD COLUMN / ALTER TYPE / RENAME / DROP statements; NOT NULL, CHECK constraints
 and index columns start from the catalog for the tables whose NOT NULL matters (SET NOT NULL,
 ADD PRIMARY KEY) and follow the file's own statements.
+
+In EF Core's idempotent scripts each migration's statements run only when the database does not have
+that migration yet (efcore.py): after them, what they made (a table created, a column added and
+still empty, a SET) is no longer known to be this file's doing.
 """
 from __future__ import annotations
 
@@ -191,9 +195,23 @@ def replay(statements: list[Statement], catalog: CatalogColumns,
         return tables[table]
 
     lock_timeout, epoch, epochs = False, 0, 0  # epochs: how many search_paths were seen (0: the default)
+    guard, at_guard = None, (False, 0)  # the EF migration being replayed; lock_timeout and epoch before it
     for stmt in statements:
         if stmt.index == new_session_at:
             lock_timeout, epoch = False, 0  # the default search_path again
+            guard, at_guard = None, (False, 0)
+        migration = stmt.guard.migration_id if stmt.guard is not None else None
+        if migration != guard:
+            if guard is not None:  # its statements may have been skipped: the database already had them
+                for col in fresh:
+                    col.empty = False  # and rows were written since
+                fresh.clear()
+                timeline.forget_created(stmt.index)
+                lock_timeout = lock_timeout and at_guard[0]
+                if epoch != at_guard[1]:  # which search_path holds is unknown: a new one
+                    epochs += 1
+                    epoch = epochs
+            guard, at_guard = migration, (lock_timeout, epoch)
         timeline.lock_timeout_before.append(lock_timeout)
         timeline.search_path_epoch.append(epoch)
         kind, node = stmt.kind, stmt.node
