@@ -389,7 +389,7 @@ class StorageCatalog:
                 return None if b.untrusted else self._fix(b).manifest
         return None
 
-    def set_verification(self, backup_id: str, status: str, detail: str) -> None:
+    def set_verification(self, backup_id: str, status: str, detail: str, at: datetime | None = None) -> None:
         self._scan = None  # the next read sees the verification `backup verify` wrote beside the archive
 
     def running_ids(self) -> set[str]:
