@@ -28,7 +28,6 @@ from ..postgres import (
     PgBinariesError,
     VersionError,
     full_read,
-    left_out_on_restore,
     list_archive,
     major_version,
     restore_major,
@@ -100,15 +99,7 @@ class _ForeignRestore(_Restore):
             restorable = self._step("fetch archive", lambda: self._fetch_foreign(work))
             contents = self._step("read archive", lambda: self._read(restorable))
             self.result.roles = missing_roles(self.into, contents.owners)
-            skipped = left_out_on_restore(contents)
-            if skipped:
-                self._check(C.Check("left out of the restore", True, warning=True, detail=(
-                    f"{C.listed(skipped)}: a copy must not replicate or label as its source does")))
-            self._mark_unfinished(None)  # before the first change to the target
-            kept = self._extensions_kept(contents)
-            if state.tables or self.options.overwrite:
-                self._step("clear target", self._clear)
-            self._step("restore", lambda: self._restore(restorable, contents, kept))
+            self._load(contents, state, None, lambda kept: self._restore(restorable, contents, kept))
         except DbopsError as exc:
             self.result.error = self._clean(str(exc))
             self._settle_mark()

@@ -222,16 +222,8 @@ class _Restore:
             self.result.manifest = manifest.to_dict()
             contents = list_archive(archive)
             self.result.roles = missing_roles(self.into, contents.owners)
-            skipped = left_out_on_restore(contents)
-            if skipped:
-                self._check(C.Check("left out of the restore", True, warning=True, detail=(
-                    f"{C.listed(skipped)}: a copy must not replicate or label as its source does; if this "
-                    "database replaces the source, create them again by hand")))
-            self._mark_unfinished(record.id)  # before the first change to the target
-            kept = self._extensions_kept(contents)
-            if state.tables or self.options.overwrite:
-                self._step("clear target", self._clear)
-            self._step("restore", lambda: self._pg_restore(archive, manifest, kept))
+            self._load(contents, state, record.id, lambda kept: self._pg_restore(archive, manifest, kept),
+                       "; if this database replaces the source, create them again by hand")
         except DbopsError as exc:
             self.result.error = self._clean(str(exc))
             self._settle_mark()
@@ -251,6 +243,21 @@ class _Restore:
             except DbopsError as exc:
                 self.result.backup_after = {"error": self._clean(str(exc))}
         return self.result.to_report()
+
+    def _load(self, contents, state, backup_id: str | None, restore: Callable[[tuple[str, ...]], str],
+              advice: str = "") -> None:
+        """The steps that change the target, the same for every archive: say what the copy leaves out,
+        mark the target unfinished, clear it when it holds tables, then `restore` (given the
+        extensions kept as the target has them)."""
+        skipped = left_out_on_restore(contents)
+        if skipped:
+            self._check(C.Check("left out of the restore", True, warning=True, detail=(
+                f"{C.listed(skipped)}: a copy must not replicate or label as its source does{advice}")))
+        self._mark_unfinished(backup_id)  # before the first change to the target
+        kept = self._extensions_kept(contents)
+        if state.tables or self.options.overwrite:
+            self._step("clear target", self._clear)
+        self._step("restore", lambda: restore(kept))
 
     def _extensions_kept(self, contents) -> tuple[str, ...]:
         """The archive's extension entries the target has already, owned by another role: left as they are."""
