@@ -114,9 +114,8 @@ def job_words(cmd, args) -> list[str]:
     (a plain `backup` reads `backup`, not `backup target`)."""
     words = []
     for arg in cmd.args:
-        key = arg.name.lstrip("-").replace("-", "_")
-        value = getattr(args, key, None)
-        if key in ("format", "target") or value in (None, False) or value == arg.default:
+        value = getattr(args, arg.dest, None)
+        if arg.dest in ("format", "target") or value in (None, False) or value == arg.default:
             continue
         words.append(str(value) if arg.positional else arg.name if arg.flag else f"{arg.name} {value}")
     return words
