@@ -67,13 +67,11 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
     parsed = parse_statements(up_sql, filename)
     if not parsed:
         raise UsageError(f"{filename} has no SQL statements (it is empty or holds only comments)")
-    refuse_lexing_changes(parsed, filename)
+    refuse_lexing_changes(parsed, filename)  # a DO block's body too, so also what an EF guard wraps
     statements = see_through_guards(parsed)  # EF Core's guard blocks are analysed as what they guard
-    refuse_lexing_changes(statements, filename)  # a guarded SET changes the session as a plain one does
     down_parsed = parse_statements(down_sql, down_filename) if down_sql is not None else None
     refuse_lexing_changes(down_parsed or [], down_filename)
     down = see_through_guards(down_parsed) if down_parsed is not None else None
-    refuse_lexing_changes(down or [], down_filename)
     # DOWN is analysed as what runs after UP: one replay of both, DOWN's statements numbered after UP's.
     both = statements + [dataclasses.replace(s, index=s.index + len(statements)) for s in down or ()]
     estimates = None
