@@ -89,7 +89,8 @@ def bench(args: argparse.Namespace, pycache: str | None) -> int:
                                 "--down", str(down.relative_to(ROOT))],
     }
     env = environment(pycache)
-    print(f"dbops: {' '.join(dbops)}; bytecode: {'compiled from source on each start' if pycache is None else 'cached'}")
+    print(f"dbops: {' '.join(dbops)}; "
+          f"bytecode: {'compiled from source on each start' if pycache is None else 'cached'}")
     print(f"load average before: {load_average()}")
     times: dict[str, list[float]] = {name: [] for name in variants}
     for round_number in range(args.repeat + 1):

@@ -80,7 +80,8 @@ def generate(count: int, seed: int = 6) -> str:
         elif roll < 0.58:
             stmt = f'ALTER TABLE {table} DROP COLUMN IF EXISTS "legacy_{i}";'
         elif roll < 0.70:
-            stmt = f'UPDATE {table}\n   SET "status" = \'archived\'\n WHERE "id" BETWEEN {i * 1000} AND {i * 1000 + 999};'
+            stmt = (f'UPDATE {table}\n   SET "status" = \'archived\'\n'
+                    f' WHERE "id" BETWEEN {i * 1000} AND {i * 1000 + 999};')
         elif roll < 0.76:
             stmt = f'DELETE FROM {table} WHERE "expires_at" < now() - interval \'30 days\';'
         elif roll < 0.84:

@@ -14,7 +14,8 @@ def schema_sql() -> str:
 def data_sql(scale: int = 1) -> str:
     if scale < 1:
         raise ValueError("scale must be at least 1")
-    return resources.files("handlers.data").joinpath("asidenote_data.sql").read_text().replace(":scale", str(int(scale)))
+    return (resources.files("handlers.data").joinpath("asidenote_data.sql").read_text()
+            .replace(":scale", str(int(scale))))
 
 
 def load(dsn: str, scale: int = 1, with_data: bool = True) -> None:

@@ -73,7 +73,8 @@ ENVIRONMENT = (
                            "own work (reading archives). One variable per major, `DBOPS_PG_BIN_14` to "
                            "`DBOPS_PG_BIN_18`, names the bin folder copies of a database on that major run from, "
                            "e.g. `DBOPS_PG_BIN_16=/usr/lib/postgresql/16/bin` (Debian's postgresql-16); without it, "
-                           "`dbops pg install 16`'s", not_in_blueprint="the bundled binaries, and `dbops pg install`'s"),
+                           "`dbops pg install 16`'s",
+           not_in_blueprint="the bundled binaries, and `dbops pg install`'s"),
     EnvVar("DBOPS_PG_DIR", "optional: where `dbops pg install` keeps PostgreSQL majors (default "
                            "`$XDG_CACHE_HOME/dbops/postgres`, or `~/.cache/dbops/postgres`)"),
     EnvVar("XDG_CACHE_HOME", "optional: the user's cache folder (the default `DBOPS_PG_DIR` is inside it)",

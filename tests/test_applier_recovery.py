@@ -70,7 +70,8 @@ def test_a_restore_killed_while_applying_is_failed_at_the_next_start_and_its_tar
     bot_factory(prod, **env)
     fake_slack.wait_for(lambda: request_status(prod, "r001") == "failed", what="the restore settled", timeout=60)
     told = thread_texts(fake_slack, ts)
-    assert any(t.startswith(":x: `r001` failed (found after its process stopped): the bot stopped while restoring into `recovery`")
+    assert any(t.startswith(":x: `r001` failed (found after its process stopped): "
+                            "the bot stopped while restoring into `recovery`")
                for t in told), told
     with psycopg.connect(prod) as conn:
         detail = conn.execute("SELECT status_detail FROM dbops.approval_requests WHERE id = 1").fetchone()[0]
@@ -104,7 +105,8 @@ def test_a_read_only_role_request_killed_while_applying_is_failed_at_the_next_st
     bot_factory(demo_db, **env)
     fake_slack.wait_for(lambda: request_status(demo_db, "r001") == "failed", what="the request settled", timeout=60)
     told = thread_texts(fake_slack, ts)
-    assert any(t.startswith(f":x: `r001` failed (found after its process stopped): the bot stopped while creating `{name}`")
+    assert any(t.startswith(":x: `r001` failed (found after its process stopped): "
+                            f"the bot stopped while creating `{name}`")
                for t in told), told
     with psycopg.connect(demo_db) as conn:
         assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is None

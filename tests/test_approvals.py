@@ -155,7 +155,8 @@ def shown(fake_slack, req):
 
 
 def thread(fake_slack, req):
-    return [c.params["text"] for c in fake_slack.calls_to("chat.postMessage") if c.params.get("thread_ts") == req.message_ts]
+    return [c.params["text"] for c in fake_slack.calls_to("chat.postMessage")
+            if c.params.get("thread_ts") == req.message_ts]
 
 
 def test_each_vote_is_one_short_line_in_the_thread_and_the_count_on_the_message(svc, fake_slack):

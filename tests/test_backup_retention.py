@@ -95,8 +95,8 @@ def test_prune_dry_run_then_for_real(state_dsn, tmp_path):
 
     done = prune(catalog, settings, "prod", dry_run=False)
     assert sorted(done.data["deleted"]) == sorted(old)
-    assert sorted(p.name for p in folder.iterdir()) == sorted([f"{newest}_prod.dump", f"{newest}_prod.dump.manifest.json",
-                                                              "dbops-index.json"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"{newest}_prod.dump", f"{newest}_prod.dump.manifest.json", "dbops-index.json"])
     assert [r[0] for r in list_backups(catalog, "prod").sections[0].table.rows] == [newest]
     assert catalog.get(old[0]).deleted_at is not None
     again = prune(catalog, settings, "prod", dry_run=False)

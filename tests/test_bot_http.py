@@ -23,7 +23,8 @@ def test_requests_without_a_valid_signature_are_rejected_and_run_nothing(bot_fac
     form = "application/x-www-form-urlencoded"
     stale = sign(body, timestamp=int(time.time()) - 6 * 60)
     wrong = sign(body, secret="not-the-secret")
-    for headers in ({}, wrong, stale, {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=00"}):
+    for headers in ({}, wrong, stale,
+                    {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=00"}):
         assert bot.post_signed(body, form, headers=headers).status_code == 401
     time.sleep(0.5)
     assert fake_slack.calls_to("chat.postMessage") == []

@@ -153,7 +153,8 @@ def test_demo_schema_all_expected_present_its_known_problem_and_an_expected_inde
     report = result.to_report()
     assert 'DROP INDEX CONCURRENTLY "public"."IX_Notes_UserId"' not in output.to_text(report)
     fk = finding(result, "foreign_key", "FK_ExternalLogins_Users_UserId")
-    assert fk and fk.fix == 'CREATE INDEX CONCURRENTLY "IX_ExternalLogins_UserId" ON "public"."ExternalLogins" ("UserId");'
+    assert fk and fk.fix == ('CREATE INDEX CONCURRENTLY "IX_ExternalLogins_UserId"'
+                             ' ON "public"."ExternalLogins" ("UserId");')
     assert result.problems == 1
     assert report.summary.startswith("1 problem")
     json.dumps(result.to_json())  # JSON-able as it is

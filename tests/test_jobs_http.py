@@ -38,7 +38,8 @@ def test_commands_are_acknowledged_within_3s_while_a_long_job_runs(bot_factory, 
     answer = bot.command("backup")
     assert time.monotonic() - started < 3
     assert "queued `backup`" in answer.text
-    fake_slack.wait_for(lambda: [c for c in fake_slack.calls_to("chat.postMessage") if "started by" in c.params["text"]],
+    fake_slack.wait_for(lambda: [c for c in fake_slack.calls_to("chat.postMessage")
+                                 if "started by" in c.params["text"]],
                         what="the job's progress message")
     for text in ("status", "backup list", "help"):
         t0 = time.monotonic()
@@ -85,7 +86,8 @@ def test_a_job_left_running_by_a_killed_bot_is_marked_failed_and_reported(bot_fa
     bot = bot_factory(demo_db)
     bot.command("backup")
     fake_slack.wait_for(lambda: [j for j in jobs(demo_db) if j[2] == "running"], what="running job")
-    fake_slack.wait_for(lambda: [c for c in fake_slack.calls_to("chat.postMessage") if "started by" in c.params["text"]],
+    fake_slack.wait_for(lambda: [c for c in fake_slack.calls_to("chat.postMessage")
+                                 if "started by" in c.params["text"]],
                         what="progress message")
     bot.kill()
     notes_locked()

@@ -60,7 +60,8 @@ def test_slack_messages_of_a_wide_table_have_no_wide_monospace_line_and_keep_eve
 
 
 def test_slack_findings_of_a_real_check_fit_a_phone():
-    report = check_migration(open("examples/migrations/drop_pinned.up.sql").read(), filename="drop_pinned.up.sql").to_report()
+    report = check_migration(open("examples/migrations/drop_pinned.up.sql").read(),
+                             filename="drop_pinned.up.sql").to_report()
     messages = output.slack_messages(report)
     for message in messages:
         assert payload_violations("chat.postMessage", message) == []

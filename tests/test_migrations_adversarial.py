@@ -46,7 +46,8 @@ EVASIONS = [
     ('truncate table public."Notes" restart identity;', "truncate"),
     # delete/update of every row, nested or with a WHERE that is always true
     ('WITH d AS (DELETE FROM "Notes" RETURNING 1) SELECT 1;', "delete-without-where"),
-    ('WITH a AS (SELECT 1), b AS (WITH c AS (DELETE FROM "Notes" RETURNING 1) SELECT 1) SELECT 1;', "delete-without-where"),
+    ('WITH a AS (SELECT 1), b AS (WITH c AS (DELETE FROM "Notes" RETURNING 1) SELECT 1) SELECT 1;',
+     "delete-without-where"),
     ('EXPLAIN ANALYZE DELETE FROM "Notes";', "delete-without-where"),
     ('PREPARE p AS DELETE FROM "Notes";\nEXECUTE p;', "delete-without-where"),
     ('CREATE RULE r AS ON INSERT TO "Boards" DO INSTEAD DELETE FROM "Notes";', "delete-without-where"),
@@ -63,7 +64,8 @@ EVASIONS = [
     ('DELETE FROM "Notes" WHERE "Id" = "Id";', "delete-without-where"),
     ('DELETE FROM "Notes" WHERE "Id" IS NULL OR "Id" IS NOT NULL;', "delete-without-where"),
     ('UPDATE "Notes" SET "Title" = \'\' WHERE NOT (1 = 0);', "update-without-where"),
-    ('WITH u AS (UPDATE public."Notes" SET "Title" = NULL RETURNING 1) SELECT count(*) FROM u;', "update-without-where"),
+    ('WITH u AS (UPDATE public."Notes" SET "Title" = NULL RETURNING 1) SELECT count(*) FROM u;',
+     "update-without-where"),
     # predicates the older copy cannot judge
     ('DELETE FROM "Notes" WHERE "CreatedAt" > now() - interval \'10 minutes\';', "volatile-predicate"),
     ('DELETE FROM "Notes" WHERE "CreatedAt" >= current_date;', "volatile-predicate"),
@@ -80,7 +82,8 @@ EVASIONS = [
      "volatile-predicate"),
     ('DELETE FROM "Notes" USING (SELECT "Id" FROM "Notes" WHERE "CreatedAt" > now()) n WHERE n."Id" = "Notes"."Id";',
      "volatile-predicate"),
-    ('WITH d AS (DELETE FROM "Notes" WHERE "CreatedAt" > clock_timestamp() RETURNING 1) SELECT 1;', "volatile-predicate"),
+    ('WITH d AS (DELETE FROM "Notes" WHERE "CreatedAt" > clock_timestamp() RETURNING 1) SELECT 1;',
+     "volatile-predicate"),
     # code the check cannot see through
     ("DO $$ BEGIN EXECUTE 'DROP TABLE \"Notes\"'; END $$;", "do-block"),
     ("do language plpgsql $x$ begin perform 1; end $x$;", "do-block"),
@@ -90,7 +93,8 @@ EVASIONS = [
      "SELECT f();", "side-effect-function"),
     ("CREATE FUNCTION words(n \"Notes\") RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n"
      'SELECT n.words FROM "Notes" n;', "side-effect-function"),  # attribute notation calls words(n)
-    ('CREATE FUNCTION lower(int) RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\nSELECT lower(1);', "side-effect-function"),
+    ('CREATE FUNCTION lower(int) RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\nSELECT lower(1);',
+     "side-effect-function"),
     ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity;", "side-effect-function"),
     ('SELECT PG_TERMINATE_BACKEND(1);', "side-effect-function"),
     ('SELECT "pg_terminate_backend"(1);', "side-effect-function"),
@@ -169,7 +173,8 @@ def test_ignore_comment_cannot_silence_the_new_forbidden_codes():
 
 
 def test_each_hidden_statement_is_reported_once_under_its_own_code():
-    result = check_migration("GRANT ALL ON \"Notes\" TO PUBLIC;\nDO $$ BEGIN END $$;\nCALL p();\nCOPY \"Notes\" TO STDOUT;", DOWN)
+    result = check_migration("GRANT ALL ON \"Notes\" TO PUBLIC;\nDO $$ BEGIN END $$;\n"
+                             "CALL p();\nCOPY \"Notes\" TO STDOUT;", DOWN)
     assert [(f.code, f.line) for f in result.findings] == [
         ("privilege-change", 1), ("do-block", 2), ("call", 3), ("copy", 4)]
 
@@ -180,7 +185,8 @@ SAFE = [
     "DROP FUNCTION IF EXISTS notes_words(text);",
     'DELETE FROM "AuditLogs" WHERE "Timestamp" < now() - interval \'1 year\';',
     'DELETE FROM "RefreshTokens" WHERE "ExpiresAt" < current_timestamp;',
-    'DELETE FROM "AuditLogs" WHERE "Id" IN (SELECT "Id" FROM "AuditLogs" WHERE "Timestamp" < now() - interval \'90 days\' LIMIT 5000);',
+    'DELETE FROM "AuditLogs" WHERE "Id" IN (SELECT "Id" FROM "AuditLogs"'
+    ' WHERE "Timestamp" < now() - interval \'90 days\' LIMIT 5000);',
     'UPDATE "Notes" SET "UpdatedAt" = now() WHERE "Id" BETWEEN 1 AND 1000;',
     'DELETE FROM "Notes" WHERE "Id" > 0;',  # every row or not: the rehearsal counts
     'DELETE FROM "Notes" WHERE NOT NULL;',  # NULL selects nothing
@@ -210,9 +216,11 @@ def test_drop_materialized_view_is_a_warning():
 
 def test_shipped_example_migrations_keep_their_verdicts():
     folder = ROOT / "examples" / "migrations"
-    expand = check_migration((folder / "add_archived_flag.up.sql").read_text(), (folder / "add_archived_flag.down.sql").read_text())
+    expand = check_migration((folder / "add_archived_flag.up.sql").read_text(),
+                             (folder / "add_archived_flag.down.sql").read_text())
     assert expand.findings == [] and expand.exit_code == 0
-    contract = check_migration((folder / "drop_pinned.up.sql").read_text(), (folder / "drop_pinned.down.sql").read_text())
+    contract = check_migration((folder / "drop_pinned.up.sql").read_text(),
+                               (folder / "drop_pinned.down.sql").read_text())
     assert {"drop-column", "lossy-type-change"} <= {f.code for f in contract.findings} and contract.exit_code == 3
 
 

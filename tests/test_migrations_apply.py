@@ -69,7 +69,8 @@ def test_create_index_concurrently_runs_outside_the_transaction(demo_db):
     assert result.ok, result.error  # inside a transaction PostgreSQL would refuse it
     assert [s["outside_transaction"] for s in result.statements] == [False, True, False]
     with psycopg.connect(demo_db) as conn:
-        valid = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = '\"IX_Notes_Color\"'::regclass").fetchone()
+        valid = conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = '\"IX_Notes_Color\"'::regclass").fetchone()
     assert valid == (True,)
 
 
@@ -175,13 +176,15 @@ def test_before_first_statement_is_called_right_before_applying(demo_db):
 def test_enum_value_used_later_is_added_in_its_own_transaction(fresh_db):
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         conn.execute("CREATE TYPE mood AS ENUM ('calm')")
-    up = "ALTER TYPE mood ADD VALUE 'busy';\nCREATE TABLE days (m mood NOT NULL DEFAULT 'busy');\nINSERT INTO days DEFAULT VALUES;\n"
+    up = ("ALTER TYPE mood ADD VALUE 'busy';\nCREATE TABLE days (m mood NOT NULL DEFAULT 'busy');\n"
+          "INSERT INTO days DEFAULT VALUES;\n")
     batches = plan_batches(parse_statements(up))
     assert [b.in_transaction for b in batches] == [False, True]
     result = apply_migration(Target("t", fresh_db), up, FAST)
     assert result.ok, result.error
     # An ADD VALUE nothing uses stays in the transaction.
-    assert [b.in_transaction for b in plan_batches(parse_statements("ALTER TYPE mood ADD VALUE 'x'; SELECT 1;"))] == [True]
+    assert [b.in_transaction
+            for b in plan_batches(parse_statements("ALTER TYPE mood ADD VALUE 'x'; SELECT 1;"))] == [True]
 
 
 def test_begin_and_commit_in_the_file_are_dropped_and_rollback_refused(demo_db):
@@ -225,5 +228,6 @@ def test_concurrent_index_blocked_by_a_writer_is_cleaned_up_and_retried(demo_db)
     assert result.attempts > 1
     assert any("left an invalid index" in n for n in result.notes), result.notes
     with psycopg.connect(demo_db) as conn:
-        valid = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = '\"IX_Notes_Title\"'::regclass").fetchone()
+        valid = conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = '\"IX_Notes_Title\"'::regclass").fetchone()
     assert valid == (True,)

@@ -79,14 +79,16 @@ def test_varchar_widening_reports_nothing_above_info(conn):
 def test_narrowing_counts_rows_that_do_not_fit(conn):
     expected = conn.execute('SELECT count(*) FROM "Users" WHERE length("Email") > 18').fetchone()[0]
     assert expected == 4901  # user100@example.com and longer: 5000 users minus user1..user99
-    result = check_migration(SAFE_PREAMBLE + 'ALTER TABLE "Users"\n  ALTER COLUMN "Email" TYPE varchar(18);', DOWN, conn=conn)
+    result = check_migration(SAFE_PREAMBLE + 'ALTER TABLE "Users"\n  ALTER COLUMN "Email" TYPE varchar(18);',
+                             DOWN, conn=conn)
     finding = only(result, "narrowing-type-change")
     assert finding.severity.value == "forbidden" and finding.line == 2
     assert "4,901 rows" in finding.message
 
     budgets = conn.execute('SELECT count(*) FROM "Projects" WHERE "Budget" >= 10000').fetchone()[0]
     assert budgets > 0
-    result = check_migration(SAFE_PREAMBLE + 'ALTER TABLE "Projects" ALTER COLUMN "Budget" TYPE numeric(6,2);', DOWN, conn=conn)
+    result = check_migration(SAFE_PREAMBLE + 'ALTER TABLE "Projects" ALTER COLUMN "Budget" TYPE numeric(6,2);',
+                             DOWN, conn=conn)
     assert f"{budgets:,} rows" in only(result, "narrowing-type-change").message
 
 
@@ -149,7 +151,8 @@ def test_slow_fact_queries_hit_the_timeout_with_a_clear_error(conn):
 def test_settings_from_dict():
     settings = MigrationCheckSettings.from_dict({"disabled": ["rename-table", "lock-timeout-missing"],
                                                  "fact_timeout_seconds": 5})
-    assert settings == MigrationCheckSettings(disabled=("rename-table", "lock-timeout-missing"), fact_timeout_seconds=5.0)
+    assert settings == MigrationCheckSettings(disabled=("rename-table", "lock-timeout-missing"),
+                                              fact_timeout_seconds=5.0)
     assert MigrationCheckSettings.from_dict({}) == MigrationCheckSettings()
     result = check_migration('ALTER TABLE "Boards" RENAME TO "Boardz";', DOWN, settings=settings)
     assert result.findings == []

@@ -148,7 +148,8 @@ def test_a_request_message_changes_in_place_and_each_vote_is_a_line_in_its_threa
     (tmp_path / "dbops.toml").write_text(f'[approvals]\nrequired = 2\n[identities]\n"{getpass.getuser()}" = "U0CLI"\n')
     (tmp_path / "up.sql").write_text(UP)
     (tmp_path / "down.sql").write_text(DOWN)
-    done = dbops("migrate", "request", "up.sql", "--down", "down.sql", "--name", "drop-ispinned", dsn=prod, cwd=tmp_path)
+    done = dbops("migrate", "request", "up.sql", "--down", "down.sql", "--name", "drop-ispinned",
+                 dsn=prod, cwd=tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr
     bot = bot_factory(prod, DBOPS_APPROVERS=f"{BOSS},U0BOSS2")
     posted = fake_slack.wait_for(lambda: request_message(fake_slack, "r001"), what="the request", timeout=60)

@@ -60,7 +60,8 @@ def test_a_change_that_committed_before_the_crash_is_reported_applied(svc, demo_
     lines = recover_applying(svc)
     assert svc.approvals.book.get(req.id).status == "applied"
     assert ledger(demo_db) == [(req.id, "applied", ["U0BOSS"])]
-    assert any("applied" in t and "found after its process stopped" in t for t in thread_texts(fake_slack, req.message_ts))
+    assert any("applied" in t and "found after its process stopped" in t
+               for t in thread_texts(fake_slack, req.message_ts))
     assert len(lines) == 1 and req.code in lines[0]
     assert recover_applying(svc) == []  # once
 

@@ -95,7 +95,8 @@ def test_create_proves_every_write_refused_by_privileges_and_audits_clean(env):
     name, report, delivery = env.create()
     assert report.ok, report.summary
     proof = f"Proof (connected as {name})"
-    for part in ("INSERT on every table (10)", "UPDATE on every", "DELETE on every", "TRUNCATE on every", "DDL: ALTER TABLE", "DDL: CREATE SCHEMA",
+    for part in ("INSERT on every table (10)", "UPDATE on every", "DELETE on every", "TRUNCATE on every",
+                 "DDL: ALTER TABLE", "DDL: CREATE SCHEMA",
                  "DDL: CREATE TABLE in public", "nextval(", "reading withheld column public.Users.PasswordHash",
                  "reading withheld column public.RefreshTokens.TokenHash", "SELECT * FROM public.Users",
                  "write after SET default_transaction_read_only = off", "write after BEGIN READ WRITE",
@@ -181,7 +182,8 @@ def test_a_new_owner_escapes_default_privileges_check_says_so_and_repair_fixes_i
     reads = check_named(report, "Coverage", "reads every table")
     assert not reads["ok"] and f"public.Invoices (owner {newcomer})" in reads["detail"]
     defaults = check_named(report, "Coverage", "default privileges")
-    assert not defaults["ok"] and f'ALTER DEFAULT PRIVILEGES FOR ROLE "{newcomer}" IN SCHEMA "public"' in defaults["fix"]
+    assert not defaults["ok"] and (f'ALTER DEFAULT PRIVILEGES FOR ROLE "{newcomer}" IN SCHEMA "public"'
+                                   in defaults["fix"])
     assert env.book.get("prod", name).check_ok is False
     ok, line = readonly.status_line(env.book, "prod")
     assert not ok and name in line and "FAILED" in line
@@ -267,7 +269,8 @@ def test_the_audit_names_every_way_left_to_write_with_the_statement_that_fixes_i
     assert f'REVOKE INSERT ON TABLE "public"."Notes" FROM "{name}"' in writes["fix"]
     assert not audit["CREATE on a schema or the database"]["ok"]
     assert f'REVOKE CREATE ON SCHEMA "public" FROM "{name}"' in audit["CREATE on a schema or the database"]["fix"]
-    assert f'REVOKE CREATE ON DATABASE "{env.dbname}" FROM "{name}"' in audit["CREATE on a schema or the database"]["fix"]
+    assert (f'REVOKE CREATE ON DATABASE "{env.dbname}" FROM "{name}"'
+            in audit["CREATE on a schema or the database"]["fix"])
     assert not audit["nextval/setval on sequences"]["ok"]
     assert not audit["owned objects"]["ok"] and "owned_by_ro" in audit["owned objects"]["detail"]
     assert not audit["large-object writes"]["ok"] and str(loid) in audit["large-object writes"]["fix"]
@@ -323,7 +326,8 @@ def test_missing_createrole_and_missing_admin_option_are_named(env, pg_server):
 
 def test_rotate_replaces_the_password_and_hands_over_the_new_one(env):
     name, _, first = env.create()
-    report, second = readonly.rotate_password(env.target, name, env.settings, env.book, on_secret=env.secrets_seen.append)
+    report, second = readonly.rotate_password(env.target, name, env.settings, env.book,
+                                              on_secret=env.secrets_seen.append)
     assert report.ok and second is not None and second.password != first.password
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(first.url).close()

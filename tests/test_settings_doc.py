@@ -247,13 +247,15 @@ def load(tmp_path: Path, text: str):
 
 
 @pytest.mark.parametrize("toml, message", [
-    ('[indexes]\nwindow_days = "thirty"\n', 'indexes.window_days = "thirty": must be a whole number >= 1 (in [indexes] of'),
+    ('[indexes]\nwindow_days = "thirty"\n',
+     'indexes.window_days = "thirty": must be a whole number >= 1 (in [indexes] of'),
     ("[indexes]\nwindow_days = true\n", "indexes.window_days = True: must be a whole number >= 1"),
     ("[backup]\njobs = 0\n", "backup.jobs = 0: must be a whole number >= 1 (in [backup] of"),
     ('[backup.retention]\ndaily = -1\n', "backup.retention.daily = -1: must be a whole number >= 0"),
     ('[drill]\nschedule = "every tuesday"\n', "drill.schedule = \"every tuesday\": 'every tuesday' is not a schedule"),
     ('[digest]\ntime = "25:00"\n', 'digest.time = "25:00": must be a time of day like "03:00"'),
-    ('[readonly]\nconnection_limit = 5000\n', "readonly.connection_limit = 5000: must be a whole number from 1 to 1000"),
+    ('[readonly]\nconnection_limit = 5000\n',
+     "readonly.connection_limit = 5000: must be a whole number from 1 to 1000"),
     ('[migrate.apply]\nlock_retries = 101\n', "migrate.apply.lock_retries = 101: must be a whole number from 0 to 100"),
     ('[approvals]\nexpires_hours = 0\n', "approvals.expires_hours = 0: must be a number > 0"),
     ('[slack]\napprover_groups = ["U1"]\n', "slack.approver_groups must be a list of user group IDs"),

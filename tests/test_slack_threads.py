@@ -104,7 +104,8 @@ def test_each_message_has_at_most_one_table_block_and_empty_cells_are_not_empty(
 
 def test_problems_come_first_in_the_main_message_and_the_rest_in_the_thread():
     report = Report("Drill", "failed", Outcome.FAILED, facts=[("Result", "failed"), ("Checks", "9 of 10")],
-                    sections=[Section("Steps", "all ran\n" * 300), Section("Failed checks", "row counts differ", problem=True)])
+                    sections=[Section("Steps", "all ran\n" * 300),
+                              Section("Failed checks", "row counts differ", problem=True)])
     slack = output.slack_report(report)
     texts = [b.get("text", {}).get("text", "") for b in slack.main["blocks"]]
     assert texts[1].startswith(":x: failed") and _facts(slack.main) == {"*Result*": "failed", "*Checks*": "9 of 10"}

@@ -181,7 +181,8 @@ def test_work_still_queued_when_the_bot_stops_is_told_not_dropped(bot_factory, f
 
 def test_per_command_help_in_slack_too(bot_factory, fresh_db):
     bot = bot_factory(fresh_db)
-    for text, shows in (("backup --help", "/db backup verify &lt;id&gt;"), ("help migrate check", "opens a form for the SQL"),  # Slack escapes <>
+    for text, shows in (("backup --help", "/db backup verify &lt;id&gt;"),  # Slack escapes <>
+                        ("help migrate check", "opens a form for the SQL"),
                         ("drill history -h", "/db drill history")):
         answer = bot.command(text)
         assert answer.status_code == 200

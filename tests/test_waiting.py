@@ -37,7 +37,8 @@ def ran(svc, command: str) -> list[dict]:
 
 
 def told(fake_slack, command: str) -> list:
-    return [c for c in fake_slack.calls_to("chat.postEphemeral") if f"before `{command}` could start" in c.params["text"]]
+    return [c for c in fake_slack.calls_to("chat.postEphemeral")
+            if f"before `{command}` could start" in c.params["text"]]
 
 
 def test_work_told_lost_by_another_process_never_runs_and_is_told_once(services, fake_slack):

@@ -23,7 +23,8 @@ def configured_interval() -> float:
     return float(os.environ.get("DBOPS_SCHEDULER_INTERVAL", "5"))
 
 
-def daily_slot(now: datetime, at: time, tz: ZoneInfo | None = None, weekdays: frozenset[int] | None = None) -> str | None:
+def daily_slot(now: datetime, at: time, tz: ZoneInfo | None = None,
+               weekdays: frozenset[int] | None = None) -> str | None:
     """Today's slot (the local date) once today's run time has passed, else None."""
     local = now.astimezone(tz or timezone.utc)
     if weekdays is not None and local.weekday() not in weekdays:

@@ -214,7 +214,8 @@ def prune(catalog: BackupCatalog, settings: BackupSettings, target_name: str, dr
         summary = (f"Would delete {fmt.plural(len(plan.delete), 'backup')} of `{target_name}` ({fmt.size(freed)}), "
                    f"keep {len(plan.keep)}; {policy}. Run `backup prune` without --dry-run to delete.")
     else:
-        summary = f"Deleted {fmt.plural(len(deleted), 'backup')} of `{target_name}` ({fmt.size(freed)}), kept {len(plan.keep)}."
+        summary = (f"Deleted {fmt.plural(len(deleted), 'backup')} of `{target_name}` ({fmt.size(freed)}), "
+                   f"kept {len(plan.keep)}.")
         if errors:
             summary += f" {len(errors)} could not be deleted: {'; '.join(errors)}"
     if found_bad:

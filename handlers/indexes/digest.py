@@ -134,7 +134,8 @@ def compare(previous: dict[str, Any], current: dict[str, Any], factor: float, mi
     for queryid, now in current["slow"].items():
         was = before_slow.get(queryid)
         if was and now["mean_ms"] >= was["mean_ms"] * factor and now["mean_ms"] - was["mean_ms"] >= min_ms:
-            changes.append(f"slow-query regression: mean {was['mean_ms']:.1f} → {now['mean_ms']:.1f} ms: {now['query']}")
+            changes.append(f"slow-query regression: mean {was['mean_ms']:.1f} → {now['mean_ms']:.1f} ms: "
+                           f"{now['query']}")
     return changes
 
 

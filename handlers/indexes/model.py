@@ -134,7 +134,8 @@ class Usage:
         if self.complete:
             return f"{self.scans} scans in {window_days} d" if self.scans else f"no scans in {window_days} d"
         days = max(0, int(self.history_days))
-        return f"{self.scans} scans in {days} d of history" if self.scans else f"no scans in {days} d of history (too short)"
+        return (f"{self.scans} scans in {days} d of history" if self.scans
+                else f"no scans in {days} d of history (too short)")
 
     def short(self, window_days: int) -> str:
         """In a line: "12 scans in 30 d", or "0 scans in 3 d so far" while history is shorter than the window."""

@@ -89,7 +89,8 @@ class IndexReview:
 
     def problem_keys(self) -> dict[str, list[str]]:
         """Stable keys per category, for the digest's comparison with the day before."""
-        keys: dict[str, list[str]] = {"expected": sorted(f"{r.expected.key}: {r.status}" for r in self.expected_problems)}
+        keys: dict[str, list[str]] = {
+            "expected": sorted(f"{r.expected.key}: {r.status}" for r in self.expected_problems)}
         for f in self.open_findings:
             keys.setdefault(f.check, []).append(f.key)
         return {k: sorted(v) for k, v in keys.items()}
@@ -136,14 +137,16 @@ class IndexReview:
             sections.append(Section(f"Expected indexes missing or unusable ({len(wrong)}, dbops.toml)", table=Table(
                 expected.HEADERS, [
                     [r.expected.table, ", ".join(r.expected.columns), "yes" if r.expected.unique else "",
-                     r.status + (f" ({r.note})" if r.note else "") + (" [ignored]" if self._expected_ignored(r) else ""),
+                     r.status + (f" ({r.note})" if r.note else "")
+                     + (" [ignored]" if self._expected_ignored(r) else ""),
                      r.index.name if r.index else "-", r.usage.describe(window) if r.usage else "-"]
                     for r in wrong]), problem=bool(self.expected_problems)))
         in_place = [r for r in self.expected if r.ok]
         if in_place:  # one short line each: as a table the longest names would not fit 100 columns
             sections.append(Section(f"Expected indexes in place ({len(in_place)}, dbops.toml)", text="\n".join(
                 f"{r.index.name if r.index else '-'} on {r.expected.table}({', '.join(r.expected.columns)})"
-                + (", unique" if r.expected.unique else "") + (", as its prefix" if r.status == expected.PRESENT_AS_PREFIX else "")
+                + (", unique" if r.expected.unique else "")
+                + (", as its prefix" if r.status == expected.PRESENT_AS_PREFIX else "")
                 + (f": {r.usage.short(window)}" if r.usage else "")
                 for r in in_place)))
         if not self.expected:
@@ -172,7 +175,8 @@ class IndexReview:
             rows = [[f.check, f.summary, f.ignored_because] for f in self.ignored]
             rows += [["expected", r.expected.key, self._expected_ignored(r)]
                      for r in self.expected if not r.ok and self._expected_ignored(r)]
-            sections.append(Section("Ignored (dbops.toml indexes.ignore)", table=Table(["Check", "IndexFinding", "Reason"], rows)))
+            sections.append(Section("Ignored (dbops.toml indexes.ignore)",
+                                    table=Table(["Check", "IndexFinding", "Reason"], rows)))
         return Report(
             title=f"Index review: {self.target} ({self.database})",
             summary=self.summary_line(),
@@ -253,7 +257,8 @@ def review(conn: psycopg.Connection, settings: IndexSettings, state_dsn: str | N
         progress(Progress("reading pg_stat_statements", 0.5))
         slow = slow_queries.slow_queries(cat, env.pgss_schema, env.pgss_version, settings.slow_query_count)
     except psycopg.errors.InsufficientPrivilege as exc:
-        raise DbopsError(f"the bot's role may not read the catalog of `{target_name}`: {exc.diag.message_primary}") from None
+        raise DbopsError(f"the bot's role may not read the catalog of `{target_name}`: "
+                         f"{exc.diag.message_primary}") from None
     except psycopg.OperationalError as exc:
         # The server's message, never the connection string: that holds the password.
         raise TargetUnreachable(f"target `{target_name}` went away during the index review: "
@@ -289,12 +294,14 @@ def review(conn: psycopg.Connection, settings: IndexSettings, state_dsn: str | N
                 f.ignored_because = entry.reason
                 break
     if env.stats_reset:
-        notes.append(f"Scan counters (sequential-scan table) run from the statistics reset at {env.stats_reset:%Y-%m-%d %H:%M} UTC.")
+        notes.append("Scan counters (sequential-scan table) run from the statistics reset at "
+                     f"{env.stats_reset:%Y-%m-%d %H:%M} UTC.")
     progress(Progress("done", 1.0))
     return IndexReview(
         target=target_name, database=env.database, reviewed_at=now, settings=settings,
         expected=expected_results, findings=findings, slow=slow,
-        history_days=max(0, int((now - hist.baseline_taken_at).total_seconds() // 86400)) if hist.baseline_taken_at else 0,
+        history_days=(max(0, int((now - hist.baseline_taken_at).total_seconds() // 86400))
+                      if hist.baseline_taken_at else 0),
         history_complete=hist.complete, resets=hist.resets, stats_reset=env.stats_reset,
         unused_skipped=skipped, expected_unused=expected_unused, expected_covered=expected_covered,
         index_count=len(all_indexes),

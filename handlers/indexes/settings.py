@@ -179,6 +179,7 @@ class IndexSettings:
 
 
 DIGEST = (
-    cv.custom("time", "09:00", cv.time_of_day, cv.TIME_OF_DAY, "daily, posted once to DBOPS_CHANNEL; \"off\" to stop it"),
+    cv.custom("time", "09:00", cv.time_of_day, cv.TIME_OF_DAY,
+              "daily, posted once to DBOPS_CHANNEL; \"off\" to stop it"),
     cv.custom("timezone", "UTC", cv.time_zone, cv.TIME_ZONE, "of the digest's time"),
 )

@@ -54,7 +54,8 @@ def outside_transaction_reason(stmt: Statement, later: list[Statement]) -> str |
         return "VACUUM cannot run inside a transaction"
     if kind == "AlterTableStmt":
         for _, cmd in alter_table_cmds(node):
-            if cmd.get("subtype") == "AT_DetachPartition" and cmd.get("def", {}).get("PartitionCmd", {}).get("concurrent"):
+            if (cmd.get("subtype") == "AT_DetachPartition"
+                    and cmd.get("def", {}).get("PartitionCmd", {}).get("concurrent")):
                 return "DETACH PARTITION CONCURRENTLY cannot run inside a transaction"
     simple = {
         "AlterSystemStmt": "ALTER SYSTEM cannot run inside a transaction",
@@ -321,7 +322,8 @@ def _run_batch(conn: psycopg.Connection, batch: Batch, settings: ApplySettings, 
                 result.notes.append(f"line {stmt.line} switched off or raised {name}: the apply set it back to "
                                     f"its own {limits[name]:g} s (migrate.apply)")
             timings.append({"line": stmt.line, "statement": _preview(stmt.text),
-                            "seconds": round(time.monotonic() - t0, 3), "outside_transaction": not batch.in_transaction})
+                            "seconds": round(time.monotonic() - t0, 3),
+                            "outside_transaction": not batch.in_transaction})
         if batch.in_transaction:
             if mark is not None:
                 conn.execute(mark[0], mark[1])

@@ -116,6 +116,7 @@ def classify_type_changes(timeline: Timeline, catalog_tables: frozenset[TableNam
                 where = "the column is neither in the target database nor defined in this file"
             else:
                 where = "the table is neither in the target database nor defined in this file"
-            classification = Classification(Change.UNKNOWN, f"its old type is unknown ({where}), so the change cannot be proven lossless")
+            classification = Classification(
+                Change.UNKNOWN, f"its old type is unknown ({where}), so the change cannot be proven lossless")
         changes[key] = TypeChange(site, classification)
     return changes

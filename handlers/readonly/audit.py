@@ -76,7 +76,8 @@ def _memberships(conn, role: str) -> Check:
     dangerous = ", ".join(n for n in found if n in DANGEROUS_ROLES)
     return _finding("memberships (pg_write_all_data, pg_signal_backend, any role)", found,
                     [f"REVOKE {_q(conn, n)} FROM {_q(conn, role)}" for n in found], "member of no role",
-                    say=lambda listed: f"member of {listed}" + (f" (writes or signals: {dangerous})" if dangerous else ""))
+                    say=lambda listed: (f"member of {listed}"
+                                        + (f" (writes or signals: {dangerous})" if dangerous else "")))
 
 
 def _owned(conn, role: str, bot: str) -> Check:
@@ -139,7 +140,8 @@ def _sequence_writes(conn, role: str) -> Check:
              AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(%s, c.oid, 'USAGE, UPDATE') ELSE false END
            ORDER BY 1, 2""",
         (role,)).fetchall()
-    fixes = [f"REVOKE USAGE, UPDATE ON SEQUENCE {_q(conn, s, n)} FROM {_grantee(conn, pub, role)}" for s, n, pub in rows]
+    fixes = [f"REVOKE USAGE, UPDATE ON SEQUENCE {_q(conn, s, n)} FROM {_grantee(conn, pub, role)}"
+             for s, n, pub in rows]
     return _finding("nextval/setval on sequences", [f"{s}.{n}" for s, n, _ in rows], fixes, "none",
                     say=lambda listed: f"can advance {listed}")
 
@@ -190,8 +192,10 @@ def _remote_access(conn, role: str) -> list[Check]:
            WHERE usename IN (%s, 'public')
            ORDER BY 1""",
         (role,)).fetchall()
-    found = [f"{kind.lower()} {name}" for kind, name, _ in wrappers] + [f"user mapping for {u} on {s}" for s, u in mappings]
-    fixes = [f"REVOKE USAGE ON {kind} {_q(conn, name)} FROM {_grantee(conn, pub, role)}" for kind, name, pub in wrappers]
+    found = ([f"{kind.lower()} {name}" for kind, name, _ in wrappers]
+             + [f"user mapping for {u} on {s}" for s, u in mappings])
+    fixes = [f"REVOKE USAGE ON {kind} {_q(conn, name)} FROM {_grantee(conn, pub, role)}"
+             for kind, name, pub in wrappers]
     fixes += [f"DROP USER MAPPING FOR {'PUBLIC' if u == 'public' else _q(conn, u)} SERVER {_q(conn, s)}"
               for s, u in mappings]
     fdw = _finding("postgres_fdw and foreign servers", found, fixes, "no usable wrapper, server or user mapping")

@@ -46,7 +46,8 @@ def role_url(target_dsn: str, role: str, password: str) -> str:
         query["host"] = host  # a Unix socket folder (or several hosts) goes in the query
     else:
         netloc_host = f"[{host}]" if ":" in host else host
-    netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{netloc_host}" + (f":{port}" if port and netloc_host else "")
+    netloc = (f"{quote(role, safe='')}:{quote(password, safe='')}@{netloc_host}"
+              + (f":{port}" if port and netloc_host else ""))
     if port and not netloc_host:
         query["port"] = port
     tail = "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())

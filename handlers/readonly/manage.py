@@ -117,7 +117,8 @@ def _boundary_section(conn: psycopg.Connection, settings: ReadonlySettings) -> S
 
 def _withheld_section(conn: psycopg.Connection, schemas: list[str], settings: ReadonlySettings) -> Section:
     rels = {(r.schema, r.name): r for r in system_catalog.relations(conn, schemas)}
-    present = [c for c in settings.withheld if (c.schema, c.table) in rels and c.column in rels[(c.schema, c.table)].columns]
+    present = [c for c in settings.withheld
+               if (c.schema, c.table) in rels and c.column in rels[(c.schema, c.table)].columns]
     absent = [c for c in settings.withheld if c not in present and c.schema in schemas]
     tables = sorted({f"{c.schema}.{c.table}" for c in present})
     lines = [("Withheld (never granted): " + ", ".join(str(c) for c in present)) if present else
@@ -241,7 +242,8 @@ def _delivery(report: Report, target: Target, name: str, password: str) -> Deliv
     if not report.ok:
         report.summary += f". The password is NOT handed over: fix the failed checks, then `readonly rotate {name}`"
         return None
-    report.summary += ". The connection string goes to the requester only (direct or ephemeral message, or the terminal)"
+    report.summary += (". The connection string goes to the requester only "
+                       "(direct or ephemeral message, or the terminal)")
     return Delivery(role=name, target=target.name, url=role_url(target.dsn, name, password), password=password)
 
 

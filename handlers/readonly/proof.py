@@ -44,7 +44,8 @@ def _refused(name: str, state: str | None, what: str = "") -> Check:
     if state == REFUSED:
         return Check(name, True, "refused by privileges (42501)" + (f"; {what}" if what else ""))
     if state is None:
-        return Check(name, False, "it WORKED (rolled back): the role can do this", "`readonly repair`, then see the audit")
+        return Check(name, False, "it WORKED (rolled back): the role can do this",
+                     "`readonly repair`, then see the audit")
     return Check(name, False, f"refused with SQLSTATE {state}, not by privileges: not proven",
                  "`readonly repair`, then see the audit")
 
@@ -80,7 +81,8 @@ def prove(conn: psycopg.Connection, role: str, schemas: list[str], settings: Rea
             target, sql.Identifier(rel.schema, rel.name))], begin="BEGIN READ ONLY")
         if state is not None:
             unreadable.append(f"{rel.label} ({state})")
-    checks.append(Check(f"reads the {len(rels)} tables and views of {', '.join(schemas)}", not unreadable and bool(rels),
+    checks.append(Check(f"reads the {len(rels)} tables and views of {', '.join(schemas)}",
+                        not unreadable and bool(rels),
                         ("cannot read " + ", ".join(unreadable[:10])) if unreadable else
                         ("every one, each column it is given" if rels else "there are none to read"),
                         "" if not unreadable else "`readonly repair`"))

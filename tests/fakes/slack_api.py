@@ -6,8 +6,8 @@ Point slack_sdk at it with `WebClient(base_url=fake.url)` (the bot: SLACK_API_UR
 Every message the bot sends is checked as Slack (and a phone) would take it: blocks valid by
 slack_sdk's Block Kit models, within Slack's limits (one table block a message, of at most 100
 rows and 20 cells a row), and no monospace line wider than 72 characters; replies and files
-hang together as in Slack (no reply inside a reply's thread, a file completed after its bytes). What breaks a rule is recorded in `VIOLATIONS`; tests/conftest.py fails the test
-that caused it.
+hang together as in Slack (no reply inside a reply's thread, a file completed after its bytes).
+What breaks a rule is recorded in `VIOLATIONS`; tests/conftest.py fails the test that caused it.
 """
 from __future__ import annotations
 
@@ -128,7 +128,8 @@ class FakeSlack:
         self.failures: dict[str, list[tuple[int, int | None]]] = {}
         self.usergroups: dict[str, list[str]] = {}
         self.users: dict[str, dict] = {"U0BOT": {"id": "U0BOT", "name": "dbops", "is_bot": True}}
-        self.uploads: dict[str, dict[str, Any]] = {}  # file id -> filename, content (the bytes sent), channel, thread_ts
+        # file id -> filename, content (the bytes sent), channel, thread_ts
+        self.uploads: dict[str, dict[str, Any]] = {}
         self.reply_ts: set[str] = set()  # messages posted inside a thread (no thread can start from them)
         # (channel, ts) -> reaction name -> the users who left it, in order: the bot's through
         # reactions.add, a person's through user_reacts (which, like Slack, sends no event itself)

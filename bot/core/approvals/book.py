@@ -164,7 +164,8 @@ class ApprovalBook:
 
     def with_status(self, status: RequestStatus) -> list[ApprovalRequest]:
         with self.store.pool.connection() as conn:
-            rows = conn.execute("SELECT * FROM dbops.approval_requests WHERE status = %s ORDER BY id", (status,)).fetchall()
+            rows = conn.execute("SELECT * FROM dbops.approval_requests WHERE status = %s ORDER BY id",
+                                (status,)).fetchall()
         return [ApprovalRequest(**r) for r in rows]
 
     def recent(self, limit: int = 30) -> list[ApprovalRequest]:
@@ -177,7 +178,8 @@ class ApprovalBook:
     # Slack redelivers it.
     def seen(self, event_id: str) -> bool:
         with self.store.pool.connection() as conn:
-            return conn.execute("SELECT 1 FROM dbops.slack_events WHERE event_id = %s", (event_id,)).fetchone() is not None
+            return conn.execute("SELECT 1 FROM dbops.slack_events WHERE event_id = %s",
+                                (event_id,)).fetchone() is not None
 
     @staticmethod
     def _record_event(conn, event_id: str | None) -> bool:
@@ -209,7 +211,8 @@ class ApprovalBook:
         """Records a vote (or its withdrawal) and moves the request; returns it and what changed.
         The event id is recorded in the same transaction."""
         with self.store.pool.connection() as conn, conn.transaction():
-            row = conn.execute("SELECT * FROM dbops.approval_requests WHERE id = %s FOR UPDATE", (request_id,)).fetchone()
+            row = conn.execute("SELECT * FROM dbops.approval_requests WHERE id = %s FOR UPDATE",
+                               (request_id,)).fetchone()
             req = ApprovalRequest(**row)
             if not self._record_event(conn, event_id):
                 return req, VoteChange.DUPLICATE
@@ -222,7 +225,8 @@ class ApprovalBook:
                 changed = conn.execute(
                     "INSERT INTO dbops.approval_votes (request_id, voter, vote, at) VALUES (%s, %s, %s, %s)"
                     " ON CONFLICT (request_id, voter, vote) DO UPDATE SET withdrawn_at = NULL, at = EXCLUDED.at"
-                    " WHERE approval_votes.withdrawn_at IS NOT NULL RETURNING 1", (request_id, voter, vote, now)).fetchone()
+                    " WHERE approval_votes.withdrawn_at IS NOT NULL RETURNING 1",
+                    (request_id, voter, vote, now)).fetchone()
                 if not changed:
                     return req, VoteChange.NONE
                 if vote is Vote.REJECT:

@@ -99,7 +99,8 @@ def request_blocks(req: ApprovalRequest, settings: ApprovalSettings, approvers: 
     if not req.requester_slack:
         head.append(_mrkdwn(f":warning: The requester {mention(req.requested_by)} is *unverified*: no Slack user is "
                             "mapped to that login under [identities] in dbops.toml, so they could approve their own "
-                            f"request as someone else. It needs one approval more than usual ({req.required_approvals})."))
+                            "request as someone else. It needs one approval more than usual "
+                            f"({req.required_approvals})."))
     claim = terminal_claim(req.requested_by)
     if claim:
         head.append(_mrkdwn(f":information_source: {claim}"))

@@ -203,7 +203,8 @@ class Approvals:
     def vote_line(self, req: ApprovalRequest, user: str, change: VoteChange) -> str:
         """What one vote did, as one short line in the request's thread."""
         if change is VoteChange.EXPIRED:
-            return f":alarm_clock: `{req.code}` expired before it was approved; nothing was applied. Send the request again."
+            return (f":alarm_clock: `{req.code}` expired before it was approved; nothing was applied. "
+                    "Send the request again.")
         if change is VoteChange.REJECTED:
             return f"✗ <@{user}> rejected it: nothing will be applied"
         count = f"({self.book.approvals_count(req.id)} of {req.required_approvals})"
@@ -238,7 +239,8 @@ class Approvals:
 
             def post(req: ApprovalRequest) -> str | None:
                 req.channel = channel
-                ts = self.notifier.post(channel, f"{req.kind} request {req.code}: {output.escape(req.name)} ({req.status})",
+                ts = self.notifier.post(channel,
+                                        f"{req.kind} request {req.code}: {output.escape(req.name)} ({req.status})",
                                         request_blocks(req, self.settings, []))
                 if ts is not None:
                     sent.append(ts)

@@ -71,7 +71,8 @@ def slow_queries(cat: SystemCatalog, schema: str | None, version: str | None, li
     if schema is None:
         return SlowQueries(NOT_INSTALLED, "pg_stat_statements is not installed in this database: " + ENABLE_HINT)
     columns = {r["attname"] for r in cat.rows(
-        f"SELECT {TAG} attname FROM pg_attribute WHERE attrelid = to_regclass(%(view)s) AND attnum > 0 AND NOT attisdropped",
+        f"SELECT {TAG} attname FROM pg_attribute WHERE attrelid = to_regclass(%(view)s)"
+        " AND attnum > 0 AND NOT attisdropped",
         {"view": f"{quote_ident(schema)}.pg_stat_statements"},
     )}
     try:
@@ -98,7 +99,8 @@ def slow_queries(cat: SystemCatalog, schema: str | None, version: str | None, li
     found = []
     for r in rows:
         text = " ".join((r["query"] or "").split())
-        found.append({"queryid": str(r["queryid"]), "query": text[:QUERY_TEXT_MAX] + ("…" if len(text) > QUERY_TEXT_MAX else ""),
+        found.append({"queryid": str(r["queryid"]),
+                      "query": text[:QUERY_TEXT_MAX] + ("…" if len(text) > QUERY_TEXT_MAX else ""),
                       "calls": int(r["calls"]), "mean_ms": round(float(r["mean_ms"]), 3),
                       "total_ms": round(float(r["total_ms"]), 3), "rows": int(r["rows"] or 0)})
     return SlowQueries(OK, "", version, chosen, found)

@@ -25,7 +25,8 @@ def check(stmt, ctx):
         contypes = {c.get("contype") for c in column_constraints(coldef)}
         not_null = coldef.get("is_not_null") or contypes & {"CONSTR_NOTNULL", "CONSTR_PRIMARY"}
         if not_null and not contypes & _FILLS_ROWS:
-            yield f"adds {column_label(table, coldef['colname'])} NOT NULL without a DEFAULT: it fails if {table} has any row"
+            yield (f"adds {column_label(table, coldef['colname'])} NOT NULL without a DEFAULT: "
+                   f"it fails if {table} has any row")
 
 
 RULE = Rule(

@@ -3,12 +3,14 @@ from ..nodes import added_constraints
 from ..rule import WARNING, Rule
 
 BAD = [
-    'ALTER TABLE "Notes" ADD CONSTRAINT "FK_Notes_Projects_ProjectId" FOREIGN KEY ("ProjectId") REFERENCES "Projects" ("Id");',
+    'ALTER TABLE "Notes" ADD CONSTRAINT "FK_Notes_Projects_ProjectId" FOREIGN KEY ("ProjectId")'
+    ' REFERENCES "Projects" ("Id");',
     'ALTER TABLE "Projects" ADD CONSTRAINT "CK_Projects_Budget" CHECK ("Budget" >= 0);',
     'ALTER TABLE "Notes" ADD COLUMN "ProjectId" bigint REFERENCES "Projects" ("Id");',
 ]
 GOOD = [
-    'ALTER TABLE "Notes" ADD CONSTRAINT "FK_Notes_Projects_ProjectId" FOREIGN KEY ("ProjectId") REFERENCES "Projects" ("Id") NOT VALID;',
+    'ALTER TABLE "Notes" ADD CONSTRAINT "FK_Notes_Projects_ProjectId" FOREIGN KEY ("ProjectId")'
+    ' REFERENCES "Projects" ("Id") NOT VALID;',
     'ALTER TABLE "Notes" VALIDATE CONSTRAINT "FK_Notes_Projects_ProjectId";',
     'CREATE TABLE t (id bigint, n int);\nALTER TABLE t ADD CONSTRAINT t_n CHECK (n > 0);',
 ]

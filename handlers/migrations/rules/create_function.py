@@ -3,7 +3,8 @@ from ..nodes import strings
 from ..rule import FORBIDDEN, WARNING, Hit, Rule
 
 BAD = [
-    "CREATE OR REPLACE FUNCTION notes_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DELETE FROM \"Notes\"; RETURN NEW; END $$;",
+    "CREATE OR REPLACE FUNCTION notes_touch() RETURNS trigger LANGUAGE plpgsql"
+    " AS $$ BEGIN DELETE FROM \"Notes\"; RETURN NEW; END $$;",
     "CREATE FUNCTION evil() RETURNS void LANGUAGE c AS 'evil.so', 'evil';",
     # a new function is a warning: its body is not checked, and calling it is forbidden
     "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$ DROP TABLE \"Notes\" $$;",

@@ -27,7 +27,8 @@ def check(stmt, ctx):
     name = stmt.node.get("extname", "")
     if stmt.kind == "CreateExtensionStmt":
         if name not in SAFE_EXTENSIONS:
-            yield f"creates extension {name}, which is not on the list of extensions known to add only types and functions"
+            yield (f"creates extension {name}, which is not on the list of extensions known to add only "
+                   "types and functions")
     else:
         yield f"alters extension {name}: its update scripts and members are not checked"
 

@@ -33,7 +33,8 @@ def strong_lock(stmt, ctx) -> str | None:
         table, mode = table_of(node["relation"]), "SHARE"
     elif kind == "RenameStmt" and "relation" in node:
         table = table_of(node["relation"])
-    elif kind == "DropStmt" and node.get("removeType") in ("OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_VIEW", "OBJECT_MATVIEW"):
+    elif kind == "DropStmt" and node.get("removeType") in (
+            "OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_VIEW", "OBJECT_MATVIEW"):
         if node.get("concurrent"):
             return None
         tables = [table_of_names(o["List"]["items"]) for o in node.get("objects", ()) if "List" in o]

@@ -27,7 +27,8 @@ def check(stmt, ctx):
             yield (f"{change.describe()}; rows were not counted: the column is not in the target database "
                    "as it is, or an earlier statement of this file changes it")
         elif rows:
-            yield f"{change.describe()}; {fmt.plural(rows, 'row')} in the target database {'does' if rows == 1 else 'do'} not fit"
+            yield (f"{change.describe()}; {fmt.plural(rows, 'row')} in the target database "
+                   f"{'does' if rows == 1 else 'do'} not fit")
         else:
             yield Hit(f"{change.describe()}; every row in the target database fits (0 rows do not fit), "
                       "but it scans the table under an ACCESS EXCLUSIVE lock", WARNING)

@@ -34,13 +34,15 @@ TABLE_CMDS = {
 def check(stmt, ctx):
     kind, node = stmt.kind, stmt.node
     if kind == "GrantStmt":
-        yield f"{'grants' if node.get('is_grant') else 'revokes'} privileges: who may read or change data is not a migration's call"
+        yield (f"{'grants' if node.get('is_grant') else 'revokes'} privileges: "
+               "who may read or change data is not a migration's call")
     elif kind == "AlterDefaultPrivilegesStmt":
         yield "changes default privileges for objects created later"
     elif kind in ("AlterOwnerStmt", "ReassignOwnedStmt"):
         yield "changes who owns objects (an owner has every privilege on them)"
     elif kind in ("CreatePolicyStmt", "AlterPolicyStmt"):
-        yield f"{'creates' if kind == 'CreatePolicyStmt' else 'alters'} a row-level security policy on {table_of(node['table'])}: it decides which rows each role sees"
+        yield (f"{'creates' if kind == 'CreatePolicyStmt' else 'alters'} a row-level security policy on "
+               f"{table_of(node['table'])}: it decides which rows each role sees")
     elif kind == "DropStmt" and node.get("removeType") == "OBJECT_POLICY":
         yield "drops a row-level security policy: rows it hid may become visible"
     elif kind == "AlterTableStmt" and "relation" in node:

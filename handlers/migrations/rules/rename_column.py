@@ -18,7 +18,8 @@ def check(stmt, ctx):
         return
     table = table_of(node["relation"])
     if not ctx.created_before(table, stmt):
-        yield f"renames {column_label(table, node['subname'])} to {quote_ident(node['newname'])}: clients using the old name break"
+        yield (f"renames {column_label(table, node['subname'])} to {quote_ident(node['newname'])}: "
+               "clients using the old name break")
 
 
 RULE = Rule(

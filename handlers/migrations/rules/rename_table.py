@@ -1,4 +1,5 @@
-"""rename-table: renaming a table (or moving it to another schema) breaks every deployed client that uses the old name."""
+"""rename-table: renaming a table (or moving it to another schema) breaks every deployed client that
+uses the old name."""
 from ..nodes import quote_ident, table_of
 from ..rule import WARNING, Rule
 

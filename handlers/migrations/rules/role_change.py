@@ -28,7 +28,8 @@ def check(stmt, ctx):
         name = (node.get("name") or "").lower()
         if name in _SESSION_ROLE:
             what = "resets" if node.get("kind") in ("VAR_RESET", "VAR_SET_DEFAULT") else "sets"
-            yield f"{what} the session's {name.replace('_', ' ')}: the statements after it run with another role's rights"
+            yield (f"{what} the session's {name.replace('_', ' ')}: "
+                   "the statements after it run with another role's rights")
     elif kind == "RenameStmt":
         if node.get("renameType") == "OBJECT_ROLE":
             yield "renames a role"

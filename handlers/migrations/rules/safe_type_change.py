@@ -1,4 +1,5 @@
-"""safe-type-change: a lossless ALTER COLUMN TYPE that needs no table rewrite, or does not change\nthe type at all (information only)."""
+"""safe-type-change: a lossless ALTER COLUMN TYPE that needs no table rewrite, or does not change
+the type at all (information only)."""
 from ..rule import INFO, Rule
 from .type_table import Change
 

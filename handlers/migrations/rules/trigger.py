@@ -27,7 +27,8 @@ def check(stmt, ctx):
     node = stmt.node
     if stmt.kind == "CreateTrigStmt":
         function = ".".join(strings(node.get("funcname")))
-        yield f"creates trigger {node.get('trigname')} on {table_of(node['relation'])}, running {function}() on every matching write: its body is not checked"
+        yield (f"creates trigger {node.get('trigname')} on {table_of(node['relation'])}, running {function}() "
+               "on every matching write: its body is not checked")
     elif stmt.kind in ("CreateEventTrigStmt", "AlterEventTrigStmt"):
         yield "an event trigger runs a function on DDL commands of every session"
     elif "relation" in node:

@@ -17,7 +17,8 @@ def check(stmt, ctx):
         if ctx.created_before(table, stmt):
             yield Hit(f"truncates {table}, which this file created: no existing data is lost", WARNING)
         else:
-            cascade = " and, with CASCADE, every table referencing it" if stmt.node.get("behavior") == "DROP_CASCADE" else ""
+            cascade = (" and, with CASCADE, every table referencing it"
+                       if stmt.node.get("behavior") == "DROP_CASCADE" else "")
             yield f"deletes every row of {table}{cascade}"
 
 

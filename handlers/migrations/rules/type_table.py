@@ -153,7 +153,8 @@ def _numeric(old: SqlType, new: SqlType) -> Classification:
     if not new.mods:
         return Classification(Change.SAFE, "unconstrained numeric holds every value; no rewrite")
     if not old.mods:
-        return Classification(Change.LOSSY, f"unconstrained numeric values may be rounded to {new.mods[1]} decimal places")
+        return Classification(Change.LOSSY,
+                              f"unconstrained numeric values may be rounded to {new.mods[1]} decimal places")
     (p, s), (q, t) = old.mods, new.mods
     if t < s:
         return Classification(Change.LOSSY, f"values are rounded from {s} to {t} decimal places")
@@ -198,8 +199,10 @@ TYPE_CHANGES: dict[tuple[str, str], Classifier] = {
     ("varchar", "text"): _text_limit,
     ("text", "varchar"): _text_limit,
     ("bpchar", "bpchar"): _char_length,
-    ("bpchar", "varchar"): _fixed(Change.REWRITE, "char's trailing pad spaces are dropped (they carry no meaning in char)"),
-    ("bpchar", "text"): _fixed(Change.REWRITE, "char's trailing pad spaces are dropped (they carry no meaning in char)"),
+    ("bpchar", "varchar"): _fixed(Change.REWRITE,
+                                  "char's trailing pad spaces are dropped (they carry no meaning in char)"),
+    ("bpchar", "text"): _fixed(Change.REWRITE,
+                               "char's trailing pad spaces are dropped (they carry no meaning in char)"),
     ("varchar", "bpchar"): _fixed(Change.LOSSY, "char(n) pads values with spaces and drops trailing spaces"),
     ("text", "bpchar"): _fixed(Change.LOSSY, "char(n) pads values with spaces and drops trailing spaces"),
     **{(a, b): _int_to_int for a in INTEGERS for b in INTEGERS if a != b},
@@ -212,7 +215,8 @@ TYPE_CHANGES: dict[tuple[str, str], Classifier] = {
     ("int4", "float8"): _fixed(Change.REWRITE, "every integer is exact in a double precision"),
     **{(a, a): _same_time_type for a in TIME_TYPES},
     ("timestamp", "timestamptz"): _timestamp_to_tz,
-    ("timestamptz", "timestamp"): _fixed(Change.LOSSY, "drops the time zone: the repeated hour when daylight saving time ends maps two instants to one value"),
+    ("timestamptz", "timestamp"): _fixed(Change.LOSSY, "drops the time zone: the repeated hour when daylight "
+                                                       "saving time ends maps two instants to one value"),
     ("date", "timestamp"): _fixed(Change.REWRITE, "every date becomes midnight of that day"),
     ("date", "timestamptz"): _fixed(Change.REWRITE, "every date becomes midnight of that day in the session TimeZone"),
     ("timestamp", "date"): _fixed(Change.LOSSY, "drops the time of day"),

@@ -19,7 +19,8 @@ BAD = [
     'DELETE FROM "Notes" WHERE "CreatedAt" BETWEEN now() - interval \'1 year\' AND now() - interval \'11 months\';',
     'DELETE FROM "Notes" WHERE random() < 0.5;',
     'DELETE FROM "Notes" WHERE NOT ("CreatedAt" < now() - interval \'1 year\');',
-    'DELETE FROM "Notes" WHERE "Id" IN (SELECT "Id" FROM "Notes" WHERE "CreatedAt" > clock_timestamp() - interval \'1 hour\');',
+    'DELETE FROM "Notes" WHERE "Id" IN (SELECT "Id" FROM "Notes"'
+    ' WHERE "CreatedAt" > clock_timestamp() - interval \'1 hour\');',
     'DELETE FROM "Notes" WHERE "Id" NOT IN (SELECT "Id" FROM "Notes" WHERE "CreatedAt" < now() - interval \'1 day\');',
     'DELETE FROM "Notes" WHERE "CreatedAt" > \'now\'::timestamptz - interval \'5 minutes\';',
     'DELETE FROM "Notes" WHERE "Id" > currval(\'"Notes_Id_seq"\') - 100;',
@@ -32,7 +33,8 @@ GOOD = [
     'DELETE FROM "AuditLogs" WHERE "Timestamp" < now() - interval \'1 year\';',
     'DELETE FROM "RefreshTokens" WHERE "ExpiresAt" <= current_timestamp;',
     'DELETE FROM "AuditLogs" WHERE now() - interval \'1 year\' > "Timestamp" AND "Kind" = \'debug\';',
-    'DELETE FROM "AuditLogs" WHERE "Id" IN (SELECT "Id" FROM "AuditLogs" WHERE "Timestamp" < now() - interval \'90 days\' LIMIT 10000);',
+    'DELETE FROM "AuditLogs" WHERE "Id" IN (SELECT "Id" FROM "AuditLogs"'
+    ' WHERE "Timestamp" < now() - interval \'90 days\' LIMIT 10000);',
     'UPDATE "Notes" SET "UpdatedAt" = now() WHERE "Id" = 7;',
 ]
 
@@ -63,11 +65,13 @@ def check(stmt, ctx):
     if not (nested.get("DeleteStmt") or nested.get("UpdateStmt")) or not (
             stmt.may_hold(_VALUE_KINDS) or _WORDS_IN_JSON.search(stmt.tree_json, *stmt.tree_span)):
         return  # nothing in it can differ between the copy and the real run
-    changes = [("deletes", n) for n in nested.get("DeleteStmt", ())] + [("updates", n) for n in nested.get("UpdateStmt", ())]
+    changes = ([("deletes", n) for n in nested.get("DeleteStmt", ())]
+               + [("updates", n) for n in nested.get("UpdateStmt", ())])
     if not changes:
         return
     # Queries in WITH clauses can feed the predicates (WHERE id IN (SELECT id FROM cte)).
-    ctes = [q["SelectStmt"] for cte in nested.get("CommonTableExpr", ()) if "SelectStmt" in (q := cte.get("ctequery", {}))]
+    ctes = [q["SelectStmt"] for cte in nested.get("CommonTableExpr", ())
+            if "SelectStmt" in (q := cte.get("ctequery", {}))]
     cte_reason = next((r for q in ctes if (r := _anywhere(q))), None)
     for verb, node in changes:
         reason = _where(node.get("whereClause"), True) or cte_reason
@@ -128,7 +132,8 @@ def _anywhere(tree) -> str | None:
     if not tree:
         return None
     for kind, node in find_nodes(tree if isinstance(tree, list) else [tree],
-                                 frozenset({"FuncCall", "SQLValueFunction", "A_Const", "ColumnRef", "RangeTableSample"})):
+                                 frozenset({"FuncCall", "SQLValueFunction", "A_Const", "ColumnRef",
+                                            "RangeTableSample"})):
         if kind == "FuncCall":
             name = function_name(node)[1]
             if name in _RANDOM_FUNCTIONS:
