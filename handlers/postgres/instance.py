@@ -1,7 +1,9 @@
 """Throwaway PostgreSQL instances (sandboxes).
 
 A `TemporaryInstance` is a private server that may run hostile SQL, so it is a sandbox:
-- it listens on a Unix socket only (no TCP port), in a 0700 folder owned by the server's OS user;
+- it listens on a Unix socket only (no TCP port), in a 0700 folder owned by the server's OS user (a
+  short one of its own under /tmp: a socket's path holds at most 107 bytes, and the instance's
+  folder may be deep);
 - clients authenticate with a password (scram-sha-256), random per instance, never shown;
 - initdb, pg_ctl and the server run with a minimal environment (PATH, locale, PGDATA): none of the
   bot's secrets (Slack tokens, DATABASE_URL, the backup key, S3 keys) can be read by a program the
@@ -44,7 +46,11 @@ from .errors import InstanceError, PgBinariesError
 
 MARKER_FILE = "dbops-instance.json"
 SUPERUSER = "postgres"
-SERVER_SUBDIR = "server"  # data folder + socket, owned by the server's OS user
+SERVER_SUBDIR = "server"  # data folder and log, owned by the server's OS user
+# The socket's folder: directly under /tmp, not $TMPDIR or the instance's folder, either of which
+# may be too deep for a socket path (107 bytes at most, `.s.PGSQL.5432.lock` included).
+SOCKET_PARENT = Path("/tmp")
+SOCKET_PREFIX = "dbops-socket-"
 
 
 # Settings for a throwaway server: durability buys nothing when the folder is
@@ -76,8 +82,9 @@ class TemporaryInstance:
     """A private, sandboxed PostgreSQL server in a temporary folder; removed on stop().
 
     `path` is the instance's folder (the marker, and room for the caller's own files); the server's
-    data and socket are in `server_dir` (normally `path/server`; as root, when `parent` is closed to
-    the service user, a folder under the root base instead)."""
+    data and log are in `server_dir` (normally `path/server`; as root, when `parent` is closed to
+    the service user, a folder under the root base instead); its socket is in `socket_dir`, a
+    short private folder under /tmp."""
 
     purpose: str = "temp"
     parent: Path | None = None
@@ -88,6 +95,7 @@ class TemporaryInstance:
     _os_user: tuple[int, int] | None = field(default=None, repr=False)
     _password: str | None = field(default=None, repr=False)
     _install: Path | None = field(default=None, repr=False)
+    _socket_dir: Path | None = field(default=None, repr=False)
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> "TemporaryInstance":
@@ -96,6 +104,8 @@ class TemporaryInstance:
         self.path = Path(tempfile.mkdtemp(prefix=f"dbops-{self.purpose}-", dir=parent))
         info = _owner_info(self.purpose)
         try:
+            self._socket_dir = Path(tempfile.mkdtemp(prefix=SOCKET_PREFIX, dir=SOCKET_PARENT))  # 0700
+            info["socket_dir"] = str(self._socket_dir)
             if _running_as_root():
                 self._os_user = _service_account()
                 self._install = _server_install_for_root(self.major)
@@ -110,6 +120,7 @@ class TemporaryInstance:
                     _write_marker(base / f"{self.server_dir.name}.json",
                                   {**info, "instance_dir": str(self.path)})
                 os.chown(self.server_dir, *self._os_user)
+                os.chown(self._socket_dir, *self._os_user)
             else:
                 self._install = bin_dir(self.major).parent
                 self.server_dir = self.path / SERVER_SUBDIR
@@ -128,7 +139,7 @@ class TemporaryInstance:
                            "--no-sync", "--no-instructions"])
             finally:
                 pwfile.unlink(missing_ok=True)
-            settings = {**THROWAWAY_SETTINGS, **self.settings, "unix_socket_directories": str(self.server_dir),
+            settings = {**THROWAWAY_SETTINGS, **self.settings, "unix_socket_directories": str(self._socket_dir),
                         "unix_socket_permissions": "0700"}
             with open(self.data_dir / "postgresql.auto.conf", "a") as conf:
                 for key, value in settings.items():
@@ -143,9 +154,9 @@ class TemporaryInstance:
     def stop(self) -> None:
         if self.path is None:
             return
-        path, server_dir = self.path, self.server_dir
-        self.path = self.server_dir = None
-        _remove_instance(path, server_dir)
+        path, server_dir, socket_dir = self.path, self.server_dir, self._socket_dir
+        self.path = self.server_dir = self._socket_dir = None
+        _remove_instance(path, server_dir, socket_dir)
 
     def __enter__(self) -> "TemporaryInstance":
         return self.start() if self.path is None else self
@@ -161,8 +172,8 @@ class TemporaryInstance:
 
     @property
     def socket_dir(self) -> Path:
-        assert self.server_dir is not None, "instance not started"
-        return self.server_dir
+        assert self._socket_dir is not None, "instance not started"
+        return self._socket_dir
 
     def dsn(self, dbname: str = "postgres", user: str = SUPERUSER, password: str | None = None) -> str:
         """A connection string for `user` (default: the superuser, with the instance's password).
@@ -221,13 +232,33 @@ def private_work_dir(purpose: str, parent: Path | None = None) -> Iterator[Path]
 
 # -- stopping and removing -------------------------------------------------------------------
 
-def _remove_instance(path: Path, server_dir: Path | None) -> None:
+def _remove_instance(path: Path, server_dir: Path | None, socket_dir: Path | None = None) -> None:
+    """Stop the instance's server and remove its folders; the socket's folder, when not given, is
+    the one its marker names (an instance left behind by a process that died)."""
+    if socket_dir is None:
+        markers = [path / MARKER_FILE]
+        if server_dir is not None and server_dir.parent.name == ROOT_BASE_NAME:
+            markers.append(Path(f"{server_dir}.json"))
+        socket_dir = next((d for m in markers if (d := _socket_dir_named(_read_own_marker(m) or {}))), None)
     for folder in dict.fromkeys(d for d in (server_dir, path / SERVER_SUBDIR) if d is not None):
         _stop_server(folder / "data")
     if server_dir is not None and server_dir.parent.name == ROOT_BASE_NAME:
         shutil.rmtree(server_dir, ignore_errors=True)
         Path(f"{server_dir}.json").unlink(missing_ok=True)
+    if socket_dir is not None:
+        shutil.rmtree(socket_dir, ignore_errors=True)
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _socket_dir_named(info: dict) -> Path | None:
+    """The socket folder a marker names, only if it is one dbops makes under /tmp."""
+    value = info.get("socket_dir")
+    if not isinstance(value, str):
+        return None
+    path = Path(value)
+    if path.parent != SOCKET_PARENT or not path.name.startswith(SOCKET_PREFIX) or path.is_symlink():
+        return None
+    return path
 
 
 def _stop_server(data_dir: Path) -> None:
