@@ -73,6 +73,7 @@ class Rehearsal:
     source_name: str = ""  # the database the migration is for, and its PostgreSQL now ("16.4")
     source_version: str = ""
     copy_version: str = ""  # the PostgreSQL the copy ran ("16.15")
+    notes: list[str] = field(default_factory=list)  # what was done with the files' own BEGIN/COMMIT
 
     # -- verdicts --------------------------------------------------------------
     @property
@@ -205,6 +206,8 @@ class Rehearsal:
         if self.data_diff:
             sections.append(Section("Rollback: data differences after DOWN",
                                     text="\n".join(f"• {d}" for d in self.data_diff)))
+        if self.notes:
+            sections.append(Section("Notes", text="\n".join(f"• {n}" for n in self.notes)))
         if self.restore_problems:
             sections.append(Section("Restoring the copy", text="\n".join(f"• {p}" for p in self.restore_problems)))
         return sections
@@ -244,6 +247,7 @@ class Rehearsal:
             "up_s": round(self.up_s, 3), "down_s": round(self.down_s, 3), "total_s": round(self.total_s, 3),
             "reversible": self.reversible, "checklist": self.checklist_lines(),
             "source_name": self.source_name, "source_version": self.source_version, "copy_version": self.copy_version,
+            "notes": list(self.notes),
         }
 
 
