@@ -53,6 +53,7 @@ from ..parsing import parse_statements
 from ..session import SessionChanged, pin_session
 from ..settings import RehearsalSettings
 from .compare import changed_columns, changed_tables, data_differences, snapshot
+from .content import content_differences, touched
 from .copy import compare_with_manifest, copy_schema, restore_copy
 from .leftovers import rehearsal_work_dir, remove_leftover_rehearsals
 from .limits import Limits
@@ -235,10 +236,16 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
         result.down_error_text = back.error_text
         return
     progress(Progress("rehearsal", 0.85, "comparing the schema and data with before UP"))
-    after = snapshot(conn, None, before.columns, tables=before.tables)
+    touched_tables = touched(run.locks | back.locks, before.names, before.contents)
+    after = snapshot(conn, None, before.columns, tables=before.tables, touched=touched_tables)
     nameable, withheld = withhold(before.schema, after.schema, shown)
     result.schema_diff = schema_differences(before.schema, nameable, ROLLED_BACK, sequence_values=False) + withheld
-    result.data_diff = data_differences(before, after)
+    result.data_diff = data_differences(before, after) + content_differences(
+        before.contents, after.contents, touched_tables,
+        {(c.schema, c.table, c.column) for c in before.checksums}, set(before.row_checksums))
+    result.touched_tables = [f"{schema}.{table}" for schema, table in touched_tables]
+    result.unmeasured_tables = [sql.Identifier(schema, table).as_string(None) for schema, table in touched_tables
+                                if (schema, table) in before.contents.over_budget]
 
 
 def _limited(run: Callable[[], BatchRun], limits: Limits, result: Rehearsal) -> BatchRun:
