@@ -60,7 +60,8 @@ def test_reversible_migration_is_schema_identical_with_locks_and_downtime(demo_a
     assert result.findings() == []
     lines = result.checklist_lines()
     assert lines[0].startswith("rehearsed on a copy of backup b042 (3 h old); copy on PostgreSQL 18.")
-    assert "rollback tested: schema identical" in lines
+    assert "rollback tested: schema identical, rows of 1 table UP and DOWN wrote to identical" in lines
+    assert result.touched_tables == ["public.Notes"] and result.unmeasured_tables == []
     first = result.up_statements[0]
     assert first["line"] == 1 and first["statement"].startswith('ALTER TABLE "Notes"')
     assert {"mode": "AccessExclusiveLock", "relation": '"Notes"'} in first["locks"]
@@ -91,7 +92,8 @@ def test_lossless_type_change_and_back_keeps_the_data(demo_archive, settings):
     assert result.checked_columns == ['"public"."Projects"."Budget"']
     assert result.schema_diff == [] and result.data_diff == []
     assert result.findings() == []
-    assert "rollback tested: schema identical, data of 1 changed column identical" in result.checklist_lines()
+    assert "rollback tested: schema identical, data of 1 changed column identical, rows of 1 table UP and DOWN " \
+        "wrote to identical" in result.checklist_lines()
 
 
 def test_concurrent_index_runs_outside_the_transaction_and_reverses(demo_archive, settings):
@@ -128,7 +130,9 @@ def test_lossy_type_change_restores_the_schema_but_not_the_data(demo_archive, se
     down = 'ALTER TABLE "Projects" ALTER COLUMN "Budget" TYPE numeric(12,2);'
     result = run(up, down, demo_archive, settings)
     assert result.schema_diff == []
-    assert len(result.data_diff) == 1 and '"Projects"."Budget"' in result.data_diff[0]
+    assert len(result.data_diff) == 2 and '"Projects"."Budget"' in result.data_diff[0]
+    assert result.data_diff[1].startswith("table public.Projects: ")
+    assert "rows differ by primary key" in result.data_diff[1]
     (finding,) = result.findings()
     assert finding.code == "irreversible" and "not the data" in finding.message
     assert any("schema identical, but DOWN does not bring the data back" in line for line in result.checklist_lines())

@@ -106,6 +106,25 @@ def _transaction_control(stmt: Statement) -> bool:
     return stmt.kind == "TransactionStmt"
 
 
+_TRANSACTION_WORDS = {"TRANS_STMT_BEGIN": "BEGIN", "TRANS_STMT_START": "START TRANSACTION",
+                      "TRANS_STMT_COMMIT": "COMMIT"}
+
+
+def transaction_control_note(statements: list[Statement], whose: str = "the file's") -> str | None:
+    """What was done with the file's own BEGIN/START TRANSACTION/COMMIT (which plan_batches leaves
+    out), for the report: e.g. EF Core's plain script starts with START TRANSACTION and ends with COMMIT."""
+    lines: dict[str, list[int]] = {}
+    for stmt in statements:
+        if _transaction_control(stmt) and stmt.node.get("kind") in _TRANSACTION_WORDS:
+            lines.setdefault(_TRANSACTION_WORDS[stmt.node["kind"]], []).append(stmt.line)
+    if not lines:
+        return None
+    said = [f"{word} (line{'s' if len(at) > 1 else ''} {', '.join(str(n) for n in at)})" for word, at in lines.items()]
+    many = len(said) > 1 or any(len(at) > 1 for at in lines.values())
+    return (f"{whose} {' and '.join(said)} {'were' if many else 'was'} left out: dbops runs each batch in its own "
+            "transaction (a statement that cannot run in one, such as CREATE INDEX CONCURRENTLY, alone)")
+
+
 def plan_batches(statements: list[Statement], filename: str = "UP.sql") -> list[Batch]:
     """Cut the file into batches. BEGIN/COMMIT in the file are dropped (the bot opens and commits the
     transaction itself); ROLLBACK, SAVEPOINT and two-phase commands are refused, and so is any statement
@@ -234,6 +253,9 @@ def apply_migration(target: Target, up_sql: str, settings: ApplySettings, progre
     statements = parse_statements(up_sql, filename)
     batches = plan_batches(statements, filename)
     result = ApplyResult(target=target.name, statement_count=sum(len(b.statements) for b in batches))
+    note = transaction_control_note(statements)
+    if note:
+        result.notes.append(note)
     secrets = dsn_secrets(target.dsn)
     started = time.monotonic()
     with target.connect(autocommit=True) as conn:
@@ -418,4 +440,5 @@ def _concurrent_index_name(stmt: Statement) -> str | None:
     return sql.SQL(".").join(parts).as_string(None)
 
 
-__all__ = ["ApplyResult", "ApplySettings", "Batch", "apply_migration", "outside_transaction_reason", "plan_batches"]
+__all__ = ["ApplyResult", "ApplySettings", "Batch", "apply_migration", "outside_transaction_reason", "plan_batches",
+           "transaction_control_note"]

@@ -257,3 +257,26 @@ def recorded_migrations(statements: list[Statement]) -> list[str]:
             if isinstance(value, str) and value not in ids:
                 ids.append(value)
     return ids
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryRow:
+    migration_id: str
+    product_version: str
+
+
+HISTORY_MAX_ROWS = 1000  # a long-lived application has a few hundred migrations; more is not read
+
+
+def applied_history(conn) -> list[HistoryRow] | None:
+    """The EF migrations "__EFMigrationsHistory" records in this database, newest first (EF's ids
+    start with their UTC timestamp); None when the table is not on the search path, as EF finds it."""
+    from psycopg import sql
+
+    conn.execute("SELECT set_config('statement_timeout', '10s', false)")
+    if conn.execute("SELECT to_regclass(%s) IS NULL", (f'"{HISTORY_TABLE}"',)).fetchone()[0]:
+        return None
+    query = sql.SQL('SELECT {id}::text, "ProductVersion"::text FROM {table} ORDER BY {id} DESC LIMIT %s').format(
+        id=sql.Identifier(MIGRATION_ID), table=sql.Identifier(HISTORY_TABLE))
+    return [HistoryRow(str(mid)[:150], str(version or "")[:32])
+            for mid, version in conn.execute(query, (HISTORY_MAX_ROWS,)).fetchall()]

@@ -26,6 +26,7 @@ from ...core.command import Arg, command
 from ...core.jobs import who
 from ...core.registry import Invocation
 from .flow import rehearse_on_copy
+from .history import ef_history
 from .naming import request_name
 
 MAX_SQL_BYTES = 5 * 1024 * 1024
@@ -272,14 +273,15 @@ def migrate_status(inv: Invocation) -> Report:
     for row in rows:
         counts[row[3]] = counts.get(row[3], 0) + 1
     headers = ["id", "name", "target", "status", "by", "approved by", "detail"]
+    ef_sections, ef_data, ef_said = ef_history(inv, book)
     if not rows:  # Slack's form asks for the files; a terminal names them
         ask = "migrate request" if inv.front_end == "slack" else "migrate request UP.sql --down DOWN.sql --name NAME"
         return Report(title="Migration requests",
-                      summary=f"No migration requests yet. Ask for one: `{inv.command_prefix} {ask}`",
-                      data={"requests": []})
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                      summary=f"No migration requests yet. Ask for one: `{inv.command_prefix} {ask}`"
+                      + (f". {ef_said}" if ef_said else ""), sections=ef_sections, data={"requests": []} | ef_data)
+    summary = ", ".join([f"{n} {s}" for s, n in sorted(counts.items())] + ([ef_said] if ef_said else []))
     return Report(title="Migration requests", summary=summary, sections=[Section("Requests", table=Table(
-        headers, rows))], data={"requests": [dict(zip(headers, row)) for row in rows]})
+        headers, rows)), *ef_sections], data={"requests": [dict(zip(headers, row)) for row in rows]} | ef_data)
 
 
 def _request_detail(r: ApprovalRequest) -> str:

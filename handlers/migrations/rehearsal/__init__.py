@@ -48,11 +48,12 @@ from handlers.report import Progress, ProgressFn, no_progress
 from handlers.schemadiff import ROLLED_BACK, schema_differences
 from handlers.target import Target, dsn_secrets, scrub
 
-from ..apply import Batch, plan_batches
+from ..apply import Batch, plan_batches, transaction_control_note
 from ..parsing import parse_statements
 from ..session import SessionChanged, pin_session
 from ..settings import RehearsalSettings
 from .compare import changed_columns, changed_tables, data_differences, snapshot
+from .content import content_differences, touched
 from .copy import compare_with_manifest, copy_schema, restore_copy
 from .leftovers import rehearsal_work_dir, remove_leftover_rehearsals
 from .limits import Limits
@@ -79,8 +80,10 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
     be restored on that major), DbopsError (the copy cannot be made), Cancelled.
     A failing UP or DOWN statement is a result, not an exception."""
     started = time.monotonic()
-    up = plan_batches(parse_statements(up_sql, up_filename), up_filename)
-    down = plan_batches(parse_statements(down_sql, down_filename), down_filename) if down_sql is not None else None
+    up_parsed = parse_statements(up_sql, up_filename)
+    down_parsed = parse_statements(down_sql, down_filename) if down_sql is not None else None
+    up = plan_batches(up_parsed, up_filename)
+    down = plan_batches(down_parsed, down_filename) if down_parsed is not None else None
     manifest = manifest or {}
     backup_id = backup_id or manifest.get("backup_id")
     if backup_started_at is None and manifest.get("created_at"):
@@ -96,6 +99,8 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
     result = Rehearsal(source="backup" if with_data else "schema", down_given=down is not None,
                        backup_id=backup_id if archive is not None else None,
                        schema_target=schema_source.name if archive is None and schema_source else None)
+    result.notes = [note for parsed, whose in ((up_parsed, "UP's"), (down_parsed or [], "DOWN's"))
+                    if (note := transaction_control_note(parsed, whose))]
     if archive is not None and backup_started_at is not None:
         if backup_started_at.tzinfo is None:
             backup_started_at = backup_started_at.replace(tzinfo=timezone.utc)
@@ -231,10 +236,16 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
         result.down_error_text = back.error_text
         return
     progress(Progress("rehearsal", 0.85, "comparing the schema and data with before UP"))
-    after = snapshot(conn, None, before.columns, tables=before.tables)
+    touched_tables = touched(run.locks | back.locks, before.names, before.contents)
+    after = snapshot(conn, None, before.columns, tables=before.tables, touched=touched_tables)
     nameable, withheld = withhold(before.schema, after.schema, shown)
     result.schema_diff = schema_differences(before.schema, nameable, ROLLED_BACK, sequence_values=False) + withheld
-    result.data_diff = data_differences(before, after)
+    result.data_diff = data_differences(before, after) + content_differences(
+        before.contents, after.contents, touched_tables,
+        {(c.schema, c.table, c.column) for c in before.checksums}, set(before.row_checksums))
+    result.touched_tables = [f"{schema}.{table}" for schema, table in touched_tables]
+    result.unmeasured_tables = [sql.Identifier(schema, table).as_string(None) for schema, table in touched_tables
+                                if (schema, table) in before.contents.over_budget]
 
 
 def _limited(run: Callable[[], BatchRun], limits: Limits, result: Rehearsal) -> BatchRun:

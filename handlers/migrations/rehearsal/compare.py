@@ -13,6 +13,7 @@ from handlers.backup.manifest import capture_manifest
 
 from ..nodes import TableName, alter_table_cmds, data_changes, is_alter_table, table_of
 from ..parsing import Statement
+from .content import Contents, measure
 from .run import rollback
 
 # -- what UP changes, and measuring it -------------------------------------------------------
@@ -79,14 +80,16 @@ class Snapshot:
     types: list[str]
     tables: list[tuple[str, str]]  # (schema, table) whose whole rows are checksummed
     row_checksums: dict[tuple[str, str], str]
+    contents: Contents  # every table's content (content.py), whatever the analyser saw
 
 
 def snapshot(conn: psycopg.Connection, changed: list[tuple[TableName, str]] | None,
              columns: list[WatchedColumn] | None, changed_rows: list[TableName] | None = None,
-             tables: list[tuple[str, str]] | None = None) -> Snapshot:
+             tables: list[tuple[str, str]] | None = None, touched: list[tuple[str, str]] | None = None) -> Snapshot:
     """Schema, row counts, the changed columns' checksums and the changed tables' row checksums, in one
     REPEATABLE READ snapshot. Before UP, `changed` and `changed_rows` are resolved to the columns and
-    tables they name; after DOWN, the `columns` and `tables` resolved then are measured again."""
+    tables they name, and every table's content is measured (within content.py's budget); after DOWN,
+    the `columns` and `tables` resolved then are measured again, and the content of the `touched` tables."""
     names = dict(conn.execute(
         "SELECT c.oid::int8, c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relkind IN ('r', 'p', 'm', 'f', 'v') AND " + schemas.not_system("n")).fetchall())
@@ -105,13 +108,14 @@ def snapshot(conn: psycopg.Connection, changed: list[tuple[TableName, str]] | No
         checksums = _checksums(conn, measurable)
         there = {(t["schema"], t["name"]) for t in manifest["schema"].get("tables", [])}
         row_checksums = _row_checksums(conn, [t for t in tables or [] if t in there])
+        contents = measure(conn, touched)
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
         raise
     rows = {f"{t['schema']}.{t['name']}": t["rows"] for t in manifest["tables"]}
     return Snapshot(manifest["schema"], rows, names, list(columns or []), checksums, namespaces, types,
-                    list(tables or []), row_checksums)
+                    list(tables or []), row_checksums, contents)
 
 
 def _resolve_tables(conn: psycopg.Connection, tables: list[TableName]) -> list[tuple[str, str]]:

@@ -73,6 +73,9 @@ class Rehearsal:
     source_name: str = ""  # the database the migration is for, and its PostgreSQL now ("16.4")
     source_version: str = ""
     copy_version: str = ""  # the PostgreSQL the copy ran ("16.15")
+    notes: list[str] = field(default_factory=list)  # what was done with the files' own BEGIN/COMMIT
+    touched_tables: list[str] = field(default_factory=list)  # "schema.table" UP or DOWN locked to change
+    unmeasured_tables: list[str] = field(default_factory=list)  # of those, too large to compare: '"public"."Notes"'
 
     # -- verdicts --------------------------------------------------------------
     @property
@@ -128,9 +131,7 @@ class Rehearsal:
             lines.append(f"rollback tested: schema identical, but DOWN does not bring the data back: "
                          f"{differences(self.data_diff)}")
         else:
-            data = (f", data of {fmt.plural(len(self.checked_columns), 'changed column')} identical"
-                    if self.checked_columns and self.source == "backup" else "")
-            lines.append(f"rollback tested: schema identical{data}")
+            lines.append(f"rollback tested: schema identical{self._data_identical()}")
         caveat = " on a copy without data: expect longer in production" if self.source == "schema" else ""
         if self.downtime:
             for d in self.downtime:
@@ -141,6 +142,20 @@ class Rehearsal:
             lines.append(f"downtime estimate: no lock that blocks reads or writes is held (UP took "
                          f"{fmt.duration(self.up_s)}){caveat}")
         return lines
+
+    def _data_identical(self) -> str:
+        """What of the data was found the same after DOWN, and what could not be compared."""
+        if self.source != "backup":
+            return ""
+        compared = len(self.touched_tables) - len(self.unmeasured_tables)
+        said = [f"data of {fmt.plural(len(self.checked_columns), 'changed column')} identical"] \
+            if self.checked_columns else []
+        said += [f"rows of {fmt.plural(compared, 'table')} UP and DOWN wrote to identical"] if compared else []
+        data = "".join(f", {part}" for part in said)
+        if self.unmeasured_tables:
+            data += (f"; the data of {some(self.unmeasured_tables)} was not compared "
+                     "(too large to measure whole)")
+        return data
 
     def findings(self) -> list[Finding]:
         found = []
@@ -205,6 +220,8 @@ class Rehearsal:
         if self.data_diff:
             sections.append(Section("Rollback: data differences after DOWN",
                                     text="\n".join(f"• {d}" for d in self.data_diff)))
+        if self.notes:
+            sections.append(Section("Notes", text="\n".join(f"• {n}" for n in self.notes)))
         if self.restore_problems:
             sections.append(Section("Restoring the copy", text="\n".join(f"• {p}" for p in self.restore_problems)))
         return sections
@@ -244,6 +261,8 @@ class Rehearsal:
             "up_s": round(self.up_s, 3), "down_s": round(self.down_s, 3), "total_s": round(self.total_s, 3),
             "reversible": self.reversible, "checklist": self.checklist_lines(),
             "source_name": self.source_name, "source_version": self.source_version, "copy_version": self.copy_version,
+            "notes": list(self.notes), "touched_tables": list(self.touched_tables),
+            "unmeasured_tables": list(self.unmeasured_tables),
         }
 
 

@@ -65,6 +65,7 @@ class BatchRun:
     error_sqlstate: str | None = None
     error_condition: str | None = None
     error_text: str | None = None  # private: the server's message, scrubbed and cut
+    locks: set[tuple[str, str]] = field(default_factory=set)  # (mode, relation) every statement's transaction held
 
 
 _OWN_LOCKS = """
@@ -149,6 +150,7 @@ def run_batches(conn: psycopg.Connection, batches: list[Batch], settings: Rehear
             new: list[tuple[str, str]] = []
             if batch.in_transaction:
                 now_held = _own_locks(conn, names, shown)
+                run.locks |= now_held
                 new = _strongest_per_relation(now_held - held)
                 held = now_held
                 for mode, relation in new:
