@@ -81,7 +81,7 @@ def test_ctrl_c_at_each_point_deletes_the_instance_and_gives_no_verdict(demo_bac
         assert outcomes[stopped] == "cancelled"
         assert next(s for s in result.steps if s["step"] == stopped)["detail"] == "interrupted (Ctrl-C)"
         # pg_restore or pg_amcheck dying of the same Ctrl-C is no finding: the stopped step's checks are gone
-        assert all(c["ok"] for c in result.checks) and not result.restore_errors, result.checks
+        assert all(c.ok for c in result.checks) and not result.restore_errors, result.checks
     assert "running" not in outcomes.values()
     assert_nothing_left(work)
     assert not client_children()

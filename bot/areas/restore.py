@@ -20,6 +20,7 @@ from ..core.command import Arg, command
 from ..core.registry import Applied, Applier, Area, Bot, Invocation, StatusLine, approval_settings
 from .backup import backup_settings, catalog, from_storage
 from .drill import drill_settings
+from .indexes import index_settings
 
 # handlers.restore (psycopg) is imported by the functions that restore: declaring the commands,
 # which every `dbops` invocation does, must not load it.
@@ -46,8 +47,11 @@ def _options(inv: Invocation) -> RestoreOptions:
         raise UsageError("give a backup id (e.g. b042) or `latest`; `backup list` shows the ids")
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", getattr(inv.args, "from") or "prod"):
         raise UsageError("--from names a target: letters, digits, `.`, `_` or `-`")
+    expected = index_settings(inv.settings).expected
     return RestoreOptions(backup=inv.args.backup or "latest", source=getattr(inv.args, "from") or "prod",
-                          overwrite=inv.args.overwrite, jobs=max(1, drills.jobs), amcheck=drills.amcheck)
+                          overwrite=inv.args.overwrite, jobs=max(1, drills.jobs), amcheck=drills.amcheck,
+                          expected_indexes=tuple(expected) if expected is not None else None,
+                          smoke_queries=tuple(drills.smoke_queries), smoke_timeout_s=drills.smoke_timeout_s)
 
 
 def run_restore(inv: Invocation) -> Report:
@@ -131,7 +135,7 @@ def restore_slack(inv: Invocation) -> Report:
                     outcome=Outcome.APPROVAL_REQUIRED,
                     sections=[Section("What happens once approved", text=(
                         "The bot restores the backup with pg_restore, then proves it against the backup's manifest "
-                        "(rows, checksums, schema, sequences, constraints, pg_amcheck) and posts the report."))])
+                        f"with the checks every drill makes ({verification_words()}) and posts the report."))])
     req = ApprovalBook(store).create(
         kind="restore", name=name, target=into.name,
         sha256=restore_binding(words), payload=words,
@@ -144,6 +148,13 @@ def restore_slack(inv: Invocation) -> Report:
                            "void if the state database answers before it is approved.")
     report.data = {"request": req.code, "required_approvals": required, **words}
     return report
+
+
+def verification_words() -> str:
+    """The verification plan's checks as a restore runs them, in words ("copy major, table data, ...")."""
+    from handlers.verification.plan import RESTORE, plan_for
+
+    return ", ".join(p.name for p in plan_for(RESTORE))
 
 
 def restore_binding(payload: dict) -> str:
