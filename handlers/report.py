@@ -34,17 +34,20 @@ class Verdict(enum.StrEnum):
 
 @dataclass
 class Check:
-    """One check of a report (a copy's verification, a read-only role's proof): its verdict and what it saw."""
+    """One check of a report (a copy's verification): its verdict and what it saw.
+    Its name says what is checked, never the result ("expected indexes (18)", not "18 expected indexes
+    present"); `headline` is a failure's or a warning's kind and count, for the summary ("schema differs:
+    31 constraints"), the detail says which."""
 
     name: str
     verdict: Verdict
     detail: str = ""
-    fix: str = ""  # what fixes a failed check, and who must do it ("" when nothing to say)
+    headline: str = ""
 
     @classmethod
-    def of(cls, name: str, ok: bool, detail: str = "", warning: bool = False, fix: str = "") -> "Check":
+    def of(cls, name: str, ok: bool, detail: str = "", warning: bool = False, headline: str = "") -> "Check":
         """FAILED unless `ok`; WARNING when `ok` and `warning`."""
-        return cls(name, Verdict.FAILED if not ok else Verdict.WARNING if warning else Verdict.OK, detail, fix)
+        return cls(name, Verdict.FAILED if not ok else Verdict.WARNING if warning else Verdict.OK, detail, headline)
 
     @property
     def ok(self) -> bool:
@@ -57,37 +60,18 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         """Stored and printed as JSON; "ok" and "warning" as before the verdict was stored."""
-        data = {"name": self.name, "verdict": self.verdict.value, "ok": self.ok, "warning": self.warning,
-                "detail": self.detail}
-        return data | ({"fix": self.fix} if self.fix else {})
+        return {"name": self.name, "verdict": self.verdict.value, "ok": self.ok, "warning": self.warning,
+                "detail": self.detail, "headline": self.headline}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Check":
         """A stored check, also one recorded before its verdict was (ok, warning)."""
         if d.get("verdict"):
-            return cls(d["name"], Verdict(d["verdict"]), d.get("detail", ""), d.get("fix", ""))
-        return cls.of(d["name"], bool(d.get("ok")), d.get("detail", ""), bool(d.get("warning")), d.get("fix", ""))
+            return cls(d["name"], Verdict(d["verdict"]), d.get("detail", ""), d.get("headline", ""))
+        return cls.of(d["name"], bool(d.get("ok")), d.get("detail", ""), bool(d.get("warning")), d.get("headline", ""))
 
 
 CHECK_HEADERS = ["check", "result", "detail"]
-
-
-class Level(enum.StrEnum):
-    """How much a note or a status line matters; bot/core/output.py shows it (`WARNING:`, `:warning:`)."""
-
-    INFO = "info"
-    OK = "ok"
-    WARNING = "warning"
-    PROBLEM = "problem"  # something to act on now
-    ALARM = "alarm"  # something costly is wrong (a billed instance left behind): said first, loudly
-
-
-@dataclass
-class Note:
-    """A line said under a report's summary, at its level (added by whoever knows it: the area, say)."""
-
-    level: Level
-    text: str
 
 
 @dataclass
@@ -102,23 +86,12 @@ class Section:
     text: str = ""
     table: Table | None = None
     problem: bool = False  # something to act on: shown first, in the main Slack message; the rest goes in its thread
-    # Typed parts, instead of a table: checks (a check/result/detail table, the verdicts' words from one
-    # place), or migration findings (Finding.to_json dicts: diagnostics in a terminal, one line each in CI).
+    # Checks, instead of a table: a check/result/detail table, the verdicts' words from one place.
     checks: list[Check] | None = None
-    findings: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.checks is not None and self.table is None:
-            with_fix = any(c.fix for c in self.checks)
-            self.table = Table(CHECK_HEADERS + (["fix"] if with_fix else []),
-                               [[c.name, c.verdict.word, c.detail] + ([c.fix] if with_fix else [])
-                                for c in self.checks])
-        if self.findings is not None and self.table is None:
-            self.table = Table(FINDING_HEADERS, [[f["line"], f["code"], f["message"], f["hint"]]
-                                                 for f in self.findings])
-
-
-FINDING_HEADERS = ["line", "code", "message", "fix"]  # a findings section as a plain table (JSON, a file)
+            self.table = Table(CHECK_HEADERS, [[c.name, c.verdict.word, c.detail] for c in self.checks])
 
 
 @dataclass
@@ -140,27 +113,11 @@ class Report:
     file: ReportFile | None = None  # else Slack attaches the text report when the detail is long
     data: dict[str, Any] = field(default_factory=dict)  # machine-readable, for --format json
     exact_json: dict[str, Any] | None = None  # when a command's JSON shape is fixed, exactly this is printed
-    notes: list[Note] = field(default_factory=list)  # said under the summary, each at its level
-    findings_path: str = ""  # the file the findings sections' line numbers are of
+    verdict: bool = True  # False: information (help), not a check: the terminal shows no "OK" after its title
 
     @property
     def ok(self) -> bool:
         return self.outcome is Outcome.OK
-
-    def note(self, level: Level, text: str) -> "Report":
-        """Say `text` under the summary at `level` (an alarm first); the report, to chain."""
-        note = Note(Level(level), text)
-        if note.level is Level.ALARM:
-            self.notes.insert(0, note)
-        else:
-            self.notes.append(note)
-        return self
-
-    @property
-    def findings(self) -> list[dict[str, Any]]:
-        """Every finding of the findings sections, in line order (a finding of line 0 is of the whole file)."""
-        found = [f for s in self.sections if s.findings for f in s.findings]
-        return sorted(found, key=lambda f: f["line"])
 
     @property
     def checks(self) -> list[Check]:
@@ -179,15 +136,12 @@ class Report:
     def from_dict(cls, data: dict[str, Any]) -> "Report":
         sections = [Section(s["title"], s.get("text", ""), Table(**s["table"]) if s.get("table") else None,
                             problem=bool(s.get("problem")),
-                            checks=[Check.from_dict(c) for c in s["checks"]] if s.get("checks") is not None else None,
-                            findings=s.get("findings"))
+                            checks=[Check.from_dict(c) for c in s["checks"]] if s.get("checks") is not None else None)
                     for s in data.get("sections", [])]
         file = ReportFile(**data["file"]) if data.get("file") else None
         return cls(title=data["title"], summary=data["summary"], outcome=Outcome(data["outcome"]),
                    sections=sections, facts=[(str(k), str(v)) for k, v in data.get("facts", [])], file=file,
-                   data=data.get("data", {}), exact_json=data.get("exact_json"),
-                   notes=[Note(Level(n["level"]), n["text"]) for n in data.get("notes", [])],
-                   findings_path=data.get("findings_path", ""))
+                   data=data.get("data", {}), exact_json=data.get("exact_json"))
 
     def to_json(self) -> dict[str, Any]:
         if self.exact_json is not None:
@@ -198,9 +152,8 @@ class Report:
                      "problem": sec.problem}
                     for sec in self.sections]
         facts = {"facts": dict(self.facts)} if self.facts else {}
-        notes = {"notes": [{"level": n.level.value, "text": n.text} for n in self.notes]} if self.notes else {}
         return {"title": self.title, "outcome": self.outcome.value, "summary": self.summary,
-                "sections": sections, **notes, **facts, **self.data}
+                "sections": sections, **facts, **self.data}
 
 
 def key_values(rows: list[list[Any]] | list[tuple[str, Any]]) -> list[tuple[str, str]]:

@@ -183,7 +183,10 @@ def connect(dsn: str, name: str = "database", connect_timeout: int = 10, **kwarg
     try:
         return psycopg.connect(dsn, connect_timeout=connect_timeout, **kwargs)
     except psycopg.OperationalError as exc:
-        raise TargetUnreachable(f"target `{name}` is unreachable: {connection_reason(exc, dsn)}") from None
+        # Where it tried (host and database, never the user or password): "connection refused" alone
+        # does not say which of several hosts, or a wrong one, was meant.
+        raise TargetUnreachable(f"target `{name}` ({describe_dsn(dsn)}) is unreachable: "
+                                f"{connection_reason(exc, dsn)}") from None
     except psycopg.ProgrammingError as exc:
         raise TargetUnreachable(f"target `{name}` has a malformed connection string: "
                                 f"{scrub(str(exc), dsn_secrets(dsn))}") from None

@@ -4,15 +4,68 @@ majors (16, 17) from the binaries `dbops pg install` fetches, installed on first
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 
 from handlers import demo_data
 from handlers.postgres import TemporaryInstance
+from handlers.postgres.instance import MARKER_FILE, SERVER_SUBDIR, _remove_instance
 
 _counter = itertools.count(1)
+
+# Every throwaway server of this run (the test process's, the bots', the CLIs' it starts) is made
+# under a temporary folder of the run's own, so that the check at the end finds exactly this run's
+# servers, not those of another run on the same machine.
+RUN_TMP = Path(tempfile.mkdtemp(prefix="dbops-test-run-"))
+os.chmod(RUN_TMP, 0o755)  # as root, the servers' own user passes through it
+os.environ["TMPDIR"] = str(RUN_TMP)
+tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
+
+def servers_left(run_dir: Path) -> list[tuple[Path, Path, str]]:
+    """(instance folder, server folder, what) of every throwaway server under `run_dir` still running."""
+    found = []
+    for marker in run_dir.rglob(MARKER_FILE):
+        try:
+            info = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        server_dir = Path(info.get("server_dir") or marker.parent / SERVER_SUBDIR)
+        try:
+            pid = int((server_dir / "data" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        try:
+            running = "postgres" in psutil.Process(pid).name()
+        except psutil.Error:
+            running = False
+        if running:
+            found.append((marker.parent, server_dir, f"{info.get('purpose')} server (pid {pid}) started by pid "
+                                                     f"{info.get('pid')} in {marker.parent}"))
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fails the run when a test left a throwaway PostgreSQL running (and stops it): every test
+    server is stopped whatever the test's outcome."""
+    left = servers_left(RUN_TMP)
+    for instance_dir, server_dir, _ in left:
+        _remove_instance(instance_dir, server_dir)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "throwaway PostgreSQL servers left running by the tests (now stopped):\n" + \
+            "\n".join(f"  {what}" for _, _, what in left)
+        if reporter is not None:
+            reporter.write_line(text, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    shutil.rmtree(RUN_TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -148,8 +149,8 @@ def test_a_drill_restores_the_same_checksums_and_catches_a_changed_value(odd_db,
     result = take_backup(Target("prod", odd_db), settings, BackupCatalog(fresh_db), "U1")
     manifest = result.manifest.to_dict()
     assert manifest["integrity_level"] == "checksums" and manifest["checksum_method"] == ROW_VALUES
-    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"checksum-drill-{os.getpid()}-{time.monotonic_ns()}"
-    work.mkdir(mode=0o755)
+    work = Path(tempfile.mkdtemp(prefix="ck-", dir="/tmp"))  # short: a Unix socket path holds 107 bytes
+    work.chmod(0o755)
     try:
         drill = DrillSettings.from_dict({"work_dir": str(work / "drills"), "jobs": 2, "amcheck": False})
         passed = run_drill(manifest, result.location, drill)

@@ -62,9 +62,9 @@ def test_secrets_are_collected_for_scrubbing():
 
 @pytest.mark.parametrize("toml, named", [
     ('[targets.staging]\nurll_env = "STAGING_DATABASE_URL"\n',
-     "targets.staging.urll_env is not a setting; known: render_postgres_id, url_env"),
+     "targets.staging.urll_env is not a setting; known: render_postgres_id, role, url_env"),
     ('[targets.staging]\nurl_env = "STAGING_DATABASE_URL"\nrender_postgress_id = "dpg-x"\n',
-     "targets.staging.render_postgress_id is not a setting; known: render_postgres_id, url_env"),
+     "targets.staging.render_postgress_id is not a setting; known: render_postgres_id, role, url_env"),
     ('[targets.staging]\nrender_postgres_id = "dpg-x"\n', "targets.staging.url_env is required"),
     ('[targets]\nstaging = "STAGING_DATABASE_URL"\n', "[targets.staging] must be a table of settings"),
     ('targets = "staging"\n', "targets in"),
@@ -97,4 +97,17 @@ def test_a_declared_target_is_read_with_its_options(tmp_path):
     settings = load_settings(env_for(tmp_path / "dbops.toml", STAGING_DATABASE_URL="postgresql://s@localhost/s"),
                              read_dotenv=False)
     assert settings.target("staging").dsn == "postgresql://s@localhost/s"
-    assert settings.target_options["staging"] == {"render_postgres_id": "dpg-abc"}
+    assert settings.target_options["staging"] == {"render_postgres_id": "dpg-abc", "role": "database"}
+    assert settings.watched_targets == ["prod", "staging"] and not settings.is_restore_target("staging")
+
+
+def test_a_restore_target_is_not_watched(tmp_path):
+    (tmp_path / "dbops.toml").write_text('[targets.recovery]\nurl_env = "RECOVERY_DATABASE_URL"\n'
+                                         'role = "restore-target"\n')
+    env = env_for(tmp_path / "dbops.toml", RECOVERY_DATABASE_URL="postgresql://r@localhost/r",
+                  DATABASE_URL="postgresql://p@localhost/p")
+    settings = load_settings(env, read_dotenv=False)
+    assert settings.is_restore_target("recovery") and settings.watched_targets == ["prod"]
+    (tmp_path / "dbops.toml").write_text('[targets.recovery]\nurl_env = "RECOVERY_DATABASE_URL"\nrole = "spare"\n')
+    with pytest.raises(ConfigError, match="targets.recovery.role"):
+        load_settings(env, read_dotenv=False)

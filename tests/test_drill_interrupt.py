@@ -45,16 +45,16 @@ def ctrl_c() -> None:
 
 # (phase, start of the progress detail) at which Ctrl-C comes, and the step it stops
 POINTS = [
-    ("create instance", "starting", "create instance"),
+    ("create instance", "", "create instance"),  # the step's first tick
     ("restore", "checking the archive", "restore"),
     ("restore", "loading", "restore"),  # told from pg_restore's output thread, while pg_restore runs
     ("verify", "row counts", "verify"),  # pg_amcheck runs beside it
     ("verify", "waiting for pg_amcheck", "verify"),
-    ("delete instance", "starting", None),  # waits for the instance to go, then stops
+    ("delete instance", "", None),  # waits for the instance to go, then stops
 ]
 
 
-@pytest.mark.parametrize("phase, detail, stopped", POINTS, ids=[f"{p[0]}: {p[1]}" for p in POINTS])
+@pytest.mark.parametrize("phase, detail, stopped", POINTS, ids=[f"{p[0]}: {p[1] or 'start'}" for p in POINTS])
 def test_ctrl_c_at_each_point_deletes_the_instance_and_gives_no_verdict(demo_backup, work, phase, detail, stopped):
     manifest, archive = demo_backup
     seen, sent = [], []
@@ -122,8 +122,8 @@ def drill_dir():
 @pytest.mark.parametrize("phase", ["restore", "verify"])
 def test_ctrl_c_in_dbops_drill_prints_only_interrupted_and_records_a_cancelled_drill(demo_db, drill_dir, phase):
     env = dbops_env(demo_db, drill_dir)
-    backup = subprocess.run([sys.executable, "-m", "bot.frontends.cli", "backup"], capture_output=True, text=True, env=env,
-                            cwd=ROOT, timeout=300)
+    backup = subprocess.run([sys.executable, "-m", "bot.frontends.cli", "backup"], capture_output=True, text=True,
+                            env=env, cwd=ROOT, timeout=300)
     assert backup.returncode == 0, backup.stdout + backup.stderr
 
     # A session of its own, so the SIGINT goes to its whole process group like a terminal's Ctrl-C.

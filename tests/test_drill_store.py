@@ -21,7 +21,7 @@ def a_result(total: float, passed: bool = True, started: float | None = None, ba
     for name, seconds in zip(STEPS, durations):
         steps.append({"step": name, "started_at": at, "seconds": seconds, "outcome": "ok", "detail": ""})
         at += seconds
-    checks = [{"name": "restore without errors", "ok": True, "detail": "pg_restore reported no errors"},
+    checks = [{"name": "pg_restore errors", "ok": True, "detail": "pg_restore reported no errors"},
               {"name": "row counts and content checksums of 9 tables", "ok": passed,
                "detail": "200,000 rows, all equal" if passed else "table public.Notes: 100 rows expected, 90 restored"}]
     return DrillResult(backup_id=backup, target="prod", instance_kind="local", started_at=started,
@@ -133,12 +133,12 @@ def test_cancelled_drill_is_recorded_as_cancelled_and_never_counts_as_passed(sta
 
 def test_warnings_are_kept_and_shown_but_the_drill_passed(state):
     result = a_result(30)
-    result.checks.append(Check("3 expected indexes present", Verdict.WARNING,
+    result.checks.append(Check("expected indexes (3)", Verdict.WARNING,
                                "missing in the source as well: index on Notes (BoardId)"))
     drill = DrillStore(state).record("prod", "b005", result, "U1")
     again = DrillStore(state).get(drill)
     assert again.passed and again.warnings == [result.checks[-1]]
     markdown = again.to_markdown()
     assert markdown.startswith(f"# Restore drill {drill}: PASSED with warnings")
-    assert "| 3 expected indexes present | warning | missing in the source as well" in markdown
+    assert "| expected indexes (3) | warning | missing in the source as well" in markdown
     assert again.to_report().outcome is Outcome.OK

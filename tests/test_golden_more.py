@@ -59,7 +59,8 @@ def _restore_result(failed: bool = False) -> RestoreResult:
              {"step": "verify", "seconds": 9.5, "outcome": "failed" if failed else "ok",
               "detail": "1 of 3 checks failed" if failed else "3 checks"}]
     checks = [{"name": "row counts and content checksums", "ok": not failed,
-               "detail": "public.Notes: 150,000 rows expected, 149,200 restored" if failed else "3 tables match"},
+               "detail": "public.Notes: 150,000 rows expected, 149,200 restored" if failed else "3 tables match",
+               "headline": "data differs: 1 of 3 tables" if failed else ""},
               {"name": "schema", "ok": True, "detail": "tables, columns, indexes, constraints, sequences match"},
               {"name": "pg_amcheck", "verdict": "not run", "detail": "not run: --no-amcheck"}]
     manifest = {"target": "prod", "created_at": "2026-11-24T03:00:00+00:00", "archive": {"size": 44_773_376},

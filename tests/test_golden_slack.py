@@ -128,17 +128,17 @@ def _index_review() -> IndexReview:
     findings = [
         IndexFinding("invalid", "public", ("IX_Notes_Title",), "invalid:public.IX_Notes_Title",
                      "IX_Notes_Title on Notes is invalid",
-                     ["IX_Notes_Title", "Notes", "2.3 MB",
-                      'REINDEX INDEX CONCURRENTLY "public"."IX_Notes_Title";']),
+                     ["IX_Notes_Title", "Notes", "2.3 MB", "a failed concurrent build"],
+                     fix='REINDEX INDEX CONCURRENTLY "public"."IX_Notes_Title";'),
         IndexFinding("duplicate", "public", ("IX_Notes_UserId",), "duplicate:public.IX_Notes_UserId",
                      "IX_Notes_UserId is covered by IX_Notes_UserId_CreatedAt",
-                     ["IX_Notes_UserId", "Notes", "IX_Notes_UserId_CreatedAt", "a leading prefix", "1.1 MB",
-                      'DROP INDEX CONCURRENTLY "public"."IX_Notes_UserId";']),
+                     ["IX_Notes_UserId", "Notes", "IX_Notes_UserId_CreatedAt", "a leading prefix", "1.1 MB"],
+                     fix='DROP INDEX CONCURRENTLY "public"."IX_Notes_UserId";'),
         IndexFinding("foreign_key", "public", ("FK_ExternalLogins_Users_UserId",),
                      "foreign_key:public.ExternalLogins.UserId", "ExternalLogins.UserId has no index",
-                     ["ExternalLogins", "FK_ExternalLogins_Users_UserId", "UserId", "Users",
-                      'CREATE INDEX CONCURRENTLY "IX_ExternalLogins_UserId" ON "public"."ExternalLogins" '
-                      '("UserId");']),
+                     ["ExternalLogins", "FK_ExternalLogins_Users_UserId", "UserId", "Users"],
+                     fix='CREATE INDEX CONCURRENTLY "IX_ExternalLogins_UserId" ON "public"."ExternalLogins" '
+                         '("UserId");'),
     ]
     assert [len(f.row) for f in findings] == [len(invalid.HEADERS), len(duplicates.HEADERS),
                                               len(foreign_keys.HEADERS)]
@@ -146,7 +146,8 @@ def _index_review() -> IndexReview:
                                     "database: " + slow_queries.ENABLE_HINT)
     return IndexReview(target="prod", database="asidenote", reviewed_at=_at(30, 6), settings=IndexSettings(),
                        expected=[], findings=findings, slow=slow, history_days=12, history_complete=False,
-                       resets=[], stats_reset=None, unused_skipped={"primary key": 9, "unique": 5},
+                       resets=[], stats_reset=None, unused_skipped={"primary key": 9, "unique index": 5},
+                       expected_unused=[], expected_covered=[],
                        index_count=29, table_count=9, query_count=7, state_queries=2, seconds=0.8)
 
 
@@ -245,7 +246,7 @@ def test_status_with_problems_names_them_first():
     report = overview.status_command.run(_status_invocation())
     problems = report.sections[0]
     assert report.outcome is Outcome.FAILED and problems.problem
-    assert "target `prod` is unreachable: no such file or directory" in problems.text
+    assert "target `prod` (local socket/asidenote) is unreachable: no such file or directory" in problems.text
     assert "Backups: newest backup of `prod`, b004" in problems.text
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bot.core import output
 from bot.core.state import migrate
 from handlers import demo_data
 from handlers.errors import ConfigError
@@ -140,18 +141,26 @@ def test_bad_settings_name_the_key(section, message):
 
 
 # -- expected indexes ----------------------------------------------------------
-def test_demo_schema_all_expected_present_and_its_two_known_problems(schema_db, state_dsn):
+def test_demo_schema_all_expected_present_its_known_problem_and_an_expected_index_never_dropped(
+        schema_db, state_dsn):
     result = do_review(schema_db, state_dsn)
     assert [r.status for r in result.expected] == [exp.PRESENT] * 18
     assert expected_status(result, "ExternalLogins", ("Provider", "ProviderUserId")).index.name == \
         "IX_ExternalLogins_Provider_ProviderUserId"
-    dup = finding(result, "duplicate", "IX_Notes_UserId")
-    assert dup and "IX_Notes_UserId_CreatedAt" in dup.names and "leading prefix" in dup.summary
+    # IX_Notes_UserId is a leading prefix of IX_Notes_UserId_CreatedAt, and an expected index: said, no DROP.
+    assert finding(result, "duplicate", "IX_Notes_UserId") is None
+    assert result.expected_covered == ["IX_Notes_UserId on Notes is a leading prefix of IX_Notes_UserId_CreatedAt"]
+    report = result.to_report()
+    assert 'DROP INDEX CONCURRENTLY "public"."IX_Notes_UserId"' not in output.to_text(report)
     fk = finding(result, "foreign_key", "FK_ExternalLogins_Users_UserId")
     assert fk and fk.fix == 'CREATE INDEX CONCURRENTLY "IX_ExternalLogins_UserId" ON "public"."ExternalLogins" ("UserId");'
-    assert result.problems == 2
-    assert result.to_report().summary.startswith("2 problems")
+    assert result.problems == 1
+    assert report.summary.startswith("1 problem")
     json.dumps(result.to_json())  # JSON-able as it is
+    # Without the expectation the same index is a redundant one, with its DROP suggestion.
+    plain = do_review(schema_db, state_dsn, expected=[])
+    dup = finding(plain, "duplicate", "IX_Notes_UserId")
+    assert dup and "IX_Notes_UserId_CreatedAt" in dup.names and "leading prefix" in dup.summary
 
 
 def test_missing_expected_index(schema_db):
@@ -160,7 +169,7 @@ def test_missing_expected_index(schema_db):
     r = expected_status(result, "AuditLogs", ("ActionType",))
     assert r.status == exp.MISSING and r.index is None
     assert r.fix == 'CREATE INDEX CONCURRENTLY "IX_AuditLogs_ActionType" ON "public"."AuditLogs" ("ActionType");'
-    assert result.problems == 3
+    assert result.problems == 2
     # The suggestion is valid SQL that satisfies the expectation.
     run(schema_db, r.fix)
     assert expected_status(do_review(schema_db), "AuditLogs", ("ActionType",)).status == exp.PRESENT
@@ -195,12 +204,12 @@ def test_invalid_index_from_a_failed_concurrent_build(schema_db):
     result = do_review(schema_db)
     bad = finding(result, "invalid", "IX_Users_Email")
     assert bad is not None and "remove duplicate values first" in bad.summary
-    assert bad.fix.startswith('DROP INDEX CONCURRENTLY "public"."IX_Users_Email"; '
+    assert bad.fix.startswith('DROP INDEX CONCURRENTLY "public"."IX_Users_Email";\n'  # one statement a line
                               'CREATE UNIQUE INDEX CONCURRENTLY "IX_Users_Email" ON public."Users"')
     assert expected_status(result, "Users", ("Email",)).status == exp.INVALID
     # The suggested fix works once the duplicate is gone.
     run(schema_db, """DELETE FROM "Users" WHERE "Username" = 'b'""")
-    for statement in bad.fix.split(" -- or:")[0].split(";")[:2]:
+    for statement in bad.fix.splitlines()[:2]:
         run(schema_db, statement)
     result = do_review(schema_db)
     assert finding(result, "invalid", "IX_Users_Email") is None
@@ -216,9 +225,9 @@ def test_exact_and_prefix_duplicates(schema_db):
         'CREATE UNIQUE INDEX "IX_Boards_Name" ON "Boards" ("Name")')
     result = do_review(schema_db)
     dups = {f.names[0]: f for f in result.findings if f.check == "duplicate"}
-    assert set(dups) == {"IX_Boards_UserId_Copy", "IX_Notes_UserId"}
+    assert set(dups) == {"IX_Boards_UserId_Copy"}  # IX_Notes_UserId is expected: never a DROP
     assert "exact duplicate of IX_Boards_UserId" in dups["IX_Boards_UserId_Copy"].summary
-    assert "leading prefix of IX_Notes_UserId_CreatedAt" in dups["IX_Notes_UserId"].summary
+    assert "IX_Notes_UserId on Notes is a leading prefix of IX_Notes_UserId_CreatedAt" in result.expected_covered
     run(schema_db, dups["IX_Boards_UserId_Copy"].fix)  # the quoted DROP statement is right
     assert "IX_Boards_UserId_Copy" not in {f.names[0] for f in do_review(schema_db).findings}
 
@@ -335,13 +344,13 @@ def test_snapshot_is_idempotent_per_day_and_keeps_first_seen(schema_db, state_ds
     with psycopg.connect(schema_db, autocommit=True) as conn:
         first = take_snapshot(conn, state_dsn, "prod", now=now - timedelta(hours=1))
         second = take_snapshot(conn, state_dsn, "prod", now=now)
-    assert first.indexes == second.indexes == 29 and first.first_seen_now == 29 and second.first_seen_now == 0
+    assert first.indexes == second.indexes == 30 and first.first_seen_now == 30 and second.first_seen_now == 0
     with psycopg.connect(state_dsn) as conn:
         days = conn.execute("SELECT count(*) FROM dbops.index_snapshot_days").fetchone()[0]
         rows = conn.execute("SELECT count(*) FROM dbops.index_snapshots").fetchone()[0]
         seen = conn.execute("SELECT min(first_seen), max(first_seen) FROM dbops.index_first_seen").fetchone()
     if (now - timedelta(hours=1)).date() == now.date():
-        assert (days, rows) == (1, 29)
+        assert (days, rows) == (1, 30)
     assert seen[0] == seen[1] == now - timedelta(hours=1)
 
 
@@ -361,9 +370,10 @@ def test_large_table_read_by_sequential_scans(schema_db):
 
 
 def test_ignore_list_moves_findings_to_the_bottom_with_reasons(schema_db):
+    run(schema_db, 'CREATE INDEX "IX_Boards_UserId_Copy" ON "Boards" ("UserId")')
     result = do_review(schema_db, ignore=[
         {"name": "FK_ExternalLogins_Users_UserId", "reason": "users are never deleted", "check": "foreign_key"},
-        {"name": "IX_Notes_UserId", "reason": "dropping it is planned for the next release", "check": "unused"},
+        {"name": "IX_Boards_UserId_Copy", "reason": "dropping it is planned for the next release", "check": "unused"},
     ])
     assert result.problems == 1  # the duplicate stays: the second entry names another check
     report = result.to_report()

@@ -39,13 +39,13 @@ def test_quiet_day_says_no_change(schema_db, state_dsn):
     now = datetime.now(timezone.utc)
     first = build_digest(state_dsn, "prod", do_review(schema_db), ["backup: 3 h old"], now=now - DAY)
     assert first.previous_at is None and "first digest" in first.to_report().sections[0].text
-    assert first.headline.startswith("2 problems")
+    assert first.headline.startswith("1 problem")
     second = build_digest(state_dsn, "prod", do_review(schema_db), ["backup: 2 h old", "last drill: ok, 2 d ago"],
                           now=now)
     report = second.to_report()
     assert not second.changed
     assert report.sections[0].text == f"no change since {(now - DAY):%Y-%m-%d}"
-    assert report.summary == "2 problems: 1 duplicate/redundant index, 1 foreign key without index"
+    assert report.summary == "1 problem: 1 foreign key without index"
     assert report.sections[1].text == "backup: 2 h old\nlast drill: ok, 2 d ago"
     assert len(report.sections) == 2  # quiet days are short
 
@@ -74,16 +74,16 @@ def test_changes_new_problems_then_resolved(schema_db, state_dsn):
         "new invalid index: IX_Users_Username on Users is invalid (a failed concurrent build)"
         " (unique: remove duplicate values first)",
     ]
-    assert changed.problems == 5
+    assert changed.problems == 4
     assert "3 changes since" in changed.to_report().sections[0].text
     run(schema_db, 'CREATE INDEX "IX_AuditLogs_ActionType" ON "AuditLogs" ("ActionType")')
     fixed = build_digest(state_dsn, "prod", do_review(schema_db), [], now=now)
     assert fixed.changes == ["resolved: AuditLogs(ActionType) (missing)"]
     assert fixed.previous_at == now - DAY
-    assert fixed.problem_counts == [2, 5, fixed.problems] and fixed.problems == 4
+    assert fixed.problem_counts == [1, 4, fixed.problems] and fixed.problems == 3
     trend = fixed.to_report().sections[1]
     assert trend.title == "Trend"
-    assert trend.text == "Problems per digest, last 3: ▁█▆ (2 to 5), oldest to newest"
+    assert trend.text == "Problems per digest, last 3: ▁█▆ (1 to 4), oldest to newest"
 
 
 def test_newly_unused_index(schema_db, state_dsn):

@@ -136,7 +136,7 @@ def test_a_damaged_backup_fails_its_drill(world):
         archive.write_bytes(original)  # the later tests restore the latest backup
     body = json_of(done)
     assert done.returncode == 1 and not body["passed"]
-    sha = [c for c in body["checks"] if c["name"] == "archive SHA-256 matches the catalog"]
+    sha = [c for c in body["checks"] if c["name"] == "archive SHA-256 against the catalog"]
     assert sha and not sha[0]["ok"] and "the file changed after the backup" in sha[0]["detail"]
 
 
@@ -215,7 +215,7 @@ def test_a_missing_major_gives_the_install_command_everywhere(world, tmp_path):
     empty = {"DBOPS_PG_DIR": str(tmp_path / "no-postgres-here")}
     install = f"run dbops pg install {world.major}"  # the terminal shows `code` without its backticks
     drill = world.run("drill", "--format", "json", **empty)
-    assert drill.returncode == 1 and f"run `dbops pg install {world.major}`" in json_of(drill)["summary"]
+    assert drill.returncode == 1 and install in json_of(drill)["summary"]  # JSON words: no Slack markup
     up = tmp_path / "up.sql"
     up.write_text('ALTER TABLE "Notes" ADD COLUMN "Color" text;\n')
     request = world.run("migrate", "request", str(up), "--name", "color", **empty)

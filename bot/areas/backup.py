@@ -8,8 +8,10 @@ from handlers import backup, fmt
 from handlers.errors import ConfigError
 from handlers.report import Report
 
+from ..core import jobs
 from ..core.command import Arg, Command, command
 from ..core.config import Settings, read_once
+from ..core.handover import hand_over
 from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine, run_instead
 from ..core.scheduler import daily_slot
 from ..core.state.store import StateStore
@@ -18,7 +20,7 @@ from ..core.state.store import StateStore
 @read_once
 def backup_settings(settings: Settings) -> backup.BackupSettings:
     section = dict(settings.section("backup"))
-    found = backup.BackupSettings.from_dict(section)
+    found = backup.BackupSettings.from_dict(section, serving=settings.serving)
     if "dir" not in section:
         found.dir = settings.backup_dir  # DBOPS_BACKUP_DIR, or the demo's temporary folder
     return found
@@ -59,11 +61,16 @@ def recovery_copy_for_anyone(settings: Settings) -> bool:
          Arg("--from", "target (the database itself) or render-recovery (a Render point-in-time copy, made for "
                        "the backup and deleted after: no load on production; billed)",
              default="target", choices=("target", "render-recovery")),
-         long_running=True, approvers_when=("--from", "render-recovery"), opened_by=recovery_copy_for_anyone)
+         long_running=True, approvers_when=("--from", "render-recovery"), opened_by=recovery_copy_for_anyone,
+         cancellable=True)
 def backup_now(inv: Invocation) -> Report:
+    settings = backup_settings(inv.settings)
+    if settings.encrypt and settings.encryption_key() is None:  # refused here, before the catalog records a failure
+        raise ConfigError("backup.encrypt is on and DBOPS_BACKUP_KEY is not set here: a new backup is encrypted "
+                          "with that key; set it (the key the bot has), or take the backup from the bot: /db backup")
     if getattr(inv.args, "from", "target") == "render-recovery":
         return run_instead(inv, "render backup")  # the Render area's
-    result = backup.take_backup(inv.target, backup_settings(inv.settings), catalog(inv), requested_by=inv.actor,
+    result = backup.take_backup(inv.target, settings, catalog(inv), requested_by=inv.actor,
                                 scheduled=inv.actor == "scheduler", progress=inv.progress, cancel=inv.cancel)
     return result.to_report()
 
@@ -89,8 +96,11 @@ def backup_list(inv: Invocation) -> Report:
     found = catalog(inv)
     note = _catch_up(inv, found)
     report = backup.list_backups(found, getattr(inv.args, "target", None), prefix=inv.command_prefix)
-    if note:
-        report.summary = f"{note}\n{report.summary}"
+    from handlers.backup.views import no_key_note  # here: the views read the catalog (psycopg)
+
+    no_key = no_key_note(backup_settings(inv.settings))
+    notes = [line for line in (note, no_key and f"{no_key[:1].upper()}{no_key[1:]}.") if line]
+    report.summary = "\n".join(notes + [report.summary])
     return report
 
 
@@ -134,6 +144,54 @@ def backup_schedule(inv: Invocation) -> Report:
     return backup.schedule_report(backup_settings(inv.settings), datetime.now(timezone.utc))
 
 
+@command("backup delete", "delete one backup (archive and manifest); never the newest verified or the newest "
+                         "drilled one, as prune", Arg("id", "a backup id, e.g. b042", required=True),
+         takes_target=False, long_running=True, lock="backup", who="approvers")
+def backup_delete(inv: Invocation) -> Report:
+    if inv.store is None:
+        raise ConfigError("`backup delete` records the deletion in the catalog of the state store, which is not "
+                          "configured or unreachable")
+    return backup.delete_backup(backup.BackupCatalog(inv.store.dsn), backup_settings(inv.settings), inv.args.id)
+
+
+@from_storage
+@command("backup download", "write a backup's archive to a file, streamed from its storage, decrypted, its "
+                            "SHA-256 checked on the way", Arg("id", "a backup id, e.g. b042", required=True),
+         Arg("--to", "the file (or an existing folder) to write; default: its own name here"),
+         takes_target=False, long_running=True, lock="download", where="cli", cancellable=True)
+def backup_download(inv: Invocation) -> Report:
+    from pathlib import Path
+
+    found = catalog(inv)
+    _catch_up(inv, found)
+    return backup.download_backup(found, backup_settings(inv.settings), inv.args.id,
+                                  Path(inv.args.to).expanduser() if inv.args.to else None,
+                                  progress=inv.progress, cancel=inv.cancel)
+
+
+@from_storage
+@command("backup url", "a download link to a backup in S3 that expires soon ([backup.s3] url_minutes), sent to "
+                       "you only", Arg("id", "a backup id, e.g. b042", required=True), takes_target=False,
+         who="approvers")
+def backup_url(inv: Invocation) -> Report:
+    from handlers.target import hold, release
+
+    found = catalog(inv)
+    _catch_up(inv, found)
+    report, link = backup.download_link(found, backup_settings(inv.settings), inv.args.id)
+    hold(link.url)  # scrubbed from every log line and message while it is handed over
+    try:
+        return hand_over(inv, report, link.text(), "the link", f"run `backup url {link.backup_id}` again")
+    finally:
+        release(link.url)
+
+
+@command("backup cancel", "stop the backup running on the target: its partial files are removed, the row is "
+                         "`cancelled`, the channel is told")
+def backup_cancel(inv: Invocation) -> Report:
+    return jobs.cancel(inv, jobs.running_job(inv, "backup", inv.target_name))
+
+
 # -- /db status, start-up, schedule -------------------------------------------------------
 def freshness_line(inv: Invocation) -> tuple[str, bool, str]:
     if inv.store is None and inv.settings.state_url:
@@ -167,9 +225,9 @@ def _backup_slot(svc: Bot, now: datetime) -> str | None:
 
 def _scheduled_backup(svc: Bot) -> None:
     source = backup_settings(svc.settings).scheduled_from
-    for name in svc.settings.targets:
+    for name in svc.settings.watched_targets:
         svc.run_scheduled(["backup", "--from", source, "--target", name])
-    for name in svc.settings.targets:
+    for name in svc.settings.watched_targets:
         ok, line = backup.freshness(svc.store.dsn, name, backup_settings(svc.settings))
         if not ok and svc.settings.channel:
             svc.notifier.post(svc.settings.channel, f":rotating_light: backup alarm: {line}")
@@ -178,7 +236,8 @@ def _scheduled_backup(svc: Bot) -> None:
 
 AREA = Area(
     "backup",
-    commands=(backup_now, backup_list, backup_info, backup_verify, backup_sync, backup_prune, backup_schedule),
+    commands=(backup_now, backup_list, backup_info, backup_verify, backup_sync, backup_prune, backup_schedule,
+              backup_delete, backup_download, backup_url, backup_cancel),
     settings=(("backup", backup_settings),),
     status_lines=(StatusLine(freshness_line), StatusLine(state_placement_line, per_target=False)),
     startup=(cleanup_at_startup,),

@@ -18,7 +18,7 @@ from handlers.errors import DbopsError, UsageError
 from handlers.report import Outcome, Progress, Report
 from handlers.target import Target
 
-from ..core import jobs, output
+from ..core import jobs, output, plaintext
 from ..core.command import Arg, command, whole_number
 from ..core.config import Settings
 from ..core.registry import Area, Invocation
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # imported when the demo runs: psycopg, the embedded server
 
 # (command line, whether a FAILED report is what the demo expects to show)
 DEMO_STEPS: list[tuple[str, bool]] = [
-    ("status", True),  # no backup yet: status says so
+    ("status", True),  # no backup yet: status says so (FIRST_STATUS_NOTE says why)
     ("backup", False),
     ("backup list", False),
     ("backup verify b001", False),
@@ -47,6 +47,25 @@ DEMO_STEPS: list[tuple[str, bool]] = [
     ("status", False),
 ]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "migrations"
+FIRST_STATUS_NOTE = ("The database is new: it has no backup and no restore drill yet, so the first `status` "
+                     "reports 2 problems. The commands after it take a backup and drill it; the last `status` "
+                     "is green.")
+
+
+def _shown_command(line: str, width: int) -> str:
+    """`$ dbops ...` as a person would type it here: the examples' path relative to the current
+    folder when it is under it, and a long line continued with backslashes within `width`."""
+    try:
+        line = line.replace(str(EXAMPLES), str(EXAMPLES.relative_to(Path.cwd())))
+    except ValueError:
+        pass
+    lines, current = [], "$ dbops"
+    for word in line.split():
+        if len(current) + 1 + len(word) + 2 > width and current not in ("$ dbops", "   "):
+            lines.append(current + " \\")
+            current = "   "
+        current += f" {word}"
+    return "\n".join(lines + [current])
 
 
 def _settings(instance: TemporaryInstance, workdir: Path, sections: dict) -> Settings:
@@ -97,6 +116,7 @@ def demo_command(inv: Invocation) -> Report:
 
     say = inv.progress
     out = _AfterProgress(inv.progress)
+    width = plaintext.terminal_width()
     major = _demo_major(inv)
     workdir = Path(tempfile.mkdtemp(prefix="dbops-demo-work-"))
     instance = TemporaryInstance(purpose="demo", major=major)
@@ -110,14 +130,16 @@ def demo_command(inv: Invocation) -> Report:
         say(Progress(f"loading the asidenote schema and about {200_000 * inv.args.scale:,} rows"))
         demo_data.load(instance.dsn("asidenote"), scale=inv.args.scale)
         settings = _settings(instance, workdir, _sections(inv.settings))
-        store = StateStore(settings.state_url, max_size=4)
+        store = StateStore(settings.state_url, max_size=4, named=settings.state_url_env)
         try:
             for line, failure_expected in DEMO_STEPS:
                 if "{examples}" in line and not EXAMPLES.exists():
                     continue  # an installed package without the project's examples folder
                 line = line.format(examples=EXAMPLES)
                 cmd, args = inv.registry.parse(line, "cli")
-                out.write(f"\n$ dbops {line}\n")
+                if not ran and not unexpected:
+                    out.write("\n" + "\n".join(plaintext.fit(FIRST_STATUS_NOTE, width)) + "\n")
+                out.write(f"\n{_shown_command(line, width)}\n")
                 out.flush()
                 step = Invocation(command=cmd, args=args, settings=settings, actor=inv.actor, registry=inv.registry,
                                   store=store, progress=inv.progress, front_end="cli")

@@ -11,6 +11,7 @@ from handlers.backup.settings import encryption_key_from_env
 from handlers.errors import ConfigError, UsageError
 from handlers.report import Report
 
+from ..core import jobs
 from ..core.command import Arg, command
 from ..core.config import Settings, read_once
 from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine, run_instead
@@ -54,7 +55,7 @@ def _backup_to_drill(catalog: backup.BackupCatalog, target: str, backup_id: str 
              default="backup", choices=("backup", "render-export")),
          Arg("--allow-newer-major", "when the backup's PostgreSQL major is not installed here, drill on a newer one "
                                     "(it then proves restorability on that major only)", flag=True),
-         long_running=True, approvers_when=("--on", "render"))
+         long_running=True, approvers_when=("--on", "render"), cancellable=True)
 def drill_command(inv: Invocation) -> Report:
     if inv.args.on == "render":
         return run_instead(inv, "render drill")  # the Render area's drills
@@ -74,8 +75,10 @@ def drill_command(inv: Invocation) -> Report:
     work = Path(tempfile.mkdtemp(prefix="dbops-drill-work-", dir=settings.work_dir))
     interrupted = None
     try:
-        if record.encrypted:
-            encryption_key_from_env(required=True)  # a missing key fails here, before any instance starts
+        if record.encrypted and encryption_key_from_env() is None:  # here, before any instance starts
+            raise ConfigError(f"backup {record.id} is encrypted and DBOPS_BACKUP_KEY is not set here: the drill "
+                              "decrypts it with the key it was made with; set that key, or run the drill where "
+                              "the bot runs (/db drill)")
         archive, _ = stored_archive(record, manifest, backup_settings(inv.settings), work, inv.progress)
         if backup_settings(inv.settings).encrypt and archive.is_file() and not is_encrypted_file(archive):
             raise UsageError(f"backup {record.id}: {NOT_ENCRYPTED}")
@@ -114,6 +117,11 @@ def drill_schedule(inv: Invocation) -> Report:
     return drill.schedule_report(drill_settings(inv.settings), datetime.now(timezone.utc))
 
 
+@command("drill cancel", "stop the drill running on the target: its instance is deleted, the channel is told")
+def drill_cancel(inv: Invocation) -> Report:
+    return jobs.cancel(inv, jobs.running_job(inv, "drill", inv.target_name))
+
+
 # -- /db status, the digest, start-up, schedule ------------------------------------------------
 def drill_line(inv: Invocation) -> tuple[str, bool, str]:
     if inv.store is None:
@@ -139,7 +147,7 @@ def _scheduled_drill(svc: Bot) -> None:
 
 AREA = Area(
     "drill",
-    commands=(drill_command, drill_history, drill_report, drill_schedule),
+    commands=(drill_command, drill_history, drill_report, drill_schedule, drill_cancel),
     settings=(("drill", drill_settings),),
     status_lines=(StatusLine(drill_line),),
     startup=(cleanup_at_startup,),

@@ -207,7 +207,7 @@ def _digest_slot(svc: Bot, now: datetime) -> str | None:
 
 
 def _post_digests(svc: Bot) -> None:
-    for name in svc.settings.targets:
+    for name in svc.settings.watched_targets:
         svc.run_scheduled(["digest", "--target", name])
 
 
@@ -216,7 +216,7 @@ def _snapshot_slot(svc: Bot, now: datetime) -> str | None:
 
 
 def _take_snapshots(svc: Bot) -> None:
-    for target in svc.settings.targets.values():
+    for target in (svc.settings.targets[name] for name in svc.settings.watched_targets):
         with target.connect() as conn:
             conn.autocommit = True
             indexes.take_snapshot(conn, svc.store.dsn, target.name)

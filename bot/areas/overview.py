@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from handlers.errors import UsageError
 from handlers.report import Outcome, Report, Section, Table
 
+from ..core import jobs
 from ..core.command import Arg, command, command_help
 from ..core.reachability import target_reachability
 from ..core.registry import Area, Invocation
@@ -26,10 +27,11 @@ def help_command(inv: Invocation) -> Report:
         sections = [Section(f"{prefix} {c.name}", table=Table(["usage", "what it does"],
                                                               [list(r) for r in command_help(c, prefix)]))
                     for c in chosen]
-        return Report(title=f"dbops help: {topic}", summary=chosen[0].summary, sections=sections,
+        return Report(title=f"dbops help: {topic}", summary=chosen[0].summary, sections=sections, verdict=False,
                       data={"commands": [{"usage": c.usage, "summary": c.summary} for c in chosen]})
     rows = inv.registry.help_rows(inv.front_end)
     return Report(title="dbops commands", summary=f"{len(rows)} commands; add --target NAME for another database",
+                  verdict=False,
                   sections=[Section("Commands", table=Table(["command", "what it does"],
                                                             [[f"{prefix} {u}", s] for u, s in rows]))],
                   data={"commands": [{"usage": u, "summary": s} for u, s in rows]})
@@ -46,9 +48,11 @@ def status_command(inv: Invocation) -> Report:
     only = getattr(inv.args, "target", None)
     probes = [p for p in target_reachability(inv.settings) if only is None or p[0] == only]
     # A problem is said once, in Problems, listed first: the table and the sections keep the rest.
+    restore_only = " (restore target)"
     sections = [Section("Targets", table=Table(
         ["target", "at", "reachable", "detail"],
-        [[name, inv.settings.targets[name].label, "yes" if ok else "NO", detail if ok else "see Problems"]
+        [[name, inv.settings.targets[name].label, "yes" if ok else "NO",
+          (detail + (restore_only if inv.settings.is_restore_target(name) else "")) if ok else "see Problems"]
          for name, ok, detail in probes]))]
     problems = [detail if f"`{name}`" in detail else f"target `{name}` is unreachable: {detail}"
                 for name, ok, detail in probes if not ok]
@@ -62,13 +66,16 @@ def status_command(inv: Invocation) -> Report:
                                  "started_at": j.started_at.isoformat() if j.started_at else None} for j in running]
     data["checks"] = []
     for provider in inv.registry.status_lines:
-        names = ([only] if only else list(inv.settings.targets)) if provider.per_target else [None]
+        # A restore target is only restored into: no backups, drills or roles are expected of it.
+        watched = [n for n in ([only] if only else inv.settings.targets)
+                   if provider.restore_targets or n in inv.settings.watched_targets]
+        names = watched if provider.per_target else [None]
         for name in names:
             said = provider.line(for_target(inv, name) if name else inv)
             if said is None:
                 continue
             title, ok, line = said
-            if name and len(inv.settings.targets) > 1:
+            if name and len(inv.settings.watched_targets) > 1:
                 title = f"{title} ({name})"
             if ok:
                 sections.append(Section(title, text=line))
@@ -87,4 +94,19 @@ def status_command(inv: Invocation) -> Report:
                   outcome=Outcome.OK if not problems else Outcome.FAILED, data=data)
 
 
-AREA = Area("overview", commands=(help_command, status_command))
+def _job_number(text: str) -> int:
+    """`7` or `#7`, as `status` shows it."""
+    try:
+        return int(text.lstrip("#"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job number (status shows them as #7)") from None
+
+
+@command("job cancel", "stop a running backup or drill by its job number (from `status`): what it made is removed, "
+                       "the channel is told", Arg("id", "the job's number, e.g. 7 or #7", required=True,
+                                                  type=_job_number), takes_target=False)
+def job_cancel(inv: Invocation) -> Report:
+    return jobs.cancel(inv, jobs.job_by_id(inv, inv.args.id))
+
+
+AREA = Area("overview", commands=(help_command, status_command, job_cancel))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Iterator
@@ -22,6 +21,7 @@ from ..core.approvals.identity import identities, slack_identity
 from ..core.approvals.settings import expires_at
 from ..core.command import Arg, command
 from ..core.config import Settings, read_once
+from ..core.handover import hand_over, send_privately
 from ..core.registry import Applied, Applier, Area, Bot, Invocation, Schedule, StatusLine, approval_settings
 from ..core.scheduler import daily_slot, next_daily
 
@@ -68,43 +68,14 @@ def _schemas(text: str | None) -> list[str] | None:
 
 # -- handing over ----------------------------------------------------------------------------
 def deliver_in_slack(client, channel: str | None, user: str, delivery: readonly.Delivery) -> bool:
-    """Ephemeral in the channel where it was asked, else a direct message. The one place the secret is
-    sent: not through the Notifier, which scrubs it."""
-    if client is None:
-        return False
-    text = delivery.text()
-    for method, payload in ((("chat.postEphemeral", {"channel": channel, "user": user, "text": text}),) if channel
-                            else ()) + (("chat.postMessage", {"channel": user, "text": text}),):
-        try:
-            if client.api_call(method, json=payload).data.get("ok"):
-                return True
-        except Exception as exc:  # the reason only: the payload holds the secret
-            log.error("handing over the credentials of %s by %s failed: %s", delivery.role, method, type(exc).__name__)
-    return False
-
-
-def _slack_client(settings: Settings):
-    from ..core.notify import make_client  # slack_sdk: loaded only when credentials are handed over
-
-    return make_client(settings.slack_bot_token, settings.slack_api_url) if settings.slack_bot_token else None
+    """Ephemeral in the channel where it was asked, else a direct message (bot/core/handover.py)."""
+    return send_privately(client, channel, user, delivery.text(), f"the credentials of {delivery.role}")
 
 
 def _hand_over(inv: Invocation, report: Report, delivery: readonly.Delivery | None) -> Report:
     if delivery is None:
         return report
-    if inv.front_end == "cli":
-        # The terminal is the requester's own. With --format json or line, standard output is for a
-        # program: the connection string goes to standard error, so that output stays parseable.
-        plain = getattr(inv.args, "format", "text") == "text"
-        print(delivery.text(), file=sys.stdout if plain else sys.stderr, flush=True)
-        report.summary += ("; the connection string was printed above, once" if plain else
-                           "; the connection string was printed on standard error, once")
-    elif deliver_in_slack(_slack_client(inv.settings), inv.channel, inv.actor, delivery):
-        report.summary += "; the connection string was sent to you only"
-    else:
-        report.outcome = Outcome.FAILED
-        report.summary += f"; the connection string could NOT be sent to you: run `readonly rotate {delivery.role}`"
-    return report
+    return hand_over(inv, report, delivery.text(), "the connection string", f"run `readonly rotate {delivery.role}`")
 
 
 # -- requests (create, drop) -----------------------------------------------------------------

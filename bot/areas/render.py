@@ -9,9 +9,9 @@ from handlers import drill, render
 from handlers.errors import ConfigError, DbopsError
 from handlers.report import Report, Section
 
-from ..core.command import command
+from ..core.command import Arg, command
 from ..core.config import DEFAULT_TARGET, Settings, read_once
-from ..core.registry import Area, Bot, Invocation, StatusLine
+from ..core.registry import Area, Bot, Invocation, Schedule, StatusLine
 from .backup import backup_settings, recovery_copy_for_anyone
 from .backup import catalog as backup_catalog
 from .drill import drill_settings
@@ -51,7 +51,7 @@ def _record(inv: Invocation, result: drill.DrillResult) -> str:
 
 @command("render drill", "restore drill on Render: point-in-time recovery into a new instance, verify it against "
                          "production, delete it, report (the instance is billed while it exists)",
-         long_running=True, lock="drill", who="approvers")
+         long_running=True, lock="drill", who="approvers", cancellable=True)
 def render_drill(inv: Invocation) -> Report:
     from handlers.drill.runner import DrillInterrupted  # psycopg, psutil: imported when a drill runs
 
@@ -96,7 +96,7 @@ def render_backup(inv: Invocation) -> Report:
 
 
 @command("render export-drill", "restore drill of Render's newest logical export in a throwaway local instance",
-         long_running=True, lock="drill")
+         long_running=True, lock="drill", cancellable=True)
 def render_export_drill(inv: Invocation) -> Report:
     from handlers.backup.storage import S3Store  # boto3
     from handlers.drill.runner import DrillInterrupted  # psycopg, psutil
@@ -133,6 +133,46 @@ def render_export_drill(inv: Invocation) -> Report:
     return report
 
 
+@command("render delete-instance", "delete a Render instance a point-in-time restore made (dbops-restore-*): "
+                                   "never production nor any other", Arg("name", "its name or dpg-... id",
+                                                                          required=True),
+         takes_target=False, who="approvers")
+def render_delete_instance(inv: Invocation) -> Report:
+    from handlers.render.pitr import delete_restore_instance
+
+    settings = render_settings(inv.settings)
+    protected = set()
+    for name in inv.settings.targets:
+        try:
+            protected.add(render.postgres_id_for(name, inv.settings.target_options.get(name), DEFAULT_TARGET))
+        except ConfigError:
+            pass  # a target without a Render id: nothing of it to protect here
+    with settings.client() as client:
+        return delete_restore_instance(client, inv.args.name, settings, protected)
+
+
+def _restores_slot(svc: Bot, now) -> str | None:
+    settings = render_settings(svc.settings)
+    return now.strftime("%Y-%m-%dT%H") if settings.api_key and settings.restore_keep_hours else None
+
+
+def expire_restores(svc: Bot) -> list[str]:
+    """Point-in-time restore instances past [render] restore_keep_hours: deleted (they are billed)."""
+    from datetime import datetime, timezone
+
+    from handlers.render.pitr import expired_restores
+
+    settings = render_settings(svc.settings)
+    if not settings.api_key or not settings.restore_keep_hours:
+        return []
+    with settings.client() as client:
+        said, alarms = expired_restores(client, settings, datetime.now(timezone.utc))
+    lines = said + [f":rotating_light: {alarm}" for alarm in alarms]
+    if lines and svc.settings.channel:
+        svc.notifier.post(svc.settings.channel, "\n".join(lines))
+    return []
+
+
 # -- /db status and the digest, settings, start-up -------------------------------------------
 def render_line(inv: Invocation) -> tuple[str, bool, str]:
     settings = render_settings(inv.settings)
@@ -166,8 +206,12 @@ def cleanup_at_startup(svc: Bot) -> list[str]:
 
 AREA = Area(
     "render",
-    commands=(render_status, render_drill, render_export_drill, render_backup),
+    commands=(render_status, render_drill, render_export_drill, render_backup, render_delete_instance),
     settings=(("render", render_settings),),
     status_lines=(StatusLine(render_line),),
     startup=(cleanup_at_startup,),
+    schedules=(Schedule("render-restores", _restores_slot, expire_restores,
+                        lambda settings, now: "Point-in-time restore instances: deleted after [render] "
+                                              f"restore_keep_hours = {render_settings(settings).restore_keep_hours}"
+                                              " (0: never)."),),
 )

@@ -27,6 +27,15 @@ class Arg:
     def positional(self) -> bool:
         return not self.name.startswith("-")
 
+    @property
+    def dest(self) -> str:
+        return dest(self.name)
+
+
+def dest(option: str) -> str:
+    """Where argparse keeps an argument's value: "--dry-run" -> "dry_run"."""
+    return option.lstrip("-").replace("-", "_")
+
 
 @dataclass(frozen=True)
 class Command:
@@ -35,6 +44,7 @@ class Command:
     run: Callable[..., Report]  # given the Invocation (bot.core.registry), returns the report
     args: tuple[Arg, ...] = ()
     long_running: bool = False  # runs as a job: queued, progress message, one per (target, lock)
+    cancellable: bool = False  # `job cancel N` stops it half-way, removing what it made (it checks inv.cancel)
     lock: str | None = None  # the job family sharing the one-at-a-time rule; default: first word
     who: str = "anyone"  # "anyone" (allowed users) or "approvers": commands that destroy or cost
     open_with: str | None = None  # an approvers-only command's flag that makes it anyone's, e.g. "--dry-run"
@@ -64,11 +74,11 @@ class Command:
             return False
         if self.approvers_when is not None:
             option, value = self.approvers_when
-            return args is None or getattr(args, option.lstrip("-").replace("-", "_"), None) == value
+            return args is None or getattr(args, dest(option), None) == value
         if self.who != "approvers":
             return False
         if self.open_with and args is not None:
-            return not getattr(args, self.open_with.lstrip("-").replace("-", "_"), False)
+            return not getattr(args, dest(self.open_with), False)
         return True
 
     @property

@@ -20,6 +20,7 @@ from handlers.errors import ConfigError, UsageError
 from handlers.target import Target, dsn_secrets
 
 DEFAULT_TARGET = "prod"
+RESTORE_TARGET = "restore-target"  # [targets.NAME] role: a destination for `restore --into` only
 SLACK_API_DEFAULT = "https://slack.com/api/"
 
 _HINTS = {
@@ -36,6 +37,7 @@ _HINTS = {
 class Settings:
     targets: dict[str, Target]
     state_url: str | None
+    state_url_env: str = "DBOPS_STATE_URL"  # the variable state_url came from (DATABASE_URL when it is unset)
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None
     slack_app_token: str | None = None
@@ -50,6 +52,7 @@ class Settings:
     sections: dict[str, Any] = field(default_factory=dict)  # dbops.toml sections for the handlers
     target_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # [targets.NAME] beyond its URL
     config_path: Path | None = None
+    serving: bool = False  # the bot, serving Slack (load_settings(require_slack=True)), not a terminal or CI
     # Each section read into its object once (`read_once`), not again at every use or scheduler tick.
     _read: dict[Callable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -62,6 +65,15 @@ class Settings:
         close = difflib.get_close_matches(name, list(self.targets), n=1)
         hint = f"; did you mean `{close[0]}`?" if close else f"; known targets: {', '.join(sorted(self.targets))}"
         raise UsageError(f"unknown target `{name}`{hint}")
+
+    def is_restore_target(self, name: str) -> bool:
+        return self.target_options.get(name, {}).get("role") == RESTORE_TARGET
+
+    @property
+    def watched_targets(self) -> list[str]:
+        """The targets that are backed up, drilled and watched (status, schedules, the digest); a
+        restore target is only restored into, so none of that is expected of it."""
+        return [name for name in self.targets if not self.is_restore_target(name)]
 
     def section(self, name: str) -> dict[str, Any]:
         value = self.sections.get(name, {})
@@ -115,6 +127,9 @@ TARGET = (
     cv.env_name("url_env", None, "the environment variable holding its connection string", required=True),
     cv.nonempty("render_postgres_id", None, "its Render Postgres id (dpg-...), for `render status` / `render drill`",
                 allowed="a Render Postgres id like \"dpg-...\"", example="dpg-...", commented=True),
+    cv.choice("role", "database", ("database", RESTORE_TARGET),
+              "\"database\": backed up, drilled and watched; \"restore-target\": only restored into (`restore "
+              "--into`): no backups, drills or digest expected of it", commented=True),
 )
 
 # (section, check): the check parses that section of dbops.toml and raises ConfigError naming the
@@ -258,6 +273,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
     found = Settings(
         targets=targets,
         state_url=state_url,
+        state_url_env="DBOPS_STATE_URL" if env.get("DBOPS_STATE_URL") else "DATABASE_URL",
         slack_bot_token=env.get("SLACK_BOT_TOKEN"),
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET"),
         slack_app_token=env.get("SLACK_APP_TOKEN"),
@@ -272,10 +288,37 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
         sections={k: v for k, v in doc.items() if k not in ("targets",)},
         config_path=config_path,
         target_options=target_options,
+        serving=require_slack,
     )
     if checks is not None:
         validate_settings(found, checks)
     return found
+
+
+def prepare_folders(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> list[Path]:
+    """Creates, at start, the folders the bot writes to: TMPDIR (when it is missing Python's tempfile
+    silently falls back to /tmp, on Render the small root disk) and, given the settings, the backup
+    folder. Returns them; a folder that cannot be made is a ConfigError naming its variable."""
+    import tempfile
+
+    env = os.environ if env is None else env
+    wanted: list[tuple[str, Path]] = []
+    if env.get("TMPDIR"):
+        wanted.append(("TMPDIR", Path(env["TMPDIR"])))
+    if settings is not None:
+        raw = settings.section("backup").get("dir")
+        wanted.append(("backup.dir in dbops.toml", Path(raw)) if isinstance(raw, str) and raw
+                      else ("DBOPS_BACKUP_DIR", settings.backup_dir))
+    for name, folder in wanted:
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(f"{name} is {folder}, which cannot be created ({exc.strerror}): point it at a "
+                              "writable folder (on Render: under the disk's mountPath, /var/dbops)") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"{name} is {folder}, which is not writable: point it at a writable folder")
+    tempfile.tempdir = None  # looked up again: a TMPDIR made just now is used from here on
+    return [folder for _, folder in wanted]
 
 
 # -- the documentation written from the declarations -------------------------------------------
@@ -305,7 +348,7 @@ def documented_sections() -> list[cv.Section]:
     return [
         cv.Section("targets.NAME", "targets: databases besides `prod` (which is DATABASE_URL)", TARGET, examples={
             "staging": {"url_env": "STAGING_DATABASE_URL"},
-            "recovery": {"url_env": "RECOVERY_DATABASE_URL"}}),
+            "recovery": {"url_env": "RECOVERY_DATABASE_URL", "role": RESTORE_TARGET}}),
         cv.Section("slack", "Slack", SLACK),
         cv.Section("approvals", "approval by reaction", APPROVALS),
         cv.Section("identities", "who is who: terminal logins and CI actors ($GITHUB_ACTOR) -> Slack user IDs",

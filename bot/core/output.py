@@ -68,6 +68,7 @@ def _table_lines(table: Table, width: int) -> list[str]:
     if max(len(line) for line in lines) <= width:
         return lines
     return (plaintext.last_column_wrapped(table.headers, cells, width)
+            or plaintext.columns_wrapped(table.headers, cells, width)
             or plaintext.key_value_lines(table.headers, cells, width))
 
 
@@ -77,7 +78,8 @@ def to_text(report: Report, width: int | None = None) -> str:
     findings = report.data.get("findings")
     findings = findings if diagnostics.is_findings(findings) else None
     path = str(report.data.get("path") or report.data.get("file") or "UP.sql")
-    lines = plaintext.fit(f"{report.title}: {TEXT_MARK[report.outcome]}", width)
+    mark = f": {TEXT_MARK[report.outcome]}" if report.verdict or not report.ok else ""
+    lines = plaintext.fit(f"{report.title}{mark}", width)
     lines += plaintext.fit(report.summary, width)
     if report.facts:  # an aligned `Name: value` list, as `heroku pg:backups:info` prints one
         lines += [""] + plaintext.key_value_lines([name for name, _ in report.facts],
@@ -98,12 +100,25 @@ def to_text(report: Report, width: int | None = None) -> str:
 
 
 def to_lines(report: Report) -> str:
-    """`--format line`: one `file:line: severity[code]: message` line a finding (for CI); a report
-    without findings prints as text."""
+    """`--format line`, for CI logs and grep (not wrapped): a migration's findings one `file:line:
+    severity[code]: message` line each; any other report its headline, then a line per problem."""
     findings = report.data.get("findings")
-    if not diagnostics.is_findings(findings):
-        return to_text(report)
-    return diagnostics.diagnostics_oneline(findings, str(report.data.get("path") or report.data.get("file") or "UP.sql"))
+    if diagnostics.is_findings(findings):
+        return diagnostics.diagnostics_oneline(findings,
+                                               str(report.data.get("path") or report.data.get("file") or "UP.sql"))
+    lines = [_one_line(f"{report.title}: {TEXT_MARK[report.outcome]}: {report.summary}")]
+    for section in (s for s in report.sections if s.problem):
+        title = _one_line(section.title)
+        text = map(_one_line, plaintext.plain_text(section.text).splitlines())
+        lines += [f"{title}: {line}" for line in text if line]
+        for row in section.table.rows if section.table else []:
+            cells = [f"{h}: {_one_line(str(_cell(v)))}" for h, v in zip(section.table.headers, row) if str(_cell(v))]
+            lines.append(f"{title}: " + "; ".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(plaintext.plain_text(text).split())
 
 
 def to_format(report: Report, fmt: str, width: int | None = None) -> str:
@@ -125,7 +140,23 @@ def _json_default(value: Any) -> Any:
 
 
 def to_json(report: Report) -> str:
-    return json.dumps(report.to_json(), indent=2, default=_json_default)
+    """The report as JSON; its words (title, summary, sections, facts) without Slack's markup, as
+    the terminal shows them. `data` is the machine-readable part and stays as it is."""
+    found = report.to_json()
+    if report.exact_json is None:
+        found = {**found, "title": plaintext.plain_text(found["title"]),
+                 "summary": plaintext.plain_text(found["summary"]),
+                 "sections": [_plain_section(sec) for sec in found["sections"]]}
+        if "facts" in found:
+            found["facts"] = {name: plaintext.plain_text(str(value)) for name, value in found["facts"].items()}
+    return json.dumps(found, indent=2, default=_json_default)
+
+
+def _plain_section(section: dict) -> dict:
+    table = section["table"] and {"headers": section["table"]["headers"], "rows": [
+        [plaintext.plain_text(v) if isinstance(v, str) else v for v in row] for row in section["table"]["rows"]]}
+    return {**section, "title": plaintext.plain_text(section["title"]), "text": plaintext.plain_text(section["text"]),
+            "table": table}
 
 
 def progress_line(progress: Progress, elapsed: float) -> str:
@@ -175,7 +206,8 @@ def escape(text: str, mentions: bool = False) -> str:
 
 
 def fit_code(text: str, width: int = MONOSPACE_WIDTH) -> str:
-    """mrkdwn whose lines inside ``` fences are at most `width` long (longer ones continue on the next line)."""
+    """mrkdwn whose lines inside ``` fences are at most `width` long, broken between words (never
+    inside a name or a quoted string: what is copied still runs)."""
     if "```" not in text:
         return text
     out, code = [], False
@@ -183,8 +215,7 @@ def fit_code(text: str, width: int = MONOSPACE_WIDTH) -> str:
         if n:
             code = not code
         if code:
-            piece = "\n".join(line[i:i + width] for line in piece.split("\n")
-                              for i in range(0, max(len(line), 1), width))
+            piece = "\n".join(part for line in piece.split("\n") for part in plaintext.code_lines(line, width))
         out.append(piece)
     return "```".join(out)
 

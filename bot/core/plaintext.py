@@ -83,6 +83,52 @@ def wrap(line: str, width: int, item: bool = True) -> list[str]:
     return textwrap.wrap(line, width, subsequent_indent=hang, break_on_hyphens=False) or [""]
 
 
+def _code_words(line: str) -> list[str]:
+    """A code line cut at the spaces outside quotes ('...', "..."): what a line break may replace
+    without changing the SQL (a quoted name or text keeps its spaces)."""
+    words, current, quote = [], "", ""
+    for char in line:
+        if char == " " and not quote:
+            if current:
+                words.append(current)
+            current = ""
+            continue
+        if char in "'\"":
+            quote = "" if quote == char else quote or char
+        current += char
+    return words + ([current] if current else [])
+
+
+def code_lines(line: str, width: int) -> list[str]:
+    """A code line (SQL, a command) no wider than `width`: broken only between words, never inside
+    a name or a quoted string, continuation lines indented, so what is copied still runs. Only a
+    single word longer than a whole line is cut, on lines of its own."""
+    if len(line) <= width:
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip(" ")))
+    hang = indent + "  " if len(indent) + 2 < width // 2 else ""
+    out, current, comment = [], indent, False
+    for word in _code_words(line):
+        if current.strip() and len(current) + 1 + len(word) > width:
+            out.append(current)
+            current = hang + ("--" if comment else "")  # a comment's next line is a comment too
+        comment = comment or word.startswith("--")
+        current += ("" if not current.strip() else " ") + word
+    out.append(current)
+    return [piece for part in out for piece in _cut(part, width)]
+
+
+def wrap_words(text: str, width: int) -> list[str]:
+    """`text` wrapped between words; a word is never split across the end of a line: only one
+    longer than a whole line is cut, on lines of its own."""
+    lines = textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False) or [""]
+    return [piece for line in lines for piece in _cut(line, width)]
+
+
+def _cut(line: str, width: int) -> list[str]:
+    return [line[i:i + width] for i in range(0, len(line), width)] if len(line) > width else [line]
+
+
 def fit(text: str, width: int) -> list[str]:
     """mrkdwn text as terminal lines no wider than `width`."""
     pieces = plain(text)
@@ -90,7 +136,7 @@ def fit(text: str, width: int) -> list[str]:
     lines = []
     for line, code in pieces:
         if code:
-            lines += [line[i:i + width] for i in range(0, max(len(line), 1), width)] if len(line) > width else [line]
+            lines += code_lines(line, width)
         else:
             lines += wrap(line, width, items)
     return lines
@@ -116,10 +162,39 @@ def last_column_wrapped(headers: list[str], rows: list[list[str]], width: int) -
     longest = max([len(headers[-1])] + [min(len(r[-1]), room) for r in rows])
     out = [line(headers[:-1], headers[-1]), line(["-" * w for w in lead], "-" * longest)]
     for row in rows:
-        pieces = textwrap.wrap(row[-1], room, break_on_hyphens=False) or [""]
+        pieces = wrap_words(row[-1], room)
         out.append(line(row[:-1], pieces[0]))
         out += [(" " * start + piece).rstrip() for piece in pieces[1:]]
     return out
+
+
+COLUMN_MIN = 8  # a column wrapped narrower than this (or than its header, or its longest word) reads worse than rows
+
+
+def columns_wrapped(headers: list[str], rows: list[list[str]], width: int) -> list[str] | None:
+    """A table too wide by a few long cells: the widest columns narrowed, their cells wrapped under
+    themselves (between words), every row still one row. None when the columns cannot all fit."""
+    def longest_word(i: int) -> int:
+        return max([len(headers[i]), COLUMN_MIN] + [len(w) for r in rows for w in r[i].split()])
+
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    floor = [min(w, longest_word(i)) for i, w in enumerate(widths)]
+    gaps = 2 * (len(headers) - 1)
+    while sum(widths) + gaps > width:
+        widest = max(range(len(widths)), key=lambda i: (widths[i] - floor[i], widths[i]))
+        if widths[widest] <= floor[widest]:
+            return None
+        widths[widest] -= 1
+
+    def cells(values: list[str]) -> list[list[str]]:
+        return [wrap_words(v, w) for v, w in zip(values, widths)]
+
+    def lines(values: list[str]) -> list[str]:
+        wrapped = cells(values)
+        return ["  ".join((c[n] if n < len(c) else "").ljust(w) for c, w in zip(wrapped, widths)).rstrip()
+                for n in range(max(len(c) for c in wrapped))]
+
+    return lines(headers) + ["  ".join("-" * w for w in widths)] + [line for r in rows for line in lines(r)]
 
 
 def key_value_lines(headers: list[str], rows: list[list[str]], width: int) -> list[str]:
@@ -134,7 +209,7 @@ def key_value_lines(headers: list[str], rows: list[list[str]], width: int) -> li
             first = True
             for value_line in value_lines:
                 label = f"{header}:".ljust(pad) if first else " " * pad
-                wrapped = textwrap.wrap(value_line, max(10, width - pad), break_on_hyphens=False) or [""]
+                wrapped = wrap_words(value_line, max(10, width - pad))
                 lines.append(label + wrapped[0])
                 lines += [" " * pad + more for more in wrapped[1:]]
                 first = False

@@ -73,6 +73,8 @@ class Invocation:
     front_end: str = "cli"  # "cli" or "slack"
     # Raises when the job lost its lock; called before anything irreversible.
     ensure_lock: Callable[[], None] = lambda: None
+    # Whether a Slack user may approve (the running bot's check, user groups included); None in a terminal.
+    is_approver: Callable[[str], bool] | None = None
     # Applying an approved request: raises RequestChanged (bot/core/applier.py) when what is about to
     # run is not what the approval binds; called right before the first change, after ensure_lock.
     ensure_approved: Callable[[], None] = lambda: None
@@ -114,6 +116,7 @@ class StatusLine:
 
     line: Callable[[Invocation], tuple[str, bool, str] | None]
     per_target: bool = True  # asked once per configured target; else once in all
+    restore_targets: bool = False  # asked of a restore target too (one only restored into: no backups expected)
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,21 @@ CORE_SETTINGS: tuple[tuple[str, SettingsCheck], ...] = (
 )
 
 HELP_FLAGS = ("--help", "-h")
+
+
+def _next_words(name: str, commands: dict[str, Command]) -> list[str]:
+    """The words that may follow `name` ("" for the first word) in a command's name."""
+    depth = len(name.split())
+    return sorted({n.split()[depth] for n in commands if len(n.split()) > depth
+                   and n.split()[:depth] == name.split()})
+
+
+def _close_word(typed: str, words: list[str]) -> str | None:
+    """The one of `words` that `typed` is a typo of, if any (never a word merely as long)."""
+    if typed in words:
+        return None
+    close = difflib.get_close_matches(typed, words, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 class Registry:
@@ -293,10 +311,23 @@ class Registry:
         for length in range(min(3, len(words)), 0, -1):
             name = " ".join(words[:length])
             if name in commands:
-                return commands[name], words[length:]
+                rest = words[length:]
+                if rest and not rest[0].startswith("-"):  # `backup lst`: a mistyped subcommand, not an argument
+                    close = _close_word(rest[0], _next_words(name, commands))
+                    if close:
+                        raise UsageError(f"unknown subcommand `{name} {rest[0]}`. Did you mean `{name} {close}`? "
+                                         f"Try `{prog} help {name.split()[0]}`.")
+                return commands[name], rest
         typed = " ".join(w for w in words[:2] if not w.startswith("-")) or "(nothing)"
-        candidates = list(commands) + sorted({n.split()[0] for n in commands})
-        close = difflib.get_close_matches(typed, candidates, n=1, cutoff=0.5) or \
-            difflib.get_close_matches(words[0] if words else "", candidates, n=1, cutoff=0.5)
-        hint = f" Did you mean `{close[0]}`?" if close else ""
+        first = words[0] if words else ""
+        family = _next_words("", commands)
+        if first in family and len(typed.split()) == 1:
+            raise UsageError(f"`{first}` needs a subcommand: {', '.join(_next_words(first, commands))}. "
+                             f"Try `{prog} help {first}`.")
+        if first in family:  # `readonly lsit`: the family is right, its subcommand is not
+            close = _close_word(typed.split()[-1], _next_words(first, commands))
+            close = f"{first} {close}" if close else None
+        else:  # `stauts`, `frobnicate`: the first word alone against the first words there are
+            close = _close_word(first, family)
+        hint = f" Did you mean `{close}`?" if close else ""
         raise UsageError(f"unknown subcommand `{typed}`.{hint} Try `{prog} help`.")

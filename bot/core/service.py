@@ -49,6 +49,7 @@ class BotService:
         self.scheduler: Scheduler | None = None
         self.standin: StandIn | None = None  # records restore requests while the state database is down
         self._standin_lock = threading.Lock()
+        self._closed = False  # close() ran: no stand-in is started any more
         self._untold: dict[int, float] = {}  # requests left `applying` whose outcome could not be told yet
         self._open_store()
         if start_background:
@@ -60,7 +61,7 @@ class BotService:
         if self.store is not None:
             return True
         try:
-            self.store = StateStore(self.settings.state_url)
+            self.store = StateStore(self.settings.state_url, named=self.settings.state_url_env)
         except TargetUnreachable as exc:
             if self.state_down is None:
                 log.warning("starting degraded: %s", exc)
@@ -103,6 +104,8 @@ class BotService:
             if self.store is not None:
                 return self.store
             if self.standin is None:
+                if self._closed:
+                    raise DbopsError("the bot is stopping: ask again once it is back")
                 standin = StandIn.start()
                 self.secrets.extend(standin.secrets())  # the notifier scrubs the same list
                 self.standin = standin
@@ -174,8 +177,10 @@ class BotService:
         self.runner.shutdown()
         if self.store is not None:
             self.store.close()
-        if self.standin is not None:
-            self.standin.close()
+        with self._standin_lock:  # a stand-in starting right now is up first, then stopped with the rest
+            standin, self.standin, self._closed = self.standin, None, True
+        if standin is not None:
+            standin.close()
 
     def submit_command(self, cmd: Command, args, actor: str, channel: str | None, user: str | None) -> None:
         work_id = self.waiting.record(cmd.name, actor, channel, user)
@@ -206,7 +211,8 @@ class BotService:
             if store is None and cmd.recorded_on_standin:
                 store = self.requests_store()
             inv = Invocation(command=cmd, args=args, settings=self.settings, actor=actor, registry=self.registry,
-                             channel=channel, store=self.store, requests=store, front_end="slack")
+                             channel=channel, store=self.store, requests=store, front_end="slack",
+                             is_approver=self.is_approver)
             handle = jobs.acquire(inv, store)
             if cmd.long_running:
                 title = (f"`{cmd.name}` on `{output.escape(inv.target_name)}`"  # as typed: not checked yet

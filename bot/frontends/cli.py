@@ -11,14 +11,14 @@ import sys
 import textwrap
 import time
 
-from handlers.errors import DbopsError, TargetUnreachable
+from handlers.errors import ConfigError, DbopsError, TargetUnreachable
 from handlers.report import Progress
 from handlers.target import scrub
 
 from .. import __version__
 from ..areas import AREAS
 from ..core import jobs, output, plaintext
-from ..core.config import load_settings
+from ..core.config import load_settings, prepare_folders
 from ..core.logs import setup_logging
 from ..core.registry import Invocation, Registry
 from ..core.state.store import StateStore
@@ -27,7 +27,9 @@ log = logging.getLogger("dbops.cli")
 
 
 class TerminalProgress:
-    """A progress line on stderr: redrawn in place on a terminal, one line per phase otherwise."""
+    """A progress line on stderr: redrawn in place on a terminal; otherwise (a CI log, a file) one
+    plain line per step, without a bar, wrapped to $COLUMNS. The last tick ("done", whose detail may
+    be the whole summary) is not shown: the report that follows says it, once."""
 
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stderr  # looked up now, not at import: stderr may have been replaced
@@ -39,14 +41,15 @@ class TerminalProgress:
 
     def __call__(self, progress: Progress) -> None:
         now = time.monotonic()
-        line = output.progress_line(progress, now - self.started)
         if self.tty:
             if now - self.last_draw >= 0.2 or progress.phase != self.last_phase:
+                line = output.progress_line(progress, now - self.started)
                 self.stream.write("\r\033[K" + line[:self.width - 1])
                 self.stream.flush()
                 self.last_draw = now
-        elif progress.phase != self.last_phase:
-            self.stream.write(line + "\n")
+        elif progress.phase != self.last_phase and progress.phase != "done":
+            line = progress_plain(progress, now - self.started)
+            self.stream.write("\n".join(plaintext.wrap(line, self.width)) + "\n")
             self.stream.flush()
         self.last_phase = progress.phase
 
@@ -57,6 +60,15 @@ class TerminalProgress:
             self.stream.write("\r\033[K")
             self.stream.flush()
             self.last_phase = None
+
+
+def progress_plain(progress: Progress, elapsed: float) -> str:
+    """A step as one plain line, for a log or a file: no bar, no redrawing; the detail once (a step's
+    detail that starts with its own name does not say it twice)."""
+    detail = plaintext.plain_line(progress.detail)
+    if detail.startswith(f"{progress.phase}:"):
+        detail = detail[len(progress.phase) + 1:].strip()
+    return f"{progress.phase}{': ' + detail if detail else ''} ({elapsed:.0f}s)"
 
 
 def help_text(registry: Registry, width: int | None = None) -> str:
@@ -132,12 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cmd, args = registry.parse(argv, "cli")
         settings = load_settings(checks=registry.settings_checks)
+        try:  # TMPDIR only: a command in a shell on Render must not fill the small root disk
+            prepare_folders()
+        except ConfigError as exc:  # e.g. Render's build, before the disk is mounted: said, and not fatal here
+            print(f"dbops: warning: {exc}; temporary files go to the system's default folder", file=sys.stderr)
         setup_logging(settings.secrets(), level="WARNING")
         if getattr(args, "target", None):
             settings.target(args.target)  # an unknown target is named before anything is opened
         if cmd.needs_state and settings.state_url:
             try:
-                store = StateStore(settings.state_url, max_size=4)
+                store = StateStore(settings.state_url, max_size=4, named=settings.state_url_env)
             except TargetUnreachable:
                 # The night production (and the state store on it) is gone: the commands that can
                 # read the backup storage instead run without it and say so.

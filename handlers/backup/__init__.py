@@ -5,6 +5,7 @@ The public API (what the bot's commands call):
 - BackupCatalog(state_dsn)                      the catalog in dbops.backups
 - take_backup(target, settings, catalog, requested_by, scheduled=False, progress, cancel) -> BackupResult
 - list_backups / backup_info / verify_backup / prune / schedule_report -> Report
+- delete_backup / download_backup -> Report; download_link -> (Report, DownloadLink)   `backup delete|download|url`
 - next_run, claim_scheduled_run, schedule_slot  for the scheduler
 - latest_verified, materialize                  for the restore drill
 - freshness                                     for /db status, the digest and the staleness alarm
@@ -21,9 +22,10 @@ from ..lazy import lazy_exports
 if TYPE_CHECKING:  # at run time each name is imported on first use: see handlers/lazy.py
     from .catalog import BackupCatalog, BackupRecord
     from .cleanup import cleanup_incomplete
+    from .download import download_backup, download_link
     from .manifest import ArchiveInfo, BackupManifest, capture_manifest, compare_manifests
     from .placement import state_placement_warning, state_shares_target
-    from .retention import plan_retention, prune
+    from .retention import delete_backup, plan_retention, prune
     from .schedule import claim_scheduled_run, next_run, schedule_report, schedule_slot
     from .seal import ManifestDamaged
     from .settings import BackupSettings, RetentionSettings, S3Settings
@@ -40,6 +42,7 @@ __all__ = [
     "ArchiveDamaged", "ArchiveInfo", "BackupCancelled", "BackupCatalog", "BackupFailed", "BackupManifest",
     "BackupRecord", "BackupResult", "BackupSettings", "RetentionSettings", "S3Settings", "Unrestorable",
     "backup_info", "capture_manifest", "claim_scheduled_run", "cleanup_incomplete", "compare_manifests",
+    "delete_backup", "download_backup", "download_link",
     "freshness", "latest_verified", "list_backups", "materialize", "next_run", "plan_retention", "prune",
     "schedule_report", "schedule_slot", "take_backup", "verify_backup",
 ]
@@ -47,9 +50,10 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(__name__, {
     ".catalog": ("BackupCatalog", "BackupRecord"),
     ".cleanup": ("cleanup_incomplete",),
+    ".download": ("download_backup", "download_link"),
     ".manifest": ("ArchiveInfo", "BackupManifest", "capture_manifest", "compare_manifests"),
     ".placement": ("state_placement_warning", "state_shares_target"),
-    ".retention": ("plan_retention", "prune"),
+    ".retention": ("delete_backup", "plan_retention", "prune"),
     ".schedule": ("claim_scheduled_run", "next_run", "schedule_report", "schedule_slot"),
     ".seal": ("ManifestDamaged",),
     ".settings": ("BackupSettings", "RetentionSettings", "S3Settings"),

@@ -154,10 +154,13 @@ class BackupCatalog:
         with self._connect() as conn:
             return conn.execute("SELECT NOT EXISTS (SELECT 1 FROM dbops.backups)").fetchone()[0]
 
-    def fail(self, backup_id: str, error: str, duration_s: float | None = None) -> None:
+    def fail(self, backup_id: str, error: str, duration_s: float | None = None, status: str = "failed") -> None:
+        """The end of a backup that kept nothing: `failed`, or `cancelled` when someone stopped it."""
+        assert status in ("failed", "cancelled")
         with self._connect() as conn:
-            conn.execute("UPDATE dbops.backups SET status = 'failed', error = %s, finished_at = now(),"
-                         " duration_s = %s WHERE id = %s AND status = 'running'", (error, duration_s, backup_id))
+            conn.execute("UPDATE dbops.backups SET status = %s, error = %s, finished_at = now(),"
+                         " duration_s = %s WHERE id = %s AND status = 'running'",
+                         (status, error, duration_s, backup_id))
 
     def set_verification(self, backup_id: str, status: str, detail: str, at: datetime | None = None) -> None:
         with self._connect() as conn:

@@ -26,12 +26,13 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from .. import fmt
-from ..errors import DbopsError
+from ..errors import DbopsError, UsageError
 from ..report import Outcome, Report, Section, Table
 from .catalog import BackupCatalog, BackupRecord
 from .settings import BackupSettings, RetentionSettings
 from .storage import S3Store, StorageError, prepare_dir
 from .storage_catalog import MANIFEST_SUFFIX, VERIFIED_SUFFIX, storage_for, write_index
+from .views import NO_KEY_LABEL
 
 
 @dataclass
@@ -49,12 +50,7 @@ def plan_retention(records: list[BackupRecord], retention: RetentionSettings, tz
     now = now or datetime.now(timezone.utc)
     usable = sorted((r for r in records if r.usable), key=lambda r: r.started_at, reverse=True)
     verified = [r for r in usable if r.verified]
-    reasons: dict[str, list[str]] = {}
-    if verified:
-        reasons.setdefault(verified[0].id, []).append("newest verified")
-    drilled = [r for r in usable if r.id in drill_passed and r.verify_status not in ("failed", "unrestorable")]
-    if drilled:
-        reasons.setdefault(drilled[0].id, []).append("newest that passed a drill")
+    reasons = never_deleted(records, drill_passed)
     for label, count, bucket in (
         ("daily", retention.daily, lambda d: d.date()),
         ("weekly", retention.weekly, lambda d: d.isocalendar()[:2]),
@@ -89,6 +85,50 @@ def plan_retention(records: list[BackupRecord], retention: RetentionSettings, tz
         else:
             keep.append((r, f"verification {r.verify_status}, but no newer verified backup"))
     return RetentionPlan(keep, delete)
+
+
+def never_deleted(records: list[BackupRecord], drill_passed: set[str] | frozenset[str]) -> dict[str, list[str]]:
+    """The backups neither prune nor `backup delete` ever deletes, with why: the newest verified one
+    and the newest one that passed a restore drill (only a newer one of each may take its place)."""
+    usable = sorted((r for r in records if r.usable), key=lambda r: r.started_at, reverse=True)
+    reasons: dict[str, list[str]] = {}
+    verified = [r for r in usable if r.verified]
+    if verified:
+        reasons.setdefault(verified[0].id, []).append("newest verified")
+    drilled = [r for r in usable if r.id in drill_passed and r.verify_status not in ("failed", "unrestorable")]
+    if drilled:
+        reasons.setdefault(drilled[0].id, []).append("newest that passed a drill")
+    return reasons
+
+
+def delete_backup(catalog: BackupCatalog, settings: BackupSettings, backup_id: str) -> Report:
+    """`backup delete ID`: one backup, archive and manifest, by hand; never the newest verified or the
+    newest drilled one of its target, as prune, and never one still running (`backup cancel` stops it)."""
+    record = catalog.require(backup_id)
+    if record.deleted_at is not None:
+        raise UsageError(f"backup {record.id} was deleted already ({fmt.when(record.deleted_at)})")
+    if record.status == "running":
+        raise UsageError(f"backup {record.id} is still running: `backup cancel --target {record.target}` stops it")
+    kept = never_deleted(catalog.list(record.target), passed_drills(catalog.state_dsn, record.target))
+    if record.id in kept:
+        raise UsageError(f"backup {record.id} is the {' and the '.join(kept[record.id])} backup of "
+                         f"`{record.target}`: it is never deleted (prune keeps it too). Take and verify a newer "
+                         "one first; then this one may go")
+    had_archive = record.usable
+    if had_archive:
+        delete_archive(record, catalog, settings)  # StorageError: nothing is marked, the catalog still lists it
+    catalog.mark_deleted(record.id)
+    try:
+        write_index(storage_for(settings))
+    except (StorageError, OSError):
+        pass  # rewritten at the next backup; the manifests are the truth
+    what = f"its archive ({fmt.size(record.size_bytes)}) and manifest" if had_archive else \
+        f"its catalog entry (it was {record.status}: no archive)"
+    return Report(title=f"Delete backup {record.id}",
+                  summary=f"Deleted backup {record.id} of `{record.target}` ({fmt.when(record.started_at)}): "
+                          f"{what}.",
+                  data={"backup_id": record.id, "target": record.target, "freed_bytes":
+                        record.size_bytes if had_archive else 0, "had_archive": had_archive})
 
 
 def passed_drills(state_dsn: str, target: str) -> set[str]:
@@ -181,10 +221,12 @@ def prune(catalog: BackupCatalog, settings: BackupSettings, target_name: str, dr
         summary += (f" Re-checked before deleting anything: {fmt.plural(len(found_bad), 'kept backup')} no longer "
                     f"{'matches its' if len(found_bad) == 1 else 'match their'} "
                     f"manifest and {'was' if len(found_bad) == 1 else 'were'} marked FAILED ({'; '.join(found_bad)}).")
-    rows_delete = [[rec.id, fmt.when(rec.started_at), fmt.size(rec.size_bytes), rec.verify_status, why]
-                   for rec, why in plan.delete]
-    rows_keep = [[rec.id, fmt.when(rec.started_at), fmt.size(rec.size_bytes), rec.verify_status, why]
-                 for rec, why in plan.keep]
+    def row(rec: BackupRecord, why: str) -> list:
+        shown = NO_KEY_LABEL if rec.verify_status == "no_key" else rec.verify_status  # a word, not a code
+        return [rec.id, fmt.when(rec.started_at), fmt.size(rec.size_bytes), shown, why]
+
+    rows_delete = [row(rec, why) for rec, why in plan.delete]
+    rows_keep = [row(rec, why) for rec, why in plan.keep]
     headers = ["id", "started", "size", "verification", "why"]
     return Report(
         title=f"Prune backups of {target_name}" + (" (dry run)" if dry_run else ""),

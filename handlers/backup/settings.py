@@ -42,6 +42,7 @@ class S3Settings:
     region: str | None = None
     part_size_mb: int = 64  # raised automatically so a dump never needs more than 10,000 parts
     keep_local: bool = False  # keep the local copy after a successful upload
+    url_minutes: int = 15  # how long a `backup url` link lets anyone holding it download the archive
     stream: bool = True  # pg_dump's output uploaded as it is written, never whole on local disk (not with keep_local)
     stream_max_gb: int = 500  # a streamed upload's parts are sized so that 10,000 of them hold this much
 
@@ -113,7 +114,9 @@ class BackupSettings:
         return seal_key(key)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "BackupSettings":
+    def from_dict(cls, d: dict[str, Any] | None, serving: bool = False) -> "BackupSettings":
+        """With `serving` (the bot: it takes the scheduled backups) backup.encrypt needs DBOPS_BACKUP_KEY
+        now, not at 3 a.m.; elsewhere (an operator's laptop) only what needs the key refuses, naming it."""
         found = cv.read("backup", BACKUP, d)
         if "schedule" in found:
             found["schedule_enabled"], found["schedule_time"] = found.pop("schedule")
@@ -122,7 +125,9 @@ class BackupSettings:
         s = cls(**found)
         if s.storage == "s3" and not s.s3.bucket:
             raise ConfigError("backup.s3.bucket must be set when backup.storage = \"s3\"")
-        encryption_key_from_env(required=s.encrypt)  # fail at start-up, not at 3 a.m. (it seals manifests too)
+        # A malformed key is an error anywhere; a missing one stops the bot at start-up, not at 3 a.m. (it
+        # seals manifests too); elsewhere (an operator's laptop) only what needs the key refuses, naming it.
+        encryption_key_from_env(required=s.encrypt and serving)
         return s
 
 
@@ -186,6 +191,8 @@ S3 = (
     cv.text("region", None, "the bucket's region; omit for the endpoint's default", example="auto", commented=True),
     cv.whole("part_size_mb", 64, "raised automatically to stay within 10,000 parts", low=5),
     cv.flag("keep_local", False, "keep the local copy after a successful upload"),
+    cv.whole("url_minutes", 15, "a `backup url` link lets whoever holds it download the archive this long",
+             low=1, high=720),
     cv.flag("stream", True, "upload pg_dump's output as it is written: never whole on local disk "
                             "(not with keep_local)"),
     cv.whole("stream_max_gb", 500, "a streamed upload's parts are sized so that 10,000 of them hold this much",

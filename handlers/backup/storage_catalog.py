@@ -227,11 +227,11 @@ def _record_body(doc: dict) -> bytes:
 
 
 def write_verification(storage: Storage, archive: str, archive_sha256: str, status: str, detail: str,
-                       key: bytes | None = None) -> None:
+                       key: bytes | None = None, at: datetime | None = None) -> None:
     """Records a verification beside the archive it checked (replacing the previous one), sealed
-    with `key` (BackupSettings.seal_key) when there is one."""
+    with `key` (BackupSettings.seal_key) when there is one; `at`: when it was made (the catalog's time)."""
     doc = {"dbops_verification": 1, "status": status, "detail": detail,
-           "verified_at": datetime.now(timezone.utc).isoformat(), "archive_sha256": archive_sha256}
+           "verified_at": (at or datetime.now(timezone.utc)).isoformat(), "archive_sha256": archive_sha256}
     if key is not None:
         doc["hmac_sha256"] = crypto.mac(key, _record_body(doc))
     storage.write(archive + VERIFIED_SUFFIX, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
@@ -389,7 +389,7 @@ class StorageCatalog:
                 return None if b.untrusted else self._fix(b).manifest
         return None
 
-    def set_verification(self, backup_id: str, status: str, detail: str) -> None:
+    def set_verification(self, backup_id: str, status: str, detail: str, at: datetime | None = None) -> None:
         self._scan = None  # the next read sees the verification `backup verify` wrote beside the archive
 
     def running_ids(self) -> set[str]:
@@ -411,14 +411,14 @@ def storage_of(record: BackupRecord, settings: BackupSettings) -> Storage:
 
 
 def record_verification(record: BackupRecord, manifest: BackupManifest, settings: BackupSettings,
-                        status: str, detail: str) -> str | None:
+                        status: str, detail: str, at: datetime | None = None) -> str | None:
     """Writes a verification beside its archive; the reason when that could not be done."""
     archive = archive_name_for(record, manifest)
     if archive is None or status not in VERIFICATION_STATUSES:
         return None
     try:
         write_verification(storage_of(record, settings), archive, manifest.archive.sha256, status, detail,
-                           settings.seal_key())
+                           settings.seal_key(), at)
     except (StorageError, OSError) as exc:
         return f"the verification could not be written to storage: {exc}"
     return None

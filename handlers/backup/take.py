@@ -164,8 +164,9 @@ def take_backup(target: Target, settings: BackupSettings, catalog: BackupCatalog
     except BaseException as exc:
         run.discard()
         message = failure_message(exc, target)
+        stopped = isinstance(exc, (Cancelled, KeyboardInterrupt))  # asked to stop: `cancelled`, not `failed`
         try:
-            catalog.fail(backup_id, message, run.watch.elapsed)
+            catalog.fail(backup_id, message, run.watch.elapsed, status="cancelled" if stopped else "failed")
         except psycopg.Error:
             pass  # the state database is gone too: cleanup_incomplete marks the row at the next start
         if isinstance(exc, BackupFailed):
@@ -281,10 +282,11 @@ class _BackupRun:
         with self.watch.step("store"):
             manifest.duration_s = round(self.watch.elapsed, 3)
             location = self._store(stored, folder, final_name, manifest)
-        self.catalog.complete(self.id, manifest, location, self.watch.elapsed)
+        duration = self.watch.elapsed  # one figure for the report, `list` and `info`: the verification is its own step
+        self.catalog.complete(self.id, manifest, location, duration)
         self.completed = True
         result = BackupResult(self.id, self.target.name, self.target.label, manifest, location,
-                              self.watch.elapsed, self.watch.steps, client_note=self.pg_dump.note,
+                              duration, self.watch.steps, client_note=self.pg_dump.note,
                               peak_disk=self.streamed.upload.peak_disk if self.streamed else None)
         if s.verify_after:
             from .verify import verify_record
@@ -292,8 +294,7 @@ class _BackupRun:
             with self.watch.step("verify"):
                 status, detail = verify_record(self.catalog, s, self.catalog.require(self.id), self.progress)
             result.verify_status, result.verify_detail = status, detail
-            result.duration_s = self.watch.elapsed
-        self._phase("done", f"{fmt.size(size)} in {fmt.duration(self.watch.elapsed)}", fraction=1.0)
+        self._phase("done", f"{fmt.size(size)} in {fmt.duration(duration)}", fraction=1.0)
         return result
 
     # -- steps -------------------------------------------------------------------

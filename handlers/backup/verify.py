@@ -18,6 +18,7 @@ import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import fmt
@@ -32,7 +33,7 @@ from ..postgres import (
     toc_listing,
 )
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
-from . import crypto
+from . import crypto, views
 from .catalog import BackupCatalog, BackupRecord
 from .manifest import BackupManifest
 from .seal import ManifestDamaged, Seal, future_dated, seal, unseal, untrusted_because
@@ -58,7 +59,7 @@ class NoKey(Unrestorable):
     checkable *here*, which says nothing about the archive (verify records nothing)."""
 
 
-NO_KEY_LABEL = "not checked here (no key)"
+NO_KEY_LABEL = views.NO_KEY_LABEL
 NOT_ENCRYPTED = ("backup.encrypt is on and this archive is not encrypted: dbops with encryption on never writes one "
                  "so (it was taken before encryption was turned on, or put in the storage by someone else); it is "
                  "not used")
@@ -90,6 +91,8 @@ def verify_backup(catalog: BackupCatalog, settings: BackupSettings, backup_id: s
         "failed": f"Backup {record.id} FAILED verification: {outcome.detail}",
         "error": f"Backup {record.id} could not be verified now: {outcome.detail}",
     }[outcome.status]
+    if outcome.status in ("no_key", "error"):
+        summary += f" Nothing was recorded: its verification stays \"{views.verified_label(record)}\"."
     return Report(title=f"Verify backup {record.id}", summary=summary,
                   outcome=Outcome.OK if outcome.status == "verified" else Outcome.FAILED,
                   sections=[Section("Checks", table=Table(["check", "result"], outcome.checks))],
@@ -113,8 +116,9 @@ def _verify(catalog: BackupCatalog, settings: BackupSettings, record: BackupReco
         return outcome
     if outcome.reseal and manifest is not None:
         outcome.checks.append(["manifest", reseal_manifest(record, manifest, settings)])
-    catalog.set_verification(record.id, outcome.status, outcome.detail)
-    unrecorded = manifest and record_verification(record, manifest, settings, outcome.status, outcome.detail)
+    at = datetime.now(timezone.utc)  # one time for both: a later read of storage learns nothing new
+    catalog.set_verification(record.id, outcome.status, outcome.detail, at=at)
+    unrecorded = manifest and record_verification(record, manifest, settings, outcome.status, outcome.detail, at)
     if unrecorded:
         outcome.checks.append(["storage", unrecorded])
     return outcome

@@ -10,10 +10,20 @@ from .manifest import describe_source
 from .seal import FUTURE_SKEW
 from .settings import BackupSettings
 
+NO_KEY_LABEL = "not checked here (no key)"
 
-def _verified_label(r: BackupRecord) -> str:
+
+def verified_label(r: BackupRecord) -> str:
     return {"verified": "yes", "pending": "not yet", "failed": "FAILED", "unrestorable": "UNRESTORABLE",
-            "no_key": "not checked here (no key)"}.get(r.verify_status, r.verify_status)
+            "no_key": NO_KEY_LABEL}.get(r.verify_status, r.verify_status)
+
+
+def no_key_note(settings: BackupSettings) -> str | None:
+    """With backup.encrypt on and no DBOPS_BACKUP_KEY here (an operator's laptop): what still works."""
+    if not settings.encrypt or settings.encryption_key() is not None:
+        return None
+    return (f"encrypted backups: {NO_KEY_LABEL}; DBOPS_BACKUP_KEY is not set here (verify, drill, restore and "
+            "a new backup need it), the verification shown is the one recorded where the key is")
 
 
 def _status_label(r: BackupRecord) -> str:
@@ -39,7 +49,7 @@ def list_backups(catalog: BackupCatalog, target_name: str | None, limit: int = 5
         return Report(title=title, summary=f"No backups{where} yet. Take one: `{take}`",
                       data={"backups": []})
     rows = [[r.id, fmt.when(r.started_at), fmt.size(r.size_bytes), fmt.duration(r.duration_s),
-             f"{r.total_rows:,}" if r.total_rows is not None else "-", _status_label(r), _verified_label(r),
+             f"{r.total_rows:,}" if r.total_rows is not None else "-", _status_label(r), verified_label(r),
              r.requested_by] for r in records]
     good = [r for r in records if r.usable and r.verified]
     newest = f"; newest verified: {good[0].id}, {fmt.age(good[0].started_at, now or datetime.now(timezone.utc))}" \
@@ -84,15 +94,15 @@ def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
         ["stored at", r.location or "-"],
         ["SHA-256", r.sha256 or "-"],
         ["integrity", r.integrity_level or "-"],
-        ["tables / rows", f"{r.tables if r.tables is not None else '-'} / "
-                          f"{r.total_rows if r.total_rows is not None else '-'}"],
-        ["verified", _verified_label(r) + (f" ({fmt.when(r.verified_at)}: {r.verify_detail})" if r.verified_at else "")],
+        ["tables", f"{r.tables:,}" if r.tables is not None else "-"],
+        ["rows", f"{r.total_rows:,}" if r.total_rows is not None else "-"],
+        ["verified", verified_label(r) + (f" ({fmt.when(r.verified_at)}: {r.verify_detail})" if r.verified_at else "")],
     ]
     sections = []
     if r.verify_status in ("failed", "unrestorable"):
-        sections.append(Section("Verification failed", r.verify_detail or _verified_label(r), problem=True))
+        sections.append(Section("Verification failed", r.verify_detail or verified_label(r), problem=True))
     if manifest:
-        details += [["server", manifest.server_version], ["pg_dump", manifest.pg_dump_version],
+        details += [["server", f"PostgreSQL {manifest.server_version}"], ["dumped with", manifest.pg_dump_version],
                     ["snapshot", manifest.snapshot]]
         if manifest.source:
             details.append(["dumped from", describe_source(manifest.source)])
@@ -105,7 +115,7 @@ def backup_info(catalog: BackupCatalog, backup_id: str) -> Report:
         summary = f"Backup {r.id} of `{r.target}` failed" + (f": {r.error}" if r.error else "") + "."
     else:
         summary = (f"Backup {r.id} of `{r.target}`: {_status_label(r)}, {fmt.size(r.size_bytes)}, "
-                   f"verified: {_verified_label(r)}.")
+                   f"verified: {verified_label(r)}.")
     return Report(title=f"Backup {r.id}", summary=summary, sections=sections,
                   facts=[(name[:1].upper() + name[1:], str(value)) for name, value in details],
                   outcome=Outcome.FAILED if failed else Outcome.OK,
@@ -146,4 +156,5 @@ def freshness(state_dsn: str, target_name: str, settings: BackupSettings,
             f"({fmt.size(newest.size_bytes)})")
     if age > limit:
         return False, f"STALE: {text}; the alarm is at {settings.max_age_hours:g} h"
-    return True, text
+    note = no_key_note(settings)
+    return True, text + (f"; {note}" if note else "")

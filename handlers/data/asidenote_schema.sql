@@ -105,3 +105,17 @@ CREATE TABLE "AuditLogs" (
 CREATE INDEX "IX_AuditLogs_UserId" ON "AuditLogs" ("UserId");
 CREATE INDEX "IX_AuditLogs_Timestamp" ON "AuditLogs" ("Timestamp");
 CREATE INDEX "IX_AuditLogs_ActionType" ON "AuditLogs" ("ActionType");
+
+-- EF Core's own ledger: a row for each migration applied (by `dotnet ef database update` or by a script
+-- from `dotnet ef migrations script`, whose last statement inserts it).
+CREATE TABLE "__EFMigrationsHistory" (
+    "MigrationId" character varying(150) NOT NULL,
+    "ProductVersion" character varying(32) NOT NULL,
+    CONSTRAINT "PK___EFMigrationsHistory" PRIMARY KEY ("MigrationId")
+);
+INSERT INTO "__EFMigrationsHistory" ("MigrationId", "ProductVersion") VALUES
+    ('20250114093012_InitialCreate', '8.0.11'),
+    ('20250302151144_AddBoards', '8.0.11'),
+    ('20250611080521_AddIndexCards', '9.0.4'),
+    ('20250907164233_AddProjects', '9.0.4'),
+    ('20251020111907_AddAuditLogs', '9.0.4');

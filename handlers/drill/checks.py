@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from .. import schemas
+from .. import fmt, schemas
 from ..backup.manifest import capture_manifest, checksum_method, compare_manifests
 from ..indexes.settings import ExpectedIndex
 from ..postgres import libpq_env, major_version, majors_line, pg_tool, run_streaming, short_version
@@ -21,12 +21,14 @@ from ..schemadiff import comparable, major_of
 from .settings import SmokeQuery
 
 SCHEMA_PARTS = ("tables", "columns", "indexes", "constraints", "sequences")
+SCHEMA_PART_ONE = {"tables": "table", "columns": "column", "indexes": "index", "constraints": "constraint",
+                   "sequences": "sequence"}
 _MAX_LISTED = 15  # differences listed in one check's detail; the count says how many more
 
 _USER_NAMESPACE = schemas.application("n")
 
 
-INDEXES_HINT = "`/db indexes` reports it with the fix"
+INDEXES_HINT = "the index review (`indexes`) reports it with the fix"
 
 
 def listed(items: list[str]) -> str:
@@ -56,7 +58,8 @@ def table_data_check(expected: dict, actual: dict) -> Check:
          "checksum_method": checksum_method(actual)})
     rows = sum(int(t.get("rows", 0)) for t in tables)
     if diffs:
-        return Check.of(f"{what} of {len(tables)} tables", False, listed(diffs))
+        return Check.of(f"{what} of {len(tables)} tables", False, listed(diffs),
+                     headline=f"data differs: {len(diffs)} of {len(tables)} tables")
     note = "" if level == "checksums" else " (the backup was taken at integrity level \"counts\": no checksums)"
     return Check.of(f"{what} of {len(tables)} tables", True, f"{rows:,} rows, all equal{note}")
 
@@ -83,14 +86,17 @@ def schema_checks(expected: dict, actual: dict) -> list[Check]:
         diffs = compare_manifests({"schema": {part: exp.get(part, [])}}, {"schema": {part: act.get(part, [])}})
         label = "sequences (value >= largest value of their column)" if part == "sequences" else part
         n = len(exp.get(part, []))
-        checks.append(Check.of(f"schema: {n} {label}", not diffs, listed(diffs) if diffs else "equal"))
+        checks.append(Check.of(f"schema: {n} {label}", not diffs, listed(diffs) if diffs else "equal",
+                            headline=f"schema differs: {fmt.plural(len(diffs), SCHEMA_PART_ONE[part], part)}"
+                            if diffs else ""))
     if invalid:
         names = [f"{i['name']} on {i['table']}" for i in invalid]
         checks.append(Check.of(
             f"invalid indexes in the source ({len(invalid)})", True,
             f"invalid in the source, what a failed CREATE INDEX CONCURRENTLY leaves; pg_dump does not dump an "
             f"invalid index, so the copy is not compared for it: {listed(names)}. Not a restore problem; "
-            f"{INDEXES_HINT}.", warning=True))
+            f"{INDEXES_HINT}.", warning=True,
+            headline=f"{len(invalid)} invalid {'index' if len(invalid) == 1 else 'indexes'} in the source"))
     if normalised:
         checks.append(Check.of("schema compared across majors", True,
                             f"the source ran PostgreSQL {majors[0]}, the copy {majors[1]}; left out of the comparison "
@@ -163,15 +169,20 @@ def constraints_valid_check(conn: psycopg.Connection, source_not_valid: set[tupl
         except psycopg.Error as exc:
             why = f"{name} on {schema}.{table}: {exc.diag.message_primary or type(exc).__name__}"
             (in_source if (f"{schema}.{table}", name) in known else failures).append(why)
+    name = "constraints (VALIDATE on the copy)"
     if failures:
-        return Check.of("all constraints valid", False, listed(failures + in_source))
+        return Check.of(name, False, listed(failures + in_source),
+                     headline=f"{len(failures)} {'constraint does' if len(failures) == 1 else 'constraints do'} "
+                              "not hold")
     extra = f"; {held} NOT VALID in the backup, validated on the copy" if held else ""
     if in_source:
-        return Check.of("all constraints valid", True,
+        return Check.of(name, True,
                      f"every constraint valid in the source holds{extra}; NOT VALID in the source and not "
                      f"holding for its rows there either (not a restore problem): {listed(in_source)}",
-                     warning=True)
-    return Check.of("all constraints valid", True, f"every constraint holds{extra}")
+                     warning=True, headline=f"{len(in_source)} NOT VALID "
+                                            f"{'constraint does' if len(in_source) == 1 else 'constraints do'} "
+                                            "not hold in the source either")
+    return Check.of(name, True, f"every constraint holds{extra}")
 
 
 def invalid_indexes(conn: psycopg.Connection) -> list[str]:
@@ -184,8 +195,8 @@ def invalid_indexes(conn: psycopg.Connection) -> list[str]:
 
 def indexes_valid_check(conn: psycopg.Connection) -> Check:
     bad = invalid_indexes(conn)
-    return Check.of("all indexes valid", not bad,
-                    f"invalid: {listed(bad)}" if bad else "every index is valid and ready")
+    return Check.of("index validity", not bad, f"invalid: {listed(bad)}" if bad else "every index is valid and ready",
+                 headline=f"{len(bad)} invalid {'index' if len(bad) == 1 else 'indexes'} on the copy" if bad else "")
 
 
 def index_inventory(conn: psycopg.Connection) -> list[dict[str, Any]]:
@@ -249,16 +260,19 @@ def expected_indexes_check(conn: psycopg.Connection, expected: Iterable[Any], ma
             invalid.append(f"{w.label} ({', '.join(ix['name'] for ix in in_source)} is invalid there)")
         else:
             absent.append(w.label)
-    name = f"{len(wanted)} expected indexes present"
+    name = f"expected indexes ({len(wanted)})"
     notes = []
     if absent:
         notes.append(f"missing in the source as well: {listed(absent)}")
     if invalid:
         notes.append(f"only an invalid index in the source, which pg_dump does not dump: {listed(invalid)}")
     if lost:
-        return Check.of(name, False, "; ".join([f"missing after restore: {listed(lost)}"] + notes))
+        return Check.of(name, False, "; ".join([f"missing after restore: {listed(lost)}"] + notes),
+                     headline=f"{len(lost)} of {len(wanted)} expected indexes lost in the restore")
     if notes:
-        return Check.of(name, True, "; ".join(notes) + f". Not a restore problem; {INDEXES_HINT}.", warning=True)
+        return Check.of(name, True, "; ".join(notes) + f". Not a restore problem; {INDEXES_HINT}.", warning=True,
+                     headline=f"{len(absent) + len(invalid)} of {len(wanted)} expected indexes missing in the "
+                              "source too")
     return Check.of(name, True, "all present")
 
 
@@ -287,8 +301,11 @@ def amcheck_check(dsn: str, jobs: int, heapallindexed: bool, cancel: threading.E
     if done.returncode == 0 and not findings:
         return Check.of(name, True, "no corruption found")
     if done.returncode == 2 or findings and done.returncode == 0:
-        return Check.of(name, False, f"corruption reported: {listed(findings)}")
-    return Check.of(name, False, f"pg_amcheck could not run (exit {done.returncode}): {listed(findings)}")
+        return Check.of(name, False, f"corruption reported: {listed(findings)}",
+                     headline=f"pg_amcheck reports corruption: {len(findings)} "
+                              f"{'message' if len(findings) == 1 else 'messages'}")
+    return Check.of(name, False, f"pg_amcheck could not run (exit {done.returncode}): {listed(findings)}",
+                 headline=f"pg_amcheck could not run (exit {done.returncode})")
 
 
 # -- smoke queries -------------------------------------------------------------------
@@ -301,6 +318,7 @@ def smoke_query_check(conn: psycopg.Connection, query: SmokeQuery, timeout_s: in
             conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout_s}s",))
             rows = conn.execute(query.sql).fetchall()
     except psycopg.Error as exc:
-        return Check.of(name, False, f"failed: {exc.diag.message_primary or type(exc).__name__}")
+        return Check.of(name, False, f"failed: {exc.diag.message_primary or type(exc).__name__}",
+                     headline="a smoke query failed")
     ok, detail = query.judge(rows)
-    return Check.of(name, ok, detail)
+    return Check.of(name, ok, detail, headline="" if ok else "a smoke query found other rows")

@@ -11,6 +11,27 @@ from ..report import Check, Outcome, Report, ReportFile, Section, Table, Verdict
 STEP_NAMES = ("create instance", "restore", "verify", "delete instance")
 
 
+HEADLINE_ITEMS = 3  # kinds of failure named in a summary; the count says how many more
+HEADLINE_ERROR_CHARS = 400  # a step's error in the summary (a Render alarm with its link fits), the whole in Error
+
+
+def check_headline(check: Check) -> str:
+    """A failed check or a warning in a few words with its count ("schema differs: 31 constraints");
+    a check recorded before checks had headlines: its name."""
+    return check.headline or (check.name if check.ok else f"{check.name}: failed")
+
+
+def headline_list(items: list[str], limit: int = HEADLINE_ITEMS) -> str:
+    """"a; b; c; and 2 more": at most `limit` items, the rest counted."""
+    shown = "; ".join(items[:limit])
+    return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def short_error(text: str, limit: int = HEADLINE_ERROR_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1].rsplit(" ", 1)[0] + "…"
+
+
 @dataclass
 class DrillResult:
     backup_id: str
@@ -93,22 +114,22 @@ class DrillResult:
                if self.recovery_point_age_s is not None else "")
         if self.passed:
             checks = fmt.plural(len(self.checks) - len(self.not_run), "check")
-            not_run = f" ({len(self.not_run)} not run: {' | '.join(c.name for c in self.not_run)})" \
-                if self.not_run else ""
+            not_run = (f" ({len(self.not_run)} not run: {headline_list([c.name for c in self.not_run])})"
+                       if self.not_run else "")
             text = (f"Drill passed: restored {restored}{age} and verified it; all {checks} passed"
                     f"{self._checks_by_step()}{not_run}; total time {fmt.duration(self.total_s)}.")
             if self.warnings:
                 n = len(self.warnings)
-                text += f" {fmt.plural(n, 'warning')} about the source: " + \
-                    " | ".join(c.name for c in self.warnings) + "."
+                text += (f" {fmt.plural(n, 'warning')} about the source: "
+                         f"{headline_list([check_headline(c) for c in self.warnings])}.")
             return text
         if self.cancelled:
             return f"Drill cancelled after {fmt.duration(self.total_s)}; the drill instance was deleted."
-        problems = [f"{c.name}: {c.detail}" for c in self.failed_checks]
+        # The kinds of failure, counted; which tables, constraints or files: in the Failed checks table.
+        problems = [check_headline(c) for c in self.failed_checks]
         if self.error:
-            problems.insert(0, self.error)
-        shown = " | ".join(problems[:3]) + (f" | and {len(problems) - 3} more" if len(problems) > 3 else "")
-        return f"Drill FAILED on {restored}{age}: {shown}"
+            problems.insert(0, short_error(self.error))
+        return f"Drill FAILED on {restored}{age}: {headline_list(problems)}."
 
     # -- renderings ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

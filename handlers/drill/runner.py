@@ -90,7 +90,7 @@ class RestoreDrill:
         self.source_major = major_version(manifest.get("server_version_num") or manifest.get("server_version")) or None
         self.copy_major: int | None = None
         # What the copy is verified against, and how this kind of drill runs the plan (an export drill: others).
-        self.reference: plan.AgainstManifest | plan.AgainstSourceNow = plan.AgainstManifest(manifest)
+        self.reference: plan.Reference = plan.AgainstManifest(manifest)
         self.caller = plan.DRILL
         self.options = plan.Options.of(settings, expected_indexes)
         self.verified_head = "Verified the restored database"
@@ -236,30 +236,36 @@ class RestoreDrill:
         if self.cancel.is_set():
             raise Cancelled("the drill was cancelled")
         want = (self.archive_info.get("sha256") or "").lower()
+        sha_check = "archive SHA-256 against the catalog"
         if prepared.sha256 is None:
-            self._check(Check.of("archive SHA-256 matches the catalog", bool(not want and prepared.problem is None),
+            self._check(Check.of(sha_check, bool(not want and prepared.problem is None),
                                 "given an unpacked folder: the stored file's SHA-256 could not be checked"
-                                if prepared.problem is None else prepared.problem))
+                                if prepared.problem is None else prepared.problem,
+                                headline="the archive could not be checked"))
         elif not want:
-            self._check(Check.of("archive SHA-256 matches the catalog", False, f"the catalog has no SHA-256 for this "
-                                f"backup (the file's is {prepared.sha256[:16]}...)"))
+            self._check(Check.of(sha_check, False,
+                                f"the catalog has no SHA-256 for this backup (the file's is {prepared.sha256[:16]}...)",
+                                headline="the catalog has no SHA-256 for the archive"))
         else:
             same = prepared.sha256 == want
-            self._check(Check.of("archive SHA-256 matches the catalog", same,
+            self._check(Check.of(sha_check, same,
                                 f"sha256 {want[:16]}..." if same else
                                 f"the stored archive's SHA-256 is {prepared.sha256[:16]}..., the catalog says "
-                                f"{want[:16]}...: the file changed after the backup"))
+                                f"{want[:16]}...: the file changed after the backup",
+                                headline="" if same else "the archive's SHA-256 differs from the catalog's"))
         size = self.archive_info.get("size")
         if size and self.archive.is_file() and self.archive.stat().st_size != int(size):
-            self._check(Check.of("archive size matches the catalog", False,
-                                f"{self.archive.stat().st_size:,} bytes stored, the catalog says {int(size):,}"))
+            self._check(Check.of("archive size against the catalog", False,
+                                f"{self.archive.stat().st_size:,} bytes stored, the catalog says {int(size):,}",
+                                headline="the archive's size differs from the catalog's"))
         if prepared.problem:
             raise StepFailed(prepared.problem)
         contents = prepared.contents
         readable = not contents.errors and contents.entries > 0
-        self._check(Check.of("archive readable by pg_restore", readable,
+        self._check(Check.of("archive's table of contents (pg_restore --list)", readable,
                             f"{contents.entries} entries, {contents.table_data} with table data ({contents.format})"
-                            if readable else C.listed(contents.errors or ["the archive lists no entries"])))
+                            if readable else C.listed(contents.errors or ["the archive lists no entries"]),
+                            headline="" if readable else "pg_restore cannot read the archive"))
         if not readable:
             raise StepFailed("pg_restore cannot read the archive's table of contents")
 
@@ -293,14 +299,15 @@ class RestoreDrill:
         shown = " ".join(a for a in cmd[1:-1] if a != "--dbname=")
         self.result.procedure.append(f"Restored it with `pg_restore {shown}` "
                                      f"({fmt.plural(outcome.jobs, 'parallel job')}).")
-        self._check(Check.of("restore without errors", outcome.ok,
+        self._check(Check.of("pg_restore errors", outcome.ok,
                             "pg_restore reported no errors" if outcome.ok else
                             f"{fmt.plural(outcome.error_count, 'error')}: "
-                            f"{C.listed(self.result.restore_errors)}"))
+                            f"{C.listed(self.result.restore_errors)}",
+                            headline="" if outcome.ok else f"pg_restore: {fmt.plural(outcome.error_count, 'error')}"))
         # The restore carries on into verification even with errors: the checks name what is missing.
         if not outcome.ok:
             return Failed(fmt.plural(outcome.error_count, 'restore error'))
-        return f"{contents.table_data} tables loaded with {outcome.jobs} jobs"
+        return loaded_text(contents.table_data, len(self.manifest.get("tables", [])), outcome.jobs)
 
     # -- step 3 --------------------------------------------------------------------------
     def _verify(self) -> str:
@@ -329,6 +336,15 @@ class RestoreDrill:
             said.append(f"deleted {description}")
             self.result.procedure.append(f"Deleted the drill instance ({description}).")
         return "; ".join(said) or "nothing to delete"
+
+
+def loaded_text(loaded: int, in_manifest: int, jobs: int) -> str:
+    """"data of 26 tables loaded with 2 jobs; the manifest checks 9": pg_restore loads every table's
+    data the archive has, the row checks cover the application's schemas that the manifest lists."""
+    text = f"data of {fmt.plural(loaded, 'table')} loaded with {fmt.plural(jobs, 'job')}"
+    if in_manifest and in_manifest != loaded:
+        text += f"; the row checks cover the {in_manifest} the manifest lists (the application's schemas)"
+    return text
 
 
 def _never_raising(progress: ProgressFn) -> ProgressFn:

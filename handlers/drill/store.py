@@ -118,8 +118,9 @@ class DrillStore:
         passed = sum(1 for r in rows if r["outcome"] == "passed")
         which = "passed drill" if any(r["outcome"] == "passed" for r in recent) else "drill"
         summary = (f"Last {fmt.plural(len(rows), 'drill')} of {target_name}: {passed} passed, "
-                   f"{len(rows) - passed} not. Recovery time of the last {fmt.plural(len(totals), which)}, "
-                   f"oldest to newest: {fmt.trend(totals, fmt.duration)}.")
+                   f"{len(rows) - passed} not.\n"  # the trend on a line of its own: never at the end of a full one
+                   f"Recovery time of the last {fmt.plural(len(totals), which)}, oldest to newest: "
+                   f"{fmt.trend(totals, fmt.duration)}.")
         latest_ok = rows[0]["outcome"] == "passed"
         return Report(
             f"Restore drills: {target_name}", summary, Outcome.OK if latest_ok else Outcome.FAILED,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from ..target import connect
 from . import system_catalog
@@ -159,7 +159,8 @@ def window_history(state_dsn: str, target_name: str, now: datetime, window_days:
         if used[-1]["stats_reset"] != live_reset:
             resets.append(live_reset)
         history.resets = [r for r in resets if r is not None]
-        rows = state.execute(
+        # One row per index (tens of thousands): tuples, not dicts.
+        rows = state.cursor(row_factory=tuple_row).execute(
             """WITH s AS (
                    SELECT s.index_oid, s.schema_name, s.index_name, s.day, s.idx_scan, d.stats_reset,
                           lag(s.idx_scan) OVER w AS prev_scan, lag(d.stats_reset) OVER w AS prev_reset,
@@ -179,13 +180,10 @@ def window_history(state_dsn: str, target_name: str, now: datetime, window_days:
                FROM s GROUP BY index_oid, schema_name, index_name""",
             {"t": target_name, "base": baseline["day"], "now": now},
         ).fetchall()
-        for r in rows:
-            history.stored[(r["index_oid"], r["schema_name"], r["index_name"])] = _Stored(
-                r["first_day"], r["scans"], r["last_scan"], r["last_reset"], r["crossed_reset"])
-        for r in state.execute(
+        history.stored = {(oid, schema, name): _Stored(*rest) for oid, schema, name, *rest in rows}
+        history.first_seen = {(oid, schema, name): seen for oid, schema, name, seen in state.cursor(
+            row_factory=tuple_row).execute(
             "SELECT index_oid, schema_name, index_name, first_seen FROM dbops.index_first_seen WHERE target = %s",
-            (target_name,),
-        ):
-            history.first_seen[(r["index_oid"], r["schema_name"], r["index_name"])] = r["first_seen"]
+            (target_name,)).fetchall()}  # fetchall: a cursor read row by row costs a call per row
         history.state_queries = 3
     return history

@@ -16,7 +16,8 @@ def qualified(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
 
 
-@dataclass(frozen=True)
+# Not frozen: a review makes one per index (30,000 and more), and a frozen one sets each field by a call.
+@dataclass(slots=True)
 class IndexInfo:
     oid: int
     schema: str
@@ -31,7 +32,7 @@ class IndexInfo:
     column_defs: tuple[str, ...]  # per index column: as pg_get_indexdef prints it (expressions too)
     opclasses: tuple[str, ...]  # per key column: operator class, collation and sort options
     predicate: str | None
-    definition: str
+    definition: str | None  # pg_get_indexdef: read for an invalid index only (to rebuild it)
     constraint_type: str | None  # 'p', 'u', 'x' when the index backs such a constraint
     constraint_name: str | None
     is_partition_child: bool  # attached to a partitioned index: judged through its parent
@@ -39,7 +40,6 @@ class IndexInfo:
     being_built: bool  # a CREATE INDEX CONCURRENTLY in progress right now
     size_bytes: int
     idx_scan: int | None  # cumulative counter since the last statistics reset
-    last_idx_scan: str | None  # PostgreSQL 16+ only
 
     @property
     def key_names(self) -> tuple[str | None, ...]:

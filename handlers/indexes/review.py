@@ -24,6 +24,13 @@ _LABELS = {  # (one, many) for the summary line
     "seq_scan": ("large table read by seq scans", "large tables read by seq scans"),
 }
 
+NO_EXPECTED = ("No expected indexes are configured, so none was checked: list the indexes the application "
+               "needs in dbops.toml (DBOPS_CONFIG, default ./dbops.toml), one [[indexes.expected]] entry each "
+               "with table, columns and unique = true where required; dbops.example.toml shows one.")
+
+EXPECTED_COVERED = ("Covered by another index but expected in dbops.toml, so no DROP is suggested (if the wider "
+                    "index is the one the application needs, change its [[indexes.expected]] entry): ")
+
 _SECTIONS = [  # (check, title, headers)
     ("invalid", "Invalid indexes", invalid.HEADERS),
     ("unused", "Unused indexes", unused.HEADERS),
@@ -47,6 +54,8 @@ class IndexReview:
     resets: list[datetime]
     stats_reset: datetime | None
     unused_skipped: dict[str, int]
+    expected_unused: list[IndexInfo]  # expected (dbops.toml) and not scanned in the whole window
+    expected_covered: list[str]  # expected (dbops.toml) and covered by another index: said, never a DROP
     index_count: int
     table_count: int
     query_count: int  # catalog queries on the target: constant, whatever the number of tables
@@ -111,6 +120,8 @@ class IndexReview:
                 {"check": "expected", "key": r.expected.key, "ignored_because": self._expected_ignored(r)}
                 for r in self.expected if not r.ok and self._expected_ignored(r)],
             "unused_not_judged": self.unused_skipped,
+            "expected_unused": [f"{i.schema}.{i.name}" for i in self.expected_unused],
+            "expected_covered": self.expected_covered,
             "slow_queries": self.slow.to_json(),
             "indexes": self.index_count, "tables": self.table_count,
             "catalog_queries": self.query_count, "state_queries": self.state_queries,
@@ -135,18 +146,24 @@ class IndexReview:
                 + (", unique" if r.expected.unique else "") + (", as its prefix" if r.status == expected.PRESENT_AS_PREFIX else "")
                 + (f": {r.usage.short(window)}" if r.usage else "")
                 for r in in_place)))
-        fixes = [f"{r.expected.table}({', '.join(r.expected.columns)}): {r.fix}" for r in self.expected_problems]
-        if fixes:
-            sections.append(Section("Fixes for expected indexes (suggestions, not run)", text="\n".join(fixes),
-                                    problem=True))
+        if not self.expected:
+            sections.append(Section("Expected indexes", text=NO_EXPECTED))
         for check, title, headers in _SECTIONS:
             found = [f for f in self.open_findings if f.check == check]
             if check == "unused":
                 sections.append(self._unused_section(found, headers))
                 continue
-            if found:
+            kept = self.expected_covered if check == "duplicate" else []
+            if kept:  # an expected index is never suggested for dropping; that another covers it is said
+                sections.append(Section(f"{title} ({len(found)})", text=EXPECTED_COVERED + "; ".join(kept) + ".",
+                                        table=Table(headers, [f.row for f in found]) if found else None,
+                                        problem=bool(found)))
+            elif found:
                 sections.append(Section(f"{title} ({len(found)})", table=Table(headers, [f.row for f in found]),
                                         problem=True))
+        fixes = self._fixes_section()
+        if fixes is not None:
+            sections.append(fixes)
         sections.append(self._slow_section())
         if self.notes:
             sections.append(Section("Notes", text="\n".join(self.notes)))
@@ -165,11 +182,24 @@ class IndexReview:
             data=self.to_json(),
         )
 
+    def _fixes_section(self) -> Section | None:
+        """Every suggested statement, one a line in one block (copy it whole), each under a comment
+        saying what it fixes; SQL is never squeezed into a table cell, where it would wrap."""
+        fixes = [(f"expected {r.expected.table}({', '.join(r.expected.columns)}): {r.status}", r.fix)
+                 for r in self.expected_problems]
+        fixes += [(f.summary, f.fix) for f in self.open_findings if f.fix]
+        if not fixes:
+            return None
+        script = "\n\n".join(f"-- {' '.join(why.split())}\n{fix}" for why, fix in fixes)
+        return Section("Suggested SQL (not run: the bot never creates or drops an index)", text=f"```{script}```")
+
     def _facts(self) -> list[tuple[str, str]]:
         facts = [("Problems", str(self.problems))]
         if self.expected:
             satisfied = sum(1 for r in self.expected if r.ok)
             facts.append(("Expected indexes (dbops.toml)", f"{satisfied} of {len(self.expected)} in place"))
+        else:
+            facts.append(("Expected indexes", "none configured"))
         facts += [("Reviewed", f"{fmt.plural(self.index_count, 'index', 'indexes')} on "
                                f"{fmt.plural(self.table_count, 'table')}"),
                   ("Usage window", f"{fmt.plural(self.settings.window_days, 'day')}"
@@ -189,10 +219,12 @@ class IndexReview:
             lines.append(f"Statistics were reset at {reset:%Y-%m-%d %H:%M} UTC within the window: scans are "
                          "summed across it from the daily snapshots (scans between the last snapshot "
                          "before it and the reset are not counted).")
+        if self.expected_unused:
+            lines.append(f"Expected but unused ({len(self.expected_unused)}: dbops.toml expects them, so no DROP "
+                         f"is suggested; is the code that needs them still deployed?): "
+                         + ", ".join(f"{i.name} on {i.table}" for i in self.expected_unused) + ".")
         if self.unused_skipped:
-            lines.append("Not judged: " + ", ".join(f"{n} {why}" for why, n in sorted(self.unused_skipped.items())) + ".")
-        if found:
-            lines.append("The DROP statements are suggestions: the bot never drops an index.")
+            lines.append(f"Not judged: {unused.not_judged_text(self.unused_skipped)}.")
         return Section(f"Unused indexes ({len(found)}, no scans in {window} d)", text="\n".join(lines),
                        table=Table(headers, [f.row for f in found]) if found else None, problem=bool(found))
 
@@ -217,7 +249,7 @@ def review(conn: psycopg.Connection, settings: IndexSettings, state_dsn: str | N
         env = system_catalog.environment(cat)
         all_indexes = system_catalog.indexes(cat)
         fks = system_catalog.foreign_keys(cat)
-        table_stats = system_catalog.tables(cat)
+        table_stats = system_catalog.tables(cat, settings.seq_scan_min_rows, settings.seq_scan_min_count)
         progress(Progress("reading pg_stat_statements", 0.5))
         slow = slow_queries.slow_queries(cat, env.pgss_schema, env.pgss_version, settings.slow_query_count)
     except psycopg.errors.InsufficientPrivilege as exc:
@@ -244,8 +276,10 @@ def review(conn: psycopg.Connection, settings: IndexSettings, state_dsn: str | N
         if r.index is not None and r.ok:
             r.usage = usage_of(r.index)
     relied_on = {r.index.oid for r in expected_results if r.index is not None and r.ok}
-    unused_found, skipped = unused.check_unused(all_indexes, usage_of, hist.is_young, relied_on, settings.window_days)
-    findings = (invalid.check_invalid(all_indexes) + unused_found + duplicates.check_duplicates(all_indexes)
+    unused_found, skipped, expected_unused = unused.check_unused(all_indexes, usage_of, hist.is_young, relied_on,
+                                                                 settings.window_days)
+    duplicate_found, expected_covered = duplicates.check_duplicates(all_indexes, relied_on)
+    findings = (invalid.check_invalid(all_indexes) + unused_found + duplicate_found
                 + foreign_keys.check_foreign_keys(fks, all_indexes)
                 + seq_scans.check_seq_scans(table_stats, settings.seq_scan_min_rows, settings.seq_scan_min_count,
                                             settings.seq_scan_min_share))
@@ -262,6 +296,8 @@ def review(conn: psycopg.Connection, settings: IndexSettings, state_dsn: str | N
         expected=expected_results, findings=findings, slow=slow,
         history_days=max(0, int((now - hist.baseline_taken_at).total_seconds() // 86400)) if hist.baseline_taken_at else 0,
         history_complete=hist.complete, resets=hist.resets, stats_reset=env.stats_reset,
-        unused_skipped=skipped, index_count=len(all_indexes), table_count=len(table_stats),
+        unused_skipped=skipped, expected_unused=expected_unused, expected_covered=expected_covered,
+        index_count=len(all_indexes),
+        table_count=len(table_stats),
         query_count=cat.queries, state_queries=hist.state_queries, seconds=time.monotonic() - started, notes=notes,
     )

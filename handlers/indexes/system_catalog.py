@@ -37,6 +37,13 @@ class SystemCatalog:
             cur.execute(query, params)  # None: no placeholders, a literal % stays as it is
             return cur.fetchall()
 
+    def tuples(self, query: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        """As `rows`, each row a tuple in the SELECT's order: for the queries of one row per index."""
+        self.queries += 1
+        with self.conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall()
+
 
 @dataclass(frozen=True)
 class Environment:
@@ -60,53 +67,59 @@ def environment(cat: SystemCatalog) -> Environment:
 
 
 def indexes(cat: SystemCatalog) -> list[IndexInfo]:
-    """Every index outside the system schemas, with what the checks need to judge it."""
-    rows = cat.rows(
-        f"""SELECT {TAG} i.indexrelid::bigint AS oid, n.nspname AS schema, t.relname AS table_name, c.relname AS index_name,
-                   am.amname AS method, i.indisunique AS is_unique, i.indisprimary AS is_primary,
-                   i.indisvalid AS is_valid, i.indnkeyatts AS key_count,
-                   ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
-                         LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                         ORDER BY k.ord) AS column_names,
-                   ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
-                         FROM generate_series(1, i.indnatts) k ORDER BY k) AS column_defs,
-                   i.indclass::text AS opclasses, i.indcollation::text AS collations, i.indoption::text AS options,
-                   pg_get_expr(i.indpred, i.indrelid, true) AS predicate,
-                   pg_get_indexdef(i.indexrelid) AS definition,
-                   con.contype::text AS constraint_type, con.conname AS constraint_name,
-                   c.relispartition AS is_partition_child, c.relkind = 'I' AS is_partitioned,
-                   p.index_relid IS NOT NULL AS being_built,
-                   pg_relation_size(c.oid) AS size_bytes,
-                   s.idx_scan, to_jsonb(s) ->> 'last_idx_scan' AS last_idx_scan
+    """Every index outside the system schemas, with what the checks need to judge it.
+
+    Per index the server computes only what every check needs; what one needs rarely is computed
+    only where it may be needed: the full definition of an invalid index (to rebuild it), the exact
+    size of an index no constraint needs (what a finding may show; a constraint's index is never
+    suggested for dropping, its size is the planner's estimate, for ordering only). A plain
+    column's definition is quote_ident(its name), what pg_get_indexdef(index, column) says of it,
+    so only expression columns ask pg_get_indexdef. Rows come as tuples and are sorted here: a
+    server-side sort of 30,000 wide rows spills to disk."""
+    rows = cat.tuples(
+        f"""SELECT {TAG} i.indexrelid::bigint, n.nspname, t.relname, c.relname, am.amname,
+                   i.indisunique, i.indisprimary, i.indisvalid, i.indnkeyatts, cols.names, cols.defs,
+                   i.indclass::text, i.indcollation::text, i.indoption::text,
+                   pg_get_expr(i.indpred, i.indrelid, true),
+                   CASE WHEN NOT i.indisvalid THEN pg_get_indexdef(i.indexrelid) END,
+                   con.contype::text, con.conname, c.relispartition, c.relkind = 'I',
+                   p.index_relid IS NOT NULL,
+                   CASE WHEN con.contype IS NULL AND NOT i.indisprimary THEN pg_relation_size(c.oid)
+                        ELSE c.relpages::bigint * current_setting('block_size')::int END,
+                   CASE WHEN t.relkind IN ('r', 't', 'm') THEN pg_stat_get_numscans(i.indexrelid) END
             FROM pg_index i
             JOIN pg_class c ON c.oid = i.indexrelid
             JOIN pg_class t ON t.oid = i.indrelid
             JOIN pg_namespace n ON n.oid = t.relnamespace
             JOIN pg_am am ON am.oid = c.relam
+            CROSS JOIN LATERAL (
+                SELECT array_agg(a.attname ORDER BY k.ord) AS names,
+                       array_agg(coalesce(quote_ident(a.attname), pg_get_indexdef(i.indexrelid, k.ord::int, true))
+                                 ORDER BY k.ord) AS defs
+                FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+                LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0) cols
             LEFT JOIN pg_constraint con
                    ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')
-            LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = i.indexrelid
             LEFT JOIN (SELECT DISTINCT index_relid FROM pg_stat_progress_create_index) p
                    ON p.index_relid = i.indexrelid
-            WHERE {_SYSTEM_SCHEMAS} AND NOT (n.nspname = ANY(%(exclude)s))
-            ORDER BY n.nspname, t.relname, c.relname""",
+            WHERE {_SYSTEM_SCHEMAS} AND NOT (n.nspname = ANY(%(exclude)s))""",
         {"exclude": cat.exclude_schemas},
     )
+    rows.sort(key=lambda r: (r[1], r[2], r[3]))  # schema, table, index: as the server's C collation orders names
     found = []
-    for r in rows:
-        key_count = r["key_count"]
-        classes, collations, options = (r[k].split() for k in ("opclasses", "collations", "options"))
+    for (oid, schema, table, name, method, is_unique, is_primary, is_valid, key_count, names, defs, classes,
+         collations, options, predicate, definition, constraint_type, constraint_name, is_partition_child,
+         is_partitioned, being_built, size_bytes, idx_scan) in rows:
         found.append(IndexInfo(
-            oid=r["oid"], schema=r["schema"], table=r["table_name"], name=r["index_name"], method=r["method"],
-            is_unique=r["is_unique"], is_primary=r["is_primary"], is_valid=r["is_valid"], key_count=key_count,
-            column_names=tuple(r["column_names"]), column_defs=tuple(r["column_defs"]),
+            oid=oid, schema=schema, table=table, name=name, method=method, is_unique=is_unique,
+            is_primary=is_primary, is_valid=is_valid, key_count=key_count, column_names=tuple(names),
+            column_defs=tuple(defs),
             # Two indexes sort alike only with the same operator class, collation and order per column.
-            opclasses=tuple(f"{classes[k]}/{collations[k]}/{options[k]}" for k in range(key_count)),
-            predicate=r["predicate"], definition=r["definition"],
-            constraint_type=r["constraint_type"], constraint_name=r["constraint_name"],
-            is_partition_child=r["is_partition_child"], is_partitioned=r["is_partitioned"],
-            being_built=r["being_built"], size_bytes=r["size_bytes"] or 0,
-            idx_scan=r["idx_scan"], last_idx_scan=r["last_idx_scan"],
+            opclasses=tuple(f"{a}/{b}/{c}" for a, b, c in
+                            zip(classes.split()[:key_count], collations.split(), options.split())),
+            predicate=predicate, definition=definition, constraint_type=constraint_type,
+            constraint_name=constraint_name, is_partition_child=is_partition_child, is_partitioned=is_partitioned,
+            being_built=being_built, size_bytes=size_bytes or 0, idx_scan=idx_scan,
         ))
     return found
 
@@ -132,15 +145,18 @@ def foreign_keys(cat: SystemCatalog) -> list[ForeignKeyInfo]:
                            r["partitioned"]) for r in rows]
 
 
-def tables(cat: SystemCatalog) -> list[TableInfo]:
-    """Scan counters of every user table since the last statistics reset."""
+def tables(cat: SystemCatalog, sized_from_rows: int = 0, sized_from_scans: int = 0) -> list[TableInfo]:
+    """Scan counters of every user table since the last statistics reset; the size (a few file
+    lookups on the server per table) of the tables with `sized_from_rows` live rows and
+    `sized_from_scans` sequential scans or more, the only ones a finding can name (0 elsewhere)."""
     rows = cat.rows(
         f"""SELECT {TAG} s.schemaname AS schema, s.relname AS name, s.seq_scan, s.seq_tup_read,
                   coalesce(s.idx_scan, 0) AS idx_scan, s.n_live_tup AS live_rows,
-                  pg_table_size(s.relid) AS size_bytes
+                  CASE WHEN s.n_live_tup >= %(rows)s AND s.seq_scan >= %(scans)s THEN pg_table_size(s.relid)
+                  END AS size_bytes
            FROM pg_stat_user_tables s
            WHERE NOT (s.schemaname = ANY(%(exclude)s))""",
-        {"exclude": cat.exclude_schemas},
+        {"exclude": cat.exclude_schemas, "rows": sized_from_rows, "scans": sized_from_scans},
     )
     return [TableInfo(r["schema"], r["name"], r["seq_scan"] or 0, r["seq_tup_read"] or 0, r["idx_scan"],
                       r["live_rows"] or 0, r["size_bytes"] or 0) for r in rows]

@@ -19,12 +19,14 @@ import psycopg
 from psycopg import sql
 
 from handlers import fmt
-from handlers.errors import UsageError
+from handlers.errors import TargetUnreachable, UsageError
 from handlers.report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from handlers.target import Target, dsn_secrets, scrub
 
+from .lexing import refuse_lexing_changes
 from .nodes import alter_table_cmds
 from .parsing import Statement, parse_statements
+from .session import SessionChanged, milliseconds, pin_session, run_statement
 from .settings import ApplySettings
 
 STATEMENT_PREVIEW = 200
@@ -105,7 +107,9 @@ def _transaction_control(stmt: Statement) -> bool:
 
 def plan_batches(statements: list[Statement], filename: str = "UP.sql") -> list[Batch]:
     """Cut the file into batches. BEGIN/COMMIT in the file are dropped (the bot opens and commits the
-    transaction itself); ROLLBACK, SAVEPOINT and two-phase commands are refused."""
+    transaction itself); ROLLBACK, SAVEPOINT and two-phase commands are refused, and so is any statement
+    that names a setting changing how the server reads SQL text (lexing.py)."""
+    refuse_lexing_changes(statements, filename)
     for stmt in statements:
         if _transaction_control(stmt) and stmt.node.get("kind") not in ("TRANS_STMT_BEGIN", "TRANS_STMT_START",
                                                                         "TRANS_STMT_COMMIT"):
@@ -232,6 +236,12 @@ def apply_migration(target: Target, up_sql: str, settings: ApplySettings, progre
     secrets = dsn_secrets(target.dsn)
     started = time.monotonic()
     with target.connect(autocommit=True) as conn:
+        try:
+            pin_session(conn)
+        except (psycopg.Error, SessionChanged) as exc:
+            message = error_text(exc, secrets) if isinstance(exc, psycopg.Error) else str(exc)
+            raise TargetUnreachable(f"target `{target.name}`: the session could not be prepared ({message}); "
+                                    "nothing was applied") from None
         if before_first_statement is not None and not before_first_statement():
             result.aborted = True
             result.duration_s = time.monotonic() - started
@@ -287,8 +297,8 @@ def _run_with_retries(conn: psycopg.Connection, batch: Batch, settings: ApplySet
 def _run_batch(conn: psycopg.Connection, batch: Batch, settings: ApplySettings, result: ApplyResult,
                progress: ProgressFn, done: int, secrets: list[str],
                mark: tuple[str, tuple] | None = None) -> list[dict]:
-    timeouts = [("lock_timeout", f"{int(settings.lock_timeout_s * 1000)}ms"),
-                ("statement_timeout", f"{int(settings.statement_timeout_s * 1000)}ms")]
+    limits = {"lock_timeout": settings.lock_timeout_s, "statement_timeout": settings.statement_timeout_s}
+    timeouts = [(name, f"{milliseconds(seconds)}ms") for name, seconds in limits.items()]
     timings = []
     if batch.in_transaction:
         conn.execute("BEGIN")
@@ -306,13 +316,19 @@ def _run_batch(conn: psycopg.Connection, batch: Batch, settings: ApplySettings, 
             cleanup = _InvalidIndexCleanup(conn, stmt, batch, result, settings)
             with cleanup:
                 t0 = time.monotonic()
-                conn.execute(stmt.text)
+                _, repinned = run_statement(conn, stmt, limits, local=batch.in_transaction)
+            for name in repinned:
+                result.notes.append(f"line {stmt.line} switched off or raised {name}: the apply set it back to "
+                                    f"its own {limits[name]:g} s (migrate.apply)")
             timings.append({"line": stmt.line, "statement": _preview(stmt.text),
                             "seconds": round(time.monotonic() - t0, 3), "outside_transaction": not batch.in_transaction})
         if batch.in_transaction:
             if mark is not None:
                 conn.execute(mark[0], mark[1])
             conn.execute("COMMIT")
+    except SessionChanged as changed:
+        _rollback(conn)
+        raise _StatementFailed(stmt, str(changed)) from None
     except psycopg.Error as exc:
         _rollback(conn)
         message = error_text(exc, secrets)

@@ -2,6 +2,7 @@
 questions, then hand each statement to the rules that look at its kind."""
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 from contextlib import contextmanager
@@ -10,8 +11,10 @@ from typing import TYPE_CHECKING, Iterator
 from handlers.errors import DbopsError, UsageError
 
 from .context import DroppedColumn, MigrationContext, classify_type_changes
+from .efcore import see_through_guards
+from .lexing import refuse_lexing_changes
 from .model import Finding, MigrationCheck, Severity
-from .parsing import Statement, parse_statements
+from .parsing import Statement, parse_statements, starts_with_bom
 from .rule import Hit, Rule
 from .rules import file_rules, rules_by_kind
 from .rules.type_table import Change
@@ -61,12 +64,19 @@ def _gc_paused() -> Iterator[None]:
 
 def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, filename: str,
            down_filename: str, settings: MigrationCheckSettings) -> MigrationCheck:
-    statements = parse_statements(up_sql, filename)
-    if not statements:
+    parsed = parse_statements(up_sql, filename)
+    if not parsed:
         raise UsageError(f"{filename} has no SQL statements (it is empty or holds only comments)")
-    down = parse_statements(down_sql, down_filename) if down_sql is not None else None
+    refuse_lexing_changes(parsed, filename)  # a DO block's body too, so also what an EF guard wraps
+    statements = see_through_guards(parsed)  # EF Core's guard blocks are analysed as what they guard
+    down_parsed = parse_statements(down_sql, down_filename) if down_sql is not None else None
+    refuse_lexing_changes(down_parsed or [], down_filename)
+    down = see_through_guards(down_parsed) if down_parsed is not None else None
+    # DOWN is analysed as what runs after UP: one replay of both, DOWN's statements numbered after UP's.
+    both = statements + [dataclasses.replace(s, index=s.index + len(statements)) for s in down or ()]
+    estimates = None
     if conn is None:
-        ctx = _context(statements, down, filename, down_filename, {}, None)
+        ctx = _context(both, len(statements), down, filename, down_filename, {}, None)
     else:
         import psycopg
 
@@ -76,8 +86,9 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
             with conn.transaction():
                 conn.execute("SELECT set_config('statement_timeout', %s, true)",
                              (f"{int(settings.fact_timeout_seconds * 1000)}ms",))
-                columns = facts.fetch_column_types(conn, touched_tables(statements))
-                ctx = _context(statements, down, filename, down_filename, columns, conn)
+                columns = facts.fetch_column_types(conn, touched_tables(both))
+                ctx = _context(both, len(statements), down, filename, down_filename, columns, conn)
+                estimates = facts.estimate_rows(conn, ctx)
         except psycopg.errors.QueryCanceled:
             raise DbopsError(
                 f"reading the target database for {filename} took longer than {settings.fact_timeout_seconds:g}s "
@@ -87,24 +98,48 @@ def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, f
             detail = exc.diag.message_primary or type(exc).__name__
             raise DbopsError(f"reading the target database for {filename} failed: {detail}") from None
 
-    result = MigrationCheck(filename, hashlib.sha256(up_sql.encode("utf-8")).hexdigest(), len(statements))
+    result = MigrationCheck(filename, hashlib.sha256(up_sql.encode("utf-8")).hexdigest(), len(parsed))
     result.findings = run_rules(ctx, frozenset(settings.disabled))
+    if down:
+        result.findings[:0] = down_findings(ctx, both, frozenset(settings.disabled))
+    result.estimates = estimates
+    for name, sql in ((filename, up_sql), (down_filename, down_sql)):
+        if sql is not None and starts_with_bom(sql):
+            result.findings.insert(0, Finding(
+                code="byte-order-mark", severity=Severity.INFO, line=1, statement="",
+                message=f"{name} starts with a UTF-8 byte order mark: dbops leaves it out (it is not SQL); "
+                        "the SHA-256 is of the file as it is",
+                hint="Save the file as UTF-8 without BOM (in Visual Studio: File > Save As > Save with Encoding)."))
     return result
 
 
-def _context(statements: list[Statement], down: list[Statement] | None, filename: str, down_filename: str,
-             columns: dict, conn: psycopg.Connection | None) -> MigrationContext:
-    """Replay the file over the catalog's columns (and, for tables it sets NOT NULL or adds a primary
-    key to, their NOT NULL columns, checks and indexes), classify type changes, and (with a database)
-    ask whether dropped columns hold data and how many rows would not fit a narrower type."""
+def down_findings(ctx: MigrationContext, both: list[Statement], disabled: frozenset[str]) -> list[Finding]:
+    """DOWN's forbidden findings, as what runs after UP (dropping a column UP added is no loss of old
+    data; dropping a table with its rows is): a DOWN is run in production when UP is rolled back.
+    Its warnings are left out: DOWN is rehearsed, never applied by the bot. Each is a finding about
+    the whole request (line 0) that names DOWN's file and line."""
+    down_ctx = dataclasses.replace(ctx, statements=both, filename=ctx.down_filename, down=[])
+    found = []
+    for f in run_rules(down_ctx, disabled, first=len(ctx.statements)):
+        if f.severity is Severity.FORBIDDEN:
+            found.append(dataclasses.replace(f, line=0, message=f"{ctx.down_filename} line {f.line}: {f.message}"))
+    return found
+
+
+def _context(statements: list[Statement], up_count: int, down: list[Statement] | None, filename: str,
+             down_filename: str, columns: dict, conn: psycopg.Connection | None) -> MigrationContext:
+    """Replay UP and DOWN (the first `up_count` of `statements` are UP's) over the catalog's columns
+    (and, for tables they set NOT NULL or add a primary key to, their NOT NULL columns, checks and
+    indexes), classify type changes, and (with a database) ask whether dropped columns hold data and
+    how many rows would not fit a narrower type. The context is UP's; down_findings() widens it to DOWN."""
     constraints: dict = {}
     if conn is not None:
         from . import facts
 
         constraints = facts.fetch_constraints(conn, not_null_tables(statements))
-    timeline = replay(statements, columns, constraints)
+    timeline = replay(statements, columns, constraints, new_session_at=up_count)
     ctx = MigrationContext(
-        filename=filename, statements=statements, timeline=timeline, down=down,
+        filename=filename, statements=statements[:up_count], timeline=timeline, down=down,
         down_filename=down_filename, has_database=conn is not None, catalog_tables=frozenset(columns),
         server_version=conn.info.server_version if conn is not None else None,
         type_changes=classify_type_changes(timeline, frozenset(columns), conn is not None),
@@ -126,11 +161,12 @@ def _context(statements: list[Statement], down: list[Statement] | None, filename
     return ctx
 
 
-def run_rules(ctx: MigrationContext, disabled: frozenset[str] = frozenset()) -> list[Finding]:
+def run_rules(ctx: MigrationContext, disabled: frozenset[str] = frozenset(), first: int = 0) -> list[Finding]:
+    """Findings for ctx.statements[first:] (the earlier ones are only there to be replayed)."""
     findings: list[Finding] = []
     by_kind = rules_by_kind()
     done_once: set[str] = set(disabled)  # codes not to run (again)
-    for stmt in ctx.statements:
+    for stmt in ctx.statements[first:]:
         rules = by_kind.get(stmt.kind)
         if not rules:
             continue
@@ -151,6 +187,8 @@ def run_rules(ctx: MigrationContext, disabled: frozenset[str] = frozenset()) -> 
         if rule.code in disabled:
             continue
         for stmt, hit in rule.check(ctx):
+            if first and (stmt is None or stmt.index < first):
+                continue
             finding = _finding(rule, stmt, hit)
             if finding is not None:
                 findings.append(finding)
@@ -167,6 +205,9 @@ def _finding(rule: Rule, stmt: Statement | None, hit: Hit | str) -> Finding | No
         if severity is not Severity.FORBIDDEN:
             return None
         message += _NO_IGNORE_NOTE
+    migration = stmt.guard.migration_id if stmt is not None and stmt.guard is not None else ""
+    if migration:
+        message += f" (EF migration {migration})"
     return Finding(
         code=rule.code,
         severity=severity,
@@ -174,4 +215,5 @@ def _finding(rule: Rule, stmt: Statement | None, hit: Hit | str) -> Finding | No
         statement=stmt.text if stmt is not None else "",
         message=message,
         hint=hit.hint or rule.hint,
+        migration=migration,
     )

@@ -8,8 +8,10 @@ from collections import defaultdict
 import psycopg
 from psycopg import sql
 
-from .nodes import TableName, not_null_columns
+from .harmless import SAFE_FUNCTIONS
+from .nodes import TableName, function_name, not_null_columns, table_of
 from .rules.type_table import Misfit
+from .session import execute, pin_session
 from .sqltypes import type_from_catalog
 from .timeline import CatalogColumns, CatalogConstraints
 
@@ -150,3 +152,28 @@ def _misfit_predicate(column: str, misfit: Misfit) -> sql.Composable:
     if misfit.kind == "digits_over":
         return sql.SQL("abs({}::numeric) >= power(10::numeric, {})").format(col, sql.Literal(misfit.limit))
     raise ValueError(f"unknown misfit kind {misfit.kind!r}")
+
+
+def estimate_rows(conn: psycopg.Connection, ctx) -> list[dict]:
+    """[{line, kind, relation, rows}]: the planner's estimate of the rows each top-level DELETE and UPDATE
+    would touch in this database, from EXPLAIN, never executed. A statement calling a function that is
+    not known harmless is not planned (planning can evaluate stable functions); one on a table an
+    earlier statement creates cannot be, and gets rows None. Each plan runs in a savepoint."""
+    kinds = {"DeleteStmt": "DELETE", "UpdateStmt": "UPDATE"}
+    planned = [s for s in ctx.statements if s.kind in kinds and s.node.get("relation")
+               and not any(schema or name not in SAFE_FUNCTIONS or name in ctx.defined_functions
+                           for schema, name in map(function_name, ctx.nested(s).get("FuncCall", ())))]
+    if planned:
+        pin_session(conn)
+    estimates = []
+    for stmt in planned:
+        rows = None
+        try:
+            with conn.transaction():
+                (plan,) = execute(conn, "EXPLAIN (FORMAT JSON) " + stmt.text).fetchone()[0]
+            rows = int(plan["Plan"]["Plans"][0]["Plan Rows"])
+        except (psycopg.Error, KeyError, IndexError, TypeError, ValueError):
+            pass
+        estimates.append({"line": stmt.line, "kind": kinds[stmt.kind], "relation": str(table_of(stmt.node["relation"])),
+                          "rows": rows})
+    return estimates

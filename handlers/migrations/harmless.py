@@ -59,14 +59,16 @@ SAFE_FUNCTIONS = frozenset({
 
 # Settings SET (and set_config) may change: timeouts, formatting, planning and memory for this
 # session. Not listed, so forbidden: role and session_authorization (whose rights the migration
-# runs with), session_replication_role (switches triggers and foreign keys off), and anything else.
+# runs with), session_replication_role (switches triggers and foreign keys off), the settings that
+# change how the server reads SQL text (standard_conforming_strings, backslash_quote,
+# escape_string_warning, client_encoding: refused outright, see lexing.py), and anything else.
 SAFE_SETTINGS = frozenset({
     "lock_timeout", "statement_timeout", "idle_in_transaction_session_timeout", "transaction_timeout",
-    "idle_session_timeout", "search_path", "client_encoding", "client_min_messages",
-    "standard_conforming_strings", "check_function_bodies", "xmloption", "default_tablespace",
+    "idle_session_timeout", "search_path", "client_min_messages",
+    "check_function_bodies", "xmloption", "default_tablespace",
     "default_table_access_method", "default_toast_compression", "maintenance_work_mem", "work_mem",
     "max_parallel_maintenance_workers", "max_parallel_workers_per_gather", "timezone", "time zone",
-    "datestyle", "intervalstyle", "synchronous_commit", "application_name", "escape_string_warning",
+    "datestyle", "intervalstyle", "synchronous_commit", "application_name",
     "extra_float_digits", "bytea_output", "row_security", "transaction", "session characteristics",
     "transaction_isolation", "transaction_read_only", "default_transaction_isolation", "jit",
     "temp_buffers", "lc_monetary", "lc_numeric", "lc_time",

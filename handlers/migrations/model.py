@@ -26,9 +26,10 @@ class Finding:
     statement: str  # the statement's source text ("" for findings about the whole file)
     message: str
     hint: str
+    migration: str = ""  # the EF Core migration whose guard block holds the statement (efcore.py)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        found = {
             "code": self.code,
             "severity": self.severity.value,
             "line": self.line,
@@ -36,6 +37,7 @@ class Finding:
             "message": self.message,
             "hint": self.hint,
         }
+        return found | ({"migration": self.migration} if self.migration else {})
 
 
 @dataclass
@@ -47,9 +49,14 @@ class MigrationCheck:
     sha256: str  # of the UP SQL text, so an approval can be tied to exactly this file
     statement_count: int
     findings: list[Finding] = field(default_factory=list)
+    # The planner's estimate of the rows each DELETE/UPDATE touches in the target (facts.estimate_rows);
+    # None when checked without a database.
+    estimates: list[dict] | None = None
+    added: list[Finding] = field(default_factory=list)  # by later steps: `migrate check` alone cannot find them
 
     def add_finding(self, finding: Finding) -> None:
         self.findings.append(finding)
+        self.added.append(finding)
         self.findings.sort(key=lambda f: f.line)  # stable: keeps rule order within a line
 
     @property
@@ -76,8 +83,11 @@ class MigrationCheck:
     def to_report(self) -> Report:
         forbidden, warnings, infos = (self.count(s) for s in Severity)
         verdict = "needs manual approval" if self.requires_approval else "no forbidden operation"
+        later = [f.code for f in self.added if f.severity is Severity.FORBIDDEN]
+        # Why `migrate request` may count more than `migrate check` for the same file: the rehearsal's own.
+        why = f" ({len(later)} from the rehearsal: {', '.join(later)})" if later else ""
         summary = (
-            f"{self.filename}: {fmt.plural(self.statement_count, 'statement')}, {forbidden} forbidden, "
+            f"{self.filename}: {fmt.plural(self.statement_count, 'statement')}, {forbidden} forbidden{why}, "
             f"{fmt.plural(warnings, 'warning')}, {infos} info: {verdict}."
         )
         sections = []
@@ -94,6 +104,11 @@ class MigrationCheck:
             if rows:
                 sections.append(Section(titles[severity], table=Table(["line", "code", "message", "fix"], rows),
                                         problem=severity is not Severity.INFO))
+        if self.estimates:
+            sections.append(Section("Rows in the target (the planner's estimate: EXPLAIN, not run)", table=Table(
+                ["line", "statement", "rows"],
+                [[e["line"], f"{e['kind']} {e['relation']}",
+                  "not estimated" if e["rows"] is None else f"~{e['rows']:,}"] for e in self.estimates])))
         facts = [("SHA-256", self.sha256)]  # the counts and the verdict are the summary's own words
         return Report(
             title=f"Migration check: {self.filename}",
@@ -101,5 +116,6 @@ class MigrationCheck:
             outcome=self.outcome,
             sections=sections,
             facts=facts,
-            data={**self.to_json(), "file": self.filename, "sha256": self.sha256},
+            data={**self.to_json(), "file": self.filename, "sha256": self.sha256,
+                  **({"estimates": self.estimates} if self.estimates is not None else {})},
         )

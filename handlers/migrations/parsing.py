@@ -21,6 +21,17 @@ from pglast.parser import ParseError, parse_sql_json, scan
 from handlers.errors import UsageError
 
 IGNORE_MARK = b"dbops:ignore"
+BOM = "\ufeff"  # a UTF-8 byte order mark, as Windows editors (and Visual Studio's EF Core scripts) write one
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """EF Core's guard around a statement (efcore.py): it runs only when migration `migration_id` is not
+    recorded yet (an UP script), or, `recorded`, only when it is (a DOWN script)."""
+
+    migration_id: str
+    recorded: bool
+    block_line: int  # where the DO block starts
 
 
 @dataclass(slots=True)
@@ -36,6 +47,7 @@ class Statement:
     ignored: frozenset[str] = frozenset()  # codes named in `-- dbops:ignore` comments just before it
     tree_json: str = field(default="", repr=False)  # the whole file's parse tree as JSON text
     tree_span: tuple[int, int] = (0, -1)  # where this statement's tree is in it
+    guard: Guard | None = None  # EF Core's guard it runs in: a statement of a DO block (efcore.py)
 
     @property
     def text(self) -> str:
@@ -53,7 +65,10 @@ class Statement:
 
 def parse_statements(sql: str, filename: str = "UP.sql") -> list[Statement]:
     """Parse `sql`; raise UsageError naming the file and line when it does not parse, and naming
-    the byte offset when it holds a NUL or other binary byte."""
+    the byte offset when it holds a NUL or other binary byte. A byte order mark at the very start
+    is no SQL: it is left out (the check says so, `starts_with_bom`); one anywhere else is refused."""
+    if starts_with_bom(sql):
+        sql = sql[1:]
     _reject_binary(sql, filename)
     try:
         tree_json = parse_sql_json(sql)
@@ -72,11 +87,36 @@ def parse_statements(sql: str, filename: str = "UP.sql") -> list[Statement]:
         line += source.count(b"\n", pos, start)
         pos = start
         ((kind, node),) = raw["stmt"].items()
-        ignored = _ignored_codes(source[prev_end:start]) if has_ignores else frozenset()
+        ignored: frozenset[str] = frozenset()
+        if has_ignores:
+            after_previous, before = _split_gap(source[prev_end:start]) if statements else (b"", source[:start])
+            if statements:
+                statements[-1].ignored |= _ignored_codes(after_previous)
+            ignored = _ignored_codes(before) | _comment_codes(source[start:end])
         end_line = line + source.count(b"\n", start, end)
         statements.append(Statement(index, kind, node, line, end_line, start, end, source, ignored, tree_json, span))
         prev_end = end
+    if has_ignores and statements:  # a comment after the last statement, on its line
+        statements[-1].ignored |= _ignored_codes(_split_gap(source[prev_end:])[0])
     return statements
+
+
+def _split_gap(gap: bytes) -> tuple[bytes, bytes]:
+    """What lies between two statements: (the rest of the earlier one's last line, the lines
+    before the next one). `ALTER ...; -- dbops:ignore CODE` silences the ALTER it ends, a comment
+    on the lines above a statement silences that statement; a gap within one line is the next's."""
+    eol = gap.find(b"\n")
+    return (b"", gap) if eol == -1 else (gap[:eol], gap[eol:])
+
+
+def _comment_codes(text: bytes) -> frozenset[str]:
+    """Codes from dbops:ignore comments inside a statement's own text (never from a string
+    literal or a quoted name that happens to hold the words: only the scanner's comments count)."""
+    if IGNORE_MARK not in text:
+        return frozenset()
+    decoded = text.decode("utf-8")
+    comments = [decoded[t.start:t.end + 1] for t in scan(decoded) if t.name in ("SQL_COMMENT", "C_COMMENT")]
+    return frozenset().union(*(_ignored_codes(c.encode("utf-8")) for c in comments))
 
 
 # C0 control characters other than tab, newline, vertical tab, form feed and carriage return,
@@ -85,13 +125,18 @@ def parse_statements(sql: str, filename: str = "UP.sql") -> list[Statement]:
 _BINARY = tuple(chr(c) for c in [*range(0x00, 0x09), *range(0x0E, 0x20), 0x7F])
 
 
+def starts_with_bom(sql: str) -> bool:
+    return sql.startswith(BOM)
+
+
 def _reject_binary(sql: str, filename: str) -> None:
-    hits = [i for i in (sql.find(c) for c in _BINARY) if i != -1]
+    hits = [i for i in (sql.find(c) for c in (*_BINARY, BOM)) if i != -1]
     if not hits:
         return
     first = min(hits)
     offset = len(sql[:first].encode("utf-8"))
-    what = "a NUL byte" if sql[first] == "\0" else f"the control byte 0x{ord(sql[first]):02x}"
+    what = ("a NUL byte" if sql[first] == "\0" else "a byte order mark (U+FEFF) after the start"
+            if sql[first] == BOM else f"the control byte 0x{ord(sql[first]):02x}")
     raise UsageError(f"{filename} contains {what} at byte offset {offset}: a migration must be plain SQL text")
 
 

@@ -46,6 +46,11 @@ REHEARSAL = (
     cv.number("statement_timeout_s", 900.0, "per statement on the throwaway copy", above=True,
               allowed="a number of seconds > 0, e.g. 900"),
     cv.whole("jobs", 2, "parallel pg_restore jobs", low=1, high=64),
+    cv.number("total_timeout_s", 3600.0, "the whole rehearsal: copy, UP, DOWN and the comparison", above=True,
+              allowed="a number of seconds > 0, e.g. 3600"),
+    cv.whole("disk_growth_mb", 0, "how much the copy's folder may grow during UP and DOWN; 0: twice the copy, "
+             "at least 1024"),
+    cv.whole("temp_file_limit_mb", 10240, "temporary files of one statement on the copy (temp_file_limit)", low=1),
     cv.custom("work_dir", None, _folder, "a folder path, e.g. \"/var/tmp/dbops\"",
               "parent of the temporary instance; default: the system temp folder", example="/var/tmp/dbops",
               commented=True),
@@ -81,6 +86,9 @@ class RehearsalSettings:
     statement_timeout_s: float = 900.0  # per statement, on the copy
     work_dir: Path | None = None  # parent folder of the temporary instance (default: the system temp folder)
     jobs: int = 2  # parallel pg_restore jobs
+    total_timeout_s: float = 3600.0  # the whole rehearsal
+    disk_growth_mb: int = 0  # how much the instance folder may grow once the copy is made; 0: automatic
+    temp_file_limit_mb: int = 10240  # temp_file_limit of the role UP and DOWN run as
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "RehearsalSettings":

@@ -8,6 +8,10 @@ Column types start from the catalog (when a database is given) and follow the fi
 CREATE TABLE / ADD COLUMN / ALTER TYPE / RENAME / DROP statements; NOT NULL, CHECK constraints
 and index columns start from the catalog for the tables whose NOT NULL matters (SET NOT NULL,
 ADD PRIMARY KEY) and follow the file's own statements.
+
+In EF Core's idempotent scripts each migration's statements run only when the database does not have
+that migration yet (efcore.py): after them, what they made (a table created, a column added and
+still empty, a SET) is no longer known to be this file's doing.
 """
 from __future__ import annotations
 
@@ -54,14 +58,15 @@ class Column:
     """A column as the file has left it so far. Its type is read from the parse tree only when
     asked (most columns a migration creates are never altered later)."""
 
-    __slots__ = ("_type", "_type_name", "db", "not_null", "empty")
+    __slots__ = ("_type", "_type_name", "db", "not_null", "empty", "added")
 
     def __init__(self, type: SqlType | None, db: tuple[TableName, str] | None, type_name: Node | None = None,
-                 not_null: bool | None = None, empty: bool = False):
+                 not_null: bool | None = None, empty: bool = False, added: tuple[int, int] | None = None):
         self._type, self._type_name = type, type_name
         self.db = db  # where its current values live in the database, while unchanged
         self.not_null = not_null  # None: not known
         self.empty = empty  # added by this file and every row still NULL
+        self.added = added  # (statement, search_path epoch) of the CREATE TABLE or ADD COLUMN that made it
 
     @property
     def type(self) -> SqlType | None:  # None: unknown
@@ -87,6 +92,7 @@ class DropColumnSite:
     column: str
     db: tuple[TableName, str] | None  # the column in the database whose data would go
     empty: bool = False  # added earlier in this file, every row still NULL
+    added_by_up: bool = False  # DOWN drops a column UP added (same table, by name and search_path)
 
 
 @dataclass
@@ -172,7 +178,9 @@ def not_null_tables(statements: list[Statement]) -> set[TableName]:
 
 
 def replay(statements: list[Statement], catalog: CatalogColumns,
-           constraints: dict[TableName, CatalogConstraints] | None = None) -> Timeline:
+           constraints: dict[TableName, CatalogConstraints] | None = None,
+           new_session_at: int | None = None) -> Timeline:
+    """`new_session_at`: the index where a new session starts (DOWN after UP): no SET carries over."""
     timeline = Timeline()
     tables: dict[TableName, dict[str, Column]] = {}
     known = constraints or {}
@@ -186,8 +194,24 @@ def replay(statements: list[Statement], catalog: CatalogColumns,
                              for name, t in catalog.get(table, {}).items()}
         return tables[table]
 
-    lock_timeout, epoch = False, 0
+    lock_timeout, epoch, epochs = False, 0, 0  # epochs: how many search_paths were seen (0: the default)
+    guard, at_guard = None, (False, 0)  # the EF migration being replayed; lock_timeout and epoch before it
     for stmt in statements:
+        if stmt.index == new_session_at:
+            lock_timeout, epoch = False, 0  # the default search_path again
+            guard, at_guard = None, (False, 0)
+        migration = stmt.guard.migration_id if stmt.guard is not None else None
+        if migration != guard:
+            if guard is not None:  # its statements may have been skipped: the database already had them
+                for col in fresh:
+                    col.empty = False  # and rows were written since
+                fresh.clear()
+                timeline.forget_created(stmt.index)
+                lock_timeout = lock_timeout and at_guard[0]
+                if epoch != at_guard[1]:  # which search_path holds is unknown: a new one
+                    epochs += 1
+                    epoch = epochs
+            guard, at_guard = migration, (lock_timeout, epoch)
         timeline.lock_timeout_before.append(lock_timeout)
         timeline.search_path_epoch.append(epoch)
         kind, node = stmt.kind, stmt.node
@@ -206,6 +230,7 @@ def replay(statements: list[Statement], catalog: CatalogColumns,
                         continue  # ADD COLUMN IF NOT EXISTS of a column that exists: nothing changes
                     certain = not cmd.get("missing_ok") or table in catalog  # that it did not exist
                     col = cols[coldef["colname"]] = _added_column(coldef, certain)
+                    col.added = (stmt.index, epoch) if certain else None
                     if col.empty:
                         fresh.append(col)
                 elif subtype == "AT_AlterColumnType":
@@ -213,13 +238,16 @@ def replay(statements: list[Statement], catalog: CatalogColumns,
                     new, using = type_from_ast(coldef["typeName"]), coldef.get("raw_default")
                     col = cols.get(name) or Column(None, None)
                     timeline.type_changes[key] = TypeChangeSite(table, name, col.type, new, using, col.db, col.empty)
-                    cols[name] = Column(new, None, not_null=col.not_null, empty=col.empty and using is None)
+                    cols[name] = Column(new, None, not_null=col.not_null, empty=col.empty and using is None,
+                                        added=col.added)
                     if cols[name].empty:
                         fresh.append(cols[name])
                 elif subtype == "AT_DropColumn":
                     col = cols.pop(name, None)
+                    by_up = bool(col and col.added and new_session_at is not None
+                                 and col.added[0] < new_session_at <= stmt.index and col.added[1] == epoch)
                     timeline.dropped_columns[key] = DropColumnSite(
-                        table, name, col.db if col else None, bool(col and col.empty))
+                        table, name, col.db if col else None, bool(col and col.empty), by_up)
                 elif subtype in ("AT_SetNotNull", "AT_DropNotNull"):
                     if subtype == "AT_SetNotNull":
                         timeline.set_not_null[key] = nulls.site(table, name, cols.get(name))
@@ -270,15 +298,18 @@ def replay(statements: list[Statement], catalog: CatalogColumns,
                 lock_timeout = node.get("kind") == "VAR_SET_VALUE" and not _is_zero(value)
             elif node.get("kind") == "VAR_RESET_ALL":
                 lock_timeout = False
-                epoch += 1  # search_path too
+                epochs += 1
+                epoch = epochs  # search_path too
             elif name == "search_path":
-                epoch += 1
+                epochs += 1
+                epoch = epochs
         elif kind == "SelectStmt":
             value = _set_config(node, "lock_timeout")
             if value is not None:
                 lock_timeout = not _is_zero(value)
             if _set_config(node, "search_path") is not None:
-                epoch += 1
+                epochs += 1
+                epoch = epochs
     return timeline
 
 

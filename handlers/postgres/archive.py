@@ -197,8 +197,9 @@ def restore_command(archive: Path, archive_format: str, jobs: int, exclude_schem
     jobs = max(1, jobs) if archive_format.upper() in ("CUSTOM", "DIRECTORY") else 1
     cmd = [pg_tool("pg_restore", major), "--no-owner", "--no-acl", "--no-security-labels", "--no-subscriptions",
            "--verbose"]
-    if exclude_schemas or leave_out:
+    if (exclude_schemas or leave_out) and use_list is None:  # a caller's own list leaves them out itself
         use_list = schemaless_toc(archive, exclude_schemas, leave_out)
+    if exclude_schemas:
         cmd += [f"--exclude-schema={schema}" for schema in exclude_schemas]
     if use_list is not None:
         cmd += [f"--use-list={use_list}"]

@@ -16,7 +16,7 @@ from ..drill.settings import DrillSettings
 from ..postgres import short_version
 from ..report import Check, Progress, ProgressFn, no_progress
 from ..target import Target, dsn_secrets, scrub
-from ..verification.plan import RENDER_PITR_DRILL, AgainstSourceNow, Options, capture_source, verify
+from ..verification.plan import RENDER_PITR_DRILL, AgainstInventory, Options, capture_source, verify
 from ..verification.steps import checks_outcome, run_step, run_steps
 from .client import RenderClient, _iso
 from .recovery import DRILL_PREFIX, InstanceNotDeleted, RecoveryCopy
@@ -56,7 +56,7 @@ class _PitrDrill:
         self.secrets = self.copy.secrets + dsn_secrets(source.dsn)
         self.alarm: str | None = None
         self.interrupted = False
-        self.reference: AgainstSourceNow | None = None
+        self.reference: AgainstInventory | None = None
         self.result = DrillResult(backup_id="render-pitr", target=source.name, instance_kind=KIND,
                                   started_at=time.time())
 
@@ -102,7 +102,7 @@ class _PitrDrill:
             f"{recovery.get('startsAt')}.")
         # Production first: if it cannot be read, no billed instance is made for nothing.
         inventory = capture_source(self.source)
-        self.reference = AgainstSourceNow(inventory, self.source.name)
+        self.reference = AgainstInventory(inventory, self.source.name)
         self.result.source_version = short_version(self.reference.source_version)
         self.result.procedure.append(
             f"Captured production's schema inventory and row counts ({len(inventory['tables'])} tables) "

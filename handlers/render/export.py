@@ -143,7 +143,7 @@ class ExportDrill(RestoreDrill):
                  manifest: dict, progress: ProgressFn, cancel: threading.Event | None) -> None:
         super().__init__(manifest, download, settings, expected, progress, cancel)
         self.restorable_path = restorable
-        self.reference = plan.AgainstSourceNow(reference, manifest["target"], manifest.get("server_version"))
+        self.reference = plan.AgainstInventory(reference, manifest["target"], manifest.get("server_version"))
         self.caller, self.verified_head = plan.RENDER_EXPORT_DRILL, "Verified the restored export"
         self.result.instance_kind = KIND
 

@@ -78,14 +78,19 @@ def cleanup_leftover_instances(client: RenderClient, retries: int = 6, sleep: Ca
     return said, alarms
 
 
+def monthly_price(settings: RenderSettings, plan: str | None, disk_gb: float | None) -> float | None:
+    """US dollars a month of an instance of `plan` with `disk_gb` ([render] plan_prices_usd); None: not known."""
+    price = settings.plan_prices_usd.get(str(plan or "").lower())
+    return None if price is None else price + (disk_gb or 0) * settings.disk_price_usd_per_gb
+
+
 def cost_line(settings: RenderSettings, plan: str | None, disk_gb: float | None, existed_s: float | None) -> str:
     """"plan basic_1gb and 15 GB for 23 min: about $0.01 ($23.50/month)" ([render] plan_prices_usd)."""
     when = fmt.duration(existed_s) if existed_s is not None else "an unknown time"
     disk = f" and {disk_gb:g} GB" if disk_gb else ""
-    price = settings.plan_prices_usd.get(str(plan or "").lower())
-    if price is None:
+    monthly = monthly_price(settings, plan, disk_gb)
+    if monthly is None:
         return f"plan {plan or '?'}{disk} for {when} (its price is not known: set [render] plan_prices_usd)"
-    monthly = price + (disk_gb or 0) * settings.disk_price_usd_per_gb
     cost = monthly * (existed_s or 0.0) / (30 * 86400)
     return f"plan {plan}{disk} for {when}: about ${max(cost, 0.01):,.2f} (${monthly:,.2f}/month)"
 
@@ -114,18 +119,22 @@ class RecoveryCopy:
     def plan(self) -> str:
         return str((self.created or {}).get("plan") or self.settings.drill_plan or self.source.get("plan") or "?")
 
-    def restore_time(self) -> datetime:
-        """The moment to restore to: [render] restore_minutes_ago, within the recovery window."""
+    def window(self) -> tuple[datetime | None, datetime]:
+        """(the earliest moment Render can restore to, the latest: [render] min_restore_age_minutes ago),
+        reading the source and its recovery info; RecoveryFailed when Render offers no recovery now."""
         self.source = self.client.get_postgres(self.postgres_id)
         self.recovery = self.client.recovery_info(self.postgres_id)
         status = self.recovery.get("recoveryStatus")
         if status != "AVAILABLE":
             raise RecoveryFailed(f"Render says point-in-time recovery of {self.source.get('name', self.postgres_id)} "
                                  f"is {status}: nothing to restore from (`render status` says more)")
-        now = self.now()
-        latest = now - timedelta(minutes=self.settings.min_restore_age_minutes)
-        restore_time = now - timedelta(minutes=self.settings.restore_minutes_ago)
-        starts = parse_time(self.recovery.get("startsAt"))
+        return (parse_time(self.recovery.get("startsAt")),
+                self.now() - timedelta(minutes=self.settings.min_restore_age_minutes))
+
+    def restore_time(self) -> datetime:
+        """The moment to restore to: [render] restore_minutes_ago, within the recovery window."""
+        starts, latest = self.window()
+        restore_time = self.now() - timedelta(minutes=self.settings.restore_minutes_ago)
         if starts is not None and restore_time < starts:
             restore_time = starts + timedelta(seconds=60)  # the earliest Render offers, with a margin
         if restore_time > latest:

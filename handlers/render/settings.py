@@ -74,6 +74,8 @@ RENDER = (
               "overrides Render's list prices, which reports of billed recovery copies estimate their cost with",
               example={"basic_1gb": 19, "pro_4gb": 55}, commented=True),
     cv.number("disk_price_usd_per_gb", DEFAULT_DISK_PRICE_USD_PER_GB, "Render's storage price, a GB a month"),
+    cv.whole("restore_keep_hours", 48, "a point-in-time restore's instance (`restore --at`) is deleted by the bot "
+                                       "this long after it was made; 0: kept until `render delete-instance`"),
     cv.number("timeout_s", 30.0, "timeout of one API call"),
 )
 
@@ -98,6 +100,7 @@ class RenderSettings:
     drill_plan: str | None = None  # the recovery instance's plan; default: the source's
     connection: str = "external"  # which connection string of the recovery instance the drill uses
     delete_retries: int = 6
+    restore_keep_hours: int = 48  # a point-in-time restore's instance is billed: deleted by the bot after this
     timeout_s: float = 30.0
     plan_prices_usd: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PLAN_PRICES_USD))
     disk_price_usd_per_gb: float = DEFAULT_DISK_PRICE_USD_PER_GB

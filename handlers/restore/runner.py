@@ -34,6 +34,7 @@ from ..backup.settings import BackupSettings
 from ..backup.storage import StorageError, prepare_dir
 from ..backup.verify import ArchiveDamaged, fetch_plain
 from ..drill import checks as C
+from ..drill.result import check_headline, headline_list, short_error
 from ..errors import Cancelled, DbopsError, UsageError
 from ..postgres import (
     PgBinariesError,
@@ -116,14 +117,14 @@ class RestoreResult:
         not_run = len(self.checks) - len(made)
         total = sum(s["seconds"] for s in self.steps)
         if self.error:
-            summary = f"Restore into `{self.into}` FAILED: {self.error}"
+            summary = f"Restore into `{self.into}` FAILED: {short_error(self.error)}"
         elif self.cancelled:
             summary = (f"Restore into `{self.into}` cancelled: it may hold a partial or unverified restore. Do not "
                        "point the application at it.")
         elif failed or self.restore_errors:
             summary = (f"Restore of {self.backup_id} into `{self.into}` FAILED its checks: {len(failed)} of "
-                       f"{len(made)} failed ({'; '.join(c.name for c in failed[:3])}). Do not point the "
-                       "application at it.")
+                       f"{len(made)} failed ({headline_list([check_headline(c) for c in failed])}). Do not point "
+                       "the application at it.")
         else:
             summary = (f"Restored {self.backup_id} of `{m.get('target')}` ({fmt.when_written(m.get('created_at'))}) "
                        f"into `{self.into}` in {fmt.duration(total)}: {len(made)} checks passed"
@@ -131,7 +132,9 @@ class RestoreResult:
                        f"{sum(int(t.get('rows', 0)) for t in m.get('tables', [])):,} rows.")
         if self.majors:
             summary += f" {self.majors}."
-        sections = [Section("Steps", table=Table(["step", "seconds", "outcome", "detail"],
+        cut = self.error is not None and short_error(self.error) != self.error
+        sections = [Section("Error", self.error, problem=True)] if cut else []
+        sections += [Section("Steps", table=Table(["step", "seconds", "outcome", "detail"],
                                                  [[s["step"], s["seconds"], s["outcome"], s["detail"]]
                                                   for s in self.steps]))]
         if self.skipped:
@@ -184,7 +187,9 @@ class _Restore:
         self._chosen: list[BackupRecord] = []
         self.state = None  # the target as "check target" found it
         self.manifest: BackupManifest | None = None
-        self.archive: Path | None = None
+        self.archive: Path | None = None  # what pg_restore reads
+        self.archive_format = "custom"
+        self.table_count = 0  # tables with data in the archive, for pg_restore's progress
         self.kept: tuple[str, ...] = ()  # extension entries the target has, owned by another role
         self.interrupted = False
 
@@ -209,19 +214,42 @@ class _Restore:
         if not (self._step("choose backup", self._candidates, passes=(DbopsError,))
                 and self._step("check target", self._check_target, passes=(DbopsError,))):
             return self._finished()
+        self._load(lambda work: [("fetch archive", lambda: self._fetch(work))])
+        self._settle_mark()
+        if backup_after is not None and self.result.ok:
+            self._step("backup after", lambda: self._backup_after(backup_after))
+        return self._finished()
+
+    def _load(self, fetch: Callable[[Path], list[tuple[str, Callable]]]) -> None:
+        """The steps that change the target, the same for every archive: `fetch` (its steps get the archive
+        into a private folder and end with _before_load), clear the target when it holds tables, restore,
+        verify. Once one cannot go on, the rest are skipped."""
         work = Path(tempfile.mkdtemp(prefix=".restore-", suffix=".partial", dir=prepare_dir(Path(self.settings.dir))))
         try:
-            steps = [("fetch archive", lambda: self._fetch(work))]
+            steps = fetch(work)
             if self.state.tables or self.options.overwrite:
                 steps.append(("clear target", self._clear))
             steps += [("restore", self._pg_restore), ("verify", self._verify)]
             run_steps(self.result, steps, self._step, self.cancel)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        self._settle_mark()
-        if backup_after is not None and self.result.ok:
-            self._step("backup after", lambda: self._backup_after(backup_after))
-        return self._finished()
+
+    def _before_load(self, contents, backup_id: str | None, advice: str = "") -> None:
+        """What the archive holds that the target must know before the restore (roles, entries left out,
+        extensions the target keeps), and the target marked unfinished: the last thing before a change."""
+        self.result.roles = missing_roles(self.into, contents.owners)
+        skipped = left_out_on_restore(contents)
+        if skipped:
+            self._check(Check("left out of the restore", Verdict.WARNING, f"{C.listed(skipped)}: a copy must not "
+                              f"replicate or label as its source does{advice}"))
+        self._mark_unfinished(backup_id)  # before the first change to the target
+        theirs = extensions_of_others(self.into)
+        self.kept = extension_entries(contents.entry_lines, theirs)
+        if self.kept:
+            self._check(Check("extensions the target keeps", Verdict.WARNING, (
+                f"{C.listed(sorted({e.rsplit(' ', 1)[-1] for e in self.kept}))}: already there, owned by "
+                f"{C.listed(sorted({theirs[e.rsplit(' ', 1)[-1]] for e in self.kept}))}; restored as the target has "
+                "them (only their owner may change them or their comments)")))
 
     def _finished(self) -> Report:
         if self.interrupted:  # Ctrl-C: the mark says the target is unfinished; stop as on Ctrl-C
@@ -252,7 +280,7 @@ class _Restore:
         return f"{state.database} on PostgreSQL {state.server_version}, " + (
             f"{fmt.plural(len(state.tables), 'table')} to drop (--overwrite)" if state.tables else "empty")
 
-    def _mark_unfinished(self, backup_id: str) -> None:
+    def _mark_unfinished(self, backup_id: str | None) -> None:
         self._marked = mark_unfinished(self.into, backup_id) is None
         if not self._marked:
             self._check(Check("target marked while restoring", Verdict.WARNING, (
@@ -295,22 +323,10 @@ class _Restore:
         restore (roles, entries left out, extensions the target keeps); the target marked unfinished."""
         record, manifest, archive = self._fetched(work)
         self.manifest, self.archive = manifest, archive
+        self.archive_format, self.table_count = manifest.archive.format or "custom", len(manifest.tables)
         self.result.manifest = manifest.to_dict()
-        contents = list_archive(archive)
-        self.result.roles = missing_roles(self.into, contents.owners)
-        skipped = left_out_on_restore(contents)
-        if skipped:
-            self._check(Check(
-                "left out of the restore", Verdict.WARNING, f"{C.listed(skipped)}: a copy must not replicate or "
-                "label as its source does; if this database replaces the source, create them again by hand"))
-        self._mark_unfinished(record.id)  # before the first change to the target
-        theirs = extensions_of_others(self.into)
-        self.kept = extension_entries(contents.entry_lines, theirs)
-        if self.kept:
-            self._check(Check("extensions the target keeps", Verdict.WARNING, (
-                f"{C.listed(sorted({e.rsplit(' ', 1)[-1] for e in self.kept}))}: already there, owned by "
-                f"{C.listed(sorted({theirs[e.rsplit(' ', 1)[-1]] for e in self.kept}))}; restored as the target has "
-                "them (only their owner may change them or their comments)")))
+        self._before_load(list_archive(archive), record.id,
+                          "; if this database replaces the source, create them again by hand")
         return f"backup {record.id}, {fmt.size(manifest.archive.size)}"
 
     def _fetched(self, work: Path) -> tuple[BackupRecord, BackupManifest, Path]:
@@ -362,28 +378,32 @@ class _Restore:
 
     def _pg_restore(self) -> str | Failed:
         # The bot's own `dbops` schema is never restored over the target's: it is the state store's.
-        manifest = self.manifest
         try:
             # The target's own major's pg_restore (checked in "check target").
-            outcome = run_pg_restore(self.archive, self.into.dsn, manifest.archive.format or "custom",
-                                     self.options.jobs, len(manifest.tables), self.progress, self.cancel,
-                                     exclude_schemas=("dbops",), major=self._target_major, leave_out=self.kept)
+            outcome = run_pg_restore(self.archive, self.into.dsn, self.archive_format, self.options.jobs,
+                                     self.table_count, self.progress, self.cancel, exclude_schemas=("dbops",),
+                                     major=self._target_major, leave_out=self.kept)
         except Cancelled:
             raise StepFailed("cancelled while pg_restore ran: the target holds a partial restore") from None
         self.result.restore_errors = [self._clean(e) for e in outcome.errors]
         ok = outcome.ok
-        self._check(Check.of("restore without errors", ok, "pg_restore reported no errors" if ok else
-                             f"{fmt.plural(outcome.error_count, 'error')}: {C.listed(self.result.restore_errors)}"))
+        self._check(Check.of("pg_restore errors", ok, "pg_restore reported no errors" if ok else
+                             f"{fmt.plural(outcome.error_count, 'error')}: {C.listed(self.result.restore_errors)}",
+                             headline="" if ok else f"pg_restore: {fmt.plural(outcome.error_count, 'error')}"))
         # With errors it goes on into verification all the same: the checks name what is missing.
         done = f"{outcome.tables_loaded} tables loaded with {outcome.jobs} jobs"
         return done if ok else Failed(f"{done}; {fmt.plural(outcome.error_count, 'restore error')}")
 
     def _verify(self) -> str | Failed:
         before = len(self.result.checks)
-        plan.verify(self.into.dsn, plan.AgainstManifest(self.manifest.to_dict()), plan.RESTORE,
-                    self.options.verification(), record=self._check, major=self._target_major,
-                    progress=self.progress, cancel=self.cancel, name=self.into.name)
+        plan.verify(self.into.dsn, self._reference(), self.caller, self.options.verification(), record=self._check,
+                    major=self._target_major, progress=self.progress, cancel=self.cancel, name=self.into.name)
         return checks_outcome(self.result.checks[before:])
+
+    caller = plan.RESTORE
+
+    def _reference(self) -> plan.Reference:
+        return plan.AgainstManifest(self.manifest.to_dict())
 
 
 def next_steps(into: str) -> str:

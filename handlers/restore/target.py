@@ -37,7 +37,8 @@ def inspect_target(target: Target) -> TargetState:
                   AND {schemas.not_extension_member('pg_class', 'c')}
                 ORDER BY 1""").fetchall()]
     except psycopg.Error as exc:
-        raise DbopsError(f"cannot reach the restore target `{target.name}`: {connection_reason(exc, target.dsn)}") \
+        raise DbopsError(f"cannot reach the restore target `{target.name}` ({target.label}): "
+                         f"{connection_reason(exc, target.dsn)}") \
             from None
     return TargetState(row[0], row[1], row[2], tables, row[3])
 

@@ -27,94 +27,21 @@ from ..drill import checks as C
 from ..errors import Cancelled
 from ..report import Check, Progress, ProgressFn, Verdict, no_progress
 from ..target import connect
+from .references import (
+    AgainstArchive,
+    AgainstInventory,
+    AgainstManifest,
+    NoReference,
+    Reference,
+    capture_source,
+    row_differences_check,
+)
 from .steps import StepFailed
 
-SOURCE_LEVEL = "counts"  # checksums of production would read every row of it; counts are enough there
+__all__ = ["AgainstArchive", "AgainstInventory", "AgainstManifest", "CALLERS", "Caller", "NoReference", "Options",
+           "PLAN", "Reference", "capture_source", "plan_for", "row_differences_check", "verify"]
+
 AMCHECK = "pg_amcheck: heap and B-tree indexes"
-
-
-# -- what a copy is compared with ----------------------------------------------------------
-@dataclass
-class AgainstManifest:
-    """A backup's manifest: the copy holds exactly its rows (and, at level "checksums", their content)."""
-
-    manifest: dict[str, Any]
-
-    @property
-    def source(self) -> dict[str, Any]:
-        return self.manifest
-
-    @property
-    def source_name(self) -> str:
-        return str(self.manifest.get("target", "?"))
-
-    @property
-    def source_version(self) -> str | int | None:
-        return self.manifest.get("server_version") or self.manifest.get("server_version_num")
-
-    @property
-    def level(self) -> str:
-        return self.manifest.get("integrity_level") or "counts"
-
-    @property
-    def against(self) -> str:
-        return f"against the backup's manifest (integrity level {self.level})"
-
-    @property
-    def table_words(self) -> str:
-        return f"row counts{' and checksums' if self.level == 'checksums' else ''} of every table"
-
-    def capture(self, conn: psycopg.Connection) -> dict[str, Any]:
-        return C.capture_restored(conn, self.level, C.checksum_method(self.manifest))
-
-    def table_data(self, copy: dict[str, Any]) -> Check:
-        return C.table_data_check(self.manifest, copy)
-
-
-@dataclass
-class AgainstSourceNow:
-    """Production's inventory, captured when the drill started (`capture_source`): a copy of an earlier
-    moment has the same schema, and row counts that differ by design (shown, never failed)."""
-
-    inventory: dict[str, Any]
-    source_name: str
-    source_version: str | int | None = None
-
-    def __post_init__(self) -> None:
-        self.source_version = self.source_version or self.inventory.get("server_version_num")
-
-    @property
-    def source(self) -> dict[str, Any]:
-        return self.inventory
-
-    against = "against production's inventory now"
-    table_words = "row counts per table against production's (shown as differences)"
-
-    def capture(self, conn: psycopg.Connection) -> dict[str, Any]:
-        return C.capture_restored(conn, SOURCE_LEVEL)
-
-    def table_data(self, copy: dict[str, Any]) -> Check:
-        return row_differences_check(self.inventory, copy)
-
-
-def capture_source(source: Any) -> dict[str, Any]:
-    """Production's row counts and schema inventory now, in one read-only snapshot (`source`: a Target)."""
-    with source.connect(autocommit=True) as conn:
-        return C.capture_restored(conn, SOURCE_LEVEL)
-
-
-def row_differences_check(source: dict, copy: dict) -> Check:
-    prod = {f"{t['schema']}.{t['name']}": int(t["rows"]) for t in source.get("tables", [])}
-    restored = {f"{t['schema']}.{t['name']}": int(t["rows"]) for t in copy.get("tables", [])}
-    diffs = [f"{name}: {restored[name]:,} in the copy, {prod[name]:,} in production now "
-             f"({restored[name] - prod[name]:+,})" for name in sorted(prod.keys() & restored.keys())
-             if prod[name] != restored[name]]
-    name = f"row counts of {len(prod)} tables against production now"
-    total = sum(restored.values())
-    if not diffs:
-        return Check(name, Verdict.OK, f"{total:,} rows, every table as in production now")
-    return Check(name, Verdict.OK, f"{total:,} rows; differences, expected since the copy is of an earlier moment "
-                                   f"(not failures): {C.listed(diffs)}")
 
 
 # -- who runs the plan, and how they differ ----------------------------------------------------
@@ -128,13 +55,23 @@ class Caller:
     # Planned checks made in an earlier step as a gate: a drill chooses its instance's major and checks it
     # before restoring anything into it.
     made_earlier: frozenset[str] = frozenset()
+    # Planned checks this caller does not make, and why (recorded as "not run" with the reason).
+    opts_out: tuple[tuple[str, str], ...] = ()
+    # pg_amcheck installed but unable to run: a failure on a throwaway copy the bot made (it must run
+    # there), a warning on a target someone else runs (a managed server): the other checks proved the data.
+    amcheck_unrunnable: Verdict = Verdict.FAILED
 
 
 DRILL = Caller("drill", made_earlier=frozenset({"copy major"}))
 RENDER_EXPORT_DRILL = Caller("render export drill", made_earlier=frozenset({"copy major"}))
 RENDER_PITR_DRILL = Caller("render drill")  # Render chooses the major: the plan checks it
-RESTORE = Caller("restore", "restored into", "a major upgrade")
-CALLERS = (DRILL, RESTORE, RENDER_PITR_DRILL, RENDER_EXPORT_DRILL)
+RESTORE = Caller("restore", "restored into", "a major upgrade", amcheck_unrunnable=Verdict.WARNING)
+FOREIGN_RESTORE = Caller(
+    "restore from a file", "restored into", "a major upgrade", amcheck_unrunnable=Verdict.WARNING,
+    opts_out=(("expected indexes", "the archive has no manifest, so an expected index it lacks cannot be told from "
+                                   "one its source lacked; the index review (`indexes`) of the target reports them"),))
+PITR_RESTORE = Caller("point-in-time restore")  # Render makes the instance on the source's major: the plan checks it
+CALLERS = (DRILL, RESTORE, FOREIGN_RESTORE, RENDER_PITR_DRILL, RENDER_EXPORT_DRILL, PITR_RESTORE)
 
 
 @dataclass(frozen=True)
@@ -163,7 +100,7 @@ class Run:
     """One verification under way: what each planned check reads."""
 
     dsn: str
-    reference: AgainstManifest | AgainstSourceNow
+    reference: Reference
     caller: Caller
     options: Options
     conn: psycopg.Connection
@@ -190,11 +127,14 @@ def _copy_major(run: Run) -> list[Check]:
 
 
 def _schema(run: Run) -> list[Check]:
+    if run.reference.source is None:
+        return [Check("schema", Verdict.NOT_RUN, f"not run: {run.reference.no_schema}")]
     return C.schema_checks(run.reference.source, run.copy)
 
 
 def _validity(run: Run) -> list[Check]:
-    return [C.constraints_valid_check(run.conn, C.not_valid_in_source(run.reference.source)),
+    source = run.reference.source
+    return [C.constraints_valid_check(run.conn, C.not_valid_in_source(source) if source is not None else None),
             C.indexes_valid_check(run.conn)]
 
 
@@ -217,7 +157,10 @@ def _amcheck(run: Run) -> list[Check]:
         allowed, why = amcheck_allowed(conn)
     if not allowed:
         return [Check(name, Verdict.NOT_RUN, f"not run: {why}")]
-    return [C.amcheck_check(run.dsn, run.options.jobs, run.options.heapallindexed, run.cancel, run.major)]
+    check = C.amcheck_check(run.dsn, run.options.jobs, run.options.heapallindexed, run.cancel, run.major)
+    if not check.ok and "could not run" in check.detail:
+        check.verdict = run.caller.amcheck_unrunnable
+    return [check]
 
 
 def _smoke_words(run: Run) -> str | None:
@@ -228,7 +171,7 @@ def _smoke_words(run: Run) -> str | None:
 PLAN: list[Planned] = [
     Planned("copy major", _copy_major, lambda run: "the PostgreSQL major"),
     Planned("table data", lambda run: [run.reference.table_data(run.copy)], lambda run: run.reference.table_words),
-    Planned("schema", _schema, lambda run: "the schema inventory"),
+    Planned("schema", _schema, lambda run: "the schema inventory" if run.reference.source is not None else None),
     Planned("validity", _validity, lambda run: "constraint and index validity"),
     Planned("expected indexes", _expected_indexes,
             lambda run: "the expected indexes" if run.options.expected_indexes is not None else None),
@@ -238,8 +181,14 @@ PLAN: list[Planned] = [
 
 
 def plan_for(caller: Caller) -> list[Planned]:
-    """The plan as `caller` runs it: PLAN, less what it made earlier."""
+    """The plan as `caller` runs it: PLAN, less what it made earlier (what it opts out of is recorded as not run)."""
     return [p for p in PLAN if p.name not in caller.made_earlier]
+
+
+def runs(caller: Caller) -> list[str]:
+    """The names of the planned checks `caller` makes."""
+    skipped = dict(caller.opts_out)
+    return [p.name for p in plan_for(caller) if p.name not in skipped]
 
 
 @dataclass
@@ -250,13 +199,13 @@ class Verified:
     did: list[str] = field(default_factory=list)
     copy_version: str = ""  # SHOW server_version of the copy
 
-    def sentence(self, head: str, reference: AgainstManifest | AgainstSourceNow) -> str:
+    def sentence(self, head: str, reference: Reference) -> str:
         """"Verified the restored database against ...: a, b and c." for a report's procedure."""
         words = self.did[:-2] + [" and ".join(self.did[-2:])] if self.did else ["nothing"]
         return f"{head} {reference.against}: {', '.join(words)}."
 
 
-def verify(dsn: str, reference: AgainstManifest | AgainstSourceNow, caller: Caller, options: Options, *,
+def verify(dsn: str, reference: Reference, caller: Caller, options: Options, *,
            record: Callable[[Check], Any] = lambda check: None, major: int | None = None,
            progress: ProgressFn = no_progress, cancel: threading.Event | None = None,
            name: str = "the copy") -> Verified:
@@ -267,6 +216,7 @@ def verify(dsn: str, reference: AgainstManifest | AgainstSourceNow, caller: Call
     stop_beside = threading.Event()  # the checks in this process broke off: what runs beside need not go on
     either = _Either(cancel, stop_beside)
     planned = plan_for(caller)
+    skipped = dict(caller.opts_out)
     done = Verified()
 
     def keep(check: Check) -> None:
@@ -283,16 +233,20 @@ def verify(dsn: str, reference: AgainstManifest | AgainstSourceNow, caller: Call
                       conn.execute("SHOW server_version").fetchone()[0], major, either)
             # pg_amcheck is another process reading other pages: beside the SQL checks, the verification
             # takes the longer of the two rather than their sum. It takes AccessShareLocks only.
-            pending = [(p, beside.submit(lambda p=p: list(p.checks(run)))) for p in planned if p.alongside]
-            inline = [p for p in planned if not p.alongside]
+            pending = [(p, beside.submit(lambda p=p: list(p.checks(run)))) for p in planned
+                       if p.alongside and p.name not in skipped]
+            inline = [p for p in planned if not p.alongside or p.name in skipped]
             for n, p in enumerate(inline):
                 if cancel.is_set():
                     raise Cancelled("cancelled while verifying")
-                progress(Progress("verify", 0.1 + 0.7 * n / max(1, len(inline)), p.name))
+                if p.name in skipped:
+                    keep(Check(p.name, Verdict.NOT_RUN, f"not run here: {skipped[p.name]}"))
+                    continue
+                progress(Progress("verify", 0.1 + 0.7 * n / max(1, len(inline)), p.does(run) or p.name))
                 for check in p.checks(run):
                     keep(check)
             for p, future in pending:
-                progress(Progress("verify", 0.85, f"waiting for {p.name}"))
+                progress(Progress("verify", 0.85, f"waiting for {p.does(run) or p.name}"))
                 for check in future.result():
                     keep(check)
             if cancel.is_set():
@@ -307,7 +261,7 @@ def verify(dsn: str, reference: AgainstManifest | AgainstSourceNow, caller: Call
     finally:
         stop_beside.set()
         beside.shutdown(wait=True)
-    done.did = [words for p in planned if (words := p.does(run)) is not None]
+    done.did = [words for p in planned if p.name not in skipped and (words := p.does(run)) is not None]
     done.copy_version = run.copy_version
     return done
 

@@ -85,7 +85,7 @@ def run_step(result: Steps, name: str, work: StepWork, progress: ProgressFn,
     checks_before = len(result.checks)
     go_on = True
     try:
-        progress(Progress(name, None, "starting"))
+        progress(Progress(name))
         done = work()
         if isinstance(done, Failed):
             record.update(outcome=StepOutcome.FAILED, detail=clean(done.detail))

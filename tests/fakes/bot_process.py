@@ -19,7 +19,18 @@ import httpx
 SIGNING_SECRET = "test-signing-secret-8f2c"
 BOT_TOKEN = "xoxb-test-token-1234"
 ROOT = Path(__file__).resolve().parents[2]
-SCHEDULES_OFF = '[backup]\nschedule = "off"\n[drill]\nschedule = "off"\n[digest]\ntime = "off"\n'
+
+
+def schedules_off(toml: str) -> str:
+    """The test's dbops.toml with the daily runs off: in its own [backup], [drill] and [digest] tables
+    when it has them (TOML declares a table once), else in tables of their own before it."""
+    head = ""
+    for table, line in (("backup", 'schedule = "off"'), ("drill", 'schedule = "off"'), ("digest", 'time = "off"')):
+        if f"[{table}]\n" in toml:
+            toml = toml.replace(f"[{table}]\n", f"[{table}]\n{line}\n", 1)
+        else:
+            head += f"[{table}]\n{line}\n"
+    return head + toml
 
 
 def free_port() -> int:
@@ -55,7 +66,7 @@ class BotProcess:
         # Daily runs stay off (a 03:00 backup is "due" whenever a test runs later in the day and
         # would race the test's own jobs); the test's dbops.toml, if any, is added below.
         own = self.workdir / "dbops.toml"
-        (self.workdir / "bot.toml").write_text(SCHEDULES_OFF + (own.read_text() if own.exists() else ""))
+        (self.workdir / "bot.toml").write_text(schedules_off(own.read_text() if own.exists() else ""))
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "bot", "--mode", "http"], cwd=self.workdir,
                                      env=self.env, stdout=self.log, stderr=subprocess.STDOUT,

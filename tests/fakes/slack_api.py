@@ -261,6 +261,8 @@ class FakeSlack:
             return {"ok": True, "files": [{"id": f.get("id"), "title": f.get("title")} for f in files]}
         if method == "views.open":
             return {"ok": True, "view": {"id": f"V{next(self._ts)}", "callback_id": params.get("view", {})}}
+        if method == "apps.connections.open":  # Socket Mode: this fake has no WebSocket server to hand out
+            return {"ok": False, "error": "invalid_auth"}
         return {"ok": False, "error": "unknown_method"}
 
     def _handler(self):

@@ -53,15 +53,15 @@ def _catalog_target(inv: Invocation):
     return None
 
 
-def analyse(inv: Invocation, up_sql: str, down_sql: str | None, filename: str):
+def analyse(inv: Invocation, up_sql: str, down_sql: str | None, filename: str, down_filename: str = "DOWN.sql"):
     from handlers.migrations import check_migration  # the parser and the rules: not needed to declare commands
 
     target = _catalog_target(inv)
     if target is None:
-        return check_migration(up_sql, down_sql, conn=None, filename=filename)
+        return check_migration(up_sql, down_sql, conn=None, filename=filename, down_filename=down_filename)
     with target.connect() as conn:
         conn.read_only = True
-        return check_migration(up_sql, down_sql, conn=conn, filename=filename)
+        return check_migration(up_sql, down_sql, conn=conn, filename=filename, down_filename=down_filename)
 
 
 SLACK_FILES_HINT = "In Slack, run `/db migrate request` with no arguments: a form opens to paste the UP and DOWN SQL."
@@ -73,7 +73,8 @@ SLACK_FILES_HINT = "In Slack, run `/db migrate request` with no arguments: a for
 def migrate_check(inv: Invocation) -> Report:
     up_sql = read_sql(inv.args.up, "UP")
     down_sql = read_sql(inv.args.down, "DOWN")
-    check = analyse(inv, up_sql, down_sql, Path(inv.args.up).name)
+    check = analyse(inv, up_sql, down_sql, Path(inv.args.up).name,
+                    Path(inv.args.down).name if inv.args.down else "DOWN.sql")
     report = check.to_report()
     report.exact_json = check.to_json()
     report.data["path"] = inv.args.up  # as typed, so a terminal or CI log can point at the file
@@ -114,12 +115,13 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
     req = book.create(
         kind="migration", name=name, target=inv.target_name, sha256=migration_sha256(up_sql, down_sql),
         payload={"up": up_sql, "down": down_sql, "apply_by": apply_by, "requester_slack": requester_slack,
-                 "requester_note": note, "rehearsal": rehearsal.to_dict() if rehearsal is not None else None,
-                 **(extra or {})},
+                 "rehearsal": rehearsal.to_dict() if rehearsal is not None else None, **(extra or {})},
         analysis={"report": report.to_dict(), "findings": check.to_json()["findings"]},
         requires_approval=required > 0, required=required, requested_by=requester,
         attested_by=attested_by, channel=None,
         expires_at=expires_at(settings))
+    if note:  # in memory only, for whoever posts this request now: error texts can quote the copy's rows
+        req.payload["requester_note"] = note
     inv.store.audit(requester, "request", "pending" if req.requires_approval else "recorded", channel=channel,
                     subcommand=f"migration {req.code}", target=req.target, detail=name)
     if req.requires_approval:
@@ -179,7 +181,7 @@ def checklist_section(rehearsal, attested_by: str | None, apply_by: str) -> Sect
          Arg("--name", "a short name for the migration", required=True),
          Arg("--tested-on-staging", "you attest it was tested on staging with production-like data", flag=True),
          Arg("--apply-by", "who applies it once approved", default="bot", choices=("bot", "pipeline")),
-         long_running=True, lock="migrate", where="cli")
+         long_running=True, lock="rehearsal", where="cli")  # not "migrate": a rehearsal never blocks an apply
 def migrate_request(inv: Invocation) -> Report:
     name = request_name(inv.args.name)
     up_sql = read_sql(inv.args.up, "UP")
@@ -192,7 +194,9 @@ def migrate_request(inv: Invocation) -> Report:
              + ("" if req.requester_slack else f" (one more because `{req.requested_by}` is not mapped to a Slack "
                                                 "user under [identities]: unverified)")
              if req.requires_approval else "no approval needed (approvals.auto_apply_clean)")
-    report.summary = f"request `{req.code}` recorded; the bot posts it to the ops channel; {needs}. " + report.summary
+    report.summary = (f"request `{req.code}` recorded in the state store; {needs}. A bot running on this state "
+                      "store posts it to its channel for approval within a minute (`migrate status` lists it). "
+                      + report.summary)
     report.data |= {"request": req.code, "sha256": req.sha256, "status": req.status,
                     "required_approvals": req.required_approvals, "verified_requester": bool(req.requester_slack)}
     note = req.payload.get("requester_note")

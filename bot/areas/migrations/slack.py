@@ -103,7 +103,7 @@ def on_submission(svc: Bot, user: str, view: dict) -> None:
 migrate_request_form = command(
     "migrate request", "ask for approval of a migration: opens a form for the UP and DOWN SQL",
     where="slack", modal=lambda channel, target: modal_view("request", channel, target), long_running=True,
-    lock="migrate")(_slack_only)
+    lock="rehearsal")(_slack_only)  # not "migrate": a rehearsal never blocks an apply
 migrate_check_form = command(
     "migrate check", "analyse a migration without asking for approval: opens a form for the SQL",
     where="slack", modal=lambda channel, target: modal_view("check", channel, target), lock="migrate")(_slack_only)

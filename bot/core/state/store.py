@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from handlers.errors import ConfigError, TargetUnreachable
-from handlers.target import connection_reason
+from handlers.target import connection_reason, describe_dsn
 
 from . import migrate
 
@@ -54,10 +54,19 @@ class JobRow:
     phase: str | None = None
     result: Any = None
     heartbeat_at: datetime | None = None
+    cancel_requested_by: str | None = None  # who asked it to stop (`job cancel N`), read at its heartbeat
+    cancel_requested_at: datetime | None = None
+
+
+def state_database(named: str, dsn: str) -> str:
+    """How a message names the state database: the variable the user set, and where it points."""
+    why = ", as DBOPS_STATE_URL is not set" if named == "DATABASE_URL" else ""
+    return f"the state database ({named}{why}: {describe_dsn(dsn)})"
 
 
 class StateStore:
-    def __init__(self, dsn: str, min_size: int = 1, max_size: int = 8) -> None:
+    def __init__(self, dsn: str, min_size: int = 1, max_size: int = 8, named: str = "DBOPS_STATE_URL") -> None:
+        """`named`: the variable that gave `dsn` (Settings.state_url_env), for the messages."""
         import psycopg
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool
@@ -67,10 +76,10 @@ class StateStore:
             with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
                 migrate.apply_migrations(conn)
         except psycopg.OperationalError as exc:
-            raise TargetUnreachable("the state database (DBOPS_STATE_URL, default DATABASE_URL) is unreachable: "
+            raise TargetUnreachable(f"{state_database(named, dsn)} is unreachable: "
                                     f"{connection_reason(exc, dsn)}") from None
         except psycopg.Error as exc:
-            raise ConfigError(f"cannot prepare the state store (DBOPS_STATE_URL): {connection_reason(exc, dsn)}") from None
+            raise ConfigError(f"cannot prepare {state_database(named, dsn)}: {connection_reason(exc, dsn)}") from None
         self.pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, open=True,
                                    kwargs={"autocommit": True, "row_factory": dict_row}, name="dbops-state")
 
@@ -160,19 +169,31 @@ class StateStore:
         lock.conn = conn
         return lock, _job_row(row)
 
-    def beat(self, lock: "JobLock", job_id: int) -> bool:
+    def beat(self, lock: "JobLock", job_id: int) -> str | bool:
         """The job's heartbeat: keeps its lock (re-taken after a dropped connection) and its
-        heartbeat_at fresh. False when the lock is lost to another process."""
+        heartbeat_at fresh. False when the lock is lost to another process; the name of whoever
+        asked the job to stop (`request_cancel`), once someone has."""
         import psycopg
 
         if not lock.keep():
             return False
         try:
             assert lock.conn is not None
-            lock.conn.execute("UPDATE dbops.jobs SET heartbeat_at = now() WHERE id = %s", (job_id,))
+            row = lock.conn.execute("UPDATE dbops.jobs SET heartbeat_at = now() WHERE id = %s"
+                                    " RETURNING cancel_requested_by", (job_id,)).fetchone()
         except psycopg.Error:
-            pass  # the lock connection dropped just now; the next beat re-takes it
-        return True
+            return True  # the lock connection dropped just now; the next beat re-takes it
+        return (row or {}).get("cancel_requested_by") or True
+
+    def request_cancel(self, job_id: int, by: str) -> JobRow | None:
+        """Asks a queued or running job to stop; its process reads it at the next heartbeat. None when
+        the job is not running (any more)."""
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "UPDATE dbops.jobs SET cancel_requested_by = coalesce(cancel_requested_by, %s),"
+                " cancel_requested_at = coalesce(cancel_requested_at, now())"
+                " WHERE id = %s AND status IN ('queued', 'running') RETURNING *", (by, job_id)).fetchone()
+        return _job_row(row) if row else None
 
     def running_jobs(self) -> list[JobRow]:
         with self.pool.connection() as conn:

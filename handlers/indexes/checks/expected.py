@@ -40,7 +40,7 @@ class ExpectedResult:
             return ""
         e = self.expected
         if self.status == INVALID and self.index is not None:
-            return f"DROP INDEX CONCURRENTLY {self.index.qualified_name}; then: {create_sql(e)}"
+            return f"DROP INDEX CONCURRENTLY {self.index.qualified_name};\n{create_sql(e)}"
         return create_sql(e)
 
     def to_json(self) -> dict:

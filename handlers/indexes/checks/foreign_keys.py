@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..model import ForeignKeyInfo, IndexFinding, IndexInfo, qualified, quote_ident
 
-HEADERS = ["Table", "Foreign key", "Columns", "References", "Suggestion (not run)"]
+HEADERS = ["Table", "Foreign key", "Columns", "References"]
 
 
 def _covers(index: IndexInfo, fk: ForeignKeyInfo) -> bool:
@@ -40,7 +40,7 @@ def check_foreign_keys(fks: list[ForeignKeyInfo], indexes: list[IndexInfo]) -> l
             check="foreign_key", schema=fk.schema, names=(fk.name, fk.table),
             key=f"foreign_key:{fk.schema}.{fk.table}.{fk.name}",
             summary=f"{fk.table}({cols}) references {fk.referenced_table} with no index ({fk.name})",
-            row=[fk.table, fk.name, cols, fk.referenced_table, create_sql(fk)],
+            row=[fk.table, fk.name, cols, fk.referenced_table],
             fix=create_sql(fk),
         ))
     return findings

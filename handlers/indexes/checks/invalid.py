@@ -14,7 +14,7 @@ from pglast.stream import RawStream
 from ... import fmt
 from ..model import IndexFinding, IndexInfo
 
-HEADERS = ["Index", "Table", "Size", "Fix"]
+HEADERS = ["Index", "Table", "Size", "Note"]
 
 
 def concurrent_create_sql(definition: str) -> str:
@@ -25,7 +25,8 @@ def concurrent_create_sql(definition: str) -> str:
 
 
 def rebuild_sql(index: IndexInfo) -> str:
-    return f"DROP INDEX CONCURRENTLY {index.qualified_name}; {concurrent_create_sql(index.definition)};"
+    """One statement a line: copied as it is, it runs."""
+    return f"DROP INDEX CONCURRENTLY {index.qualified_name};\n{concurrent_create_sql(index.definition)};"
 
 
 def check_invalid(indexes: list[IndexInfo]) -> list[IndexFinding]:
@@ -34,12 +35,13 @@ def check_invalid(indexes: list[IndexInfo]) -> list[IndexFinding]:
         if index.is_valid or index.being_built:
             continue
         fix = rebuild_sql(index)
-        hint = " (unique: remove duplicate values first)" if index.is_unique else ""
+        hint = "unique: remove duplicate values first" if index.is_unique else ""
         findings.append(IndexFinding(
             check="invalid", schema=index.schema, names=(index.name, index.table),
             key=f"invalid:{index.schema}.{index.name}",
-            summary=f"{index.name} on {index.table} is invalid (a failed concurrent build){hint}",
-            row=[index.name, index.table, fmt.size(index.size_bytes), fix + hint],
-            fix=fix + f" -- or: REINDEX INDEX CONCURRENTLY {index.qualified_name};",
+            summary=f"{index.name} on {index.table} is invalid (a failed concurrent build)"
+                    + (f" ({hint})" if hint else ""),
+            row=[index.name, index.table, fmt.size(index.size_bytes), hint or "a failed concurrent build"],
+            fix=fix + f"\n-- or: REINDEX INDEX CONCURRENTLY {index.qualified_name};",
         ))
     return findings

@@ -17,7 +17,9 @@ or pg_write_server_files. Extensions and schemas (which may need a superuser) ar
 the instance's superuser, the schemas handed to app_owner; everything else is restored connected as
 app_owner. A failing statement is reported by line, SQLSTATE and condition name; its message (which
 can quote rows: `RAISE EXCEPTION '%', (SELECT ...)`) is kept apart, for the requester only
-(`Rehearsal.private_error_text()`).
+(`Rehearsal.private_error_text()`). Names read back after UP are shown only when the copy had them
+before or UP and DOWN spell them out (names.py); the rest is counted by kind. The bot's own schema is
+not restored, and the rehearsal stops at its own time and disk limits (limits.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 from psycopg import sql
@@ -47,12 +50,16 @@ from handlers.target import Target, dsn_secrets, scrub
 
 from ..apply import Batch, plan_batches
 from ..parsing import parse_statements
+from ..session import SessionChanged, pin_session
 from ..settings import RehearsalSettings
-from .compare import changed_columns, data_differences, snapshot
+from .compare import changed_columns, changed_tables, data_differences, snapshot
 from .copy import compare_with_manifest, copy_schema, restore_copy
 from .leftovers import rehearsal_work_dir, remove_leftover_rehearsals
+from .limits import Limits
+from .names import Nameable, withhold
+from .reach import beyond_copy
 from .result import APP_ROLE, REHEARSAL_DB, REHEARSAL_PURPOSE, Rehearsal
-from .run import cancel_on, condition_name, run_batches
+from .run import BatchRun, cancel_on, condition_name, run_batches
 
 
 def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, manifest: dict | None = None,
@@ -103,6 +110,8 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
     app_password = secrets.token_urlsafe(24)
     # the environment's secrets are scrubbed from error texts as a second line of defence (the sandbox holds none)
     hidden = [app_password, *environment.secret_values(), *(dsn_secrets(schema_source.dsn) if schema_source else [])]
+    limits = Limits(settings, lambda: instance.server_dir, cancel).start()
+    stop = limits.stop  # the caller's cancel, or a limit passed
     try:
         if cancel is not None and cancel.is_set():
             raise Cancelled("the rehearsal was cancelled before it started")
@@ -111,7 +120,7 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
             instance.start()
             hidden += instance.secrets()
             with psycopg.connect(instance.dsn(), autocommit=True) as admin:
-                _create_app_role(admin, app_password)
+                _create_app_role(admin, app_password, settings.temp_file_limit_mb)
                 result.copy_version = short_version(admin.execute("SHOW server_version").fetchone()[0])
         except (InstanceError, PgBinariesError, psycopg.Error) as exc:
             raise DbopsError(f"could not start the rehearsal's PostgreSQL: {scrub(str(exc), hidden)[:500]}") from None
@@ -122,26 +131,33 @@ def rehearse(up_sql: str, down_sql: str | None, *, archive: Path | None = None, 
             progress(Progress("rehearsal", 0.05, f"restoring {'backup ' + backup_id if backup_id else 'the archive'}"
                                                  f"{'' if with_data else ' (schema only)'}"))
             problems = restore_copy(Path(archive), admin_dsn, app_dsn, Path(instance.path), settings.jobs,
-                                schema_only=not with_data, cancel=cancel, major=major)
+                                schema_only=not with_data, cancel=stop, major=major)
         else:
             assert schema_source is not None
             progress(Progress("rehearsal", 0.05, f"copying the schema of `{schema_source.name}`"))
-            problems = copy_schema(schema_source, admin_dsn, app_dsn, Path(instance.path), settings.jobs, cancel,
+            problems = copy_schema(schema_source, admin_dsn, app_dsn, Path(instance.path), settings.jobs, stop,
                                    major=major)
         result.restore_problems = [scrub(p, hidden) for p in problems]
         result.restore_s = time.monotonic() - t0
-        if cancel is not None and cancel.is_set():
+        if stop.is_set():
             raise Cancelled("the rehearsal was cancelled")
         try:
-            with psycopg.connect(app_dsn, autocommit=True) as conn, cancel_on(conn, cancel):
-                _rehearse_on(conn, result, up, down, manifest if with_data else {}, settings, progress, cancel, hidden)
+            with psycopg.connect(app_dsn, autocommit=True) as conn, cancel_on(conn, stop):
+                _rehearse_on(conn, result, up, down, manifest if with_data else {}, settings, progress, limits, hidden)
+        except SessionChanged as exc:
+            raise DbopsError(f"the rehearsal could not prepare its session on the copy: {exc}") from None
         except psycopg.Error as exc:
-            if cancel is not None and cancel.is_set():
+            if stop.is_set():
                 raise Cancelled("the rehearsal was cancelled") from None
             # Not the message: after UP and DOWN it can be the requester's own text, or rows.
             raise DbopsError(f"the rehearsal could not measure its copy (SQLSTATE {exc.sqlstate or 'unknown'}, "
                              f"{condition_name(exc.sqlstate)})") from None
+    except Cancelled:
+        if limits.reason is None:
+            raise
+        raise DbopsError(f"the rehearsal stopped at {limits.reason}") from None
     finally:
+        limits.close()
         instance.stop()
         result.total_s = time.monotonic() - started
     progress(Progress("rehearsal", 1.0, "done"))
@@ -163,28 +179,37 @@ def _current_version(target: Target | None, manifest: dict) -> tuple[str, str]:
     return str(manifest.get("target") or (target.name if target else "")), short_version(version) if version else ""
 
 
-def _create_app_role(admin: psycopg.Connection, password: str) -> None:
+def _create_app_role(admin: psycopg.Connection, password: str,
+                     temp_file_limit_mb: int = RehearsalSettings.temp_file_limit_mb) -> None:
     """The application's role, as on a managed Postgres: owns the database (hence the public schema),
-    may log in, and nothing more."""
+    may log in, and nothing more. Its temp_file_limit is one only a superuser may change."""
     admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
                           "NOBYPASSRLS").format(sql.Identifier(APP_ROLE), sql.Literal(password)))
+    admin.execute(sql.SQL("ALTER ROLE {} SET temp_file_limit = {}").format(
+        sql.Identifier(APP_ROLE), sql.Literal(f"{temp_file_limit_mb}MB")))
     admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(REHEARSAL_DB),
                                                                 sql.Identifier(APP_ROLE)))
 
 
 def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], down: list[Batch] | None,
                  manifest: dict, settings: RehearsalSettings, progress: ProgressFn,
-                 cancel: threading.Event | None, hidden: list[str]) -> None:
+                 limits: Limits, hidden: list[str]) -> None:
     progress(Progress("rehearsal", 0.4, "measuring the copy before UP"))
-    watched = changed_columns([s for b in up for s in b.statements])
-    before = snapshot(conn, watched, None)
+    up_statements = [s for b in up for s in b.statements]
+    before = snapshot(conn, changed_columns(up_statements), None, changed_tables(up_statements))
     if not before.schema.get("tables") and result.restore_problems:
         raise DbopsError(f"the copy to rehearse on could not be made: {result.restore_problems[0]}")
     result.restore_problems += compare_with_manifest(manifest, before.rows)
     result.checked_columns = [c.label for c in before.columns]
+    limits.copy_made()
+    if result.source == "backup":  # a copy without rows cannot tell what lies past them
+        result.beyond_copy = beyond_copy(conn, up_statements)
 
+    shown = Nameable.of(before.schema, before.namespaces, before.types,
+                        [s for b in up + (down or []) for s in b.statements])
     progress(Progress("rehearsal", 0.5, "applying UP"))
-    run = run_batches(conn, up, settings, before.names, cancel, hidden)
+    pin_session(conn)
+    run = _limited(lambda: run_batches(conn, up, settings, before.names, shown, limits.stop, hidden), limits, result)
     result.up_statements, result.up_s, result.downtime = run.statements, run.seconds, run.downtime
     result.every_row = run.every_row
     if run.error:
@@ -196,7 +221,9 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
         return
     progress(Progress("rehearsal", 0.7, "applying DOWN"))
     conn.execute("DISCARD ALL")  # DOWN runs in a later session: no SET or temporary table of UP's carries over
-    back = run_batches(conn, down, settings, before.names, cancel, hidden)
+    pin_session(conn)
+    back = _limited(lambda: run_batches(conn, down, settings, before.names, shown, limits.stop, hidden), limits,
+                    result)
     result.down_statements, result.down_s = back.statements, back.seconds
     if back.error:
         result.down_error, result.down_error_line = back.error, back.error_line
@@ -204,9 +231,25 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
         result.down_error_text = back.error_text
         return
     progress(Progress("rehearsal", 0.85, "comparing the schema and data with before UP"))
-    after = snapshot(conn, None, before.columns)
-    result.schema_diff = schema_differences(before.schema, after.schema, ROLLED_BACK, sequence_values=False)
+    after = snapshot(conn, None, before.columns, tables=before.tables)
+    nameable, withheld = withhold(before.schema, after.schema, shown)
+    result.schema_diff = schema_differences(before.schema, nameable, ROLLED_BACK, sequence_values=False) + withheld
     result.data_diff = data_differences(before, after)
+
+
+def _limited(run: Callable[[], BatchRun], limits: Limits, result: Rehearsal) -> BatchRun:
+    """UP or DOWN run within the rehearsal's limits: one passed is that run's error (`stopped_by`)."""
+    try:
+        done = run()
+    except Cancelled:
+        if limits.reason is None:
+            raise
+        done = BatchRun()
+    if done.error is None and limits.check() is not None:
+        done.error = limits.reason
+    if done.error == limits.reason:
+        result.stopped_by = limits.reason
+    return done
 
 
 __all__ = ["APP_ROLE", "REHEARSAL_PURPOSE", "Rehearsal", "RehearsalSettings", "condition_name",

@@ -42,14 +42,15 @@ def restore_copy(archive: Path, admin_dsn: str, app_dsn: str, work: Path, jobs: 
              cancel: threading.Event | None, major: int | None = None) -> list[str]:
     """Restore so that app_owner owns every object of the application (see the module docstring).
     Publications are left out: creating one needs more than app_owner may, and UP and DOWN never
-    depend on them. `major`: the copy's PostgreSQL major, whose pg_restore restores (None: the
-    default binaries')."""
+    depend on them. So is the bot's own schema (its jobs, audit log and other requests' notes), which
+    rehearsal SQL could otherwise read. `major`: the copy's PostgreSQL major, whose pg_restore restores
+    (None: the default binaries')."""
     contents = list_archive(archive)
     if contents.errors:
         return contents.errors[:20]
-    first = [e for e in contents.entry_lines if _superuser_entry(toc_entry(e))]
-    rest = [e for e in contents.entry_lines
-            if not _superuser_entry(toc_entry(e)) and not toc_entry(e).startswith("PUBLICATION")]
+    entries = [e for e in contents.entry_lines if toc_entry(e).split()[:3] != ["SCHEMA", "-", schemas.BOT_SCHEMA]]
+    first = [e for e in entries if _superuser_entry(toc_entry(e))]
+    rest = [e for e in entries if not _superuser_entry(toc_entry(e)) and not toc_entry(e).startswith("PUBLICATION")]
     problems: list[str] = []
     try:
         if first:
@@ -70,7 +71,8 @@ def restore_copy(archive: Path, admin_dsn: str, app_dsn: str, work: Path, jobs: 
 def _restore_entries(archive: Path, contents: ArchiveContents, entries: list[str], dsn: str, listing: Path,
                      jobs: int, schema_only: bool, cancel: threading.Event | None, major: int | None) -> list[str]:
     outcome = run_pg_restore(archive, dsn, contents.format, jobs, 0, no_progress, cancel,
-                             use_list=write_use_list(entries, listing), schema_only=schema_only, major=major)
+                             exclude_schemas=(schemas.BOT_SCHEMA,), use_list=write_use_list(entries, listing),
+                             schema_only=schema_only, major=major)
     return outcome.errors
 
 
@@ -97,7 +99,7 @@ def copy_schema(source: Target, admin_dsn: str, app_dsn: str, work: Path, jobs: 
     if rc != 0:
         reason = scrub(last_line(stderr), dsn_secrets(source.dsn))
         if "connection to server" in stderr or "could not connect" in stderr:
-            raise TargetUnreachable(f"target `{source.name}` is unreachable: {reason}")
+            raise TargetUnreachable(f"target `{source.name}` ({source.label}) is unreachable: {reason}")
         raise DbopsError(f"pg_dump --schema-only of `{source.name}` failed: {reason}")
     try:
         return restore_copy(dump, admin_dsn, app_dsn, work, jobs, schema_only=True, cancel=cancel, major=major)

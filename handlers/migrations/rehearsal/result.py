@@ -10,6 +10,7 @@ from handlers.postgres.versions import majors_line
 from handlers.report import Outcome, Report, Section, Table
 
 from ..model import Finding, Severity
+from ..nodes import quote_ident as quote
 
 REHEARSAL_PURPOSE = "rehearsal"
 WORK_PURPOSE = "rehearsal-work"  # the folder holding the fetched archive (see rehearsal_work_dir)
@@ -60,7 +61,11 @@ class Rehearsal:
     # DELETE/UPDATE statements of UP that touched every row of their table in the copy:
     # [{line, kind, relation, rows}]. `WHERE "Id" > 0` is a DELETE without WHERE in effect.
     every_row: list[dict] = field(default_factory=list)
+    # DELETE/UPDATE statements of UP selecting rows by a key or time range past the copy's largest value
+    # (reach.py): [{line, kind, relation, column}].
+    beyond_copy: list[dict] = field(default_factory=list)
     restore_problems: list[str] = field(default_factory=list)
+    stopped_by: str | None = None  # the rehearsal's own limit UP or DOWN passed (limits.py), also their error
     restore_s: float = 0.0
     up_s: float = 0.0
     down_s: float = 0.0
@@ -118,10 +123,10 @@ class Rehearsal:
         elif self.down_error:
             lines.append(f"rollback tested: DOWN failed at {self.down_error}")
         elif self.schema_diff:
-            lines.append(f"rollback tested: DOWN does not bring the schema back: {some(self.schema_diff)}")
+            lines.append(f"rollback tested: DOWN does not bring the schema back: {differences(self.schema_diff)}")
         elif self.data_diff:
             lines.append(f"rollback tested: schema identical, but DOWN does not bring the data back: "
-                         f"{some(self.data_diff)}")
+                         f"{differences(self.data_diff)}")
         else:
             data = (f", data of {fmt.plural(len(self.checked_columns), 'changed column')} identical"
                     if self.checked_columns and self.source == "backup" else "")
@@ -147,7 +152,21 @@ class Rehearsal:
                 message=f"{hit['kind']} {verb} every row of {hit['relation']} in the rehearsal copy "
                         f"({hit['rows']:,} of {hit['rows']:,}): in effect it has no WHERE",
                 hint="If that is meant, say so with an approver; otherwise narrow the WHERE clause."))
-        if self.up_error:
+        for hit in self.beyond_copy:
+            found.append(Finding(
+                code="beyond-the-copy", severity=Severity.FORBIDDEN, line=hit["line"], statement="",
+                message=f"{hit['kind']} selects rows of {hit['relation']} by a range of {quote(hit['column'])} "
+                        f"reaching past the largest value {self._copy_of()} holds: rows production wrote since "
+                        "are not in the copy, so the rehearsal cannot show what it does",
+                hint="Bound the range by values the backup holds (an upper bound on the key or time), take a "
+                     "fresh backup first, or have an approver accept it."))
+        if self.up_error and self.stopped_by == self.up_error:
+            found.append(Finding(
+                code="rehearsal-failed", severity=Severity.FORBIDDEN, line=0, statement="",
+                message=f"the rehearsal of UP on {self._copy_of()} stopped at {self.stopped_by}: it was not tried "
+                        "to the end",
+                hint="Split the migration, or raise the limit in [migrate.rehearsal] if the work is meant."))
+        elif self.up_error:
             found.append(Finding(
                 code="rehearsal-failed", severity=Severity.FORBIDDEN, line=self.up_error_line or 0,
                 statement=self.up_error_statement or "",
@@ -158,9 +177,9 @@ class Rehearsal:
             if self.down_error:
                 problem = f"DOWN fails in the rehearsal at {self.down_error}"
             elif self.schema_diff:
-                problem = f"DOWN does not bring the schema back: {some(self.schema_diff, 5)}"
+                problem = f"DOWN does not bring the schema back: {differences(self.schema_diff)}"
             elif self.data_diff:
-                problem = f"DOWN brings the schema back but not the data: {some(self.data_diff, 5)}"
+                problem = f"DOWN brings the schema back but not the data: {differences(self.data_diff)}"
             if problem:
                 found.append(Finding(
                     code="irreversible", severity=Severity.FORBIDDEN, line=0, statement="",
@@ -218,9 +237,10 @@ class Rehearsal:
             "down_error_sqlstate": self.down_error_sqlstate, "down_error_condition": self.down_error_condition,
             "schema_diff": list(self.schema_diff), "data_diff": list(self.data_diff),
             "checked_columns": list(self.checked_columns), "downtime": [dict(d) for d in self.downtime],
-            "every_row": [dict(e) for e in self.every_row],
+            "every_row": [dict(e) for e in self.every_row], "beyond_copy": [dict(e) for e in self.beyond_copy],
             "up_error_statement": self.up_error_statement,
-            "restore_problems": list(self.restore_problems), "restore_s": round(self.restore_s, 3),
+            "restore_problems": list(self.restore_problems), "stopped_by": self.stopped_by,
+            "restore_s": round(self.restore_s, 3),
             "up_s": round(self.up_s, 3), "down_s": round(self.down_s, 3), "total_s": round(self.total_s, 3),
             "reversible": self.reversible, "checklist": self.checklist_lines(),
             "source_name": self.source_name, "source_version": self.source_version, "copy_version": self.copy_version,
@@ -231,6 +251,13 @@ def lock_text(row: dict) -> str:
     if row.get("outside_transaction"):
         return "none (ran alone)"  # autocommit: its locks end with the statement
     return ", ".join(f"{LOCK_NAMES.get(lock['mode'], lock['mode'])} on {lock['relation']}" for lock in row["locks"]) or "-"
+
+
+def differences(diffs: list[str], limit: int = 3) -> str:
+    """"2 differences (column "public"."Notes"."IsPinned"; ...)": what differs, counted and named; how it
+    differs (checksums, definitions) is said once, in the report's Rollback section."""
+    named = [d.split(": ", 1)[0] for d in diffs]
+    return f"{fmt.plural(len(diffs), 'difference')} ({some(named, limit)}), listed under Rollback"
 
 
 def some(items: list[str], limit: int = 3) -> str:

@@ -18,7 +18,9 @@ from handlers.errors import Cancelled, DbopsError
 
 from ..apply import Batch, error_text
 from ..parsing import Statement
+from ..session import SessionChanged, milliseconds, run_statement
 from ..settings import RehearsalSettings
+from .names import Nameable, made_by_dynamic_sql
 from .result import BLOCKS_READS_AND_WRITES, BLOCKS_WRITES, LOCK_NAMES, PRIVATE_TEXT_LIMIT, cut, preview
 
 
@@ -66,7 +68,8 @@ class BatchRun:
 
 
 _OWN_LOCKS = """
-    SELECT l.mode, l.relation, c.oid IS NOT NULL AS known, coalesce(c.oid::regclass::text, '')
+    SELECT l.mode, l.relation, c.oid IS NOT NULL AS known, coalesce(c.oid::regclass::text, ''), n.nspname, c.relname,
+           c.relkind::text
     FROM pg_locks l
     LEFT JOIN pg_class c ON c.oid = l.relation
     LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -76,23 +79,43 @@ _OWN_LOCKS = """
                              AND """ + schemas.not_system("n") + "))"
 
 
-def _own_locks(conn: psycopg.Connection, names: dict[int, str]) -> set[tuple[str, str]]:
-    """(mode, relation) of the relation locks this session holds; a relation dropped in this
-    transaction is gone from pg_class, so its name comes from `names` (taken before UP)."""
+_KINDS = {"r": "table", "p": "partitioned table", "m": "materialized view", "v": "view", "f": "foreign table"}
+_HIDDEN = "\0"  # starts the label of a relation that may not be named: "\0<kind>\0<oid>"
+
+
+def _own_locks(conn: psycopg.Connection, names: dict[int, str], shown: Nameable) -> set[tuple[str, str]]:
+    """(mode, relation) of the relation locks this session holds. A relation that existed before UP
+    is named as it was then (`names`: a relation dropped or renamed since is still found); one UP made
+    is named only when UP or DOWN spell its name out, else labelled by kind and oid (see names.py)."""
     held = set()
-    for mode, oid, known, name in conn.execute(_OWN_LOCKS).fetchall():
-        if not known:
-            name = names.get(int(oid))
-            if name is None:
+    for mode, oid, known, current, schema, relname, relkind in conn.execute(_OWN_LOCKS).fetchall():
+        name = names.get(int(oid))
+        if name is None:
+            if not known:
                 continue  # an index, or a table created and dropped within the migration
+            name = current if shown.relation(schema, relname) else f"{_HIDDEN}{_KINDS[relkind]}{_HIDDEN}{oid}"
         held.add((mode, name))
     return held
 
 
+def _lock_labels(locks: list[tuple[str, str]]) -> list[dict]:
+    """The lock rows of one statement, relations UP made by dynamic SQL counted per mode and kind."""
+    rows, hidden = [], {}
+    for mode, relation in locks:
+        if relation.startswith(_HIDDEN):
+            kind = relation.split(_HIDDEN)[1]
+            hidden[(mode, kind)] = hidden.get((mode, kind), 0) + 1
+        else:
+            rows.append({"mode": mode, "relation": relation})
+    return rows + [{"mode": mode, "relation": made_by_dynamic_sql(kind, n)}
+                   for (mode, kind), n in sorted(hidden.items())]
+
+
 def run_batches(conn: psycopg.Connection, batches: list[Batch], settings: RehearsalSettings,
-                 names: dict[int, str], cancel: threading.Event | None, hidden: list[str]) -> BatchRun:
+                names: dict[int, str], shown: Nameable, cancel: threading.Event | None, hidden: list[str]) -> BatchRun:
     run = BatchRun()
-    timeout = f"{int(settings.statement_timeout_s * 1000)}ms"
+    limits = {"statement_timeout": settings.statement_timeout_s}
+    timeout = f"{milliseconds(settings.statement_timeout_s)}ms"
     held_for: dict[tuple[str, str], float] = {}  # (relation, what it blocks) -> seconds held
     strongest: dict[tuple[str, str], str] = {}
     started = time.monotonic()
@@ -111,17 +134,21 @@ def run_batches(conn: psycopg.Connection, batches: list[Batch], settings: Rehear
             rows_before = _rows_of_target(conn, stmt)
             t0 = time.monotonic()
             try:
-                cursor = conn.execute(stmt.text)
+                cursor, _ = run_statement(conn, stmt, limits, local=batch.in_transaction)
             except psycopg.Error as exc:
                 run.statements.append(_row(stmt, time.monotonic() - t0, [], batch, failed=True))
                 return _failed(conn, run, stmt, exc, cancel, started, hidden)
+            except SessionChanged as changed:
+                run.statements.append(_row(stmt, time.monotonic() - t0, [], batch, failed=True))
+                return _refused(conn, run, stmt, f"line {stmt.line}: it changed how the server reads SQL text "
+                                                 f"({changed.what}), which dbops stops at", started)
             seconds = time.monotonic() - t0
             if rows_before and cursor.rowcount >= rows_before[1]:
                 run.every_row.append({"line": stmt.line, "kind": "DELETE" if stmt.kind == "DeleteStmt" else "UPDATE",
                                       "relation": rows_before[0], "rows": cursor.rowcount})
             new: list[tuple[str, str]] = []
             if batch.in_transaction:
-                now_held = _own_locks(conn, names)
+                now_held = _own_locks(conn, names, shown)
                 new = _strongest_per_relation(now_held - held)
                 held = now_held
                 for mode, relation in new:
@@ -181,6 +208,15 @@ def _failed(conn: psycopg.Connection, run: BatchRun, stmt: Statement, exc: psyco
     return run
 
 
+def _refused(conn: psycopg.Connection, run: BatchRun, stmt: Statement, why: str, started: float) -> BatchRun:
+    """A statement dbops stops at without a server error (it changed how the server reads SQL text)."""
+    rollback(conn)
+    run.error = why
+    run.error_line, run.error_statement = stmt.line, preview(stmt.text)
+    run.seconds = time.monotonic() - started
+    return run
+
+
 def _strongest_per_relation(locks: set[tuple[str, str]]) -> list[tuple[str, str]]:
     """A statement that takes ACCESS EXCLUSIVE and SHARE on one table (ALTER TYPE rebuilding its indexes)
     is shown with the ACCESS EXCLUSIVE only: the weaker lock adds nothing."""
@@ -192,13 +228,23 @@ def _strongest_per_relation(locks: set[tuple[str, str]]) -> list[tuple[str, str]
 
 
 def _downtime(held_for: dict[tuple[str, str], float], strongest: dict[tuple[str, str], str]) -> list[dict]:
-    """One entry per relation and what it blocks; "writes" only when writes were blocked longer than reads."""
-    entries = []
+    """One entry per relation and what it blocks; "writes" only when writes were blocked longer than reads.
+    Relations made by dynamic SQL are one entry per kind and what they block: the longest, counted."""
+    entries, hidden = [], {}
     for (relation, blocks), seconds in held_for.items():
         if blocks == "writes" and held_for.get((relation, "reads and writes"), -1.0) >= seconds:
             continue
-        entries.append({"relation": relation, "mode": LOCK_NAMES[strongest[(relation, blocks)]],
-                        "seconds": round(seconds, 3), "blocks": blocks})
+        entry = {"relation": relation, "mode": LOCK_NAMES[strongest[(relation, blocks)]],
+                 "seconds": round(seconds, 3), "blocks": blocks}
+        if relation.startswith(_HIDDEN):
+            key = (relation.split(_HIDDEN)[1], blocks)
+            count, longest = hidden.get(key, (0, entry))
+            order = list(LOCK_NAMES.values())
+            hidden[key] = (count + 1, max(longest, entry, key=lambda e: (e["seconds"], order.index(e["mode"]))))
+        else:
+            entries.append(entry)
+    for (kind, _), (count, longest) in hidden.items():
+        entries.append({**longest, "relation": made_by_dynamic_sql(kind, count)})
     entries.sort(key=lambda e: (-e["seconds"], e["relation"]))
     return entries
 
@@ -218,7 +264,7 @@ def _rank(mode: str) -> int:
 
 def _row(stmt: Statement, seconds: float, locks: list[tuple[str, str]], batch: Batch, failed: bool = False) -> dict:
     row = {"line": stmt.line, "statement": preview(stmt.text), "seconds": round(seconds, 3),
-           "locks": [{"mode": m, "relation": r} for m, r in locks], "outside_transaction": not batch.in_transaction}
+           "locks": _lock_labels(locks), "outside_transaction": not batch.in_transaction}
     if failed:
         row["failed"] = True
     return row

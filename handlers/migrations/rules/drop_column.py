@@ -28,6 +28,8 @@ def check(stmt, ctx):
         elif dropped.site.empty:
             yield Hit(f"drops {label}, which this file added earlier and which holds only NULLs: no existing "
                       "data is lost", WARNING)
+        elif dropped.site.added_by_up:
+            yield Hit(f"drops {label}, which UP added: only what was written to it since UP is lost", WARNING)
         elif dropped.has_data is False:
             yield Hit(f"drops {label}, which is empty (every row is NULL) in the target database", WARNING,
                       "Make sure no deployed code still reads or writes the column before dropping it.")
