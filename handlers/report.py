@@ -18,6 +18,62 @@ class Outcome(str, enum.Enum):
         return {Outcome.OK: 0, Outcome.FAILED: 1, Outcome.APPROVAL_REQUIRED: 3}[self]
 
 
+class Verdict(enum.StrEnum):
+    """What one check found (a StrEnum: stored and compared as its text)."""
+
+    OK = "ok"
+    WARNING = "warning"  # passed, but found something (in the source, say) that someone should fix
+    FAILED = "failed"
+    NOT_RUN = "not run"  # could not be made here (the detail says why): proves nothing either way
+
+    @property
+    def word(self) -> str:
+        """How a report's table shows it: the one place these words are written."""
+        return "FAILED" if self is Verdict.FAILED else self.value
+
+
+@dataclass
+class Check:
+    """One check of a report (a copy's verification): its verdict and what it saw.
+    Its name says what is checked, never the result ("expected indexes (18)", not "18 expected indexes
+    present"); `headline` is a failure's or a warning's kind and count, for the summary ("schema differs:
+    31 constraints"), the detail says which."""
+
+    name: str
+    verdict: Verdict
+    detail: str = ""
+    headline: str = ""
+
+    @classmethod
+    def of(cls, name: str, ok: bool, detail: str = "", warning: bool = False, headline: str = "") -> "Check":
+        """FAILED unless `ok`; WARNING when `ok` and `warning`."""
+        return cls(name, Verdict.FAILED if not ok else Verdict.WARNING if warning else Verdict.OK, detail, headline)
+
+    @property
+    def ok(self) -> bool:
+        """Not failed (a warning passed; a check not run did not fail)."""
+        return self.verdict is not Verdict.FAILED
+
+    @property
+    def warning(self) -> bool:
+        return self.verdict is Verdict.WARNING
+
+    def to_dict(self) -> dict[str, Any]:
+        """Stored and printed as JSON; "ok" and "warning" as before the verdict was stored."""
+        return {"name": self.name, "verdict": self.verdict.value, "ok": self.ok, "warning": self.warning,
+                "detail": self.detail, "headline": self.headline}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Check":
+        """A stored check, also one recorded before its verdict was (ok, warning)."""
+        if d.get("verdict"):
+            return cls(d["name"], Verdict(d["verdict"]), d.get("detail", ""), d.get("headline", ""))
+        return cls.of(d["name"], bool(d.get("ok")), d.get("detail", ""), bool(d.get("warning")), d.get("headline", ""))
+
+
+CHECK_HEADERS = ["check", "result", "detail"]
+
+
 @dataclass
 class Table:
     headers: list[str]
@@ -30,6 +86,12 @@ class Section:
     text: str = ""
     table: Table | None = None
     problem: bool = False  # something to act on: shown first, in the main Slack message; the rest goes in its thread
+    # Checks, instead of a table: a check/result/detail table, the verdicts' words from one place.
+    checks: list[Check] | None = None
+
+    def __post_init__(self) -> None:
+        if self.checks is not None and self.table is None:
+            self.table = Table(CHECK_HEADERS, [[c.name, c.verdict.word, c.detail] for c in self.checks])
 
 
 @dataclass
@@ -57,16 +119,24 @@ class Report:
     def ok(self) -> bool:
         return self.outcome is Outcome.OK
 
+    @property
+    def checks(self) -> list[Check]:
+        return [c for s in self.sections if s.checks for c in s.checks]
+
     def to_dict(self) -> dict[str, Any]:
         """Everything, to store (an approval request keeps the report it was made from); from_dict reads it back."""
         data = dataclasses.asdict(self)
         data["outcome"] = self.outcome.value
+        for section, stored in zip(self.sections, data["sections"]):
+            if section.checks is not None:
+                stored["checks"] = [c.to_dict() for c in section.checks]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Report":
         sections = [Section(s["title"], s.get("text", ""), Table(**s["table"]) if s.get("table") else None,
-                            problem=bool(s.get("problem")))
+                            problem=bool(s.get("problem")),
+                            checks=[Check.from_dict(c) for c in s["checks"]] if s.get("checks") is not None else None)
                     for s in data.get("sections", [])]
         file = ReportFile(**data["file"]) if data.get("file") else None
         return cls(title=data["title"], summary=data["summary"], outcome=Outcome(data["outcome"]),

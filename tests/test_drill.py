@@ -103,7 +103,7 @@ def settings(work: Path, **extra) -> DrillSettings:
 
 
 def check(result, prefix: str) -> dict:
-    found = [c for c in result.checks if c["name"].startswith(prefix)]
+    found = [c for c in result.checks if c.name.startswith(prefix)]
     assert found, f"no check named {prefix!r} in {[c['name'] for c in result.checks]}; steps: {result.steps}"
     return found[0]
 
@@ -168,7 +168,7 @@ def test_drill_of_the_demo_database_passes_and_reports_every_step(demo_backup, w
     assert result.passed, result.to_markdown()
     assert [s["step"] for s in result.steps] == ["create instance", "restore", "verify", "delete instance"]
     assert all(s["outcome"] == "ok" and s["seconds"] >= 0 for s in result.steps)
-    names = [c["name"] for c in result.checks]
+    names = [c.name for c in result.checks]
     for expected in ("archive SHA-256 against the catalog", "pg_restore errors",
                      "row counts and content checksums of 10 tables", "constraints (VALIDATE on the copy)",
                      "expected indexes (3)", "smoke: a user can be found by email",
@@ -213,7 +213,7 @@ def test_drill_of_pagila_directory_archive_with_partitions_enums_domains_trigger
                        expected_indexes=[("film", ("title",), False), {"table": "rental", "unique": True,
                                          "columns": ["rental_date", "inventory_id", "customer_id"]}])
     assert result.passed, result.to_markdown()
-    assert len([c for c in result.checks if c["name"].startswith("smoke:")]) == len(PAGILA_SMOKE)
+    assert len([c for c in result.checks if c.name.startswith("smoke:")]) == len(PAGILA_SMOKE)
     assert "data of 21 tables loaded with 2 jobs" == result.steps[1]["detail"]
     assert_nothing_left(work)
 
@@ -239,11 +239,11 @@ def test_one_flipped_data_byte_fails_the_content_checksum_of_that_table(pagila_b
     result = run_drill(manifest, archive, settings(work))
     assert not result.passed
     data = check(result, "row counts and content checksums")
-    assert not data["ok"]
-    assert "table public.film: same row count (1000) but the content differs" in data["detail"]
-    assert [c["name"] for c in result.failed_checks] == [data["name"]]
+    assert not data.ok
+    assert "table public.film: same row count (1000) but the content differs" in data.detail
+    assert [c.name for c in result.failed_checks] == [data.name]
     assert "data differs: 1 of 21 tables" in result.summary  # the kind and a count; which table: the detail
-    assert "public.film" in check(result, "row counts and content checksums of 21 tables")["detail"]
+    assert "public.film" in check(result, "row counts and content checksums of 21 tables").detail
     assert result.to_report().outcome is Outcome.FAILED
     assert_nothing_left(work)
 
@@ -255,8 +255,8 @@ def test_changed_archive_fails_the_sha256_check_against_the_catalog(pagila_backu
     _flip_data_byte(archive, b"ACADEMY DINOSAUR")
     result = run_drill(manifest, archive, settings(work))
     sha = check(result, "archive SHA-256")
-    assert not sha["ok"] and "the file changed after the backup" in sha["detail"]
-    assert not check(result, "row counts and content checksums")["ok"]
+    assert not sha.ok and "the file changed after the backup" in sha.detail
+    assert not check(result, "row counts and content checksums").ok
     assert not result.passed
 
 
@@ -265,7 +265,7 @@ def test_wrong_sha256_in_the_catalog_alone_fails_the_drill(pagila_backup, work):
     manifest = {**manifest, "archive": {**manifest["archive"], "sha256": "0" * 64}}
     result = run_drill(manifest, archive, settings(work))
     assert not result.passed
-    assert [c["name"] for c in result.failed_checks] == ["archive SHA-256 against the catalog"]
+    assert [c.name for c in result.failed_checks] == ["archive SHA-256 against the catalog"]
     assert "SHA-256" in result.summary
 
 
@@ -277,13 +277,13 @@ def test_truncated_archive_fails_with_counted_restore_errors(pagila_backup, tmp_
     result = run_drill(manifest, archive, settings(work))
     assert not result.passed
     restore = check(result, "pg_restore errors")
-    assert not restore["ok"] and "error" in restore["detail"]
+    assert not restore.ok and "error" in restore.detail
     assert result.restore_errors and result.steps[1]["outcome"] == "failed"
     size = check(result, "archive size against the catalog")
-    assert not size["ok"]
+    assert not size.ok
     # Verification still ran and names the tables that did not come back whole.
     data = check(result, "row counts and content checksums")
-    assert not data["ok"] and "table public." in data["detail"]
+    assert not data.ok and "table public." in data.detail
     assert "Restore errors" in result.to_markdown()
     assert_nothing_left(work)
 
@@ -298,7 +298,7 @@ def test_table_that_lost_rows_is_named_with_both_counts(pagila_db, tmp_path, wor
     result = run_drill(manifest, archive, settings(work))
     assert not result.passed
     data = check(result, "row counts and content checksums")
-    assert f"table public.payment_p2022_02: {expected} rows expected, {left} restored" in data["detail"]
+    assert f"table public.payment_p2022_02: {expected} rows expected, {left} restored" in data.detail
 
 
 def test_expected_index_the_restore_lost_fails_the_drill_naming_it(pagila_db, tmp_path, work):
@@ -309,12 +309,12 @@ def test_expected_index_the_restore_lost_fails_the_drill_naming_it(pagila_db, tm
                        expected_indexes=[("film", ("title",), False), ("rental", ("customer_id",), False)])
     assert not result.passed
     found = check(result, "expected indexes (2)")
-    assert not found["ok"] and not found["warning"]
-    assert "missing after restore: index on film (title) (the source has it: idx_title)" in found["detail"]
-    assert "missing in the source as well: index on rental (customer_id)" in found["detail"]
-    indexes = next(c for c in result.checks if c["name"].startswith("schema:") and c["name"].endswith(" indexes"))
-    assert not indexes["ok"]
-    assert "index idx_title on public.film: missing from the restored database" in indexes["detail"]
+    assert not found.ok and not found.warning
+    assert "missing after restore: index on film (title) (the source has it: idx_title)" in found.detail
+    assert "missing in the source as well: index on rental (customer_id)" in found.detail
+    indexes = next(c for c in result.checks if c.name.startswith("schema:") and c.name.endswith(" indexes"))
+    assert not indexes.ok
+    assert "index idx_title on public.film: missing from the restored database" in indexes.detail
 
 
 def test_failing_smoke_query_is_named_with_what_it_returned(pagila_backup, work):
@@ -324,8 +324,8 @@ def test_failing_smoke_query_is_named_with_what_it_returned(pagila_backup, work)
              {"name": "broken query", "sql": "SELECT no_such_column FROM actor", "expect": "rows>=1"}]
     result = run_drill(manifest, archive, settings(work, smoke_queries=smoke))
     first, second = check(result, "smoke: nobody"), check(result, "smoke: broken")
-    assert not first["ok"] and "expected '0'" in first["detail"]
-    assert not second["ok"] and "no_such_column" in second["detail"]
+    assert not first.ok and "expected '0'" in first.detail
+    assert not second.ok and "no_such_column" in second.detail
 
 
 def test_archive_from_a_newer_pg_dump_is_refused_before_restoring(pagila_backup, work):

@@ -81,7 +81,7 @@ def test_ctrl_c_at_each_point_deletes_the_instance_and_gives_no_verdict(demo_bac
         assert outcomes[stopped] == "cancelled"
         assert next(s for s in result.steps if s["step"] == stopped)["detail"] == "interrupted (Ctrl-C)"
         # pg_restore or pg_amcheck dying of the same Ctrl-C is no finding: the stopped step's checks are gone
-        assert all(c["ok"] for c in result.checks) and not result.restore_errors, result.checks
+        assert all(c.ok for c in result.checks) and not result.restore_errors, result.checks
     assert "running" not in outcomes.values()
     assert_nothing_left(work)
     assert not client_children()
@@ -122,8 +122,8 @@ def drill_dir():
 @pytest.mark.parametrize("phase", ["restore", "verify"])
 def test_ctrl_c_in_dbops_drill_prints_only_interrupted_and_records_a_cancelled_drill(demo_db, drill_dir, phase):
     env = dbops_env(demo_db, drill_dir)
-    backup = subprocess.run([sys.executable, "-m", "bot.frontends.cli", "backup"], capture_output=True, text=True, env=env,
-                            cwd=ROOT, timeout=300)
+    backup = subprocess.run([sys.executable, "-m", "bot.frontends.cli", "backup"], capture_output=True, text=True,
+                            env=env, cwd=ROOT, timeout=300)
     assert backup.returncode == 0, backup.stdout + backup.stderr
 
     # A session of its own, so the SIGINT goes to its whole process group like a terminal's Ctrl-C.

@@ -34,12 +34,12 @@ def test_expected_index_missing_in_the_source_as_well_is_a_warning_not_a_failure
                                          ("actor", ("last_name",), True)])
     assert result.passed, result.to_markdown()
     found = check(result, "expected indexes (3)")
-    assert found["ok"] and found["warning"]
+    assert found.ok and found.warning
     # actor (last_name) has a plain index in pagila: a plain index is not the unique one expected
     assert "missing in the source as well: index on rental (customer_id); unique index on actor (last_name)" \
-        in found["detail"]
-    assert "film (title)" not in found["detail"]
-    assert "the index review (`indexes`)" in found["detail"] and "Not a restore problem" in found["detail"]
+        in found.detail
+    assert "film (title)" not in found.detail
+    assert "the index review (`indexes`)" in found.detail and "Not a restore problem" in found.detail
     assert result.warnings == [found]
     assert result.summary.startswith("Drill passed")
     # The headline counts what is wrong; the name of the check never claims a result.
@@ -57,7 +57,7 @@ def test_old_manifest_without_index_details_tells_missing_in_source_from_every_i
                        expected_indexes=[("film", ("title",), False), ("rental", ("customer_id",), False)])
     assert result.passed, result.to_markdown()
     found = check(result, "expected indexes (2)")
-    assert found["warning"] and "missing in the source as well: index on rental (customer_id)" in found["detail"]
+    assert found.warning and "missing in the source as well: index on rental (customer_id)" in found.detail
 
 
 def test_old_manifest_with_an_index_the_restore_lost_still_fails(pagila_db, tmp_path, work):
@@ -67,14 +67,14 @@ def test_old_manifest_with_an_index_the_restore_lost_still_fails(pagila_db, tmp_
     assert not result.passed
     found = check(result, "expected indexes (2)")
     # Something the source had did not come back, so a missing expected index may be that: it fails.
-    assert not found["ok"] and "missing after restore: index on film (title); index on rental" in found["detail"]
+    assert not found.ok and "missing after restore: index on film (title); index on rental" in found.detail
 
 
 def test_expected_index_check_without_the_source_fails_every_missing_index(pagila_db):
     with psycopg.connect(pagila_db) as conn:
         verdict = expected_indexes_check(conn, [("rental", ("customer_id",), False)])
-    assert verdict == Check("expected indexes (1)", False, "missing after restore: index on rental (customer_id)",
-                            headline="1 of 1 expected indexes lost in the restore")
+    assert verdict == Check.of("expected indexes (1)", False, "missing after restore: index on rental (customer_id)",
+                               headline="1 of 1 expected indexes lost in the restore")
 
 
 # -- invalid indexes in the source -------------------------------------------------------------------
@@ -96,13 +96,13 @@ def test_invalid_index_in_the_source_is_a_warning_pointing_at_db_indexes(pagila_
     result = run_drill(manifest, archive, settings(work), expected_indexes=[("actor", ("last_name",), True)])
     assert result.passed, result.to_markdown()
     invalid = check(result, "invalid indexes in the source (1)")
-    assert invalid["ok"] and invalid["warning"]
-    assert "actor_last_name_key on public.actor" in invalid["detail"]
-    assert "the index review (`indexes`)" in invalid["detail"]
+    assert invalid.ok and invalid.warning
+    assert "actor_last_name_key on public.actor" in invalid.detail
+    assert "the index review (`indexes`)" in invalid.detail
     expected = check(result, "expected indexes (1)")
-    assert expected["warning"] and "actor_last_name_key is invalid there" in expected["detail"]
-    assert all(c["ok"] for c in result.checks if c["name"].startswith("schema:"))
-    assert check(result, "index validity")["ok"]  # the copy itself has no invalid index
+    assert expected.warning and "actor_last_name_key is invalid there" in expected.detail
+    assert all(c.ok for c in result.checks if c.name.startswith("schema:"))
+    assert check(result, "index validity").ok  # the copy itself has no invalid index
 
 
 def test_invalid_index_from_an_old_manifest_without_validity_still_fails(pagila_db, tmp_path, work):
@@ -110,8 +110,8 @@ def test_invalid_index_from_an_old_manifest_without_validity_still_fails(pagila_
     manifest, archive = make_backup(pagila_db, tmp_path / "invalid-index.dump")
     result = run_drill(as_old_manifest(manifest), archive, settings(work))
     assert not result.passed  # the manifest cannot say the index was invalid: today's verdict, no crash
-    indexes = next(c for c in result.checks if c["name"].startswith("schema:") and c["name"].endswith(" indexes"))
-    assert "actor_last_name_key on public.actor: missing from the restored database" in indexes["detail"]
+    indexes = next(c for c in result.checks if c.name.startswith("schema:") and c.name.endswith(" indexes"))
+    assert "actor_last_name_key on public.actor: missing from the restored database" in indexes.detail
 
 
 # -- NOT VALID constraints ---------------------------------------------------------------------------
@@ -128,11 +128,11 @@ def test_constraint_not_valid_on_purpose_in_the_source_is_a_warning(pagila_db, t
     result = run_drill(manifest, archive, settings(work))
     assert result.passed, result.to_markdown()
     constraints = check(result, "constraints (VALIDATE on the copy)")
-    assert constraints["ok"] and constraints["warning"]
-    assert "film_title_short on public.film" in constraints["detail"]
-    assert "film_title_set" not in constraints["detail"]  # it holds: validated on the copy, nothing to say
-    assert "1 NOT VALID in the backup, validated on the copy" in constraints["detail"]
-    assert all(c["ok"] for c in result.checks if c["name"].startswith("schema:"))
+    assert constraints.ok and constraints.warning
+    assert "film_title_short on public.film" in constraints.detail
+    assert "film_title_set" not in constraints.detail  # it holds: validated on the copy, nothing to say
+    assert "1 NOT VALID in the backup, validated on the copy" in constraints.detail
+    assert all(c.ok for c in result.checks if c.name.startswith("schema:"))
 
 
 def test_constraint_valid_in_the_source_but_not_valid_after_restore_fails(pagila_db, tmp_path, work):
@@ -145,9 +145,9 @@ def test_constraint_valid_in_the_source_but_not_valid_after_restore_fails(pagila
     result = run_drill(manifest, archive, settings(work))
     assert not result.passed
     constraints = check(result, "constraints (VALIDATE on the copy)")
-    assert not constraints["ok"] and "film_title_short on public.film" in constraints["detail"]
-    schema = next(c for c in result.checks if c["name"].startswith("schema:") and c["name"].endswith("constraints"))
-    assert not schema["ok"] and "film_title_short" in schema["detail"] and "validated" in schema["detail"]
+    assert not constraints.ok and "film_title_short on public.film" in constraints.detail
+    schema = next(c for c in result.checks if c.name.startswith("schema:") and c.name.endswith("constraints"))
+    assert not schema.ok and "film_title_short" in schema.detail and "validated" in schema.detail
 
 
 def test_constraint_lost_in_the_restore_fails(pagila_db, tmp_path, work):
@@ -156,8 +156,8 @@ def test_constraint_lost_in_the_restore_fails(pagila_db, tmp_path, work):
                                     after_manifest="ALTER TABLE film DROP CONSTRAINT film_title_short")
     result = run_drill(manifest, archive, settings(work))
     assert not result.passed  # NOT VALID in the source is no licence to lose it
-    schema = next(c for c in result.checks if c["name"].startswith("schema:") and c["name"].endswith("constraints"))
-    assert "constraint film_title_short on public.film: missing from the restored database" in schema["detail"]
+    schema = next(c for c in result.checks if c.name.startswith("schema:") and c.name.endswith("constraints"))
+    assert "constraint film_title_short on public.film: missing from the restored database" in schema.detail
 
 
 # -- the verdict -------------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ def test_a_drill_whose_steps_did_not_all_run_never_passes():
     steps = [{"step": s, "started_at": 0.0, "seconds": 1.0, "outcome": "ok", "detail": ""}
              for s in ("create instance", "restore", "delete instance")]  # verify never ran
     result = DrillResult(backup_id="b1", target="prod", instance_kind="local", started_at=0.0, finished_at=3.0,
-                         steps=steps, checks=[{"name": "pg_restore errors", "ok": True, "detail": ""}])
+                         steps=steps, checks=[Check.of("pg_restore errors", True)])
     assert not result.passed and "passed" not in result.summary
     running = DrillResult.from_dict({**result.to_dict(), "steps": steps[:2] + [
         {"step": "verify", "started_at": 0.0, "seconds": 0.0, "outcome": "running", "detail": ""}] + steps[2:]})

@@ -1,7 +1,8 @@
 """One step runner for every kind of drill: a failed step is a state, never a text prefix."""
 from handlers.drill.result import DrillResult
-from handlers.drill.steps import Failed, StepFailed, checks_outcome, run_step
 from handlers.errors import Cancelled
+from handlers.report import Check, Verdict
+from handlers.verification.steps import Failed, StepFailed, checks_outcome, run_step
 
 
 def _run(work):
@@ -49,8 +50,10 @@ def test_cancelled_and_ctrl_c_are_cancelled_steps():
 
 
 def test_checks_outcome_counts_in_words():
-    assert checks_outcome([{"ok": True}]) == "1 check passed"
-    assert checks_outcome([{"ok": True}, {"ok": False}]) == Failed("1 of 2 checks failed")
+    ok, failed, not_run = Check("a", Verdict.OK), Check("b", Verdict.FAILED), Check("c", Verdict.NOT_RUN)
+    assert checks_outcome([ok]) == "1 check passed"
+    assert checks_outcome([ok, failed]) == Failed("1 of 2 checks failed")
+    assert checks_outcome([ok, not_run]) == "1 check passed, 1 not run"
 
 
 def test_the_summary_counts_all_checks_and_says_which_step_made_them():
@@ -58,7 +61,7 @@ def test_the_summary_counts_all_checks_and_says_which_step_made_them():
 
     def making(n):
         def work():
-            result.checks.extend({"name": f"c{len(result.checks)}", "ok": True} for _ in range(n))
+            result.checks.extend(Check(f"c{len(result.checks)}", Verdict.OK) for _ in range(n))
             return checks_outcome(result.checks[-n:])
         return work
     for name, n in (("create instance", 0), ("restore", 4), ("verify", 10), ("delete instance", 0)):
@@ -70,7 +73,7 @@ def test_the_summary_counts_all_checks_and_says_which_step_made_them():
 def test_the_outcome_is_an_enum_stored_as_its_text():
     import json
 
-    from handlers.drill.steps import StepOutcome
+    from handlers.verification.steps import StepOutcome
 
     _, failed, _, _ = _run(lambda: Failed("1 restore error"))
     _, passed, _, _ = _run(lambda: "FAILED: only text")

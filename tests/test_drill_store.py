@@ -9,7 +9,7 @@ import pytest
 from bot.core.state import migrate
 from handlers.drill import DrillResult, DrillSettings, DrillStore, drill_alarm
 from handlers.errors import UsageError
-from handlers.report import Outcome
+from handlers.report import Check, Outcome, Verdict
 
 STEPS = ["create instance", "restore", "verify", "delete instance"]
 
@@ -25,7 +25,8 @@ def a_result(total: float, passed: bool = True, started: float | None = None, ba
               {"name": "row counts and content checksums of 9 tables", "ok": passed,
                "detail": "200,000 rows, all equal" if passed else "table public.Notes: 100 rows expected, 90 restored"}]
     return DrillResult(backup_id=backup, target="prod", instance_kind="local", started_at=started,
-                       finished_at=started + total, instance="throwaway local PostgreSQL", steps=steps, checks=checks,
+                       finished_at=started + total, instance="throwaway local PostgreSQL", steps=steps,
+                       checks=[Check.from_dict(c) for c in checks],
                        versions={"drill server": "PostgreSQL 18.6"},
                        backup={"created_at": "2026-11-25T00:00:00+00:00", "format": "custom", "size": 1234,
                                "integrity_level": "checksums", "tables": 9, "rows": 200000},
@@ -132,8 +133,8 @@ def test_cancelled_drill_is_recorded_as_cancelled_and_never_counts_as_passed(sta
 
 def test_warnings_are_kept_and_shown_but_the_drill_passed(state):
     result = a_result(30)
-    result.checks.append({"name": "expected indexes (3)", "ok": True, "warning": True,
-                          "detail": "missing in the source as well: index on Notes (BoardId)"})
+    result.checks.append(Check("expected indexes (3)", Verdict.WARNING,
+                               "missing in the source as well: index on Notes (BoardId)"))
     drill = DrillStore(state).record("prod", "b005", result, "U1")
     again = DrillStore(state).get(drill)
     assert again.passed and again.warnings == [result.checks[-1]]

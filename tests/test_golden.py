@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 from bot.core.state import migrate
 from handlers import demo_data
 from handlers.drill import DrillResult, DrillStore
+from handlers.report import Check
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -134,7 +135,7 @@ def _drill(backup_id: str, day: int, restore_s: float, passed: bool) -> DrillRes
                "table public.Notes: 150,000 rows expected, 149,200 restored",
                "headline": "" if passed else "data differs: 1 of 3 tables"}]
     return DrillResult(backup_id=backup_id, target="prod", instance_kind="local", started_at=start, finished_at=at,
-                       instance="throwaway local PostgreSQL", steps=steps, checks=checks,
+                       instance="throwaway local PostgreSQL", steps=steps, checks=[Check.from_dict(c) for c in checks],
                        versions={"source server": "PostgreSQL 16.4", "drill server": "PostgreSQL 16.15"},
                        source_version="16.4", copy_version="16.15",
                        backup={"created_at": _at(day - 1).isoformat(), "format": "custom", "size": 44_800_000,

@@ -31,7 +31,7 @@ from handlers.backup.verify import verify_backup
 from handlers.migrations.rehearsal import Rehearsal
 from handlers.render.settings import RenderSettings
 from handlers.render.status import RenderStatus, check_status, status_report
-from handlers.report import Outcome
+from handlers.report import Check, Outcome
 from handlers.restore.runner import RestoreResult
 from tests.test_golden import BACKUPS, _at, _new_database, catalog_dsn, check, dbops, normalise  # noqa: F401 (catalog_dsn: a fixture)
 from tests.test_golden_slack import FixedCatalog, _backup_result, _status_invocation
@@ -62,10 +62,10 @@ def _restore_result(failed: bool = False) -> RestoreResult:
                "detail": "public.Notes: 150,000 rows expected, 149,200 restored" if failed else "3 tables match",
                "headline": "data differs: 1 of 3 tables" if failed else ""},
               {"name": "schema", "ok": True, "detail": "tables, columns, indexes, constraints, sequences match"},
-              {"name": "pg_amcheck", "ok": True, "warning": True, "detail": "skipped: --no-amcheck"}]
+              {"name": "pg_amcheck", "verdict": "not run", "detail": "not run: --no-amcheck"}]
     manifest = {"target": "prod", "created_at": "2026-11-24T03:00:00+00:00", "archive": {"size": 44_773_376},
                 "tables": [{"rows": 150_000}, {"rows": 2_000}, {"rows": 48_000}]}
-    return RestoreResult(into="staging", backup_id="b005", steps=steps, checks=checks,
+    return RestoreResult(into="staging", backup_id="b005", steps=steps, checks=[Check.from_dict(c) for c in checks],
                          roles=[("asidenote_app", 'CREATE ROLE "asidenote_app"; REASSIGN OWNED BY CURRENT_USER TO '
                                                  '"asidenote_app";')], manifest=manifest)
 

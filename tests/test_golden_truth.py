@@ -23,7 +23,7 @@ from bot.core import output, plaintext
 from bot.frontends.cli import TerminalProgress
 from handlers.backup.views import list_backups
 from handlers.drill.checks import listed, schema_checks, table_data_check
-from handlers.report import Progress
+from handlers.report import Check, Progress
 from tests.fakes.slack_api import payload_violations
 from tests.test_golden import GOLDEN, ROOT, _at, _drill, check, dbops, normalise
 from tests.test_golden_more import _restore_result, _status_report
@@ -50,15 +50,13 @@ def many_failures_drill():
     result = _drill("b003", 23, 41.0, False)
     amcheck = listed([f'heap table "public.Table{n % 40:03d}", block {n}: line pointer out of range'
                       for n in range(200)])
-    result.checks = [{"name": "pg_restore errors", "ok": True, "detail": "pg_restore reported no errors"},
-                     table_data_check(expected, actual).to_dict(),
-                     *(c.to_dict() for c in schema_checks(expected, actual)),
-                     {"name": "pg_amcheck: heap and B-tree indexes", "ok": False, "warning": False,
-                      "detail": f"corruption reported: {amcheck}",
-                      "headline": "pg_amcheck reports corruption: 200 messages"},
-                     {"name": "index validity", "ok": False, "warning": False,
-                      "headline": "2 invalid indexes on the copy",
-                      "detail": "invalid: public.IX_Table001_Value; public.IX_Table002_Value"}]
+    result.checks = [Check.of("pg_restore errors", True, "pg_restore reported no errors"),
+                     table_data_check(expected, actual),
+                     *schema_checks(expected, actual),
+                     Check.of("pg_amcheck: heap and B-tree indexes", False, f"corruption reported: {amcheck}",
+                              headline="pg_amcheck reports corruption: 200 messages"),
+                     Check.of("index validity", False, "invalid: public.IX_Table001_Value; public.IX_Table002_Value",
+                              headline="2 invalid indexes on the copy")]
     return result
 
 
@@ -158,7 +156,7 @@ def test_headline_and_summary_stay_short_on_hundreds_of_failed_checks(report):
 
 def test_a_check_name_never_claims_its_result():
     drill = many_failures_drill()
-    names = [c["name"] for c in drill.checks]
+    names = [c.name for c in drill.checks]
     assert not [n for n in names if re.search(r"\b(present|valid|matches|without errors)\b", n)], names
 
 

@@ -119,10 +119,10 @@ def test_pitr_drill_restores_verifies_shows_row_differences_deletes_and_is_recor
     assert result.passed, result.summary
     assert outcome.alarm is None and result.instance_kind == "render-pitr"
     assert [s["step"] for s in result.steps] == STEPS and all(s["outcome"] == "ok" for s in result.steps)
-    rows = next(c for c in result.checks if c["name"].startswith("row counts"))
-    assert rows["ok"] and "differences, expected" in rows["detail"] and "(+3)" in rows["detail"]
-    assert any(c["name"].startswith("pg_amcheck") and c["detail"] == "no corruption found" for c in result.checks)
-    assert any(c["name"] == "expected indexes (1)" and c["ok"] for c in result.checks)
+    rows = next(c for c in result.checks if c.name.startswith("row counts"))
+    assert rows.ok and "differences, expected" in rows.detail and "(+3)" in rows.detail
+    assert any(c.name.startswith("pg_amcheck") and c.detail == "no corruption found" for c in result.checks)
+    assert any(c.name == "expected indexes (1)" and c.ok for c in result.checks)
     # The recovery: 15 minutes ago, named for the drill, polled until available, then deleted.
     posted = render.requests_to("POST", "/postgres/{postgresId}/recovery")[0].body
     assert posted["restoreName"].startswith("dbops-drill-")
@@ -146,7 +146,7 @@ def test_a_schema_that_changed_since_fails_the_drill_and_the_instance_still_goes
     result = run_render_drill(client(render, clock), prod["id"], Target("prod", demo_db), settings(),
                               drill_settings(tmp_path), sleep=clock.sleep, clock=clock).result
     assert not result.passed and "schema differs: 1 index" in result.summary  # the kind and a count
-    assert any("notes_title" in c["detail"] for c in result.failed_checks)  # which: in the detail
+    assert any("notes_title" in c.detail for c in result.failed_checks)  # which: in the detail
     assert render.made == [] and list(render.instances) == [prod["id"]]
 
 
@@ -257,8 +257,8 @@ def test_export_drill_restores_the_newest_export_and_keeps_a_copy(render, pg_ser
                               keep=lambda path, export: mirror_export(path, export, "prod", backups))
     assert result.passed, result.summary
     assert result.instance_kind == "render-export" and result.backup_id.startswith("render-export exp-")
-    rows = next(c for c in result.checks if c["name"].startswith("row counts"))
-    assert "(+2)" in rows["detail"]
+    rows = next(c for c in result.checks if c.name.startswith("row counts"))
+    assert "(+2)" in rows.detail
     kept = list((backups / "prod" / "render-exports").iterdir())
     assert len(kept) == 1 and kept[0].stat().st_mode & 0o777 == 0o600
     assert 2.9 * 3600 < result.recovery_point_age_s < 3.2 * 3600

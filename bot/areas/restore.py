@@ -54,8 +54,11 @@ def _options(inv: Invocation) -> RestoreOptions:
         raise UsageError("give a backup id (e.g. b042) or `latest`; `backup list` shows the ids")
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", getattr(inv.args, "from") or "prod"):
         raise UsageError("--from names a target: letters, digits, `.`, `_` or `-`")
+    expected = index_settings(inv.settings).expected
     return RestoreOptions(backup=inv.args.backup or "latest", source=getattr(inv.args, "from") or "prod",
-                          overwrite=inv.args.overwrite, jobs=max(1, drills.jobs), amcheck=drills.amcheck)
+                          overwrite=inv.args.overwrite, jobs=max(1, drills.jobs), amcheck=drills.amcheck,
+                          expected_indexes=tuple(expected) if expected is not None else None,
+                          smoke_queries=tuple(drills.smoke_queries), smoke_timeout_s=drills.smoke_timeout_s)
 
 
 def _point_in_time(inv: Invocation):
@@ -101,7 +104,9 @@ def run_point_in_time(inv: Invocation, at) -> Report:
     with settings.client() as client:
         done = restore_point_in_time(client, postgres_id, at, settings, source_name=DEFAULT_TARGET,
                                      reference=reference, expected_indexes=index_settings(inv.settings).expected,
-                                     amcheck=drills.amcheck, jobs=max(1, drills.jobs), progress=inv.progress,
+                                     amcheck=drills.amcheck, jobs=max(1, drills.jobs),
+                                     smoke_queries=drills.smoke_queries, smoke_timeout_s=drills.smoke_timeout_s,
+                                     progress=inv.progress,
                                      cancel=inv.cancel)
     if done.connection is None:
         return done.report
@@ -144,11 +149,10 @@ def run_restore(inv: Invocation) -> Report:
     into = _into(inv)
     foreign = _foreign(inv)
     if foreign is not None:
-        drills = drill_settings(inv.settings)
         inv.ensure_lock()
         inv.ensure_approved()
-        return restore_foreign(foreign, into, _options(inv), backup_settings(inv.settings), drills.smoke_queries,
-                               drills.smoke_timeout_s, progress=inv.progress, cancel=inv.cancel)
+        return restore_foreign(foreign, into, _options(inv), backup_settings(inv.settings), progress=inv.progress,
+                               cancel=inv.cancel)
     options = _options(inv)
     source = inv.settings.targets.get(options.source)
     settings = backup_settings(inv.settings)
@@ -238,10 +242,10 @@ def restore_slack(inv: Invocation) -> Report:
     name = f"{what} into {into.name}" + (" (overwrite)" if options.overwrite else "")
     whose = " (made elsewhere: not from the catalog)" if foreign is not None else f" of `{options.source}`"
     how = ("The bot downloads the archive, reads its table of contents and all of it, restores it with pg_restore, "
-           "then checks the restored database (the archive's tables there, constraints, indexes, pg_amcheck, the "
-           "smoke queries): it has no manifest to compare rows with." if foreign is not None else
-           "The bot restores the backup with pg_restore, then proves it against the backup's manifest "
-           "(rows, checksums, schema, sequences, constraints, pg_amcheck) and posts the report.")
+           f"then checks the restored database with the verification plan every drill runs ({verification_words(True)})"
+           ": it has no manifest to compare rows with." if foreign is not None else
+           "The bot restores the backup with pg_restore, then proves it against the backup's manifest with the "
+           f"verification plan every drill runs ({verification_words(False)}) and posts the report.")
     report = Report(title=f"Restore request: {name}",
                     summary=f"Restore {what}{whose} into `{into.name}`"
                             f"{', dropping what it holds' if options.overwrite else ''}: needs {required} "
@@ -295,6 +299,13 @@ def _request_point_in_time(inv: Invocation, at) -> Report:
     return report
 
 
+def verification_words(foreign: bool) -> str:
+    """The verification plan's checks as a restore runs them, in words ("copy major, table data, ...")."""
+    from handlers.verification.plan import FOREIGN_RESTORE, RESTORE, runs
+
+    return ", ".join(runs(FOREIGN_RESTORE if foreign else RESTORE))
+
+
 def restore_binding(payload: dict) -> str:
     """What an approval of a restore binds: every word of the request."""
     return hashlib.sha256(repr(sorted(payload.items())).encode()).hexdigest()
@@ -343,5 +354,6 @@ def incomplete_restore_line(inv: Invocation) -> tuple[str, bool, str] | None:
 
 APPLIER = Applier("restore", lock="restore", per_target=False, apply=apply_restore, recover=recover_restore,
                   binds=lambda req: restore_binding(req.payload))
-AREA = Area("restore", commands=(restore_cli, restore_slack), status_lines=(StatusLine(incomplete_restore_line, restore_targets=True),),
+AREA = Area("restore", commands=(restore_cli, restore_slack),
+            status_lines=(StatusLine(incomplete_restore_line, restore_targets=True),),
             appliers=(APPLIER,))

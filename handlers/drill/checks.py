@@ -6,7 +6,6 @@ extension), and the manifest must see it exactly as pg_restore left it.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 import psycopg
@@ -17,6 +16,7 @@ from .. import fmt, schemas
 from ..backup.manifest import capture_manifest, checksum_method, compare_manifests
 from ..indexes.settings import ExpectedIndex
 from ..postgres import libpq_env, major_version, majors_line, pg_tool, run_streaming, short_version
+from ..report import Check
 from ..schemadiff import comparable, major_of
 from .settings import SmokeQuery
 
@@ -29,24 +29,6 @@ _USER_NAMESPACE = schemas.application("n")
 
 
 INDEXES_HINT = "the index review (`indexes`) reports it with the fix"
-
-
-@dataclass
-class Check:
-    """One check of a drill or a restore. Its name says what is checked, never the result ("expected
-    indexes (18)", not "18 expected indexes present"); `headline` is a failure's or a warning's kind
-    and count, for the summary ("schema differs: 31 constraints"), the detail says which."""
-
-    name: str
-    ok: bool
-    detail: str = ""
-    # Passed, but found something in the source (not in the restore) that someone should fix.
-    warning: bool = False
-    headline: str = ""
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail, "warning": self.warning,
-                "headline": self.headline}
 
 
 def listed(items: list[str]) -> str:
@@ -76,10 +58,10 @@ def table_data_check(expected: dict, actual: dict) -> Check:
          "checksum_method": checksum_method(actual)})
     rows = sum(int(t.get("rows", 0)) for t in tables)
     if diffs:
-        return Check(f"{what} of {len(tables)} tables", False, listed(diffs),
+        return Check.of(f"{what} of {len(tables)} tables", False, listed(diffs),
                      headline=f"data differs: {len(diffs)} of {len(tables)} tables")
     note = "" if level == "checksums" else " (the backup was taken at integrity level \"counts\": no checksums)"
-    return Check(f"{what} of {len(tables)} tables", True, f"{rows:,} rows, all equal{note}")
+    return Check.of(f"{what} of {len(tables)} tables", True, f"{rows:,} rows, all equal{note}")
 
 
 def schema_checks(expected: dict, actual: dict) -> list[Check]:
@@ -104,19 +86,19 @@ def schema_checks(expected: dict, actual: dict) -> list[Check]:
         diffs = compare_manifests({"schema": {part: exp.get(part, [])}}, {"schema": {part: act.get(part, [])}})
         label = "sequences (value >= largest value of their column)" if part == "sequences" else part
         n = len(exp.get(part, []))
-        checks.append(Check(f"schema: {n} {label}", not diffs, listed(diffs) if diffs else "equal",
+        checks.append(Check.of(f"schema: {n} {label}", not diffs, listed(diffs) if diffs else "equal",
                             headline=f"schema differs: {fmt.plural(len(diffs), SCHEMA_PART_ONE[part], part)}"
                             if diffs else ""))
     if invalid:
         names = [f"{i['name']} on {i['table']}" for i in invalid]
-        checks.append(Check(
+        checks.append(Check.of(
             f"invalid indexes in the source ({len(invalid)})", True,
             f"invalid in the source, what a failed CREATE INDEX CONCURRENTLY leaves; pg_dump does not dump an "
             f"invalid index, so the copy is not compared for it: {listed(names)}. Not a restore problem; "
             f"{INDEXES_HINT}.", warning=True,
             headline=f"{len(invalid)} invalid {'index' if len(invalid) == 1 else 'indexes'} in the source"))
     if normalised:
-        checks.append(Check("schema compared across majors", True,
+        checks.append(Check.of("schema compared across majors", True,
                             f"the source ran PostgreSQL {majors[0]}, the copy {majors[1]}; left out of the comparison "
                             f"on both sides: {'; '.join(normalised)}"))
     return checks
@@ -153,8 +135,8 @@ def copy_major_check(source: str, source_version: str | int | None, copy_version
     src, cpy = major_version(short_version(source_version)), major_version(short_version(copy_version))
     name = "copy on the source's PostgreSQL major"
     if src is None or cpy is None:
-        return Check(name, True, f"{line}; the source's major is not recorded", warning=True)
-    return Check(name, cpy >= src, line, warning=cpy > src)
+        return Check.of(name, True, f"{line}; the source's major is not recorded", warning=True)
+    return Check.of(name, cpy >= src, line, warning=cpy > src)
 
 
 # -- soundness of the copy -------------------------------------------------------
@@ -189,18 +171,18 @@ def constraints_valid_check(conn: psycopg.Connection, source_not_valid: set[tupl
             (in_source if (f"{schema}.{table}", name) in known else failures).append(why)
     name = "constraints (VALIDATE on the copy)"
     if failures:
-        return Check(name, False, listed(failures + in_source),
+        return Check.of(name, False, listed(failures + in_source),
                      headline=f"{len(failures)} {'constraint does' if len(failures) == 1 else 'constraints do'} "
                               "not hold")
     extra = f"; {held} NOT VALID in the backup, validated on the copy" if held else ""
     if in_source:
-        return Check(name, True,
+        return Check.of(name, True,
                      f"every constraint valid in the source holds{extra}; NOT VALID in the source and not "
                      f"holding for its rows there either (not a restore problem): {listed(in_source)}",
                      warning=True, headline=f"{len(in_source)} NOT VALID "
                                             f"{'constraint does' if len(in_source) == 1 else 'constraints do'} "
                                             "not hold in the source either")
-    return Check(name, True, f"every constraint holds{extra}")
+    return Check.of(name, True, f"every constraint holds{extra}")
 
 
 def invalid_indexes(conn: psycopg.Connection) -> list[str]:
@@ -213,7 +195,7 @@ def invalid_indexes(conn: psycopg.Connection) -> list[str]:
 
 def indexes_valid_check(conn: psycopg.Connection) -> Check:
     bad = invalid_indexes(conn)
-    return Check("index validity", not bad, f"invalid: {listed(bad)}" if bad else "every index is valid and ready",
+    return Check.of("index validity", not bad, f"invalid: {listed(bad)}" if bad else "every index is valid and ready",
                  headline=f"{len(bad)} invalid {'index' if len(bad) == 1 else 'indexes'} on the copy" if bad else "")
 
 
@@ -285,13 +267,13 @@ def expected_indexes_check(conn: psycopg.Connection, expected: Iterable[Any], ma
     if invalid:
         notes.append(f"only an invalid index in the source, which pg_dump does not dump: {listed(invalid)}")
     if lost:
-        return Check(name, False, "; ".join([f"missing after restore: {listed(lost)}"] + notes),
+        return Check.of(name, False, "; ".join([f"missing after restore: {listed(lost)}"] + notes),
                      headline=f"{len(lost)} of {len(wanted)} expected indexes lost in the restore")
     if notes:
-        return Check(name, True, "; ".join(notes) + f". Not a restore problem; {INDEXES_HINT}.", warning=True,
+        return Check.of(name, True, "; ".join(notes) + f". Not a restore problem; {INDEXES_HINT}.", warning=True,
                      headline=f"{len(absent) + len(invalid)} of {len(wanted)} expected indexes missing in the "
                               "source too")
-    return Check(name, True, "all present")
+    return Check.of(name, True, "all present")
 
 
 def _every_source_index_restored(manifest: dict, restored: dict) -> bool:
@@ -317,12 +299,12 @@ def amcheck_check(dsn: str, jobs: int, heapallindexed: bool, cancel: threading.E
     name = "pg_amcheck: heap and B-tree indexes" + (" (heapallindexed)" if heapallindexed else "")
     findings = [line.strip() for line in done.lines if line.strip()]
     if done.returncode == 0 and not findings:
-        return Check(name, True, "no corruption found")
+        return Check.of(name, True, "no corruption found")
     if done.returncode == 2 or findings and done.returncode == 0:
-        return Check(name, False, f"corruption reported: {listed(findings)}",
+        return Check.of(name, False, f"corruption reported: {listed(findings)}",
                      headline=f"pg_amcheck reports corruption: {len(findings)} "
                               f"{'message' if len(findings) == 1 else 'messages'}")
-    return Check(name, False, f"pg_amcheck could not run (exit {done.returncode}): {listed(findings)}",
+    return Check.of(name, False, f"pg_amcheck could not run (exit {done.returncode}): {listed(findings)}",
                  headline=f"pg_amcheck could not run (exit {done.returncode})")
 
 
@@ -336,7 +318,7 @@ def smoke_query_check(conn: psycopg.Connection, query: SmokeQuery, timeout_s: in
             conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout_s}s",))
             rows = conn.execute(query.sql).fetchall()
     except psycopg.Error as exc:
-        return Check(name, False, f"failed: {exc.diag.message_primary or type(exc).__name__}",
+        return Check.of(name, False, f"failed: {exc.diag.message_primary or type(exc).__name__}",
                      headline="a smoke query failed")
     ok, detail = query.judge(rows)
-    return Check(name, ok, detail, headline="" if ok else "a smoke query found other rows")
+    return Check.of(name, ok, detail, headline="" if ok else "a smoke query found other rows")

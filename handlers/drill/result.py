@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import fmt
 from ..postgres.versions import majors_line
-from ..report import Outcome, Report, ReportFile, Section, Table
+from ..report import Check, Outcome, Report, ReportFile, Section, Table, Verdict
 
 STEP_NAMES = ("create instance", "restore", "verify", "delete instance")
 
@@ -15,10 +15,10 @@ HEADLINE_ITEMS = 3  # kinds of failure named in a summary; the count says how ma
 HEADLINE_ERROR_CHARS = 400  # a step's error in the summary (a Render alarm with its link fits), the whole in Error
 
 
-def check_headline(check: dict[str, Any]) -> str:
+def check_headline(check: Check) -> str:
     """A failed check or a warning in a few words with its count ("schema differs: 31 constraints");
     a check recorded before checks had headlines: its name."""
-    return check.get("headline") or (check["name"] if check["ok"] else f"{check['name']}: failed")
+    return check.headline or (check.name if check.ok else f"{check.name}: failed")
 
 
 def headline_list(items: list[str], limit: int = HEADLINE_ITEMS) -> str:
@@ -32,12 +32,6 @@ def short_error(text: str, limit: int = HEADLINE_ERROR_CHARS) -> str:
     return text if len(text) <= limit else text[:limit - 1].rsplit(" ", 1)[0] + "…"
 
 
-def _check_result(check: dict[str, Any]) -> str:
-    if not check["ok"]:
-        return "FAILED"
-    return "warning" if check.get("warning") else "ok"
-
-
 @dataclass
 class DrillResult:
     backup_id: str
@@ -47,7 +41,7 @@ class DrillResult:
     finished_at: float = 0.0
     instance: str = ""  # secret-free description of where it restored
     steps: list[dict[str, Any]] = field(default_factory=list)  # step, started_at, seconds, outcome, detail
-    checks: list[dict[str, Any]] = field(default_factory=list)  # name, ok, detail
+    checks: list[Check] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     backup: dict[str, Any] = field(default_factory=dict)  # created_at, format, size, integrity level, tables, rows
     procedure: list[str] = field(default_factory=list)  # what was done, in order, in words
@@ -66,13 +60,18 @@ class DrillResult:
         return round(max(0.0, self.finished_at - self.started_at), 3)
 
     @property
-    def failed_checks(self) -> list[dict[str, Any]]:
-        return [c for c in self.checks if not c["ok"]]
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if c.verdict is Verdict.FAILED]
 
     @property
-    def warnings(self) -> list[dict[str, Any]]:
+    def warnings(self) -> list[Check]:
         """Passed checks that found something in the source (not the restore) to fix."""
-        return [c for c in self.checks if c["ok"] and c.get("warning")]
+        return [c for c in self.checks if c.verdict is Verdict.WARNING]
+
+    @property
+    def not_run(self) -> list[Check]:
+        """Checks that could not be made on this copy: they prove nothing either way."""
+        return [c for c in self.checks if c.verdict is Verdict.NOT_RUN]
 
     @property
     def passed(self) -> bool:
@@ -114,9 +113,11 @@ class DrillResult:
         age = (f" (age {fmt.duration(self.recovery_point_age_s)} when restored)"
                if self.recovery_point_age_s is not None else "")
         if self.passed:
-            checks = fmt.plural(len(self.checks), "check")
+            checks = fmt.plural(len(self.checks) - len(self.not_run), "check")
+            not_run = (f" ({len(self.not_run)} not run: {headline_list([c.name for c in self.not_run])})"
+                       if self.not_run else "")
             text = (f"Drill passed: restored {restored}{age} and verified it; all {checks} passed"
-                    f"{self._checks_by_step()}; total time {fmt.duration(self.total_s)}.")
+                    f"{self._checks_by_step()}{not_run}; total time {fmt.duration(self.total_s)}.")
             if self.warnings:
                 n = len(self.warnings)
                 text += (f" {fmt.plural(n, 'warning')} about the source: "
@@ -137,7 +138,8 @@ class DrillResult:
             "passed": self.passed, "outcome": self.outcome, "summary": self.summary,
             "instance_kind": self.instance_kind, "instance": self.instance,
             "started_at": self.started_at, "finished_at": self.finished_at, "total_s": self.total_s,
-            "recovery_point_age_s": self.recovery_point_age_s, "steps": self.steps, "checks": self.checks,
+            "recovery_point_age_s": self.recovery_point_age_s, "steps": self.steps,
+            "checks": [c.to_dict() for c in self.checks],
             "versions": self.versions, "backup": self.backup, "procedure": self.procedure,
             "restore_errors": self.restore_errors, "cancelled": self.cancelled, "error": self.error,
             "source_version": self.source_version, "copy_version": self.copy_version,
@@ -148,7 +150,8 @@ class DrillResult:
         return cls(
             backup_id=d["backup_id"], target=d["target"], instance_kind=d.get("instance_kind", ""),
             started_at=d["started_at"], finished_at=d.get("finished_at", d["started_at"]),
-            instance=d.get("instance", ""), steps=list(d.get("steps", [])), checks=list(d.get("checks", [])),
+            instance=d.get("instance", ""), steps=list(d.get("steps", [])),
+            checks=[Check.from_dict(c) for c in d.get("checks", [])],
             versions=dict(d.get("versions", {})), backup=dict(d.get("backup", {})),
             procedure=list(d.get("procedure", [])), restore_errors=list(d.get("restore_errors", [])),
             recovery_point_age_s=d.get("recovery_point_age_s"), cancelled=bool(d.get("cancelled")),
@@ -161,7 +164,7 @@ class DrillResult:
                  s.get("detail", "")] for s in self.steps]
 
     def _check_rows(self) -> list[list[Any]]:
-        return [[c["name"], _check_result(c), c.get("detail", "")] for c in self.checks]
+        return [[c.name, c.verdict.word, c.detail] for c in self.checks]
 
     def _recovery_text(self) -> str:
         return (f"Recovery point: the backup was {fmt.duration(self.recovery_point_age_s)} old when restored "
@@ -176,18 +179,16 @@ class DrillResult:
         # What went wrong comes first; the full record (every check, step and version) after it.
         if self.error:
             sections.append(Section("Error", self.error, problem=True))
-        bad = [c for c in self.checks if not c["ok"] or c.get("warning")]
+        bad = [c for c in self.checks if c.verdict is not Verdict.OK]
         if bad:
-            sections.append(Section("Failed checks" if self.failed_checks else "Warnings",
-                                    table=Table(["check", "result", "detail"],
-                                                [[c["name"], _check_result(c), c.get("detail", "")] for c in bad]),
-                                    problem=True))
+            heading = "Failed checks" if self.failed_checks else "Warnings" if self.warnings else "Checks not run"
+            sections.append(Section(heading, checks=bad, problem=True))
         if self.restore_errors:
             sections.append(Section(f"Restore errors ({len(self.restore_errors)})",
                                     "\n".join(self.restore_errors[:50]), problem=True))
         sections += [  # recovery point and time are facts
             Section("Steps", table=Table(["step", "started", "took", "outcome", "detail"], self._step_rows())),
-            Section("Checks", table=Table(["check", "result", "detail"], self._check_rows())),
+            Section("Checks", checks=self.checks),
             Section("Versions", table=Table(["component", "version"], [[k, v] for k, v in self.versions.items()])),
         ]
         return Report(title=title, summary=self.summary, outcome=Outcome.OK if self.passed else Outcome.FAILED,
@@ -195,7 +196,8 @@ class DrillResult:
                       file=ReportFile(f"drill-{self.drill_id or self.backup_id}.md", self.to_markdown()))
 
     def facts(self) -> list[tuple[str, str]]:
-        passed = sum(1 for c in self.checks if c["ok"])
+        passed = sum(1 for c in self.checks if c.verdict in (Verdict.OK, Verdict.WARNING))
+        made = len(self.checks) - len(self.not_run)
         return [
             ("Result", self.outcome + (f", {fmt.plural(len(self.warnings), 'warning')}" if self.warnings else "")),
             ("Backup", f"{self.backup_id}, taken {fmt.when_written(self.backup.get('created_at'))}"),
@@ -204,7 +206,7 @@ class DrillResult:
             ("Recovery time", fmt.duration(self.total_s)),
             ("Restore", fmt.duration(self.step_seconds("restore"))),
             ("Verify", fmt.duration(self.step_seconds("verify"))),
-            ("Checks", f"{passed} of {len(self.checks)} passed"),
+            ("Checks", f"{passed} of {made} passed" + (f", {len(self.not_run)} not run" if self.not_run else "")),
             ("Drill instance", self.instance or self.instance_kind or "-"),
         ] + ([("PostgreSQL", self.majors)] if self.majors else [])
 

@@ -37,13 +37,14 @@ from ..postgres import (
     short_version,
     tool_version,
 )
-from ..report import Progress, ProgressFn, no_progress
+from ..report import Check, Progress, ProgressFn, no_progress
 from ..target import dsn_secrets, scrub
+from ..verification import plan
+from ..verification.steps import Failed, StepFailed, checks_outcome, run_step, run_steps
 from . import checks as C
 from .instance import DRILL_PURPOSE, DrillInstance, make_instance
 from .result import DrillResult
 from .settings import DrillSettings
-from .steps import Failed, StepFailed, StepOutcome, checks_outcome, run_step
 
 
 @dataclass
@@ -88,7 +89,11 @@ class RestoreDrill:
         # The major the copy must run (the source's), and the one it runs (set when it starts).
         self.source_major = major_version(manifest.get("server_version_num") or manifest.get("server_version")) or None
         self.copy_major: int | None = None
-        self.expected_indexes = list(expected_indexes) if expected_indexes is not None else None
+        # What the copy is verified against, and how this kind of drill runs the plan (an export drill: others).
+        self.reference: plan.Reference = plan.AgainstManifest(manifest)
+        self.caller = plan.DRILL
+        self.options = plan.Options.of(settings, expected_indexes)
+        self.verified_head = "Verified the restored database"
         self.progress, self.cancel = _never_raising(progress), cancel or threading.Event()
         info = manifest.get("archive", {}) or {}
         self.archive_info = info
@@ -114,20 +119,9 @@ class RestoreDrill:
         try:
             try:
                 prepared = pool.submit(self._prepare_archive)
-                go = True
-                for name, work in (("create instance", self._create_instance),
-                                   ("restore", lambda: self._restore(prepared)),
-                                   ("verify", self._verify)):
-                    if go and self.cancel.is_set():
-                        self.result.cancelled = True
-                    if not go or self.result.cancelled:
-                        reason = ("cancelled before it started" if self.result.cancelled
-                                  else "skipped: an earlier step failed")
-                        self.result.steps.append({"step": name, "started_at": time.time(), "seconds": 0.0,
-                                                  "outcome": StepOutcome.SKIPPED, "detail": reason})
-                        go = False
-                        continue
-                    go = self._step(name, work)
+                run_steps(self.result, [("create instance", self._create_instance),
+                                        ("restore", lambda: self._restore(prepared)),
+                                        ("verify", self._verify)], self._step, self.cancel)
             except KeyboardInterrupt:  # between two steps; within one, _step has it
                 self._interrupted()
         finally:
@@ -168,9 +162,9 @@ class RestoreDrill:
     def _clean(self, text: str) -> str:
         return scrub(text, self._secrets)[:2000]
 
-    def _check(self, check: C.Check) -> C.Check:
+    def _check(self, check: Check) -> Check:
         check.detail = self._clean(check.detail)
-        self.result.checks.append(check.to_dict())
+        self.result.checks.append(check)
         return check
 
     # -- step 1 --------------------------------------------------------------------------
@@ -244,31 +238,31 @@ class RestoreDrill:
         want = (self.archive_info.get("sha256") or "").lower()
         sha_check = "archive SHA-256 against the catalog"
         if prepared.sha256 is None:
-            self._check(C.Check(sha_check, bool(not want and prepared.problem is None),
+            self._check(Check.of(sha_check, bool(not want and prepared.problem is None),
                                 "given an unpacked folder: the stored file's SHA-256 could not be checked"
                                 if prepared.problem is None else prepared.problem,
                                 headline="the archive could not be checked"))
         elif not want:
-            self._check(C.Check(sha_check, False,
+            self._check(Check.of(sha_check, False,
                                 f"the catalog has no SHA-256 for this backup (the file's is {prepared.sha256[:16]}...)",
                                 headline="the catalog has no SHA-256 for the archive"))
         else:
             same = prepared.sha256 == want
-            self._check(C.Check(sha_check, same,
+            self._check(Check.of(sha_check, same,
                                 f"sha256 {want[:16]}..." if same else
                                 f"the stored archive's SHA-256 is {prepared.sha256[:16]}..., the catalog says "
                                 f"{want[:16]}...: the file changed after the backup",
                                 headline="" if same else "the archive's SHA-256 differs from the catalog's"))
         size = self.archive_info.get("size")
         if size and self.archive.is_file() and self.archive.stat().st_size != int(size):
-            self._check(C.Check("archive size against the catalog", False,
+            self._check(Check.of("archive size against the catalog", False,
                                 f"{self.archive.stat().st_size:,} bytes stored, the catalog says {int(size):,}",
                                 headline="the archive's size differs from the catalog's"))
         if prepared.problem:
             raise StepFailed(prepared.problem)
         contents = prepared.contents
         readable = not contents.errors and contents.entries > 0
-        self._check(C.Check("archive's table of contents (pg_restore --list)", readable,
+        self._check(Check.of("archive's table of contents (pg_restore --list)", readable,
                             f"{contents.entries} entries, {contents.table_data} with table data ({contents.format})"
                             if readable else C.listed(contents.errors or ["the archive lists no entries"]),
                             headline="" if readable else "pg_restore cannot read the archive"))
@@ -283,7 +277,7 @@ class RestoreDrill:
         self.result.versions["pg_restore"] = ".".join(map(str, tool_version("pg_restore", self._client_major())))
         need, have = major_version(dumped_by), major_version(getattr(self, "server_version", None))
         fits = need is not None and have is not None and have >= need
-        self._check(C.Check("drill server version >= archive's pg_dump version", fits,
+        self._check(Check.of("drill server version >= archive's pg_dump version", fits,
                             f"PostgreSQL {have} for pg_dump {need}" if fits else
                             f"PostgreSQL {have} cannot take an archive from pg_dump {dumped_by or '(unknown)'}"))
         if not fits or major_version(self.result.versions["pg_restore"]) < (need or 0):
@@ -305,7 +299,7 @@ class RestoreDrill:
         shown = " ".join(a for a in cmd[1:-1] if a != "--dbname=")
         self.result.procedure.append(f"Restored it with `pg_restore {shown}` "
                                      f"({fmt.plural(outcome.jobs, 'parallel job')}).")
-        self._check(C.Check("pg_restore errors", outcome.ok,
+        self._check(Check.of("pg_restore errors", outcome.ok,
                             "pg_restore reported no errors" if outcome.ok else
                             f"{fmt.plural(outcome.error_count, 'error')}: "
                             f"{C.listed(self.result.restore_errors)}",
@@ -317,51 +311,13 @@ class RestoreDrill:
 
     # -- step 3 --------------------------------------------------------------------------
     def _verify(self) -> str:
-        dsn = self.instance.database_dsn()
-        level = self.manifest.get("integrity_level") or "counts"
         before = len(self.result.checks)
-        # pg_amcheck is another process reading other pages: it runs beside the SQL checks, so the
-        # drill's recovery time grows by the longer of the two rather than their sum. It only takes
-        # AccessShareLocks, and its extension goes into pg_catalog, which the manifest leaves out.
-        amcheck = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drill-amcheck")
-        stop_amcheck = threading.Event()
-        pending = None
-        if self.settings.amcheck:
-            self.progress(Progress("verify", 0.05, "pg_amcheck started"))
-            pending = amcheck.submit(C.amcheck_check, dsn, self.settings.jobs,
-                                     self.settings.amcheck_heapallindexed, _Either(self.cancel, stop_amcheck),
-                                     self._client_major())
-        try:
-            with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
-                self.progress(Progress("verify", 0.1, "row counts, checksums and schema against the manifest"))
-                actual = C.capture_restored(conn, level, C.checksum_method(self.manifest))
-                self._check(C.table_data_check(self.manifest, actual))
-                for check in C.schema_checks(self.manifest, actual):
-                    self._check(check)
-                self.progress(Progress("verify", 0.5, "constraints and indexes"))
-                self._check(C.constraints_valid_check(conn, C.not_valid_in_source(self.manifest)))
-                self._check(C.indexes_valid_check(conn))
-                if self.expected_indexes is not None:
-                    self._check(C.expected_indexes_check(conn, self.expected_indexes, self.manifest, actual))
-                for query in self.settings.smoke_queries:
-                    self.progress(Progress("verify", 0.6, f"smoke query: {query.name}"))
-                    self._check(C.smoke_query_check(conn, query, self.settings.smoke_timeout_s))
-                if self.cancel.is_set():
-                    raise Cancelled("the drill was cancelled")
-            if pending is not None:
-                self.progress(Progress("verify", 0.8, "waiting for pg_amcheck"))
-                self._check(pending.result())
-                self.result.versions["pg_amcheck"] = ".".join(map(str, tool_version("pg_amcheck",
-                                                                                     self._client_major())))
-        finally:
-            stop_amcheck.set()  # done, or the SQL checks broke off: pg_amcheck need not go on
-            amcheck.shutdown(wait=True)
-        self.result.procedure.append(
-            f"Verified the restored database against the backup's manifest (integrity level {level}): row counts"
-            f"{' and checksums' if level == 'checksums' else ''} of every table, the schema inventory, constraint "
-            f"and index validity{', the expected indexes' if self.expected_indexes is not None else ''}"
-            f"{', pg_amcheck' if self.settings.amcheck else ''}"
-            f"{_count(len(self.settings.smoke_queries), ' and {} smoke quer', 'y', 'ies')}.")
+        done = plan.verify(self.instance.database_dsn(), self.reference, self.caller, self.options,
+                           record=self._check, major=self._client_major(), progress=self.progress,
+                           cancel=self.cancel, name="the drill instance")
+        if "pg_amcheck" in done.did:
+            self.result.versions["pg_amcheck"] = ".".join(map(str, tool_version("pg_amcheck", self._client_major())))
+        self.result.procedure.append(done.sentence(self.verified_head, self.reference))
         return checks_outcome(self.result.checks[before:])
 
     def _client_major(self) -> int | None:
@@ -389,10 +345,6 @@ def loaded_text(loaded: int, in_manifest: int, jobs: int) -> str:
     if in_manifest and in_manifest != loaded:
         text += f"; the row checks cover the {in_manifest} the manifest lists (the application's schemas)"
     return text
-
-
-def _count(n: int, text: str, one: str, many: str) -> str:
-    return text.format(n) + (one if n == 1 else many) if n else ""
 
 
 def _never_raising(progress: ProgressFn) -> ProgressFn:
@@ -425,14 +377,6 @@ class _SigintDeferred:
     def __exit__(self, *exc: Any) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
-
-
-class _Either:
-    def __init__(self, *events: threading.Event) -> None:
-        self.events = events
-
-    def is_set(self) -> bool:
-        return any(e.is_set() for e in self.events)
 
 
 def _parse_time(value: Any) -> float | None:

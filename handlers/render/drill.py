@@ -10,17 +10,17 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 from .. import fmt
-from ..drill import checks as C
 from ..drill.result import DrillResult
 from ..drill.runner import DrillInterrupted, _SigintDeferred
 from ..drill.settings import DrillSettings
-from ..drill.steps import StepFailed, checks_outcome, run_step
-from ..report import Progress, ProgressFn, no_progress
+from ..postgres import short_version
+from ..report import Check, Progress, ProgressFn, no_progress
 from ..target import Target, dsn_secrets, scrub
+from ..verification.plan import RENDER_PITR_DRILL, AgainstInventory, Options, capture_source, verify
+from ..verification.steps import checks_outcome, run_step, run_steps
 from .client import RenderClient, _iso
 from .recovery import DRILL_PREFIX, InstanceNotDeleted, RecoveryCopy
 from .settings import RenderSettings
-from .verify import capture_source, verify_copy
 
 __all__ = ["DRILL_PREFIX", "KIND", "RenderDrillOutcome", "run_render_drill"]
 
@@ -50,30 +50,20 @@ class _PitrDrill:
                  sleep, clock, now) -> None:
         self.client, self.postgres_id, self.source = client, postgres_id, source
         self.settings, self.drill_settings = settings, drill_settings
-        self.expected = list(expected_indexes) if expected_indexes is not None else None
+        self.options = Options.of(drill_settings, expected_indexes)
         self.progress, self.cancel, self.now = _quiet(progress), cancel, now
         self.copy = RecoveryCopy(client, postgres_id, settings, DRILL_PREFIX, self.progress, cancel, sleep, clock, now)
         self.secrets = self.copy.secrets + dsn_secrets(source.dsn)
         self.alarm: str | None = None
         self.interrupted = False
-        self.reference: dict[str, Any] = {}
+        self.reference: AgainstInventory | None = None
         self.result = DrillResult(backup_id="render-pitr", target=source.name, instance_kind=KIND,
                                   started_at=time.time())
 
     def run(self) -> RenderDrillOutcome:
         try:
-            go = True
-            for name, work in (("create instance", self._create), ("restore", self._wait_available),
-                               ("verify", self._verify)):
-                if go and self.cancel.is_set():
-                    self.result.cancelled = True
-                if not go or self.result.cancelled:
-                    self.result.steps.append({"step": name, "started_at": time.time(), "seconds": 0.0,
-                                              "outcome": "skipped", "detail": "cancelled before it started"
-                                              if self.result.cancelled else "skipped: an earlier step failed"})
-                    go = False
-                    continue
-                go = self._step(name, work)
+            run_steps(self.result, [("create instance", self._create), ("restore", self._wait_available),
+                                    ("verify", self._verify)], self._step, self.cancel)
         except KeyboardInterrupt:
             self._interrupted()
         finally:
@@ -95,9 +85,9 @@ class _PitrDrill:
     def _clean(self, text: str) -> str:
         return scrub(text, self.secrets + self.copy.secrets)[:2000]
 
-    def _record(self, check: C.Check) -> None:
+    def _record(self, check: Check) -> None:
         check.detail = self._clean(check.detail)
-        self.result.checks.append(check.to_dict())
+        self.result.checks.append(check)
 
     def _step(self, name: str, work) -> bool:
         return run_step(self.result, name, work, self.progress, self._clean, self._interrupted)
@@ -111,16 +101,18 @@ class _PitrDrill:
             f"PostgreSQL {source.get('version')}): {recovery.get('recoveryStatus')}, earliest restorable time "
             f"{recovery.get('startsAt')}.")
         # Production first: if it cannot be read, no billed instance is made for nothing.
-        self.reference = capture_source(self.source)
+        inventory = capture_source(self.source)
+        self.reference = AgainstInventory(inventory, self.source.name)
+        self.result.source_version = short_version(self.reference.source_version)
         self.result.procedure.append(
-            f"Captured production's schema inventory and row counts ({len(self.reference['tables'])} tables) "
+            f"Captured production's schema inventory and row counts ({len(inventory['tables'])} tables) "
             "as the reference.")
         self.result.versions["source server"] = f"PostgreSQL {source.get('version', '?')} on Render"
         self.result.backup_id = f"pitr@{_iso(restore_time)}"
         self.result.backup = {"created_at": _iso(restore_time), "format": "Render point-in-time recovery",
                               "compression": "", "size": 0, "encrypted": False, "integrity_level": "counts",
-                              "tables": len(self.reference["tables"]),
-                              "rows": sum(int(t["rows"]) for t in self.reference["tables"])}
+                              "tables": len(inventory["tables"]),
+                              "rows": sum(int(t["rows"]) for t in inventory["tables"])}
         created = self.copy.start(restore_time)
         name = created["name"]
         self.result.recovery_point_age_s = round((self.now() - restore_time).total_seconds(), 1)
@@ -142,21 +134,12 @@ class _PitrDrill:
 
     # -- step 3: verify the copy against production ------------------------------------------
     def _verify(self) -> str:
-        dsn = self.copy.connection()
         before = len(self.result.checks)
-        try:
-            import psycopg
-
-            with psycopg.connect(dsn, connect_timeout=15) as conn:
-                self.result.versions["drill server"] = f"PostgreSQL {conn.execute('SHOW server_version').fetchone()[0]}"
-        except Exception as exc:  # noqa: BLE001 -- libpq's text may hold the host; it is scrubbed
-            from ..target import connection_reason
-
-            raise StepFailed(f"cannot connect to the recovery instance: {connection_reason(exc, dsn)}") from None
-        done = verify_copy(dsn, self.reference, self.expected, amcheck=self.drill_settings.amcheck,
-                           jobs=self.drill_settings.jobs, heapallindexed=self.drill_settings.amcheck_heapallindexed,
-                           record=self._record, cancel=self.cancel)
-        self.result.procedure.append("Read its connection info and verified it: " + ", ".join(done) + ".")
+        done = verify(self.copy.connection(), self.reference, RENDER_PITR_DRILL, self.options,
+                      record=self._record, progress=self.progress, cancel=self.cancel, name="the recovery instance")
+        self.result.versions["drill server"] = f"PostgreSQL {done.copy_version}"
+        self.result.copy_version = short_version(done.copy_version)
+        self.result.procedure.append(done.sentence("Read its connection info and verified it", self.reference))
         return checks_outcome(self.result.checks[before:])
 
     # -- step 4: delete it, whatever happened ------------------------------------------------

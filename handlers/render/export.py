@@ -17,15 +17,14 @@ from typing import Any, Callable, Iterable
 
 from ..drill.runner import PreparedArchive, RestoreDrill
 from ..drill.settings import DrillSettings
-from ..drill.steps import checks_outcome
 from ..errors import UsageError
 from ..postgres import list_archive
 from ..report import Progress, ProgressFn, no_progress
 from ..target import Target
+from ..verification import plan
 from .client import RenderClient, parse_time
 from .errors import UnsafeArchive
 from .settings import RenderSettings
-from .verify import capture_source, verify_copy
 
 KIND = "render-export"
 _PGDMP = b"PGDMP"  # pg_dump's custom format begins so
@@ -137,13 +136,15 @@ def _safe_name(text: str) -> str:
 
 
 class ExportDrill(RestoreDrill):
-    """The local drill's frame, restore and report; verified against production instead of a manifest
-    (an export has none)."""
+    """The local drill's frame, restore, verification plan and report; verified against production instead
+    of a manifest (an export has none)."""
 
     def __init__(self, download: Path, restorable: Path, reference: dict, expected, settings: DrillSettings,
                  manifest: dict, progress: ProgressFn, cancel: threading.Event | None) -> None:
         super().__init__(manifest, download, settings, expected, progress, cancel)
-        self.restorable_path, self.reference = restorable, reference
+        self.restorable_path = restorable
+        self.reference = plan.AgainstInventory(reference, manifest["target"], manifest.get("server_version"))
+        self.caller, self.verified_head = plan.RENDER_EXPORT_DRILL, "Verified the restored export"
         self.result.instance_kind = KIND
 
     def _prepare_archive(self) -> PreparedArchive:
@@ -151,14 +152,6 @@ class ExportDrill(RestoreDrill):
 
         sha = sha256_file(self.archive)
         return PreparedArchive(sha, self.restorable_path, list_archive(self.restorable_path))
-
-    def _verify(self) -> str:
-        before = len(self.result.checks)
-        done = verify_copy(self.instance.database_dsn(), self.reference, self.expected_indexes,
-                           amcheck=self.settings.amcheck, jobs=self.settings.jobs,
-                           heapallindexed=self.settings.amcheck_heapallindexed, record=self._check, cancel=self.cancel)
-        self.result.procedure.append("Verified the restored export: " + ", ".join(done) + ".")
-        return checks_outcome(self.result.checks[before:])
 
 
 def run_export_drill(client: RenderClient, postgres_id: str, source: Target, settings: RenderSettings,
@@ -178,7 +171,7 @@ def run_export_drill(client: RenderClient, postgres_id: str, source: Target, set
         size = client.download(export["url"], download, settings.export_max_bytes, digest.update)
         restorable = restorable_from(download, work / "unpacked", settings)
         kept = keep(download, export) if keep is not None else None
-        reference = capture_source(source)
+        reference = plan.capture_source(source)
         fmt = "custom" if restorable.is_file() else "directory"
         header = list_archive(restorable)  # the export's own major: the local copy runs that one
         manifest = {"backup_id": f"render-export {export.get('id')}", "target": source.name,
@@ -186,7 +179,8 @@ def run_export_drill(client: RenderClient, postgres_id: str, source: Target, set
                     "server_version": header.dumped_from, "pg_dump_version": header.dumped_by,
                     "archive": {"format": fmt, "size": size, "sha256": digest.hexdigest(), "encrypted": False},
                     "tables": reference["tables"], "schema": reference["schema"]}
-        drill = ExportDrill(download, restorable, reference, expected_indexes, drill_settings, manifest, progress, cancel)
+        drill = ExportDrill(download, restorable, reference, expected_indexes, drill_settings, manifest, progress,
+                            cancel)
         created = parse_time(export.get("createdAt"))
         drill.result.procedure.append(
             f"Downloaded Render's newest export {export.get('id')} (created {export.get('createdAt')}, {size:,} bytes)"

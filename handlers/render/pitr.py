@@ -18,16 +18,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
 from .. import fmt
-from ..drill import checks as C
-from ..drill.result import DrillResult
-from ..drill.steps import StepFailed, checks_outcome, run_step
+from ..drill.result import DrillResult, check_headline, headline_list
 from ..errors import DbopsError, UsageError
-from ..report import Outcome, ProgressFn, Report, Section, Table, key_values, no_progress
+from ..report import Check, Outcome, ProgressFn, Report, Section, Table, key_values, no_progress
 from ..target import describe_dsn, scrub
+from ..verification import plan
+from ..verification.steps import StepFailed, checks_outcome, run_step
 from .client import RenderClient, _iso, parse_time
 from .recovery import InstanceNotDeleted, RecoveryCopy, RecoveryFailed, delete_with_retries, monthly_price
 from .settings import RenderSettings
-from .verify import verify_copy
 
 RESTORE_PREFIX = "dbops-restore-"  # never in the start-up cleanup of drill copies: these are kept on purpose
 KIND = "render-pitr-restore"
@@ -67,7 +66,8 @@ class PitrRestore:
 
 def restore_point_in_time(client: RenderClient, postgres_id: str, at: datetime, settings: RenderSettings, *,
                           source_name: str, reference: Reference | None, expected_indexes: Iterable[Any] | None,
-                          amcheck: bool, jobs: int, progress: ProgressFn = no_progress,
+                          amcheck: bool, jobs: int, smoke_queries: Iterable[Any] = (), smoke_timeout_s: int = 60,
+                          progress: ProgressFn = no_progress,
                           cancel: threading.Event | None = None, sleep: Callable[[float], Any] | None = None,
                           clock: Callable[[], float] = time.monotonic,
                           now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> PitrRestore:
@@ -85,14 +85,17 @@ def restore_point_in_time(client: RenderClient, postgres_id: str, at: datetime, 
                          f"{copy.source.get('name', postgres_id)}: from {fmt.when(earliest) if earliest else '?'} to "
                          f"{fmt.when(latest)} (now minus [render] min_restore_age_minutes = "
                          f"{settings.min_restore_age_minutes}); nothing was made. Pick a moment in it")
-    return _Run(copy, source_name, at, reference, expected_indexes, amcheck, jobs, progress, cancel, now).execute()
+    options = plan.Options(jobs=jobs, amcheck=amcheck,
+                           expected_indexes=tuple(expected_indexes) if expected_indexes is not None else None,
+                           smoke_queries=tuple(smoke_queries), smoke_timeout_s=smoke_timeout_s)
+    return _Run(copy, source_name, at, reference, options, progress, cancel, now).execute()
 
 
 class _Run:
-    def __init__(self, copy: RecoveryCopy, source_name, at, reference, expected, amcheck, jobs, progress, cancel,
+    def __init__(self, copy: RecoveryCopy, source_name, at, reference, options: plan.Options, progress, cancel,
                  now) -> None:
         self.copy, self.settings, self.at, self.reference = copy, copy.settings, at, reference
-        self.expected, self.amcheck, self.jobs, self.cancel, self.now = expected, amcheck, jobs, cancel, now
+        self.options, self.cancel, self.now = options, cancel, now
         self.progress = progress
         self.source_name = source_name
         self.dsn: str | None = None
@@ -103,9 +106,9 @@ class _Run:
     def _clean(self, text: str) -> str:
         return scrub(text, self.copy.secrets)[:2000]
 
-    def _record(self, check: C.Check) -> None:
+    def _record(self, check: Check) -> None:
         check.detail = self._clean(check.detail)
-        self.result.checks.append(check.to_dict())
+        self.result.checks.append(check)
 
     def _step(self, name: str, work) -> bool:
         return run_step(self.result, name, work, self.progress, self._clean, self.cancel.set)
@@ -146,13 +149,13 @@ class _Run:
 
             raise StepFailed(f"cannot connect to the new instance: {connection_reason(exc, self.dsn)}") from None
         before = len(self.result.checks)
-        if self.reference is None:
-            self._record(C.Check("a backup to verify against", True, warning=True, detail=(
-                f"the bot has no backup of `{self.source_name}` from before {fmt.when(self.at)}: the instance is "
-                "checked for soundness only (constraints, indexes, pg_amcheck)")))
-        verify_copy(self.dsn, self.reference.manifest if self.reference else None, self.expected,
-                    amcheck=self.amcheck, jobs=self.jobs, heapallindexed=False, record=self._record,
-                    cancel=self.cancel, against=f"backup {self.reference.backup_id}" if self.reference else "")
+        ref = self.reference
+        reference = (plan.AgainstInventory(ref.manifest, self.source_name, ref.manifest.get("server_version"),
+                                           what=f"backup {ref.backup_id}") if ref is not None else
+                     plan.NoReference(f"the bot has no backup of `{self.source_name}` from before "
+                                      f"{fmt.when(self.at)} to compare the instance with", self.source_name))
+        plan.verify(self.dsn, reference, plan.PITR_RESTORE, self.options, record=self._record,
+                    progress=self.progress, cancel=self.cancel, name="the new instance")
         return checks_outcome(self.result.checks[before:])
 
     def _delete(self) -> str:
@@ -182,11 +185,13 @@ class _Run:
         elif not go and not self.keep:
             summary = f"Point-in-time restore to {fmt.when(self.at)} FAILED: {r.error or 'see the steps'}"
         elif verified:
+            made = len(r.checks) - len(r.not_run)
+            not_run = f" ({len(r.not_run)} not run)" if r.not_run else ""
             summary = (f"Restored {self.copy.source.get('name')} to {fmt.when(self.at)} into a new Render instance "
-                       f"{name}, verified against {against}: {len(r.checks)} checks passed. Production was not "
+                       f"{name}, verified against {against}: {made} checks passed{not_run}. Production was not "
                        f"touched. It is billed {per_day}; {how_to_delete}.")
         else:
-            failed = "; ".join(c["name"] for c in r.failed_checks[:3]) or r.error or "see the steps"
+            failed = headline_list([check_headline(c) for c in r.failed_checks]) or r.error or "see the steps"
             summary = (f"Restored {self.copy.source.get('name')} to {fmt.when(self.at)} into {name}, but its "
                        f"checks FAILED ({failed}): look before pointing anything at it. It is billed {per_day}; "
                        f"{how_to_delete}.")
@@ -199,9 +204,7 @@ class _Run:
                                      (f"until {fmt.when(keep_until)}" if keep_until else "until deleted")]]
         sections = [Section("Steps", table=Table(["step", "took", "outcome", "detail"], [
             [s["step"], fmt.duration(s["seconds"]), s["outcome"], s.get("detail", "")] for s in r.steps])),
-            Section("Checks", table=Table(["check", "result", "detail"], [
-                [c["name"], "ok" if c["ok"] and not c.get("warning") else "WARNING" if c["ok"] else "FAILED",
-                 c.get("detail", "")] for c in r.checks]))]
+            Section("Checks", checks=r.checks)]
         if self.keep and go:
             sections.append(Section("Next steps", text=(
                 f"1. Copy the rows you need out of {name} (its connection string went to the requester only), "
@@ -214,7 +217,8 @@ class _Run:
                             "instance": {"name": name, "id": ident, "plan": self.copy.plan},
                             "reference_backup": self.reference.backup_id if self.reference else None,
                             "cost_per_day": per_day, "keep_until": _iso(keep_until) if keep_until else None,
-                            "steps": r.steps, "checks": r.checks, "cancelled": r.cancelled})
+                            "steps": r.steps, "checks": [c.to_dict() for c in r.checks],
+                            "cancelled": r.cancelled})
 
 
 def daily_cost(settings: RenderSettings, plan: str | None, disk_gb: float | None) -> str:

@@ -11,19 +11,14 @@ by its host and path only (signed query strings are secrets).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
-import psycopg
-
 from .. import fmt
-from ..backup.storage import prepare_dir
-from ..drill import checks as C
-from ..errors import Cancelled, DbopsError, UsageError
+from ..drill.result import check_headline, headline_list, short_error
+from ..errors import DbopsError, UsageError
 from ..postgres import (
     PgBinariesError,
     VersionError,
@@ -31,13 +26,13 @@ from ..postgres import (
     list_archive,
     major_version,
     restore_major,
-    run_pg_restore,
     short_version,
-    toc_entry,
 )
-from ..report import Outcome, Progress, Report, Section
-from .runner import RestoreResult, _Failed, _Restore
-from .target import RestoreRefused, inspect_target, missing_roles, refusals
+from ..report import Check, Outcome, Progress, Report, Section, Verdict
+from ..verification import plan
+from ..verification.steps import StepFailed
+from .runner import RestoreResult, _Restore
+from .target import RestoreRefused, inspect_target, refusals
 
 _PGDMP = b"PGDMP"
 NOT_FROM_CATALOG = ("not a dbops backup: it has no manifest, so its rows and checksums cannot be compared with "
@@ -73,74 +68,62 @@ class ForeignArchive:
         return cls(path=Path(path).expanduser(), **limits)
 
 
-def restore_foreign(archive: ForeignArchive, into, options, settings, smoke_queries: Iterable[Any] = (),
-                    smoke_timeout_s: int = 60, progress=None, cancel=None) -> Report:
-    """Restore an archive made elsewhere into `into`. Raises RestoreRefused (nothing done) when the
-    target is in the way; else returns the report, which says the archive is not from the catalog."""
+def restore_foreign(archive: ForeignArchive, into, options, settings, progress=None, cancel=None) -> Report:
+    """Restore an archive made elsewhere into `into`, verified by the plan as FOREIGN_RESTORE runs it (the
+    smoke queries and pg_amcheck as `options` say). Raises RestoreRefused (nothing done) when the target is
+    in the way; else returns the report, which says the archive is not from the catalog."""
     import threading
 
     from ..report import no_progress
 
     run = _ForeignRestore(None, settings, options, into, None, progress or no_progress, cancel or threading.Event())
-    run.archive, run.smoke, run.smoke_timeout_s = archive, list(smoke_queries), smoke_timeout_s
+    run.foreign = archive
     return run.execute_foreign()
 
 
 class _ForeignRestore(_Restore):
-    archive: ForeignArchive
-    smoke: list
-    smoke_timeout_s: int
+    foreign: ForeignArchive
+    caller = plan.FOREIGN_RESTORE
+    contents = None
+    reference: plan.AgainstArchive | None = None
 
     def execute_foreign(self) -> Report:
-        state = self._step("check target", lambda: self._check_target())
-        work = Path(tempfile.mkdtemp(prefix=".restore-foreign-", suffix=".partial",
-                                     dir=prepare_dir(Path(self.settings.dir))))
-        try:
-            restorable = self._step("fetch archive", lambda: self._fetch_foreign(work))
-            contents = self._step("read archive", lambda: self._read(restorable))
-            self.result.roles = missing_roles(self.into, contents.owners)
-            self._load(contents, state, None, lambda kept: self._restore(restorable, contents, kept))
-        except DbopsError as exc:
-            self.result.error = self._clean(str(exc))
+        if self._step("check target", self._check_target, passes=(DbopsError,)):
+            self._load(lambda work: [("fetch archive", lambda: self._fetch_foreign(work)),
+                                     ("read archive", self._read)])
             self._settle_mark()
-            return self._report()
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        try:
-            self._step("verify", lambda: self._verify_foreign(contents))
-        except DbopsError as exc:
-            self.result.error = self._clean(str(exc))
-        self._settle_mark()
+        if self.interrupted:
+            raise KeyboardInterrupt
         return self._report()
 
     # -- steps ---------------------------------------------------------------------------
-    def _check_target(self):
+    def _check_target(self) -> str:
         self.state = inspect_target(self.into)
         why = refusals(self.into, self.state, "(the archive)", None, self.options.overwrite)
         if why:
             raise RestoreRefused("restore refused, nothing was changed: " + "; ".join(why))
         self.result.target_version = short_version(self.state.server_version)
         self._target_major = self.state.server_version_num // 10000
-        return self.state
+        return f"{self.state.database} on PostgreSQL {self.state.server_version}, " + (
+            f"{fmt.plural(len(self.state.tables), 'table')} to drop (--overwrite)" if self.state.tables else "empty")
 
-    def _fetch_foreign(self, work: Path) -> Path:
-        a = self.archive
+    def _fetch_foreign(self, work: Path) -> str:
+        a = self.foreign
         if a.url is not None:
             download = work / "download"
             size = _download(a, download, self._tick)
-            found = self._restorable(download, work)
-            self.result.steps[-1]["detail"] = f"downloaded {fmt.size(size)} from {a.label}"
-            return found
+            self.archive = self._restorable(download, work)
+            return f"downloaded {fmt.size(size)} from {a.label}"
         path = a.path
         if path is None or not path.exists():
             raise UsageError(f"{a.label} does not exist")
         if path.is_dir():
             if not (path / "toc.dat").is_file():
                 raise UsageError(f"{a.label} is a folder without toc.dat: not a directory-format pg_dump archive")
-            return path
-        found = self._restorable(path, work)
-        self.result.steps[-1]["detail"] = f"{a.label}, {fmt.size(path.stat().st_size)}"
-        return found
+            self.archive = path
+            return f"{a.label}, a directory-format archive"
+        self.archive = self._restorable(path, work)
+        return f"{a.label}, {fmt.size(path.stat().st_size)}"
 
     def _restorable(self, file: Path, work: Path) -> Path:
         """A custom-format file as it is; a tar (a Render export, any compression) safely unpacked."""
@@ -151,54 +134,37 @@ class _ForeignRestore(_Restore):
                 if f.read(5) == _PGDMP:
                     return file
         except OSError as exc:
-            raise UsageError(f"cannot read {self.archive.label}: {exc.strerror}") from None
-        return safe_extract(file, work / "unpacked", self.archive.max_bytes, self.archive.max_files)
+            raise UsageError(f"cannot read {self.foreign.label}: {exc.strerror}") from None
+        return safe_extract(file, work / "unpacked", self.foreign.max_bytes, self.foreign.max_files)
 
-    def _read(self, restorable: Path):
-        contents = list_archive(restorable)
+    def _read(self) -> str:
+        contents = self.contents = list_archive(self.archive)
         if contents.errors:
-            raise _Failed(f"{self.archive.label} is not an archive pg_restore can read: {contents.errors[-1][:300]}")
+            raise StepFailed(f"{self.foreign.label} is not an archive pg_restore can read: "
+                             f"{contents.errors[-1][:300]}")
         try:  # the target's own major's pg_restore must read it (and be installed here)
             restore_major(self._target_major, major_version(contents.dumped_by))
         except (VersionError, PgBinariesError) as exc:
-            raise _Failed(f"`{self.into.name}` runs PostgreSQL {short_version(self.state.server_version)}: "
-                          f"{exc}") from None
-        self._check(C.Check("archive: table of contents", True,
-                            f"{contents.format or '?'} format, {contents.entries} entries, data of "
-                            f"{fmt.plural(contents.table_data, 'table')}; dumped from PostgreSQL "
-                            f"{contents.dumped_from or '?'} by pg_dump {contents.dumped_by or '?'}"))
+            raise StepFailed(f"`{self.into.name}` runs PostgreSQL {short_version(self.state.server_version)}: "
+                             f"{exc}") from None
+        self._check(Check("archive: table of contents", Verdict.OK,
+                          f"{contents.format or '?'} format, {contents.entries} entries, data of "
+                          f"{fmt.plural(contents.table_data, 'table')}; dumped from PostgreSQL "
+                          f"{contents.dumped_from or '?'} by pg_dump {contents.dumped_by or '?'}"))
         self.progress(Progress("read archive", 0.5, "full read of every byte"))
-        ok, reason = full_read(restorable)
+        ok, reason = full_read(self.archive)
         if not ok:
-            raise _Failed(f"a full read of {self.archive.label} failed: {reason}")
-        self._check(C.Check("archive: full read", True, reason))
-        return contents
+            raise StepFailed(f"a full read of {self.foreign.label} failed: {reason}")
+        self._check(Check("archive: full read", Verdict.OK, reason))
+        self.archive_format = "directory" if (contents.format or "").upper() == "DIRECTORY" else "custom"
+        self.table_count = contents.table_data
+        self._before_load(contents, None)
+        return f"{contents.entries} entries, data of {fmt.plural(contents.table_data, 'table')}"
 
-    def _restore(self, restorable: Path, contents, kept: tuple[str, ...]) -> str:
-        fmt_name = "directory" if contents.format.upper() == "DIRECTORY" else "custom"
-        try:
-            outcome = run_pg_restore(restorable, self.into.dsn, fmt_name, self.options.jobs, contents.table_data,
-                                     self.progress, self.cancel, exclude_schemas=("dbops",),
-                                     major=self._target_major, leave_out=kept)
-        except Cancelled:
-            raise _Failed("cancelled while pg_restore ran: the target holds a partial restore") from None
-        self.result.restore_errors = [self._clean(e) for e in outcome.errors]
-        self._check(C.Check("restore without errors", outcome.ok, "pg_restore reported no errors" if outcome.ok else
-                            f"{fmt.plural(outcome.error_count, 'error')}: {C.listed(self.result.restore_errors)}"))
-        return f"{outcome.tables_loaded} tables loaded with {outcome.jobs} jobs"
-
-    def _verify_foreign(self, contents) -> str:
-        def as_the_archive_says(conn: psycopg.Connection) -> None:
-            self.progress(Progress("verify", 0.1, "the archive's tables, constraints and indexes"))
-            restored = C.capture_restored(conn, "counts")["tables"]
-            self.rows = sum(int(t.get("rows", 0)) for t in restored)
-            self._check(_tables_check(contents.table_data_lines, restored))
-            self._check(C.constraints_valid_check(conn))
-            self._check(C.indexes_valid_check(conn))
-            for query in self.smoke:
-                self._check(C.smoke_query_check(conn, query, self.smoke_timeout_s))
-
-        return self._verify_with(as_the_archive_says)
+    def _reference(self) -> plan.Reference:
+        self.reference = plan.AgainstArchive(self.contents.table_data_lines, self.foreign.label,
+                                             self.contents.dumped_from)
+        return self.reference
 
     def _tick(self, done: int, total: int | None) -> None:
         self.progress(Progress("fetch archive", done / total if total else None,
@@ -208,40 +174,33 @@ class _ForeignRestore(_Restore):
     def _report(self) -> Report:
         r: RestoreResult = self.result
         report = r.to_report()
-        label = self.archive.label
+        label = self.foreign.label
         report.title = f"Restore into {r.into} from {label} (not from the catalog)"
         total = sum(s["seconds"] for s in r.steps)
-        failed = [c for c in r.checks if not c["ok"]]
+        failed = [c for c in r.checks if not c.ok]
+        made = [c for c in r.checks if c.verdict is not Verdict.NOT_RUN]
+        rows = self.reference.rows if self.reference is not None else None
+        not_run = f" ({len(r.checks) - len(made)} not run)" if len(made) < len(r.checks) else ""
         if r.ok:
-            report.summary = (f"Restored {label} into `{r.into}` in {fmt.duration(total)}: {len(r.checks)} checks "
-                              f"passed, {getattr(self, 'rows', 0):,} rows. It is {NOT_FROM_CATALOG}: checked are "
-                              "its table of contents, a full read, and the restored database itself.")
-        elif not r.error:
-            report.summary = (f"Restore of {label} into `{r.into}` FAILED its checks: {len(failed)} of "
-                              f"{len(r.checks)} failed ({'; '.join(c['name'] for c in failed[:3])}). Do not point "
-                              "the application at it.")
+            report.summary = (f"Restored {label} into `{r.into}` in {fmt.duration(total)}: {len(made)} checks "
+                              f"passed{not_run}, {rows or 0:,} rows. It is {NOT_FROM_CATALOG}: checked are its "
+                              "table of contents, a full read, and the restored database itself.")
+        elif r.error:
+            report.summary = f"Restore of {label} into `{r.into}` FAILED: {short_error(r.error)}"
+        elif r.cancelled:
+            report.summary = (f"Restore of {label} into `{r.into}` cancelled: it may hold a partial or unverified "
+                              "restore. Do not point the application at it.")
         else:
-            report.summary = f"Restore of {label} into `{r.into}` FAILED: {r.error}"
+            report.summary = (f"Restore of {label} into `{r.into}` FAILED its checks: {len(failed)} of "
+                              f"{len(made)} failed ({headline_list([check_headline(c) for c in failed])}). Do not "
+                              "point the application at it.")
         report.sections.insert(0, Section("Not from the catalog", text=(
             f"{label} is {NOT_FROM_CATALOG}. What could be proven: pg_restore reads all of it, every table it "
-            "holds data for is in the restored database, and that database is sound (constraints, indexes, "
-            "pg_amcheck, the smoke queries). Take a backup of the target once it is in use.")))
+            "holds data for is in the restored database, and that database is sound (the checks below say "
+            "which ran, and why any did not).")))
         report.outcome = Outcome.OK if r.ok else Outcome.FAILED
-        report.data |= {"from_catalog": False, "archive": label, "rows": getattr(self, "rows", None)}
+        report.data |= {"from_catalog": False, "archive": label, "rows": rows}
         return report
-
-
-def _tables_check(table_data_lines: list[str], restored: list[dict]) -> C.Check:
-    """Every table the archive holds data for is in the restored database (names matched on the
-    table-of-contents line as pg_restore prints it: `TABLE DATA schema name owner`)."""
-    entries = [toc_entry(line) for line in table_data_lines]
-    have = [f"TABLE DATA {t['schema']} {t['name']} " for t in restored]
-    missing = [e.split(" ", 2)[2].rsplit(" ", 1)[0] for e in entries if not any((e + " ").startswith(h) for h in have)]
-    name = f"the archive's {fmt.plural(len(entries), 'table')} restored"
-    if missing:
-        return C.Check(name, False, f"missing after the restore: {C.listed(missing)}")
-    rows = sum(int(t.get("rows", 0)) for t in restored)
-    return C.Check(name, True, f"every one is there, {rows:,} rows in all (no manifest to compare the counts with)")
 
 
 def _download(archive: ForeignArchive, dest: Path, tick) -> int:

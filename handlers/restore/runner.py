@@ -11,22 +11,20 @@ The order, and why:
    a damaged `latest` is skipped for the next one, and the report says so;
 4. with --overwrite, drop the target's application schemas;
 5. pg_restore --jobs, credentials in the environment only, the bot's own `dbops` schema left out;
-6. prove it: the drill's checks against the manifest (rows, checksums, schema, sequences,
-   constraints, indexes, pg_amcheck), then the report: the time of every step, the roles to
-   create, what to do next on Render, and with --backup-after a fresh backup of the target.
+6. prove it: the one verification plan every drill runs (handlers/verification/plan.py: rows,
+   checksums, schema, sequences, constraints, indexes, the expected indexes, the smoke queries,
+   pg_amcheck) against the manifest, then the report: the time of every step, the roles to create,
+   what to do next on Render, and with --backup-after a fresh backup of the target.
 """
 from __future__ import annotations
 
 import shutil
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
-
-import psycopg
 
 from .. import fmt
 from ..backup.catalog import BackupRecord
@@ -49,8 +47,10 @@ from ..postgres import (
     run_pg_restore,
     short_version,
 )
-from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
+from ..report import Check, Outcome, ProgressFn, Report, Section, Table, Verdict, no_progress
 from ..target import Target, dsn_secrets, scrub
+from ..verification import plan
+from ..verification.steps import Failed, StepFailed, checks_outcome, run_step, run_steps
 from .marks import mark_unfinished, settle_mark
 from .target import (
     RestoreRefused,
@@ -70,6 +70,14 @@ class RestoreOptions:
     overwrite: bool = False
     jobs: int = 2
     amcheck: bool = True
+    # What the verification plan asks besides ([drill] smoke queries, [indexes] expected), as drills do.
+    expected_indexes: tuple[Any, ...] | None = None
+    smoke_queries: tuple[Any, ...] = ()
+    smoke_timeout_s: int = 60
+
+    def verification(self) -> plan.Options:
+        return plan.Options(jobs=self.jobs, amcheck=self.amcheck, expected_indexes=self.expected_indexes,
+                            smoke_queries=self.smoke_queries, smoke_timeout_s=self.smoke_timeout_s)
 
 
 @dataclass
@@ -77,19 +85,21 @@ class RestoreResult:
     into: str
     backup_id: str | None = None
     steps: list[dict] = field(default_factory=list)
-    checks: list[dict] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # newer backups passed over, and why
     roles: list[tuple[str, str]] = field(default_factory=list)
     dropped_schemas: list[str] = field(default_factory=list)
     restore_errors: list[str] = field(default_factory=list)
     error: str | None = None
+    cancelled: bool = False
     backup_after: dict | None = None
     manifest: dict | None = None
     target_version: str = ""  # the PostgreSQL restored into, "16.15"
 
     @property
     def ok(self) -> bool:
-        return self.error is None and all(c["ok"] for c in self.checks) and not self.restore_errors
+        return (self.error is None and not self.cancelled and all(c.ok for c in self.checks)
+                and not self.restore_errors)
 
     @property
     def majors(self) -> str:
@@ -102,17 +112,23 @@ class RestoreResult:
 
     def to_report(self) -> Report:
         m = self.manifest or {}
-        failed = [c for c in self.checks if not c["ok"]]
+        failed = [c for c in self.checks if not c.ok]
+        made = [c for c in self.checks if c.verdict is not Verdict.NOT_RUN]
+        not_run = len(self.checks) - len(made)
         total = sum(s["seconds"] for s in self.steps)
         if self.error:
             summary = f"Restore into `{self.into}` FAILED: {short_error(self.error)}"
+        elif self.cancelled:
+            summary = (f"Restore into `{self.into}` cancelled: it may hold a partial or unverified restore. Do not "
+                       "point the application at it.")
         elif failed or self.restore_errors:
             summary = (f"Restore of {self.backup_id} into `{self.into}` FAILED its checks: {len(failed)} of "
-                       f"{len(self.checks)} failed ({headline_list([check_headline(c) for c in failed])}). Do not "
-                       "point the application at it.")
+                       f"{len(made)} failed ({headline_list([check_headline(c) for c in failed])}). Do not point "
+                       "the application at it.")
         else:
             summary = (f"Restored {self.backup_id} of `{m.get('target')}` ({fmt.when_written(m.get('created_at'))}) "
-                       f"into `{self.into}` in {fmt.duration(total)}: {len(self.checks)} checks passed, "
+                       f"into `{self.into}` in {fmt.duration(total)}: {len(made)} checks passed"
+                       f"{f' ({not_run} not run)' if not_run else ''}, "
                        f"{sum(int(t.get('rows', 0)) for t in m.get('tables', [])):,} rows.")
         if self.majors:
             summary += f" {self.majors}."
@@ -124,9 +140,7 @@ class RestoreResult:
         if self.skipped:
             sections.append(Section("Newer backups passed over", text="\n".join(self.skipped)))
         if self.checks:
-            sections.append(Section("Checks", table=Table(["check", "result", "detail"], [
-                [c["name"], "ok" if c["ok"] and not c.get("warning") else "WARNING" if c["ok"] else "FAILED",
-                 c["detail"]] for c in self.checks])))
+            sections.append(Section("Checks", checks=self.checks))
         if self.roles:
             sections.append(Section("Roles the archive's objects belong to, missing here", text=(
                 "The restored objects are owned by the target's own user (pg_restore --no-owner). To give them "
@@ -140,18 +154,16 @@ class RestoreResult:
         ok = self.ok and not (self.backup_after or {}).get("error")
         return Report(title=f"Restore into {self.into}" + (f" (backup {self.backup_id})" if self.backup_id else ""),
                       summary=summary, outcome=Outcome.OK if ok else Outcome.FAILED, sections=sections,
-                      data={"into": self.into, "backup_id": self.backup_id, "steps": self.steps, "checks": self.checks,
+                      data={"into": self.into, "backup_id": self.backup_id, "steps": self.steps,
+                            "checks": [c.to_dict() for c in self.checks],
                             "skipped": self.skipped, "missing_roles": [n for n, _ in self.roles],
                             "role_statements": [s for _, s in self.roles], "dropped_schemas": self.dropped_schemas,
-                            "restore_errors": self.restore_errors, "error": self.error, "total_s": round(total, 3),
+                            "restore_errors": self.restore_errors, "error": self.error, "cancelled": self.cancelled,
+                            "total_s": round(total, 3),
                             "backup_after": self.backup_after, "target_version": self.target_version,
                             "source_version": short_version(m.get("server_version")) if m else None,
                             "size": (m.get("archive") or {}).get("size"),
                             "size_text": fmt.size((m.get("archive") or {}).get("size"))})
-
-
-class _Failed(DbopsError):
-    pass
 
 
 def restore_backup(catalog: Any, settings: BackupSettings, options: RestoreOptions, into: Target,
@@ -172,108 +184,106 @@ class _Restore:
         self._target_major: int | None = None  # the target's PostgreSQL major: pg_restore and pg_amcheck run it
         self.secrets = dsn_secrets(into.dsn) + (dsn_secrets(source.dsn) if source else [])
         self._marked = False  # the target holds this restore's mark (marks.py)
+        self._chosen: list[BackupRecord] = []
+        self.state = None  # the target as "check target" found it
+        self.manifest: BackupManifest | None = None
+        self.archive: Path | None = None  # what pg_restore reads
+        self.archive_format = "custom"
+        self.table_count = 0  # tables with data in the archive, for pg_restore's progress
+        self.kept: tuple[str, ...] = ()  # extension entries the target has, owned by another role
+        self.interrupted = False
 
-    def _step(self, name: str, work: Callable[[], str]) -> str:
-        record = {"step": name, "seconds": 0.0, "outcome": "running", "detail": ""}
-        self.result.steps.append(record)
-        started = time.monotonic()
-        self.progress(Progress(name))
-        try:
-            value = work()
-            record.update(outcome="ok", detail=value if isinstance(value, str) else record["detail"])
-            return value
-        except BaseException as exc:
-            record.update(outcome="failed" if isinstance(exc, Exception) else "cancelled",
-                          detail=self._clean(str(exc)) if isinstance(exc, DbopsError) else type(exc).__name__)
-            raise
-        finally:
-            record["seconds"] = round(time.monotonic() - started, 3)
+    def _step(self, name: str, work, passes: tuple[type[BaseException], ...] = ()) -> bool:
+        return run_step(self.result, name, work, self.progress, self._clean, self._interrupted, passes)
+
+    def _interrupted(self) -> None:
+        self.interrupted = self.result.cancelled = True
+        self.cancel.set()
 
     def _clean(self, text: str) -> str:
         return scrub(text, self.secrets)[:2000]
 
-    def _check(self, check: C.Check) -> None:
+    def _check(self, check: Check) -> None:
         check.detail = self._clean(check.detail)
-        self.result.checks.append(check.to_dict())
+        self.result.checks.append(check)
 
     # -- the whole restore ---------------------------------------------------------------
     def execute(self, backup_after: Callable[[], Report] | None) -> Report:
-        candidates = self._step("choose backup", self._candidates)
-        state = None
-
-        def check_target() -> str:
-            nonlocal state
-            state = inspect_target(self.into)
-            why = refusals(self.into, state, self.options.source, self.source, self.options.overwrite)
-            first = self.catalog.manifest(self._chosen[0].id) if self._chosen else None
-            if first is not None:
-                why += self._major_refusals(state, first)
-            if why:
-                raise RestoreRefused("restore refused, nothing was changed: " + "; ".join(why))
-            self.result.target_version = short_version(state.server_version)
-            self._target_major = state.server_version_num // 10000
-            return f"{state.database} on PostgreSQL {state.server_version}, " + (
-                f"{fmt.plural(len(state.tables), 'table')} to drop (--overwrite)" if state.tables else "empty")
-
-        self._step("check target", check_target)
-        work = Path(tempfile.mkdtemp(prefix=".restore-", suffix=".partial", dir=prepare_dir(Path(self.settings.dir))))
-        try:
-            record, manifest, archive = self._step("fetch archive", lambda: self._fetch(candidates, work, state))
-            self.result.manifest = manifest.to_dict()
-            contents = list_archive(archive)
-            self.result.roles = missing_roles(self.into, contents.owners)
-            self._load(contents, state, record.id, lambda kept: self._pg_restore(archive, manifest, kept),
-                       "; if this database replaces the source, create them again by hand")
-        except DbopsError as exc:
-            self.result.error = self._clean(str(exc))
-            self._settle_mark()
-            return self.result.to_report()
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        try:
-            self._step("verify", lambda: self._verify(manifest))
-        except DbopsError as exc:
-            self.result.error = self._clean(str(exc))
+        # Nothing is done before the target is checked: what stops these two is an error (or a refusal),
+        # raised as it is, not a report of a restore.
+        if not (self._step("choose backup", self._candidates, passes=(DbopsError,))
+                and self._step("check target", self._check_target, passes=(DbopsError,))):
+            return self._finished()
+        self._load(lambda work: [("fetch archive", lambda: self._fetch(work))])
         self._settle_mark()
         if backup_after is not None and self.result.ok:
-            try:
-                report = {}
-                self._step("backup after", lambda: _keep(report, backup_after()))
-                self.result.backup_after = report
-            except DbopsError as exc:
-                self.result.backup_after = {"error": self._clean(str(exc))}
-        return self.result.to_report()
+            self._step("backup after", lambda: self._backup_after(backup_after))
+        return self._finished()
 
-    def _load(self, contents, state, backup_id: str | None, restore: Callable[[tuple[str, ...]], str],
-              advice: str = "") -> None:
-        """The steps that change the target, the same for every archive: say what the copy leaves out,
-        mark the target unfinished, clear it when it holds tables, then `restore` (given the
-        extensions kept as the target has them)."""
+    def _load(self, fetch: Callable[[Path], list[tuple[str, Callable]]]) -> None:
+        """The steps that change the target, the same for every archive: `fetch` (its steps get the archive
+        into a private folder and end with _before_load), clear the target when it holds tables, restore,
+        verify. Once one cannot go on, the rest are skipped."""
+        work = Path(tempfile.mkdtemp(prefix=".restore-", suffix=".partial", dir=prepare_dir(Path(self.settings.dir))))
+        try:
+            steps = fetch(work)
+            if self.state.tables or self.options.overwrite:
+                steps.append(("clear target", self._clear))
+            steps += [("restore", self._pg_restore), ("verify", self._verify)]
+            run_steps(self.result, steps, self._step, self.cancel)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _before_load(self, contents, backup_id: str | None, advice: str = "") -> None:
+        """What the archive holds that the target must know before the restore (roles, entries left out,
+        extensions the target keeps), and the target marked unfinished: the last thing before a change."""
+        self.result.roles = missing_roles(self.into, contents.owners)
         skipped = left_out_on_restore(contents)
         if skipped:
-            self._check(C.Check("left out of the restore", True, warning=True, detail=(
-                f"{C.listed(skipped)}: a copy must not replicate or label as its source does{advice}")))
+            self._check(Check("left out of the restore", Verdict.WARNING, f"{C.listed(skipped)}: a copy must not "
+                              f"replicate or label as its source does{advice}"))
         self._mark_unfinished(backup_id)  # before the first change to the target
-        kept = self._extensions_kept(contents)
-        if state.tables or self.options.overwrite:
-            self._step("clear target", self._clear)
-        self._step("restore", lambda: restore(kept))
-
-    def _extensions_kept(self, contents) -> tuple[str, ...]:
-        """The archive's extension entries the target has already, owned by another role: left as they are."""
         theirs = extensions_of_others(self.into)
-        kept = extension_entries(contents.entry_lines, theirs)
-        if kept:
-            self._check(C.Check("extensions the target keeps", True, warning=True, detail=(
-                f"{C.listed(sorted({e.rsplit(' ', 1)[-1] for e in kept}))}: already there, owned by "
-                f"{C.listed(sorted({theirs[e.rsplit(' ', 1)[-1]] for e in kept}))}; restored as the target has "
+        self.kept = extension_entries(contents.entry_lines, theirs)
+        if self.kept:
+            self._check(Check("extensions the target keeps", Verdict.WARNING, (
+                f"{C.listed(sorted({e.rsplit(' ', 1)[-1] for e in self.kept}))}: already there, owned by "
+                f"{C.listed(sorted({theirs[e.rsplit(' ', 1)[-1]] for e in self.kept}))}; restored as the target has "
                 "them (only their owner may change them or their comments)")))
-        return kept
+
+    def _finished(self) -> Report:
+        if self.interrupted:  # Ctrl-C: the mark says the target is unfinished; stop as on Ctrl-C
+            raise KeyboardInterrupt
+        return self.result.to_report()
+
+    def _backup_after(self, backup_after: Callable[[], Report]) -> str | Failed:
+        """A fresh backup of the restored target; its failure is the backup's, not the proven restore's."""
+        try:
+            report = backup_after()
+        except DbopsError as exc:
+            self.result.backup_after = {"error": self._clean(str(exc))}
+            return Failed(self.result.backup_after["error"])
+        self.result.backup_after = {"summary": report.summary, "backup_id": report.data.get("backup_id"),
+                                    "ok": report.ok}
+        return report.summary if report.ok else Failed(report.summary)
+
+    def _check_target(self) -> str:
+        state = self.state = inspect_target(self.into)
+        why = refusals(self.into, state, self.options.source, self.source, self.options.overwrite)
+        first = self.catalog.manifest(self._chosen[0].id) if self._chosen else None
+        if first is not None:
+            why += self._major_refusals(state, first)
+        if why:
+            raise RestoreRefused("restore refused, nothing was changed: " + "; ".join(why))
+        self.result.target_version = short_version(state.server_version)
+        self._target_major = state.server_version_num // 10000
+        return f"{state.database} on PostgreSQL {state.server_version}, " + (
+            f"{fmt.plural(len(state.tables), 'table')} to drop (--overwrite)" if state.tables else "empty")
 
     def _mark_unfinished(self, backup_id: str | None) -> None:
         self._marked = mark_unfinished(self.into, backup_id) is None
         if not self._marked:
-            self._check(C.Check("target marked while restoring", True, warning=True, detail=(
+            self._check(Check("target marked while restoring", Verdict.WARNING, (
                 "could not write dbops.restore_marks in the target: if this restore stops half-way, the target "
                 "will not say so itself")))
 
@@ -308,15 +318,26 @@ class _Restore:
         self._chosen = chosen
         return f"newest {'intact' if from_storage else 'verified'} backup of `{self.options.source}`"
 
-    def _fetch(self, _: str, work: Path, state) -> tuple[BackupRecord, BackupManifest, Path]:
+    def _fetch(self, work: Path) -> str:
+        """The archive, checked against its manifest; what it holds that the target must know before the
+        restore (roles, entries left out, extensions the target keeps); the target marked unfinished."""
+        record, manifest, archive = self._fetched(work)
+        self.manifest, self.archive = manifest, archive
+        self.archive_format, self.table_count = manifest.archive.format or "custom", len(manifest.tables)
+        self.result.manifest = manifest.to_dict()
+        self._before_load(list_archive(archive), record.id,
+                          "; if this database replaces the source, create them again by hand")
+        return f"backup {record.id}, {fmt.size(manifest.archive.size)}"
+
+    def _fetched(self, work: Path) -> tuple[BackupRecord, BackupManifest, Path]:
         for record in self._chosen:
             manifest = self.catalog.manifest(record.id)
             if manifest is None:
                 self.result.skipped.append(f"{record.id}: no manifest")
                 continue
-            refused = self._major_refusals(state, manifest)
+            refused = self._major_refusals(self.state, manifest)
             if refused:
-                raise _Failed(f"backup {record.id}: " + "; ".join(refused))
+                raise StepFailed(f"backup {record.id}: " + "; ".join(refused))
             checks: list[list[str]] = []
             try:
                 archive = fetch_plain(record, manifest, self.settings, work, self.progress, checks, copy=True)
@@ -326,13 +347,12 @@ class _Restore:
                 self.result.skipped.append(f"{record.id}: {exc}")
                 continue
             except StorageError as exc:
-                raise _Failed(f"the backup storage cannot be read: {exc}") from None
+                raise StepFailed(f"the backup storage cannot be read: {exc}") from None
             self.result.backup_id = record.id
-            self.result.steps[-1]["detail"] = f"backup {record.id}, {fmt.size(manifest.archive.size)}"
             for name, detail in checks:
-                self._check(C.Check(f"archive: {name}", True, detail))
+                self._check(Check(f"archive: {name}", Verdict.OK, detail))
             return record, manifest, archive
-        raise _Failed("no intact backup to restore: " + "; ".join(self.result.skipped))
+        raise StepFailed("no intact backup to restore: " + "; ".join(self.result.skipped))
 
     def _major_refusals(self, state, manifest: BackupManifest) -> list[str]:
         """Why the target's PostgreSQL major cannot take this backup; [] when it can. The source's major
@@ -356,61 +376,34 @@ class _Restore:
         dropped = self.result.dropped_schemas
         return f"dropped {'schema' if len(dropped) == 1 else 'schemas'} {', '.join(dropped) or '(none)'}"
 
-    def _pg_restore(self, archive: Path, manifest: BackupManifest, leave_out: tuple[str, ...]) -> str:
+    def _pg_restore(self) -> str | Failed:
         # The bot's own `dbops` schema is never restored over the target's: it is the state store's.
         try:
             # The target's own major's pg_restore (checked in "check target").
-            outcome = run_pg_restore(archive, self.into.dsn, manifest.archive.format or "custom", self.options.jobs,
-                                     len(manifest.tables), self.progress, self.cancel, exclude_schemas=("dbops",),
-                                     major=self._target_major, leave_out=leave_out)
+            outcome = run_pg_restore(self.archive, self.into.dsn, self.archive_format, self.options.jobs,
+                                     self.table_count, self.progress, self.cancel, exclude_schemas=("dbops",),
+                                     major=self._target_major, leave_out=self.kept)
         except Cancelled:
-            raise _Failed("cancelled while pg_restore ran: the target holds a partial restore") from None
+            raise StepFailed("cancelled while pg_restore ran: the target holds a partial restore") from None
         self.result.restore_errors = [self._clean(e) for e in outcome.errors]
         ok = outcome.ok
-        self._check(C.Check("pg_restore errors", ok, "pg_restore reported no errors" if ok else
-                            f"{fmt.plural(outcome.error_count, 'error')}: {C.listed(self.result.restore_errors)}",
-                            headline="" if ok else f"pg_restore: {fmt.plural(outcome.error_count, 'error')}"))
-        return f"{outcome.tables_loaded} tables loaded with {outcome.jobs} jobs"
+        self._check(Check.of("pg_restore errors", ok, "pg_restore reported no errors" if ok else
+                             f"{fmt.plural(outcome.error_count, 'error')}: {C.listed(self.result.restore_errors)}",
+                             headline="" if ok else f"pg_restore: {fmt.plural(outcome.error_count, 'error')}"))
+        # With errors it goes on into verification all the same: the checks name what is missing.
+        done = f"{outcome.tables_loaded} tables loaded with {outcome.jobs} jobs"
+        return done if ok else Failed(f"{done}; {fmt.plural(outcome.error_count, 'restore error')}")
 
-    def _verify(self, manifest: BackupManifest) -> str:
-        doc = manifest.to_dict()
-        level = manifest.integrity_level or "counts"
+    def _verify(self) -> str | Failed:
+        before = len(self.result.checks)
+        plan.verify(self.into.dsn, self._reference(), self.caller, self.options.verification(), record=self._check,
+                    major=self._target_major, progress=self.progress, cancel=self.cancel, name=self.into.name)
+        return checks_outcome(self.result.checks[before:])
 
-        def against_the_manifest(conn: psycopg.Connection) -> None:
-            self.progress(Progress("verify", 0.1, "rows, checksums and schema against the manifest"))
-            self._check(C.copy_major_check(manifest.target, manifest.server_version, self.result.target_version,
-                                           "restored into", "a major upgrade"))
-            actual = C.capture_restored(conn, level, C.checksum_method(doc))
-            self._check(C.table_data_check(doc, actual))
-            for check in C.schema_checks(doc, actual):
-                self._check(check)
-            self.progress(Progress("verify", 0.5, "constraints and indexes"))
-            self._check(C.constraints_valid_check(conn, C.not_valid_in_source(doc)))
-            self._check(C.indexes_valid_check(conn))
+    caller = plan.RESTORE
 
-        return self._verify_with(against_the_manifest)
-
-    def _verify_with(self, checks: Callable[[psycopg.Connection], None]) -> str:
-        """`checks` on the restored database, then pg_amcheck; the extension it installs is dropped again."""
-        try:
-            with self.into.connect(connect_timeout=10) as conn:
-                conn.autocommit = True
-                had_amcheck = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'amcheck')"
-                                           ).fetchone()[0]
-                checks(conn)
-                if self.options.amcheck:
-                    self.progress(Progress("verify", 0.7, "pg_amcheck"))
-                    self._check(_amcheck(self.into.dsn, self.options.jobs, self.cancel, self._target_major))
-                    if not had_amcheck:  # pg_amcheck --install-missing added it: the restored copy stays as backed up
-                        try:
-                            conn.execute("DROP EXTENSION IF EXISTS amcheck")
-                        except psycopg.Error:
-                            pass
-        except psycopg.Error as exc:
-            raise _Failed(f"verifying the restored database failed: {exc.diag.message_primary or type(exc).__name__}") \
-                from None
-        failed = [c for c in self.result.checks if not c["ok"]]
-        return f"{len(self.result.checks) - len(failed)} of {len(self.result.checks)} checks passed"
+    def _reference(self) -> plan.Reference:
+        return plan.AgainstManifest(self.manifest.to_dict())
 
 
 def next_steps(into: str) -> str:
@@ -420,19 +413,3 @@ def next_steps(into: str) -> str:
             "(writes after the backup), and a deleted Render database cannot be brought back.\n"
             f"3. Point dbops at it too: DATABASE_URL for the bot, and DBOPS_STATE_URL at a database of its own; "
             f"then `dbops backup sync` and a fresh `dbops backup --target {into}` (or use --backup-after).")
-
-
-def _keep(box: dict, report: Report) -> str:
-    box.update({"summary": report.summary, "backup_id": report.data.get("backup_id"), "ok": report.ok})
-    if not report.ok:
-        raise _Failed(report.summary)
-    return report.summary
-
-
-def _amcheck(dsn: str, jobs: int, cancel: threading.Event, major: int | None = None) -> C.Check:
-    """pg_amcheck, as in drills; a server where it cannot run (a managed one without the extension)
-    is a warning, not a failed restore: the other checks have proven the data."""
-    check = C.amcheck_check(dsn, jobs, False, cancel, major)
-    if not check.ok and "could not run" in check.detail:
-        return C.Check(check.name, True, check.detail, warning=True)
-    return check
