@@ -69,10 +69,10 @@ def test_a_restore_killed_while_applying_is_failed_at_the_next_start_and_its_tar
 
     bot_factory(prod, **env)
     fake_slack.wait_for(lambda: request_status(prod, "r001") == "failed", what="the restore settled", timeout=60)
-    told = thread_texts(fake_slack, ts)
-    assert any(t.startswith(":x: `r001` failed (found after its process stopped): "
-                            "the bot stopped while restoring into `recovery`")
-               for t in told), told
+    # The status is settled before the thread is told: wait for the line, not only the status.
+    fake_slack.wait_for(lambda: any(t.startswith(":x: `r001` failed (found after its process stopped): "
+                                                 "the bot stopped while restoring into `recovery`")
+                                    for t in thread_texts(fake_slack, ts)), what="the line in the thread")
     with psycopg.connect(prod) as conn:
         detail = conn.execute("SELECT status_detail FROM dbops.approval_requests WHERE id = 1").fetchone()[0]
     assert "marked incomplete" in detail
@@ -104,10 +104,9 @@ def test_a_read_only_role_request_killed_while_applying_is_failed_at_the_next_st
 
     bot_factory(demo_db, **env)
     fake_slack.wait_for(lambda: request_status(demo_db, "r001") == "failed", what="the request settled", timeout=60)
-    told = thread_texts(fake_slack, ts)
-    assert any(t.startswith(":x: `r001` failed (found after its process stopped): "
-                            f"the bot stopped while creating `{name}`")
-               for t in told), told
+    fake_slack.wait_for(lambda: any(t.startswith(":x: `r001` failed (found after its process stopped): "
+                                                 f"the bot stopped while creating `{name}`")
+                                    for t in thread_texts(fake_slack, ts)), what="the line in the thread")
     with psycopg.connect(demo_db) as conn:
         assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is None
 
