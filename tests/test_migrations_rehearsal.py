@@ -199,7 +199,8 @@ def test_no_down_means_rollback_not_tested(demo_archive, settings):
 # -- UP fails ---------------------------------------------------------------------------------
 
 def test_up_failing_on_the_data_is_rehearsal_failed_with_its_line(demo_archive, settings):
-    up = 'ALTER TABLE "Notes" ADD COLUMN "Color" text;\n-- boards are optional today\nALTER TABLE "Notes" ALTER COLUMN "BoardId" SET NOT NULL;\n'
+    up = ('ALTER TABLE "Notes" ADD COLUMN "Color" text;\n-- boards are optional today\n'
+          'ALTER TABLE "Notes" ALTER COLUMN "BoardId" SET NOT NULL;\n')
     down = 'ALTER TABLE "Notes" ALTER COLUMN "BoardId" DROP NOT NULL;\nALTER TABLE "Notes" DROP COLUMN "Color";'
     result = run(up, down, demo_archive, settings)
     assert result.up_error is not None and result.up_error.startswith("line 3: ")

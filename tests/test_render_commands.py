@@ -18,7 +18,8 @@ KEY = "rnd_CliK3yThatMustNeverShow"
 
 def dbops(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bot.frontends.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**{k: v for k, v in os.environ.items() if not k.startswith(("RENDER_", "DBOPS_", "DATABASE_URL", "SLACK_"))},
+                          env={**{k: v for k, v in os.environ.items()
+                                  if not k.startswith(("RENDER_", "DBOPS_", "DATABASE_URL", "SLACK_"))},
                                "PYTHONPATH": str(ROOT), "DBOPS_DOTENV": "/nonexistent/.env",
                                **env}, timeout=120)
 

@@ -175,9 +175,11 @@ def schedule_report(settings: DrillSettings, now: datetime | None = None) -> Rep
     in_text = f" (in {fmt.duration((nxt - now).total_seconds())})" if nxt else ""
     rows = [["schedule", str(settings.schedule)], ["next run", next_text + in_text],
             ["alarm", f"when no drill has passed for {settings.max_age_days} days"],
-            ["instance", settings.instance + (f" (${settings.scratch_url_env})" if settings.instance == "scratch" else "")],
+            ["instance", settings.instance
+             + (f" (${settings.scratch_url_env})" if settings.instance == "scratch" else "")],
             ["parallel restore jobs", str(settings.jobs)],
-            ["pg_amcheck", ("on, heapallindexed" if settings.amcheck_heapallindexed else "on") if settings.amcheck else "off"],
+            ["pg_amcheck",
+             ("on, heapallindexed" if settings.amcheck_heapallindexed else "on") if settings.amcheck else "off"],
             ["smoke queries", ", ".join(q.name for q in settings.smoke_queries) or "none configured"]]
     return Report("Restore drill schedule", f"Drills run {settings.schedule}; next: {next_text}{in_text}.",
                   sections=[Section("Schedule", table=Table(["setting", "value"], rows))],

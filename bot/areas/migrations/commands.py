@@ -171,9 +171,9 @@ def checklist_section(rehearsal, attested_by: str | None, apply_by: str) -> Sect
         lines += rehearsal.checklist_lines()
     lines.append("tested on staging: " + (f"attested by {who(attested_by)}" if attested_by else
                                           ":warning: not attested by the requester"))
-    lines.append("backup taken before applying: " + ("the bot takes a fresh backup right before it applies"
-                                                     if apply_by == "bot" else
-                                                     "the deploy pipeline applies it: take one with `dbops backup` first"))
+    lines.append("backup taken before applying: "
+                 + ("the bot takes a fresh backup right before it applies" if apply_by == "bot" else
+                    "the deploy pipeline applies it: take one with `dbops backup` first"))
     return Section("Pre-migration checklist", text="\n".join(f"• {line}" for line in lines))
 
 
@@ -207,7 +207,8 @@ def migrate_request(inv: Invocation) -> Report:
 
 
 @command("migrate gate", "exit 0 only if this exact UP+DOWN is approved for the pipeline, not expired, not yet applied",
-         Arg("up", "the UP migration file", required=True), Arg("--down", "the DOWN migration file (if the request had one)"),
+         Arg("up", "the UP migration file", required=True),
+         Arg("--down", "the DOWN migration file (if the request had one)"),
          Arg("--mark-applied", "record that the pipeline is applying it now (the approval is used up)", flag=True),
          lock="migrate", where="cli")
 def migrate_gate(inv: Invocation) -> Report:
@@ -248,7 +249,8 @@ def migrate_gate(inv: Invocation) -> Report:
         inv.store.audit(inv.actor, "gate", "refused", subcommand=f"migration {req.code}", target=req.target,
                         detail=changed[:500])
         return refuse(changed)
-    if inv.args.mark_applied and not book.move(req.id, ("approved",), "applied", f"applied by the pipeline ({inv.actor})"):
+    if inv.args.mark_applied and not book.move(req.id, ("approved",), "applied",
+                                               f"applied by the pipeline ({inv.actor})"):
         now_req = book.get(req.id)
         if now_req is not None and now_req.status == "applied":
             return refuse(f"already applied: request `{req.code}` was used up ({now_req.status_detail or 'applied'})")
@@ -300,5 +302,6 @@ def pending_line(inv: Invocation) -> tuple[str, bool, str]:
     pending = [r for r in ApprovalBook(inv.store).recent(100) if r.status in ("pending", "approved", "applying")]
     if not pending:
         return "Approvals", True, "no pending requests"
-    items = ", ".join(f"`{r.code}` {r.name} ({r.status}, expires {r.expires_at:%Y-%m-%d %H:%M %Z})" for r in pending[:5])
+    items = ", ".join(f"`{r.code}` {r.name} ({r.status}, expires {r.expires_at:%Y-%m-%d %H:%M %Z})"
+                      for r in pending[:5])
     return "Approvals", True, f"{len(pending)} open: {items}"

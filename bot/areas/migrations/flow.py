@@ -182,7 +182,8 @@ def apply_with_backup(svc: Bot, req: ApprovalRequest, inv: Invocation) -> Applie
 
 def ledger_has(svc: Bot, req: ApprovalRequest) -> bool:
     with svc.store.pool.connection() as conn:
-        return conn.execute("SELECT 1 FROM dbops.migration_ledger WHERE request_id = %s", (req.id,)).fetchone() is not None
+        return conn.execute("SELECT 1 FROM dbops.migration_ledger WHERE request_id = %s",
+                            (req.id,)).fetchone() is not None
 
 
 def _ledger(svc: Bot, req: ApprovalRequest, backup_id: str | None, started: float | None, status: RequestStatus,

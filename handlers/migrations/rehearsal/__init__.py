@@ -218,7 +218,8 @@ def _rehearse_on(conn: psycopg.Connection, result: Rehearsal, up: list[Batch], d
     result.up_statements, result.up_s, result.downtime = run.statements, run.seconds, run.downtime
     result.every_row = run.every_row
     if run.error:
-        result.up_error, result.up_error_line, result.up_error_statement = run.error, run.error_line, run.error_statement
+        result.up_error, result.up_error_line = run.error, run.error_line
+        result.up_error_statement = run.error_statement
         result.up_error_sqlstate, result.up_error_condition = run.error_sqlstate, run.error_condition
         result.up_error_text = run.error_text
         return

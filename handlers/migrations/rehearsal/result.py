@@ -92,7 +92,8 @@ class Rehearsal:
     def _copy_of(self) -> str:
         if self.source == "backup":
             what = f"backup {self.backup_id}" if self.backup_id else "a backup archive"
-            return f"a copy of {what}" + (f" ({fmt.duration(self.backup_age_s)} old)" if self.backup_age_s is not None else "")
+            age = f" ({fmt.duration(self.backup_age_s)} old)" if self.backup_age_s is not None else ""
+            return f"a copy of {what}{age}"
         if self.schema_target:
             return f"a schema-only copy of `{self.schema_target}` (no data)"
         what = f"backup {self.backup_id}" if self.backup_id else "a backup archive"
@@ -114,7 +115,8 @@ class Rehearsal:
                   else f"; {majors_line(self.source_name or 'target', self.source_version, self.copy_version)}")
         lines = [f"rehearsed on {self._copy_of()}{majors}"]
         if self.restore_problems:
-            lines.append(f"the copy was restored with {fmt.plural(len(self.restore_problems), 'problem')}: {self.restore_problems[0]}")
+            lines.append(f"the copy was restored with {fmt.plural(len(self.restore_problems), 'problem')}: "
+                         f"{self.restore_problems[0]}")
         if self.up_error:
             lines.append(f"UP failed in rehearsal at {self.up_error}")
             lines.append("rollback not tested: UP failed")
@@ -136,8 +138,8 @@ class Rehearsal:
         if self.downtime:
             for d in self.downtime:
                 about = "" if d["seconds"] < 0.1 else "about "
-                lines.append(f"downtime estimate: {d['mode']} on {d['relation']} for {about}{fmt.duration(d['seconds'])} "
-                             f"(blocks {d['blocks']}){caveat}")
+                lines.append(f"downtime estimate: {d['mode']} on {d['relation']} for "
+                             f"{about}{fmt.duration(d['seconds'])} (blocks {d['blocks']}){caveat}")
         else:
             lines.append(f"downtime estimate: no lock that blocks reads or writes is held (UP took "
                          f"{fmt.duration(self.up_s)}){caveat}")
@@ -269,7 +271,8 @@ class Rehearsal:
 def lock_text(row: dict) -> str:
     if row.get("outside_transaction"):
         return "none (ran alone)"  # autocommit: its locks end with the statement
-    return ", ".join(f"{LOCK_NAMES.get(lock['mode'], lock['mode'])} on {lock['relation']}" for lock in row["locks"]) or "-"
+    return ", ".join(f"{LOCK_NAMES.get(lock['mode'], lock['mode'])} on {lock['relation']}"
+                     for lock in row["locks"]) or "-"
 
 
 def differences(diffs: list[str], limit: int = 3) -> str:
