@@ -154,9 +154,9 @@ def test_a_drill_restores_the_same_checksums_and_catches_a_changed_value(odd_db,
     try:
         drill = DrillSettings.from_dict({"work_dir": str(work / "drills"), "jobs": 2, "amcheck": False})
         passed = run_drill(manifest, result.location, drill)
-        data = next(c for c in passed.checks if c["name"].startswith("row counts and content checksums"))
+        data = next(c for c in passed.checks if c.name.startswith("row counts and content checksums"))
         # Enum and regclass values have other OIDs in the restored copy: hashed by text, they agree.
-        assert data["ok"], data["detail"]
+        assert data.ok, data.detail
         assert passed.passed, passed.to_markdown()
 
         # A manifest from before "checksum_method" (row text): the drill recomputes row text.
@@ -165,8 +165,8 @@ def test_a_drill_restores_the_same_checksums_and_catches_a_changed_value(odd_db,
         assert {t["checksum"] for t in old_tables}.isdisjoint({t["checksum"] for t in manifest["tables"]})
         old = {k: v for k, v in manifest.items() if k != "checksum_method"} | {"tables": old_tables}
         data = next(c for c in run_drill(old, result.location, drill).checks
-                    if c["name"].startswith("row counts and content checksums"))
-        assert data["ok"], data["detail"]
+                    if c.name.startswith("row counts and content checksums"))
+        assert data.ok, data.detail
 
         # One byte of one value in the archive (uncompressed: the row's text is in the file).
         archive = tmp_path / "changed.dump"
@@ -179,8 +179,8 @@ def test_a_drill_restores_the_same_checksums_and_catches_a_changed_value(odd_db,
         damaged = {**manifest, "archive": {**manifest["archive"], "sha256": sha256_file(archive),
                                            "path": str(archive)}}
         failed = run_drill(damaged, archive, drill)
-        data = next(c for c in failed.checks if c["name"].startswith("row counts and content checksums"))
-        assert not data["ok"] and "table public.odd: same row count (50) but the content differs" in data["detail"]
+        data = next(c for c in failed.checks if c.name.startswith("row counts and content checksums"))
+        assert not data.ok and "table public.odd: same row count (50) but the content differs" in data.detail
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

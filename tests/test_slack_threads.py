@@ -12,7 +12,7 @@ from bot.core.notify import Notifier, make_client
 from handlers import demo_data
 from handlers.drill.result import DrillResult
 from handlers.indexes import review
-from handlers.report import Outcome, Report, Section, Table
+from handlers.report import Check, Outcome, Report, Section, Table
 from tests.fakes.slack_api import FakeSlack, payload_violations, table_violations
 from tests.test_indexes import settings
 
@@ -124,7 +124,7 @@ def test_many_facts_are_split_ten_fields_a_block():
 def _drill(failed: bool) -> DrillResult:
     steps = [{"step": s, "started_at": 1700000000.0, "seconds": 2.0, "outcome": "ok"}
              for s in ("create instance", "restore", "verify", "delete instance")]
-    checks = [{"name": f"rows in table {n}", "ok": not (failed and n == 3), "detail": f"{n} rows"} for n in range(8)]
+    checks = [Check.of(f"rows in table {n}", not (failed and n == 3), f"{n} rows") for n in range(8)]
     return DrillResult(backup_id="b001", target="prod", instance_kind="local", started_at=1700000000.0,
                        finished_at=1700000065.0, steps=steps, checks=checks, versions={"server": "18.0"},
                        recovery_point_age_s=3600, drill_id="d007")
