@@ -20,7 +20,7 @@ import pytest
 
 from handlers.drill import run_drill
 from handlers.drill.runner import DrillInterrupted
-from tests.test_drill import ROOT, assert_nothing_left, demo_backup, settings, work  # noqa: F401 -- fixtures
+from tests.drill_support import ROOT, assert_nothing_left, demo_backup, settings, work  # noqa: F401 -- fixtures
 
 CLIENTS = ("pg_restore", "pg_amcheck")
 

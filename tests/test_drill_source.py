@@ -10,7 +10,7 @@ from handlers.drill import run_drill
 from handlers.drill.checks import Check, expected_indexes_check
 from handlers.drill.result import DrillResult
 from handlers.report import Outcome
-from tests.test_drill import check, make_backup, pagila_backup, pagila_db, pagila_template, settings, work  # noqa: F401 -- fixtures
+from tests.drill_support import check, make_backup, pagila_backup, pagila_db, pagila_template, settings, work  # noqa: F401 -- fixtures
 
 
 def run_sql(dsn: str, *statements: str) -> None:

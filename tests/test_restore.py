@@ -27,7 +27,8 @@ CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE);
 CREATE TABLE notes (id bigserial PRIMARY KEY, user_id bigint NOT NULL REFERENCES users(id), t text, body text);
 CREATE INDEX notes_user ON notes (user_id);
 INSERT INTO users (email) SELECT 'u' || g || '@example.org' FROM generate_series(1, 200) g;
-INSERT INTO notes (user_id, t, body) SELECT 1 + g % 200, 'title ' || g, repeat('x', g % 50) FROM generate_series(1, 3000) g;
+INSERT INTO notes (user_id, t, body)
+    SELECT 1 + g % 200, 'title ' || g, repeat('x', g % 50) FROM generate_series(1, 3000) g;
 CREATE TABLE audit (id int PRIMARY KEY, what text);
 ALTER TABLE audit OWNER TO notes_owner;
 INSERT INTO audit VALUES (1, 'created');
@@ -123,7 +124,8 @@ def test_with_production_gone_list_verify_and_restore_from_storage(dead_producti
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT t) FROM notes").fetchone() == (3000, 3000)
         assert conn.execute("SELECT nextval('notes_id_seq')").fetchone()[0] > 3000
-        assert conn.execute("SELECT to_regnamespace('dbops')").fetchone()[0] is None  # the old bot's state: not even the schema
+        # the old bot's state: not even the schema
+        assert conn.execute("SELECT to_regnamespace('dbops')").fetchone()[0] is None
     assert KEY not in out + restored.stderr
 
 

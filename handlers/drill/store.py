@@ -196,13 +196,14 @@ _KIND_GROUP = "CASE WHEN instance_kind IN ('render-pitr', 'render-export') THEN 
 def _alarm_by_kind(state_dsn: str, target_name: str, limit: int, now: datetime,
                    prefix: str) -> tuple[bool, str] | None:
     """(ok, line) over each kind of drill, or None when only one kind has ever run."""
+    kind_of_d = _KIND_GROUP.replace('instance_kind', 'd.instance_kind')
     with DrillStore(state_dsn)._conn() as conn:
         rows = conn.execute(
             f"""SELECT DISTINCT ON (kind) {_KIND_GROUP} AS kind, id, outcome,
                        (SELECT max(p.finished_at) FROM dbops.drills p
                         WHERE p.target = d.target AND p.passed AND
                               CASE WHEN p.instance_kind IN ('render-pitr', 'render-export') THEN p.instance_kind
-                                   ELSE 'local' END = {_KIND_GROUP.replace('instance_kind', 'd.instance_kind')}) AS last_pass
+                                   ELSE 'local' END = {kind_of_d}) AS last_pass
                 FROM dbops.drills d WHERE target = %s ORDER BY kind, started_at DESC, id DESC""",
             (target_name,)).fetchall()
     if len(rows) < 2:

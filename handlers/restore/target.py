@@ -54,7 +54,8 @@ def refusals(into: Target, state: TargetState, source_name: str, source: Target 
     if state.tables:
         shown = ", ".join(state.tables[:5]) + (f" and {len(state.tables) - 5} more" if len(state.tables) > 5 else "")
         why.append(f"`{into.name}` ({state.database}) is not empty: it holds "
-                   f"{fmt.plural(len(state.tables), 'table or view', 'tables or views')} ({shown}); restore into an empty database, or add --overwrite to drop them first")
+                   f"{fmt.plural(len(state.tables), 'table or view', 'tables or views')} ({shown}); "
+                   "restore into an empty database, or add --overwrite to drop them first")
     return why
 
 
