@@ -94,7 +94,7 @@ def test_a_job_left_running_by_a_killed_bot_is_marked_failed_and_reported(bot_fa
     assert [j[2] for j in jobs(demo_db)] == ["running"]  # nobody was left to say otherwise
     again = bot_factory(demo_db)
     fake_slack.wait_for(lambda: [c for c in fake_slack.calls_to("chat.update") if "interrupted" in c.params["text"]],
-                        what="interrupted notice", timeout=30)
+                        what="interrupted notice", timeout=90)
     (job,) = jobs(demo_db)
     assert job[2] == "failed" and "interrupted" in job[4]
     with psycopg.connect(demo_db) as conn:

@@ -24,12 +24,15 @@ def cleanup_incomplete(state_dsn: str, settings: BackupSettings, thorough: bool 
     catalog = BackupCatalog(state_dsn)
     dead = catalog.fail_stale_running(timedelta(minutes=settings.stale_after_minutes))
     done = [f"backup {i} marked failed: interrupted before it finished" for i in dead]
-    running = catalog.running_ids()
     folder = Path(settings.dir)
     if folder.is_dir():
-        for entry in sorted(folder.iterdir()):
-            match = PARTIAL_RE.match(entry.name)
-            if not match or match.group(1) in running:
+        # What is on disk first, then which backups run: a backup's catalog row is made before its
+        # first file, so one that starts meanwhile is running by the time it is asked about.
+        partials = [(entry, match.group(1)) for entry in sorted(folder.iterdir())
+                    if (match := PARTIAL_RE.match(entry.name))]
+        running = catalog.running_ids() if partials else set()
+        for entry, backup_id in partials:
+            if backup_id in running:
                 continue
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
@@ -40,7 +43,7 @@ def cleanup_incomplete(state_dsn: str, settings: BackupSettings, thorough: bool 
                     continue
             done.append(f"removed the unfinished file {entry.name}")
     if settings.storage == "s3" and settings.s3.bucket:
-        done += _abort_orphan_uploads(settings, running)
+        done += _abort_orphan_uploads(settings, catalog)
     if not thorough and not dead:
         return done
     try:  # then the catalog catches up with storage: adopt, quarantine, add what it lacks
@@ -50,7 +53,7 @@ def cleanup_incomplete(state_dsn: str, settings: BackupSettings, thorough: bool 
     return done
 
 
-def _abort_orphan_uploads(settings: BackupSettings, running: set[str]) -> list[str]:
+def _abort_orphan_uploads(settings: BackupSettings, catalog: BackupCatalog) -> list[str]:
     from .storage import S3Store
 
     store = S3Store(settings.s3)
@@ -59,7 +62,11 @@ def _abort_orphan_uploads(settings: BackupSettings, running: set[str]) -> list[s
         listing = store.client.list_multipart_uploads(Bucket=store.bucket, Prefix=settings.s3.prefix)
     except Exception:
         return ["could not list unfinished S3 uploads (storage unreachable); will try at the next start"]
-    for upload in listing.get("Uploads", []):
+    uploads = listing.get("Uploads", [])
+    # Asked after the listing, as for the files: a backup starting meanwhile (its row is made
+    # before its upload) is running by now, and its upload is not someone's leftover.
+    running = catalog.running_ids() if uploads else set()
+    for upload in uploads:
         backup_id = upload["Key"].rsplit("/", 1)[-1].split("_", 1)[0]
         if backup_id not in running:
             store.abort(upload["Key"], upload["UploadId"])
