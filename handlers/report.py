@@ -72,6 +72,7 @@ class Check:
 
 
 CHECK_HEADERS = ["check", "result", "detail"]
+FINDING_HEADERS = ["line", "code", "message", "fix"]
 
 
 @dataclass
@@ -88,10 +89,16 @@ class Section:
     problem: bool = False  # something to act on: shown first, in the main Slack message; the rest goes in its thread
     # Checks, instead of a table: a check/result/detail table, the verdicts' words from one place.
     checks: list[Check] | None = None
+    # A migration check's findings (`Finding.to_json` dicts), instead of a table: the renderer shows them as
+    # diagnostics; the line/code/message/fix table is what JSON and a stored report carry.
+    findings: list[dict] | None = None
 
     def __post_init__(self) -> None:
         if self.checks is not None and self.table is None:
             self.table = Table(CHECK_HEADERS, [[c.name, c.verdict.word, c.detail] for c in self.checks])
+        if self.findings is not None and self.table is None:
+            self.table = Table(FINDING_HEADERS, [[f["line"], f["code"], f["message"], f.get("hint")]
+                                                 for f in self.findings])
 
 
 @dataclass
@@ -114,6 +121,9 @@ class Report:
     data: dict[str, Any] = field(default_factory=dict)  # machine-readable, for --format json
     exact_json: dict[str, Any] | None = None  # when a command's JSON shape is fixed, exactly this is printed
     verdict: bool = True  # False: information (help), not a check: the terminal shows no "OK" after its title
+    # A migration check's findings in line order (`Finding.to_json` dicts): `--format line` prints them one a
+    # line, the terminal as diagnostics where the first section of findings is.
+    findings: list[dict] | None = None
 
     @property
     def ok(self) -> bool:
@@ -134,14 +144,16 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Report":
+        findings = data["findings"] if "findings" in data else _stored_findings(data)
         sections = [Section(s["title"], s.get("text", ""), Table(**s["table"]) if s.get("table") else None,
                             problem=bool(s.get("problem")),
-                            checks=[Check.from_dict(c) for c in s["checks"]] if s.get("checks") is not None else None)
+                            checks=[Check.from_dict(c) for c in s["checks"]] if s.get("checks") is not None else None,
+                            findings=s.get("findings") if "findings" in data else _stored_section_findings(s))
                     for s in data.get("sections", [])]
         file = ReportFile(**data["file"]) if data.get("file") else None
         return cls(title=data["title"], summary=data["summary"], outcome=Outcome(data["outcome"]),
                    sections=sections, facts=[(str(k), str(v)) for k, v in data.get("facts", [])], file=file,
-                   data=data.get("data", {}), exact_json=data.get("exact_json"))
+                   data=data.get("data", {}), exact_json=data.get("exact_json"), findings=findings)
 
     def to_json(self) -> dict[str, Any]:
         if self.exact_json is not None:
@@ -154,6 +166,21 @@ class Report:
         facts = {"facts": dict(self.facts)} if self.facts else {}
         return {"title": self.title, "outcome": self.outcome.value, "summary": self.summary,
                 "sections": sections, **facts, **self.data}
+
+
+# A report stored before findings were typed (a pending approval request's) kept them as data["findings"]
+# and as tables with the finding headers: read back as typed findings.
+def _stored_findings(stored: dict[str, Any]) -> list[dict] | None:
+    found = (stored.get("data") or {}).get("findings")
+    return found if any((s.get("table") or {}).get("headers") == FINDING_HEADERS
+                        for s in stored.get("sections", [])) else None
+
+
+def _stored_section_findings(stored: dict[str, Any]) -> list[dict] | None:
+    table = stored.get("table") or {}
+    if table.get("headers") != FINDING_HEADERS:
+        return None
+    return [{"line": line, "code": code, "message": message, "hint": fix} for line, code, message, fix in table["rows"]]
 
 
 def key_values(rows: list[list[Any]] | list[tuple[str, Any]]) -> list[tuple[str, str]]:

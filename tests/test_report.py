@@ -11,3 +11,37 @@ def test_a_report_survives_a_trip_through_json():
                     data={"forbidden": 2}, exact_json={"fixed": True})
     back = Report.from_dict(json.loads(json.dumps(report.to_dict())))
     assert back == report and back.outcome is Outcome.APPROVAL_REQUIRED
+
+
+DROP = {"code": "drop-column", "severity": "forbidden", "line": 3, "statement": "ALTER TABLE t DROP COLUMN c;",
+        "message": "drops t.c, which holds data", "hint": "expand/contract"}
+PIN = {**DROP, "code": "lock", "severity": "warning", "line": 1, "message": "locks t", "hint": ""}
+
+
+def test_findings_are_typed_parts_that_survive_a_trip_through_json():
+    from bot.core import output
+
+    report = Report("Migration check: a.sql", "a.sql: 1 forbidden", Outcome.APPROVAL_REQUIRED,
+                    sections=[Section("Forbidden", findings=[DROP], problem=True), Section("Warnings", findings=[PIN]),
+                              Section("Rows", table=Table(["line", "code", "message", "fix"], [[9, "x", "y", "z"]]))],
+                    findings=[PIN, DROP])
+    back = Report.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert back == report and [s.findings for s in back.sections] == [[DROP], [PIN], None]
+    # Recognised by their type, not by their headers: a table with the same headers stays a table.
+    text = output.to_text(back, 100)
+    assert text.index("warning[lock]") < text.index("forbidden[drop-column]") and "== Forbidden" not in text
+    assert "== Rows" in text and output.to_lines(back).startswith("UP.sql:1: warning[lock]: locks t\n")
+
+
+def test_a_report_stored_before_findings_were_typed_reads_them_back():
+    stored = Report("Migration request: a", "1 forbidden", Outcome.APPROVAL_REQUIRED,
+                    sections=[Section("Forbidden", findings=[DROP], problem=True), Section("Notes", "text")],
+                    findings=[DROP]).to_dict()
+    del stored["findings"]
+    for section in stored["sections"]:
+        del section["findings"]
+    stored["data"] = {"findings": [DROP]}
+    back = Report.from_dict(stored)
+    assert back.findings == [DROP] and back.sections[1].findings is None
+    (finding,) = back.sections[0].findings
+    assert (finding["line"], finding["code"], finding["hint"]) == (3, "drop-column", "expand/contract")
