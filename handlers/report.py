@@ -71,6 +71,26 @@ class Check:
         return cls.of(d["name"], bool(d.get("ok")), d.get("detail", ""), bool(d.get("warning")), d.get("headline", ""))
 
 
+class Level(enum.StrEnum):
+    """How much a note matters; the renderer (bot/core/parts.py) marks it, handlers never spell the mark."""
+
+    INFO = "info"
+    WARNING = "warning"
+    FAILED = "failed"
+
+
+@dataclass
+class Note:
+    """One line a report says, with its level: the renderer writes ":warning:" (or the terminal's word)."""
+
+    level: Level
+    text: str
+
+    @classmethod
+    def warning(cls, text: str) -> "Note":
+        return cls(Level.WARNING, text)
+
+
 CHECK_HEADERS = ["check", "result", "detail"]
 FINDING_HEADERS = ["line", "code", "message", "fix"]
 
@@ -92,6 +112,8 @@ class Section:
     # A migration check's findings (`Finding.to_json` dicts), instead of a table: the renderer shows them as
     # diagnostics; the line/code/message/fix table is what JSON and a stored report carry.
     findings: list[dict] | None = None
+    # Lines with a level, after the text: the renderer marks each (":warning: ..." for a warning).
+    notes: list[Note] | None = None
 
     def __post_init__(self) -> None:
         if self.checks is not None and self.table is None:
@@ -148,7 +170,8 @@ class Report:
         sections = [Section(s["title"], s.get("text", ""), Table(**s["table"]) if s.get("table") else None,
                             problem=bool(s.get("problem")),
                             checks=[Check.from_dict(c) for c in s["checks"]] if s.get("checks") is not None else None,
-                            findings=s.get("findings") if "findings" in data else _stored_section_findings(s))
+                            findings=s.get("findings") if "findings" in data else _stored_section_findings(s),
+                            notes=[Note(Level(n["level"]), n["text"]) for n in s["notes"]] if s.get("notes") else None)
                     for s in data.get("sections", [])]
         file = ReportFile(**data["file"]) if data.get("file") else None
         return cls(title=data["title"], summary=data["summary"], outcome=Outcome(data["outcome"]),

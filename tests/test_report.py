@@ -1,7 +1,7 @@
 """Report.to_dict / from_dict: what an approval request stores comes back whole."""
 import json
 
-from handlers.report import Outcome, Report, Section, Table
+from handlers.report import Level, Note, Outcome, Report, Section, Table
 
 
 def test_a_report_survives_a_trip_through_json():
@@ -45,3 +45,18 @@ def test_a_report_stored_before_findings_were_typed_reads_them_back():
     assert back.findings == [DROP] and back.sections[1].findings is None
     (finding,) = back.sections[0].findings
     assert (finding["line"], finding["code"], finding["hint"]) == (3, "drop-column", "expand/contract")
+
+
+def test_notes_keep_their_level_and_the_renderer_marks_them():
+    from bot.core import output
+
+    report = Report("Render backups of prod", "1 warning", Outcome.FAILED, sections=[
+        Section("Warnings", "Render says:", notes=[Note.warning("no PITR"), Note(Level.INFO, "plan: pro")],
+                problem=True)])
+    back = Report.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert back == report and back.sections[0].notes[0].level is Level.WARNING
+    texts = [b["text"]["text"] for m in output.slack_messages(back) for b in m["blocks"] if b["type"] == "section"]
+    assert "*Warnings*\nRender says:\n:warning: no PITR\nplan: pro" in texts
+    assert "Render says:\nwarning: no PITR\nplan: pro" in output.to_text(back, 100)
+    assert json.loads(output.to_json(back))["sections"][0]["text"] == "Render says:\nwarning: no PITR\nplan: pro"
+    assert back.sections[0].text == "Render says:"  # rendering wrote into a copy

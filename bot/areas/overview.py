@@ -6,7 +6,7 @@ import dataclasses
 from datetime import datetime, timezone
 
 from handlers.errors import UsageError
-from handlers.report import Outcome, Report, Section, Table
+from handlers.report import Note, Outcome, Report, Section, Table
 
 from ..core import jobs
 from ..core.command import Arg, command, command_help
@@ -88,7 +88,7 @@ def status_command(inv: Invocation) -> Report:
     data["schedules"] = schedules
     data["problems"] = problems
     if problems:
-        sections.insert(0, Section("Problems", text="\n".join(f":warning: {p}" for p in problems), problem=True))
+        sections.insert(0, Section("Problems", notes=[Note.warning(p) for p in problems], problem=True))
     summary = "all good" if not problems else f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     return Report(title="dbops status", summary=summary, sections=sections,
                   outcome=Outcome.OK if not problems else Outcome.FAILED, data=data)

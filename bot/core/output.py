@@ -18,7 +18,7 @@ from typing import Any
 from handlers import fmt
 from handlers.report import Outcome, Progress, Report, ReportFile, Section, Table
 
-from . import diagnostics, plaintext
+from . import diagnostics, parts, plaintext
 
 ICON = {Outcome.OK: ":white_check_mark:", Outcome.FAILED: ":x:", Outcome.APPROVAL_REQUIRED: ":raised_hand:"}
 TEXT_MARK = {Outcome.OK: "OK", Outcome.FAILED: "FAILED", Outcome.APPROVAL_REQUIRED: "APPROVAL REQUIRED"}
@@ -74,7 +74,7 @@ def _table_lines(table: Table, width: int) -> list[str]:
 
 def to_text(report: Report, width: int | None = None) -> str:
     """The report for a terminal `width` columns wide (default: this terminal's, or 100)."""
-    width = width or plaintext.terminal_width()
+    width, report = width or plaintext.terminal_width(), parts.in_words(report)
     path = str(report.data.get("path") or report.data.get("file") or "UP.sql")
     mark = f": {TEXT_MARK[report.outcome]}" if report.verdict or not report.ok else ""
     lines = plaintext.fit(f"{report.title}{mark}", width)
@@ -104,7 +104,7 @@ def to_lines(report: Report) -> str:
         return diagnostics.diagnostics_oneline(report.findings,
                                                str(report.data.get("path") or report.data.get("file") or "UP.sql"))
     lines = [_one_line(f"{report.title}: {TEXT_MARK[report.outcome]}: {report.summary}")]
-    for section in (s for s in report.sections if s.problem):
+    for section in (s for s in parts.in_words(report).sections if s.problem):
         title = _one_line(section.title)
         text = map(_one_line, plaintext.plain_text(section.text).splitlines())
         lines += [f"{title}: {line}" for line in text if line]
@@ -139,7 +139,7 @@ def _json_default(value: Any) -> Any:
 def to_json(report: Report) -> str:
     """The report as JSON; its words (title, summary, sections, facts) without Slack's markup, as
     the terminal shows them. `data` is the machine-readable part and stays as it is."""
-    found = report.to_json()
+    found = parts.in_words(report).to_json()
     if report.exact_json is None:
         found = {**found, "title": plaintext.plain_text(found["title"]),
                  "summary": plaintext.plain_text(found["summary"]),
@@ -323,7 +323,7 @@ def report_blocks(report: Report) -> list[dict]:
     """Every block of a report (header, summary, facts, each section in order), without table blocks,
     for a message that shows a report inside its own (an approval request)."""
     blocks = _head_blocks(report)
-    for section in report.sections:
+    for section in parts.in_words(report).sections:
         blocks += section_blocks(section)
     return blocks
 
@@ -433,7 +433,7 @@ def _file_name(report: Report) -> str:
 def slack_report(report: Report) -> SlackReport:
     """The main message: headline, facts, then problem sections (cut to fit, first ones first);
     the other sections, and problems in full, go in the thread; a long detail is attached as a file."""
-    main = _head_blocks(report)
+    report, main = parts.in_words(report), _head_blocks(report)
     thread_sections: list[Section] = []
     table_shown = False
     left_out = 0

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from .. import fmt
 from ..errors import DbopsError, UsageError
-from ..report import Outcome, Report, Section, Table
+from ..report import Note, Outcome, Report, Section, Table
 from ..target import Target, connect, scrub
 from . import system_catalog
 from .audit import audit
@@ -173,9 +173,9 @@ def plan(target: Target, name: str, settings: ReadonlySettings, schemas: list[st
             "• after creating it the bot connects as the role and proves it cannot write, then audits it"])),
             _withheld_section(conn, schemas, settings)]
         if cannot:
-            sections.append(Section("Missing", text=":warning: the bot's role is not a member of "
-                                    f"{', '.join(cannot)}: tables those roles create later will not be covered "
-                                    "(the check will fail until fixed)"))
+            sections.append(Section("Missing", notes=[Note.warning(
+                f"the bot's role is not a member of {', '.join(cannot)}: tables those roles create later will not "
+                "be covered (the check will fail until fixed)")]))
         if bot.admin_option_matters:
             sections.append(Section("Privileges of the bot", text=f"`{bot.name}` has CREATEROLE (not superuser); "
                                     "on PostgreSQL 16+ it gets the ADMIN option on the role it creates."))
