@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from handlers import backup, fmt
 from handlers.errors import ConfigError
-from handlers.report import Report
+from handlers.report import Note, Report
 
 from ..core import jobs
 from ..core.command import Arg, Command, command
@@ -202,12 +202,12 @@ def freshness_line(inv: Invocation) -> tuple[str, bool, str]:
     return "Backups", ok, line
 
 
-def state_placement_line(inv: Invocation) -> tuple[str, bool, str]:
+def state_placement_line(inv: Invocation) -> tuple[str, bool, str | Note]:
     shared = backup.state_shares_target(inv.settings.state_url, {n: t.dsn for n, t in inv.settings.targets.items()})
     if not shared:
         return "State store", True, "on its own database, apart from every target"
     # A warning, not a failure: the bot works, it only would not survive that target's loss.
-    return "State store", True, "WARNING: " + backup.state_placement_warning(shared)
+    return "State store", True, Note.warning(backup.state_placement_warning(shared))
 
 
 def cleanup_at_startup(svc: Bot) -> list[str]:
