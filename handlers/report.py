@@ -146,6 +146,9 @@ class Report:
     # A migration check's findings in line order (`Finding.to_json` dicts): `--format line` prints them one a
     # line, the terminal as diagnostics where the first section of findings is.
     findings: list[dict] | None = None
+    # Lines said before the summary, each with its level (that the state database is down, say): added by
+    # whoever knows them, written above the summary by the renderer.
+    notes: list[Note] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -176,17 +179,20 @@ class Report:
         file = ReportFile(**data["file"]) if data.get("file") else None
         return cls(title=data["title"], summary=data["summary"], outcome=Outcome(data["outcome"]),
                    sections=sections, facts=[(str(k), str(v)) for k, v in data.get("facts", [])], file=file,
-                   data=data.get("data", {}), exact_json=data.get("exact_json"), findings=findings)
+                   data=data.get("data", {}), exact_json=data.get("exact_json"), findings=findings,
+                   notes=[Note(Level(n["level"]), n["text"]) for n in data.get("notes", [])])
 
     def to_json(self) -> dict[str, Any]:
         if self.exact_json is not None:
             return self.exact_json
-        # The sections too: JSON carries every line the text shows.
+        # The sections too: JSON carries every line the text shows (output.to_json writes notes into the text).
         sections = [{"title": sec.title, "text": sec.text,
                      "table": {"headers": sec.table.headers, "rows": sec.table.rows} if sec.table else None,
-                     "problem": sec.problem}
+                     "problem": sec.problem,
+                     **({"notes": [{"level": n.level.value, "text": n.text} for n in sec.notes]} if sec.notes else {})}
                     for sec in self.sections]
         facts = {"facts": dict(self.facts)} if self.facts else {}
+        facts |= {"notes": [{"level": n.level.value, "text": n.text} for n in self.notes]} if self.notes else {}
         return {"title": self.title, "outcome": self.outcome.value, "summary": self.summary,
                 "sections": sections, **facts, **self.data}
 

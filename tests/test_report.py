@@ -60,3 +60,21 @@ def test_notes_keep_their_level_and_the_renderer_marks_them():
     assert "Render says:\nwarning: no PITR\nplan: pro" in output.to_text(back, 100)
     assert json.loads(output.to_json(back))["sections"][0]["text"] == "Render says:\nwarning: no PITR\nplan: pro"
     assert back.sections[0].text == "Render says:"  # rendering wrote into a copy
+    # What a job stores (Report.to_json) keeps the notes as data, levels and all.
+    assert back.to_json()["sections"][0]["notes"] == [{"level": "warning", "text": "no PITR"},
+                                                      {"level": "info", "text": "plan: pro"}]
+
+
+def test_a_reports_notes_are_written_above_its_summary():
+    from bot.core import output
+
+    report = Report("Backups of prod", "3 backups", notes=[Note(Level.INFO, "The state database is unreachable."),
+                                                           Note.warning("Storage holds 1 backup the catalog does not")])
+    back = Report.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert back == report and back.summary == "3 backups"
+    said = "The state database is unreachable.\nwarning: Storage holds 1 backup the catalog does not\n3 backups"
+    assert output.to_text(back, 100).startswith(f"Backups of prod: OK\n{said}\n")
+    assert json.loads(output.to_json(back))["summary"] == said and "notes" not in json.loads(output.to_json(back))
+    assert output.slack_messages(back)[0]["blocks"][1]["text"]["text"] == (
+        ":white_check_mark: The state database is unreachable.\n:warning: Storage holds 1 backup the catalog does "
+        "not\n3 backups")

@@ -322,8 +322,8 @@ def _head_blocks(report: Report) -> list[dict]:
 def report_blocks(report: Report) -> list[dict]:
     """Every block of a report (header, summary, facts, each section in order), without table blocks,
     for a message that shows a report inside its own (an approval request)."""
-    blocks = _head_blocks(report)
-    for section in parts.in_words(report).sections:
+    blocks = _head_blocks(report := parts.in_words(report))
+    for section in report.sections:
         blocks += section_blocks(section)
     return blocks
 
@@ -433,7 +433,7 @@ def _file_name(report: Report) -> str:
 def slack_report(report: Report) -> SlackReport:
     """The main message: headline, facts, then problem sections (cut to fit, first ones first);
     the other sections, and problems in full, go in the thread; a long detail is attached as a file."""
-    report, main = parts.in_words(report), _head_blocks(report)
+    main = _head_blocks(report := parts.in_words(report))
     thread_sections: list[Section] = []
     table_shown = False
     left_out = 0

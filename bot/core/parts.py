@@ -22,7 +22,9 @@ def _in_words(section: Section) -> Section:
 
 
 def in_words(report: Report) -> Report:
-    """`report` with its sections' notes written into their text (a copy: the report keeps its parts)."""
-    if not any(s.notes for s in report.sections):
+    """`report` with its notes written above its summary and its sections' into their text (a copy: the
+    report keeps its parts)."""
+    if not report.notes and not any(s.notes for s in report.sections):
         return report
-    return dataclasses.replace(report, sections=[_in_words(s) for s in report.sections])
+    summary = "\n".join([note_line(n) for n in report.notes] + [report.summary])
+    return dataclasses.replace(report, summary=summary, notes=[], sections=[_in_words(s) for s in report.sections])
