@@ -192,9 +192,9 @@ class Report:
                      **({"notes": [{"level": n.level.value, "text": n.text} for n in sec.notes]} if sec.notes else {})}
                     for sec in self.sections]
         facts = {"facts": dict(self.facts)} if self.facts else {}
-        facts |= {"notes": [{"level": n.level.value, "text": n.text} for n in self.notes]} if self.notes else {}
+        notes = {"notes": [{"level": n.level.value, "text": n.text} for n in self.notes]} if self.notes else {}
         return {"title": self.title, "outcome": self.outcome.value, "summary": self.summary,
-                "sections": sections, **facts, **self.data}
+                "sections": sections, **facts, **notes, **self.data}
 
 
 # A report stored before findings were typed (a pending approval request's) kept them as data["findings"]
