@@ -71,7 +71,28 @@ class Check:
         return cls.of(d["name"], bool(d.get("ok")), d.get("detail", ""), bool(d.get("warning")), d.get("headline", ""))
 
 
+class Level(enum.StrEnum):
+    """How much a note matters; the renderer (bot/core/parts.py) marks it, handlers never spell the mark."""
+
+    INFO = "info"
+    WARNING = "warning"
+    FAILED = "failed"
+
+
+@dataclass
+class Note:
+    """One line a report says, with its level: the renderer writes ":warning:" (or the terminal's word)."""
+
+    level: Level
+    text: str
+
+    @classmethod
+    def warning(cls, text: str) -> "Note":
+        return cls(Level.WARNING, text)
+
+
 CHECK_HEADERS = ["check", "result", "detail"]
+FINDING_HEADERS = ["line", "code", "message", "fix"]
 
 
 @dataclass
@@ -88,10 +109,18 @@ class Section:
     problem: bool = False  # something to act on: shown first, in the main Slack message; the rest goes in its thread
     # Checks, instead of a table: a check/result/detail table, the verdicts' words from one place.
     checks: list[Check] | None = None
+    # A migration check's findings (`Finding.to_json` dicts), instead of a table: the renderer shows them as
+    # diagnostics; the line/code/message/fix table is what JSON and a stored report carry.
+    findings: list[dict] | None = None
+    # Lines with a level, after the text: the renderer marks each (":warning: ..." for a warning).
+    notes: list[Note] | None = None
 
     def __post_init__(self) -> None:
         if self.checks is not None and self.table is None:
             self.table = Table(CHECK_HEADERS, [[c.name, c.verdict.word, c.detail] for c in self.checks])
+        if self.findings is not None and self.table is None:
+            self.table = Table(FINDING_HEADERS, [[f["line"], f["code"], f["message"], f.get("hint")]
+                                                 for f in self.findings])
 
 
 @dataclass
@@ -114,6 +143,12 @@ class Report:
     data: dict[str, Any] = field(default_factory=dict)  # machine-readable, for --format json
     exact_json: dict[str, Any] | None = None  # when a command's JSON shape is fixed, exactly this is printed
     verdict: bool = True  # False: information (help), not a check: the terminal shows no "OK" after its title
+    # A migration check's findings in line order (`Finding.to_json` dicts): `--format line` prints them one a
+    # line, the terminal as diagnostics where the first section of findings is.
+    findings: list[dict] | None = None
+    # Lines said before the summary, each with its level (that the state database is down, say): added by
+    # whoever knows them, written above the summary by the renderer.
+    notes: list[Note] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -134,26 +169,47 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Report":
+        findings = data["findings"] if "findings" in data else _stored_findings(data)
         sections = [Section(s["title"], s.get("text", ""), Table(**s["table"]) if s.get("table") else None,
                             problem=bool(s.get("problem")),
-                            checks=[Check.from_dict(c) for c in s["checks"]] if s.get("checks") is not None else None)
+                            checks=[Check.from_dict(c) for c in s["checks"]] if s.get("checks") is not None else None,
+                            findings=s.get("findings") if "findings" in data else _stored_section_findings(s),
+                            notes=[Note(Level(n["level"]), n["text"]) for n in s["notes"]] if s.get("notes") else None)
                     for s in data.get("sections", [])]
         file = ReportFile(**data["file"]) if data.get("file") else None
         return cls(title=data["title"], summary=data["summary"], outcome=Outcome(data["outcome"]),
                    sections=sections, facts=[(str(k), str(v)) for k, v in data.get("facts", [])], file=file,
-                   data=data.get("data", {}), exact_json=data.get("exact_json"))
+                   data=data.get("data", {}), exact_json=data.get("exact_json"), findings=findings,
+                   notes=[Note(Level(n["level"]), n["text"]) for n in data.get("notes", [])])
 
     def to_json(self) -> dict[str, Any]:
         if self.exact_json is not None:
             return self.exact_json
-        # The sections too: JSON carries every line the text shows.
+        # The sections too: JSON carries every line the text shows (output.to_json writes notes into the text).
         sections = [{"title": sec.title, "text": sec.text,
                      "table": {"headers": sec.table.headers, "rows": sec.table.rows} if sec.table else None,
-                     "problem": sec.problem}
+                     "problem": sec.problem,
+                     **({"notes": [{"level": n.level.value, "text": n.text} for n in sec.notes]} if sec.notes else {})}
                     for sec in self.sections]
         facts = {"facts": dict(self.facts)} if self.facts else {}
+        notes = {"notes": [{"level": n.level.value, "text": n.text} for n in self.notes]} if self.notes else {}
         return {"title": self.title, "outcome": self.outcome.value, "summary": self.summary,
-                "sections": sections, **facts, **self.data}
+                "sections": sections, **facts, **notes, **self.data}
+
+
+# A report stored before findings were typed (a pending approval request's) kept them as data["findings"]
+# and as tables with the finding headers: read back as typed findings.
+def _stored_findings(stored: dict[str, Any]) -> list[dict] | None:
+    found = (stored.get("data") or {}).get("findings")
+    return found if any((s.get("table") or {}).get("headers") == FINDING_HEADERS
+                        for s in stored.get("sections", [])) else None
+
+
+def _stored_section_findings(stored: dict[str, Any]) -> list[dict] | None:
+    table = stored.get("table") or {}
+    if table.get("headers") != FINDING_HEADERS:
+        return None
+    return [{"line": line, "code": code, "message": message, "hint": fix} for line, code, message, fix in table["rows"]]
 
 
 def key_values(rows: list[list[Any]] | list[tuple[str, Any]]) -> list[tuple[str, str]]:

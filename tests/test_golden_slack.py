@@ -245,9 +245,10 @@ def test_long_report_has_a_main_message_a_thread_and_a_file():
 def test_status_with_problems_names_them_first():
     report = overview.status_command.run(_status_invocation())
     problems = report.sections[0]
-    assert report.outcome is Outcome.FAILED and problems.problem
-    assert "target `prod` (local socket/asidenote) is unreachable: no such file or directory" in problems.text
-    assert "Backups: newest backup of `prod`, b004" in problems.text
+    assert report.outcome is Outcome.FAILED and problems.problem and {n.level for n in problems.notes} == {"warning"}
+    said = "\n".join(n.text for n in problems.notes)
+    assert "target `prod` (local socket/asidenote) is unreachable: no such file or directory" in said
+    assert "Backups: newest backup of `prod`, b004" in said
 
 
 def test_help_message_matches_golden_file():

@@ -127,8 +127,10 @@ def test_format_line_is_one_line_per_problem(name):
     check(f"truth-{name}-line", normalise(shown), 100)
     lines = shown.splitlines()
     assert lines[0].startswith(f"{plaintext.plain_text(report.title)}: ") and "\n" not in lines[0]
-    assert len(lines) == 1 + sum(len(s.table.rows) if s.table else 0 for s in report.sections if s.problem) + sum(
-        1 for s in report.sections if s.problem for line in plaintext.plain_text(s.text).splitlines() if line.strip())
+    problems = [s for s in report.sections if s.problem]
+    assert len(lines) == 1 + sum(len(s.table.rows) if s.table else 0 for s in problems) + sum(
+        1 for s in problems for line in plaintext.plain_text(s.text).splitlines() if line.strip()) + sum(
+        len(s.notes or []) for s in problems)
 
 
 # -- the headline counts what failed; the detail is below it -------------------------------------

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from handlers import backup, fmt
 from handlers.errors import ConfigError
-from handlers.report import Report
+from handlers.report import Level, Note, Report
 
 from ..core import jobs
 from ..core.command import Arg, Command, command
@@ -45,7 +45,7 @@ def from_storage(cmd: Command) -> Command:
     def run(inv: Invocation) -> Report:
         report = cmd.run(inv)
         if inv.store is None and inv.settings.state_url:
-            report.summary = f"{STATE_DOWN_NOTE}\n{report.summary}"
+            report.notes.insert(0, Note(Level.INFO, STATE_DOWN_NOTE))
             report.data["from_storage"] = True
         return report
 
@@ -99,8 +99,8 @@ def backup_list(inv: Invocation) -> Report:
     from handlers.backup.views import no_key_note  # here: the views read the catalog (psycopg)
 
     no_key = no_key_note(backup_settings(inv.settings))
-    notes = [line for line in (note, no_key and f"{no_key[:1].upper()}{no_key[1:]}.") if line]
-    report.summary = "\n".join(notes + [report.summary])
+    report.notes += [Note(Level.INFO, line) for line in (note, no_key and f"{no_key[:1].upper()}{no_key[1:]}.")
+                     if line]
     return report
 
 
@@ -202,12 +202,12 @@ def freshness_line(inv: Invocation) -> tuple[str, bool, str]:
     return "Backups", ok, line
 
 
-def state_placement_line(inv: Invocation) -> tuple[str, bool, str]:
+def state_placement_line(inv: Invocation) -> tuple[str, bool, str | Note]:
     shared = backup.state_shares_target(inv.settings.state_url, {n: t.dsn for n, t in inv.settings.targets.items()})
     if not shared:
         return "State store", True, "on its own database, apart from every target"
     # A warning, not a failure: the bot works, it only would not survive that target's loss.
-    return "State store", True, "WARNING: " + backup.state_placement_warning(shared)
+    return "State store", True, Note.warning(backup.state_placement_warning(shared))
 
 
 def cleanup_at_startup(svc: Bot) -> list[str]:

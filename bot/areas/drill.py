@@ -93,8 +93,7 @@ def drill_command(inv: Invocation) -> Report:
                 if inv.store is not None else "(not recorded: no state database)")
     if interrupted is not None:
         raise interrupted
-    report = result.to_report()
-    report.title = f"Restore drill {drill_id} of {inv.target_name} (backup {record.id})"
+    report = result.to_report(title=f"Restore drill {drill_id} of {inv.target_name} (backup {record.id})")
     report.data |= {"drill_id": drill_id, "backup_id": record.id}
     return report
 

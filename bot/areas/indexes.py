@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 from handlers import backup, config_values, indexes
 from handlers.errors import ConfigError, DbopsError, UsageError
 from handlers.indexes.settings import DIGEST
-from handlers.report import Progress, Report
+from handlers.report import Level, Note, Progress, Report
 
+from ..core import parts
 from ..core.command import Arg, command, whole_number
 from ..core.config import Settings, read_once
 from ..core.registry import Area, Bot, Invocation, Schedule
@@ -59,7 +60,8 @@ def digest_command(inv: Invocation) -> Report:
         if said is None:
             continue
         title, ok, text = said
-        extra.append(f"{title}: " + ("" if ok else ":warning: ") + text)
+        note = text if isinstance(text, Note) else Note(Level.INFO if ok else Level.WARNING, text)
+        extra.append(f"{title}: {parts.note_line(note)}")
 
     def suggested_indexes(previous: dict) -> tuple[list[str], dict]:
         import psycopg
@@ -73,8 +75,9 @@ def digest_command(inv: Invocation) -> Report:
                                          settings.window_days)
         except (DbopsError, psycopg.Error) as exc:  # the rest of the digest is posted all the same
             reason = exc if isinstance(exc, DbopsError) else f"SQLSTATE {exc.sqlstate or 'unknown'}"
-            return [f":warning: the suggested indexes could not be followed today ({reason})"], previous
-        return _last_suggestions(inv) + lines, state
+            why = f"the suggested indexes could not be followed today ({reason})"
+            return [parts.note_line(Note.warning(why))], previous
+        return _last_suggestions(inv) + [parts.note_line(note) for note in lines], state
 
     return indexes.build_digest(inv.store.dsn, inv.target_name, found, extra, indexes=suggested_indexes).to_report()
 

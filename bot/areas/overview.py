@@ -6,7 +6,7 @@ import dataclasses
 from datetime import datetime, timezone
 
 from handlers.errors import UsageError
-from handlers.report import Outcome, Report, Section, Table
+from handlers.report import Level, Note, Outcome, Report, Section, Table
 
 from ..core import jobs
 from ..core.command import Arg, command, command_help
@@ -75,20 +75,21 @@ def status_command(inv: Invocation) -> Report:
             if said is None:
                 continue
             title, ok, line = said
+            note = line if isinstance(line, Note) else Note(Level.INFO if ok else Level.FAILED, line)
             if name and len(inv.settings.watched_targets) > 1:
                 title = f"{title} ({name})"
             if ok:
-                sections.append(Section(title, text=line))
+                sections.append(Section(title, notes=[note]))
             else:
-                problems.append(f"{title}: {line}")
-            data["checks"].append({"title": title, "target": name, "ok": ok, "text": line})
+                problems.append(f"{title}: {note.text}")
+            data["checks"].append({"title": title, "target": name, "ok": ok, "level": note.level, "text": note.text})
     now = datetime.now(timezone.utc)
     schedules = [s.describe(inv.settings, now) for s in inv.registry.schedules if s.describe]
     sections.append(Section("Scheduled runs", text="\n".join(schedules)))
     data["schedules"] = schedules
     data["problems"] = problems
     if problems:
-        sections.insert(0, Section("Problems", text="\n".join(f":warning: {p}" for p in problems), problem=True))
+        sections.insert(0, Section("Problems", notes=[Note.warning(p) for p in problems], problem=True))
     summary = "all good" if not problems else f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     return Report(title="dbops status", summary=summary, sections=sections,
                   outcome=Outcome.OK if not problems else Outcome.FAILED, data=data)

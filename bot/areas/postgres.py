@@ -7,7 +7,7 @@ Render build step does too) and says in `status` which major every target runs a
 from __future__ import annotations
 
 from handlers.errors import DbopsError, UsageError
-from handlers.report import Outcome, Report, Section, Table
+from handlers.report import Outcome, Report, Section, Table, Verdict
 
 from ..core.command import Arg, command, whole_number
 from ..core.config import Settings
@@ -80,7 +80,7 @@ def pg_install(inv: Invocation) -> Report:
             done = install_major(major, upgrade=inv.args.upgrade, progress=inv.progress)
         except PgBinariesError as exc:
             failed.append(major)
-            rows.append([str(major), "-", f"FAILED: {exc}"])
+            rows.append([str(major), "-", f"{Verdict.FAILED.word}: {exc}"])
             continue
         rows.append([str(major), done.version, ("already installed" if done.already else "installed")
                      + f" ({done.package})"])

@@ -66,8 +66,7 @@ def render_drill(inv: Invocation) -> Report:
             _record(inv, stopped.result)
             raise
     drill_id = _record(inv, outcome.result)
-    report = outcome.result.to_report()
-    report.title = f"Render restore drill {drill_id} of {inv.target_name}"
+    report = outcome.result.to_report(title=f"Render restore drill {drill_id} of {inv.target_name}")
     report.data |= {"drill_id": drill_id}
     return _with_alarm(report, outcome.alarm)
 
@@ -127,8 +126,7 @@ def render_export_drill(inv: Invocation) -> Report:
             _record(inv, stopped.result)
             raise
     drill_id = _record(inv, result)
-    report = result.to_report()
-    report.title = f"Render export drill {drill_id} of {inv.target_name}"
+    report = result.to_report(title=f"Render export drill {drill_id} of {inv.target_name}")
     report.data |= {"drill_id": drill_id}
     return report
 

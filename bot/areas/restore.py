@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from handlers import backup
 from handlers.errors import ConfigError, DbopsError, UsageError
-from handlers.report import Outcome, Report, Section
+from handlers.report import Note, Outcome, Report, Section
 
 from ..core.approvals.book import ApprovalBook, ApprovalRequest, RequestStatus
 from ..core.approvals.settings import expires_at
@@ -260,8 +260,8 @@ def restore_slack(inv: Invocation) -> Report:
     store.audit(inv.actor, "request", "pending", channel=inv.channel, subcommand=f"restore {req.code}",
                     target=into.name, detail=name)
     if inv.store is None:
-        report.summary += (" The state database is unreachable: this request is recorded on a stand-in, and is "
-                           "void if the state database answers before it is approved.")
+        report.notes.append(Note.warning("The state database is unreachable: this request is recorded on a "
+                                         "stand-in, and is void if the state database answers before it is approved."))
     report.data = {"request": req.code, "required_approvals": required, **words,
                    **({"from_url": foreign.label} if foreign is not None else {})}
     return report

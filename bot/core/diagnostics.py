@@ -14,13 +14,6 @@ from __future__ import annotations
 
 import textwrap
 
-FINDING_HEADERS = ["line", "code", "message", "fix"]  # the table Finding sections carry (MigrationCheck.to_report)
-
-
-def is_findings(value) -> bool:
-    return isinstance(value, list) and all(isinstance(f, dict) and {"code", "severity", "line"} <= set(f)
-                                           for f in value)
-
 
 def _one_line(text: str) -> str:
     return " ".join(str(text or "").split())

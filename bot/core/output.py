@@ -18,7 +18,7 @@ from typing import Any
 from handlers import fmt
 from handlers.report import Outcome, Progress, Report, ReportFile, Section, Table
 
-from . import diagnostics, plaintext
+from . import diagnostics, parts, plaintext
 
 ICON = {Outcome.OK: ":white_check_mark:", Outcome.FAILED: ":x:", Outcome.APPROVAL_REQUIRED: ":raised_hand:"}
 TEXT_MARK = {Outcome.OK: "OK", Outcome.FAILED: "FAILED", Outcome.APPROVAL_REQUIRED: "APPROVAL REQUIRED"}
@@ -74,9 +74,7 @@ def _table_lines(table: Table, width: int) -> list[str]:
 
 def to_text(report: Report, width: int | None = None) -> str:
     """The report for a terminal `width` columns wide (default: this terminal's, or 100)."""
-    width = width or plaintext.terminal_width()
-    findings = report.data.get("findings")
-    findings = findings if diagnostics.is_findings(findings) else None
+    width, report = width or plaintext.terminal_width(), parts.in_words(report)
     path = str(report.data.get("path") or report.data.get("file") or "UP.sql")
     mark = f": {TEXT_MARK[report.outcome]}" if report.verdict or not report.ok else ""
     lines = plaintext.fit(f"{report.title}{mark}", width)
@@ -86,9 +84,9 @@ def to_text(report: Report, width: int | None = None) -> str:
                                                   [[plaintext.plain_line(str(v)) for _, v in report.facts]], width)
     shown_findings = False
     for section in report.sections:
-        if findings is not None and section.table is not None and section.table.headers == diagnostics.FINDING_HEADERS:
+        if report.findings is not None and section.findings is not None:
             if not shown_findings:  # every finding, in line order, where the first finding section was
-                lines += [""] + diagnostics.diagnostics_text(findings, path, width)
+                lines += [""] + diagnostics.diagnostics_text(report.findings, path, width)
                 shown_findings = True
             continue
         lines += ["", *plaintext.fit(f"== {section.title}", width)]
@@ -102,12 +100,11 @@ def to_text(report: Report, width: int | None = None) -> str:
 def to_lines(report: Report) -> str:
     """`--format line`, for CI logs and grep (not wrapped): a migration's findings one `file:line:
     severity[code]: message` line each; any other report its headline, then a line per problem."""
-    findings = report.data.get("findings")
-    if diagnostics.is_findings(findings):
-        return diagnostics.diagnostics_oneline(findings,
+    if report.findings is not None:
+        return diagnostics.diagnostics_oneline(report.findings,
                                                str(report.data.get("path") or report.data.get("file") or "UP.sql"))
     lines = [_one_line(f"{report.title}: {TEXT_MARK[report.outcome]}: {report.summary}")]
-    for section in (s for s in report.sections if s.problem):
+    for section in (s for s in parts.in_words(report).sections if s.problem):
         title = _one_line(section.title)
         text = map(_one_line, plaintext.plain_text(section.text).splitlines())
         lines += [f"{title}: {line}" for line in text if line]
@@ -142,7 +139,7 @@ def _json_default(value: Any) -> Any:
 def to_json(report: Report) -> str:
     """The report as JSON; its words (title, summary, sections, facts) without Slack's markup, as
     the terminal shows them. `data` is the machine-readable part and stays as it is."""
-    found = report.to_json()
+    found = parts.in_words(report).to_json()
     if report.exact_json is None:
         found = {**found, "title": plaintext.plain_text(found["title"]),
                  "summary": plaintext.plain_text(found["summary"]),
@@ -220,10 +217,10 @@ def fit_code(text: str, width: int = MONOSPACE_WIDTH) -> str:
     return "```".join(out)
 
 
-def _row_lines(table: Table) -> str:
+def _row_lines(table: Table, findings: bool = False) -> str:
     """A table too wide for a phone: each row as short `*key:* value` lines, a blank line between rows;
-    migration findings as `code` (line N): message, then the fix."""
-    if table.headers == diagnostics.FINDING_HEADERS:
+    migration `findings` as `code` (line N): message, then the fix."""
+    if findings:
         return "\n\n".join(
             f"`{code}`" + (f" (line {line})" if line else "") + f": {escape(str(message))}"
             + (f"\n_fix:_ {escape(str(fix))}" if fix else "") for line, code, message, fix in table.rows)
@@ -238,8 +235,11 @@ def table_fits_a_block(table: Table) -> bool:
     """Whether Slack's `table` block can show `table` well: within its limits (100 rows with the
     header row, 20 cells a row), and short values only; sentences read better as lines."""
     return (bool(table.rows) and len(table.rows) + 1 <= TABLE_ROWS and 0 < len(table.headers) <= TABLE_CELLS
-            and table.headers != diagnostics.FINDING_HEADERS
             and all(len(_cell_text(v)) <= TABLE_CELL_CHARS for row in table.rows for v in row))
+
+
+def as_table_block(section: Section) -> bool:  # findings never show as one: they read as diagnostics
+    return section.table is not None and section.findings is None and table_fits_a_block(section.table)
 
 
 def _cell_text(value: Any) -> str:
@@ -270,14 +270,14 @@ def section_blocks(section: Section, table_block_ok: bool = False) -> list[dict]
         if not section.table.rows:
             blocks.append(_mrkdwn((head + "\n" if not section.text else "") + "_(none)_"))
             return blocks
-        if table_block_ok and table_fits_a_block(section.table):
+        if table_block_ok and as_table_block(section):
             if not section.text:
                 blocks.append(_mrkdwn(head))
             blocks.append(table_block(section.table))
             return blocks
         lines = table_text(section.table).splitlines()
-        if max(len(line) for line in lines) > MONOSPACE_WIDTH or section.table.headers == diagnostics.FINDING_HEADERS:
-            pieces = _chunks(_row_lines(section.table), SECTION_LIMIT - len(head) - 40)
+        if max(len(line) for line in lines) > MONOSPACE_WIDTH or section.findings is not None:
+            pieces = _chunks(_row_lines(section.table, section.findings is not None), SECTION_LIMIT - len(head) - 40)
             for i, piece in enumerate(pieces):
                 label = head if i == 0 and not section.text else ""
                 if len(pieces) > 1:
@@ -322,7 +322,7 @@ def _head_blocks(report: Report) -> list[dict]:
 def report_blocks(report: Report) -> list[dict]:
     """Every block of a report (header, summary, facts, each section in order), without table blocks,
     for a message that shows a report inside its own (an approval request)."""
-    blocks = _head_blocks(report)
+    blocks = _head_blocks(report := parts.in_words(report))
     for section in report.sections:
         blocks += section_blocks(section)
     return blocks
@@ -357,7 +357,7 @@ def _preview(section: Section, rows: int, chars: int, where: str) -> tuple[Secti
         table = Table(table.headers, table.rows[:rows])
     if not notes:
         return section, ""
-    return Section(section.title, text, table, problem=section.problem), " ".join(notes)
+    return Section(section.title, text, table, problem=section.problem, findings=section.findings), " ".join(notes)
 
 
 def _note(text: str) -> dict:
@@ -374,7 +374,7 @@ def _pack(sections: list[tuple[Section, str]]) -> list[list[dict]]:
     table block each."""
     messages: list[list[dict]] = [[]]
     for section, note in sections:
-        as_block = section.table is not None and table_fits_a_block(section.table)
+        as_block = as_table_block(section)
         if as_block and _has_table(messages[-1]):
             # This message has its table: a narrow one joins it as aligned lines, a wider one starts the next.
             as_block = max(len(line) for line in table_text(section.table).splitlines()) > MONOSPACE_WIDTH
@@ -433,13 +433,13 @@ def _file_name(report: Report) -> str:
 def slack_report(report: Report) -> SlackReport:
     """The main message: headline, facts, then problem sections (cut to fit, first ones first);
     the other sections, and problems in full, go in the thread; a long detail is attached as a file."""
-    main = _head_blocks(report)
+    main = _head_blocks(report := parts.in_words(report))
     thread_sections: list[Section] = []
     table_shown = False
     left_out = 0
     for section in (s for s in report.sections if s.problem):
         preview, cut = _preview(section, MAIN_TABLE_ROWS, MAIN_SECTION_CHARS, "in the thread")
-        wants_table = not table_shown and preview.table is not None and table_fits_a_block(preview.table)
+        wants_table = not table_shown and as_table_block(preview)
         blocks = _shown_blocks(preview, cut, table_block_ok=wants_table)
         if left_out or len(main) + len(blocks) > MAIN_BLOCKS - 2:  # room kept for the notes below
             left_out += 1

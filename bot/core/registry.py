@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from handlers.errors import UsageError
-from handlers.report import ProgressFn, Report, no_progress
+from handlers.report import Note, ProgressFn, Report, no_progress
 from handlers.target import Target
 
 from .approvals.book import ApprovalRequest, RequestStatus
@@ -112,9 +112,10 @@ def check_target(inv: Invocation) -> None:
 @dataclass(frozen=True)
 class StatusLine:
     """One line of `/db status` (and the digest): `line(inv)` gives (title, ok, text) for inv's target,
-    or None when there is nothing to say."""
+    or None when there is nothing to say. The text is a Note when it passes with a warning: the
+    renderer marks it (an area never spells the mark)."""
 
-    line: Callable[[Invocation], tuple[str, bool, str] | None]
+    line: Callable[[Invocation], tuple[str, bool, str | Note] | None]
     per_target: bool = True  # asked once per configured target; else once in all
     restore_targets: bool = False  # asked of a restore target too (one only restored into: no backups expected)
 

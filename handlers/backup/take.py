@@ -49,7 +49,7 @@ from ..postgres import (
     stop_tool,
 )
 from ..postgres.versions import short_version
-from ..report import Outcome, Progress, ProgressFn, Report, Section, Stopwatch, Table, key_values, no_progress
+from ..report import Note, Outcome, Progress, ProgressFn, Report, Section, Stopwatch, Table, key_values, no_progress
 from ..target import Target, dsn_secrets, scrub
 from . import crypto
 from .catalog import BackupCatalog
@@ -127,7 +127,8 @@ class BackupResult:
                     Section("Steps", text=_steps_line(self.steps))]
         if self.client_note:
             summary += f" Warning: {self.client_note}."
-            sections.insert(0, Section("PostgreSQL versions", text=f":warning: {self.client_note}.", problem=True))
+            sections.insert(0, Section("PostgreSQL versions", notes=[Note.warning(f"{self.client_note}.")],
+                                       problem=True))
         return Report(
             title=f"Backup {self.backup_id} of {self.target_name}",
             summary=summary,

@@ -173,8 +173,10 @@ class DrillResult:
                 f"(restore {fmt.duration(self.step_seconds('restore'))}, "
                 f"verify {fmt.duration(self.step_seconds('verify'))}).")
 
-    def to_report(self) -> Report:
-        title = f"Restore drill{' ' + self.drill_id if self.drill_id else ''}: {self.target}, backup {self.backup_id}"
+    def to_report(self, title: str = "") -> Report:
+        """`title`: the caller's (which names the drill as recorded), else one from the result."""
+        named = f" {self.drill_id}" if self.drill_id else ""
+        title = title or f"Restore drill{named}: {self.target}, backup {self.backup_id}"
         sections = []
         # What went wrong comes first; the full record (every check, step and version) after it.
         if self.error:

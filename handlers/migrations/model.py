@@ -97,13 +97,9 @@ class MigrationCheck:
             Severity.INFO: "Info",
         }
         for severity in Severity:
-            rows = [
-                [f.line, f.code, f.message, f.hint]
-                for f in self.findings if f.severity is severity
-            ]
-            if rows:
-                sections.append(Section(titles[severity], table=Table(["line", "code", "message", "fix"], rows),
-                                        problem=severity is not Severity.INFO))
+            found = [f.to_json() for f in self.findings if f.severity is severity]
+            if found:
+                sections.append(Section(titles[severity], findings=found, problem=severity is not Severity.INFO))
         if self.estimates:
             sections.append(Section("Rows in the target (the planner's estimate: EXPLAIN, not run)", table=Table(
                 ["line", "statement", "rows"],
@@ -116,6 +112,7 @@ class MigrationCheck:
             outcome=self.outcome,
             sections=sections,
             facts=facts,
+            findings=[f.to_json() for f in self.findings],
             data={**self.to_json(), "file": self.filename, "sha256": self.sha256,
                   **({"estimates": self.estimates} if self.estimates is not None else {})},
         )

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from .. import fmt
 from ..errors import DbopsError, UsageError
-from ..report import Outcome, Report, Section, Table
+from ..report import Note, Outcome, Report, Section, Table
 from ..target import Target, connect, scrub
 from . import system_catalog
 from .audit import audit
@@ -23,7 +23,7 @@ from .credentials import Delivery, new_password, role_conninfo, role_url, scram_
 from .grants import apply_steps, create_role_statement, grant_steps, set_statements
 from .names import check_role_name
 from .proof import prove
-from .result import Check, checks_data, checks_section
+from .result import Check, checks_data, checks_section, verdict_word
 from .settings import ReadonlySettings
 
 SecretSink = Callable[[str], None]
@@ -173,9 +173,9 @@ def plan(target: Target, name: str, settings: ReadonlySettings, schemas: list[st
             "• after creating it the bot connects as the role and proves it cannot write, then audits it"])),
             _withheld_section(conn, schemas, settings)]
         if cannot:
-            sections.append(Section("Missing", text=":warning: the bot's role is not a member of "
-                                    f"{', '.join(cannot)}: tables those roles create later will not be covered "
-                                    "(the check will fail until fixed)"))
+            sections.append(Section("Missing", notes=[Note.warning(
+                f"the bot's role is not a member of {', '.join(cannot)}: tables those roles create later will not "
+                "be covered (the check will fail until fixed)")]))
         if bot.admin_option_matters:
             sections.append(Section("Privileges of the bot", text=f"`{bot.name}` has CREATEROLE (not superuser); "
                                     "on PostgreSQL 16+ it gets the ADMIN option on the role it creates."))
@@ -407,7 +407,7 @@ def list_roles(book: RoleBook | None, target: str | None = None, prefix: str = "
                       f"Ask for one: `{prefix} readonly create NAME`", data={"roles": []})
     headers = ["target", "role", "schemas", "created by", "created", "password rotated", "last check", "verdict"]
     rows = [[r.target, r.role_name, ", ".join(r.schemas), r.created_by, r.created_at, r.rotated_at, r.checked_at,
-             "never checked" if r.check_ok is None else ("ok" if r.check_ok else "FAILED")] for r in roles]
+             "never checked" if r.check_ok is None else verdict_word(r.check_ok)] for r in roles]
     failing = [r.role_name for r in roles if r.check_ok is False]
     summary = f"{fmt.plural(len(roles), 'read-only role')} managed by dbops" + \
         (f"; failing: {', '.join(failing)}" if failing else "")

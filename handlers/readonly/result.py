@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from ..report import Section, Table
+from ..report import Section, Table, Verdict
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,11 @@ class Check:
     fix: str = ""  # SQL that fixes a failed check, and who must run it
 
     def row(self) -> list[str]:
-        return [self.name, "ok" if self.ok else "FAILED", self.detail, self.fix]
+        return [self.name, verdict_word(self.ok), self.detail, self.fix]
+
+
+def verdict_word(ok: bool) -> str:
+    return (Verdict.OK if ok else Verdict.FAILED).word
 
 
 def checks_section(title: str, checks: Iterable[Check]) -> Section:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import fmt
-from ..report import Outcome, Report, Section, Table, key_values
+from ..report import Note, Outcome, Report, Section, Table, key_values
 from .client import RenderClient, parse_time
 from .settings import EXPORT_KEEP_DAYS, NO_BACKUP_INSTANCE_PLANS, RenderSettings
 
@@ -99,7 +99,7 @@ def status_report(found: RenderStatus, target_name: str, prefix: str = "dbops") 
                         text="" if export_rows else "None. Make one in Render's Dashboard (Recovery > Export); "
                                                     f"`{prefix} render export-drill` then restores it.")]
     if found.warnings:
-        sections.insert(0, Section("Warnings", "\n".join(f":warning: {w}" for w in found.warnings), problem=True))
+        sections.insert(0, Section("Warnings", notes=[Note.warning(w) for w in found.warnings], problem=True))
     name = i.get("name", found.postgres_id)
     summary = found.line if found.ok else f"Render {name}: {fmt.plural(len(found.warnings), 'warning')}"
     return Report(f"Render backups of {target_name}", summary, Outcome.OK if found.ok else Outcome.FAILED,

@@ -15,9 +15,10 @@ from pathlib import Path
 from handlers import fmt
 from handlers.errors import ConfigError, UsageError
 from handlers.migrations.model import Finding, Severity
-from handlers.report import Outcome, Progress, Report, Section, Table
+from handlers.report import Note, Outcome, Progress, Report, Section, Table
 from handlers.target import scrub
 
+from ...core import parts
 from ...core.applier import changed_since_approval
 from ...core.approvals.book import ApprovalBook, ApprovalRequest, RequestStatus, migration_sha256
 from ...core.approvals.identity import identities, slack_identity
@@ -166,11 +167,11 @@ def rehearsal_error_note(rehearsal) -> str | None:
 def checklist_section(rehearsal, attested_by: str | None, apply_by: str) -> Section:
     lines = []
     if rehearsal is None:
-        lines.append(":warning: not rehearsed: no backup or schema copy could be made")
+        lines.append(parts.note_line(Note.warning("not rehearsed: no backup or schema copy could be made")))
     else:
         lines += rehearsal.checklist_lines()
     lines.append("tested on staging: " + (f"attested by {who(attested_by)}" if attested_by else
-                                          ":warning: not attested by the requester"))
+                                          parts.note_line(Note.warning("not attested by the requester"))))
     lines.append("backup taken before applying: "
                  + ("the bot takes a fresh backup right before it applies" if apply_by == "bot" else
                     "the deploy pipeline applies it: take one with `dbops backup` first"))

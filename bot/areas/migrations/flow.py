@@ -10,9 +10,10 @@ import time
 
 from handlers import backup
 from handlers.errors import DbopsError
-from handlers.report import Progress
+from handlers.report import Note, Progress
 from handlers.target import dsn_secrets
 
+from ...core import parts
 from ...core.applier import RequestChanged
 from ...core.approvals.book import ApprovalRequest, RequestStatus, migration_sha256
 from ...core.config import Settings, read_once
@@ -157,8 +158,9 @@ def apply_with_backup(svc: Bot, req: ApprovalRequest, inv: Invocation) -> Applie
 
         unmarked = ensure_marks_table(target)
         if unmarked:
-            thread(f":warning: could not create dbops.migration_marks in `{req.target}` ({unmarked}): if the bot "
-                   "stops while applying, it cannot tell afterwards whether the change landed")
+            thread(parts.note_line(Note.warning(
+                f"could not create dbops.migration_marks in `{req.target}` ({unmarked}): if the bot stops while "
+                "applying, it cannot tell afterwards whether the change landed")))
         applied = apply_migration(target, up, apply_settings(svc.settings),
                                   before_first_statement=before_first_statement,
                                   mark=None if unmarked else (MARK_SQL, (req.id, req.sha256, req.name)))

@@ -4,7 +4,7 @@ with `dotnet ef database update`, or by hand: nobody approved them here)."""
 from __future__ import annotations
 
 from handlers.errors import DbopsError
-from handlers.report import Section, Table
+from handlers.report import Note, Section, Table
 
 from ...core.approvals.book import ApprovalBook, RequestStatus
 from ...core.registry import Invocation
@@ -29,8 +29,9 @@ def ef_history(inv: Invocation, book: ApprovalBook) -> tuple[list[Section], dict
             history = applied_history(conn)
     except (DbopsError, psycopg.Error) as exc:  # the bot's ledger is shown all the same
         reason = exc if isinstance(exc, DbopsError) else f"SQLSTATE {exc.sqlstate or 'unknown'}"
-        return ([Section(f"EF Core migrations on `{name}`", text=f":warning: \"{HISTORY_TABLE}\" could not be read "
-                         f"({reason})")], {"ef_history": None}, "")
+        return ([Section(f"EF Core migrations on `{name}`",
+                         notes=[Note.warning(f"\"{HISTORY_TABLE}\" could not be read ({reason})")])],
+                {"ef_history": None}, "")
     if history is None:
         return [], {}, ""
     by_request = recorded_by_requests(book, name)

@@ -5,9 +5,9 @@ import argparse
 import json
 
 from handlers.errors import DbopsError, UsageError
-from handlers.report import Report
+from handlers.report import Note, Report
 
-from ...core import jobs, output
+from ...core import jobs, output, parts
 from ...core.command import command
 from ...core.registry import Bot, Form, Invocation
 from .commands import analyse, build_request
@@ -92,7 +92,7 @@ def on_submission(svc: Bot, user: str, view: dict) -> None:
     try:
         report = jobs.run(inv, svc.store, work=check if mode == "check" else request)
     except DbopsError as exc:
-        svc.notifier.ephemeral(channel, user, f":warning: {output.escape(str(exc))}")
+        svc.notifier.ephemeral(channel, user, parts.note_line(Note.warning(output.escape(str(exc)))))
         return
     if mode == "check":
         svc.notifier.post_report(channel, report)

@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from ... import fmt
+from ...report import Level, Note
 from .. import system_catalog
 from ..checks import slow_queries
 from ..system_catalog import TAG, SystemCatalog
@@ -34,8 +35,9 @@ class Followed:
 
 
 def follow_up(conn: psycopg.Connection, followed: list[Followed], previous: dict[str, Any], now: datetime,
-              window_days: int) -> tuple[list[str], dict[str, Any]]:
-    """(digest lines, the state the next digest compares with), in two queries on the target."""
+              window_days: int) -> tuple[list[Note], dict[str, Any]]:
+    """(digest lines, a warning for an index not found, invalid or unused; the state the next digest
+    compares with), in two queries on the target."""
     live = [f for f in followed if f.status in ("pending", "approved", "applying")
             or (f.status == "applied" and f.applied_at and now - f.applied_at <= timedelta(days=FOLLOW_DAYS))]
     if not live:
@@ -50,7 +52,8 @@ def follow_up(conn: psycopg.Connection, followed: list[Followed], previous: dict
         if f.status != "applied":
             state[f.code] = {"baseline": {q: counters[q] for q in _queryids(f) if q in counters},
                              "at": now.isoformat()}
-            lines.append(f"{name} (`{f.code}`): requested, {f.status}; not on `{f.advice['table']}` yet")
+            lines.append(Note(Level.INFO,
+                              f"{name} (`{f.code}`): requested, {f.status}; not on `{f.advice['table']}` yet"))
             continue
         baseline = before.get("baseline") or {q["queryid"]: [q["calls"], q["total_ms"]] for q in f.advice["queries"]}
         since = before.get("at") or f.advice.get("requested_at")
@@ -65,15 +68,15 @@ def _queryids(f: Followed) -> list[str]:
 
 
 def _applied_line(f: Followed, use: tuple[int, bool] | None, baseline: dict[str, list], since: str | None,
-                  counters: dict[str, list], now: datetime, window_days: int) -> str:
+                  counters: dict[str, list], now: datetime, window_days: int) -> Note:
     name = f.advice["name"]
     head = f"{name} (`{f.code}`, applied {f.applied_at:%Y-%m-%d})"
     if use is None:
-        return f":warning: {head}: not found on `{f.advice['table']}` any more"
+        return Note.warning(f"{head}: not found on `{f.advice['table']}` any more")
     scans, valid = use
-    parts = [f"{fmt.plural(scans, 'scan')} so far" if scans else ":warning: not used yet (0 scans)"]
+    parts = [f"{fmt.plural(scans, 'scan')} so far" if scans else "not used yet (0 scans)"]
     if not valid:
-        parts.insert(0, ":warning: INVALID")
+        parts.insert(0, "INVALID")
     for q in f.advice["queries"]:
         predicted = q.get("predicted_ms")
         now_ms = _mean_since(baseline.get(q["queryid"]), counters.get(q["queryid"]))
@@ -87,7 +90,7 @@ def _applied_line(f: Followed, use: tuple[int, bool] | None, baseline: dict[str,
             parts.append(f"{what}: production now {now_ms:.2f} ms (was {q['production_mean_ms']:.2f} ms)")
     if f.applied_at and now - f.applied_at < timedelta(days=window_days):
         parts.append(f"young: the unused check judges it from {f.applied_at + timedelta(days=window_days):%Y-%m-%d}")
-    return f"{head}: " + "; ".join(parts)
+    return Note(Level.INFO if scans and valid else Level.WARNING, f"{head}: " + "; ".join(parts))
 
 
 def _mean_since(baseline: list | None, current: list | None) -> float | None:

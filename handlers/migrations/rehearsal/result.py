@@ -233,8 +233,8 @@ class Rehearsal:
         verdict = "; ".join(f.message for f in findings) if findings else "; ".join(self.checklist_lines()[1:3])
         return Report(title="Migration rehearsal", summary=f"Rehearsed on {self._copy_of()}: {verdict}.",
                       outcome=Outcome.APPROVAL_REQUIRED if findings else Outcome.OK,
-                      sections=self.to_sections(), data={"rehearsal": self.to_dict(),
-                                                         "findings": [f.to_json() for f in findings]})
+                      sections=self.to_sections(), findings=[f.to_json() for f in findings],
+                      data={"rehearsal": self.to_dict(), "findings": [f.to_json() for f in findings]})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Rehearsal":
