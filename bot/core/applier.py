@@ -15,7 +15,8 @@
 
 What is applied is what was approved: each area calls `inv.ensure_approved()` right before its first
 change, which recomputes the SHA-256 the approval binds from the request it is about to run and
-refuses on any difference (the state store is writable by more than the bot)."""
+refuses on any difference (the state store is writable by more than the bot), and checks the seals
+the bot made when it posted the request and counted its votes (approvals/seal.py)."""
 from __future__ import annotations
 
 import argparse
@@ -93,7 +94,7 @@ def _run(bot: Bot, applier: Applier, req: ApprovalRequest) -> Applied:
                      store=bot.store, requests=approvals.store, front_end="slack")
 
     def ensure_approved() -> None:
-        changed = changed_since_approval(req, applier.binds(req))
+        changed = changed_since_approval(req, applier.binds(req)) or approvals.book.sealer.problem(approvals.book, req)
         if changed:
             raise RequestChanged(changed)
 

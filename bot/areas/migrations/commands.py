@@ -22,6 +22,7 @@ from ...core import parts
 from ...core.applier import changed_since_approval
 from ...core.approvals.book import ApprovalBook, ApprovalRequest, RequestStatus, migration_sha256
 from ...core.approvals.identity import identities, slack_identity
+from ...core.approvals.seal import KEY_VARIABLE, Sealer
 from ...core.approvals.settings import ApprovalSettings, expires_at
 from ...core.command import Arg, command
 from ...core.jobs import who
@@ -244,7 +245,11 @@ def migrate_gate(inv: Invocation) -> Report:
     req = usable[0]
     # What the pipeline runs hashes to what the request binds; what the request holds must too, or it was
     # rewritten in the state store after it was posted (and the approvers may have read the rewrite).
-    changed = changed_since_approval(req, migration_sha256(req.payload.get("up") or "", req.payload.get("down")))
+    sealer = Sealer.from_environment()
+    if sealer.unverifiable(req):  # a check not made here changes nothing in the store
+        return refuse(sealer.unverifiable(req))
+    changed = (changed_since_approval(req, migration_sha256(req.payload.get("up") or "", req.payload.get("down")))
+               or sealer.problem(book, req))
     if changed:
         book.move(req.id, (RequestStatus.APPROVED,), RequestStatus.FAILED, changed)
         inv.store.audit(inv.actor, "gate", "refused", subcommand=f"migration {req.code}", target=req.target,
@@ -297,12 +302,15 @@ def _request_detail(r: ApprovalRequest) -> str:
     return r.status_detail or "-"
 
 
-def pending_line(inv: Invocation) -> tuple[str, bool, str]:
+def pending_line(inv: Invocation) -> tuple[str, bool, str | Note]:
     if inv.store is None:
         return "Approvals", True, "no state store"
     pending = [r for r in ApprovalBook(inv.store).recent(100) if r.status in ("pending", "approved", "applying")]
-    if not pending:
-        return "Approvals", True, "no pending requests"
-    items = ", ".join(f"`{r.code}` {r.name} ({r.status}, expires {r.expires_at:%Y-%m-%d %H:%M %Z})"
-                      for r in pending[:5])
-    return "Approvals", True, f"{len(pending)} open: {items}"
+    line = "no pending requests"
+    if pending:
+        line = f"{len(pending)} open: " + ", ".join(
+            f"`{r.code}` {r.name} ({r.status}, expires {r.expires_at:%Y-%m-%d %H:%M %Z})" for r in pending[:5])
+    if Sealer.from_environment().key is None:  # a warning: the gate works, a store writer could forge a vote
+        return "Approvals", True, Note.warning(f"{line}; approvals are not sealed ({KEY_VARIABLE} is not set), so "
+                                               "whoever can write the state database can forge one")
+    return "Approvals", True, line
