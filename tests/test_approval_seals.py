@@ -131,5 +131,28 @@ def test_the_gate_takes_only_what_the_bot_sealed(svc, demo_db, tmp_path):
     assert svc.approvals.book.vote(real.id, BOSS, "approve", True, real.created_at)[0].status == "approved"
     unkeyed = dbops("migrate", "gate", "up.sql", dsn=demo_db, cwd=tmp_path)
     assert unkeyed.returncode == 1 and f"{KEY_VARIABLE} is not set here" in " ".join(unkeyed.stdout.split())
-    passed = dbops("migrate", "gate", "up.sql", dsn=demo_db, cwd=tmp_path, env_extra=KEYED)
+    passed = dbops("migrate", "gate", "up.sql", "--mark-applied", dsn=demo_db, cwd=tmp_path, env_extra=KEYED)
     assert passed.returncode == 0 and real.code in passed.stdout, passed.stdout + passed.stderr
+
+
+def test_what_the_gate_decided_is_told_in_the_requests_thread_once(svc, demo_db, tmp_path, fake_slack):
+    """The pipeline holds no Slack token: the bot tells, at its next tick, each outcome once."""
+    (tmp_path / "dbops.toml").write_text("")
+    (tmp_path / "up.sql").write_text(COMMENT_UP)
+    payload = {"up": COMMENT_UP, "down": None, "apply_by": "pipeline"}
+    forged = request(svc, "migration", payload, migration_sha256(COMMENT_UP, None), name="forged")
+    store_write(demo_db, "UPDATE dbops.approval_requests SET status = 'approved' WHERE id = %s", (forged.id,))
+    assert dbops("migrate", "gate", "up.sql", dsn=demo_db, cwd=tmp_path, env_extra=KEYED).returncode == 1
+    real = request(svc, "migration", payload, migration_sha256(COMMENT_UP, None), name="real")
+    svc.approvals.book.vote(real.id, BOSS, "approve", True, real.created_at)
+    assert dbops("migrate", "gate", "up.sql", "--mark-applied", dsn=demo_db, cwd=tmp_path,
+                 env_extra=KEYED).returncode == 0
+    svc.recover_orphans()  # the scheduler's tick
+    svc.recover_orphans()
+    refused = [t for t in thread(fake_slack, forged) if "pipeline's gate" in t]
+    assert len(refused) == 1 and refused[0].startswith(f":no_entry: `{forged.code}` was refused by the pipeline")
+    assert "approval(s) the bot sealed" in refused[0]
+    applied = [t for t in thread(fake_slack, real) if "applied by the pipeline" in t]
+    assert len(applied) == 1 and applied[0].startswith(f":white_check_mark: `{real.code}`")
+    assert ("pipeline", "failed") in [(e["action"], e["outcome"]) for e in svc.store.audit_entries(50)
+                                      if e["subcommand"] == f"migration {forged.code}"]

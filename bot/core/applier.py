@@ -140,6 +140,19 @@ def _conclude(bot: Bot, req: ApprovalRequest, applied: Applied, action: str, fou
     return True
 
 
+def tell_pipeline_outcomes(bot: Bot) -> None:
+    """At every scheduler tick: what the deploy pipeline's gate decided, told in the request's thread
+    (the pipeline holds no Slack token) and its message redrawn."""
+    approvals = bot.approvals
+    for req in approvals.book.take_untold_by_pipeline():
+        detail = req.status_detail or str(req.status)
+        if req.status is RequestStatus.APPLIED:
+            text = f":white_check_mark: `{req.code}` {detail}"
+        else:
+            text = f":no_entry: `{req.code}` was refused by the pipeline's gate: {detail.removeprefix('refused: ')}"
+        approvals.tell(req, text, "bot", "pipeline", req.status)
+
+
 def unknown_outcome(req: ApprovalRequest) -> Applied:
     return Applied(RequestStatus.FAILED, "the bot stopped while applying it, and what it had done is unknown: "
                                          f"check `{req.target}` before asking again")

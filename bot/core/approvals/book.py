@@ -88,6 +88,7 @@ class ApprovalRequest:
     decided_at: datetime | None
     applied_at: datetime | None
     seal: str | None = None  # the bot's, made when it posted the request (seal.py); None: made without a key
+    told_status: str | None = None  # the status last told in its thread for the pipeline (see `untold_by_pipeline`)
 
     def __post_init__(self) -> None:
         self.status = RequestStatus(self.status)
@@ -319,6 +320,16 @@ class ApprovalBook:
             if ts is not None:
                 self._record_message(conn, req, req.channel, ts)
         return req
+
+    def take_untold_by_pipeline(self) -> list[ApprovalRequest]:
+        """Pipeline requests the gate ended (refused, or applied with --mark-applied) that their thread
+        was not told of, each marked told here: one replica tells each outcome once."""
+        with self.store.pool.connection() as conn:
+            rows = conn.execute(
+                "UPDATE dbops.approval_requests SET told_status = status WHERE payload->>'apply_by' = 'pipeline'"
+                " AND status = ANY(%s) AND told_status IS DISTINCT FROM status AND message_ts IS NOT NULL"
+                " RETURNING *", ([RequestStatus.APPLIED, RequestStatus.FAILED],)).fetchall()
+        return [ApprovalRequest(**r) for r in sorted(rows, key=lambda r: r["id"])]
 
     def expire_due(self, now: datetime) -> list[ApprovalRequest]:
         with self.store.pool.connection() as conn:
