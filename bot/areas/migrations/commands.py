@@ -15,7 +15,7 @@ from pathlib import Path
 from handlers import fmt
 from handlers.errors import ConfigError, UsageError
 from handlers.migrations.model import Finding, Severity
-from handlers.report import Note, Outcome, Progress, Report, Section, Table
+from handlers.report import Level, Note, Outcome, Progress, Report, Section, Table
 from handlers.target import scrub
 
 from ...core import parts
@@ -104,8 +104,7 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
             check.add_finding(finding)
     else:  # fail closed: what could not be tried is not passed
         check.add_finding(NOT_REHEARSED)
-    report = check.to_report()
-    report.title = f"Migration request: {name}"
+    report = check.to_report(title=f"Migration request: {name}")
     report.sections.insert(0, checklist_section(rehearsal, attested_by, apply_by))
     if rehearsal is not None:  # its details; its checklist lines are already in the checklist above
         report.sections[1:1] = rehearsal.to_sections()[1:]
@@ -197,9 +196,9 @@ def migrate_request(inv: Invocation) -> Report:
              + ("" if req.requester_slack else f" (one more because `{req.requested_by}` is not mapped to a Slack "
                                                 "user under [identities]: unverified)")
              if req.requires_approval else "no approval needed (approvals.auto_apply_clean)")
-    report.summary = (f"request `{req.code}` recorded in the state store; {needs}. A bot running on this state "
-                      "store posts it to its channel for approval within a minute (`migrate status` lists it). "
-                      + report.summary)
+    report.notes.insert(0, Note(Level.INFO, f"request `{req.code}` recorded in the state store; {needs}. A bot "
+                                            "running on this state store posts it to its channel for approval "
+                                            "within a minute (`migrate status` lists it)."))
     report.data |= {"request": req.code, "sha256": req.sha256, "status": req.status,
                     "required_approvals": req.required_approvals, "verified_requester": bool(req.requester_slack)}
     note = req.payload.get("requester_note")
