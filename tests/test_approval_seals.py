@@ -82,6 +82,18 @@ def test_a_request_rewritten_together_with_its_hash_is_refused(svc, demo_db, fak
     assert "seal" in refusal(fake_slack, req) and "does not hold" in refusal(fake_slack, req)
 
 
+def test_an_approved_request_whose_expiry_was_pushed_out_is_refused_by_the_gate(svc, demo_db, tmp_path):
+    (tmp_path / "dbops.toml").write_text("")
+    (tmp_path / "up.sql").write_text(COMMENT_UP)
+    req = request(svc, "migration", {"up": COMMENT_UP, "down": None, "apply_by": "pipeline"},
+                  migration_sha256(COMMENT_UP, None))
+    svc.approvals.book.vote(req.id, BOSS, "approve", True, req.created_at)
+    store_write(demo_db, "UPDATE dbops.approval_requests SET expires_at = expires_at + interval '30 days'"
+                         " WHERE id = %s", (req.id,))
+    gate = dbops("migrate", "gate", "up.sql", dsn=demo_db, cwd=tmp_path, env_extra=KEYED)
+    assert gate.returncode == 1 and "does not hold" in " ".join(gate.stdout.split())
+
+
 def test_an_approval_written_into_the_store_is_not_counted(svc, demo_db, fake_slack):
     req = request(svc, "test", {}, "ab" * 32)
     store_write(demo_db, "INSERT INTO dbops.approval_votes (request_id, voter, vote, seal) VALUES (%s, %s, 'approve',"

@@ -6,7 +6,7 @@ who rewrites both, or inserts a vote, or moves a request to `approved`, would pa
 only the store. With DBOPS_APPROVAL_KEY set, the bot seals (HMAC-SHA256, key derived with HKDF) what it
 decides, when it decides it:
 - a request when it posts it: its id, kind, target, the SHA-256 it binds, whether it needs approval,
-  how many, who asked, who applies it (bot or pipeline) and the message the approvers read;
+  how many, who asked, who applies it (bot or pipeline), until when, and the message the approvers read;
 - a vote when it counts it: the request's id and SHA-256, the voter, the vote and when.
 The applier, right before a request's first change, and `migrate gate` accept a request only if its
 seal holds and enough approvals with holding seals remain. A key nobody stores cannot be forged with.
@@ -68,7 +68,8 @@ class Sealer:
         if self.key is None:
             return None
         return _mac(self.key, "request", req.id, req.kind, req.target, req.sha256, req.requires_approval,
-                    req.required_approvals, req.requested_by, req.apply_by, req.channel, req.message_ts)
+                    req.required_approvals, req.requested_by, req.apply_by, _utc(req.expires_at), req.channel,
+                    req.message_ts)
 
     def vote(self, request_id: int, sha256: str, voter: str, vote: str, at: datetime) -> str | None:
         if self.key is None:
