@@ -1,4 +1,4 @@
-"""Writing the state store is not approving (bot/core/approvals/seal.py): with DBOPS_APPROVAL_KEY the bot
+"""Writing the state store is not approving (bot/core/approvals/seal.py): with DBOPS_SEAL_KEY the bot
 seals each request it posts and each vote it counts, and the applier (right before a request's first
 change) and the pipeline's gate accept only what those seals vouch for. Each attack is what someone who
 can write the state database (by default production's, open to the application's role) can do; on a

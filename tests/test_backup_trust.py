@@ -81,15 +81,21 @@ def plant(folder: Path, genuine_archive: Path, planted_id: str, resealed_with: b
     return archive
 
 
-def test_a_planted_backup_is_neither_catalogued_nor_restored(dbs, tmp_path):
+SEAL_KEY = "a-seal-key-of-forty-characters-or-so-123"
+
+
+@pytest.mark.parametrize("key", [{"DBOPS_BACKUP_KEY": KEY}, {"DBOPS_SEAL_KEY": SEAL_KEY}],
+                         ids=["backup-key", "seal-key"])
+def test_a_planted_backup_is_neither_catalogued_nor_restored(dbs, tmp_path, key):
     """The attack of issue 20 (5): an archive of another database, copied into the backup folder with
     a resealed manifest dated in the future and a verification record, is refused by `backup sync`,
-    and `restore latest` restores the genuine newest verified backup."""
+    and `restore latest` restores the genuine newest verified backup. With DBOPS_BACKUP_KEY, or with
+    only DBOPS_SEAL_KEY (backups not encrypted, manifests still sealed with a key)."""
     folder = tmp_path / "backups"
     config = tmp_path / "dbops.toml"
     config.write_text('[targets.recovery]\nurl_env = "RECOVERY_DATABASE_URL"\n')
     env = {"DATABASE_URL": dbs["prod"], "DBOPS_STATE_URL": dbs["state"], "RECOVERY_DATABASE_URL": dbs["recovery"],
-           "DBOPS_BACKUP_DIR": str(folder), "DBOPS_BACKUP_KEY": KEY, "DBOPS_CONFIG": str(config)}
+           "DBOPS_BACKUP_DIR": str(folder), "DBOPS_CONFIG": str(config)} | key
     done = dbops("backup", "--format", "json", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     genuine = json.loads(done.stdout)["backup_id"]
@@ -116,15 +122,16 @@ def test_a_planted_backup_is_neither_catalogued_nor_restored(dbs, tmp_path):
 
     # Storage alone (the state database down) refuses them too, naming why.
     storage = StorageCatalog(BackupSettings(dir=folder))
-    os.environ["DBOPS_BACKUP_KEY"] = KEY
+    (name, value), = key.items()
+    os.environ[name] = value
     try:
         for planted in ("b901", "b902"):
             record = storage.get(planted)
             assert not record.usable and "cannot be trusted" in record.error
         assert storage.get(genuine).usable
     finally:
-        del os.environ["DBOPS_BACKUP_KEY"]
-    assert KEY not in synced.stdout + synced.stderr + restored.stdout + restored.stderr
+        del os.environ[name]
+    assert value not in synced.stdout + synced.stderr + restored.stdout + restored.stderr
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The manifest file in storage: a backup's manifest and its seal, and what the seal proves.
 
-With DBOPS_BACKUP_KEY set the seal is an HMAC-SHA256 under a key derived from it (crypto.seal_key):
+With DBOPS_BACKUP_KEY set the seal is an HMAC-SHA256 under a key derived from it (crypto.seal_key), else
+with DBOPS_SEAL_KEY under one derived from that (handlers/sealing.py):
 whoever can write to the storage (and copy an archive of another database there) cannot seal a
 manifest this dbops accepts. Without a key the seal is a SHA-256 of the document: it catches a
 damaged file, not a forged one, and every message that relies on it says so.
@@ -114,13 +115,14 @@ def untrusted_because(state: Seal, key_here: bool) -> str | None:
     if state is Seal.KEYED:
         return None
     if state is Seal.UNCHECKED:
-        return "it is sealed with a key (DBOPS_BACKUP_KEY), which is not set here: its seal cannot be checked"
+        return ("it is sealed with a key (DBOPS_BACKUP_KEY or DBOPS_SEAL_KEY), neither set here: its seal cannot "
+                "be checked")
     if not key_here:
         return None
     if state is Seal.OTHER_KEY:
-        return ("it is sealed with another key than DBOPS_BACKUP_KEY holds (the key was replaced since, or "
+        return ("it is sealed with another key than the one held here (the key was replaced since, or "
                 "someone else sealed it)")
-    return ("it is sealed without a key (by an older dbops, or before DBOPS_BACKUP_KEY was set), so nothing "
+    return ("it is sealed without a key (by an older dbops, or before a seal key was set), so nothing "
             "proves dbops wrote it; `backup verify ID` re-seals it with the key once the catalog knows it")
 
 

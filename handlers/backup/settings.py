@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from .. import config_values as cv
 from ..errors import ConfigError
+from ..sealing import MANIFESTS, derived_key
 
 FORMATS = ("auto", "custom", "directory")
 SOURCES = ("target", "render-recovery")  # what a backup dumps: the target itself, or a Render recovery copy
@@ -104,11 +105,12 @@ class BackupSettings:
         return encryption_key_from_env()
 
     def seal_key(self) -> bytes | None:
-        """The key manifests and verification records are sealed with (derived from DBOPS_BACKUP_KEY);
-        None without a key: seals are then a plain SHA-256, which anyone can write."""
+        """The key manifests and verification records are sealed with: derived from DBOPS_BACKUP_KEY, else
+        from DBOPS_SEAL_KEY (handlers/sealing.py); None without either: seals are then a plain SHA-256,
+        which anyone can write."""
         key = encryption_key_from_env()
         if key is None:
-            return None
+            return derived_key(MANIFESTS)
         from .crypto import seal_key
 
         return seal_key(key)

@@ -2,7 +2,7 @@
 quarantined.
 
 - A backup in storage (archive + sealed manifest) the catalog has no row for is added once its
-  seal proves this dbops wrote it (with DBOPS_BACKUP_KEY: sealed with the key) and a full verify
+  seal proves this dbops wrote it (with DBOPS_BACKUP_KEY or DBOPS_SEAL_KEY: sealed with a key) and a full verify
   passes: a new bot pointed at the same storage with an empty state database lists every backup,
   and an archive someone copied into the storage with a manifest of their own is refused.
 - A row that never became `completed` while storage holds its whole backup (the process died after
@@ -53,8 +53,9 @@ class SyncResult:
             out.append(f"catalogued {fmt.plural(len(self.added), 'backup')} found in storage, each after a full "
                        f"verify: {', '.join(self.added)}")
         if self.unkeyed:
-            out.append(f"{', '.join(self.unkeyed)}: sealed without a key (DBOPS_BACKUP_KEY is not set), so nothing "
-                       "proves dbops wrote them: anyone who can write to the storage could have put them there")
+            out.append(f"{', '.join(self.unkeyed)}: sealed without a key (neither DBOPS_BACKUP_KEY nor DBOPS_SEAL_KEY "
+                       "is set), so nothing proves dbops wrote them: anyone who can write to the storage could have "
+                       "put them there")
         out += [f"backup {i} adopted: its process stopped after writing it whole (SHA-256 checked)"
                 for i in self.adopted]
         out += [f"quarantined {q}" for q in self.quarantined]

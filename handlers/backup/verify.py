@@ -158,7 +158,7 @@ def check_backup(record: BackupRecord, manifest: BackupManifest | None, settings
 
 _SEAL_CHECK = {
     Seal.KEYED: "sealed with the key, intact, describes this archive",
-    Seal.OTHER_KEY: "sealed with another key than DBOPS_BACKUP_KEY holds (it was replaced since): describes the "
+    Seal.OTHER_KEY: "sealed with another key than the one held here (it was replaced since): describes the "
                     "archive the catalog knows",
     Seal.UNKEYED: "sealed without a key: intact, describes this archive",
     Seal.PLAIN: "written by an older dbops without a seal: describes this archive",
@@ -217,8 +217,8 @@ def check_stored_manifest(record: BackupRecord, manifest: BackupManifest, settin
         raise ArchiveDamaged(f"its manifest {where} describes another archive (backup {stored.backup_id}, "
                              f"SHA-256 {stored.archive.sha256[:16]}…)")
     if state is Seal.UNCHECKED:
-        raise NoKey("its manifest is sealed with a key and DBOPS_BACKUP_KEY is not set here: its seal cannot be "
-                    "checked without it")
+        raise NoKey("its manifest is sealed with a key and DBOPS_BACKUP_KEY is not set here (nor DBOPS_SEAL_KEY): "
+                    "its seal cannot be checked without it")
     why = None if vouched else untrusted_because(state, key is not None) or future_dated(stored.created_at)
     if why:
         raise ArchiveDamaged(f"its manifest {where} cannot be taken on its word: {why}")
@@ -237,7 +237,7 @@ def reseal_manifest(record: BackupRecord, manifest: BackupManifest, settings: Ba
         storage_of(record, settings).write(archive + MANIFEST_SUFFIX, seal(manifest, key))
     except (StorageError, OSError) as exc:
         return f"could not be re-sealed with the key: {exc}"
-    return "re-sealed with the key held here (DBOPS_BACKUP_KEY): storage alone now vouches for it"
+    return "re-sealed with the key held here: storage alone now vouches for it"
 
 
 def materialize(catalog: BackupCatalog, settings: BackupSettings, backup_id: str, dest_dir: Path,

@@ -3,7 +3,7 @@
 The state store is writable by more than the bot (by default it is production's database, open to the
 application's role). The SHA-256 a request binds lives in the same row as the SQL it binds, so someone
 who rewrites both, or inserts a vote, or moves a request to `approved`, would pass a check that reads
-only the store. With DBOPS_APPROVAL_KEY set, the bot seals (HMAC-SHA256, key derived with HKDF) what it
+only the store. With DBOPS_SEAL_KEY set, the bot seals (HMAC-SHA256, key derived with HKDF) what it
 decides, when it decides it:
 - a request when it posts it: its id, kind, target, the SHA-256 it binds, whether it needs approval,
   how many, who asked, who applies it (bot or pipeline), until when, and the message the approvers read;
@@ -17,32 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Mapping
 
-from handlers.errors import ConfigError
+from handlers.sealing import APPROVALS, SEAL_KEY_VARIABLE, derived_key
 
 if TYPE_CHECKING:
     from .book import ApprovalBook, ApprovalRequest
 
-KEY_VARIABLE = "DBOPS_APPROVAL_KEY"
-MIN_KEY_LENGTH = 32
+KEY_VARIABLE = SEAL_KEY_VARIABLE
 
 
 def approval_key(env: Mapping[str, str] | None = None) -> bytes | None:
-    """The sealing key derived from DBOPS_APPROVAL_KEY; None when it is not set. Too short: ConfigError."""
-    raw = (os.environ if env is None else env).get(KEY_VARIABLE) or ""
-    if not raw:
-        return None
-    if len(raw) < MIN_KEY_LENGTH:
-        raise ConfigError(f"{KEY_VARIABLE} is too short: give it {MIN_KEY_LENGTH} characters or more "
-                          "(`openssl rand -base64 32`)")
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=b"dbops approval seal v1").derive(raw.encode())
+    """The key approvals are sealed with, derived from DBOPS_SEAL_KEY; None when it is not set."""
+    return derived_key(APPROVALS, env)
 
 
 def _mac(key: bytes, *fields: object) -> str:
