@@ -18,12 +18,33 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping, Protocol
 
 from handlers.sealing import APPROVALS, SEAL_KEY_VARIABLE, derived_key
 
-if TYPE_CHECKING:
-    from .book import ApprovalBook, ApprovalRequest
+
+class Sealed(Protocol):
+    """What a seal covers of a request (book.ApprovalRequest; not imported: the book imports this)."""
+
+    id: int
+    kind: str
+    target: str
+    sha256: str
+    requires_approval: bool
+    required_approvals: int
+    requested_by: str
+    apply_by: str
+    expires_at: datetime
+    channel: str | None
+    message_ts: str | None
+    seal: str | None
+
+    @property
+    def code(self) -> str: ...
+
+
+class Votes(Protocol):
+    def approving_votes(self, request_id: int) -> list[dict]: ...
 
 KEY_VARIABLE = SEAL_KEY_VARIABLE
 
@@ -52,7 +73,7 @@ class Sealer:
     def from_environment(cls) -> "Sealer":
         return cls(approval_key())
 
-    def request(self, req: "ApprovalRequest") -> str | None:
+    def request(self, req: Sealed) -> str | None:
         if self.key is None:
             return None
         return _mac(self.key, "request", req.id, req.kind, req.target, req.sha256, req.requires_approval,
@@ -67,14 +88,14 @@ class Sealer:
     def holds(self, expected: str | None, found: str | None) -> bool:
         return expected is not None and found is not None and hmac.compare_digest(expected, found)
 
-    def unverifiable(self, req: "ApprovalRequest") -> str | None:
+    def unverifiable(self, req: Sealed) -> str | None:
         """Why `req`'s seals cannot be checked here (a check not made: it says nothing about the request)."""
         if self.key is None and req.seal is not None:
             return (f"refused: `{req.code}` is sealed and {KEY_VARIABLE} is not set here, so its approval "
                     f"cannot be checked: set the same {KEY_VARIABLE} as the bot's")
         return None
 
-    def problem(self, book: "ApprovalBook", req: "ApprovalRequest") -> str | None:
+    def problem(self, book: Votes, req: Sealed) -> str | None:
         """Why `req` must not run as the store has it; None when its seals hold (or nothing is sealed
         and no key is held here: the setup runs unsealed, and `status` says so)."""
         if self.key is None:
