@@ -122,11 +122,12 @@ def foreign_keys(cat: SystemCatalog) -> list[ForeignKeyInfo]:
                    ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
                          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
                          ORDER BY k.ord) AS columns,
-                   r.relname AS referenced_table, t.relkind = 'p' AS partitioned
+                   -- a lookup per foreign key, not a join: that hashes the whole pg_class
+                   (SELECT r.relname FROM pg_class r WHERE r.oid = con.confrelid) AS referenced_table,
+                   t.relkind = 'p' AS partitioned
             FROM pg_constraint con
             JOIN pg_class t ON t.oid = con.conrelid
             JOIN pg_namespace n ON n.oid = t.relnamespace
-            JOIN pg_class r ON r.oid = con.confrelid
             WHERE con.contype = 'f' AND con.conparentid = 0
               AND {_SYSTEM_SCHEMAS} AND NOT (n.nspname = ANY(%(exclude)s))
             ORDER BY n.nspname, t.relname, con.conname""",
