@@ -86,7 +86,7 @@ def take_snapshot(conn: psycopg.Connection, state_dsn: str, target_name: str, no
     return Snapshot(target_name, day, len(rows), int(new), stats_reset)
 
 
-@dataclass
+@dataclass(slots=True)  # one per index in the snapshots
 class _Stored:
     first_day: date
     scans: int  # sum of day-to-day differences from the first stored day on

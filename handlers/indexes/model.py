@@ -109,7 +109,7 @@ class TableInfo:
     size_bytes: int
 
 
-@dataclass
+@dataclass(slots=True)  # a review makes one per problem: tens of thousands on a large schema
 class IndexFinding:
     """One problem: `row` fills its check's table; `names` are what an ignore entry can match."""
 
