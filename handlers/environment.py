@@ -56,6 +56,10 @@ ENVIRONMENT = (
                                "at rest (AES-256-GCM) when `backup.encrypt = true`, and their manifests are sealed "
                                "with a key derived from it (a backup planted in the storage is then refused)",
            secret=True),
+    EnvVar("DBOPS_APPROVAL_KEY", "optional: 32 characters or more (`openssl rand -base64 32`); the bot seals each "
+                                 "approval request it posts and each vote it counts with a key derived from it, so "
+                                 "writing the state database is not approving. `migrate gate` needs the same value",
+           secret=True),
     EnvVar("DBOPS_S3_ACCESS_KEY_ID", "optional: S3-compatible storage for backups (`backup.storage = \"s3\"`)",
            not_in_blueprint="add it with its secret when backup.storage = \"s3\""),
     EnvVar("DBOPS_S3_SECRET_ACCESS_KEY", "optional: the secret of `DBOPS_S3_ACCESS_KEY_ID`", secret=True,

@@ -80,7 +80,8 @@ def test_secrets_are_never_written_in_the_blueprint():
         if var is None or not var.secret:
             continue
         assert "value" not in entry, f"{name} is a secret: never a value in render.yaml"
-        assert entry.get("sync") is False or "fromDatabase" in entry, f"{name}: `sync: false` or fromDatabase"
+        made = entry.get("sync") is False or "fromDatabase" in entry or entry.get("generateValue") is True
+        assert made, f"{name}: `sync: false`, fromDatabase or generateValue (Render makes a random one)"
 
 
 def test_the_state_store_is_a_database_of_its_own_declared_in_the_blueprint():

@@ -29,10 +29,10 @@ def columns(dsn, table="Notes"):
                                            " AND attnum > 0 AND NOT attisdropped", (f'"{table}"',)).fetchall()}
 
 
-def dbops(*args, dsn, cwd):
+def dbops(*args, dsn, cwd, env_extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DBOPS_", "DATABASE_URL", "SLACK_"))}
     env |= {"PYTHONPATH": str(ROOT), "DATABASE_URL": dsn, "DBOPS_DOTENV": "/nonexistent",
-            "DBOPS_CONFIG": str(cwd / "dbops.toml"), "DBOPS_BACKUP_DIR": str(cwd / "backups")}
+            "DBOPS_CONFIG": str(cwd / "dbops.toml"), "DBOPS_BACKUP_DIR": str(cwd / "backups")} | (env_extra or {})
     return subprocess.run([sys.executable, "-m", "bot.frontends.cli", *args], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=300)
 

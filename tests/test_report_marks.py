@@ -39,3 +39,26 @@ def test_the_scan_sees_marks_in_plain_and_formatted_strings():
               'D = "a warning: not a mark"  # :warning: in a comment\n'
               'def f():\n    """Nor :warning: here."""\n    return " WARNING: indented"\n')
     assert sorted(int(hit.split(":")[1]) for hit in spelled_marks(sample, "sample.py")) == [2, 3, 4, 8]
+
+
+def rewritten_reports(source: str, name: str) -> list[str]:
+    """Assignments to a report's summary or title (`x.summary = ...`, `x.title += ...`): an area that
+    rewrites what a handler built, instead of adding a note or passing the title when it is built."""
+    hits = []
+    for node in ast.walk(ast.parse(source, name)):
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+        hits += [f"{name}:{node.lineno}: .{t.attr}" for t in targets
+                 if isinstance(t, ast.Attribute) and t.attr in ("summary", "title")]
+    return hits
+
+
+def test_no_area_rewrites_a_reports_summary_or_title():
+    files = sorted((ROOT / "bot" / "areas").rglob("*.py"))
+    assert [hit for path in files for hit in rewritten_reports(path.read_text(), str(path.relative_to(ROOT)))] == []
+
+
+def test_the_rewrite_scan_sees_plain_and_augmented_assignments():
+    sample = ('report.summary = "x"\nreport.title += "y"\nsummary = "not a report\'s"\n'
+              'Report(summary="built, not rewritten")\n')
+    assert sorted(int(hit.split(":")[1]) for hit in rewritten_reports(sample, "sample.py")) == [1, 2]

@@ -148,8 +148,8 @@ def _file_request(inv: Invocation, found, number: int, report: Report) -> Report
         inv, up_sql=chosen.statement + "\n", down_sql=chosen.down + "\n", name=f"add-index-{chosen.name}",
         attested_by=None, apply_by="bot", channel=inv.channel,
         extra={"advice": chosen.request_payload(datetime.now(timezone.utc).isoformat())})
-    request_report.summary = (f"suggestion {number}, {chosen.name}, filed as request `{req.code}`; the bot posts it "
-                              f"to the ops channel. " + request_report.summary)
+    request_report.notes.insert(0, Note(Level.INFO, f"suggestion {number}, {chosen.name}, filed as request "
+                                                    f"`{req.code}`; the bot posts it to the ops channel."))
     request_report.data |= {"request": req.code, "sha256": req.sha256, "status": req.status,
                             "suggestion": chosen.to_json(), "advice": found.to_json()}
     return request_report

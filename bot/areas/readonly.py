@@ -13,7 +13,7 @@ from typing import Iterator
 
 from handlers import readonly
 from handlers.errors import ConfigError, DbopsError, UsageError
-from handlers.report import Outcome, Report
+from handlers.report import Level, Note, Outcome, Report
 from handlers.target import hold, release, scrub, scrub_data
 
 from ..core.approvals.book import ApprovalBook, ApprovalRequest, RequestStatus
@@ -97,8 +97,8 @@ def _request(inv: Invocation, action: str, name: str, preview: Report, schemas: 
         requested_by=inv.actor, attested_by=None, channel=None, expires_at=expires_at(settings))
     inv.store.audit(inv.actor, "request", "pending", channel=inv.channel, subcommand=f"readonly {req.code}",
                     target=req.target, detail=f"{action} {name}")
-    preview.summary = (f"request `{req.code}` recorded: an approver (not you) approves it in the ops channel. "
-                       + preview.summary)
+    preview.notes.insert(0, Note(Level.INFO, f"request `{req.code}` recorded: an approver (not you) approves it "
+                                             "in the ops channel."))
     preview.data |= {"request": req.code, "status": req.status}
     return preview
 
@@ -156,11 +156,13 @@ def apply_request(svc: Bot, req: ApprovalRequest, inv: Invocation) -> Applied:
             raise DbopsError(scrub(str(exc), held)) from None
         if delivery is not None and not deliver_in_slack(svc.notifier.client, req.channel, req.requester_slack,
                                                          delivery):
-            report.summary += f"; the connection string could NOT be sent to the requester: `readonly rotate {name}`"
+            report.notes.append(Note.warning("the connection string could not be sent to the requester: "
+                                             f"`readonly rotate {name}`"))
         elif delivery is not None:
-            report.summary += "; the connection string was sent to the requester only"
+            report.notes.append(Note(Level.INFO, "the connection string was sent to the requester only"))
         report = Report.from_dict(scrub_data(report.to_dict(), held))
-    return Applied(RequestStatus.APPLIED if report.ok else RequestStatus.FAILED, report.summary, report)
+    detail = "; ".join([report.summary, *(note.text for note in report.notes)])
+    return Applied(RequestStatus.APPLIED if report.ok else RequestStatus.FAILED, detail, report)
 
 
 def recover_request(svc: Bot, req: ApprovalRequest) -> Applied:

@@ -7,7 +7,7 @@ import logging
 
 from handlers import drill, render
 from handlers.errors import ConfigError, DbopsError
-from handlers.report import Report, Section
+from handlers.report import Level, Note, Report, Section
 
 from ..core.command import Arg, command
 from ..core.config import DEFAULT_TARGET, Settings, read_once
@@ -75,7 +75,7 @@ def _with_alarm(report: Report, alarm: str | None) -> Report:
     """A billed instance left behind: said first, loudly, and logged."""
     if alarm:
         log.error("%s", alarm)
-        report.summary = f":rotating_light: {alarm}\n{report.summary}"
+        report.notes.insert(0, Note(Level.FAILED, alarm))
         report.sections.insert(0, Section("ALARM: a billed instance is left", f":rotating_light: {alarm}"))
         report.data["alarm"] = alarm
     return report

@@ -15,7 +15,8 @@
 
 What is applied is what was approved: each area calls `inv.ensure_approved()` right before its first
 change, which recomputes the SHA-256 the approval binds from the request it is about to run and
-refuses on any difference (the state store is writable by more than the bot)."""
+refuses on any difference (the state store is writable by more than the bot), and checks the seals
+the bot made when it posted the request and counted its votes (approvals/seal.py)."""
 from __future__ import annotations
 
 import argparse
@@ -93,7 +94,7 @@ def _run(bot: Bot, applier: Applier, req: ApprovalRequest) -> Applied:
                      store=bot.store, requests=approvals.store, front_end="slack")
 
     def ensure_approved() -> None:
-        changed = changed_since_approval(req, applier.binds(req))
+        changed = changed_since_approval(req, applier.binds(req)) or approvals.book.sealer.problem(approvals.book, req)
         if changed:
             raise RequestChanged(changed)
 
@@ -137,6 +138,19 @@ def _conclude(bot: Bot, req: ApprovalRequest, applied: Applied, action: str, fou
     approvals.tell(req, f"{icon} `{req.code}` {word}{when}: {applied.detail}", "bot", action,
                    "refused" if applied.refused else applied.status)
     return True
+
+
+def tell_pipeline_outcomes(bot: Bot) -> None:
+    """At every scheduler tick: what the deploy pipeline's gate decided, told in the request's thread
+    (the pipeline holds no Slack token) and its message redrawn."""
+    approvals = bot.approvals
+    for req in approvals.book.take_untold_by_pipeline():
+        detail = req.status_detail or str(req.status)
+        if req.status is RequestStatus.APPLIED:
+            text = f":white_check_mark: `{req.code}` {detail}"
+        else:
+            text = f":no_entry: `{req.code}` was refused by the pipeline's gate: {detail.removeprefix('refused: ')}"
+        approvals.tell(req, text, "bot", "pipeline", req.status)
 
 
 def unknown_outcome(req: ApprovalRequest) -> Applied:

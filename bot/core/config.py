@@ -19,6 +19,8 @@ from handlers.config_values import SettingError
 from handlers.errors import ConfigError, UsageError
 from handlers.target import Target, dsn_secrets
 
+from .approvals.seal import approval_key
+
 DEFAULT_TARGET = "prod"
 RESTORE_TARGET = "restore-target"  # [targets.NAME] role: a destination for `restore --into` only
 SLACK_API_DEFAULT = "https://slack.com/api/"
@@ -237,6 +239,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack: bool =
         problem = env.get(name) and environment.secret_problem(name, env[name], name in connections)
         if problem:
             raise ConfigError(problem)
+    approval_key(env)  # a key too short to seal with is refused here, before anything is sealed
 
     if require_slack:
         for key in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):

@@ -164,6 +164,7 @@ class BotService:
         for line in applier.recover_applying(self, self._untold):  # requests left `applying`, of every kind
             if self.settings.channel:
                 self.notifier.post(self.settings.channel, line)
+        applier.tell_pipeline_outcomes(self)
         stale_after = WAITING_STALE_BEATS * (self.scheduler.interval if self.scheduler else configured_interval())
         for work in self.waiting.abandoned(stale_after):
             self.store.audit("bot", "recover", "failed", channel=work["channel"], subcommand=work["command"],

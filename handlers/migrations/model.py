@@ -80,7 +80,7 @@ class MigrationCheck:
             "findings": [f.to_json() for f in self.findings],
         }
 
-    def to_report(self) -> Report:
+    def to_report(self, title: str | None = None) -> Report:
         forbidden, warnings, infos = (self.count(s) for s in Severity)
         verdict = "needs manual approval" if self.requires_approval else "no forbidden operation"
         later = [f.code for f in self.added if f.severity is Severity.FORBIDDEN]
@@ -107,7 +107,7 @@ class MigrationCheck:
                   "not estimated" if e["rows"] is None else f"~{e['rows']:,}"] for e in self.estimates])))
         facts = [("SHA-256", self.sha256)]  # the counts and the verdict are the summary's own words
         return Report(
-            title=f"Migration check: {self.filename}",
+            title=title or f"Migration check: {self.filename}",
             summary=summary,
             outcome=self.outcome,
             sections=sections,

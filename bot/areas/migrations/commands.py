@@ -15,13 +15,14 @@ from pathlib import Path
 from handlers import fmt
 from handlers.errors import ConfigError, UsageError
 from handlers.migrations.model import Finding, Severity
-from handlers.report import Note, Outcome, Progress, Report, Section, Table
+from handlers.report import Level, Note, Outcome, Progress, Report, Section, Table
 from handlers.target import scrub
 
 from ...core import parts
 from ...core.applier import changed_since_approval
 from ...core.approvals.book import ApprovalBook, ApprovalRequest, RequestStatus, migration_sha256
 from ...core.approvals.identity import identities, slack_identity
+from ...core.approvals.seal import KEY_VARIABLE, Sealer
 from ...core.approvals.settings import ApprovalSettings, expires_at
 from ...core.command import Arg, command
 from ...core.jobs import who
@@ -103,8 +104,7 @@ def build_request(inv: Invocation, *, up_sql: str, down_sql: str | None, name: s
             check.add_finding(finding)
     else:  # fail closed: what could not be tried is not passed
         check.add_finding(NOT_REHEARSED)
-    report = check.to_report()
-    report.title = f"Migration request: {name}"
+    report = check.to_report(title=f"Migration request: {name}")
     report.sections.insert(0, checklist_section(rehearsal, attested_by, apply_by))
     if rehearsal is not None:  # its details; its checklist lines are already in the checklist above
         report.sections[1:1] = rehearsal.to_sections()[1:]
@@ -196,9 +196,9 @@ def migrate_request(inv: Invocation) -> Report:
              + ("" if req.requester_slack else f" (one more because `{req.requested_by}` is not mapped to a Slack "
                                                 "user under [identities]: unverified)")
              if req.requires_approval else "no approval needed (approvals.auto_apply_clean)")
-    report.summary = (f"request `{req.code}` recorded in the state store; {needs}. A bot running on this state "
-                      "store posts it to its channel for approval within a minute (`migrate status` lists it). "
-                      + report.summary)
+    report.notes.insert(0, Note(Level.INFO, f"request `{req.code}` recorded in the state store; {needs}. A bot "
+                                            "running on this state store posts it to its channel for approval "
+                                            "within a minute (`migrate status` lists it)."))
     report.data |= {"request": req.code, "sha256": req.sha256, "status": req.status,
                     "required_approvals": req.required_approvals, "verified_requester": bool(req.requester_slack)}
     note = req.payload.get("requester_note")
@@ -244,7 +244,11 @@ def migrate_gate(inv: Invocation) -> Report:
     req = usable[0]
     # What the pipeline runs hashes to what the request binds; what the request holds must too, or it was
     # rewritten in the state store after it was posted (and the approvers may have read the rewrite).
-    changed = changed_since_approval(req, migration_sha256(req.payload.get("up") or "", req.payload.get("down")))
+    sealer = Sealer.from_environment()
+    if sealer.unverifiable(req):  # a check not made here changes nothing in the store
+        return refuse(sealer.unverifiable(req))
+    changed = (changed_since_approval(req, migration_sha256(req.payload.get("up") or "", req.payload.get("down")))
+               or sealer.problem(book, req))
     if changed:
         book.move(req.id, (RequestStatus.APPROVED,), RequestStatus.FAILED, changed)
         inv.store.audit(inv.actor, "gate", "refused", subcommand=f"migration {req.code}", target=req.target,
@@ -297,12 +301,15 @@ def _request_detail(r: ApprovalRequest) -> str:
     return r.status_detail or "-"
 
 
-def pending_line(inv: Invocation) -> tuple[str, bool, str]:
+def pending_line(inv: Invocation) -> tuple[str, bool, str | Note]:
     if inv.store is None:
         return "Approvals", True, "no state store"
     pending = [r for r in ApprovalBook(inv.store).recent(100) if r.status in ("pending", "approved", "applying")]
-    if not pending:
-        return "Approvals", True, "no pending requests"
-    items = ", ".join(f"`{r.code}` {r.name} ({r.status}, expires {r.expires_at:%Y-%m-%d %H:%M %Z})"
-                      for r in pending[:5])
-    return "Approvals", True, f"{len(pending)} open: {items}"
+    line = "no pending requests"
+    if pending:
+        line = f"{len(pending)} open: " + ", ".join(
+            f"`{r.code}` {r.name} ({r.status}, expires {r.expires_at:%Y-%m-%d %H:%M %Z})" for r in pending[:5])
+    if Sealer.from_environment().key is None:  # a warning: the gate works, a store writer could forge a vote
+        return "Approvals", True, Note.warning(f"{line}; approvals are not sealed ({KEY_VARIABLE} is not set), so "
+                                               "whoever can write the state database can forge one")
+    return "Approvals", True, line

@@ -11,6 +11,7 @@ from handlers.errors import UsageError
 
 from ..state.store import StateStore
 from .identity import slack_identity
+from .seal import Sealer
 
 
 def text_sha256(text: str | None) -> str | None:
@@ -86,6 +87,8 @@ class ApprovalRequest:
     expires_at: datetime
     decided_at: datetime | None
     applied_at: datetime | None
+    seal: str | None = None  # the bot's, made when it posted the request (seal.py); None: made without a key
+    told_status: str | None = None  # the status last told in its thread for the pipeline (see `untold_by_pipeline`)
 
     def __post_init__(self) -> None:
         self.status = RequestStatus(self.status)
@@ -111,11 +114,14 @@ class ApprovalBook:
     """The approval tables of the state store.
 
     `on_move(request_id)` is called after every status change `move` makes, whoever asked for it:
-    the request's message then shows the new state without each applier remembering to redraw it."""
+    the request's message then shows the new state without each applier remembering to redraw it.
+    `sealer`: seals what this book records for the bot (a posted request, a counted vote; seal.py)."""
 
-    def __init__(self, store: StateStore, on_move: Callable[[int], None] | None = None) -> None:
+    def __init__(self, store: StateStore, on_move: Callable[[int], None] | None = None,
+                 sealer: Sealer | None = None) -> None:
         self.store = store
         self.on_move = on_move
+        self.sealer = sealer or Sealer(None)
 
     def _one(self, sql: str, params: tuple) -> ApprovalRequest | None:
         with self.store.pool.connection() as conn:
@@ -140,8 +146,16 @@ class ApprovalBook:
 
     def set_message(self, request_id: int, channel: str, ts: str) -> None:
         with self.store.pool.connection() as conn:
-            conn.execute("UPDATE dbops.approval_requests SET channel = %s, message_ts = %s WHERE id = %s",
-                         (channel, ts, request_id))
+            row = conn.execute("SELECT * FROM dbops.approval_requests WHERE id = %s FOR UPDATE",
+                               (request_id,)).fetchone()
+            self._record_message(conn, ApprovalRequest(**row), channel, ts)
+
+    def _record_message(self, conn, req: ApprovalRequest, channel: str, ts: str) -> None:
+        """Where the request was posted, and its seal over what the approvers read there."""
+        req.channel, req.message_ts = channel, ts
+        req.seal = self.sealer.request(req)
+        conn.execute("UPDATE dbops.approval_requests SET channel = %s, message_ts = %s, seal = %s WHERE id = %s",
+                     (channel, ts, req.seal, req.id))
 
     def get(self, request_id: int) -> ApprovalRequest | None:
         return self._one("SELECT * FROM dbops.approval_requests WHERE id = %s", (request_id,))
@@ -199,6 +213,12 @@ class ApprovalBook:
                                 " AND withdrawn_at IS NULL ORDER BY at", (request_id, Vote.APPROVE)).fetchall()
         return [r["voter"] for r in rows]
 
+    def approving_votes(self, request_id: int) -> list[dict]:
+        """The approvals not withdrawn, with when they were counted and their seals (seal.py checks them)."""
+        with self.store.pool.connection() as conn:
+            return conn.execute("SELECT voter, vote, at, seal FROM dbops.approval_votes WHERE request_id = %s"
+                                " AND vote = %s AND withdrawn_at IS NULL", (request_id, Vote.APPROVE)).fetchall()
+
     def active_votes(self, request_id: int) -> set[tuple[str, Vote]]:
         """(voter, vote) of every vote on the request not withdrawn."""
         with self.store.pool.connection() as conn:
@@ -223,10 +243,11 @@ class ApprovalBook:
                 return req, VoteChange.EXPIRED
             if added:
                 changed = conn.execute(
-                    "INSERT INTO dbops.approval_votes (request_id, voter, vote, at) VALUES (%s, %s, %s, %s)"
-                    " ON CONFLICT (request_id, voter, vote) DO UPDATE SET withdrawn_at = NULL, at = EXCLUDED.at"
-                    " WHERE approval_votes.withdrawn_at IS NOT NULL RETURNING 1",
-                    (request_id, voter, vote, now)).fetchone()
+                    "INSERT INTO dbops.approval_votes (request_id, voter, vote, at, seal) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (request_id, voter, vote) DO UPDATE SET withdrawn_at = NULL, at = EXCLUDED.at,"
+                    " seal = EXCLUDED.seal WHERE approval_votes.withdrawn_at IS NOT NULL RETURNING 1",
+                    (request_id, voter, vote, now, self.sealer.vote(request_id, req.sha256, voter, vote, now))
+                ).fetchone()
                 if not changed:
                     return req, VoteChange.NONE
                 if vote is Vote.REJECT:
@@ -297,10 +318,18 @@ class ApprovalBook:
             tried.append(req.id)
             ts = post(req)
             if ts is not None:
-                conn.execute("UPDATE dbops.approval_requests SET channel = %s, message_ts = %s WHERE id = %s",
-                             (req.channel, ts, req.id))
-        req.message_ts = ts
+                self._record_message(conn, req, req.channel, ts)
         return req
+
+    def take_untold_by_pipeline(self) -> list[ApprovalRequest]:
+        """Pipeline requests the gate ended (refused, or applied with --mark-applied) that their thread
+        was not told of, each marked told here: one replica tells each outcome once."""
+        with self.store.pool.connection() as conn:
+            rows = conn.execute(
+                "UPDATE dbops.approval_requests SET told_status = status WHERE payload->>'apply_by' = 'pipeline'"
+                " AND status = ANY(%s) AND told_status IS DISTINCT FROM status AND message_ts IS NOT NULL"
+                " RETURNING *", ([RequestStatus.APPLIED, RequestStatus.FAILED],)).fetchall()
+        return [ApprovalRequest(**r) for r in sorted(rows, key=lambda r: r["id"])]
 
     def expire_due(self, now: datetime) -> list[ApprovalRequest]:
         with self.store.pool.connection() as conn:

@@ -17,6 +17,7 @@ from ..state.store import StateStore
 from .book import ApprovalBook, ApprovalRequest, RequestStatus, Vote, VoteChange, text_sha256
 from .identity import SLACK_ID, identities, slack_identity
 from .message import request_blocks, sql_files
+from .seal import Sealer
 from .settings import ApprovalSettings
 
 log = logging.getLogger("dbops.approvals")
@@ -59,7 +60,7 @@ class Approvals:
         self.notifier = notifier
         self.is_approver = is_approver
         self.start_apply = start_apply
-        self.book = ApprovalBook(store, on_move=self.redraw)
+        self.book = ApprovalBook(store, on_move=self.redraw, sealer=Sealer.from_environment())
         self.settings = ApprovalSettings.from_dict(settings.section("approvals"))
         self._bot_users: dict[str, bool] = {}
         self._guard = threading.Lock()
