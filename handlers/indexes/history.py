@@ -86,7 +86,7 @@ def take_snapshot(conn: psycopg.Connection, state_dsn: str, target_name: str, no
     return Snapshot(target_name, day, len(rows), int(new), stats_reset)
 
 
-@dataclass
+@dataclass(slots=True)  # one per index in the snapshots
 class _Stored:
     first_day: date
     scans: int  # sum of day-to-day differences from the first stored day on
@@ -127,12 +127,11 @@ class WindowHistory:
             live_delta, since_reset = live, True  # reset since the last snapshot: all of `live` is new
         else:
             live_delta = live - stored.last_scan
-        complete = self.complete and stored.first_day == self.baseline_day
-        start = self.baseline_taken_at if stored.first_day == self.baseline_day else None
-        history_days = ((now - start).total_seconds() / 86400) if start else \
-            (now - datetime.combine(stored.first_day, datetime.min.time(), timezone.utc)).total_seconds() / 86400
-        return Usage(scans=stored.scans + live_delta, complete=complete, history_days=history_days,
-                     since_reset=since_reset)
+        if stored.first_day == self.baseline_day:
+            complete, start = self.complete, self.baseline_taken_at
+        else:
+            complete, start = False, datetime.combine(stored.first_day, datetime.min.time(), timezone.utc)
+        return Usage(stored.scans + live_delta, complete, (now - start).total_seconds() / 86400, since_reset)
 
 
 def window_history(state_dsn: str, target_name: str, now: datetime, window_days: int,

@@ -1,7 +1,7 @@
 """Plain records the checks work on: one index, one foreign key, one table, one finding."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .. import fmt
@@ -17,6 +17,7 @@ def qualified(schema: str, name: str) -> str:
 
 
 # Not frozen: a review makes one per index (30,000 and more), and a frozen one sets each field by a call.
+# The fields are in the order of the catalog query's columns: a row builds one positionally.
 @dataclass(slots=True)
 class IndexInfo:
     oid: int
@@ -30,7 +31,9 @@ class IndexInfo:
     key_count: int
     column_names: tuple[str | None, ...]  # per index column: its name, None for an expression
     column_defs: tuple[str, ...]  # per index column: as pg_get_indexdef prints it (expressions too)
-    opclasses: tuple[str, ...]  # per key column: operator class, collation and sort options
+    # pg_index's indclass, indcollation and indoption as text ("3124 1978", "0 0", "0 0"): split into
+    # `opclasses` only where two indexes are compared, a few among tens of thousands.
+    sort_text: tuple[str, str, str]
     predicate: str | None
     definition: str | None  # pg_get_indexdef: read for an invalid index only (to rebuild it)
     constraint_type: str | None  # 'p', 'u', 'x' when the index backs such a constraint
@@ -40,6 +43,12 @@ class IndexInfo:
     being_built: bool  # a CREATE INDEX CONCURRENTLY in progress right now
     size_bytes: int
     idx_scan: int | None  # cumulative counter since the last statistics reset
+
+    @property
+    def opclasses(self) -> tuple[tuple[str, str, str], ...]:
+        """Per key column: operator class, collation and sort options; two indexes sort alike only if these match."""
+        classes, collations, options = self.sort_text
+        return tuple(zip(classes.split()[: self.key_count], collations.split(), options.split()))
 
     @property
     def key_names(self) -> tuple[str | None, ...]:
@@ -100,7 +109,7 @@ class TableInfo:
     size_bytes: int
 
 
-@dataclass
+@dataclass(slots=True)  # a review makes one per problem: tens of thousands on a large schema
 class IndexFinding:
     """One problem: `row` fills its check's table; `names` are what an ignore entry can match."""
 
@@ -118,7 +127,7 @@ class IndexFinding:
                 **({"ignored_because": self.ignored_because} if self.ignored_because else {})}
 
 
-@dataclass
+@dataclass(slots=True)
 class Usage:
     """Index scans within the review window, as far as the snapshots can tell."""
 
@@ -126,7 +135,6 @@ class Usage:
     complete: bool  # history reaches back to the window's start
     history_days: float = 0.0
     since_reset: bool = False  # counted across a statistics reset
-    notes: list[str] = field(default_factory=list)
 
     def describe(self, window_days: int) -> str:
         if self.scans is None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,7 @@ import psycopg
 
 from .. import fmt
 from ..errors import DbopsError, TargetUnreachable
+from ..gcpause import gc_paused
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from . import history, system_catalog
 from .checks import duplicates, expected, foreign_keys, invalid, seq_scans, slow_queries, unused
@@ -245,31 +247,41 @@ class IndexReview:
 def review(conn: psycopg.Connection, settings: IndexSettings, state_dsn: str | None, target_name: str,
            now: datetime | None = None, progress: ProgressFn = no_progress) -> IndexReview:
     """Run every check on the target; `state_dsn` gives the snapshot history (None: no unused check)."""
-    now = history.utc_now(now)
+    with gc_paused():  # some ten objects per index, kept to the end: tens of thousands on a large schema
+        return _review(conn, settings, state_dsn, target_name, history.utc_now(now), progress)
+
+
+def _review(conn: psycopg.Connection, settings: IndexSettings, state_dsn: str | None, target_name: str,
+            now: datetime, progress: ProgressFn) -> IndexReview:
     started = time.monotonic()
     cat = system_catalog.SystemCatalog(conn, settings.exclude_schemas)
-    try:
-        progress(Progress("reading the catalog", 0.0))
-        env = system_catalog.environment(cat)
-        all_indexes = system_catalog.indexes(cat)
-        fks = system_catalog.foreign_keys(cat)
-        table_stats = system_catalog.tables(cat, settings.seq_scan_min_rows, settings.seq_scan_min_count)
-        progress(Progress("reading pg_stat_statements", 0.5))
-        slow = slow_queries.slow_queries(cat, env.pgss_schema, env.pgss_version, settings.slow_query_count)
-    except psycopg.errors.InsufficientPrivilege as exc:
-        raise DbopsError(f"the bot's role may not read the catalog of `{target_name}`: "
-                         f"{exc.diag.message_primary}") from None
-    except psycopg.OperationalError as exc:
-        # The server's message, never the connection string: that holds the password.
-        raise TargetUnreachable(f"target `{target_name}` went away during the index review: "
-                                f"{exc.diag.message_primary or type(exc).__name__}") from None
-    progress(Progress("reading snapshot history", 0.7))
-    notes: list[str] = []
-    if state_dsn:
-        hist = history.window_history(state_dsn, target_name, now, settings.window_days, env.stats_reset)
-    else:
-        hist = history.WindowHistory(window_start=now, baseline_day=None, baseline_taken_at=None, days=0)
-        notes.append("No state store: unused indexes need daily snapshots and were not judged.")
+    with ThreadPoolExecutor(max_workers=1) as background:
+        try:
+            progress(Progress("reading the catalog", 0.0))
+            env = system_catalog.environment(cat)
+            # The state store (another server) is read while the target answers: on 30,000 indexes
+            # each takes a noticeable part of a second.
+            stored = background.submit(history.window_history, state_dsn, target_name, now, settings.window_days,
+                                       env.stats_reset) if state_dsn else None
+            all_indexes = system_catalog.indexes(cat)
+            fks = system_catalog.foreign_keys(cat)
+            table_stats = system_catalog.tables(cat, settings.seq_scan_min_rows, settings.seq_scan_min_count)
+            progress(Progress("reading pg_stat_statements", 0.5))
+            slow = slow_queries.slow_queries(cat, env.pgss_schema, env.pgss_version, settings.slow_query_count)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise DbopsError(f"the bot's role may not read the catalog of `{target_name}`: "
+                             f"{exc.diag.message_primary}") from None
+        except psycopg.OperationalError as exc:
+            # The server's message, never the connection string: that holds the password.
+            raise TargetUnreachable(f"target `{target_name}` went away during the index review: "
+                                    f"{exc.diag.message_primary or type(exc).__name__}") from None
+        progress(Progress("reading snapshot history", 0.7))
+        notes: list[str] = []
+        if stored is not None:
+            hist = stored.result()
+        else:
+            hist = history.WindowHistory(window_start=now, baseline_day=None, baseline_taken_at=None, days=0)
+            notes.append("No state store: unused indexes need daily snapshots and were not judged.")
 
     def usage_of(index: IndexInfo) -> Usage:
         return hist.usage(index, env.stats_reset, now)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -105,23 +106,13 @@ def indexes(cat: SystemCatalog) -> list[IndexInfo]:
             WHERE {_SYSTEM_SCHEMAS} AND NOT (n.nspname = ANY(%(exclude)s))""",
         {"exclude": cat.exclude_schemas},
     )
-    rows.sort(key=lambda r: (r[1], r[2], r[3]))  # schema, table, index: as the server's C collation orders names
-    found = []
-    for (oid, schema, table, name, method, is_unique, is_primary, is_valid, key_count, names, defs, classes,
-         collations, options, predicate, definition, constraint_type, constraint_name, is_partition_child,
-         is_partitioned, being_built, size_bytes, idx_scan) in rows:
-        found.append(IndexInfo(
-            oid=oid, schema=schema, table=table, name=name, method=method, is_unique=is_unique,
-            is_primary=is_primary, is_valid=is_valid, key_count=key_count, column_names=tuple(names),
-            column_defs=tuple(defs),
-            # Two indexes sort alike only with the same operator class, collation and order per column.
-            opclasses=tuple(f"{a}/{b}/{c}" for a, b, c in
-                            zip(classes.split()[:key_count], collations.split(), options.split())),
-            predicate=predicate, definition=definition, constraint_type=constraint_type,
-            constraint_name=constraint_name, is_partition_child=is_partition_child, is_partitioned=is_partitioned,
-            being_built=being_built, size_bytes=size_bytes or 0, idx_scan=idx_scan,
-        ))
-    return found
+    rows.sort(key=itemgetter(1, 2, 3))  # schema, table, index: as the server's C collation orders names
+    return [IndexInfo(oid, schema, table, name, method, is_unique, is_primary, is_valid, key_count, tuple(names),
+                      tuple(defs), (classes, collations, options), predicate, definition, constraint_type,
+                      constraint_name, is_partition_child, is_partitioned, being_built, size_bytes or 0, idx_scan)
+            for (oid, schema, table, name, method, is_unique, is_primary, is_valid, key_count, names, defs, classes,
+                 collations, options, predicate, definition, constraint_type, constraint_name, is_partition_child,
+                 is_partitioned, being_built, size_bytes, idx_scan) in rows]
 
 
 def foreign_keys(cat: SystemCatalog) -> list[ForeignKeyInfo]:
@@ -131,11 +122,12 @@ def foreign_keys(cat: SystemCatalog) -> list[ForeignKeyInfo]:
                    ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
                          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
                          ORDER BY k.ord) AS columns,
-                   r.relname AS referenced_table, t.relkind = 'p' AS partitioned
+                   -- a lookup per foreign key, not a join: that hashes the whole pg_class
+                   (SELECT r.relname FROM pg_class r WHERE r.oid = con.confrelid) AS referenced_table,
+                   t.relkind = 'p' AS partitioned
             FROM pg_constraint con
             JOIN pg_class t ON t.oid = con.conrelid
             JOIN pg_namespace n ON n.oid = t.relnamespace
-            JOIN pg_class r ON r.oid = con.confrelid
             WHERE con.contype = 'f' AND con.conparentid = 0
               AND {_SYSTEM_SCHEMAS} AND NOT (n.nspname = ANY(%(exclude)s))
             ORDER BY n.nspname, t.relname, con.conname""",

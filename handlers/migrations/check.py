@@ -3,12 +3,11 @@ questions, then hand each statement to the rules that look at its kind."""
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from handlers.errors import DbopsError, UsageError
+from handlers.gcpause import gc_paused
 
 from .context import DroppedColumn, MigrationContext, classify_type_changes
 from .efcore import see_through_guards
@@ -44,22 +43,8 @@ def check_migration(
     transaction). Raises UsageError when UP or DOWN does not parse, naming the file and line
     (or the byte offset of a NUL or other binary byte), when UP has no statements,
     and DbopsError when the database cannot answer (e.g. the row count hits the timeout)."""
-    with _gc_paused():
+    with gc_paused():
         return _check(up_sql, down_sql, conn, filename, down_filename, settings or MigrationCheckSettings())
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The parse tree is millions of small dicts and lists without reference cycles; letting the
-    cyclic garbage collector scan them again and again while they are built made parsing a
-    20,000-statement file three times slower. Reference counting still frees them."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _check(up_sql: str, down_sql: str | None, conn: psycopg.Connection | None, filename: str,

@@ -46,6 +46,8 @@ def check_duplicates(indexes: list[IndexInfo], relied_on: set[int] | None = None
             continue
         flagged: set[int] = set()
         for a in group:
+            if a.backs_constraint:
+                continue  # dropping it means dropping the constraint: not a suggestion to make lightly
             for b in group:
                 if a is b or a.oid in flagged or not _comparable(a, b):
                     continue
@@ -68,9 +70,7 @@ def check_duplicates(indexes: list[IndexInfo], relied_on: set[int] | None = None
 
 
 def _covered_by(a: IndexInfo, b: IndexInfo, relied_on: set[int]) -> str | None:
-    """How b makes a unnecessary ("an exact duplicate" / "a leading prefix"), or None."""
-    if a.backs_constraint:
-        return None  # dropping it means dropping the constraint: not a suggestion to make lightly
+    """How b makes a (no constraint's index) unnecessary ("an exact duplicate" / "a leading prefix"), or None."""
     if a.key_count == b.key_count and _same_keys(a, b, a.key_count) and a.include_defs == b.include_defs:
         if a.is_unique and not b.is_unique:
             return None  # b is the one to drop; it is reported when the loop reaches b
