@@ -13,22 +13,23 @@ import pytest
 from bot.areas import AREAS
 from bot.core import applier
 from bot.core.approvals.book import RequestStatus, migration_sha256
-from bot.core.approvals.seal import KEY_VARIABLE, Sealer, approval_key
+from bot.core.approvals.seal import Sealer, approval_key
 from bot.core.config import Settings, load_settings
 from bot.core.registry import Applied, Applier, Area, Registry
 from bot.core.service import BotService
 from handlers.errors import ConfigError
+from handlers.sealing import SEAL_KEY_VARIABLE
 from handlers.target import Target
 from tests.test_applier import BOSS, COMMENT_UP, approve_and_wait, request, thread
 from tests.test_migrations_e2e import dbops
 
 KEY = "k" * 20 + "-a-sealing-key-for-tests"
-KEYED = {KEY_VARIABLE: KEY}
+KEYED = {SEAL_KEY_VARIABLE: KEY}
 
 
 @pytest.fixture
 def svc(demo_db, fake_slack, tmp_path, monkeypatch):
-    monkeypatch.setenv(KEY_VARIABLE, KEY)
+    monkeypatch.setenv(SEAL_KEY_VARIABLE, KEY)
     settings = Settings(targets={"prod": Target("prod", demo_db)}, state_url=demo_db, slack_bot_token="xoxb-test",
                         slack_api_url=fake_slack.url, channel="C0OPS", approvers=frozenset({BOSS}),
                         backup_dir=tmp_path / "backups", sections={"approvals": {"required": 1}})
@@ -115,15 +116,15 @@ def test_a_sealed_request_is_refused_where_the_key_is_not_held(svc):
     req = request(svc, "test", {}, "ab" * 32)
     assert Sealer(approval_key(KEYED)).problem(svc.approvals.book, req) is not None  # no vote yet
     unkeyed = Sealer(None).problem(svc.approvals.book, req)
-    assert unkeyed and f"{KEY_VARIABLE} is not set here" in unkeyed
-    assert Sealer(approval_key({KEY_VARIABLE: KEY + "x"})).problem(svc.approvals.book, req)  # another key
+    assert unkeyed and f"{SEAL_KEY_VARIABLE} is not set here" in unkeyed
+    assert Sealer(approval_key({SEAL_KEY_VARIABLE: KEY + "x"})).problem(svc.approvals.book, req)  # another key
 
 
 def test_a_key_too_short_to_seal_with_is_refused_at_start(tmp_path):
     (tmp_path / "none.toml").write_text("")
-    env = {"DATABASE_URL": "postgresql://u:longenough@127.0.0.1:1/db", KEY_VARIABLE: "short",
+    env = {"DATABASE_URL": "postgresql://u:longenough@127.0.0.1:1/db", SEAL_KEY_VARIABLE: "short",
            "DBOPS_CONFIG": str(tmp_path / "none.toml")}
-    with pytest.raises(ConfigError, match=f"{KEY_VARIABLE} is too short"):
+    with pytest.raises(ConfigError, match=f"{SEAL_KEY_VARIABLE} is too short"):
         load_settings(env)
 
 
@@ -142,7 +143,7 @@ def test_the_gate_takes_only_what_the_bot_sealed(svc, demo_db, tmp_path):
     real = request(svc, "migration", payload, migration_sha256(COMMENT_UP, None), name="real")
     assert svc.approvals.book.vote(real.id, BOSS, "approve", True, real.created_at)[0].status == "approved"
     unkeyed = dbops("migrate", "gate", "up.sql", dsn=demo_db, cwd=tmp_path)
-    assert unkeyed.returncode == 1 and f"{KEY_VARIABLE} is not set here" in " ".join(unkeyed.stdout.split())
+    assert unkeyed.returncode == 1 and f"{SEAL_KEY_VARIABLE} is not set here" in " ".join(unkeyed.stdout.split())
     passed = dbops("migrate", "gate", "up.sql", "--mark-applied", dsn=demo_db, cwd=tmp_path, env_extra=KEYED)
     assert passed.returncode == 0 and real.code in passed.stdout, passed.stdout + passed.stderr
 

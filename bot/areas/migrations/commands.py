@@ -16,13 +16,14 @@ from handlers import fmt
 from handlers.errors import ConfigError, UsageError
 from handlers.migrations.model import Finding, Severity
 from handlers.report import Level, Note, Outcome, Progress, Report, Section, Table
+from handlers.sealing import SEAL_KEY_VARIABLE
 from handlers.target import scrub
 
 from ...core import parts
 from ...core.applier import changed_since_approval
 from ...core.approvals.book import ApprovalBook, ApprovalRequest, RequestStatus, migration_sha256
 from ...core.approvals.identity import identities, slack_identity
-from ...core.approvals.seal import KEY_VARIABLE, Sealer
+from ...core.approvals.seal import Sealer
 from ...core.approvals.settings import ApprovalSettings, expires_at
 from ...core.command import Arg, command
 from ...core.jobs import who
@@ -245,8 +246,9 @@ def migrate_gate(inv: Invocation) -> Report:
     # What the pipeline runs hashes to what the request binds; what the request holds must too, or it was
     # rewritten in the state store after it was posted (and the approvers may have read the rewrite).
     sealer = Sealer.from_environment()
-    if sealer.unverifiable(req):  # a check not made here changes nothing in the store
-        return refuse(sealer.unverifiable(req))
+    unverifiable = sealer.unverifiable(req)
+    if unverifiable:  # a check not made here changes nothing in the store
+        return refuse(unverifiable)
     changed = (changed_since_approval(req, migration_sha256(req.payload.get("up") or "", req.payload.get("down")))
                or sealer.problem(book, req))
     if changed:
@@ -310,6 +312,6 @@ def pending_line(inv: Invocation) -> tuple[str, bool, str | Note]:
         line = f"{len(pending)} open: " + ", ".join(
             f"`{r.code}` {r.name} ({r.status}, expires {r.expires_at:%Y-%m-%d %H:%M %Z})" for r in pending[:5])
     if Sealer.from_environment().key is None:  # a warning: the gate works, a store writer could forge a vote
-        return "Approvals", True, Note.warning(f"{line}; approvals are not sealed ({KEY_VARIABLE} is not set), so "
+        return "Approvals", True, Note.warning(f"{line}; approvals are not sealed ({SEAL_KEY_VARIABLE} is not set), so "
                                                "whoever can write the state database can forge one")
     return "Approvals", True, line

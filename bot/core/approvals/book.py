@@ -88,7 +88,7 @@ class ApprovalRequest:
     decided_at: datetime | None
     applied_at: datetime | None
     seal: str | None = None  # the bot's, made when it posted the request (seal.py); None: made without a key
-    told_status: str | None = None  # the status last told in its thread for the pipeline (see `untold_by_pipeline`)
+    told_status: str | None = None  # last told in its thread for the pipeline (`take_untold_by_pipeline`)
 
     def __post_init__(self) -> None:
         self.status = RequestStatus(self.status)

@@ -46,8 +46,6 @@ class Sealed(Protocol):
 class Votes(Protocol):
     def approving_votes(self, request_id: int) -> list[dict]: ...
 
-KEY_VARIABLE = SEAL_KEY_VARIABLE
-
 
 def approval_key(env: Mapping[str, str] | None = None) -> bytes | None:
     """The key approvals are sealed with, derived from DBOPS_SEAL_KEY; None when it is not set."""
@@ -91,8 +89,8 @@ class Sealer:
     def unverifiable(self, req: Sealed) -> str | None:
         """Why `req`'s seals cannot be checked here (a check not made: it says nothing about the request)."""
         if self.key is None and req.seal is not None:
-            return (f"refused: `{req.code}` is sealed and {KEY_VARIABLE} is not set here, so its approval "
-                    f"cannot be checked: set the same {KEY_VARIABLE} as the bot's")
+            return (f"refused: `{req.code}` is sealed and {SEAL_KEY_VARIABLE} is not set here, so its approval "
+                    f"cannot be checked: set the same {SEAL_KEY_VARIABLE} as the bot's")
         return None
 
     def problem(self, book: Votes, req: Sealed) -> str | None:
@@ -101,7 +99,7 @@ class Sealer:
         if self.key is None:
             return self.unverifiable(req)
         if not self.holds(self.request(req), req.seal):
-            return (f"refused: the seal of `{req.code}` does not hold (it was posted before {KEY_VARIABLE} was "
+            return (f"refused: the seal of `{req.code}` does not hold (it was posted before {SEAL_KEY_VARIABLE} was "
                     "set, with another key, or its row was changed in the state store after it was posted). "
                     "Nothing was applied; ask again, and find out who can write to the state database")
         if not req.requires_approval:
