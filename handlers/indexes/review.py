@@ -10,7 +10,6 @@ from typing import Any
 import psycopg
 
 from .. import fmt
-from ..errors import DbopsError, TargetUnreachable
 from ..gcpause import gc_paused
 from ..report import Outcome, Progress, ProgressFn, Report, Section, Table, no_progress
 from . import history, system_catalog
@@ -256,7 +255,7 @@ def _review(conn: psycopg.Connection, settings: IndexSettings, state_dsn: str | 
     started = time.monotonic()
     cat = system_catalog.SystemCatalog(conn, settings.exclude_schemas)
     with ThreadPoolExecutor(max_workers=1) as background:
-        try:
+        with system_catalog.catalog_errors(target_name, "during the index review"):
             progress(Progress("reading the catalog", 0.0))
             env = system_catalog.environment(cat)
             # The state store (another server) is read while the target answers: on 30,000 indexes
@@ -268,13 +267,6 @@ def _review(conn: psycopg.Connection, settings: IndexSettings, state_dsn: str | 
             table_stats = system_catalog.tables(cat, settings.seq_scan_min_rows, settings.seq_scan_min_count)
             progress(Progress("reading pg_stat_statements", 0.5))
             slow = slow_queries.slow_queries(cat, env.pgss_schema, env.pgss_version, settings.slow_query_count)
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise DbopsError(f"the bot's role may not read the catalog of `{target_name}`: "
-                             f"{exc.diag.message_primary}") from None
-        except psycopg.OperationalError as exc:
-            # The server's message, never the connection string: that holds the password.
-            raise TargetUnreachable(f"target `{target_name}` went away during the index review: "
-                                    f"{exc.diag.message_primary or type(exc).__name__}") from None
         progress(Progress("reading snapshot history", 0.7))
         notes: list[str] = []
         if stored is not None:

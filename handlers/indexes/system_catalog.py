@@ -7,15 +7,17 @@ comment is not kept by pg_stat_statements) so its listings can leave the bot's o
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, Iterator
 
 import psycopg
 from psycopg.rows import dict_row
 
 from .. import schemas
+from ..errors import DbopsError, TargetUnreachable
 from .model import ForeignKeyInfo, IndexInfo, TableInfo
 
 TAG = "/* dbops index review */"
@@ -44,6 +46,21 @@ class SystemCatalog:
         with self.conn.cursor() as cur:
             cur.execute(query, params)
             return cur.fetchall()
+
+
+@contextmanager
+def catalog_errors(target_name: str, during: str) -> Iterator[None]:
+    """The target's refusals and disconnections while its catalog is read, as errors that name the
+    target and what was being read: the server's message, never the connection string (it holds the
+    password)."""
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise DbopsError(f"the bot's role may not read the catalog of `{target_name}`: "
+                         f"{exc.diag.message_primary}") from None
+    except psycopg.OperationalError as exc:
+        raise TargetUnreachable(f"target `{target_name}` went away {during}: "
+                                f"{exc.diag.message_primary or type(exc).__name__}") from None
 
 
 @dataclass(frozen=True)

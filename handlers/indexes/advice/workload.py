@@ -13,7 +13,6 @@ import psycopg
 from psycopg import sql
 
 from ... import schemas
-from ...errors import DbopsError, TargetUnreachable
 from .. import system_catalog
 from ..checks import seq_scans, slow_queries
 from ..model import IndexInfo, quote_ident
@@ -73,7 +72,7 @@ def read_workload(conn: psycopg.Connection, settings: IndexSettings, target_name
     """Read everything `suggest` needs from the target, in a fixed number of read-only queries."""
     now = now or datetime.now(timezone.utc)
     cat = SystemCatalog(conn, settings.exclude_schemas)
-    try:
+    with system_catalog.catalog_errors(target_name, "while its statements were read"):
         env = system_catalog.environment(cat)
         path, started = session_facts(cat)
         counted_from = env.stats_reset or started  # counters survive a clean restart: an upper bound per day
@@ -84,12 +83,6 @@ def read_workload(conn: psycopg.Connection, settings: IndexSettings, target_name
         indexes = system_catalog.indexes(cat)
         scanned = seq_scans.check_seq_scans(system_catalog.tables(cat), settings.seq_scan_min_rows,
                                             settings.seq_scan_min_count, settings.seq_scan_min_share)
-    except psycopg.errors.InsufficientPrivilege as exc:
-        raise DbopsError(f"the bot's role may not read the catalog of `{target_name}`: "
-                         f"{exc.diag.message_primary}") from None
-    except psycopg.OperationalError as exc:
-        raise TargetUnreachable(f"target `{target_name}` went away while its statements were read: "
-                                f"{exc.diag.message_primary or type(exc).__name__}") from None
     return Workload(target_name, env.database, env.server_version_num, path, found, tables, indexes,
                     [(f.schema, f.names[0]) for f in scanned], since, message, cat.queries)
 
